@@ -1,0 +1,116 @@
+// A Scenario is everything one what-if run needs: a model, a cluster, a parallel plan and a
+// workload. These are plain validated structs: plan/'s loader builds them from YAML (with
+// file/line/key errors) and nothing past plan/ ever sees YAML. Units are in the field names
+// or comments; sizes are counts of elements, tokens or GPUs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "masep/models/model.hpp"
+#include "masep/topology/topology.hpp"
+
+namespace masep::plan {
+
+/// How experts are laid onto the MoE GPUs when no explicit map is given.
+enum class Placement {
+  kRoundRobin,  ///< expert e on MoE GPU e mod G (then replicas on the following GPUs)
+  kContiguous,  ///< experts split into G equal contiguous blocks
+  kExplicit,    ///< `expert_map` lists the GPUs of each expert
+};
+
+/// Attention side of MA separation. The attention GPUs form `replicas` groups of
+/// head_parallel × sequence_parallel GPUs; each group serves batch / replicas sequences
+/// (data parallel), splits heads head_parallel ways and each sequence's KV cache
+/// sequence_parallel ways. gpus == replicas · head_parallel · sequence_parallel.
+struct AttentionPlan {
+  int gpus = 0;
+  int head_parallel = 1;
+  int sequence_parallel = 1;
+  int replicas = 1;
+};
+
+/// MoE side: which GPUs hold which experts. Every expert lives on `expert_replicas` GPUs;
+/// a token routed to a replicated expert goes to one replica, chosen deterministically by
+/// the source attention GPU (so load spreads evenly).
+struct MoePlan {
+  int gpus = 0;
+  Placement placement = Placement::kRoundRobin;
+  int expert_replicas = 1;
+  /// For kExplicit: expert_map[e] = MoE-local GPU indices (0 .. gpus-1) holding expert e.
+  std::vector<std::vector<int>> expert_map;
+};
+
+enum class PlanKind {
+  kMaSeparation,  ///< attention and experts on disjoint GPU groups (the paper's design)
+  kColocated,     ///< tensor-parallel attention + expert-parallel MoE on the same GPUs
+};
+const char* to_string(PlanKind k);
+
+/// The co-located baseline: all `gpus` run attention (groups of `tensor_parallel` GPUs,
+/// gpus / tensor_parallel data-parallel replicas) and all hold experts (expert parallel).
+struct ColocatedPlan {
+  int gpus = 0;
+  int tensor_parallel = 1;
+  Placement placement = Placement::kRoundRobin;
+  int expert_replicas = 1;
+};
+
+struct PlanSpec {
+  PlanKind kind = PlanKind::kMaSeparation;
+  AttentionPlan attention;   ///< kMaSeparation only
+  MoePlan moe;               ///< kMaSeparation only
+  ColocatedPlan colocated;   ///< kColocated only
+  int micro_batches = 1;     ///< the batch is split into this many ping-pong micro-batches
+  /// GPU ranks used, in order: attention GPUs first, then MoE GPUs (MA separation), or the
+  /// co-located GPUs. Empty = the first N ranks of the topology.
+  std::vector<int> gpu_ranks;
+
+  int total_gpus() const;
+};
+
+/// How many tokens each expert receives.
+enum class RoutingKind {
+  kUniform,   ///< every expert equally likely
+  kZipf,      ///< expert i (after a seeded shuffle) has weight 1 / (i+1)^zipf_skew
+  kExplicit,  ///< `expert_weights` (one per expert, normalised)
+};
+
+struct Routing {
+  RoutingKind kind = RoutingKind::kUniform;
+  double zipf_skew = 1.0;
+  std::vector<double> expert_weights;
+};
+
+/// Context lengths of the sequences when decoding starts.
+enum class ContextKind {
+  kFixed,    ///< every sequence has `context` tokens
+  kUniform,  ///< uniform integer in [context_min, context_max], seeded
+};
+
+struct Workload {
+  int batch = 0;                 ///< concurrent sequences, each decodes one token per step
+  ContextKind context_kind = ContextKind::kFixed;
+  int context = 0;               ///< tokens already in each KV cache (kFixed)
+  int context_min = 0;           ///< kUniform bounds, inclusive
+  int context_max = 0;
+  int decode_steps = 1;          ///< decode steps to run
+  Routing routing;
+  uint64_t seed = 1;             ///< seeds context lengths and routing
+};
+
+/// One what-if: model + cluster + plan + workload. `origin` names where it came from (a file
+/// path or "builtin:<name>") for messages.
+struct Scenario {
+  std::string name;
+  std::string description;
+  std::string origin;
+  models::Model model;
+  topology::TopologySpec topology;
+  PlanSpec plan;
+  Workload workload;
+};
+
+}  // namespace masep::plan

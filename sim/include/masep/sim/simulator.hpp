@@ -1,0 +1,42 @@
+// The simulator's public entry point: run a Program on a modelled cluster and get per-op
+// timings and metrics. Deterministic: integer nanoseconds, events ordered by (time, seq).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "masep/plan/program.hpp"
+#include "masep/plan/scenario.hpp"
+#include "masep/topology/topology.hpp"
+
+namespace masep::sim {
+
+/// Knobs of one simulation. Every field has a documented default.
+struct SimOptions {
+  /// Path of a calibration YAML (measured efficiency tables); empty = datasheet defaults.
+  std::string calibration;
+  /// Fraction by which a running communication kernel slows concurrent compute on the same
+  /// GPU (0 = no interference).
+  double comm_interference = 0.0;
+};
+
+/// When one op ran, in simulated nanoseconds from the start.
+struct OpTiming {
+  int64_t start_ns = -1;
+  int64_t end_ns = -1;
+};
+
+/// Everything one run produced. Owned by value.
+struct SimResult {
+  std::vector<OpTiming> timings;   ///< indexed by OpId
+  int64_t makespan_ns = 0;
+  uint64_t events = 0;             ///< discrete events processed
+};
+
+/// Simulates `program` on `topo` (the scenario supplies GPU specs and the workload).
+/// Throws std::runtime_error before simulating when the program cannot run on the topology.
+SimResult simulate(const plan::Scenario& scenario, const plan::Program& program,
+                   const topology::Topology& topo, const SimOptions& options = {});
+
+}  // namespace masep::sim

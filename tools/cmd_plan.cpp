@@ -1,0 +1,11 @@
+// masep plan — placeholder until its issue lands (returns an error, never pretends).
+#include <cstdio>
+
+#include "commands.hpp"
+
+namespace masep::tools {
+int cmd_plan(const Args&) {
+  std::fprintf(stderr, "masep plan: not implemented yet\n");
+  return 1;
+}
+}  // namespace masep::tools

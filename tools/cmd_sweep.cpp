@@ -1,0 +1,11 @@
+// masep sweep — placeholder until its issue lands (returns an error, never pretends).
+#include <cstdio>
+
+#include "commands.hpp"
+
+namespace masep::tools {
+int cmd_sweep(const Args&) {
+  std::fprintf(stderr, "masep sweep: not implemented yet\n");
+  return 1;
+}
+}  // namespace masep::tools

@@ -1,0 +1,26 @@
+// Datasheet description of one GPU model. Plain validated data; the simulator's compute cost
+// model reads peak rates from here (scaled by calibrated efficiencies where a calibration
+// file exists).
+#pragma once
+
+#include <string>
+
+namespace masep::topology {
+
+struct GpuSpec {
+  std::string name;           ///< e.g. "A100-SXM4-80GB"
+  double bf16_tflops = 0;     ///< dense bf16 peak, TFLOP/s (1e12 FLOP/s)
+  double fp16_tflops = 0;     ///< dense fp16 peak, TFLOP/s
+  double fp8_tflops = 0;      ///< dense fp8 peak, TFLOP/s (0 where the GPU has no fp8)
+  double hbm_gb = 0;          ///< HBM capacity, GB (1e9 bytes)
+  double hbm_GBps = 0;        ///< HBM bandwidth, GB/s (1e9 bytes/s)
+  int sm_count = 0;           ///< streaming multiprocessors
+  double nvlink_GBps = 0;     ///< NVLink bandwidth per direction, GB/s (0 = none)
+
+  /// Throws std::invalid_argument naming the field when a value is not positive.
+  void validate() const;
+  /// HBM capacity in bytes.
+  double hbm_bytes() const { return hbm_gb * 1e9; }
+};
+
+}  // namespace masep::topology
