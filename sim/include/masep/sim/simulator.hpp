@@ -8,6 +8,7 @@
 
 #include "masep/plan/program.hpp"
 #include "masep/plan/scenario.hpp"
+#include "masep/plan/timeline.hpp"
 #include "masep/topology/topology.hpp"
 
 namespace masep::sim {
@@ -21,16 +22,9 @@ struct SimOptions {
   double comm_interference = 0.0;
 };
 
-/// When one op ran, in simulated nanoseconds from the start.
-struct OpTiming {
-  int64_t start_ns = -1;
-  int64_t end_ns = -1;
-};
-
 /// Everything one run produced. Owned by value.
 struct SimResult {
-  std::vector<OpTiming> timings;   ///< indexed by OpId
-  int64_t makespan_ns = 0;
+  plan::Timeline timeline;         ///< per-op start/end (source "sim"), indexed by OpId
   uint64_t events = 0;             ///< discrete events processed
 };
 

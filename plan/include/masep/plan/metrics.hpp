@@ -1,0 +1,50 @@
+// Metrics of a run, computed from a Program and its Timeline (simulated or measured) by one
+// piece of code, so the simulator's and the executor's tables mean the same thing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "masep/plan/program.hpp"
+#include "masep/plan/scenario.hpp"
+#include "masep/plan/timeline.hpp"
+
+namespace masep::plan {
+
+/// Per plan rank.
+struct RankMetrics {
+  int32_t rank = 0;
+  Role role = Role::kAttention;
+  std::string label;
+  double utilisation = 0;        ///< compute-stream busy time / wall time, 0..1
+  int64_t compute_busy_ns = 0;
+  int64_t comm_busy_ns = 0;      ///< time with at least one communication op running
+  int64_t exposed_comm_ns = 0;   ///< communication time not overlapped with compute
+  int64_t idle_ns = 0;           ///< wall time with nothing running on the rank
+  int64_t memory_bytes = 0;      ///< from plan_memory()
+  int64_t step_hbm_bytes = 0;    ///< HBM bytes of one decode step (mean over steps)
+  double step_flops = 0;         ///< FLOPs of one decode step (mean over steps)
+  int64_t roofline_floor_ns = 0; ///< max(bytes/HBM bw, FLOPs/peak) of one step at datasheet
+};
+
+/// Whole-run metrics.
+struct RunMetrics {
+  int steps = 0;
+  int batch = 0;
+  double tpot_mean_ms = 0, tpot_p50_ms = 0, tpot_p99_ms = 0;  ///< time per output token
+  double tokens_per_s = 0;       ///< batch · steps / wall time of the steps
+  double mean_utilisation = 0;   ///< mean over ranks, 0..1
+  int64_t attention_idle_ns = 0; ///< summed idle time of attention ranks
+  int64_t moe_idle_ns = 0;       ///< summed idle time of MoE ranks
+  int64_t exposed_comm_ns = 0;   ///< summed over ranks
+  int64_t makespan_ns = 0;
+  std::vector<RankMetrics> ranks;
+};
+
+/// Computes metrics. A step's time is from the first op of that step starting to its last op
+/// ending; TPOT percentiles are over steps. Throws std::invalid_argument if the timeline's
+/// size does not match the program.
+RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t);
+
+}  // namespace masep::plan
