@@ -1,0 +1,39 @@
+// Expert placement: which MoE GPUs hold which routed experts. One function used by the plan
+// compiler (where to send tokens), memory feasibility (weights per GPU) and the balancer.
+//
+// GPU indices here are *MoE-local*: 0 .. G-1 over the MoE GPUs of an MA-separation plan
+// (plan rank = attention.gpus + local index), or over all GPUs of a co-located plan (plan
+// rank = local index). Shared experts are not part of the placement: every MoE GPU (every
+// GPU of a co-located plan) holds all of them.
+//
+// Policies (G = MoE GPUs, R = expert_replicas, E = routed experts):
+//   kRoundRobin  expert e on GPUs (e + r) mod G, r = 0 .. R-1
+//   kContiguous  expert e in block b = floor(e·G / E) (G near-equal contiguous blocks), its
+//                replicas on GPUs (b + r) mod G, r = 0 .. R-1
+//   kExplicit    MoePlan::expert_map as given (MA separation only)
+// Example: E = 16, G = 4, R = 1, round robin: GPU 0 holds experts {0, 4, 8, 12}.
+#pragma once
+
+#include <vector>
+
+#include "masep/plan/scenario.hpp"
+
+namespace masep::plan {
+
+/// Number of GPUs that hold routed experts: moe.gpus (MA separation) or colocated.gpus.
+int expert_gpu_count(const Scenario& s);
+
+/// For each routed expert e (0 .. experts-1), the MoE-local GPU indices holding it: first
+/// the primary, then its replicas, without duplicates. Throws std::invalid_argument (key
+/// path relative to the scenario, e.g. "plan.moe.expert_replicas: 5 exceeds 4 MoE GPUs")
+/// when experts cannot be placed.
+std::vector<std::vector<int>> expert_gpus(const Scenario& s);
+
+/// The inverse: for each MoE-local GPU, the routed experts it holds, ascending.
+std::vector<std::vector<int>> gpu_experts(const Scenario& s);
+
+/// The inverse of a given expert → GPUs map over `gpu_count` GPUs (experts ascending).
+std::vector<std::vector<int>> gpu_experts(const std::vector<std::vector<int>>& expert_gpus,
+                                          int gpu_count);
+
+}  // namespace masep::plan
