@@ -20,6 +20,10 @@ struct SimOptions {
   /// Fraction by which a running communication kernel slows concurrent compute on the same
   /// GPU (0 = no interference).
   double comm_interference = 0.0;
+  /// All-reduce algorithm: "ring", "tree", "hierarchical" (intra-node reduce-scatter,
+  /// inter-node all-reduce, intra-node all-gather) or "auto" (hierarchical across nodes,
+  /// ring inside one).
+  std::string allreduce_algorithm = "auto";
 };
 
 /// Everything one run produced. Owned by value.
@@ -28,9 +32,10 @@ struct SimResult {
   uint64_t events = 0;             ///< discrete events processed
 };
 
-/// Simulates `program` on `topo` (the scenario supplies GPU specs and the workload).
-/// Throws std::runtime_error before simulating when the program cannot run on the topology.
-SimResult simulate(const plan::Scenario& scenario, const plan::Program& program,
-                   const topology::Topology& topo, const SimOptions& options = {});
+/// Simulates `program` on `topo` (GPU specs come from topo.spec().gpu; plan rank r runs on
+/// topology GPU program.ranks[r].gpu). Throws std::runtime_error before simulating when the
+/// program cannot run on the topology (e.g. a rank maps to a GPU the topology lacks).
+SimResult simulate(const plan::Program& program, const topology::Topology& topo,
+                   const SimOptions& options = {});
 
 }  // namespace masep::sim
