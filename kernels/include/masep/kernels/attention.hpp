@@ -1,0 +1,88 @@
+// Decode attention (flash-decoding): one query token per sequence, MHA and GQA, head_dim 64
+// or 128, variable KV lengths, split-KV with a reduce pass. The launch also appends the new
+// token's K and V to the cache.
+//
+// KV cache layout ("head-major, per-sequence contiguous"), for K and V separately:
+//   cache[seq][kv_head][slot][d], seq < batch, kv_head < num_kv_heads,
+//   slot < max_kv_len (capacity), d < head_dim
+//   element index = ((seq * num_kv_heads + kv_head) * max_kv_len + slot) * head_dim + d
+// so one (sequence, kv head) is a contiguous [max_kv_len, head_dim] block that a warp streams
+// with 16-byte loads.
+//
+// Lengths: kv_lens[b] (device int32) is the number of tokens already in the cache for
+// sequence b BEFORE this step. The launch writes k_new/v_new of sequence b to slot
+// kv_lens[b] and attends over kv_lens[b] + 1 tokens (slots 0..kv_lens[b]). It does NOT
+// modify kv_lens: call launch_advance_kv_lens() after the step (or keep lengths on the host
+// and upload them). Requires kv_lens[b] < max_kv_len (checked on the device: a sequence
+// whose cache is full writes NaN into its output rather than overrunning memory).
+//
+// Split-KV: each (sequence, kv head) is cut into num_splits chunks of
+// ceil((kv_lens[b]+1) / num_splits) tokens; one warp per (seq, kv head, split) computes a
+// partial softmax for the whole GQA group (num_heads / num_kv_heads query heads) into the
+// workspace, and a reduce kernel merges the splits. With num_splits == 1 the reduce still
+// runs (it is cheap) so there is one code path. Choose num_splits with
+// decode_attention_num_splits(); size the workspace with decode_attention_workspace_bytes().
+//
+// Numerics: scores and softmax in fp32 (exp2 with log2(e)-scaled logits), output bf16.
+#pragma once
+
+#include "masep/kernels/status.hpp"
+#include "masep/kernels/types.hpp"
+
+namespace masep::kernels {
+
+struct DecodeAttentionParams {
+  // Query: [batch, num_heads, head_dim]; row of sequence b starts at q + b * q_stride.
+  const bf16* q = nullptr;
+  std::int64_t q_stride = 0;  // elements between sequences; 0 means num_heads * head_dim
+  // New token's K and V: [batch, num_kv_heads, head_dim] with the same stride rule, so the
+  // caller may point into a fused QKV projection output. Null k_new/v_new: append nothing
+  // and attend over kv_lens[b] tokens only (must then be >= 1).
+  const bf16* k_new = nullptr;
+  const bf16* v_new = nullptr;
+  std::int64_t kv_new_stride = 0;  // elements between sequences; 0 means num_kv_heads*head_dim
+  // Caches in the layout above; written at slot kv_lens[b] when k_new/v_new are given.
+  bf16* k_cache = nullptr;
+  bf16* v_cache = nullptr;
+  const std::int32_t* kv_lens = nullptr;  // device [batch], tokens before this step
+  // Output [batch, num_heads, head_dim], contiguous.
+  bf16* out = nullptr;
+  // Optional log-sum-exp of the scaled scores, natural log, [batch, num_heads] fp32, for
+  // merging with other partial attentions (sequence parallelism). Null: not written.
+  float* lse = nullptr;
+  // Workspace of decode_attention_workspace_bytes(batch, num_heads, head_dim, num_splits)
+  // bytes, device memory, 16-byte aligned; contents need no initialisation.
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+
+  int batch = 0;
+  int num_heads = 0;     // query heads
+  int num_kv_heads = 0;  // divides num_heads; group size num_heads/num_kv_heads <= 16
+  int head_dim = 0;      // 64 or 128
+  int max_kv_len = 0;    // cache capacity per (sequence, kv head), in tokens
+  int num_splits = 1;    // >= 1
+  float scale = 0.f;     // softmax scale; 0 means 1/sqrt(head_dim)
+};
+
+/// Bytes of workspace a launch with these sizes needs (partial outputs and softmax stats in
+/// fp32).
+std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
+                                             int num_splits);
+
+/// A split count that fills the GPU: enough (seq, kv head, split) warps for ~4 waves over
+/// `sm_count` SMs, with splits of at least 256 tokens of `max_context`, capped at 64.
+int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, int sm_count);
+
+/// Throws std::invalid_argument naming the first bad field (null pointers, head_dim not 64
+/// or 128, num_heads not a multiple of num_kv_heads, too small a workspace, ...).
+void check_decode_attention(const DecodeAttentionParams& p);
+
+/// Appends k_new/v_new, attends, writes out (and lse). Returns kInvalidArgument for the
+/// same conditions check_decode_attention() reports (without throwing), kUnsupported for a
+/// head_dim/group size without a compiled variant, kLaunchFailed if a launch fails.
+Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream);
+
+/// kv_lens[b] += 1 for b < batch (after a step that appended a token).
+Status launch_advance_kv_lens(std::int32_t* kv_lens, int batch, cudaStream_t stream);
+
+}  // namespace masep::kernels
