@@ -1,1 +1,37 @@
-// placeholder: implemented in its issue
+#include "masep/topology/gpu_spec.hpp"
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace masep::topology {
+
+namespace {
+std::string num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+void positive(double v, const char* field) {
+  if (!(v > 0))
+    throw std::invalid_argument(std::string(field) + ": must be positive, got " + num(v));
+}
+void non_negative(double v, const char* field) {
+  if (!(v >= 0)) {
+    throw std::invalid_argument(std::string(field) + ": must not be negative, got " + num(v));
+  }
+}
+}  // namespace
+
+void GpuSpec::validate() const {
+  if (name.empty()) throw std::invalid_argument("name: must not be empty");
+  positive(bf16_tflops, "bf16_tflops");
+  positive(fp16_tflops, "fp16_tflops");
+  non_negative(fp8_tflops, "fp8_tflops");  // 0 = no fp8 (A100)
+  positive(hbm_gb, "hbm_gb");
+  positive(hbm_GBps, "hbm_GBps");
+  positive(sm_count, "sm_count");
+  non_negative(nvlink_GBps, "nvlink_GBps");  // 0 = no NVLink (PCIe cards)
+}
+
+}  // namespace masep::topology

@@ -1,1 +1,344 @@
-// placeholder: implemented in its issue
+#include "masep/topology/topology.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/dijkstra_shortest_paths.hpp>
+#include <boost/property_map/property_map.hpp>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace masep::topology {
+
+const char* to_string(Fabric f) {
+  switch (f) {
+    case Fabric::kNVSwitch:
+      return "nvswitch";
+    case Fabric::kNVLinkMesh:
+      return "nvlink_mesh";
+    case Fabric::kPCIe:
+      return "pcie";
+  }
+  return "?";
+}
+
+// ---- TopologySpec::validate ----------------------------------------------------------------
+
+namespace {
+
+std::string num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+}  // namespace
+
+void TopologySpec::validate() const {
+  if (name.empty()) fail("name: must not be empty");
+  try {
+    gpu.validate();
+  } catch (const std::invalid_argument& e) {
+    fail(std::string("gpu.") + e.what());
+  }
+  if (nodes <= 0) fail("nodes: must be positive, got " + std::to_string(nodes));
+  if (gpus_per_node <= 0) {
+    fail("gpus_per_node: must be positive, got " + std::to_string(gpus_per_node));
+  }
+  if (gpus_per_node > 1 && !(intra_GBps > 0)) {
+    fail("intra_GBps: must be positive, got " + num(intra_GBps));
+  }
+  if (!(intra_GBps >= 0)) fail("intra_GBps: must not be negative, got " + num(intra_GBps));
+  if (!(intra_latency_ns >= 0)) {
+    fail("intra_latency_ns: must not be negative, got " + num(intra_latency_ns));
+  }
+  if (!(switch_latency_ns >= 0)) {
+    fail("switch_latency_ns: must not be negative, got " + num(switch_latency_ns));
+  }
+  if (nodes > 1 && nics.empty()) {
+    fail("nics: a topology with " + std::to_string(nodes) + " nodes needs NICs");
+  }
+  // owner[g] = the NIC local GPU g sends through, -1 for none yet.
+  std::vector<int> owner(static_cast<size_t>(gpus_per_node), -1);
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const std::string key = "nics[" + std::to_string(i) + "]";
+    const NicSpec& nic = nics[i];
+    if (!(nic.GBps > 0)) fail(key + ".GBps: must be positive, got " + num(nic.GBps));
+    if (!(nic.latency_ns >= 0)) {
+      fail(key + ".latency_ns: must not be negative, got " + num(nic.latency_ns));
+    }
+    if (nic.gpus.empty()) fail(key + ".gpus: a NIC needs at least one GPU");
+    for (int g : nic.gpus) {
+      if (g < 0 || g >= gpus_per_node) {
+        fail(key + ".gpus: " + std::to_string(g) + " out of range 0.." +
+             std::to_string(gpus_per_node - 1));
+      }
+      if (owner[g] >= 0) {
+        fail(key + ".gpus: GPU " + std::to_string(g) + " already uses nics[" +
+             std::to_string(owner[g]) + "]");
+      }
+      owner[g] = static_cast<int>(i);
+    }
+  }
+  if (nodes > 1) {
+    for (int g = 0; g < gpus_per_node; ++g) {
+      if (owner[g] < 0) {
+        fail("nics: GPU " + std::to_string(g) + " of each node is in no NIC's gpus list");
+      }
+    }
+  }
+}
+
+// ---- Topology: graph -----------------------------------------------------------------------
+
+namespace {
+
+/// Path length in the order routes compare: hops first, then latency.
+struct Dist {
+  int hops = 0;
+  double latency_ns = 0;
+};
+
+constexpr Dist kInfinity{std::numeric_limits<int>::max(), std::numeric_limits<double>::infinity()};
+
+bool same_latency(double a, double b) {
+  return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::max(std::fabs(a), std::fabs(b)));
+}
+
+struct DistLess {
+  bool operator()(const Dist& a, const Dist& b) const {
+    if (a.hops != b.hops) return a.hops < b.hops;
+    if (same_latency(a.latency_ns, b.latency_ns)) return false;
+    return a.latency_ns < b.latency_ns;
+  }
+};
+
+struct DistPlus {
+  Dist operator()(const Dist& a, const Dist& b) const {
+    if (a.hops == kInfinity.hops || b.hops == kInfinity.hops) return kInfinity;
+    return {a.hops + b.hops, a.latency_ns + b.latency_ns};
+  }
+};
+
+struct EdgeProps {
+  int link = 0;  // index into Topology::links()
+  Dist weight;   // {1, link latency}
+};
+
+}  // namespace
+
+struct Topology::Graph {
+  using Adjacency = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS,
+                                          boost::no_property, EdgeProps>;
+  Adjacency g;
+};
+
+struct Topology::RouteCache {
+  explicit RouteCache(int gpus)
+      : ready(static_cast<size_t>(gpus)), rows(static_cast<size_t>(gpus)) {
+    for (auto& r : ready) r.store(nullptr, std::memory_order_relaxed);
+  }
+  std::mutex mu;                                              // guards filling `rows`
+  std::vector<std::atomic<const std::vector<Route>*>> ready;  // published rows
+  std::vector<std::unique_ptr<std::vector<Route>>> rows;      // owned rows, by source GPU
+};
+
+Topology::Topology(TopologySpec spec) : spec_(std::move(spec)) {
+  spec_.validate();
+  build();
+}
+
+Topology::Topology(const Topology& other) : Topology(other.spec_) {}
+
+Topology& Topology::operator=(const Topology& other) {
+  if (this != &other) *this = Topology(other.spec_);
+  return *this;
+}
+
+Topology::Topology(Topology&&) noexcept = default;
+Topology& Topology::operator=(Topology&&) noexcept = default;
+Topology::~Topology() = default;
+
+void Topology::build() {
+  const int n_gpus = spec_.total_gpus();
+  const int gpn = spec_.gpus_per_node;
+  const bool multi = spec_.nodes > 1;
+  const int n_nics = multi ? static_cast<int>(spec_.nics.size()) : 0;
+
+  auto add_vertex = [&](VertexKind k, std::string name) {
+    vertex_kind_.push_back(k);
+    vertex_name_.push_back(std::move(name));
+    return static_cast<int>(vertex_kind_.size()) - 1;
+  };
+  const auto node_prefix = [](int node) { return "n" + std::to_string(node) + "."; };
+
+  for (int r = 0; r < n_gpus; ++r) {
+    add_vertex(VertexKind::kGpu, node_prefix(r / gpn) + "gpu" + std::to_string(r % gpn));
+  }
+  node_switch_.assign(static_cast<size_t>(spec_.nodes), -1);
+  for (int node = 0; node < spec_.nodes; ++node) {
+    if (spec_.intra == Fabric::kNVSwitch) {
+      node_switch_[node] = add_vertex(VertexKind::kNodeSwitch, node_prefix(node) + "nvswitch");
+    } else if (spec_.intra == Fabric::kPCIe) {
+      node_switch_[node] = add_vertex(VertexKind::kNodeSwitch, node_prefix(node) + "pcie");
+    }
+    for (int i = 0; i < n_nics; ++i) {
+      nic_vertex_.push_back(
+          add_vertex(VertexKind::kNic, node_prefix(node) + "nic" + std::to_string(i)));
+    }
+  }
+  if (multi) {
+    network_switch_ = add_vertex(VertexKind::kNetworkSwitch, "net.switch");
+    gpu_nic_.assign(static_cast<size_t>(gpn), -1);
+    for (int i = 0; i < n_nics; ++i) {
+      for (int g : spec_.nics[i].gpus) gpu_nic_[g] = i;
+    }
+  }
+
+  graph_ = std::make_unique<Graph>();
+  auto& g = graph_->g;
+  g = Graph::Adjacency(static_cast<size_t>(vertex_count()));
+  auto add_duplex = [&](int a, int b, double GBps, double latency_ns) {
+    for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+      const int index = static_cast<int>(links_.size());
+      links_.push_back({from, to, GBps, latency_ns, vertex_name_[from] + "->" + vertex_name_[to]});
+      boost::add_edge(static_cast<size_t>(from), static_cast<size_t>(to),
+                      EdgeProps{index, Dist{1, latency_ns}}, g);
+    }
+  };
+
+  for (int node = 0; node < spec_.nodes; ++node) {
+    const int base = node * gpn;
+    if (spec_.intra == Fabric::kNVLinkMesh) {
+      for (int a = 0; a < gpn; ++a) {
+        for (int b = a + 1; b < gpn; ++b) {
+          add_duplex(base + a, base + b, spec_.intra_GBps, spec_.intra_latency_ns);
+        }
+      }
+    } else {
+      for (int a = 0; a < gpn; ++a) {
+        add_duplex(base + a, node_switch_[node], spec_.intra_GBps, spec_.intra_latency_ns);
+      }
+    }
+    for (int i = 0; i < n_nics; ++i) {
+      const NicSpec& nic = spec_.nics[i];
+      const int nv = nic_vertex_[node * n_nics + i];
+      for (int local : nic.gpus) add_duplex(base + local, nv, nic.GBps, nic.latency_ns);
+      // Half the switch latency on each side, so one crossing adds switch_latency_ns.
+      add_duplex(nv, network_switch_, nic.GBps, spec_.switch_latency_ns / 2);
+    }
+  }
+  cache_ = std::make_unique<RouteCache>(n_gpus);
+}
+
+int Topology::node_switch_vertex(int node) const {
+  if (node < 0 || node >= spec_.nodes) {
+    throw std::out_of_range("node " + std::to_string(node) + " out of range 0.." +
+                            std::to_string(spec_.nodes - 1));
+  }
+  return node_switch_[node];
+}
+
+int Topology::nic_vertex(int node, int nic) const {
+  if (network_switch_ < 0) return -1;
+  const int n_nics = static_cast<int>(spec_.nics.size());
+  if (node < 0 || node >= spec_.nodes || nic < 0 || nic >= n_nics) {
+    throw std::out_of_range("NIC " + std::to_string(nic) + " of node " + std::to_string(node) +
+                            " out of range");
+  }
+  return nic_vertex_[node * n_nics + nic];
+}
+
+int Topology::nic_of(int gpu) const {
+  check_rank(gpu, "GPU");
+  return gpu_nic_.empty() ? -1 : gpu_nic_[local_of(gpu)];
+}
+
+void Topology::check_rank(int gpu, const char* what) const {
+  if (gpu < 0 || gpu >= gpus()) {
+    throw std::out_of_range(std::string(what) + " rank " + std::to_string(gpu) +
+                            " out of range 0.." + std::to_string(gpus() - 1) + " of topology '" +
+                            spec_.name + "'");
+  }
+}
+
+// ---- Topology: routes ----------------------------------------------------------------------
+
+const std::vector<Route>& Topology::row(int src) const {
+  if (const auto* r = cache_->ready[src].load(std::memory_order_acquire)) return *r;
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  if (const auto* r = cache_->ready[src].load(std::memory_order_relaxed)) return *r;
+
+  const auto& g = graph_->g;
+  const size_t n_vertices = boost::num_vertices(g);
+  std::vector<Dist> dist(n_vertices, kInfinity);
+  boost::dijkstra_shortest_paths(g, static_cast<size_t>(src),
+                                 boost::weight_map(boost::get(&EdgeProps::weight, g))
+                                     .distance_map(boost::make_iterator_property_map(
+                                         dist.begin(), boost::get(boost::vertex_index, g)))
+                                     .distance_compare(DistLess{})
+                                     .distance_combine(DistPlus{})
+                                     .distance_inf(kInfinity)
+                                     .distance_zero(Dist{0, 0.0}));
+
+  // Per vertex, the predecessor on a shortest path with the lowest vertex id (then link id):
+  // one pass over the edges, so walking back costs only the route's hops.
+  std::vector<int> pred_link(n_vertices, -1);
+  for (auto [it, end] = boost::edges(g); it != end; ++it) {
+    const int u = static_cast<int>(boost::source(*it, g));
+    const int v = static_cast<int>(boost::target(*it, g));
+    if (dist[u].hops == kInfinity.hops || v == src) continue;
+    const EdgeProps& e = g[*it];
+    const Dist via = DistPlus{}(dist[u], e.weight);
+    if (via.hops != dist[v].hops || !same_latency(via.latency_ns, dist[v].latency_ns)) continue;
+    const int cur = pred_link[v];
+    if (cur < 0 || u < links_[cur].from || (u == links_[cur].from && e.link < cur)) {
+      pred_link[v] = e.link;
+    }
+  }
+
+  auto routes = std::make_unique<std::vector<Route>>(static_cast<size_t>(gpus()));
+  std::vector<int> back;  // links from dst back to src
+  for (int dst = 0; dst < gpus(); ++dst) {
+    if (dst == src || dist[dst].hops == kInfinity.hops) continue;  // empty: self / no path
+    back.clear();
+    for (int v = dst; v != src; v = links_[pred_link[v]].from) back.push_back(pred_link[v]);
+    Route& r = (*routes)[dst];
+    r.links.assign(back.rbegin(), back.rend());
+    r.bottleneck_GBps = std::numeric_limits<double>::infinity();
+    for (int l : r.links) {
+      r.latency_ns += links_[l].latency_ns;
+      r.bottleneck_GBps = std::min(r.bottleneck_GBps, links_[l].GBps);
+    }
+  }
+  const std::vector<Route>* published = routes.get();
+  cache_->rows[src] = std::move(routes);
+  cache_->ready[src].store(published, std::memory_order_release);
+  return *published;
+}
+
+const Route& Topology::route(int src, int dst) const {
+  check_rank(src, "source GPU");
+  check_rank(dst, "destination GPU");
+  const Route& r = row(src)[dst];
+  if (src != dst && r.links.empty()) {
+    throw std::runtime_error("topology '" + spec_.name + "': no path from " + vertex_name_[src] +
+                             " to " + vertex_name_[dst]);
+  }
+  return r;
+}
+
+void Topology::compute_all_routes() const {
+  for (int s = 0; s < gpus(); ++s) {
+    for (int d = 0; d < gpus(); ++d) route(s, d);
+  }
+}
+
+}  // namespace masep::topology
