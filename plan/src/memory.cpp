@@ -1,1 +1,225 @@
-// placeholder: implemented in its issue
+// Memory per plan rank. All figures are bytes; e = bytes per element of the model's dtype.
+// They are upper bounds where the true figure depends on routing or on kernel choices, so a
+// plan that passes here is expected to fit; a plan that fails shows where the bytes go.
+//
+// Notation (per layer unless marked):
+//   p      attention split of heads: head_parallel (MA) or tensor_parallel (co-located)
+//   sp     sequence_parallel (MA; 1 for co-located)      t = p · sp, one replica group
+//   q_r    query heads per rank = ceil(heads / p)         kv_r = ceil(kv_heads / p)
+//          (kv_r = 1 when p > kv_heads: a GQA KV head is then replicated, not split)
+//   S_r    sequences per replica group = ceil(batch / replicas)
+//   C      context at the last step = max context + decode_steps (for a context distribution
+//          the maximum, context_max, is used: conservative for the sequences held)
+//   mb     micro_batches       T_mb = ceil(S_r / mb) tokens of one micro-batch on a group
+//   N_mb   ceil(batch / mb): tokens of one micro-batch over all groups (what MoE GPUs see)
+//   H      hidden     F = expert_ffn     I = expert_in_columns (2F SwiGLU, F GELU)
+//
+// weights (× layers):
+//   attention rank  H·(q_r + 2·kv_r)·head_dim·e     QKV shard
+//                 + q_r·head_dim·H·e                 output-projection shard
+//                 + (2·H + H·experts)·e              RMSNorms and router, replicated
+//   MoE rank        (experts held + shared_experts) · expert_weight_bytes
+//                   (experts held from plan/placement.hpp; shared experts on every MoE rank)
+//   co-located      both of the above.
+// kv_cache (× layers):  S_r · ceil(C / sp) · 2·kv_r·head_dim·e
+// activations (peak live in one layer):
+//   attention rank  mb · T_mb · [(4·H + 2·(q_r + kv_r)·head_dim)·e + 4·experts]
+//                   (residual, normed input, QKV out, attention out, out-proj partial,
+//                    combined output; fp32 router logits; all micro-batches live at once)
+//   MoE rank        R · (2·H + I + F)·e + R·4, R = N_mb · (min(top_k, experts held) +
+//                   shared_experts) rows: the worst case, every token of a micro-batch
+//                   sending all the top_k it can to this rank (permuted input, gate/up out,
+//                   activated, down out, fp32 combine weights); one micro-batch computes at
+//                   a time.
+// comm_buffers:
+//   attention rank  mb · 2 · ceil(T_mb / t) · top_k · H·e   dispatch out + return in for
+//                   the tokens this rank owns after the reduce-scatter
+//                 + [t > 1]  2 · T_mb · H·e                 all-gather / reduce-scatter staging
+//                 + [sp > 1] T_mb · q_r·head_dim·4          fp32 partial attention all-reduce
+//   MoE rank        mb · 2 · R · H·e                          dispatch in + return out
+// Not counted: CUDA context and library workspaces (cuBLAS, NCCL), allocator fragmentation,
+// split-KV partial results of the decode-attention kernel.
+#include "masep/plan/memory.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "masep/plan/errors.hpp"
+#include "masep/plan/placement.hpp"
+
+namespace masep::plan {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void require_positive(int64_t v, const char* key) {
+  if (v <= 0) throw std::invalid_argument(fmt::format("{}: must be positive, got {}", key, v));
+}
+
+int64_t max_context(const Workload& w) {
+  return w.context_kind == ContextKind::kFixed ? w.context : std::max(w.context, w.context_max);
+}
+
+/// Memory of one attention rank (MA separation or the attention part of a co-located rank).
+struct AttentionShape {
+  int64_t p = 1;         // head split
+  int64_t sp = 1;        // sequence split
+  int64_t replicas = 1;  // replica groups
+};
+
+void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& m) {
+  const models::Model& md = s.model;
+  const int64_t e = models::dtype_bytes(md.dtype);
+  const int64_t H = md.hidden;
+  const int64_t hd = md.head_dim;
+  const int64_t L = md.layers;
+  const int64_t q_r = ceil_div(md.heads, a.p);
+  const int64_t kv_r = ceil_div(md.kv_heads, a.p);
+  const int64_t t = a.p * a.sp;
+  const int64_t mb = s.plan.micro_batches;
+  const int64_t seqs = ceil_div(s.workload.batch, a.replicas);
+  const int64_t t_mb = ceil_div(seqs, mb);
+  const int64_t context = max_context(s.workload) + s.workload.decode_steps;
+
+  const int64_t shard = H * (q_r + 2 * kv_r) * hd * e + q_r * hd * H * e;
+  const int64_t replicated = (2 * H + H * md.experts) * e;
+  m.weights += L * (shard + replicated);
+  m.kv_cache += L * seqs * ceil_div(context, a.sp) * 2 * kv_r * hd * e;
+  m.activations += mb * t_mb * ((4 * H + 2 * (q_r + kv_r) * hd) * e + 4 * md.experts);
+  m.comm_buffers += mb * 2 * ceil_div(t_mb, t) * md.top_k * H * e;
+  if (t > 1) m.comm_buffers += 2 * t_mb * H * e;
+  if (a.sp > 1) m.comm_buffers += t_mb * q_r * hd * 4;
+}
+
+void add_experts(const Scenario& s, int64_t experts_held, MemoryBreakdown& m) {
+  const models::Model& md = s.model;
+  const int64_t e = models::dtype_bytes(md.dtype);
+  const int64_t H = md.hidden;
+  const int64_t mb = s.plan.micro_batches;
+  const int64_t n_mb = ceil_div(s.workload.batch, mb);
+  const int64_t rows =
+      n_mb * (std::min<int64_t>(md.top_k, experts_held) + static_cast<int64_t>(md.shared_experts));
+
+  m.weights += md.layers * (experts_held + md.shared_experts) * md.expert_weight_bytes();
+  m.activations += rows * (2 * H + md.expert_in_columns() + md.expert_ffn) * e + rows * 4;
+  m.comm_buffers += mb * 2 * rows * H * e;
+}
+
+double gib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }
+
+bool same_parts(const MemoryBreakdown& a, const MemoryBreakdown& b) {
+  return std::string_view(a.role) == b.role && a.weights == b.weights && a.kv_cache == b.kv_cache &&
+         a.activations == b.activations && a.comm_buffers == b.comm_buffers;
+}
+
+}  // namespace
+
+std::vector<MemoryBreakdown> plan_memory(const Scenario& s) {
+  require_positive(s.plan.micro_batches, "plan.micro_batches");
+  require_positive(s.workload.batch, "workload.batch");
+  std::vector<MemoryBreakdown> out;
+
+  if (s.plan.kind == PlanKind::kMaSeparation) {
+    const AttentionPlan& ap = s.plan.attention;
+    require_positive(ap.gpus, "plan.attention.gpus");
+    require_positive(ap.head_parallel, "plan.attention.head_parallel");
+    require_positive(ap.sequence_parallel, "plan.attention.sequence_parallel");
+    require_positive(ap.replicas, "plan.attention.replicas");
+    const AttentionShape shape{ap.head_parallel, ap.sequence_parallel, ap.replicas};
+    for (int r = 0; r < ap.gpus; ++r) {
+      MemoryBreakdown m;
+      m.rank = r;
+      m.role = "attention";
+      add_attention(s, shape, m);
+      out.push_back(m);
+    }
+    const auto held = gpu_experts(s);
+    for (int g = 0; g < static_cast<int>(held.size()); ++g) {
+      MemoryBreakdown m;
+      m.rank = ap.gpus + g;
+      m.role = "moe";
+      add_experts(s, static_cast<int64_t>(held[g].size()), m);
+      out.push_back(m);
+    }
+  } else {
+    const ColocatedPlan& cp = s.plan.colocated;
+    require_positive(cp.gpus, "plan.colocated.gpus");
+    require_positive(cp.tensor_parallel, "plan.colocated.tensor_parallel");
+    const AttentionShape shape{cp.tensor_parallel, 1,
+                               std::max<int64_t>(1, cp.gpus / cp.tensor_parallel)};
+    const auto held = gpu_experts(s);
+    for (int r = 0; r < cp.gpus; ++r) {
+      MemoryBreakdown m;
+      m.rank = r;
+      m.role = "colocated";
+      add_attention(s, shape, m);
+      add_experts(s, static_cast<int64_t>(held[r].size()), m);
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+std::string memory_table(const Scenario& s, const std::vector<MemoryBreakdown>& mem) {
+  const double capacity = s.topology.gpu.hbm_bytes();
+  std::string out =
+      fmt::format("{:<11} {:<10} {:>8} {:>8} {:>11} {:>8} {:>8} {:>7}  (GiB)\n", "rank", "role",
+                  "weights", "KV", "activations", "buffers", "total", "HBM");
+  for (size_t i = 0; i < mem.size();) {
+    size_t j = i + 1;
+    while (j < mem.size() && same_parts(mem[i], mem[j]) && mem[j].rank == mem[j - 1].rank + 1) {
+      ++j;
+    }
+    const MemoryBreakdown& m = mem[i];
+    const std::string ranks =
+        j - i == 1 ? std::to_string(m.rank) : fmt::format("{}-{}", m.rank, mem[j - 1].rank);
+    std::string mark;
+    if (static_cast<double>(m.total()) > capacity) {
+      mark = fmt::format("  OVER by {:.1f} GiB", gib(m.total()) - capacity / (1 << 30));
+    }
+    out += fmt::format("{:<11} {:<10} {:>8.1f} {:>8.1f} {:>11.1f} {:>8.1f} {:>8.1f} {:>7.1f}{}\n",
+                       ranks, m.role, gib(m.weights), gib(m.kv_cache), gib(m.activations),
+                       gib(m.comm_buffers), gib(m.total()), capacity / (1 << 30), mark);
+    i = j;
+  }
+  return out;
+}
+
+void check_memory(const Scenario& s, const std::vector<MemoryBreakdown>& mem) {
+  const double capacity = s.topology.gpu.hbm_bytes();
+  int over = 0;
+  int64_t weights = 0, kv = 0, other = 0;  // summed over the ranks that do not fit
+  for (const MemoryBreakdown& m : mem) {
+    if (static_cast<double>(m.total()) > capacity) {
+      ++over;
+      weights += m.weights;
+      kv += m.kv_cache;
+      other += m.activations + m.comm_buffers;
+    }
+  }
+  if (over == 0) return;
+
+  std::string hint;
+  if (kv >= weights && kv >= other) {
+    hint =
+        "the KV cache dominates: use a smaller batch or context, or more attention GPUs "
+        "(plan.attention.replicas / sequence_parallel, or a larger tensor_parallel)";
+  } else if (weights >= other) {
+    hint =
+        "weights dominate: spread the experts over more GPUs (plan.moe.gpus), use fewer "
+        "expert_replicas, or larger head_parallel / tensor_parallel";
+  } else {
+    hint = "activations and buffers dominate: use a smaller batch or more micro_batches";
+  }
+  throw InfeasiblePlan(fmt::format(
+      "scenario '{}': plan does not fit in GPU memory: {} of {} ranks need more than the "
+      "{:.1f} GiB of a {}\n{}hint: {}",
+      s.name, over, mem.size(), capacity / (1 << 30), s.topology.gpu.name, memory_table(s, mem),
+      hint));
+}
+
+}  // namespace masep::plan
