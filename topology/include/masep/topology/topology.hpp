@@ -118,7 +118,8 @@ class Topology {
   /// Index into spec().nics of the NIC a GPU sends through; -1 on a single node.
   int nic_of(int gpu) const;
 
-  /// Route from GPU `src` to GPU `dst` (global ranks). src == dst gives an empty route.
+  /// Route from GPU `src` to GPU `dst` (global ranks). src == dst gives an empty route
+  /// (no links, latency 0, bottleneck 0: nothing to transfer).
   /// Throws std::out_of_range for a rank outside the topology, std::runtime_error when the
   /// graph has no path (a plan that needs a link the topology lacks).
   const Route& route(int src, int dst) const;
