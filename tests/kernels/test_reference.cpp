@@ -1,0 +1,142 @@
+// Unit tests of the CPU references (masep_kernels_ref) against hand-computed cases.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "masep/kernels/reference.hpp"
+
+namespace ref = masep::kernels::ref;
+using ref::Bf16;
+
+TEST(Bf16, RoundTripAndRounding) {
+  EXPECT_EQ(ref::to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(ref::to_bf16(-2.0f).bits, 0xc000);
+  EXPECT_FLOAT_EQ(ref::to_float(Bf16{0x3f80}), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+  EXPECT_EQ(ref::to_bf16(1.0f + std::ldexp(1.0f, -8)).bits, 0x3f80);
+  // 1 + 3*2^-8 is halfway between 1+2^-7 (odd) and 1+2^-6 (even): rounds up.
+  EXPECT_EQ(ref::to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)).bits, 0x3f82);
+  EXPECT_TRUE(std::isnan(ref::to_float(ref::to_bf16(NAN))));
+}
+
+TEST(ReferenceAttention, SingleTokenReturnsItsValueAndAppends) {
+  const int hd = 4, max_len = 3;
+  std::vector<Bf16> q = ref::to_bf16({0.5f, -1.f, 2.f, 0.25f});
+  std::vector<Bf16> k_new = ref::to_bf16({1.f, 2.f, 3.f, 4.f});
+  std::vector<Bf16> v_new = ref::to_bf16({-1.f, 0.5f, 7.f, 3.f});
+  std::vector<Bf16> kc(max_len * hd, Bf16{0x7fc0}), vc(max_len * hd, Bf16{0x7fc0});
+  std::vector<float> lse;
+  auto out = ref::decode_attention(q, k_new, v_new, kc, vc, {0}, 1, 1, hd, max_len, 0.f, &lse);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_FLOAT_EQ(out[0], -1.f);
+  EXPECT_FLOAT_EQ(out[2], 7.f);
+  EXPECT_EQ(kc[3].bits, k_new[3].bits);
+  EXPECT_EQ(vc[1].bits, v_new[1].bits);
+  // lse of one score = the score: (0.5 - 2 + 6 + 1) / sqrt(4)
+  EXPECT_NEAR(lse[0], 5.5f / 2.f, 1e-5f);
+}
+
+TEST(ReferenceAttention, TwoTokensWeightedBySoftmaxAndGqaSharesKv) {
+  // 2 query heads, 1 kv head (GQA), head_dim 2, cache holds two tokens, nothing appended.
+  const int hd = 2, max_len = 2;
+  std::vector<Bf16> q = ref::to_bf16({1.f, 0.f, 0.f, 0.f});
+  std::vector<Bf16> kc = ref::to_bf16({1.f, 0.f, 0.f, 0.f});
+  std::vector<Bf16> vc = ref::to_bf16({2.f, 0.f, 0.f, 4.f});
+  auto out = ref::decode_attention(q, {}, {}, kc, vc, {2}, 2, 1, hd, max_len, 1.f);
+  const double w0 = std::exp(1.0) / (std::exp(1.0) + 1.0);
+  EXPECT_NEAR(out[0], 2 * w0, 1e-6);
+  EXPECT_NEAR(out[1], 4 * (1 - w0), 1e-6);
+  // head 1 has a zero query: plain mean of the values.
+  EXPECT_NEAR(out[2], 1.0, 1e-6);
+  EXPECT_NEAR(out[3], 2.0, 1e-6);
+  EXPECT_THROW(ref::decode_attention(q, {}, {}, kc, vc, {3}, 2, 1, hd, max_len, 1.f),
+               std::invalid_argument);
+}
+
+TEST(ReferenceNorm, RmsnormAndResidual) {
+  std::vector<Bf16> x = ref::to_bf16({3.f, -3.f, 3.f, -3.f});
+  std::vector<Bf16> w = ref::to_bf16({1.f, 2.f, 0.5f, 1.f});
+  auto out = ref::rmsnorm(x, w, 1, 4, 0.f);
+  EXPECT_NEAR(out[0], 1.f, 1e-6);
+  EXPECT_NEAR(out[1], -2.f, 1e-6);
+  EXPECT_NEAR(out[2], 0.5f, 1e-6);
+  std::vector<Bf16> res = ref::to_bf16({1.f, 1.f, 1.f, 1.f});
+  auto out2 = ref::add_rmsnorm(res, x, w, 1, 4, 0.f);
+  EXPECT_FLOAT_EQ(ref::to_float(res[0]), 4.f);
+  EXPECT_FLOAT_EQ(ref::to_float(res[1]), -2.f);
+  const float rms = std::sqrt((16.f + 4.f + 16.f + 4.f) / 4.f);
+  EXPECT_NEAR(out2[0], 4.f / rms, 1e-6);
+  EXPECT_NEAR(out2[1], -4.f / rms, 1e-6);
+}
+
+TEST(ReferenceRope, IdentityAtZeroAndRotationOtherwise) {
+  std::vector<Bf16> x = ref::to_bf16({1.f, 0.f, 0.5f, 2.f});  // 2 heads of head_dim 2
+  auto same = ref::rope(x, {0}, 1, 2, 2, 10000.f);
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(same[i], ref::to_float(x[i]));
+  auto rot = ref::rope(x, {1}, 1, 2, 2, 10000.f);  // inv_freq 1: angle 1 rad
+  EXPECT_NEAR(rot[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(rot[1], std::sin(1.0), 1e-6);
+  EXPECT_NEAR(rot[2] * rot[2] + rot[3] * rot[3], 0.25 + 4.0, 1e-5);  // norm kept
+}
+
+TEST(ReferenceRouter, TopKRenormalisedCountsAndTies) {
+  // token 0: experts 2 > 0 > 1 = 3; token 1: tie between 1 and 3 goes to 1.
+  std::vector<float> logits = {1.f, 0.f, 2.f, 0.f, 0.f, 5.f, 0.f, 5.f};
+  auto r = ref::router_topk(logits, 2, 4, 2, true);
+  EXPECT_EQ(r.topk_ids, (std::vector<std::int32_t>{2, 0, 1, 3}));
+  EXPECT_NEAR(r.topk_weights[0], std::exp(2.0) / (std::exp(2.0) + std::exp(1.0)), 1e-6);
+  EXPECT_NEAR(r.topk_weights[0] + r.topk_weights[1], 1.f, 1e-6);
+  EXPECT_NEAR(r.topk_weights[2], 0.5f, 1e-6);
+  EXPECT_EQ(r.expert_counts, (std::vector<std::int32_t>{1, 1, 1, 1}));
+  auto raw = ref::router_topk(logits, 2, 4, 1, false);
+  const double z = std::exp(1.0) + 1 + std::exp(2.0) + 1;
+  EXPECT_NEAR(raw.topk_weights[0], std::exp(2.0) / z, 1e-6);
+}
+
+TEST(ReferencePermute, StableOrderCapacityAndCombineInverse) {
+  // 3 tokens, k = 2, 3 experts; expert 2 receives nothing.
+  std::vector<std::int32_t> ids = {1, 0, 1, 0, 0, 1};
+  std::vector<Bf16> x = ref::to_bf16({1.f, 2.f, 3.f, 4.f, 5.f, 6.f});  // hidden 2
+  auto p = ref::permute(x, ids, 3, 2, 3, 2, 0);
+  EXPECT_EQ(p.expert_offsets, (std::vector<std::int32_t>{0, 3, 6, 6}));
+  // expert 0 gets assignments 1, 3, 4 (rows 0..2); expert 1 gets 0, 2, 5 (rows 3..5).
+  EXPECT_EQ(p.permuted_row, (std::vector<std::int32_t>{3, 0, 4, 1, 2, 5}));
+  EXPECT_EQ(p.source_token, (std::vector<std::int32_t>{0, 1, 2, 0, 1, 2}));
+  EXPECT_FLOAT_EQ(ref::to_float(p.permuted_x[2 * 2 + 1]), 6.f);  // row 2 = token 2
+  // Combine with weights summing to one and identity experts gives x back.
+  std::vector<float> w = {0.25f, 0.75f, 0.5f, 0.5f, 0.1f, 0.9f};
+  auto back = ref::combine(p.permuted_x, p.permuted_row, w, {}, 3, 2, 2);
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(back[i], ref::to_float(x[i]), 1e-6);
+  // Capacity 2: expert 0's third assignment (a = 4) and expert 1's (a = 5) are dropped.
+  auto c = ref::permute(x, ids, 3, 2, 3, 2, 2);
+  EXPECT_EQ(c.permuted_row, (std::vector<std::int32_t>{2, 0, 3, 1, -1, -1}));
+  EXPECT_EQ(c.source_token, (std::vector<std::int32_t>{0, 1, 0, 1, -1, -1}));
+  EXPECT_TRUE(std::isnan(ref::to_float(c.permuted_x[4 * 2])));
+  auto res = ref::combine(c.permuted_x, c.permuted_row, w, x, 3, 2, 2);
+  EXPECT_NEAR(res[4], 5.f, 1e-6);  // token 2 fully dropped: residual only
+}
+
+TEST(ReferenceActivation, SwigluAndGelu) {
+  std::vector<Bf16> in = ref::to_bf16({0.f, 2.f, 3.f, 4.f});  // ffn 2: gate {0,2}, up {3,4}
+  auto s = ref::swiglu(in, 1, 2);
+  EXPECT_FLOAT_EQ(s[0], 0.f);
+  EXPECT_NEAR(s[1], 2.0 / (1 + std::exp(-2.0)) * 4.0, 1e-5);
+  auto g = ref::gelu(ref::to_bf16({0.f, 10.f, -10.f, 1.f}), 1, 4);
+  EXPECT_FLOAT_EQ(g[0], 0.f);
+  EXPECT_NEAR(g[1], 10.f, 1e-4);
+  EXPECT_NEAR(g[2], 0.f, 1e-4);
+  EXPECT_NEAR(g[3], 0.841192f, 1e-4);
+}
+
+TEST(ReferenceExpertFfn, TinyHandComputed) {
+  // 2 experts, hidden 2, ffn 1, GELU: expert 0 has rows 0..1, expert 1 none.
+  std::vector<Bf16> x = ref::to_bf16({1.f, 2.f, -1.f, 0.5f});
+  std::vector<Bf16> w_up = ref::to_bf16({1.f, 1.f, 9.f, 9.f});     // [E, ffn=1, hidden=2]
+  std::vector<Bf16> w_down = ref::to_bf16({2.f, -1.f, 9.f, 9.f});  // [E, hidden=2, ffn=1]
+  auto y = ref::expert_ffn(x, w_up, w_down, {0, 2, 2}, 2, 2, 1, false);
+  const float g0 = ref::round_bf16(ref::gelu(ref::to_bf16(std::vector<float>{3.f}), 1, 1)[0]);
+  EXPECT_NEAR(y[0], 2 * g0, 1e-6);
+  EXPECT_NEAR(y[1], -g0, 1e-6);
+  const float g1 = ref::round_bf16(ref::gelu(ref::to_bf16(std::vector<float>{-0.5f}), 1, 1)[0]);
+  EXPECT_NEAR(y[2], 2 * g1, 1e-6);
+}
