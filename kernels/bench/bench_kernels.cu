@@ -1,0 +1,490 @@
+// masep-bench-kernels: nccl-tests-shaped benchmark of the masep kernels.
+//
+// Measures two ceilings in the same run (device copy bandwidth through cudaMemcpyAsync D2D,
+// counting bytes read + written; cuBLAS bf16 GEMM 8192^3 TFLOP/s), then for each kernel over
+// a grid of shapes from the paper's model (hidden 4096, 32 heads MHA, head_dim 128, 16
+// experts top-2, expert FFN 14336) and Mixtral-8x7B (32 heads, 8 kv heads, 8 experts top-2,
+// FFN 14336): warm-up, timed iterations with CUDA events, and a table of time (us), GB/s
+// (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
+// relevant ceiling. Each kernel family is verified once against its CPU reference at a
+// small shape before timing. Usage: masep-bench-kernels [--csv FILE] [--quick]
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "masep/kernels/activation.hpp"
+#include "masep/kernels/attention.hpp"
+#include "masep/kernels/expert_ffn.hpp"
+#include "masep/kernels/norm.hpp"
+#include "masep/kernels/permute.hpp"
+#include "masep/kernels/reference.hpp"
+#include "masep/kernels/rope.hpp"
+#include "masep/kernels/router.hpp"
+
+namespace mk = masep::kernels;
+namespace ref = masep::kernels::ref;
+
+#define CUDA_CHECK(call)                                                                  \
+  do {                                                                                    \
+    cudaError_t e_ = (call);                                                              \
+    if (e_ != cudaSuccess) {                                                              \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
+                   cudaGetErrorString(e_));                                               \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+#define CUBLAS_CHECK(call)                                                                \
+  do {                                                                                    \
+    cublasStatus_t s_ = (call);                                                           \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+      std::fprintf(stderr, "%s:%d: %s: cublas status %d\n", __FILE__, __LINE__, #call,    \
+                   static_cast<int>(s_));                                                 \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+#define KCHECK(call)                                                                      \
+  do {                                                                                    \
+    mk::Status s_ = (call);                                                               \
+    if (s_ != mk::Status::kOk) {                                                          \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
+                   mk::to_string(s_));                                                    \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+namespace {
+
+// Device allocation owned by the benchmark.
+struct Buf {
+  void* p = nullptr;
+  std::size_t bytes = 0;
+  explicit Buf(std::size_t n) : bytes(n) { CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(n, 16))); }
+  ~Buf() { cudaFree(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  template <typename T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+__global__ void fill_random_bf16(mk::bf16* p, std::size_t n, std::uint32_t seed, float amp) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::size_t{gridDim.x} * blockDim.x) {
+    std::uint32_t h = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    const float u = (h & 0xffffff) / 16777216.f;  // [0, 1)
+    p[i] = __float2bfloat16((u * 2.f - 1.f) * amp + 1e-3f);
+  }
+}
+
+void fill(const Buf& b, std::uint32_t seed, float amp = 1.f) {
+  fill_random_bf16<<<1024, 256>>>(b.as<mk::bf16>(), b.bytes / 2, seed, amp);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+// Times fn: `warmup` calls, then `iters` calls between two events; returns us per call.
+double time_us(const std::function<void()>& fn, int iters, int warmup = 5) {
+  for (int i = 0; i < warmup; ++i) fn();
+  cudaEvent_t a, b;
+  CUDA_CHECK(cudaEventCreate(&a));
+  CUDA_CHECK(cudaEventCreate(&b));
+  CUDA_CHECK(cudaEventRecord(a));
+  for (int i = 0; i < iters; ++i) fn();
+  CUDA_CHECK(cudaEventRecord(b));
+  CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  CUDA_CHECK(cudaEventDestroy(a));
+  CUDA_CHECK(cudaEventDestroy(b));
+  return 1e3 * ms / iters;
+}
+
+int iters_for(double bytes) { return bytes > 1e9 ? 10 : bytes > 1e8 ? 30 : 200; }
+
+struct Row {
+  std::string kernel, model, shape;
+  double us, gbps, tflops, pct;
+  std::string ceiling;
+};
+
+struct Ceilings {
+  double copy_GBps = 0;
+  double gemm_tflops = 0;
+};
+
+std::vector<Row> g_rows;
+Ceilings g_ceil;
+
+void report(const std::string& kernel, const std::string& model, const std::string& shape,
+            double us, double bytes, double flops, bool compute_bound = false) {
+  Row r{kernel, model, shape, us, bytes / (us * 1e3), flops / (us * 1e6), 0, "copy"};
+  r.pct = 100.0 * r.gbps / g_ceil.copy_GBps;
+  if (compute_bound) {
+    r.pct = 100.0 * r.tflops / g_ceil.gemm_tflops;
+    r.ceiling = "gemm";
+  }
+  std::printf("%-22s %-8s %-34s %10.2f %9.1f %8.2f %7.1f%% %s\n", kernel.c_str(), model.c_str(),
+              shape.c_str(), us, r.gbps, r.tflops, r.pct, r.ceiling.c_str());
+  std::fflush(stdout);
+  g_rows.push_back(r);
+}
+
+void measure_ceilings(cublasHandle_t h) {
+  const std::size_t bytes = std::size_t{1} << 30;
+  Buf a(bytes), b(bytes);
+  CUDA_CHECK(cudaMemset(a.p, 1, bytes));
+  const double us = time_us([&] { CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 20, 3);
+  g_ceil.copy_GBps = 2.0 * bytes / (us * 1e3);
+  const int n = 8192;
+  Buf x(std::size_t{n} * n * 2), y(std::size_t{n} * n * 2), z(std::size_t{n} * n * 2);
+  fill(x, 1);
+  fill(y, 2);
+  const float alpha = 1.f, beta = 0.f;
+  const double gus = time_us([&] {
+    CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, x.p, CUDA_R_16BF, n,
+                              y.p, CUDA_R_16BF, n, &beta, z.p, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+  }, 10, 3);
+  g_ceil.gemm_tflops = 2.0 * n * n * n / (gus * 1e6);
+  std::printf("# ceiling: device copy (cudaMemcpy D2D 1 GiB, read+write) %.1f GB/s\n", g_ceil.copy_GBps);
+  std::printf("# ceiling: cuBLAS bf16 GEMM 8192^3 %.1f TFLOP/s\n", g_ceil.gemm_tflops);
+}
+
+// ---- verification at small shapes (CPU reference) -------------------------------------
+template <typename T>
+std::vector<T> download(const void* p, std::size_t n) {
+  std::vector<T> h(n);
+  CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+template <typename T>
+void upload(void* p, const std::vector<T>& h) {
+  CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+bool close_enough(const std::vector<ref::Bf16>& got, const std::vector<float>& want, float rtol,
+                  float atol) {
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const float g = ref::to_float(got[i]);
+    if (!(std::fabs(g - want[i]) <= atol + rtol * std::fabs(want[i]))) return false;
+  }
+  return true;
+}
+
+void verified(const char* what, bool ok) {
+  std::printf("# verify %-28s %s\n", what, ok ? "OK" : "FAILED");
+  if (!ok) std::exit(2);
+}
+
+// ---- decode attention ------------------------------------------------------------------
+void bench_attention(const char* model, int heads, int kv_heads, int batch, int ctx, int sms,
+                     bool verify, int force_splits = 0) {
+  const int hd = 128;
+  const std::size_t cache_elems = std::size_t(batch) * kv_heads * ctx * hd;
+  Buf kc(cache_elems * 2), vc(cache_elems * 2), q(std::size_t(batch) * heads * hd * 2),
+      kn(std::size_t(batch) * kv_heads * hd * 2), vn(std::size_t(batch) * kv_heads * hd * 2),
+      out(std::size_t(batch) * heads * hd * 2), lens(batch * 4);
+  fill(kc, 3);
+  fill(vc, 4);
+  fill(q, 5);
+  fill(kn, 6);
+  fill(vn, 7);
+  upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));  // attend over ctx tokens
+  const int splits = force_splits ? force_splits : mk::decode_attention_num_splits(batch, kv_heads, ctx, sms);
+  const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
+  Buf ws(wsb);
+  mk::DecodeAttentionParams p;
+  p.q = q.as<mk::bf16>();
+  p.k_new = kn.as<mk::bf16>();
+  p.v_new = vn.as<mk::bf16>();
+  p.k_cache = kc.as<mk::bf16>();
+  p.v_cache = vc.as<mk::bf16>();
+  p.kv_lens = lens.as<std::int32_t>();
+  p.out = out.as<mk::bf16>();
+  p.workspace = ws.p;
+  p.workspace_bytes = wsb;
+  p.batch = batch;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = hd;
+  p.max_kv_len = ctx;
+  p.num_splits = splits;
+  mk::check_decode_attention(p);
+  if (verify) {
+    KCHECK(mk::launch_decode_attention(p, nullptr));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    auto qh = download<ref::Bf16>(q.p, std::size_t(batch) * heads * hd);
+    auto kh = download<ref::Bf16>(kc.p, cache_elems);  // already holds the appended token
+    auto vh = download<ref::Bf16>(vc.p, cache_elems);
+    auto want = ref::decode_attention(qh, {}, {}, kh, vh, std::vector<std::int32_t>(batch, ctx),
+                                      heads, kv_heads, hd, ctx, 0.f);
+    verified("decode_attention", close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 2e-3f));
+  }
+  const double bytes = 2.0 * cache_elems * 2 + 2.0 * batch * heads * hd * 2;
+  const double flops = 4.0 * batch * heads * double(ctx) * hd;
+  const double us = time_us([&] { KCHECK(mk::launch_decode_attention(p, nullptr)); }, iters_for(bytes));
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "b=%d ctx=%d h=%d/%d splits=%d", batch, ctx, heads, kv_heads, splits);
+  report("decode_attention", model, shape, us, bytes, flops);
+}
+
+// ---- rmsnorm / rope / activations ------------------------------------------------------
+void bench_norm_rope_act(int tokens) {
+  const int hidden = 4096;
+  Buf x(std::size_t(tokens) * hidden * 2), res(std::size_t(tokens) * hidden * 2),
+      w(hidden * 2), out(std::size_t(tokens) * hidden * 2);
+  fill(x, 8);
+  fill(res, 9);
+  fill(w, 10);
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "tokens=%d hidden=%d", tokens, hidden);
+  double us = time_us([&] {
+    KCHECK(mk::launch_add_rmsnorm(res.as<mk::bf16>(), x.as<mk::bf16>(), w.as<mk::bf16>(),
+                                  out.as<mk::bf16>(), tokens, hidden, 1e-6f, nullptr));
+  }, 200);
+  report("add_rmsnorm", "both", shape, us, 4.0 * tokens * hidden * 2, 4.0 * tokens * hidden);
+
+  // RoPE on a fused QKV buffer, Mixtral shape (32 q heads, 8 kv heads, head_dim 128).
+  const int hd = 128, heads = 32, kvh = 8, row = (heads + 2 * kvh) * hd;
+  Buf qkv(std::size_t(tokens) * row * 2), pos(tokens * 4);
+  fill(qkv, 11);
+  std::vector<std::int32_t> ph(tokens);
+  for (int t = 0; t < tokens; ++t) ph[t] = 100 + 37 * t;
+  upload(pos.p, ph);
+  mk::RopeParams rp;
+  rp.q = qkv.as<mk::bf16>();
+  rp.q_stride = row;
+  rp.k = qkv.as<mk::bf16>() + heads * hd;
+  rp.k_stride = row;
+  rp.positions = pos.as<std::int32_t>();
+  rp.tokens = tokens;
+  rp.num_heads = heads;
+  rp.num_kv_heads = kvh;
+  rp.head_dim = hd;
+  us = time_us([&] { KCHECK(mk::launch_rope(rp, nullptr)); }, 200);
+  std::snprintf(shape, sizeof shape, "tokens=%d h=%d/%d hd=%d", tokens, heads, kvh, hd);
+  report("rope", "mixtral", shape, us, 2.0 * tokens * (heads + kvh) * hd * 2, 0);
+
+  const int ffn = 14336;
+  Buf in(std::size_t(tokens) * 2 * ffn * 2), ao(std::size_t(tokens) * ffn * 2);
+  fill(in, 12);
+  us = time_us([&] { KCHECK(mk::launch_swiglu(in.as<mk::bf16>(), ao.as<mk::bf16>(), tokens, ffn, nullptr)); }, 200);
+  std::snprintf(shape, sizeof shape, "rows=%d ffn=%d", tokens, ffn);
+  report("swiglu", "both", shape, us, 3.0 * tokens * ffn * 2, 0);
+}
+
+// ---- router / permute / combine ----------------------------------------------------------
+void bench_routing(const char* model, int tokens, int experts, int k, bool verify) {
+  const int hidden = 4096;
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> logits(std::size_t(tokens) * experts);
+  for (auto& v : logits) v = nd(rng);
+  Buf dl(logits.size() * 4), ids(std::size_t(tokens) * k * 4), w(std::size_t(tokens) * k * 4),
+      counts(experts * 4);
+  upload(dl.p, logits);
+  mk::RouterParams rp;
+  rp.logits = dl.p;
+  rp.logits_dtype = mk::DType::kF32;
+  rp.topk_ids = ids.as<std::int32_t>();
+  rp.topk_weights = w.as<float>();
+  rp.expert_counts = counts.as<std::int32_t>();
+  rp.tokens = tokens;
+  rp.num_experts = experts;
+  rp.k = k;
+  KCHECK(mk::launch_router_topk(rp, nullptr));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  auto want = ref::router_topk(logits, tokens, experts, k, true);
+  if (verify) {
+    verified("router_topk", download<std::int32_t>(ids.p, want.topk_ids.size()) == want.topk_ids &&
+                                download<std::int32_t>(counts.p, experts) == want.expert_counts);
+  }
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "tokens=%d experts=%d k=%d", tokens, experts, k);
+  double us = time_us([&] { KCHECK(mk::launch_router_topk(rp, nullptr)); }, 500);
+  report("router_topk", model, shape, us, tokens * (experts * 4.0 + k * 8.0), 0);
+
+  const std::int64_t rows = std::int64_t{tokens} * k;
+  Buf x(std::size_t(tokens) * hidden * 2), px(rows * hidden * 2), prow(rows * 4), src(rows * 4),
+      off((experts + 1) * 4), eo(rows * hidden * 2), out(std::size_t(tokens) * hidden * 2);
+  fill(x, 13);
+  fill(eo, 14);
+  mk::PermuteParams pp;
+  pp.x = x.as<mk::bf16>();
+  pp.topk_ids = ids.as<std::int32_t>();
+  pp.expert_counts = counts.as<std::int32_t>();
+  pp.permuted_x = px.as<mk::bf16>();
+  pp.permuted_row = prow.as<std::int32_t>();
+  pp.source_token = src.as<std::int32_t>();
+  pp.expert_offsets = off.as<std::int32_t>();
+  pp.tokens = tokens;
+  pp.hidden = hidden;
+  pp.num_experts = experts;
+  pp.k = k;
+  KCHECK(mk::launch_permute(pp, nullptr));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  if (verify) {
+    auto xh = download<ref::Bf16>(x.p, std::size_t(tokens) * hidden);
+    auto pr = ref::permute(xh, want.topk_ids, tokens, hidden, experts, k, 0);
+    auto pxh = download<ref::Bf16>(px.p, pr.permuted_x.size());
+    verified("permute", download<std::int32_t>(prow.p, rows) == pr.permuted_row &&
+                            std::memcmp(pxh.data(), pr.permuted_x.data(), pxh.size() * 2) == 0);
+  }
+  std::snprintf(shape, sizeof shape, "tokens=%d experts=%d k=%d h=%d", tokens, experts, k, hidden);
+  us = time_us([&] { KCHECK(mk::launch_permute(pp, nullptr)); }, 500);
+  report("permute", model, shape, us, (rows + tokens) * hidden * 2.0, 0);
+
+  mk::CombineParams cp;
+  cp.expert_out = eo.as<mk::bf16>();
+  cp.permuted_row = prow.as<std::int32_t>();
+  cp.topk_weights = w.as<float>();
+  cp.residual = x.as<mk::bf16>();
+  cp.out = out.as<mk::bf16>();
+  cp.tokens = tokens;
+  cp.hidden = hidden;
+  cp.k = k;
+  if (verify) {
+    KCHECK(mk::launch_combine(cp, nullptr));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    auto wc = ref::combine(download<ref::Bf16>(eo.p, rows * hidden), want.topk_ids.empty() ? std::vector<std::int32_t>{} : download<std::int32_t>(prow.p, rows),
+                           download<float>(w.p, rows), download<ref::Bf16>(x.p, std::size_t(tokens) * hidden),
+                           tokens, hidden, k);
+    verified("combine", close_enough(download<ref::Bf16>(out.p, wc.size()), wc, 1e-2f, 1e-3f));
+  }
+  us = time_us([&] { KCHECK(mk::launch_combine(cp, nullptr)); }, 500);
+  report("combine", model, shape, us, (rows + 2.0 * tokens) * hidden * 2.0, 2.0 * rows * hidden);
+}
+
+// ---- expert FFN --------------------------------------------------------------------------
+void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_expert,
+               bool verify) {
+  const int hidden = 4096, ffn = 14336;
+  mk::ExpertFfnShape s{experts, hidden, ffn, mk::Activation::kSwiGLU};
+  const std::size_t wup = std::size_t(experts) * 2 * ffn * hidden, wdn = std::size_t(experts) * hidden * ffn;
+  static Buf* w_up = nullptr;
+  static Buf* w_down = nullptr;
+  static int w_experts = 0;
+  if (w_experts != experts) {
+    delete w_up;
+    delete w_down;
+    w_up = new Buf(wup * 2);
+    w_down = new Buf(wdn * 2);
+    fill(*w_up, 15, 0.02f);
+    fill(*w_down, 16, 0.02f);
+    w_experts = experts;
+  }
+  const std::int64_t rows = std::int64_t{experts} * tokens_per_expert;
+  Buf x(rows * hidden * 2), out(rows * hidden * 2);
+  fill(x, 17);
+  const std::size_t wsb = mk::expert_ffn_workspace_bytes(s, rows);
+  Buf ws(wsb);
+  std::vector<std::int32_t> off(experts + 1);
+  for (int e = 0; e <= experts; ++e) off[e] = e * tokens_per_expert;
+  mk::ExpertFfnWeights w{w_up->as<mk::bf16>(), w_down->as<mk::bf16>()};
+  cudaStream_t st = nullptr;
+  if (verify) {
+    // Check the first 2 rows of expert 0 against the CPU reference (one expert's weights).
+    KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p, wsb));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const int vr = std::min<std::int64_t>(2, tokens_per_expert);
+    auto xh = download<ref::Bf16>(x.p, std::size_t(vr) * hidden);
+    auto wuh = download<ref::Bf16>(w_up->p, std::size_t(2) * ffn * hidden);
+    auto wdh = download<ref::Bf16>(w_down->p, std::size_t(hidden) * ffn);
+    auto want = ref::expert_ffn(xh, wuh, wdh, {0, vr}, 1, hidden, ffn, true);
+    float scale = 0;
+    for (float v : want) scale = std::max(scale, std::fabs(v));
+    verified("expert_ffn (swiglu)", close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 1e-2f * scale));
+  }
+  const double bytes = (wup + wdn) * 2.0 + rows * hidden * 2.0 * 2;
+  const double flops = 2.0 * rows * hidden * ffn * 3;
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "E=%d tok/exp=%d h=%d f=%d", experts, tokens_per_expert, hidden, ffn);
+  double us = time_us([&] { KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p, wsb)); }, iters_for(bytes), 3);
+  report("expert_ffn_loop", model, shape, us, bytes, flops, tokens_per_expert > 256);
+  us = time_us([&] { KCHECK(mk::run_expert_ffn_uniform(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), tokens_per_expert, ws.p, wsb)); }, iters_for(bytes), 3);
+  report("expert_ffn_batched", model, shape, us, bytes, flops, tokens_per_expert > 256);
+}
+
+void write_csv(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+  std::fprintf(f, "kernel,model,shape,time_us,GBps,TFLOPs,pct_of_ceiling,ceiling,copy_GBps,gemm_TFLOPs\n");
+  for (const Row& r : g_rows) {
+    std::fprintf(f, "%s,%s,\"%s\",%.3f,%.1f,%.3f,%.1f,%s,%.1f,%.1f\n", r.kernel.c_str(), r.model.c_str(),
+                 r.shape.c_str(), r.us, r.gbps, r.tflops, r.pct, r.ceiling.c_str(), g_ceil.copy_GBps, g_ceil.gemm_tflops);
+  }
+  std::fclose(f);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string csv;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
+      csv = argv[++i];
+    } else if (!std::strcmp(argv[i], "--quick")) {
+      quick = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick]\n", argv[0]);
+      return 1;
+    }
+  }
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    std::puts("MASEP_GPU_SKIP: no CUDA device");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("# device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  cublasHandle_t h;
+  CUBLAS_CHECK(cublasCreate(&h));
+  measure_ceilings(h);
+  std::printf("%-22s %-8s %-34s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us", "GB/s", "TFLOP/s", "%ceil");
+  const int sms = prop.multiProcessorCount;
+
+  bench_routing("paper", 256, 16, 2, true);
+  bench_routing("mixtral", 256, 8, 2, false);
+  bench_routing("paper", 32, 16, 2, false);
+  bench_routing("paper", 2048, 16, 2, false);
+  for (int t : {32, 128, 256}) bench_norm_rope_act(t);
+
+  bool first = true;
+  for (int batch : {1, 8, 32, 128}) {
+    for (int ctx : {2048, 8192}) {
+      if (quick && batch * ctx > 65536) continue;
+      bench_attention("paper", 32, 32, batch, ctx, sms, first && (batch * ctx <= 2048));
+      bench_attention("mixtral", 32, 8, batch, ctx, sms, false);
+      first = false;
+    }
+  }
+  // Split-count sensitivity for two shapes (what the heuristic is chosen from).
+  for (int s : {1, 4, 8, 16, 32}) bench_attention("mixtral", 32, 8, 8, 2048, sms, false, s);
+  for (int s : {1, 2, 4, 8}) bench_attention("paper", 32, 32, 32, 8192, sms, false, s);
+
+  bool vf = true;
+  for (int tpe : {1, 8, 16, 32, 64, 128}) {
+    bench_ffn(h, "paper", 16, tpe, vf);
+    vf = false;
+  }
+  for (int tpe : {1, 16, 64}) bench_ffn(h, "mixtral", 8, tpe, false);
+
+  if (!csv.empty()) write_csv(csv);
+  cublasDestroy(h);
+  return 0;
+}

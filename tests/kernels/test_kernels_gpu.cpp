@@ -1,0 +1,539 @@
+// GPU tests: every kernel against its CPU reference (masep_kernels_ref) on fresh random
+// inputs, with outputs poisoned (NaN / sentinel) before each launch so unwritten elements
+// fail. Without a GPU every test prints MASEP_GPU_SKIP and is skipped.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "masep/kernels/activation.hpp"
+#include "masep/kernels/attention.hpp"
+#include "masep/kernels/expert_ffn.hpp"
+#include "masep/kernels/norm.hpp"
+#include "masep/kernels/permute.hpp"
+#include "masep/kernels/reference.hpp"
+#include "masep/kernels/rope.hpp"
+#include "masep/kernels/router.hpp"
+
+namespace mk = masep::kernels;
+namespace ref = masep::kernels::ref;
+using ref::Bf16;
+
+namespace {
+
+bool gpu_present() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+#define REQUIRE_GPU()                 \
+  do {                                \
+    if (!gpu_present()) {             \
+      std::puts("MASEP_GPU_SKIP");    \
+      GTEST_SKIP() << "no CUDA GPU";  \
+    }                                 \
+  } while (0)
+
+#define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+// Device buffer of T, owned; poisoned with the byte 0xFF (NaN for bf16 and fp32, -1 for int)
+// unless filled from the host.
+template <typename T>
+class Dev {
+ public:
+  explicit Dev(std::size_t n) : n_(n) {
+    if (cudaMalloc(&p_, std::max<std::size_t>(n, 1) * sizeof(T)) != cudaSuccess) p_ = nullptr;
+    poison();
+  }
+  explicit Dev(const std::vector<T>& h) : Dev(h.size()) { upload(h); }
+  ~Dev() { cudaFree(p_); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void upload(const std::vector<T>& h) {
+    cudaMemcpy(p_, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  void poison(int byte = 0xFF) { cudaMemset(p_, byte, std::max<std::size_t>(n_, 1) * sizeof(T)); }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+  }
+  T* get() const { return p_; }
+  template <typename U>
+  U* as() const {
+    return reinterpret_cast<U*>(p_);
+  }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_;
+};
+
+std::vector<Bf16> random_bf16(std::size_t n, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<Bf16> v(n);
+  for (auto& x : v) {
+    float f = d(rng);
+    if (f == 0.f) f = 0.5f * hi;  // never zeros
+    x = ref::to_bf16(f);
+  }
+  return v;
+}
+
+std::vector<float> random_f32(std::size_t n, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// |gpu - ref| <= atol + rtol*|ref| for every element; NaN fails. Reports the first few misses.
+template <typename Got>
+void expect_close(const std::vector<Got>& got, const std::vector<float>& want, float rtol,
+                  float atol, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    float g;
+    if constexpr (std::is_same_v<Got, Bf16>) {
+      g = ref::to_float(got[i]);
+    } else {
+      g = static_cast<float>(got[i]);
+    }
+    const float tol = atol + rtol * std::fabs(want[i]);
+    if (!(std::fabs(g - want[i]) <= tol)) {
+      if (++bad <= 5) ADD_FAILURE() << what << " [" << i << "]: got " << g << " want " << want[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << got.size() << " elements off";
+}
+
+float max_abs(const std::vector<float>& v) {
+  float m = 0.f;
+  for (float x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------
+struct AttnCase {
+  int heads, kv_heads, head_dim;
+  std::vector<int> lens;  // tokens in cache before the step
+  int max_len;
+  int splits;  // 0: decode_attention_num_splits
+  bool append;
+};
+
+void run_attention(const AttnCase& c, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int batch = static_cast<int>(c.lens.size());
+  const std::size_t cache_n = std::size_t(batch) * c.kv_heads * c.max_len * c.head_dim;
+  auto q = random_bf16(std::size_t(batch) * c.heads * c.head_dim, rng);
+  auto kc = random_bf16(cache_n, rng, -2.f, 2.f);
+  auto vc = random_bf16(cache_n, rng);
+  std::vector<Bf16> kn, vn;
+  if (c.append) {
+    kn = random_bf16(std::size_t(batch) * c.kv_heads * c.head_dim, rng, -2.f, 2.f);
+    vn = random_bf16(std::size_t(batch) * c.kv_heads * c.head_dim, rng);
+  }
+  Dev<Bf16> dq(q), dkc(kc), dvc(vc), dkn(kn), dvn(vn);
+  Dev<std::int32_t> dlens(std::vector<std::int32_t>(c.lens.begin(), c.lens.end()));
+  Dev<Bf16> dout(q.size());
+  Dev<float> dlse(std::size_t(batch) * c.heads);
+  int max_ctx = *std::max_element(c.lens.begin(), c.lens.end()) + 1;
+  const int splits = c.splits ? c.splits : mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132);
+  const std::size_t ws_bytes = mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
+  Dev<char> ws(ws_bytes);
+  mk::DecodeAttentionParams p;
+  p.q = dq.as<mk::bf16>();
+  p.k_new = c.append ? dkn.as<mk::bf16>() : nullptr;
+  p.v_new = c.append ? dvn.as<mk::bf16>() : nullptr;
+  p.k_cache = dkc.as<mk::bf16>();
+  p.v_cache = dvc.as<mk::bf16>();
+  p.kv_lens = dlens.get();
+  p.out = dout.as<mk::bf16>();
+  p.lse = dlse.get();
+  p.workspace = ws.get();
+  p.workspace_bytes = ws_bytes;
+  p.batch = batch;
+  p.num_heads = c.heads;
+  p.num_kv_heads = c.kv_heads;
+  p.head_dim = c.head_dim;
+  p.max_kv_len = c.max_len;
+  p.num_splits = splits;
+  ASSERT_NO_THROW(mk::check_decode_attention(p));
+  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  CUDA_OK(cudaDeviceSynchronize());
+
+  std::vector<float> lse_ref;
+  auto want = ref::decode_attention(q, kn, vn, kc, vc,
+                                    std::vector<std::int32_t>(c.lens.begin(), c.lens.end()),
+                                    c.heads, c.kv_heads, c.head_dim, c.max_len, 0.f, &lse_ref);
+  expect_close(dout.download(), want, 2e-2f, 2e-3f, "attention out");
+  expect_close(dlse.download(), lse_ref, 1e-4f, 1e-3f, "attention lse");
+  // The caches after the step equal the reference's (new token appended, nothing else).
+  auto kc_gpu = dkc.download();
+  auto vc_gpu = dvc.download();
+  EXPECT_EQ(0, std::memcmp(kc_gpu.data(), kc.data(), cache_n * sizeof(Bf16))) << "k cache";
+  EXPECT_EQ(0, std::memcmp(vc_gpu.data(), vc.data(), cache_n * sizeof(Bf16))) << "v cache";
+}
+
+}  // namespace
+
+TEST(GpuDecodeAttention, MhaHd128AppendVariableLengths) {
+  REQUIRE_GPU();
+  run_attention({4, 4, 128, {0, 37, 300}, 320, 4, true}, 1);  // empty splits for len 1
+}
+
+TEST(GpuDecodeAttention, GqaHd128AutoSplits) {
+  REQUIRE_GPU();
+  run_attention({32, 8, 128, {1000, 63}, 1100, 0, true}, 2);
+}
+
+TEST(GpuDecodeAttention, GqaHd64NoAppend) {
+  REQUIRE_GPU();
+  run_attention({8, 2, 64, {5, 129, 1}, 130, 3, false}, 3);
+}
+
+TEST(GpuDecodeAttention, OddGroupSizesAndLargeGroups) {
+  REQUIRE_GPU();
+  run_attention({12, 2, 64, {33, 1}, 40, 2, true}, 4);    // group 6 -> sub-groups of 2
+  run_attention({16, 1, 128, {95}, 100, 1, true}, 5);     // group 16 -> 2 sub-groups of 8
+  run_attention({3, 1, 128, {17, 250}, 256, 7, true}, 6);  // group 3 -> 3 sub-groups of 1
+}
+
+TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
+  REQUIRE_GPU();
+  // Sequence 1 has a full cache (len == max_len) and appends: its output must be NaN.
+  std::mt19937 rng(7);
+  const int hd = 64, max_len = 8;
+  auto q = random_bf16(2 * hd, rng);
+  auto kc = random_bf16(2 * max_len * hd, rng);
+  Dev<Bf16> dq(q), dkc(kc), dvc(kc), dkn(random_bf16(2 * hd, rng)), dvn(random_bf16(2 * hd, rng));
+  Dev<std::int32_t> dlens(std::vector<std::int32_t>{3, max_len});
+  Dev<Bf16> dout(2 * hd);
+  const std::size_t wsb = mk::decode_attention_workspace_bytes(2, 1, hd, 1);
+  Dev<char> ws(wsb);
+  mk::DecodeAttentionParams p;
+  p.q = dq.as<mk::bf16>();
+  p.k_new = dkn.as<mk::bf16>();
+  p.v_new = dvn.as<mk::bf16>();
+  p.k_cache = dkc.as<mk::bf16>();
+  p.v_cache = dvc.as<mk::bf16>();
+  p.kv_lens = dlens.get();
+  p.out = dout.as<mk::bf16>();
+  p.workspace = ws.get();
+  p.workspace_bytes = wsb;
+  p.batch = 2;
+  p.num_heads = 1;
+  p.num_kv_heads = 1;
+  p.head_dim = hd;
+  p.max_kv_len = max_len;
+  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  CUDA_OK(cudaDeviceSynchronize());
+  auto out = dout.download();
+  EXPECT_FALSE(std::isnan(ref::to_float(out[0])));
+  EXPECT_TRUE(std::isnan(ref::to_float(out[hd])));
+  p.head_dim = 96;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kInvalidArgument);
+}
+
+TEST(GpuDecodeAttention, AdvanceLengths) {
+  REQUIRE_GPU();
+  Dev<std::int32_t> d(std::vector<std::int32_t>{0, 5, 9});
+  ASSERT_EQ(mk::launch_advance_kv_lens(d.get(), 3, nullptr), mk::Status::kOk);
+  EXPECT_EQ(d.download(), (std::vector<std::int32_t>{1, 6, 10}));
+}
+
+// ---------------------------------------------------------------------------------------
+TEST(GpuNorm, RmsnormAndFusedResidual) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  for (auto [tokens, hidden] : {std::pair{1, 4096}, {7, 24}, {3, 8}, {2, 20480}}) {
+    auto x = random_bf16(std::size_t(tokens) * hidden, rng, -3.f, 3.f);
+    auto w = random_bf16(hidden, rng, 0.5f, 1.5f);
+    auto res = random_bf16(x.size(), rng, -3.f, 3.f);
+    Dev<Bf16> dx(x), dw(w), dres(res), dout(x.size());
+    ASSERT_EQ(mk::launch_rmsnorm(dx.as<mk::bf16>(), dw.as<mk::bf16>(), dout.as<mk::bf16>(), tokens,
+                                 hidden, 1e-6f, nullptr),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    expect_close(dout.download(), ref::rmsnorm(x, w, tokens, hidden, 1e-6f), 1e-2f, 1e-3f,
+                 "rmsnorm");
+    dout.poison();
+    ASSERT_EQ(mk::launch_add_rmsnorm(dres.as<mk::bf16>(), dx.as<mk::bf16>(), dw.as<mk::bf16>(),
+                                     dout.as<mk::bf16>(), tokens, hidden, 1e-6f, nullptr),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto want = ref::add_rmsnorm(res, x, w, tokens, hidden, 1e-6f);
+    expect_close(dout.download(), want, 1e-2f, 1e-3f, "add_rmsnorm out");
+    expect_close(dres.download(), ref::to_float(res), 0.f, 0.f, "add_rmsnorm residual");
+  }
+  EXPECT_THROW(mk::check_rmsnorm(nullptr, nullptr, nullptr, 1, 12), std::invalid_argument);
+}
+
+TEST(GpuRope, FusedQkvBufferWithStrides) {
+  REQUIRE_GPU();
+  std::mt19937 rng(12);
+  for (int hd : {128, 64}) {
+    const int tokens = 5, heads = 4, kvh = 2, row = (heads + 2 * kvh) * hd;
+    auto qkv = random_bf16(std::size_t(tokens) * row, rng);
+    std::vector<std::int32_t> pos = {0, 1, 17, 4095, 8000};
+    Dev<Bf16> d(qkv);
+    Dev<std::int32_t> dpos(pos);
+    mk::RopeParams p;
+    p.q = d.as<mk::bf16>();
+    p.q_stride = row;
+    p.k = d.as<mk::bf16>() + heads * hd;
+    p.k_stride = row;
+    p.positions = dpos.get();
+    p.tokens = tokens;
+    p.num_heads = heads;
+    p.num_kv_heads = kvh;
+    p.head_dim = hd;
+    ASSERT_NO_THROW(mk::check_rope(p));
+    ASSERT_EQ(mk::launch_rope(p, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    // Reference on the q and k slices; v must be untouched.
+    std::vector<Bf16> q(std::size_t(tokens) * heads * hd), k(std::size_t(tokens) * kvh * hd);
+    for (int t = 0; t < tokens; ++t) {
+      std::copy_n(qkv.begin() + t * row, heads * hd, q.begin() + t * heads * hd);
+      std::copy_n(qkv.begin() + t * row + heads * hd, kvh * hd, k.begin() + t * kvh * hd);
+    }
+    auto wq = ref::rope(q, pos, tokens, heads, hd, 10000.f);
+    auto wk = ref::rope(k, pos, tokens, kvh, hd, 10000.f);
+    std::vector<float> want = ref::to_float(qkv);
+    for (int t = 0; t < tokens; ++t) {
+      std::copy_n(wq.begin() + t * heads * hd, heads * hd, want.begin() + t * row);
+      std::copy_n(wk.begin() + t * kvh * hd, kvh * hd, want.begin() + t * row + heads * hd);
+    }
+    expect_close(d.download(), want, 1e-2f, 5e-3f, "rope");
+  }
+}
+
+TEST(GpuActivation, SwigluAndGelu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(13);
+  for (auto [rows, ffn] : {std::pair{1, 8}, {33, 14336 / 4}, {5, 24}}) {
+    auto in = random_bf16(std::size_t(rows) * 2 * ffn, rng, -4.f, 4.f);
+    Dev<Bf16> din(in), dout(std::size_t(rows) * ffn);
+    ASSERT_EQ(mk::launch_swiglu(din.as<mk::bf16>(), dout.as<mk::bf16>(), rows, ffn, nullptr),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    expect_close(dout.download(), ref::swiglu(in, rows, ffn), 1e-2f, 1e-3f, "swiglu");
+    std::vector<Bf16> g(in.begin(), in.begin() + std::size_t(rows) * ffn);
+    Dev<Bf16> dg(g), dgo(g.size());
+    ASSERT_EQ(mk::launch_gelu(dg.as<mk::bf16>(), dgo.as<mk::bf16>(), rows, ffn, nullptr),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    expect_close(dgo.download(), ref::gelu(g, rows, ffn), 1e-2f, 1e-3f, "gelu");
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+TEST(GpuRouter, TopKMatchesReference) {
+  REQUIRE_GPU();
+  std::mt19937 rng(14);
+  struct C { int tokens, experts, k; bool bf16_logits; bool renorm; };
+  for (C c : {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
+              C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true}}) {
+    auto logits = random_f32(std::size_t(c.tokens) * c.experts, rng, -4.f, 4.f);
+    std::vector<Bf16> lb = ref::to_bf16(logits);
+    if (c.bf16_logits) logits = ref::to_float(lb);
+    Dev<float> dl32(logits);
+    Dev<Bf16> dl16(lb);
+    Dev<std::int32_t> ids(std::size_t(c.tokens) * c.k), counts(c.experts);
+    Dev<float> w(std::size_t(c.tokens) * c.k);
+    counts.poison(0x7f);  // nonzero garbage: the launch must zero it
+    mk::RouterParams p;
+    p.logits = c.bf16_logits ? static_cast<const void*>(dl16.get()) : dl32.get();
+    p.logits_dtype = c.bf16_logits ? mk::DType::kBF16 : mk::DType::kF32;
+    p.topk_ids = ids.get();
+    p.topk_weights = w.get();
+    p.expert_counts = counts.get();
+    p.tokens = c.tokens;
+    p.num_experts = c.experts;
+    p.k = c.k;
+    p.renormalize = c.renorm;
+    ASSERT_NO_THROW(mk::check_router(p));
+    ASSERT_EQ(mk::launch_router_topk(p, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto want = ref::router_topk(logits, c.tokens, c.experts, c.k, c.renorm);
+    EXPECT_EQ(ids.download(), want.topk_ids) << c.tokens << "x" << c.experts;
+    EXPECT_EQ(counts.download(), want.expert_counts) << c.tokens << "x" << c.experts;
+    expect_close(w.download(), want.topk_weights, 1e-4f, 1e-6f, "router weights");
+  }
+  mk::RouterParams bad;
+  bad.tokens = 1;
+  bad.num_experts = 300;
+  bad.k = 2;
+  EXPECT_THROW(mk::check_router(bad), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------
+namespace {
+
+void run_permute_combine(int tokens, int experts, int k, int hidden, int capacity,
+                         const std::vector<std::int32_t>& ids, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto x = random_bf16(std::size_t(tokens) * hidden, rng);
+  std::vector<std::int32_t> counts(experts, 0);
+  for (int id : ids) ++counts[id];
+  const std::int64_t rows = mk::permuted_rows(tokens, k, experts, capacity);
+  Dev<Bf16> dx(x), dpx(rows * hidden);
+  Dev<std::int32_t> dids(ids), dcounts(counts), dprow(ids.size()), dsrc(rows), doff(experts + 1);
+  dprow.poison(0x7f);
+  dsrc.poison(0x7f);
+  doff.poison(0x7f);
+  mk::PermuteParams p;
+  p.x = dx.as<mk::bf16>();
+  p.topk_ids = dids.get();
+  p.expert_counts = dcounts.get();
+  p.permuted_x = dpx.as<mk::bf16>();
+  p.permuted_row = dprow.get();
+  p.source_token = dsrc.get();
+  p.expert_offsets = doff.get();
+  p.tokens = tokens;
+  p.hidden = hidden;
+  p.num_experts = experts;
+  p.k = k;
+  p.capacity = capacity;
+  ASSERT_NO_THROW(mk::check_permute(p));
+  ASSERT_EQ(mk::launch_permute(p, nullptr), mk::Status::kOk);
+  CUDA_OK(cudaDeviceSynchronize());
+  auto want = ref::permute(x, ids, tokens, hidden, experts, k, capacity);
+  EXPECT_EQ(dprow.download(), want.permuted_row);
+  EXPECT_EQ(dsrc.download(), want.source_token);
+  EXPECT_EQ(doff.download(), want.expert_offsets);
+  auto px = dpx.download();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    if (want.source_token[r] < 0) continue;  // unwritten row: left as it was
+    ASSERT_EQ(0, std::memcmp(px.data() + r * hidden, want.permuted_x.data() + r * hidden,
+                             hidden * sizeof(Bf16)))
+        << "row " << r;
+  }
+
+  // Combine: random expert outputs for every row, random weights, with and without residual.
+  auto eo = random_bf16(rows * hidden, rng, -2.f, 2.f);
+  auto w = random_f32(ids.size(), rng, 0.05f, 1.f);
+  auto res = random_bf16(x.size(), rng);
+  Dev<Bf16> deo(eo), dres(res), dout(x.size());
+  Dev<float> dw(w);
+  for (bool with_res : {false, true}) {
+    dout.poison();
+    mk::CombineParams c;
+    c.expert_out = deo.as<mk::bf16>();
+    c.permuted_row = dprow.get();
+    c.topk_weights = dw.get();
+    c.residual = with_res ? dres.as<mk::bf16>() : nullptr;
+    c.out = dout.as<mk::bf16>();
+    c.tokens = tokens;
+    c.hidden = hidden;
+    c.k = k;
+    ASSERT_NO_THROW(mk::check_combine(c));
+    ASSERT_EQ(mk::launch_combine(c, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto wc = ref::combine(eo, want.permuted_row, w, with_res ? res : std::vector<Bf16>{}, tokens,
+                           hidden, k);
+    expect_close(dout.download(), wc, 1e-2f, 1e-3f, "combine");
+  }
+}
+
+std::vector<std::int32_t> random_ids(int tokens, int experts, int k, std::mt19937& rng) {
+  std::vector<std::int32_t> ids;
+  std::vector<int> e(experts);
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < experts; ++i) e[i] = i;
+    std::shuffle(e.begin(), e.end(), rng);
+    ids.insert(ids.end(), e.begin(), e.begin() + k);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST(GpuPermute, PackedRandomRouting) {
+  REQUIRE_GPU();
+  std::mt19937 rng(15);
+  run_permute_combine(256, 16, 2, 4096, 0, random_ids(256, 16, 2, rng), 16);
+  run_permute_combine(1, 8, 2, 64, 0, random_ids(1, 8, 2, rng), 17);  // most experts get none
+  run_permute_combine(77, 256, 8, 24, 0, random_ids(77, 256, 8, rng), 18);
+}
+
+TEST(GpuPermute, OneExpertTakesAllAndCapacityDrops) {
+  REQUIRE_GPU();
+  // k = 1, every token to expert 3 of 8; then capacity 10 drops all but the first 10.
+  std::vector<std::int32_t> ids(45, 3);
+  run_permute_combine(45, 8, 1, 128, 0, ids, 19);
+  run_permute_combine(45, 8, 1, 128, 10, ids, 20);
+  std::mt19937 rng(21);
+  run_permute_combine(40, 4, 2, 32, 24, random_ids(40, 4, 2, rng), 22);
+}
+
+// ---------------------------------------------------------------------------------------
+TEST(GpuExpertFfn, PackedAndUniformMatchReference) {
+  REQUIRE_GPU();
+  std::mt19937 rng(23);
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const int experts = 4, hidden = 256, ffn = 136;
+  // Expert 0: 1 row, expert 1: none, expert 2: 37 rows, expert 3: 5 rows.
+  const std::vector<std::int32_t> off = {0, 1, 1, 38, 43};
+  const int rows = off.back();
+  for (auto act : {mk::Activation::kSwiGLU, mk::Activation::kGELU}) {
+    const bool sw = act == mk::Activation::kSwiGLU;
+    const int up = sw ? 2 * ffn : ffn;
+    auto x = random_bf16(std::size_t(rows) * hidden, rng);
+    auto wu = random_bf16(std::size_t(experts) * up * hidden, rng, -0.15f, 0.15f);
+    auto wd = random_bf16(std::size_t(experts) * hidden * ffn, rng, -0.15f, 0.15f);
+    Dev<Bf16> dx(x), dwu(wu), dwd(wd), dout(std::size_t(rows) * hidden);
+    mk::ExpertFfnShape s{experts, hidden, ffn, act};
+    ASSERT_NO_THROW(mk::check_expert_ffn(s));
+    const std::size_t wsb = mk::expert_ffn_workspace_bytes(s, rows);
+    Dev<char> ws(wsb);
+    mk::ExpertFfnWeights w{dwu.as<mk::bf16>(), dwd.as<mk::bf16>()};
+    ASSERT_EQ(mk::run_expert_ffn(h, nullptr, s, w, dx.as<mk::bf16>(), dout.as<mk::bf16>(),
+                                 off.data(), ws.get(), wsb),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto want = ref::expert_ffn(x, wu, wd, off, experts, hidden, ffn, sw);
+    const float scale = max_abs(want);
+    expect_close(dout.download(), want, 2e-2f, 1e-2f * scale, sw ? "ffn swiglu" : "ffn gelu");
+
+    // Uniform layout: capacity 40, expert e's rows copied to [e*40, e*40 + n_e).
+    const int cap = 40;
+    std::vector<Bf16> xu(std::size_t(experts) * cap * hidden, Bf16{0x3f80});
+    std::vector<std::int32_t> uoff(experts + 1);
+    std::vector<Bf16> xp;  // packed rows that fit the capacity, for the reference
+    for (int e = 0; e < experts; ++e) {
+      const int n = std::min(cap, off[e + 1] - off[e]);
+      uoff[e + 1] = uoff[e] + n;
+      std::copy_n(x.begin() + std::size_t(off[e]) * hidden, std::size_t(n) * hidden,
+                  xu.begin() + std::size_t(e) * cap * hidden);
+      xp.insert(xp.end(), x.begin() + std::size_t(off[e]) * hidden,
+                x.begin() + std::size_t(off[e] + n) * hidden);
+    }
+    Dev<Bf16> dxu(xu), douu(xu.size());
+    const std::size_t wsu = mk::expert_ffn_workspace_bytes(s, std::int64_t{experts} * cap);
+    Dev<char> ws2(wsu);
+    ASSERT_EQ(mk::run_expert_ffn_uniform(h, nullptr, s, w, dxu.as<mk::bf16>(),
+                                         douu.as<mk::bf16>(), cap, ws2.get(), wsu),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto wu_ref = ref::expert_ffn(xp, wu, wd, uoff, experts, hidden, ffn, sw);
+    auto got = douu.download();
+    std::vector<Bf16> gp;
+    for (int e = 0; e < experts; ++e) {
+      gp.insert(gp.end(), got.begin() + std::size_t(e) * cap * hidden,
+                got.begin() + (std::size_t(e) * cap + (uoff[e + 1] - uoff[e])) * hidden);
+    }
+    expect_close(gp, wu_ref, 2e-2f, 1e-2f * max_abs(wu_ref), "ffn uniform");
+  }
+  cublasDestroy(h);
+}
