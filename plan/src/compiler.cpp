@@ -1,1 +1,623 @@
-// placeholder: implemented in its issue
+// The plan compiler. See compiler.hpp for the layer it emits; the comments here say why the
+// ops are ordered the way they are.
+//
+// Stream order and deadlock freedom. Send/recv pairs and collectives are rendezvous: they
+// start when every participant has reached them. Every rank's comm stream visits the
+// exchanges of a (decode step, layer, micro-batch) in one global order,
+//   for f = (step·L + layer)·m + mb:   return(f − m), all_gather(f), [all_reduce(f)],
+//                                      reduce_scatter(f), dispatch(f)
+// and inside one exchange the pairs are ordered consistently (bipartite: senders ascending
+// over receivers ascending; co-located all-to-all: round-robin pairing rounds, lower rank
+// sends first), so no rank can wait for a partner that waits for it. check_program() verifies
+// this (Kahn's algorithm over rendezvous classes).
+//
+// Ping-pong. The attention compute stream runs combine(f − m) then the attention part of f:
+// while the MoE GPUs work on micro-batch mb, the attention GPUs work on the others. The MoE
+// comm stream runs return(f − m) then dispatch(f), so it receives up to m − 1 micro-batches
+// ahead of what it returns.
+#include "masep/plan/compiler.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "masep/plan/errors.hpp"
+#include "masep/plan/memory.hpp"
+#include "masep/plan/placement.hpp"
+#include "masep/plan/routing.hpp"
+
+namespace masep::plan {
+
+namespace {
+
+// i-th of k near-equal parts of n (sizes differ by at most one), and where it begins.
+int64_t part(int64_t n, int64_t k, int64_t i) { return n * (i + 1) / k - n * i / k; }
+int64_t part_begin(int64_t n, int64_t k, int64_t i) { return n * i / k; }
+
+std::string join_ints(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s;
+}
+
+std::string experts_label(const std::vector<int>& e) {
+  if (e.size() <= 8) return "experts " + join_ints(e);
+  return std::to_string(e.size()) + " experts";
+}
+
+// Round of the pair (x, y) in the round-robin ("circle") pairing of n ranks: every round is
+// a perfect matching (one rank idle per round when n is odd), every pair meets exactly once.
+int pairing_round(int x, int y, int n) {
+  const int np = n % 2 == 0 ? n : n + 1;
+  const int fixed = np - 1;
+  if (x == fixed) return y;
+  if (y == fixed) return x;
+  return static_cast<int>((static_cast<int64_t>(x + y) * (np / 2)) % fixed);
+}
+
+struct Transfer {
+  int32_t src = 0, dst = 0;  // plan ranks
+  int64_t bytes = 0;
+  OpId producer = -1;  // op on src whose output is sent
+  OpId send = -1, recv = -1;
+};
+
+class Compiler {
+ public:
+  Compiler(const Scenario& s, const CompileOptions& opts)
+      : s_(s), m_(s.model), sampler_(s.workload, s.model.experts, s.model.top_k) {
+    setup(opts);
+  }
+
+  Program run() {
+    for (int step = first_step_; step < first_step_ + steps_; ++step) {
+      step_kv(step);
+      for (int layer = 0; layer < m_.layers; ++layer) {
+        for (int mb = 0; mb < mbs_; ++mb) {
+          finish(mb);
+          attention_front(step, layer, mb);
+          moe(step, layer, mb);
+        }
+      }
+    }
+    for (int mb = 0; mb < mbs_; ++mb) finish(mb);
+    return std::move(p_);
+  }
+
+ private:
+  // ---- set-up ------------------------------------------------------------------------------
+  void setup(const CompileOptions& opts) {
+    const PlanSpec& plan = s_.plan;
+    ma_ = plan.kind == PlanKind::kMaSeparation;
+    if (ma_) {
+      hp_ = plan.attention.head_parallel;
+      sp_ = plan.attention.sequence_parallel;
+      replicas_ = plan.attention.replicas;
+      att_ranks_ = plan.attention.gpus;
+      moe_ranks_ = plan.moe.gpus;
+      moe_base_ = att_ranks_;
+    } else {
+      hp_ = plan.colocated.tensor_parallel;
+      sp_ = 1;
+      att_ranks_ = plan.colocated.gpus;
+      replicas_ = hp_ > 0 ? att_ranks_ / hp_ : 0;
+      moe_ranks_ = att_ranks_;
+      moe_base_ = 0;
+    }
+    t_ = hp_ * sp_;
+    mbs_ = plan.micro_batches;
+    const std::string key = ma_ ? "plan.attention" : "plan.colocated";
+    if (hp_ <= 0 || sp_ <= 0 || replicas_ <= 0 || mbs_ <= 0 || moe_ranks_ <= 0) {
+      throw std::invalid_argument(key + ": parallel sizes and micro_batches must be positive");
+    }
+    if (replicas_ * t_ != att_ranks_) {
+      throw std::invalid_argument(key + ".gpus: " + std::to_string(att_ranks_) +
+                                  " is not replicas × head_parallel × sequence_parallel");
+    }
+    if (m_.heads % hp_ != 0) {
+      throw std::invalid_argument(key + ": head parallelism " + std::to_string(hp_) +
+                                  " does not divide " + std::to_string(m_.heads) + " heads");
+    }
+    total_ranks_ = ma_ ? att_ranks_ + moe_ranks_ : att_ranks_;
+    const int topo_gpus = s_.topology.total_gpus();
+    if (!plan.gpu_ranks.empty() && static_cast<int>(plan.gpu_ranks.size()) != total_ranks_) {
+      throw std::invalid_argument("plan.gpu_ranks: lists " + std::to_string(plan.gpu_ranks.size()) +
+                                  " GPUs, the plan uses " + std::to_string(total_ranks_));
+    }
+    if (total_ranks_ > topo_gpus) {
+      throw InfeasiblePlan("the plan uses " + std::to_string(total_ranks_) + " GPUs, topology " +
+                           s_.topology.name + " has " + std::to_string(topo_gpus));
+    }
+    const int batch = s_.workload.batch;
+    if (batch < replicas_ * mbs_) {
+      throw InfeasiblePlan("workload.batch " + std::to_string(batch) + " is smaller than " +
+                           std::to_string(replicas_) + " attention replicas × " +
+                           std::to_string(mbs_) +
+                           " micro-batches: some replica would have no sequence");
+    }
+    if (opts.first_step < 0 || opts.steps < -1) {
+      throw std::invalid_argument("CompileOptions: first_step must be >= 0, steps >= -1");
+    }
+    first_step_ = opts.first_step;
+    steps_ = opts.steps < 0 ? std::max(0, s_.workload.decode_steps - first_step_) : opts.steps;
+
+    dt_ = models::dtype_bytes(m_.dtype);
+    h_ = m_.hidden;
+    hd_ = m_.head_dim;
+    heads_l_ = m_.heads / hp_;
+    // With more head-parallel GPUs than KV heads (GQA), each GPU keeps one KV head replica.
+    kvh_l_ = std::max(1, m_.kv_heads / hp_);
+    in_cols_ = m_.expert_in_columns();
+    shared_ = m_.shared_experts;
+
+    eg_ = expert_gpus(s_);
+    ge_ = gpu_experts(eg_, moe_ranks_);
+    local_index_.resize(eg_.size());
+    for (size_t e = 0; e < eg_.size(); ++e) {
+      for (int g : eg_[e]) {
+        const auto& list = ge_[g];
+        local_index_[e].push_back(static_cast<int32_t>(
+            std::lower_bound(list.begin(), list.end(), static_cast<int>(e)) - list.begin()));
+      }
+    }
+    ctx_ = sample_context_lengths(s_.workload);
+
+    p_.scenario = s_.name;
+    p_.first_step = first_step_;
+    p_.steps = steps_;
+    p_.layers = m_.layers;
+    p_.micro_batches = mbs_;
+    p_.stream_ops.resize(static_cast<size_t>(total_ranks_));
+    build_ranks();
+    build_groups();
+
+    last_combine_.assign(static_cast<size_t>(mbs_), std::vector<OpId>(att_ranks_, -1));
+    pending_.resize(static_cast<size_t>(mbs_));
+    group_m_.resize(static_cast<size_t>(moe_ranks_));
+    moe_recvs_.resize(static_cast<size_t>(moe_ranks_));
+    moe_local_rows_.resize(static_cast<size_t>(moe_ranks_));
+    slice_.resize(static_cast<size_t>(att_ranks_));
+    dest_count_.assign(static_cast<size_t>(moe_ranks_), 0);
+    for (int g = 0; g < moe_ranks_; ++g) {
+      group_m_[g].assign(ge_[g].size() + static_cast<size_t>(shared_), 0);
+    }
+    routing_counts_.assign(static_cast<size_t>(m_.experts), 0);
+    pend_slices_.resize(static_cast<size_t>(mbs_));
+  }
+
+  int64_t chunk_begin(int r, int mb) const {
+    return part_begin(s_.workload.batch, static_cast<int64_t>(replicas_) * mbs_,
+                      static_cast<int64_t>(mb) * replicas_ + r);
+  }
+  int64_t chunk_size(int r, int mb) const {
+    return part(s_.workload.batch, static_cast<int64_t>(replicas_) * mbs_,
+                static_cast<int64_t>(mb) * replicas_ + r);
+  }
+
+  void build_ranks() {
+    const auto& gr = s_.plan.gpu_ranks;
+    p_.ranks.resize(static_cast<size_t>(total_ranks_));
+    for (int i = 0; i < total_ranks_; ++i) {
+      RankInfo& ri = p_.ranks[i];
+      ri.gpu = gr.empty() ? i : gr[i];
+      if (ri.gpu < 0 || ri.gpu >= s_.topology.total_gpus()) {
+        throw std::invalid_argument("plan.gpu_ranks[" + std::to_string(i) + "]: GPU " +
+                                    std::to_string(ri.gpu) + " is not in topology " +
+                                    s_.topology.name);
+      }
+      if (i < att_ranks_) {
+        const int r = i / t_, idx = i % t_;
+        ri.replica = r;
+        for (int mb = 0; mb < mbs_; ++mb) ri.sequences += static_cast<int32_t>(chunk_size(r, mb));
+        if (ma_) {
+          ri.role = Role::kAttention;
+          ri.label = "attn r" + std::to_string(r) + " h" + std::to_string(idx / sp_);
+          if (sp_ > 1) ri.label += " s" + std::to_string(idx % sp_);
+        } else {
+          ri.role = Role::kColocated;
+          ri.experts = ge_[i];
+          ri.label = "coloc r" + std::to_string(r) + " t" + std::to_string(idx) + " (" +
+                     experts_label(ri.experts) + ")";
+        }
+      } else {
+        const int g = i - moe_base_;
+        ri.role = Role::kMoe;
+        ri.experts = ge_[g];
+        ri.label = "moe " + std::to_string(g) + " (" + experts_label(ri.experts) + ")";
+      }
+    }
+  }
+
+  void build_groups() {
+    Group world{"world", {}};
+    for (int i = 0; i < total_ranks_; ++i) world.ranks.push_back(i);
+    p_.groups.push_back(std::move(world));
+    replica_group_.resize(static_cast<size_t>(replicas_));
+    sp_group_.assign(static_cast<size_t>(replicas_), std::vector<int>(hp_, -1));
+    for (int r = 0; r < replicas_; ++r) {
+      Group g{(ma_ ? "attn.r" : "tp.r") + std::to_string(r), {}};
+      for (int i = 0; i < t_; ++i) g.ranks.push_back(r * t_ + i);
+      replica_group_[r] = static_cast<int>(p_.groups.size());
+      p_.groups.push_back(std::move(g));
+      if (sp_ > 1) {
+        for (int h = 0; h < hp_; ++h) {
+          Group sg{"attn.r" + std::to_string(r) + ".h" + std::to_string(h), {}};
+          for (int s = 0; s < sp_; ++s) sg.ranks.push_back(r * t_ + h * sp_ + s);
+          sp_group_[r][h] = static_cast<int>(p_.groups.size());
+          p_.groups.push_back(std::move(sg));
+        }
+      }
+    }
+    if (ma_) {
+      Group moe{"moe", {}};
+      for (int g = 0; g < moe_ranks_; ++g) moe.ranks.push_back(moe_base_ + g);
+      p_.groups.push_back(std::move(moe));
+    }
+  }
+
+  // KV tokens of each (replica, micro-batch, sequence shard) at this step: every sequence
+  // holds its initial context plus one token per step so far, plus the one appended now.
+  void step_kv(int step) {
+    kv_.assign(static_cast<size_t>(replicas_) * mbs_ * sp_, 0);
+    for (int mb = 0; mb < mbs_; ++mb) {
+      for (int r = 0; r < replicas_; ++r) {
+        const int64_t b = chunk_begin(r, mb), n = chunk_size(r, mb);
+        for (int64_t j = b; j < b + n; ++j) {
+          const int64_t len = static_cast<int64_t>(ctx_[j]) + step + 1;
+          for (int sh = 0; sh < sp_; ++sh)
+            kv_[(mb * replicas_ + r) * sp_ + sh] += part(len, sp_, sh);
+        }
+      }
+    }
+  }
+
+  // ---- op construction ---------------------------------------------------------------------
+  Op make(int rank, Stream stream, OpKind kind, const char* name) const {
+    Op o;
+    o.rank = rank;
+    o.stream = stream;
+    o.kind = kind;
+    o.name = name;
+    o.layer = cur_layer_;
+    o.step = cur_step_;
+    o.micro_batch = cur_mb_;
+    return o;
+  }
+
+  OpId add(Op&& o, bool place = true) {
+    const OpId id = static_cast<OpId>(p_.ops.size());
+    o.id = id;
+    const int rank = o.rank, stream = o.stream;
+    p_.ops.push_back(std::move(o));
+    if (place) p_.stream_ops[rank][stream].push_back(id);
+    return id;
+  }
+
+  static void dep(Op& o, OpId d) {
+    if (d >= 0) o.deps.push_back(d);
+  }
+
+  OpId gemm(int rank, const char* name, int64_t m, int64_t n, int64_t k, OpId d = -1) {
+    Op o = make(rank, kCompute, OpKind::kGemm, name);
+    o.m = m;
+    o.n = n;
+    o.k = k;
+    o.flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    o.weight_bytes = n * k * dt_;
+    o.hbm_bytes = o.weight_bytes + m * (k + n) * dt_;
+    dep(o, d);
+    return add(std::move(o));
+  }
+
+  OpId grouped_gemm(int rank, const char* name, const std::vector<int32_t>& gm, int64_t n,
+                    int64_t k) {
+    Op o = make(rank, kCompute, OpKind::kGroupedGemm, name);
+    o.n = n;
+    o.k = k;
+    o.group_m = gm;
+    int64_t rows = 0;
+    for (int32_t m : gm) {
+      o.flops += 2.0 * m * static_cast<double>(n) * static_cast<double>(k);
+      if (m > 0) o.weight_bytes += n * k * dt_;  // an expert with no tokens is not read
+      rows += m;
+    }
+    o.hbm_bytes = o.weight_bytes + rows * (k + n) * dt_;
+    return add(std::move(o));
+  }
+
+  OpId simple(int rank, OpKind kind, const char* name, int64_t hbm, int64_t weights = 0,
+              OpId d = -1) {
+    Op o = make(rank, kCompute, kind, name);
+    o.hbm_bytes = hbm;
+    o.weight_bytes = weights;
+    dep(o, d);
+    return add(std::move(o));
+  }
+
+  // One collective over `group`; member i depends on deps[i] (-1 = none). Returns the
+  // member op ids in the group's rank order.
+  std::vector<OpId> collective(OpKind kind, const char* name, int group, int64_t bytes,
+                               const std::vector<OpId>& deps) {
+    const int c = static_cast<int>(p_.collectives.size());
+    p_.collectives.push_back(Collective{kind, group, bytes, {}, {}});
+    std::vector<OpId> ids;
+    const auto& ranks = p_.groups[group].ranks;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      Op o = make(ranks[i], kComm, kind, name);
+      o.comm_bytes = bytes;
+      o.collective = c;
+      dep(o, deps[i]);
+      ids.push_back(add(std::move(o)));
+    }
+    p_.collectives[c].ops = ids;
+    return ids;
+  }
+
+  // Creates the send/recv pairs of one exchange in a deadlock-free order (see the top).
+  void exchange(std::vector<Transfer>& ts, const char* name, bool all_to_all) {
+    const int n = total_ranks_;
+    auto key = [&](const Transfer& t) {
+      if (!all_to_all) return std::make_tuple(t.src, t.dst, 0);
+      const int lo = std::min(t.src, t.dst);
+      return std::make_tuple(pairing_round(t.src, t.dst, n), lo, t.src == lo ? 0 : 1);
+    };
+    std::sort(ts.begin(), ts.end(),
+              [&](const Transfer& a, const Transfer& b) { return key(a) < key(b); });
+    for (Transfer& t : ts) {
+      Op snd = make(t.src, kComm, OpKind::kSend, name);
+      snd.comm_bytes = t.bytes;
+      snd.peer = t.dst;
+      dep(snd, t.producer);
+      Op rcv = make(t.dst, kComm, OpKind::kRecv, name);
+      rcv.comm_bytes = t.bytes;
+      rcv.peer = t.src;
+      t.send = add(std::move(snd));
+      t.recv = add(std::move(rcv));
+      p_.ops[t.send].match = t.recv;
+      p_.ops[t.recv].match = t.send;
+    }
+  }
+
+  // ---- the layer -----------------------------------------------------------------------------
+  struct Slice {
+    int64_t begin = 0, tokens = 0;  // sequence index range of this rank's token slice
+    int64_t rows = 0;               // dispatched rows (token·expert pairs + shared rows)
+    OpId permute = -1;
+  };
+
+  struct Pending {
+    bool valid = false;
+    int step = 0, layer = 0;
+    std::vector<Transfer> returns;
+  };
+
+  // The attention part of (step, layer, mb) on every attention rank, up to the permute.
+  void attention_front(int step, int layer, int mb) {
+    cur_step_ = step;
+    cur_layer_ = layer;
+    cur_mb_ = mb;
+    const bool gather = layer > 0 || step > 0;
+    for (int r = 0; r < replicas_; ++r) {
+      const int64_t T = chunk_size(r, mb);
+      const int base = r * t_;
+      std::vector<OpId> prev(t_), ag(t_, -1), attn(t_), ar(t_, -1), out(t_), rs(t_, -1);
+      for (int i = 0; i < t_; ++i) prev[i] = last_combine_[mb][base + i];
+      // Gathers the previous layer's (or step's) output slices: every group GPU needs all
+      // tokens. At layer 0 it carries the last layer's output of the previous step (input of
+      // the LM head and sampling, which masep does not model).
+      if (gather && t_ > 1) {
+        ag = collective(OpKind::kAllGather, "all_gather", replica_group_[r], T * h_ * dt_, prev);
+      }
+      for (int i = 0; i < t_; ++i) {
+        const int a = base + i, sh = i % sp_;
+        simple(a, OpKind::kElementwise, "rmsnorm", 2 * T * h_ * dt_ + h_ * dt_, h_ * dt_, ag[i]);
+        gemm(a, "qkv", T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_, h_);
+        simple(a, OpKind::kElementwise, "rope", 2 * T * (heads_l_ + kvh_l_) * hd_ * dt_);
+        Op o = make(a, kCompute, OpKind::kAttention, "attn");
+        o.batch = static_cast<int32_t>(T);
+        o.heads = heads_l_;
+        o.kv_heads = kvh_l_;
+        o.head_dim = hd_;
+        o.kv_tokens = kv_[(mb * replicas_ + r) * sp_ + sh];
+        o.flops = 4.0 * static_cast<double>(o.kv_tokens) * heads_l_ * hd_;
+        const int64_t kv_tok_bytes = 2LL * kvh_l_ * hd_ * dt_;
+        o.hbm_bytes = o.kv_tokens * kv_tok_bytes                 // KV cache read
+                      + T * (heads_l_ + 2 * kvh_l_) * hd_ * dt_  // q, k, v in
+                      + T * heads_l_ * hd_ * dt_                 // output
+                      + (sh == 0 ? T * kv_tok_bytes : 0);        // KV append (shard 0)
+        attn[i] = add(std::move(o));
+      }
+      if (sp_ > 1) {
+        // Partial attention outputs of the KV shards are merged across the sp peers.
+        for (int h = 0; h < hp_; ++h) {
+          std::vector<OpId> d(sp_);
+          for (int sh = 0; sh < sp_; ++sh) d[sh] = attn[h * sp_ + sh];
+          auto ids = collective(OpKind::kAllReduce, "attn_reduce", sp_group_[r][h],
+                                T * heads_l_ * hd_ * dt_, d);
+          for (int sh = 0; sh < sp_; ++sh) ar[h * sp_ + sh] = ids[sh];
+        }
+      }
+      for (int i = 0; i < t_; ++i) {
+        // With sequence parallelism the sp peers split the tokens for the output
+        // projection (no redundant GEMM); the reduce-scatter sums over head groups.
+        const int64_t m = sp_ > 1 ? part(T, sp_, i % sp_) : T;
+        out[i] = gemm(base + i, "out_proj", m, h_, static_cast<int64_t>(heads_l_) * hd_, ar[i]);
+      }
+      if (t_ > 1) {
+        rs = collective(OpKind::kReduceScatter, "reduce_scatter", replica_group_[r], T * h_ * dt_,
+                        out);
+      }
+      const int64_t b0 = chunk_begin(r, mb);
+      sampler_.sample(step, layer, mb, r, static_cast<int>(T), route_);
+      for (int64_t q = 0; q < T * m_.top_k; ++q) routing_counts_[route_[q]]++;
+      for (int i = 0; i < t_; ++i) {
+        const int a = base + i;
+        Slice& sl = slice_[a];
+        sl.begin = b0 + part_begin(T, t_, i);
+        sl.tokens = part(T, t_, i);
+        sl.rows = sl.tokens * (m_.top_k + (shared_ > 0 ? 1 : 0));
+        sl.permute = -1;
+        if (sl.tokens == 0) continue;
+        const int64_t u = sl.tokens;
+        simple(a, OpKind::kElementwise, "add_norm", 4 * u * h_ * dt_ + h_ * dt_, h_ * dt_, rs[i]);
+        gemm(a, "router_gemm", u, m_.experts, h_);
+        simple(a, OpKind::kRouter, "router", u * m_.experts * dt_ + u * m_.top_k * 8);
+        sl.permute = simple(a, OpKind::kPermute, "permute", u * h_ * dt_ + sl.rows * h_ * dt_);
+        route_slice(a, sl, sl.begin - b0);
+      }
+    }
+  }
+
+  // Routes the tokens of one attention rank's slice: counts rows per destination MoE GPU and
+  // per (MoE GPU, local expert). Tokens go to each of their top-k experts (one row per
+  // token·expert pair, even when two experts of a token sit on the same GPU) and, when the
+  // model has shared experts, once more to the MoE GPU (sequence index mod MoE GPUs) that
+  // runs all shared experts for that token (co-located: the token's own GPU).
+  void route_slice(int a, const Slice& sl, int64_t q0) {
+    touched_.clear();
+    auto hit = [&](int g, int li) {
+      if (dest_count_[g]++ == 0) touched_.push_back(g);
+      group_m_[g][li]++;
+    };
+    for (int64_t q = q0; q < q0 + sl.tokens; ++q) {
+      for (int j = 0; j < m_.top_k; ++j) {
+        const int e = route_[q * m_.top_k + j];
+        const int slot = a % static_cast<int>(eg_[e].size());
+        hit(eg_[e][slot], local_index_[e][slot]);
+      }
+      if (shared_ > 0) {
+        const int g = ma_ ? static_cast<int>((sl.begin + (q - q0)) % moe_ranks_) : a;
+        if (dest_count_[g]++ == 0) touched_.push_back(g);
+        const int nloc = static_cast<int>(ge_[g].size());
+        for (int x = 0; x < shared_; ++x) group_m_[g][nloc + x]++;
+      }
+    }
+    std::sort(touched_.begin(), touched_.end());
+    for (int g : touched_) {
+      const int64_t rows = dest_count_[g];
+      dest_count_[g] = 0;
+      if (!ma_ && g == a) {
+        moe_local_rows_[g] += rows;  // stays on the GPU: the permute already placed it
+        continue;
+      }
+      dispatch_.push_back(Transfer{a, moe_base_ + g, rows * h_ * dt_, sl.permute});
+    }
+  }
+
+  // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
+  void moe(int step, int layer, int mb) {
+    exchange(dispatch_, "dispatch", !ma_);
+    for (const Transfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
+    Pending& pend = pending_[mb];
+    pend.valid = true;
+    pend.step = step;
+    pend.layer = layer;
+    pend.returns.clear();
+    for (int g = 0; g < moe_ranks_; ++g) {
+      const int rank = moe_base_ + g;
+      int64_t rows = moe_local_rows_[g];
+      for (const Transfer& t : moe_recvs_[g]) rows += t.bytes / (h_ * dt_);
+      if (rows > 0) {
+        Op perm = make(rank, kCompute, OpKind::kPermute, "moe_permute");
+        perm.hbm_bytes = 2 * rows * h_ * dt_;
+        for (const Transfer& t : moe_recvs_[g]) perm.deps.push_back(t.recv);
+        add(std::move(perm));
+        int64_t expert_rows = 0;
+        for (int32_t x : group_m_[g]) expert_rows += x;
+        grouped_gemm(rank, "expert_up", group_m_[g], in_cols_, h_);
+        simple(rank, OpKind::kElementwise, "act", expert_rows * (in_cols_ + m_.expert_ffn) * dt_);
+        grouped_gemm(rank, "expert_down", group_m_[g], h_, m_.expert_ffn);
+        const OpId un = simple(rank, OpKind::kCombine, "moe_unpermute",
+                               expert_rows * h_ * dt_ + rows * h_ * dt_);
+        for (const Transfer& t : moe_recvs_[g]) {
+          pend.returns.push_back(Transfer{rank, t.src, t.bytes, un});
+        }
+      }
+      moe_recvs_[g].clear();
+      moe_local_rows_[g] = 0;
+      std::fill(group_m_[g].begin(), group_m_[g].end(), 0);
+    }
+    dispatch_.clear();
+    RoutingSample rsmp;
+    rsmp.step = step;
+    rsmp.layer = layer;
+    rsmp.micro_batch = mb;
+    rsmp.tokens_per_expert = routing_counts_;
+    p_.routing.push_back(std::move(rsmp));
+    std::fill(routing_counts_.begin(), routing_counts_.end(), 0);
+    // Slices of this mb are needed again by finish(mb); keep a copy.
+    pend_slices_[mb] = slice_;
+  }
+
+  // Return exchange and attention-side combine of the pending (step, layer) of `mb`.
+  void finish(int mb) {
+    Pending& pend = pending_[mb];
+    if (!pend.valid) return;
+    cur_step_ = pend.step;
+    cur_layer_ = pend.layer;
+    cur_mb_ = mb;
+    exchange(pend.returns, "return", !ma_);
+    std::vector<std::vector<OpId>> recvs(static_cast<size_t>(att_ranks_));
+    for (const Transfer& t : pend.returns) recvs[t.dst].push_back(t.recv);
+    const auto& slices = pend_slices_[mb];
+    for (int a = 0; a < att_ranks_; ++a) {
+      const Slice& sl = slices[a];
+      if (sl.tokens == 0) {
+        last_combine_[mb][a] = -1;
+        continue;
+      }
+      Op o = make(a, kCompute, OpKind::kCombine, "combine");
+      o.hbm_bytes = (sl.rows + 2 * sl.tokens) * h_ * dt_;
+      o.deps = std::move(recvs[a]);
+      last_combine_[mb][a] = add(std::move(o));
+    }
+    pend.valid = false;
+  }
+
+  const Scenario& s_;
+  const models::Model& m_;
+  RoutingSampler sampler_;
+  Program p_;
+
+  bool ma_ = true;
+  int hp_ = 1, sp_ = 1, t_ = 1, replicas_ = 1, mbs_ = 1;
+  int att_ranks_ = 0, moe_ranks_ = 0, moe_base_ = 0, total_ranks_ = 0;
+  int first_step_ = 0, steps_ = 0;
+  int64_t dt_ = 2, h_ = 0, hd_ = 0, in_cols_ = 0;
+  int heads_l_ = 0, kvh_l_ = 0, shared_ = 0;
+
+  std::vector<std::vector<int>> eg_, ge_;
+  std::vector<std::vector<int32_t>> local_index_;  // [e][slot]: index of e in ge_[eg_[e][slot]]
+  std::vector<int32_t> ctx_;
+  std::vector<int> replica_group_;
+  std::vector<std::vector<int>> sp_group_;
+  std::vector<int64_t> kv_;
+
+  int cur_step_ = 0, cur_layer_ = 0, cur_mb_ = 0;
+  std::vector<std::vector<OpId>> last_combine_;  // [mb][attention rank]
+  std::vector<Pending> pending_;                 // [mb]
+  std::vector<std::vector<Slice>> pend_slices_;  // [mb][attention rank]
+  std::vector<Slice> slice_;                     // [attention rank], current (step, layer, mb)
+  std::vector<int32_t> route_;
+  std::vector<int32_t> routing_counts_;
+  std::vector<std::vector<int32_t>> group_m_;     // [MoE gpu][local expert, then shared]
+  std::vector<std::vector<Transfer>> moe_recvs_;  // [MoE gpu]
+  std::vector<int64_t> moe_local_rows_;           // [MoE gpu] (co-located self rows)
+  std::vector<Transfer> dispatch_;
+  std::vector<int> dest_count_, touched_;
+};
+
+}  // namespace
+
+Program compile(const Scenario& s, const CompileOptions& opts) {
+  Compiler c(s, opts);  // checks the plan's shape first (clearer errors than memory's)
+  check_memory(s, plan_memory(s));
+  return c.run();
+}
+
+}  // namespace masep::plan

@@ -1,1 +1,172 @@
-// placeholder: implemented in its issue
+#include "masep/plan/routing.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace masep::plan {
+
+namespace rng {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t seed_for(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  uint64_t h = mix(seed ^ mix(tag));
+  h = mix(h ^ a);
+  h = mix(h ^ b);
+  h = mix(h ^ c);
+  h = mix(h ^ d);
+  return h;
+}
+
+double unit(uint64_t word) { return static_cast<double>(word >> 11) * 0x1.0p-53; }
+
+}  // namespace rng
+
+namespace {
+
+// Site tags: distinct streams for distinct purposes.
+constexpr uint64_t kTagContext = 0x636f6e74657874ULL;  // "context"
+constexpr uint64_t kTagZipf = 0x7a697066ULL;           // "zipf"
+constexpr uint64_t kTagRoute = 0x726f757465ULL;        // "route"
+
+// Uniform integer in [0, n) without modulo bias (rejects the 2^64 mod n lowest words).
+uint64_t below(std::mt19937_64& g, uint64_t n) {
+  const uint64_t threshold = (0 - n) % n;
+  for (;;) {
+    const uint64_t x = g();
+    if (x >= threshold) return x % n;
+  }
+}
+
+}  // namespace
+
+std::vector<double> routing_probabilities(const Workload& w, int experts) {
+  if (experts <= 0) throw std::invalid_argument("model.experts: must be positive");
+  std::vector<double> weight(static_cast<size_t>(experts), 1.0);
+  switch (w.routing.kind) {
+    case RoutingKind::kUniform:
+      break;
+    case RoutingKind::kZipf: {
+      if (!(w.routing.zipf_skew >= 0)) {
+        throw std::invalid_argument("workload.routing.zipf_skew: must not be negative");
+      }
+      // Fisher-Yates with our own bounded draws (std::shuffle is implementation-defined).
+      std::vector<int> perm(static_cast<size_t>(experts));
+      for (int i = 0; i < experts; ++i) perm[i] = i;
+      std::mt19937_64 g(rng::seed_for(w.seed, kTagZipf));
+      for (int i = experts - 1; i > 0; --i) {
+        const int j = static_cast<int>(below(g, static_cast<uint64_t>(i) + 1));
+        std::swap(perm[i], perm[j]);
+      }
+      for (int i = 0; i < experts; ++i) {
+        weight[perm[i]] = 1.0 / std::pow(static_cast<double>(i + 1), w.routing.zipf_skew);
+      }
+      break;
+    }
+    case RoutingKind::kExplicit: {
+      const auto& ew = w.routing.expert_weights;
+      if (static_cast<int>(ew.size()) != experts) {
+        throw std::invalid_argument("workload.routing.expert_weights: lists " +
+                                    std::to_string(ew.size()) + " weights, model has " +
+                                    std::to_string(experts) + " experts");
+      }
+      for (int i = 0; i < experts; ++i) {
+        if (!(ew[i] >= 0) || !std::isfinite(ew[i])) {
+          throw std::invalid_argument("workload.routing.expert_weights[" + std::to_string(i) +
+                                      "]: must be a finite non-negative number");
+        }
+        weight[i] = ew[i];
+      }
+      break;
+    }
+  }
+  double total = 0;
+  for (double x : weight) total += x;
+  if (!(total > 0)) {
+    throw std::invalid_argument("workload.routing: expert weights sum to zero");
+  }
+  for (double& x : weight) x /= total;
+  return weight;
+}
+
+std::vector<int32_t> sample_context_lengths(const Workload& w) {
+  if (w.batch < 0) throw std::invalid_argument("workload.batch: must not be negative");
+  std::vector<int32_t> out(static_cast<size_t>(w.batch), w.context);
+  if (w.context_kind == ContextKind::kFixed) return out;
+  if (w.context_min < 0 || w.context_max < w.context_min) {
+    throw std::invalid_argument("workload.context: need 0 <= context_min <= context_max");
+  }
+  std::mt19937_64 g(rng::seed_for(w.seed, kTagContext));
+  const uint64_t span = static_cast<uint64_t>(w.context_max - w.context_min) + 1;
+  for (auto& c : out) c = w.context_min + static_cast<int32_t>(below(g, span));
+  return out;
+}
+
+RoutingSampler::RoutingSampler(const Workload& w, int experts, int top_k)
+    : seed_(w.seed), top_k_(top_k), prob_(routing_probabilities(w, experts)) {
+  if (top_k <= 0 || top_k > experts) {
+    throw std::invalid_argument("model.top_k: must be in 1.." + std::to_string(experts));
+  }
+  int positive = 0;
+  for (double p : prob_) positive += p > 0 ? 1 : 0;
+  if (positive < top_k) {
+    throw std::invalid_argument("workload.routing: only " + std::to_string(positive) +
+                                " experts have positive weight, top_k is " + std::to_string(top_k));
+  }
+  cumulative_.resize(prob_.size());
+  double acc = 0;
+  for (size_t i = 0; i < prob_.size(); ++i) {
+    acc += prob_[i];
+    cumulative_[i] = acc;
+  }
+}
+
+void RoutingSampler::sample(int step, int layer, int micro_batch, int replica, int tokens,
+                            std::vector<int32_t>& out) const {
+  const int e_count = experts();
+  out.assign(static_cast<size_t>(tokens) * top_k_, 0);
+  std::mt19937_64 g(rng::seed_for(seed_, kTagRoute, static_cast<uint64_t>(step),
+                                  static_cast<uint64_t>(layer), static_cast<uint64_t>(micro_batch),
+                                  static_cast<uint64_t>(replica)));
+  const double total = cumulative_.back();
+  for (int t = 0; t < tokens; ++t) {
+    int32_t* chosen = out.data() + static_cast<size_t>(t) * top_k_;
+    for (int j = 0; j < top_k_; ++j) {
+      // Drawing from the full distribution and rejecting experts already chosen gives
+      // exactly the without-replacement distribution. Heavy skew can make rejection slow,
+      // so after a few tries fall back to the exact draw over the remaining experts.
+      int pick = -1;
+      for (int attempt = 0; attempt < 32 && pick < 0; ++attempt) {
+        const double u = rng::unit(g()) * total;
+        auto it = std::upper_bound(cumulative_.begin(), cumulative_.end(), u);
+        int e = it == cumulative_.end() ? e_count - 1 : static_cast<int>(it - cumulative_.begin());
+        while (prob_[e] <= 0) --e;  // only reachable through rounding at the top end
+        if (std::find(chosen, chosen + j, e) == chosen + j) pick = e;
+      }
+      if (pick < 0) {
+        double rest = 0;
+        for (int e = 0; e < e_count; ++e) {
+          if (std::find(chosen, chosen + j, e) == chosen + j) rest += prob_[e];
+        }
+        double u = rng::unit(g()) * rest;
+        for (int e = 0; e < e_count; ++e) {
+          if (std::find(chosen, chosen + j, e) != chosen + j || prob_[e] <= 0) continue;
+          pick = e;
+          if (u < prob_[e]) break;
+          u -= prob_[e];
+        }
+      }
+      chosen[j] = pick;
+    }
+  }
+}
+
+}  // namespace masep::plan

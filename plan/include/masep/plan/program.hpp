@@ -117,7 +117,8 @@ struct RoutingSample {
 
 struct Program {
   std::string scenario;                 ///< scenario name
-  int32_t steps = 0, layers = 0, micro_batches = 0;
+  int32_t first_step = 0;               ///< first decode step compiled (CompileOptions)
+  int32_t steps = 0, layers = 0, micro_batches = 0;  ///< steps compiled from first_step
   std::vector<RankInfo> ranks;          ///< index = position in the plan (0..N-1)
   std::vector<Group> groups;
   std::vector<Collective> collectives;
