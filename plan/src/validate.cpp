@@ -1,1 +1,242 @@
-// placeholder: implemented in its issue
+// Cross-checks of a Scenario: plan vs model vs topology vs workload. Works on plain structs
+// (a scenario may be built in code), so errors carry key paths and the scenario's origin but
+// no line; parse_scenario maps the key path back to where it was written. Memory
+// feasibility is checked by plan/memory.cpp, not here.
+#include <set>
+#include <string>
+
+#include "masep/plan/errors.hpp"
+#include "masep/plan/loader.hpp"
+
+namespace masep::plan {
+
+namespace {
+
+[[noreturn]] void fail(const Scenario& s, const std::string& key, const std::string& message) {
+  throw InputError(s.origin, 0, 0, key, message);
+}
+
+std::string str(long long v) { return std::to_string(v); }
+
+void require_positive(const Scenario& s, const std::string& key, long long v) {
+  if (v <= 0) fail(s, key, "must be positive, got " + str(v));
+}
+
+// Heads split `parts` ways: every part must own whole query heads and whole KV heads.
+void check_head_split(const Scenario& s, const std::string& key, const char* what, int parts) {
+  const auto& m = s.model;
+  if (m.heads % parts != 0) {
+    fail(s, key,
+         str(parts) + " does not divide " + str(m.heads) + " heads (model " + m.name + "); " +
+             what + " must divide model.heads");
+  }
+  if (m.kv_heads % parts != 0) {
+    fail(s, key,
+         str(parts) + " does not divide " + str(m.kv_heads) + " kv_heads (model " + m.name + "); " +
+             what + " must divide model.kv_heads so every GPU holds whole KV heads");
+  }
+}
+
+// The batch splits into `groups` data-parallel groups × micro_batches.
+void check_batch_split(const Scenario& s, int groups, const std::string& groups_text) {
+  const long long parts = static_cast<long long>(groups) * s.plan.micro_batches;
+  if (s.workload.batch % parts != 0) {
+    fail(s, "workload.batch",
+         str(s.workload.batch) + " sequences do not split evenly into " + groups_text + " × " +
+             str(s.plan.micro_batches) + " micro-batches (need a multiple of " + str(parts) + ")");
+  }
+}
+
+void check_expert_replicas(const Scenario& s, const std::string& prefix, int replicas, int gpus) {
+  require_positive(s, prefix + ".expert_replicas", replicas);
+  if (replicas > gpus) {
+    fail(s, prefix + ".expert_replicas",
+         "each expert needs " + str(replicas) + " GPUs but the plan has only " + str(gpus) +
+             " expert GPUs (" + prefix + ".gpus)");
+  }
+}
+
+void check_contiguous(const Scenario& s, const std::string& prefix, int gpus) {
+  if (s.model.experts % gpus != 0) {
+    fail(s, prefix + ".placement",
+         "contiguous placement splits the " + str(s.model.experts) + " experts into " + str(gpus) +
+             " equal blocks, but " + str(gpus) + " does not divide " + str(s.model.experts) +
+             "; use round_robin or explicit");
+  }
+}
+
+void check_ma_separation(const Scenario& s) {
+  const AttentionPlan& a = s.plan.attention;
+  const MoePlan& moe = s.plan.moe;
+  require_positive(s, "plan.attention.gpus", a.gpus);
+  require_positive(s, "plan.attention.head_parallel", a.head_parallel);
+  require_positive(s, "plan.attention.sequence_parallel", a.sequence_parallel);
+  require_positive(s, "plan.attention.replicas", a.replicas);
+  check_head_split(s, "plan.attention.head_parallel", "head_parallel", a.head_parallel);
+  const long long group =
+      static_cast<long long>(a.replicas) * a.head_parallel * a.sequence_parallel;
+  if (a.gpus != group) {
+    fail(s, "plan.attention.gpus",
+         str(a.gpus) +
+             " GPUs, but replicas × head_parallel × sequence_parallel = " + str(a.replicas) +
+             " × " + str(a.head_parallel) + " × " + str(a.sequence_parallel) + " = " + str(group));
+  }
+  check_batch_split(s, a.replicas, str(a.replicas) + " attention replicas");
+
+  require_positive(s, "plan.moe.gpus", moe.gpus);
+  const int experts = s.model.experts;
+  if (moe.placement == Placement::kExplicit) {
+    const std::string key = "plan.moe.expert_map";
+    if (static_cast<int>(moe.expert_map.size()) != experts) {
+      fail(s, key,
+           "lists " + str(static_cast<long long>(moe.expert_map.size())) + " experts, but model " +
+               s.model.name + " has " + str(experts) + " (one list of MoE GPU indices per expert)");
+    }
+    check_expert_replicas(s, "plan.moe", moe.expert_replicas, moe.gpus);
+    std::set<int> used;
+    for (std::size_t e = 0; e < moe.expert_map.size(); ++e) {
+      const auto& gpus = moe.expert_map[e];
+      const std::string ekey = key + "[" + std::to_string(e) + "]";
+      if (static_cast<int>(gpus.size()) != moe.expert_replicas) {
+        fail(
+            s, ekey,
+            "expert " + std::to_string(e) + " is on " + str(static_cast<long long>(gpus.size())) +
+                " GPUs, but every expert must be on expert_replicas = " + str(moe.expert_replicas));
+      }
+      std::set<int> mine;
+      for (std::size_t j = 0; j < gpus.size(); ++j) {
+        const std::string gkey = ekey + "[" + std::to_string(j) + "]";
+        if (gpus[j] < 0 || gpus[j] >= moe.gpus) {
+          fail(s, gkey,
+               "MoE GPU index " + str(gpus[j]) + " is out of range 0.." + str(moe.gpus - 1) +
+                   " (plan.moe.gpus is " + str(moe.gpus) + ")");
+        }
+        if (!mine.insert(gpus[j]).second) {
+          fail(s, gkey,
+               "expert " + std::to_string(e) + " lists MoE GPU " + str(gpus[j]) + " twice");
+        }
+        used.insert(gpus[j]);
+      }
+    }
+    for (int g = 0; g < moe.gpus; ++g) {
+      if (!used.count(g)) {
+        fail(s, key, "MoE GPU " + str(g) + " holds no expert; every MoE GPU must hold one");
+      }
+    }
+  } else {
+    if (!moe.expert_map.empty()) {
+      fail(s, "plan.moe.expert_map", "only used with placement: explicit");
+    }
+    check_expert_replicas(s, "plan.moe", moe.expert_replicas, moe.gpus);
+    if (moe.placement == Placement::kContiguous) check_contiguous(s, "plan.moe", moe.gpus);
+    const long long copies = static_cast<long long>(experts) * moe.expert_replicas;
+    if (copies < moe.gpus) {
+      fail(s, "plan.moe.gpus",
+           str(moe.gpus) + " MoE GPUs but only " + str(experts) + " experts × " +
+               str(moe.expert_replicas) + " replicas = " + str(copies) +
+               " expert copies: some MoE GPUs would hold no expert");
+    }
+  }
+}
+
+void check_colocated(const Scenario& s) {
+  const ColocatedPlan& c = s.plan.colocated;
+  require_positive(s, "plan.colocated.gpus", c.gpus);
+  require_positive(s, "plan.colocated.tensor_parallel", c.tensor_parallel);
+  if (c.gpus % c.tensor_parallel != 0) {
+    fail(s, "plan.colocated.tensor_parallel",
+         str(c.tensor_parallel) + " does not divide " + str(c.gpus) +
+             " GPUs (plan.colocated.gpus); attention runs in groups of tensor_parallel GPUs");
+  }
+  check_head_split(s, "plan.colocated.tensor_parallel", "tensor_parallel", c.tensor_parallel);
+  const int groups = c.gpus / c.tensor_parallel;
+  check_batch_split(s, groups, str(groups) + " data-parallel attention groups");
+  if (c.placement == Placement::kExplicit) {
+    fail(s, "plan.colocated.placement", "explicit placement is not supported for colocated plans");
+  }
+  check_expert_replicas(s, "plan.colocated", c.expert_replicas, c.gpus);
+  if (c.placement == Placement::kContiguous) check_contiguous(s, "plan.colocated", c.gpus);
+}
+
+int plan_gpus(const PlanSpec& p) {
+  return p.kind == PlanKind::kMaSeparation ? p.attention.gpus + p.moe.gpus : p.colocated.gpus;
+}
+
+void check_gpus_vs_topology(const Scenario& s) {
+  const int used = plan_gpus(s.plan);
+  const int have = s.topology.nodes * s.topology.gpus_per_node;
+  if (used > have) {
+    std::string detail;
+    if (s.plan.kind == PlanKind::kMaSeparation) {
+      detail = " (" + str(s.plan.attention.gpus) + " attention + " + str(s.plan.moe.gpus) + " MoE)";
+    }
+    fail(s, "plan",
+         "plan uses " + str(used) + " GPUs" + detail + " but topology " + s.topology.name +
+             " has " + str(have));
+  }
+  const auto& ranks = s.plan.gpu_ranks;
+  if (ranks.empty()) return;
+  if (static_cast<int>(ranks.size()) != used) {
+    fail(s, "plan.gpu_ranks",
+         "lists " + str(static_cast<long long>(ranks.size())) + " ranks but the plan uses " +
+             str(used) + " GPUs");
+  }
+  std::set<int> seen;
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    const std::string key = "plan.gpu_ranks[" + std::to_string(i) + "]";
+    if (ranks[i] < 0 || ranks[i] >= have) {
+      fail(s, key,
+           "rank " + str(ranks[i]) + " is outside topology " + s.topology.name + " (ranks 0.." +
+               str(have - 1) + ")");
+    }
+    if (!seen.insert(ranks[i]).second) fail(s, key, "rank " + str(ranks[i]) + " is listed twice");
+  }
+}
+
+void check_workload(const Scenario& s) {
+  const Workload& w = s.workload;
+  require_positive(s, "workload.batch", w.batch);
+  if (w.context_kind == ContextKind::kFixed) {
+    require_positive(s, "workload.context", w.context);
+  } else {
+    require_positive(s, "workload.context.min", w.context_min);
+    if (w.context_max < w.context_min) {
+      fail(s, "workload.context.max", str(w.context_max) + " is below min " + str(w.context_min));
+    }
+  }
+  require_positive(s, "workload.decode_steps", w.decode_steps);
+  const Routing& r = w.routing;
+  if (r.kind == RoutingKind::kZipf && !(r.zipf_skew > 0)) {
+    fail(s, "workload.routing.skew", "must be positive, got " + std::to_string(r.zipf_skew));
+  }
+  if (r.kind == RoutingKind::kExplicit) {
+    if (static_cast<int>(r.expert_weights.size()) != s.model.experts) {
+      fail(s, "workload.routing.expert_weights",
+           str(static_cast<long long>(r.expert_weights.size())) + " weights, but model " +
+               s.model.name + " has " + str(s.model.experts) + " experts (one weight each)");
+    }
+    for (std::size_t i = 0; i < r.expert_weights.size(); ++i) {
+      if (!(r.expert_weights[i] > 0)) {
+        fail(s, "workload.routing.expert_weights[" + std::to_string(i) + "]",
+             "must be positive, got " + std::to_string(r.expert_weights[i]));
+      }
+    }
+  } else if (!r.expert_weights.empty()) {
+    fail(s, "workload.routing.expert_weights", "only used with kind: explicit");
+  }
+}
+
+}  // namespace
+
+void validate_scenario(const Scenario& s) {
+  require_positive(s, "plan.micro_batches", s.plan.micro_batches);
+  if (s.plan.kind == PlanKind::kMaSeparation) {
+    check_ma_separation(s);
+  } else {
+    check_colocated(s);
+  }
+  check_gpus_vs_topology(s);
+  check_workload(s);
+}
+
+}  // namespace masep::plan
