@@ -1,1 +1,684 @@
-// placeholder: implemented in its issue
+// The simulator: a discrete-event engine that runs a Program's ops on modelled GPU streams,
+// with compute durations from a ComputeModel and transfers as flows in the NetworkModel.
+// See docs/simulator-model.md for the semantics and every parameter.
+#include "masep/sim/simulator.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <stdexcept>
+
+#include "masep/sim/collectives.hpp"
+#include "masep/sim/compute_model.hpp"
+#include "masep/sim/event_queue.hpp"
+#include "masep/sim/network_model.hpp"
+#include "masep/sim/parameters.hpp"
+#include "masep/sim/platform.hpp"
+
+namespace masep::sim {
+namespace {
+
+using plan::OpId;
+using plan::OpKind;
+
+// Local names so the simulator does not depend on plan's printing helpers.
+const char* kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::kGemm:
+      return "gemm";
+    case OpKind::kGroupedGemm:
+      return "grouped_gemm";
+    case OpKind::kAttention:
+      return "attention";
+    case OpKind::kElementwise:
+      return "elementwise";
+    case OpKind::kRouter:
+      return "router";
+    case OpKind::kPermute:
+      return "permute";
+    case OpKind::kCombine:
+      return "combine";
+    case OpKind::kSend:
+      return "send";
+    case OpKind::kRecv:
+      return "recv";
+    case OpKind::kAllReduce:
+      return "all_reduce";
+    case OpKind::kAllGather:
+      return "all_gather";
+    case OpKind::kReduceScatter:
+      return "reduce_scatter";
+    case OpKind::kAllToAll:
+      return "all_to_all";
+  }
+  return "?";
+}
+bool is_p2p(OpKind k) { return k == OpKind::kSend || k == OpKind::kRecv; }
+bool is_coll(OpKind k) {
+  return k == OpKind::kAllReduce || k == OpKind::kAllGather || k == OpKind::kReduceScatter ||
+         k == OpKind::kAllToAll;
+}
+bool is_comm(OpKind k) { return is_p2p(k) || is_coll(k); }
+
+int64_t ceil_ns(double x) {
+  const double c = std::ceil(x - 1e-9);
+  return c <= 0 ? 0 : static_cast<int64_t>(c);
+}
+
+enum EventType : uint32_t {
+  kComputeEnd = 0,  // a = op, b = version
+  kFlowStart = 1,   // a = pending-flow slot
+  kPhaseStart = 2,  // a = collective
+};
+
+enum OpState : uint8_t { kWaiting = 0, kReady = 1, kDone = 2 };
+
+class Engine {
+ public:
+  Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
+         CollAlgorithm allreduce, bool allreduce_auto)
+      : P_(p),
+        plat_(plat),
+        prm_(prm),
+        cm_(cm),
+        allreduce_(allreduce),
+        allreduce_auto_(allreduce_auto),
+        net_(capacities(plat, prm)) {}
+
+  SimResult run();
+
+ private:
+  static std::vector<double> capacities(const Platform& plat, const SimParams& prm) {
+    std::vector<double> c;
+    c.reserve(plat.links().size() + plat.gpus());
+    for (const PlatformLink& l : plat.links()) c.push_back(l.GBps);
+    // One pseudo-link per GPU for same-GPU copies: each byte is read and written.
+    for (int g = 0; g < plat.gpus(); ++g) {
+      c.push_back(plat.gpu().hbm_GBps * prm.eff_hbm_local_copy / 2);
+    }
+    return c;
+  }
+
+  void validate();
+  void build();
+  std::span<const int> route_links(int src, int dst) const {
+    if (src == dst) return {&local_link_[src], 1};
+    return plat_.route(src, dst).links;
+  }
+  int64_t route_latency(int src, int dst) const {
+    return src == dst ? 0 : ceil_ns(plat_.route(src, dst).latency_ns);
+  }
+  double alpha(OpKind k) const {
+    switch (k) {
+      case OpKind::kAllReduce:
+        return prm_.alpha_allreduce_ns;
+      case OpKind::kAllGather:
+        return prm_.alpha_allgather_ns;
+      case OpKind::kReduceScatter:
+        return prm_.alpha_reducescatter_ns;
+      case OpKind::kAllToAll:
+        return prm_.alpha_alltoall_ns;
+      default:
+        return prm_.alpha_sendrecv_ns;
+    }
+  }
+  CollectivePlan collective_plan(int c) const {
+    const plan::Collective& col = P_.collectives[c];
+    return make_collective_plan(col.kind, ring_gpus_[col.group], group_gpus_[col.group],
+                                &col.matrix, static_cast<double>(col.bytes), plat_.gpus_per_node(),
+                                allreduce_, allreduce_auto_);
+  }
+
+  void mark_ready(OpId op, int64_t t);
+  void finish(OpId op, int64_t t);
+  void drain(int64_t t);
+  void start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag);
+  void flow_done(uint32_t tag, int64_t t);
+  void start_phase(int c, int64_t t);
+  void comm_begin(int gpu, int64_t t);
+  void comm_end(int gpu, int64_t t);
+  void respeed(int gpu, int64_t t, double speed);
+  void schedule_compute_end(int rank, int64_t t);
+  [[noreturn]] void report_stuck(int64_t t);
+  std::string describe(OpId op) const;
+
+  const plan::Program& P_;
+  const Platform& plat_;
+  SimParams prm_;
+  const ComputeModel& cm_;
+  CollAlgorithm allreduce_;
+  bool allreduce_auto_;
+  NetworkModel net_;
+  EventQueue q_;
+
+  int n_ = 0;
+  std::vector<int32_t> pending_;          // unfinished predecessors per op
+  std::vector<int32_t> succ_off_, succ_;  // CSR: ops waiting on each op
+  std::vector<int32_t> stream_prev_;      // previous op on the same stream, -1 if first
+  std::vector<int64_t> dur_;              // compute duration (ns); 0 for comm ops
+  std::vector<int32_t> op_gpu_;
+  std::vector<uint8_t> state_;
+  std::vector<int> local_link_;  // per GPU: its local-copy pseudo-link
+  std::vector<std::vector<int>> group_gpus_, ring_gpus_;
+  std::vector<std::vector<int32_t>> gpu_ranks_;
+
+  // Per-rank compute stream state (for interference re-timing).
+  struct RankRun {
+    OpId op = -1;
+    double remaining_ns = 0;  // full-speed ns left as of `updated`
+    double speed = 1;
+    int64_t updated = 0;
+    uint32_t version = 0;
+  };
+  std::vector<RankRun> run_;
+  std::vector<int32_t> comm_active_;  // per GPU: comm ops running (started, not finished)
+
+  struct CollState {
+    CollectivePlan plan;
+    int ready = 0;
+    int phase = 0;
+    int outstanding = 0;
+  };
+  std::vector<CollState> coll_;
+
+  struct PendingFlow {
+    int src, dst;
+    double bytes;
+    uint32_t tag;
+  };
+  std::vector<PendingFlow> pflow_;
+  std::vector<int32_t> pflow_free_;
+
+  std::vector<OpId> work_;
+  std::vector<uint32_t> completed_;
+  std::vector<PhaseFlow> scratch_;
+  plan::Timeline tl_;
+  int done_ = 0;
+  uint64_t events_ = 0;
+};
+
+void Engine::validate() {
+  const plan::Program& P = P_;
+  const int R = P.rank_count();
+  n_ = static_cast<int>(P.ops.size());
+  for (int r = 0; r < R; ++r) {
+    const int g = P.ranks[r].gpu;
+    if (g < 0 || g >= plat_.gpus()) {
+      throw std::runtime_error(fmt::format(
+          "plan rank {} runs on GPU {}, but the topology has GPUs 0..{}", r, g, plat_.gpus() - 1));
+    }
+  }
+  if (static_cast<int>(P.stream_ops.size()) != R && n_ > 0) {
+    throw std::runtime_error(
+        fmt::format("program has {} ranks but stream_ops for {}", R, P.stream_ops.size()));
+  }
+  for (int i = 0; i < n_; ++i) {
+    const plan::Op& o = P.ops[i];
+    if (o.id != i) throw std::runtime_error(fmt::format("op at index {} has id {}", i, o.id));
+    if (o.rank < 0 || o.rank >= R) {
+      throw std::runtime_error(
+          fmt::format("op {} '{}' names rank {} outside 0..{}", i, o.name, o.rank, R - 1));
+    }
+    if (o.stream >= plan::kStreamCount) {
+      throw std::runtime_error(fmt::format("op {} '{}' has stream {}", i, o.name, o.stream));
+    }
+    for (OpId d : o.deps) {
+      if (d < 0 || d >= n_ || d == i) {
+        throw std::runtime_error(fmt::format("op {} '{}' depends on invalid op {}", i, o.name, d));
+      }
+    }
+    if (is_p2p(o.kind)) {
+      const OpId m = o.match;
+      const char* want = o.kind == OpKind::kSend ? "recv" : "send";
+      if (m < 0 || m >= n_) {
+        throw std::runtime_error(fmt::format("{} op {} (rank {} '{}') has no matching {}",
+                                             kind_name(o.kind), i, o.rank, o.name, want));
+      }
+      const plan::Op& mo = P.ops[m];
+      const OpKind other = o.kind == OpKind::kSend ? OpKind::kRecv : OpKind::kSend;
+      if (mo.kind != other || mo.match != i) {
+        throw std::runtime_error(fmt::format(
+            "{} op {} (rank {} '{}') names op {} as its {}, which does not match it back",
+            kind_name(o.kind), i, o.rank, o.name, m, want));
+      }
+      if (mo.comm_bytes != o.comm_bytes) {
+        throw std::runtime_error(
+            fmt::format("send/recv ops {} and {} carry different bytes "
+                        "({} vs {})",
+                        i, m, o.comm_bytes, mo.comm_bytes));
+      }
+      if (o.kind == OpKind::kSend) {
+        const int s = P.ranks[o.rank].gpu, d = P.ranks[mo.rank].gpu;
+        if (s != d) plat_.route(s, d);  // throws when the topology has no path
+      }
+    } else if (is_coll(o.kind)) {
+      if (o.collective < 0 || o.collective >= static_cast<int>(P.collectives.size())) {
+        throw std::runtime_error(fmt::format("{} op {} (rank {} '{}') names collective {}",
+                                             kind_name(o.kind), i, o.rank, o.name, o.collective));
+      }
+    }
+  }
+  // Every op exactly once on its own rank's stream list.
+  std::vector<uint8_t> seen(n_, 0);
+  for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
+    for (int s = 0; s < plan::kStreamCount; ++s) {
+      for (OpId id : P.stream_ops[r][s]) {
+        if (id < 0 || id >= n_ || P.ops[id].rank != r || P.ops[id].stream != s || seen[id]) {
+          throw std::runtime_error(fmt::format(
+              "stream_ops[{}][{}] lists op {}, which is not a unique op of that rank and stream", r,
+              s, id));
+        }
+        seen[id] = 1;
+      }
+    }
+  }
+  for (int i = 0; i < n_; ++i) {
+    if (!seen[i]) {
+      throw std::runtime_error(fmt::format("op {} (rank {} '{}') is on no stream list", i,
+                                           P.ops[i].rank, P.ops[i].name));
+    }
+  }
+  // Groups and collectives.
+  group_gpus_.assign(P.groups.size(), {});
+  ring_gpus_.assign(P.groups.size(), {});
+  for (size_t g = 0; g < P.groups.size(); ++g) {
+    for (int32_t r : P.groups[g].ranks) {
+      if (r < 0 || r >= R) {
+        throw std::runtime_error(fmt::format("group '{}' names rank {}", P.groups[g].name, r));
+      }
+      group_gpus_[g].push_back(P.ranks[r].gpu);
+    }
+    ring_gpus_[g] = group_gpus_[g];
+    std::sort(ring_gpus_[g].begin(), ring_gpus_[g].end());
+  }
+  std::vector<uint8_t> checked_routes(P.groups.size() * 4, 0);
+  for (size_t c = 0; c < P.collectives.size(); ++c) {
+    const plan::Collective& col = P.collectives[c];
+    if (!is_coll(col.kind)) {
+      throw std::runtime_error(
+          fmt::format("collective {} has non-collective kind {}", c, kind_name(col.kind)));
+    }
+    if (col.group < 0 || col.group >= static_cast<int>(P.groups.size())) {
+      throw std::runtime_error(fmt::format("collective {} names group {}", c, col.group));
+    }
+    const plan::Group& grp = P.groups[col.group];
+    if (col.ops.size() != grp.ranks.size()) {
+      throw std::runtime_error(fmt::format("collective {} has {} member ops for group '{}' of {}",
+                                           c, col.ops.size(), grp.name, grp.ranks.size()));
+    }
+    for (size_t i = 0; i < col.ops.size(); ++i) {
+      const OpId id = col.ops[i];
+      if (id < 0 || id >= n_ || P.ops[id].kind != col.kind ||
+          P.ops[id].collective != static_cast<int>(c) || P.ops[id].rank != grp.ranks[i]) {
+        throw std::runtime_error(fmt::format(
+            "collective {} member {} (op {}) is not a {} op of rank {} naming the collective", c, i,
+            id, kind_name(col.kind), grp.ranks[i]));
+      }
+    }
+    if (col.kind == OpKind::kAllToAll && !col.matrix.empty()) {
+      bool ok = col.matrix.size() == grp.ranks.size();
+      for (const auto& row : col.matrix) ok = ok && row.size() == grp.ranks.size();
+      if (!ok) throw std::runtime_error(fmt::format("collective {}: matrix is not n x n", c));
+    }
+    // Check once per (group, kind) that every flow the algorithm needs has a route.
+    uint8_t& done = checked_routes[col.group * 4 + (static_cast<int>(col.kind) -
+                                                    static_cast<int>(OpKind::kAllReduce))];
+    if (!done) {
+      done = 1;
+      const CollectivePlan cp = collective_plan(static_cast<int>(c));
+      scratch_.clear();
+      for (int ph = 0; ph < cp.phases(); ++ph) cp.phase_flows(ph, scratch_);
+      for (const PhaseFlow& f : scratch_) {
+        if (f.src_gpu != f.dst_gpu) plat_.route(f.src_gpu, f.dst_gpu);
+      }
+    }
+  }
+  for (int i = 0; i < n_; ++i) {
+    if (is_coll(P.ops[i].kind)) {
+      const plan::Collective& col = P.collectives[P.ops[i].collective];
+      if (std::find(col.ops.begin(), col.ops.end(), i) == col.ops.end()) {
+        throw std::runtime_error(
+            fmt::format("op {} names collective {} but is not a member", i, P.ops[i].collective));
+      }
+    }
+  }
+}
+
+void Engine::build() {
+  const plan::Program& P = P_;
+  pending_.assign(n_, 0);
+  stream_prev_.assign(n_, -1);
+  succ_off_.assign(n_ + 1, 0);
+  for (const auto& streams : P.stream_ops) {
+    for (const auto& list : streams) {
+      for (size_t j = 1; j < list.size(); ++j) {
+        stream_prev_[list[j]] = list[j - 1];
+        ++succ_off_[list[j - 1] + 1];
+        ++pending_[list[j]];
+      }
+    }
+  }
+  for (int i = 0; i < n_; ++i) {
+    for (OpId d : P.ops[i].deps) {
+      ++succ_off_[d + 1];
+      ++pending_[i];
+    }
+  }
+  for (int i = 0; i < n_; ++i) succ_off_[i + 1] += succ_off_[i];
+  succ_.assign(succ_off_[n_], 0);
+  std::vector<int32_t> fill(succ_off_.begin(), succ_off_.end() - 1);
+  // Successors in op-id order of the waiting op, so readiness cascades deterministically.
+  for (int i = 0; i < n_; ++i) {
+    if (stream_prev_[i] >= 0) succ_[fill[stream_prev_[i]]++] = i;
+    for (OpId d : P.ops[i].deps) succ_[fill[d]++] = i;
+  }
+  dur_.assign(n_, 0);
+  op_gpu_.assign(n_, 0);
+  for (int i = 0; i < n_; ++i) {
+    const plan::Op& o = P.ops[i];
+    op_gpu_[i] = P.ranks[o.rank].gpu;
+    if (!is_comm(o.kind)) {
+      dur_[i] = cm_.duration_ns(o);
+      if (dur_[i] < 0) throw std::logic_error("compute model returned a negative duration");
+    }
+  }
+  state_.assign(n_, kWaiting);
+  local_link_.resize(plat_.gpus());
+  for (int g = 0; g < plat_.gpus(); ++g)
+    local_link_[g] = static_cast<int>(plat_.links().size()) + g;
+  gpu_ranks_.assign(plat_.gpus(), {});
+  for (int r = 0; r < P.rank_count(); ++r) gpu_ranks_[P.ranks[r].gpu].push_back(r);
+  run_.assign(P.rank_count(), {});
+  comm_active_.assign(plat_.gpus(), 0);
+  coll_.assign(P.collectives.size(), {});
+  tl_.source = "sim";
+  tl_.device = plat_.gpu().name;
+  tl_.ops.assign(n_, {});
+  tl_.makespan_ns = 0;
+  q_.reserve(1024);
+}
+
+void Engine::schedule_compute_end(int rank, int64_t t) {
+  RankRun& rr = run_[rank];
+  ++rr.version;
+  q_.push(t + ceil_ns(rr.remaining_ns / rr.speed), kComputeEnd, rr.op, rr.version);
+}
+
+void Engine::respeed(int gpu, int64_t t, double speed) {
+  for (int32_t r : gpu_ranks_[gpu]) {
+    RankRun& rr = run_[r];
+    if (rr.op < 0) continue;
+    rr.remaining_ns -= static_cast<double>(t - rr.updated) * rr.speed;
+    if (rr.remaining_ns < 0) rr.remaining_ns = 0;
+    rr.updated = t;
+    rr.speed = speed;
+    schedule_compute_end(r, t);
+  }
+}
+
+void Engine::comm_begin(int gpu, int64_t t) {
+  if (comm_active_[gpu]++ == 0 && prm_.comm_interference > 0) {
+    respeed(gpu, t, 1.0 - prm_.comm_interference);
+  }
+}
+
+void Engine::comm_end(int gpu, int64_t t) {
+  if (--comm_active_[gpu] == 0 && prm_.comm_interference > 0) respeed(gpu, t, 1.0);
+}
+
+void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag) {
+  int32_t slot;
+  if (!pflow_free_.empty()) {
+    slot = pflow_free_.back();
+    pflow_free_.pop_back();
+  } else {
+    slot = static_cast<int32_t>(pflow_.size());
+    pflow_.push_back({});
+  }
+  pflow_[slot] = {src, dst, bytes, tag};
+  q_.push(t + route_latency(src, dst), kFlowStart, slot);
+}
+
+void Engine::mark_ready(OpId id, int64_t t) {
+  const plan::Op& o = P_.ops[id];
+  state_[id] = kReady;
+  tl_.ops[id].start_ns = t;
+  if (!is_comm(o.kind)) {
+    RankRun& rr = run_[o.rank];
+    rr.op = id;
+    rr.remaining_ns = static_cast<double>(dur_[id]);
+    rr.updated = t;
+    rr.speed = (prm_.comm_interference > 0 && comm_active_[op_gpu_[id]] > 0)
+                   ? 1.0 - prm_.comm_interference
+                   : 1.0;
+    if (rr.speed == 1.0) {
+      ++rr.version;
+      q_.push(t + dur_[id], kComputeEnd, id, rr.version);
+    } else {
+      schedule_compute_end(o.rank, t);
+    }
+    return;
+  }
+  comm_begin(op_gpu_[id], t);
+  if (is_p2p(o.kind)) {
+    if (state_[o.match] != kReady) return;  // the peer starts the transfer when it is ready
+    const OpId send = o.kind == OpKind::kSend ? id : o.match;
+    const OpId recv = P_.ops[send].match;
+    start_flow_after(t + ceil_ns(prm_.alpha_sendrecv_ns), op_gpu_[send], op_gpu_[recv],
+                     static_cast<double>(P_.ops[send].comm_bytes), static_cast<uint32_t>(send) * 2);
+    return;
+  }
+  CollState& cs = coll_[o.collective];
+  if (++cs.ready < static_cast<int>(P_.collectives[o.collective].ops.size())) return;
+  cs.plan = collective_plan(o.collective);
+  cs.phase = 0;
+  q_.push(t + ceil_ns(alpha(o.kind)) + ceil_ns(prm_.coll_phase_overhead_ns), kPhaseStart,
+          o.collective);
+}
+
+void Engine::start_phase(int c, int64_t t) {
+  CollState& cs = coll_[c];
+  while (cs.phase < cs.plan.phases()) {
+    scratch_.clear();
+    cs.plan.phase_flows(cs.phase, scratch_);
+    if (!scratch_.empty()) {
+      cs.outstanding = static_cast<int>(scratch_.size());
+      for (const PhaseFlow& f : scratch_) {
+        start_flow_after(t, f.src_gpu, f.dst_gpu, f.bytes, static_cast<uint32_t>(c) * 2 + 1);
+      }
+      return;
+    }
+    ++cs.phase;  // an empty phase (all-to-all with a zero matrix) costs nothing
+  }
+  for (OpId m : P_.collectives[c].ops) finish(m, t);
+}
+
+void Engine::flow_done(uint32_t tag, int64_t t) {
+  if ((tag & 1u) == 0) {
+    const OpId send = static_cast<OpId>(tag / 2);
+    finish(send, t);
+    finish(P_.ops[send].match, t);
+    return;
+  }
+  const int c = static_cast<int>(tag / 2);
+  CollState& cs = coll_[c];
+  if (--cs.outstanding > 0) return;
+  ++cs.phase;
+  if (cs.phase < cs.plan.phases()) {
+    const int64_t overhead = ceil_ns(prm_.coll_phase_overhead_ns);
+    if (overhead > 0) {
+      q_.push(t + overhead, kPhaseStart, c);
+      return;
+    }
+  }
+  start_phase(c, t);
+}
+
+void Engine::finish(OpId id, int64_t t) {
+  state_[id] = kDone;
+  tl_.ops[id].end_ns = t;
+  tl_.makespan_ns = std::max(tl_.makespan_ns, t);
+  ++done_;
+  const plan::Op& o = P_.ops[id];
+  if (is_comm(o.kind)) {
+    comm_end(op_gpu_[id], t);
+  } else {
+    run_[o.rank].op = -1;
+  }
+  for (int32_t j = succ_off_[id]; j < succ_off_[id + 1]; ++j) {
+    const OpId s = succ_[j];
+    if (--pending_[s] == 0) work_.push_back(s);
+  }
+}
+
+void Engine::drain(int64_t t) {
+  for (size_t i = 0; i < work_.size(); ++i) mark_ready(work_[i], t);
+  work_.clear();
+}
+
+SimResult Engine::run() {
+  validate();
+  build();
+  for (int i = 0; i < n_; ++i) {
+    if (pending_[i] == 0) work_.push_back(i);
+  }
+  drain(0);
+  int64_t now = 0;
+  for (;;) {
+    const int64_t tn = net_.next_event_time();
+    const int64_t th = q_.empty() ? NetworkModel::kNever : q_.top_time();
+    if (tn == NetworkModel::kNever && th == NetworkModel::kNever) break;
+    if (tn <= th) {
+      now = tn;
+      completed_.clear();
+      net_.advance(tn, completed_);
+      events_ += completed_.size();
+      for (uint32_t tag : completed_) flow_done(tag, now);
+      drain(now);
+      continue;
+    }
+    now = th;
+    // Every queued event at this instant, before the network re-solves (flows that start
+    // together are solved together).
+    while (!q_.empty() && q_.top_time() == now) {
+      const Event e = q_.pop();
+      switch (e.type) {
+        case kComputeEnd: {
+          const int rank = P_.ops[e.a].rank;
+          if (run_[rank].op != e.a || run_[rank].version != e.b) continue;  // re-timed
+          ++events_;
+          finish(e.a, now);
+          break;
+        }
+        case kFlowStart: {
+          ++events_;
+          const PendingFlow pf = pflow_[e.a];
+          pflow_free_.push_back(e.a);
+          if (pf.bytes > 0) {
+            net_.start_flow(now, route_links(pf.src, pf.dst), pf.bytes, pf.tag);
+          } else {
+            flow_done(pf.tag, now);
+          }
+          break;
+        }
+        case kPhaseStart:
+          ++events_;
+          start_phase(e.a, now);
+          break;
+      }
+      drain(now);
+    }
+  }
+  if (done_ < n_) report_stuck(now);
+  SimResult res;
+  res.timeline = std::move(tl_);
+  res.events = events_;
+  return res;
+}
+
+std::string Engine::describe(OpId id) const {
+  const plan::Op& o = P_.ops[id];
+  return fmt::format("op {} (rank {}, {} '{}', layer {}, step {}, micro-batch {})", id, o.rank,
+                     kind_name(o.kind), o.name, o.layer, o.step, o.micro_batch);
+}
+
+void Engine::report_stuck(int64_t t) {
+  OpId first = 0;
+  while (state_[first] == kDone) ++first;
+  std::string msg = fmt::format(
+      "simulation stuck at t = {} ns with {} of {} ops unfinished (a dependency cycle or an "
+      "unmatched communication): ",
+      t, n_ - done_, n_);
+  // Walk the wait-for chain from the first unfinished op to the op that blocks it.
+  std::vector<uint8_t> visited(n_, 0);
+  OpId cur = first;
+  for (int hops = 0; hops < 32; ++hops) {
+    msg += describe(cur);
+    if (visited[cur]) {
+      msg += " (a cycle)";
+      break;
+    }
+    visited[cur] = 1;
+    const plan::Op& o = P_.ops[cur];
+    OpId next = -1;
+    if (state_[cur] == kWaiting) {
+      if (stream_prev_[cur] >= 0 && state_[stream_prev_[cur]] != kDone) {
+        next = stream_prev_[cur];
+        msg += " waits for its stream predecessor ";
+      } else {
+        for (OpId d : o.deps) {
+          if (state_[d] != kDone) {
+            next = d;
+            break;
+          }
+        }
+        msg += " waits for dependency ";
+      }
+    } else if (is_p2p(o.kind)) {
+      next = o.match;
+      msg += fmt::format(" has started and waits for its matching {} ",
+                         o.kind == OpKind::kSend ? "recv" : "send");
+    } else if (is_coll(o.kind)) {
+      for (OpId m : P_.collectives[o.collective].ops) {
+        if (state_[m] == kWaiting) {
+          next = m;
+          break;
+        }
+      }
+      msg += fmt::format(" has started and waits for collective {} member ", o.collective);
+    }
+    if (next < 0) {
+      msg += "(nothing left to wait for: internal error)";
+      break;
+    }
+    cur = next;
+  }
+  throw std::runtime_error(msg);
+}
+
+}  // namespace
+
+SimResult simulate(const plan::Program& program, const Platform& platform,
+                   const SimOptions& options) {
+  if (!options.calibration.empty()) {
+    throw std::runtime_error("calibration files are not supported yet (got '" +
+                             options.calibration + "')");
+  }
+  SimParams prm;
+  if (!(options.comm_interference >= 0 && options.comm_interference <= 0.99)) {
+    throw std::invalid_argument("comm_interference must be in [0, 0.99]");
+  }
+  SimParams base;
+  base.comm_interference = options.comm_interference;
+  prm = resolve_params(options.params, base);
+  bool is_auto = false;
+  const CollAlgorithm alg = parse_allreduce_algorithm(options.allreduce_algorithm, is_auto);
+  std::shared_ptr<const ComputeModel> cm = options.compute_model;
+  if (!cm) cm = std::make_shared<RooflineModel>(platform.gpu(), prm);
+  Engine engine(program, platform, prm, *cm, alg, is_auto);
+  return engine.run();
+}
+
+}  // namespace masep::sim

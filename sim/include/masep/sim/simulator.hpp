@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "masep/plan/program.hpp"
@@ -12,6 +14,9 @@
 #include "masep/topology/topology.hpp"
 
 namespace masep::sim {
+
+class ComputeModel;
+class Platform;
 
 /// Knobs of one simulation. Every field has a documented default.
 struct SimOptions {
@@ -24,18 +29,31 @@ struct SimOptions {
   /// inter-node all-reduce, intra-node all-gather) or "auto" (hierarchical across nodes,
   /// ring inside one).
   std::string allreduce_algorithm = "auto";
+  /// Overrides of the cost-model parameters by name (see parameters.hpp for the table of
+  /// names, units and defaults), applied after `comm_interference`, in order. An unknown name
+  /// or an out-of-range value throws std::invalid_argument.
+  std::vector<std::pair<std::string, double>> params;
+  /// Compute cost model to use instead of the roofline built from the GPU spec and `params`
+  /// (e.g. a calibrated table). Null = RooflineModel. Shared, read-only.
+  std::shared_ptr<const ComputeModel> compute_model;
 };
 
 /// Everything one run produced. Owned by value.
 struct SimResult {
-  plan::Timeline timeline;         ///< per-op start/end (source "sim"), indexed by OpId
-  uint64_t events = 0;             ///< discrete events processed
+  plan::Timeline timeline;  ///< per-op start/end (source "sim"), indexed by OpId
+  uint64_t events = 0;      ///< discrete events processed
 };
 
 /// Simulates `program` on `topo` (GPU specs come from topo.spec().gpu; plan rank r runs on
 /// topology GPU program.ranks[r].gpu). Throws std::runtime_error before simulating when the
 /// program cannot run on the topology (e.g. a rank maps to a GPU the topology lacks).
 SimResult simulate(const plan::Program& program, const topology::Topology& topo,
+                   const SimOptions& options = {});
+
+/// The same on a Platform (the simulator's view of links and routes; see platform.hpp), for
+/// hand-made clusters in tests and benchmarks. simulate(program, topo) builds
+/// Platform::from_topology(topo) and calls this.
+SimResult simulate(const plan::Program& program, const Platform& platform,
                    const SimOptions& options = {});
 
 }  // namespace masep::sim

@@ -1,0 +1,74 @@
+// Platform: the simulator's sealed view of a cluster — the GPU spec, the directed links with
+// bandwidth and latency, and routes between GPUs. Built from a topology::Topology (the normal
+// path) or by hand (unit tests, synthetic benchmarks). Routes are fetched from the source on
+// first use and cached in a dense table, so the hot path never locks or allocates.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "masep/topology/gpu_spec.hpp"
+
+namespace masep::topology {
+class Topology;
+}
+
+namespace masep::sim {
+
+/// One directed link: bandwidth in GB/s (== bytes/ns) and one-way latency in ns.
+struct PlatformLink {
+  double GBps = 0;
+  double latency_ns = 0;
+};
+
+/// Links crossed from one GPU to another, in order, and their summed latency (ns).
+struct PlatformRoute {
+  std::vector<int> links;
+  double latency_ns = 0;
+};
+
+class Platform {
+ public:
+  /// Returns the route from GPU src to GPU dst (src != dst); throws std::runtime_error when
+  /// there is none. Called once per pair, during setup.
+  using RouteSource = std::function<PlatformRoute(int src, int dst)>;
+
+  Platform(topology::GpuSpec gpu, int gpus, int gpus_per_node, std::vector<PlatformLink> links,
+           RouteSource routes);
+
+  /// A view of `topo` (which must outlive the Platform): its links and routes.
+  static Platform from_topology(const topology::Topology& topo);
+
+  /// A hand-made star: every GPU has one up and one down link of `GBps` and `latency_ns` to
+  /// a switch (links 2g and 2g+1 for GPU g), so a route is 2 hops. For tests and benchmarks.
+  static Platform star(topology::GpuSpec gpu, int gpus, int gpus_per_node, double GBps,
+                       double latency_ns);
+
+  const topology::GpuSpec& gpu() const { return gpu_; }
+  int gpus() const { return gpus_; }
+  int gpus_per_node() const { return gpus_per_node_; }
+  int node_of(int gpu) const { return gpu / gpus_per_node_; }
+  const std::vector<PlatformLink>& links() const { return links_; }
+
+  /// Route from `src` to `dst` (src != dst), cached; the reference stays valid for the
+  /// Platform's lifetime. Throws std::out_of_range for a GPU outside [0, gpus()), and what
+  /// the RouteSource throws when there is no path.
+  const PlatformRoute& route(int src, int dst) const;
+
+  /// Multiplies every link's bandwidth by `factor` (> 0); for what-if runs and tests.
+  void scale_bandwidth(double factor);
+
+ private:
+  topology::GpuSpec gpu_;
+  int gpus_ = 0;
+  int gpus_per_node_ = 1;
+  std::vector<PlatformLink> links_;
+  RouteSource source_;
+  mutable std::vector<int32_t> route_index_;  // gpus × gpus, -1 = not fetched yet
+  mutable std::deque<PlatformRoute> routes_;  // deque: references stay valid on growth
+};
+
+}  // namespace masep::sim

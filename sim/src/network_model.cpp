@@ -1,0 +1,205 @@
+#include "masep/sim/network_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace masep::sim {
+namespace {
+bool heap_later(const auto& a, const auto& b) {
+  return a.time != b.time ? a.time > b.time : a.flow > b.flow;
+}
+}  // namespace
+
+NetworkModel::NetworkModel(std::vector<double> capacity_bytes_per_ns)
+    : capacity_(std::move(capacity_bytes_per_ns)) {
+  for (size_t l = 0; l < capacity_.size(); ++l) {
+    if (!(capacity_[l] > 0)) {
+      throw std::invalid_argument("NetworkModel: link " + std::to_string(l) +
+                                  " has non-positive bandwidth");
+    }
+  }
+  links_.resize(capacity_.size());
+  link_mark_.assign(capacity_.size(), 0);
+  cap_left_.assign(capacity_.size(), 0);
+  unfrozen_.assign(capacity_.size(), 0);
+}
+
+int NetworkModel::start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
+  if (links.empty() || !(bytes > 0)) {
+    throw std::invalid_argument("NetworkModel::start_flow needs a route and bytes > 0");
+  }
+  now_ = now;
+  int f;
+  if (!free_.empty()) {
+    f = free_.back();
+    free_.pop_back();
+  } else {
+    f = static_cast<int>(flows_.size());
+    flows_.emplace_back();
+    flow_mark_.push_back(0);
+  }
+  Flow& fl = flows_[f];
+  fl.links = links.data();
+  fl.nlinks = static_cast<int>(links.size());
+  fl.active = true;
+  fl.remaining = bytes;
+  fl.rate = 0;
+  fl.updated = now;
+  fl.finish = kNever;
+  ++fl.version;
+  fl.tag = tag;
+  fl.pos.resize(links.size());
+  for (int i = 0; i < fl.nlinks; ++i) {
+    LinkState& ls = links_[links[i]];
+    fl.pos[i] = static_cast<int>(ls.flows.size());
+    ls.flows.push_back(f);
+    ls.hop.push_back(i);
+    dirty_links_.push_back(links[i]);
+  }
+  ++active_;
+  return f;
+}
+
+void NetworkModel::detach(int f) {
+  Flow& fl = flows_[f];
+  for (int i = 0; i < fl.nlinks; ++i) {
+    const int l = fl.links[i];
+    LinkState& ls = links_[l];
+    const int idx = fl.pos[i];
+    const int last = ls.flows.back();
+    const int last_hop = ls.hop.back();
+    ls.flows[idx] = last;
+    ls.hop[idx] = last_hop;
+    flows_[last].pos[last_hop] = idx;
+    ls.flows.pop_back();
+    ls.hop.pop_back();
+    dirty_links_.push_back(l);
+  }
+  fl.active = false;
+  ++fl.version;
+  --active_;
+  free_.push_back(f);
+}
+
+void NetworkModel::push_heap(int f) {
+  heap_.push_back({flows_[f].finish, f, flows_[f].version});
+  std::push_heap(heap_.begin(), heap_.end(),
+                 [](const HeapEntry& a, const HeapEntry& b) { return heap_later(a, b); });
+}
+
+// Progressive filling over the connected component(s) of the dirty links: repeatedly find
+// the link with the smallest fair share (capacity left / unfrozen flows), freeze its flows
+// at that share, and charge the share on every link they cross.
+void NetworkModel::solve_dirty() {
+  if (dirty_links_.empty()) return;
+  epoch_ += 2;
+  const uint32_t in_comp = epoch_, frozen = epoch_ + 1;
+  comp_links_.clear();
+  comp_flows_.clear();
+  stack_.clear();
+  for (int l : dirty_links_) {
+    if (link_mark_[l] != in_comp) {
+      link_mark_[l] = in_comp;
+      stack_.push_back(l);
+    }
+  }
+  dirty_links_.clear();
+  while (!stack_.empty()) {
+    const int l = stack_.back();
+    stack_.pop_back();
+    comp_links_.push_back(l);
+    for (int f : links_[l].flows) {
+      if (flow_mark_[f] == in_comp) continue;
+      flow_mark_[f] = in_comp;
+      comp_flows_.push_back(f);
+      const Flow& fl = flows_[f];
+      for (int i = 0; i < fl.nlinks; ++i) {
+        const int l2 = fl.links[i];
+        if (link_mark_[l2] != in_comp) {
+          link_mark_[l2] = in_comp;
+          stack_.push_back(l2);
+        }
+      }
+    }
+  }
+  // Deterministic order regardless of discovery order.
+  std::sort(comp_links_.begin(), comp_links_.end());
+  std::sort(comp_flows_.begin(), comp_flows_.end());
+  for (int f : comp_flows_) {
+    Flow& fl = flows_[f];
+    fl.remaining -= fl.rate * static_cast<double>(now_ - fl.updated);
+    fl.updated = now_;
+  }
+  for (int l : comp_links_) {
+    cap_left_[l] = capacity_[l];
+    unfrozen_[l] = static_cast<int>(links_[l].flows.size());
+  }
+  size_t left = comp_flows_.size();
+  while (left > 0) {
+    int best = -1;
+    double best_share = 0;
+    for (int l : comp_links_) {
+      if (unfrozen_[l] == 0) continue;
+      const double share = cap_left_[l] / unfrozen_[l];
+      if (best < 0 || share < best_share) {
+        best = l;
+        best_share = share;
+      }
+    }
+    best_share = std::max(best_share, 0.0);
+    for (int f : links_[best].flows) {
+      if (flow_mark_[f] == frozen) continue;
+      flow_mark_[f] = frozen;
+      --left;
+      Flow& fl = flows_[f];
+      fl.rate = best_share;
+      for (int i = 0; i < fl.nlinks; ++i) {
+        cap_left_[fl.links[i]] -= best_share;
+        --unfrozen_[fl.links[i]];
+      }
+    }
+  }
+  for (int f : comp_flows_) {
+    Flow& fl = flows_[f];
+    ++fl.version;
+    const double rem = std::max(fl.remaining, 0.0);
+    if (!(fl.rate > 0)) {
+      throw std::logic_error("NetworkModel: a flow got zero bandwidth");
+    }
+    fl.finish = now_ + static_cast<int64_t>(std::ceil(rem / fl.rate - 1e-9));
+    if (fl.finish < now_) fl.finish = now_;
+    push_heap(f);
+  }
+}
+
+int64_t NetworkModel::next_event_time() {
+  solve_dirty();
+  while (!heap_.empty()) {
+    const HeapEntry& top = heap_.front();
+    const Flow& fl = flows_[top.flow];
+    if (fl.active && fl.version == top.version) return top.time;
+    std::pop_heap(heap_.begin(), heap_.end(),
+                  [](const HeapEntry& a, const HeapEntry& b) { return heap_later(a, b); });
+    heap_.pop_back();
+  }
+  return kNever;
+}
+
+void NetworkModel::advance(int64_t t, std::vector<uint32_t>& completed) {
+  solve_dirty();
+  now_ = std::max(now_, t);
+  const auto cmp = [](const HeapEntry& a, const HeapEntry& b) { return heap_later(a, b); };
+  while (!heap_.empty() && heap_.front().time <= t) {
+    const HeapEntry top = heap_.front();
+    std::pop_heap(heap_.begin(), heap_.end(), cmp);
+    heap_.pop_back();
+    Flow& fl = flows_[top.flow];
+    if (!fl.active || fl.version != top.version) continue;
+    completed.push_back(fl.tag);
+    detach(top.flow);
+  }
+}
+
+}  // namespace masep::sim

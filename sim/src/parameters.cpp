@@ -1,0 +1,101 @@
+#include "masep/sim/parameters.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <limits>
+#include <stdexcept>
+
+namespace masep::sim {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Sources of the defaults: /work/shared GPU.md (measured on H200 with NCCL 2.28 and PyTorch
+// 2.11): bf16 8192^3 GEMM 770-800 of 989 TFLOP/s (~0.8); expert FFN weight streaming at
+// 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
+// all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
+// kernel launch gap (CUDA graphs lower it).
+const std::array<ParamInfo, 15> kTable = {{
+    {"launch_overhead_ns", "ns", 4000,
+     "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
+     &SimParams::launch_overhead_ns, 0, kInf},
+    {"eff_flops_gemm", "fraction", 0.8,
+     "GEMM / grouped GEMM share of peak bf16 FLOP/s (GPU.md: 770-800 of 989 TFLOP/s)",
+     &SimParams::eff_flops_gemm, 1e-6, 1},
+    {"eff_hbm_gemm", "fraction", 0.8,
+     "GEMM share of HBM bandwidth when weight-bound (GPU.md: FFN weights at ~77% of copy)",
+     &SimParams::eff_hbm_gemm, 1e-6, 1},
+    {"eff_flops_attention", "fraction", 0.8, "decode attention share of peak bf16 FLOP/s",
+     &SimParams::eff_flops_attention, 1e-6, 1},
+    {"eff_hbm_attention", "fraction", 0.8,
+     "decode attention share of HBM bandwidth reading the KV cache (datasheet default)",
+     &SimParams::eff_hbm_attention, 1e-6, 1},
+    {"eff_flops_elementwise", "fraction", 0.8,
+     "norms, router, permute, combine: share of peak bf16 FLOP/s",
+     &SimParams::eff_flops_elementwise, 1e-6, 1},
+    {"eff_hbm_elementwise", "fraction", 0.8,
+     "norms, router, permute, combine: share of HBM bandwidth", &SimParams::eff_hbm_elementwise,
+     1e-6, 1},
+    {"eff_hbm_local_copy", "fraction", 0.8,
+     "same-GPU transfer: copies at hbm_GBps * eff / 2 (each byte read and written)",
+     &SimParams::eff_hbm_local_copy, 1e-6, 1},
+    {"alpha_sendrecv_ns", "ns", 15000,
+     "per-call latency of a send/recv pair (GPU.md: 8 KB eager NCCL send/recv on H200)",
+     &SimParams::alpha_sendrecv_ns, 0, kInf},
+    {"alpha_allreduce_ns", "ns", 27000,
+     "per-call latency of an all-reduce (GPU.md: 8 KB eager NCCL all-reduce on H200)",
+     &SimParams::alpha_allreduce_ns, 0, kInf},
+    {"alpha_allgather_ns", "ns", 27000,
+     "per-call latency of an all-gather (not measured; assumed equal to all-reduce)",
+     &SimParams::alpha_allgather_ns, 0, kInf},
+    {"alpha_reducescatter_ns", "ns", 27000,
+     "per-call latency of a reduce-scatter (not measured; assumed equal to all-reduce)",
+     &SimParams::alpha_reducescatter_ns, 0, kInf},
+    {"alpha_alltoall_ns", "ns", 36000,
+     "per-call latency of an all-to-all (GPU.md: 8 KB eager NCCL all-to-all on H200)",
+     &SimParams::alpha_alltoall_ns, 0, kInf},
+    {"coll_phase_overhead_ns", "ns", 0,
+     "extra latency added to every phase (ring step, tree level) of a collective",
+     &SimParams::coll_phase_overhead_ns, 0, kInf},
+    {"comm_interference", "fraction", 0,
+     "while a comm op runs on a GPU, its compute progresses at (1 - this) speed",
+     &SimParams::comm_interference, 0, 0.99},
+}};
+
+}  // namespace
+
+std::span<const ParamInfo> parameter_table() { return kTable; }
+
+SimParams resolve_params(const std::vector<std::pair<std::string, double>>& overrides,
+                         SimParams base) {
+  for (const auto& [name, value] : overrides) {
+    const ParamInfo* info = nullptr;
+    for (const ParamInfo& p : kTable) {
+      if (name == p.name) info = &p;
+    }
+    if (info == nullptr) {
+      std::string known;
+      for (const ParamInfo& p : kTable)
+        known += fmt::format("{}{}", known.empty() ? "" : ", ", p.name);
+      throw std::invalid_argument(
+          fmt::format("unknown simulator parameter '{}' (known: {})", name, known));
+    }
+    if (!(value >= info->min_value && value <= info->max_value)) {
+      throw std::invalid_argument(fmt::format("simulator parameter {} = {} is outside [{}, {}]",
+                                              name, value, info->min_value, info->max_value));
+    }
+    base.*(info->field) = value;
+  }
+  return base;
+}
+
+std::string parameter_table_markdown() {
+  std::string out = "| name | unit | default | meaning |\n|---|---|---|---|\n";
+  for (const ParamInfo& p : kTable) {
+    out += fmt::format("| `{}` | {} | {} | {} |\n", p.name, p.unit, p.default_value, p.doc);
+  }
+  return out;
+}
+
+}  // namespace masep::sim

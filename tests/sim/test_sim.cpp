@@ -1,2 +1,0 @@
-#include <gtest/gtest.h>
-// placeholder: tests come with the implementation

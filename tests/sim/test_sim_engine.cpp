@@ -1,0 +1,338 @@
+// simulate(): compute model, streams and dependencies, send/recv, the MegaScale-Infer
+// ping-pong closed form, bandwidth monotonicity, determinism, interference and bad input.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "masep/sim/compute_model.hpp"
+#include "masep/sim/parameters.hpp"
+#include "masep/sim/simulator.hpp"
+#include "masep/sim/synthetic.hpp"
+#include "sim_test_util.hpp"
+
+namespace masep::sim {
+namespace {
+
+using plan::OpId;
+using plan::OpKind;
+
+// With launch overhead 0 and eff_hbm 0.8, a byte-bound op of T ns reads T·800 bytes on the
+// 1000 GB/s test GPU.
+int64_t bytes_for_ns(int64_t t) { return t * 800; }
+SimOptions no_launch() {
+  SimOptions o;
+  o.params = {{"launch_overhead_ns", 0}};
+  return o;
+}
+
+TEST(SimCompute, RooflineTakesTheLargerOfFlopsAndBytesPlusLaunch) {
+  const SimParams prm;
+  RooflineModel m(testing::test_gpu(), prm);
+  plan::Op op;
+  op.kind = OpKind::kGemm;
+  op.hbm_bytes = 8'000'000;  // 8e6 / (1000·0.8) = 10000 ns
+  op.flops = 4e8;            // 4e8 / (1e5·0.8) = 5000 ns
+  EXPECT_EQ(m.duration_ns(op), 4000 + 10000);
+  op.flops = 4e9;  // 50000 ns: now compute-bound
+  EXPECT_EQ(m.duration_ns(op), 4000 + 50000);
+  op.kind = OpKind::kAttention;
+  op.flops = 0;
+  EXPECT_EQ(m.duration_ns(op), 4000 + 10000);
+}
+
+TEST(SimParamsTable, OverridesByNameAndRejectsUnknown) {
+  const SimParams p = resolve_params({{"eff_hbm_gemm", 0.5}, {"alpha_sendrecv_ns", 1}});
+  EXPECT_DOUBLE_EQ(p.eff_hbm_gemm, 0.5);
+  EXPECT_DOUBLE_EQ(p.alpha_sendrecv_ns, 1);
+  EXPECT_THROW(resolve_params({{"eff_hbm_gemmm", 0.5}}), std::invalid_argument);
+  EXPECT_THROW(resolve_params({{"eff_hbm_gemm", 1.5}}), std::invalid_argument);
+  // Every row's default equals the struct's default.
+  const SimParams d;
+  for (const ParamInfo& info : parameter_table()) {
+    EXPECT_DOUBLE_EQ(d.*(info.field), info.default_value) << info.name;
+  }
+  EXPECT_NE(parameter_table_markdown().find("launch_overhead_ns"), std::string::npos);
+}
+
+TEST(SimEngine, StreamOrderAndCrossRankDependencies) {
+  ProgramBuilder b(2);
+  const OpId a0 = b.compute(0, OpKind::kGemm, "a0", 0, bytes_for_ns(1000));
+  const OpId a1 = b.compute(0, OpKind::kGemm, "a1", 0, bytes_for_ns(2000));
+  const OpId c0 = b.compute(1, OpKind::kGemm, "c0", 0, bytes_for_ns(500), {a1});
+  const OpId c1 = b.compute(1, OpKind::kGemm, "c1", 0, bytes_for_ns(100));
+  const SimResult r = simulate(b.build(), testing::star(2), no_launch());
+  EXPECT_EQ(r.timeline.ops[a0].start_ns, 0);
+  EXPECT_EQ(r.timeline.ops[a1].start_ns, 1000);
+  EXPECT_EQ(r.timeline.ops[c0].start_ns, 3000);
+  EXPECT_EQ(r.timeline.ops[c1].start_ns, 3500);
+  EXPECT_EQ(r.timeline.makespan_ns, 3600);
+  EXPECT_EQ(r.timeline.source, "sim");
+  EXPECT_EQ(r.timeline.device, "TestGPU");
+  EXPECT_GT(r.events, 0u);
+}
+
+TEST(SimEngine, SendRecvIsAlphaPlusLatencyPlusBytesOverBandwidth) {
+  ProgramBuilder b(2);
+  const OpId s = b.send(0, 1, 1'000'000);
+  const OpId v = b.recv(1, 0, 1'000'000);
+  b.connect(s, v);
+  const SimResult r = simulate(b.build(), testing::star(2, 100, 500));
+  // 15000 (alpha) + 2·500 (two hops) + 1e6 / 100.
+  EXPECT_EQ(r.timeline.ops[s].end_ns, 15000 + 1000 + 10000);
+  EXPECT_EQ(r.timeline.ops[v].end_ns, r.timeline.ops[s].end_ns);
+}
+
+TEST(SimEngine, TransferStartsWhenBothSidesAreReady) {
+  ProgramBuilder b(2);
+  const OpId w = b.compute(1, OpKind::kGemm, "w", 0, bytes_for_ns(50'000));
+  const OpId s = b.send(0, 1, 1'000'000);
+  const OpId v = b.recv(1, 0, 1'000'000, {w});
+  b.connect(s, v);
+  const SimResult r = simulate(b.build(), testing::star(2, 100, 500), no_launch());
+  EXPECT_EQ(r.timeline.ops[s].start_ns, 0);  // posted at once, waits for the peer
+  EXPECT_EQ(r.timeline.ops[v].start_ns, 50'000);
+  EXPECT_EQ(r.timeline.ops[s].end_ns, 50'000 + 26'000);
+}
+
+TEST(SimEngine, SameGpuTransferIsALocalCopyAtHbmSpeed) {
+  ProgramBuilder b(2, {0, 0});
+  const OpId s = b.send(0, 1, 4'000'000);
+  const OpId v = b.recv(1, 0, 4'000'000);
+  b.connect(s, v);
+  SimOptions o;
+  o.params = {{"alpha_sendrecv_ns", 0}};
+  const SimResult r = simulate(b.build(), testing::star(1), o);
+  // 4e6 bytes at 1000·0.8/2 = 400 bytes/ns.
+  EXPECT_EQ(r.timeline.ops[v].end_ns, 10'000);
+}
+
+// MegaScale-Infer ping-pong: rank 0 = attention, rank 1 = MoE; L layers, m micro-batches.
+// Micro-batch j of layer l: attention (T_a) -> send to MoE (T_c) -> experts (T_e) -> send
+// back (T_c) -> attention of layer l+1 needs it. Each rank's comm stream issues its sends
+// and recvs in the order the pipeline needs them (`lag_a`, `lag_e`: how many sends go ahead
+// of the matching recv), since one in-order comm stream would otherwise block.
+plan::Program ping_pong(int L, int m, int64_t t_a, int64_t t_e, int64_t c_bytes, int lag_a,
+                        int lag_e) {
+  const int G = L * m;
+  ProgramBuilder b(2);
+  std::vector<OpId> attn(G), expert(G), s_ae(G), r_ae(G), s_ea(G), r_ea(G);
+  // Compute ops (creation order = stream order), deps filled in below.
+  for (int g = 0; g < G; ++g) {
+    b.set_tags(g / m, 0, g % m);
+    attn[g] = b.compute(0, OpKind::kGemm, "attention", 0, bytes_for_ns(t_a));
+  }
+  for (int g = 0; g < G; ++g) {
+    b.set_tags(g / m, 0, g % m);
+    expert[g] = b.compute(1, OpKind::kGemm, "experts", 0, bytes_for_ns(t_e));
+  }
+  // Attention comm stream: s(0..lag_a-1), then s(g) r(g - lag_a) ..., then the last recvs.
+  int next_r = 0;
+  for (int g = 0; g < G; ++g) {
+    s_ae[g] = b.send(0, 1, c_bytes, {attn[g]});
+    if (g >= lag_a) {
+      r_ea[next_r] = b.recv(0, 1, c_bytes);
+      ++next_r;
+    }
+  }
+  for (; next_r < G; ++next_r) r_ea[next_r] = b.recv(0, 1, c_bytes);
+  // MoE comm stream: r(0..lag_e-1), then r(g) s(g - lag_e) ..., then the last sends.
+  int next_s = 0;
+  for (int g = 0; g < G; ++g) {
+    r_ae[g] = b.recv(1, 0, c_bytes);
+    if (g >= lag_e) {
+      s_ea[next_s] = b.send(1, 0, c_bytes, {expert[next_s]});
+      ++next_s;
+    }
+  }
+  for (; next_s < G; ++next_s) s_ea[next_s] = b.send(1, 0, c_bytes, {expert[next_s]});
+  for (int g = 0; g < G; ++g) {
+    b.connect(s_ae[g], r_ae[g]);
+    b.connect(s_ea[g], r_ea[g]);
+    b.op(expert[g]).deps.push_back(r_ae[g]);
+    if (g >= m) b.op(attn[g]).deps.push_back(r_ea[g - m]);
+  }
+  plan::Program p = b.build();
+  p.layers = L;
+  p.micro_batches = m;
+  p.steps = 1;
+  return p;
+}
+
+TEST(SimEngine, PingPongEqualStagesMatchesMegaScaleInfer) {
+  // T_a = T_e = T_f = 100 us; T_c = 15 us alpha + 1 us latency + 4 us bytes = 20 us.
+  // m = 3 >= 2(1 + T_c/T_f) = 2.4 keeps both sides busy; L = 4. Case tested: equal stages,
+  // pipeline full, latency of the iteration = (T_a + T_e + 2·T_c) + T_f·(m·L - 1), the last
+  // op being the final send back to attention.
+  const int64_t T = 100'000, Tc = 20'000;
+  const int L = 4, m = 3;
+  const plan::Program p = ping_pong(L, m, T, T, 400'000, 1, 1);
+  const SimResult r = simulate(p, testing::star(2, 100, 500), no_launch());
+  EXPECT_EQ(r.timeline.makespan_ns, (T + T + 2 * Tc) + T * (m * L - 1));
+}
+
+TEST(SimEngine, PingPongAttentionBoundMatchesMegaScaleInfer) {
+  // T_a = 100 us > T_e = 50 us, T_c = 20 us: T_f = T_a and 2·T_c + T_e <= T_a, so the
+  // attention side never waits; m = 2, L = 4.
+  const int64_t Ta = 100'000, Te = 50'000, Tc = 20'000;
+  const int L = 4, m = 2;
+  const plan::Program p = ping_pong(L, m, Ta, Te, 400'000, 0, 0);
+  const SimResult r = simulate(p, testing::star(2, 100, 500), no_launch());
+  EXPECT_EQ(r.timeline.makespan_ns, (Ta + Te + 2 * Tc) + Ta * (m * L - 1));
+}
+
+// A random program over `ranks` ranks: compute ops, send/recv pairs and all-reduces, with
+// random cross-rank dependencies on earlier ops.
+plan::Program random_program(uint32_t seed, int ranks, int rounds) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  ProgramBuilder b(ranks);
+  std::vector<int32_t> all;
+  for (int r = 0; r < ranks; ++r) all.push_back(r);
+  const int world = b.group("world", all);
+  std::vector<OpId> last(ranks, -1);
+  for (int i = 0; i < rounds; ++i) {
+    const int kind = pick(10);
+    if (kind < 5) {
+      const int r = pick(ranks);
+      std::vector<OpId> deps;
+      const int other = pick(ranks);
+      if (last[other] >= 0) deps.push_back(last[other]);
+      last[r] = b.compute(r, OpKind::kGemm, "c", 1e6 * pick(100), 1000LL * (1 + pick(5000)), deps);
+    } else if (kind < 9) {
+      const int s = pick(ranks);
+      const int d = (s + 1 + pick(ranks - 1)) % ranks;
+      const int64_t bytes = 1000LL * (1 + pick(4000));
+      std::vector<OpId> deps;
+      if (last[s] >= 0) deps.push_back(last[s]);
+      const OpId so = b.send(s, d, bytes, deps);
+      const OpId ro = b.recv(d, s, bytes);
+      b.connect(so, ro);
+      last[d] = b.compute(d, OpKind::kElementwise, "use", 0, 1000, {ro});
+    } else {
+      std::vector<std::vector<OpId>> deps(ranks);
+      for (int r = 0; r < ranks; ++r) {
+        if (last[r] >= 0) deps[r].push_back(last[r]);
+      }
+      const auto ops = b.collective(OpKind::kAllReduce, world, 1000LL * (1 + pick(8000)), deps);
+      for (int r = 0; r < ranks; ++r) last[r] = ops[r];
+    }
+  }
+  return b.build();
+}
+
+TEST(SimEngine, MoreBandwidthNeverMakesARunSlower) {
+  for (uint32_t seed = 1; seed <= 8; ++seed) {
+    const plan::Program p = random_program(seed, 4, 120);
+    Platform slow = testing::star(4, 50, 500, 2);
+    Platform fast = testing::star(4, 50, 500, 2);
+    fast.scale_bandwidth(2.0);
+    const int64_t t_slow = simulate(p, slow).timeline.makespan_ns;
+    const int64_t t_fast = simulate(p, fast).timeline.makespan_ns;
+    EXPECT_LE(t_fast, t_slow) << "seed " << seed;
+    EXPECT_GT(t_slow, 0);
+  }
+}
+
+TEST(SimEngine, SameInputGivesIdenticalTimeline) {
+  const plan::Program p = random_program(42, 5, 300);
+  const Platform plat = testing::star(5, 80, 700, 2);
+  const SimResult a = simulate(p, plat);
+  const SimResult b = simulate(p, plat);
+  ASSERT_EQ(a.timeline.ops.size(), b.timeline.ops.size());
+  for (size_t i = 0; i < a.timeline.ops.size(); ++i) {
+    EXPECT_EQ(a.timeline.ops[i].start_ns, b.timeline.ops[i].start_ns) << i;
+    EXPECT_EQ(a.timeline.ops[i].end_ns, b.timeline.ops[i].end_ns) << i;
+  }
+  EXPECT_EQ(a.events, b.events);
+  for (const auto& t : a.timeline.ops) EXPECT_GE(t.end_ns, t.start_ns);
+}
+
+TEST(SimEngine, InterferenceSlowsConcurrentCompute) {
+  // Compute of 100 us on GPU 0 while a 26 us send runs there: at factor 0.5 the first 26 us
+  // do 13 us of work, the remaining 87 us run at full speed: 113 us.
+  auto build = [] {
+    ProgramBuilder b(2);
+    b.compute(0, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
+    const OpId s = b.send(0, 1, 1'000'000);
+    const OpId v = b.recv(1, 0, 1'000'000);
+    b.connect(s, v);
+    return b.build();
+  };
+  SimOptions o = no_launch();
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 100'000);
+  o.comm_interference = 0.5;
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 113'000);
+  // The same through the parameter table.
+  SimOptions o2 = no_launch();
+  o2.params.push_back({"comm_interference", 0.5});
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o2).timeline.ops[0].end_ns, 113'000);
+}
+
+TEST(SimEngine, StuckProgramThrowsInsteadOfHanging) {
+  // Rank 0 sends only after its compute, which waits for rank 1's compute, which waits for
+  // the recv of that very send: a cycle through the network.
+  ProgramBuilder b(2);
+  const OpId c1 = b.compute(1, OpKind::kGemm, "needs_recv", 0, 1000);
+  const OpId c0 = b.compute(0, OpKind::kGemm, "needs_c1", 0, 1000, {c1});
+  const OpId s = b.send(0, 1, 1000, {c0});
+  const OpId v = b.recv(1, 0, 1000);
+  b.connect(s, v);
+  b.op(c1).deps.push_back(v);
+  try {
+    simulate(b.build(), testing::star(2));
+    FAIL() << "expected a stuck-program error";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("stuck"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("needs_recv"), std::string::npos) << msg;
+  }
+}
+
+TEST(SimEngine, BadInputIsRejectedBeforeSimulating) {
+  {  // unmatched send
+    ProgramBuilder b(2);
+    b.send(0, 1, 1000);
+    EXPECT_THROW(simulate(b.build(), testing::star(2)), std::runtime_error);
+  }
+  {  // rank on a GPU the platform lacks
+    ProgramBuilder b(2, {0, 5});
+    b.compute(1, OpKind::kGemm, "x", 0, 1000);
+    EXPECT_THROW(simulate(b.build(), testing::star(2)), std::runtime_error);
+  }
+  {  // no route between the GPUs of a send/recv pair
+    ProgramBuilder b(2);
+    const OpId s = b.send(0, 1, 1000);
+    const OpId v = b.recv(1, 0, 1000);
+    b.connect(s, v);
+    Platform plat(testing::test_gpu(), 2, 2, {{100, 0}},
+                  [](int, int) -> PlatformRoute { throw std::runtime_error("no path"); });
+    EXPECT_THROW(simulate(b.build(), plat), std::runtime_error);
+  }
+  {  // calibration files are not supported yet, and say so
+    ProgramBuilder b(1);
+    b.compute(0, OpKind::kGemm, "x", 0, 1000);
+    SimOptions o;
+    o.calibration = "cal.yaml";
+    EXPECT_THROW(simulate(b.build(), testing::star(1), o), std::runtime_error);
+    SimOptions bad;
+    bad.allreduce_algorithm = "magic";
+    ProgramBuilder b2(1);
+    b2.compute(0, OpKind::kGemm, "x", 0, 1000);
+    EXPECT_THROW(simulate(b2.build(), testing::star(1), bad), std::invalid_argument);
+  }
+}
+
+TEST(SimEngine, SyntheticPaperSizedProgramRuns) {
+  SyntheticSpec spec;
+  spec.steps = 2;
+  const plan::Program p = synthetic_ma_program(spec);
+  const SimResult r = simulate(p, testing::star(16, 100, 500, 4));
+  for (const auto& t : r.timeline.ops) {
+    ASSERT_GE(t.start_ns, 0);
+    ASSERT_GE(t.end_ns, t.start_ns);
+  }
+  EXPECT_GT(r.timeline.makespan_ns, 0);
+}
+
+}  // namespace
+}  // namespace masep::sim

@@ -1,0 +1,126 @@
+// Network model closed forms: max-min fair sharing, bottlenecks, integer-ns completion.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "masep/sim/network_model.hpp"
+
+namespace masep::sim {
+namespace {
+
+struct Done {
+  int64_t time;
+  uint32_t tag;
+};
+
+// Runs the model to the end, returning (time, tag) of every completion in order.
+std::vector<Done> run_all(NetworkModel& net) {
+  std::vector<Done> out;
+  std::vector<uint32_t> tags;
+  for (int64_t t = net.next_event_time(); t != NetworkModel::kNever; t = net.next_event_time()) {
+    tags.clear();
+    net.advance(t, tags);
+    for (uint32_t tag : tags) out.push_back({t, tag});
+  }
+  return out;
+}
+
+TEST(SimNetwork, OneFlowOneLinkIsBytesOverBandwidth) {
+  NetworkModel net({10.0});  // 10 bytes/ns = 10 GB/s
+  const std::vector<int> route{0};
+  net.start_flow(0, route, 1000, 7);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].time, 100);
+  EXPECT_EQ(done[0].tag, 7u);
+}
+
+TEST(SimNetwork, CompletionRoundsUp) {
+  NetworkModel net({3.0});
+  const std::vector<int> route{0};
+  net.start_flow(0, route, 10, 1);  // 3.33 ns -> 4
+  EXPECT_EQ(run_all(net)[0].time, 4);
+}
+
+TEST(SimNetwork, TwoFlowsShareALinkHalfEach) {
+  NetworkModel net({10.0});
+  const std::vector<int> route{0};
+  const int a = net.start_flow(0, route, 1000, 1);
+  const int b = net.start_flow(0, route, 1000, 2);
+  EXPECT_EQ(net.next_event_time(), 200);
+  EXPECT_DOUBLE_EQ(net.rate(a), 5.0);
+  EXPECT_DOUBLE_EQ(net.rate(b), 5.0);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].time, 200);
+  EXPECT_EQ(done[1].time, 200);
+}
+
+TEST(SimNetwork, RatesChangeWhenFlowsStartAndEnd) {
+  // A (1000 B) alone for 50 ns at 10 B/ns -> 500 left; B (250 B) joins: both at 5 B/ns;
+  // B ends at 100; A has 250 left and finishes alone at 10 B/ns: 125.
+  NetworkModel net({10.0});
+  const std::vector<int> route{0};
+  net.start_flow(0, route, 1000, 1);
+  EXPECT_EQ(net.next_event_time(), 100);
+  std::vector<uint32_t> tags;
+  net.advance(50, tags);
+  EXPECT_TRUE(tags.empty());
+  net.start_flow(50, route, 250, 2);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].tag, 2u);
+  EXPECT_EQ(done[0].time, 100);
+  EXPECT_EQ(done[1].tag, 1u);
+  EXPECT_EQ(done[1].time, 125);
+}
+
+TEST(SimNetwork, ClassicMaxMinThreeFlowsTwoLinks) {
+  // Link 0: 10 B/ns shared by A and B; link 1: 30 B/ns shared by A and C. Link 0 is the
+  // bottleneck (10/2 < 30/2): A = B = 5; C takes the rest of link 1: 25.
+  NetworkModel net({10.0, 30.0});
+  const std::vector<int> ab{0, 1}, b{0}, c{1};
+  const int fa = net.start_flow(0, ab, 1000, 1);
+  const int fb = net.start_flow(0, b, 1000, 2);
+  const int fc = net.start_flow(0, c, 1000, 3);
+  net.next_event_time();
+  EXPECT_DOUBLE_EQ(net.rate(fa), 5.0);
+  EXPECT_DOUBLE_EQ(net.rate(fb), 5.0);
+  EXPECT_DOUBLE_EQ(net.rate(fc), 25.0);
+  // C ends at 40; A and B keep 5 (link 0 still binds): both end at 200.
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 3u);
+  EXPECT_EQ(done[0].tag, 3u);
+  EXPECT_EQ(done[0].time, 40);
+  EXPECT_EQ(done[1].time, 200);
+  EXPECT_EQ(done[2].time, 200);
+}
+
+TEST(SimNetwork, FlowRateIsItsBottleneckLink) {
+  NetworkModel net({100.0, 10.0, 50.0});
+  const std::vector<int> route{0, 1, 2};
+  const int f = net.start_flow(0, route, 1000, 1);
+  EXPECT_EQ(net.next_event_time(), 100);
+  EXPECT_DOUBLE_EQ(net.rate(f), 10.0);
+}
+
+TEST(SimNetwork, DisjointFlowsDoNotInteract) {
+  NetworkModel net({10.0, 10.0});
+  const std::vector<int> l0{0}, l1{1};
+  net.start_flow(0, l0, 1000, 1);
+  net.start_flow(0, l1, 500, 2);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].time, 50);
+  EXPECT_EQ(done[1].time, 100);
+}
+
+TEST(SimNetwork, RejectsBadInput) {
+  EXPECT_THROW(NetworkModel({0.0}), std::invalid_argument);
+  NetworkModel net({1.0});
+  const std::vector<int> empty;
+  EXPECT_THROW(net.start_flow(0, empty, 10, 0), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace masep::sim
