@@ -188,7 +188,7 @@ void verified(const char* what, bool ok) {
 
 // ---- decode attention ------------------------------------------------------------------
 void bench_attention(const char* model, int heads, int kv_heads, int batch, int ctx, int sms,
-                     bool verify, int force_splits = 0) {
+                     bool verify, int force_splits = 0, int group_tile = 0) {
   const int hd = 128;
   const std::size_t cache_elems = std::size_t(batch) * kv_heads * ctx * hd;
   Buf kc(cache_elems * 2), vc(cache_elems * 2), q(std::size_t(batch) * heads * hd * 2),
@@ -219,6 +219,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.head_dim = hd;
   p.max_kv_len = ctx;
   p.num_splits = splits;
+  p.group_tile = group_tile;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -234,7 +235,8 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   const double flops = 4.0 * batch * heads * double(ctx) * hd;
   const double us = time_us([&] { KCHECK(mk::launch_decode_attention(p, nullptr)); }, iters_for(bytes));
   char shape[96];
-  std::snprintf(shape, sizeof shape, "b=%d ctx=%d h=%d/%d splits=%d", batch, ctx, heads, kv_heads, splits);
+  std::snprintf(shape, sizeof shape, "b=%d ctx=%d h=%d/%d splits=%d%s", batch, ctx, heads, kv_heads,
+                splits, group_tile ? (" tile=" + std::to_string(group_tile)).c_str() : "");
   report("decode_attention", model, shape, us, bytes, flops);
 }
 
@@ -476,6 +478,10 @@ int main(int argc, char** argv) {
   // Split-count sensitivity for two shapes (what the heuristic is chosen from).
   for (int s : {1, 4, 8, 16, 32}) bench_attention("mixtral", 32, 8, 8, 2048, sms, false, s);
   for (int s : {1, 2, 4, 8}) bench_attention("paper", 32, 32, 32, 8192, sms, false, s);
+  // GQA group tile sensitivity (query heads per warp per KV read).
+  for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 2048}, {128, 8192}}) {
+    for (int tile : {1, 2, 4}) bench_attention("mixtral", 32, 8, b, c, sms, false, 0, tile);
+  }
 
   bool vf = true;
   for (int tpe : {1, 8, 16, 32, 64, 128}) {

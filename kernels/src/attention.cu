@@ -32,13 +32,16 @@ struct SplitArgs {
   float scale_log2;  // scale * log2(e)
 };
 
-// One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns 8
-// consecutive dims of one token row (16-byte loads); a warp step covers TPW tokens.
-template <int HD, int GT, int U>
+// One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
+// consecutive dims of one token row (DPL/8 16-byte loads); a warp step covers TPW tokens.
+// DPL 16 (fewer lanes per token) cuts the cross-lane score reductions and the redundant
+// softmax work per token, which is what bounds the GQA variants; MHA uses DPL 8.
+template <int HD, int GT, int U, int DPL>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     decode_attention_split_kernel(const SplitArgs a) {
-  constexpr int kLanesPerToken = HD / 8;
+  constexpr int kLanesPerToken = HD / DPL;
   constexpr int kTPW = 32 / kLanesPerToken;
+  constexpr int NV = DPL / 8;
   const int lane = threadIdx.x & 31;
   int item = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
   const int s = item % a.splits;
@@ -62,54 +65,69 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const int group = a.num_heads / a.num_kv_heads;
   const int head0 = kvh * group + sg * GT;
 
-  float q[GT][8];
+  float q[GT][DPL];
 #pragma unroll
   for (int g = 0; g < GT; ++g) {
-    unpack8(ldg16(a.q + b * a.q_stride + (head0 + g) * HD + dl * 8), q[g]);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) q[g][i] *= a.scale_log2;
+    for (int v = 0; v < NV; ++v) {
+      float t[8];
+      unpack8(ldg16(a.q + b * a.q_stride + (head0 + g) * HD + dl * DPL + v * 8), t);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) q[g][v * 8 + i] = t[i] * a.scale_log2;
+    }
   }
-  float m[GT], l[GT], acc[GT][8];
+  float m[GT], l[GT], acc[GT][DPL];
 #pragma unroll
   for (int g = 0; g < GT; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) acc[g][i] = 0.f;
+    for (int i = 0; i < DPL; ++i) acc[g][i] = 0.f;
   }
 
   const std::int64_t cache_off =
-      (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) * a.max_kv_len * HD + dl * 8;
+      (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) * a.max_kv_len * HD + dl * DPL;
   const bf16* kbase = a.k_cache + cache_off;
   const bf16* vbase = a.v_cache + cache_off;
-  const std::int64_t new_off = b * a.kv_new_stride + kvh * HD + dl * 8;
+  const std::int64_t new_off = b * a.kv_new_stride + kvh * HD + dl * DPL;
   const bf16* knew = append ? a.k_new + new_off : nullptr;
   const bf16* vnew = append ? a.v_new + new_off : nullptr;
 
   for (int t0 = start; t0 < end; t0 += kTPW * U) {
-    uint4 kr[U], vr[U];
+    uint4 kr[U][NV], vr[U][NV];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int t = t0 + u * kTPW + sub;
-      if (t < end) {
-        const bool is_new = append && t == len_old;
-        kr[u] = ldg16(is_new ? knew : kbase + static_cast<std::int64_t>(t) * HD);
-        vr[u] = ldg16(is_new ? vnew : vbase + static_cast<std::int64_t>(t) * HD);
-      } else {
-        kr[u] = make_uint4(0, 0, 0, 0);
-        vr[u] = make_uint4(0, 0, 0, 0);
+      const bool is_new = append && t == len_old;
+      const bf16* kp = is_new ? knew : kbase + static_cast<std::int64_t>(t) * HD;
+      const bf16* vp = is_new ? vnew : vbase + static_cast<std::int64_t>(t) * HD;
+#pragma unroll
+      for (int v = 0; v < NV; ++v) {
+        if (t < end) {
+          kr[u][v] = ldg16(kp + v * 8);
+          vr[u][v] = ldg16(vp + v * 8);
+        } else {
+          kr[u][v] = make_uint4(0, 0, 0, 0);
+          vr[u][v] = make_uint4(0, 0, 0, 0);
+        }
       }
     }
     float sc[U][GT];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      float kf[8];
-      unpack8(kr[u], kf);
+      float kf[DPL];
+#pragma unroll
+      for (int v = 0; v < NV; ++v) {
+        float t[8];
+        unpack8(kr[u][v], t);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) kf[v * 8 + i] = t[i];
+      }
 #pragma unroll
       for (int g = 0; g < GT; ++g) {
         float d = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) d = fmaf(q[g][i], kf[i], d);
+        for (int i = 0; i < DPL; ++i) d = fmaf(q[g][i], kf[i], d);
 #pragma unroll
         for (int o = kLanesPerToken / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
         sc[u][g] = (t0 + u * kTPW + sub < end) ? d : -INFINITY;
@@ -124,15 +142,18 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       const float f = exp2f(m[g] - mx);
       l[g] *= f;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) acc[g][i] *= f;
+      for (int i = 0; i < DPL; ++i) acc[g][i] *= f;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const float p = exp2f(sc[u][g] - mx);
         l[g] += p;
-        float vf[8];
-        unpack8(vr[u], vf);
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+        for (int v = 0; v < NV; ++v) {
+          float vf[8];
+          unpack8(vr[u][v], vf);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[g][v * 8 + i] = fmaf(p, vf[i], acc[g][v * 8 + i]);
+        }
       }
       m[g] = mx;
     }
@@ -142,8 +163,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   // writes it; nobody reads that slot from the cache in this launch.
   if (append && sg == 0 && len_old >= start && len_old < end && sub == 0) {
     const std::int64_t at = static_cast<std::int64_t>(len_old) * HD;
-    *reinterpret_cast<uint4*>(a.k_cache + cache_off + at) = ldg16(knew);
-    *reinterpret_cast<uint4*>(a.v_cache + cache_off + at) = ldg16(vnew);
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      *reinterpret_cast<uint4*>(a.k_cache + cache_off + at + v * 8) = ldg16(knew + v * 8);
+      *reinterpret_cast<uint4*>(a.v_cache + cache_off + at + v * 8) = ldg16(vnew + v * 8);
+    }
   }
 
   // Merge the token sub-groups of the warp.
@@ -158,7 +182,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       const float f2 = mx == -INFINITY ? 0.f : exp2f(mo - mx);
       l[g] = l[g] * f1 + lo * f2;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < DPL; ++i) {
         const float ao = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
         acc[g][i] = acc[g][i] * f1 + ao * f2;
       }
@@ -170,9 +194,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int g = 0; g < GT; ++g) {
       const std::int64_t row =
           (static_cast<std::int64_t>(b) * a.num_heads + head0 + g) * a.splits + s;
-      float4* dst = reinterpret_cast<float4*>(a.ws_acc + row * HD + dl * 8);
-      dst[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
-      dst[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+      float4* dst = reinterpret_cast<float4*>(a.ws_acc + row * HD + dl * DPL);
+#pragma unroll
+      for (int i = 0; i < DPL / 4; ++i) {
+        dst[i] = make_float4(acc[g][4 * i], acc[g][4 * i + 1], acc[g][4 * i + 2], acc[g][4 * i + 3]);
+      }
       if (dl == 0) {
         a.ws_m[row] = m[g];
         a.ws_l[row] = l[g];
@@ -234,6 +260,11 @@ const char* first_problem(const DecodeAttentionParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) return "head_dim must be 64 or 128";
   if (p.max_kv_len <= 0) return "max_kv_len must be positive";
   if (p.num_splits <= 0) return "num_splits must be positive";
+  if (p.group_tile != 0 &&
+      ((p.group_tile != 1 && p.group_tile != 2 && p.group_tile != 4 && p.group_tile != 8) ||
+       (p.num_heads / p.num_kv_heads) % p.group_tile != 0)) {
+    return "group_tile must be 0 or one of 1, 2, 4, 8 dividing the group size";
+  }
   if (!p.q || !p.k_cache || !p.v_cache || !p.kv_lens || !p.out || !p.workspace) {
     return "null pointer (q, k_cache, v_cache, kv_lens, out and workspace are required)";
   }
@@ -259,8 +290,13 @@ void launch_split(const SplitArgs& a, cudaStream_t stream) {
   const std::int64_t items =
       std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
   const unsigned blocks = static_cast<unsigned>((items + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  constexpr int U = GT >= 8 ? 2 : 4;
-  decode_attention_split_kernel<HD, GT, U><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  if constexpr (GT == 1) {
+    decode_attention_split_kernel<HD, 1, 4, 8><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  } else {
+    // GT 8 keeps 8 dims a lane: q and acc would not fit in registers with 16.
+    constexpr int DPL = GT >= 8 ? 8 : 16;
+    decode_attention_split_kernel<HD, GT, 2, DPL><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
+  }
 }
 
 template <int HD>
@@ -299,7 +335,11 @@ void check_decode_attention(const DecodeAttentionParams& p) {
 Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream) {
   if (first_problem(p) != nullptr) return Status::kInvalidArgument;
   const int group = p.num_heads / p.num_kv_heads;
-  const int gt = group % 8 == 0 ? 8 : group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+  const int gt = p.group_tile > 0 ? p.group_tile
+                 : group % 8 == 0 ? 8
+                 : group % 4 == 0 ? 4
+                 : group % 2 == 0 ? 2
+                                  : 1;
   const std::size_t rows = std::size_t(p.batch) * p.num_heads * p.num_splits;
   char* ws = static_cast<char*>(p.workspace);
   SplitArgs a{};

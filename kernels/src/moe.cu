@@ -19,6 +19,7 @@ constexpr int kMaxExperts = 256;
 constexpr int kPerLane = kMaxExperts / 32;
 constexpr int kRouterWarps = 32;
 constexpr int kSingleBlockTokens = 1024;
+constexpr int kPlanSmemIds = 8192;  // 32 KB of shared memory
 
 // Warps loop over tokens; per-expert counts are gathered in shared memory and added to the
 // global counts once per block (single-block launches write them directly).
@@ -100,12 +101,86 @@ __global__ void __launch_bounds__(kRouterWarps * 32)
   }
 }
 
+// Few experts (<= 32): one thread per token, logits in registers, no shuffles; counts in
+// shared memory (single block writes them directly, otherwise atomically added).
+template <typename T>
+__global__ void router_small_kernel(const T* logits, int tokens, int num_experts, int k,
+                                    bool renormalize, std::int32_t* topk_ids,
+                                    float* topk_weights, std::int32_t* counts,
+                                    bool single_block) {
+  __shared__ int s_counts[32];
+  if (threadIdx.x < 32) s_counts[threadIdx.x] = 0;
+  __syncthreads();
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < tokens) {
+    float v[32];
+    const T* row = logits + static_cast<std::int64_t>(t) * num_experts;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      v[e] = e < num_experts ? static_cast<float>(row[e]) : -INFINITY;
+      mx = fmaxf(mx, v[e]);
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      if (e < num_experts) sum += __expf(v[e] - mx);
+    }
+    unsigned taken = 0;
+    int ids[8];
+    float ps[8];
+    float sel = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j < k) {
+        float best = -INFINITY;
+        int be = -1;  // first untaken expert, then strictly larger logits (ties: lower index)
+#pragma unroll
+        for (int e = 0; e < 32; ++e) {
+          if (e < num_experts && !(taken & (1u << e)) && (be < 0 || v[e] > best)) {
+            best = v[e];
+            be = e;
+          }
+        }
+        taken |= 1u << be;
+        ids[j] = be;
+        ps[j] = __expf(best - mx) / sum;
+        sel += ps[j];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j < k) {
+        const std::int64_t at = static_cast<std::int64_t>(t) * k + j;
+        topk_ids[at] = ids[j];
+        topk_weights[at] = renormalize ? ps[j] / sel : ps[j];
+        if (counts) atomicAdd(&s_counts[ids[j]], 1);
+      }
+    }
+  }
+  if (counts) {
+    __syncthreads();
+    if (threadIdx.x < num_experts) {
+      if (single_block) {
+        counts[threadIdx.x] = s_counts[threadIdx.x];
+      } else if (s_counts[threadIdx.x]) {
+        atomicAdd(&counts[threadIdx.x], s_counts[threadIdx.x]);
+      }
+    }
+  }
+}
+
 // One warp per expert: offset from the counts, then a stable rank of every assignment of
 // this expert by walking topk_ids in order with warp ballots.
 __global__ void permute_plan_kernel(const std::int32_t* topk_ids, const std::int32_t* counts,
                                     int n, int k, int num_experts, int capacity,
                                     std::int32_t* permuted_row, std::int32_t* source_token,
                                     std::int32_t* offsets) {
+  // The assignments' expert ids are staged in shared memory once per block (all loads in
+  // flight together) instead of each warp walking global memory serially.
+  __shared__ std::int32_t s_ids[kPlanSmemIds];
+  for (int i = threadIdx.x; i < min(n, kPlanSmemIds); i += blockDim.x) s_ids[i] = topk_ids[i];
+  __syncthreads();
   const int lane = threadIdx.x & 31;
   const int e = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (e >= num_experts) return;
@@ -121,7 +196,8 @@ __global__ void permute_plan_kernel(const std::int32_t* topk_ids, const std::int
   int running = 0;
   for (int a0 = 0; a0 < n; a0 += 32) {
     const int a = a0 + lane;
-    const bool mine = a < n && topk_ids[a] == e;
+    const int id = a < n ? (a < kPlanSmemIds ? s_ids[a] : topk_ids[a]) : -1;
+    const bool mine = id == e;
     const unsigned mask = __ballot_sync(0xffffffffu, mine);
     if (mine) {
       const int rank = running + __popc(mask & ((1u << lane) - 1u));
@@ -235,6 +311,26 @@ void check_combine(const CombineParams& p) {
 
 Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
   if (router_problem(p)) return Status::kInvalidArgument;
+  if (p.num_experts <= 32) {
+    const bool one = p.tokens <= 1024;
+    const int threads = one ? (p.tokens + 31) / 32 * 32 : 256;
+    const unsigned nb = one ? 1u : grid_for(p.tokens, threads);
+    if (!one && p.expert_counts &&
+        cudaMemsetAsync(p.expert_counts, 0, sizeof(std::int32_t) * p.num_experts, stream) !=
+            cudaSuccess) {
+      return Status::kLaunchFailed;
+    }
+    if (p.logits_dtype == DType::kF32) {
+      router_small_kernel<float><<<nb, threads, 0, stream>>>(
+          static_cast<const float*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize,
+          p.topk_ids, p.topk_weights, p.expert_counts, one);
+    } else {
+      router_small_kernel<bf16><<<nb, threads, 0, stream>>>(
+          static_cast<const bf16*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize,
+          p.topk_ids, p.topk_weights, p.expert_counts, one);
+    }
+    return detail::launch_status();
+  }
   const bool single = p.tokens <= kSingleBlockTokens;
   const unsigned blocks = single ? 1u : grid_for(p.tokens, kRouterWarps * 4);
   if (!single && p.expert_counts) {
@@ -258,7 +354,7 @@ Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
 Status launch_permute(const PermuteParams& p, cudaStream_t stream) {
   if (permute_problem(p)) return Status::kInvalidArgument;
   const int n = p.tokens * p.k;
-  const int warps = 8;
+  const int warps = std::min(32, p.num_experts);
   permute_plan_kernel<<<(p.num_experts + warps - 1) / warps, warps * 32, 0, stream>>>(
       p.topk_ids, p.expert_counts, n, p.k, p.num_experts, p.capacity, p.permuted_row,
       p.source_token, p.expert_offsets);

@@ -127,6 +127,7 @@ struct AttnCase {
   int max_len;
   int splits;  // 0: decode_attention_num_splits
   bool append;
+  int group_tile = 0;
 };
 
 void run_attention(const AttnCase& c, std::uint32_t seed) {
@@ -166,6 +167,7 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
   p.head_dim = c.head_dim;
   p.max_kv_len = c.max_len;
   p.num_splits = splits;
+  p.group_tile = c.group_tile;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
@@ -193,6 +195,7 @@ TEST(GpuDecodeAttention, MhaHd128AppendVariableLengths) {
 TEST(GpuDecodeAttention, GqaHd128AutoSplits) {
   REQUIRE_GPU();
   run_attention({32, 8, 128, {1000, 63}, 1100, 0, true}, 2);
+  for (int tile : {1, 2, 4}) run_attention({32, 8, 128, {517, 2}, 600, 0, true, tile}, 30 + tile);
 }
 
 TEST(GpuDecodeAttention, GqaHd64NoAppend) {

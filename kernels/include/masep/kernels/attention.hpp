@@ -57,11 +57,15 @@ struct DecodeAttentionParams {
 
   int batch = 0;
   int num_heads = 0;     // query heads
-  int num_kv_heads = 0;  // divides num_heads; group size num_heads/num_kv_heads <= 16
+  int num_kv_heads = 0;  // divides num_heads; any group size num_heads/num_kv_heads
   int head_dim = 0;      // 64 or 128
   int max_kv_len = 0;    // cache capacity per (sequence, kv head), in tokens
   int num_splits = 1;    // >= 1
   float scale = 0.f;     // softmax scale; 0 means 1/sqrt(head_dim)
+  // Query heads one warp handles per KV read (1, 2, 4 or 8, dividing the group size);
+  // 0 picks the default (the largest of 8/4/2/1 dividing the group). A smaller tile reads
+  // the same KV block from L2 once per tile: more warps, fewer registers each.
+  int group_tile = 0;
 };
 
 /// Bytes of workspace a launch with these sizes needs (partial outputs and softmax stats in
