@@ -76,6 +76,7 @@ class Compiler {
 
   Program run() {
     for (int step = first_step_; step < first_step_ + steps_; ++step) {
+      if (step == first_step_ + 1) reserve_rest();
       step_kv(step);
       for (int layer = 0; layer < m_.layers; ++layer) {
         for (int mb = 0; mb < mbs_; ++mb) {
@@ -257,6 +258,18 @@ class Compiler {
       Group moe{"moe", {}};
       for (int g = 0; g < moe_ranks_; ++g) moe.ranks.push_back(moe_base_ + g);
       p_.groups.push_back(std::move(moe));
+    }
+  }
+
+  // Every step has nearly the same ops (routing varies the send count a little): after the
+  // first step, reserve for the rest so that the op vector is not regrown (and copied) again.
+  void reserve_rest() {
+    const double ops = static_cast<double>(p_.ops.size()) * steps_ * 1.05;
+    const double colls = static_cast<double>(p_.collectives.size()) * steps_;
+    p_.ops.reserve(static_cast<size_t>(ops));
+    p_.collectives.reserve(static_cast<size_t>(colls));
+    for (auto& r : p_.stream_ops) {
+      for (auto& list : r) list.reserve(static_cast<size_t>(list.size() * steps_ * 1.05));
     }
   }
 
