@@ -158,12 +158,8 @@ void check_colocated(const Scenario& s) {
   if (c.placement == Placement::kContiguous) check_contiguous(s, "plan.colocated", c.gpus);
 }
 
-int plan_gpus(const PlanSpec& p) {
-  return p.kind == PlanKind::kMaSeparation ? p.attention.gpus + p.moe.gpus : p.colocated.gpus;
-}
-
 void check_gpus_vs_topology(const Scenario& s) {
-  const int used = plan_gpus(s.plan);
+  const int used = s.plan.total_gpus();
   const int have = s.topology.nodes * s.topology.gpus_per_node;
   if (used > have) {
     std::string detail;
@@ -227,6 +223,10 @@ void check_workload(const Scenario& s) {
 }
 
 }  // namespace
+
+int PlanSpec::total_gpus() const {
+  return kind == PlanKind::kMaSeparation ? attention.gpus + moe.gpus : colocated.gpus;
+}
 
 void validate_scenario(const Scenario& s) {
   require_positive(s, "plan.micro_batches", s.plan.micro_batches);
