@@ -33,32 +33,30 @@
 namespace mk = masep::kernels;
 namespace ref = masep::kernels::ref;
 
-#define CUDA_CHECK(call)                                                                  \
-  do {                                                                                    \
-    cudaError_t e_ = (call);                                                              \
-    if (e_ != cudaSuccess) {                                                              \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
-                   cudaGetErrorString(e_));                                               \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+#define CUDA_CHECK(call)                                                                          \
+  do {                                                                                            \
+    cudaError_t e_ = (call);                                                                      \
+    if (e_ != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
   } while (0)
-#define CUBLAS_CHECK(call)                                                                \
-  do {                                                                                    \
-    cublasStatus_t s_ = (call);                                                           \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-      std::fprintf(stderr, "%s:%d: %s: cublas status %d\n", __FILE__, __LINE__, #call,    \
-                   static_cast<int>(s_));                                                 \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+#define CUBLAS_CHECK(call)                                                             \
+  do {                                                                                 \
+    cublasStatus_t s_ = (call);                                                        \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                 \
+      std::fprintf(stderr, "%s:%d: %s: cublas status %d\n", __FILE__, __LINE__, #call, \
+                   static_cast<int>(s_));                                              \
+      std::exit(1);                                                                    \
+    }                                                                                  \
   } while (0)
-#define KCHECK(call)                                                                      \
-  do {                                                                                    \
-    mk::Status s_ = (call);                                                               \
-    if (s_ != mk::Status::kOk) {                                                          \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                  \
-                   mk::to_string(s_));                                                    \
-      std::exit(1);                                                                       \
-    }                                                                                     \
+#define KCHECK(call)                                                                         \
+  do {                                                                                       \
+    mk::Status s_ = (call);                                                                  \
+    if (s_ != mk::Status::kOk) {                                                             \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, mk::to_string(s_)); \
+      std::exit(1);                                                                          \
+    }                                                                                        \
   } while (0)
 
 namespace {
@@ -67,12 +65,16 @@ namespace {
 struct Buf {
   void* p = nullptr;
   std::size_t bytes = 0;
-  explicit Buf(std::size_t n) : bytes(n) { CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(n, 16))); }
+  explicit Buf(std::size_t n) : bytes(n) {
+    CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(n, 16)));
+  }
   ~Buf() { cudaFree(p); }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
   template <typename T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 __global__ void fill_random_bf16(mk::bf16* p, std::size_t n, std::uint32_t seed, float amp) {
@@ -143,20 +145,24 @@ void measure_ceilings(cublasHandle_t h) {
   const std::size_t bytes = std::size_t{1} << 30;
   Buf a(bytes), b(bytes);
   CUDA_CHECK(cudaMemset(a.p, 1, bytes));
-  const double us = time_us([&] { CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 20, 3);
+  const double us = time_us(
+      [&] { CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 20, 3);
   g_ceil.copy_GBps = 2.0 * bytes / (us * 1e3);
   const int n = 8192;
   Buf x(std::size_t{n} * n * 2), y(std::size_t{n} * n * 2), z(std::size_t{n} * n * 2);
   fill(x, 1);
   fill(y, 2);
   const float alpha = 1.f, beta = 0.f;
-  const double gus = time_us([&] {
-    CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, x.p, CUDA_R_16BF, n,
-                              y.p, CUDA_R_16BF, n, &beta, z.p, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
-  }, 10, 3);
+  const double gus = time_us(
+      [&] {
+        CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, x.p, CUDA_R_16BF, n,
+                                  y.p, CUDA_R_16BF, n, &beta, z.p, CUDA_R_16BF, n,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      },
+      10, 3);
   g_ceil.gemm_tflops = 2.0 * n * n * n / (gus * 1e6);
-  std::printf("# ceiling: device copy (cudaMemcpy D2D 1 GiB, read+write) %.1f GB/s\n", g_ceil.copy_GBps);
+  std::printf("# ceiling: device copy (cudaMemcpy D2D 1 GiB, read+write) %.1f GB/s\n",
+              g_ceil.copy_GBps);
   std::printf("# ceiling: cuBLAS bf16 GEMM 8192^3 %.1f TFLOP/s\n", g_ceil.gemm_tflops);
 }
 
@@ -200,7 +206,8 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   fill(kn, 6);
   fill(vn, 7);
   upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));  // attend over ctx tokens
-  const int splits = force_splits ? force_splits : mk::decode_attention_num_splits(batch, kv_heads, ctx, sms);
+  const int splits =
+      force_splits ? force_splits : mk::decode_attention_num_splits(batch, kv_heads, ctx, sms);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
   mk::DecodeAttentionParams p;
@@ -229,11 +236,13 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
     auto vh = download<ref::Bf16>(vc.p, cache_elems);
     auto want = ref::decode_attention(qh, {}, {}, kh, vh, std::vector<std::int32_t>(batch, ctx),
                                       heads, kv_heads, hd, ctx, 0.f);
-    verified("decode_attention", close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 2e-3f));
+    verified("decode_attention",
+             close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 2e-3f));
   }
   const double bytes = 2.0 * cache_elems * 2 + 2.0 * batch * heads * hd * 2;
   const double flops = 4.0 * batch * heads * double(ctx) * hd;
-  const double us = time_us([&] { KCHECK(mk::launch_decode_attention(p, nullptr)); }, iters_for(bytes));
+  const double us =
+      time_us([&] { KCHECK(mk::launch_decode_attention(p, nullptr)); }, iters_for(bytes));
   char shape[96];
   std::snprintf(shape, sizeof shape, "b=%d ctx=%d h=%d/%d splits=%d%s", batch, ctx, heads, kv_heads,
                 splits, group_tile ? (" tile=" + std::to_string(group_tile)).c_str() : "");
@@ -243,17 +252,19 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
 // ---- rmsnorm / rope / activations ------------------------------------------------------
 void bench_norm_rope_act(int tokens) {
   const int hidden = 4096;
-  Buf x(std::size_t(tokens) * hidden * 2), res(std::size_t(tokens) * hidden * 2),
-      w(hidden * 2), out(std::size_t(tokens) * hidden * 2);
+  Buf x(std::size_t(tokens) * hidden * 2), res(std::size_t(tokens) * hidden * 2), w(hidden * 2),
+      out(std::size_t(tokens) * hidden * 2);
   fill(x, 8);
   fill(res, 9);
   fill(w, 10);
   char shape[96];
   std::snprintf(shape, sizeof shape, "tokens=%d hidden=%d", tokens, hidden);
-  double us = time_us([&] {
-    KCHECK(mk::launch_add_rmsnorm(res.as<mk::bf16>(), x.as<mk::bf16>(), w.as<mk::bf16>(),
-                                  out.as<mk::bf16>(), tokens, hidden, 1e-6f, nullptr));
-  }, 200);
+  double us = time_us(
+      [&] {
+        KCHECK(mk::launch_add_rmsnorm(res.as<mk::bf16>(), x.as<mk::bf16>(), w.as<mk::bf16>(),
+                                      out.as<mk::bf16>(), tokens, hidden, 1e-6f, nullptr));
+      },
+      200);
   report("add_rmsnorm", "both", shape, us, 4.0 * tokens * hidden * 2, 4.0 * tokens * hidden);
 
   // RoPE on a fused QKV buffer, Mixtral shape (32 q heads, 8 kv heads, head_dim 128).
@@ -280,7 +291,11 @@ void bench_norm_rope_act(int tokens) {
   const int ffn = 14336;
   Buf in(std::size_t(tokens) * 2 * ffn * 2), ao(std::size_t(tokens) * ffn * 2);
   fill(in, 12);
-  us = time_us([&] { KCHECK(mk::launch_swiglu(in.as<mk::bf16>(), ao.as<mk::bf16>(), tokens, ffn, nullptr)); }, 200);
+  us = time_us(
+      [&] {
+        KCHECK(mk::launch_swiglu(in.as<mk::bf16>(), ao.as<mk::bf16>(), tokens, ffn, nullptr));
+      },
+      200);
   std::snprintf(shape, sizeof shape, "rows=%d ffn=%d", tokens, ffn);
   report("swiglu", "both", shape, us, 3.0 * tokens * ffn * 2, 0);
 }
@@ -358,9 +373,11 @@ void bench_routing(const char* model, int tokens, int experts, int k, bool verif
   if (verify) {
     KCHECK(mk::launch_combine(cp, nullptr));
     CUDA_CHECK(cudaDeviceSynchronize());
-    auto wc = ref::combine(download<ref::Bf16>(eo.p, rows * hidden), want.topk_ids.empty() ? std::vector<std::int32_t>{} : download<std::int32_t>(prow.p, rows),
-                           download<float>(w.p, rows), download<ref::Bf16>(x.p, std::size_t(tokens) * hidden),
-                           tokens, hidden, k);
+    auto wc = ref::combine(
+        download<ref::Bf16>(eo.p, rows * hidden),
+        want.topk_ids.empty() ? std::vector<std::int32_t>{} : download<std::int32_t>(prow.p, rows),
+        download<float>(w.p, rows), download<ref::Bf16>(x.p, std::size_t(tokens) * hidden), tokens,
+        hidden, k);
     verified("combine", close_enough(download<ref::Bf16>(out.p, wc.size()), wc, 1e-2f, 1e-3f));
   }
   us = time_us([&] { KCHECK(mk::launch_combine(cp, nullptr)); }, 500);
@@ -372,7 +389,8 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
                bool verify) {
   const int hidden = 4096, ffn = 14336;
   mk::ExpertFfnShape s{experts, hidden, ffn, mk::Activation::kSwiGLU};
-  const std::size_t wup = std::size_t(experts) * 2 * ffn * hidden, wdn = std::size_t(experts) * hidden * ffn;
+  const std::size_t wup = std::size_t(experts) * 2 * ffn * hidden,
+                    wdn = std::size_t(experts) * hidden * ffn;
   static Buf* w_up = nullptr;
   static Buf* w_down = nullptr;
   static int w_experts = 0;
@@ -396,7 +414,8 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
   cudaStream_t st = nullptr;
   if (verify) {
     // Check the first 2 rows of expert 0 against the CPU reference (one expert's weights).
-    KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p, wsb));
+    KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p,
+                              wsb));
     CUDA_CHECK(cudaDeviceSynchronize());
     const int vr = std::min<std::int64_t>(2, tokens_per_expert);
     auto xh = download<ref::Bf16>(x.p, std::size_t(vr) * hidden);
@@ -405,15 +424,27 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
     auto want = ref::expert_ffn(xh, wuh, wdh, {0, vr}, 1, hidden, ffn, true);
     float scale = 0;
     for (float v : want) scale = std::max(scale, std::fabs(v));
-    verified("expert_ffn (swiglu)", close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 1e-2f * scale));
+    verified("expert_ffn (swiglu)",
+             close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 1e-2f * scale));
   }
   const double bytes = (wup + wdn) * 2.0 + rows * hidden * 2.0 * 2;
   const double flops = 2.0 * rows * hidden * ffn * 3;
   char shape[96];
-  std::snprintf(shape, sizeof shape, "E=%d tok/exp=%d h=%d f=%d", experts, tokens_per_expert, hidden, ffn);
-  double us = time_us([&] { KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p, wsb)); }, iters_for(bytes), 3);
+  std::snprintf(shape, sizeof shape, "E=%d tok/exp=%d h=%d f=%d", experts, tokens_per_expert,
+                hidden, ffn);
+  double us = time_us(
+      [&] {
+        KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(),
+                                  ws.p, wsb));
+      },
+      iters_for(bytes), 3);
   report("expert_ffn_loop", model, shape, us, bytes, flops, tokens_per_expert > 256);
-  us = time_us([&] { KCHECK(mk::run_expert_ffn_uniform(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), tokens_per_expert, ws.p, wsb)); }, iters_for(bytes), 3);
+  us = time_us(
+      [&] {
+        KCHECK(mk::run_expert_ffn_uniform(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(),
+                                          tokens_per_expert, ws.p, wsb));
+      },
+      iters_for(bytes), 3);
   report("expert_ffn_batched", model, shape, us, bytes, flops, tokens_per_expert > 256);
 }
 
@@ -423,10 +454,12 @@ void write_csv(const std::string& path) {
     std::fprintf(stderr, "cannot write %s\n", path.c_str());
     std::exit(1);
   }
-  std::fprintf(f, "kernel,model,shape,time_us,GBps,TFLOPs,pct_of_ceiling,ceiling,copy_GBps,gemm_TFLOPs\n");
+  std::fprintf(
+      f, "kernel,model,shape,time_us,GBps,TFLOPs,pct_of_ceiling,ceiling,copy_GBps,gemm_TFLOPs\n");
   for (const Row& r : g_rows) {
-    std::fprintf(f, "%s,%s,\"%s\",%.3f,%.1f,%.3f,%.1f,%s,%.1f,%.1f\n", r.kernel.c_str(), r.model.c_str(),
-                 r.shape.c_str(), r.us, r.gbps, r.tflops, r.pct, r.ceiling.c_str(), g_ceil.copy_GBps, g_ceil.gemm_tflops);
+    std::fprintf(f, "%s,%s,\"%s\",%.3f,%.1f,%.3f,%.1f,%s,%.1f,%.1f\n", r.kernel.c_str(),
+                 r.model.c_str(), r.shape.c_str(), r.us, r.gbps, r.tflops, r.pct, r.ceiling.c_str(),
+                 g_ceil.copy_GBps, g_ceil.gemm_tflops);
   }
   std::fclose(f);
 }
@@ -453,11 +486,13 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("# device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::printf("# device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
   cublasHandle_t h;
   CUBLAS_CHECK(cublasCreate(&h));
   measure_ceilings(h);
-  std::printf("%-22s %-8s %-34s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us", "GB/s", "TFLOP/s", "%ceil");
+  std::printf("%-22s %-8s %-34s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us", "GB/s",
+              "TFLOP/s", "%ceil");
   const int sms = prop.multiProcessorCount;
 
   bench_routing("paper", 256, 16, 2, true);

@@ -197,7 +197,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       float4* dst = reinterpret_cast<float4*>(a.ws_acc + row * HD + dl * DPL);
 #pragma unroll
       for (int i = 0; i < DPL / 4; ++i) {
-        dst[i] = make_float4(acc[g][4 * i], acc[g][4 * i + 1], acc[g][4 * i + 2], acc[g][4 * i + 3]);
+        dst[i] =
+            make_float4(acc[g][4 * i], acc[g][4 * i + 1], acc[g][4 * i + 2], acc[g][4 * i + 3]);
       }
       if (dl == 0) {
         a.ws_m[row] = m[g];
@@ -212,8 +213,7 @@ template <int HD>
 __global__ void decode_attention_reduce_kernel(const float* ws_acc, const float* ws_m,
                                                const float* ws_l, const std::int32_t* kv_lens,
                                                bool append, int max_kv_len, int batch,
-                                               int num_heads, int splits, bf16* out,
-                                               float* lse) {
+                                               int num_heads, int splits, bf16* out, float* lse) {
   constexpr int kPer = HD / 32;
   const int lane = threadIdx.x & 31;
   const int item = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
@@ -268,7 +268,8 @@ const char* first_problem(const DecodeAttentionParams& p) {
   if (!p.q || !p.k_cache || !p.v_cache || !p.kv_lens || !p.out || !p.workspace) {
     return "null pointer (q, k_cache, v_cache, kv_lens, out and workspace are required)";
   }
-  if ((p.k_new == nullptr) != (p.v_new == nullptr)) return "k_new and v_new must both be set or null";
+  if ((p.k_new == nullptr) != (p.v_new == nullptr))
+    return "k_new and v_new must both be set or null";
   if (p.workspace_bytes <
       decode_attention_workspace_bytes(p.batch, p.num_heads, p.head_dim, p.num_splits)) {
     return "workspace too small";
@@ -287,8 +288,7 @@ const char* first_problem(const DecodeAttentionParams& p) {
 
 template <int HD, int GT>
 void launch_split(const SplitArgs& a, cudaStream_t stream) {
-  const std::int64_t items =
-      std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
+  const std::int64_t items = std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
   const unsigned blocks = static_cast<unsigned>((items + kWarpsPerBlock - 1) / kWarpsPerBlock);
   if constexpr (GT == 1) {
     decode_attention_split_kernel<HD, 1, 4, 8><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a);
@@ -302,10 +302,18 @@ void launch_split(const SplitArgs& a, cudaStream_t stream) {
 template <int HD>
 void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   switch (gt) {
-    case 8: launch_split<HD, 8>(a, stream); break;
-    case 4: launch_split<HD, 4>(a, stream); break;
-    case 2: launch_split<HD, 2>(a, stream); break;
-    default: launch_split<HD, 1>(a, stream); break;
+    case 8:
+      launch_split<HD, 8>(a, stream);
+      break;
+    case 4:
+      launch_split<HD, 4>(a, stream);
+      break;
+    case 2:
+      launch_split<HD, 2>(a, stream);
+      break;
+    default:
+      launch_split<HD, 1>(a, stream);
+      break;
   }
 }
 
@@ -374,12 +382,12 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   const unsigned blocks = static_cast<unsigned>((items + warps_per_block - 1) / warps_per_block);
   if (p.head_dim == 128) {
     decode_attention_reduce_kernel<128><<<blocks, warps_per_block * 32, 0, stream>>>(
-        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch,
-        p.num_heads, p.num_splits, p.out, p.lse);
+        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch, p.num_heads,
+        p.num_splits, p.out, p.lse);
   } else {
     decode_attention_reduce_kernel<64><<<blocks, warps_per_block * 32, 0, stream>>>(
-        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch,
-        p.num_heads, p.num_splits, p.out, p.lse);
+        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch, p.num_heads,
+        p.num_splits, p.out, p.lse);
   }
   return detail::launch_status();
 }

@@ -61,7 +61,8 @@ __global__ void __launch_bounds__(kNormThreads)
   for (int v = threadIdx.x + kMaxVec * kNormThreads; v < nvec; v += kNormThreads) {
     float f[8];
     unpack8(kResidual ? *reinterpret_cast<const uint4*>(residual + row + v * 8)
-                      : ldg16(x + row + v * 8), f);
+                      : ldg16(x + row + v * 8),
+            f);
     if constexpr (kResidual) {
       float xv[8];
       unpack8(ldg16(x + row + v * 8), xv);
@@ -89,7 +90,8 @@ __global__ void __launch_bounds__(kNormThreads)
   for (int v = threadIdx.x + kMaxVec * kNormThreads; v < nvec; v += kNormThreads) {
     float f[8], w[8], o[8];
     unpack8(kResidual ? *reinterpret_cast<const uint4*>(residual + row + v * 8)
-                      : ldg16(x + row + v * 8), f);
+                      : ldg16(x + row + v * 8),
+            f);
     unpack8(ldg16(weight + v * 8), w);
 #pragma unroll
     for (int i = 0; i < 8; ++i) o[i] = f[i] * inv * w[i];
@@ -156,7 +158,8 @@ __global__ void gelu_kernel(const bf16* in, bf16* out, std::int64_t nvec) {
 
 unsigned grid_for(std::int64_t work, int threads) {
   const std::int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(std::min<std::int64_t>(std::max<std::int64_t>(blocks, 1), 65535 * 8));
+  return static_cast<unsigned>(
+      std::min<std::int64_t>(std::max<std::int64_t>(blocks, 1), 65535 * 8));
 }
 
 }  // namespace
@@ -179,8 +182,8 @@ Status launch_rmsnorm(const bf16* x, const bf16* weight, bf16* out, int tokens, 
   return detail::launch_status();
 }
 
-Status launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* weight, bf16* out,
-                          int tokens, int hidden, float eps, cudaStream_t stream) {
+Status launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* weight, bf16* out, int tokens,
+                          int hidden, float eps, cudaStream_t stream) {
   if (tokens <= 0 || hidden <= 0 || hidden % 8 != 0 || !residual || !x || !weight || !out) {
     return Status::kInvalidArgument;
   }
@@ -201,17 +204,14 @@ void check_rope(const RopeParams& p) {
 
 Status launch_rope(const RopeParams& p, cudaStream_t stream) {
   if (p.tokens <= 0 || p.num_heads <= 0 || p.head_dim <= 0 || p.head_dim % 2 != 0 ||
-      p.head_dim > 256 || !p.q || !p.positions || p.theta <= 0.f ||
-      (p.k && p.num_kv_heads <= 0)) {
+      p.head_dim > 256 || !p.q || !p.positions || p.theta <= 0.f || (p.k && p.num_kv_heads <= 0)) {
     return Status::kInvalidArgument;
   }
   const std::int64_t q_stride = p.q_stride ? p.q_stride : std::int64_t{p.num_heads} * p.head_dim;
-  const std::int64_t k_stride =
-      p.k_stride ? p.k_stride : std::int64_t{p.num_kv_heads} * p.head_dim;
+  const std::int64_t k_stride = p.k_stride ? p.k_stride : std::int64_t{p.num_kv_heads} * p.head_dim;
   const int heads = p.num_heads + (p.k ? p.num_kv_heads : 0);
   const std::int64_t total = std::int64_t{p.tokens} * heads * (p.head_dim / 2);
-  rope_kernel<<<grid_for(total, 256), 256, 0, stream>>>(p, q_stride, k_stride,
-                                                        std::log2(p.theta));
+  rope_kernel<<<grid_for(total, 256), 256, 0, stream>>>(p, q_stride, k_stride, std::log2(p.theta));
   return detail::launch_status();
 }
 

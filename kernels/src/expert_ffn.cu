@@ -28,14 +28,13 @@ cublasStatus_t gemm_tn(cublasHandle_t h, int m, int n, int k, const bf16* w, con
                       CUBLAS_GEMM_DEFAULT);
 }
 
-cublasStatus_t gemm_tn_batched(cublasHandle_t h, int m, int n, int k, const bf16* w,
-                               const bf16* x, bf16* y, int batch) {
+cublasStatus_t gemm_tn_batched(cublasHandle_t h, int m, int n, int k, const bf16* w, const bf16* x,
+                               bf16* y, int batch) {
   const float alpha = 1.f, beta = 0.f;
-  return cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF,
-                                    k, std::int64_t{m} * k, x, CUDA_R_16BF, k,
-                                    std::int64_t{n} * k, &beta, y, CUDA_R_16BF, m,
-                                    std::int64_t{n} * m, batch, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT);
+  return cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF, k,
+                                    std::int64_t{m} * k, x, CUDA_R_16BF, k, std::int64_t{n} * k,
+                                    &beta, y, CUDA_R_16BF, m, std::int64_t{n} * m, batch,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
 Status activate(const ExpertFfnShape& s, const bf16* h, bf16* a, std::int64_t rows,
@@ -84,8 +83,8 @@ Status run_expert_ffn(cublasHandle_t handle, cudaStream_t stream, const ExpertFf
     if (n < 0) return Status::kInvalidArgument;
     if (n == 0) continue;
     if (gemm_tn(handle, up, n, s.hidden, w.w_up + std::int64_t{e} * up * s.hidden,
-                x + std::int64_t{off} * s.hidden, h + std::int64_t{off} * up) !=
-        CUBLAS_STATUS_SUCCESS) {
+                x + std::int64_t{off} * s.hidden,
+                h + std::int64_t{off} * up) != CUBLAS_STATUS_SUCCESS) {
       return Status::kLaunchFailed;
     }
   }
@@ -95,20 +94,18 @@ Status run_expert_ffn(cublasHandle_t handle, cudaStream_t stream, const ExpertFf
     const int n = host_expert_offsets[e + 1] - off;
     if (n == 0) continue;
     if (gemm_tn(handle, s.hidden, n, s.ffn, w.w_down + std::int64_t{e} * s.hidden * s.ffn,
-                a + std::int64_t{off} * s.ffn, out + std::int64_t{off} * s.hidden) !=
-        CUBLAS_STATUS_SUCCESS) {
+                a + std::int64_t{off} * s.ffn,
+                out + std::int64_t{off} * s.hidden) != CUBLAS_STATUS_SUCCESS) {
       return Status::kLaunchFailed;
     }
   }
   return Status::kOk;
 }
 
-Status run_expert_ffn_uniform(cublasHandle_t handle, cudaStream_t stream,
-                              const ExpertFfnShape& s, const ExpertFfnWeights& w,
-                              const bf16* x, bf16* out, int capacity, void* workspace,
-                              std::size_t workspace_bytes) {
-  if (!valid(s) || !handle || !w.w_up || !w.w_down || !x || !out || capacity <= 0 ||
-      !workspace) {
+Status run_expert_ffn_uniform(cublasHandle_t handle, cudaStream_t stream, const ExpertFfnShape& s,
+                              const ExpertFfnWeights& w, const bf16* x, bf16* out, int capacity,
+                              void* workspace, std::size_t workspace_bytes) {
+  if (!valid(s) || !handle || !w.w_up || !w.w_down || !x || !out || capacity <= 0 || !workspace) {
     return Status::kInvalidArgument;
   }
   const std::int64_t rows = std::int64_t{s.num_experts} * capacity;

@@ -105,9 +105,8 @@ __global__ void __launch_bounds__(kRouterWarps * 32)
 // shared memory (single block writes them directly, otherwise atomically added).
 template <typename T>
 __global__ void router_small_kernel(const T* logits, int tokens, int num_experts, int k,
-                                    bool renormalize, std::int32_t* topk_ids,
-                                    float* topk_weights, std::int32_t* counts,
-                                    bool single_block) {
+                                    bool renormalize, std::int32_t* topk_ids, float* topk_weights,
+                                    std::int32_t* counts, bool single_block) {
   __shared__ int s_counts[32];
   if (threadIdx.x < 32) s_counts[threadIdx.x] = 0;
   __syncthreads();
@@ -172,8 +171,8 @@ __global__ void router_small_kernel(const T* logits, int tokens, int num_experts
 
 // One warp per expert: offset from the counts, then a stable rank of every assignment of
 // this expert by walking topk_ids in order with warp ballots.
-__global__ void permute_plan_kernel(const std::int32_t* topk_ids, const std::int32_t* counts,
-                                    int n, int k, int num_experts, int capacity,
+__global__ void permute_plan_kernel(const std::int32_t* topk_ids, const std::int32_t* counts, int n,
+                                    int k, int num_experts, int capacity,
                                     std::int32_t* permuted_row, std::int32_t* source_token,
                                     std::int32_t* offsets) {
   // The assignments' expert ids are staged in shared memory once per block (all loads in
@@ -260,7 +259,8 @@ __global__ void combine_kernel(const CombineParams p) {
 
 unsigned grid_for(std::int64_t work, int threads) {
   const std::int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(std::min<std::int64_t>(std::max<std::int64_t>(blocks, 1), 65535 * 8));
+  return static_cast<unsigned>(
+      std::min<std::int64_t>(std::max<std::int64_t>(blocks, 1), 65535 * 8));
 }
 
 const char* router_problem(const RouterParams& p) {
@@ -282,7 +282,8 @@ const char* permute_problem(const PermuteParams& p) {
       !p.source_token || !p.expert_offsets) {
     return "null pointer";
   }
-  if (!detail::aligned16(p.x) || !detail::aligned16(p.permuted_x)) return "x and permuted_x must be 16-byte aligned";
+  if (!detail::aligned16(p.x) || !detail::aligned16(p.permuted_x))
+    return "x and permuted_x must be 16-byte aligned";
   return nullptr;
 }
 
@@ -300,13 +301,16 @@ const char* combine_problem(const CombineParams& p) {
 }  // namespace
 
 void check_router(const RouterParams& p) {
-  if (const char* why = router_problem(p)) throw std::invalid_argument(std::string("router: ") + why);
+  if (const char* why = router_problem(p))
+    throw std::invalid_argument(std::string("router: ") + why);
 }
 void check_permute(const PermuteParams& p) {
-  if (const char* why = permute_problem(p)) throw std::invalid_argument(std::string("permute: ") + why);
+  if (const char* why = permute_problem(p))
+    throw std::invalid_argument(std::string("permute: ") + why);
 }
 void check_combine(const CombineParams& p) {
-  if (const char* why = combine_problem(p)) throw std::invalid_argument(std::string("combine: ") + why);
+  if (const char* why = combine_problem(p))
+    throw std::invalid_argument(std::string("combine: ") + why);
 }
 
 Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
@@ -345,8 +349,8 @@ Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
         p.topk_ids, p.topk_weights, p.expert_counts, single);
   } else {
     router_kernel<bf16><<<blocks, kRouterWarps * 32, 0, stream>>>(
-        static_cast<const bf16*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize,
-        p.topk_ids, p.topk_weights, p.expert_counts, single);
+        static_cast<const bf16*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize, p.topk_ids,
+        p.topk_weights, p.expert_counts, single);
   }
   return detail::launch_status();
 }

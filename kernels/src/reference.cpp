@@ -74,7 +74,8 @@ std::vector<float> decode_attention(const std::vector<Bf16>& q, const std::vecto
         for (int t = 0; t < len; ++t) acc += s[t] * to_float(v_cache[cache_at(b, kh, t) + d]);
         out[qo + d] = static_cast<float>(acc / l);
       }
-      if (lse) (*lse)[static_cast<std::size_t>(b) * num_heads + qh] = static_cast<float>(mx + std::log(l));
+      if (lse)
+        (*lse)[static_cast<std::size_t>(b) * num_heads + qh] = static_cast<float>(mx + std::log(l));
     }
   }
   return out;
@@ -89,8 +90,8 @@ void norm_row(const float* v, const std::vector<Bf16>& weight, int hidden, float
 }
 }  // namespace
 
-std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight,
-                           int tokens, int hidden, float eps) {
+std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight, int tokens,
+                           int hidden, float eps) {
   std::vector<float> out(static_cast<std::size_t>(tokens) * hidden);
   std::vector<float> row(hidden);
   for (int t = 0; t < tokens; ++t) {
@@ -101,8 +102,7 @@ std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& 
 }
 
 std::vector<float> add_rmsnorm(std::vector<Bf16>& residual, const std::vector<Bf16>& x,
-                               const std::vector<Bf16>& weight, int tokens, int hidden,
-                               float eps) {
+                               const std::vector<Bf16>& weight, int tokens, int hidden, float eps) {
   std::vector<float> out(static_cast<std::size_t>(tokens) * hidden);
   std::vector<float> row(hidden);
   for (int t = 0; t < tokens; ++t) {
@@ -181,7 +181,8 @@ PermuteResult permute(const std::vector<Bf16>& x, const std::vector<std::int32_t
     const int e = topk_ids[a];
     const int rank = next[e]++;
     if (capacity > 0 && rank >= capacity) continue;
-    const std::int64_t row = (capacity > 0 ? std::int64_t{e} * capacity : r.expert_offsets[e]) + rank;
+    const std::int64_t row =
+        (capacity > 0 ? std::int64_t{e} * capacity : r.expert_offsets[e]) + rank;
     r.permuted_row[a] = static_cast<std::int32_t>(row);
     r.source_token[row] = static_cast<std::int32_t>(a / k);
     std::copy_n(x.begin() + (a / k) * hidden, hidden, r.permuted_x.begin() + row * hidden);
@@ -196,7 +197,8 @@ std::vector<float> combine(const std::vector<Bf16>& expert_out,
   std::vector<float> out(static_cast<std::size_t>(tokens) * hidden, 0.f);
   for (int t = 0; t < tokens; ++t) {
     for (int i = 0; i < hidden; ++i) {
-      float acc = residual.empty() ? 0.f : to_float(residual[static_cast<std::size_t>(t) * hidden + i]);
+      float acc =
+          residual.empty() ? 0.f : to_float(residual[static_cast<std::size_t>(t) * hidden + i]);
       for (int j = 0; j < k; ++j) {
         const int row = permuted_row[static_cast<std::size_t>(t) * k + j];
         if (row < 0) continue;
@@ -246,7 +248,8 @@ std::vector<float> expert_ffn(const std::vector<Bf16>& x, const std::vector<Bf16
       for (int o = 0; o < up_out; ++o) {
         float acc = 0;
         for (int i = 0; i < hidden; ++i) {
-          acc += to_float(x[r * hidden + i]) * to_float(wu[static_cast<std::size_t>(o) * hidden + i]);
+          acc +=
+              to_float(x[r * hidden + i]) * to_float(wu[static_cast<std::size_t>(o) * hidden + i]);
         }
         h[o] = to_bf16(acc);
       }
@@ -255,7 +258,8 @@ std::vector<float> expert_ffn(const std::vector<Bf16>& x, const std::vector<Bf16
       for (int i = 0; i < ffn; ++i) ab[i] = round_bf16(a[i]);
       for (int o = 0; o < hidden; ++o) {
         float acc = 0;
-        for (int i = 0; i < ffn; ++i) acc += ab[i] * to_float(wd[static_cast<std::size_t>(o) * ffn + i]);
+        for (int i = 0; i < ffn; ++i)
+          acc += ab[i] * to_float(wd[static_cast<std::size_t>(o) * ffn + i]);
         out[r * hidden + o] = acc;
       }
     }

@@ -4,10 +4,14 @@ namespace masep::kernels {
 
 const char* to_string(Status s) {
   switch (s) {
-    case Status::kOk: return "ok";
-    case Status::kInvalidArgument: return "invalid argument";
-    case Status::kLaunchFailed: return "launch failed";
-    case Status::kUnsupported: return "unsupported";
+    case Status::kOk:
+      return "ok";
+    case Status::kInvalidArgument:
+      return "invalid argument";
+    case Status::kLaunchFailed:
+      return "launch failed";
+    case Status::kUnsupported:
+      return "unsupported";
   }
   return "?";
 }

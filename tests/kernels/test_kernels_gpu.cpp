@@ -32,12 +32,12 @@ bool gpu_present() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-#define REQUIRE_GPU()                 \
-  do {                                \
-    if (!gpu_present()) {             \
-      std::puts("MASEP_GPU_SKIP");    \
-      GTEST_SKIP() << "no CUDA GPU";  \
-    }                                 \
+#define REQUIRE_GPU()                \
+  do {                               \
+    if (!gpu_present()) {            \
+      std::puts("MASEP_GPU_SKIP");   \
+      GTEST_SKIP() << "no CUDA GPU"; \
+    }                                \
   } while (0)
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
@@ -147,8 +147,10 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
   Dev<Bf16> dout(q.size());
   Dev<float> dlse(std::size_t(batch) * c.heads);
   int max_ctx = *std::max_element(c.lens.begin(), c.lens.end()) + 1;
-  const int splits = c.splits ? c.splits : mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132);
-  const std::size_t ws_bytes = mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
+  const int splits =
+      c.splits ? c.splits : mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132);
+  const std::size_t ws_bytes =
+      mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
   Dev<char> ws(ws_bytes);
   mk::DecodeAttentionParams p;
   p.q = dq.as<mk::bf16>();
@@ -205,8 +207,8 @@ TEST(GpuDecodeAttention, GqaHd64NoAppend) {
 
 TEST(GpuDecodeAttention, OddGroupSizesAndLargeGroups) {
   REQUIRE_GPU();
-  run_attention({12, 2, 64, {33, 1}, 40, 2, true}, 4);    // group 6 -> sub-groups of 2
-  run_attention({16, 1, 128, {95}, 100, 1, true}, 5);     // group 16 -> 2 sub-groups of 8
+  run_attention({12, 2, 64, {33, 1}, 40, 2, true}, 4);     // group 6 -> sub-groups of 2
+  run_attention({16, 1, 128, {95}, 100, 1, true}, 5);      // group 16 -> 2 sub-groups of 8
   run_attention({3, 1, 128, {17, 250}, 256, 7, true}, 6);  // group 3 -> 3 sub-groups of 1
 }
 
@@ -343,7 +345,11 @@ TEST(GpuActivation, SwigluAndGelu) {
 TEST(GpuRouter, TopKMatchesReference) {
   REQUIRE_GPU();
   std::mt19937 rng(14);
-  struct C { int tokens, experts, k; bool bf16_logits; bool renorm; };
+  struct C {
+    int tokens, experts, k;
+    bool bf16_logits;
+    bool renorm;
+  };
   for (C c : {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
               C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true}}) {
     auto logits = random_f32(std::size_t(c.tokens) * c.experts, rng, -4.f, 4.f);
@@ -525,8 +531,8 @@ TEST(GpuExpertFfn, PackedAndUniformMatchReference) {
     Dev<Bf16> dxu(xu), douu(xu.size());
     const std::size_t wsu = mk::expert_ffn_workspace_bytes(s, std::int64_t{experts} * cap);
     Dev<char> ws2(wsu);
-    ASSERT_EQ(mk::run_expert_ffn_uniform(h, nullptr, s, w, dxu.as<mk::bf16>(),
-                                         douu.as<mk::bf16>(), cap, ws2.get(), wsu),
+    ASSERT_EQ(mk::run_expert_ffn_uniform(h, nullptr, s, w, dxu.as<mk::bf16>(), douu.as<mk::bf16>(),
+                                         cap, ws2.get(), wsu),
               mk::Status::kOk);
     CUDA_OK(cudaDeviceSynchronize());
     auto wu_ref = ref::expert_ffn(xp, wu, wd, uoff, experts, hidden, ffn, sw);

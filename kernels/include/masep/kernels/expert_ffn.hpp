@@ -58,9 +58,8 @@ Status run_expert_ffn(cublasHandle_t handle, cudaStream_t stream, const ExpertFf
                       const std::int32_t* host_expert_offsets, void* workspace,
                       std::size_t workspace_bytes);
 
-Status run_expert_ffn_uniform(cublasHandle_t handle, cudaStream_t stream,
-                              const ExpertFfnShape& s, const ExpertFfnWeights& w,
-                              const bf16* x, bf16* out, int capacity, void* workspace,
-                              std::size_t workspace_bytes);
+Status run_expert_ffn_uniform(cublasHandle_t handle, cudaStream_t stream, const ExpertFfnShape& s,
+                              const ExpertFfnWeights& w, const bf16* x, bf16* out, int capacity,
+                              void* workspace, std::size_t workspace_bytes);
 
 }  // namespace masep::kernels

@@ -17,8 +17,8 @@ namespace masep::kernels {
 Status launch_rmsnorm(const bf16* x, const bf16* weight, bf16* out, int tokens, int hidden,
                       float eps, cudaStream_t stream);
 
-Status launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* weight, bf16* out,
-                          int tokens, int hidden, float eps, cudaStream_t stream);
+Status launch_add_rmsnorm(bf16* residual, const bf16* x, const bf16* weight, bf16* out, int tokens,
+                          int hidden, float eps, cudaStream_t stream);
 
 /// Throws std::invalid_argument for non-positive sizes, hidden % 8 != 0, null pointers.
 void check_rmsnorm(const void* x, const void* weight, const void* out, int tokens, int hidden);

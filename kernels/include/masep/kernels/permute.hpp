@@ -18,9 +18,9 @@
 //   expert_counts must be the router's counts for these topk_ids.
 //
 // launch_combine:
-//   out[t][:] = (residual ? residual[t][:] : 0) + sum_j w[t][j] * expert_out[permuted_row[t*k+j]][:]
-//   summed in fp32 in increasing j (deterministic, no atomics), rounded once to bf16.
-//   out may alias residual.
+//   out[t][:] = (residual ? residual[t][:] : 0) + sum_j w[t][j] *
+//   expert_out[permuted_row[t*k+j]][:] summed in fp32 in increasing j (deterministic, no atomics),
+//   rounded once to bf16. out may alias residual.
 //
 // hidden must be a multiple of 8; x/permuted_x/expert_out/out 16-byte aligned. Limits:
 // num_experts <= 1024.
@@ -47,11 +47,11 @@ struct PermuteParams {
 };
 
 struct CombineParams {
-  const bf16* expert_out = nullptr;          // [rows, hidden]
+  const bf16* expert_out = nullptr;            // [rows, hidden]
   const std::int32_t* permuted_row = nullptr;  // [tokens*k], -1 = dropped
-  const float* topk_weights = nullptr;       // [tokens, k]
-  const bf16* residual = nullptr;            // optional [tokens, hidden]
-  bf16* out = nullptr;                       // [tokens, hidden]
+  const float* topk_weights = nullptr;         // [tokens, k]
+  const bf16* residual = nullptr;              // optional [tokens, hidden]
+  bf16* out = nullptr;                         // [tokens, hidden]
   int tokens = 0;
   int hidden = 0;
   int k = 0;

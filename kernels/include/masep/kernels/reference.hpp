@@ -55,14 +55,13 @@ std::vector<float> decode_attention(const std::vector<Bf16>& q, const std::vecto
                                     std::vector<float>* lse = nullptr);
 
 /// RMSNorm: out = x / sqrt(mean(x^2) + eps) * weight, fp32, unrounded. x: [tokens, hidden].
-std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight,
-                           int tokens, int hidden, float eps);
+std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight, int tokens,
+                           int hidden, float eps);
 
 /// Fused residual + RMSNorm: residual += x (rounded to bf16, in place), then
 /// rmsnorm(residual). Returns the normalised output (fp32, unrounded).
 std::vector<float> add_rmsnorm(std::vector<Bf16>& residual, const std::vector<Bf16>& x,
-                               const std::vector<Bf16>& weight, int tokens, int hidden,
-                               float eps);
+                               const std::vector<Bf16>& weight, int tokens, int hidden, float eps);
 
 /// RoPE (rope.hpp) on a dense [tokens, heads, head_dim] tensor; returns fp32, unrounded.
 std::vector<float> rope(const std::vector<Bf16>& x, const std::vector<std::int32_t>& positions,
@@ -70,8 +69,8 @@ std::vector<float> rope(const std::vector<Bf16>& x, const std::vector<std::int32
 
 /// Router (router.hpp). logits as fp32 (convert bf16 logits with to_float first).
 struct RouterResult {
-  std::vector<std::int32_t> topk_ids;  // [tokens, k]
-  std::vector<float> topk_weights;     // [tokens, k]
+  std::vector<std::int32_t> topk_ids;       // [tokens, k]
+  std::vector<float> topk_weights;          // [tokens, k]
   std::vector<std::int32_t> expert_counts;  // [num_experts]
 };
 RouterResult router_topk(const std::vector<float>& logits, int tokens, int num_experts, int k,
@@ -80,10 +79,10 @@ RouterResult router_topk(const std::vector<float>& logits, int tokens, int num_e
 /// Permute plan and gather (permute.hpp). permuted_x rows not written are left as
 /// Bf16{0x7fc0} (NaN), source_token as -1.
 struct PermuteResult {
-  std::vector<Bf16> permuted_x;             // [rows, hidden]
-  std::vector<std::int32_t> permuted_row;   // [tokens*k]
-  std::vector<std::int32_t> source_token;   // [rows]
-  std::vector<std::int32_t> expert_offsets; // [num_experts + 1]
+  std::vector<Bf16> permuted_x;              // [rows, hidden]
+  std::vector<std::int32_t> permuted_row;    // [tokens*k]
+  std::vector<std::int32_t> source_token;    // [rows]
+  std::vector<std::int32_t> expert_offsets;  // [num_experts + 1]
 };
 PermuteResult permute(const std::vector<Bf16>& x, const std::vector<std::int32_t>& topk_ids,
                       int tokens, int hidden, int num_experts, int k, int capacity);
