@@ -1,2 +1,117 @@
+// Google Benchmark of the simulator (not a test): events per second and wall time of whole
+// runs, on synthetic MA-separation programs of several sizes and on the compiled paper
+// scenario. Figures and the machine that gave them: docs/performance.md.
+//
+//   ninja -C build masep_bench_sim && ./build/sim/masep_bench_sim
 #include <benchmark/benchmark.h>
+
+#include <memory>
+
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/sim/platform.hpp"
+#include "masep/sim/simulator.hpp"
+#include "masep/sim/synthetic.hpp"
+#include "masep/topology/topology.hpp"
+
+namespace {
+
+using masep::sim::Platform;
+using masep::sim::SimResult;
+using masep::sim::SyntheticSpec;
+
+masep::topology::GpuSpec a100() {
+  masep::topology::GpuSpec g;
+  g.name = "A100-SXM4-80GB";
+  g.bf16_tflops = 312;
+  g.fp16_tflops = 312;
+  g.hbm_gb = 80;
+  g.hbm_GBps = 2039;
+  g.sm_count = 108;
+  g.nvlink_GBps = 300;
+  return g;
+}
+
+// Simulates `p` on `plat` once per iteration; reports events/s, ops/s and the simulated
+// makespan.
+void run(benchmark::State& state, const masep::plan::Program& p, const Platform& plat) {
+  uint64_t events = 0;
+  int64_t makespan = 0;
+  for (auto _ : state) {
+    SimResult r = masep::sim::simulate(p, plat);
+    events = r.events;
+    makespan = r.timeline.makespan_ns;
+    benchmark::DoNotOptimize(r);
+  }
+  state.counters["events"] = static_cast<double>(events);
+  state.counters["ops"] = static_cast<double>(p.ops.size());
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events) * state.iterations(),
+                                                  benchmark::Counter::kIsRate);
+  state.counters["sim_ms"] = static_cast<double>(makespan) / 1e6;
+}
+
+// Synthetic 12:4 program (16 GPUs, 4 per node on a star of 300 GB/s links), 4 layers,
+// 2 micro-batches; range(0) decode steps.
+void BM_SyntheticSteps(benchmark::State& state) {
+  SyntheticSpec spec;
+  spec.steps = static_cast<int>(state.range(0));
+  const auto p = masep::sim::synthetic_ma_program(spec);
+  const Platform plat = Platform::star(a100(), 16, 4, 300, 500);
+  run(state, p, plat);
+}
+BENCHMARK(BM_SyntheticSteps)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+
+// GPU count: range(0) attention ranks and range(0)/3 MoE ranks, 4 layers, 100 steps.
+void BM_SyntheticGpus(benchmark::State& state) {
+  SyntheticSpec spec;
+  spec.attention_ranks = static_cast<int>(state.range(0));
+  spec.moe_ranks = spec.attention_ranks / 3;
+  spec.steps = 100;
+  const auto p = masep::sim::synthetic_ma_program(spec);
+  const int gpus = spec.attention_ranks + spec.moe_ranks;
+  const Platform plat = Platform::star(a100(), gpus, 4, 300, 500);
+  run(state, p, plat);
+}
+BENCHMARK(BM_SyntheticGpus)->Arg(6)->Arg(12)->Arg(24)->Arg(48)->Unit(benchmark::kMillisecond);
+
+// Layers: 12:4, range(0) layers, 100 steps.
+void BM_SyntheticLayers(benchmark::State& state) {
+  SyntheticSpec spec;
+  spec.layers = static_cast<int>(state.range(0));
+  spec.steps = 100;
+  const auto p = masep::sim::synthetic_ma_program(spec);
+  const Platform plat = Platform::star(a100(), 16, 4, 300, 500);
+  run(state, p, plat);
+}
+BENCHMARK(BM_SyntheticLayers)->Arg(4)->Arg(8)->Arg(16)->Unit(benchmark::kMillisecond);
+
+// The paper scenario as the plan compiler builds it (built-in "paper" or "paper-colocated"
+// scenario, range(0) decode steps), on its own topology. Compilation is not timed.
+void BM_PaperCompiled(benchmark::State& state, const char* scenario) {
+  std::unique_ptr<masep::plan::Program> p;
+  std::unique_ptr<masep::topology::Topology> topo;
+  try {
+    const auto s = masep::plan::load_scenario(scenario);
+    masep::plan::CompileOptions o;
+    o.first_step = 0;
+    o.steps = static_cast<int>(state.range(0));
+    p = std::make_unique<masep::plan::Program>(masep::plan::compile(s, o));
+    topo = std::make_unique<masep::topology::Topology>(s.topology);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  run(state, *p, Platform::from_topology(*topo));
+  state.counters["ops/step"] = static_cast<double>(p->ops.size()) / state.range(0);
+}
+BENCHMARK_CAPTURE(BM_PaperCompiled, paper, "paper")
+    ->Arg(100)
+    ->Arg(1000)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_PaperCompiled, colocated, "paper-colocated")
+    ->Arg(1000)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
 BENCHMARK_MAIN();

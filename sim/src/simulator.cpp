@@ -101,8 +101,7 @@ class Engine {
     return c;
   }
 
-  void validate();
-  void build();
+  void prepare();
   std::span<const int> route_links(int src, int dst) const {
     if (src == dst) return {&local_link_[src], 1};
     return plat_.route(src, dst).links;
@@ -157,8 +156,18 @@ class Engine {
   std::vector<int32_t> pending_;          // unfinished predecessors per op
   std::vector<int32_t> succ_off_, succ_;  // CSR: ops waiting on each op
   std::vector<int32_t> stream_prev_;      // previous op on the same stream, -1 if first
-  std::vector<int64_t> dur_;              // compute duration (ns); 0 for comm ops
-  std::vector<int32_t> op_gpu_;
+  std::vector<int32_t> pred_off_, pred_;  // CSR: listed deps of each op
+  // What the hot path needs of each op, packed (plan::Op is large: strings and vectors).
+  struct OpInfo {
+    OpKind kind = OpKind::kGemm;
+    uint8_t stream = 0;
+    int32_t rank = 0;
+    int32_t gpu = 0;
+    int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index
+    int64_t bytes = 0;   // comm ops: comm_bytes; compute ops: duration from the model, ns
+  };
+  std::vector<OpInfo> info_;
+  std::vector<int32_t> coll_members_;
   std::vector<uint8_t> state_;
   std::vector<int> local_link_;  // per GPU: its local-copy pseudo-link
   std::vector<std::vector<int>> group_gpus_, ring_gpus_;
@@ -199,7 +208,9 @@ class Engine {
   uint64_t events_ = 0;
 };
 
-void Engine::validate() {
+// One pass over the Program's (large) Op structs: checks, compact per-op records, compute
+// durations and the predecessor lists; everything after works on the compact arrays.
+void Engine::prepare() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
   n_ = static_cast<int>(P.ops.size());
@@ -214,6 +225,10 @@ void Engine::validate() {
     throw std::runtime_error(
         fmt::format("program has {} ranks but stream_ops for {}", R, P.stream_ops.size()));
   }
+  info_.resize(n_);
+  pending_.assign(n_, 0);
+  pred_off_.assign(n_ + 1, 0);
+  pred_.clear();
   for (int i = 0; i < n_; ++i) {
     const plan::Op& o = P.ops[i];
     if (o.id != i) throw std::runtime_error(fmt::format("op at index {} has id {}", i, o.id));
@@ -228,56 +243,82 @@ void Engine::validate() {
       if (d < 0 || d >= n_ || d == i) {
         throw std::runtime_error(fmt::format("op {} '{}' depends on invalid op {}", i, o.name, d));
       }
+      pred_.push_back(d);
     }
+    pred_off_[i + 1] = static_cast<int32_t>(pred_.size());
+    OpInfo& in = info_[i];
+    in.kind = o.kind;
+    in.stream = o.stream;
+    in.rank = o.rank;
+    in.gpu = P.ranks[o.rank].gpu;
+    in.bytes = o.comm_bytes;
     if (is_p2p(o.kind)) {
-      const OpId m = o.match;
-      const char* want = o.kind == OpKind::kSend ? "recv" : "send";
-      if (m < 0 || m >= n_) {
+      in.other = o.match;
+      if (o.match < 0 || o.match >= n_) {
         throw std::runtime_error(fmt::format("{} op {} (rank {} '{}') has no matching {}",
-                                             kind_name(o.kind), i, o.rank, o.name, want));
-      }
-      const plan::Op& mo = P.ops[m];
-      const OpKind other = o.kind == OpKind::kSend ? OpKind::kRecv : OpKind::kSend;
-      if (mo.kind != other || mo.match != i) {
-        throw std::runtime_error(fmt::format(
-            "{} op {} (rank {} '{}') names op {} as its {}, which does not match it back",
-            kind_name(o.kind), i, o.rank, o.name, m, want));
-      }
-      if (mo.comm_bytes != o.comm_bytes) {
-        throw std::runtime_error(
-            fmt::format("send/recv ops {} and {} carry different bytes "
-                        "({} vs {})",
-                        i, m, o.comm_bytes, mo.comm_bytes));
-      }
-      if (o.kind == OpKind::kSend) {
-        const int s = P.ranks[o.rank].gpu, d = P.ranks[mo.rank].gpu;
-        if (s != d) plat_.route(s, d);  // throws when the topology has no path
+                                             kind_name(o.kind), i, o.rank, o.name,
+                                             o.kind == OpKind::kSend ? "recv" : "send"));
       }
     } else if (is_coll(o.kind)) {
+      in.other = o.collective;
       if (o.collective < 0 || o.collective >= static_cast<int>(P.collectives.size())) {
         throw std::runtime_error(fmt::format("{} op {} (rank {} '{}') names collective {}",
                                              kind_name(o.kind), i, o.rank, o.name, o.collective));
       }
+    } else {
+      in.bytes = cm_.duration_ns(o);
+      if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
     }
   }
-  // Every op exactly once on its own rank's stream list.
+  // Send/recv pairs: matched both ways, same bytes, a route between their GPUs.
+  for (int i = 0; i < n_; ++i) {
+    const OpInfo& in = info_[i];
+    if (in.kind != OpKind::kSend) continue;
+    const OpInfo& mo = info_[in.other];
+    if (mo.kind != OpKind::kRecv || mo.other != i) {
+      throw std::runtime_error(
+          fmt::format("send op {} (rank {} '{}') names op {} as its recv, which does not match "
+                      "it back",
+                      i, in.rank, P.ops[i].name, in.other));
+    }
+    if (mo.bytes != in.bytes) {
+      throw std::runtime_error(
+          fmt::format("send/recv ops {} and {} carry different bytes ({} vs {})", i, in.other,
+                      in.bytes, mo.bytes));
+    }
+    if (in.gpu != mo.gpu) plat_.route(in.gpu, mo.gpu);  // throws when there is no path
+  }
+  for (int i = 0; i < n_; ++i) {
+    const OpInfo& in = info_[i];
+    if (in.kind == OpKind::kRecv &&
+        (info_[in.other].kind != OpKind::kSend || info_[in.other].other != i)) {
+      throw std::runtime_error(fmt::format(
+          "recv op {} (rank {} '{}') names op {} as its send, which does not match it back", i,
+          in.rank, P.ops[i].name, in.other));
+    }
+  }
+  // Every op exactly once on its own rank's stream list; stream predecessors.
+  stream_prev_.assign(n_, -1);
   std::vector<uint8_t> seen(n_, 0);
   for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
     for (int s = 0; s < plan::kStreamCount; ++s) {
+      OpId prev = -1;
       for (OpId id : P.stream_ops[r][s]) {
-        if (id < 0 || id >= n_ || P.ops[id].rank != r || P.ops[id].stream != s || seen[id]) {
+        if (id < 0 || id >= n_ || info_[id].rank != r || info_[id].stream != s || seen[id]) {
           throw std::runtime_error(fmt::format(
               "stream_ops[{}][{}] lists op {}, which is not a unique op of that rank and stream", r,
               s, id));
         }
         seen[id] = 1;
+        stream_prev_[id] = prev;
+        prev = id;
       }
     }
   }
   for (int i = 0; i < n_; ++i) {
     if (!seen[i]) {
       throw std::runtime_error(fmt::format("op {} (rank {} '{}') is on no stream list", i,
-                                           P.ops[i].rank, P.ops[i].name));
+                                           info_[i].rank, P.ops[i].name));
     }
   }
   // Groups and collectives.
@@ -294,6 +335,7 @@ void Engine::validate() {
     std::sort(ring_gpus_[g].begin(), ring_gpus_[g].end());
   }
   std::vector<uint8_t> checked_routes(P.groups.size() * 4, 0);
+  std::vector<int32_t> members(P.collectives.size(), 0);
   for (size_t c = 0; c < P.collectives.size(); ++c) {
     const plan::Collective& col = P.collectives[c];
     if (!is_coll(col.kind)) {
@@ -310,13 +352,14 @@ void Engine::validate() {
     }
     for (size_t i = 0; i < col.ops.size(); ++i) {
       const OpId id = col.ops[i];
-      if (id < 0 || id >= n_ || P.ops[id].kind != col.kind ||
-          P.ops[id].collective != static_cast<int>(c) || P.ops[id].rank != grp.ranks[i]) {
+      if (id < 0 || id >= n_ || info_[id].kind != col.kind ||
+          info_[id].other != static_cast<int>(c) || info_[id].rank != grp.ranks[i]) {
         throw std::runtime_error(fmt::format(
             "collective {} member {} (op {}) is not a {} op of rank {} naming the collective", c, i,
             id, kind_name(col.kind), grp.ranks[i]));
       }
     }
+    members[c] = static_cast<int32_t>(col.ops.size());
     if (col.kind == OpKind::kAllToAll && !col.matrix.empty()) {
       bool ok = col.matrix.size() == grp.ranks.size();
       for (const auto& row : col.matrix) ok = ok && row.size() == grp.ranks.size();
@@ -335,64 +378,49 @@ void Engine::validate() {
       }
     }
   }
-  for (int i = 0; i < n_; ++i) {
-    if (is_coll(P.ops[i].kind)) {
-      const plan::Collective& col = P.collectives[P.ops[i].collective];
-      if (std::find(col.ops.begin(), col.ops.end(), i) == col.ops.end()) {
-        throw std::runtime_error(
-            fmt::format("op {} names collective {} but is not a member", i, P.ops[i].collective));
+  // Each collective op is listed by its collective (counts match: members were checked).
+  {
+    std::vector<int32_t> count(P.collectives.size(), 0);
+    for (int i = 0; i < n_; ++i) {
+      if (is_coll(info_[i].kind)) ++count[info_[i].other];
+    }
+    for (size_t c = 0; c < count.size(); ++c) {
+      if (count[c] != members[c]) {
+        throw std::runtime_error(fmt::format("collective {} has {} member ops but {} ops name it",
+                                             c, members[c], count[c]));
       }
     }
   }
-}
 
-void Engine::build() {
-  const plan::Program& P = P_;
-  pending_.assign(n_, 0);
-  stream_prev_.assign(n_, -1);
+  // Successor lists (CSR) in op-id order of the waiting op, so readiness cascades
+  // deterministically.
   succ_off_.assign(n_ + 1, 0);
-  for (const auto& streams : P.stream_ops) {
-    for (const auto& list : streams) {
-      for (size_t j = 1; j < list.size(); ++j) {
-        stream_prev_[list[j]] = list[j - 1];
-        ++succ_off_[list[j - 1] + 1];
-        ++pending_[list[j]];
-      }
-    }
-  }
   for (int i = 0; i < n_; ++i) {
-    for (OpId d : P.ops[i].deps) {
-      ++succ_off_[d + 1];
+    if (stream_prev_[i] >= 0) {
+      ++succ_off_[stream_prev_[i] + 1];
       ++pending_[i];
     }
+    for (int32_t j = pred_off_[i]; j < pred_off_[i + 1]; ++j) ++succ_off_[pred_[j] + 1];
+    pending_[i] += pred_off_[i + 1] - pred_off_[i];
   }
   for (int i = 0; i < n_; ++i) succ_off_[i + 1] += succ_off_[i];
   succ_.assign(succ_off_[n_], 0);
   std::vector<int32_t> fill(succ_off_.begin(), succ_off_.end() - 1);
-  // Successors in op-id order of the waiting op, so readiness cascades deterministically.
   for (int i = 0; i < n_; ++i) {
     if (stream_prev_[i] >= 0) succ_[fill[stream_prev_[i]]++] = i;
-    for (OpId d : P.ops[i].deps) succ_[fill[d]++] = i;
-  }
-  dur_.assign(n_, 0);
-  op_gpu_.assign(n_, 0);
-  for (int i = 0; i < n_; ++i) {
-    const plan::Op& o = P.ops[i];
-    op_gpu_[i] = P.ranks[o.rank].gpu;
-    if (!is_comm(o.kind)) {
-      dur_[i] = cm_.duration_ns(o);
-      if (dur_[i] < 0) throw std::logic_error("compute model returned a negative duration");
-    }
+    for (int32_t j = pred_off_[i]; j < pred_off_[i + 1]; ++j) succ_[fill[pred_[j]]++] = i;
   }
   state_.assign(n_, kWaiting);
   local_link_.resize(plat_.gpus());
-  for (int g = 0; g < plat_.gpus(); ++g)
+  for (int g = 0; g < plat_.gpus(); ++g) {
     local_link_[g] = static_cast<int>(plat_.links().size()) + g;
+  }
   gpu_ranks_.assign(plat_.gpus(), {});
-  for (int r = 0; r < P.rank_count(); ++r) gpu_ranks_[P.ranks[r].gpu].push_back(r);
-  run_.assign(P.rank_count(), {});
+  for (int r = 0; r < R; ++r) gpu_ranks_[P.ranks[r].gpu].push_back(r);
+  run_.assign(R, {});
   comm_active_.assign(plat_.gpus(), 0);
   coll_.assign(P.collectives.size(), {});
+  coll_members_ = std::move(members);
   tl_.source = "sim";
   tl_.device = plat_.gpu().name;
   tl_.ops.assign(n_, {});
@@ -442,40 +470,39 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
 }
 
 void Engine::mark_ready(OpId id, int64_t t) {
-  const plan::Op& o = P_.ops[id];
+  const OpInfo& o = info_[id];
   state_[id] = kReady;
   tl_.ops[id].start_ns = t;
   if (!is_comm(o.kind)) {
     RankRun& rr = run_[o.rank];
     rr.op = id;
-    rr.remaining_ns = static_cast<double>(dur_[id]);
+    rr.remaining_ns = static_cast<double>(o.bytes);
     rr.updated = t;
-    rr.speed = (prm_.comm_interference > 0 && comm_active_[op_gpu_[id]] > 0)
+    rr.speed = (prm_.comm_interference > 0 && comm_active_[o.gpu] > 0)
                    ? 1.0 - prm_.comm_interference
                    : 1.0;
     if (rr.speed == 1.0) {
       ++rr.version;
-      q_.push(t + dur_[id], kComputeEnd, id, rr.version);
+      q_.push(t + o.bytes, kComputeEnd, id, rr.version);
     } else {
       schedule_compute_end(o.rank, t);
     }
     return;
   }
-  comm_begin(op_gpu_[id], t);
+  comm_begin(o.gpu, t);
   if (is_p2p(o.kind)) {
-    if (state_[o.match] != kReady) return;  // the peer starts the transfer when it is ready
-    const OpId send = o.kind == OpKind::kSend ? id : o.match;
-    const OpId recv = P_.ops[send].match;
-    start_flow_after(t + ceil_ns(prm_.alpha_sendrecv_ns), op_gpu_[send], op_gpu_[recv],
-                     static_cast<double>(P_.ops[send].comm_bytes), static_cast<uint32_t>(send) * 2);
+    if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
+    const OpId send = o.kind == OpKind::kSend ? id : o.other;
+    const OpInfo& so = info_[send];
+    start_flow_after(t + ceil_ns(prm_.alpha_sendrecv_ns), so.gpu, info_[so.other].gpu,
+                     static_cast<double>(so.bytes), static_cast<uint32_t>(send) * 2);
     return;
   }
-  CollState& cs = coll_[o.collective];
-  if (++cs.ready < static_cast<int>(P_.collectives[o.collective].ops.size())) return;
-  cs.plan = collective_plan(o.collective);
+  CollState& cs = coll_[o.other];
+  if (++cs.ready < coll_members_[o.other]) return;
+  cs.plan = collective_plan(o.other);
   cs.phase = 0;
-  q_.push(t + ceil_ns(alpha(o.kind)) + ceil_ns(prm_.coll_phase_overhead_ns), kPhaseStart,
-          o.collective);
+  q_.push(t + ceil_ns(alpha(o.kind)) + ceil_ns(prm_.coll_phase_overhead_ns), kPhaseStart, o.other);
 }
 
 void Engine::start_phase(int c, int64_t t) {
@@ -499,7 +526,7 @@ void Engine::flow_done(uint32_t tag, int64_t t) {
   if ((tag & 1u) == 0) {
     const OpId send = static_cast<OpId>(tag / 2);
     finish(send, t);
-    finish(P_.ops[send].match, t);
+    finish(info_[send].other, t);
     return;
   }
   const int c = static_cast<int>(tag / 2);
@@ -521,9 +548,9 @@ void Engine::finish(OpId id, int64_t t) {
   tl_.ops[id].end_ns = t;
   tl_.makespan_ns = std::max(tl_.makespan_ns, t);
   ++done_;
-  const plan::Op& o = P_.ops[id];
+  const OpInfo& o = info_[id];
   if (is_comm(o.kind)) {
-    comm_end(op_gpu_[id], t);
+    comm_end(o.gpu, t);
   } else {
     run_[o.rank].op = -1;
   }
@@ -539,8 +566,7 @@ void Engine::drain(int64_t t) {
 }
 
 SimResult Engine::run() {
-  validate();
-  build();
+  prepare();
   for (int i = 0; i < n_; ++i) {
     if (pending_[i] == 0) work_.push_back(i);
   }
@@ -566,7 +592,7 @@ SimResult Engine::run() {
       const Event e = q_.pop();
       switch (e.type) {
         case kComputeEnd: {
-          const int rank = P_.ops[e.a].rank;
+          const int rank = info_[e.a].rank;
           if (run_[rank].op != e.a || run_[rank].version != e.b) continue;  // re-timed
           ++events_;
           finish(e.a, now);

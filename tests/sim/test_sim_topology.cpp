@@ -1,0 +1,82 @@
+// simulate() on real Topology objects (topology/) and on Programs from the plan compiler.
+#include <gtest/gtest.h>
+
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/sim/parameters.hpp"
+#include "masep/sim/simulator.hpp"
+#include "masep/sim/synthetic.hpp"
+#include "masep/topology/topology.hpp"
+#include "sim_test_util.hpp"
+
+namespace masep::sim {
+namespace {
+
+using plan::OpId;
+using plan::OpKind;
+
+topology::TopologySpec nvswitch_host(int gpus) {
+  topology::TopologySpec s;
+  s.name = "test-nvswitch";
+  s.gpu = testing::test_gpu();
+  s.nodes = 1;
+  s.gpus_per_node = gpus;
+  s.intra = topology::Fabric::kNVSwitch;
+  s.intra_GBps = 100;
+  s.intra_latency_ns = 500;
+  return s;
+}
+
+TEST(SimTopology, SendRecvOverNVSwitch) {
+  const topology::Topology topo(nvswitch_host(4));
+  ProgramBuilder b(2, {0, 3});
+  const OpId s = b.send(0, 1, 1'000'000);
+  const OpId v = b.recv(1, 0, 1'000'000);
+  b.connect(s, v);
+  const SimResult r = simulate(b.build(), topo);
+  // alpha + two 500 ns hops through the switch + 1e6 B at 100 B/ns.
+  EXPECT_EQ(r.timeline.ops[v].end_ns, 15'000 + 1'000 + 10'000);
+}
+
+TEST(SimTopology, RingAllReduceOverNVSwitch) {
+  const topology::Topology topo(nvswitch_host(4));
+  ProgramBuilder b(4);
+  const int g = b.group("world", {0, 1, 2, 3});
+  b.collective(OpKind::kAllReduce, g, 8'000'000);
+  const SimResult r = simulate(b.build(), topo);
+  const SimParams d;
+  EXPECT_EQ(r.timeline.makespan_ns,
+            static_cast<int64_t>(d.alpha_allreduce_ns) + 2 * 3 * (1'000 + 8'000'000 / 4 / 100));
+}
+
+TEST(SimTopology, RankOnMissingGpuIsAnError) {
+  const topology::Topology topo(nvswitch_host(2));
+  ProgramBuilder b(1, {7});
+  b.compute(0, OpKind::kGemm, "x", 0, 1000);
+  EXPECT_THROW(simulate(b.build(), topo), std::runtime_error);
+}
+
+// The compiled paper scenarios run to completion: every op gets a start and an end, no op
+// ends before it starts, and a rerun is identical.
+TEST(SimTopology, CompiledPaperScenariosRun) {
+  for (const char* name : {"paper", "paper-colocated"}) {
+    const plan::Scenario s = plan::load_scenario(name);
+    plan::CompileOptions o;
+    o.steps = 2;
+    const plan::Program p = plan::compile(s, o);
+    const topology::Topology topo(s.topology);
+    const SimResult a = simulate(p, topo);
+    const SimResult b = simulate(p, topo);
+    ASSERT_EQ(a.timeline.ops.size(), p.ops.size()) << name;
+    for (size_t i = 0; i < p.ops.size(); ++i) {
+      ASSERT_GE(a.timeline.ops[i].start_ns, 0) << name << " op " << i;
+      ASSERT_GE(a.timeline.ops[i].end_ns, a.timeline.ops[i].start_ns) << name << " op " << i;
+      ASSERT_EQ(a.timeline.ops[i].end_ns, b.timeline.ops[i].end_ns) << name << " op " << i;
+    }
+    EXPECT_GT(a.timeline.makespan_ns, 0) << name;
+    EXPECT_EQ(a.timeline.device, s.topology.gpu.name);
+  }
+}
+
+}  // namespace
+}  // namespace masep::sim
