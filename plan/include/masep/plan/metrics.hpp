@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -39,12 +40,21 @@ struct RunMetrics {
   int64_t moe_idle_ns = 0;       ///< summed idle time of MoE ranks
   int64_t exposed_comm_ns = 0;   ///< summed over ranks
   int64_t makespan_ns = 0;
+  bool memory_available = false; ///< false when plan_memory() could not be computed
+  std::vector<double> step_ms;   ///< duration of each decode step (the TPOT samples), ms
   std::vector<RankMetrics> ranks;
 };
 
-/// Computes metrics. A step's time is from the first op of that step starting to its last op
-/// ending; TPOT percentiles are over steps. Throws std::invalid_argument if the timeline's
-/// size does not match the program.
+/// Computes metrics. A step's time is the end of its last op minus the end of the previous
+/// step's last op (step 0: minus run start, 0), so overlapping steps are not double counted;
+/// TPOT percentiles are over steps (nearest-rank). Busy/idle times are unions of op intervals
+/// on the rank: comm busy = union of communication ops, exposed comm = comm busy not covered
+/// by compute ops, idle = makespan − union of all ops. Per-step bytes/FLOPs = rank totals /
+/// steps; the roofline floor uses the scenario's GPU datasheet (HBM GB/s, dense bf16 peak).
+/// Throws std::invalid_argument if the timeline's size does not match the program.
 RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t);
+
+/// Writes `m` as one JSON object (every field above, ranks as an array; deterministic).
+void write_metrics_json(std::ostream& out, const RunMetrics& m);
 
 }  // namespace masep::plan

@@ -12,11 +12,24 @@
 
 namespace masep::plan {
 
-/// Writes the trace JSON to `out`. Byte-identical for identical inputs.
-void write_trace(std::ostream& out, const Program& p, const Timeline& t);
+/// Optional presentation details of a trace.
+struct TraceOptions {
+  /// GPUs per node of the topology, to name GPUs "n<node>.<local>" in process names;
+  /// 0 = unknown (names read "gpu <global rank>").
+  int gpus_per_node = 0;
+};
+
+/// Writes the trace JSON to `out`. Byte-identical for identical inputs. Layout:
+/// {"traceEvents":[metadata..., {"name","cat","ph":"X","ts","dur","pid","tid","args"}...],
+///  "displayTimeUnit":"ns","otherData":{scenario, source, device, ...}}; pid = plan rank,
+/// tid = stream (0 compute, 1 comm); ts/dur in µs with exactly 3 decimals (exact ns).
+/// Ops with start_ns < 0 (not run) are left out.
+void write_trace(std::ostream& out, const Program& p, const Timeline& t,
+                 const TraceOptions& options = {});
 
 /// Writes to `path` atomically (temporary file + rename); throws std::runtime_error naming
 /// the path on failure, leaving no half-written file.
-void write_trace_file(const std::string& path, const Program& p, const Timeline& t);
+void write_trace_file(const std::string& path, const Program& p, const Timeline& t,
+                      const TraceOptions& options = {});
 
 }  // namespace masep::plan
