@@ -1,17 +1,52 @@
 // The plan compiler: Scenario → Program. Deterministic: the same scenario (and seed) gives
-// the same Program, op for op. Routing is sampled here, once, so every back end sees the
-// same expert loads.
+// the same Program, op for op. Routing is sampled here, once (routing.hpp), so every back end
+// sees the same expert loads; memory is checked first (check_memory: InfeasiblePlan).
 //
-// One layer of MA separation, per micro-batch, on an attention replica group of t GPUs:
-//   [l>0] all_gather(hidden of the group's tokens)
-//   rmsnorm → qkv (GEMM, local heads) → rope → attention (+KV append)
-//   [sequence_parallel>1] all_reduce over the KV-split GPUs (partial attention outputs)
-//   out_proj (GEMM) → reduce_scatter over the group (each GPU now owns tokens/t tokens)
-//   residual+rmsnorm → router GEMM → top-k → permute → send "dispatch" to each MoE GPU
-// on each MoE GPU: recv from every attention GPU → expert_up (grouped GEMM) → activation →
-//   expert_down (grouped GEMM) → send "return" to each attention GPU
-// back on the attention GPU: recv → combine (weighted sum + residual).
-// The co-located baseline runs the same layer with the MoE role on the same GPUs.
+// Plan ranks. MA separation: attention ranks 0..A-1 (replica r owns ranks r·t .. r·t+t-1,
+// t = head_parallel·sequence_parallel, index within the replica = h·sp + s), then the MoE
+// ranks (MoE-local index g = rank − A). Co-located: G ranks in tensor-parallel groups of
+// tensor_parallel, every rank also holds experts (Role::kColocated). RankInfo::gpu is
+// plan.gpu_ranks[i], or i when that list is empty.
+//
+// Sequences: the batch is cut into replicas × micro_batches near-equal contiguous chunks;
+// chunk (replica r, micro-batch mb) is number mb·replicas + r. A sequence's KV length at step
+// s is its sampled initial context + s + 1 (the token appended this step).
+//
+// One layer of MA separation, per micro-batch, on an attention replica group of t GPUs
+// (T = the chunk's tokens; collectives are skipped when their group has one GPU):
+//   all_gather(T·hidden) of the previous layer's output slices (at layer 0 of a step > 0:
+//     the previous step's last-layer output, which feeds the LM head and sampling, not
+//     modelled; at step 0 layer 0 there is none)
+//   rmsnorm → qkv GEMM (T × (heads/hp + 2·kv_heads/hp)·head_dim × hidden) → rope →
+//   attention (T queries, heads/hp heads, KV shard s of each sequence; +KV append)
+//   [sp>1] all_reduce of the partial outputs over the sp peers of a head group
+//   out_proj GEMM (sp>1: the sp peers split the T tokens) → reduce_scatter(T·hidden): each
+//     group GPU now owns a near-equal slice of u tokens
+//   add_norm (residual + rmsnorm) → router GEMM (u × experts × hidden) → router (top-k) →
+//   permute → send "dispatch" to every MoE GPU that receives rows: one row of hidden per
+//     (token, expert) pair (two experts of a token on one GPU = two rows), plus one row per
+//     token for the shared experts, if any, to MoE GPU (sequence index mod MoE GPUs), which
+//     runs all shared experts for it. A replicated expert is served by its replica
+//     (attention rank mod replicas).
+// on each MoE GPU that receives rows: recv "dispatch" from each sender → moe_permute →
+//   expert_up grouped GEMM (group_m = rows per local expert, zeros included, then the shared
+//   experts; only experts with rows read weights) → act → expert_down grouped GEMM →
+//   moe_unpermute (also sums a token's shared-expert outputs) → send "return" (the same
+//   bytes as the matching dispatch) to each sender
+// back on the attention GPU: recv "return" → combine (weighted sum + residual).
+// The co-located baseline runs the same layer with hp = tensor_parallel and sp = 1; its MoE
+// part runs on the same GPUs; rows for the GPU's own experts (and all shared-expert rows)
+// stay local (no send to itself).
+//
+// Order and ping-pong: see compiler.cpp. Per rank the compute stream runs, for every
+// (step, layer, micro-batch) f in order, combine(f − m) then the attention part of f, so
+// attention works on one micro-batch while the MoE GPUs work on another; step s+1 follows
+// step s's last layer (the all_gather above depends on its combine). The result passes
+// check_program (deadlock-free rendezvous order).
+//
+// FLOPs: the ops of one step sum exactly to model.layer_flops(batch, Σ KV lengths) × layers
+// for sp = 1 and head_parallel dividing kv_heads (more head-parallel GPUs than KV heads keep
+// one KV head each: redundant QKV work).
 #pragma once
 
 #include "masep/plan/program.hpp"
@@ -19,9 +54,12 @@
 
 namespace masep::plan {
 
+/// A window of decode steps to compile (the simulator compiles long runs window by window).
+/// Op ids are dense within one Program; routing and context samples depend only on the
+/// absolute step, so a window reproduces the same steps of a full compile.
 struct CompileOptions {
   int first_step = 0;   ///< first decode step to compile
-  int steps = -1;       ///< steps to compile; -1 = the workload's decode_steps
+  int steps = -1;       ///< steps to compile; -1 = from first_step to the workload's decode_steps
 };
 
 /// Compiles a validated scenario. Throws InfeasiblePlan for plans that cannot run.
