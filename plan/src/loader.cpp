@@ -411,7 +411,7 @@ std::optional<RefKind> ref_kind_at(const std::string& path) {
 }
 
 bool is_index(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+  return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
 // Applies "key.path=value" to the scenario tree. References (model: paper-moe) on the way

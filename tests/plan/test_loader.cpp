@@ -310,6 +310,20 @@ TEST(Overrides, SetScalarsListsAndInsideBuiltins) {
   EXPECT_EQ(s.topology.name, "paper-16xa100");
 }
 
+TEST(Overrides, SequenceElements) {
+  const auto s = load_scenario("paper-explicit-map", {"plan.moe.expert_map.0=[2, 3]"});
+  EXPECT_EQ(s.plan.moe.expert_map[0], (std::vector<int>{2, 3}));
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"model=no-such-model"}), "--set", 0, "model",
+                     "neither a built-in model");
+  try {
+    load_scenario("paper-explicit-map", {"plan.moe.expert_map.0=[0, 7]"});
+    ADD_FAILURE() << "expected an error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), "--set") << e.what();
+    EXPECT_EQ(e.key(), "plan.moe.expert_map[0][1]") << e.what();
+  }
+}
+
 TEST(Overrides, ReplaceAReference) {
   const auto s = load_scenario("paper", {"model=mixtral-8x7b", "plan.attention.head_parallel=2",
                                          "plan.attention.replicas=6"});
@@ -554,6 +568,8 @@ TEST(Errors, YamlSyntax) {
   EXPECT_GT(e.line(), 0);
   EXPECT_NE(std::string(e.what()).find("YAML syntax error"), std::string::npos) << e.what();
   EXPECT_INPUT_ERROR(parse_error("- a\n- b\n"), "t.yaml", 1, "", "must be a mapping");
+  const auto empty = parse_error("");
+  EXPECT_NE(std::string(empty.what()).find("must be a mapping"), std::string::npos) << empty.what();
 }
 
 TEST(Errors, ValidateWithoutAFileNamesTheOrigin) {
