@@ -1,11 +1,174 @@
-// masep sim — placeholder until its issue lands (returns an error, never pretends).
+// masep sim [SCENARIO]: simulate one scenario, print its metrics table (or --json), and
+// optionally write a Chrome/Perfetto trace.
+#include <fmt/format.h>
+
+#include <boost/program_options.hpp>
 #include <cstdio>
+#include <iostream>
 
 #include "commands.hpp"
+#include "masep/plan/trace.hpp"
+#include "sim_run.hpp"
+#include "table.hpp"
+
+namespace po = boost::program_options;
 
 namespace masep::tools {
-int cmd_sim(const Args&) {
-  std::fprintf(stderr, "masep sim: not implemented yet\n");
-  return 1;
+namespace {
+
+constexpr const char* kUsage = R"(usage: masep sim [SCENARIO] [options]
+
+Simulates a scenario on its modelled cluster (discrete-event, integer nanoseconds,
+deterministic) and prints its metrics.
+
+SCENARIO   a built-in scenario name (masep list) or a scenario YAML file;
+           default: "paper" (the paper's 16 x A100, 12:4 MA separation)
+
+Metrics (one definition shared with the executor, plan/src/metrics.cpp):
+  TPOT           time per output token: per decode step, the end of the step's last op minus
+                 the end of the previous step's last op (step 0 from run start); mean, p50,
+                 p99 (nearest rank) over steps
+  tokens/s       batch x steps / makespan
+  utilisation    per GPU: compute-stream busy time / makespan
+  transfer       a send/recv or collective transfers from the moment all its partners have
+                 posted it (the later of send and recv; the last member of a collective)
+                 to its end; before that the GPU only waits ("wait ms", counted as idle)
+  idle           per GPU: makespan minus the union of its compute and transfer intervals
+                 (summed per side: attention GPUs, MoE GPUs)
+  exposed comm   per GPU: transfer time not overlapped by compute (summed over GPUs)
+  step HBM/FLOPs per GPU: totals of its ops / steps
+  floor          roofline floor of one step on that GPU: max(HBM bytes / HBM GB/s,
+                 FLOPs / dense bf16 peak) at datasheet rates
+  step/floor     mean TPOT / floor: how far the step is from that GPU's physical limit
+
+options)";
+
+void print_table(const SimRun& run, bool quiet) {
+  const auto& m = run.metrics;
+  const auto& s = run.scenario;
+  if (!quiet) {
+    for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
+    std::printf("%-9s %s events, %d ops, %d steps, simulated in %.2f s\n", "simulated",
+                group_thousands(static_cast<double>(run.result.events)).c_str(),
+                static_cast<int>(run.program.ops.size()), m.steps, run.wall_s);
+    std::printf("\n");
+  }
+  int n_attn = 0, n_moe = 0;
+  for (const auto& r : m.ranks) (r.role == plan::Role::kMoe ? n_moe : n_attn)++;
+  const char* attn_side = s.plan.kind == plan::PlanKind::kColocated ? "co-located" : "attention";
+  std::printf("TPOT              mean %.3f ms   p50 %.3f ms   p99 %.3f ms\n", m.tpot_mean_ms,
+              m.tpot_p50_ms, m.tpot_p99_ms);
+  std::printf("throughput        %s tokens/s   (batch %d x %d steps in %.3f ms)\n",
+              group_thousands(m.tokens_per_s).c_str(), m.batch, m.steps, m.makespan_ns / 1e6);
+  std::printf("GPU utilisation   %.1f %% mean   (compute busy / wall)\n", 100 * m.mean_utilisation);
+  std::printf("idle              %s side %.3f ms (%d GPUs, summed)", attn_side,
+              m.attention_idle_ns / 1e6, n_attn);
+  if (n_moe > 0) std::printf("   MoE side %.3f ms (%d GPUs, summed)", m.moe_idle_ns / 1e6, n_moe);
+  std::printf("\nexposed comm      %.3f ms (summed over GPUs)\n", m.exposed_comm_ns / 1e6);
+  if (quiet) return;
+
+  std::printf("\nper GPU (one decode step = HBM bytes and FLOPs / steps)%s\n",
+              m.memory_available ? "" : "  [memory: not available, plan_memory() failed]");
+  Table t;
+  t.column("rank");
+  t.column("gpu");
+  t.column("role / label", Table::kLeft);
+  t.column("util %");
+  t.column("busy ms");
+  t.column("exposed ms");
+  t.column("idle ms");
+  t.column("wait ms");
+  t.column("memory GiB");
+  t.column("step HBM");
+  t.column("step FLOPs");
+  t.column("floor µs");
+  t.column("step/floor");
+  const int gpn = s.topology.gpus_per_node;
+  for (const auto& r : m.ranks) {
+    const int gpu = run.program.ranks[static_cast<size_t>(r.rank)].gpu;
+    t.row({std::to_string(r.rank), fmt::format("n{}.{}", gpu / gpn, gpu % gpn), r.label,
+           fmt::format("{:.1f}", 100 * r.utilisation),
+           fmt::format("{:.3f}", r.compute_busy_ns / 1e6),
+           fmt::format("{:.3f}", r.exposed_comm_ns / 1e6), fmt::format("{:.3f}", r.idle_ns / 1e6),
+           fmt::format("{:.3f}", r.comm_wait_ns / 1e6),
+           m.memory_available ? fmt::format("{:.1f}", r.memory_bytes / double(1ull << 30)) : "n/a",
+           human_bytes(static_cast<double>(r.step_hbm_bytes)), human_flops(r.step_flops),
+           fmt::format("{:.1f}", r.roofline_floor_ns / 1e3),
+           r.roofline_floor_ns > 0
+               ? fmt::format("{:.2f}x", m.tpot_mean_ms * 1e6 / r.roofline_floor_ns)
+               : "-"});
+  }
+  t.print(stdout, 0);
 }
+
+}  // namespace
+
+int cmd_sim(const Args& args) {
+  std::string scenario = "paper";
+  std::vector<std::string> sets;
+  std::string trace_path, calibration, algorithm = "auto";
+  int steps = 0;
+  double interference = 0;
+  po::options_description opts(kUsage);
+  opts.add_options()("help,h", "show this help")(
+      "set", po::value(&sets)->composing(),
+      "override a scenario field, KEY=VALUE (repeatable), e.g. --set workload.batch=64 "
+      "--set plan.attention.gpus=8")("json", "print all metrics as JSON on stdout (no table)")(
+      "trace", po::value(&trace_path),
+      "write a Chrome/Perfetto trace (JSON) to FILE; open it at ui.perfetto.dev")(
+      "steps", po::value(&steps),
+      "decode steps to simulate (same as --set workload.decode_steps=N); default: the "
+      "scenario's")("calibration", po::value(&calibration),
+                    "calibration YAML (measured efficiency tables); default: datasheet rates")(
+      "algorithm", po::value(&algorithm)->default_value("auto"),
+      "all-reduce algorithm: ring, tree, hierarchical or auto")(
+      "interference", po::value(&interference)->default_value(0.0),
+      "fraction by which running communication slows concurrent compute on a GPU")(
+      "quiet,q", "print only the summary lines (no header, no per-GPU table)");
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&scenario));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("scenario", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "masep sim: %s (see masep sim --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (vm.count("steps")) {
+    if (steps <= 0) {
+      std::fprintf(stderr, "masep sim: --steps must be positive\n");
+      return 2;
+    }
+    sets.push_back(fmt::format("workload.decode_steps={}", steps));
+  }
+  sim::SimOptions so;
+  so.calibration = calibration;
+  so.allreduce_algorithm = algorithm;
+  so.comm_interference = interference;
+
+  const SimRun run = run_scenario(scenario, sets, so);
+  if (!trace_path.empty()) {
+    plan::TraceOptions to;
+    to.gpus_per_node = run.scenario.topology.gpus_per_node;
+    plan::write_trace_file(trace_path, run.program, run.result.timeline, to);
+  }
+  if (vm.count("json")) {
+    plan::write_metrics_json(std::cout, run.metrics);
+    std::cout.flush();
+  } else {
+    print_table(run, vm.count("quiet") > 0);
+    if (!trace_path.empty()) std::printf("\ntrace written to %s\n", trace_path.c_str());
+  }
+  return 0;
+}
+
 }  // namespace masep::tools

@@ -114,7 +114,28 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
 
   const auto& gpu = s.topology.gpu;
   const int n = p.rank_count();
-  std::vector<std::vector<Interval>> compute(n), comm(n), all(n);
+
+  // A communication op's time before its partners arrive (the peer of a send/recv, the last
+  // member of a collective) is waiting, not transfer: it counts as comm wait, not comm busy.
+  std::vector<int64_t> coll_start(p.collectives.size(), -1);
+  for (size_t c = 0; c < p.collectives.size(); ++c) {
+    for (OpId id : p.collectives[c].ops) {
+      if (id < 0 || static_cast<size_t>(id) >= t.ops.size()) continue;
+      coll_start[c] = std::max(coll_start[c], t.ops[static_cast<size_t>(id)].start_ns);
+    }
+  }
+  auto transfer_start = [&](const Op& op, const OpTiming& ot) {
+    int64_t start = ot.start_ns;
+    if ((op.kind == OpKind::kSend || op.kind == OpKind::kRecv) && op.match >= 0 &&
+        static_cast<size_t>(op.match) < t.ops.size()) {
+      start = std::max(start, t.ops[static_cast<size_t>(op.match)].start_ns);
+    } else if (op.collective >= 0 && static_cast<size_t>(op.collective) < coll_start.size()) {
+      start = std::max(start, coll_start[static_cast<size_t>(op.collective)]);
+    }
+    return std::min(start, ot.end_ns);
+  };
+
+  std::vector<std::vector<Interval>> compute(n), comm(n), wait(n), all(n);
   std::vector<int64_t> bytes(n, 0);
   std::vector<double> flops(n, 0);
   for (const auto& op : p.ops) {
@@ -126,12 +147,14 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
     flops[op.rank] += op.flops;
     const auto& ot = t.ops[static_cast<size_t>(op.id)];
     if (ot.start_ns < 0) continue;
-    Interval iv{ot.start_ns, ot.end_ns};
-    all[op.rank].push_back(iv);
     if (is_communication(op.kind)) {
-      comm[op.rank].push_back(iv);
+      const int64_t xfer = transfer_start(op, ot);
+      wait[op.rank].emplace_back(ot.start_ns, xfer);
+      comm[op.rank].emplace_back(xfer, ot.end_ns);
+      all[op.rank].emplace_back(xfer, ot.end_ns);
     } else {
-      compute[op.rank].push_back(iv);
+      compute[op.rank].emplace_back(ot.start_ns, ot.end_ns);
+      all[op.rank].emplace_back(ot.start_ns, ot.end_ns);
     }
   }
 
@@ -145,10 +168,12 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
     merge(compute[r]);
     merge(comm[r]);
     merge(all[r]);
+    merge(wait[r]);
     rm.compute_busy_ns = total(compute[r]);
     rm.comm_busy_ns = total(comm[r]);
     rm.exposed_comm_ns = uncovered(comm[r], compute[r]);
     rm.idle_ns = m.makespan_ns - total(all[r]);
+    rm.comm_wait_ns = uncovered(wait[r], all[r]);
     rm.utilisation = m.makespan_ns > 0 ? static_cast<double>(rm.compute_busy_ns) /
                                              static_cast<double>(m.makespan_ns)
                                        : 0.0;
@@ -249,10 +274,11 @@ void write_metrics_json(std::ostream& out, const RunMetrics& m) {
     append_double(b, r.utilisation);
     fmt::format_to(it,
                    ", \"compute_busy_ns\": {}, \"comm_busy_ns\": {}, \"exposed_comm_ns\": {}, "
-                   "\"idle_ns\": {}, \"memory_bytes\": {}, \"step_hbm_bytes\": {}, "
+                   "\"idle_ns\": {}, \"comm_wait_ns\": {}, \"memory_bytes\": {}, "
+                   "\"step_hbm_bytes\": {}, "
                    "\"step_flops\": ",
-                   r.compute_busy_ns, r.comm_busy_ns, r.exposed_comm_ns, r.idle_ns, r.memory_bytes,
-                   r.step_hbm_bytes);
+                   r.compute_busy_ns, r.comm_busy_ns, r.exposed_comm_ns, r.idle_ns, r.comm_wait_ns,
+                   r.memory_bytes, r.step_hbm_bytes);
     append_double(b, r.step_flops);
     fmt::format_to(it, ", \"roofline_floor_ns\": {}}}", r.roofline_floor_ns);
   }

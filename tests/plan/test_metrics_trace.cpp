@@ -144,6 +144,38 @@ TEST(Metrics, FlopBoundFloorAndPercentiles) {
   EXPECT_NEAR(n.tpot_mean_ms, 12000e-6 / 3, 1e-15);
 }
 
+TEST(Metrics, WaitingForAPeerIsIdleNotCommunication) {
+  Fixture f;
+  f.t.ops[2] = {50, 150};  // r1 posts its recv at 50; the send starts at 80
+  RunMetrics m = compute_metrics(f.s, f.p, f.t);
+  const auto& r1 = m.ranks[1];
+  EXPECT_EQ(r1.comm_busy_ns, 70);  // transfer [80,150) only
+  EXPECT_EQ(r1.comm_wait_ns, 30);  // [50,80) waiting for the sender
+  EXPECT_EQ(r1.idle_ns, 80);       // [0,80): waiting counts as idle
+  EXPECT_EQ(r1.exposed_comm_ns, 70);
+  EXPECT_EQ(m.ranks[0].comm_wait_ns, 0);
+
+  // Collectives: every member transfers from the last member's start.
+  Fixture g;
+  g.p.ops[1].kind = OpKind::kAllReduce;
+  g.p.ops[2].kind = OpKind::kAllReduce;
+  g.p.ops[1].match = g.p.ops[2].match = -1;
+  g.p.ops[1].collective = g.p.ops[2].collective = 0;
+  g.p.groups = {Group{"world", {0, 1}}};
+  Collective c;
+  c.group = 0;
+  c.ops = {1, 2};
+  g.p.collectives = {c};
+  g.t.ops[1] = {20, 150};
+  g.t.ops[2] = {90, 150};
+  RunMetrics n = compute_metrics(g.s, g.p, g.t);
+  EXPECT_EQ(n.ranks[0].comm_busy_ns, 60);  // [90,150)
+  EXPECT_EQ(n.ranks[0].comm_wait_ns, 0);   // [20,90) is under the gemm [0,100)
+  EXPECT_EQ(n.ranks[0].exposed_comm_ns, 50);
+  EXPECT_EQ(n.ranks[1].comm_busy_ns, 60);
+  EXPECT_EQ(n.ranks[1].idle_ns, 90);
+}
+
 TEST(Metrics, RejectsMismatchedTimeline) {
   Fixture f;
   f.t.ops.pop_back();

@@ -1,0 +1,24 @@
+// Plots of a sweep's results through the `gnuplot` binary (Debian: gnuplot-nox). For each
+// plot we write DIR/<name>.dat (one data block per series) and DIR/<name>.gp (a script a
+// person can edit and rerun), then run gnuplot to draw DIR/<name>.png and DIR/<name>.svg.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "sweep.hpp"
+
+namespace masep::tools {
+
+/// Path of the gnuplot executable found on PATH, or empty.
+std::string find_gnuplot();
+
+/// Writes data, script and images for every plot of `sweep` into `dir` from the results
+/// table (results_table()). Returns the image paths written. When gnuplot is missing, it
+/// writes the data and scripts only and sets `*note` to say so; when gnuplot fails, it
+/// throws std::runtime_error naming the script.
+std::vector<std::string> make_plots(const std::string& dir, const Sweep& sweep,
+                                    const std::vector<std::vector<std::string>>& table,
+                                    std::string* note);
+
+}  // namespace masep::tools

@@ -1,0 +1,159 @@
+// The load → compile → simulate → metrics pipeline shared by the simulator commands.
+#include "sim_run.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/topology/topology.hpp"
+
+namespace masep::tools {
+
+SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
+                    const sim::SimOptions& options) {
+  SimRun run;
+  run.scenario = plan::load_scenario(name_or_path, overrides);
+  const auto t0 = std::chrono::steady_clock::now();
+  run.program = plan::compile(run.scenario);
+  const topology::Topology topo(run.scenario.topology);
+  run.result = sim::simulate(run.program, topo, options);
+  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
+  return run;
+}
+
+int plan_gpus(const plan::Scenario& s) { return s.plan.total_gpus(); }
+
+int attention_gpus(const plan::Scenario& s) {
+  return s.plan.kind == plan::PlanKind::kMaSeparation ? s.plan.attention.gpus : 0;
+}
+
+int moe_gpus(const plan::Scenario& s) {
+  return s.plan.kind == plan::PlanKind::kMaSeparation ? s.plan.moe.gpus : 0;
+}
+
+namespace {
+
+const char* placement_name(plan::Placement p) {
+  switch (p) {
+    case plan::Placement::kRoundRobin:
+      return "round-robin";
+    case plan::Placement::kContiguous:
+      return "contiguous";
+    case plan::Placement::kExplicit:
+      return "explicit map";
+  }
+  return "?";
+}
+
+std::string describe_plan(const plan::PlanSpec& p) {
+  std::string mb =
+      fmt::format("{} micro-batch{}", p.micro_batches, p.micro_batches == 1 ? "" : "es");
+  if (p.kind == plan::PlanKind::kMaSeparation) {
+    const auto& a = p.attention;
+    const auto& m = p.moe;
+    return fmt::format(
+        "MA separation {}:{} - attention {} GPUs ({} replica{} x {} heads-parallel x {} "
+        "seq-parallel), MoE {} GPUs ({}, {} replica{} per expert), {}",
+        a.gpus, m.gpus, a.gpus, a.replicas, a.replicas == 1 ? "" : "s", a.head_parallel,
+        a.sequence_parallel, m.gpus, placement_name(m.placement), m.expert_replicas,
+        m.expert_replicas == 1 ? "" : "s", mb);
+  }
+  const auto& c = p.colocated;
+  return fmt::format(
+      "co-located - {} GPUs, tensor-parallel attention TP={} ({} replica{}), expert-parallel "
+      "MoE ({}, {} replica{} per expert), {}",
+      c.gpus, c.tensor_parallel, c.gpus / std::max(1, c.tensor_parallel),
+      c.gpus / std::max(1, c.tensor_parallel) == 1 ? "" : "s", placement_name(c.placement),
+      c.expert_replicas, c.expert_replicas == 1 ? "" : "s", mb);
+}
+
+std::string describe_workload(const plan::Workload& w) {
+  std::string ctx = w.context_kind == plan::ContextKind::kFixed
+                        ? fmt::format("context {}", w.context)
+                        : fmt::format("context uniform {}..{}", w.context_min, w.context_max);
+  std::string routing;
+  switch (w.routing.kind) {
+    case plan::RoutingKind::kUniform:
+      routing = "uniform";
+      break;
+    case plan::RoutingKind::kZipf:
+      routing = fmt::format("zipf skew {}", w.routing.zipf_skew);
+      break;
+    case plan::RoutingKind::kExplicit:
+      routing = "explicit weights";
+      break;
+  }
+  return fmt::format("batch {}, {}, {} decode steps, routing {}, seed {}", w.batch, ctx,
+                     w.decode_steps, routing, w.seed);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& s) {
+  const auto& m = s.model;
+  const auto& t = s.topology;
+  std::vector<std::pair<std::string, std::string>> lines;
+  lines.emplace_back("scenario",
+                     s.origin.empty() ? s.name : fmt::format("{} ({})", s.name, s.origin));
+  lines.emplace_back(
+      "model",
+      fmt::format("{} - {} layers, hidden {}, {} heads ({} kv, dim {}), {} experts "
+                  "top-{}, expert FFN {}, {}, {}",
+                  m.name, m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim, m.experts, m.top_k,
+                  m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype)));
+  lines.emplace_back("plan", describe_plan(s.plan));
+  lines.emplace_back("workload", describe_workload(s.workload));
+  lines.emplace_back(
+      "cluster",
+      fmt::format("{} - {} node{} x {} {} ({} TFLOP/s bf16, {} GB/s HBM, {} GB), {} {} GB/s{}",
+                  t.name, t.nodes, t.nodes == 1 ? "" : "s", t.gpus_per_node, t.gpu.name,
+                  t.gpu.bf16_tflops, t.gpu.hbm_GBps, t.gpu.hbm_gb, topology::to_string(t.intra),
+                  t.intra_GBps,
+                  t.nics.empty() ? std::string()
+                                 : fmt::format(", {} NIC{}/node at {} GB/s", t.nics.size(),
+                                               t.nics.size() == 1 ? "" : "s", t.nics[0].GBps)));
+  return lines;
+}
+
+std::string group_thousands(double v) {
+  const auto n = static_cast<long long>(std::llround(v));
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+namespace {
+std::string scaled(double v, const char* const* units, int count) {
+  int u = 0;
+  while (u + 1 < count && std::fabs(v) >= 1000) {
+    v /= 1000;
+    ++u;
+  }
+  if (u == 0) return fmt::format("{:.0f} {}", v, units[0]);
+  return fmt::format("{:.{}f} {}", v,
+                     std::fabs(v) >= 100  ? 0
+                     : std::fabs(v) >= 10 ? 1
+                                          : 2,
+                     units[u]);
+}
+}  // namespace
+
+std::string human_bytes(double bytes) {
+  static const char* const kUnits[] = {"B", "kB", "MB", "GB", "TB"};
+  return scaled(bytes, kUnits, 5);
+}
+
+std::string human_flops(double flops) {
+  static const char* const kUnits[] = {"FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP"};
+  return scaled(flops, kUnits, 6);
+}
+
+}  // namespace masep::tools

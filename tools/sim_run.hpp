@@ -1,0 +1,48 @@
+// One simulation from a scenario name or file to metrics: load (with overrides), compile,
+// simulate, compute metrics. Shared by `masep sim`, `masep sweep` and `masep paper` so they
+// run exactly the same pipeline. Also one-line descriptions of a scenario's parts for the
+// headers those commands print.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "masep/plan/metrics.hpp"
+#include "masep/plan/program.hpp"
+#include "masep/plan/scenario.hpp"
+#include "masep/sim/simulator.hpp"
+
+namespace masep::tools {
+
+/// Everything one simulated run produced. Owned by value.
+struct SimRun {
+  plan::Scenario scenario;
+  plan::Program program;
+  sim::SimResult result;
+  plan::RunMetrics metrics;
+  double wall_s = 0;  ///< host time of compile + simulate (for the user; never in outputs
+                      ///< that must be deterministic)
+};
+
+/// Loads `name_or_path` with `overrides`, compiles, simulates with `options` and computes
+/// the metrics. Throws the libraries' errors (InputError, InfeasiblePlan, std::runtime_error).
+SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
+                    const sim::SimOptions& options);
+
+/// (label, text) lines describing scenario, model, plan, workload and cluster.
+std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& s);
+
+/// GPUs the plan uses, and attention / MoE GPU counts (0 / 0 for a co-located plan).
+int plan_gpus(const plan::Scenario& s);
+int attention_gpus(const plan::Scenario& s);
+int moe_gpus(const plan::Scenario& s);
+
+/// "1,234,567" style thousands separators for a rounded value.
+std::string group_thousands(double v);
+/// Bytes with a decimal unit (B, kB, MB, GB; 1 kB = 1000 B), 3 significant-ish digits.
+std::string human_bytes(double bytes);
+/// FLOPs with a decimal unit (FLOP, kFLOP, MFLOP, GFLOP, TFLOP).
+std::string human_flops(double flops);
+
+}  // namespace masep::tools

@@ -1,0 +1,99 @@
+// Sweeps: a base scenario and a set of override points, run in parallel, with results as a
+// table (CSV) and plots. The file format is documented in docs/sweep.md; in short:
+//
+//   name: paper-ratio
+//   base: paper                      # scenario: built-in name or path relative to this file
+//   set: {workload.decode_steps: 8}  # overrides applied to every point (optional)
+//   points:                          # explicit points (optional); a point may name its own
+//     - {plan.attention.gpus: 8, plan.moe.gpus: 8}        # `scenario:` instead of `base`
+//   grid:                            # cartesian product (optional; first key slowest); with
+//     workload.batch: [24, 96]       # `points`, every point is combined with every grid cell
+//   output:
+//     dir: sweep-out/paper-ratio     # relative to the working directory; --out overrides
+//     plots:
+//       - {name: ratio, x: ratio, y: [tpot_mean_ms, tokens_per_s], series: workload.batch}
+//
+// The sweep file is a tools-level input (not a scenario), so it is parsed here with
+// yaml-cpp; errors are plan::InputError with file, line, column and key path.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "masep/plan/metrics.hpp"
+#include "masep/sim/simulator.hpp"
+
+namespace masep::tools {
+
+/// One plot of a sweep: y columns against an x column, one line per value of `series`.
+/// A second y column is drawn on the right-hand axis.
+struct SweepPlot {
+  std::string name;  ///< file stem: DIR/<name>.png, .svg, .gp, .dat
+  std::string title;
+  std::string x;               ///< a results.csv column
+  std::vector<std::string> y;  ///< one or two results.csv columns
+  std::string series;          ///< a results.csv column, or empty for one line
+  bool logx = false;
+};
+
+/// One point: which scenario, and its overrides ("key", "value" in YAML flow form).
+struct SweepPoint {
+  std::string scenario;  ///< built-in name or resolved path
+  std::vector<std::pair<std::string, std::string>> overrides;
+};
+
+/// A parsed sweep file. Plain data; points are expanded in a fixed order.
+struct Sweep {
+  std::string name;
+  std::string description;
+  std::string origin;                ///< path or "builtin:<name>.yaml"
+  std::vector<std::string> fixed;    ///< "key=value" overrides applied to every point
+  std::vector<std::string> columns;  ///< override keys that vary, in first-seen order
+  std::vector<SweepPoint> points;
+  std::string out_dir;  ///< default output directory
+  std::vector<SweepPlot> plots;
+};
+
+/// Reads a sweep from a file path, or a built-in sweep by name (builtin_sweep_names()).
+/// Throws plan::InputError.
+Sweep load_sweep(const std::string& name_or_path);
+std::vector<std::string> builtin_sweep_names();
+
+/// Result of one point. An infeasible or failing point carries its error; it is not fatal.
+struct PointResult {
+  bool ok = false;
+  std::string error;
+  std::string plan_kind;  ///< "ma_separation" / "colocated" (empty if not loaded)
+  int gpus = 0, attention_gpus = 0, moe_gpus = 0, batch = 0;
+  uint64_t events = 0;
+  plan::RunMetrics metrics;       ///< ranks cleared to keep big sweeps small
+  double scaling_efficiency = 0;  ///< filled by fill_scaling_efficiency(); 0 = n/a
+};
+
+/// Called after each finished point with (points done, total); may be called from worker
+/// threads, one call at a time.
+using ProgressFn = void (*)(void* ctx, int done, int total);
+
+/// Runs every point (in parallel on `jobs` threads, 0 = all cores) with `extra` overrides
+/// appended after each point's. Results are in point order whatever the thread timing.
+std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& options, int jobs,
+                                   const std::vector<std::string>& extra = {},
+                                   ProgressFn progress = nullptr, void* ctx = nullptr);
+
+/// Scaling efficiency of each ok point: (tokens/s / GPUs) / (tokens/s / GPUs) of the point
+/// with the fewest GPUs among the ok points of the same plan kind (1.0 for that point).
+void fill_scaling_efficiency(std::vector<PointResult>& results);
+
+/// The results table: header and one row per point (all cells as text). Columns:
+/// point, scenario, <sweep.columns...>, plan, gpus, attention_gpus, moe_gpus, ratio, batch,
+/// status, tpot_mean_ms, tpot_p50_ms, tpot_p99_ms, tokens_per_s, scaling_efficiency,
+/// mean_utilisation, attention_idle_ms, moe_idle_ms, exposed_comm_ms, makespan_ms, events,
+/// error.
+std::vector<std::vector<std::string>> results_table(const Sweep& sweep,
+                                                    const std::vector<PointResult>& results);
+
+/// Writes the table as CSV (RFC 4180 quoting) to `path` atomically (temporary + rename).
+void write_csv(const std::string& path, const std::vector<std::vector<std::string>>& table);
+
+}  // namespace masep::tools
