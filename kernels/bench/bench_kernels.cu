@@ -94,21 +94,69 @@ void fill(const Buf& b, std::uint32_t seed, float amp = 1.f) {
   CUDA_CHECK(cudaGetLastError());
 }
 
-// Times fn: `warmup` calls, then `iters` calls between two events; returns us per call.
-double time_us(const std::function<void()>& fn, int iters, int warmup = 5) {
-  for (int i = 0; i < warmup; ++i) fn();
+cudaStream_t g_stream = nullptr;  // all timed work runs here (capturable, unlike stream 0)
+
+using Launch = std::function<void(cudaStream_t)>;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Eager timing: `warmup` calls, then `repeats` times `iters` back-to-back launches between
+// two events; the median of the per-call times, in us. Includes host launch throughput.
+double time_us(const Launch& fn, int iters, int warmup = 5, int repeats = 5) {
+  for (int i = 0; i < warmup; ++i) fn(g_stream);
   cudaEvent_t a, b;
   CUDA_CHECK(cudaEventCreate(&a));
   CUDA_CHECK(cudaEventCreate(&b));
-  CUDA_CHECK(cudaEventRecord(a));
-  for (int i = 0; i < iters; ++i) fn();
-  CUDA_CHECK(cudaEventRecord(b));
-  CUDA_CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  std::vector<double> per_call;
+  for (int r = 0; r < repeats; ++r) {
+    CUDA_CHECK(cudaEventRecord(a, g_stream));
+    for (int i = 0; i < iters; ++i) fn(g_stream);
+    CUDA_CHECK(cudaEventRecord(b, g_stream));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    per_call.push_back(1e3 * ms / iters);
+  }
   CUDA_CHECK(cudaEventDestroy(a));
   CUDA_CHECK(cudaEventDestroy(b));
-  return 1e3 * ms / iters;
+  return median(per_call);
+}
+
+// Graph timing: `n` launches captured into one CUDA graph; after 2 warm replays, `repeats`
+// replays each between two events; the median replay time / n, in us. This is GPU time per
+// kernel with the host launch path out of the way (launch gaps inside a graph are < 1 us).
+double time_graph_us(const Launch& fn, int n, int repeats = 7) {
+  fn(g_stream);  // outside the capture: lazy module load, attribute set-up
+  CUDA_CHECK(cudaStreamSynchronize(g_stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < n; ++i) fn(g_stream);
+  CUDA_CHECK(cudaStreamEndCapture(g_stream, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 2; ++i) CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
+  cudaEvent_t a, b;
+  CUDA_CHECK(cudaEventCreate(&a));
+  CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<double> per_call;
+  for (int r = 0; r < repeats; ++r) {
+    CUDA_CHECK(cudaEventRecord(a, g_stream));
+    CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
+    CUDA_CHECK(cudaEventRecord(b, g_stream));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    per_call.push_back(1e3 * ms / n);
+  }
+  CUDA_CHECK(cudaEventDestroy(a));
+  CUDA_CHECK(cudaEventDestroy(b));
+  CUDA_CHECK(cudaGraphExecDestroy(exec));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  return median(per_call);
 }
 
 int iters_for(double bytes) { return bytes > 1e9 ? 10 : bytes > 1e8 ? 30 : 200; }
@@ -117,6 +165,7 @@ struct Row {
   std::string kernel, model, shape;
   double us, gbps, tflops, pct;
   std::string ceiling;
+  double eager_us;  // back-to-back eager launches; NaN where only one timing was taken
 };
 
 struct Ceilings {
@@ -127,16 +176,20 @@ struct Ceilings {
 std::vector<Row> g_rows;
 Ceilings g_ceil;
 
+// `us` is the time the row's rates are computed from (graph-timed where `eager_us` is
+// also given); `eager_us` is the eager back-to-back time (NaN: not taken).
 void report(const std::string& kernel, const std::string& model, const std::string& shape,
-            double us, double bytes, double flops, bool compute_bound = false) {
-  Row r{kernel, model, shape, us, bytes / (us * 1e3), flops / (us * 1e6), 0, "copy"};
+            double us, double bytes, double flops, bool compute_bound = false,
+            double eager_us = NAN) {
+  Row r{kernel, model, shape, us, bytes / (us * 1e3), flops / (us * 1e6), 0, "copy", eager_us};
   r.pct = 100.0 * r.gbps / g_ceil.copy_GBps;
   if (compute_bound) {
     r.pct = 100.0 * r.tflops / g_ceil.gemm_tflops;
     r.ceiling = "gemm";
   }
-  std::printf("%-22s %-8s %-34s %10.2f %9.1f %8.2f %7.1f%% %s\n", kernel.c_str(), model.c_str(),
-              shape.c_str(), us, r.gbps, r.tflops, r.pct, r.ceiling.c_str());
+  std::printf("%-22s %-8s %-44s %10.2f %10.2f %9.1f %8.2f %7.1f%% %s\n", kernel.c_str(),
+              model.c_str(), shape.c_str(), us, eager_us, r.gbps, r.tflops, r.pct,
+              r.ceiling.c_str());
   std::fflush(stdout);
   g_rows.push_back(r);
 }
@@ -146,15 +199,19 @@ void measure_ceilings(cublasHandle_t h) {
   Buf a(bytes), b(bytes);
   CUDA_CHECK(cudaMemset(a.p, 1, bytes));
   const double us = time_us(
-      [&] { CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 20, 3);
+      [&](cudaStream_t st) {
+        CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, st));
+      },
+      20, 3);
   g_ceil.copy_GBps = 2.0 * bytes / (us * 1e3);
   const int n = 8192;
   Buf x(std::size_t{n} * n * 2), y(std::size_t{n} * n * 2), z(std::size_t{n} * n * 2);
   fill(x, 1);
   fill(y, 2);
   const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasSetStream(h, g_stream));
   const double gus = time_us(
-      [&] {
+      [&](cudaStream_t) {
         CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, x.p, CUDA_R_16BF, n,
                                   y.p, CUDA_R_16BF, n, &beta, z.p, CUDA_R_16BF, n,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -193,8 +250,16 @@ void verified(const char* what, bool ok) {
 }
 
 // ---- decode attention ------------------------------------------------------------------
+struct AttnOpt {
+  int splits = 0;      // 0: decode_attention_num_splits (6-argument overload)
+  int group_tile = 0;  // DecodeAttentionParams fields, 0 = default
+  int variant = 0;
+  int stages = 0;
+  bool old_splits = false;  // splits from the 4-argument (CUDA-core) heuristic
+};
+
 void bench_attention(const char* model, int heads, int kv_heads, int batch, int ctx, int sms,
-                     bool verify, int force_splits = 0, int group_tile = 0) {
+                     bool verify, AttnOpt o = {}) {
   const int hd = 128;
   const std::size_t cache_elems = std::size_t(batch) * kv_heads * ctx * hd;
   Buf kc(cache_elems * 2), vc(cache_elems * 2), q(std::size_t(batch) * heads * hd * 2),
@@ -206,8 +271,10 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   fill(kn, 6);
   fill(vn, 7);
   upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));  // attend over ctx tokens
-  const int splits =
-      force_splits ? force_splits : mk::decode_attention_num_splits(batch, kv_heads, ctx, sms);
+  const int splits = o.splits ? o.splits
+                     : o.old_splits
+                         ? mk::decode_attention_num_splits(batch, kv_heads, ctx, sms)
+                         : mk::decode_attention_num_splits(batch, heads, kv_heads, hd, ctx, sms);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
   mk::DecodeAttentionParams p;
@@ -226,7 +293,9 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.head_dim = hd;
   p.max_kv_len = ctx;
   p.num_splits = splits;
-  p.group_tile = group_tile;
+  p.group_tile = o.group_tile;
+  p.kernel_variant = o.variant;
+  p.pipeline_stages = o.stages;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -236,17 +305,24 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
     auto vh = download<ref::Bf16>(vc.p, cache_elems);
     auto want = ref::decode_attention(qh, {}, {}, kh, vh, std::vector<std::int32_t>(batch, ctx),
                                       heads, kv_heads, hd, ctx, 0.f);
-    verified("decode_attention",
+    verified(heads == kv_heads ? "decode_attention (MHA)" : "decode_attention (GQA)",
              close_enough(download<ref::Bf16>(out.p, want.size()), want, 2e-2f, 2e-3f));
   }
   const double bytes = 2.0 * cache_elems * 2 + 2.0 * batch * heads * hd * 2;
   const double flops = 4.0 * batch * heads * double(ctx) * hd;
-  const double us =
-      time_us([&] { KCHECK(mk::launch_decode_attention(p, nullptr)); }, iters_for(bytes));
-  char shape[96];
-  std::snprintf(shape, sizeof shape, "b=%d ctx=%d h=%d/%d splits=%d%s", batch, ctx, heads, kv_heads,
-                splits, group_tile ? (" tile=" + std::to_string(group_tile)).c_str() : "");
-  report("decode_attention", model, shape, us, bytes, flops);
+  const Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_decode_attention(p, st)); };
+  const int iters = iters_for(bytes);
+  const double eager = time_us(fn, iters, 3, 3);
+  const double graph = time_graph_us(fn, iters, 5);
+  std::string shape = "b=" + std::to_string(batch) + " ctx=" + std::to_string(ctx) +
+                      " h=" + std::to_string(heads) + "/" + std::to_string(kv_heads) +
+                      " splits=" + std::to_string(splits);
+  const bool gqa = heads != kv_heads;
+  const bool tc = o.variant == 2 || (o.variant == 0 && gqa && o.group_tile == 0);
+  shape += tc ? " tc" : " cc";
+  if (o.group_tile) shape += " tile=" + std::to_string(o.group_tile);
+  if (o.stages) shape += " st=" + std::to_string(o.stages);
+  report("decode_attention", model, shape, graph, bytes, flops, false, eager);
 }
 
 // ---- rmsnorm / rope / activations ------------------------------------------------------
@@ -259,13 +335,12 @@ void bench_norm_rope_act(int tokens) {
   fill(w, 10);
   char shape[96];
   std::snprintf(shape, sizeof shape, "tokens=%d hidden=%d", tokens, hidden);
-  double us = time_us(
-      [&] {
-        KCHECK(mk::launch_add_rmsnorm(res.as<mk::bf16>(), x.as<mk::bf16>(), w.as<mk::bf16>(),
-                                      out.as<mk::bf16>(), tokens, hidden, 1e-6f, nullptr));
-      },
-      200);
-  report("add_rmsnorm", "both", shape, us, 4.0 * tokens * hidden * 2, 4.0 * tokens * hidden);
+  Launch fn = [&](cudaStream_t st) {
+    KCHECK(mk::launch_add_rmsnorm(res.as<mk::bf16>(), x.as<mk::bf16>(), w.as<mk::bf16>(),
+                                  out.as<mk::bf16>(), tokens, hidden, 1e-6f, st));
+  };
+  report("add_rmsnorm", "both", shape, time_graph_us(fn, 200), 4.0 * tokens * hidden * 2,
+         4.0 * tokens * hidden, false, time_us(fn, 200));
 
   // RoPE on a fused QKV buffer, Mixtral shape (32 q heads, 8 kv heads, head_dim 128).
   const int hd = 128, heads = 32, kvh = 8, row = (heads + 2 * kvh) * hd;
@@ -284,20 +359,20 @@ void bench_norm_rope_act(int tokens) {
   rp.num_heads = heads;
   rp.num_kv_heads = kvh;
   rp.head_dim = hd;
-  us = time_us([&] { KCHECK(mk::launch_rope(rp, nullptr)); }, 200);
+  fn = [&](cudaStream_t st) { KCHECK(mk::launch_rope(rp, st)); };
   std::snprintf(shape, sizeof shape, "tokens=%d h=%d/%d hd=%d", tokens, heads, kvh, hd);
-  report("rope", "mixtral", shape, us, 2.0 * tokens * (heads + kvh) * hd * 2, 0);
+  report("rope", "mixtral", shape, time_graph_us(fn, 200), 2.0 * tokens * (heads + kvh) * hd * 2, 0,
+         false, time_us(fn, 200));
 
   const int ffn = 14336;
   Buf in(std::size_t(tokens) * 2 * ffn * 2), ao(std::size_t(tokens) * ffn * 2);
   fill(in, 12);
-  us = time_us(
-      [&] {
-        KCHECK(mk::launch_swiglu(in.as<mk::bf16>(), ao.as<mk::bf16>(), tokens, ffn, nullptr));
-      },
-      200);
+  fn = [&](cudaStream_t st) {
+    KCHECK(mk::launch_swiglu(in.as<mk::bf16>(), ao.as<mk::bf16>(), tokens, ffn, st));
+  };
   std::snprintf(shape, sizeof shape, "rows=%d ffn=%d", tokens, ffn);
-  report("swiglu", "both", shape, us, 3.0 * tokens * ffn * 2, 0);
+  report("swiglu", "both", shape, time_graph_us(fn, 200), 3.0 * tokens * ffn * 2, 0, false,
+         time_us(fn, 200));
 }
 
 // ---- router / permute / combine ----------------------------------------------------------
@@ -328,8 +403,9 @@ void bench_routing(const char* model, int tokens, int experts, int k, bool verif
   }
   char shape[96];
   std::snprintf(shape, sizeof shape, "tokens=%d experts=%d k=%d", tokens, experts, k);
-  double us = time_us([&] { KCHECK(mk::launch_router_topk(rp, nullptr)); }, 500);
-  report("router_topk", model, shape, us, tokens * (experts * 4.0 + k * 8.0), 0);
+  Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_router_topk(rp, st)); };
+  report("router_topk", model, shape, time_graph_us(fn, 500), tokens * (experts * 4.0 + k * 8.0), 0,
+         false, time_us(fn, 500));
 
   const std::int64_t rows = std::int64_t{tokens} * k;
   Buf x(std::size_t(tokens) * hidden * 2), px(rows * hidden * 2), prow(rows * 4), src(rows * 4),
@@ -358,8 +434,9 @@ void bench_routing(const char* model, int tokens, int experts, int k, bool verif
                             std::memcmp(pxh.data(), pr.permuted_x.data(), pxh.size() * 2) == 0);
   }
   std::snprintf(shape, sizeof shape, "tokens=%d experts=%d k=%d h=%d", tokens, experts, k, hidden);
-  us = time_us([&] { KCHECK(mk::launch_permute(pp, nullptr)); }, 500);
-  report("permute", model, shape, us, (rows + tokens) * hidden * 2.0, 0);
+  fn = [&](cudaStream_t st) { KCHECK(mk::launch_permute(pp, st)); };
+  report("permute", model, shape, time_graph_us(fn, 500), (rows + tokens) * hidden * 2.0, 0, false,
+         time_us(fn, 500));
 
   mk::CombineParams cp;
   cp.expert_out = eo.as<mk::bf16>();
@@ -380,8 +457,9 @@ void bench_routing(const char* model, int tokens, int experts, int k, bool verif
         hidden, k);
     verified("combine", close_enough(download<ref::Bf16>(out.p, wc.size()), wc, 1e-2f, 1e-3f));
   }
-  us = time_us([&] { KCHECK(mk::launch_combine(cp, nullptr)); }, 500);
-  report("combine", model, shape, us, (rows + 2.0 * tokens) * hidden * 2.0, 2.0 * rows * hidden);
+  fn = [&](cudaStream_t st) { KCHECK(mk::launch_combine(cp, st)); };
+  report("combine", model, shape, time_graph_us(fn, 500), (rows + 2.0 * tokens) * hidden * 2.0,
+         2.0 * rows * hidden, false, time_us(fn, 500));
 }
 
 // ---- expert FFN --------------------------------------------------------------------------
@@ -411,7 +489,8 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
   std::vector<std::int32_t> off(experts + 1);
   for (int e = 0; e <= experts; ++e) off[e] = e * tokens_per_expert;
   mk::ExpertFfnWeights w{w_up->as<mk::bf16>(), w_down->as<mk::bf16>()};
-  cudaStream_t st = nullptr;
+  cudaStream_t st = g_stream;
+  CUBLAS_CHECK(cublasSetStream(h, st));
   if (verify) {
     // Check the first 2 rows of expert 0 against the CPU reference (one expert's weights).
     KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(), ws.p,
@@ -433,14 +512,14 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
   std::snprintf(shape, sizeof shape, "E=%d tok/exp=%d h=%d f=%d", experts, tokens_per_expert,
                 hidden, ffn);
   double us = time_us(
-      [&] {
+      [&](cudaStream_t) {
         KCHECK(mk::run_expert_ffn(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(), off.data(),
                                   ws.p, wsb));
       },
       iters_for(bytes), 3);
   report("expert_ffn_loop", model, shape, us, bytes, flops, tokens_per_expert > 256);
   us = time_us(
-      [&] {
+      [&](cudaStream_t) {
         KCHECK(mk::run_expert_ffn_uniform(h, st, s, w, x.as<mk::bf16>(), out.as<mk::bf16>(),
                                           tokens_per_expert, ws.p, wsb));
       },
@@ -454,12 +533,13 @@ void write_csv(const std::string& path) {
     std::fprintf(stderr, "cannot write %s\n", path.c_str());
     std::exit(1);
   }
-  std::fprintf(
-      f, "kernel,model,shape,time_us,GBps,TFLOPs,pct_of_ceiling,ceiling,copy_GBps,gemm_TFLOPs\n");
+  std::fprintf(f,
+               "kernel,model,shape,time_us,eager_us,GBps,TFLOPs,pct_of_ceiling,ceiling,copy_GBps,"
+               "gemm_TFLOPs\n");
   for (const Row& r : g_rows) {
-    std::fprintf(f, "%s,%s,\"%s\",%.3f,%.1f,%.3f,%.1f,%s,%.1f,%.1f\n", r.kernel.c_str(),
-                 r.model.c_str(), r.shape.c_str(), r.us, r.gbps, r.tflops, r.pct, r.ceiling.c_str(),
-                 g_ceil.copy_GBps, g_ceil.gemm_tflops);
+    std::fprintf(f, "%s,%s,\"%s\",%.3f,%.3f,%.1f,%.3f,%.1f,%s,%.1f,%.1f\n", r.kernel.c_str(),
+                 r.model.c_str(), r.shape.c_str(), r.us, r.eager_us, r.gbps, r.tflops, r.pct,
+                 r.ceiling.c_str(), g_ceil.copy_GBps, g_ceil.gemm_tflops);
   }
   std::fclose(f);
 }
@@ -488,11 +568,13 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("# device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20);
+  CUDA_CHECK(cudaStreamCreate(&g_stream));
   cublasHandle_t h;
   CUBLAS_CHECK(cublasCreate(&h));
   measure_ceilings(h);
-  std::printf("%-22s %-8s %-34s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us", "GB/s",
-              "TFLOP/s", "%ceil");
+  std::printf("# time_us: CUDA-graph replay per launch where eager_us is given, else eager\n");
+  std::printf("%-22s %-8s %-44s %10s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us",
+              "eager_us", "GB/s", "TFLOP/s", "%ceil");
   const int sms = prop.multiProcessorCount;
 
   bench_routing("paper", 256, 16, 2, true);
@@ -505,17 +587,43 @@ int main(int argc, char** argv) {
   for (int batch : {1, 8, 32, 128}) {
     for (int ctx : {2048, 8192}) {
       if (quick && batch * ctx > 65536) continue;
-      bench_attention("paper", 32, 32, batch, ctx, sms, first && (batch * ctx <= 2048));
-      bench_attention("mixtral", 32, 8, batch, ctx, sms, false);
+      bench_attention("paper", 32, 32, batch, ctx, sms, first);
+      bench_attention("mixtral", 32, 8, batch, ctx, sms, first);
       first = false;
     }
   }
-  // Split-count sensitivity for two shapes (what the heuristic is chosen from).
-  for (int s : {1, 4, 8, 16, 32}) bench_attention("mixtral", 32, 8, 8, 2048, sms, false, s);
-  for (int s : {1, 2, 4, 8}) bench_attention("paper", 32, 32, 32, 8192, sms, false, s);
-  // GQA group tile sensitivity (query heads per warp per KV read).
-  for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 2048}, {128, 8192}}) {
-    for (int tile : {1, 2, 4}) bench_attention("mixtral", 32, 8, b, c, sms, false, 0, tile);
+  if (!quick) {
+    // Before/after in the same run: the CUDA-core kernel (default before the tensor-core
+    // kernel) with its own split heuristic, at the GQA shapes of batch x context >= 16K.
+    for (auto [b, c] :
+         {std::pair{8, 2048}, {8, 8192}, {32, 2048}, {32, 8192}, {128, 2048}, {128, 8192}}) {
+      AttnOpt o;
+      o.variant = 1;
+      o.old_splits = true;
+      bench_attention("mixtral", 32, 8, b, c, sms, false, o);
+    }
+    // The tensor-core kernel for MHA too (each warp's 16 mma rows hold one head).
+    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 2048}, {128, 8192}}) {
+      AttnOpt o;
+      o.variant = 2;
+      bench_attention("paper", 32, 32, b, c, sms, false, o);
+    }
+    // Split-count sensitivity of the tensor-core GQA kernel.
+    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}}) {
+      for (int s : {2, 4, 8, 16, 32, 64}) {
+        AttnOpt o;
+        o.splits = s;
+        bench_attention("mixtral", 32, 8, b, c, sms, false, o);
+      }
+    }
+    // Pipeline depth of the tensor-core GQA kernel.
+    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 8192}}) {
+      for (int st : {2, 3, 4}) {
+        AttnOpt o;
+        o.stages = st;
+        bench_attention("mixtral", 32, 8, b, c, sms, false, o);
+      }
+    }
   }
 
   bool vf = true;
@@ -527,5 +635,6 @@ int main(int argc, char** argv) {
 
   if (!csv.empty()) write_csv(csv);
   cublasDestroy(h);
+  cudaStreamDestroy(g_stream);
   return 0;
 }

@@ -1,5 +1,6 @@
 // Split-KV decode attention (flash-decoding) for bf16 caches; see attention.hpp.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -208,6 +209,307 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// ---- tensor-core split kernel (sm_80+) ------------------------------------------------
+// One block of kTcWarps warps per (sequence, kv head, sub-group of up to 16 query heads,
+// split). The block streams its split in tiles of kTcTile tokens: all threads copy the K and
+// V rows of a tile into shared memory with 16-byte cp.async (zero-filled past the split end;
+// the new token's row comes from k_new/v_new), STAGES tiles deep, so the next tiles' loads
+// are in flight while the current one is computed. Warp w takes tokens [16w, 16w+16) of each
+// tile: S = Q K^T (16 heads x 16 tokens, the group's heads in the rows, padded with zero
+// rows) and O += P V with mma.sync m16n8k16 bf16, fp32 accumulators; one online softmax per
+// warp; the warps' partials are merged through shared memory at the end and written in the
+// same workspace format as the CUDA-core kernel, so the reduce kernel is shared.
+// Shared-memory rows are swizzled (16-byte chunk c of token row r stored at chunk c ^ (r & 7))
+// so that ldmatrix reads 8 rows without bank conflicts.
+constexpr int kTcWarps = 4;
+constexpr int kTcTile = 16 * kTcWarps;  // tokens per tile
+constexpr int kTcRows = 16;             // query heads per block (mma M)
+
+__device__ __forceinline__ void cp_async16(unsigned smem_addr, const void* gmem, bool valid) {
+  const int n = valid ? 16 : 0;  // 0 bytes read: the 16 bytes are zero-filled
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem),
+               "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// c += a * b, m16n8k16, bf16 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                         unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const unsigned*>(&v);
+}
+
+template <int HD, int STAGES>
+constexpr int tc_smem_bytes() {
+  return STAGES * 2 * kTcTile * HD * 2;
+}
+
+template <int HD, int STAGES>
+__global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(const SplitArgs a) {
+  constexpr int kChunks = HD / 8;               // 16-byte chunks per token row
+  constexpr int kTileBytes = kTcTile * HD * 2;  // one of K or V, one stage
+  constexpr int kKSteps = HD / 16;              // mma k-steps over head_dim
+  constexpr int kNTiles = HD / 8;               // mma n-tiles over head_dim (P.V)
+  static_assert(
+      kTcRows * kTcWarps * HD * 4 + 2 * kTcRows * kTcWarps * 4 <= tc_smem_bytes<HD, STAGES>(),
+      "merge buffers must fit in the pipeline's shared memory");
+  extern __shared__ __align__(128) unsigned char smem[];
+  const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+
+  int item = blockIdx.x;
+  const int s = item % a.splits;
+  item /= a.splits;
+  const int sg = item % a.subgroups;
+  item /= a.subgroups;
+  const int kvh = item % a.num_kv_heads;
+  const int b = item / a.num_kv_heads;
+  if (b >= a.batch) return;
+
+  const bool append = a.k_new != nullptr;
+  const int len_old = a.kv_lens[b];
+  const int len = len_old + (append ? 1 : 0);
+  if (len_old < 0 || len > a.max_kv_len || len < 1) return;  // reduce writes NaN
+  const int chunk = (len + a.splits - 1) / a.splits;
+  const int start = min(len, s * chunk);
+  const int end = min(len, start + chunk);
+  const int ntiles = (end - start + kTcTile - 1) / kTcTile;
+
+  const int group = a.num_heads / a.num_kv_heads;
+  const int head0 = kvh * group + sg * kTcRows;
+  const int rows = min(kTcRows, group - sg * kTcRows);
+
+  const std::int64_t cache_off = (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
+                                 static_cast<std::int64_t>(a.max_kv_len) * HD;
+  const bf16* kbase = a.k_cache + cache_off;
+  const bf16* vbase = a.v_cache + cache_off;
+  const std::int64_t new_off = b * a.kv_new_stride + kvh * HD;
+  const bf16* knew = append ? a.k_new + new_off : kbase;
+  const bf16* vnew = append ? a.v_new + new_off : vbase;
+
+  auto load_tile = [&](int stage, int tile) {
+    const int t_begin = start + tile * kTcTile;
+    const unsigned ks = smem_base + stage * 2 * kTileBytes;
+    const unsigned vs = ks + kTileBytes;
+#pragma unroll
+    for (int i = 0; i < kTcTile * kChunks / (kTcWarps * 32); ++i) {
+      const int c = threadIdx.x + i * kTcWarps * 32;
+      const int row = c / kChunks;
+      const int ch = c % kChunks;
+      const int t = t_begin + row;
+      const bool valid = t < end;
+      const bool is_new = append && t == len_old;
+      const std::int64_t off = static_cast<std::int64_t>(valid ? t : 0) * HD + ch * 8;
+      const bf16* kp = is_new ? knew + ch * 8 : kbase + off;
+      const bf16* vp = is_new ? vnew + ch * 8 : vbase + off;
+      const unsigned dst = row * (HD * 2) + ((ch ^ (row & 7)) << 4);
+      cp_async16(ks + dst, kp, valid);
+      cp_async16(vs + dst, vp, valid);
+    }
+  };
+
+  // Q as mma A fragments (rows = query heads, zero past the group), kept in registers.
+  const int g = lane >> 2;
+  const int t4 = lane & 3;
+  unsigned qa[kKSteps][4];
+  {
+    const bf16* q0 = a.q + b * a.q_stride + static_cast<std::int64_t>(head0 + g) * HD + 2 * t4;
+    const bf16* q1 = q0 + 8 * HD;
+    const bool ok0 = g < rows;
+    const bool ok1 = g + 8 < rows;
+#pragma unroll
+    for (int k = 0; k < kKSteps; ++k) {
+      qa[k][0] = ok0 ? __ldg(reinterpret_cast<const unsigned*>(q0 + k * 16)) : 0u;
+      qa[k][1] = ok1 ? __ldg(reinterpret_cast<const unsigned*>(q1 + k * 16)) : 0u;
+      qa[k][2] = ok0 ? __ldg(reinterpret_cast<const unsigned*>(q0 + k * 16 + 8)) : 0u;
+      qa[k][3] = ok1 ? __ldg(reinterpret_cast<const unsigned*>(q1 + k * 16 + 8)) : 0u;
+    }
+  }
+
+  float o[kNTiles][4];
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY;  // rows g and g + 8, log2 domain
+  float l0 = 0.f, l1 = 0.f;              // this thread's part of the row sums
+
+#pragma unroll
+  for (int i = 0; i < STAGES - 1; ++i) {
+    if (i < ntiles) load_tile(i, i);
+    cp_async_commit();
+  }
+  for (int it = 0; it < ntiles; ++it) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // tile `it` visible to all; everyone is done with tile it - 1
+    {
+      const int nx = it + STAGES - 1;
+      if (nx < ntiles) load_tile(nx % STAGES, nx);
+      cp_async_commit();
+    }
+    const unsigned ks = smem_base + (it % STAGES) * 2 * kTileBytes;
+    const unsigned vs = ks + kTileBytes;
+    const int tok_base = warp * 16;  // this warp's 16 tokens within the tile
+
+    // S = Q K^T: two n-tiles of 8 tokens.
+    float sc[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+      const int row = tok_base + nt * 8 + (lane & 7);
+#pragma unroll
+      for (int kp = 0; kp < kKSteps / 2; ++kp) {
+        const int ch = kp * 4 + (lane >> 3);
+        unsigned r[4];
+        ldmatrix_x4(r, ks + row * (HD * 2) + ((ch ^ (row & 7)) << 4));
+        mma_bf16(sc[nt], qa[2 * kp], r[0], r[1]);
+        mma_bf16(sc[nt], qa[2 * kp + 1], r[2], r[3]);
+      }
+    }
+    // Scale, mask, online softmax (rows g and g + 8; a row's 16 tokens sit in one quad).
+    const int t_first = start + it * kTcTile + tok_base + 2 * t4;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const bool valid = t_first + nt * 8 + j < end;
+        sc[nt][j] = valid ? sc[nt][j] * a.scale_log2 : -INFINITY;
+        sc[nt][2 + j] = valid ? sc[nt][2 + j] * a.scale_log2 : -INFINITY;
+        mx0 = fmaxf(mx0, sc[nt][j]);
+        mx1 = fmaxf(mx1, sc[nt][2 + j]);
+      }
+    }
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o2));
+    }
+    const float mn0 = fmaxf(m0, mx0);
+    const float mn1 = fmaxf(m1, mx1);
+    const float ref0 = mn0 == -INFINITY ? 0.f : mn0;  // all masked so far: exp2 gives 0
+    const float ref1 = mn1 == -INFINITY ? 0.f : mn1;
+    const float al0 = exp2f(m0 - ref0);
+    const float al1 = exp2f(m1 - ref1);
+    m0 = mn0;
+    m1 = mn1;
+    float p[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      p[nt][0] = exp2f(sc[nt][0] - ref0);
+      p[nt][1] = exp2f(sc[nt][1] - ref0);
+      p[nt][2] = exp2f(sc[nt][2] - ref1);
+      p[nt][3] = exp2f(sc[nt][3] - ref1);
+    }
+    l0 = l0 * al0 + (p[0][0] + p[0][1] + p[1][0] + p[1][1]);
+    l1 = l1 * al1 + (p[0][2] + p[0][3] + p[1][2] + p[1][3]);
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) {
+      o[n][0] *= al0;
+      o[n][1] *= al0;
+      o[n][2] *= al1;
+      o[n][3] *= al1;
+    }
+    // P as the A fragment of P V (the S accumulator layout is the A layout).
+    const unsigned pa[4] = {pack_bf16x2(p[0][0], p[0][1]), pack_bf16x2(p[0][2], p[0][3]),
+                            pack_bf16x2(p[1][0], p[1][1]), pack_bf16x2(p[1][2], p[1][3])};
+    {
+      const int mi = lane >> 3;
+      const int row = tok_base + (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+      for (int np = 0; np < kNTiles / 2; ++np) {
+        const int ch = 2 * np + (mi >> 1);
+        unsigned r[4];
+        ldmatrix_x4_trans(r, vs + row * (HD * 2) + ((ch ^ (row & 7)) << 4));
+        mma_bf16(o[2 * np], pa, r[0], r[1]);
+        mma_bf16(o[2 * np + 1], pa, r[2], r[3]);
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // pipeline buffers free for the merge
+
+  // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
+  if (append && sg == 0 && len_old >= start && len_old < end) {
+    const std::int64_t at = cache_off + static_cast<std::int64_t>(len_old) * HD;
+    for (int c = threadIdx.x; c < 2 * kChunks; c += kTcWarps * 32) {
+      const int ch = c % kChunks;
+      if (c < kChunks) {
+        *reinterpret_cast<uint4*>(a.k_cache + at + ch * 8) = ldg16(knew + ch * 8);
+      } else {
+        *reinterpret_cast<uint4*>(a.v_cache + at + ch * 8) = ldg16(vnew + ch * 8);
+      }
+    }
+  }
+
+  // Merge the warps' partials through shared memory.
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, o2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, o2);
+  }
+  float* sm_o = reinterpret_cast<float*>(smem);  // [warp][16 rows][HD]
+  float* sm_m = sm_o + kTcWarps * kTcRows * HD;  // [warp][16 rows]
+  float* sm_l = sm_m + kTcWarps * kTcRows;       // [warp][16 rows]
+  {
+    float* w0 = sm_o + (warp * kTcRows + g) * HD + 2 * t4;
+    float* w1 = w0 + 8 * HD;
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) {
+      *reinterpret_cast<float2*>(w0 + n * 8) = make_float2(o[n][0], o[n][1]);
+      *reinterpret_cast<float2*>(w1 + n * 8) = make_float2(o[n][2], o[n][3]);
+    }
+    if (t4 == 0) {
+      sm_m[warp * kTcRows + g] = m0;
+      sm_m[warp * kTcRows + g + 8] = m1;
+      sm_l[warp * kTcRows + g] = l0;
+      sm_l[warp * kTcRows + g + 8] = l1;
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+    const int r = idx / HD;
+    const int d = idx % HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kTcWarps; ++w) mx = fmaxf(mx, sm_m[w * kTcRows + r]);
+    float acc = 0.f, L = 0.f;
+#pragma unroll
+    for (int w = 0; w < kTcWarps; ++w) {
+      const float mw = sm_m[w * kTcRows + r];
+      const float f = mw == -INFINITY ? 0.f : exp2f(mw - mx);
+      acc += sm_o[(w * kTcRows + r) * HD + d] * f;
+      L += sm_l[w * kTcRows + r] * f;
+    }
+    const std::int64_t row =
+        (static_cast<std::int64_t>(b) * a.num_heads + head0 + r) * a.splits + s;
+    a.ws_acc[row * HD + d] = acc;
+    if (d == 0) {
+      a.ws_m[row] = mx;
+      a.ws_l[row] = L;
+    }
+  }
+}
+
 // One warp per (sequence, query head): merges the splits.
 template <int HD>
 __global__ void decode_attention_reduce_kernel(const float* ws_acc, const float* ws_m,
@@ -260,6 +562,10 @@ const char* first_problem(const DecodeAttentionParams& p) {
   if (p.head_dim != 64 && p.head_dim != 128) return "head_dim must be 64 or 128";
   if (p.max_kv_len <= 0) return "max_kv_len must be positive";
   if (p.num_splits <= 0) return "num_splits must be positive";
+  if (p.kernel_variant < 0 || p.kernel_variant > 2) return "kernel_variant must be 0, 1 or 2";
+  if (p.pipeline_stages != 0 && (p.pipeline_stages < 2 || p.pipeline_stages > 4)) {
+    return "pipeline_stages must be 0, 2, 3 or 4";
+  }
   if (p.group_tile != 0 &&
       ((p.group_tile != 1 && p.group_tile != 2 && p.group_tile != 4 && p.group_tile != 8) ||
        (p.num_heads / p.num_kv_heads) % p.group_tile != 0)) {
@@ -317,6 +623,41 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
+template <int HD, int STAGES>
+bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
+  constexpr int kSmem = tc_smem_bytes<HD, STAGES>();
+  auto kernel = decode_attention_mma_kernel<HD, STAGES>;
+  if constexpr (kSmem > 48 * 1024) {
+    // Raise the dynamic shared-memory limit once per device.
+    constexpr int kMaxDevices = 64;
+    static std::atomic<bool> done[kMaxDevices];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (dev < 0 || dev >= kMaxDevices || !done[dev].load(std::memory_order_acquire)) {
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem) !=
+          cudaSuccess) {
+        return false;
+      }
+      if (dev >= 0 && dev < kMaxDevices) done[dev].store(true, std::memory_order_release);
+    }
+  }
+  const std::int64_t blocks = std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
+  kernel<<<static_cast<unsigned>(blocks), kTcWarps * 32, kSmem, stream>>>(a);
+  return true;
+}
+
+template <int HD>
+bool launch_mma_hd(const SplitArgs& a, int stages, cudaStream_t stream) {
+  switch (stages) {
+    case 2:
+      return launch_mma<HD, 2>(a, stream);
+    case 4:
+      return launch_mma<HD, 4>(a, stream);
+    default:
+      return launch_mma<HD, 3>(a, stream);
+  }
+}
+
 }  // namespace
 
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
@@ -329,6 +670,21 @@ int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, in
   const long items = std::max(1L, long{batch} * num_kv_heads);
   const long target_warps = long{std::max(1, sm_count)} * 32;  // ~half the resident warps
   long splits = (target_warps + items - 1) / items;
+  const long by_len = std::max(1L, (long{max_context} + 127) / 128);  // >= 128 tokens a split
+  splits = std::min({splits, by_len, 64L});
+  return static_cast<int>(std::max(1L, splits));
+}
+
+int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
+                                int max_context, int sm_count) {
+  (void)head_dim;
+  if (num_kv_heads <= 0 || num_heads <= num_kv_heads) {
+    return decode_attention_num_splits(batch, num_kv_heads, max_context, sm_count);
+  }
+  const long group = num_heads / num_kv_heads;
+  const long items = std::max(1L, long{batch} * num_kv_heads * ((group + kTcRows - 1) / kTcRows));
+  const long target_blocks = long{std::max(1, sm_count)} * 8;  // ~4 waves of 2 blocks per SM
+  long splits = (target_blocks + items - 1) / items;
   const long by_len = std::max(1L, (long{max_context} + 127) / 128);  // >= 128 tokens a split
   splits = std::min({splits, by_len, 64L});
   return static_cast<int>(std::max(1L, splits));
@@ -368,13 +724,23 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   a.num_kv_heads = p.num_kv_heads;
   a.max_kv_len = p.max_kv_len;
   a.splits = p.num_splits;
-  a.subgroups = group / gt;
   const float scale = p.scale != 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));
   a.scale_log2 = scale * kLog2e;
-  if (p.head_dim == 128) {
-    launch_split_hd<128>(a, gt, stream);
+  const bool tensor_cores =
+      p.kernel_variant == 2 || (p.kernel_variant == 0 && group >= 2 && p.group_tile == 0);
+  if (tensor_cores) {
+    a.subgroups = (group + kTcRows - 1) / kTcRows;
+    const int stages = p.pipeline_stages ? p.pipeline_stages : 3;
+    const bool ok = p.head_dim == 128 ? launch_mma_hd<128>(a, stages, stream)
+                                      : launch_mma_hd<64>(a, stages, stream);
+    if (!ok) return Status::kLaunchFailed;
   } else {
-    launch_split_hd<64>(a, gt, stream);
+    a.subgroups = group / gt;
+    if (p.head_dim == 128) {
+      launch_split_hd<128>(a, gt, stream);
+    } else {
+      launch_split_hd<64>(a, gt, stream);
+    }
   }
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchFailed;
   const int items = p.batch * p.num_heads;

@@ -125,9 +125,11 @@ struct AttnCase {
   int heads, kv_heads, head_dim;
   std::vector<int> lens;  // tokens in cache before the step
   int max_len;
-  int splits;  // 0: decode_attention_num_splits
+  int splits;  // 0: decode_attention_num_splits (4 arguments); -1: the 6-argument overload
   bool append;
   int group_tile = 0;
+  int variant = 0;  // DecodeAttentionParams::kernel_variant
+  int stages = 0;   // DecodeAttentionParams::pipeline_stages
 };
 
 void run_attention(const AttnCase& c, std::uint32_t seed) {
@@ -148,7 +150,10 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
   Dev<float> dlse(std::size_t(batch) * c.heads);
   int max_ctx = *std::max_element(c.lens.begin(), c.lens.end()) + 1;
   const int splits =
-      c.splits ? c.splits : mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132);
+      c.splits > 0 ? c.splits
+      : c.splits == 0
+          ? mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132)
+          : mk::decode_attention_num_splits(batch, c.heads, c.kv_heads, c.head_dim, max_ctx, 132);
   const std::size_t ws_bytes =
       mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
   Dev<char> ws(ws_bytes);
@@ -170,6 +175,8 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
   p.max_kv_len = c.max_len;
   p.num_splits = splits;
   p.group_tile = c.group_tile;
+  p.kernel_variant = c.variant;
+  p.pipeline_stages = c.stages;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
@@ -212,6 +219,26 @@ TEST(GpuDecodeAttention, OddGroupSizesAndLargeGroups) {
   run_attention({3, 1, 128, {17, 250}, 256, 7, true}, 6);  // group 3 -> 3 sub-groups of 1
 }
 
+// The tensor-core kernel (default for GQA): its own split heuristic, every pipeline depth,
+// split boundaries not on 64-token tiles, splits with no tokens, more than 16 query heads
+// per kv head (several 16-row sub-groups, the last one partial), MHA forced onto it, and the
+// CUDA-core kernel forced for GQA.
+TEST(GpuDecodeAttention, TensorCoreKernelVariantsAndStages) {
+  REQUIRE_GPU();
+  run_attention({32, 8, 128, {1000, 63}, 1100, -1, true}, 40);
+  for (int st : {2, 3, 4}) {
+    run_attention({32, 8, 128, {2500, 64, 127}, 2600, 3, true, 0, 0, st}, 41 + st);
+    run_attention({8, 2, 64, {700, 1}, 720, 2, true, 0, 0, st}, 45 + st);
+  }
+  run_attention({8, 2, 128, {3, 70}, 80, 16, true}, 50);             // empty splits
+  run_attention({32, 1, 128, {200, 7}, 256, 3, true}, 51);           // group 32: 2 x 16 rows
+  run_attention({20, 1, 64, {77, 130}, 140, 2, false}, 52);          // group 20: 16 + 4 rows
+  run_attention({6, 2, 128, {129, 0, 64}, 200, 2, true}, 53);        // group 3
+  run_attention({4, 4, 128, {0, 37, 300}, 320, 4, true, 0, 2}, 54);  // MHA on tensor cores
+  run_attention({4, 4, 64, {513, 5}, 600, 5, false, 0, 2, 2}, 55);   // MHA hd64, 2 stages
+  run_attention({32, 8, 128, {1000, 63}, 1100, 0, true, 0, 1}, 56);  // GQA on CUDA cores
+}
+
 TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   REQUIRE_GPU();
   // Sequence 1 has a full cache (len == max_len) and appends: its output must be NaN.
@@ -244,6 +271,20 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   auto out = dout.download();
   EXPECT_FALSE(std::isnan(ref::to_float(out[0])));
   EXPECT_TRUE(std::isnan(ref::to_float(out[hd])));
+  // The same on the tensor-core kernel.
+  dout.poison();
+  p.kernel_variant = 2;
+  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  CUDA_OK(cudaDeviceSynchronize());
+  out = dout.download();
+  EXPECT_FALSE(std::isnan(ref::to_float(out[0])));
+  EXPECT_TRUE(std::isnan(ref::to_float(out[hd])));
+  p.kernel_variant = 3;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.kernel_variant = 0;
+  p.pipeline_stages = 5;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.pipeline_stages = 0;
   p.head_dim = 96;
   EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
   EXPECT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kInvalidArgument);

@@ -62,10 +62,20 @@ struct DecodeAttentionParams {
   int max_kv_len = 0;    // cache capacity per (sequence, kv head), in tokens
   int num_splits = 1;    // >= 1
   float scale = 0.f;     // softmax scale; 0 means 1/sqrt(head_dim)
-  // Query heads one warp handles per KV read (1, 2, 4 or 8, dividing the group size);
-  // 0 picks the default (the largest of 8/4/2/1 dividing the group). A smaller tile reads
-  // the same KV block from L2 once per tile: more warps, fewer registers each.
+  // Query heads one warp handles per KV read (1, 2, 4 or 8, dividing the group size) in the
+  // CUDA-core kernel; 0 picks the default. A non-zero tile selects the CUDA-core kernel.
   int group_tile = 0;
+  // Which split kernel runs (additive; the default keeps every earlier call valid):
+  //   0 = automatic: the tensor-core kernel when the group size (num_heads/num_kv_heads) is
+  //       >= 2 and group_tile == 0, else the CUDA-core kernel;
+  //   1 = CUDA-core kernel (one warp per (seq, kv head, head tile, split), fp32 FMAs);
+  //   2 = tensor-core kernel (one 4-warp block per (seq, kv head, 16 query heads, split):
+  //       64-token K/V tiles staged in shared memory by cp.async, `pipeline_stages` deep,
+  //       shared by the group's query heads; Q.K^T and P.V on mma.sync m16n8k16 bf16 with
+  //       fp32 accumulation; P is rounded to bf16 for the P.V product).
+  int kernel_variant = 0;
+  // Tensor-core kernel: shared-memory stages of the K/V pipeline (2, 3 or 4); 0 = default (3).
+  int pipeline_stages = 0;
 };
 
 /// Bytes of workspace a launch with these sizes needs (partial outputs and softmax stats in
@@ -73,9 +83,18 @@ struct DecodeAttentionParams {
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits);
 
-/// A split count that fills the GPU: enough (seq, kv head, split) warps for ~4 waves over
-/// `sm_count` SMs, with splits of at least 256 tokens of `max_context`, capped at 64.
+/// A split count that fills the GPU for the CUDA-core kernel: about 32 (seq, kv head,
+/// split) warps per SM of `sm_count`, with splits of at least 128 tokens of `max_context`,
+/// capped at 64. Right for MHA; for GQA prefer the overload below.
 int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, int sm_count);
+
+/// A split count for the kernel that launch_decode_attention() picks by default for these
+/// head counts (kernel_variant 0, group_tile 0): for group size 1 the same as the overload
+/// above; for GQA (tensor-core kernel, 4-warp blocks, two resident per SM) about 8 blocks
+/// per SM with splits of at least 128 tokens, capped at 64. head_dim is accepted for future
+/// use (both 64 and 128 give the same count today).
+int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
+                                int max_context, int sm_count);
 
 /// Throws std::invalid_argument naming the first bad field (null pointers, head_dim not 64
 /// or 128, num_heads not a multiple of num_kv_heads, too small a workspace, ...).
