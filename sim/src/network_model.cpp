@@ -124,9 +124,8 @@ void NetworkModel::solve_dirty() {
       }
     }
   }
-  // Deterministic order regardless of discovery order.
-  std::sort(comp_links_.begin(), comp_links_.end());
-  std::sort(comp_flows_.begin(), comp_flows_.end());
+  // No sort needed: the discovery order follows the dirty-link order and the links' flow
+  // lists, both deterministic functions of the history, so reruns are identical.
   for (int f : comp_flows_) {
     Flow& fl = flows_[f];
     fl.remaining -= fl.rate * static_cast<double>(now_ - fl.updated);
@@ -154,7 +153,7 @@ void NetworkModel::solve_dirty() {
       flow_mark_[f] = frozen;
       --left;
       Flow& fl = flows_[f];
-      fl.rate = best_share;
+      fl.new_rate = best_share;
       for (int i = 0; i < fl.nlinks; ++i) {
         cap_left_[fl.links[i]] -= best_share;
         --unfrozen_[fl.links[i]];
@@ -163,6 +162,9 @@ void NetworkModel::solve_dirty() {
   }
   for (int f : comp_flows_) {
     Flow& fl = flows_[f];
+    // Unchanged rate: the queued completion stays right (saves heap churn).
+    if (fl.new_rate == fl.rate && fl.finish != kNever) continue;
+    fl.rate = fl.new_rate;
     ++fl.version;
     const double rem = std::max(fl.remaining, 0.0);
     if (!(fl.rate > 0)) {

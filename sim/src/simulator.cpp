@@ -156,7 +156,7 @@ class Engine {
   std::vector<int32_t> pending_;          // unfinished predecessors per op
   std::vector<int32_t> succ_off_, succ_;  // CSR: ops waiting on each op
   std::vector<int32_t> stream_prev_;      // previous op on the same stream, -1 if first
-  std::vector<int32_t> pred_off_, pred_;  // CSR: listed deps of each op
+  std::vector<int32_t> pred_;  // listed deps of all ops, concatenated (pending_ holds counts)
   // What the hot path needs of each op, packed (plan::Op is large: strings and vectors).
   struct OpInfo {
     OpKind kind = OpKind::kGemm;
@@ -227,8 +227,8 @@ void Engine::prepare() {
   }
   info_.resize(n_);
   pending_.assign(n_, 0);
-  pred_off_.assign(n_ + 1, 0);
   pred_.clear();
+  pred_.reserve(static_cast<size_t>(n_) * 2);
   for (int i = 0; i < n_; ++i) {
     const plan::Op& o = P.ops[i];
     if (o.id != i) throw std::runtime_error(fmt::format("op at index {} has id {}", i, o.id));
@@ -245,7 +245,7 @@ void Engine::prepare() {
       }
       pred_.push_back(d);
     }
-    pred_off_[i + 1] = static_cast<int32_t>(pred_.size());
+    pending_[i] = static_cast<int32_t>(o.deps.size());
     OpInfo& in = info_[i];
     in.kind = o.kind;
     in.stream = o.stream;
@@ -270,55 +270,71 @@ void Engine::prepare() {
       if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
     }
   }
-  // Send/recv pairs: matched both ways, same bytes, a route between their GPUs.
+  // Send/recv pairs: matched both ways, same bytes, a route between their GPUs. Collective
+  // ops counted per collective (compared with the member lists below).
+  std::vector<int32_t> named_by(P.collectives.size(), 0);
   for (int i = 0; i < n_; ++i) {
     const OpInfo& in = info_[i];
-    if (in.kind != OpKind::kSend) continue;
-    const OpInfo& mo = info_[in.other];
-    if (mo.kind != OpKind::kRecv || mo.other != i) {
-      throw std::runtime_error(
-          fmt::format("send op {} (rank {} '{}') names op {} as its recv, which does not match "
-                      "it back",
-                      i, in.rank, P.ops[i].name, in.other));
+    if (in.kind == OpKind::kSend) {
+      const OpInfo& mo = info_[in.other];
+      if (mo.kind != OpKind::kRecv || mo.other != i) {
+        throw std::runtime_error(
+            fmt::format("send op {} (rank {} '{}') names op {} as its recv, which does not "
+                        "match it back",
+                        i, in.rank, P.ops[i].name, in.other));
+      }
+      if (mo.bytes != in.bytes) {
+        throw std::runtime_error(
+            fmt::format("send/recv ops {} and {} carry different bytes ({} vs {})", i, in.other,
+                        in.bytes, mo.bytes));
+      }
+      if (in.gpu != mo.gpu) plat_.route(in.gpu, mo.gpu);  // throws when there is no path
+    } else if (in.kind == OpKind::kRecv) {
+      if (info_[in.other].kind != OpKind::kSend || info_[in.other].other != i) {
+        throw std::runtime_error(fmt::format(
+            "recv op {} (rank {} '{}') names op {} as its send, which does not match it back", i,
+            in.rank, P.ops[i].name, in.other));
+      }
+    } else if (is_coll(in.kind)) {
+      ++named_by[in.other];
     }
-    if (mo.bytes != in.bytes) {
-      throw std::runtime_error(
-          fmt::format("send/recv ops {} and {} carry different bytes ({} vs {})", i, in.other,
-                      in.bytes, mo.bytes));
-    }
-    if (in.gpu != mo.gpu) plat_.route(in.gpu, mo.gpu);  // throws when there is no path
   }
-  for (int i = 0; i < n_; ++i) {
-    const OpInfo& in = info_[i];
-    if (in.kind == OpKind::kRecv &&
-        (info_[in.other].kind != OpKind::kSend || info_[in.other].other != i)) {
-      throw std::runtime_error(fmt::format(
-          "recv op {} (rank {} '{}') names op {} as its send, which does not match it back", i,
-          in.rank, P.ops[i].name, in.other));
-    }
-  }
-  // Every op exactly once on its own rank's stream list; stream predecessors.
+  // Every op exactly once on its own rank's stream list; stream predecessors. (The lists
+  // visit ids in a strided order, so only small arrays are touched here; the rank/stream
+  // check against info_ is a sequential pass.)
   stream_prev_.assign(n_, -1);
-  std::vector<uint8_t> seen(n_, 0);
-  for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
-    for (int s = 0; s < plan::kStreamCount; ++s) {
-      OpId prev = -1;
-      for (OpId id : P.stream_ops[r][s]) {
-        if (id < 0 || id >= n_ || info_[id].rank != r || info_[id].stream != s || seen[id]) {
-          throw std::runtime_error(fmt::format(
-              "stream_ops[{}][{}] lists op {}, which is not a unique op of that rank and stream", r,
-              s, id));
+  {
+    // rank * kStreamCount + stream + 1 of the listing, 0 = not listed (uint16: small array).
+    if (R * plan::kStreamCount >= 65535) {
+      throw std::runtime_error("the simulator supports at most 32767 plan ranks");
+    }
+    std::vector<uint16_t> listed(n_, 0);
+    for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
+      for (int s = 0; s < plan::kStreamCount; ++s) {
+        OpId prev = -1;
+        for (OpId id : P.stream_ops[r][s]) {
+          if (id < 0 || id >= n_ || listed[id] != 0) {
+            throw std::runtime_error(fmt::format(
+                "stream_ops[{}][{}] lists op {}, which is out of range or listed twice", r, s, id));
+          }
+          listed[id] = static_cast<uint16_t>(r * plan::kStreamCount + s + 1);
+          stream_prev_[id] = prev;
+          prev = id;
         }
-        seen[id] = 1;
-        stream_prev_[id] = prev;
-        prev = id;
       }
     }
-  }
-  for (int i = 0; i < n_; ++i) {
-    if (!seen[i]) {
-      throw std::runtime_error(fmt::format("op {} (rank {} '{}') is on no stream list", i,
-                                           info_[i].rank, P.ops[i].name));
+    for (int i = 0; i < n_; ++i) {
+      const int want = info_[i].rank * plan::kStreamCount + info_[i].stream + 1;
+      if (listed[i] != want) {
+        const int at = listed[i] - 1;
+        throw std::runtime_error(
+            listed[i] == 0
+                ? fmt::format("op {} (rank {} '{}') is on no stream list", i, info_[i].rank,
+                              P.ops[i].name)
+                : fmt::format("op {} (rank {} stream {}) is listed in stream_ops[{}][{}]", i,
+                              info_[i].rank, info_[i].stream, at / plan::kStreamCount,
+                              at % plan::kStreamCount));
+      }
     }
   }
   // Groups and collectives.
@@ -378,38 +394,32 @@ void Engine::prepare() {
       }
     }
   }
-  // Each collective op is listed by its collective (counts match: members were checked).
-  {
-    std::vector<int32_t> count(P.collectives.size(), 0);
-    for (int i = 0; i < n_; ++i) {
-      if (is_coll(info_[i].kind)) ++count[info_[i].other];
-    }
-    for (size_t c = 0; c < count.size(); ++c) {
-      if (count[c] != members[c]) {
-        throw std::runtime_error(fmt::format("collective {} has {} member ops but {} ops name it",
-                                             c, members[c], count[c]));
-      }
+  // Each collective op is listed by its collective (members were checked above).
+  for (size_t c = 0; c < named_by.size(); ++c) {
+    if (named_by[c] != members[c]) {
+      throw std::runtime_error(fmt::format("collective {} has {} member ops but {} ops name it", c,
+                                           members[c], named_by[c]));
     }
   }
 
   // Successor lists (CSR) in op-id order of the waiting op, so readiness cascades
   // deterministically.
   succ_off_.assign(n_ + 1, 0);
+  for (int32_t d : pred_) ++succ_off_[d + 1];
   for (int i = 0; i < n_; ++i) {
-    if (stream_prev_[i] >= 0) {
-      ++succ_off_[stream_prev_[i] + 1];
-      ++pending_[i];
-    }
-    for (int32_t j = pred_off_[i]; j < pred_off_[i + 1]; ++j) ++succ_off_[pred_[j] + 1];
-    pending_[i] += pred_off_[i + 1] - pred_off_[i];
+    if (stream_prev_[i] >= 0) ++succ_off_[stream_prev_[i] + 1];
   }
   for (int i = 0; i < n_; ++i) succ_off_[i + 1] += succ_off_[i];
   succ_.assign(succ_off_[n_], 0);
   std::vector<int32_t> fill(succ_off_.begin(), succ_off_.end() - 1);
+  size_t j = 0;
   for (int i = 0; i < n_; ++i) {
     if (stream_prev_[i] >= 0) succ_[fill[stream_prev_[i]]++] = i;
-    for (int32_t j = pred_off_[i]; j < pred_off_[i + 1]; ++j) succ_[fill[pred_[j]]++] = i;
+    for (const size_t end = j + pending_[i]; j < end; ++j) succ_[fill[pred_[j]]++] = i;
+    if (stream_prev_[i] >= 0) ++pending_[i];
   }
+  pred_.clear();
+  pred_.shrink_to_fit();
   state_.assign(n_, kWaiting);
   local_link_.resize(plat_.gpus());
   for (int g = 0; g < plat_.gpus(); ++g) {
