@@ -258,6 +258,15 @@ struct AttnOpt {
   bool old_splits = false;  // splits from the 4-argument (CUDA-core) heuristic
 };
 
+// The split heuristic the CUDA-core kernel was tuned with (the library's default before the
+// tensor-core kernel): ~32 (seq, kv head, split) warps per SM, splits >= 128 tokens, <= 64.
+int cc_num_splits(int batch, int num_kv_heads, int max_context, int sm_count) {
+  const long items = std::max(1L, long{batch} * num_kv_heads);
+  long splits = (long{sm_count} * 32 + items - 1) / items;
+  splits = std::min({splits, std::max(1L, (long{max_context} + 127) / 128), 64L});
+  return static_cast<int>(std::max(1L, splits));
+}
+
 void bench_attention(const char* model, int heads, int kv_heads, int batch, int ctx, int sms,
                      bool verify, AttnOpt o = {}) {
   const int hd = 128;
@@ -273,7 +282,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));  // attend over ctx tokens
   const int splits = o.splits ? o.splits
                      : o.old_splits
-                         ? mk::decode_attention_num_splits(batch, kv_heads, ctx, sms)
+                         ? cc_num_splits(batch, kv_heads, ctx, sms)
                          : mk::decode_attention_num_splits(batch, heads, kv_heads, hd, ctx, sms);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
@@ -317,8 +326,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   std::string shape = "b=" + std::to_string(batch) + " ctx=" + std::to_string(ctx) +
                       " h=" + std::to_string(heads) + "/" + std::to_string(kv_heads) +
                       " splits=" + std::to_string(splits);
-  const bool gqa = heads != kv_heads;
-  const bool tc = o.variant == 2 || (o.variant == 0 && gqa && o.group_tile == 0);
+  const bool tc = o.variant == 2 || (o.variant == 0 && o.group_tile == 0);
   shape += tc ? " tc" : " cc";
   if (o.group_tile) shape += " tile=" + std::to_string(o.group_tile);
   if (o.stages) shape += " st=" + std::to_string(o.stages);
@@ -593,31 +601,31 @@ int main(int argc, char** argv) {
     }
   }
   if (!quick) {
-    // Before/after in the same run: the CUDA-core kernel (default before the tensor-core
-    // kernel) with its own split heuristic, at the GQA shapes of batch x context >= 16K.
-    for (auto [b, c] :
-         {std::pair{8, 2048}, {8, 8192}, {32, 2048}, {32, 8192}, {128, 2048}, {128, 8192}}) {
-      AttnOpt o;
-      o.variant = 1;
-      o.old_splits = true;
-      bench_attention("mixtral", 32, 8, b, c, sms, false, o);
-    }
-    // The tensor-core kernel for MHA too (each warp's 16 mma rows hold one head).
-    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 2048}, {128, 8192}}) {
-      AttnOpt o;
-      o.variant = 2;
-      bench_attention("paper", 32, 32, b, c, sms, false, o);
-    }
-    // Split-count sensitivity of the tensor-core GQA kernel.
-    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}}) {
-      for (int s : {2, 4, 8, 16, 32, 64}) {
+    // Before/after in the same run: the CUDA-core kernel (the default before the tensor-core
+    // kernel) with its own split heuristic, at every grid shape.
+    for (int batch : {1, 8, 32, 128}) {
+      for (int ctx : {2048, 8192}) {
         AttnOpt o;
-        o.splits = s;
-        bench_attention("mixtral", 32, 8, b, c, sms, false, o);
+        o.variant = 1;
+        o.old_splits = true;
+        bench_attention("paper", 32, 32, batch, ctx, sms, false, o);
+        bench_attention("mixtral", 32, 8, batch, ctx, sms, false, o);
       }
     }
-    // Pipeline depth of the tensor-core GQA kernel.
-    for (auto [b, c] : {std::pair{8, 8192}, {32, 8192}, {128, 8192}}) {
+    // Split-count sensitivity of the tensor-core kernel.
+    for (int s : {2, 4, 8, 16}) {
+      AttnOpt o;
+      o.splits = s;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+      bench_attention("mixtral", 32, 8, 8, 8192, sms, false, o);
+    }
+    for (int s : {4, 8, 16, 32, 64}) {
+      AttnOpt o;
+      o.splits = s;
+      bench_attention("paper", 32, 32, 1, 8192, sms, false, o);
+    }
+    // Pipeline depth of the tensor-core kernel.
+    for (auto [b, c] : {std::pair{8, 2048}, {8, 8192}}) {
       for (int st : {2, 3, 4}) {
         AttnOpt o;
         o.stages = st;

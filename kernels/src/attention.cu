@@ -31,6 +31,10 @@ struct SplitArgs {
   float* ws_l;    // [batch, num_heads, splits] sum of exp2
   int batch, num_heads, num_kv_heads, max_kv_len, splits, subgroups;
   float scale_log2;  // scale * log2(e)
+  // Tensor-core kernel with one split: write the normalised output (and lse) directly and
+  // skip the reduce kernel. Null: write the workspace.
+  bf16* direct_out;
+  float* direct_lse;
 };
 
 // One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
@@ -287,18 +291,28 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
   const int b = item / a.num_kv_heads;
   if (b >= a.batch) return;
 
-  const bool append = a.k_new != nullptr;
-  const int len_old = a.kv_lens[b];
-  const int len = len_old + (append ? 1 : 0);
-  if (len_old < 0 || len > a.max_kv_len || len < 1) return;  // reduce writes NaN
-  const int chunk = (len + a.splits - 1) / a.splits;
-  const int start = min(len, s * chunk);
-  const int end = min(len, start + chunk);
-  const int ntiles = (end - start + kTcTile - 1) / kTcTile;
-
   const int group = a.num_heads / a.num_kv_heads;
   const int head0 = kvh * group + sg * kTcRows;
   const int rows = min(kTcRows, group - sg * kTcRows);
+
+  const bool append = a.k_new != nullptr;
+  const int len_old = a.kv_lens[b];
+  const int len = len_old + (append ? 1 : 0);
+  if (len_old < 0 || len > a.max_kv_len || len < 1) {  // full cache: NaN output
+    if (a.direct_out != nullptr) {
+      const std::int64_t row0 = static_cast<std::int64_t>(b) * a.num_heads + head0;
+      for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+        a.direct_out[row0 * HD + idx] = __float2bfloat16(NAN);
+        if (a.direct_lse != nullptr && idx % HD == 0) a.direct_lse[row0 + idx / HD] = NAN;
+      }
+    }
+    return;  // otherwise the reduce kernel writes NaN
+  }
+  // Split chunks are whole 64-token tiles (trailing splits may be empty).
+  const int chunk = ((len + a.splits - 1) / a.splits + kTcTile - 1) / kTcTile * kTcTile;
+  const int start = min(len, s * chunk);
+  const int end = min(len, start + chunk);
+  const int ntiles = (end - start + kTcTile - 1) / kTcTile;
 
   const std::int64_t cache_off = (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
                                  static_cast<std::int64_t>(a.max_kv_len) * HD;
@@ -500,6 +514,12 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
       acc += sm_o[(w * kTcRows + r) * HD + d] * f;
       L += sm_l[w * kTcRows + r] * f;
     }
+    if (a.direct_out != nullptr) {  // one split: this is the whole softmax
+      const std::int64_t row = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
+      a.direct_out[row * HD + d] = __float2bfloat16(acc / L);
+      if (a.direct_lse != nullptr && d == 0) a.direct_lse[row] = (mx + log2f(L)) / kLog2e;
+      continue;
+    }
     const std::int64_t row =
         (static_cast<std::int64_t>(b) * a.num_heads + head0 + r) * a.splits + s;
     a.ws_acc[row * HD + d] = acc;
@@ -666,28 +686,52 @@ std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_
   return align256(rows * head_dim * sizeof(float)) + 2 * align256(rows * sizeof(float));
 }
 
+namespace {
+
+// Split count for the tensor-core kernel from a small cost model: `items` blocks per split,
+// `slots` blocks resident at once; time ~ waves * (64-token tiles per block + 1), the +1
+// standing for a block's fixed cost (pipeline fill, merge, workspace write). Splits are at
+// least one tile; ties go to fewer splits. Measured on the H100 (docs/kernels.md): for
+// Mixtral b=8 ctx=8192 the model's 4 splits were the fastest of 2..64.
+int tc_num_splits(long items, int max_context, long slots) {
+  items = std::max(1L, items);
+  slots = std::max(1L, slots);
+  const long ctx = std::max(1, max_context);
+  int best = 1;
+  long best_cost = -1;
+  for (int s = 1; s <= 64; ++s) {
+    const long chunk = (ctx + s - 1) / s;
+    if (s > 1 && chunk < kTcTile) break;
+    const long tiles = (chunk + kTcTile - 1) / kTcTile;
+    const long waves = (items * s + slots - 1) / slots;
+    const long cost = waves * (tiles + 1);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = s;
+    }
+  }
+  return best;
+}
+
+// Blocks of the tensor-core kernel resident per SM at the default pipeline depth: shared
+// memory (3 stages x 2 x 64 tokens x head_dim x 2 bytes) is the limit.
+int tc_blocks_per_sm(int head_dim) { return head_dim == 64 ? 4 : 2; }
+
+}  // namespace
+
 int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, int sm_count) {
-  const long items = std::max(1L, long{batch} * num_kv_heads);
-  const long target_warps = long{std::max(1, sm_count)} * 32;  // ~half the resident warps
-  long splits = (target_warps + items - 1) / items;
-  const long by_len = std::max(1L, (long{max_context} + 127) / 128);  // >= 128 tokens a split
-  splits = std::min({splits, by_len, 64L});
-  return static_cast<int>(std::max(1L, splits));
+  // The default kernel is the tensor-core one; without the head counts, assume groups of at
+  // most 16 query heads per kv head and head_dim 128.
+  return tc_num_splits(long{batch} * num_kv_heads, max_context,
+                       long{std::max(1, sm_count)} * tc_blocks_per_sm(128));
 }
 
 int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
                                 int max_context, int sm_count) {
-  (void)head_dim;
-  if (num_kv_heads <= 0 || num_heads <= num_kv_heads) {
-    return decode_attention_num_splits(batch, num_kv_heads, max_context, sm_count);
-  }
-  const long group = num_heads / num_kv_heads;
-  const long items = std::max(1L, long{batch} * num_kv_heads * ((group + kTcRows - 1) / kTcRows));
-  const long target_blocks = long{std::max(1, sm_count)} * 8;  // ~4 waves of 2 blocks per SM
-  long splits = (target_blocks + items - 1) / items;
-  const long by_len = std::max(1L, (long{max_context} + 127) / 128);  // >= 128 tokens a split
-  splits = std::min({splits, by_len, 64L});
-  return static_cast<int>(std::max(1L, splits));
+  const long group = num_kv_heads > 0 ? std::max(1, num_heads / num_kv_heads) : 1;
+  const long items = long{batch} * num_kv_heads * ((group + kTcRows - 1) / kTcRows);
+  return tc_num_splits(items, max_context,
+                       long{std::max(1, sm_count)} * tc_blocks_per_sm(head_dim));
 }
 
 void check_decode_attention(const DecodeAttentionParams& p) {
@@ -726,8 +770,10 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   a.splits = p.num_splits;
   const float scale = p.scale != 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(p.head_dim));
   a.scale_log2 = scale * kLog2e;
-  const bool tensor_cores =
-      p.kernel_variant == 2 || (p.kernel_variant == 0 && group >= 2 && p.group_tile == 0);
+  const bool tensor_cores = p.kernel_variant == 2 || (p.kernel_variant == 0 && p.group_tile == 0);
+  const bool direct = tensor_cores && p.num_splits == 1;
+  a.direct_out = direct ? p.out : nullptr;
+  a.direct_lse = direct ? p.lse : nullptr;
   if (tensor_cores) {
     a.subgroups = (group + kTcRows - 1) / kTcRows;
     const int stages = p.pipeline_stages ? p.pipeline_stages : 3;
@@ -743,6 +789,7 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
     }
   }
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchFailed;
+  if (direct) return Status::kOk;  // the split kernel wrote out (and lse)
   const int items = p.batch * p.num_heads;
   const int warps_per_block = 4;
   const unsigned blocks = static_cast<unsigned>((items + warps_per_block - 1) / warps_per_block);

@@ -237,6 +237,9 @@ TEST(GpuDecodeAttention, TensorCoreKernelVariantsAndStages) {
   run_attention({4, 4, 128, {0, 37, 300}, 320, 4, true, 0, 2}, 54);  // MHA on tensor cores
   run_attention({4, 4, 64, {513, 5}, 600, 5, false, 0, 2, 2}, 55);   // MHA hd64, 2 stages
   run_attention({32, 8, 128, {1000, 63}, 1100, 0, true, 0, 1}, 56);  // GQA on CUDA cores
+  run_attention({4, 4, 128, {0, 37, 300}, 320, 4, true, 0, 1}, 57);  // MHA on CUDA cores
+  run_attention({32, 8, 128, {1000, 63}, 1100, 1, true}, 58);        // 1 split: no reduce
+  run_attention({16, 16, 64, {90, 300}, 320, 1, false}, 59);         // MHA, 1 split
 }
 
 TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {

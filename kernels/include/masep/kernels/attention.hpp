@@ -16,12 +16,13 @@
 // and upload them). Requires kv_lens[b] < max_kv_len (checked on the device: a sequence
 // whose cache is full writes NaN into its output rather than overrunning memory).
 //
-// Split-KV: each (sequence, kv head) is cut into num_splits chunks of
-// ceil((kv_lens[b]+1) / num_splits) tokens; one warp per (seq, kv head, split) computes a
-// partial softmax for the whole GQA group (num_heads / num_kv_heads query heads) into the
-// workspace, and a reduce kernel merges the splits. With num_splits == 1 the reduce still
-// runs (it is cheap) so there is one code path. Choose num_splits with
-// decode_attention_num_splits(); size the workspace with decode_attention_workspace_bytes().
+// Split-KV: each (sequence, kv head) is cut into num_splits chunks of about
+// ceil((kv_lens[b]+1) / num_splits) tokens; a block (tensor-core kernel, the default) or a
+// warp (CUDA-core kernel) per (seq, kv head, split) computes a partial softmax for the GQA
+// group's query heads (num_heads / num_kv_heads) into the workspace, and a reduce kernel
+// merges the splits (skipped by the tensor-core kernel when num_splits == 1). Choose
+// num_splits with decode_attention_num_splits(); size the workspace with
+// decode_attention_workspace_bytes().
 //
 // Numerics: scores and softmax in fp32 (exp2 with log2(e)-scaled logits), output bf16.
 #pragma once
@@ -66,13 +67,15 @@ struct DecodeAttentionParams {
   // CUDA-core kernel; 0 picks the default. A non-zero tile selects the CUDA-core kernel.
   int group_tile = 0;
   // Which split kernel runs (additive; the default keeps every earlier call valid):
-  //   0 = automatic: the tensor-core kernel when the group size (num_heads/num_kv_heads) is
-  //       >= 2 and group_tile == 0, else the CUDA-core kernel;
+  //   0 = automatic: the tensor-core kernel unless group_tile != 0 (then the CUDA-core one);
   //   1 = CUDA-core kernel (one warp per (seq, kv head, head tile, split), fp32 FMAs);
   //   2 = tensor-core kernel (one 4-warp block per (seq, kv head, 16 query heads, split):
   //       64-token K/V tiles staged in shared memory by cp.async, `pipeline_stages` deep,
   //       shared by the group's query heads; Q.K^T and P.V on mma.sync m16n8k16 bf16 with
-  //       fp32 accumulation; P is rounded to bf16 for the P.V product).
+  //       fp32 accumulation; P is rounded to bf16 for the P.V product). Its splits are
+  //       whole 64-token tiles (ceil(len / num_splits) rounded up to 64; trailing splits may
+  //       be empty). With num_splits == 1 it writes `out`/`lse` itself and the reduce kernel
+  //       is not launched (the workspace is then unused).
   int kernel_variant = 0;
   // Tensor-core kernel: shared-memory stages of the K/V pipeline (2, 3 or 4); 0 = default (3).
   int pipeline_stages = 0;
@@ -83,16 +86,15 @@ struct DecodeAttentionParams {
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits);
 
-/// A split count that fills the GPU for the CUDA-core kernel: about 32 (seq, kv head,
-/// split) warps per SM of `sm_count`, with splits of at least 128 tokens of `max_context`,
-/// capped at 64. Right for MHA; for GQA prefer the overload below.
+/// A split count for the default (tensor-core) kernel, assuming head_dim 128 and at most 16
+/// query heads per kv head; prefer the overload below, which knows the head counts. Chosen
+/// from a cost model over `sm_count` SMs (waves of resident blocks x 64-token tiles per
+/// split), splits of at least 64 tokens of `max_context`, at most 64.
 int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, int sm_count);
 
-/// A split count for the kernel that launch_decode_attention() picks by default for these
-/// head counts (kernel_variant 0, group_tile 0): for group size 1 the same as the overload
-/// above; for GQA (tensor-core kernel, 4-warp blocks, two resident per SM) about 8 blocks
-/// per SM with splits of at least 128 tokens, capped at 64. head_dim is accepted for future
-/// use (both 64 and 128 give the same count today).
+/// A split count for the kernel that launch_decode_attention() picks by default (the
+/// tensor-core kernel): the same cost model with (batch x kv heads x ceil(group / 16)) blocks
+/// per split and the resident blocks per SM of this head_dim (2 for 128, 4 for 64).
 int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
                                 int max_context, int sm_count);
 
