@@ -17,6 +17,20 @@ using detail::unpack8;
 constexpr int kWarpsPerBlock = 4;
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Programmatic dependent launch (sm_90): the split kernels let the reduce kernel launch
+// while they run; the reduce kernel waits for their completion (and memory) before reading
+// the workspace. No-ops on sm_80 and when the reduce is launched without the attribute.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 struct SplitArgs {
   const bf16* q;
   std::int64_t q_stride;
@@ -47,6 +61,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   constexpr int kLanesPerToken = HD / DPL;
   constexpr int kTPW = 32 / kLanesPerToken;
   constexpr int NV = DPL / 8;
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
   int item = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
   const int s = item % a.splits;
@@ -279,6 +294,7 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
       "merge buffers must fit in the pipeline's shared memory");
   extern __shared__ __align__(128) unsigned char smem[];
   const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  pdl_launch_dependents();
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
 
@@ -537,6 +553,7 @@ __global__ void decode_attention_reduce_kernel(const float* ws_acc, const float*
                                                bool append, int max_kv_len, int batch,
                                                int num_heads, int splits, bf16* out, float* lse) {
   constexpr int kPer = HD / 32;
+  pdl_wait();
   const int lane = threadIdx.x & 31;
   const int item = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (item >= batch * num_heads) return;
@@ -666,6 +683,25 @@ bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
   return true;
 }
 
+// Whether the current device has programmatic dependent launch (compute capability >= 9),
+// cached per device.
+bool device_supports_pdl() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < kMaxDevices) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c != 0) return c == 2;
+  }
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    return false;
+  }
+  if (dev >= 0 && dev < kMaxDevices) cached[dev].store(major >= 9 ? 2 : 1);
+  return major >= 9;
+}
+
 template <int HD>
 bool launch_mma_hd(const SplitArgs& a, int stages, cudaStream_t stream) {
   switch (stages) {
@@ -713,9 +749,12 @@ int tc_num_splits(long items, int max_context, long slots) {
   return best;
 }
 
-// Blocks of the tensor-core kernel resident per SM at the default pipeline depth: shared
-// memory (3 stages x 2 x 64 tokens x head_dim x 2 bytes) is the limit.
-int tc_blocks_per_sm(int head_dim) { return head_dim == 64 ? 4 : 2; }
+// "Slots" per SM in the cost model. Two head_dim-128 blocks fit per SM (shared memory:
+// 3 stages x 2 x 64 tokens x 256 bytes), but the H100 sweeps showed one long block per SM
+// streaming as fast as two half-length ones (b=8 ctx=8192 GQA: 2 splits 93 us, 4 splits
+// 96 us; MHA b=1 ctx=8192: 4 splits 50 us, 8 splits 52 us), so a slot is an SM (two for
+// head_dim 64, whose blocks are half the size).
+int tc_blocks_per_sm(int head_dim) { return head_dim == 64 ? 2 : 1; }
 
 }  // namespace
 
@@ -793,15 +832,39 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   const int items = p.batch * p.num_heads;
   const int warps_per_block = 4;
   const unsigned blocks = static_cast<unsigned>((items + warps_per_block - 1) / warps_per_block);
-  if (p.head_dim == 128) {
-    decode_attention_reduce_kernel<128><<<blocks, warps_per_block * 32, 0, stream>>>(
-        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch, p.num_heads,
-        p.num_splits, p.out, p.lse);
-  } else {
-    decode_attention_reduce_kernel<64><<<blocks, warps_per_block * 32, 0, stream>>>(
-        a.ws_acc, a.ws_m, a.ws_l, p.kv_lens, p.k_new != nullptr, p.max_kv_len, p.batch, p.num_heads,
-        p.num_splits, p.out, p.lse);
+  // The reduce is launched as a programmatic dependent of the split kernel on sm_90, so its
+  // launch overlaps the split kernel's tail (it waits for the split kernel's results).
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(warps_per_block * 32);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = device_supports_pdl() ? 1 : 0;
+  const bool append = p.k_new != nullptr;
+  auto launch_reduce = [&]() {
+    return p.head_dim == 128
+               ? cudaLaunchKernelEx(&cfg, decode_attention_reduce_kernel<128>,
+                                    static_cast<const float*>(a.ws_acc),
+                                    static_cast<const float*>(a.ws_m),
+                                    static_cast<const float*>(a.ws_l), p.kv_lens, append,
+                                    p.max_kv_len, p.batch, p.num_heads, p.num_splits, p.out, p.lse)
+               : cudaLaunchKernelEx(&cfg, decode_attention_reduce_kernel<64>,
+                                    static_cast<const float*>(a.ws_acc),
+                                    static_cast<const float*>(a.ws_m),
+                                    static_cast<const float*>(a.ws_l), p.kv_lens, append,
+                                    p.max_kv_len, p.batch, p.num_heads, p.num_splits, p.out, p.lse);
+  };
+  cudaError_t err = launch_reduce();
+  if (err != cudaSuccess && cfg.numAttrs == 1) {  // PDL refused: launch it plainly
+    (void)cudaGetLastError();
+    cfg.numAttrs = 0;
+    err = launch_reduce();
   }
+  if (err != cudaSuccess) return Status::kLaunchFailed;
   return detail::launch_status();
 }
 

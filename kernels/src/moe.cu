@@ -214,6 +214,72 @@ __global__ void permute_plan_kernel(const std::int32_t* topk_ids, const std::int
   }
 }
 
+// Small batches (tokens*k <= kFusedMaxAssign, E <= 256): plan and gather in one launch.
+// Every block stages all expert ids and the counts in shared memory and derives the expert
+// offsets itself; then each warp takes assignments a (grid-strided), ranks a among the
+// earlier assignments of its expert with ballots (the same stable order as the plan kernel)
+// and copies token a/k's row to its destination. Block 0 writes expert_offsets and the -1
+// of unfilled fixed-capacity rows. One launch instead of two dependent ones.
+constexpr int kFusedMaxAssign = 4096;
+constexpr int kFusedMaxExperts = 256;
+constexpr int kFusedWarps = 8;
+
+__global__ void __launch_bounds__(kFusedWarps * 32)
+    permute_fused_kernel(const bf16* x, const std::int32_t* topk_ids, const std::int32_t* counts,
+                         int n, int k, int num_experts, int capacity, int hidden, bf16* permuted_x,
+                         std::int32_t* permuted_row, std::int32_t* source_token,
+                         std::int32_t* offsets) {
+  __shared__ std::int32_t s_ids[kFusedMaxAssign];
+  __shared__ std::int32_t s_cnt[kFusedMaxExperts];
+  __shared__ std::int32_t s_off[kFusedMaxExperts + 1];
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s_ids[i] = topk_ids[i];
+  for (int e = threadIdx.x; e < num_experts; e += blockDim.x) s_cnt[e] = counts[e];
+  __syncthreads();
+  for (int e = threadIdx.x; e <= num_experts; e += blockDim.x) {
+    int off = 0;
+    for (int i = 0; i < e; ++i) off += s_cnt[i];
+    s_off[e] = off;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0) {
+    for (int e = threadIdx.x; e <= num_experts; e += blockDim.x) offsets[e] = s_off[e];
+    if (capacity > 0) {
+      for (int e = 0; e < num_experts; ++e) {
+        for (int r = min(s_cnt[e], capacity) + threadIdx.x; r < capacity; r += blockDim.x) {
+          source_token[std::int64_t{e} * capacity + r] = -1;
+        }
+      }
+    }
+  }
+  const int lane = threadIdx.x & 31;
+  const int nvec = hidden / 8;
+  for (int a = blockIdx.x * kFusedWarps + (threadIdx.x >> 5); a < n; a += gridDim.x * kFusedWarps) {
+    const int e = s_ids[a];
+    if (e < 0 || e >= num_experts) continue;
+    int rank = 0;
+    for (int c0 = 0; c0 < a; c0 += 32) {
+      const int i = c0 + lane;
+      rank += __popc(__ballot_sync(0xffffffffu, i < a && s_ids[i] == e));
+    }
+    const int base = capacity > 0 ? e * capacity : s_off[e];
+    if (capacity > 0 && rank >= capacity) {
+      if (lane == 0) permuted_row[a] = -1;
+      continue;
+    }
+    const int row = base + rank;
+    const int t = a / k;
+    if (lane == 0) {
+      permuted_row[a] = row;
+      source_token[row] = t;
+    }
+    const bf16* src = x + static_cast<std::int64_t>(t) * hidden;
+    bf16* dst = permuted_x + static_cast<std::int64_t>(row) * hidden;
+    for (int v = lane; v < nvec; v += 32) {
+      *reinterpret_cast<uint4*>(dst + v * 8) = ldg16(src + v * 8);
+    }
+  }
+}
+
 // One thread per 16-byte vector of a destination row.
 __global__ void permute_gather_kernel(const bf16* x, const std::int32_t* source_token,
                                       bf16* permuted_x, std::int64_t rows, int hidden) {
@@ -358,6 +424,13 @@ Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
 Status launch_permute(const PermuteParams& p, cudaStream_t stream) {
   if (permute_problem(p)) return Status::kInvalidArgument;
   const int n = p.tokens * p.k;
+  if (n <= kFusedMaxAssign && p.num_experts <= kFusedMaxExperts) {
+    const int blocks = std::min((n + kFusedWarps - 1) / kFusedWarps, 1024);
+    permute_fused_kernel<<<blocks, kFusedWarps * 32, 0, stream>>>(
+        p.x, p.topk_ids, p.expert_counts, n, p.k, p.num_experts, p.capacity, p.hidden, p.permuted_x,
+        p.permuted_row, p.source_token, p.expert_offsets);
+    return detail::launch_status();
+  }
   const int warps = std::min(32, p.num_experts);
   permute_plan_kernel<<<(p.num_experts + warps - 1) / warps, warps * 32, 0, stream>>>(
       p.topk_ids, p.expert_counts, n, p.k, p.num_experts, p.capacity, p.permuted_row,

@@ -519,6 +519,19 @@ TEST(GpuPermute, PackedRandomRouting) {
   run_permute_combine(77, 256, 8, 24, 0, random_ids(77, 256, 8, rng), 18);
 }
 
+// Both launch paths: the fused one-kernel path (tokens*k <= 4096 and <= 256 experts) at its
+// limit, and the plan + gather path beyond it (more assignments, more experts), packed and
+// with capacity drops.
+TEST(GpuPermute, FusedAndTwoKernelPaths) {
+  REQUIRE_GPU();
+  std::mt19937 rng(23);
+  run_permute_combine(2048, 16, 2, 64, 0, random_ids(2048, 16, 2, rng), 24);    // fused, n=4096
+  run_permute_combine(2100, 16, 2, 64, 0, random_ids(2100, 16, 2, rng), 25);    // two kernels
+  run_permute_combine(2100, 16, 2, 64, 200, random_ids(2100, 16, 2, rng), 26);  // + capacity
+  run_permute_combine(50, 300, 2, 32, 0, random_ids(50, 300, 2, rng), 27);      // 300 experts
+  run_permute_combine(900, 64, 4, 40, 50, random_ids(900, 64, 4, rng), 28);     // fused + cap
+}
+
 TEST(GpuPermute, OneExpertTakesAllAndCapacityDrops) {
   REQUIRE_GPU();
   // k = 1, every token to expert 3 of 8; then capacity 10 drops all but the first 10.

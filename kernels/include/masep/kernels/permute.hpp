@@ -2,7 +2,8 @@
 //
 // An "assignment" a = t*k + j is token t's j-th routed expert topk_ids[a] (router.hpp).
 //
-// launch_permute (two small kernels: a plan kernel, then a row gather):
+// launch_permute (one fused kernel when tokens*k <= 4096 and num_experts <= 256, else two:
+// a plan kernel, then a row gather; the results are identical):
 //   expert_offsets[e] = sum of expert_counts[e'] for e' < e, expert_offsets[E] = tokens*k
 //     (int32 [E+1], written by the launch)
 //   assignments of expert e get rows row_base(e) + 0, 1, ... in increasing a (stable, so
