@@ -15,5 +15,8 @@ int cmd_sweep(const Args& args);       ///< masep sweep SWEEP.yaml: grid of scen
 int cmd_collective(const Args& args);  ///< masep collective: simulated nccl-tests table
 int cmd_paper(const Args& args);       ///< masep paper: simulated vs the paper's figures
 int cmd_list(const Args& args);        ///< masep list: built-in models, topologies, scenarios
+#ifdef MASEP_HAVE_CUDA
+int cmd_exec(const Args& args);  ///< masep exec SCENARIO: run on real GPUs, measure
+#endif
 
 }  // namespace masep::tools

@@ -25,6 +25,9 @@ const Command kCommands[] = {
      "simulate one collective over a size range (nccl-tests table)"},
     {"paper", masep::tools::cmd_paper, "simulated figures beside the paper's"},
     {"list", masep::tools::cmd_list, "list built-in models, topologies, GPUs and scenarios"},
+#ifdef MASEP_HAVE_CUDA
+    {"exec", masep::tools::cmd_exec, "run a scenario on this host's GPUs and measure it"},
+#endif
 };
 
 void usage(FILE* out) {

@@ -1,0 +1,72 @@
+// The executor: runs a scenario's Program on real GPUs, one process per plan rank, and
+// measures every op with CUDA events, so its Timeline (and trace, and metrics) joins the
+// simulator's op by op.
+//
+//   masep exec SCENARIO            on one host: launch_local() starts one child process per
+//                                  plan rank (fork + exec of /proc/self/exe, rank, world and
+//                                  the NCCL id in the environment) and supervises them;
+//                                  each child calls run_rank().
+//   mpirun -np N masep exec ...    each MPI process calls run_rank() directly; the NCCL id
+//   srun -n N masep exec ...       goes through MPI_Bcast (needs a build with MPI).
+//
+// Every process masep starts, and every rank before NCCL initialises, has
+// NCCL_NVLS_ENABLE=0 (NVLink multicast off; see /work/shared/GPU.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "masep/exec/clock.hpp"
+#include "masep/exec/launch_plan.hpp"
+#include "masep/exec/process_env.hpp"
+#include "masep/plan/program.hpp"
+#include "masep/plan/scenario.hpp"
+
+namespace masep::exec {
+
+struct ExecOptions {
+  std::string scenario;                ///< built-in name or YAML path
+  std::vector<std::string> overrides;  ///< --set KEY=VALUE
+  int warmup = 2;                      ///< untimed runs of the first step before timing
+  double timeout_s = 120;              ///< no progress for this long = stall → abort, exit
+  bool verify = false;                 ///< --verify (not implemented yet: throws)
+};
+
+/// The scenario and its Program, as every process compiles them (deterministic, so all
+/// ranks and the launcher agree op for op).
+struct Compiled {
+  plan::Scenario scenario;
+  plan::Program program;
+};
+Compiled compile_for_exec(const ExecOptions& o);
+
+/// What one rank measured; the timeline is filled on rank 0 only.
+struct ExecResult {
+  Compiled compiled;
+  int rank = 0;
+  bool has_timeline = false;
+  AlignedRun run;                  ///< rank 0: the measured Timeline of all ranks
+  std::string device;              ///< cudaGetDeviceProperties name of rank 0's GPU
+  std::string versions;            ///< runtime_versions()
+  std::vector<RankMemory> memory;  ///< rank 0: what each rank allocated
+  int64_t init_ms = 0;             ///< NCCL init, allocation and data generation (rank 0)
+};
+
+/// Runs this process's rank (env.mode kChild, kMpi or kSlurm): NCCL communicators, buffers,
+/// warm-up, one timed run of the whole Program, gathering the timings on rank 0. Throws
+/// GpuError, plan::InfeasiblePlan (memory), std::runtime_error. A stall or NCCL async error
+/// is handled by a watchdog thread that aborts the communicators and ends the process with
+/// exit code 4 after printing which rank and op it was waiting on.
+ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env);
+
+/// Starts one child per plan rank on this host running `/proc/self/exe` with `child_argv`
+/// (e.g. {"exec", "scenario.yaml", "--steps", "4"}) and supervises them: when a child exits
+/// non-zero or dies, the others get SIGTERM, then SIGKILL after a grace period. Returns 0
+/// when every rank succeeded, otherwise non-zero after printing which rank failed and how.
+int launch_local(const ExecOptions& o, const std::vector<std::string>& child_argv);
+
+/// Whether this build can join an MPI job (MASEP_HAVE_MPI).
+bool built_with_mpi();
+
+}  // namespace masep::exec

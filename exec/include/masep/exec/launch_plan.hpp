@@ -1,0 +1,185 @@
+// Program → launches for one rank: which kernel, cuBLAS or NCCL call each op becomes, on
+// which stream, reading and writing which buffer at which offset, and which launch on the
+// other stream it must wait for. Pure CPU (no CUDA types), so it is unit-tested anywhere;
+// exec/src/rank_runner.cpp turns a RankPlan into real calls.
+//
+// Buffers. Every rank owns one weight arena (bf16, offsets below), one KV-cache arena (bf16),
+// an int32 pool of per-op KV lengths (uploaded once) and activation/communication buffers
+// (`Buf`), one set per micro-batch so that micro-batches in flight never share memory. Sizes
+// are the maxima over the ops that use them, in bytes.
+//
+// Data flow (forced routing, the default and only mode so far). Shapes, bytes and expert
+// loads are exactly the Program's: GEMM m/n/k and grouped-GEMM group_m from the ops, message
+// sizes from comm_bytes, attention batch and KV lengths from the op (kv_tokens spread evenly
+// over the batch). Token *contents* flow through real kernels (router, permute, combine) but
+// the MoE side regroups received rows with a copy (moe_permute/moe_unpermute): which expert
+// a received row belongs to is not carried, so the numbers are not the model's output. Real
+// gating (the router deciding the loads) and `--verify` need that index exchange; they are
+// not implemented.
+//
+// Op → launch mapping (kind, name → launch):
+//   kGemm any          → kGemm: C[m,n] = A[m,k] · W[n,k]^T (cublasGemmEx, bf16, fp32 compute)
+//   kGroupedGemm       → kGroupedGemm: one cublasGemmEx per expert with group_m[e] > 0
+//   kElementwise rmsnorm → kRmsNorm; add_norm → kAddRmsNorm; rope → kRope;
+//                        act → kSwiGlu / kGelu (the model's activation)
+//   kAttention         → kAttention (masep::kernels decode attention, appends K/V unless the
+//                        rank is a non-first KV shard of a sequence-parallel group)
+//   kRouter            → kRouter; kPermute permute → kPermute; kCombine combine → kCombine
+//   kPermute moe_permute, kCombine moe_unpermute → kCopy (device-to-device copy)
+//   any other compute op, or one whose bytes do not invert to a shape → kCopy of hbm_bytes/2
+//   kSend/kRecv        → kP2p: consecutive sends/recvs of one exchange (same name, step,
+//                        layer, micro-batch) on the comm stream form one ncclGroupStart/End
+//   kAllReduce/kAllGather/kReduceScatter → the NCCL collective on the group's communicator
+//   kAllToAll          → kP2p from the collective's byte matrix
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "masep/plan/program.hpp"
+#include "masep/plan/scenario.hpp"
+
+namespace masep::exec {
+
+/// Activation and communication buffers of one rank (one instance per micro-batch).
+enum class Buf : uint8_t {
+  kHidden,         ///< bf16 [T, h]: layer input (all tokens of the attention group)
+  kNormed,         ///< bf16 [T, h]: rmsnorm output
+  kQkv,            ///< bf16 [T, (heads+2·kv_heads)·head_dim]
+  kAttnOut,        ///< bf16 [T, heads·head_dim]
+  kProj,           ///< bf16 [T, h]: out_proj output (reduce-scatter input)
+  kAttnSlice,      ///< bf16 [u, h]: this rank's token slice after reduce-scatter
+  kSliceNormed,    ///< bf16 [u, h]
+  kLogits,         ///< bf16 [u, experts]
+  kTopkIds,        ///< int32 [u, top_k]
+  kTopkWeights,    ///< fp32 [u, top_k]
+  kExpertCounts,   ///< int32 [experts]
+  kPermutedRow,    ///< int32 [u·top_k]
+  kSourceToken,    ///< int32 [rows]
+  kExpertOffsets,  ///< int32 [experts+1]
+  kLayerOut,       ///< bf16 [u, h]: combine output (all-gather input of the next layer)
+  kSend,           ///< dispatch send arena (permute output)
+  kRecv,           ///< dispatch receive arena
+  kRetSend,        ///< return send arena (MoE output)
+  kRetRecv,        ///< return receive arena (combine input)
+  kExpertIn,       ///< bf16 [rows, h]
+  kExpertMid,      ///< bf16 [rows, in_columns]
+  kExpertAct,      ///< bf16 [rows, ffn]
+  kExpertOut,      ///< bf16 [rows, h]
+  kAttnWorkspace,  ///< decode-attention split-KV workspace
+  kScratchA,       ///< generic copy source / GEMM input of unknown ops
+  kScratchB,       ///< generic copy destination / GEMM output of unknown ops
+  kCount
+};
+constexpr int kBufCount = static_cast<int>(Buf::kCount);
+const char* to_string(Buf b);
+
+/// A place in a rank's memory: a buffer of one micro-batch plus a byte offset.
+struct BufRef {
+  Buf buf = Buf::kScratchA;
+  int32_t mb = 0;
+  int64_t offset_bytes = 0;
+};
+
+enum class LaunchKind : uint8_t {
+  kGemm,
+  kGroupedGemm,
+  kRmsNorm,
+  kAddRmsNorm,
+  kRope,
+  kAttention,
+  kRouter,
+  kPermute,
+  kCombine,
+  kSwiGlu,
+  kGelu,
+  kCopy,
+  kP2p,
+  kAllReduce,
+  kAllGather,
+  kReduceScatter,
+};
+const char* to_string(LaunchKind k);
+
+/// One send or receive of a kP2p launch.
+struct P2pPart {
+  bool send = true;
+  int32_t peer = -1;  ///< plan rank (= world rank)
+  BufRef buf;
+  int64_t bytes = 0;
+  plan::OpId op = -1;
+};
+
+/// One host-side launch. Which fields matter depends on `kind` (see the mapping above).
+struct Launch {
+  LaunchKind kind = LaunchKind::kCopy;
+  uint8_t stream = plan::kCompute;
+  std::vector<plan::OpId> ops;  ///< ops this launch carries (one, or a p2p run)
+  int32_t step = 0;             ///< decode step of its ops
+  /// Index (in RankPlan::launches) of the launch on the other stream whose end event this
+  /// launch waits for (cudaStreamWaitEvent), -1 = none.
+  int32_t wait_for = -1;
+
+  // Operands.
+  BufRef in, in2, out, aux;  ///< see the kind's comment in rank_runner.cpp
+  // GEMMs: weight offsets (bytes into the weight arena), one per expert for grouped GEMMs.
+  std::vector<int64_t> weight_offsets;
+  int64_t m = 0, n = 0, k = 0;
+  std::vector<int32_t> group_m;
+  // Element-wise, router, permute, combine, rope: token and column counts.
+  int64_t tokens = 0;
+  int64_t cols = 0;
+  int32_t experts = 0, top_k = 0;
+  // Attention.
+  int32_t batch = 0, heads = 0, kv_heads = 0, head_dim = 0, max_kv_len = 0, num_splits = 1;
+  bool append_kv = true;
+  int64_t k_cache_offset = 0, v_cache_offset = 0;  ///< bytes into the KV arena
+  int64_t kv_lens_offset = 0;                      ///< int32 index into the KV-length pool
+  // kCopy: bytes copied from `in` to `out`.
+  int64_t bytes = 0;
+  // Collectives: group index (Program::groups) and element counts (bf16).
+  int32_t group = -1;
+  int64_t count = 0;
+  // kP2p.
+  std::vector<P2pPart> parts;
+};
+
+/// Sizes the plan needs that depend on the device.
+struct PlanOptions {
+  int sm_count = 132;  ///< SMs of the GPU (split-KV count)
+};
+
+/// Memory one rank allocates, by part (bytes).
+struct RankMemory {
+  int64_t weights = 0, kv_cache = 0, activations = 0, comm_buffers = 0, workspace = 0;
+  int64_t total() const { return weights + kv_cache + activations + comm_buffers + workspace; }
+};
+
+/// Everything one rank launches, in host issue order.
+struct RankPlan {
+  int32_t rank = 0;
+  std::vector<Launch> launches;  ///< a topological order of the rank's op graph
+  /// buffer_bytes[buf][mb]: bytes of each buffer (0 = unused).
+  std::array<std::vector<int64_t>, kBufCount> buffer_bytes;
+  int64_t weight_bytes = 0;        ///< weight arena
+  int64_t kv_cache_bytes = 0;      ///< KV arena
+  std::vector<int32_t> kv_lens;    ///< KV-length pool (tokens before each step)
+  std::vector<int32_t> groups;     ///< Program::groups indices with collectives here
+  std::vector<plan::OpId> op_ids;  ///< the rank's ops, ascending
+  int32_t micro_batches = 1;
+  int32_t generic_copies = 0;  ///< compute ops mapped to the generic kCopy
+  RankMemory memory() const;
+};
+
+/// Builds rank `rank`'s launches. Throws std::invalid_argument for a Program it cannot map
+/// (an unknown communication kind, a dependency cycle across the two streams).
+RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int rank,
+                         const PlanOptions& options = {});
+
+/// One line per launch ("12 compute gemm ops[40] m=8 n=12288 k=4096 wait=11"), for tests and
+/// `masep exec --dump-launches`.
+std::string describe(const RankPlan& plan, const plan::Program& p);
+
+}  // namespace masep::exec

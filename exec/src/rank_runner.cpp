@@ -1,0 +1,802 @@
+// One rank of the executor: NCCL communicators, streams, buffers, the launches of its
+// RankPlan, CUDA-event timing, clock alignment and the gather of timings to rank 0.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <nccl.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "device_init.hpp"
+#include "masep/exec/check.hpp"
+#include "masep/exec/executor.hpp"
+#include "masep/exec/runtime_info.hpp"
+#include "masep/kernels/activation.hpp"
+#include "masep/kernels/attention.hpp"
+#include "masep/kernels/norm.hpp"
+#include "masep/kernels/permute.hpp"
+#include "masep/kernels/rope.hpp"
+#include "masep/kernels/router.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/errors.hpp"
+#include "masep/plan/loader.hpp"
+#include "mpi_bootstrap.hpp"
+
+#define MASEP_KERNEL_CHECK(call)                                              \
+  do {                                                                        \
+    const ::masep::kernels::Status masep_ks_ = (call);                        \
+    if (masep_ks_ != ::masep::kernels::Status::kOk) {                         \
+      ::masep::exec::throw_gpu_error("kernel", #call, __FILE__, __LINE__,     \
+                                     ::masep::kernels::to_string(masep_ks_)); \
+    }                                                                         \
+  } while (0)
+
+namespace masep::exec {
+
+namespace {
+
+using plan::Op;
+using plan::OpId;
+
+int64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+// ---- watchdog ------------------------------------------------------------------------------
+
+// Polls NCCL's asynchronous errors and the progress of the issued launches; on an error or
+// no progress for `timeout`, prints what the rank was waiting on, aborts every
+// communicator and ends the process (exit code 4). A second thread ends the process anyway
+// if the abort itself hangs.
+class Watchdog {
+ public:
+  Watchdog(int rank, int device, double timeout_s, const plan::Program& p)
+      : rank_(rank), device_(device), timeout_ns_(static_cast<int64_t>(timeout_s * 1e9)), p_(p) {
+    last_progress_ns_ = now_ns();
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void add_comm(ncclComm_t c) {
+    std::lock_guard<std::mutex> lk(mu_);
+    comms_.push_back(c);
+  }
+  void phase(const char* name) {
+    std::lock_guard<std::mutex> lk(mu_);
+    phase_ = name;
+    last_progress_ns_ = now_ns();
+  }
+  // Watch launches [0, issued) of `plan` through their end events.
+  void arm(const RankPlan* plan, const std::vector<cudaEvent_t>* ends,
+           const std::vector<char>* active) {
+    std::lock_guard<std::mutex> lk(mu_);
+    plan_ = plan;
+    ends_ = ends;
+    active_ = active;
+    completed_ = 0;
+    issued_.store(0);
+    last_progress_ns_ = now_ns();
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lk(mu_);
+    plan_ = nullptr;
+    last_progress_ns_ = now_ns();
+  }
+  void issued(int n) { issued_.store(n); }
+
+ private:
+  void loop() {
+    cudaSetDevice(device_);
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!stop_) {
+      cv_.wait_for(lk, std::chrono::milliseconds(50));
+      if (stop_) break;
+      for (ncclComm_t c : comms_) {
+        ncclResult_t err = ncclSuccess;
+        if (ncclCommGetAsyncError(c, &err) == ncclSuccess && err != ncclSuccess &&
+            err != ncclInProgress) {
+          fail(fmt::format("NCCL reported an asynchronous error: {}", ncclGetErrorString(err)));
+        }
+      }
+      if (plan_) {
+        const int issued = issued_.load();
+        while (completed_ < issued) {
+          if (active_ && !(*active_)[static_cast<size_t>(completed_)]) {
+            ++completed_;
+            continue;
+          }
+          const cudaError_t q = cudaEventQuery((*ends_)[static_cast<size_t>(completed_)]);
+          if (q == cudaErrorNotReady) break;
+          if (q != cudaSuccess) fail(fmt::format("CUDA error: {}", cudaGetErrorString(q)));
+          ++completed_;
+          last_progress_ns_ = now_ns();
+        }
+      }
+      if (now_ns() - last_progress_ns_ > timeout_ns_) {
+        fail(fmt::format("no progress for {:.0f} s (--timeout)", timeout_ns_ / 1e9));
+      }
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& reason) {
+    std::string waiting = fmt::format("phase '{}'", phase_);
+    if (plan_ && completed_ < static_cast<int>(plan_->launches.size())) {
+      const Launch& l = plan_->launches[static_cast<size_t>(completed_)];
+      const Op& o = p_.ops[static_cast<size_t>(l.ops.front())];
+      waiting = fmt::format("op {} ({} {}, step {}, layer {}, micro-batch {}, {} stream)", o.id,
+                            plan::to_string(o.kind), o.name, o.step, o.layer, o.micro_batch,
+                            plan::stream_name(o.stream));
+      if (o.peer >= 0) waiting += fmt::format(" with peer rank {}", o.peer);
+    }
+    std::fprintf(stderr,
+                 "masep exec: rank %d: %s; it was waiting on %s; aborting its NCCL "
+                 "communicators and exiting\n",
+                 rank_, reason.c_str(), waiting.c_str());
+    std::fflush(stderr);
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::seconds(10));
+      _exit(4);
+    }).detach();
+    for (ncclComm_t c : comms_) ncclCommAbort(c);
+    _exit(4);
+  }
+
+  int rank_, device_;
+  int64_t timeout_ns_;
+  const plan::Program& p_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::vector<ncclComm_t> comms_;
+  const char* phase_ = "start";
+  int64_t last_progress_ns_ = 0;
+  const RankPlan* plan_ = nullptr;
+  const std::vector<cudaEvent_t>* ends_ = nullptr;
+  const std::vector<char>* active_ = nullptr;
+  int completed_ = 0;
+  std::atomic<int> issued_{0};
+  std::thread thread_;
+};
+
+// ---- the rank --------------------------------------------------------------------------------
+
+class RankRunner {
+ public:
+  RankRunner(const ExecOptions& o, const ProcessEnv& env, Compiled c)
+      : o_(o), env_(env), c_(std::move(c)), s_(c_.scenario), p_(c_.program) {}
+
+  ~RankRunner() { release(); }
+
+  ExecResult run() {
+    ErrorContext& ec = error_context();
+    ec.rank = env_.rank;
+    setenv("NCCL_NVLS_ENABLE", "0", 1);
+    if (env_.world != p_.rank_count()) {
+      throw std::runtime_error(fmt::format(
+          "the plan has {} ranks but {} processes were started (one process per plan rank)",
+          p_.rank_count(), env_.world));
+    }
+    int devices = 0;
+    MASEP_CUDA_CHECK(cudaGetDeviceCount(&devices));
+    if (env_.local_rank >= devices) {
+      throw std::runtime_error(fmt::format("rank {}: local rank {} but this host has {} GPUs",
+                                           env_.rank, env_.local_rank, devices));
+    }
+    device_ = env_.local_rank;
+    MASEP_CUDA_CHECK(cudaSetDevice(device_));
+    cudaDeviceProp prop{};
+    MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    device_name_ = prop.name;
+
+    const int64_t t0 = now_ns();
+    PlanOptions po;
+    po.sm_count = prop.multiProcessorCount;
+    rp_ = build_rank_plan(s_, p_, env_.rank, po);
+    check_device_memory();
+
+    watchdog_ = std::make_unique<Watchdog>(env_.rank, device_, o_.timeout_s, p_);
+    watchdog_->phase("NCCL init");
+    init_nccl();
+    watchdog_->phase("allocation");
+    MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&streams_[plan::kCompute], cudaStreamNonBlocking));
+    MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&streams_[plan::kComm], cudaStreamNonBlocking));
+    MASEP_CUBLAS_CHECK(cublasCreate(&cublas_));
+    MASEP_CUBLAS_CHECK(cublasSetStream(cublas_, streams_[plan::kCompute]));
+    allocate();
+    MASEP_CUDA_CHECK(cudaDeviceSynchronize());
+    const int64_t init_ns = now_ns() - t0;
+
+    // Warm-up: the first step's launches, untimed.
+    std::vector<char> first_step(rp_.launches.size(), 0);
+    for (size_t i = 0; i < rp_.launches.size(); ++i) {
+      first_step[i] = rp_.launches[i].step == p_.first_step ? 1 : 0;
+    }
+    for (int w = 0; w < o_.warmup; ++w) {
+      watchdog_->phase("warm-up");
+      issue(first_step, false);
+      sync_all();
+    }
+    watchdog_->phase("clock alignment");
+    const auto [barrier_ns, ref_ns] = align_clocks();
+    std::vector<char> all(rp_.launches.size(), 1);
+    watchdog_->phase("timed run");
+    issue(all, true);
+    sync_all();
+    watchdog_->disarm();
+    watchdog_->phase("gather");
+
+    RankTimings mine = collect(barrier_ns, ref_ns);
+    ExecResult r;
+    r.rank = env_.rank;
+    r.device = device_name_;
+    r.versions = runtime_versions();
+    r.init_ms = init_ns / 1000000;
+    gather(mine, r);
+    watchdog_->phase("shutdown");
+    release();
+    watchdog_.reset();
+    r.compiled = std::move(c_);
+    return r;
+  }
+
+ private:
+  void check_device_memory() {
+    size_t free_b = 0, total_b = 0;
+    MASEP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const RankMemory m = rp_.memory();
+    // NCCL's channels and proxy buffers, cuBLAS workspace and the CUDA context are outside
+    // this count; keep a reserve for them.
+    const int64_t reserve = 2LL << 30;
+    if (m.total() + reserve > static_cast<int64_t>(free_b)) {
+      auto gib = [](int64_t b) { return b / double(1LL << 30); };
+      throw plan::InfeasiblePlan(fmt::format(
+          "rank {} needs {:.2f} GiB on GPU {} ({}) but only {:.2f} GiB of {:.2f} GiB are free "
+          "(a {:.1f} GiB reserve for NCCL, cuBLAS and the CUDA context is added):\n"
+          "  weights {:.2f} GiB, KV cache {:.2f} GiB, activations {:.2f} GiB, communication "
+          "buffers {:.2f} GiB, attention workspace {:.2f} GiB",
+          env_.rank, gib(m.total()), device_, device_name_, gib(static_cast<int64_t>(free_b)),
+          gib(static_cast<int64_t>(total_b)), gib(reserve), gib(m.weights), gib(m.kv_cache),
+          gib(m.activations), gib(m.comm_buffers), gib(m.workspace)));
+    }
+  }
+
+  void init_nccl() {
+    ncclUniqueId id{};
+    if (env_.mode == LaunchMode::kChild) {
+      hex_decode(env_.nccl_id_hex, &id, sizeof id);
+    } else {
+      detail::mpi_share_nccl_id(&id, env_.rank);  // throws without MPI support
+    }
+    MASEP_NCCL_CHECK(ncclCommInitRank(&world_, env_.world, id, env_.rank));
+    watchdog_->add_comm(world_);
+    // One communicator per group with collectives; groups whose ranks are disjoint share one
+    // ncclCommSplit call (every world rank takes part in every split, in the same order).
+    std::vector<int> used;
+    for (const auto& col : p_.collectives) used.push_back(col.group);
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    comms_.assign(p_.groups.size(), nullptr);
+    std::vector<std::vector<int>> rounds;
+    std::vector<std::vector<char>> taken;
+    for (int g : used) {
+      const auto& ranks = p_.groups[static_cast<size_t>(g)].ranks;
+      bool is_world = static_cast<int>(ranks.size()) == env_.world;
+      for (size_t i = 0; is_world && i < ranks.size(); ++i)
+        is_world = ranks[i] == static_cast<int>(i);
+      if (is_world) {
+        comms_[static_cast<size_t>(g)] = world_;
+        continue;
+      }
+      size_t r = 0;
+      for (; r < rounds.size(); ++r) {
+        bool clash = false;
+        for (int x : ranks) clash = clash || taken[r][static_cast<size_t>(x)];
+        if (!clash) break;
+      }
+      if (r == rounds.size()) {
+        rounds.emplace_back();
+        taken.emplace_back(static_cast<size_t>(env_.world), 0);
+      }
+      rounds[r].push_back(g);
+      for (int x : ranks) taken[r][static_cast<size_t>(x)] = 1;
+    }
+    for (const auto& round : rounds) {
+      int color = NCCL_SPLIT_NOCOLOR, key = 0, mine = -1;
+      for (int g : round) {
+        const auto& ranks = p_.groups[static_cast<size_t>(g)].ranks;
+        const auto it = std::find(ranks.begin(), ranks.end(), env_.rank);
+        if (it != ranks.end()) {
+          color = g;
+          key = static_cast<int>(it - ranks.begin());
+          mine = g;
+        }
+      }
+      ncclComm_t c = nullptr;
+      MASEP_NCCL_CHECK(ncclCommSplit(world_, color, key, &c, nullptr));
+      if (mine >= 0) {
+        comms_[static_cast<size_t>(mine)] = c;
+        owned_.push_back(c);
+        watchdog_->add_comm(c);
+      }
+    }
+  }
+
+  void* alloc(size_t bytes) {
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    MASEP_CUDA_CHECK(cudaMalloc(&p, bytes));
+    allocations_.push_back(p);
+    return p;
+  }
+
+  void allocate() {
+    const uint64_t seed =
+        s_.workload.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(env_.rank);
+    cudaStream_t st = streams_[plan::kCompute];
+    weights_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.weight_bytes)));
+    detail::fill_hash_bf16(weights_, rp_.weight_bytes / 2, seed ^ 0x1111, 0.02f, st);
+    kv_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.kv_cache_bytes)));
+    detail::fill_hash_bf16(kv_, rp_.kv_cache_bytes / 2, seed ^ 0x2222, 0.5f, st);
+    kv_lens_ = static_cast<int32_t*>(alloc(rp_.kv_lens.size() * sizeof(int32_t)));
+    if (!rp_.kv_lens.empty()) {
+      MASEP_CUDA_CHECK(cudaMemcpy(kv_lens_, rp_.kv_lens.data(),
+                                  rp_.kv_lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    }
+    for (int b = 0; b < kBufCount; ++b) {
+      auto& sizes = rp_.buffer_bytes[static_cast<size_t>(b)];
+      bufs_[static_cast<size_t>(b)].assign(sizes.size(), nullptr);
+      bufsize_[static_cast<size_t>(b)] = sizes;
+      for (size_t mb = 0; mb < sizes.size(); ++mb) {
+        if (sizes[mb] == 0) continue;
+        void* p = alloc(static_cast<size_t>(sizes[mb]));
+        MASEP_CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(sizes[mb]), st));
+        const Buf buf = static_cast<Buf>(b);
+        if (buf == Buf::kHidden || buf == Buf::kLayerOut || buf == Buf::kRecv ||
+            buf == Buf::kRetRecv || buf == Buf::kScratchA) {
+          detail::fill_hash_bf16(p, sizes[mb] / 2,
+                                 seed ^ (0x3333 + static_cast<uint64_t>(b) * 131 + mb), 1.0f, st);
+        }
+        bufs_[static_cast<size_t>(b)][mb] = p;
+      }
+    }
+    MASEP_CUDA_CHECK(cudaGetLastError());
+    starts_.resize(rp_.launches.size());
+    ends_.resize(rp_.launches.size());
+    for (size_t i = 0; i < rp_.launches.size(); ++i) {
+      MASEP_CUDA_CHECK(cudaEventCreate(&starts_[i]));
+      MASEP_CUDA_CHECK(cudaEventCreate(&ends_[i]));
+    }
+    MASEP_CUDA_CHECK(cudaEventCreate(&ref_));
+    barrier_buf_ = static_cast<float*>(alloc(256));
+    gather_buf_ = nullptr;
+  }
+
+  template <typename T = void>
+  T* ptr(const BufRef& r) const {
+    char* base = static_cast<char*>(bufs_[static_cast<size_t>(r.buf)][static_cast<size_t>(r.mb)]);
+    if (base == nullptr) {
+      throw std::logic_error(fmt::format("rank {}: buffer {} of micro-batch {} not allocated",
+                                         env_.rank, to_string(r.buf), r.mb));
+    }
+    return reinterpret_cast<T*>(base + r.offset_bytes);
+  }
+  int64_t size_of(Buf b, int mb) const {
+    return bufsize_[static_cast<size_t>(b)][static_cast<size_t>(mb)];
+  }
+
+  void sync_all() {
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kCompute]));
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kComm]));
+  }
+
+  // Barrier, then the reference event; returns (barrier exit, reference) host times.
+  std::pair<int64_t, int64_t> align_clocks() {
+    sync_all();
+    MASEP_NCCL_CHECK(ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, world_,
+                                   streams_[plan::kComm]));
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kComm]));
+    const int64_t barrier = now_ns();
+    MASEP_CUDA_CHECK(cudaEventRecord(ref_, streams_[plan::kCompute]));
+    MASEP_CUDA_CHECK(cudaEventSynchronize(ref_));
+    const int64_t ref = now_ns();
+    return {barrier, ref};
+  }
+
+  void issue(const std::vector<char>& active, bool timed) {
+    watchdog_->arm(&rp_, &ends_, &active);
+    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
+    const int last_step = p_.first_step + std::max(0, p_.steps - 1);
+    const int fault_step =
+        std::clamp(env_int("MASEP_EXEC_FAULT_STEP", p_.first_step + 1), p_.first_step, last_step);
+    ErrorContext& ec = error_context();
+    for (size_t i = 0; i < rp_.launches.size(); ++i) {
+      if (!active[i]) continue;
+      const Launch& l = rp_.launches[i];
+      if (timed && fault_rank == env_.rank && l.step == fault_step) {
+        if (fault_mode && std::string(fault_mode) == "hang") {
+          std::fprintf(stderr, "masep exec: rank %d: injected fault: stops issuing at step %d\n",
+                       env_.rank, fault_step);
+          std::fflush(stderr);
+          for (;;) pause();
+        }
+        std::fprintf(stderr, "masep exec: rank %d: injected fault: killing itself at step %d\n",
+                     env_.rank, fault_step);
+        std::fflush(stderr);
+        kill(getpid(), SIGKILL);
+      }
+      const Op& o = p_.ops[static_cast<size_t>(l.ops.front())];
+      ec.op = o.id;
+      ec.op_name = o.name.c_str();
+      cudaStream_t st = streams_[l.stream];
+      if (l.wait_for >= 0 && active[static_cast<size_t>(l.wait_for)]) {
+        MASEP_CUDA_CHECK(cudaStreamWaitEvent(st, ends_[static_cast<size_t>(l.wait_for)], 0));
+      }
+      if (timed) MASEP_CUDA_CHECK(cudaEventRecord(starts_[i], st));
+      launch(l, st);
+      MASEP_CUDA_CHECK(cudaEventRecord(ends_[i], st));
+      watchdog_->issued(static_cast<int>(i) + 1);
+    }
+    ec.op = -1;
+    ec.op_name = nullptr;
+  }
+
+  void gemm(const void* w, const void* x, void* c, int64_t m, int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const float alpha = 1.f, beta = 0.f;
+    // Row-major C[m,n] = X[m,k] · W[n,k]^T, i.e. column-major C^T = W^T(op T) · X^T.
+    MASEP_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
+                                    static_cast<int>(m), static_cast<int>(k), &alpha, w,
+                                    CUDA_R_16BF, static_cast<int>(k), x, CUDA_R_16BF,
+                                    static_cast<int>(k), &beta, c, CUDA_R_16BF, static_cast<int>(n),
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  void launch(const Launch& l, cudaStream_t st) {
+    using kernels::bf16;
+    const float eps = 1e-6f;
+    switch (l.kind) {
+      case LaunchKind::kGemm:
+        gemm(weights_ + l.weight_offsets.at(0), ptr(l.in), ptr(l.out), l.m, l.n, l.k);
+        return;
+      case LaunchKind::kGroupedGemm: {
+        int64_t row = 0;
+        const char* x = ptr<char>(l.in);
+        char* c = ptr<char>(l.out);
+        for (size_t e = 0; e < l.group_m.size(); ++e) {
+          const int64_t m = l.group_m[e];
+          gemm(weights_ + l.weight_offsets.at(e), x + row * l.k * 2, c + row * l.n * 2, m, l.n,
+               l.k);
+          row += m;
+        }
+        return;
+      }
+      case LaunchKind::kRmsNorm:
+        MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(
+            ptr<bf16>(l.in), reinterpret_cast<const bf16*>(weights_ + l.weight_offsets.at(0)),
+            ptr<bf16>(l.out), static_cast<int>(l.tokens), static_cast<int>(l.cols), eps, st));
+        return;
+      case LaunchKind::kAddRmsNorm:
+        MASEP_KERNEL_CHECK(kernels::launch_add_rmsnorm(
+            ptr<bf16>(l.aux), ptr<bf16>(l.in),
+            reinterpret_cast<const bf16*>(weights_ + l.weight_offsets.at(0)), ptr<bf16>(l.out),
+            static_cast<int>(l.tokens), static_cast<int>(l.cols), eps, st));
+        return;
+      case LaunchKind::kRope: {
+        kernels::RopeParams rp;
+        rp.q = ptr<bf16>(l.in);
+        rp.q_stride = l.cols;
+        rp.k = ptr<bf16>(l.in) + static_cast<int64_t>(l.heads) * l.head_dim;
+        rp.k_stride = l.cols;
+        rp.positions = kv_lens_ + l.kv_lens_offset;
+        rp.tokens = static_cast<int>(l.tokens);
+        rp.num_heads = l.heads;
+        rp.num_kv_heads = l.kv_heads;
+        rp.head_dim = l.head_dim;
+        MASEP_KERNEL_CHECK(kernels::launch_rope(rp, st));
+        return;
+      }
+      case LaunchKind::kAttention: {
+        kernels::DecodeAttentionParams ap;
+        bf16* qkv = ptr<bf16>(l.in);
+        const int64_t cols = static_cast<int64_t>(l.heads + 2 * l.kv_heads) * l.head_dim;
+        ap.q = qkv;
+        ap.q_stride = cols;
+        if (l.append_kv) {
+          ap.k_new = qkv + static_cast<int64_t>(l.heads) * l.head_dim;
+          ap.v_new = qkv + static_cast<int64_t>(l.heads + l.kv_heads) * l.head_dim;
+          ap.kv_new_stride = cols;
+        }
+        ap.k_cache = reinterpret_cast<bf16*>(kv_ + l.k_cache_offset);
+        ap.v_cache = reinterpret_cast<bf16*>(kv_ + l.v_cache_offset);
+        ap.kv_lens = kv_lens_ + l.kv_lens_offset;
+        ap.out = ptr<bf16>(l.out);
+        ap.workspace = ptr(l.aux);
+        ap.workspace_bytes = static_cast<size_t>(size_of(l.aux.buf, l.aux.mb));
+        ap.batch = l.batch;
+        ap.num_heads = l.heads;
+        ap.num_kv_heads = l.kv_heads;
+        ap.head_dim = l.head_dim;
+        ap.max_kv_len = l.max_kv_len;
+        ap.num_splits = l.num_splits;
+        MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
+        return;
+      }
+      case LaunchKind::kRouter: {
+        kernels::RouterParams r;
+        r.logits = ptr(l.in);
+        r.logits_dtype = kernels::DType::kBF16;
+        r.topk_ids = ptr<int32_t>(l.out);
+        r.topk_weights = ptr<float>(l.aux);
+        r.expert_counts = ptr<int32_t>(l.in2);
+        r.tokens = static_cast<int>(l.tokens);
+        r.num_experts = l.experts;
+        r.k = l.top_k;
+        MASEP_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+        return;
+      }
+      case LaunchKind::kPermute: {
+        const int mb = l.in.mb;
+        kernels::PermuteParams pp;
+        pp.x = ptr<bf16>(l.in);
+        pp.topk_ids = ptr<int32_t>({Buf::kTopkIds, mb, 0});
+        pp.expert_counts = ptr<int32_t>({Buf::kExpertCounts, mb, 0});
+        pp.permuted_x = ptr<bf16>(l.out);
+        pp.permuted_row = ptr<int32_t>({Buf::kPermutedRow, mb, 0});
+        pp.source_token = ptr<int32_t>({Buf::kSourceToken, mb, 0});
+        pp.expert_offsets = ptr<int32_t>({Buf::kExpertOffsets, mb, 0});
+        pp.tokens = static_cast<int>(l.tokens);
+        pp.hidden = static_cast<int>(l.cols);
+        pp.num_experts = l.experts;
+        pp.k = l.top_k;
+        MASEP_KERNEL_CHECK(kernels::launch_permute(pp, st));
+        return;
+      }
+      case LaunchKind::kCombine: {
+        const int mb = l.in.mb;
+        kernels::CombineParams cp;
+        cp.expert_out = ptr<bf16>(l.in);
+        cp.permuted_row = ptr<int32_t>({Buf::kPermutedRow, mb, 0});
+        cp.topk_weights = ptr<float>({Buf::kTopkWeights, mb, 0});
+        cp.residual = ptr<bf16>(l.aux);
+        cp.out = ptr<bf16>(l.out);
+        cp.tokens = static_cast<int>(l.tokens);
+        cp.hidden = static_cast<int>(l.cols);
+        cp.k = l.top_k;
+        MASEP_KERNEL_CHECK(kernels::launch_combine(cp, st));
+        return;
+      }
+      case LaunchKind::kSwiGlu:
+        MASEP_KERNEL_CHECK(kernels::launch_swiglu(ptr<bf16>(l.in), ptr<bf16>(l.out), l.tokens,
+                                                  static_cast<int>(l.cols), st));
+        return;
+      case LaunchKind::kGelu:
+        MASEP_KERNEL_CHECK(kernels::launch_gelu(ptr<bf16>(l.in), ptr<bf16>(l.out), l.tokens,
+                                                static_cast<int>(l.cols), st));
+        return;
+      case LaunchKind::kCopy:
+        if (l.bytes > 0) {
+          MASEP_CUDA_CHECK(cudaMemcpyAsync(ptr(l.out), ptr(l.in), static_cast<size_t>(l.bytes),
+                                           cudaMemcpyDeviceToDevice, st));
+        }
+        return;
+      case LaunchKind::kP2p:
+        MASEP_NCCL_CHECK(ncclGroupStart());
+        for (const P2pPart& part : l.parts) {
+          if (part.send) {
+            MASEP_NCCL_CHECK(ncclSend(ptr(part.buf), static_cast<size_t>(part.bytes), ncclInt8,
+                                      part.peer, world_, st));
+          } else {
+            MASEP_NCCL_CHECK(ncclRecv(ptr(part.buf), static_cast<size_t>(part.bytes), ncclInt8,
+                                      part.peer, world_, st));
+          }
+        }
+        MASEP_NCCL_CHECK(ncclGroupEnd());
+        return;
+      case LaunchKind::kAllReduce:
+        MASEP_NCCL_CHECK(ncclAllReduce(ptr(l.in), ptr(l.out), static_cast<size_t>(l.count),
+                                       ncclBfloat16, ncclSum, comm(l.group), st));
+        return;
+      case LaunchKind::kAllGather:
+        MASEP_NCCL_CHECK(ncclAllGather(ptr(l.in), ptr(l.out), static_cast<size_t>(l.count),
+                                       ncclBfloat16, comm(l.group), st));
+        return;
+      case LaunchKind::kReduceScatter:
+        MASEP_NCCL_CHECK(ncclReduceScatter(ptr(l.in), ptr(l.out), static_cast<size_t>(l.count),
+                                           ncclBfloat16, ncclSum, comm(l.group), st));
+        return;
+    }
+  }
+
+  ncclComm_t comm(int group) const {
+    ncclComm_t c = comms_.at(static_cast<size_t>(group));
+    if (c == nullptr) {
+      throw std::logic_error(fmt::format("rank {}: no communicator for group {}", env_.rank,
+                                         p_.groups[static_cast<size_t>(group)].name));
+    }
+    return c;
+  }
+
+  RankTimings collect(int64_t barrier_ns, int64_t ref_ns) {
+    RankTimings t;
+    t.rank = env_.rank;
+    t.barrier_exit_host_ns = barrier_ns;
+    t.ref_host_ns = ref_ns;
+    std::map<OpId, size_t> index;
+    for (size_t i = 0; i < rp_.op_ids.size(); ++i) index[rp_.op_ids[i]] = i;
+    t.start_rel_ns.assign(rp_.op_ids.size(), -1);
+    t.end_rel_ns.assign(rp_.op_ids.size(), -1);
+    for (size_t i = 0; i < rp_.launches.size(); ++i) {
+      float s_ms = 0, e_ms = 0;
+      MASEP_CUDA_CHECK(cudaEventElapsedTime(&s_ms, ref_, starts_[i]));
+      MASEP_CUDA_CHECK(cudaEventElapsedTime(&e_ms, ref_, ends_[i]));
+      const int64_t s = std::llround(static_cast<double>(s_ms) * 1e6);
+      const int64_t e = std::llround(static_cast<double>(e_ms) * 1e6);
+      for (OpId id : rp_.launches[i].ops) {
+        const size_t k = index.at(id);
+        t.start_rel_ns[k] = s;
+        t.end_rel_ns[k] = std::max(s, e);
+      }
+    }
+    return t;
+  }
+
+  // Every rank sends its encoded timings to rank 0 over the world communicator.
+  void gather(const RankTimings& mine, ExecResult& r) {
+    const int n = env_.world;
+    std::vector<size_t> sizes(static_cast<size_t>(n));
+    size_t total = 0;
+    for (int q = 0; q < n; ++q) {
+      sizes[static_cast<size_t>(q)] = encoded_size(rank_ops(p_, q).size());
+      total += sizes[static_cast<size_t>(q)];
+    }
+    const std::vector<int64_t> flat = encode(mine);
+    cudaStream_t st = streams_[plan::kComm];
+    int64_t* dev = static_cast<int64_t*>(alloc(std::max<size_t>(total, 1) * sizeof(int64_t)));
+    if (env_.rank != 0) {
+      MASEP_CUDA_CHECK(
+          cudaMemcpy(dev, flat.data(), flat.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+      MASEP_NCCL_CHECK(ncclSend(dev, flat.size(), ncclInt64, 0, world_, st));
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      return;
+    }
+    MASEP_NCCL_CHECK(ncclGroupStart());
+    size_t off = sizes[0];
+    for (int q = 1; q < n; ++q) {
+      MASEP_NCCL_CHECK(
+          ncclRecv(dev + off, sizes[static_cast<size_t>(q)], ncclInt64, q, world_, st));
+      off += sizes[static_cast<size_t>(q)];
+    }
+    MASEP_NCCL_CHECK(ncclGroupEnd());
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    std::vector<int64_t> host(total);
+    if (total > sizes[0]) {
+      MASEP_CUDA_CHECK(cudaMemcpy(host.data() + sizes[0], dev + sizes[0],
+                                  (total - sizes[0]) * sizeof(int64_t), cudaMemcpyDeviceToHost));
+    }
+    std::vector<RankTimings> all;
+    all.push_back(mine);
+    off = sizes[0];
+    for (int q = 1; q < n; ++q) {
+      std::vector<int64_t> part(
+          host.begin() + static_cast<long>(off),
+          host.begin() + static_cast<long>(off + sizes[static_cast<size_t>(q)]));
+      all.push_back(decode(q, part, rank_ops(p_, q).size()));
+      off += sizes[static_cast<size_t>(q)];
+    }
+    r.run = align(p_, all, device_name_);
+    r.has_timeline = true;
+    // Memory of every rank (recomputed on the CPU: the plans are deterministic).
+    PlanOptions po;
+    cudaDeviceProp prop{};
+    MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    po.sm_count = prop.multiProcessorCount;
+    for (int q = 0; q < n; ++q) {
+      r.memory.push_back(q == env_.rank ? rp_.memory() : build_rank_plan(s_, p_, q, po).memory());
+    }
+  }
+
+  void release() {
+    if (released_) return;
+    released_ = true;
+    const bool ok = !std::uncaught_exceptions();
+    // Communicators: destroyed after a clean run, aborted when unwinding from an error (a
+    // peer may be stuck in a collective with us).
+    for (ncclComm_t c : owned_) ok ? ncclCommDestroy(c) : ncclCommAbort(c);
+    if (world_) ok ? ncclCommDestroy(world_) : ncclCommAbort(world_);
+    owned_.clear();
+    world_ = nullptr;
+    for (auto e : starts_) cudaEventDestroy(e);
+    for (auto e : ends_) cudaEventDestroy(e);
+    if (ref_) cudaEventDestroy(ref_);
+    if (cublas_) cublasDestroy(cublas_);
+    for (void* p : allocations_) cudaFree(p);
+    allocations_.clear();
+    for (auto s : streams_) {
+      if (s) cudaStreamDestroy(s);
+    }
+  }
+
+  const ExecOptions& o_;
+  ProcessEnv env_;
+  Compiled c_;
+  const plan::Scenario& s_;
+  const plan::Program& p_;
+  int device_ = 0;
+  std::string device_name_;
+  RankPlan rp_;
+  std::unique_ptr<Watchdog> watchdog_;
+  ncclComm_t world_ = nullptr;
+  std::vector<ncclComm_t> comms_, owned_;
+  cudaStream_t streams_[plan::kStreamCount] = {nullptr, nullptr};
+  cublasHandle_t cublas_ = nullptr;
+  std::vector<void*> allocations_;
+  char* weights_ = nullptr;
+  char* kv_ = nullptr;
+  int32_t* kv_lens_ = nullptr;
+  std::array<std::vector<void*>, kBufCount> bufs_;
+  std::array<std::vector<int64_t>, kBufCount> bufsize_;
+  std::vector<cudaEvent_t> starts_, ends_;
+  cudaEvent_t ref_ = nullptr;
+  float* barrier_buf_ = nullptr;
+  void* gather_buf_ = nullptr;
+  bool released_ = false;
+};
+
+}  // namespace
+
+Compiled compile_for_exec(const ExecOptions& o) {
+  Compiled c;
+  c.scenario = plan::load_scenario(o.scenario, o.overrides);
+  c.program = plan::compile(c.scenario);
+  return c;
+}
+
+ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env) {
+  if (o.verify) {
+    throw std::runtime_error(
+        "--verify is not implemented yet: the executor runs with forced routing, whose MoE "
+        "side regroups rows without their expert indices, so its hidden states are not the "
+        "model's (see docs/executor.md)");
+  }
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) {
+    detail::mpi_init_if_needed(env);
+  }
+  Compiled c = compile_for_exec(o);
+  ExecResult r;
+  {
+    RankRunner runner(o, env, std::move(c));
+    r = runner.run();
+  }
+  if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) detail::mpi_finalize();
+  return r;
+}
+
+}  // namespace masep::exec

@@ -1,0 +1,216 @@
+// Program → launches (exec/src/launch_plan.cpp), on the CPU.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "masep/exec/launch_plan.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
+
+using namespace masep;
+using exec::LaunchKind;
+
+namespace {
+
+struct Case {
+  plan::Scenario s;
+  plan::Program p;
+};
+
+Case compile(const std::string& name, const std::vector<std::string>& sets = {}) {
+  Case c{plan::load_scenario(name, sets), {}};
+  c.p = plan::compile(c.s);
+  return c;
+}
+
+// The invariants every rank plan must satisfy.
+void check_rank_plan(const Case& c, int rank) {
+  SCOPED_TRACE("rank " + std::to_string(rank));
+  const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+  EXPECT_EQ(rp.generic_copies, 0) << "every op of a compiled Program has a real launch";
+  // Every op of the rank in exactly one launch; per stream, in stream order.
+  std::map<plan::OpId, int> launch_of;
+  std::array<std::vector<plan::OpId>, plan::kStreamCount> seen;
+  for (size_t i = 0; i < rp.launches.size(); ++i) {
+    const auto& l = rp.launches[i];
+    ASSERT_FALSE(l.ops.empty());
+    for (plan::OpId id : l.ops) {
+      EXPECT_TRUE(launch_of.emplace(id, static_cast<int>(i)).second) << "op " << id << " twice";
+      EXPECT_EQ(c.p.ops[static_cast<size_t>(id)].rank, rank);
+      EXPECT_EQ(c.p.ops[static_cast<size_t>(id)].stream, l.stream);
+      seen[l.stream].push_back(id);
+    }
+    if (l.wait_for >= 0) {
+      ASSERT_LT(l.wait_for, static_cast<int>(i));
+      EXPECT_NE(rp.launches[static_cast<size_t>(l.wait_for)].stream, l.stream);
+    }
+  }
+  for (int st = 0; st < plan::kStreamCount; ++st) {
+    EXPECT_EQ(seen[st], c.p.stream_ops[static_cast<size_t>(rank)][static_cast<size_t>(st)]);
+  }
+  EXPECT_EQ(launch_of.size(), rp.op_ids.size());
+  // Every local dependency is issued before, and one on the other stream is covered by the
+  // launch's wait (the wait target comes at or after the dependency on that stream).
+  for (size_t i = 0; i < rp.launches.size(); ++i) {
+    const auto& l = rp.launches[i];
+    for (plan::OpId id : l.ops) {
+      for (plan::OpId d : c.p.ops[static_cast<size_t>(id)].deps) {
+        if (c.p.ops[static_cast<size_t>(d)].rank != rank) continue;
+        const int dl = launch_of.at(d);
+        EXPECT_LE(dl, static_cast<int>(i));
+        if (rp.launches[static_cast<size_t>(dl)].stream != l.stream) {
+          ASSERT_GE(l.wait_for, dl) << "op " << id << " does not wait for op " << d;
+        }
+      }
+    }
+  }
+  // Shapes and bytes are the Program's; operands fit their buffers.
+  auto fits = [&](const exec::BufRef& r, int64_t bytes) {
+    const int64_t size = rp.buffer_bytes[static_cast<size_t>(r.buf)][static_cast<size_t>(r.mb)];
+    EXPECT_LE(r.offset_bytes + bytes, size) << exec::to_string(r.buf);
+  };
+  for (const auto& l : rp.launches) {
+    const plan::Op& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+    switch (l.kind) {
+      case LaunchKind::kGemm:
+        EXPECT_EQ(l.m, o.m);
+        EXPECT_EQ(l.n, o.n);
+        EXPECT_EQ(l.k, o.k);
+        fits(l.in, l.m * l.k * 2);
+        fits(l.out, l.m * l.n * 2);
+        EXPECT_LE(l.weight_offsets.at(0) + l.n * l.k * 2, rp.weight_bytes);
+        break;
+      case LaunchKind::kGroupedGemm:
+        EXPECT_EQ(l.group_m, o.group_m) << "forced routing: the Program's expert loads";
+        EXPECT_EQ(l.weight_offsets.size(), o.group_m.size());
+        fits(l.out, l.m * l.n * 2);
+        break;
+      case LaunchKind::kAttention:
+        EXPECT_EQ(l.batch, o.batch);
+        EXPECT_EQ(l.heads, o.heads);
+        EXPECT_GT(l.max_kv_len, 0);
+        {
+          int64_t kv = 0;
+          for (int b = 0; b < l.batch; ++b) {
+            const int32_t len = rp.kv_lens.at(static_cast<size_t>(l.kv_lens_offset + b));
+            EXPECT_LT(len, l.max_kv_len);
+            kv += len + (l.append_kv ? 1 : 0);
+          }
+          EXPECT_EQ(kv, o.kv_tokens) << "KV lengths sum to the op's kv_tokens";
+        }
+        break;
+      case LaunchKind::kP2p:
+        ASSERT_EQ(l.parts.size(), l.ops.size());
+        for (size_t j = 0; j < l.parts.size(); ++j) {
+          const plan::Op& q = c.p.ops[static_cast<size_t>(l.ops[j])];
+          EXPECT_EQ(l.parts[j].bytes, q.comm_bytes);
+          EXPECT_EQ(l.parts[j].peer, q.peer);
+          EXPECT_EQ(l.parts[j].send, q.kind == plan::OpKind::kSend);
+          fits(l.parts[j].buf, l.parts[j].bytes);
+        }
+        break;
+      case LaunchKind::kCopy:
+        fits(l.in, l.bytes);
+        fits(l.out, l.bytes);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(LaunchPlan, TinyMaSeparationMapsEveryOp) {
+  const Case c = compile("scenarios/examples/tiny-2gpu.yaml");
+  ASSERT_EQ(c.p.rank_count(), 2);
+  for (int r = 0; r < 2; ++r) check_rank_plan(c, r);
+  const exec::RankPlan a = exec::build_rank_plan(c.s, c.p, 0);
+  const exec::RankPlan m = exec::build_rank_plan(c.s, c.p, 1);
+  int attn = 0, grouped = 0;
+  for (const auto& l : a.launches) attn += l.kind == LaunchKind::kAttention;
+  for (const auto& l : m.launches) grouped += l.kind == LaunchKind::kGroupedGemm;
+  EXPECT_EQ(attn, c.p.steps * c.p.layers * c.p.micro_batches);
+  EXPECT_EQ(grouped, 2 * c.p.steps * c.p.layers * c.p.micro_batches);
+  EXPECT_EQ(m.kv_cache_bytes, 0) << "the MoE GPU holds no KV cache";
+  EXPECT_GT(m.weight_bytes, a.weight_bytes);
+}
+
+TEST(LaunchPlan, PaperPlansMapEveryOp) {
+  // 4 GPUs on the H100 host: 3:1 MA separation (3 replicas) and the co-located baseline with
+  // tensor parallelism 2 (all-gather and reduce-scatter on the group communicators).
+  const Case ma = compile(
+      "paper", {"topology=host-4xh100", "plan.attention.gpus=3", "plan.attention.replicas=3",
+                "plan.attention.head_parallel=1", "plan.moe.gpus=1", "workload.decode_steps=2"});
+  for (int r = 0; r < ma.p.rank_count(); ++r) check_rank_plan(ma, r);
+  const Case co =
+      compile("paper-colocated", {"topology=host-4xh100", "plan.colocated.gpus=4",
+                                  "plan.colocated.tensor_parallel=2", "workload.decode_steps=2"});
+  for (int r = 0; r < co.p.rank_count(); ++r) check_rank_plan(co, r);
+  const exec::RankPlan rp = exec::build_rank_plan(co.s, co.p, 0);
+  EXPECT_FALSE(rp.groups.empty()) << "tensor-parallel collectives need a group communicator";
+  bool gather = false, scatter = false;
+  for (const auto& l : rp.launches) {
+    gather |= l.kind == LaunchKind::kAllGather;
+    scatter |= l.kind == LaunchKind::kReduceScatter;
+  }
+  EXPECT_TRUE(gather);
+  EXPECT_TRUE(scatter);
+}
+
+TEST(LaunchPlan, SequenceParallelShardsDoNotAppend) {
+  const Case c = compile(
+      "paper", {"topology=host-4xh100", "plan.attention.gpus=2", "plan.attention.replicas=1",
+                "plan.attention.head_parallel=1", "plan.attention.sequence_parallel=2",
+                "plan.moe.gpus=2", "workload.decode_steps=1"});
+  for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+  auto appends = [&](int rank) {
+    for (const auto& l : exec::build_rank_plan(c.s, c.p, rank).launches) {
+      if (l.kind == LaunchKind::kAttention) return l.append_kv;
+    }
+    return true;
+  };
+  EXPECT_TRUE(appends(0));
+  EXPECT_FALSE(appends(1));
+}
+
+// A hand-made Program: an unknown element-wise op becomes a generic copy of hbm_bytes / 2, and
+// a cross-stream cycle is refused.
+TEST(LaunchPlan, HandMadeProgram) {
+  const Case c = compile("scenarios/examples/tiny-2gpu.yaml", {"workload.decode_steps=1"});
+  plan::Program p;
+  p.steps = 1;
+  p.layers = 1;
+  p.micro_batches = 1;
+  p.ranks.resize(1);
+  p.stream_ops.resize(1);
+  plan::Op a;
+  a.id = 0;
+  a.kind = plan::OpKind::kElementwise;
+  a.name = "mystery";
+  a.hbm_bytes = 4096;
+  plan::Op b = a;
+  b.id = 1;
+  b.name = "other";
+  p.ops = {a, b};
+  p.stream_ops[0][plan::kCompute] = {0, 1};
+  exec::RankPlan rp = exec::build_rank_plan(c.s, p, 0);
+  ASSERT_EQ(rp.launches.size(), 2u);
+  EXPECT_EQ(rp.launches[0].kind, LaunchKind::kCopy);
+  EXPECT_EQ(rp.launches[0].bytes, 2048);
+  EXPECT_EQ(rp.generic_copies, 2);
+
+  // op 1 on the comm stream depends on op 0, and op 0 (compute) depends on op 1: a cycle.
+  p.ops[1].stream = plan::kComm;
+  p.ops[1].kind = plan::OpKind::kAllReduce;
+  p.ops[1].collective = 0;
+  p.groups = {plan::Group{"world", {0}}};
+  p.collectives = {plan::Collective{plan::OpKind::kAllReduce, 0, 256, {1}, {}}};
+  p.ops[0].deps = {1};
+  p.ops[1].deps = {0};
+  p.stream_ops[0][plan::kCompute] = {0};
+  p.stream_ops[0][plan::kComm] = {1};
+  EXPECT_THROW(exec::build_rank_plan(c.s, p, 0), std::invalid_argument);
+  EXPECT_THROW(exec::build_rank_plan(c.s, p, 3), std::invalid_argument);
+}

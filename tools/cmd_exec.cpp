@@ -1,0 +1,217 @@
+// masep exec SCENARIO: run the scenario's Program on this host's GPUs (one process per plan
+// rank), print the measured metrics table (or --json) and write the trace.
+#include <fmt/format.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.hpp"
+#include "masep/exec/executor.hpp"
+#include "masep/exec/launch_plan.hpp"
+#include "masep/plan/metrics.hpp"
+#include "masep/plan/trace.hpp"
+#include "table.hpp"
+
+namespace po = boost::program_options;
+
+namespace masep::tools {
+namespace {
+
+constexpr const char* kUsage = R"(usage: masep exec SCENARIO [options]
+
+Runs a scenario's Program on real GPUs: one process per plan rank, NCCL between them, every
+op timed with CUDA events, and prints the same metrics as `masep sim` (plan/src/metrics.cpp).
+The trace (--trace) has the simulator's format and op ids, so the two join op by op.
+
+On one host `masep exec` starts the rank processes itself (it needs one GPU per plan rank).
+Under `mpirun -np N` or `srun -n N` each process runs one rank (the NCCL id is shared with
+MPI_Bcast; needs a build with MPI).
+
+Routing is forced: every expert receives exactly the Program's token counts (the
+simulator's), so the timings are comparable. The hidden states are not the model's; real
+gating and --verify are not implemented yet.
+
+Failure: a rank that dies stops the others (SIGTERM, then SIGKILL); a rank that stalls for
+--timeout seconds, or gets an NCCL error, aborts its communicators and exits non-zero naming
+the op it waited on. Test hooks: MASEP_EXEC_FAULT_RANK=R (rank R kills itself at step
+MASEP_EXEC_FAULT_STEP, default 1; MASEP_EXEC_FAULT_MODE=hang: it stops issuing instead).
+
+options)";
+
+std::string gib(int64_t b) { return fmt::format("{:.2f}", b / double(1LL << 30)); }
+
+void print_table(const exec::ExecResult& r, const plan::RunMetrics& m, bool quiet) {
+  const auto& s = r.compiled.scenario;
+  const auto& p = r.compiled.program;
+  if (!quiet) {
+    std::printf("scenario  %s (%s)\n", s.name.c_str(), s.origin.c_str());
+    std::printf("plan      %s, %d GPUs, %d micro-batch(es); batch %d, %d decode steps timed\n",
+                plan::to_string(s.plan.kind), p.rank_count(), p.micro_batches, s.workload.batch,
+                p.steps);
+    std::printf("device    %s; %s\n", r.device.c_str(), r.versions.c_str());
+    std::printf("measured  %d ops; init %lld ms; clock alignment: barrier exit spread %.1f µs\n",
+                static_cast<int>(p.ops.size()), static_cast<long long>(r.init_ms),
+                r.run.barrier_spread_ns / 1e3);
+    std::printf("\n");
+  }
+  int n_attn = 0, n_moe = 0;
+  for (const auto& rk : m.ranks) (rk.role == plan::Role::kMoe ? n_moe : n_attn)++;
+  const char* attn_side = s.plan.kind == plan::PlanKind::kColocated ? "co-located" : "attention";
+  std::printf("TPOT              mean %.3f ms   p50 %.3f ms   p99 %.3f ms\n", m.tpot_mean_ms,
+              m.tpot_p50_ms, m.tpot_p99_ms);
+  std::printf("throughput        %.0f tokens/s   (batch %d x %d steps in %.3f ms)\n",
+              m.tokens_per_s, m.batch, m.steps, m.makespan_ns / 1e6);
+  std::printf("GPU utilisation   %.1f %% mean   (compute busy / wall)\n", 100 * m.mean_utilisation);
+  std::printf("idle              %s side %.3f ms (%d GPUs, summed)", attn_side,
+              m.attention_idle_ns / 1e6, n_attn);
+  if (n_moe > 0) std::printf("   MoE side %.3f ms (%d GPUs, summed)", m.moe_idle_ns / 1e6, n_moe);
+  std::printf("\nexposed comm      %.3f ms (summed over GPUs)\n", m.exposed_comm_ns / 1e6);
+  if (quiet) return;
+  std::printf("\nper GPU (step = one decode step: HBM bytes and FLOPs / steps)\n");
+  Table t;
+  t.column("rank");
+  t.column("gpu");
+  t.column("role / label", Table::kLeft);
+  t.column("util %");
+  t.column("busy ms");
+  t.column("exposed ms");
+  t.column("alloc GiB");
+  t.column("step HBM GB");
+  t.column("floor µs");
+  t.column("step/floor");
+  for (const auto& rk : m.ranks) {
+    const auto i = static_cast<size_t>(rk.rank);
+    t.row({std::to_string(rk.rank), std::to_string(p.ranks[i].gpu), rk.label,
+           fmt::format("{:.1f}", 100 * rk.utilisation),
+           fmt::format("{:.3f}", rk.compute_busy_ns / 1e6),
+           fmt::format("{:.3f}", rk.exposed_comm_ns / 1e6),
+           i < r.memory.size() ? gib(r.memory[i].total()) : "-",
+           fmt::format("{:.3f}", rk.step_hbm_bytes / 1e9),
+           fmt::format("{:.1f}", rk.roofline_floor_ns / 1e3),
+           rk.roofline_floor_ns > 0
+               ? fmt::format("{:.2f}x", m.tpot_mean_ms * 1e6 / rk.roofline_floor_ns)
+               : "-"});
+  }
+  t.print(stdout, 0);
+}
+
+// --dry-run: the launch plans on the CPU, no GPU needed.
+int dry_run(const exec::ExecOptions& o, int dump_rank) {
+  const exec::Compiled c = exec::compile_for_exec(o);
+  const auto& p = c.program;
+  std::printf("scenario %s: %d ranks, %d ops, %d steps, %d layers, %d micro-batch(es)\n",
+              c.scenario.name.c_str(), p.rank_count(), static_cast<int>(p.ops.size()), p.steps,
+              p.layers, p.micro_batches);
+  Table t;
+  t.column("rank");
+  t.column("role / label", Table::kLeft);
+  t.column("launches");
+  t.column("generic");
+  t.column("weights GiB");
+  t.column("KV GiB");
+  t.column("act GiB");
+  t.column("comm GiB");
+  t.column("total GiB");
+  for (int r = 0; r < p.rank_count(); ++r) {
+    const exec::RankPlan rp = exec::build_rank_plan(c.scenario, p, r);
+    const exec::RankMemory m = rp.memory();
+    t.row({std::to_string(r), p.ranks[static_cast<size_t>(r)].label,
+           std::to_string(rp.launches.size()), std::to_string(rp.generic_copies), gib(m.weights),
+           gib(m.kv_cache), gib(m.activations + m.workspace), gib(m.comm_buffers), gib(m.total())});
+    if (r == dump_rank) std::printf("%s", exec::describe(rp, p).c_str());
+  }
+  t.print(stdout, 0);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_exec(const Args& args) {
+  exec::ExecOptions o;
+  std::string trace_path;
+  int steps = 0, dump_rank = -1;
+  po::options_description opts(kUsage);
+  opts.add_options()("help,h", "show this help")(
+      "set", po::value(&o.overrides)->composing(),
+      "override a scenario field, KEY=VALUE (repeatable)")(
+      "steps", po::value(&steps), "decode steps to time (= --set workload.decode_steps=N)")(
+      "warmup", po::value(&o.warmup)->default_value(2),
+      "untimed runs of the first decode step before timing")(
+      "timeout", po::value(&o.timeout_s)->default_value(120.0),
+      "seconds without progress after which a rank aborts (stall or dead peer)")(
+      "trace", po::value(&trace_path), "write the measured Chrome/Perfetto trace to FILE")(
+      "json", "print all metrics as JSON on stdout (no table)")(
+      "verify", "compare output hidden states with a single-GPU reference (not implemented)")(
+      "dry-run", "build every rank's launch plan on the CPU and print memory; no GPU")(
+      "dump-launches", po::value(&dump_rank), "with --dry-run: print rank R's launches")(
+      "quiet,q", "print only the summary lines");
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&o.scenario));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("scenario", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "masep exec: %s (see masep exec --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (o.scenario.empty()) {
+    std::fprintf(stderr, "masep exec: a SCENARIO is required (see masep exec --help)\n");
+    return 2;
+  }
+  if (vm.count("steps")) {
+    if (steps <= 0) {
+      std::fprintf(stderr, "masep exec: --steps must be positive\n");
+      return 2;
+    }
+    o.overrides.push_back(fmt::format("workload.decode_steps={}", steps));
+  }
+  if (o.warmup < 0 || o.timeout_s <= 0) {
+    std::fprintf(stderr, "masep exec: --warmup must be >= 0 and --timeout positive\n");
+    return 2;
+  }
+  o.verify = vm.count("verify") > 0;
+  if (vm.count("dry-run")) return dry_run(o, dump_rank);
+  if (o.verify) {
+    std::fprintf(stderr,
+                 "masep exec: --verify is not implemented yet (forced routing does not carry "
+                 "expert indices to the MoE side, so outputs are not the model's)\n");
+    return 1;
+  }
+
+  const exec::ProcessEnv env = exec::detect_process_env();
+  if (env.mode == exec::LaunchMode::kLauncher) {
+    Args child = {"exec"};
+    child.insert(child.end(), args.begin(), args.end());
+    return exec::launch_local(o, child);
+  }
+  const exec::ExecResult r = exec::run_rank(o, env);
+  if (!r.has_timeline) return 0;  // ranks other than 0 report through rank 0
+  const auto& s = r.compiled.scenario;
+  const auto& p = r.compiled.program;
+  if (!trace_path.empty()) {
+    plan::TraceOptions to;
+    to.gpus_per_node = s.topology.gpus_per_node;
+    plan::write_trace_file(trace_path, p, r.run.timeline, to);
+  }
+  const plan::RunMetrics m = plan::compute_metrics(s, p, r.run.timeline);
+  if (vm.count("json")) {
+    plan::write_metrics_json(std::cout, m);
+    std::cout.flush();
+  } else {
+    print_table(r, m, vm.count("quiet") > 0);
+    if (!trace_path.empty()) std::printf("\ntrace written to %s\n", trace_path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace masep::tools
