@@ -256,7 +256,7 @@ MapReader::MapReader(const Field& self, std::vector<std::string> allowed)
   if (!n.IsMap()) self_.fail("expected a mapping, got " + describe(n));
   std::set<std::string> seen;
   for (auto it = n.begin(); it != n.end(); ++it) {
-    const YAML::Node& k = it->first;
+    const YAML::Node k = it->first;  // a copy: it-> yields a temporary proxy
     if (!k.IsScalar()) {
       Field(self_.context(), self_.file(), k, self_.path()).fail("keys must be plain names");
     }

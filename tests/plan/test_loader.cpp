@@ -145,7 +145,13 @@ TEST(Builtins, PaperScenarios) {
   ASSERT_GE(names.size(), 2u);
   EXPECT_EQ(names[0], "paper");
   EXPECT_EQ(names[1], "paper-colocated");
-  for (const auto& n : names) EXPECT_NO_THROW(load_scenario(n)) << n;
+  for (const auto& n : names) {
+    try {
+      EXPECT_EQ(load_scenario(n).name, n);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << n << ": " << e.what();
+    }
+  }
 
   const auto s = load_scenario("paper");
   EXPECT_EQ(s.origin, "builtin:paper.yaml");
