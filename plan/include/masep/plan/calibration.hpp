@@ -1,0 +1,99 @@
+// A calibration: measured costs of the kernels and NCCL calls a Program launches, on one GPU
+// model, as written by `masep profile` (exec/, micro-benchmarks only) and read by
+// `masep sim --calibration FILE` (sim/src/calibrated_model.cpp). docs/calibration.md
+// documents the file format, how it is measured and how tables are interpolated.
+//
+// Every table is a list of (size, time) points, size strictly increasing, time the mean
+// duration of one launch in nanoseconds (CUDA events around a loop of back-to-back launches,
+// divided by the launch count). The size is, per table kind:
+//   gemm        m (rows) of a bf16 cuBLAS GEMM C[m×n] = A[m×k]·B[k×n], one table per (n, k)
+//   attention   context (KV tokens per sequence) of a decode attention launch, one table per
+//               (heads, kv_heads, head_dim, batch)
+//   kernels     Op::hbm_bytes of the Program op the kernel serves, one table per op name
+//               ("rmsnorm", "router", "permute", ...) or kind ("elementwise", ...)
+//   comm        bytes per rank as nccl-tests counts them (Op::comm_bytes / Collective::bytes),
+//               one table per (op, ranks) with op one of all_reduce, all_gather,
+//               reduce_scatter, all_to_all, send_recv
+// Plain data, owned by value. The only YAML code stays in plan/.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace masep::plan {
+
+/// One measurement: `time_ns` for a launch of size `size` (unit given by the table).
+struct CalPoint {
+  int64_t size = 0;    ///< > 0
+  double time_ns = 0;  ///< > 0, mean time of one launch
+  bool operator==(const CalPoint&) const = default;
+};
+
+/// cuBLAS bf16 GEMM time by m for one weight shape (n, k).
+struct GemmTable {
+  int64_t n = 0, k = 0;
+  std::vector<CalPoint> points;  ///< size = m
+  bool operator==(const GemmTable&) const = default;
+};
+
+/// Decode attention time by context for one (heads, kv_heads, head_dim, batch).
+struct AttentionTable {
+  int32_t heads = 0, kv_heads = 0, head_dim = 0, batch = 0;
+  std::vector<CalPoint> points;  ///< size = KV tokens per sequence
+  bool operator==(const AttentionTable&) const = default;
+};
+
+/// Element-wise / router / permute / combine kernel time by the op's hbm_bytes.
+struct KernelTable {
+  std::string name;              ///< Program op name (e.g. "rmsnorm") or kind ("elementwise")
+  std::vector<CalPoint> points;  ///< size = Op::hbm_bytes
+  bool operator==(const KernelTable&) const = default;
+};
+
+/// NCCL call time by bytes per rank for one (op, group size), intra-node.
+struct CommTable {
+  std::string op;     ///< all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
+  int32_t ranks = 0;  ///< GPUs in the communicator (2 for send_recv)
+  std::vector<CalPoint> points;  ///< size = bytes per rank (nccl-tests "size")
+  bool operator==(const CommTable&) const = default;
+};
+
+/// A whole calibration file.
+struct Calibration {
+  std::string device;  ///< cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3"
+  std::string driver;  ///< CUDA driver version, e.g. "13.0"
+  std::string cuda;    ///< CUDA runtime version
+  std::string cublas;  ///< cuBLAS version ("" if unknown)
+  std::string nccl;    ///< NCCL version, e.g. "2.28.3"
+  std::string date;    ///< ISO date of the measurement, e.g. "2026-11-27"
+  int32_t gpus = 1;    ///< GPUs the profiler used (comm tables need >= 2)
+  std::string notes;   ///< free text (how it was run); may be empty
+  std::vector<GemmTable> gemm;
+  std::vector<AttentionTable> attention;
+  std::vector<KernelTable> kernels;
+  std::vector<CommTable> comm;
+  bool operator==(const Calibration&) const = default;
+};
+
+/// The accepted CommTable::op names, in file order.
+const std::vector<std::string>& calibration_comm_ops();
+
+/// Reads and validates a calibration YAML. Errors throw InputError "FILE:LINE:COL: key.path:
+/// message" (unknown or missing keys, sizes not strictly increasing, non-positive times,
+/// duplicate table keys, unknown comm op). std::runtime_error if the file cannot be read.
+Calibration load_calibration(const std::string& path);
+/// The same from YAML text; `origin` names it in errors.
+Calibration parse_calibration(const std::string& yaml_text, const std::string& origin);
+
+/// The file text (deterministic; times with enough digits to round-trip exactly).
+std::string calibration_yaml(const Calibration& c);
+/// Writes calibration_yaml(c) to `path` atomically (temporary file + rename); throws
+/// std::runtime_error naming the path on failure. Validates `c` first (std::invalid_argument).
+void write_calibration(const std::string& path, const Calibration& c);
+
+/// Checks the invariants load_calibration enforces; throws std::invalid_argument naming the
+/// table and point.
+void validate_calibration(const Calibration& c);
+
+}  // namespace masep::plan
