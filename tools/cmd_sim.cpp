@@ -156,6 +156,11 @@ int cmd_sim(const Args& args) {
   so.comm_interference = interference;
 
   const SimRun run = run_scenario(scenario, sets, so);
+  // Never silent about calibration coverage (extrapolated / uncalibrated ops): on stderr so
+  // --json output stays one object.
+  if (!run.result.calibration_summary.empty()) {
+    std::fprintf(stderr, "%s\n", run.result.calibration_summary.c_str());
+  }
   if (!trace_path.empty()) {
     plan::TraceOptions to;
     to.gpus_per_node = run.scenario.topology.gpus_per_node;

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <span>
 #include <stdexcept>
 
+#include "masep/plan/calibration.hpp"
+#include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/event_queue.hpp"
@@ -698,23 +701,37 @@ void Engine::report_stuck(int64_t t) {
 
 SimResult simulate(const plan::Program& program, const Platform& platform,
                    const SimOptions& options) {
-  if (!options.calibration.empty()) {
-    throw std::runtime_error("calibration files are not supported yet (got '" +
-                             options.calibration + "')");
-  }
   SimParams prm;
   if (!(options.comm_interference >= 0 && options.comm_interference <= 0.99)) {
     throw std::invalid_argument("comm_interference must be in [0, 0.99]");
   }
   SimParams base;
   base.comm_interference = options.comm_interference;
-  prm = resolve_params(options.params, base);
+  // A calibration file (issue 6, calibrated_model.hpp): its comm tables set the alpha_*_ns
+  // latencies (options.params still override them), its compute tables time compute ops.
+  std::optional<plan::Calibration> cal;
+  std::vector<std::pair<std::string, double>> overrides = options.params;
+  if (!options.calibration.empty()) {
+    cal = plan::load_calibration(options.calibration);
+    overrides = calibrated_comm_params(*cal);
+    overrides.insert(overrides.end(), options.params.begin(), options.params.end());
+  }
+  prm = resolve_params(overrides, base);
   bool is_auto = false;
   const CollAlgorithm alg = parse_allreduce_algorithm(options.allreduce_algorithm, is_auto);
   std::shared_ptr<const ComputeModel> cm = options.compute_model;
+  std::string cal_summary;
   if (!cm) cm = std::make_shared<RooflineModel>(platform.gpu(), prm);
+  if (cal && !options.compute_model) {
+    const std::string device = cal->device;
+    auto calibrated = std::make_shared<CalibratedModel>(std::move(*cal), cm);
+    cal_summary = calibrated->coverage(program).summary(options.calibration, device);
+    cm = std::move(calibrated);
+  }
   Engine engine(program, platform, prm, *cm, alg, is_auto);
-  return engine.run();
+  SimResult result = engine.run();
+  result.calibration_summary = std::move(cal_summary);
+  return result;
 }
 
 }  // namespace masep::sim

@@ -42,6 +42,9 @@ struct SimOptions {
 struct SimResult {
   plan::Timeline timeline;  ///< per-op start/end (source "sim"), indexed by OpId
   uint64_t events = 0;      ///< discrete events processed
+  /// With SimOptions::calibration: one line counting compute ops by how the calibration
+  /// timed them (exact, interpolated, extrapolated, nearest-shape, roofline); else empty.
+  std::string calibration_summary;
 };
 
 /// Simulates `program` on `topo` (GPU specs come from topo.spec().gpu; plan rank r runs on

@@ -1,0 +1,90 @@
+// Calibrated compute cost model: op durations from a measured calibration (plan/calibration.hpp,
+// written by `masep profile`) instead of datasheet roofline efficiencies. Used by
+// simulate() when SimOptions::calibration names a file; docs/calibration.md has the rules.
+//
+// Lookup per op (all times are the measured mean of one launch; no launch overhead is added:
+// the measured loop of back-to-back launches already includes it where it shows):
+//   kGemm         gemm table with the op's (n, k), interpolated in m
+//   kGroupedGemm  Σ over experts with group_m[e] > 0 of the GEMM time of (group_m[e], n, k)
+//                 (the executor launches one cuBLAS GEMM per non-empty expert); 0 if none
+//   kAttention    attention tables with the op's (heads, kv_heads, head_dim): interpolated in
+//                 context = ceil(kv_tokens / batch) within each measured batch, then linearly
+//                 in log(batch) between the two measured batches around the op's batch
+//                 (below the smallest: that batch's time; above the largest: scaled by
+//                 batch / largest, constant throughput)
+//   kElementwise, kRouter, kPermute, kCombine
+//                 kernel table named like the op (Op::name, e.g. "rmsnorm"), else the table
+//                 named like its kind ("elementwise", "router", "permute", "combine"),
+//                 interpolated in Op::hbm_bytes
+// Shapes with no table of their exact key:
+//   GEMM (n, k) not measured → the table nearest in log(n)+log(k), time scaled by
+//   (n·k)/(n'·k') (weight bytes; decode GEMMs are weight-bound)          → kNearestShape
+//   attention (heads, kv_heads, head_dim) not measured → nearest table by |log(kv_heads·
+//   head_dim) - log(...)| then heads, scaled by kv_heads·head_dim ratio    → kNearestShape
+//   kernel with no table at all → the roofline fallback model             → kRoofline
+// Every op's lookup is classified (coverage()) so callers can report extrapolations.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "masep/plan/calibration.hpp"
+#include "masep/plan/program.hpp"
+#include "masep/sim/compute_model.hpp"
+#include "masep/sim/parameters.hpp"
+#include "masep/topology/gpu_spec.hpp"
+
+namespace masep::sim {
+
+/// How an op's duration was obtained.
+enum class CalSource : uint8_t {
+  kExact,         ///< every table value used was a measured point
+  kInterpolated,  ///< between measured points
+  kExtrapolated,  ///< a size below or above a table (rules in plan/interpolation.hpp)
+  kNearestShape,  ///< no table with the op's exact shape key: nearest one, scaled
+  kRoofline,      ///< no table for this op at all: the fallback roofline model
+};
+inline constexpr int kCalSourceCount = 5;
+const char* to_string(CalSource s);
+
+/// Counts of compute ops by CalSource, for one Program.
+struct CalibrationCoverage {
+  std::array<int64_t, kCalSourceCount> ops{};  ///< indexed by CalSource
+  int64_t total() const;
+  /// One line, e.g. "calibration h100.yaml (NVIDIA H100 80GB HBM3): 1200 compute ops: 800
+  /// exact, 380 interpolated, 20 extrapolated, 0 nearest-shape, 0 roofline".
+  std::string summary(const std::string& file, const std::string& device) const;
+};
+
+class CalibratedModel final : public ComputeModel {
+ public:
+  /// `fallback` times ops no table covers (normally the RooflineModel of the same GPU).
+  CalibratedModel(plan::Calibration cal, std::shared_ptr<const ComputeModel> fallback);
+
+  int64_t duration_ns(const plan::Op& op) const override;
+
+  /// Duration (ns, not rounded) and how it was found; op must be a compute op.
+  double time_ns(const plan::Op& op, CalSource* source) const;
+
+  /// Classification of every compute op of `p`.
+  CalibrationCoverage coverage(const plan::Program& p) const;
+
+  const plan::Calibration& calibration() const { return cal_; }
+
+ private:
+  double gemm_ns(int64_t m, int64_t n, int64_t k, CalSource* src) const;
+  double attention_ns(const plan::Op& op, CalSource* src) const;
+  const plan::Calibration cal_;
+  std::shared_ptr<const ComputeModel> fallback_;
+};
+
+/// Communication latencies (alpha) from a calibration's comm tables: for each of all_reduce,
+/// all_gather, reduce_scatter, all_to_all and send_recv with a table, the time of its
+/// smallest measured size in the table with the fewest ranks (a 1 KB call is latency-bound),
+/// as overrides of alpha_*_ns in SimParams order. Bandwidth is not taken from the tables
+/// (the network model uses the topology's link rates; see docs/calibration.md).
+std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::Calibration& cal);
+
+}  // namespace masep::sim

@@ -1,0 +1,147 @@
+// The calibrated compute model and `SimOptions::calibration`: a synthetic calibration file
+// times ops by its tables (a slower GEMM table makes that op slower by exactly the difference),
+// extrapolated and uncovered ops are counted, and comm tables set the alphas.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "masep/plan/calibration.hpp"
+#include "masep/sim/calibrated_model.hpp"
+#include "masep/sim/compute_model.hpp"
+#include "masep/sim/simulator.hpp"
+#include "masep/sim/synthetic.hpp"
+#include "sim_test_util.hpp"
+
+namespace masep::sim {
+namespace {
+
+using plan::OpId;
+using plan::OpKind;
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("masep_simcal_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+plan::Calibration calibration(double gemm_m16_ns) {
+  plan::Calibration c;
+  c.device = "TestGPU (synthetic)";
+  c.gemm.push_back({4096, 4096, {{1, 5000}, {16, gemm_m16_ns}}});
+  c.attention.push_back({32, 8, 128, 8, {{512, 7000}, {2048, 9000}}});
+  c.attention.push_back({32, 8, 128, 32, {{512, 11000}, {2048, 15000}}});
+  c.kernels.push_back({"rmsnorm", {{1000, 2000}, {1000000, 3000}}});
+  c.kernels.push_back({"elementwise", {{1000, 1500}}});
+  c.comm.push_back({"send_recv", 2, {{1024, 9000}, {1 << 20, 20000}}});
+  c.comm.push_back({"all_reduce", 4, {{1024, 30000}}});
+  c.comm.push_back({"all_reduce", 2, {{1024, 21000}}});
+  return c;
+}
+
+struct Ops {
+  OpId gemm, norm, attn, act, roof;
+};
+
+plan::Program program(Ops* ids) {
+  ProgramBuilder b(1);
+  ids->gemm = b.compute(0, OpKind::kGemm, "qkv", 2.0 * 16 * 4096 * 4096, 4096 * 4096 * 2);
+  b.op(ids->gemm).m = 16;
+  b.op(ids->gemm).n = 4096;
+  b.op(ids->gemm).k = 4096;
+  ids->norm = b.compute(0, OpKind::kElementwise, "rmsnorm", 0, 1000000);
+  ids->attn = b.compute(0, OpKind::kAttention, "attn", 0, 1000);
+  auto& a = b.op(ids->attn);
+  a.batch = 16;  // between the batch-8 and batch-32 tables
+  a.heads = 32;
+  a.kv_heads = 8;
+  a.head_dim = 128;
+  a.kv_tokens = 16 * 512;
+  ids->act = b.compute(0, OpKind::kElementwise, "act", 0, 4000);   // "elementwise" table, above
+  ids->roof = b.compute(0, OpKind::kRouter, "router", 0, 800000);  // no table: roofline
+  return b.build();
+}
+
+TEST(SimCalibrated, TablesTimeOpsAndASlowerGemmIsSlowerByTheDifference) {
+  Ops ids;
+  const plan::Program p = program(&ids);
+  const std::string fast = temp_path("fast.yaml"), slow = temp_path("slow.yaml");
+  plan::write_calibration(fast, calibration(6000));
+  plan::write_calibration(slow, calibration(9500));
+  SimOptions o;
+  o.calibration = fast;
+  const SimResult a = simulate(p, testing::star(1), o);
+  o.calibration = slow;
+  const SimResult b = simulate(p, testing::star(1), o);
+  EXPECT_EQ(a.timeline.ops[ids.gemm].duration_ns(), 6000);
+  EXPECT_EQ(b.timeline.ops[ids.gemm].duration_ns(), 9500);
+  EXPECT_EQ(b.timeline.makespan_ns - a.timeline.makespan_ns, 3500);
+  EXPECT_EQ(a.timeline.ops[ids.norm].duration_ns(), 3000);
+  // Attention: batch 16 is half-way in log between 8 (7000) and 32 (11000) at context 512.
+  EXPECT_EQ(a.timeline.ops[ids.attn].duration_ns(), 9000);
+  // "act" has no table of its own: the "elementwise" table, above its last point: 1500·4.
+  EXPECT_EQ(a.timeline.ops[ids.act].duration_ns(), 6000);
+  // The router falls back to the roofline (default params: 4000 + 800000/(1000·0.8)).
+  EXPECT_EQ(a.timeline.ops[ids.roof].duration_ns(), 4000 + 1000);
+  // Never silent: the summary counts each kind of lookup.
+  EXPECT_NE(a.calibration_summary.find("5 compute ops: 2 exact, 1 interpolated, 1 extrapolated, "
+                                       "0 nearest-shape, 1 roofline"),
+            std::string::npos)
+      << a.calibration_summary;
+  std::filesystem::remove(fast);
+  std::filesystem::remove(slow);
+}
+
+TEST(SimCalibrated, NearestShapeAndGroupedGemm) {
+  auto cal = calibration(6000);
+  CalibratedModel m(cal, std::make_shared<RooflineModel>(testing::test_gpu(), SimParams{}));
+  plan::Op g;
+  g.kind = OpKind::kGemm;
+  g.m = 16;
+  g.n = 8192;  // twice the measured weight: scaled ×2, flagged
+  g.k = 4096;
+  CalSource s;
+  EXPECT_DOUBLE_EQ(m.time_ns(g, &s), 12000);
+  EXPECT_EQ(s, CalSource::kNearestShape);
+  plan::Op gg;
+  gg.kind = OpKind::kGroupedGemm;
+  gg.n = 4096;
+  gg.k = 4096;
+  gg.group_m = {1, 0, 16};  // one cuBLAS GEMM per non-empty expert
+  EXPECT_DOUBLE_EQ(m.time_ns(gg, &s), 5000 + 6000);
+  EXPECT_EQ(s, CalSource::kExact);
+}
+
+TEST(SimCalibrated, CommTablesSetTheAlphas) {
+  const auto ov = calibrated_comm_params(calibration(6000));
+  ASSERT_EQ(ov.size(), 2u);
+  EXPECT_EQ(ov[0].first, "alpha_allreduce_ns");
+  EXPECT_EQ(ov[0].second, 21000);  // the fewest ranks, smallest size
+  EXPECT_EQ(ov[1].first, "alpha_sendrecv_ns");
+  EXPECT_EQ(ov[1].second, 9000);
+  // In a run: a 1-byte send/recv pays the calibrated alpha (+ route latency 2·500 + 1 byte).
+  ProgramBuilder b(2);
+  const OpId s = b.send(0, 1, 1);
+  const OpId v = b.recv(1, 0, 1);
+  b.connect(s, v);
+  const std::string path = temp_path("comm.yaml");
+  plan::write_calibration(path, calibration(6000));
+  SimOptions o;
+  o.calibration = path;
+  const SimResult r = simulate(b.build(), testing::star(2), o);
+  EXPECT_EQ(r.timeline.ops[v].end_ns, 9000 + 1000 + 1);
+  // SimOptions::params still override the calibrated value.
+  o.params = {{"alpha_sendrecv_ns", 100}};
+  ProgramBuilder b2(2);
+  const OpId s2 = b2.send(0, 1, 1);
+  const OpId v2 = b2.recv(1, 0, 1);
+  b2.connect(s2, v2);
+  EXPECT_EQ(simulate(b2.build(), testing::star(2), o).timeline.ops[v2].end_ns, 100 + 1000 + 1);
+  std::filesystem::remove(path);
+  o.calibration = temp_path("does-not-exist.yaml");
+  EXPECT_THROW(simulate(b.build(), testing::star(2), o), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace masep::sim
