@@ -25,8 +25,10 @@ const Command kCommands[] = {
      "simulate one collective over a size range (nccl-tests table)"},
     {"paper", masep::tools::cmd_paper, "simulated figures beside the paper's"},
     {"list", masep::tools::cmd_list, "list built-in models, topologies, GPUs and scenarios"},
+    {"compare", masep::tools::cmd_compare, "simulated vs measured trace: per-op and TPOT error"},
 #ifdef MASEP_HAVE_CUDA
     {"exec", masep::tools::cmd_exec, "run a scenario on this host's GPUs and measure it"},
+    {"profile", masep::tools::cmd_profile, "measure kernels and NCCL here: a calibration YAML"},
 #endif
 };
 

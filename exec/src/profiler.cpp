@@ -1,0 +1,742 @@
+// The calibration profiler (profiler.hpp): shapes from the built-in scenarios, an
+// nccl-tests-style timing harness, verified results, a plan::Calibration out.
+#include "masep/exec/profiler.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <nccl.h>
+
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "device_init.hpp"
+#include "masep/exec/check.hpp"
+#include "masep/kernels/activation.hpp"
+#include "masep/kernels/attention.hpp"
+#include "masep/kernels/norm.hpp"
+#include "masep/kernels/permute.hpp"
+#include "masep/kernels/rope.hpp"
+#include "masep/kernels/router.hpp"
+#include "masep/kernels/status.hpp"
+#include "masep/models/model.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
+
+#define MASEP_PROFILE_KERNEL_CHECK(call)                                      \
+  do {                                                                        \
+    const ::masep::kernels::Status masep_ks_ = (call);                        \
+    if (masep_ks_ != ::masep::kernels::Status::kOk) {                         \
+      ::masep::exec::throw_gpu_error("kernel", #call, __FILE__, __LINE__,     \
+                                     ::masep::kernels::to_string(masep_ks_)); \
+    }                                                                         \
+  } while (0)
+
+namespace masep::exec {
+namespace {
+
+using kernels::bf16;
+
+constexpr int64_t kBf16 = 2;
+
+// Device memory owned for one scope.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(int64_t bytes) : bytes_(bytes) {
+    MASEP_CUDA_CHECK(cudaMalloc(&p_, static_cast<size_t>(std::max<int64_t>(bytes, 256))));
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
+  ~DeviceBuffer() {
+    if (p_ != nullptr) cudaFree(p_);
+  }
+  template <class T = void>
+  T* get() const {
+    return static_cast<T*>(p_);
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+struct Settings {
+  int warmup = 10, iters = 50;
+};
+
+// nccl-tests harness on one stream: warm-up, then `iters` launches between two events.
+template <class Launch>
+double time_ns(cudaStream_t st, const Settings& s, Launch&& launch) {
+  for (int i = 0; i < s.warmup; ++i) launch(i);
+  MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+  cudaEvent_t a, b;
+  MASEP_CUDA_CHECK(cudaEventCreate(&a));
+  MASEP_CUDA_CHECK(cudaEventCreate(&b));
+  MASEP_CUDA_CHECK(cudaEventRecord(a, st));
+  for (int i = 0; i < s.iters; ++i) launch(s.warmup + i);
+  MASEP_CUDA_CHECK(cudaEventRecord(b, st));
+  MASEP_CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  MASEP_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return static_cast<double>(ms) * 1e6 / s.iters;
+}
+
+// Sorts by size and drops repeated sizes (first kept), as a table requires.
+std::vector<plan::CalPoint> tidy(std::vector<plan::CalPoint> pts) {
+  std::stable_sort(pts.begin(), pts.end(), [](const plan::CalPoint& a, const plan::CalPoint& b) {
+    return a.size < b.size;
+  });
+  std::vector<plan::CalPoint> out;
+  for (const auto& p : pts) {
+    if (out.empty() || p.size > out.back().size) out.push_back(p);
+  }
+  return out;
+}
+
+void check_finite(const void* dev, int64_t elements, const char* what) {
+  const int64_t n = std::min<int64_t>(elements, 256);
+  std::vector<bf16> h(static_cast<size_t>(n));
+  MASEP_CUDA_CHECK(
+      cudaMemcpy(h.data(), dev, static_cast<size_t>(n) * kBf16, cudaMemcpyDeviceToHost));
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(__bfloat162float(h[static_cast<size_t>(i)]))) {
+      throw std::runtime_error(fmt::format("profile: {} produced a non-finite output", what));
+    }
+  }
+}
+
+// ---- shapes ------------------------------------------------------------------------------------
+
+struct HeadShape {
+  int heads, kv_heads, head_dim;
+  auto operator<=>(const HeadShape&) const = default;
+};
+
+struct Shapes {
+  std::set<std::pair<int64_t, int64_t>> gemm;  // (n, k)
+  std::set<HeadShape> attention;
+  std::vector<models::Model> models;  // distinct by name, scenario order
+};
+
+Shapes collect_shapes(bool quick, const std::function<void(const std::string&)>& log) {
+  Shapes s;
+  std::set<std::string> model_names;
+  for (const std::string& name : plan::builtin_scenario_names()) {
+    try {
+      const plan::Scenario sc = plan::load_scenario(name);
+      plan::CompileOptions co;
+      co.steps = 1;
+      const plan::Program p = plan::compile(sc, co);
+      for (const plan::Op& o : p.ops) {
+        if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
+          if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
+        } else if (o.kind == plan::OpKind::kAttention && o.heads > 0) {
+          s.attention.insert({o.heads, o.kv_heads, o.head_dim});
+        }
+      }
+      if (model_names.insert(sc.model.name).second) s.models.push_back(sc.model);
+    } catch (const std::exception& e) {
+      if (log) log(fmt::format("  scenario {} skipped: {}", name, e.what()));
+    }
+  }
+  if (!quick) {
+    // Unsharded projections of every zoo model (plans not among the built-in scenarios).
+    for (const std::string& name : plan::builtin_model_names()) {
+      const models::Model m = plan::load_model(name);
+      s.gemm.insert({m.qkv_columns(), m.hidden});
+      s.gemm.insert({m.hidden, static_cast<int64_t>(m.heads) * m.head_dim});
+      s.gemm.insert({m.experts, m.hidden});
+      s.gemm.insert({m.expert_in_columns(), m.hidden});
+      s.gemm.insert({m.hidden, m.expert_ffn});
+      s.attention.insert({m.heads, m.kv_heads, m.head_dim});
+    }
+  }
+  return s;
+}
+
+// ---- GEMM --------------------------------------------------------------------------------------
+
+void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
+                  plan::Calibration& cal, const std::function<void(const std::string&)>& log) {
+  const std::vector<int64_t> ms =
+      quick ? std::vector<int64_t>{1, 8, 64, 512}
+            : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+  int64_t max_w = 0, max_n = 0, max_k = 0;
+  for (const auto& [n, k] : shapes.gemm) {
+    max_w = std::max(max_w, n * k * kBf16);
+    max_n = std::max(max_n, n);
+    max_k = std::max(max_k, k);
+  }
+  if (shapes.gemm.empty()) return;
+  // Rotate weights over >= 512 MiB (L2 is 50-60 MB): every launch reads its weight from HBM.
+  const int64_t arena_bytes = std::max<int64_t>(512LL << 20, 2 * max_w);
+  DeviceBuffer arena(arena_bytes);
+  DeviceBuffer x(ms.back() * max_k * kBf16), c(ms.back() * max_n * kBf16);
+  detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 11, 0.02f, st);
+  detail::fill_hash_bf16(x.get(), ms.back() * max_k, 12, 1.0f, st);
+  cublasHandle_t h;
+  MASEP_CUBLAS_CHECK(cublasCreate(&h));
+  MASEP_CUBLAS_CHECK(cublasSetStream(h, st));
+  const float alpha = 1.f, beta = 0.f;
+  auto gemm = [&](const void* w, int64_t m, int64_t n, int64_t k) {
+    // Row-major C[m,n] = X[m,k] · W[n,k]^T, exactly the executor's call.
+    MASEP_CUBLAS_CHECK(cublasGemmEx(
+        h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+        &alpha, w, CUDA_R_16BF, static_cast<int>(k), x.get(), CUDA_R_16BF, static_cast<int>(k),
+        &beta, c.get(), CUDA_R_16BF, static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  try {
+    for (const auto& [n, k] : shapes.gemm) {
+      const int64_t wb = (n * k * kBf16 + 255) / 256 * 256;
+      const int64_t slots = std::max<int64_t>(1, arena_bytes / wb);
+      plan::GemmTable t;
+      t.n = n;
+      t.k = k;
+      for (int64_t m : ms) {
+        const double ns =
+            time_ns(st, set, [&](int i) { gemm(arena.get<char>() + (i % slots) * wb, m, n, k); });
+        t.points.push_back({m, ns});
+      }
+      // Verify: C[0][j] of the weight in slot 0 against a CPU dot product.
+      gemm(arena.get(), 1, n, k);
+      const int64_t cols = std::min<int64_t>(n, 4);
+      std::vector<bf16> hx(static_cast<size_t>(k)), hw(static_cast<size_t>(cols * k)),
+          hc(static_cast<size_t>(cols));
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x.get(), k * kBf16, cudaMemcpyDeviceToHost));
+      MASEP_CUDA_CHECK(
+          cudaMemcpy(hw.data(), arena.get(), cols * k * kBf16, cudaMemcpyDeviceToHost));
+      MASEP_CUDA_CHECK(cudaMemcpy(hc.data(), c.get(), cols * kBf16, cudaMemcpyDeviceToHost));
+      for (int64_t j = 0; j < cols; ++j) {
+        double ref = 0, mag = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
+                           __bfloat162float(hw[static_cast<size_t>(j * k + i)]);
+          ref += p;
+          mag += std::fabs(p);
+        }
+        const double got = __bfloat162float(hc[static_cast<size_t>(j)]);
+        if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
+          throw std::runtime_error(
+              fmt::format("profile: GEMM n={} k={} verification failed: C[0][{}] = {}, CPU {}", n,
+                          k, j, got, ref));
+        }
+      }
+      cal.gemm.push_back(std::move(t));
+    }
+  } catch (...) {
+    cublasDestroy(h);
+    throw;
+  }
+  cublasDestroy(h);
+  if (log)
+    log(fmt::format("gemm: {} shapes x {} m values, verified", shapes.gemm.size(), ms.size()));
+}
+
+// ---- decode attention --------------------------------------------------------------------------
+
+void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
+                       int sm_count, plan::Calibration& cal,
+                       const std::function<void(const std::string&)>& log) {
+  const std::vector<int> batches =
+      quick ? std::vector<int>{8, 64} : std::vector<int>{1, 4, 16, 64, 256};
+  const std::vector<int> contexts =
+      quick ? std::vector<int>{512, 4096} : std::vector<int>{128, 512, 2048, 8192, 32768};
+  constexpr int64_t kKvCap = 8LL << 30;  // K and V together, per point
+  int measured = 0, skipped = 0;
+  for (const HeadShape& hs : shapes.attention) {
+    if (hs.head_dim != 64 && hs.head_dim != 128) {
+      if (log) log(fmt::format("  attention head_dim {} has no kernel: skipped", hs.head_dim));
+      continue;
+    }
+    for (int b : batches) {
+      plan::AttentionTable t{hs.heads, hs.kv_heads, hs.head_dim, b, {}};
+      for (int ctx : contexts) {
+        const int64_t kv_one = static_cast<int64_t>(b) * hs.kv_heads * ctx * hs.head_dim * kBf16;
+        if (2 * kv_one > kKvCap) {
+          ++skipped;
+          continue;
+        }
+        const int64_t cols = static_cast<int64_t>(hs.heads + 2 * hs.kv_heads) * hs.head_dim;
+        const int splits = kernels::decode_attention_num_splits(b, hs.heads, hs.kv_heads,
+                                                                hs.head_dim, ctx, sm_count);
+        const size_t ws =
+            kernels::decode_attention_workspace_bytes(b, hs.heads, hs.head_dim, splits);
+        DeviceBuffer k(kv_one), v(kv_one), qkv(b * cols * kBf16),
+            out(static_cast<int64_t>(b) * hs.heads * hs.head_dim * kBf16),
+            work(static_cast<int64_t>(ws)), lens(static_cast<int64_t>(b) * 4);
+        detail::fill_hash_bf16(k.get(), kv_one / kBf16, 21, 1.0f, st);
+        detail::fill_hash_bf16(v.get(), kv_one / kBf16, 22, 1.0f, st);
+        detail::fill_hash_bf16(qkv.get(), b * cols, 23, 1.0f, st);
+        // ctx - 1 tokens in the cache; the launch appends one and attends over ctx.
+        std::vector<int32_t> hl(static_cast<size_t>(b), ctx - 1);
+        MASEP_CUDA_CHECK(cudaMemcpyAsync(lens.get(), hl.data(), b * 4, cudaMemcpyHostToDevice, st));
+        kernels::DecodeAttentionParams ap;
+        ap.q = qkv.get<bf16>();
+        ap.q_stride = cols;
+        ap.k_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads) * hs.head_dim;
+        ap.v_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads + hs.kv_heads) * hs.head_dim;
+        ap.kv_new_stride = cols;
+        ap.k_cache = k.get<bf16>();
+        ap.v_cache = v.get<bf16>();
+        ap.kv_lens = lens.get<int32_t>();
+        ap.out = out.get<bf16>();
+        ap.workspace = work.get();
+        ap.workspace_bytes = ws;
+        ap.batch = b;
+        ap.num_heads = hs.heads;
+        ap.num_kv_heads = hs.kv_heads;
+        ap.head_dim = hs.head_dim;
+        ap.max_kv_len = ctx;
+        ap.num_splits = splits;
+        kernels::check_decode_attention(ap);
+        const double ns = time_ns(st, set, [&](int) {
+          MASEP_PROFILE_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
+        });
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+        check_finite(out.get(), static_cast<int64_t>(b) * hs.heads * hs.head_dim,
+                     "decode attention");
+        t.points.push_back({ctx, ns});
+        ++measured;
+      }
+      if (!t.points.empty()) cal.attention.push_back(std::move(t));
+    }
+  }
+  if (log) {
+    log(
+        fmt::format("attention: {} head shapes, {} points ({} over the {} GiB KV cap skipped), "
+                    "outputs finite",
+                    shapes.attention.size(), measured, skipped, kKvCap >> 30));
+  }
+}
+
+// ---- element-wise, router, permute, combine
+// -------------------------------------------------------
+
+void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
+                     plan::Calibration& cal, const std::function<void(const std::string&)>& log) {
+  const std::vector<int64_t> tokens = quick ? std::vector<int64_t>{1, 32, 1024}
+                                            : std::vector<int64_t>{1, 4, 16, 64, 256, 1024, 4096};
+  std::map<std::string, std::vector<plan::CalPoint>> pts;
+  const float eps = 1e-6f;
+  for (const models::Model& m : shapes.models) {
+    const int64_t h = m.hidden, H = m.heads, KV = m.kv_heads, hd = m.head_dim, E = m.experts,
+                  K = m.top_k, F = m.expert_ffn;
+    const bool swiglu = m.activation == models::Activation::kSwiGLU;
+    const int64_t in_cols = m.expert_in_columns();
+    if (h % 8 != 0 || E > 256 || K > 8) {
+      if (log)
+        log(fmt::format("  kernels of model {} skipped (hidden % 8, experts or top-k)", m.name));
+      continue;
+    }
+    for (int64_t T : tokens) {
+      const int64_t rows = T * K;
+      const int64_t qkv_cols = (H + 2 * KV) * hd;
+      DeviceBuffer a(std::max(rows, T) * std::max(h, in_cols) * kBf16),
+          b(std::max(rows, T) * std::max(h, in_cols) * kBf16), res(T * h * kBf16), w(h * kBf16),
+          qkv(T * qkv_cols * kBf16), logits(T * E * kBf16), ids(rows * 4), wts(rows * 4),
+          counts(E * 4), prow(rows * 4), src(rows * 4), offs((E + 1) * 4), pos(T * 4);
+      detail::fill_hash_bf16(a.get(), a.bytes() / kBf16, 31, 1.0f, st);
+      detail::fill_hash_bf16(res.get(), T * h, 32, 1.0f, st);
+      detail::fill_hash_bf16(w.get(), h, 33, 1.0f, st);
+      detail::fill_hash_bf16(qkv.get(), T * qkv_cols, 34, 1.0f, st);
+      detail::fill_hash_bf16(logits.get(), T * E, 35, 1.0f, st);
+      MASEP_CUDA_CHECK(cudaMemsetAsync(pos.get(), 0, T * 4, st));
+      auto add = [&](const char* name, int64_t bytes, double ns) {
+        pts[name].push_back({bytes, ns});
+      };
+
+      add("rmsnorm", 2 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
+                                                               b.get<bf16>(), static_cast<int>(T),
+                                                               static_cast<int>(h), eps, st));
+          }));
+      add("add_norm", 4 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_add_rmsnorm(
+                res.get<bf16>(), a.get<bf16>(), w.get<bf16>(), b.get<bf16>(), static_cast<int>(T),
+                static_cast<int>(h), eps, st));
+          }));
+      kernels::RopeParams rp;
+      rp.q = qkv.get<bf16>();
+      rp.q_stride = qkv_cols;
+      rp.k = qkv.get<bf16>() + H * hd;
+      rp.k_stride = qkv_cols;
+      rp.positions = pos.get<int32_t>();
+      rp.tokens = static_cast<int>(T);
+      rp.num_heads = static_cast<int>(H);
+      rp.num_kv_heads = static_cast<int>(KV);
+      rp.head_dim = static_cast<int>(hd);
+      add("rope", 2 * T * (H + KV) * hd * kBf16,
+          time_ns(st, set, [&](int) { MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rope(rp, st)); }));
+      add("act", T * (in_cols + F) * kBf16, time_ns(st, set, [&](int) {
+            if (swiglu) {
+              MASEP_PROFILE_KERNEL_CHECK(
+                  kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
+            } else {
+              MASEP_PROFILE_KERNEL_CHECK(
+                  kernels::launch_gelu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
+            }
+          }));
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      check_finite(b.get(), T * F, "activation");
+
+      kernels::RouterParams r;
+      r.logits = logits.get();
+      r.logits_dtype = kernels::DType::kBF16;
+      r.topk_ids = ids.get<int32_t>();
+      r.topk_weights = wts.get<float>();
+      r.expert_counts = counts.get<int32_t>();
+      r.tokens = static_cast<int>(T);
+      r.num_experts = static_cast<int>(E);
+      r.k = static_cast<int>(K);
+      add("router", T * E * kBf16 + T * K * 8, time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+          }));
+      kernels::PermuteParams pp;
+      pp.x = res.get<bf16>();
+      pp.topk_ids = ids.get<int32_t>();
+      pp.expert_counts = counts.get<int32_t>();
+      pp.permuted_x = a.get<bf16>();
+      pp.permuted_row = prow.get<int32_t>();
+      pp.source_token = src.get<int32_t>();
+      pp.expert_offsets = offs.get<int32_t>();
+      pp.tokens = static_cast<int>(T);
+      pp.hidden = static_cast<int>(h);
+      pp.num_experts = static_cast<int>(E);
+      pp.k = static_cast<int>(K);
+      add("permute", T * h * kBf16 + rows * h * kBf16, time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_permute(pp, st));
+          }));
+      kernels::CombineParams cp;
+      cp.expert_out = a.get<bf16>();
+      cp.permuted_row = prow.get<int32_t>();
+      cp.topk_weights = wts.get<float>();
+      cp.residual = res.get<bf16>();
+      cp.out = b.get<bf16>();
+      cp.tokens = static_cast<int>(T);
+      cp.hidden = static_cast<int>(h);
+      cp.k = static_cast<int>(K);
+      add("combine", (rows + 2 * T) * h * kBf16, time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_combine(cp, st));
+          }));
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      check_finite(b.get(), T * h, "combine");
+      // The executor's forced routing regroups rows with a device copy of hbm_bytes / 2.
+      const int64_t copy = rows * h * kBf16;
+      const double copy_ns = time_ns(st, set, [&](int) {
+        MASEP_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), static_cast<size_t>(copy),
+                                         cudaMemcpyDeviceToDevice, st));
+      });
+      add("moe_permute", 2 * copy, copy_ns);
+      add("moe_unpermute", 2 * copy, copy_ns);
+    }
+  }
+  for (auto& [name, p] : pts) cal.kernels.push_back({name, tidy(std::move(p))});
+  if (log)
+    log(fmt::format("kernels: {} tables over {} models x {} token counts, outputs finite",
+                    cal.kernels.size(), shapes.models.size(), tokens.size()));
+}
+
+// ---- NCCL -------------------------------------------------------------------------------------
+
+// One host thread per GPU, released together; time = the slowest GPU's mean per launch.
+class CommGroup {
+ public:
+  CommGroup(int n, int64_t max_bytes) : n_(n), comms_(static_cast<size_t>(n)) {
+    std::vector<int> devs(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) devs[static_cast<size_t>(i)] = i;
+    MASEP_NCCL_CHECK(ncclCommInitAll(comms_.data(), n, devs.data()));
+    for (int i = 0; i < n; ++i) {
+      MASEP_CUDA_CHECK(cudaSetDevice(i));
+      cudaStream_t s;
+      MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      streams_.push_back(s);
+      send_.emplace_back(max_bytes);
+      recv_.emplace_back(max_bytes);
+    }
+    MASEP_CUDA_CHECK(cudaSetDevice(0));
+  }
+  ~CommGroup() {
+    for (int i = 0; i < n_; ++i) {
+      cudaSetDevice(i);
+      cudaStreamSynchronize(streams_[static_cast<size_t>(i)]);
+      ncclCommDestroy(comms_[static_cast<size_t>(i)]);
+      cudaStreamDestroy(streams_[static_cast<size_t>(i)]);
+    }
+    send_.clear();
+    recv_.clear();
+    cudaSetDevice(0);
+  }
+  int size() const { return n_; }
+  void* send(int r) const { return send_[static_cast<size_t>(r)].get(); }
+  void* recv(int r) const { return recv_[static_cast<size_t>(r)].get(); }
+  ncclComm_t comm(int r) const { return comms_[static_cast<size_t>(r)]; }
+  cudaStream_t stream(int r) const { return streams_[static_cast<size_t>(r)]; }
+
+  /// Runs `launch(rank, stream)` on every GPU under the harness; returns ns per launch.
+  template <class Launch>
+  double time(const Settings& set, Launch launch) {
+    std::vector<double> ns(static_cast<size_t>(n_), 0);
+    std::barrier sync(n_);
+    std::exception_ptr err;
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (int r = 0; r < n_; ++r) {
+      threads.emplace_back([&, r] {
+        try {
+          MASEP_CUDA_CHECK(cudaSetDevice(r));
+          ns[static_cast<size_t>(r)] = time_rank(r, set, launch, sync);
+        } catch (...) {
+          std::lock_guard<std::mutex> g(mu);
+          if (!err) err = std::current_exception();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    MASEP_CUDA_CHECK(cudaSetDevice(0));
+    if (err) std::rethrow_exception(err);
+    return *std::max_element(ns.begin(), ns.end());
+  }
+
+ private:
+  // Every rank takes the barrier exactly twice, even if a launch throws, so no thread waits
+  // forever (a failed NCCL call is then reported from the joined threads).
+  template <class Launch>
+  double time_rank(int r, const Settings& set, Launch& launch, std::barrier<>& sync) {
+    cudaStream_t st = streams_[static_cast<size_t>(r)];
+    std::exception_ptr err;
+    double out = 0;
+    try {
+      for (int i = 0; i < set.warmup; ++i) launch(r, st);
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    } catch (...) {
+      err = std::current_exception();
+    }
+    sync.arrive_and_wait();
+    if (!err) {
+      try {
+        out = time_ns(st, Settings{0, set.iters}, [&](int) { launch(r, st); });
+      } catch (...) {
+        err = std::current_exception();
+      }
+    }
+    sync.arrive_and_wait();
+    if (err) std::rethrow_exception(err);
+    return out;
+  }
+
+  int n_;
+  std::vector<ncclComm_t> comms_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<DeviceBuffer> send_, recv_;
+};
+
+uint8_t read_byte(const void* dev, int64_t offset, int device) {
+  uint8_t v = 0;
+  MASEP_CUDA_CHECK(cudaSetDevice(device));
+  MASEP_CUDA_CHECK(
+      cudaMemcpy(&v, static_cast<const char*>(dev) + offset, 1, cudaMemcpyDeviceToHost));
+  return v;
+}
+
+float read_bf16(const void* dev, int device) {
+  bf16 v;
+  MASEP_CUDA_CHECK(cudaSetDevice(device));
+  MASEP_CUDA_CHECK(cudaMemcpy(&v, dev, sizeof(v), cudaMemcpyDeviceToHost));
+  return __bfloat162float(v);
+}
+
+void profile_comm(int gpus, bool quick, const Settings& set, plan::Calibration& cal,
+                  const std::function<void(const std::string&)>& log) {
+  std::vector<int64_t> sizes;
+  for (int64_t s = 1024; s <= (256LL << 20); s *= quick ? 64 : 4) sizes.push_back(s);
+  const int64_t max_bytes = sizes.back();
+  for (int g = 2; g <= gpus; g *= 2) {
+    CommGroup cg(g, max_bytes);
+    auto fill = [&](int value_base, bool per_rank) {
+      for (int r = 0; r < g; ++r) {
+        MASEP_CUDA_CHECK(cudaSetDevice(r));
+        MASEP_CUDA_CHECK(cudaMemset(cg.send(r), per_rank ? value_base + r : value_base,
+                                    static_cast<size_t>(max_bytes)));
+        MASEP_CUDA_CHECK(cudaMemset(cg.recv(r), 0, static_cast<size_t>(max_bytes)));
+      }
+      MASEP_CUDA_CHECK(cudaSetDevice(0));
+    };
+    auto settings_for = [&](int64_t bytes) {
+      Settings s = set;
+      if (bytes >= (16LL << 20)) {
+        s.warmup = std::min(s.warmup, 3);
+        s.iters = std::min(s.iters, 10);
+      }
+      return s;
+    };
+    auto fail = [&](const char* op, int64_t bytes, const std::string& what) {
+      throw std::runtime_error(fmt::format(
+          "profile: NCCL {} of {} bytes on {} GPUs: verification failed: {}", op, bytes, g, what));
+    };
+    // bf16 reductions: every byte 0x3F, i.e. every element 0x3F3F = 0.74609375.
+    fill(0x3F, false);
+    const float elem = 0.74609375f;
+    plan::CommTable ar{"all_reduce", g, {}}, rs{"reduce_scatter", g, {}};
+    for (int64_t s : sizes) {
+      const size_t count = static_cast<size_t>(s / kBf16);
+      ar.points.push_back({s, cg.time(settings_for(s), [&](int r, cudaStream_t st) {
+                             MASEP_NCCL_CHECK(ncclAllReduce(cg.send(r), cg.recv(r), count,
+                                                            ncclBfloat16, ncclSum, cg.comm(r), st));
+                           })});
+      const float got = read_bf16(cg.recv(g - 1), g - 1);
+      if (std::fabs(got - g * elem) > 0.02f * g)
+        fail("all_reduce", s, fmt::format("{} != {}", got, g * elem));
+      rs.points.push_back({s, cg.time(settings_for(s), [&](int r, cudaStream_t st) {
+                             MASEP_NCCL_CHECK(ncclReduceScatter(cg.send(r), cg.recv(r), count / g,
+                                                                ncclBfloat16, ncclSum, cg.comm(r),
+                                                                st));
+                           })});
+      const float got2 = read_bf16(cg.recv(g - 1), g - 1);
+      if (std::fabs(got2 - g * elem) > 0.02f * g)
+        fail("reduce_scatter", s, fmt::format("{} != {}", got2, g * elem));
+    }
+    // Byte-exact ops: rank r's buffer holds bytes 0x41 + r.
+    fill(0x41, true);
+    plan::CommTable ag{"all_gather", g, {}}, a2a{"all_to_all", g, {}}, sr{"send_recv", g, {}};
+    for (int64_t s : sizes) {
+      const int64_t chunk = s / g;
+      ag.points.push_back({s, cg.time(settings_for(s), [&](int r, cudaStream_t st) {
+                             MASEP_NCCL_CHECK(ncclAllGather(cg.send(r), cg.recv(r),
+                                                            static_cast<size_t>(chunk), ncclUint8,
+                                                            cg.comm(r), st));
+                           })});
+      for (int j = 0; j < g; ++j) {
+        const uint8_t v = read_byte(cg.recv(0), j * chunk, 0);
+        if (v != 0x41 + j) fail("all_gather", s, fmt::format("chunk {} holds 0x{:02x}", j, v));
+      }
+      // All-to-all as the executor runs it: grouped send/recv of S/g to every other rank.
+      a2a.points.push_back(
+          {s, cg.time(settings_for(s), [&](int r, cudaStream_t st) {
+             MASEP_NCCL_CHECK(ncclGroupStart());
+             for (int p = 0; p < g; ++p) {
+               if (p == r) continue;
+               MASEP_NCCL_CHECK(ncclSend(static_cast<char*>(cg.send(r)) + p * chunk,
+                                         static_cast<size_t>(chunk), ncclUint8, p, cg.comm(r), st));
+               MASEP_NCCL_CHECK(ncclRecv(static_cast<char*>(cg.recv(r)) + p * chunk,
+                                         static_cast<size_t>(chunk), ncclUint8, p, cg.comm(r), st));
+             }
+             MASEP_NCCL_CHECK(ncclGroupEnd());
+           })});
+      for (int j = 1; j < g; ++j) {
+        const uint8_t v = read_byte(cg.recv(0), j * chunk, 0);
+        if (v != 0x41 + j)
+          fail("all_to_all", s, fmt::format("chunk from rank {} holds 0x{:02x}", j, v));
+      }
+      if (g == 2) {
+        // One direction, rank 0 -> rank 1, as a Program's send/recv pair.
+        sr.points.push_back({s, cg.time(settings_for(s), [&](int r, cudaStream_t st) {
+                               if (r == 0) {
+                                 MASEP_NCCL_CHECK(ncclSend(cg.send(0), static_cast<size_t>(s),
+                                                           ncclUint8, 1, cg.comm(0), st));
+                               } else {
+                                 MASEP_NCCL_CHECK(ncclRecv(cg.recv(1), static_cast<size_t>(s),
+                                                           ncclUint8, 0, cg.comm(1), st));
+                               }
+                             })});
+        const uint8_t v = read_byte(cg.recv(1), s - 1, 1);
+        if (v != 0x41) fail("send_recv", s, fmt::format("received 0x{:02x}", v));
+      }
+    }
+    for (auto* t : {&ar, &ag, &rs, &a2a}) cal.comm.push_back(std::move(*t));
+    if (!sr.points.empty()) cal.comm.push_back(std::move(sr));
+    if (log)
+      log(fmt::format("nccl: {} GPUs, {} sizes {}..{} bytes, verified", g, sizes.size(),
+                      sizes.front(), sizes.back()));
+  }
+}
+
+std::string version(int v) { return fmt::format("{}.{}", v / 1000, (v % 1000) / 10); }
+
+}  // namespace
+
+plan::Calibration run_profile(const ProfileOptions& o) {
+  const auto& log = o.progress;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+    throw std::runtime_error("profile: no CUDA GPU is visible");
+  }
+  const int gpus = o.gpus > 0 ? std::min(o.gpus, count) : count;
+  // As the executor: NVLink SHARP (NVLS) off, before NCCL initialises.
+  ::setenv("NCCL_NVLS_ENABLE", "0", 1);
+  MASEP_CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop{};
+  MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+
+  plan::Calibration cal;
+  cal.device = prop.name;
+  int drv = 0, rt = 0, nccl = 0, cb_major = 0, cb_minor = 0, cb_patch = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  ncclGetVersion(&nccl);
+  cublasGetProperty(MAJOR_VERSION, &cb_major);
+  cublasGetProperty(MINOR_VERSION, &cb_minor);
+  cublasGetProperty(PATCH_LEVEL, &cb_patch);
+  cal.driver = version(drv);
+  cal.cuda = version(rt);
+  cal.cublas = fmt::format("{}.{}.{}", cb_major, cb_minor, cb_patch);
+  cal.nccl = fmt::format("{}.{}.{}", nccl / 10000, (nccl % 10000) / 100, nccl % 100);
+  {
+    const std::time_t now = std::time(nullptr);  // the measurement's date (metadata only)
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+    cal.date = buf;
+  }
+  cal.gpus = gpus;
+  Settings set;
+  set.warmup = o.warmup > 0 ? o.warmup : (o.quick ? 5 : 10);
+  set.iters = o.iters > 0 ? o.iters : (o.quick ? 20 : 50);
+  cal.notes = fmt::format("masep profile{}: warmup {}, iters {}, {} GPUs of {} ({} SMs)",
+                          o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name,
+                          prop.multiProcessorCount);
+
+  const Shapes shapes = collect_shapes(o.quick, log);
+  if (log) {
+    log(fmt::format("shapes: {} GEMM (n, k), {} attention head shapes, {} models",
+                    shapes.gemm.size(), shapes.attention.size(), shapes.models.size()));
+  }
+  cudaStream_t st;
+  MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  try {
+    profile_gemm(shapes, o.quick, set, st, cal, log);
+    profile_attention(shapes, o.quick, set, st, prop.multiProcessorCount, cal, log);
+    profile_kernels(shapes, o.quick, set, st, cal, log);
+  } catch (...) {
+    cudaStreamDestroy(st);
+    throw;
+  }
+  cudaStreamDestroy(st);
+  if (gpus >= 2) {
+    profile_comm(gpus, o.quick, set, cal, log);
+  } else if (log) {
+    log("nccl: 1 GPU, no communication tables");
+  }
+  plan::validate_calibration(cal);
+  return cal;
+}
+
+}  // namespace masep::exec

@@ -1,0 +1,80 @@
+// masep profile: micro-benchmarks on this host's GPUs (exec/src/profiler.cpp) written as a
+// calibration YAML for `masep sim --calibration FILE`.
+#include <fmt/format.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.hpp"
+#include "masep/exec/profiler.hpp"
+#include "masep/plan/calibration.hpp"
+
+namespace po = boost::program_options;
+
+namespace masep::tools {
+namespace {
+
+constexpr const char* kUsage = R"(usage: masep profile [options]
+
+Measures, on this host's GPUs, what the simulator needs to time a Program: cuBLAS bf16 GEMMs
+over the (n, k) shapes of the built-in scenarios and an m grid, decode attention over batch x
+context, the element-wise / router / permute / combine kernels by bytes, and NCCL all-reduce,
+all-gather, reduce-scatter, all-to-all and send/recv from 1 KB to 256 MB on groups of 2, 4
+(and 8) GPUs. Each point: warm-up launches, then timed launches between CUDA events; results
+are verified. Writes a calibration YAML (device, driver, CUDA, cuBLAS, NCCL versions, date;
+format in docs/calibration.md). Micro-benchmarks only: never calibrate from the end-to-end
+runs you compare against.
+
+Options)";
+
+}  // namespace
+
+int cmd_profile(const Args& args) {
+  std::string out = "calibration.yaml";
+  int gpus = 0, warmup = 0, iters = 0;
+  po::options_description opts(kUsage);
+  opts.add_options()("help,h", "show this help")("out", po::value(&out)->default_value(out),
+                                                 "calibration YAML to write (atomically)")(
+      "quick", "small grids (for a smoke test; a couple of minutes at most)")(
+      "gpus", po::value(&gpus)->default_value(0),
+      "GPUs for the NCCL tables (0 = all visible; 1 = compute tables only)")(
+      "warmup", po::value(&warmup)->default_value(0), "untimed launches per point (0 = default)")(
+      "iters", po::value(&iters)->default_value(0), "timed launches per point (0 = default)")(
+      "quiet,q", "no progress lines");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "masep profile: %s (see masep profile --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (gpus < 0 || warmup < 0 || iters < 0) {
+    std::fprintf(stderr, "masep profile: --gpus, --warmup and --iters must be >= 0\n");
+    return 2;
+  }
+  exec::ProfileOptions o;
+  o.quick = vm.count("quick") > 0;
+  o.gpus = gpus;
+  o.warmup = warmup;
+  o.iters = iters;
+  if (!vm.count("quiet")) {
+    o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  }
+  const plan::Calibration cal = exec::run_profile(o);
+  plan::write_calibration(out, cal);
+  std::printf(
+      "calibration of %s (driver %s, CUDA %s, cuBLAS %s, NCCL %s, %d GPUs): %zu GEMM, "
+      "%zu attention, %zu kernel, %zu NCCL tables written to %s\n",
+      cal.device.c_str(), cal.driver.c_str(), cal.cuda.c_str(), cal.cublas.c_str(),
+      cal.nccl.c_str(), cal.gpus, cal.gemm.size(), cal.attention.size(), cal.kernels.size(),
+      cal.comm.size(), out.c_str());
+  return 0;
+}
+
+}  // namespace masep::tools
