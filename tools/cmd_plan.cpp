@@ -105,6 +105,7 @@ std::string workload_line(const Workload& w) {
 
 std::vector<StepLoad> step_loads(const Program& p, int step) {
   std::vector<StepLoad> out(p.ranks.size());
+  const std::vector<int64_t> sent = exchange_sent_bytes(p);
   for (const Op& o : p.ops) {
     if (o.step != step) continue;
     StepLoad& l = out[o.rank];
@@ -112,6 +113,7 @@ std::vector<StepLoad> step_loads(const Program& p, int step) {
     l.hbm_bytes += o.hbm_bytes;
     l.weight_bytes += o.weight_bytes;
     if (o.kind == OpKind::kSend || is_collective(o.kind)) l.comm_bytes += o.comm_bytes;
+    if (o.kind == OpKind::kExchange) l.comm_bytes += sent[o.id];  // what it sends
     ++l.ops;
   }
   return out;
@@ -262,6 +264,9 @@ std::string op_label(const Op& o) {
     case OpKind::kRecv:
       detail = fmt::format("<- {} {} B", o.peer, o.comm_bytes);
       break;
+    case OpKind::kExchange:
+      detail = fmt::format("group call x{}, {} B in+out", o.exchange, o.comm_bytes);
+      break;
     default:
       detail = is_collective(o.kind) ? fmt::format("{} B", o.comm_bytes)
                                      : fmt::format("{} B", o.hbm_bytes);
@@ -298,6 +303,13 @@ std::string layer_dot(const Program& p, int step, int layer, int mb) {
     }
     if (o.kind == OpKind::kSend && in[o.match]) {
       out += fmt::format("  op{} -> op{} [style=bold, color=red];\n", o.id, o.match);
+    }
+  }
+  for (const Exchange& x : p.exchanges) {
+    for (const Transfer& t : x.transfers) {
+      if (in[t.src_op] && in[t.dst_op]) {
+        out += fmt::format("  op{} -> op{} [style=bold, color=red];\n", t.src_op, t.dst_op);
+      }
     }
   }
   for (int r = 0; r < p.rank_count(); ++r) {

@@ -1,15 +1,15 @@
 // The plan compiler. See compiler.hpp for the layer it emits; the comments here say why the
 // ops are ordered the way they are.
 //
-// Stream order and deadlock freedom. Send/recv pairs and collectives are rendezvous: they
-// start when every participant has reached them. Every rank's comm stream visits the
-// exchanges of a (decode step, layer, micro-batch) in one global order,
+// Stream order and deadlock freedom. Collectives and exchanges (kExchange: one NCCL group
+// call per rank, see program.hpp) are rendezvous: they start when their participants have
+// reached them. Every rank's comm stream visits the calls of a (decode step, layer,
+// micro-batch) in one global order,
 //   for f = (step·L + layer)·m + mb:   return(f − m), all_gather(f), [all_reduce(f)],
 //                                      reduce_scatter(f), dispatch(f)
-// and inside one exchange the pairs are ordered consistently (bipartite: senders ascending
-// over receivers ascending; co-located all-to-all: round-robin pairing rounds, lower rank
-// sends first), so no rank can wait for a partner that waits for it. check_program() verifies
-// this (Kahn's algorithm over rendezvous classes).
+// and each dispatch or return is one exchange with one op per participating rank (a group
+// call has no internal order), so no rank can wait for a partner that waits for it.
+// check_program() verifies this (Kahn's algorithm over rendezvous classes).
 //
 // Ping-pong. The attention compute stream runs combine(f − m) then the attention part of f:
 // while the MoE GPUs work on micro-batch mb, the attention GPUs work on the others. The MoE
@@ -50,17 +50,7 @@ std::string experts_label(const std::vector<int>& e) {
   return std::to_string(e.size()) + " experts";
 }
 
-// Round of the pair (x, y) in the round-robin ("circle") pairing of n ranks: every round is
-// a perfect matching (one rank idle per round when n is odd), every pair meets exactly once.
-int pairing_round(int x, int y, int n) {
-  const int np = n % 2 == 0 ? n : n + 1;
-  const int fixed = np - 1;
-  if (x == fixed) return y;
-  if (y == fixed) return x;
-  return static_cast<int>((static_cast<int64_t>(x + y) * (np / 2)) % fixed);
-}
-
-struct Transfer {
+struct Xfer {
   int32_t src = 0, dst = 0;  // plan ranks
   int64_t bytes = 0;
   OpId producer = -1;  // op on src whose output is sent
@@ -145,6 +135,8 @@ class Compiler {
       throw std::invalid_argument("CompileOptions: first_step must be >= 0, steps >= -1");
     }
     first_step_ = opts.first_step;
+    record_routing_ = opts.record_token_routing;
+    per_sequence_routing_ = opts.per_sequence_routing;
     steps_ = opts.steps < 0 ? std::max(0, s_.workload.decode_steps - first_step_) : opts.steps;
 
     dt_ = models::dtype_bytes(m_.dtype);
@@ -189,6 +181,10 @@ class Compiler {
     }
     routing_counts_.assign(static_cast<size_t>(m_.experts), 0);
     pend_slices_.resize(static_cast<size_t>(mbs_));
+    rank_op_.assign(static_cast<size_t>(total_ranks_), -1);
+    xprod_.assign(static_cast<size_t>(total_ranks_), -1);
+    xbytes_.assign(static_cast<size_t>(total_ranks_), 0);
+    xseen_.assign(static_cast<size_t>(total_ranks_), 0);
   }
 
   int64_t chunk_begin(int r, int mb) const {
@@ -371,28 +367,56 @@ class Compiler {
     return ids;
   }
 
-  // Creates the send/recv pairs of one exchange in a deadlock-free order (see the top).
-  void exchange(std::vector<Transfer>& ts, const char* name, bool all_to_all) {
-    const int n = total_ranks_;
-    auto key = [&](const Transfer& t) {
-      if (!all_to_all) return std::make_tuple(t.src, t.dst, 0);
-      const int lo = std::min(t.src, t.dst);
-      return std::make_tuple(pairing_round(t.src, t.dst, n), lo, t.src == lo ? 0 : 1);
+  // One grouped exchange (kExchange, one NCCL group call per rank): one op per participating
+  // rank in ascending rank order, one Program transfer per element of `ts` (sorted by
+  // (src, dst)). The op of a sending rank depends on the producer of its rows. Sets each
+  // element's send/recv to its src/dst rank's op; rank_op_[r] is rank r's op (or -1) until
+  // the next call. Nothing is emitted when `ts` is empty.
+  void group_exchange(std::vector<Xfer>& ts, const char* name) {
+    for (int r : xranks_) rank_op_[r] = -1;
+    xranks_.clear();
+    if (ts.empty()) return;
+    std::sort(ts.begin(), ts.end(), [](const Xfer& a, const Xfer& b) {
+      return std::tie(a.src, a.dst) < std::tie(b.src, b.dst);
+    });
+    auto touch = [&](int r) {
+      if (!xseen_[r]) {
+        xseen_[r] = 1;
+        xranks_.push_back(r);
+      }
     };
-    std::sort(ts.begin(), ts.end(),
-              [&](const Transfer& a, const Transfer& b) { return key(a) < key(b); });
-    for (Transfer& t : ts) {
-      Op snd = make(t.src, kComm, OpKind::kSend, name);
-      snd.comm_bytes = t.bytes;
-      snd.peer = t.dst;
-      dep(snd, t.producer);
-      Op rcv = make(t.dst, kComm, OpKind::kRecv, name);
-      rcv.comm_bytes = t.bytes;
-      rcv.peer = t.src;
-      t.send = add(std::move(snd));
-      t.recv = add(std::move(rcv));
-      p_.ops[t.send].match = t.recv;
-      p_.ops[t.recv].match = t.send;
+    for (const Xfer& t : ts) {
+      if (t.src == t.dst) throw std::logic_error("compiler: a transfer to its own rank");
+      touch(t.src);
+      touch(t.dst);
+      xbytes_[t.src] += t.bytes;
+      xbytes_[t.dst] += t.bytes;
+      if (t.producer >= 0) {
+        if (xprod_[t.src] >= 0 && xprod_[t.src] != t.producer) {
+          throw std::logic_error("compiler: one rank's sends of an exchange have two producers");
+        }
+        xprod_[t.src] = t.producer;
+      }
+    }
+    std::sort(xranks_.begin(), xranks_.end());
+    const int x = static_cast<int>(p_.exchanges.size());
+    p_.exchanges.emplace_back();
+    for (int r : xranks_) {
+      Op o = make(r, kComm, OpKind::kExchange, name);
+      o.comm_bytes = xbytes_[r];
+      o.exchange = x;
+      dep(o, xprod_[r]);
+      rank_op_[r] = add(std::move(o));
+      xbytes_[r] = 0;
+      xprod_[r] = -1;
+      xseen_[r] = 0;
+    }
+    auto& list = p_.exchanges[x].transfers;
+    list.reserve(ts.size());
+    for (Xfer& t : ts) {
+      t.send = rank_op_[t.src];
+      t.recv = rank_op_[t.dst];
+      list.push_back(masep::plan::Transfer{t.send, t.recv, t.bytes});
     }
   }
 
@@ -406,7 +430,7 @@ class Compiler {
   struct Pending {
     bool valid = false;
     int step = 0, layer = 0;
-    std::vector<Transfer> returns;
+    std::vector<Xfer> returns;
   };
 
   // The attention part of (step, layer, mb) on every attention rank, up to the permute.
@@ -466,7 +490,18 @@ class Compiler {
                         out);
       }
       const int64_t b0 = chunk_begin(r, mb);
-      sampler_.sample(step, layer, mb, r, static_cast<int>(T), route_);
+      if (per_sequence_routing_) {
+        sampler_.sample_sequences(step, layer, chunk_begin(r, mb), static_cast<int>(T), route_);
+      } else {
+        sampler_.sample(step, layer, mb, r, static_cast<int>(T), route_);
+      }
+      if (record_routing_) {
+        if (r == 0) {
+          token_route_.clear();
+          token_first_ = chunk_begin(0, mb);
+        }
+        token_route_.insert(token_route_.end(), route_.begin(), route_.end());
+      }
       for (int64_t q = 0; q < T * m_.top_k; ++q) routing_counts_[route_[q]]++;
       for (int i = 0; i < t_; ++i) {
         const int a = base + i;
@@ -518,14 +553,14 @@ class Compiler {
         moe_local_rows_[g] += rows;  // stays on the GPU: the permute already placed it
         continue;
       }
-      dispatch_.push_back(Transfer{a, moe_base_ + g, rows * h_ * dt_, sl.permute});
+      dispatch_.push_back(Xfer{a, moe_base_ + g, rows * h_ * dt_, sl.permute});
     }
   }
 
   // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
   void moe(int step, int layer, int mb) {
-    exchange(dispatch_, "dispatch", !ma_);
-    for (const Transfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
+    group_exchange(dispatch_, "dispatch");
+    for (const Xfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
     Pending& pend = pending_[mb];
     pend.valid = true;
     pend.step = step;
@@ -534,11 +569,11 @@ class Compiler {
     for (int g = 0; g < moe_ranks_; ++g) {
       const int rank = moe_base_ + g;
       int64_t rows = moe_local_rows_[g];
-      for (const Transfer& t : moe_recvs_[g]) rows += t.bytes / (h_ * dt_);
+      for (const Xfer& t : moe_recvs_[g]) rows += t.bytes / (h_ * dt_);
       if (rows > 0) {
         Op perm = make(rank, kCompute, OpKind::kPermute, "moe_permute");
         perm.hbm_bytes = 2 * rows * h_ * dt_;
-        for (const Transfer& t : moe_recvs_[g]) perm.deps.push_back(t.recv);
+        dep(perm, rank_op_[rank]);  // the rank's dispatch group call (all its receives)
         add(std::move(perm));
         int64_t expert_rows = 0;
         for (int32_t x : group_m_[g]) expert_rows += x;
@@ -547,8 +582,8 @@ class Compiler {
         grouped_gemm(rank, "expert_down", group_m_[g], h_, m_.expert_ffn);
         const OpId un = simple(rank, OpKind::kCombine, "moe_unpermute",
                                expert_rows * h_ * dt_ + rows * h_ * dt_);
-        for (const Transfer& t : moe_recvs_[g]) {
-          pend.returns.push_back(Transfer{rank, t.src, t.bytes, un});
+        for (const Xfer& t : moe_recvs_[g]) {
+          pend.returns.push_back(Xfer{rank, t.src, t.bytes, un});
         }
       }
       moe_recvs_[g].clear();
@@ -561,6 +596,11 @@ class Compiler {
     rsmp.layer = layer;
     rsmp.micro_batch = mb;
     rsmp.tokens_per_expert = routing_counts_;
+    if (record_routing_) {
+      rsmp.first_sequence = token_first_;
+      rsmp.token_experts = std::move(token_route_);
+      token_route_.clear();
+    }
     p_.routing.push_back(std::move(rsmp));
     std::fill(routing_counts_.begin(), routing_counts_.end(), 0);
     // Slices of this mb are needed again by finish(mb); keep a copy.
@@ -574,9 +614,7 @@ class Compiler {
     cur_step_ = pend.step;
     cur_layer_ = pend.layer;
     cur_mb_ = mb;
-    exchange(pend.returns, "return", !ma_);
-    std::vector<std::vector<OpId>> recvs(static_cast<size_t>(att_ranks_));
-    for (const Transfer& t : pend.returns) recvs[t.dst].push_back(t.recv);
+    group_exchange(pend.returns, "return");
     const auto& slices = pend_slices_[mb];
     for (int a = 0; a < att_ranks_; ++a) {
       const Slice& sl = slices[a];
@@ -586,7 +624,7 @@ class Compiler {
       }
       Op o = make(a, kCompute, OpKind::kCombine, "combine");
       o.hbm_bytes = (sl.rows + 2 * sl.tokens) * h_ * dt_;
-      o.deps = std::move(recvs[a]);
+      dep(o, rank_op_[a]);  // the rank's return group call (all its receives)
       last_combine_[mb][a] = add(std::move(o));
     }
     pend.valid = false;
@@ -595,6 +633,9 @@ class Compiler {
   const Scenario& s_;
   const models::Model& m_;
   RoutingSampler sampler_;
+  bool record_routing_ = false, per_sequence_routing_ = false;  // CompileOptions
+  std::vector<int32_t> token_route_;  // this (step, layer, mb)'s token routing, replica order
+  int64_t token_first_ = 0;
   Program p_;
 
   bool ma_ = true;
@@ -618,11 +659,16 @@ class Compiler {
   std::vector<Slice> slice_;                     // [attention rank], current (step, layer, mb)
   std::vector<int32_t> route_;
   std::vector<int32_t> routing_counts_;
-  std::vector<std::vector<int32_t>> group_m_;     // [MoE gpu][local expert, then shared]
-  std::vector<std::vector<Transfer>> moe_recvs_;  // [MoE gpu]
-  std::vector<int64_t> moe_local_rows_;           // [MoE gpu] (co-located self rows)
-  std::vector<Transfer> dispatch_;
+  std::vector<std::vector<int32_t>> group_m_;  // [MoE gpu][local expert, then shared]
+  std::vector<std::vector<Xfer>> moe_recvs_;   // [MoE gpu]
+  std::vector<int64_t> moe_local_rows_;        // [MoE gpu] (co-located self rows)
+  std::vector<Xfer> dispatch_;
   std::vector<int> dest_count_, touched_;
+  // group_exchange scratch, per plan rank.
+  std::vector<OpId> rank_op_, xprod_;
+  std::vector<int64_t> xbytes_;
+  std::vector<char> xseen_;
+  std::vector<int> xranks_;
 };
 
 }  // namespace

@@ -124,10 +124,34 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
       coll_start[c] = std::max(coll_start[c], t.ops[static_cast<size_t>(id)].start_ns);
     }
   }
+  // An exchange op (a group call) communicates from the moment its first transfer starts:
+  // the earliest time any of its partners has posted its side (and it has posted its own).
+  std::vector<int64_t> first_partner;
+  if (!p.exchanges.empty()) {
+    first_partner.assign(p.ops.size(), -1);
+    auto earliest = [&](OpId self, OpId partner) {
+      if (self < 0 || partner < 0 || static_cast<size_t>(self) >= t.ops.size() ||
+          static_cast<size_t>(partner) >= t.ops.size()) {
+        return;
+      }
+      const int64_t ps = t.ops[static_cast<size_t>(partner)].start_ns;
+      if (ps < 0) return;
+      int64_t& f = first_partner[static_cast<size_t>(self)];
+      f = f < 0 ? ps : std::min(f, ps);
+    };
+    for (const Exchange& x : p.exchanges) {
+      for (const Transfer& tr : x.transfers) {
+        earliest(tr.src_op, tr.dst_op);
+        earliest(tr.dst_op, tr.src_op);
+      }
+    }
+  }
   auto transfer_start = [&](const Op& op, const OpTiming& ot) {
     int64_t start = ot.start_ns;
-    if ((op.kind == OpKind::kSend || op.kind == OpKind::kRecv) && op.match >= 0 &&
-        static_cast<size_t>(op.match) < t.ops.size()) {
+    if (op.kind == OpKind::kExchange && !first_partner.empty()) {
+      start = std::max(start, first_partner[static_cast<size_t>(op.id)]);
+    } else if ((op.kind == OpKind::kSend || op.kind == OpKind::kRecv) && op.match >= 0 &&
+               static_cast<size_t>(op.match) < t.ops.size()) {
       start = std::max(start, t.ops[static_cast<size_t>(op.match)].start_ns);
     } else if (op.collective >= 0 && static_cast<size_t>(op.collective) < coll_start.size()) {
       start = std::max(start, coll_start[static_cast<size_t>(op.collective)]);

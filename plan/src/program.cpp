@@ -1,8 +1,10 @@
 #include "masep/plan/program.hpp"
 
+#include <algorithm>
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "masep/plan/scenario.hpp"
 
@@ -36,6 +38,8 @@ const char* to_string(OpKind k) {
       return "reduce_scatter";
     case OpKind::kAllToAll:
       return "all_to_all";
+    case OpKind::kExchange:
+      return "exchange";
   }
   return "?";
 }
@@ -46,7 +50,17 @@ bool is_collective(OpKind k) {
 }
 
 bool is_communication(OpKind k) {
-  return k == OpKind::kSend || k == OpKind::kRecv || is_collective(k);
+  return k == OpKind::kSend || k == OpKind::kRecv || k == OpKind::kExchange || is_collective(k);
+}
+
+std::vector<int64_t> exchange_sent_bytes(const Program& p) {
+  std::vector<int64_t> sent(p.ops.size(), 0);
+  for (const Exchange& x : p.exchanges) {
+    for (const Transfer& t : x.transfers) {
+      if (t.src_op >= 0 && static_cast<size_t>(t.src_op) < sent.size()) sent[t.src_op] += t.bytes;
+    }
+  }
+  return sent;
 }
 
 const char* stream_name(int s) {
@@ -198,6 +212,65 @@ void check_program(const Program& p) {
   for (const Op& o : p.ops) {
     if (is_collective(o.kind) && !in_collective[o.id]) {
       fail(op_str(o) + ": collective op not listed in any Collective");
+    }
+  }
+
+  // Exchanges: every transfer joins two kExchange ops of that exchange on different ops;
+  // every op's comm_bytes is what it sends plus what it receives; every exchange op takes
+  // part in at least one transfer of its own exchange. A group call has no internal order,
+  // so each transfer is a rendezvous of its two ops (their classes are joined).
+  std::vector<int64_t> xbytes(static_cast<size_t>(n), 0);
+  std::vector<char> in_exchange(static_cast<size_t>(n), 0);
+  for (size_t x = 0; x < p.exchanges.size(); ++x) {
+    const std::string xname = "exchange " + std::to_string(x);
+    const auto& ts = p.exchanges[x].transfers;
+    if (ts.empty()) fail(xname + ": no transfers");
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const Transfer& t = ts[i];
+      const std::string tname = xname + " transfer " + std::to_string(i);
+      if (t.src_op < 0 || t.src_op >= n || t.dst_op < 0 || t.dst_op >= n) {
+        fail(tname + ": bad op id");
+      }
+      if (t.src_op == t.dst_op) fail(tname + ": sends to its own op");
+      if (t.bytes <= 0) fail(tname + ": non-positive bytes");
+      for (OpId id : {t.src_op, t.dst_op}) {
+        const Op& o = p.ops[id];
+        if (o.kind != OpKind::kExchange)
+          fail(tname + ": " + op_str(o) + " is a " + to_string(o.kind));
+        if (o.exchange != static_cast<int32_t>(x)) {
+          fail(tname + ": " + op_str(o) + " names exchange " + std::to_string(o.exchange));
+        }
+        xbytes[id] += t.bytes;
+        in_exchange[id] = 1;
+      }
+      cls.join(t.src_op, t.dst_op);
+    }
+    // One op per participating rank.
+    std::vector<std::pair<int32_t, OpId>> members;
+    for (const Transfer& t : ts) {
+      members.emplace_back(p.ops[t.src_op].rank, t.src_op);
+      members.emplace_back(p.ops[t.dst_op].rank, t.dst_op);
+    }
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    for (size_t i = 1; i < members.size(); ++i) {
+      if (members[i].first == members[i - 1].first) {
+        fail(xname + ": rank " + std::to_string(members[i].first) + " has two ops in it");
+      }
+    }
+  }
+  for (const Op& o : p.ops) {
+    if (o.kind == OpKind::kExchange) {
+      if (o.exchange < 0 || o.exchange >= static_cast<int32_t>(p.exchanges.size())) {
+        fail(op_str(o) + ": exchange index " + std::to_string(o.exchange) + " out of range");
+      }
+      if (!in_exchange[o.id]) fail(op_str(o) + ": takes part in no transfer of its exchange");
+      if (o.comm_bytes != xbytes[o.id]) {
+        fail(op_str(o) + ": comm_bytes " + std::to_string(o.comm_bytes) + ", its transfers carry " +
+             std::to_string(xbytes[o.id]));
+      }
+    } else if (o.exchange >= 0) {
+      fail(op_str(o) + ": a " + std::string(to_string(o.kind)) + " names an exchange");
     }
   }
 

@@ -36,13 +36,14 @@ json op_json(const Op& o) {
               {"peer", o.peer},
               {"match", o.match},
               {"collective", o.collective},
+              {"exchange", o.exchange},
               {"deps", o.deps}};
 }
 
 }  // namespace
 
 void write_program_json(const Program& p, std::ostream& out) {
-  json head{{"format", "masep-program"},       {"version", 1},     {"scenario", p.scenario},
+  json head{{"format", "masep-program"},       {"version", 2},     {"scenario", p.scenario},
             {"first_step", p.first_step},      {"steps", p.steps}, {"layers", p.layers},
             {"micro_batches", p.micro_batches}};
   json ranks = json::array();
@@ -73,6 +74,15 @@ void write_program_json(const Program& p, std::ostream& out) {
                 {"ops", c.ops},
                 {"matrix", c.matrix}}
                .dump();
+  }
+  // Exchanges: transfers as [src_op, dst_op, bytes].
+  out << "],\"exchanges\":[";
+  for (size_t i = 0; i < p.exchanges.size(); ++i) {
+    json ts = json::array();
+    for (const Transfer& t : p.exchanges[i].transfers) {
+      ts.push_back(json::array({t.src_op, t.dst_op, t.bytes}));
+    }
+    out << (i ? ",\n" : "\n") << json{{"transfers", ts}}.dump();
   }
   out << "],\"routing\":[";
   for (size_t i = 0; i < p.routing.size(); ++i) {

@@ -115,6 +115,7 @@ void write_trace(std::ostream& out, const Program& p, const Timeline& t,
     }
   }
 
+  const std::vector<int64_t> sent = exchange_sent_bytes(p);
   // One complete event per op that ran, rank by rank, stream by stream, in stream order.
   for (int r = 0; r < p.rank_count(); ++r) {
     for (int s = 0; s < kStreamCount; ++s) {
@@ -138,6 +139,11 @@ void write_trace(std::ostream& out, const Program& p, const Timeline& t,
                        op.micro_batch, to_string(op.kind), comm ? op.comm_bytes : op.hbm_bytes);
         put_double(b, op.flops);
         if (op.peer >= 0) fmt::format_to(it, ",\"peer\":{}", op.peer);
+        if (op.exchange >= 0) {
+          fmt::format_to(it, ",\"exchange\":{},\"sent_bytes\":{},\"recv_bytes\":{}", op.exchange,
+                         sent[static_cast<size_t>(id)],
+                         op.comm_bytes - sent[static_cast<size_t>(id)]);
+        }
         if (op.collective >= 0 && static_cast<size_t>(op.collective) < p.collectives.size()) {
           const auto& c = p.collectives[static_cast<size_t>(op.collective)];
           fmt::format_to(it, ",\"collective\":{}", op.collective);

@@ -55,6 +55,8 @@ const char* kind_name(OpKind k) {
       return "reduce_scatter";
     case OpKind::kAllToAll:
       return "all_to_all";
+    case OpKind::kExchange:
+      return "exchange";
   }
   return "?";
 }
@@ -63,7 +65,7 @@ bool is_coll(OpKind k) {
   return k == OpKind::kAllReduce || k == OpKind::kAllGather || k == OpKind::kReduceScatter ||
          k == OpKind::kAllToAll;
 }
-bool is_comm(OpKind k) { return is_p2p(k) || is_coll(k); }
+bool is_comm(OpKind k) { return is_p2p(k) || is_coll(k) || k == OpKind::kExchange; }
 
 int64_t ceil_ns(double x) {
   const double c = std::ceil(x - 1e-9);
@@ -71,10 +73,17 @@ int64_t ceil_ns(double x) {
 }
 
 enum EventType : uint32_t {
-  kComputeEnd = 0,  // a = op, b = version
-  kFlowStart = 1,   // a = pending-flow slot
-  kPhaseStart = 2,  // a = collective
+  kComputeEnd = 0,      // a = op, b = version
+  kFlowStart = 1,       // a = pending-flow slot
+  kPhaseStart = 2,      // a = collective
+  kExchangeLaunch = 3,  // a = exchange op: its alpha has elapsed, its side is posted
 };
+
+// Flow tags: (index << 2) | type.
+enum FlowType : uint32_t { kFlowP2p = 0, kFlowColl = 1, kFlowXfer = 2 };
+constexpr uint32_t tag_of(int64_t index, FlowType type) {
+  return (static_cast<uint32_t>(index) << 2) | type;
+}
 
 enum OpState : uint8_t { kWaiting = 0, kReady = 1, kDone = 2 };
 
@@ -139,6 +148,7 @@ class Engine {
   void start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag);
   void flow_done(uint32_t tag, int64_t t);
   void start_phase(int c, int64_t t);
+  void launch_exchange(OpId op, int64_t t);
   void comm_begin(int gpu, int64_t t);
   void comm_end(int gpu, int64_t t);
   void respeed(int gpu, int64_t t, double speed);
@@ -166,7 +176,8 @@ class Engine {
     uint8_t stream = 0;
     int32_t rank = 0;
     int32_t gpu = 0;
-    int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index
+    int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index;
+                         // kExchange: the op's index among exchange ops (xop_* arrays)
     int64_t bytes = 0;   // comm ops: comm_bytes; compute ops: duration from the model, ns
   };
   std::vector<OpInfo> info_;
@@ -200,6 +211,13 @@ class Engine {
     double bytes;
     uint32_t tag;
   };
+  // Exchanges. Transfers flattened over all exchanges (index = tag index); per exchange op
+  // (dense index k = OpInfo::other): its transfers (CSR) and how many are undelivered.
+  std::vector<OpId> xsrc_, xdst_;
+  std::vector<int64_t> xbytes_;
+  std::vector<uint8_t> xsides_;  // sides posted (0..2) per transfer
+  std::vector<int32_t> xop_off_, xop_list_, xop_left_;
+
   std::vector<PendingFlow> pflow_;
   std::vector<int32_t> pflow_free_;
 
@@ -232,6 +250,8 @@ void Engine::prepare() {
   pending_.assign(n_, 0);
   pred_.clear();
   pred_.reserve(static_cast<size_t>(n_) * 2);
+  if (n_ >= (1 << 29)) throw std::runtime_error("the simulator supports at most 2^29 ops");
+  int32_t exchange_ops = 0;
   for (int i = 0; i < n_; ++i) {
     const plan::Op& o = P.ops[i];
     if (o.id != i) throw std::runtime_error(fmt::format("op at index {} has id {}", i, o.id));
@@ -268,6 +288,12 @@ void Engine::prepare() {
         throw std::runtime_error(fmt::format("{} op {} (rank {} '{}') names collective {}",
                                              kind_name(o.kind), i, o.rank, o.name, o.collective));
       }
+    } else if (o.kind == OpKind::kExchange) {
+      if (o.exchange < 0 || o.exchange >= static_cast<int>(P.exchanges.size())) {
+        throw std::runtime_error(fmt::format("exchange op {} (rank {} '{}') names exchange {}", i,
+                                             o.rank, o.name, o.exchange));
+      }
+      in.other = exchange_ops++;
     } else {
       in.bytes = cm_.duration_ns(o);
       if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
@@ -301,6 +327,52 @@ void Engine::prepare() {
     } else if (is_coll(in.kind)) {
       ++named_by[in.other];
     }
+  }
+  // Exchanges: flatten the transfers, check both ends, build each exchange op's transfer list.
+  {
+    size_t total = 0;
+    for (const plan::Exchange& x : P.exchanges) total += x.transfers.size();
+    if (total >= (size_t{1} << 29)) throw std::runtime_error("too many exchange transfers");
+    xsrc_.clear();
+    xdst_.clear();
+    xbytes_.clear();
+    xsrc_.reserve(total);
+    xdst_.reserve(total);
+    xbytes_.reserve(total);
+    xop_off_.assign(static_cast<size_t>(exchange_ops) + 1, 0);
+    for (size_t x = 0; x < P.exchanges.size(); ++x) {
+      for (const plan::Transfer& t : P.exchanges[x].transfers) {
+        for (OpId id : {t.src_op, t.dst_op}) {
+          if (id < 0 || id >= n_ || info_[id].kind != OpKind::kExchange ||
+              P.ops[id].exchange != static_cast<int>(x)) {
+            throw std::runtime_error(fmt::format(
+                "exchange {}: transfer names op {}, which is not an exchange op of it", x, id));
+          }
+        }
+        if (t.src_op == t.dst_op || t.bytes < 0) {
+          throw std::runtime_error(
+              fmt::format("exchange {}: transfer from op {} to op {} of {} bytes is invalid", x,
+                          t.src_op, t.dst_op, t.bytes));
+        }
+        const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
+        if (gs != gd) plat_.route(gs, gd);  // throws when there is no path
+        xsrc_.push_back(t.src_op);
+        xdst_.push_back(t.dst_op);
+        xbytes_.push_back(t.bytes);
+        ++xop_off_[info_[t.src_op].other + 1];
+        ++xop_off_[info_[t.dst_op].other + 1];
+      }
+    }
+    for (int32_t k = 0; k < exchange_ops; ++k) xop_off_[k + 1] += xop_off_[k];
+    xop_list_.assign(static_cast<size_t>(xop_off_[exchange_ops]), 0);
+    std::vector<int32_t> at(xop_off_.begin(), xop_off_.end() - 1);
+    for (size_t t = 0; t < xsrc_.size(); ++t) {
+      xop_list_[at[info_[xsrc_[t]].other]++] = static_cast<int32_t>(t);
+      xop_list_[at[info_[xdst_[t]].other]++] = static_cast<int32_t>(t);
+    }
+    xop_left_.resize(static_cast<size_t>(exchange_ops));
+    for (int32_t k = 0; k < exchange_ops; ++k) xop_left_[k] = xop_off_[k + 1] - xop_off_[k];
+    xsides_.assign(xsrc_.size(), 0);
   }
   // Every op exactly once on its own rank's stream list; stream predecessors. (The lists
   // visit ids in a strided order, so only small arrays are touched here; the rank/stream
@@ -508,7 +580,17 @@ void Engine::mark_ready(OpId id, int64_t t) {
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
     const OpInfo& so = info_[send];
     start_flow_after(t + ceil_ns(prm_.alpha_sendrecv_ns), so.gpu, info_[so.other].gpu,
-                     static_cast<double>(so.bytes), static_cast<uint32_t>(send) * 2);
+                     static_cast<double>(so.bytes), tag_of(send, kFlowP2p));
+    return;
+  }
+  if (o.kind == OpKind::kExchange) {
+    // One group call: the per-call latency once, then this side of every transfer is posted.
+    const int64_t a = ceil_ns(prm_.alpha_sendrecv_ns);
+    if (a > 0) {
+      q_.push(t + a, kExchangeLaunch, id);
+    } else {
+      launch_exchange(id, t);
+    }
     return;
   }
   CollState& cs = coll_[o.other];
@@ -516,6 +598,20 @@ void Engine::mark_ready(OpId id, int64_t t) {
   cs.plan = collective_plan(o.other);
   cs.phase = 0;
   q_.push(t + ceil_ns(alpha(o.kind)) + ceil_ns(prm_.coll_phase_overhead_ns), kPhaseStart, o.other);
+}
+
+void Engine::launch_exchange(OpId id, int64_t t) {
+  const int32_t k = info_[id].other;
+  if (xop_left_[k] == 0) {  // no transfers: the call returns after its latency
+    finish(id, t);
+    return;
+  }
+  for (int32_t j = xop_off_[k]; j < xop_off_[k + 1]; ++j) {
+    const int32_t x = xop_list_[j];
+    if (++xsides_[x] < 2) continue;  // the partner posts later and starts it
+    start_flow_after(t, info_[xsrc_[x]].gpu, info_[xdst_[x]].gpu, static_cast<double>(xbytes_[x]),
+                     tag_of(x, kFlowXfer));
+  }
 }
 
 void Engine::start_phase(int c, int64_t t) {
@@ -526,7 +622,7 @@ void Engine::start_phase(int c, int64_t t) {
     if (!scratch_.empty()) {
       cs.outstanding = static_cast<int>(scratch_.size());
       for (const PhaseFlow& f : scratch_) {
-        start_flow_after(t, f.src_gpu, f.dst_gpu, f.bytes, static_cast<uint32_t>(c) * 2 + 1);
+        start_flow_after(t, f.src_gpu, f.dst_gpu, f.bytes, tag_of(c, kFlowColl));
       }
       return;
     }
@@ -536,13 +632,20 @@ void Engine::start_phase(int c, int64_t t) {
 }
 
 void Engine::flow_done(uint32_t tag, int64_t t) {
-  if ((tag & 1u) == 0) {
-    const OpId send = static_cast<OpId>(tag / 2);
-    finish(send, t);
-    finish(info_[send].other, t);
+  const uint32_t type = tag & 3u;
+  const int32_t index = static_cast<int32_t>(tag >> 2);
+  if (type == kFlowP2p) {
+    finish(index, t);
+    finish(info_[index].other, t);
     return;
   }
-  const int c = static_cast<int>(tag / 2);
+  if (type == kFlowXfer) {
+    for (OpId id : {xsrc_[index], xdst_[index]}) {
+      if (--xop_left_[info_[id].other] == 0) finish(id, t);
+    }
+    return;
+  }
+  const int c = index;
   CollState& cs = coll_[c];
   if (--cs.outstanding > 0) return;
   ++cs.phase;
@@ -626,6 +729,10 @@ SimResult Engine::run() {
           ++events_;
           start_phase(e.a, now);
           break;
+        case kExchangeLaunch:
+          ++events_;
+          launch_exchange(e.a, now);
+          break;
       }
       drain(now);
     }
@@ -687,6 +794,14 @@ void Engine::report_stuck(int64_t t) {
         }
       }
       msg += fmt::format(" has started and waits for collective {} member ", o.collective);
+    } else if (o.kind == OpKind::kExchange) {
+      const int32_t k = info_[cur].other;
+      for (int32_t j = xop_off_[k]; j < xop_off_[k + 1] && next < 0; ++j) {
+        const int32_t x = xop_list_[j];
+        const OpId partner = xsrc_[x] == cur ? xdst_[x] : xsrc_[x];
+        if (state_[partner] == kWaiting) next = partner;
+      }
+      msg += fmt::format(" has started and waits for exchange {} partner ", o.exchange);
     }
     if (next < 0) {
       msg += "(nothing left to wait for: internal error)";

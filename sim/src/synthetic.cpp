@@ -68,6 +68,23 @@ void ProgramBuilder::connect(OpId send, OpId recv) {
   p_.ops[recv].match = send;
 }
 
+int ProgramBuilder::exchange() {
+  p_.exchanges.emplace_back();
+  return static_cast<int>(p_.exchanges.size()) - 1;
+}
+
+OpId ProgramBuilder::exchange_op(int rank, int x, std::vector<OpId> deps) {
+  const OpId id = add(rank, plan::kComm, OpKind::kExchange, "exchange", std::move(deps));
+  p_.ops[id].exchange = x;
+  return id;
+}
+
+void ProgramBuilder::transfer(int x, OpId src_op, OpId dst_op, int64_t bytes) {
+  p_.exchanges.at(x).transfers.push_back({src_op, dst_op, bytes});
+  p_.ops.at(src_op).comm_bytes += bytes;
+  p_.ops.at(dst_op).comm_bytes += bytes;
+}
+
 int ProgramBuilder::group(std::string name, std::vector<int32_t> ranks) {
   p_.groups.push_back({std::move(name), std::move(ranks)});
   return static_cast<int>(p_.groups.size()) - 1;

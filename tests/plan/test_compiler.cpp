@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "compiler_fixtures.hpp"
 #include "masep/plan/compiler.hpp"
@@ -62,39 +63,133 @@ TEST(Compiler, PaperProgramPassesChecks) {
   for (size_t i = 0; i < p.ops.size(); ++i) EXPECT_EQ(p.ops[i].id, static_cast<OpId>(i));
 }
 
-TEST(Compiler, EverySendHasMatchingRecvWithSameBytes) {
-  for (const Scenario& s : {few_steps(paper_scenario()), few_steps(paper_colocated())}) {
-    const Program p = compile(s);
-    int sends = 0;
-    for (const Op& o : p.ops) {
-      if (o.kind != OpKind::kSend) continue;
-      ++sends;
-      ASSERT_GE(o.match, 0);
-      const Op& r = p.ops[o.match];
-      EXPECT_EQ(r.kind, OpKind::kRecv);
-      EXPECT_EQ(r.match, o.id);
-      EXPECT_EQ(r.rank, o.peer);
-      EXPECT_EQ(r.peer, o.rank);
-      EXPECT_EQ(r.comm_bytes, o.comm_bytes);
-      EXPECT_GT(o.comm_bytes, 0);
-      EXPECT_EQ(o.comm_bytes % (s.model.hidden * 2), 0);  // whole bf16 token rows
+// Every exchange transfer joins two kExchange ops of its exchange on different ranks, in
+// whole token rows; each op's comm_bytes is what it sends plus what it receives; one op per
+// participating rank; all ops of an exchange share (name, step, layer, micro-batch). The
+// compiler emits no plain send/recv pairs.
+void expect_exchanges_consistent(const Scenario& s, const Program& p) {
+  std::vector<int64_t> bytes(p.ops.size(), 0);
+  std::vector<int> uses(p.ops.size(), 0);
+  for (size_t x = 0; x < p.exchanges.size(); ++x) {
+    const auto& ts = p.exchanges[x].transfers;
+    ASSERT_FALSE(ts.empty());
+    std::map<int, OpId> op_of_rank;
+    const Op& first = p.ops[ts.front().src_op];
+    for (const Transfer& t : ts) {
+      const Op& a = p.ops[t.src_op];
+      const Op& b = p.ops[t.dst_op];
+      ASSERT_EQ(a.kind, OpKind::kExchange);
+      ASSERT_EQ(b.kind, OpKind::kExchange);
+      EXPECT_EQ(a.exchange, static_cast<int>(x));
+      EXPECT_EQ(b.exchange, static_cast<int>(x));
+      EXPECT_NE(a.rank, b.rank);
+      EXPECT_GT(t.bytes, 0);
+      EXPECT_EQ(t.bytes % (s.model.hidden * 2), 0);  // whole bf16 token rows
+      for (const Op* o : {&a, &b}) {
+        auto [it, fresh] = op_of_rank.emplace(o->rank, o->id);
+        EXPECT_EQ(it->second, o->id) << "two ops of one rank in exchange " << x;
+        EXPECT_EQ(o->name, first.name);
+        EXPECT_EQ(o->step, first.step);
+        EXPECT_EQ(o->layer, first.layer);
+        EXPECT_EQ(o->micro_batch, first.micro_batch);
+        EXPECT_EQ(o->stream, kComm);
+      }
+      bytes[t.src_op] += t.bytes;
+      bytes[t.dst_op] += t.bytes;
+      ++uses[t.src_op];
+      ++uses[t.dst_op];
+      if (s.plan.kind == PlanKind::kMaSeparation) {
+        const Role src = p.ranks[a.rank].role, dst = p.ranks[b.rank].role;
+        if (a.name == "dispatch") {
+          EXPECT_EQ(src, Role::kAttention);
+          EXPECT_EQ(dst, Role::kMoe);
+        } else {
+          EXPECT_EQ(a.name, "return");
+          EXPECT_EQ(src, Role::kMoe);
+          EXPECT_EQ(dst, Role::kAttention);
+        }
+      }
     }
-    EXPECT_GT(sends, 0) << s.name;
+  }
+  for (const Op& o : p.ops) {
+    EXPECT_NE(o.kind, OpKind::kSend);
+    EXPECT_NE(o.kind, OpKind::kRecv);
+    if (o.kind != OpKind::kExchange) continue;
+    EXPECT_GT(uses[o.id], 0) << "exchange op with no transfer";
+    EXPECT_EQ(o.comm_bytes, bytes[o.id]);
+  }
+}
+
+TEST(Compiler, ExchangeTransfersAreConsistent) {
+  for (const Scenario& s : {few_steps(paper_scenario()), few_steps(paper_colocated())}) {
+    SCOPED_TRACE(s.name);
+    const Program p = compile(s);
+    EXPECT_FALSE(p.exchanges.empty());
+    expect_exchanges_consistent(s, p);
+  }
+}
+
+TEST(Compiler, OneDispatchAndOneReturnExchangePerLayerAndMicroBatch) {
+  for (const Scenario& s : {few_steps(paper_scenario()), few_steps(paper_colocated())}) {
+    SCOPED_TRACE(s.name);
+    const Program p = compile(s);
+    std::map<std::tuple<std::string, int, int, int>, std::set<int>> seen;  // → exchanges
+    for (const Op& o : p.ops) {
+      if (o.kind == OpKind::kExchange) {
+        seen[{o.name, o.step, o.layer, o.micro_batch}].insert(o.exchange);
+      }
+    }
+    EXPECT_EQ(seen.size(), 2u * p.steps * p.layers * p.micro_batches);
+    for (const auto& [key, xs] : seen) EXPECT_EQ(xs.size(), 1u) << std::get<0>(key);
+    // The MoE side of an MA dispatch receives from all its senders in one op: per exchange
+    // each MoE rank has at most one op (checked above), and here every MoE rank takes part.
+    if (s.plan.kind == PlanKind::kMaSeparation) {
+      for (const Exchange& x : p.exchanges) {
+        std::set<int> moe;
+        for (const Transfer& t : x.transfers) {
+          for (OpId id : {t.src_op, t.dst_op}) {
+            if (p.ranks[p.ops[id].rank].role == Role::kMoe) moe.insert(p.ops[id].rank);
+          }
+        }
+        EXPECT_LE(moe.size(), 4u);
+        EXPECT_GE(moe.size(), 1u);
+      }
+    }
   }
 }
 
 TEST(Compiler, DispatchAndReturnCarryEveryRoutedRow) {
-  const Scenario s = few_steps(paper_scenario(), 1);
+  const Scenario s = few_steps(paper_scenario(), 2);
   const Program p = compile(s);
-  int64_t dispatch = 0, ret = 0;
-  for (const Op& o : p.ops) {
-    if (o.kind != OpKind::kSend) continue;
-    (o.name == "dispatch" ? dispatch : ret) += o.comm_bytes;
+  // Per (step, layer, micro-batch): every (token, expert) pair of the micro-batch crosses to
+  // an MoE GPU and back: tokens · top_k · hidden · 2 bytes each way.
+  std::map<std::tuple<int, int, int>, int64_t> dispatch, ret;
+  for (const Exchange& x : p.exchanges) {
+    for (const Transfer& t : x.transfers) {
+      const Op& o = p.ops[t.src_op];
+      (o.name == "dispatch" ? dispatch : ret)[{o.step, o.layer, o.micro_batch}] += t.bytes;
+    }
   }
-  // MA separation: every (token, expert) pair crosses to an MoE GPU and back.
-  const int64_t rows = int64_t{s.workload.batch} * s.model.top_k * s.model.layers;
-  EXPECT_EQ(dispatch, rows * s.model.hidden * 2);
-  EXPECT_EQ(ret, dispatch);
+  ASSERT_EQ(dispatch.size(), static_cast<size_t>(p.steps * p.layers * p.micro_batches));
+  const int64_t tokens_per_mb = s.workload.batch / s.plan.micro_batches;  // 24 / 2
+  for (const auto& [key, b] : dispatch) {
+    EXPECT_EQ(b, tokens_per_mb * s.model.top_k * s.model.hidden * 2);
+    EXPECT_EQ(ret[key], b);
+  }
+  // Each attention rank gets back exactly what it sent, from each MoE rank.
+  std::map<std::tuple<int, int, int, int, int>, int64_t> out, back;
+  for (const Exchange& x : p.exchanges) {
+    for (const Transfer& t : x.transfers) {
+      const Op& a = p.ops[t.src_op];
+      const Op& b = p.ops[t.dst_op];
+      if (a.name == "dispatch") {
+        out[{a.step, a.layer, a.micro_batch, a.rank, b.rank}] += t.bytes;
+      } else {
+        back[{a.step, a.layer, a.micro_batch, b.rank, a.rank}] += t.bytes;
+      }
+    }
+  }
+  EXPECT_EQ(out, back);
 }
 
 TEST(Compiler, StepFlopsEqualAnalyticalFlops) {
@@ -326,14 +421,20 @@ TEST(Compiler, ColocatedBaselineHasNoSelfSends) {
   const Program p = compile(s);
   EXPECT_NO_THROW(check_program(p));
   ASSERT_EQ(p.rank_count(), 16);
-  int sends = 0;
-  for (const Op& o : p.ops) {
-    if (o.kind == OpKind::kSend || o.kind == OpKind::kRecv) {
-      EXPECT_NE(o.rank, o.peer);
-      sends += o.kind == OpKind::kSend;
+  // One group call per rank per direction, sending and receiving in the same call.
+  int both = 0, transfers = 0;
+  std::vector<int> sends(p.ops.size(), 0), recvs(p.ops.size(), 0);
+  for (const Exchange& x : p.exchanges) {
+    for (const Transfer& t : x.transfers) {
+      EXPECT_NE(p.ops[t.src_op].rank, p.ops[t.dst_op].rank);
+      ++sends[t.src_op];
+      ++recvs[t.dst_op];
+      ++transfers;
     }
   }
-  EXPECT_GT(sends, 0);
+  for (const Op& o : p.ops) both += sends[o.id] > 0 && recvs[o.id] > 0;
+  EXPECT_GT(transfers, 0);
+  EXPECT_GT(both, 0);
   for (const RankInfo& r : p.ranks) {
     EXPECT_EQ(r.role, Role::kColocated);
     EXPECT_EQ(r.experts.size(), 1u);
@@ -389,13 +490,28 @@ TEST(CheckProgram, CatchesCorruptedPrograms) {
   };
   {
     Program p = good;
-    p.ops[first(OpKind::kSend)].comm_bytes += 2;
+    p.ops[first(OpKind::kExchange)].comm_bytes += 2;
     EXPECT_THROW(check_program(p), std::logic_error);
   }
   {
     Program p = good;
-    const OpId s = first(OpKind::kSend);
-    p.ops[p.ops[s].match].match = -1;
+    p.exchanges[0].transfers[0].bytes += 2;  // ops' comm_bytes no longer add up
+    EXPECT_THROW(check_program(p), std::logic_error);
+  }
+  {
+    Program p = good;
+    p.exchanges[0].transfers[0].dst_op = first(OpKind::kGemm);
+    EXPECT_THROW(check_program(p), std::logic_error);
+  }
+  {
+    Program p = good;
+    p.ops[first(OpKind::kExchange)].exchange = 1;  // names another exchange
+    EXPECT_THROW(check_program(p), std::logic_error);
+  }
+  {
+    Program p = good;
+    auto& t = p.exchanges[0].transfers[0];
+    t.dst_op = t.src_op;
     EXPECT_THROW(check_program(p), std::logic_error);
   }
   {
@@ -459,6 +575,40 @@ TEST(CheckProgram, DetectsRendezvousDeadlock) {
   EXPECT_NO_THROW(check_program(p));
   // rank 1 sends first too: deadlock.
   std::swap(p.stream_ops[1][kComm][0], p.stream_ops[1][kComm][1]);
+  EXPECT_THROW(check_program(p), std::logic_error);
+}
+
+TEST(CheckProgram, ExchangeIsOneRendezvousWithNoInternalOrder) {
+  // Ranks 0 and 1 each send to and receive from the other in one group call: fine, unlike
+  // two ranks that both issue a plain send first.
+  Program p;
+  p.ranks.resize(2);
+  p.stream_ops.resize(2);
+  auto add = [&](int rank, int x) {
+    Op o;
+    o.id = static_cast<OpId>(p.ops.size());
+    o.rank = rank;
+    o.stream = kComm;
+    o.kind = OpKind::kExchange;
+    o.name = "x";
+    o.exchange = x;
+    o.comm_bytes = 16;
+    p.ops.push_back(o);
+    p.stream_ops[rank][kComm].push_back(o.id);
+    return o.id;
+  };
+  p.exchanges.resize(1);
+  const OpId a = add(0, 0), b = add(1, 0);
+  p.exchanges[0].transfers = {{a, b, 8}, {b, a, 8}};
+  EXPECT_NO_THROW(check_program(p));
+  // Two exchanges visited in opposite orders by the two ranks deadlock.
+  p.exchanges.resize(2);
+  const OpId c = add(1, 1), d = add(0, 1);
+  for (OpId id : {a, b, c, d}) p.ops[id].comm_bytes = 8;
+  p.exchanges[0].transfers = {{a, b, 8}};
+  p.exchanges[1].transfers = {{c, d, 8}};
+  EXPECT_NO_THROW(check_program(p));  // rank 0: x0, x1; rank 1: x0, x1
+  std::swap(p.stream_ops[1][kComm][0], p.stream_ops[1][kComm][1]);  // rank 1: x1, x0
   EXPECT_THROW(check_program(p), std::logic_error);
 }
 

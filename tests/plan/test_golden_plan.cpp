@@ -47,6 +47,11 @@ std::string summary(const Scenario& s, const Program& p) {
   std::map<std::string, long long> comm, hbm, weights;
   std::map<std::string, double> flops;
   double total_flops = 0;
+  for (const Exchange& x : p.exchanges) {  // grouped point-to-point: bytes sent
+    for (const Transfer& t : x.transfers) {
+      if (p.ops[t.src_op].step == p.first_step) comm[p.ops[t.src_op].name] += t.bytes;
+    }
+  }
   for (const Op& o : p.ops) {
     if (o.step != p.first_step) continue;
     const std::string role = to_string(p.ranks[o.rank].role);

@@ -4,8 +4,10 @@
 
 #include <random>
 
+#include "masep/plan/program.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/parameters.hpp"
+#include "masep/sim/platform.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/sim/synthetic.hpp"
 #include "sim_test_util.hpp"
@@ -104,6 +106,102 @@ TEST(SimEngine, SameGpuTransferIsALocalCopyAtHbmSpeed) {
   const SimResult r = simulate(b.build(), testing::star(1), o);
   // 4e6 bytes at 1000·0.8/2 = 400 bytes/ns.
   EXPECT_EQ(r.timeline.ops[v].end_ns, 10'000);
+}
+
+// ---- grouped point-to-point (kExchange) ----------------------------------------------------
+
+TEST(SimExchange, OneSenderToThreeReceiversPaysAlphaOnce) {
+  // One group call on rank 0 sending 1e6 bytes to each of ranks 1..3 on a 100 GB/s star: the
+  // three flows share rank 0's uplink, so the call takes alpha + 2 hops + 3e6 / 100, not
+  // 3 · (alpha + 2 hops + 1e6 / 100) as three serialised send/recv pairs would.
+  ProgramBuilder b(4);
+  const int x = b.exchange();
+  const OpId src = b.exchange_op(0, x);
+  std::vector<OpId> dst;
+  for (int r = 1; r <= 3; ++r) {
+    dst.push_back(b.exchange_op(r, x));
+    b.transfer(x, src, dst.back(), 1'000'000);
+  }
+  const plan::Program p = b.build();
+  EXPECT_EQ(p.ops[src].comm_bytes, 3'000'000);
+  const SimResult r = simulate(p, testing::star(4, 100, 500));
+  EXPECT_EQ(r.timeline.ops[src].start_ns, 0);
+  EXPECT_EQ(r.timeline.ops[src].end_ns, 15000 + 1000 + 30000);
+  for (OpId d : dst) EXPECT_EQ(r.timeline.ops[d].end_ns, 15000 + 1000 + 30000);
+
+  // With a 300 GB/s uplink the three flows get 100 GB/s each: alpha + 2 hops + 1e6 / 100.
+  ProgramBuilder c(4);
+  const int y = c.exchange();
+  const OpId s2 = c.exchange_op(0, y);
+  for (int r = 1; r <= 3; ++r) c.transfer(y, s2, c.exchange_op(r, y), 1'000'000);
+  const SimResult r2 = simulate(c.build(), testing::star(4, 300, 500));
+  EXPECT_EQ(r2.timeline.ops[s2].end_ns, 15000 + 1000 + 10000);
+}
+
+TEST(SimExchange, TransferStartsWhenBothSidesAreReady) {
+  // Rank 0 sends to ranks 1 and 2 in one call; rank 2 posts late (after a 50 us kernel).
+  ProgramBuilder b(3);
+  const OpId w = b.compute(2, OpKind::kGemm, "w", 0, bytes_for_ns(50'000));
+  const int x = b.exchange();
+  const OpId s = b.exchange_op(0, x);
+  const OpId d1 = b.exchange_op(1, x);
+  const OpId d2 = b.exchange_op(2, x, {w});
+  b.transfer(x, s, d1, 1'000'000);
+  b.transfer(x, s, d2, 1'000'000);
+  const SimResult r = simulate(b.build(), testing::star(3, 100, 500), no_launch());
+  // The transfer to rank 1 does not wait for rank 2: alpha + 2 hops + 1e6 / 100.
+  EXPECT_EQ(r.timeline.ops[d1].end_ns, 15000 + 1000 + 10000);
+  // The one to rank 2 starts after rank 2 posts (50 us) and its alpha.
+  EXPECT_EQ(r.timeline.ops[d2].start_ns, 50'000);
+  EXPECT_EQ(r.timeline.ops[d2].end_ns, 50'000 + 15000 + 1000 + 10000);
+  // The sender's call ends with its last transfer.
+  EXPECT_EQ(r.timeline.ops[s].start_ns, 0);
+  EXPECT_EQ(r.timeline.ops[s].end_ns, r.timeline.ops[d2].end_ns);
+}
+
+TEST(SimExchange, MixedSendRecvInOneGroupCallDoesNotDeadlock) {
+  // Three ranks all send to and receive from each other in one group call each (the
+  // co-located all-to-all). As separate send/recv pairs issued in this order every rank
+  // would send first and block; a group call has no internal order.
+  ProgramBuilder b(3);
+  const int x = b.exchange();
+  std::vector<OpId> op;
+  for (int r = 0; r < 3; ++r) op.push_back(b.exchange_op(r, x));
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) {
+      if (i != j) b.transfer(x, op[i], op[j], 500'000);
+    }
+  }
+  const plan::Program p = b.build();
+  EXPECT_NO_THROW(plan::check_program(p));
+  EXPECT_EQ(p.ops[op[0]].comm_bytes, 2'000'000);  // sends 2 × 0.5 MB, receives 2 × 0.5 MB
+  const SimResult r = simulate(p, testing::star(3, 100, 500));
+  // Each uplink and downlink carries two 0.5 MB flows at 50 GB/s each: 1e6 / 100 ns.
+  for (OpId o : op) EXPECT_EQ(r.timeline.ops[o].end_ns, 15000 + 1000 + 10000);
+}
+
+TEST(SimExchange, SameGpuTransferIsALocalCopyAndEmptyCallCostsAlpha) {
+  ProgramBuilder b(3, {0, 0, 1});
+  const int x = b.exchange();
+  const OpId s = b.exchange_op(0, x);
+  const OpId d = b.exchange_op(1, x);
+  b.transfer(x, s, d, 4'000'000);
+  const int y = b.exchange();
+  const OpId lone = b.exchange_op(2, y);  // a call with no transfers (check_program rejects it)
+  SimOptions o;
+  o.params = {{"alpha_sendrecv_ns", 1000}};
+  const SimResult r = simulate(b.build(), testing::star(2), o);
+  EXPECT_EQ(r.timeline.ops[d].end_ns, 1000 + 10'000);  // 4e6 bytes at 400 bytes/ns
+  EXPECT_EQ(r.timeline.ops[lone].end_ns, 1000);
+}
+
+TEST(SimExchange, InconsistentExchangeIsRejected) {
+  ProgramBuilder b(2);
+  const int x = b.exchange();
+  const OpId s = b.exchange_op(0, x);
+  const OpId d = b.compute(1, OpKind::kGemm, "not an exchange op", 0, 1000);
+  b.transfer(x, s, d, 1000);
+  EXPECT_THROW(simulate(b.build(), testing::star(2)), std::runtime_error);
 }
 
 // MegaScale-Infer ping-pong: rank 0 = attention, rank 1 = MoE; L layers, m micro-batches.

@@ -23,20 +23,28 @@
 //   out_proj GEMM (sp>1: the sp peers split the T tokens) → reduce_scatter(T·hidden): each
 //     group GPU now owns a near-equal slice of u tokens
 //   add_norm (residual + rmsnorm) → router GEMM (u × experts × hidden) → router (top-k) →
-//   permute → send "dispatch" to every MoE GPU that receives rows: one row of hidden per
+//   permute → "dispatch" exchange to every MoE GPU that receives rows: one row of hidden per
 //     (token, expert) pair (two experts of a token on one GPU = two rows), plus one row per
 //     token for the shared experts, if any, to MoE GPU (sequence index mod MoE GPUs), which
 //     runs all shared experts for it. A replicated expert is served by its replica
 //     (attention rank mod replicas).
-// on each MoE GPU that receives rows: recv "dispatch" from each sender → moe_permute →
+// on each MoE GPU that receives rows: "dispatch" exchange receiving from every sender →
+//   moe_permute →
 //   expert_up grouped GEMM (group_m = rows per local expert, zeros included, then the shared
 //   experts; only experts with rows read weights) → act → expert_down grouped GEMM →
-//   moe_unpermute (also sums a token's shared-expert outputs) → send "return" (the same
-//   bytes as the matching dispatch) to each sender
-// back on the attention GPU: recv "return" → combine (weighted sum + residual).
+//   moe_unpermute (also sums a token's shared-expert outputs) → "return" exchange (to each
+//   sender the same bytes as its dispatch transfer)
+// back on the attention GPU: "return" exchange receiving from its MoE GPUs → combine
+//   (weighted sum + residual).
+// Dispatch and return are grouped point-to-point calls (OpKind::kExchange, one
+// ncclGroupStart/End per rank): per (step, layer, micro-batch) one Exchange holds every
+// attention→MoE transfer of the dispatch, with one kExchange op on each participating rank
+// (an attention rank's op sends to all its MoE GPUs; an MoE rank's op receives from all its
+// senders); likewise one Exchange for the return. Ops with no transfer are not emitted.
 // The co-located baseline runs the same layer with hp = tensor_parallel and sp = 1; its MoE
 // part runs on the same GPUs; rows for the GPU's own experts (and all shared-expert rows)
-// stay local (no send to itself).
+// stay local (no transfer to itself). Its token exchange among the EP ranks is one
+// kExchange op per rank per direction, sending and receiving in the same group call.
 //
 // Order and ping-pong: see compiler.cpp. Per rank the compute stream runs, for every
 // (step, layer, micro-batch) f in order, combine(f − m) then the attention part of f, so
@@ -60,6 +68,13 @@ namespace masep::plan {
 struct CompileOptions {
   int first_step = 0;   ///< first decode step to compile
   int steps = -1;       ///< steps to compile; -1 = from first_step to the workload's decode_steps
+  /// Record every token's experts in Program::routing (RoutingSample::token_experts); off by
+  /// default (large runs would hold batch·top_k ints per layer and step).
+  bool record_token_routing = false;
+  /// Sample routing per sequence (RoutingSampler::sample_sequences) instead of per (micro-
+  /// batch, replica) chunk, so that any plan of the scenario routes each token alike (the
+  /// executor's --verify compares two plans).
+  bool per_sequence_routing = false;
 };
 
 /// Compiles a validated scenario. Throws InfeasiblePlan for plans that cannot run.

@@ -23,8 +23,8 @@ struct RankMetrics {
   int64_t comm_busy_ns = 0;      ///< time with at least one transfer running (see below)
   int64_t exposed_comm_ns = 0;   ///< communication time not overlapped with compute
   int64_t idle_ns = 0;           ///< wall time with no compute and no transfer on the rank
-  int64_t comm_wait_ns = 0;      ///< part of idle_ns spent inside a posted send/recv or
-                                 ///< collective waiting for its peers to arrive
+  int64_t comm_wait_ns = 0;      ///< part of idle_ns spent inside a posted send/recv,
+                                 ///< exchange or collective waiting for its peers to arrive
   int64_t memory_bytes = 0;      ///< from plan_memory()
   int64_t step_hbm_bytes = 0;    ///< HBM bytes of one decode step (mean over steps)
   double step_flops = 0;         ///< FLOPs of one decode step (mean over steps)
@@ -51,7 +51,8 @@ struct RunMetrics {
 /// step's last op (step 0: minus run start, 0), so overlapping steps are not double counted;
 /// TPOT percentiles are over steps (nearest-rank). Busy/idle times are unions of op intervals
 /// on the rank. A communication op transfers from its *transfer start* = max(its start, its
-/// matching send/recv's start, or the start of the collective's last member) to its end;
+/// matching send/recv's start, the start of the collective's last member, or for a kExchange
+/// op the moment its first transfer can start: its earliest partner's start) to its end;
 /// before that it only waits for peers (comm_wait_ns, part of idle). comm busy = union of
 /// transfer intervals, exposed comm = comm busy not covered by compute ops, idle = makespan
 /// − union of compute and transfer intervals. Per-step bytes/FLOPs = rank totals /

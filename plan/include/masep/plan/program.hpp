@@ -12,9 +12,13 @@
 //   and carry the same bytes; the transfer starts when both are ready. Collectives: every
 //   member rank has one op with the same `collective` index; the collective starts when all
 //   members are ready and each member finishes with it.
+// - Grouped point-to-point (kExchange): see `Exchange` below. One NCCL group call per rank
+//   (ncclGroupStart; ncclSend / ncclRecv per transfer; ncclGroupEnd): the rank pays the
+//   per-call latency once and its transfers run concurrently.
 // - Bytes: `hbm_bytes` is what a compute op reads and writes in HBM (weights read once per
 //   launch, activations, KV cache); `comm_bytes` is the payload: for kSend/kRecv the message,
-//   for collectives the per-rank buffer size as nccl-tests counts it.
+//   for collectives the per-rank buffer size as nccl-tests counts it, for kExchange the total
+//   bytes the op sends plus the total bytes it receives.
 #pragma once
 
 #include <array>
@@ -41,6 +45,7 @@ enum class OpKind : uint8_t {
   kAllGather,
   kReduceScatter,
   kAllToAll,
+  kExchange,  ///< grouped point-to-point: one NCCL group call of sends and receives
 };
 const char* to_string(OpKind k);
 bool is_communication(OpKind k);
@@ -78,6 +83,7 @@ struct Op {
   int32_t peer = -1;        ///< kSend/kRecv: the other rank
   OpId match = -1;          ///< kSend/kRecv: the matching op on the peer
   int32_t collective = -1;  ///< collectives: index into Program::collectives
+  int32_t exchange = -1;    ///< kExchange: index into Program::exchanges
 
   std::vector<OpId> deps;   ///< ops that must finish before this one starts
 };
@@ -99,6 +105,35 @@ struct Collective {
   std::vector<std::vector<int64_t>> matrix;
 };
 
+/// One grouped point-to-point call (kExchange) across ranks: every participating rank has
+/// exactly one kExchange op naming this exchange (Op::exchange), and the op carries all of
+/// that rank's sends and receives of the call.
+///
+/// Semantics (simulator and executor):
+/// - An exchange op becomes ready when its stream predecessor and its deps are done (like any
+///   op). The executor then issues, on the rank's comm stream,
+///     ncclGroupStart(); for each transfer with src_op == op: ncclSend(bytes, dst rank);
+///                       for each transfer with dst_op == op: ncclRecv(bytes, src rank);
+///     ncclGroupEnd();
+///   in the transfers' listed order (the order inside a group call does not matter to NCCL).
+/// - Each transfer starts when both its src and dst ops are ready; a group call has no
+///   internal order, so transfers of one op proceed concurrently (sharing links).
+/// - The per-call latency (alpha) is paid once per op, not per transfer.
+/// - The op ends when every transfer it takes part in (as src or dst) has been delivered.
+/// - One op may be src of some transfers and dst of others (a rank that sends and receives
+///   in one group call, e.g. the co-located all-to-all). src_op != dst_op; their ranks may
+///   share a GPU (a local copy). An op with no transfer is never emitted by the compiler.
+/// - Bytes: Op::comm_bytes of an exchange op = Σ bytes of transfers it sends + Σ bytes of
+///   transfers it receives.
+struct Transfer {
+  OpId src_op = -1;   ///< kExchange op on the sending rank
+  OpId dst_op = -1;   ///< kExchange op on the receiving rank
+  int64_t bytes = 0;  ///< payload, > 0
+};
+struct Exchange {
+  std::vector<Transfer> transfers;  ///< sorted by (src rank, dst rank) by the compiler
+};
+
 /// What one rank is and holds.
 struct RankInfo {
   int32_t gpu = 0;            ///< the topology GPU this plan rank runs on
@@ -113,6 +148,12 @@ struct RankInfo {
 struct RoutingSample {
   int32_t step = 0, layer = 0, micro_batch = 0;
   std::vector<int32_t> tokens_per_expert;
+  /// Per-token routing, only when compiled with CompileOptions::record_token_routing (the
+  /// executor's real data flow): token_experts[(q − first_sequence)·top_k + j] is the j-th
+  /// expert of global sequence q, for the sequences of this micro-batch over all replicas
+  /// (contiguous: the chunks of one micro-batch are adjacent).
+  int64_t first_sequence = 0;
+  std::vector<int32_t> token_experts;
 };
 
 struct Program {
@@ -122,6 +163,7 @@ struct Program {
   std::vector<RankInfo> ranks;          ///< index = position in the plan (0..N-1)
   std::vector<Group> groups;
   std::vector<Collective> collectives;
+  std::vector<Exchange> exchanges;      ///< grouped point-to-point calls (kExchange ops)
   std::vector<Op> ops;                  ///< ops[i].id == i
   /// stream_ops[r][s]: op ids of plan rank r's stream s in execution order.
   std::vector<std::array<std::vector<OpId>, kStreamCount>> stream_ops;
@@ -130,8 +172,13 @@ struct Program {
   int rank_count() const { return static_cast<int>(ranks.size()); }
 };
 
+/// Bytes each op sends in its exchange (kExchange ops; 0 elsewhere), indexed by OpId. The
+/// received part is comm_bytes minus this.
+std::vector<int64_t> exchange_sent_bytes(const Program& p);
+
 /// Checks the Program's structural invariants (dense ids, matched send/recv with equal bytes,
-/// collective membership, dependencies acyclic across streams). Throws std::logic_error
+/// collective membership, exchanges consistent with their ops, dependencies acyclic across
+/// streams, every rendezvous — send/recv pair, collective, exchange transfer — deadlock-free). Throws std::logic_error
 /// describing the first violation. The compiler's output always passes; the tests use it.
 void check_program(const Program& p);
 

@@ -1,13 +1,15 @@
 // The Program as JSON, for `masep plan --dump` and for tools outside C++ that want to read a
 // Program (plots, notebooks). One document:
-//   {"format": "masep-program", "version": 1, "scenario": ..., "first_step", "steps", "layers",
+//   {"format": "masep-program", "version": 2, "scenario": ..., "first_step", "steps", "layers",
 //    "micro_batches", "ranks": [{gpu, role, label, experts, replica, sequences}],
 //    "groups": [{name, ranks}], "collectives": [{kind, group, bytes, ops, matrix}],
+//    "exchanges": [{transfers: [[src_op, dst_op, bytes], ...]}],
 //    "routing": [{step, layer, micro_batch, tokens_per_expert}],
 //    "stream_ops": [[compute ids], [comm ids]] per rank,
 //    "ops": [{id, rank, stream, kind, name, layer, step, micro_batch, m, n, k, group_m, batch,
 //             heads, kv_heads, head_dim, kv_tokens, flops, hbm_bytes, weight_bytes,
-//             comm_bytes, peer, match, collective, deps}]}
+//             comm_bytes, peer, match, collective, exchange, deps}]}
+// (version 2 added kExchange ops, "exchanges" and the op field "exchange".)
 // Kinds, roles and streams are written as the strings of to_string()/stream_name(). Every
 // field of every op is written (zeros included), so the dump is the whole Program.
 #pragma once

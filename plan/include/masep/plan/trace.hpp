@@ -1,6 +1,8 @@
 // Chrome Trace Event / Perfetto JSON for a (Program, Timeline) pair: one process per GPU
 // named with its role, one thread per stream, one complete ("ph":"X") event per op with
-// microsecond timestamps and args {op, layer, step, mb, bytes, flops, kind}. The simulator
+// microsecond timestamps and args {op, layer, step, mb, bytes, flops, kind} (plus peer for
+// send/recv, collective and group for collectives, exchange, sent_bytes and recv_bytes for
+// kExchange ops; bytes is comm_bytes for communication ops). The simulator
 // and the executor both write traces with this function, so they join on op id.
 #pragma once
 

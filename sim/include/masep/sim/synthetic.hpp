@@ -30,6 +30,14 @@ class ProgramBuilder {
   plan::OpId recv(int rank, int peer, int64_t bytes, std::vector<plan::OpId> deps = {});
   void connect(plan::OpId send, plan::OpId recv);
 
+  /// A new, empty grouped point-to-point call (plan::Exchange); returns its index.
+  int exchange();
+  /// Rank's op of exchange `x` on its kComm stream (comm_bytes grows with its transfers).
+  plan::OpId exchange_op(int rank, int x, std::vector<plan::OpId> deps = {});
+  /// A transfer of exchange `x` from one of its ops to another; adds `bytes` to both ops'
+  /// comm_bytes.
+  void transfer(int x, plan::OpId src_op, plan::OpId dst_op, int64_t bytes);
+
   /// A named group of ranks; returns its index.
   int group(std::string name, std::vector<int32_t> ranks);
   /// One collective over `group`: a member op on each rank's kComm stream (group order),
