@@ -266,57 +266,73 @@ void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cu
       if (log) log(fmt::format("  attention head_dim {} has no kernel: skipped", hs.head_dim));
       continue;
     }
-    for (int b : batches) {
-      plan::AttentionTable t{hs.heads, hs.kv_heads, hs.head_dim, b, {}};
-      for (int ctx : contexts) {
-        const int64_t kv_one = static_cast<int64_t>(b) * hs.kv_heads * ctx * hs.head_dim * kBf16;
-        if (2 * kv_one > kKvCap) {
-          ++skipped;
-          continue;
+    // A head shape the kernel rejects (std::invalid_argument from check_decode_attention,
+    // kUnsupported from the launcher, both before any launch) is skipped, not fatal.
+    try {
+      for (int b : batches) {
+        plan::AttentionTable t{hs.heads, hs.kv_heads, hs.head_dim, b, {}};
+        for (int ctx : contexts) {
+          const int64_t kv_one = static_cast<int64_t>(b) * hs.kv_heads * ctx * hs.head_dim * kBf16;
+          if (2 * kv_one > kKvCap) {
+            ++skipped;
+            continue;
+          }
+          const int64_t cols = static_cast<int64_t>(hs.heads + 2 * hs.kv_heads) * hs.head_dim;
+          const int splits = kernels::decode_attention_num_splits(b, hs.heads, hs.kv_heads,
+                                                                  hs.head_dim, ctx, sm_count);
+          const size_t ws =
+              kernels::decode_attention_workspace_bytes(b, hs.heads, hs.head_dim, splits);
+          DeviceBuffer k(kv_one), v(kv_one), qkv(b * cols * kBf16),
+              out(static_cast<int64_t>(b) * hs.heads * hs.head_dim * kBf16),
+              work(static_cast<int64_t>(ws)), lens(static_cast<int64_t>(b) * 4);
+          detail::fill_hash_bf16(k.get(), kv_one / kBf16, 21, 1.0f, st);
+          detail::fill_hash_bf16(v.get(), kv_one / kBf16, 22, 1.0f, st);
+          detail::fill_hash_bf16(qkv.get(), b * cols, 23, 1.0f, st);
+          // ctx - 1 tokens in the cache; the launch appends one and attends over ctx.
+          std::vector<int32_t> hl(static_cast<size_t>(b), ctx - 1);
+          MASEP_CUDA_CHECK(
+              cudaMemcpyAsync(lens.get(), hl.data(), b * 4, cudaMemcpyHostToDevice, st));
+          kernels::DecodeAttentionParams ap;
+          ap.q = qkv.get<bf16>();
+          ap.q_stride = cols;
+          ap.k_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads) * hs.head_dim;
+          ap.v_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads + hs.kv_heads) * hs.head_dim;
+          ap.kv_new_stride = cols;
+          ap.k_cache = k.get<bf16>();
+          ap.v_cache = v.get<bf16>();
+          ap.kv_lens = lens.get<int32_t>();
+          ap.out = out.get<bf16>();
+          ap.workspace = work.get();
+          ap.workspace_bytes = ws;
+          ap.batch = b;
+          ap.num_heads = hs.heads;
+          ap.num_kv_heads = hs.kv_heads;
+          ap.head_dim = hs.head_dim;
+          ap.max_kv_len = ctx;
+          ap.num_splits = splits;
+          kernels::check_decode_attention(ap);
+          const double ns = time_ns(st, set, [&](int) {
+            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
+          });
+          MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+          check_finite(out.get(), static_cast<int64_t>(b) * hs.heads * hs.head_dim,
+                       "decode attention");
+          t.points.push_back({ctx, ns});
+          ++measured;
         }
-        const int64_t cols = static_cast<int64_t>(hs.heads + 2 * hs.kv_heads) * hs.head_dim;
-        const int splits = kernels::decode_attention_num_splits(b, hs.heads, hs.kv_heads,
-                                                                hs.head_dim, ctx, sm_count);
-        const size_t ws =
-            kernels::decode_attention_workspace_bytes(b, hs.heads, hs.head_dim, splits);
-        DeviceBuffer k(kv_one), v(kv_one), qkv(b * cols * kBf16),
-            out(static_cast<int64_t>(b) * hs.heads * hs.head_dim * kBf16),
-            work(static_cast<int64_t>(ws)), lens(static_cast<int64_t>(b) * 4);
-        detail::fill_hash_bf16(k.get(), kv_one / kBf16, 21, 1.0f, st);
-        detail::fill_hash_bf16(v.get(), kv_one / kBf16, 22, 1.0f, st);
-        detail::fill_hash_bf16(qkv.get(), b * cols, 23, 1.0f, st);
-        // ctx - 1 tokens in the cache; the launch appends one and attends over ctx.
-        std::vector<int32_t> hl(static_cast<size_t>(b), ctx - 1);
-        MASEP_CUDA_CHECK(cudaMemcpyAsync(lens.get(), hl.data(), b * 4, cudaMemcpyHostToDevice, st));
-        kernels::DecodeAttentionParams ap;
-        ap.q = qkv.get<bf16>();
-        ap.q_stride = cols;
-        ap.k_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads) * hs.head_dim;
-        ap.v_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads + hs.kv_heads) * hs.head_dim;
-        ap.kv_new_stride = cols;
-        ap.k_cache = k.get<bf16>();
-        ap.v_cache = v.get<bf16>();
-        ap.kv_lens = lens.get<int32_t>();
-        ap.out = out.get<bf16>();
-        ap.workspace = work.get();
-        ap.workspace_bytes = ws;
-        ap.batch = b;
-        ap.num_heads = hs.heads;
-        ap.num_kv_heads = hs.kv_heads;
-        ap.head_dim = hs.head_dim;
-        ap.max_kv_len = ctx;
-        ap.num_splits = splits;
-        kernels::check_decode_attention(ap);
-        const double ns = time_ns(st, set, [&](int) {
-          MASEP_PROFILE_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
-        });
-        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
-        check_finite(out.get(), static_cast<int64_t>(b) * hs.heads * hs.head_dim,
-                     "decode attention");
-        t.points.push_back({ctx, ns});
-        ++measured;
+        if (!t.points.empty()) cal.attention.push_back(std::move(t));
       }
-      if (!t.points.empty()) cal.attention.push_back(std::move(t));
+    } catch (const std::exception& e) {
+      if (cudaGetLastError() != cudaSuccess) throw;  // a real launch failure: stop
+      while (!cal.attention.empty() && cal.attention.back().heads == hs.heads &&
+             cal.attention.back().kv_heads == hs.kv_heads &&
+             cal.attention.back().head_dim == hs.head_dim) {
+        cal.attention.pop_back();
+      }
+      if (log) {
+        log(fmt::format("  attention heads {} kv_heads {} head_dim {} skipped: {}", hs.heads,
+                        hs.kv_heads, hs.head_dim, e.what()));
+      }
     }
   }
   if (log) {
@@ -346,106 +362,112 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         log(fmt::format("  kernels of model {} skipped (hidden % 8, experts or top-k)", m.name));
       continue;
     }
-    for (int64_t T : tokens) {
-      const int64_t rows = T * K;
-      const int64_t qkv_cols = (H + 2 * KV) * hd;
-      DeviceBuffer a(std::max(rows, T) * std::max(h, in_cols) * kBf16),
-          b(std::max(rows, T) * std::max(h, in_cols) * kBf16), res(T * h * kBf16), w(h * kBf16),
-          qkv(T * qkv_cols * kBf16), logits(T * E * kBf16), ids(rows * 4), wts(rows * 4),
-          counts(E * 4), prow(rows * 4), src(rows * 4), offs((E + 1) * 4), pos(T * 4);
-      detail::fill_hash_bf16(a.get(), a.bytes() / kBf16, 31, 1.0f, st);
-      detail::fill_hash_bf16(res.get(), T * h, 32, 1.0f, st);
-      detail::fill_hash_bf16(w.get(), h, 33, 1.0f, st);
-      detail::fill_hash_bf16(qkv.get(), T * qkv_cols, 34, 1.0f, st);
-      detail::fill_hash_bf16(logits.get(), T * E, 35, 1.0f, st);
-      MASEP_CUDA_CHECK(cudaMemsetAsync(pos.get(), 0, T * 4, st));
-      auto add = [&](const char* name, int64_t bytes, double ns) {
-        pts[name].push_back({bytes, ns});
-      };
+    try {  // a model whose shapes a kernel rejects (before launching) is skipped
+      for (int64_t T : tokens) {
+        const int64_t rows = T * K;
+        const int64_t qkv_cols = (H + 2 * KV) * hd;
+        DeviceBuffer a(std::max(rows, T) * std::max(h, in_cols) * kBf16),
+            b(std::max(rows, T) * std::max(h, in_cols) * kBf16), res(T * h * kBf16), w(h * kBf16),
+            qkv(T * qkv_cols * kBf16), logits(T * E * kBf16), ids(rows * 4), wts(rows * 4),
+            counts(E * 4), prow(rows * 4), src(rows * 4), offs((E + 1) * 4), pos(T * 4);
+        detail::fill_hash_bf16(a.get(), a.bytes() / kBf16, 31, 1.0f, st);
+        detail::fill_hash_bf16(res.get(), T * h, 32, 1.0f, st);
+        detail::fill_hash_bf16(w.get(), h, 33, 1.0f, st);
+        detail::fill_hash_bf16(qkv.get(), T * qkv_cols, 34, 1.0f, st);
+        detail::fill_hash_bf16(logits.get(), T * E, 35, 1.0f, st);
+        MASEP_CUDA_CHECK(cudaMemsetAsync(pos.get(), 0, T * 4, st));
+        auto add = [&](const char* name, int64_t bytes, double ns) {
+          pts[name].push_back({bytes, ns});
+        };
 
-      add("rmsnorm", 2 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
-                                                               b.get<bf16>(), static_cast<int>(T),
-                                                               static_cast<int>(h), eps, st));
-          }));
-      add("add_norm", 4 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_add_rmsnorm(
-                res.get<bf16>(), a.get<bf16>(), w.get<bf16>(), b.get<bf16>(), static_cast<int>(T),
-                static_cast<int>(h), eps, st));
-          }));
-      kernels::RopeParams rp;
-      rp.q = qkv.get<bf16>();
-      rp.q_stride = qkv_cols;
-      rp.k = qkv.get<bf16>() + H * hd;
-      rp.k_stride = qkv_cols;
-      rp.positions = pos.get<int32_t>();
-      rp.tokens = static_cast<int>(T);
-      rp.num_heads = static_cast<int>(H);
-      rp.num_kv_heads = static_cast<int>(KV);
-      rp.head_dim = static_cast<int>(hd);
-      add("rope", 2 * T * (H + KV) * hd * kBf16,
-          time_ns(st, set, [&](int) { MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rope(rp, st)); }));
-      add("act", T * (in_cols + F) * kBf16, time_ns(st, set, [&](int) {
-            if (swiglu) {
-              MASEP_PROFILE_KERNEL_CHECK(
-                  kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
-            } else {
-              MASEP_PROFILE_KERNEL_CHECK(
-                  kernels::launch_gelu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
-            }
-          }));
-      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
-      check_finite(b.get(), T * F, "activation");
+        add("rmsnorm", 2 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
+                                                                 b.get<bf16>(), static_cast<int>(T),
+                                                                 static_cast<int>(h), eps, st));
+            }));
+        add("add_norm", 4 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_add_rmsnorm(
+                  res.get<bf16>(), a.get<bf16>(), w.get<bf16>(), b.get<bf16>(), static_cast<int>(T),
+                  static_cast<int>(h), eps, st));
+            }));
+        kernels::RopeParams rp;
+        rp.q = qkv.get<bf16>();
+        rp.q_stride = qkv_cols;
+        rp.k = qkv.get<bf16>() + H * hd;
+        rp.k_stride = qkv_cols;
+        rp.positions = pos.get<int32_t>();
+        rp.tokens = static_cast<int>(T);
+        rp.num_heads = static_cast<int>(H);
+        rp.num_kv_heads = static_cast<int>(KV);
+        rp.head_dim = static_cast<int>(hd);
+        add("rope", 2 * T * (H + KV) * hd * kBf16, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rope(rp, st));
+            }));
+        add("act", T * (in_cols + F) * kBf16, time_ns(st, set, [&](int) {
+              if (swiglu) {
+                MASEP_PROFILE_KERNEL_CHECK(kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T,
+                                                                  static_cast<int>(F), st));
+              } else {
+                MASEP_PROFILE_KERNEL_CHECK(
+                    kernels::launch_gelu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
+              }
+            }));
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+        check_finite(b.get(), T * F, "activation");
 
-      kernels::RouterParams r;
-      r.logits = logits.get();
-      r.logits_dtype = kernels::DType::kBF16;
-      r.topk_ids = ids.get<int32_t>();
-      r.topk_weights = wts.get<float>();
-      r.expert_counts = counts.get<int32_t>();
-      r.tokens = static_cast<int>(T);
-      r.num_experts = static_cast<int>(E);
-      r.k = static_cast<int>(K);
-      add("router", T * E * kBf16 + T * K * 8, time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_router_topk(r, st));
-          }));
-      kernels::PermuteParams pp;
-      pp.x = res.get<bf16>();
-      pp.topk_ids = ids.get<int32_t>();
-      pp.expert_counts = counts.get<int32_t>();
-      pp.permuted_x = a.get<bf16>();
-      pp.permuted_row = prow.get<int32_t>();
-      pp.source_token = src.get<int32_t>();
-      pp.expert_offsets = offs.get<int32_t>();
-      pp.tokens = static_cast<int>(T);
-      pp.hidden = static_cast<int>(h);
-      pp.num_experts = static_cast<int>(E);
-      pp.k = static_cast<int>(K);
-      add("permute", T * h * kBf16 + rows * h * kBf16, time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_permute(pp, st));
-          }));
-      kernels::CombineParams cp;
-      cp.expert_out = a.get<bf16>();
-      cp.permuted_row = prow.get<int32_t>();
-      cp.topk_weights = wts.get<float>();
-      cp.residual = res.get<bf16>();
-      cp.out = b.get<bf16>();
-      cp.tokens = static_cast<int>(T);
-      cp.hidden = static_cast<int>(h);
-      cp.k = static_cast<int>(K);
-      add("combine", (rows + 2 * T) * h * kBf16, time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_combine(cp, st));
-          }));
-      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
-      check_finite(b.get(), T * h, "combine");
-      // The executor's forced routing regroups rows with a device copy of hbm_bytes / 2.
-      const int64_t copy = rows * h * kBf16;
-      const double copy_ns = time_ns(st, set, [&](int) {
-        MASEP_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), static_cast<size_t>(copy),
-                                         cudaMemcpyDeviceToDevice, st));
-      });
-      add("moe_permute", 2 * copy, copy_ns);
-      add("moe_unpermute", 2 * copy, copy_ns);
+        kernels::RouterParams r;
+        r.logits = logits.get();
+        r.logits_dtype = kernels::DType::kBF16;
+        r.topk_ids = ids.get<int32_t>();
+        r.topk_weights = wts.get<float>();
+        r.expert_counts = counts.get<int32_t>();
+        r.tokens = static_cast<int>(T);
+        r.num_experts = static_cast<int>(E);
+        r.k = static_cast<int>(K);
+        add("router", T * E * kBf16 + T * K * 8, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+            }));
+        kernels::PermuteParams pp;
+        pp.x = res.get<bf16>();
+        pp.topk_ids = ids.get<int32_t>();
+        pp.expert_counts = counts.get<int32_t>();
+        pp.permuted_x = a.get<bf16>();
+        pp.permuted_row = prow.get<int32_t>();
+        pp.source_token = src.get<int32_t>();
+        pp.expert_offsets = offs.get<int32_t>();
+        pp.tokens = static_cast<int>(T);
+        pp.hidden = static_cast<int>(h);
+        pp.num_experts = static_cast<int>(E);
+        pp.k = static_cast<int>(K);
+        add("permute", T * h * kBf16 + rows * h * kBf16, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_permute(pp, st));
+            }));
+        kernels::CombineParams cp;
+        cp.expert_out = a.get<bf16>();
+        cp.permuted_row = prow.get<int32_t>();
+        cp.topk_weights = wts.get<float>();
+        cp.residual = res.get<bf16>();
+        cp.out = b.get<bf16>();
+        cp.tokens = static_cast<int>(T);
+        cp.hidden = static_cast<int>(h);
+        cp.k = static_cast<int>(K);
+        add("combine", (rows + 2 * T) * h * kBf16, time_ns(st, set, [&](int) {
+              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_combine(cp, st));
+            }));
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+        check_finite(b.get(), T * h, "combine");
+        // The executor's forced routing regroups rows with a device copy of hbm_bytes / 2.
+        const int64_t copy = rows * h * kBf16;
+        const double copy_ns = time_ns(st, set, [&](int) {
+          MASEP_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), static_cast<size_t>(copy),
+                                           cudaMemcpyDeviceToDevice, st));
+        });
+        add("moe_permute", 2 * copy, copy_ns);
+        add("moe_unpermute", 2 * copy, copy_ns);
+      }
+    } catch (const std::exception& e) {
+      if (cudaGetLastError() != cudaSuccess) throw;  // a real launch failure: stop
+      if (log) log(fmt::format("  kernels of model {} stopped: {}", m.name, e.what()));
     }
   }
   for (auto& [name, p] : pts) cal.kernels.push_back({name, tidy(std::move(p))});
