@@ -5,6 +5,9 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
+
+#include <fmt/ranges.h>
 
 #include "commands.hpp"
 #include "masep/exec/executor.hpp"
@@ -28,9 +31,16 @@ On one host `masep exec` starts the rank processes itself (it needs one GPU per 
 Under `mpirun -np N` or `srun -n N` each process runs one rank (the NCCL id is shared with
 MPI_Bcast; needs a build with MPI).
 
-Routing is forced: every expert receives exactly the Program's token counts (the
-simulator's), so the timings are comparable. The hidden states are not the model's; real
-gating and --verify are not implemented yet.
+Routing is forced: every token goes to the experts the Program sampled for it (the
+simulator's loads exactly), with the gate's weights; rows travel to their experts and back
+(real data flow when the model has no shared experts), so the timings are comparable op by
+op. --verify runs one decode step and compares the final hidden states with the same model
+run on one GPU (rank 0's) within a bf16 bound; it prints PASS or FAIL (exit 1).
+
+Roofline: each rank measures its device copy bandwidth at start-up (512 MiB D2D copy,
+bytes read + written); the step floor is max over ranks of (HBM bytes per step / copy
+bandwidth + max(bytes sent, received) per step / the topology's link bandwidth), and the
+table shows floor / TPOT.
 
 Failure: a rank that dies stops the others (SIGTERM, then SIGKILL); a rank that stalls for
 --timeout seconds, or gets an NCCL error, aborts its communicators and exits non-zero naming
@@ -142,7 +152,9 @@ int cmd_exec(const Args& args) {
       "seconds without progress after which a rank aborts (stall or dead peer)")(
       "trace", po::value(&trace_path), "write the measured Chrome/Perfetto trace to FILE")(
       "json", "print all metrics as JSON on stdout (no table)")(
-      "verify", "compare output hidden states with a single-GPU reference (not implemented)")(
+      "verify", "one step; compare the output hidden states with a single-GPU reference")(
+      "tolerance", po::value(&o.verify_tolerance)->default_value(2e-2),
+      "--verify bound on |out - ref| / |ref|")(
       "dry-run", "build every rank's launch plan on the CPU and print memory; no GPU")(
       "dump-launches", po::value(&dump_rank), "with --dry-run: print rank R's launches")(
       "quiet,q", "print only the summary lines");
@@ -181,12 +193,6 @@ int cmd_exec(const Args& args) {
   }
   o.verify = vm.count("verify") > 0;
   if (vm.count("dry-run")) return dry_run(o, dump_rank);
-  if (o.verify) {
-    std::fprintf(stderr,
-                 "masep exec: --verify is not implemented yet (forced routing does not carry "
-                 "expert indices to the MoE side, so outputs are not the model's)\n");
-    return 1;
-  }
 
   const exec::ProcessEnv env = exec::detect_process_env();
   if (env.mode == exec::LaunchMode::kLauncher) {
@@ -204,12 +210,46 @@ int cmd_exec(const Args& args) {
     plan::write_trace_file(trace_path, p, r.run.timeline, to);
   }
   const plan::RunMetrics m = plan::compute_metrics(s, p, r.run.timeline);
+  const exec::Roofline rf = exec::compute_roofline(s, p, r.copy_GBps, m.tpot_mean_ms);
   if (vm.count("json")) {
-    plan::write_metrics_json(std::cout, m);
+    // The metrics object, then the executor's additions in one more object on the next line
+    // would break JSON parsers; so splice them in before the final brace.
+    std::ostringstream os;
+    plan::write_metrics_json(os, m);
+    std::string js = os.str();
+    const auto end = js.find_last_of('}');
+    std::string extra = fmt::format(
+        ",\"copy_GBps\":[{}],\"roofline_step_floor_ns\":{:.0f},\"roofline_critical_rank\":{},"
+        "\"roofline_fraction\":{:.4f},\"roofline_rank_floor_ns\":[{}],\"device\":\"{}\"",
+        fmt::join(r.copy_GBps, ","), rf.step_floor_ns, rf.critical_rank, rf.fraction,
+        fmt::join(rf.rank_floor_ns, ","), r.device);
+    if (r.verify.ran) {
+      extra += fmt::format(
+          ",\"verify\":{{\"pass\":{},\"rel_err\":{:.6g},\"max_abs_err\":{:.6g},"
+          "\"tolerance\":{:.3g},\"tokens\":{},\"hidden\":{}}}",
+          r.verify.pass ? "true" : "false", r.verify.rel_err, r.verify.max_abs_err,
+          r.verify.tolerance, r.verify.tokens, r.verify.hidden);
+    }
+    if (end != std::string::npos) js.insert(end, extra);
+    std::cout << js;
     std::cout.flush();
   } else {
     print_table(r, m, vm.count("quiet") > 0);
+    std::printf(
+        "roofline          step floor %.1f µs (rank %d) = %.1f %% of the measured TPOT; "
+        "copy bandwidth %s GB/s\n",
+        rf.step_floor_ns / 1e3, rf.critical_rank, 100 * rf.fraction,
+        fmt::format("{:.0f}", fmt::join(r.copy_GBps, " / ")).c_str());
     if (!trace_path.empty()) std::printf("\ntrace written to %s\n", trace_path.c_str());
+  }
+  if (r.verify.ran) {
+    std::printf(
+        "verify            %s: |out - ref| / |ref| = %.3e (bound %.1e), max |diff| %.3e "
+        "over %lld tokens x %lld hidden; %s\n",
+        r.verify.pass ? "PASS" : "FAIL", r.verify.rel_err, r.verify.tolerance, r.verify.max_abs_err,
+        static_cast<long long>(r.verify.tokens), static_cast<long long>(r.verify.hidden),
+        r.verify.note.c_str());
+    return r.verify.pass ? 0 : 1;
   }
   return 0;
 }

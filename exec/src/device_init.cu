@@ -13,25 +13,157 @@ __device__ __forceinline__ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-__global__ void fill_hash_bf16_kernel(__nv_bfloat16* p, int64_t n, uint64_t seed, float scale) {
+__device__ __forceinline__ float unit_sym(uint64_t h) {
+  const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+  return 2.0f * u - 1.0f;
+}
+
+int blocks_for(int64_t n, int threads) {
+  const int64_t want = (n + threads - 1) / threads;
+  return static_cast<int>(want < 65536 ? (want > 0 ? want : 1) : 65536);
+}
+
+__global__ void fill_hash_bf16_kernel(__nv_bfloat16* p, int64_t n, uint64_t seed, float scale,
+                                      float shift) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(i)));
-    const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
-    p[i] = __float2bfloat16((2.0f * u - 1.0f) * scale);
+    p[i] = __float2bfloat16(shift + unit_sym(h) * scale);
+  }
+}
+
+__global__ void fill_rows_kernel(__nv_bfloat16* p, int64_t rows, int64_t cols, int64_t first_row,
+                                 uint64_t seed, float scale) {
+  const int64_t n = rows * cols;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t r = i / cols, c = i % cols;
+    const uint64_t h = mix(mix(seed ^ mix(static_cast<uint64_t>(first_row + r))) ^ c);
+    p[i] = __float2bfloat16(unit_sym(h) * scale);
+  }
+}
+
+__global__ void fill_kv_kernel(__nv_bfloat16* p, int batch, int heads, int max_len, int hd,
+                               int64_t first_seq, uint64_t seed, float scale) {
+  const int64_t n = static_cast<int64_t>(batch) * heads * max_len * hd;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t d = i % hd;
+    const int64_t pos = (i / hd) % max_len;
+    const int64_t hh = (i / (static_cast<int64_t>(hd) * max_len)) % heads;
+    const int64_t b = i / (static_cast<int64_t>(hd) * max_len * heads);
+    uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(first_seq + b)));
+    h = mix(h ^ static_cast<uint64_t>(hh));
+    h = mix(h ^ static_cast<uint64_t>(pos));
+    h = mix(h ^ static_cast<uint64_t>(d));
+    p[i] = __float2bfloat16(unit_sym(h) * scale);
+  }
+}
+
+__global__ void forced_route_kernel(const __nv_bfloat16* logits, int tokens, int experts, int k,
+                                    const int32_t* orig, const int32_t* slot,
+                                    const int32_t* slot_counts, int slots, int32_t* ids,
+                                    float* weights, int32_t* counts) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < slots) counts[t] = slot_counts[t];
+  if (t >= tokens) return;
+  const __nv_bfloat16* row = logits + static_cast<int64_t>(t) * experts;
+  float mx = -INFINITY;
+  for (int e = 0; e < experts; ++e) mx = fmaxf(mx, __bfloat162float(row[e]));
+  float sum = 0;
+  for (int j = 0; j < k; ++j) sum += __expf(__bfloat162float(row[orig[t * k + j]]) - mx);
+  for (int j = 0; j < k; ++j) {
+    weights[t * k + j] = __expf(__bfloat162float(row[orig[t * k + j]]) - mx) / sum;
+    ids[t * k + j] = slot[t * k + j];
+  }
+}
+
+__global__ void gather_rows_kernel(int4* out, const int4* a, const int4* b, const int32_t* map,
+                                   int64_t rows, int64_t vec_cols) {
+  const int64_t n = rows * vec_cols;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t r = i / vec_cols, c = i % vec_cols;
+    const int32_t m = map[r];
+    out[i] = m >= 0 ? a[m * vec_cols + c] : b[(-static_cast<int64_t>(m) - 1) * vec_cols + c];
+  }
+}
+
+__global__ void scatter_rows_kernel(const int4* in, int4* a, int4* b, const int32_t* map,
+                                    int64_t rows, int64_t vec_cols) {
+  const int64_t n = rows * vec_cols;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t r = i / vec_cols, c = i % vec_cols;
+    const int32_t m = map[r];
+    if (m >= 0) {
+      a[m * vec_cols + c] = in[i];
+    } else {
+      b[(-static_cast<int64_t>(m) - 1) * vec_cols + c] = in[i];
+    }
   }
 }
 
 }  // namespace
 
 void fill_hash_bf16(void* p, int64_t elements, uint64_t seed, float scale, cudaStream_t stream) {
+  fill_hash_bf16_shifted(p, elements, seed, scale, 0.0f, stream);
+}
+
+void fill_hash_bf16_shifted(void* p, int64_t elements, uint64_t seed, float scale, float shift,
+                            cudaStream_t stream) {
   if (elements <= 0) return;
-  const int threads = 256;
-  const int64_t want = (elements + threads - 1) / threads;
-  const int blocks = static_cast<int>(want < 65536 ? want : 65536);
-  fill_hash_bf16_kernel<<<blocks, threads, 0, stream>>>(static_cast<__nv_bfloat16*>(p), elements,
-                                                        seed, scale);
+  fill_hash_bf16_kernel<<<blocks_for(elements, 256), 256, 0, stream>>>(
+      static_cast<__nv_bfloat16*>(p), elements, seed, scale, shift);
+}
+
+void fill_rows_bf16(void* p, int64_t rows, int64_t cols, int64_t first_row, uint64_t seed,
+                    float scale, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  fill_rows_kernel<<<blocks_for(rows * cols, 256), 256, 0, stream>>>(
+      static_cast<__nv_bfloat16*>(p), rows, cols, first_row, seed, scale);
+}
+
+void fill_kv_bf16(void* p, int batch, int kv_heads, int max_len, int head_dim, int64_t first_seq,
+                  uint64_t seed, float scale, cudaStream_t stream) {
+  const int64_t n = static_cast<int64_t>(batch) * kv_heads * max_len * head_dim;
+  if (n <= 0) return;
+  fill_kv_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(p), batch,
+                                                         kv_heads, max_len, head_dim, first_seq,
+                                                         seed, scale);
+}
+
+void apply_forced_route(const void* logits_bf16, int tokens, int experts, int k,
+                        const int32_t* orig_ids, const int32_t* slot_ids,
+                        const int32_t* slot_counts, int slots, int32_t* topk_ids,
+                        float* topk_weights, int32_t* counts, cudaStream_t stream) {
+  const int n = tokens > slots ? tokens : slots;
+  if (n <= 0) return;
+  forced_route_kernel<<<(n + 127) / 128, 128, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(logits_bf16), tokens, experts, k, orig_ids, slot_ids,
+      slot_counts, slots, topk_ids, topk_weights, counts);
+}
+
+void gather_rows_bf16(void* out, const void* a, const void* b, const int32_t* map, int64_t rows,
+                      int64_t cols, cudaStream_t stream) {
+  if (rows <= 0) return;
+  const int64_t vc = cols / 8;
+  gather_rows_kernel<<<blocks_for(rows * vc, 256), 256, 0, stream>>>(
+      static_cast<int4*>(out), static_cast<const int4*>(a), static_cast<const int4*>(b), map, rows,
+      vc);
+}
+
+void scatter_rows_bf16(const void* in, void* a, void* b, const int32_t* map, int64_t rows,
+                       int64_t cols, cudaStream_t stream) {
+  if (rows <= 0) return;
+  const int64_t vc = cols / 8;
+  scatter_rows_kernel<<<blocks_for(rows * vc, 256), 256, 0, stream>>>(
+      static_cast<const int4*>(in), static_cast<int4*>(a), static_cast<int4*>(b), map, rows, vc);
 }
 
 }  // namespace masep::exec::detail

@@ -9,6 +9,8 @@
 #include <tuple>
 
 #include "masep/kernels/attention.hpp"
+#include "masep/plan/placement.hpp"
+#include "masep/plan/routing.hpp"
 
 namespace masep::exec {
 
@@ -31,6 +33,34 @@ struct Ctx {
 using Key = std::tuple<int32_t, int32_t, int32_t>;  // step, layer, mb
 Key key_of(const Op& o) { return {o.step, o.layer, o.micro_batch}; }
 
+// i-th of k near-equal parts of n and where it begins (the compiler's split).
+int64_t part(int64_t n, int64_t k, int64_t i) { return n * (i + 1) / k - n * i / k; }
+int64_t part_begin(int64_t n, int64_t k, int64_t i) { return n * i / k; }
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  return h;
+}
+
+// Token routing of one (step, layer, micro-batch), resolved to ranks and rows (real data
+// flow). Attention rank a (0..A-1) owns a slice of u tokens; MoE-local GPU g holds experts
+// ge[g]; slot of (g, local expert l) = slot_base[g] + l.
+struct MbRoute {
+  std::vector<int64_t> slice_begin, slice_tokens;         // [a]
+  std::vector<std::vector<int32_t>> orig, slot;           // [a][u·k]
+  std::vector<std::vector<int32_t>> slot_counts;          // [a][slots]
+  std::vector<std::vector<int64_t>> seg_begin, seg_rows;  // [a][g]: rows of a's permute output
+  std::vector<std::vector<int64_t>> recv_begin;           // [g][a]: rows of g's receive buffer
+  std::vector<std::vector<std::vector<int32_t>>> cnt;     // [g][a][l]
+};
+
 class Builder {
  public:
   Builder(const plan::Scenario& s, const plan::Program& p, int rank, const PlanOptions& opt)
@@ -43,6 +73,7 @@ class Builder {
     rp_.micro_batches = std::max(1, p.micro_batches);
     for (auto& v : rp_.buffer_bytes) v.assign(static_cast<size_t>(rp_.micro_batches), 0);
     h_ = m_.hidden;
+    setup_layout();
   }
 
   RankPlan run() {
@@ -76,6 +107,18 @@ class Builder {
       }
     }
     merge(per_stream);
+    if (rank_ < att_) {
+      for (int mb = 0; mb < rp_.micro_batches; ++mb) {
+        if (rp_.buffer_bytes[static_cast<size_t>(Buf::kHidden)][static_cast<size_t>(mb)] == 0) {
+          continue;
+        }
+        rp_.hidden_first_seq[static_cast<size_t>(mb)] = chunk_begin(replica_, mb);
+        if (t_ == 1) {
+          rp_.outputs.push_back(OutputRows{BufRef{Buf::kHidden, mb, 0}, chunk_begin(replica_, mb),
+                                           chunk_size(replica_, mb)});
+        }
+      }
+    }
     for (const Op& o : p_.ops) {
       if (o.rank == rank_) rp_.op_ids.push_back(o.id);
     }
@@ -93,6 +136,197 @@ class Builder {
   BufRef ref(Buf b, int mb, int64_t bytes_needed, int64_t offset = 0) {
     need(b, mb, offset + bytes_needed);
     return BufRef{b, mb, offset};
+  }
+
+  // Ranks, replicas, sequence chunks, expert placement and whether the Program carries
+  // per-token routing (see "Data flow" in launch_plan.hpp).
+  void setup_layout() {
+    const int n = p_.rank_count();
+    ma_ = s_.plan.kind == plan::PlanKind::kMaSeparation;
+    att_ = 0;
+    for (const auto& ri : p_.ranks) att_ += ri.role == plan::Role::kMoe ? 0 : 1;
+    moe_base_ = ma_ ? att_ : 0;
+    moe_n_ = n - moe_base_;
+    t_ = ma_ ? s_.plan.attention.head_parallel * s_.plan.attention.sequence_parallel
+             : s_.plan.colocated.tensor_parallel;
+    t_ = std::max(1, t_);
+    replicas_ = std::max(1, att_ / t_);
+    batch_ = s_.workload.batch;
+    if (rank_ < att_) {
+      replica_ = rank_ / t_;
+      gi_ = rank_ % t_;
+    }
+    try {
+      eg_ = plan::expert_gpus(s_);
+      ge_ = plan::gpu_experts(eg_, moe_n_);
+    } catch (const std::exception&) {
+      eg_.clear();  // a Program not compiled from this scenario's placement: no real data flow
+      ge_.assign(static_cast<size_t>(std::max(0, moe_n_)), {});
+    }
+    slot_base_.assign(static_cast<size_t>(moe_n_) + 1, 0);
+    for (int g = 0; g < moe_n_; ++g) {
+      slot_base_[g + 1] = slot_base_[g] + static_cast<int32_t>(ge_[g].size());
+    }
+    slots_ = slot_base_.back();
+    for (const auto& rs : p_.routing) routing_[{rs.step, rs.layer, rs.micro_batch}] = &rs;
+    real_ = m_.shared_experts == 0 && !p_.routing.empty() && slots_ <= 1024 && !eg_.empty();
+    for (const auto& rs : p_.routing) real_ = real_ && !rs.token_experts.empty();
+    rp_.real_data_flow = real_;
+    if (!real_) {
+      rp_.verify_blocker = m_.shared_experts > 0
+                               ? "the model has shared experts (not in the executor's data flow)"
+                               : "the Program carries no per-token routing";
+    } else if (t_ != 1 || (ma_ && s_.plan.attention.sequence_parallel != 1)) {
+      rp_.verify_blocker =
+          "the attention group has more than one GPU (head or sequence parallelism): weight "
+          "sharding is not seeded consistently with the single-GPU reference";
+    } else if (m_.dtype != models::DType::kBF16) {
+      rp_.verify_blocker = "the model's dtype is not bf16";
+    }
+    rp_.hidden_first_seq.assign(static_cast<size_t>(rp_.micro_batches), -1);
+    try {
+      ctx_lens_ = plan::sample_context_lengths(s_.workload);
+    } catch (const std::exception&) {
+      ctx_lens_.clear();
+    }
+  }
+
+  int64_t chunk_begin(int r, int mb) const {
+    return part_begin(batch_, static_cast<int64_t>(replicas_) * rp_.micro_batches,
+                      static_cast<int64_t>(mb) * replicas_ + r);
+  }
+  int64_t chunk_size(int r, int mb) const {
+    return part(batch_, static_cast<int64_t>(replicas_) * rp_.micro_batches,
+                static_cast<int64_t>(mb) * replicas_ + r);
+  }
+
+  // The routing of (step, layer, mb) resolved to ranks and rows; throws when the Program's
+  // table is inconsistent with its plan.
+  const MbRoute& route(const Key& k) {
+    auto it = routes_.find(k);
+    if (it != routes_.end()) return it->second;
+    const auto rit = routing_.find(k);
+    if (rit == routing_.end()) {
+      throw std::invalid_argument(fmt::format("no routing sample for step {} layer {} mb {}",
+                                              std::get<0>(k), std::get<1>(k), std::get<2>(k)));
+    }
+    const plan::RoutingSample& rs = *rit->second;
+    const int mb = std::get<2>(k), topk = m_.top_k;
+    MbRoute r;
+    r.slice_begin.assign(att_, 0);
+    r.slice_tokens.assign(att_, 0);
+    r.orig.resize(att_);
+    r.slot.resize(att_);
+    r.slot_counts.assign(att_, std::vector<int32_t>(static_cast<size_t>(slots_), 0));
+    r.seg_begin.assign(att_, std::vector<int64_t>(static_cast<size_t>(moe_n_), 0));
+    r.seg_rows.assign(att_, std::vector<int64_t>(static_cast<size_t>(moe_n_), 0));
+    r.cnt.assign(moe_n_, std::vector<std::vector<int32_t>>(att_));
+    for (int g = 0; g < moe_n_; ++g) {
+      for (int a = 0; a < att_; ++a) r.cnt[g][a].assign(ge_[g].size(), 0);
+    }
+    for (int a = 0; a < att_; ++a) {
+      const int rep = a / t_, i = a % t_;
+      const int64_t T = chunk_size(rep, mb);
+      const int64_t b = chunk_begin(rep, mb) + part_begin(T, t_, i), u = part(T, t_, i);
+      r.slice_begin[a] = b;
+      r.slice_tokens[a] = u;
+      for (int64_t q = b; q < b + u; ++q) {
+        const int64_t row = q - rs.first_sequence;
+        if (row < 0 || (row + 1) * topk > static_cast<int64_t>(rs.token_experts.size())) {
+          throw std::invalid_argument(
+              fmt::format("routing sample (step {}, layer {}, mb {}) does not cover sequence {}",
+                          rs.step, rs.layer, rs.micro_batch, q));
+        }
+        for (int j = 0; j < topk; ++j) {
+          const int e = rs.token_experts[static_cast<size_t>(row * topk + j)];
+          const auto& holders = eg_.at(static_cast<size_t>(e));
+          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          const auto& list = ge_[g];
+          const int l =
+              static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
+          const int32_t sl = slot_base_[g] + l;
+          r.orig[a].push_back(e);
+          r.slot[a].push_back(sl);
+          r.slot_counts[a][sl]++;
+          r.seg_rows[a][g]++;
+          r.cnt[g][a][l]++;
+        }
+      }
+      int64_t acc = 0;
+      for (int g = 0; g < moe_n_; ++g) {
+        r.seg_begin[a][g] = acc;
+        acc += r.seg_rows[a][g];
+      }
+    }
+    r.recv_begin.assign(moe_n_, std::vector<int64_t>(static_cast<size_t>(att_), 0));
+    for (int g = 0; g < moe_n_; ++g) {
+      int64_t acc = 0;
+      for (int a = 0; a < att_; ++a) {
+        r.recv_begin[g][a] = acc;
+        if (!is_local(a, g)) acc += r.seg_rows[a][g];
+      }
+    }
+    return routes_.emplace(k, std::move(r)).first->second;
+  }
+
+  bool is_local(int a, int g) const { return !ma_ && a == g; }
+  int moe_index(int rank) const { return rank - moe_base_; }
+
+  // Row offset (bytes) of a point-to-point part in its buffer under the real data flow:
+  // dispatch send a→g at a's segment for g; dispatch receive at g from a and return send g→a
+  // at g's receive position of a; return receive at a from g at a's segment for g.
+  int64_t real_offset(const Op& o, bool send, int peer, int64_t bytes) {
+    const MbRoute& r = route(key_of(o));
+    const bool ret = o.name == "return";
+    const int a = ret ? (send ? peer : rank_) : (send ? rank_ : peer);
+    const int g = moe_index(ret ? (send ? rank_ : peer) : (send ? peer : rank_));
+    if (a < 0 || a >= att_ || g < 0 || g >= moe_n_) {
+      throw std::invalid_argument(
+          fmt::format("op {} ({}): peer {} is not an attention/MoE pair", o.id, o.name, peer));
+    }
+    const int64_t rows = r.seg_rows[a][g];
+    if (rows * h_ * kBf16 != bytes) {
+      throw std::invalid_argument(
+          fmt::format("op {} ({}): {} bytes, but the routing gives {} rows of hidden {} from rank "
+                      "{} to rank {}",
+                      o.id, o.name, bytes, rows, h_, a, moe_base_ + g));
+    }
+    const bool at_attention = (ret && !send) || (!ret && send);
+    const int64_t row = at_attention ? r.seg_begin[a][g] : r.recv_begin[g][a];
+    return row * h_ * kBf16;
+  }
+
+  // Row map of (step, layer, mb) on this MoE rank: expert-input row → received row (≥ 0) or
+  // local permute-output row (−row−1), grouped by local expert, senders ascending.
+  int64_t row_map(const Op& o, int64_t expect_rows) {
+    const auto k = key_of(o);
+    auto it = maps_.find(k);
+    if (it != maps_.end()) return it->second;
+    const MbRoute& r = route(k);
+    const int g = moe_index(rank_);
+    const int64_t off = static_cast<int64_t>(rp_.int_pool.size());
+    for (size_t l = 0; l < ge_[g].size(); ++l) {
+      for (int a = 0; a < att_; ++a) {
+        int64_t start = 0;
+        for (size_t l2 = 0; l2 < l; ++l2) start += r.cnt[g][a][l2];
+        const int32_t c = r.cnt[g][a][l];
+        for (int32_t j = 0; j < c; ++j) {
+          if (is_local(a, g)) {
+            rp_.int_pool.push_back(-static_cast<int32_t>(r.seg_begin[a][g] + start + j) - 1);
+          } else {
+            rp_.int_pool.push_back(static_cast<int32_t>(r.recv_begin[g][a] + start + j));
+          }
+        }
+      }
+    }
+    const int64_t rows = static_cast<int64_t>(rp_.int_pool.size()) - off;
+    if (rows != expect_rows) {
+      throw std::invalid_argument(
+          fmt::format("op {} ({}): the routing gives {} rows, the Program's expert loads {}", o.id,
+                      o.name, rows, expect_rows));
+    }
+    maps_[k] = off;
+    return off;
   }
 
   void scan_context() {
@@ -137,6 +371,25 @@ class Builder {
     const int64_t off = rp_.weight_bytes;
     rp_.weight_bytes += (bytes + 255) / 256 * 256;
     weights_.emplace(key, std::make_pair(off, bytes));
+    // Global identity of the tensor: experts by their global index (shared ones after the
+    // routed ones), everything else by (layer, name).
+    int64_t global = index;
+    if (o.kind == OpKind::kGroupedGemm) {
+      const auto& held = p_.ranks[static_cast<size_t>(rank_)].experts;
+      global = index < static_cast<int>(held.size())
+                   ? held[static_cast<size_t>(index)]
+                   : m_.experts + (index - static_cast<int64_t>(held.size()));
+    }
+    WeightTensor wt;
+    wt.offset_bytes = off;
+    wt.elements = bytes / kBf16;
+    wt.tag = mix64(mix64(mix64(static_cast<uint64_t>(o.layer)) ^ name_hash(name)) ^
+                   static_cast<uint64_t>(global));
+    if (name == "rmsnorm" || name == "add_norm") {
+      wt.scale = 0.1f;
+      wt.shift = 1.0f;
+    }
+    rp_.weight_tensors.push_back(wt);
     return off;
   }
 
@@ -176,7 +429,7 @@ class Builder {
         l.k = o.k;
         Buf a = Buf::kScratchA, cb = Buf::kScratchB;
         if (o.name == "qkv") a = Buf::kNormed, cb = Buf::kQkv;
-        if (o.name == "out_proj") a = Buf::kAttnOut, cb = Buf::kProj;
+        if (o.name == "out_proj") a = Buf::kAttnOut, cb = t_ == 1 ? Buf::kAttnSlice : Buf::kProj;
         if (o.name == "router_gemm") a = Buf::kSliceNormed, cb = Buf::kLogits;
         l.in = ref(a, mb, o.m * o.k * dt);
         l.out = ref(cb, mb, o.m * o.n * dt);
@@ -215,8 +468,8 @@ class Builder {
           Launch l = base(o, LaunchKind::kAddRmsNorm);
           l.tokens = c.slice;
           l.cols = h_;
-          l.in = ref(Buf::kAttnSlice, mb, c.slice * h_ * dt);  // x
-          l.aux = ref(Buf::kHidden, mb, c.slice * h_ * dt);    // residual (in place)
+          l.in = ref(Buf::kAttnSlice, mb, c.slice * h_ * dt);                     // x
+          l.aux = ref(Buf::kHidden, mb, c.slice * h_ * dt, slice_offset(c, mb));  // residual
           l.out = ref(Buf::kSliceNormed, mb, c.slice * h_ * dt);
           l.weight_offsets = {weight(o, "add_norm", 0, h_ * dt)};
           return l;
@@ -263,7 +516,21 @@ class Builder {
           l.in = ref(Buf::kLogits, mb, u * m_.experts * dt);
           l.out = ref(Buf::kTopkIds, mb, u * m_.top_k * 4);
           l.aux = ref(Buf::kTopkWeights, mb, u * m_.top_k * 4);
-          l.in2 = ref(Buf::kExpertCounts, mb, m_.experts * 4);
+          l.in2 = ref(Buf::kExpertCounts, mb, std::max(m_.experts, slots_) * 4);
+          if (real_) {
+            const MbRoute& r = route(key_of(o));
+            if (rank_ >= att_ || r.slice_tokens[rank_] != u) {
+              throw std::invalid_argument(
+                  fmt::format("op {} (router): {} tokens, the routing gives this rank {}", o.id, u,
+                              rank_ < att_ ? r.slice_tokens[rank_] : -1));
+            }
+            l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
+            l.slots = slots_;
+            auto& pool = rp_.int_pool;
+            pool.insert(pool.end(), r.orig[rank_].begin(), r.orig[rank_].end());
+            pool.insert(pool.end(), r.slot[rank_].begin(), r.slot[rank_].end());
+            pool.insert(pool.end(), r.slot_counts[rank_].begin(), r.slot_counts[rank_].end());
+          }
           return l;
         }
         return copy(o);
@@ -276,17 +543,35 @@ class Builder {
           Launch l = base(o, LaunchKind::kPermute);
           l.tokens = u;
           l.cols = h_;
-          l.experts = m_.experts;
+          l.experts = real_ ? slots_ : m_.experts;
           l.top_k = m_.top_k;
           const int64_t rows = u * m_.top_k;
           l.in = ref(Buf::kSliceNormed, mb, u * h_ * dt);
           l.out = ref(Buf::kSend, mb, rows * h_ * dt);
           // router outputs and permute bookkeeping
           need(Buf::kTopkIds, mb, rows * 4);
-          need(Buf::kExpertCounts, mb, m_.experts * 4);
+          need(Buf::kExpertCounts, mb, l.experts * 4);
           need(Buf::kPermutedRow, mb, rows * 4);
           need(Buf::kSourceToken, mb, rows * 4);
-          need(Buf::kExpertOffsets, mb, (m_.experts + 1) * 4);
+          need(Buf::kExpertOffsets, mb, (l.experts + 1) * 4);
+          return l;
+        }
+        if (o.name == "moe_permute" && real_) {
+          const int64_t rows = c.expert_rows;
+          Launch l = base(o, LaunchKind::kGatherRows);
+          l.tokens = rows;
+          l.cols = h_;
+          l.map_offset = row_map(o, rows);
+          const MbRoute& r = route(key_of(o));
+          const int g = moe_index(rank_);
+          int64_t recv_rows = 0, local_rows = 0;
+          for (int a = 0; a < att_; ++a) {
+            (is_local(a, g) ? local_rows : recv_rows) += r.seg_rows[a][g];
+          }
+          if (is_local(rank_, g)) local_rows = r.seg_begin[rank_][g] + r.seg_rows[rank_][g];
+          l.in = ref(Buf::kRecv, mb, recv_rows * h_ * dt);
+          l.in2 = ref(Buf::kSend, mb, local_rows * h_ * dt);
+          l.out = ref(Buf::kExpertIn, mb, rows * h_ * dt);
           return l;
         }
         if (o.name == "moe_permute" && o.hbm_bytes % (2 * h_ * dt) == 0) {
@@ -304,10 +589,28 @@ class Builder {
           l.cols = h_;
           l.top_k = m_.top_k;
           l.in = ref(Buf::kRetRecv, mb, u * m_.top_k * h_ * dt);
-          l.aux = ref(Buf::kHidden, mb, u * h_ * dt);  // residual
-          l.out = ref(Buf::kLayerOut, mb, u * h_ * dt);
+          l.aux = ref(Buf::kHidden, mb, u * h_ * dt, slice_offset(c, mb));  // residual
+          // One-GPU attention group: no all-gather, the next layer reads kHidden (in place).
+          l.out = t_ == 1 ? l.aux : ref(Buf::kLayerOut, mb, u * h_ * dt);
           need(Buf::kPermutedRow, mb, u * m_.top_k * 4);
           need(Buf::kTopkWeights, mb, u * m_.top_k * 4);
+          return l;
+        }
+        if (o.name == "moe_unpermute" && real_) {
+          const int64_t rows = c.expert_rows;
+          Launch l = base(o, LaunchKind::kScatterRows);
+          l.tokens = rows;
+          l.cols = h_;
+          l.map_offset = row_map(o, rows);
+          const MbRoute& r = route(key_of(o));
+          const int g = moe_index(rank_);
+          int64_t recv_rows = 0;
+          for (int a = 0; a < att_; ++a) recv_rows += is_local(a, g) ? 0 : r.seg_rows[a][g];
+          const int64_t local_rows =
+              is_local(rank_, g) ? r.seg_begin[rank_][g] + r.seg_rows[rank_][g] : 0;
+          l.in = ref(Buf::kExpertOut, mb, rows * h_ * dt);
+          l.out = ref(Buf::kRetSend, mb, recv_rows * h_ * dt);
+          l.aux = ref(Buf::kRetRecv, mb, local_rows * h_ * dt);
           return l;
         }
         if (o.name == "moe_unpermute" && c.expert_rows > 0) {
@@ -326,6 +629,8 @@ class Builder {
         return collective(o);
       case OpKind::kAllToAll:
         return all_to_all(o);
+      case OpKind::kExchange:
+        return exchange(o);
       case OpKind::kSend:
       case OpKind::kRecv:
         break;
@@ -343,12 +648,24 @@ class Builder {
     l.head_dim = o.head_dim;
     l.append_kv = kv_append_;
     if (o.batch <= 0) throw std::invalid_argument(fmt::format("op {}: attention batch 0", o.id));
-    // Per-sequence lengths: kv_tokens (after the append) spread evenly over the batch.
-    const int64_t base_len = o.kv_tokens / o.batch, extra = o.kv_tokens % o.batch;
+    // Per-sequence lengths (after the append): the workload's contexts + step + 1 when they
+    // add up to the op's kv_tokens (sequence parallelism 1), else kv_tokens spread evenly.
+    const int64_t first_seq = rank_ < att_ ? chunk_begin(replica_, mb) : 0;
+    std::vector<int64_t> lens(static_cast<size_t>(o.batch));
+    int64_t exact_sum = 0;
+    bool exact = static_cast<int64_t>(ctx_lens_.size()) >= first_seq + o.batch;
+    for (int b = 0; exact && b < o.batch; ++b) {
+      lens[b] = static_cast<int64_t>(ctx_lens_[static_cast<size_t>(first_seq + b)]) + o.step + 1;
+      exact_sum += lens[b];
+    }
+    if (!exact || exact_sum != o.kv_tokens) {
+      const int64_t base_len = o.kv_tokens / o.batch, extra = o.kv_tokens % o.batch;
+      for (int b = 0; b < o.batch; ++b) lens[b] = base_len + (b < extra ? 1 : 0);
+    }
     l.kv_lens_offset = static_cast<int64_t>(rp_.kv_lens.size());
     int32_t longest = 0;
     for (int b = 0; b < o.batch; ++b) {
-      const int64_t len = base_len + (b < extra ? 1 : 0);
+      const int64_t len = lens[b];
       // tokens already cached before this step (the kernel attends over kv_lens + 1 when it
       // appends, over kv_lens otherwise)
       const int64_t before = kv_append_ ? len - 1 : len;
@@ -361,6 +678,7 @@ class Builder {
     // One cache per (layer, micro-batch), sized for the longest sequence of any step.
     auto& region = kv_regions_[{o.layer, mb}];
     region.batch = std::max(region.batch, o.batch);
+    region.first_seq = first_seq;
     region.max_len = std::max(region.max_len, longest + 1);
     const int64_t qkv_cols = static_cast<int64_t>(o.heads + 2 * o.kv_heads) * o.head_dim;
     l.in = ref(Buf::kQkv, mb, o.batch * qkv_cols * kBf16);
@@ -442,10 +760,42 @@ class Builder {
       const bool ret = o.name == "return";
       const Buf b = send ? (ret ? Buf::kRetSend : Buf::kSend) : (ret ? Buf::kRetRecv : Buf::kRecv);
       int64_t& off = send ? soff : roff;
-      l.parts.push_back({send, o.peer, ref(b, o.micro_batch, o.comm_bytes, off), o.comm_bytes, id});
+      const int64_t at = real_ ? real_offset(o, send, o.peer, o.comm_bytes) : off;
+      l.parts.push_back({send, o.peer, ref(b, o.micro_batch, o.comm_bytes, at), o.comm_bytes, id});
       off += (o.comm_bytes + 255) / 256 * 256;
     }
     return l;
+  }
+
+  // kExchange: one group call with a send per transfer this op sends and a receive per
+  // transfer it receives, in the Exchange's listed order.
+  Launch exchange(const Op& o) {
+    const plan::Exchange& ex = p_.exchanges.at(static_cast<size_t>(o.exchange));
+    Launch l = base(o, LaunchKind::kP2p);
+    const bool ret = o.name == "return";
+    int64_t soff = 0, roff = 0;
+    for (const plan::Transfer& tr : ex.transfers) {
+      const bool send = tr.src_op == o.id;
+      if (!send && tr.dst_op != o.id) continue;
+      const Op& peer_op = p_.ops.at(static_cast<size_t>(send ? tr.dst_op : tr.src_op));
+      const int peer = peer_op.rank;
+      const Buf b = send ? (ret ? Buf::kRetSend : Buf::kSend) : (ret ? Buf::kRetRecv : Buf::kRecv);
+      int64_t& off = send ? soff : roff;
+      const int64_t at = real_ ? real_offset(o, send, peer, tr.bytes) : off;
+      l.parts.push_back({send, peer, ref(b, o.micro_batch, tr.bytes, at), tr.bytes, o.id});
+      off += (tr.bytes + 255) / 256 * 256;
+    }
+    if (l.parts.empty()) {
+      throw std::invalid_argument(fmt::format("op {} ({}): exchange {} has no transfer of this op",
+                                              o.id, o.name, o.exchange));
+    }
+    return l;
+  }
+
+  // Byte offset of this rank's token slice in kHidden (all tokens of the attention group).
+  int64_t slice_offset(const Ctx& c, int mb) const {
+    (void)mb;
+    return c.tokens > 0 ? part_begin(c.tokens, t_, gi_) * h_ * kBf16 : 0;
   }
 
   // Orders the two streams' launches into one host issue order in which every launch comes
@@ -539,6 +889,18 @@ class Builder {
           r.k_offset = rp_.kv_cache_bytes;
           r.v_offset = r.k_offset + (r.bytes + 255) / 256 * 256;
           rp_.kv_cache_bytes = r.v_offset + (r.bytes + 255) / 256 * 256;
+          for (int v = 0; v < 2; ++v) {
+            KvBlock kb;
+            kb.offset_bytes = v ? r.v_offset : r.k_offset;
+            kb.layer = o.layer;
+            kb.value = v == 1;
+            kb.batch = r.batch;
+            kb.kv_heads = r.kv_heads;
+            kb.max_len = r.max_len;
+            kb.head_dim = r.head_dim;
+            kb.first_seq = r.first_seq;
+            rp_.kv_blocks.push_back(kb);
+          }
         }
         l.k_cache_offset = r.k_offset;
         l.v_cache_offset = r.v_offset;
@@ -549,7 +911,7 @@ class Builder {
 
   struct KvRegion {
     int batch = 0, max_len = 0, kv_heads = 0, head_dim = 0;
-    int64_t bytes = 0, k_offset = 0, v_offset = 0;
+    int64_t bytes = 0, k_offset = 0, v_offset = 0, first_seq = 0;
   };
 
   const plan::Scenario& s_;
@@ -558,6 +920,16 @@ class Builder {
   PlanOptions opt_;
   const models::Model& m_;
   int64_t h_ = 0;
+  bool ma_ = true, real_ = false;
+  int att_ = 0, moe_base_ = 0, moe_n_ = 0, t_ = 1, replicas_ = 1, replica_ = 0, gi_ = 0;
+  int64_t batch_ = 0;
+  int32_t slots_ = 0;
+  std::vector<std::vector<int>> eg_, ge_;
+  std::vector<int32_t> slot_base_;
+  std::vector<int32_t> ctx_lens_;
+  std::map<Key, const plan::RoutingSample*> routing_;
+  std::map<Key, MbRoute> routes_;
+  std::map<Key, int64_t> maps_;
   bool kv_append_ = true;
   RankPlan rp_;
   std::map<Key, Ctx> ctx_;
@@ -617,6 +989,10 @@ const char* to_string(LaunchKind k) {
       return "all_gather";
     case LaunchKind::kReduceScatter:
       return "reduce_scatter";
+    case LaunchKind::kGatherRows:
+      return "gather_rows";
+    case LaunchKind::kScatterRows:
+      return "scatter_rows";
   }
   return "?";
 }

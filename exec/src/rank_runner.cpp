@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -55,6 +56,13 @@ int64_t now_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+uint64_t host_mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
 }
 
 int env_int(const char* name, int fallback) {
@@ -231,13 +239,15 @@ class RankRunner {
     allocate();
     MASEP_CUDA_CHECK(cudaDeviceSynchronize());
     const int64_t init_ns = now_ns() - t0;
+    watchdog_->phase("copy bandwidth");
+    const double my_copy_GBps = measure_copy_GBps();
 
     // Warm-up: the first step's launches, untimed.
     std::vector<char> first_step(rp_.launches.size(), 0);
     for (size_t i = 0; i < rp_.launches.size(); ++i) {
       first_step[i] = rp_.launches[i].step == p_.first_step ? 1 : 0;
     }
-    for (int w = 0; w < o_.warmup; ++w) {
+    for (int w = 0; w < (o_.verify ? 0 : o_.warmup); ++w) {
       watchdog_->phase("warm-up");
       issue(first_step, false);
       sync_all();
@@ -251,8 +261,10 @@ class RankRunner {
     watchdog_->disarm();
     watchdog_->phase("gather");
 
-    RankTimings mine = collect(barrier_ns, ref_ns);
     ExecResult r;
+    if (o_.verify) r.hidden_out = gather_outputs();
+    r.copy_GBps = gather_doubles(my_copy_GBps);
+    RankTimings mine = collect(barrier_ns, ref_ns);
     r.rank = env_.rank;
     r.device = device_name_;
     r.versions = runtime_versions();
@@ -266,6 +278,120 @@ class RankRunner {
   }
 
  private:
+  // Device copy bandwidth: a 512 MiB cudaMemcpyAsync device to device on the compute stream,
+  // 2 warm-up copies, 10 timed with events; bytes read + written per second / 1e9.
+  double measure_copy_GBps() {
+    const size_t bytes = 512ull << 20;
+    void* a = nullptr;
+    void* b = nullptr;
+    MASEP_CUDA_CHECK(cudaMalloc(&a, bytes));
+    MASEP_CUDA_CHECK(cudaMalloc(&b, bytes));
+    cudaStream_t st = streams_[plan::kCompute];
+    cudaEvent_t e0, e1;
+    MASEP_CUDA_CHECK(cudaEventCreate(&e0));
+    MASEP_CUDA_CHECK(cudaEventCreate(&e1));
+    for (int i = 0; i < 2; ++i)
+      MASEP_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
+    const int reps = 10;
+    MASEP_CUDA_CHECK(cudaEventRecord(e0, st));
+    for (int i = 0; i < reps; ++i) {
+      MASEP_CUDA_CHECK(
+          cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice, st));
+    }
+    MASEP_CUDA_CHECK(cudaEventRecord(e1, st));
+    MASEP_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    MASEP_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    MASEP_CUDA_CHECK(cudaFree(a));
+    MASEP_CUDA_CHECK(cudaFree(b));
+    return ms > 0 ? 2.0 * static_cast<double>(bytes) * reps / (ms * 1e-3) / 1e9 : 0;
+  }
+
+  // One double per rank to every rank (ncclAllGather on world); returned on rank 0 only.
+  std::vector<double> gather_doubles(double mine) {
+    const int n = env_.world;
+    double* dev = static_cast<double*>(alloc(sizeof(double) * (static_cast<size_t>(n) + 1)));
+    cudaStream_t st = streams_[plan::kComm];
+    MASEP_CUDA_CHECK(cudaMemcpy(dev + n, &mine, sizeof(double), cudaMemcpyHostToDevice));
+    MASEP_NCCL_CHECK(ncclAllGather(dev + n, dev, 1, ncclFloat64, world_, st));
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    std::vector<double> all(static_cast<size_t>(n));
+    MASEP_CUDA_CHECK(cudaMemcpy(all.data(), dev, sizeof(double) * n, cudaMemcpyDeviceToHost));
+    if (env_.rank != 0) all.clear();
+    return all;
+  }
+
+  // --verify: the final hidden states (rp.outputs of every rank) to rank 0, assembled in
+  // global sequence order [batch, hidden] (bf16 bits). Empty on other ranks.
+  std::vector<uint16_t> gather_outputs() {
+    const int n = env_.world;
+    const int64_t h = s_.model.hidden;
+    auto rows_of = [&](const RankPlan& rp) {
+      int64_t t = 0;
+      for (const auto& o : rp.outputs) t += o.tokens;
+      return t;
+    };
+    cudaStream_t st = streams_[plan::kComm];
+    const int64_t mine = rows_of(rp_);
+    uint16_t* stage =
+        static_cast<uint16_t*>(alloc(static_cast<size_t>(std::max<int64_t>(mine, 1) * h * 2)));
+    int64_t at = 0;
+    for (const auto& o : rp_.outputs) {
+      MASEP_CUDA_CHECK(cudaMemcpyAsync(stage + at * h, ptr(o.buf),
+                                       static_cast<size_t>(o.tokens * h * 2),
+                                       cudaMemcpyDeviceToDevice, streams_[plan::kCompute]));
+      at += o.tokens;
+    }
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kCompute]));
+    if (env_.rank != 0) {
+      if (mine > 0) {
+        MASEP_NCCL_CHECK(
+            ncclSend(stage, static_cast<size_t>(mine * h * 2), ncclUint8, 0, world_, st));
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      }
+      return {};
+    }
+    const int64_t batch = s_.workload.batch;
+    std::vector<uint16_t> out(static_cast<size_t>(batch * h), 0x7fc0);  // NaN = not covered
+    std::vector<char> covered(static_cast<size_t>(batch), 0);
+    PlanOptions po;
+    cudaDeviceProp prop{};
+    MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    po.sm_count = prop.multiProcessorCount;
+    for (int q = 0; q < n; ++q) {
+      const RankPlan other = q == 0 ? RankPlan{} : build_rank_plan(s_, p_, q, po);
+      const RankPlan& rp = q == 0 ? rp_ : other;
+      const int64_t rows = rows_of(rp);
+      if (rows == 0) continue;
+      std::vector<uint16_t> host(static_cast<size_t>(rows * h));
+      if (q == 0) {
+        MASEP_CUDA_CHECK(cudaMemcpy(host.data(), stage, host.size() * 2, cudaMemcpyDeviceToHost));
+      } else {
+        uint16_t* dev = static_cast<uint16_t*>(alloc(host.size() * 2));
+        MASEP_NCCL_CHECK(ncclRecv(dev, host.size() * 2, ncclUint8, q, world_, st));
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+        MASEP_CUDA_CHECK(cudaMemcpy(host.data(), dev, host.size() * 2, cudaMemcpyDeviceToHost));
+      }
+      int64_t row = 0;
+      for (const auto& o : rp.outputs) {
+        for (int64_t t = 0; t < o.tokens; ++t, ++row) {
+          const int64_t seq = o.first_seq + t;
+          std::copy_n(host.begin() + row * h, h, out.begin() + seq * h);
+          covered[static_cast<size_t>(seq)] = 1;
+        }
+      }
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      if (!covered[static_cast<size_t>(b)]) {
+        throw std::runtime_error(
+            fmt::format("--verify: no rank holds the output of sequence {}", b));
+      }
+    }
+    return out;
+  }
+
   void check_device_memory() {
     size_t free_b = 0, total_b = 0;
     MASEP_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -356,17 +482,32 @@ class RankRunner {
   }
 
   void allocate() {
-    const uint64_t seed =
-        s_.workload.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(env_.rank);
+    // Data: weights and KV cache keyed by what they are (layer, tensor, expert, sequence),
+    // not by rank, so every plan of the scenario (and the single-GPU reference of --verify)
+    // holds the same model and inputs.
+    const uint64_t seed = host_mix(s_.workload.seed ^ 0x6d61736570ull);
     cudaStream_t st = streams_[plan::kCompute];
     weights_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.weight_bytes)));
-    detail::fill_hash_bf16(weights_, rp_.weight_bytes / 2, seed ^ 0x1111, 0.02f, st);
+    for (const WeightTensor& w : rp_.weight_tensors) {
+      detail::fill_hash_bf16_shifted(weights_ + w.offset_bytes, w.elements, seed ^ w.tag, w.scale,
+                                     w.shift, st);
+    }
     kv_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.kv_cache_bytes)));
-    detail::fill_hash_bf16(kv_, rp_.kv_cache_bytes / 2, seed ^ 0x2222, 0.5f, st);
+    for (const KvBlock& b : rp_.kv_blocks) {
+      const uint64_t tag = host_mix(host_mix(0x6b76ull + static_cast<uint64_t>(b.layer)) ^
+                                    static_cast<uint64_t>(b.value));
+      detail::fill_kv_bf16(kv_ + b.offset_bytes, b.batch, b.kv_heads, b.max_len, b.head_dim,
+                           b.first_seq, seed ^ tag, 0.5f, st);
+    }
     kv_lens_ = static_cast<int32_t*>(alloc(rp_.kv_lens.size() * sizeof(int32_t)));
     if (!rp_.kv_lens.empty()) {
       MASEP_CUDA_CHECK(cudaMemcpy(kv_lens_, rp_.kv_lens.data(),
                                   rp_.kv_lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    }
+    int_pool_ = static_cast<int32_t*>(alloc(rp_.int_pool.size() * sizeof(int32_t)));
+    if (!rp_.int_pool.empty()) {
+      MASEP_CUDA_CHECK(cudaMemcpy(int_pool_, rp_.int_pool.data(),
+                                  rp_.int_pool.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     }
     for (int b = 0; b < kBufCount; ++b) {
       auto& sizes = rp_.buffer_bytes[static_cast<size_t>(b)];
@@ -377,8 +518,12 @@ class RankRunner {
         void* p = alloc(static_cast<size_t>(sizes[mb]));
         MASEP_CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(sizes[mb]), st));
         const Buf buf = static_cast<Buf>(b);
-        if (buf == Buf::kHidden || buf == Buf::kLayerOut || buf == Buf::kRecv ||
-            buf == Buf::kRetRecv || buf == Buf::kScratchA) {
+        if (buf == Buf::kHidden && rp_.hidden_first_seq[mb] >= 0) {
+          // The layer-0 input of the first step, keyed by global sequence.
+          detail::fill_rows_bf16(p, sizes[mb] / (2 * s_.model.hidden), s_.model.hidden,
+                                 rp_.hidden_first_seq[mb], seed ^ 0x68696464656eull, 1.0f, st);
+        } else if (buf == Buf::kHidden || buf == Buf::kLayerOut || buf == Buf::kRecv ||
+                   buf == Buf::kRetRecv || buf == Buf::kScratchA) {
           detail::fill_hash_bf16(p, sizes[mb] / 2,
                                  seed ^ (0x3333 + static_cast<uint64_t>(b) * 131 + mb), 1.0f, st);
         }
@@ -405,6 +550,11 @@ class RankRunner {
                                          env_.rank, to_string(r.buf), r.mb));
     }
     return reinterpret_cast<T*>(base + r.offset_bytes);
+  }
+  // A buffer that may be absent (a row map that never points into it): nullptr then.
+  void* opt_ptr(const BufRef& r) const {
+    char* base = static_cast<char*>(bufs_[static_cast<size_t>(r.buf)][static_cast<size_t>(r.mb)]);
+    return base ? base + r.offset_bytes : nullptr;
   }
   int64_t size_of(Buf b, int mb) const {
     return bufsize_[static_cast<size_t>(b)][static_cast<size_t>(mb)];
@@ -559,8 +709,27 @@ class RankRunner {
         r.num_experts = l.experts;
         r.k = l.top_k;
         MASEP_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+        if (l.route_offset >= 0) {
+          // Forced routing: the Program's experts (as permute slots) with the gate's weights.
+          const int32_t* pool = int_pool_ + l.route_offset;
+          const int64_t a = l.tokens * l.top_k;
+          detail::apply_forced_route(ptr(l.in), static_cast<int>(l.tokens), l.experts, l.top_k,
+                                     pool, pool + a, pool + 2 * a, l.slots, ptr<int32_t>(l.out),
+                                     ptr<float>(l.aux), ptr<int32_t>(l.in2), st);
+          MASEP_CUDA_CHECK(cudaGetLastError());
+        }
         return;
       }
+      case LaunchKind::kGatherRows:
+        detail::gather_rows_bf16(ptr(l.out), opt_ptr(l.in), opt_ptr(l.in2),
+                                 int_pool_ + l.map_offset, l.tokens, l.cols, st);
+        MASEP_CUDA_CHECK(cudaGetLastError());
+        return;
+      case LaunchKind::kScatterRows:
+        detail::scatter_rows_bf16(ptr(l.in), opt_ptr(l.out), opt_ptr(l.aux),
+                                  int_pool_ + l.map_offset, l.tokens, l.cols, st);
+        MASEP_CUDA_CHECK(cudaGetLastError());
+        return;
       case LaunchKind::kPermute: {
         const int mb = l.in.mb;
         kernels::PermuteParams pp;
@@ -760,6 +929,7 @@ class RankRunner {
   char* weights_ = nullptr;
   char* kv_ = nullptr;
   int32_t* kv_lens_ = nullptr;
+  int32_t* int_pool_ = nullptr;
   std::array<std::vector<void*>, kBufCount> bufs_;
   std::array<std::vector<int64_t>, kBufCount> bufsize_;
   std::vector<cudaEvent_t> starts_, ends_;
@@ -773,28 +943,83 @@ class RankRunner {
 
 Compiled compile_for_exec(const ExecOptions& o) {
   Compiled c;
-  c.scenario = plan::load_scenario(o.scenario, o.overrides);
-  c.program = plan::compile(c.scenario);
+  std::vector<std::string> ov = o.overrides;
+  if (o.verify) ov.push_back("workload.decode_steps=1");
+  c.scenario = plan::load_scenario(o.scenario, ov);
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  co.per_sequence_routing = o.verify;
+  c.program = plan::compile(c.scenario, co);
   return c;
 }
 
-ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env) {
-  if (o.verify) {
-    throw std::runtime_error(
-        "--verify is not implemented yet: the executor runs with forced routing, whose MoE "
-        "side regroups rows without their expert indices, so its hidden states are not the "
-        "model's (see docs/executor.md)");
+namespace {
+
+ExecResult run_one(const ExecOptions& o, const ProcessEnv& env, Compiled c) {
+  RankRunner runner(o, env, std::move(c));
+  return runner.run();
+}
+
+// Rank 0 of --verify: the same model on this GPU alone (a one-rank world), then the compare.
+VerifyResult verify_against_reference(const ExecOptions& o, const ProcessEnv& env,
+                                      const ExecResult& dist) {
+  VerifyResult v;
+  v.ran = true;
+  v.tolerance = o.verify_tolerance;
+  const plan::Scenario& s = dist.compiled.scenario;
+  v.tokens = s.workload.batch;
+  v.hidden = s.model.hidden;
+  Compiled ref;
+  ref.scenario = reference_scenario(s);
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  co.per_sequence_routing = true;
+  co.steps = 1;
+  ref.program = plan::compile(ref.scenario, co);
+  const RankPlan rp0 = build_rank_plan(ref.scenario, ref.program, 0);
+  if (!rp0.verify_blocker.empty())
+    throw std::runtime_error("--verify reference: " + rp0.verify_blocker);
+  ProcessEnv one = env;
+  one.mode = LaunchMode::kChild;
+  one.rank = 0;
+  one.world = 1;
+  ncclUniqueId id{};
+  MASEP_NCCL_CHECK(ncclGetUniqueId(&id));
+  one.nccl_id_hex = hex_encode(&id, sizeof id);
+  ExecOptions ro = o;
+  const ExecResult r = run_one(ro, one, std::move(ref));
+  v.rel_err = relative_error_bf16(dist.hidden_out, r.hidden_out);
+  for (size_t i = 0; i < r.hidden_out.size(); ++i) {
+    auto f = [](uint16_t b) {
+      const uint32_t u = static_cast<uint32_t>(b) << 16;
+      float x;
+      std::memcpy(&x, &u, sizeof x);
+      return static_cast<double>(x);
+    };
+    v.max_abs_err = std::max(v.max_abs_err, std::fabs(f(dist.hidden_out[i]) - f(r.hidden_out[i])));
   }
+  v.pass = v.rel_err <= o.verify_tolerance;
+  v.note = fmt::format("reference: {} on one GPU ({} ops)", "co-located, tensor parallel 1",
+                       r.compiled.program.ops.size());
+  return v;
+}
+
+}  // namespace
+
+ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env) {
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) {
     detail::mpi_init_if_needed(env);
   }
   Compiled c = compile_for_exec(o);
-  ExecResult r;
-  {
-    RankRunner runner(o, env, std::move(c));
-    r = runner.run();
+  if (o.verify) {
+    const RankPlan rp = build_rank_plan(c.scenario, c.program, env.rank);
+    if (!rp.verify_blocker.empty()) {
+      throw std::runtime_error("--verify cannot check this plan: " + rp.verify_blocker);
+    }
   }
+  ExecResult r = run_one(o, env, std::move(c));
+  if (o.verify && env.rank == 0) r.verify = verify_against_reference(o, env, r);
   if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) detail::mpi_finalize();
   return r;
 }

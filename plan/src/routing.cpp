@@ -169,4 +169,15 @@ void RoutingSampler::sample(int step, int layer, int micro_batch, int replica, i
   }
 }
 
+void RoutingSampler::sample_sequences(int step, int layer, int64_t first_sequence, int tokens,
+                                      std::vector<int32_t>& out) const {
+  out.assign(static_cast<size_t>(tokens) * top_k_, 0);
+  std::vector<int32_t> one;
+  for (int t = 0; t < tokens; ++t) {
+    // micro_batch −1 marks the per-sequence stream (the replica slot carries the sequence).
+    sample(step, layer, -1, static_cast<int>(first_sequence + t), 1, one);
+    std::copy(one.begin(), one.end(), out.begin() + static_cast<size_t>(t) * top_k_);
+  }
+}
+
 }  // namespace masep::plan

@@ -139,3 +139,24 @@ TEST(ExecGpu, StalledRankTimesOut) {
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("no progress"), std::string::npos) << out;
 }
+
+// --verify: one step of the plan against the same model on one GPU, within the bf16 bound.
+TEST(ExecGpu, VerifyOneGpu) {
+  REQUIRE_GPUS(1);
+  const fs::path d = temp_dir();
+  const fs::path yaml = d / "tiny-1gpu.yaml";
+  std::ofstream(yaml) << kTinyColocated1;
+  std::string out;
+  const int rc = run(masep_bin() + " exec " + yaml.string() + " --verify --timeout 60", out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify            PASS"), std::string::npos);
+}
+
+TEST(ExecGpu, VerifyTwoGpuMaSeparation) {
+  REQUIRE_GPUS(2);
+  std::string out;
+  const int rc =
+      run(masep_bin() + " exec scenarios/examples/tiny-2gpu.yaml --verify --timeout 60", out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify            PASS"), std::string::npos);
+}

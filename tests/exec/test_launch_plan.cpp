@@ -101,6 +101,15 @@ void check_rank_plan(const Case& c, int rank) {
         }
         break;
       case LaunchKind::kP2p:
+        if (c.p.ops[static_cast<size_t>(l.ops[0])].kind == plan::OpKind::kExchange) {
+          int64_t sum = 0;
+          for (const auto& part : l.parts) {
+            sum += part.bytes;
+            fits(part.buf, part.bytes);
+          }
+          EXPECT_EQ(sum, c.p.ops[static_cast<size_t>(l.ops[0])].comm_bytes);
+          break;
+        }
         ASSERT_EQ(l.parts.size(), l.ops.size());
         for (size_t j = 0; j < l.parts.size(); ++j) {
           const plan::Op& q = c.p.ops[static_cast<size_t>(l.ops[j])];
@@ -213,4 +222,116 @@ TEST(LaunchPlan, HandMadeProgram) {
   p.stream_ops[0][plan::kComm] = {1};
   EXPECT_THROW(exec::build_rank_plan(c.s, p, 0), std::invalid_argument);
   EXPECT_THROW(exec::build_rank_plan(c.s, p, 3), std::invalid_argument);
+}
+
+namespace {
+
+Case compile_routed(const std::string& name, const std::vector<std::string>& sets,
+                    bool per_sequence) {
+  Case c{plan::load_scenario(name, sets), {}};
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  co.per_sequence_routing = per_sequence;
+  c.p = plan::compile(c.s, co);
+  return c;
+}
+
+// Every kExchange op becomes one kP2p launch (one NCCL group call) whose parts are exactly
+// the op's transfers: a send to each dst of a transfer it sends, a receive from each src of
+// a transfer it receives, with the transfer's bytes.
+void check_exchanges(const Case& c) {
+  for (int rank = 0; rank < c.p.rank_count(); ++rank) {
+    const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+    EXPECT_TRUE(rp.real_data_flow);
+    for (const auto& l : rp.launches) {
+      const auto& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+      if (o.kind != plan::OpKind::kExchange) continue;
+      ASSERT_EQ(l.kind, LaunchKind::kP2p);
+      ASSERT_EQ(l.ops.size(), 1u);
+      std::multiset<std::tuple<bool, int, int64_t>> want, got;
+      for (const auto& t : c.p.exchanges.at(static_cast<size_t>(o.exchange)).transfers) {
+        if (t.src_op == o.id)
+          want.insert({true, c.p.ops[static_cast<size_t>(t.dst_op)].rank, t.bytes});
+        if (t.dst_op == o.id)
+          want.insert({false, c.p.ops[static_cast<size_t>(t.src_op)].rank, t.bytes});
+      }
+      for (const auto& part : l.parts) got.insert({part.send, part.peer, part.bytes});
+      EXPECT_EQ(want, got) << "op " << o.id;
+      EXPECT_FALSE(want.empty());
+    }
+  }
+}
+
+}  // namespace
+
+TEST(LaunchPlan, ExchangeOpsBecomeOneGroupCallWithTheirTransfers) {
+  const Case c = compile_routed("scenarios/examples/tiny-2gpu.yaml", {}, false);
+  bool any = false;
+  for (const auto& o : c.p.ops) any = any || o.kind == plan::OpKind::kExchange;
+  if (!any) GTEST_SKIP() << "the compiler emits no kExchange ops yet";
+  check_exchanges(c);
+  const Case ma =
+      compile_routed("paper",
+                     {"workload.batch=36", "workload.context=256", "workload.decode_steps=1",
+                      "topology=host-4xh100", "plan.attention.gpus=3", "plan.attention.replicas=3",
+                      "plan.attention.head_parallel=1", "plan.moe.gpus=1"},
+                     true);
+  check_exchanges(ma);
+}
+
+// Real data flow: the MoE side's row maps cover each received row exactly once, and the
+// forced routes give every attention rank its slice's token·top_k rows.
+TEST(LaunchPlan, RealDataFlowRowMapsArePermutations) {
+  const Case c =
+      compile_routed("paper",
+                     {"workload.batch=36", "workload.context=256", "workload.decode_steps=1",
+                      "topology=host-4xh100", "plan.attention.gpus=3", "plan.attention.replicas=3",
+                      "plan.attention.head_parallel=1", "plan.moe.gpus=1"},
+                     true);
+  for (int rank = 0; rank < c.p.rank_count(); ++rank) {
+    const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+    EXPECT_EQ(rp.verify_blocker, "");
+    for (const auto& l : rp.launches) {
+      if (l.kind == LaunchKind::kGatherRows) {
+        std::set<int32_t> rows(rp.int_pool.begin() + l.map_offset,
+                               rp.int_pool.begin() + l.map_offset + l.tokens);
+        EXPECT_EQ(static_cast<int64_t>(rows.size()), l.tokens);
+        EXPECT_EQ(*rows.begin(), 0);  // MA: all received, rows 0 .. tokens-1
+        EXPECT_EQ(*rows.rbegin(), l.tokens - 1);
+      }
+      if (l.kind == LaunchKind::kRouter) {
+        ASSERT_GE(l.route_offset, 0);
+        int64_t total = 0;
+        const int64_t a = l.tokens * l.top_k;
+        for (int32_t s = 0; s < l.slots; ++s)
+          total += rp.int_pool[static_cast<size_t>(l.route_offset + 2 * a + s)];
+        EXPECT_EQ(total, a);
+      }
+    }
+    if (rank < 3) EXPECT_EQ(rp.outputs.size(), 2u);  // one per micro-batch
+  }
+  // Per-sequence routing: the same tokens route alike in the single-GPU reference.
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  co.per_sequence_routing = true;
+  plan::Scenario ref = c.s;
+  ref.plan.kind = plan::PlanKind::kColocated;
+  ref.plan.colocated.gpus = 1;
+  ref.plan.colocated.tensor_parallel = 1;
+  ref.plan.micro_batches = 1;
+  const plan::Program rp = plan::compile(ref, co);
+  std::map<std::pair<int, int64_t>, std::vector<int32_t>> a, b;
+  const int k = c.s.model.top_k;
+  for (const auto* prog : {&c.p, &rp}) {
+    auto& m = prog == &c.p ? a : b;
+    for (const auto& rs : prog->routing) {
+      for (size_t i = 0; i * k < rs.token_experts.size(); ++i) {
+        m[{rs.layer, rs.first_sequence + static_cast<int64_t>(i)}] =
+            std::vector<int32_t>(rs.token_experts.begin() + static_cast<long>(i * k),
+                                 rs.token_experts.begin() + static_cast<long>((i + 1) * k));
+      }
+    }
+  }
+  EXPECT_EQ(a.size(), 36u * 4);
+  EXPECT_EQ(a, b);
 }

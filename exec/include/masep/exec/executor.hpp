@@ -30,7 +30,8 @@ struct ExecOptions {
   std::vector<std::string> overrides;  ///< --set KEY=VALUE
   int warmup = 2;                      ///< untimed runs of the first step before timing
   double timeout_s = 120;              ///< no progress for this long = stall → abort, exit
-  bool verify = false;                 ///< --verify (not implemented yet: throws)
+  bool verify = false;                 ///< --verify: one step, outputs vs a one-GPU reference
+  double verify_tolerance = 2e-2;      ///< --verify bound on ‖out − ref‖ / ‖ref‖
 };
 
 /// The scenario and its Program, as every process compiles them (deterministic, so all
@@ -39,7 +40,28 @@ struct Compiled {
   plan::Scenario scenario;
   plan::Program program;
 };
+/// Compiles with the per-token routing recorded (the executor's real data flow); with
+/// o.verify, one decode step with routing sampled per sequence (so every plan of the scenario,
+/// the single-GPU reference too, routes each token to the same experts).
 Compiled compile_for_exec(const ExecOptions& o);
+
+/// The single-GPU reference of --verify: the same scenario on one GPU (co-located, tensor
+/// parallel 1, one micro-batch), i.e. the same model, weights, KV caches and inputs.
+plan::Scenario reference_scenario(const plan::Scenario& s);
+
+/// ‖out − ref‖₂ / ‖ref‖₂ over bf16 bit patterns (NaN anywhere gives +inf).
+double relative_error_bf16(const std::vector<uint16_t>& out, const std::vector<uint16_t>& ref);
+
+/// Result of --verify (rank 0).
+struct VerifyResult {
+  bool ran = false;
+  bool pass = false;
+  double rel_err = 0;  ///< ‖out − ref‖ / ‖ref‖
+  double max_abs_err = 0;
+  double tolerance = 0;
+  int64_t tokens = 0, hidden = 0;
+  std::string note;
+};
 
 /// What one rank measured; the timeline is filled on rank 0 only.
 struct ExecResult {
@@ -51,7 +73,27 @@ struct ExecResult {
   std::string versions;            ///< runtime_versions()
   std::vector<RankMemory> memory;  ///< rank 0: what each rank allocated
   int64_t init_ms = 0;             ///< NCCL init, allocation and data generation (rank 0)
+  /// rank 0: each rank's measured device copy bandwidth (bytes read + written per second / 1e9,
+  /// a 512 MiB cudaMemcpyAsync D2D timed with events after warm-up).
+  std::vector<double> copy_GBps;
+  /// rank 0 with --verify: the final hidden states of the step, [batch, hidden] bf16 bits in
+  /// global sequence order, and the comparison with the single-GPU reference.
+  std::vector<uint16_t> hidden_out;
+  VerifyResult verify;
 };
+
+/// The decode step against its critical-path roofline: per rank, the HBM bytes of one step
+/// over its measured copy bandwidth plus its transfers (max of bytes sent and received per
+/// step) over the topology's intra-node link bandwidth; the step floor is the largest rank
+/// floor, and roofline_fraction = floor / measured TPOT (1 = at the roofline).
+struct Roofline {
+  std::vector<double> rank_hbm_ns, rank_comm_ns, rank_floor_ns;
+  double step_floor_ns = 0;
+  int critical_rank = -1;
+  double fraction = 0;
+};
+Roofline compute_roofline(const plan::Scenario& s, const plan::Program& p,
+                          const std::vector<double>& copy_GBps, double tpot_ms);
 
 /// Runs this process's rank (env.mode kChild, kMpi or kSlurm): NCCL communicators, buffers,
 /// warm-up, one timed run of the whole Program, gathering the timings on rank 0. Throws

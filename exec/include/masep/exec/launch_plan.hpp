@@ -8,14 +8,19 @@
 // (`Buf`), one set per micro-batch so that micro-batches in flight never share memory. Sizes
 // are the maxima over the ops that use them, in bytes.
 //
-// Data flow (forced routing, the default and only mode so far). Shapes, bytes and expert
-// loads are exactly the Program's: GEMM m/n/k and grouped-GEMM group_m from the ops, message
-// sizes from comm_bytes, attention batch and KV lengths from the op (kv_tokens spread evenly
-// over the batch). Token *contents* flow through real kernels (router, permute, combine) but
-// the MoE side regroups received rows with a copy (moe_permute/moe_unpermute): which expert
-// a received row belongs to is not carried, so the numbers are not the model's output. Real
-// gating (the router deciding the loads) and `--verify` need that index exchange; they are
-// not implemented.
+// Data flow. Shapes, bytes and expert loads are exactly the Program's: GEMM m/n/k and
+// grouped-GEMM group_m from the ops, message sizes from comm_bytes, attention batch from the
+// op and KV lengths per sequence (the workload's sampled contexts + step + 1 when they sum
+// to the op's kv_tokens, else kv_tokens spread evenly). When the Program carries its
+// per-token routing (RoutingSample::token_experts; no shared experts), the token contents
+// follow the model ("real data flow"): the router's top-k ids are replaced by the Program's
+// (kForceRoute data, weights = the gate's softmax renormalised over the forced experts), the
+// permute orders rows by destination MoE GPU then local expert ("slots"), each dispatch
+// transfer carries exactly the rows of its destination, the MoE side regroups the received
+// rows by local expert (kGatherRows with a host-built row map) and sends each row back to the
+// place it came from (kScatterRows), and combine sums them into the residual. Otherwise (no
+// token routing, or shared experts) the MoE side regroups with a plain copy and the numbers
+// are not the model's (timing only).
 //
 // Op → launch mapping (kind, name → launch):
 //   kGemm any          → kGemm: C[m,n] = A[m,k] · W[n,k]^T (cublasGemmEx, bf16, fp32 compute)
@@ -25,10 +30,13 @@
 //   kAttention         → kAttention (masep::kernels decode attention, appends K/V unless the
 //                        rank is a non-first KV shard of a sequence-parallel group)
 //   kRouter            → kRouter; kPermute permute → kPermute; kCombine combine → kCombine
-//   kPermute moe_permute, kCombine moe_unpermute → kCopy (device-to-device copy)
+//   kPermute moe_permute → kGatherRows, kCombine moe_unpermute → kScatterRows (real data
+//                        flow), else kCopy (device-to-device copy)
 //   any other compute op, or one whose bytes do not invert to a shape → kCopy of hbm_bytes/2
 //   kSend/kRecv        → kP2p: consecutive sends/recvs of one exchange (same name, step,
 //                        layer, micro-batch) on the comm stream form one ncclGroupStart/End
+//   kExchange          → kP2p: one ncclGroupStart/End with a ncclSend per transfer the op
+//                        sends and a ncclRecv per transfer it receives (Program::exchanges)
 //   kAllReduce/kAllGather/kReduceScatter → the NCCL collective on the group's communicator
 //   kAllToAll          → kP2p from the collective's byte matrix
 #pragma once
@@ -100,6 +108,8 @@ enum class LaunchKind : uint8_t {
   kAllReduce,
   kAllGather,
   kReduceScatter,
+  kGatherRows,   ///< out = rows of in (map ≥ 0) or in2 (map < 0), map at int_pool[map_offset]
+  kScatterRows,  ///< rows of in → out (map ≥ 0) or aux (map < 0)
 };
 const char* to_string(LaunchKind k);
 
@@ -144,6 +154,38 @@ struct Launch {
   int64_t count = 0;
   // kP2p.
   std::vector<P2pPart> parts;
+  // kGatherRows / kScatterRows: row map (int32, `tokens` entries) at int_pool[map_offset].
+  int64_t map_offset = -1;
+  // kRouter with forced routing: at int_pool[route_offset]: the Program's expert ids
+  // [tokens·top_k], their slot ids [tokens·top_k], then slot counts [slots].
+  int64_t route_offset = -1;
+  int32_t slots = 0;
+};
+
+/// One weight tensor of the arena, generated from (seed, tag) so that every rank (and the
+/// single-GPU reference) holding the same tensor fills it with the same values.
+struct WeightTensor {
+  int64_t offset_bytes = 0;
+  int64_t elements = 0;  ///< bf16 elements
+  uint64_t tag = 0;      ///< hash of (layer, name, global expert index)
+  float scale = 0.02f;   ///< values in shift ± scale
+  float shift = 0.0f;    ///< 1 for norm weights
+};
+
+/// One K or V block of the KV arena, filled per (global sequence, head, position, dim).
+struct KvBlock {
+  int64_t offset_bytes = 0;
+  int32_t layer = 0;
+  bool value = false;  ///< V (else K)
+  int32_t batch = 0, kv_heads = 0, max_len = 0, head_dim = 0;
+  int64_t first_seq = 0;  ///< global sequence index of batch row 0
+};
+
+/// Where this rank holds the final hidden states of some sequences (attention ranks with a
+/// one-GPU attention group, after the last layer of the first step; for --verify).
+struct OutputRows {
+  BufRef buf;
+  int64_t first_seq = 0, tokens = 0;
 };
 
 /// Sizes the plan needs that depend on the device.
@@ -169,7 +211,15 @@ struct RankPlan {
   std::vector<int32_t> groups;     ///< Program::groups indices with collectives here
   std::vector<plan::OpId> op_ids;  ///< the rank's ops, ascending
   int32_t micro_batches = 1;
-  int32_t generic_copies = 0;  ///< compute ops mapped to the generic kCopy
+  int32_t generic_copies = 0;     ///< compute ops mapped to the generic kCopy
+  bool real_data_flow = false;    ///< see "Data flow" above
+  std::vector<int32_t> int_pool;  ///< row maps and forced routes (uploaded once)
+  std::vector<WeightTensor> weight_tensors;
+  std::vector<KvBlock> kv_blocks;
+  std::vector<int64_t> hidden_first_seq;  ///< per micro-batch: global sequence of kHidden row 0
+                                          ///< (-1: this rank has no kHidden)
+  std::vector<OutputRows> outputs;        ///< empty unless the verify layout applies
+  std::string verify_blocker;             ///< why --verify cannot run this plan ("" = it can)
   RankMemory memory() const;
 };
 

@@ -40,6 +40,12 @@ class RoutingSampler {
   void sample(int step, int layer, int micro_batch, int replica, int tokens,
               std::vector<int32_t>& out) const;
 
+  /// Per-sequence draw: the experts of sequences first_sequence .. first_sequence+tokens−1 of
+  /// one (step, layer), each from its own stream (seeded by step, layer and the sequence), so
+  /// the result does not depend on how a plan cuts the batch into replicas and micro-batches.
+  void sample_sequences(int step, int layer, int64_t first_sequence, int tokens,
+                        std::vector<int32_t>& out) const;
+
   const std::vector<double>& probabilities() const { return prob_; }
   int experts() const { return static_cast<int>(prob_.size()); }
   int top_k() const { return top_k_; }
