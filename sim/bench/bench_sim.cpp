@@ -112,6 +112,26 @@ BENCHMARK_CAPTURE(BM_PaperCompiled, colocated, "paper-colocated")
     ->Arg(1000)
     ->Unit(benchmark::kMillisecond);
 
+// The 1,024-GPU scale scenario (scenarios/examples/large-1024gpu.yaml: deepseek-v3-like on
+// 128 DGX H100 nodes, 768:256), one decode step with range(0) of its 61 layers (the full
+// 100-step run is far beyond a benchmark's time: see docs/performance.md).
+void BM_Large1024(benchmark::State& state) {
+  std::unique_ptr<masep::plan::Program> p;
+  std::unique_ptr<masep::topology::Topology> topo;
+  try {
+    auto s = masep::plan::load_scenario("large-1024gpu");
+    s.model.layers = static_cast<int>(state.range(0));
+    s.workload.decode_steps = 1;
+    p = std::make_unique<masep::plan::Program>(masep::plan::compile(s));
+    topo = std::make_unique<masep::topology::Topology>(s.topology);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  run(state, *p, Platform::from_topology(*topo));
+}
+BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();
