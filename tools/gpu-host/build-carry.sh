@@ -9,11 +9,12 @@ B=${B:-build-gpu}
 cmake -S . -B $B -G Ninja -DMASEP_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
   -DMASEP_KERNELS_CUDA_ARCHS=90 >/dev/null
 ninja -C $B -j"${JOBS:-2}" masep test_kernels_gpu test_exec_gpu test_exec_launch_plan \
-  test_exec_clock_env
+  test_exec_clock_env test_profile_gpu
 C=$B/carry
 rm -rf $C && mkdir -p $C/lib
 cp $B/tools/masep $B/tests/kernels/test_kernels_gpu $B/tests/exec/test_exec_gpu \
-  $B/tests/exec/test_exec_launch_plan $B/tests/exec/test_exec_clock_env $C/
+  $B/tests/exec/test_exec_launch_plan $B/tests/exec/test_exec_clock_env \
+  $B/tests/exec/test_profile_gpu $C/
 strip $C/masep $C/test_* 2>/dev/null || true
 tools/bundle-libs.sh $C/lib $C/masep $C/test_* >/dev/null
 du -sh $C

@@ -4,7 +4,9 @@
 #   run(kind="nvidia-h100-x4", carry=["build-gpu/carry"], command="tools/gpu-host/run-all.sh")
 # after tools/gpu-host/build-carry.sh on the development machine. Arguments: [CARRY_DIR]
 # (default build-gpu/carry). With fewer than 4 GPUs the 4-GPU parts are skipped (and said so).
-# Environment: QUICK=1 skips the kernel GPU tests and the 8192-context runs.
+# Environment: QUICK=1 skips the kernel GPU tests and the 8192-context runs; SKIP_2GPU=1 skips
+# the 2-GPU timing runs on a 4-GPU host; PROFILE=1 (or PROFILE=quick) runs `masep profile`
+# first and writes $OUT/calibration.yaml.
 #
 # $OUT/run-all.log      everything, in order
 # $OUT/summary.tsv      one line per `masep exec` run: plan, batch, context, TPOT, tokens/s,
@@ -34,6 +36,13 @@ $C/test_exec_launch_plan 2>&1 | tail -3
 $C/test_exec_clock_env 2>&1 | tail -3
 if [ "${QUICK:-0}" != 1 ]; then
   sec "kernel GPU tests"; timeout 300 $C/test_kernels_gpu 2>&1 | tail -25
+fi
+if [ -n "${PROFILE:-}" ]; then
+  sec "masep profile"
+  pq=(); [ "$PROFILE" = quick ] && pq=(--quick)
+  timeout 300 "$M" profile "${pq[@]}" --gpus "$GPUS" --out "$OUT/calibration.yaml" 2>&1 | tail -40
+  echo "rc=$?"
+  [ -x $C/test_profile_gpu ] && timeout 200 $C/test_profile_gpu 2>&1 | tail -5
 fi
 sec "exec GPU tests"
 timeout 400 $C/test_exec_gpu 2>&1 | grep -E '^\[|masep exec:|verify  |TPOT|MASEP_GPU_SKIP|rror|Failure|Expected|Which' | head -80
@@ -83,7 +92,7 @@ if [ "$GPUS" -ge 4 ]; then
 else
   sec "4-GPU runs skipped: this host has $GPUS GPU(s)"
 fi
-if [ "$GPUS" -ge 2 ]; then
+if [ "$GPUS" -ge 2 ] && [ "${SKIP_2GPU:-0}" != 1 ]; then
   for b in 32 128; do for c in $CTXS; do
     tr=(); [ $b = 128 ] && [ $c = 2048 ] && tr=(--trace "$W/traces/paper-ma11-b$b-c$c.json")
     exec_run ma11-b$b-c$c "MA 1:1" 2 $b $c paper $MA11 $STEPS "${tr[@]}"
