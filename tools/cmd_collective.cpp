@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
@@ -202,17 +203,7 @@ int cmd_collective(const Args& args) {
       "all-reduce algorithm: ring, tree, hierarchical or auto (hierarchical across nodes, "
       "ring inside one)");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep collective: %s (see masep collective --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("collective", args, opts, vm)) return *rc;
   const OpInfo info = op_info(op_name);
   const int64_t min_bytes = parse_size(min_text, "--min-bytes");
   const int64_t max_bytes = parse_size(max_text, "--max-bytes");

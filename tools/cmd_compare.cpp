@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compare.hpp"
 
@@ -44,22 +45,10 @@ int cmd_compare(const Args& args) {
       "json", "print the comparison as JSON instead of the text report");
   po::options_description hidden;
   hidden.add_options()("sim", po::value(&sim_path))("measured", po::value(&meas_path));
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::positional_options_description pos;
   pos.add("sim", 1).add("measured", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep compare: %s (see masep compare --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("compare", args, opts, vm, &hidden, &pos)) return *rc;
   if (sim_path.empty() || meas_path.empty()) {
     std::fprintf(stderr, "masep compare: needs SIM_TRACE and MEASURED_TRACE (see --help)\n");
     return 2;

@@ -9,6 +9,7 @@
 
 #include <fmt/ranges.h>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/exec/executor.hpp"
 #include "masep/exec/launch_plan.hpp"
@@ -160,22 +161,10 @@ int cmd_exec(const Args& args) {
       "quiet,q", "print only the summary lines");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&o.scenario));
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::positional_options_description pos;
   pos.add("scenario", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep exec: %s (see masep exec --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("exec", args, opts, vm, &hidden, &pos)) return *rc;
   if (o.scenario.empty()) {
     std::fprintf(stderr, "masep exec: a SCENARIO is required (see masep exec --help)\n");
     return 2;

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "progress.hpp"
 #include "sweep.hpp"
@@ -60,17 +61,7 @@ int cmd_paper(const Args& args) {
   opts.add_options()("help,h", "show this help")("json", "print the figures as JSON")(
       "jobs,j", po::value(&jobs)->default_value(0), "worker threads (0 = all cores)");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep paper: %s (see masep paper --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("paper", args, opts, vm)) return *rc;
   const bool json = vm.count("json") > 0;
 
   // The two headline scenarios as a two-point sweep, then the scaling sweep.

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
@@ -375,23 +376,10 @@ int cmd_plan(const Args& args) {
       "first)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value<std::string>(&scenario));
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::positional_options_description pos;
   pos.add("scenario", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep plan: %s\n\n", e.what());
-    std::cerr << opts << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("plan", args, opts, vm, &hidden, &pos)) return *rc;
 
   const Scenario s = load_scenario(scenario, sets);
   const std::vector<MemoryBreakdown> mem = plan_memory(s);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/exec/profiler.hpp"
 #include "masep/plan/calibration.hpp"
@@ -43,17 +44,7 @@ int cmd_profile(const Args& args) {
       "iters", po::value(&iters)->default_value(0), "timed launches per point (0 = default)")(
       "quiet,q", "no progress lines");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep profile: %s (see masep profile --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("profile", args, opts, vm)) return *rc;
   if (gpus < 0 || warmup < 0 || iters < 0) {
     std::fprintf(stderr, "masep profile: --gpus, --warmup and --iters must be >= 0\n");
     return 2;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/trace.hpp"
 #include "sim_run.hpp"
@@ -127,22 +128,10 @@ int cmd_sim(const Args& args) {
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::positional_options_description pos;
   pos.add("scenario", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep sim: %s (see masep sim --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("sim", args, opts, vm, &hidden, &pos)) return *rc;
   if (vm.count("steps")) {
     if (steps <= 0) {
       std::fprintf(stderr, "masep sim: --steps must be positive\n");

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli.hpp"
 #include "commands.hpp"
 #include "plot.hpp"
 #include "progress.hpp"
@@ -57,22 +58,10 @@ int cmd_sweep(const Args& args) {
       "quiet,q", "no summary table");
   po::options_description hidden;
   hidden.add_options()("sweep", po::value(&sweep_name));
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::positional_options_description pos;
   pos.add("sweep", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "masep sweep: %s (see masep sweep --help)\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto rc = parse_command_line("sweep", args, opts, vm, &hidden, &pos)) return *rc;
   if (sweep_name.empty()) {
     std::fprintf(stderr, "masep sweep: missing SWEEP (a sweep file; see masep sweep --help)\n");
     return 2;

@@ -1,0 +1,22 @@
+// Command-line parsing shared by the `masep` subcommands (Boost.Program_options).
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <optional>
+
+#include "commands.hpp"
+
+namespace masep::tools {
+
+/// Parses `args` of subcommand `command` against the `visible` options (shown by --help) and
+/// the optional `hidden` options bound to `positional` arguments. Returns std::nullopt when
+/// the command should go on, or the exit code it should return: 0 after printing --help to
+/// stdout, 2 after a usage error printed to stderr as "masep COMMAND: what (see --help)".
+/// The caller's `visible` must declare "help".
+std::optional<int> parse_command_line(
+    const char* command, const Args& args, const boost::program_options::options_description& visible,
+    boost::program_options::variables_map& vm,
+    const boost::program_options::options_description* hidden = nullptr,
+    const boost::program_options::positional_options_description* positional = nullptr);
+
+}  // namespace masep::tools
