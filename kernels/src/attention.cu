@@ -49,6 +49,12 @@ struct SplitArgs {
   // skip the reduce kernel. Null: write the workspace.
   bf16* direct_out;
   float* direct_lse;
+  // Tensor-core kernel, num_splits > 1, fused_merge: counters [batch][kv_head][subgroup] in
+  // the workspace header (zero between launches); the last block of each group to finish
+  // merges the splits into merge_out/merge_lse. Null: the reduce kernel merges.
+  unsigned* merge_counters;
+  bf16* merge_out;
+  float* merge_lse;
 };
 
 // One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
@@ -283,7 +289,11 @@ constexpr int tc_smem_bytes() {
   return STAGES * 2 * kTcTile * HD * 2;
 }
 
-template <int HD, int STAGES>
+// FUSED: the in-kernel split merge (a.merge_counters set). A separate instantiation, so the
+// default kernel compiles exactly as without it (with the merge tail in the same kernel,
+// ptxas gave the head_dim-128 kernel 168 registers and 20 bytes of spills instead of 220 and
+// none).
+template <int HD, int STAGES, bool FUSED>
 __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(const SplitArgs a) {
   constexpr int kChunks = HD / 8;               // 16-byte chunks per token row
   constexpr int kTileBytes = kTcTile * HD * 2;  // one of K or V, one stage
@@ -315,14 +325,22 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
   const int len_old = a.kv_lens[b];
   const int len = len_old + (append ? 1 : 0);
   if (len_old < 0 || len > a.max_kv_len || len < 1) {  // full cache: NaN output
-    if (a.direct_out != nullptr) {
+    // Direct (one split) or fused merge: split 0 writes NaN (all splits of the group see
+    // the same length, so none of them touches the merge counter); else the reduce does.
+    bf16* nan_out = a.direct_out;
+    float* nan_lse = a.direct_lse;
+    if constexpr (FUSED) {
+      nan_out = s == 0 ? a.merge_out : nullptr;
+      nan_lse = a.merge_lse;
+    }
+    if (nan_out != nullptr) {
       const std::int64_t row0 = static_cast<std::int64_t>(b) * a.num_heads + head0;
       for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
-        a.direct_out[row0 * HD + idx] = __float2bfloat16(NAN);
-        if (a.direct_lse != nullptr && idx % HD == 0) a.direct_lse[row0 + idx / HD] = NAN;
+        nan_out[row0 * HD + idx] = __float2bfloat16(NAN);
+        if (nan_lse != nullptr && idx % HD == 0) nan_lse[row0 + idx / HD] = NAN;
       }
     }
-    return;  // otherwise the reduce kernel writes NaN
+    return;
   }
   // Split chunks are whole 64-token tiles (trailing splits may be empty).
   const int chunk = ((len + a.splits - 1) / a.splits + kTcTile - 1) / kTcTile * kTcTile;
@@ -544,6 +562,47 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
       a.ws_l[row] = L;
     }
   }
+  if constexpr (FUSED) {
+    // Fused merge: the last block of this (sequence, kv head, sub-group) to arrive merges all
+    // splits. Classic threadfence pattern: every thread's partial is made visible device-wide
+    // before thread 0 counts the block in; atomicInc wraps the counter back to 0 on the last
+    // arrival, so it is zero again for the next launch.
+    // The flag lives in the dynamic shared memory (its merge buffers are no longer read after
+    // the barrier below): a static __shared__ variable would push the head_dim-64, 3-stage
+    // kernel past the 48 KB a launch gets without the opt-in attribute (measured: launch
+    // failure).
+    unsigned* s_last = reinterpret_cast<unsigned*>(smem);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const unsigned prev =
+          atomicInc(a.merge_counters +
+                        (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) * a.subgroups + sg,
+                    static_cast<unsigned>(a.splits - 1));
+      *s_last = prev == static_cast<unsigned>(a.splits - 1) ? 1u : 0u;
+    }
+    __syncthreads();
+    if (*s_last == 0u) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+      const int r = idx / HD;
+      const int d = idx % HD;
+      const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
+      const std::int64_t base = hrow * a.splits;
+      float mx = -INFINITY;
+      for (int sp = 0; sp < a.splits; ++sp) mx = fmaxf(mx, __ldcg(a.ws_m + base + sp));
+      float acc = 0.f, L = 0.f;
+      for (int sp = 0; sp < a.splits; ++sp) {
+        const float ms = __ldcg(a.ws_m + base + sp);
+        if (ms == -INFINITY) continue;
+        const float f = exp2f(ms - mx);
+        L += __ldcg(a.ws_l + base + sp) * f;
+        acc += __ldcg(a.ws_acc + (base + sp) * HD + d) * f;
+      }
+      a.merge_out[hrow * HD + d] = __float2bfloat16(acc / L);
+      if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
+    }
+  }
 }
 
 // One warp per (sequence, query head): merges the splits.
@@ -591,6 +650,8 @@ __global__ void advance_kv_lens_kernel(std::int32_t* kv_lens, int batch) {
 }
 
 std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
+// Workspace header: the fused-merge counters, at offset 0 whatever the launch's shape.
+constexpr std::size_t kHeaderBytes = (kDecodeAttentionMergeCounters * 4 + 255) / 256 * 256;
 
 const char* first_problem(const DecodeAttentionParams& p) {
   if (p.batch <= 0) return "batch must be positive";
@@ -660,10 +721,10 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
-template <int HD, int STAGES>
+template <int HD, int STAGES, bool FUSED>
 bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
   constexpr int kSmem = tc_smem_bytes<HD, STAGES>();
-  auto kernel = decode_attention_mma_kernel<HD, STAGES>;
+  auto kernel = decode_attention_mma_kernel<HD, STAGES, FUSED>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.
     constexpr int kMaxDevices = 64;
@@ -706,11 +767,14 @@ template <int HD>
 bool launch_mma_hd(const SplitArgs& a, int stages, cudaStream_t stream) {
   switch (stages) {
     case 2:
-      return launch_mma<HD, 2>(a, stream);
+      return a.merge_counters ? launch_mma<HD, 2, true>(a, stream)
+                              : launch_mma<HD, 2, false>(a, stream);
     case 4:
-      return launch_mma<HD, 4>(a, stream);
+      return a.merge_counters ? launch_mma<HD, 4, true>(a, stream)
+                              : launch_mma<HD, 4, false>(a, stream);
     default:
-      return launch_mma<HD, 3>(a, stream);
+      return a.merge_counters ? launch_mma<HD, 3, true>(a, stream)
+                              : launch_mma<HD, 3, false>(a, stream);
   }
 }
 
@@ -719,7 +783,16 @@ bool launch_mma_hd(const SplitArgs& a, int stages, cudaStream_t stream) {
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits) {
   const std::size_t rows = std::size_t(batch) * num_heads * num_splits;
-  return align256(rows * head_dim * sizeof(float)) + 2 * align256(rows * sizeof(float));
+  return kHeaderBytes + align256(rows * head_dim * sizeof(float)) +
+         2 * align256(rows * sizeof(float));
+}
+
+Status decode_attention_workspace_init(void* workspace, std::size_t bytes, cudaStream_t stream) {
+  if (workspace == nullptr || bytes < kHeaderBytes) return Status::kInvalidArgument;
+  if (cudaMemsetAsync(workspace, 0, kHeaderBytes, stream) != cudaSuccess) {
+    return Status::kLaunchFailed;
+  }
+  return Status::kOk;
 }
 
 namespace {
@@ -788,7 +861,7 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
                  : group % 2 == 0 ? 2
                                   : 1;
   const std::size_t rows = std::size_t(p.batch) * p.num_heads * p.num_splits;
-  char* ws = static_cast<char*>(p.workspace);
+  char* ws = static_cast<char*>(p.workspace) + kHeaderBytes;
   SplitArgs a{};
   a.q = p.q;
   a.q_stride = p.q_stride ? p.q_stride : std::int64_t{p.num_heads} * p.head_dim;
@@ -813,8 +886,16 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   const bool direct = tensor_cores && p.num_splits == 1;
   a.direct_out = direct ? p.out : nullptr;
   a.direct_lse = direct ? p.lse : nullptr;
+  bool fused = false;
   if (tensor_cores) {
     a.subgroups = (group + kTcRows - 1) / kTcRows;
+    fused = p.fused_merge && !direct &&
+            std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters;
+    if (fused) {
+      a.merge_counters = static_cast<unsigned*>(p.workspace);
+      a.merge_out = p.out;
+      a.merge_lse = p.lse;
+    }
     const int stages = p.pipeline_stages ? p.pipeline_stages : 3;
     const bool ok = p.head_dim == 128 ? launch_mma_hd<128>(a, stages, stream)
                                       : launch_mma_hd<64>(a, stages, stream);
@@ -828,7 +909,7 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
     }
   }
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchFailed;
-  if (direct) return Status::kOk;  // the split kernel wrote out (and lse)
+  if (direct || fused) return Status::kOk;  // the split kernel wrote out (and lse)
   const int items = p.batch * p.num_heads;
   const int warps_per_block = 4;
   const unsigned blocks = static_cast<unsigned>((items + warps_per_block - 1) / warps_per_block);

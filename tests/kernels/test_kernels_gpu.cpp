@@ -128,11 +128,24 @@ struct AttnCase {
   int splits;  // 0: decode_attention_num_splits (4 arguments); -1: the 6-argument overload
   bool append;
   int group_tile = 0;
-  int variant = 0;  // DecodeAttentionParams::kernel_variant
-  int stages = 0;   // DecodeAttentionParams::pipeline_stages
+  int variant = 0;     // DecodeAttentionParams::kernel_variant
+  int stages = 0;      // DecodeAttentionParams::pipeline_stages
+  bool fused = false;  // DecodeAttentionParams::fused_merge (workspace initialised)
 };
 
-void run_attention(const AttnCase& c, std::uint32_t seed) {
+// Expects the fused-merge counters in the workspace header to be zero (as after every launch).
+void expect_header_zero(const Dev<char>& ws) {
+  std::vector<std::uint32_t> h(mk::kDecodeAttentionMergeCounters);
+  ASSERT_EQ(cudaMemcpy(h.data(), ws.get(), h.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(std::count(h.begin(), h.end(), 0u), static_cast<long>(h.size()))
+      << "merge counters not reset";
+}
+
+// `shared_ws`: a workspace already initialised by the caller (fused cases), else one is made
+// here (poisoned; header zeroed for fused cases). Fused cases launch three times and check
+// that every launch gives bit-identical out/lse/caches (the counters reset themselves).
+void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws = nullptr,
+                   std::size_t shared_ws_bytes = 0) {
   std::mt19937 rng(seed);
   const int batch = static_cast<int>(c.lens.size());
   const std::size_t cache_n = std::size_t(batch) * c.kv_heads * c.max_len * c.head_dim;
@@ -154,9 +167,14 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
       : c.splits == 0
           ? mk::decode_attention_num_splits(batch, c.kv_heads, max_ctx, 132)
           : mk::decode_attention_num_splits(batch, c.heads, c.kv_heads, c.head_dim, max_ctx, 132);
-  const std::size_t ws_bytes =
-      mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
-  Dev<char> ws(ws_bytes);
+  const std::size_t need = mk::decode_attention_workspace_bytes(batch, c.heads, c.head_dim, splits);
+  ASSERT_TRUE(shared_ws == nullptr || shared_ws_bytes >= need);
+  const std::size_t ws_bytes = shared_ws != nullptr ? shared_ws_bytes : need;
+  Dev<char> own_ws(shared_ws != nullptr ? 0 : ws_bytes);
+  Dev<char>& ws = shared_ws != nullptr ? *shared_ws : own_ws;
+  if (c.fused && shared_ws == nullptr) {
+    ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), ws_bytes, nullptr), mk::Status::kOk);
+  }
   mk::DecodeAttentionParams p;
   p.q = dq.as<mk::bf16>();
   p.k_new = c.append ? dkn.as<mk::bf16>() : nullptr;
@@ -177,9 +195,30 @@ void run_attention(const AttnCase& c, std::uint32_t seed) {
   p.group_tile = c.group_tile;
   p.kernel_variant = c.variant;
   p.pipeline_stages = c.stages;
+  p.fused_merge = c.fused;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
+  if (c.fused) {
+    // Relaunch on the same workspace (same inputs: the append rewrites the same slot with the
+    // same values): identical results, counters back to zero each time.
+    expect_header_zero(ws);
+    const auto out1 = dout.download();
+    const auto lse1 = dlse.download();
+    for (int rep = 0; rep < 2; ++rep) {
+      dout.poison();
+      dlse.poison();
+      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      CUDA_OK(cudaDeviceSynchronize());
+      const auto out2 = dout.download();
+      const auto lse2 = dlse.download();
+      EXPECT_EQ(0, std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(Bf16)))
+          << "fused relaunch " << rep << ": out differs";
+      EXPECT_EQ(0, std::memcmp(lse1.data(), lse2.data(), lse1.size() * sizeof(float)))
+          << "fused relaunch " << rep << ": lse differs";
+    }
+    expect_header_zero(ws);
+  }
 
   std::vector<float> lse_ref;
   auto want = ref::decode_attention(q, kn, vn, kc, vc,
@@ -240,6 +279,101 @@ TEST(GpuDecodeAttention, TensorCoreKernelVariantsAndStages) {
   run_attention({4, 4, 128, {0, 37, 300}, 320, 4, true, 0, 1}, 57);  // MHA on CUDA cores
   run_attention({32, 8, 128, {1000, 63}, 1100, 1, true}, 58);        // 1 split: no reduce
   run_attention({16, 16, 64, {90, 300}, 320, 1, false}, 59);         // MHA, 1 split
+}
+
+// In-kernel split merge (fused_merge): GQA/MHA, head_dim 64/128, empty splits, several
+// 16-row sub-groups, 2..16 splits, stages; each case relaunched on its workspace (identical
+// results, counters reset). Then one workspace shared by launches of different shapes, and a
+// shape beyond the header's counters (falls back to the reduce kernel).
+TEST(GpuDecodeAttention, FusedMergeRepeatedLaunches) {
+  REQUIRE_GPU();
+  auto fused = [](AttnCase c) {
+    c.fused = true;
+    return c;
+  };
+  run_attention(fused({32, 8, 128, {1000, 63}, 1100, -1, true}), 60);
+  run_attention(fused({32, 8, 128, {2500, 64, 127}, 2600, 2, true}), 61);
+  run_attention(fused({32, 8, 128, {2047, 2047, 2047, 2047}, 2048, 3, true}), 62);
+  run_attention(fused({8, 2, 128, {3, 70}, 80, 16, true}), 63);             // empty splits
+  run_attention(fused({32, 1, 128, {200, 7}, 256, 3, true}), 64);           // 2 sub-groups of 16
+  run_attention(fused({20, 1, 64, {77, 130}, 140, 2, false}), 65);          // 16 + 4 rows
+  run_attention(fused({4, 4, 128, {0, 37, 300}, 320, 4, true}), 66);        // MHA
+  run_attention(fused({8, 2, 64, {700, 1}, 720, 5, true, 0, 0, 2}), 67);    // 2 stages
+  run_attention(fused({8, 2, 64, {700, 1}, 720, 5, true, 0, 0, 4}), 68);    // 4 stages
+  run_attention(fused({32, 8, 128, {1000, 63}, 1100, 1, true}), 69);        // 1 split: direct
+  run_attention(fused({32, 8, 128, {1000, 63}, 1100, 3, true, 0, 1}), 70);  // CUDA cores
+
+  // One workspace, initialised once, shared by launches of different shapes and splits.
+  const std::size_t big = mk::decode_attention_workspace_bytes(4, 32, 128, 16);
+  Dev<char> ws(big);  // poisoned, then the header zeroed
+  ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), big, nullptr), mk::Status::kOk);
+  for (int round = 0; round < 2; ++round) {
+    run_attention(fused({32, 8, 128, {900, 17, 400, 1}, 1000, 16, true}), 71 + round, &ws, big);
+    run_attention(fused({16, 16, 64, {90, 300}, 320, 3, false}), 73 + round, &ws, big);
+    run_attention(fused({32, 8, 128, {511, 64}, 600, 2, true}), 75 + round, &ws, big);
+  }
+  expect_header_zero(ws);
+  EXPECT_EQ(mk::decode_attention_workspace_init(nullptr, big, nullptr),
+            mk::Status::kInvalidArgument);
+  EXPECT_EQ(mk::decode_attention_workspace_init(ws.get(), 16, nullptr),
+            mk::Status::kInvalidArgument);
+
+  // 4160 (seq, kv head) groups > kDecodeAttentionMergeCounters: the reduce kernel merges.
+  run_attention(fused({64, 64, 64, std::vector<int>(65, 70), 72, 2, true}), 77);
+}
+
+TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
+  REQUIRE_GPU();
+  std::mt19937 rng(8);
+  const int hd = 128, max_len = 200, heads = 8, kvh = 2, splits = 3;
+  auto q = random_bf16(2 * heads * hd, rng);
+  auto kc = random_bf16(std::size_t(2) * kvh * max_len * hd, rng);
+  Dev<Bf16> dq(q), dkc(kc), dvc(kc), dkn(random_bf16(2 * kvh * hd, rng)),
+      dvn(random_bf16(2 * kvh * hd, rng));
+  Dev<std::int32_t> dlens(std::vector<std::int32_t>{150, max_len});
+  Dev<Bf16> dout(q.size());
+  Dev<float> dlse(2 * heads);
+  const std::size_t wsb = mk::decode_attention_workspace_bytes(2, heads, hd, splits);
+  Dev<char> ws(wsb);
+  ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), wsb, nullptr), mk::Status::kOk);
+  mk::DecodeAttentionParams p;
+  p.q = dq.as<mk::bf16>();
+  p.k_new = dkn.as<mk::bf16>();
+  p.v_new = dvn.as<mk::bf16>();
+  p.k_cache = dkc.as<mk::bf16>();
+  p.v_cache = dvc.as<mk::bf16>();
+  p.kv_lens = dlens.get();
+  p.out = dout.as<mk::bf16>();
+  p.lse = dlse.get();
+  p.workspace = ws.get();
+  p.workspace_bytes = wsb;
+  p.batch = 2;
+  p.num_heads = heads;
+  p.num_kv_heads = kvh;
+  p.head_dim = hd;
+  p.max_kv_len = max_len;
+  p.num_splits = splits;
+  p.fused_merge = true;
+  for (int rep = 0; rep < 2; ++rep) {
+    dout.poison(0);
+    dlse.poison(0);
+    ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    const auto out = dout.download();
+    const auto lse = dlse.download();
+    int nan_first = 0, nan_second = 0;
+    for (int i = 0; i < heads * hd; ++i) {
+      nan_first += std::isnan(ref::to_float(out[i])) ? 1 : 0;
+      nan_second += std::isnan(ref::to_float(out[heads * hd + i])) ? 1 : 0;
+    }
+    EXPECT_EQ(nan_first, 0);
+    EXPECT_EQ(nan_second, heads * hd);
+    for (int h = 0; h < heads; ++h) {
+      EXPECT_FALSE(std::isnan(lse[h]));
+      EXPECT_TRUE(std::isnan(lse[heads + h]));
+    }
+    expect_header_zero(ws);
+  }
 }
 
 TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {

@@ -52,7 +52,8 @@ struct DecodeAttentionParams {
   // merging with other partial attentions (sequence parallelism). Null: not written.
   float* lse = nullptr;
   // Workspace of decode_attention_workspace_bytes(batch, num_heads, head_dim, num_splits)
-  // bytes, device memory, 16-byte aligned; contents need no initialisation.
+  // bytes, device memory, 16-byte aligned; contents need no initialisation unless
+  // fused_merge is set (see there).
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
 
@@ -79,10 +80,33 @@ struct DecodeAttentionParams {
   int kernel_variant = 0;
   // Tensor-core kernel: shared-memory stages of the K/V pipeline (2, 3 or 4); 0 = default (3).
   int pipeline_stages = 0;
+  // In-kernel split merge (additive; false keeps the earlier behaviour). True promises that
+  // the workspace was zeroed once by decode_attention_workspace_init() after allocation and
+  // that since then only decode-attention launches (one at a time, any shapes) have used it.
+  // The tensor-core kernel with num_splits > 1 then merges the splits itself: the last block
+  // of each (sequence, kv head, head group) to finish, found with an atomic counter in the
+  // workspace's header, merges the others' partials and writes `out`/`lse`, and resets its
+  // counter to zero (atomicInc wrap), so the workspace stays valid for the next launch; no
+  // reduce kernel is launched. Falls back to the reduce kernel when batch x kv_heads x
+  // ceil(group / 16) exceeds kDecodeAttentionMergeCounters or the CUDA-core kernel runs.
+  // A launch aborted mid-way (device error) may leave counters non-zero: re-initialise.
+  // Measured slower than the reduce kernel for GQA on an H200 (docs/kernels.md); keep it off
+  // unless a measurement on your shapes says otherwise.
+  bool fused_merge = false;
 };
 
-/// Bytes of workspace a launch with these sizes needs (partial outputs and softmax stats in
-/// fp32).
+/// Counters in the workspace header (the first kDecodeAttentionMergeCounters * 4 bytes of
+/// every decode-attention workspace, at a fixed offset so launches of different shapes can
+/// share one workspace).
+inline constexpr int kDecodeAttentionMergeCounters = 4096;
+
+/// Zeroes the workspace header that `fused_merge` needs (once, after allocation; `bytes` is
+/// the workspace size, at least decode_attention_workspace_bytes(...) of the launches that
+/// will use it). Asynchronous on `stream`. kInvalidArgument for a null or too small workspace.
+Status decode_attention_workspace_init(void* workspace, std::size_t bytes, cudaStream_t stream);
+
+/// Bytes of workspace a launch with these sizes needs (a header of merge counters, then
+/// partial outputs and softmax stats in fp32).
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits);
 
