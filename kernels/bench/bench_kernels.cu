@@ -7,7 +7,7 @@
 // FFN 14336): warm-up, timed iterations with CUDA events, and a table of time (us), GB/s
 // (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
 // relevant ceiling. Each kernel family is verified once against its CPU reference at a
-// small shape before timing. Usage: masep-bench-kernels [--csv FILE] [--quick]
+// small shape before timing. Usage: masep-bench-kernels [--csv FILE] [--quick] [--only attention]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -256,6 +256,7 @@ struct AttnOpt {
   int variant = 0;
   int stages = 0;
   bool old_splits = false;  // splits from the 4-argument (CUDA-core) heuristic
+  bool fused = false;       // fused_merge on an initialised workspace ("fm" in the shape)
 };
 
 // The split heuristic the CUDA-core kernel was tuned with (the library's default before the
@@ -286,6 +287,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
                          : mk::decode_attention_num_splits(batch, heads, kv_heads, hd, ctx, sms);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
+  if (o.fused) KCHECK(mk::decode_attention_workspace_init(ws.p, wsb, nullptr));
   mk::DecodeAttentionParams p;
   p.q = q.as<mk::bf16>();
   p.k_new = kn.as<mk::bf16>();
@@ -305,6 +307,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.group_tile = o.group_tile;
   p.kernel_variant = o.variant;
   p.pipeline_stages = o.stages;
+  p.fused_merge = o.fused;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -330,6 +333,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   shape += tc ? " tc" : " cc";
   if (o.group_tile) shape += " tile=" + std::to_string(o.group_tile);
   if (o.stages) shape += " st=" + std::to_string(o.stages);
+  if (tc && o.fused && splits > 1) shape += " fm";
   report("decode_attention", model, shape, graph, bytes, flops, false, eager);
 }
 
@@ -557,13 +561,18 @@ void write_csv(const std::string& path) {
 int main(int argc, char** argv) {
   std::string csv;
   bool quick = false;
+  bool attention_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
     } else if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "attention")) {
+      attention_only = true;  // ceilings and the decode-attention rows only
+      ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention]\n", argv[0]);
       return 1;
     }
   }
@@ -585,11 +594,13 @@ int main(int argc, char** argv) {
               "eager_us", "GB/s", "TFLOP/s", "%ceil");
   const int sms = prop.multiProcessorCount;
 
-  bench_routing("paper", 256, 16, 2, true);
-  bench_routing("mixtral", 256, 8, 2, false);
-  bench_routing("paper", 32, 16, 2, false);
-  bench_routing("paper", 2048, 16, 2, false);
-  for (int t : {32, 128, 256}) bench_norm_rope_act(t);
+  if (!attention_only) {
+    bench_routing("paper", 256, 16, 2, true);
+    bench_routing("mixtral", 256, 8, 2, false);
+    bench_routing("paper", 32, 16, 2, false);
+    bench_routing("paper", 2048, 16, 2, false);
+    for (int t : {32, 128, 256}) bench_norm_rope_act(t);
+  }
 
   bool first = true;
   for (int batch : {1, 8, 32, 128}) {
@@ -601,6 +612,41 @@ int main(int argc, char** argv) {
     }
   }
   if (!quick) {
+    // Same run, same shapes, the in-kernel split merge (fused_merge, opt-in) instead of the
+    // reduce kernel (rows with one split are the same kernel as above).
+    for (int batch : {1, 8, 32, 128}) {
+      for (int ctx : {2048, 8192}) {
+        AttnOpt o;
+        o.fused = true;
+        const bool v = batch == 1 && ctx == 2048;
+        bench_attention("paper", 32, 32, batch, ctx, sms, v, o);
+        bench_attention("mixtral", 32, 8, batch, ctx, sms, v, o);
+      }
+    }
+    // Split count and pipeline depth with the in-kernel merge.
+    for (int s : {1, 2, 3, 4, 8}) {
+      AttnOpt o;
+      o.splits = s;
+      o.fused = true;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+      if (s == 2 || s == 4) bench_attention("mixtral", 32, 8, 8, 8192, sms, false, o);
+      if (s == 4 || s == 8) bench_attention("paper", 32, 32, 1, 8192, sms, false, o);
+    }
+    for (int st : {2, 4}) {
+      AttnOpt o;
+      o.stages = st;
+      o.fused = true;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    // Noise check: the target shape again, at the end of the run.
+    {
+      AttnOpt o;
+      o.fused = true;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false);
+  }
+  if (!quick && !attention_only) {
     // Before/after in the same run: the CUDA-core kernel (the default before the tensor-core
     // kernel) with its own split heuristic, at every grid shape.
     for (int batch : {1, 8, 32, 128}) {
@@ -628,12 +674,14 @@ int main(int argc, char** argv) {
     }
   }
 
-  bool vf = true;
-  for (int tpe : {1, 8, 16, 32, 64, 128}) {
-    bench_ffn(h, "paper", 16, tpe, vf);
-    vf = false;
+  if (!attention_only) {
+    bool vf = true;
+    for (int tpe : {1, 8, 16, 32, 64, 128}) {
+      bench_ffn(h, "paper", 16, tpe, vf);
+      vf = false;
+    }
+    for (int tpe : {1, 16, 64}) bench_ffn(h, "mixtral", 8, tpe, false);
   }
-  for (int tpe : {1, 16, 64}) bench_ffn(h, "mixtral", 8, tpe, false);
 
   if (!csv.empty()) write_csv(csv);
   cublasDestroy(h);

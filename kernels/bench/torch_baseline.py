@@ -46,6 +46,7 @@ def report(kernel, model, shape, us, nbytes, flops, ceil):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv")
+    ap.add_argument("--only", choices=["attention"], help="ceilings and decode attention only")
     args = ap.parse_args()
     torch.backends.cuda.enable_cudnn_sdp(False)
     dev = torch.device("cuda")
@@ -65,8 +66,9 @@ def main():
     del x, y
 
     # Router / permute / combine (256 tokens, 16 experts, top-2; hidden 4096).
-    for model, tokens, experts, k in [("paper", 256, 16, 2), ("mixtral", 256, 8, 2), ("paper", 32, 16, 2),
-                                      ("paper", 2048, 16, 2)]:
+    routing = [] if args.only else [("paper", 256, 16, 2), ("mixtral", 256, 8, 2), ("paper", 32, 16, 2),
+                                      ("paper", 2048, 16, 2)]
+    for model, tokens, experts, k in routing:
         logits = torch.randn(tokens, experts, device=dev)
 
         def router():
@@ -117,7 +119,8 @@ def main():
                 del q, kc, vc
 
     # Expert FFN (SwiGLU), loop of matmuls over experts.
-    for model, experts, tpes in (("paper", 16, (1, 8, 16, 32, 64, 128)), ("mixtral", 8, (1, 16, 64))):
+    ffn_shapes = () if args.only else (("paper", 16, (1, 8, 16, 32, 64, 128)), ("mixtral", 8, (1, 16, 64)))
+    for model, experts, tpes in ffn_shapes:
         hidden, ffn = 4096, 14336
         w_up = torch.randn(experts, 2 * ffn, hidden, dtype=torch.bfloat16, device=dev) * 0.02
         w_dn = torch.randn(experts, hidden, ffn, dtype=torch.bfloat16, device=dev) * 0.02
