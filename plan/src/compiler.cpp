@@ -291,7 +291,7 @@ class Compiler {
     o.rank = rank;
     o.stream = stream;
     o.kind = kind;
-    o.name = name;
+    o.name = OpName::literal(name);  // the compiler's names are string literals
     o.layer = cur_layer_;
     o.step = cur_step_;
     o.micro_batch = cur_mb_;

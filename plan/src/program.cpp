@@ -1,7 +1,11 @@
 #include "masep/plan/program.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <mutex>
 #include <numeric>
+#include <ostream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -9,6 +13,19 @@
 #include "masep/plan/scenario.hpp"
 
 namespace masep::plan {
+
+// The intern pool: node-based, never shrinks, so views into it stay valid for the process.
+std::string_view OpName::intern(std::string_view s) {
+  if (s.empty()) return {};
+  static std::mutex mu;
+  static std::set<std::string, std::less<>>* pool = new std::set<std::string, std::less<>>();
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = pool->find(s);
+  if (it == pool->end()) it = pool->emplace(s).first;
+  return std::string_view(*it);
+}
+
+std::ostream& operator<<(std::ostream& os, const OpName& n) { return os << n.view(); }
 
 const char* to_string(OpKind k) {
   switch (k) {

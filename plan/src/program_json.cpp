@@ -16,7 +16,7 @@ json op_json(const Op& o) {
               {"rank", o.rank},
               {"stream", stream_name(o.stream)},
               {"kind", to_string(o.kind)},
-              {"name", o.name},
+              {"name", o.name.str()},
               {"layer", o.layer},
               {"step", o.step},
               {"micro_batch", o.micro_batch},

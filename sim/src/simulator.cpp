@@ -87,6 +87,31 @@ constexpr uint32_t tag_of(int64_t index, FlowType type) {
 
 enum OpState : uint8_t { kWaiting = 0, kReady = 1, kDone = 2 };
 
+// What the hot path needs of each op, packed (plan::Op is large: strings and vectors).
+struct OpInfo {
+  OpKind kind = OpKind::kGemm;
+  uint8_t stream = 0;
+  int32_t rank = 0;
+  int32_t gpu = 0;
+  int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index;
+                       // kExchange: the op's index among exchange ops (xop_* arrays)
+  int64_t bytes = 0;   // comm ops: comm_bytes; compute ops: duration from the model, ns
+};
+
+// Per-op arrays of the last simulate() call on this thread, kept (cleared, capacity intact)
+// so that repeated runs (benchmarks, sweeps) neither allocate nor page-fault them again.
+struct EngineArrays {
+  std::vector<int32_t> pending, succ_off, succ, stream_prev, pred;
+  std::vector<uint8_t> state;
+  std::vector<uint16_t> listed;
+  std::vector<OpId> xsrc, xdst;
+  std::vector<int64_t> xbytes;
+  std::vector<uint8_t> xsides;
+  std::vector<int32_t> xop_off, xop_list, xop_left;
+  std::vector<OpInfo> info;
+};
+thread_local EngineArrays t_arrays;
+
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
@@ -97,7 +122,48 @@ class Engine {
         cm_(cm),
         allreduce_(allreduce),
         allreduce_auto_(allreduce_auto),
-        net_(capacities(plat, prm)) {}
+        net_(capacities(plat, prm)) {
+    EngineArrays& a = t_arrays;
+    info_.swap(a.info);
+    pending_.swap(a.pending);
+    succ_off_.swap(a.succ_off);
+    succ_.swap(a.succ);
+    stream_prev_.swap(a.stream_prev);
+    pred_.swap(a.pred);
+    state_.swap(a.state);
+    listed_.swap(a.listed);
+    xsrc_.swap(a.xsrc);
+    xdst_.swap(a.xdst);
+    xbytes_.swap(a.xbytes);
+    xsides_.swap(a.xsides);
+    xop_off_.swap(a.xop_off);
+    xop_list_.swap(a.xop_list);
+    xop_left_.swap(a.xop_left);
+  }
+  ~Engine() {
+    EngineArrays& a = t_arrays;
+    const auto give = [](auto& mine, auto& cache) {
+      mine.clear();
+      if (mine.capacity() >= cache.capacity()) mine.swap(cache);
+    };
+    give(info_, a.info);
+    give(pending_, a.pending);
+    give(succ_off_, a.succ_off);
+    give(succ_, a.succ);
+    give(stream_prev_, a.stream_prev);
+    give(pred_, a.pred);
+    give(state_, a.state);
+    give(listed_, a.listed);
+    give(xsrc_, a.xsrc);
+    give(xdst_, a.xdst);
+    give(xbytes_, a.xbytes);
+    give(xsides_, a.xsides);
+    give(xop_off_, a.xop_off);
+    give(xop_list_, a.xop_list);
+    give(xop_left_, a.xop_left);
+  }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   SimResult run();
 
@@ -170,19 +236,10 @@ class Engine {
   std::vector<int32_t> succ_off_, succ_;  // CSR: ops waiting on each op
   std::vector<int32_t> stream_prev_;      // previous op on the same stream, -1 if first
   std::vector<int32_t> pred_;  // listed deps of all ops, concatenated (pending_ holds counts)
-  // What the hot path needs of each op, packed (plan::Op is large: strings and vectors).
-  struct OpInfo {
-    OpKind kind = OpKind::kGemm;
-    uint8_t stream = 0;
-    int32_t rank = 0;
-    int32_t gpu = 0;
-    int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index;
-                         // kExchange: the op's index among exchange ops (xop_* arrays)
-    int64_t bytes = 0;   // comm ops: comm_bytes; compute ops: duration from the model, ns
-  };
   std::vector<OpInfo> info_;
   std::vector<int32_t> coll_members_;
   std::vector<uint8_t> state_;
+  std::vector<uint16_t> listed_;
   std::vector<int> local_link_;  // per GPU: its local-copy pseudo-link
   std::vector<std::vector<int>> group_gpus_, ring_gpus_;
   std::vector<std::vector<int32_t>> gpu_ranks_;
@@ -246,7 +303,7 @@ void Engine::prepare() {
     throw std::runtime_error(
         fmt::format("program has {} ranks but stream_ops for {}", R, P.stream_ops.size()));
   }
-  info_.resize(n_);
+  info_.assign(n_, OpInfo{});
   pending_.assign(n_, 0);
   pred_.clear();
   pred_.reserve(static_cast<size_t>(n_) * 2);
@@ -383,7 +440,8 @@ void Engine::prepare() {
     if (R * plan::kStreamCount >= 65535) {
       throw std::runtime_error("the simulator supports at most 32767 plan ranks");
     }
-    std::vector<uint16_t> listed(n_, 0);
+    std::vector<uint16_t>& listed = listed_;
+    listed.assign(n_, 0);
     for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
       for (int s = 0; s < plan::kStreamCount; ++s) {
         OpId prev = -1;
@@ -494,7 +552,6 @@ void Engine::prepare() {
     if (stream_prev_[i] >= 0) ++pending_[i];
   }
   pred_.clear();
-  pred_.shrink_to_fit();
   state_.assign(n_, kWaiting);
   local_link_.resize(plat_.gpus());
   for (int g = 0; g < plat_.gpus(); ++g) {
@@ -557,6 +614,9 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
 void Engine::mark_ready(OpId id, int64_t t) {
   const OpInfo& o = info_[id];
   state_[id] = kReady;
+  // The stream idles launch_gap_ns before every op (the executor's end-event → next
+  // start-event gap, from a calibration's launch section; 0 by default).
+  t += ceil_ns(prm_.launch_gap_ns);
   tl_.ops[id].start_ns = t;
   if (!is_comm(o.kind)) {
     RankRun& rr = run_[o.rank];

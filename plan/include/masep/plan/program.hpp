@@ -22,23 +22,74 @@
 #pragma once
 
 #include <array>
+#include <compare>
 #include <cstdint>
+#include <iosfwd>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace masep::plan {
+
+/// An op's short label ("qkv", "dispatch"): a 16-byte view of characters in static storage
+/// that lives as long as the process. Built from a string literal or a std::string / char
+/// pointer, it copies the text once into a process-wide intern pool (thread-safe; equal texts
+/// share storage), so an OpName never dangles. `OpName::literal` skips the pool for pointers
+/// the caller guarantees are static (the compiler's literals: no look-up per op).
+/// Compares and converts like a std::string_view; always NUL-terminated (c_str()).
+class OpName {
+ public:
+  OpName() = default;
+  OpName(const char* s) : v_(intern(s == nullptr ? std::string_view{} : std::string_view{s})) {}
+  OpName(const std::string& s) : v_(intern(s)) {}
+  explicit OpName(std::string_view s) : v_(intern(s)) {}
+  /// `s` must be NUL-terminated and outlive every use (a string literal).
+  static OpName literal(const char* s) {
+    OpName n;
+    n.v_ = std::string_view{s};
+    return n;
+  }
+
+  std::string_view view() const { return v_; }
+  operator std::string_view() const { return v_; }
+  operator std::string() const { return std::string(v_); }
+  std::string str() const { return std::string(v_); }
+  const char* c_str() const { return v_.empty() ? "" : v_.data(); }
+  const char* data() const { return c_str(); }
+  size_t size() const { return v_.size(); }
+  bool empty() const { return v_.empty(); }
+
+  friend bool operator==(const OpName& a, const OpName& b) { return a.v_ == b.v_; }
+  friend bool operator==(const OpName& a, std::string_view b) { return a.v_ == b; }
+  friend bool operator==(const OpName& a, const char* b) { return a.v_ == std::string_view{b}; }
+  friend bool operator==(const OpName& a, const std::string& b) { return a.v_ == b; }
+  friend std::strong_ordering operator<=>(const OpName& a, const OpName& b) {
+    return a.v_ <=> b.v_;
+  }
+  friend std::string operator+(const std::string& a, const OpName& b) {
+    return a + std::string(b.v_);
+  }
+  friend std::string operator+(const OpName& a, const std::string& b) {
+    return std::string(a.v_) + b;
+  }
+
+ private:
+  static std::string_view intern(std::string_view s);
+  std::string_view v_{};
+};
+std::ostream& operator<<(std::ostream& os, const OpName& n);
 
 using OpId = int32_t;
 
 /// What an op does. Compute kinds carry shapes; communication kinds carry bytes.
 enum class OpKind : uint8_t {
-  kGemm,          ///< C[m×n] = A[m×k]·B[k×n] (one weight matrix)
-  kGroupedGemm,   ///< one GEMM per expert: m = group_m[e], shared n and k (expert FFNs)
-  kAttention,     ///< decode attention: batch queries against their KV caches (+ KV append)
-  kElementwise,   ///< norms, RoPE, activations, residual adds: cost is hbm_bytes
-  kRouter,        ///< gate logits → softmax → top-k (the GEMM is a separate kGemm)
-  kPermute,       ///< scatter tokens into expert-contiguous buffers
-  kCombine,       ///< weighted sum of expert outputs back into token order
+  kGemm,         ///< C[m×n] = A[m×k]·B[k×n] (one weight matrix)
+  kGroupedGemm,  ///< one GEMM per expert: m = group_m[e], shared n and k (expert FFNs)
+  kAttention,    ///< decode attention: batch queries against their KV caches (+ KV append)
+  kElementwise,  ///< norms, RoPE, activations, residual adds: cost is hbm_bytes
+  kRouter,       ///< gate logits → softmax → top-k (the GEMM is a separate kGemm)
+  kPermute,      ///< scatter tokens into expert-contiguous buffers
+  kCombine,      ///< weighted sum of expert outputs back into token order
   kSend,
   kRecv,
   kAllReduce,
@@ -60,23 +111,22 @@ const char* to_string(Role r);
 
 struct Op {
   OpId id = 0;
-  int32_t rank = 0;          ///< plan rank (index into Program::ranks), not a topology GPU
+  int32_t rank = 0;  ///< plan rank (index into Program::ranks), not a topology GPU
+  int32_t layer = 0;
+  int32_t step = 0;  ///< decode step
+  int32_t micro_batch = 0;
   uint8_t stream = kCompute;
   OpKind kind = OpKind::kGemm;
-  std::string name;          ///< short label, e.g. "qkv", "attn", "dispatch", "expert_up"
-  int32_t layer = 0;
-  int32_t step = 0;          ///< decode step
-  int32_t micro_batch = 0;
+  OpName name;  ///< short label, e.g. "qkv", "attn", "dispatch", "expert_up"
 
   // Compute shapes (zero where unused).
-  int64_t m = 0, n = 0, k = 0;             ///< kGemm, and n/k of kGroupedGemm
-  std::vector<int32_t> group_m;            ///< kGroupedGemm: tokens per local expert
-  int32_t batch = 0;                       ///< kAttention: sequences
+  int64_t m = 0, n = 0, k = 0;                    ///< kGemm, and n/k of kGroupedGemm
+  int32_t batch = 0;                              ///< kAttention: sequences
   int32_t heads = 0, kv_heads = 0, head_dim = 0;  ///< kAttention: local heads
-  int64_t kv_tokens = 0;                   ///< kAttention: sum of KV lengths over the batch
-  double flops = 0;                        ///< 2 per multiply-add
-  int64_t hbm_bytes = 0;                   ///< bytes read + written in HBM
-  int64_t weight_bytes = 0;                ///< part of hbm_bytes that is weights
+  int64_t kv_tokens = 0;                          ///< kAttention: sum of KV lengths over the batch
+  double flops = 0;                               ///< 2 per multiply-add
+  int64_t hbm_bytes = 0;                          ///< bytes read + written in HBM
+  int64_t weight_bytes = 0;                       ///< part of hbm_bytes that is weights
 
   // Communication (zero/-1 where unused).
   int64_t comm_bytes = 0;
@@ -85,12 +135,13 @@ struct Op {
   int32_t collective = -1;  ///< collectives: index into Program::collectives
   int32_t exchange = -1;    ///< kExchange: index into Program::exchanges
 
-  std::vector<OpId> deps;   ///< ops that must finish before this one starts
+  std::vector<int32_t> group_m;  ///< kGroupedGemm: tokens per local expert
+  std::vector<OpId> deps;        ///< ops that must finish before this one starts
 };
 
 /// A named communicator (the set of ranks a collective runs over).
 struct Group {
-  std::string name;          ///< e.g. "attn.r0", "world"
+  std::string name;            ///< e.g. "attn.r0", "world"
   std::vector<int32_t> ranks;  ///< plan ranks
 };
 
@@ -99,7 +150,7 @@ struct Group {
 struct Collective {
   OpKind kind = OpKind::kAllReduce;
   int32_t group = 0;
-  int64_t bytes = 0;          ///< per-rank buffer, as nccl-tests counts "size"
+  int64_t bytes = 0;  ///< per-rank buffer, as nccl-tests counts "size"
   std::vector<OpId> ops;
   /// kAllToAll only: bytes[src_index][dst_index] within the group (may be uneven).
   std::vector<std::vector<int64_t>> matrix;
@@ -136,12 +187,12 @@ struct Exchange {
 
 /// What one rank is and holds.
 struct RankInfo {
-  int32_t gpu = 0;            ///< the topology GPU this plan rank runs on
+  int32_t gpu = 0;  ///< the topology GPU this plan rank runs on
   Role role = Role::kAttention;
-  std::string label;          ///< e.g. "attn r0 h1" or "moe 2 (experts 2,6,10,14)"
-  std::vector<int32_t> experts;    ///< experts held (MoE / co-located ranks)
-  int32_t replica = -1;            ///< attention replica group index, -1 if none
-  int32_t sequences = 0;           ///< sequences whose KV cache lives here (per micro-batch sum)
+  std::string label;             ///< e.g. "attn r0 h1" or "moe 2 (experts 2,6,10,14)"
+  std::vector<int32_t> experts;  ///< experts held (MoE / co-located ranks)
+  int32_t replica = -1;          ///< attention replica group index, -1 if none
+  int32_t sequences = 0;         ///< sequences whose KV cache lives here (per micro-batch sum)
 };
 
 /// Expert load of one (step, layer, micro-batch): tokens routed to each expert.
@@ -157,14 +208,14 @@ struct RoutingSample {
 };
 
 struct Program {
-  std::string scenario;                 ///< scenario name
-  int32_t first_step = 0;               ///< first decode step compiled (CompileOptions)
+  std::string scenario;    ///< scenario name
+  int32_t first_step = 0;  ///< first decode step compiled (CompileOptions)
   int32_t steps = 0, layers = 0, micro_batches = 0;  ///< steps compiled from first_step
-  std::vector<RankInfo> ranks;          ///< index = position in the plan (0..N-1)
+  std::vector<RankInfo> ranks;                       ///< index = position in the plan (0..N-1)
   std::vector<Group> groups;
   std::vector<Collective> collectives;
-  std::vector<Exchange> exchanges;      ///< grouped point-to-point calls (kExchange ops)
-  std::vector<Op> ops;                  ///< ops[i].id == i
+  std::vector<Exchange> exchanges;  ///< grouped point-to-point calls (kExchange ops)
+  std::vector<Op> ops;              ///< ops[i].id == i
   /// stream_ops[r][s]: op ids of plan rank r's stream s in execution order.
   std::vector<std::array<std::vector<OpId>, kStreamCount>> stream_ops;
   std::vector<RoutingSample> routing;
@@ -178,8 +229,9 @@ std::vector<int64_t> exchange_sent_bytes(const Program& p);
 
 /// Checks the Program's structural invariants (dense ids, matched send/recv with equal bytes,
 /// collective membership, exchanges consistent with their ops, dependencies acyclic across
-/// streams, every rendezvous — send/recv pair, collective, exchange transfer — deadlock-free). Throws std::logic_error
-/// describing the first violation. The compiler's output always passes; the tests use it.
+/// streams, every rendezvous — send/recv pair, collective, exchange transfer — deadlock-free).
+/// Throws std::logic_error describing the first violation. The compiler's output always passes; the
+/// tests use it.
 void check_program(const Program& p);
 
 }  // namespace masep::plan

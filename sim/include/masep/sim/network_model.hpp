@@ -51,7 +51,6 @@ class NetworkModel {
     bool active = false;
     double remaining = 0;  // bytes left as of `updated`
     double rate = 0;       // bytes/ns
-    double new_rate = 0;  // solver scratch
     int64_t updated = 0;   // time `remaining` refers to
     int64_t finish = 0;    // predicted completion, ns
     uint32_t version = 0;  // bumps on every re-rate (heap entries carry it)
