@@ -30,20 +30,23 @@ class EventQueue {
 
   void push(int64_t time_ns, uint32_t type, int32_t a, uint32_t b = 0) {
     heap_.push_back(Event{time_ns, seq_++, type, a, b});
-    std::push_heap(heap_.begin(), heap_.end(), later);
+    std::push_heap(heap_.begin(), heap_.end(), Later{});
   }
   /// Removes and returns the earliest event.
   Event pop() {
-    std::pop_heap(heap_.begin(), heap_.end(), later);
+    std::pop_heap(heap_.begin(), heap_.end(), Later{});
     Event e = heap_.back();
     heap_.pop_back();
     return e;
   }
 
  private:
-  static bool later(const Event& x, const Event& y) {
-    return x.time_ns != y.time_ns ? x.time_ns > y.time_ns : x.seq > y.seq;
-  }
+  // A function object (not a function pointer) so the heap operations inline it.
+  struct Later {
+    bool operator()(const Event& x, const Event& y) const {
+      return x.time_ns != y.time_ns ? x.time_ns > y.time_ns : x.seq > y.seq;
+    }
+  };
   std::vector<Event> heap_;
   uint64_t seq_ = 0;
 };
