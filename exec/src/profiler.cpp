@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -75,11 +76,32 @@ class DeviceBuffer {
   int64_t bytes_ = 0;
 };
 
-struct Settings {
-  int warmup = 10, iters = 50;
+// A long device-to-device copy enqueued before a timed loop: while it runs the host enqueues
+// every timed launch, so the loop measures the GPU's time per launch with the queue full (as
+// in the executor, whose host runs ahead of the GPU), not the host's launch rate. Without it,
+// launches whose host cost exceeds their GPU time (small cuBLAS GEMMs: ~15 us per call on the
+// 2026-11-27 H100 host against ~7 us on the GPU) were timed at the host's rate.
+class Blocker {
+ public:
+  explicit Blocker(int64_t bytes) : a_(bytes), b_(bytes) {
+    MASEP_CUDA_CHECK(cudaMemset(a_.get(), 0, static_cast<size_t>(bytes)));
+  }
+  void enqueue(cudaStream_t st) const {
+    MASEP_CUDA_CHECK(cudaMemcpyAsync(b_.get(), a_.get(), static_cast<size_t>(a_.bytes()),
+                                     cudaMemcpyDeviceToDevice, st));
+  }
+
+ private:
+  DeviceBuffer a_, b_;
 };
 
-// nccl-tests harness on one stream: warm-up, then `iters` launches between two events.
+struct Settings {
+  int warmup = 10, iters = 50;
+  const Blocker* blocker = nullptr;  // enqueued before the timed launches (GPU 0 only)
+};
+
+// nccl-tests harness on one stream: warm-up, then `iters` launches between two events (behind
+// the blocker when there is one).
 template <class Launch>
 double time_ns(cudaStream_t st, const Settings& s, Launch&& launch) {
   for (int i = 0; i < s.warmup; ++i) launch(i);
@@ -87,6 +109,7 @@ double time_ns(cudaStream_t st, const Settings& s, Launch&& launch) {
   cudaEvent_t a, b;
   MASEP_CUDA_CHECK(cudaEventCreate(&a));
   MASEP_CUDA_CHECK(cudaEventCreate(&b));
+  if (s.blocker != nullptr) s.blocker->enqueue(st);
   MASEP_CUDA_CHECK(cudaEventRecord(a, st));
   for (int i = 0; i < s.iters; ++i) launch(s.warmup + i);
   MASEP_CUDA_CHECK(cudaEventRecord(b, st));
@@ -424,8 +447,21 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         r.tokens = static_cast<int>(T);
         r.num_experts = static_cast<int>(E);
         r.k = static_cast<int>(K);
+        // As the executor launches a router op: top-k, then the forced-routing kernel that
+        // installs the Program's experts (exec/src/device_init.cu; its outputs go to separate
+        // buffers here so the permute below still sees the top-k kernel's).
+        DeviceBuffer forced_in(rows * 4 * 2 + E * 4), forced_out(rows * 8 + E * 4);
+        MASEP_CUDA_CHECK(cudaMemsetAsync(forced_in.get(), 0, forced_in.bytes(), st));
+        const int32_t* f_orig = forced_in.get<int32_t>();
         add("router", T * E * kBf16 + T * K * 8, time_ns(st, set, [&](int) {
               MASEP_PROFILE_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+              detail::apply_forced_route(logits.get(), static_cast<int>(T), static_cast<int>(E),
+                                         static_cast<int>(K), f_orig, f_orig + rows,
+                                         f_orig + 2 * rows, static_cast<int>(E),
+                                         forced_out.get<int32_t>(),
+                                         reinterpret_cast<float*>(forced_out.get<int32_t>() + rows),
+                                         forced_out.get<int32_t>() + 2 * rows, st);
+              MASEP_CUDA_CHECK(cudaGetLastError());
             }));
         kernels::PermuteParams pp;
         pp.x = res.get<bf16>();
@@ -474,6 +510,129 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
   if (log)
     log(fmt::format("kernels: {} tables over {} models x {} token counts, outputs finite",
                     cal.kernels.size(), shapes.models.size(), tokens.size()));
+}
+
+// ---- per-launch costs as the executor times them -------------------------------------------
+
+// The executor records a CUDA event before and after every launch, with launches queued on the
+// stream (the host runs ahead of the GPU). The tables above time back-to-back launches without
+// events (throughput). This measures, for a tiny kernel (rmsnorm of one token), a cuBLAS GEMM
+// and a larger kernel: (end − start) of each event pair, the gap from one launch's end event to
+// the next one's start event, with launches queued behind a long copy so that the host is
+// ahead as in the executor, and the back-to-back time of the same launch. The overhead per
+// launch is (event-pair time − back-to-back time), the median over the three launches; the
+// gap is the median gap. Also the event pair around one tiny launch after the stream idled.
+void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal,
+                    const std::function<void(const std::string&)>& log) {
+  constexpr int64_t h = 4096, big_tokens = 1024;
+  const int n = std::max(set.iters, 20);
+  DeviceBuffer x(big_tokens * h * kBf16), y(big_tokens * h * kBf16), w(h * kBf16),
+      gw(h * h * kBf16);
+  detail::fill_hash_bf16(x.get(), big_tokens * h, 41, 1.0f, st);
+  detail::fill_hash_bf16(w.get(), h, 42, 1.0f, st);
+  detail::fill_hash_bf16(gw.get(), h * h, 43, 0.02f, st);
+  cublasHandle_t hb;
+  MASEP_CUBLAS_CHECK(cublasCreate(&hb));
+  MASEP_CUBLAS_CHECK(cublasSetStream(hb, st));
+  const float alpha = 1.f, beta = 0.f;
+  auto tiny = [&] {
+    MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
+                                                       1, static_cast<int>(h), 1e-6f, st));
+  };
+  auto big = [&] {
+    MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
+                                                       static_cast<int>(big_tokens),
+                                                       static_cast<int>(h), 1e-6f, st));
+  };
+  auto gemm = [&] {
+    MASEP_CUBLAS_CHECK(cublasGemmEx(
+        hb, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(h), 8, static_cast<int>(h), &alpha, gw.get(),
+        CUDA_R_16BF, static_cast<int>(h), x.get(), CUDA_R_16BF, static_cast<int>(h), &beta, y.get(),
+        CUDA_R_16BF, static_cast<int>(h), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  std::vector<cudaEvent_t> s(static_cast<size_t>(n)), e(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    MASEP_CUDA_CHECK(cudaEventCreate(&s[static_cast<size_t>(i)]));
+    MASEP_CUDA_CHECK(cudaEventCreate(&e[static_cast<size_t>(i)]));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto elapsed_ns = [](cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    MASEP_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    return static_cast<double>(ms) * 1e6;
+  };
+  // Executor-style: the blocker first, so every launch below is queued.
+  auto evented = [&](auto&& launch, double* pair_ns, double* gap_ns) {
+    for (int i = 0; i < 3; ++i) launch();
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    if (set.blocker == nullptr) throw std::logic_error("profile_launch needs a blocker");
+    set.blocker->enqueue(st);
+    for (int i = 0; i < n; ++i) {
+      MASEP_CUDA_CHECK(cudaEventRecord(s[static_cast<size_t>(i)], st));
+      launch();
+      MASEP_CUDA_CHECK(cudaEventRecord(e[static_cast<size_t>(i)], st));
+    }
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    std::vector<double> pairs, gaps;
+    for (int i = 0; i < n; ++i) {
+      pairs.push_back(elapsed_ns(s[static_cast<size_t>(i)], e[static_cast<size_t>(i)]));
+      if (i > 0)
+        gaps.push_back(elapsed_ns(e[static_cast<size_t>(i - 1)], s[static_cast<size_t>(i)]));
+    }
+    *pair_ns = median(pairs);
+    *gap_ns = median(gaps);
+  };
+  std::vector<double> overheads, gaps;
+  std::string detail_text;
+  double tiny_b2b = 0;
+  try {
+    const std::pair<const char*, std::function<void()>> launches[] = {
+        {"rmsnorm 1x4096", tiny}, {"gemm 8x4096x4096", gemm}, {"rmsnorm 1024x4096", big}};
+    for (const auto& [name, launch] : launches) {
+      const double b2b = time_ns(st, set, [&](int) { launch(); });
+      double pair = 0, gap = 0;
+      evented(launch, &pair, &gap);
+      overheads.push_back(std::max(0.0, pair - b2b));
+      gaps.push_back(gap);
+      if (detail_text.empty()) tiny_b2b = b2b;
+      detail_text +=
+          fmt::format("{}{}: back-to-back {:.0f} ns, event pair {:.0f} ns, gap {:.0f} ns",
+                      detail_text.empty() ? "" : "; ", name, b2b, pair, gap);
+    }
+    // One tiny launch after the stream idled (host-bound: the launch latency shows in full).
+    std::vector<double> idle;
+    for (int i = 0; i < 10; ++i) {
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      MASEP_CUDA_CHECK(cudaEventRecord(s[0], st));
+      tiny();
+      MASEP_CUDA_CHECK(cudaEventRecord(e[0], st));
+      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+      idle.push_back(elapsed_ns(s[0], e[0]));
+    }
+    cal.launch.idle_launch_ns = median(idle);
+  } catch (...) {
+    for (auto v : s) cudaEventDestroy(v);
+    for (auto v : e) cudaEventDestroy(v);
+    cublasDestroy(hb);
+    throw;
+  }
+  for (auto v : s) cudaEventDestroy(v);
+  for (auto v : e) cudaEventDestroy(v);
+  cublasDestroy(hb);
+  cal.launch.measured = true;
+  cal.launch.event_overhead_ns = median(overheads);
+  cal.launch.event_gap_ns = median(gaps);
+  cal.launch.kernel_ns = tiny_b2b;
+  cal.notes += "; launch: " + detail_text +
+               fmt::format("; idle tiny launch event pair {:.0f} ns", cal.launch.idle_launch_ns);
+  if (log) {
+    log(fmt::format("launch: event overhead {:.0f} ns, gap {:.0f} ns, idle launch {:.0f} ns ({})",
+                    cal.launch.event_overhead_ns, cal.launch.event_gap_ns,
+                    cal.launch.idle_launch_ns, detail_text));
+  }
 }
 
 // ---- NCCL -------------------------------------------------------------------------------------
@@ -554,7 +713,7 @@ class CommGroup {
     sync.arrive_and_wait();
     if (!err) {
       try {
-        out = time_ns(st, Settings{0, set.iters}, [&](int) { launch(r, st); });
+        out = time_ns(st, Settings{0, set.iters, nullptr}, [&](int) { launch(r, st); });
       } catch (...) {
         err = std::current_exception();
       }
@@ -732,9 +891,11 @@ plan::Calibration run_profile(const ProfileOptions& o) {
   Settings set;
   set.warmup = o.warmup > 0 ? o.warmup : (o.quick ? 5 : 10);
   set.iters = o.iters > 0 ? o.iters : (o.quick ? 20 : 50);
-  cal.notes = fmt::format("masep profile{}: warmup {}, iters {}, {} GPUs of {} ({} SMs)",
-                          o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name,
-                          prop.multiProcessorCount);
+  cal.notes = fmt::format(
+      "masep profile{}: warmup {}, iters {}, {} GPUs of {} ({} SMs); compute "
+      "tables timed behind a 2 GiB copy (GPU time per launch, queue full); "
+      "router = top-k + forced-routing kernel as the executor launches it",
+      o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name, prop.multiProcessorCount);
 
   const Shapes shapes = collect_shapes(o.quick, log);
   if (log) {
@@ -744,14 +905,19 @@ plan::Calibration run_profile(const ProfileOptions& o) {
   cudaStream_t st;
   MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   try {
+    const Blocker blocker(2LL << 30);  // 2 GiB copied: ~1.4 ms on an H100
+    set.blocker = &blocker;
     profile_gemm(shapes, o.quick, set, st, cal, log);
     profile_attention(shapes, o.quick, set, st, prop.multiProcessorCount, cal, log);
     profile_kernels(shapes, o.quick, set, st, cal, log);
+    profile_launch(set, st, cal, log);
+    set.blocker = nullptr;
   } catch (...) {
     cudaStreamDestroy(st);
     throw;
   }
   cudaStreamDestroy(st);
+  set.blocker = nullptr;
   if (gpus >= 2) {
     profile_comm(gpus, o.quick, set, cal, log);
   } else if (log) {

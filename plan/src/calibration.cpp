@@ -79,7 +79,7 @@ void check_unique(const std::vector<T>& tables, const std::vector<Field>& fields
 Calibration convert(const Field& root) {
   if (!root.is_map()) root.fail("a calibration file is a mapping");
   const MapReader m = root.map({"format", "device", "driver", "cuda", "cublas", "nccl", "date",
-                                "gpus", "notes", "gemm", "attention", "kernels", "comm"});
+                                "gpus", "notes", "gemm", "attention", "kernels", "comm", "launch"});
   const Field fmtf = m.get("format");
   if (fmtf.string() != kFormat) {
     fmtf.fail(fmt::format("unsupported format '{}' (expected '{}')", fmtf.string(), kFormat));
@@ -93,6 +93,15 @@ Calibration convert(const Field& root) {
   c.date = optional_string(m, "date");
   c.notes = optional_string(m, "notes");
   if (auto g = m.find("gpus")) c.gpus = g->positive_int();
+  if (auto l = m.find("launch"); l && !l->node().IsNull()) {
+    const MapReader r =
+        l->map({"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns"});
+    c.launch.measured = true;
+    c.launch.event_overhead_ns = r.get("event_overhead_ns").nonnegative_number();
+    c.launch.event_gap_ns = r.get("event_gap_ns").nonnegative_number();
+    if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->nonnegative_number();
+    if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->nonnegative_number();
+  }
 
   auto list = [&](const char* key) -> std::vector<Field> {
     auto f = m.find(key);
@@ -258,6 +267,12 @@ void validate_calibration(const Calibration& c) {
     if (k.name.empty()) throw std::invalid_argument("calibration: kernel table without a name");
     check_points(k.points, "kernel " + k.name);
   }
+  const LaunchCosts& l = c.launch;
+  for (double v : {l.event_overhead_ns, l.event_gap_ns, l.idle_launch_ns, l.kernel_ns}) {
+    if (!(v >= 0) || !std::isfinite(v)) {
+      throw std::invalid_argument("calibration: launch costs must be finite and >= 0");
+    }
+  }
   const auto& ops = calibration_comm_ops();
   for (const auto& k : c.comm) {
     if (std::find(ops.begin(), ops.end(), k.op) == ops.end() || k.ranks < 2) {
@@ -281,6 +296,14 @@ std::string calibration_yaml(const Calibration& c) {
   out += fmt::format("date: {}\n", quoted(c.date));
   out += fmt::format("gpus: {}\n", c.gpus);
   out += fmt::format("notes: {}\n", quoted(c.notes));
+  if (c.launch.measured) {
+    out += "# per launch, timed as the executor does (event pair around each launch); ns\n";
+    out += fmt::format(
+        "launch:\n  event_overhead_ns: {}\n  event_gap_ns: {}\n  idle_launch_ns: {}\n"
+        "  kernel_ns: {}\n",
+        c.launch.event_overhead_ns, c.launch.event_gap_ns, c.launch.idle_launch_ns,
+        c.launch.kernel_ns);
+  }
   out += "# cuBLAS bf16 GEMM C[m x n] = A[m x k] B[k x n]; points: [m, ns]\n";
   out += c.gemm.empty() ? "gemm: []\n" : "gemm:\n";
   for (const auto& g : c.gemm) {
@@ -358,6 +381,12 @@ double log_lerp(double x0, double y0, double x1, double y1, double x) {
   return y0 + (y1 - y0) * f;
 }
 
+double lerp(double x0, double y0, double x1, double y1, double x) {
+  if (x <= x0) return y0;
+  if (x >= x1) return y1;
+  return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+}
+
 Interpolated interpolate(std::span<const CalPoint> pts, double x) {
   if (pts.empty()) throw std::invalid_argument("interpolate: empty table");
   if (!(x > 0)) throw std::invalid_argument(fmt::format("interpolate: size {} is not > 0", x));
@@ -374,9 +403,8 @@ Interpolated interpolate(std::span<const CalPoint> pts, double x) {
   if (static_cast<double>(it->size) == x) return {it->time_ns, Lookup::kExact};
   const CalPoint& b = *it;
   const CalPoint& a = *(it - 1);
-  return {
-      log_lerp(static_cast<double>(a.size), a.time_ns, static_cast<double>(b.size), b.time_ns, x),
-      Lookup::kInterpolated};
+  return {lerp(static_cast<double>(a.size), a.time_ns, static_cast<double>(b.size), b.time_ns, x),
+          Lookup::kInterpolated};
 }
 
 }  // namespace masep::plan

@@ -168,7 +168,7 @@ double CalibratedModel::attention_ns(const plan::Op& op, CalSource* src) const {
       time = t1;
       s = s1;
     } else {
-      time = plan::log_lerp(rows[i - 1]->batch, t0, rows[i]->batch, t1, batch);
+      time = plan::lerp(rows[i - 1]->batch, t0, rows[i]->batch, t1, batch);
       s = worse(worse(s0, s1), CalSource::kInterpolated);
     }
   }
@@ -238,6 +238,10 @@ double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
   if (t < 0) {
     s = CalSource::kRoofline;
     t = static_cast<double>(fallback_->duration_ns(op));
+  } else if (t > 0) {
+    // The tables are back-to-back means (throughput); the executor times every launch with
+    // an event pair, which costs this much more per launch (LaunchCosts; 0 in old files).
+    t += cal_.launch.event_overhead_ns;
   }
   if (source != nullptr) *source = s;
   return t;
@@ -271,8 +275,12 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
     for (const auto& t : cal.comm) {
       if (t.op == op && (best == nullptr || t.ranks < best->ranks)) best = &t;
     }
-    if (best != nullptr) out.emplace_back(param, best->points.front().time_ns);
+    if (best != nullptr) {
+      // The table is a back-to-back mean; the executor's event pair adds the launch overhead.
+      out.emplace_back(param, best->points.front().time_ns + cal.launch.event_overhead_ns);
+    }
   }
+  if (cal.launch.measured) out.emplace_back("launch_gap_ns", cal.launch.event_gap_ns);
   return out;
 }
 

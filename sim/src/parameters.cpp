@@ -16,7 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 15> kTable = {{
+const std::array<ParamInfo, 16> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kInf},
@@ -61,6 +61,10 @@ const std::array<ParamInfo, 15> kTable = {{
     {"comm_interference", "fraction", 0,
      "while a comm op runs on a GPU, its compute progresses at (1 - this) speed",
      &SimParams::comm_interference, 0, 0.99},
+    {"launch_gap_ns", "ns", 0,
+     "idle time on a stream before every op starts (the executor's end-event to next "
+     "start-event gap; set from a calibration's launch section)",
+     &SimParams::launch_gap_ns, 0, kInf},
 }};
 
 }  // namespace

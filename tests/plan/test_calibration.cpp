@@ -113,10 +113,11 @@ TEST(Interpolation, ExactAtTablePoints) {
   }
 }
 
-TEST(Interpolation, LinearInLogSizeAndMonotoneBetweenPoints) {
-  // Half-way in log between 100 and 10000 lies 1000; between 100 and 1000 lies sqrt(1e5).
-  const auto mid = interpolate(kTable, std::sqrt(100.0 * 1000.0));
+TEST(Interpolation, LinearInSizeAndMonotoneBetweenPoints) {
+  // Half-way between 100 and 1000 lies 550 (costs are affine in size between two points).
+  const auto mid = interpolate(kTable, 550);
   EXPECT_NEAR(mid.time_ns, 25.0, 1e-9);
+  EXPECT_NEAR(interpolate(kTable, 3250).time_ns, 42.5, 1e-9);  // a quarter of 1000..10000
   EXPECT_EQ(mid.how, Lookup::kInterpolated);
   double prev = 0;
   for (double x = 100; x <= 100000; x *= 1.07) {
@@ -141,6 +142,21 @@ TEST(Interpolation, OutsideTheTableFollowsTheDocumentedRule) {
   EXPECT_FALSE(is_extrapolated(Lookup::kInterpolated));
   EXPECT_THROW(interpolate(std::vector<CalPoint>{}, 1), std::invalid_argument);
   EXPECT_THROW(interpolate(kTable, 0), std::invalid_argument);
+}
+
+TEST(Calibration, LaunchSectionIsOptionalAndRoundTrips) {
+  Calibration c = sample();
+  EXPECT_FALSE(c.launch.measured);
+  EXPECT_EQ(calibration_yaml(c).find("launch:"), std::string::npos);  // old files unchanged
+  c.launch = {true, 3012.5, 2710.25, 9100, 2400};
+  const Calibration back = parse_calibration(calibration_yaml(c), "mem");
+  EXPECT_EQ(back, c);
+  const std::string bad =
+      calibration_yaml(sample()) + "launch:\n  event_overhead_ns: 1\n  event_gap: 2\n";
+  EXPECT_THROW(parse_calibration(bad, "mem"), InputError);  // unknown key
+  const std::string neg =
+      calibration_yaml(sample()) + "launch:\n  event_overhead_ns: -1\n  event_gap_ns: 2\n";
+  EXPECT_THROW(parse_calibration(neg, "mem"), InputError);
 }
 
 TEST(Interpolation, SinglePointTable) {

@@ -78,8 +78,9 @@ TEST(SimCalibrated, TablesTimeOpsAndASlowerGemmIsSlowerByTheDifference) {
   EXPECT_EQ(b.timeline.ops[ids.gemm].duration_ns(), 9500);
   EXPECT_EQ(b.timeline.makespan_ns - a.timeline.makespan_ns, 3500);
   EXPECT_EQ(a.timeline.ops[ids.norm].duration_ns(), 3000);
-  // Attention: batch 16 is half-way in log between 8 (7000) and 32 (11000) at context 512.
-  EXPECT_EQ(a.timeline.ops[ids.attn].duration_ns(), 9000);
+  // Attention: batch 16 is a third of the way from 8 (7000) to 32 (11000) at context 512
+  // (linear in batch): 8333.3, rounded up.
+  EXPECT_EQ(a.timeline.ops[ids.attn].duration_ns(), 8334);
   // "act" has no table of its own: the "elementwise" table, above its last point: 1500·4.
   EXPECT_EQ(a.timeline.ops[ids.act].duration_ns(), 6000);
   // The router falls back to the roofline (default params: 4000 + 800000/(1000·0.8)).
@@ -141,6 +142,41 @@ TEST(SimCalibrated, CommTablesSetTheAlphas) {
   std::filesystem::remove(path);
   o.calibration = temp_path("does-not-exist.yaml");
   EXPECT_THROW(simulate(b.build(), testing::star(2), o), std::runtime_error);
+}
+
+TEST(SimCalibrated, LaunchCostsAddTheEventOverheadAndTheGap) {
+  // A calibration with a launch section: every compute op whose table time is > 0 is longer
+  // by event_overhead_ns, and every op starts event_gap_ns after it became ready.
+  Ops ids;
+  const plan::Program p = program(&ids);
+  auto cal = calibration(6000);
+  cal.launch.measured = true;
+  cal.launch.event_overhead_ns = 3000;
+  cal.launch.event_gap_ns = 2500;
+  cal.launch.idle_launch_ns = 9000;
+  cal.launch.kernel_ns = 3500;
+  const std::string path = temp_path("launch.yaml");
+  plan::write_calibration(path, cal);
+  EXPECT_EQ(plan::load_calibration(path), cal);  // the optional section round-trips
+  SimOptions o;
+  o.calibration = path;
+  const SimResult r = simulate(p, testing::star(1), o);
+  EXPECT_EQ(r.timeline.ops[ids.gemm].duration_ns(), 6000 + 3000);
+  EXPECT_EQ(r.timeline.ops[ids.norm].duration_ns(), 3000 + 3000);
+  EXPECT_EQ(r.timeline.ops[ids.gemm].start_ns, 2500);                // first op: the gap
+  EXPECT_EQ(r.timeline.ops[ids.norm].start_ns, 2500 + 9000 + 2500);  // after the GEMM
+  // Comm: the alphas include the overhead, and the gap comes with them.
+  const auto ov = calibrated_comm_params(cal);
+  ASSERT_EQ(ov.size(), 3u);
+  EXPECT_EQ(ov[0].second, 21000 + 3000);
+  EXPECT_EQ(ov[2].first, "launch_gap_ns");
+  EXPECT_EQ(ov[2].second, 2500);
+  // Without the section (older files) nothing is added.
+  plan::write_calibration(path, calibration(6000));
+  const SimResult r0 = simulate(p, testing::star(1), o);
+  EXPECT_EQ(r0.timeline.ops[ids.gemm].start_ns, 0);
+  EXPECT_EQ(r0.timeline.ops[ids.gemm].duration_ns(), 6000);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

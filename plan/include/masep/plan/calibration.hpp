@@ -59,6 +59,21 @@ struct CommTable {
   bool operator==(const CommTable&) const = default;
 };
 
+/// Per-launch costs as the executor sees them (docs/calibration.md, "launch"), measured by
+/// `masep profile` with the executor's timing: a CUDA event before and after every launch,
+/// launches queued on one stream. Optional in the file (older files: measured = false, all 0).
+struct LaunchCosts {
+  bool measured = false;         ///< the file has a `launch:` section
+  double event_overhead_ns = 0;  ///< (end event - start event) of one launch minus that
+                                 ///< launch's back-to-back mean time (the tables' method), ns
+  double event_gap_ns = 0;       ///< one launch's end event to the next launch's start event
+                                 ///< on the same stream, launches queued, ns
+  double idle_launch_ns = 0;     ///< event pair around one tiny launch after the stream
+                                 ///< idled (host-bound case; informational), ns
+  double kernel_ns = 0;          ///< back-to-back time of the reference kernel, ns
+  bool operator==(const LaunchCosts&) const = default;
+};
+
 /// A whole calibration file.
 struct Calibration {
   std::string device;  ///< cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3"
@@ -73,6 +88,7 @@ struct Calibration {
   std::vector<AttentionTable> attention;
   std::vector<KernelTable> kernels;
   std::vector<CommTable> comm;
+  LaunchCosts launch;  ///< optional `launch:` section (added after format 1's first files)
   bool operator==(const Calibration&) const = default;
 };
 

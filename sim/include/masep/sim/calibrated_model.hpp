@@ -2,14 +2,15 @@
 // written by `masep profile`) instead of datasheet roofline efficiencies. Used by
 // simulate() when SimOptions::calibration names a file; docs/calibration.md has the rules.
 //
-// Lookup per op (all times are the measured mean of one launch; no launch overhead is added:
-// the measured loop of back-to-back launches already includes it where it shows):
+// Lookup per op (table times are the GPU's mean time per launch with the launch queue full;
+// every op with a launch then adds the calibration's launch.event_overhead_ns, the extra cost
+// of the executor's event pair around each launch, 0 if the file has no launch section):
 //   kGemm         gemm table with the op's (n, k), interpolated in m
 //   kGroupedGemm  Σ over experts with group_m[e] > 0 of the GEMM time of (group_m[e], n, k)
 //                 (the executor launches one cuBLAS GEMM per non-empty expert); 0 if none
 //   kAttention    attention tables with the op's (heads, kv_heads, head_dim): interpolated in
 //                 context = ceil(kv_tokens / batch) within each measured batch, then linearly
-//                 in log(batch) between the two measured batches around the op's batch
+//                 in batch between the two measured batches around the op's batch
 //                 (below the smallest: that batch's time; above the largest: scaled by
 //                 batch / largest, constant throughput)
 //   kElementwise, kRouter, kPermute, kCombine

@@ -31,6 +31,7 @@ struct SimParams {
   double alpha_alltoall_ns = 36000;       ///< per-call latency of an all-to-all, ns
   double coll_phase_overhead_ns = 0;      ///< extra latency per collective phase, ns
   double comm_interference = 0;           ///< compute slow-down while comm runs on the GPU
+  double launch_gap_ns = 0;               ///< idle time on a stream before every op starts, ns
 };
 
 /// One row of the parameter table.
