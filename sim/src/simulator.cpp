@@ -180,12 +180,22 @@ class Engine {
   }
 
   void prepare();
-  std::span<const int> route_links(int src, int dst) const {
-    if (src == dst) return {&local_link_[src], 1};
-    return plat_.route(src, dst).links;
+  // Routes through a per-Engine table of pointers (Platform::route checks bounds and walks a
+  // deque on every call; the flows' hot path only needs the cached entry).
+  const PlatformRoute& cached_route(int src, int dst) {
+    const PlatformRoute*& r = route_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
+    if (r == nullptr) r = &plat_.route(src, dst);
+    return *r;
   }
-  int64_t route_latency(int src, int dst) const {
-    return src == dst ? 0 : ceil_ns(plat_.route(src, dst).latency_ns);
+  std::span<const int> route_links(int src, int dst) {
+    if (src == dst) return {&local_link_[src], 1};
+    return cached_route(src, dst).links;
+  }
+  int64_t route_latency(int src, int dst) {
+    if (src == dst) return 0;
+    int64_t& lat = route_lat_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
+    if (lat < 0) lat = ceil_ns(cached_route(src, dst).latency_ns);
+    return lat;
   }
   double alpha(OpKind k) const {
     switch (k) {
@@ -264,10 +274,14 @@ class Engine {
   std::vector<CollState> coll_;
 
   struct PendingFlow {
-    int src, dst;
+    std::span<const int> links;
     double bytes;
     uint32_t tag;
   };
+  std::vector<const PlatformRoute*> route_cache_;  // gpus × gpus, null = not looked up yet
+  std::vector<int64_t> route_lat_cache_;  // gpus × gpus: ceil of the latency, -1 = not yet
+  // Parameters rounded up to whole ns once (ceil is a libm call without SSE4.1).
+  int64_t gap_ns_ = 0, alpha_sr_ns_ = 0, phase_overhead_ns_ = 0;
   // Exchanges. Transfers flattened over all exchanges (index = tag index); per exchange op
   // (dense index k = OpInfo::other): its transfers (CSR) and how many are undelivered.
   std::vector<OpId> xsrc_, xdst_;
@@ -292,6 +306,11 @@ void Engine::prepare() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
   n_ = static_cast<int>(P.ops.size());
+  route_cache_.assign(static_cast<size_t>(plat_.gpus()) * plat_.gpus(), nullptr);
+  route_lat_cache_.assign(route_cache_.size(), -1);
+  gap_ns_ = ceil_ns(prm_.launch_gap_ns);
+  alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
+  phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
   for (int r = 0; r < R; ++r) {
     const int g = P.ranks[r].gpu;
     if (g < 0 || g >= plat_.gpus()) {
@@ -374,7 +393,7 @@ void Engine::prepare() {
             fmt::format("send/recv ops {} and {} carry different bytes ({} vs {})", i, in.other,
                         in.bytes, mo.bytes));
       }
-      if (in.gpu != mo.gpu) plat_.route(in.gpu, mo.gpu);  // throws when there is no path
+      if (in.gpu != mo.gpu) cached_route(in.gpu, mo.gpu);  // throws when there is no path
     } else if (in.kind == OpKind::kRecv) {
       if (info_[in.other].kind != OpKind::kSend || info_[in.other].other != i) {
         throw std::runtime_error(fmt::format(
@@ -412,7 +431,7 @@ void Engine::prepare() {
                           t.src_op, t.dst_op, t.bytes));
         }
         const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
-        if (gs != gd) plat_.route(gs, gd);  // throws when there is no path
+        if (gs != gd) cached_route(gs, gd);  // throws when there is no path
         xsrc_.push_back(t.src_op);
         xdst_.push_back(t.dst_op);
         xbytes_.push_back(t.bytes);
@@ -523,7 +542,7 @@ void Engine::prepare() {
       scratch_.clear();
       for (int ph = 0; ph < cp.phases(); ++ph) cp.phase_flows(ph, scratch_);
       for (const PhaseFlow& f : scratch_) {
-        if (f.src_gpu != f.dst_gpu) plat_.route(f.src_gpu, f.dst_gpu);
+        if (f.src_gpu != f.dst_gpu) cached_route(f.src_gpu, f.dst_gpu);
       }
     }
   }
@@ -607,7 +626,7 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
     slot = static_cast<int32_t>(pflow_.size());
     pflow_.push_back({});
   }
-  pflow_[slot] = {src, dst, bytes, tag};
+  pflow_[slot] = {route_links(src, dst), bytes, tag};
   q_.push(t + route_latency(src, dst), kFlowStart, slot);
 }
 
@@ -616,7 +635,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
   state_[id] = kReady;
   // The stream idles launch_gap_ns before every op (the executor's end-event → next
   // start-event gap, from a calibration's launch section; 0 by default).
-  t += ceil_ns(prm_.launch_gap_ns);
+  t += gap_ns_;
   tl_.ops[id].start_ns = t;
   if (!is_comm(o.kind)) {
     RankRun& rr = run_[o.rank];
@@ -639,13 +658,13 @@ void Engine::mark_ready(OpId id, int64_t t) {
     if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
     const OpInfo& so = info_[send];
-    start_flow_after(t + ceil_ns(prm_.alpha_sendrecv_ns), so.gpu, info_[so.other].gpu,
-                     static_cast<double>(so.bytes), tag_of(send, kFlowP2p));
+    start_flow_after(t + alpha_sr_ns_, so.gpu, info_[so.other].gpu, static_cast<double>(so.bytes),
+                     tag_of(send, kFlowP2p));
     return;
   }
   if (o.kind == OpKind::kExchange) {
     // One group call: the per-call latency once, then this side of every transfer is posted.
-    const int64_t a = ceil_ns(prm_.alpha_sendrecv_ns);
+    const int64_t a = alpha_sr_ns_;
     if (a > 0) {
       q_.push(t + a, kExchangeLaunch, id);
     } else {
@@ -657,7 +676,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
   if (++cs.ready < coll_members_[o.other]) return;
   cs.plan = collective_plan(o.other);
   cs.phase = 0;
-  q_.push(t + ceil_ns(alpha(o.kind)) + ceil_ns(prm_.coll_phase_overhead_ns), kPhaseStart, o.other);
+  q_.push(t + ceil_ns(alpha(o.kind)) + phase_overhead_ns_, kPhaseStart, o.other);
 }
 
 void Engine::launch_exchange(OpId id, int64_t t) {
@@ -710,7 +729,7 @@ void Engine::flow_done(uint32_t tag, int64_t t) {
   if (--cs.outstanding > 0) return;
   ++cs.phase;
   if (cs.phase < cs.plan.phases()) {
-    const int64_t overhead = ceil_ns(prm_.coll_phase_overhead_ns);
+    const int64_t overhead = phase_overhead_ns_;
     if (overhead > 0) {
       q_.push(t + overhead, kPhaseStart, c);
       return;
@@ -779,7 +798,7 @@ SimResult Engine::run() {
           const PendingFlow pf = pflow_[e.a];
           pflow_free_.push_back(e.a);
           if (pf.bytes > 0) {
-            net_.start_flow(now, route_links(pf.src, pf.dst), pf.bytes, pf.tag);
+            net_.start_flow(now, pf.links, pf.bytes, pf.tag);
           } else {
             flow_done(pf.tag, now);
           }
