@@ -492,14 +492,25 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
             }));
         MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
         check_finite(b.get(), T * h, "combine");
-        // The executor's forced routing regroups rows with a device copy of hbm_bytes / 2.
+        // The executor regroups rows on the MoE side with row-map kernels (real data flow:
+        // kGatherRows for moe_permute, kScatterRows for moe_unpermute, exec/src/device_init.cu);
+        // timed here with an identity map over rows = tokens x top-k rows of `hidden`.
         const int64_t copy = rows * h * kBf16;
-        const double copy_ns = time_ns(st, set, [&](int) {
-          MASEP_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), static_cast<size_t>(copy),
-                                           cudaMemcpyDeviceToDevice, st));
-        });
-        add("moe_permute", 2 * copy, copy_ns);
-        add("moe_unpermute", 2 * copy, copy_ns);
+        DeviceBuffer map(rows * 4);
+        {
+          std::vector<int32_t> id(static_cast<size_t>(rows));
+          for (int64_t i = 0; i < rows; ++i) id[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+          MASEP_CUDA_CHECK(cudaMemcpy(map.get(), id.data(), static_cast<size_t>(rows) * 4,
+                                      cudaMemcpyHostToDevice));
+        }
+        add("moe_permute", 2 * copy, time_ns(st, set, [&](int) {
+              detail::gather_rows_bf16(b.get(), a.get(), nullptr, map.get<int32_t>(), rows, h, st);
+              MASEP_CUDA_CHECK(cudaGetLastError());
+            }));
+        add("moe_unpermute", 2 * copy, time_ns(st, set, [&](int) {
+              detail::scatter_rows_bf16(a.get(), b.get(), nullptr, map.get<int32_t>(), rows, h, st);
+              MASEP_CUDA_CHECK(cudaGetLastError());
+            }));
       }
     } catch (const std::exception& e) {
       if (cudaGetLastError() != cudaSuccess) throw;  // a real launch failure: stop
