@@ -32,10 +32,13 @@ On one host `masep exec` starts the rank processes itself (it needs one GPU per 
 Under `mpirun -np N` or `srun -n N` each process runs one rank (the NCCL id is shared with
 MPI_Bcast; needs a build with MPI).
 
-Routing is forced: every token goes to the experts the Program sampled for it (the
-simulator's loads exactly), with the gate's weights; rows travel to their experts and back
-(real data flow when the model has no shared experts), so the timings are comparable op by
-op. --verify runs one decode step and compares the final hidden states with the same model
+Routing (--routing): `forced` (default): every token goes to the experts the Program sampled
+for it (the simulator's loads exactly), with the gate's weights; rows travel to their experts
+and back (real data flow when the model has no shared experts), so the timings are comparable
+op by op. `real`: the router kernel's own top-k decides; per layer and micro-batch the ranks
+exchange slot counts and read them on the host (a host round trip each) before the dispatch,
+expert GEMMs and return run with the real sizes. Same op ids; the trace's bytes and shapes
+stay the Program's. --verify runs one decode step and compares the final hidden states with the same model
 run on one GPU (rank 0's) within a bf16 bound; it prints PASS or FAIL (exit 1).
 
 Roofline: each rank measures its device copy bandwidth at start-up (512 MiB D2D copy,
@@ -125,7 +128,9 @@ int dry_run(const exec::ExecOptions& o, int dump_rank) {
   t.column("comm GiB");
   t.column("total GiB");
   for (int r = 0; r < p.rank_count(); ++r) {
-    const exec::RankPlan rp = exec::build_rank_plan(c.scenario, p, r);
+    exec::PlanOptions po;
+    po.real_gating = o.real_gating;
+    const exec::RankPlan rp = exec::build_rank_plan(c.scenario, p, r, po);
     const exec::RankMemory m = rp.memory();
     t.row({std::to_string(r), p.ranks[static_cast<size_t>(r)].label,
            std::to_string(rp.launches.size()), std::to_string(rp.generic_copies), gib(m.weights),
@@ -142,6 +147,7 @@ int cmd_exec(const Args& args) {
   exec::ExecOptions o;
   std::string trace_path;
   int steps = 0, dump_rank = -1;
+  std::string routing;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
       "set", po::value(&o.overrides)->composing(),
@@ -153,6 +159,9 @@ int cmd_exec(const Args& args) {
       "seconds without progress after which a rank aborts (stall or dead peer)")(
       "trace", po::value(&trace_path), "write the measured Chrome/Perfetto trace to FILE")(
       "json", "print all metrics as JSON on stdout (no table)")(
+      "routing", po::value(&routing)->default_value("forced"),
+      "forced: the Program's sampled routing; real: the router kernel's top-k (sizes exchanged "
+      "per layer at run time)")(
       "verify", "one step; compare the output hidden states with a single-GPU reference")(
       "tolerance", po::value(&o.verify_tolerance)->default_value(2e-2),
       "--verify bound on |out - ref| / |ref|")(
@@ -181,6 +190,12 @@ int cmd_exec(const Args& args) {
     return 2;
   }
   o.verify = vm.count("verify") > 0;
+  if (routing != "forced" && routing != "real") {
+    std::fprintf(stderr, "masep exec: --routing must be forced or real (got '%s')\n",
+                 routing.c_str());
+    return 2;
+  }
+  o.real_gating = routing == "real";
   if (vm.count("dry-run")) return dry_run(o, dump_rank);
 
   const exec::ProcessEnv env = exec::detect_process_env();

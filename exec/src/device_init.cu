@@ -81,6 +81,17 @@ __global__ void forced_route_kernel(const __nv_bfloat16* logits, int tokens, int
   }
 }
 
+__global__ void map_route_kernel(int32_t* ids, int n, const int32_t* expert_slot, int slots,
+                                 int32_t* counts) {
+  for (int s = threadIdx.x; s < slots; s += blockDim.x) counts[s] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int32_t s = expert_slot[ids[i]];
+    ids[i] = s;
+    atomicAdd(&counts[s], 1);
+  }
+}
+
 __global__ void gather_rows_kernel(int4* out, const int4* a, const int4* b, const int32_t* map,
                                    int64_t rows, int64_t vec_cols) {
   const int64_t n = rows * vec_cols;
@@ -133,9 +144,8 @@ void fill_kv_bf16(void* p, int batch, int kv_heads, int max_len, int head_dim, i
                   uint64_t seed, float scale, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(batch) * kv_heads * max_len * head_dim;
   if (n <= 0) return;
-  fill_kv_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(p), batch,
-                                                         kv_heads, max_len, head_dim, first_seq,
-                                                         seed, scale);
+  fill_kv_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+      static_cast<__nv_bfloat16*>(p), batch, kv_heads, max_len, head_dim, first_seq, seed, scale);
 }
 
 void apply_forced_route(const void* logits_bf16, int tokens, int experts, int k,
@@ -147,6 +157,12 @@ void apply_forced_route(const void* logits_bf16, int tokens, int experts, int k,
   forced_route_kernel<<<(n + 127) / 128, 128, 0, stream>>>(
       static_cast<const __nv_bfloat16*>(logits_bf16), tokens, experts, k, orig_ids, slot_ids,
       slot_counts, slots, topk_ids, topk_weights, counts);
+}
+
+void map_route_to_slots(int32_t* ids, int n, const int32_t* expert_slot, int slots, int32_t* counts,
+                        cudaStream_t stream) {
+  if (n <= 0 && slots <= 0) return;
+  map_route_kernel<<<1, 256, 0, stream>>>(ids, n, expert_slot, slots, counts);
 }
 
 void gather_rows_bf16(void* out, const void* a, const void* b, const int32_t* map, int64_t rows,

@@ -35,6 +35,12 @@ void apply_forced_route(const void* logits_bf16, int tokens, int experts, int k,
                         const int32_t* slot_counts, int slots, int32_t* topk_ids,
                         float* topk_weights, int32_t* counts, cudaStream_t stream);
 
+/// Real gating: ids[i] = expert_slot[ids[i]] for i < n (the router's top-k experts become
+/// permute slots), counts[s] = number of i with that slot, for s < slots (zeroed first).
+/// One block; n = tokens·top_k.
+void map_route_to_slots(int32_t* ids, int n, const int32_t* expert_slot, int slots, int32_t* counts,
+                        cudaStream_t stream);
+
 /// out[r] = map[r] >= 0 ? a[map[r]] : b[−map[r]−1]   (rows of `cols` bf16; cols % 8 == 0)
 void gather_rows_bf16(void* out, const void* a, const void* b, const int32_t* map, int64_t rows,
                       int64_t cols, cudaStream_t stream);

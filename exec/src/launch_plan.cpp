@@ -122,6 +122,7 @@ class Builder {
     for (const Op& o : p_.ops) {
       if (o.rank == rank_) rp_.op_ids.push_back(o.id);
     }
+    if (opt_.real_gating) size_for_real_gating();
     std::sort(groups_.begin(), groups_.end());
     groups_.erase(std::unique(groups_.begin(), groups_.end()), groups_.end());
     rp_.groups = groups_;
@@ -136,6 +137,36 @@ class Builder {
   BufRef ref(Buf b, int mb, int64_t bytes_needed, int64_t offset = 0) {
     need(b, mb, offset + bytes_needed);
     return BufRef{b, mb, offset};
+  }
+
+  // Real gating: the MoE side's buffers for the worst case, every token of every attention
+  // rank routed to this GPU (top_k rows each, all to one expert at worst); the slot-count
+  // receive buffer and the uploaded row map on every rank.
+  void size_for_real_gating() {
+    const int64_t k = m_.top_k;
+    const int g = moe_index(rank_);
+    const bool moe = g >= 0 && g < moe_n_;
+    for (int mb = 0; mb < rp_.micro_batches; ++mb) {
+      int64_t all_rows = 0, remote_rows = 0;
+      for (int a = 0; a < att_; ++a) {
+        const int rep = a / t_, i = a % t_;
+        const int64_t u = part(chunk_size(rep, mb), t_, i);
+        all_rows += u * k;
+        if (!(moe && is_local(a, g))) remote_rows += u * k;
+      }
+      need(Buf::kRouteCounts, mb, static_cast<int64_t>(att_) * slots_ * 4);
+      if (!moe) continue;
+      const int64_t in_cols = m_.expert_in_columns(), ffn = m_.expert_ffn;
+      if (remote_rows > 0) {
+        need(Buf::kRecv, mb, remote_rows * h_ * kBf16);
+        need(Buf::kRetSend, mb, remote_rows * h_ * kBf16);
+      }
+      need(Buf::kExpertIn, mb, all_rows * h_ * kBf16);
+      need(Buf::kExpertMid, mb, all_rows * in_cols * kBf16);
+      need(Buf::kExpertAct, mb, all_rows * ffn * kBf16);
+      need(Buf::kExpertOut, mb, all_rows * h_ * kBf16);
+      need(Buf::kRealRowMap, mb, all_rows * 4);
+    }
   }
 
   // Ranks, replicas, sequence chunks, expert placement and whether the Program carries
@@ -172,6 +203,33 @@ class Builder {
     real_ = m_.shared_experts == 0 && !p_.routing.empty() && slots_ <= 1024 && !eg_.empty();
     for (const auto& rs : p_.routing) real_ = real_ && !rs.token_experts.empty();
     rp_.real_data_flow = real_;
+    if (real_) {
+      rp_.gating.attention_ranks = att_;
+      rp_.gating.moe_base = moe_base_;
+      rp_.gating.moe_ranks = moe_n_;
+      rp_.gating.colocated = !ma_;
+      rp_.gating.slot_base = slot_base_;
+      rp_.expert_slot.assign(static_cast<size_t>(att_),
+                             std::vector<int32_t>(static_cast<size_t>(m_.experts), -1));
+      for (int a = 0; a < att_; ++a) {
+        for (int e = 0; e < m_.experts && e < static_cast<int>(eg_.size()); ++e) {
+          const auto& holders = eg_[static_cast<size_t>(e)];
+          if (holders.empty()) continue;
+          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          const auto& list = ge_[g];
+          const int l =
+              static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
+          rp_.expert_slot[a][e] = slot_base_[g] + l;
+        }
+      }
+    }
+    if (opt_.real_gating && !real_) {
+      throw std::invalid_argument(
+          "real gating needs the executor's real data flow, which this plan does not have: " +
+          (m_.shared_experts > 0 ? std::string("the model has shared experts")
+                                 : std::string("the Program carries no per-token routing")));
+    }
+    rp_.real_gating = opt_.real_gating;
     if (!real_) {
       rp_.verify_blocker = m_.shared_experts > 0
                                ? "the model has shared experts (not in the executor's data flow)"
@@ -517,7 +575,17 @@ class Builder {
           l.out = ref(Buf::kTopkIds, mb, u * m_.top_k * 4);
           l.aux = ref(Buf::kTopkWeights, mb, u * m_.top_k * 4);
           l.in2 = ref(Buf::kExpertCounts, mb, std::max(m_.experts, slots_) * 4);
-          if (real_) {
+          if (real_ && opt_.real_gating) {
+            if (rank_ >= att_) {
+              throw std::invalid_argument(
+                  fmt::format("op {} (router) on rank {}, not an attention rank", o.id, rank_));
+            }
+            l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
+            l.slots = slots_;
+            l.real_gating = true;
+            const auto& table = rp_.expert_slot[static_cast<size_t>(rank_)];
+            rp_.int_pool.insert(rp_.int_pool.end(), table.begin(), table.end());
+          } else if (real_) {
             const MbRoute& r = route(key_of(o));
             if (rank_ >= att_ || r.slice_tokens[rank_] != u) {
               throw std::invalid_argument(
@@ -950,7 +1018,7 @@ const char* to_string(Buf b) {
       "expert_counts", "permuted_row", "source_token", "expert_offsets", "layer_out",
       "send",          "recv",         "ret_send",     "ret_recv",       "expert_in",
       "expert_mid",    "expert_act",   "expert_out",   "attn_workspace", "scratch_a",
-      "scratch_b"};
+      "scratch_b",     "route_counts", "real_row_map"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kBufCount);
   return kNames[static_cast<int>(b)];
 }
@@ -1014,6 +1082,90 @@ RankMemory RankPlan::memory() const {
     }
   }
   return m;
+}
+
+RouteSizes route_sizes(const GatingLayout& lay, const std::vector<std::vector<int32_t>>& counts) {
+  const int A = lay.attention_ranks, G = lay.moe_ranks;
+  if (static_cast<int>(counts.size()) != A) {
+    throw std::invalid_argument(
+        fmt::format("route_sizes: {} rows of counts for {} attention ranks", counts.size(), A));
+  }
+  RouteSizes sz;
+  sz.seg_rows.assign(static_cast<size_t>(A), std::vector<int64_t>(static_cast<size_t>(G), 0));
+  sz.seg_begin = sz.seg_rows;
+  sz.recv_begin.assign(static_cast<size_t>(G), std::vector<int64_t>(static_cast<size_t>(A), 0));
+  for (int a = 0; a < A; ++a) {
+    if (static_cast<int>(counts[a].size()) != lay.slots()) {
+      throw std::invalid_argument(
+          fmt::format("route_sizes: attention rank {} has {} counts, {} slots", a, counts[a].size(),
+                      lay.slots()));
+    }
+    int64_t acc = 0;
+    for (int g = 0; g < G; ++g) {
+      int64_t rows = 0;
+      for (int32_t sl = lay.slot_base[g]; sl < lay.slot_base[g + 1]; ++sl) {
+        if (counts[a][sl] < 0) throw std::invalid_argument("route_sizes: negative count");
+        rows += counts[a][sl];
+      }
+      sz.seg_rows[a][g] = rows;
+      sz.seg_begin[a][g] = acc;
+      acc += rows;
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    int64_t acc = 0;
+    for (int a = 0; a < A; ++a) {
+      sz.recv_begin[g][a] = acc;
+      if (!lay.is_local(a, g)) acc += sz.seg_rows[a][g];
+    }
+  }
+  return sz;
+}
+
+std::vector<int32_t> moe_group_m(const GatingLayout& lay,
+                                 const std::vector<std::vector<int32_t>>& counts, int g) {
+  std::vector<int32_t> m(static_cast<size_t>(lay.slot_base.at(g + 1) - lay.slot_base.at(g)), 0);
+  for (const auto& row : counts) {
+    for (size_t l = 0; l < m.size(); ++l) m[l] += row.at(lay.slot_base[g] + l);
+  }
+  return m;
+}
+
+std::vector<int32_t> moe_row_map(const GatingLayout& lay, const RouteSizes& sz,
+                                 const std::vector<std::vector<int32_t>>& counts, int g) {
+  std::vector<int32_t> map;
+  const int nl = lay.slot_base.at(g + 1) - lay.slot_base.at(g);
+  for (int l = 0; l < nl; ++l) {
+    for (int a = 0; a < lay.attention_ranks; ++a) {
+      int64_t start = 0;
+      for (int l2 = 0; l2 < l; ++l2) start += counts[a][lay.slot_base[g] + l2];
+      const int32_t c = counts[a][lay.slot_base[g] + l];
+      for (int32_t j = 0; j < c; ++j) {
+        if (lay.is_local(a, g)) {
+          map.push_back(-static_cast<int32_t>(sz.seg_begin[a][g] + start + j) - 1);
+        } else {
+          map.push_back(static_cast<int32_t>(sz.recv_begin[g][a] + start + j));
+        }
+      }
+    }
+  }
+  return map;
+}
+
+PartRows route_part(const GatingLayout& lay, const RouteSizes& sz, int rank, bool ret, bool send,
+                    int peer) {
+  const int a = ret ? (send ? peer : rank) : (send ? rank : peer);
+  const int g = (ret ? (send ? rank : peer) : (send ? peer : rank)) - lay.moe_base;
+  if (a < 0 || a >= lay.attention_ranks || g < 0 || g >= lay.moe_ranks) {
+    throw std::invalid_argument(fmt::format("rank {} {} {} rank {}: not an attention/MoE pair",
+                                            rank, send ? "sends to" : "receives from",
+                                            ret ? "(return)" : "(dispatch)", peer));
+  }
+  const bool at_attention = ret != send;
+  PartRows pr;
+  pr.rows = sz.seg_rows[a][g];
+  pr.first_row = at_attention ? sz.seg_begin[a][g] : sz.recv_begin[g][a];
+  return pr;
 }
 
 RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int rank,

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "device_init.hpp"
 #include "masep/exec/check.hpp"
@@ -51,6 +52,7 @@ namespace {
 
 using plan::Op;
 using plan::OpId;
+using plan::OpKind;
 
 int64_t now_ns() {
   timespec ts{};
@@ -201,6 +203,14 @@ class RankRunner {
 
   ~RankRunner() { release(); }
 
+  // Real gating (see ensure_route).
+  using RKey = std::tuple<int32_t, int32_t, int32_t>;  // step, layer, micro-batch
+  struct LiveRoute {
+    std::vector<std::vector<int32_t>> counts;  // [a][slot]
+    RouteSizes sz;
+    std::vector<int32_t> group_m, map;  // this rank as MoE GPU
+  };
+
   ExecResult run() {
     ErrorContext& ec = error_context();
     ec.rank = env_.rank;
@@ -225,7 +235,9 @@ class RankRunner {
     const int64_t t0 = now_ns();
     PlanOptions po;
     po.sm_count = prop.multiProcessorCount;
+    po.real_gating = o_.real_gating;
     rp_ = build_rank_plan(s_, p_, env_.rank, po);
+    index_real_gating();
     check_device_memory();
 
     watchdog_ = std::make_unique<Watchdog>(env_.rank, device_, o_.timeout_s, p_);
@@ -360,6 +372,7 @@ class RankRunner {
     cudaDeviceProp prop{};
     MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     po.sm_count = prop.multiProcessorCount;
+    po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
       const RankPlan other = q == 0 ? RankPlan{} : build_rank_plan(s_, p_, q, po);
       const RankPlan& rp = q == 0 ? rp_ : other;
@@ -580,6 +593,7 @@ class RankRunner {
 
   void issue(const std::vector<char>& active, bool timed) {
     watchdog_->arm(&rp_, &ends_, &active);
+    live_.clear();  // real gating: routes are decided again by every run
     const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
     const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
     const int last_step = p_.first_step + std::max(0, p_.steps - 1);
@@ -608,6 +622,9 @@ class RankRunner {
       if (l.wait_for >= 0 && active[static_cast<size_t>(l.wait_for)]) {
         MASEP_CUDA_CHECK(cudaStreamWaitEvent(st, ends_[static_cast<size_t>(l.wait_for)], 0));
       }
+      // Real gating: the slot counts of this (layer, micro-batch) are exchanged and read on
+      // the host before its first size-dependent launch (outside the op's timed interval).
+      if (needs_route(l)) ensure_route(l, st);
       if (timed) MASEP_CUDA_CHECK(cudaEventRecord(starts_[i], st));
       launch(l, st);
       MASEP_CUDA_CHECK(cudaEventRecord(ends_[i], st));
@@ -615,6 +632,181 @@ class RankRunner {
     }
     ec.op = -1;
     ec.op_name = nullptr;
+  }
+
+  // ---- real gating -----------------------------------------------------------------------
+
+  static RKey rkey(const Op& o) { return {o.step, o.layer, o.micro_batch}; }
+  const Op& op_of(const Launch& l) const { return p_.ops[static_cast<size_t>(l.ops.front())]; }
+
+  void index_real_gating() {
+    if (!rp_.real_gating) return;
+    for (size_t i = 0; i < rp_.launches.size(); ++i) {
+      const Launch& l = rp_.launches[i];
+      const Op& o = op_of(l);
+      if (l.kind == LaunchKind::kP2p && o.name == "dispatch") {
+        dispatch_at_[rkey(o)] = static_cast<int>(i);
+      }
+      if (l.kind == LaunchKind::kGatherRows) has_moe_ops_[rkey(o)] = 1;
+      if (routed_p2p(l)) {
+        for (OpId id : l.ops) {
+          const OpKind k = p_.ops[static_cast<size_t>(id)].kind;
+          if (k != OpKind::kExchange && k != OpKind::kSend && k != OpKind::kRecv) {
+            throw std::invalid_argument(fmt::format(
+                "--routing real: op {} ({}) is a {}; real gating supports dispatch/return as "
+                "point-to-point or exchange ops only",
+                id, p_.ops[static_cast<size_t>(id)].name, plan::to_string(k)));
+          }
+        }
+      }
+    }
+  }
+
+  bool routed_p2p(const Launch& l) const {
+    if (!rp_.real_gating || l.kind != LaunchKind::kP2p) return false;
+    const Op& o = op_of(l);
+    return o.name == "dispatch" || o.name == "return";
+  }
+
+  bool needs_route(const Launch& l) const {
+    if (!rp_.real_gating) return false;
+    switch (l.kind) {
+      case LaunchKind::kGatherRows:
+      case LaunchKind::kScatterRows:
+      case LaunchKind::kGroupedGemm:
+      case LaunchKind::kSwiGlu:
+      case LaunchKind::kGelu:
+        return true;
+      case LaunchKind::kP2p:
+        return routed_p2p(l);
+      default:
+        return false;
+    }
+  }
+
+  const LiveRoute& live(const Launch& l) const {
+    const auto it = live_.find(rkey(op_of(l)));
+    if (it == live_.end()) {
+      throw std::logic_error(
+          fmt::format("rank {}: op {}: no real route decided yet", env_.rank, l.ops.front()));
+    }
+    return it->second;
+  }
+
+  // The slot counts of (step, layer, mb): this rank's own (attention ranks: the router's
+  // counts per slot, kExpertCounts) and those of the attention ranks it receives a dispatch
+  // from (a small ncclSend/ncclRecv of int32[slots] with the dispatch's peers, in one NCCL
+  // group on stream `st`), copied to the host and waited for: one host round trip per layer
+  // and micro-batch. Then the sizes of the transfers, expert GEMMs and row maps.
+  void ensure_route(const Launch& l, cudaStream_t st) {
+    const Op& o = op_of(l);
+    const RKey key = rkey(o);
+    if (live_.count(key)) return;
+    const GatingLayout& lay = rp_.gating;
+    const int A = lay.attention_ranks, S = lay.slots(), mb = o.micro_batch;
+    if (!host_counts_) {
+      MASEP_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_counts_),
+                                      sizeof(int32_t) * static_cast<size_t>((A + 1) * S)));
+    }
+    std::vector<int> send_to, recv_from;
+    const auto dit = dispatch_at_.find(key);
+    if (dit != dispatch_at_.end()) {
+      for (const P2pPart& part : rp_.launches[static_cast<size_t>(dit->second)].parts) {
+        auto& v = part.send ? send_to : recv_from;
+        if (std::find(v.begin(), v.end(), part.peer) == v.end()) v.push_back(part.peer);
+      }
+    }
+    const bool attention = env_.rank < A;
+    int32_t* own = attention ? ptr<int32_t>({Buf::kExpertCounts, mb, 0}) : nullptr;
+    int32_t* recv = recv_from.empty() ? nullptr : ptr<int32_t>({Buf::kRouteCounts, mb, 0});
+    if (!send_to.empty() || !recv_from.empty()) {
+      MASEP_NCCL_CHECK(ncclGroupStart());
+      for (int peer : send_to) {
+        if (!own) throw std::logic_error("real gating: a non-attention rank sends a dispatch");
+        MASEP_NCCL_CHECK(ncclSend(own, static_cast<size_t>(S), ncclInt32, peer, world_, st));
+      }
+      for (int peer : recv_from) {
+        if (peer < 0 || peer >= A) {
+          throw std::logic_error(
+              fmt::format("real gating: dispatch from rank {}, not an "
+                          "attention rank",
+                          peer));
+        }
+        MASEP_NCCL_CHECK(ncclRecv(recv + static_cast<int64_t>(peer) * S, static_cast<size_t>(S),
+                                  ncclInt32, peer, world_, st));
+      }
+      MASEP_NCCL_CHECK(ncclGroupEnd());
+    }
+    if (recv) {
+      MASEP_CUDA_CHECK(
+          cudaMemcpyAsync(host_counts_, recv, sizeof(int32_t) * A * S, cudaMemcpyDeviceToHost, st));
+    }
+    if (own) {
+      MASEP_CUDA_CHECK(cudaMemcpyAsync(host_counts_ + static_cast<int64_t>(A) * S, own,
+                                       sizeof(int32_t) * S, cudaMemcpyDeviceToHost, st));
+    }
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    LiveRoute lr;
+    lr.counts.assign(static_cast<size_t>(A), std::vector<int32_t>(static_cast<size_t>(S), 0));
+    for (int a : recv_from) {
+      std::copy_n(host_counts_ + static_cast<int64_t>(a) * S, S, lr.counts[a].begin());
+    }
+    if (own)
+      std::copy_n(host_counts_ + static_cast<int64_t>(A) * S, S, lr.counts[env_.rank].begin());
+    lr.sz = route_sizes(lay, lr.counts);
+    const int g = env_.rank - lay.moe_base;
+    if (attention) {
+      // Every MoE GPU this rank routes rows to must be one the Program sends to (or itself).
+      for (int gg = 0; gg < lay.moe_ranks; ++gg) {
+        if (lr.sz.seg_rows[env_.rank][gg] == 0 || lay.is_local(env_.rank, gg)) continue;
+        if (std::find(send_to.begin(), send_to.end(), lay.moe_base + gg) == send_to.end()) {
+          throw std::runtime_error(fmt::format(
+              "--routing real: step {} layer {} micro-batch {}: the router sends {} rows to "
+              "rank {}, but the Program has no dispatch transfer there (its sampled routing "
+              "sent none); real gating can only use the Program's transfers",
+              o.step, o.layer, mb, lr.sz.seg_rows[env_.rank][gg], lay.moe_base + gg));
+        }
+      }
+    }
+    if (g >= 0 && g < lay.moe_ranks) {
+      lr.group_m = moe_group_m(lay, lr.counts, g);
+      lr.map = moe_row_map(lay, lr.sz, lr.counts, g);
+      if (!lr.map.empty() && !has_moe_ops_.count(key)) {
+        throw std::runtime_error(fmt::format(
+            "--routing real: step {} layer {} micro-batch {}: the router gives rank {} {} expert "
+            "rows, but the Program has no expert ops there (its sampled routing sent none)",
+            o.step, o.layer, mb, env_.rank, lr.map.size()));
+      }
+    }
+    live_.emplace(key, std::move(lr));
+  }
+
+  // A dispatch or return group call with the real row counts and offsets (parts with no rows
+  // are left out on both sides alike).
+  void p2p_real(const Launch& l, cudaStream_t st) {
+    const LiveRoute& lr = live(l);
+    const int64_t row_bytes = s_.model.hidden * 2;
+    MASEP_NCCL_CHECK(ncclGroupStart());
+    for (const P2pPart& part : l.parts) {
+      const Op& o = p_.ops[static_cast<size_t>(part.op)];
+      const PartRows pr =
+          route_part(rp_.gating, lr.sz, env_.rank, o.name == "return", part.send, part.peer);
+      if (pr.rows == 0) continue;
+      BufRef at = part.buf;
+      at.offset_bytes = pr.first_row * row_bytes;
+      const size_t bytes = static_cast<size_t>(pr.rows * row_bytes);
+      if (static_cast<int64_t>(at.offset_bytes + bytes) > size_of(at.buf, at.mb)) {
+        throw std::logic_error(fmt::format("rank {}: real route overflows buffer {} ({} + {} > {})",
+                                           env_.rank, to_string(at.buf), at.offset_bytes, bytes,
+                                           size_of(at.buf, at.mb)));
+      }
+      if (part.send) {
+        MASEP_NCCL_CHECK(ncclSend(ptr(at), bytes, ncclInt8, part.peer, world_, st));
+      } else {
+        MASEP_NCCL_CHECK(ncclRecv(ptr(at), bytes, ncclInt8, part.peer, world_, st));
+      }
+    }
+    MASEP_NCCL_CHECK(ncclGroupEnd());
   }
 
   void gemm(const void* w, const void* x, void* c, int64_t m, int64_t n, int64_t k) {
@@ -639,8 +831,15 @@ class RankRunner {
         int64_t row = 0;
         const char* x = ptr<char>(l.in);
         char* c = ptr<char>(l.out);
-        for (size_t e = 0; e < l.group_m.size(); ++e) {
-          const int64_t m = l.group_m[e];
+        const std::vector<int32_t>& group_m = rp_.real_gating ? live(l).group_m : l.group_m;
+        if (group_m.size() != l.group_m.size()) {
+          throw std::logic_error(
+              fmt::format("rank {}: real gating gives {} local experts, the "
+                          "Program {}",
+                          env_.rank, group_m.size(), l.group_m.size()));
+        }
+        for (size_t e = 0; e < group_m.size(); ++e) {
+          const int64_t m = group_m[e];
           gemm(weights_ + l.weight_offsets.at(e), x + row * l.k * 2, c + row * l.n * 2, m, l.n,
                l.k);
           row += m;
@@ -709,7 +908,12 @@ class RankRunner {
         r.num_experts = l.experts;
         r.k = l.top_k;
         MASEP_KERNEL_CHECK(kernels::launch_router_topk(r, st));
-        if (l.route_offset >= 0) {
+        if (l.real_gating) {
+          // Real gating: the kernel's experts become permute slots, counted per slot.
+          detail::map_route_to_slots(ptr<int32_t>(l.out), static_cast<int>(l.tokens * l.top_k),
+                                     int_pool_ + l.route_offset, l.slots, ptr<int32_t>(l.in2), st);
+          MASEP_CUDA_CHECK(cudaGetLastError());
+        } else if (l.route_offset >= 0) {
           // Forced routing: the Program's experts (as permute slots) with the gate's weights.
           const int32_t* pool = int_pool_ + l.route_offset;
           const int64_t a = l.tokens * l.top_k;
@@ -721,11 +925,31 @@ class RankRunner {
         return;
       }
       case LaunchKind::kGatherRows:
+        if (rp_.real_gating) {
+          const LiveRoute& lr = live(l);
+          if (lr.map.empty()) return;
+          int32_t* map = ptr<int32_t>({Buf::kRealRowMap, l.out.mb, 0});
+          MASEP_CUDA_CHECK(cudaMemcpyAsync(map, lr.map.data(), lr.map.size() * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, st));
+          detail::gather_rows_bf16(ptr(l.out), opt_ptr(l.in), opt_ptr(l.in2), map,
+                                   static_cast<int64_t>(lr.map.size()), l.cols, st);
+          MASEP_CUDA_CHECK(cudaGetLastError());
+          return;
+        }
         detail::gather_rows_bf16(ptr(l.out), opt_ptr(l.in), opt_ptr(l.in2),
                                  int_pool_ + l.map_offset, l.tokens, l.cols, st);
         MASEP_CUDA_CHECK(cudaGetLastError());
         return;
       case LaunchKind::kScatterRows:
+        if (rp_.real_gating) {
+          const LiveRoute& lr = live(l);
+          if (lr.map.empty()) return;
+          detail::scatter_rows_bf16(ptr(l.in), opt_ptr(l.out), opt_ptr(l.aux),
+                                    ptr<int32_t>({Buf::kRealRowMap, l.in.mb, 0}),
+                                    static_cast<int64_t>(lr.map.size()), l.cols, st);
+          MASEP_CUDA_CHECK(cudaGetLastError());
+          return;
+        }
         detail::scatter_rows_bf16(ptr(l.in), opt_ptr(l.out), opt_ptr(l.aux),
                                   int_pool_ + l.map_offset, l.tokens, l.cols, st);
         MASEP_CUDA_CHECK(cudaGetLastError());
@@ -762,13 +986,18 @@ class RankRunner {
         return;
       }
       case LaunchKind::kSwiGlu:
-        MASEP_KERNEL_CHECK(kernels::launch_swiglu(ptr<bf16>(l.in), ptr<bf16>(l.out), l.tokens,
+      case LaunchKind::kGelu: {
+        const int64_t rows = rp_.real_gating ? static_cast<int64_t>(live(l).map.size()) : l.tokens;
+        if (rows <= 0) return;
+        if (l.kind == LaunchKind::kSwiGlu) {
+          MASEP_KERNEL_CHECK(kernels::launch_swiglu(ptr<bf16>(l.in), ptr<bf16>(l.out), rows,
+                                                    static_cast<int>(l.cols), st));
+        } else {
+          MASEP_KERNEL_CHECK(kernels::launch_gelu(ptr<bf16>(l.in), ptr<bf16>(l.out), rows,
                                                   static_cast<int>(l.cols), st));
+        }
         return;
-      case LaunchKind::kGelu:
-        MASEP_KERNEL_CHECK(kernels::launch_gelu(ptr<bf16>(l.in), ptr<bf16>(l.out), l.tokens,
-                                                static_cast<int>(l.cols), st));
-        return;
+      }
       case LaunchKind::kCopy:
         if (l.bytes > 0) {
           MASEP_CUDA_CHECK(cudaMemcpyAsync(ptr(l.out), ptr(l.in), static_cast<size_t>(l.bytes),
@@ -776,6 +1005,10 @@ class RankRunner {
         }
         return;
       case LaunchKind::kP2p:
+        if (routed_p2p(l)) {
+          p2p_real(l, st);
+          return;
+        }
         MASEP_NCCL_CHECK(ncclGroupStart());
         for (const P2pPart& part : l.parts) {
           if (part.send) {
@@ -886,6 +1119,7 @@ class RankRunner {
     cudaDeviceProp prop{};
     MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     po.sm_count = prop.multiProcessorCount;
+    po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
       r.memory.push_back(q == env_.rank ? rp_.memory() : build_rank_plan(s_, p_, q, po).memory());
     }
@@ -907,6 +1141,8 @@ class RankRunner {
     if (cublas_) cublasDestroy(cublas_);
     for (void* p : allocations_) cudaFree(p);
     allocations_.clear();
+    if (host_counts_) cudaFreeHost(host_counts_);
+    host_counts_ = nullptr;
     for (auto s : streams_) {
       if (s) cudaStreamDestroy(s);
     }
@@ -937,6 +1173,10 @@ class RankRunner {
   float* barrier_buf_ = nullptr;
   void* gather_buf_ = nullptr;
   bool released_ = false;
+  std::map<RKey, LiveRoute> live_;
+  std::map<RKey, int> dispatch_at_;   // key → its dispatch launch (index in rp_.launches)
+  std::map<RKey, char> has_moe_ops_;  // keys with a kGatherRows launch here
+  int32_t* host_counts_ = nullptr;    // pinned [A + 1][slots]
 };
 
 }  // namespace

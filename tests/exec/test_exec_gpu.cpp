@@ -160,3 +160,30 @@ TEST(ExecGpu, VerifyTwoGpuMaSeparation) {
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("verify            PASS"), std::string::npos);
 }
+
+// --routing real: the router kernel's top-k decides the experts; the run completes and its
+// trace carries exactly the Program's op ids (sizes are the run's, ids the Program's).
+TEST(ExecGpu, TwoGpuRealGating) {
+  REQUIRE_GPUS(2);
+  const fs::path d = temp_dir();
+  std::string out;
+  const int rc =
+      run(masep_bin() + " exec scenarios/examples/tiny-2gpu.yaml --routing real --trace " +
+              (d / "real.json").string() + " --timeout 60",
+          out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("TPOT"), std::string::npos);
+  expect_trace_matches("scenarios/examples/tiny-2gpu.yaml", d / "real.json");
+}
+
+// --routing real --verify: the single-GPU reference uses the same router, so the outputs agree.
+TEST(ExecGpu, VerifyTwoGpuRealGating) {
+  REQUIRE_GPUS(2);
+  std::string out;
+  const int rc = run(masep_bin() +
+                         " exec scenarios/examples/tiny-2gpu.yaml --routing real --verify "
+                         "--timeout 60",
+                     out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify            PASS"), std::string::npos);
+}

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/compiler.hpp"
@@ -334,4 +335,164 @@ TEST(LaunchPlan, RealDataFlowRowMapsArePermutations) {
   }
   EXPECT_EQ(a.size(), 36u * 4);
   EXPECT_EQ(a, b);
+}
+
+// ---- real gating (--routing real): counts → sizes ------------------------------------------
+
+// Two attention ranks, two MoE GPUs (MA, ranks 2 and 3) with 2 and 1 local experts.
+TEST(RealGating, CountsToSizesByHand) {
+  exec::GatingLayout lay;
+  lay.attention_ranks = 2;
+  lay.moe_base = 2;
+  lay.moe_ranks = 2;
+  lay.slot_base = {0, 2, 3};
+  const std::vector<std::vector<int32_t>> counts = {{1, 2, 3}, {0, 4, 0}};
+  const exec::RouteSizes sz = exec::route_sizes(lay, counts);
+  EXPECT_EQ(sz.seg_rows, (std::vector<std::vector<int64_t>>{{3, 3}, {4, 0}}));
+  EXPECT_EQ(sz.seg_begin, (std::vector<std::vector<int64_t>>{{0, 3}, {0, 4}}));
+  EXPECT_EQ(sz.recv_begin, (std::vector<std::vector<int64_t>>{{0, 3}, {0, 3}}));
+  EXPECT_EQ(exec::moe_group_m(lay, counts, 0), (std::vector<int32_t>{1, 6}));
+  EXPECT_EQ(exec::moe_group_m(lay, counts, 1), (std::vector<int32_t>{3}));
+  // GPU 0: expert 0 ← row 0 of rank 0; expert 1 ← rows 1,2 of rank 0, then rows 3..6 (rank 1).
+  EXPECT_EQ(exec::moe_row_map(lay, sz, counts, 0), (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(exec::moe_row_map(lay, sz, counts, 1), (std::vector<int32_t>{0, 1, 2}));
+  // Dispatch 0 → 3: 3 rows from row 3 of rank 0's permute output, into row 0 at rank 3.
+  auto p = exec::route_part(lay, sz, 0, false, true, 3);
+  EXPECT_EQ(p.rows, 3);
+  EXPECT_EQ(p.first_row, 3);
+  p = exec::route_part(lay, sz, 3, false, false, 0);
+  EXPECT_EQ(p.rows, 3);
+  EXPECT_EQ(p.first_row, 0);
+  // Return 2 → 1: rank 1's 4 rows, from row 3 of rank 2's return buffer, into row 0 at rank 1.
+  p = exec::route_part(lay, sz, 2, true, true, 1);
+  EXPECT_EQ(p.rows, 4);
+  EXPECT_EQ(p.first_row, 3);
+  p = exec::route_part(lay, sz, 1, true, false, 2);
+  EXPECT_EQ(p.first_row, 0);
+  EXPECT_THROW(exec::route_part(lay, sz, 0, false, true, 1), std::invalid_argument);
+  EXPECT_THROW(exec::route_sizes(lay, {{1, 2, 3}}), std::invalid_argument);
+  // Co-located: a rank's rows for itself stay local (negative map entries, no receive space).
+  exec::GatingLayout col = lay;
+  col.moe_base = 0;
+  col.colocated = true;
+  const exec::RouteSizes cs = exec::route_sizes(col, counts);
+  EXPECT_EQ(cs.recv_begin[0], (std::vector<int64_t>{0, 0}));  // rank 0's rows are local
+  EXPECT_EQ(exec::moe_row_map(col, cs, counts, 0), (std::vector<int32_t>{-1, -2, -3, 0, 1, 2, 3}));
+}
+
+// The run-time arithmetic reproduces the plan-time tables of the forced routing exactly: with
+// the Program's slot counts, every transfer, group_m and row map comes out the same.
+void check_real_gating_matches_forced(const Case& c) {
+  const int n = c.p.rank_count();
+  std::vector<exec::RankPlan> plans;
+  for (int r = 0; r < n; ++r) plans.push_back(exec::build_rank_plan(c.s, c.p, r));
+  const exec::GatingLayout& lay = plans[0].gating;
+  ASSERT_TRUE(plans[0].real_data_flow);
+  using Key = std::tuple<int, int, int>;
+  auto key = [&](const exec::Launch& l) {
+    const auto& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+    return Key{o.step, o.layer, o.micro_batch};
+  };
+  std::map<Key, std::vector<std::vector<int32_t>>> counts;
+  for (int a = 0; a < lay.attention_ranks; ++a) {
+    for (const auto& l : plans[a].launches) {
+      if (l.kind != LaunchKind::kRouter) continue;
+      auto& cm = counts[key(l)];
+      cm.resize(static_cast<size_t>(lay.attention_ranks),
+                std::vector<int32_t>(static_cast<size_t>(lay.slots()), 0));
+      const int64_t at = l.route_offset + 2 * l.tokens * l.top_k;
+      cm[a].assign(plans[a].int_pool.begin() + at, plans[a].int_pool.begin() + at + l.slots);
+    }
+  }
+  ASSERT_FALSE(counts.empty());
+  const int64_t row_bytes = c.s.model.hidden * 2;
+  int checked_parts = 0, checked_maps = 0;
+  for (int r = 0; r < n; ++r) {
+    const int g = r - lay.moe_base;
+    for (const auto& l : plans[r].launches) {
+      const auto it = counts.find(key(l));
+      if (it == counts.end()) continue;
+      const exec::RouteSizes sz = exec::route_sizes(lay, it->second);
+      const auto& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+      if (l.kind == LaunchKind::kP2p && (o.name == "dispatch" || o.name == "return")) {
+        for (const auto& part : l.parts) {
+          const auto pr = exec::route_part(lay, sz, r, o.name == "return", part.send, part.peer);
+          EXPECT_EQ(pr.rows * row_bytes, part.bytes) << "op " << part.op;
+          EXPECT_EQ(pr.first_row * row_bytes, part.buf.offset_bytes) << "op " << part.op;
+          ++checked_parts;
+        }
+      }
+      if (l.kind == LaunchKind::kGroupedGemm) {
+        EXPECT_EQ(exec::moe_group_m(lay, it->second, g), l.group_m) << "op " << o.id;
+      }
+      if (l.kind == LaunchKind::kGatherRows) {
+        const std::vector<int32_t> want(plans[r].int_pool.begin() + l.map_offset,
+                                        plans[r].int_pool.begin() + l.map_offset + l.tokens);
+        EXPECT_EQ(exec::moe_row_map(lay, sz, it->second, g), want) << "op " << o.id;
+        ++checked_maps;
+      }
+    }
+  }
+  EXPECT_GT(checked_parts, 0);
+  EXPECT_GT(checked_maps, 0);
+}
+
+TEST(RealGating, RunTimeSizesEqualForcedTablesMa) {
+  check_real_gating_matches_forced(
+      compile_routed("paper",
+                     {"workload.batch=36", "workload.context=256", "workload.decode_steps=1",
+                      "topology=host-4xh100", "plan.attention.gpus=2", "plan.attention.replicas=2",
+                      "plan.attention.head_parallel=1", "plan.moe.gpus=2"},
+                     false));
+  check_real_gating_matches_forced(compile_routed("scenarios/examples/tiny-2gpu.yaml", {}, false));
+}
+
+TEST(RealGating, RunTimeSizesEqualForcedTablesColocated) {
+  check_real_gating_matches_forced(compile_routed(
+      "paper-colocated",
+      {"topology=host-4xh100", "plan.colocated.gpus=4", "plan.colocated.tensor_parallel=1",
+       "workload.batch=32", "workload.context=256", "workload.decode_steps=1"},
+      false));
+}
+
+// A real-gating plan: routers carry each rank's expert → slot table, and the MoE side's
+// buffers hold the worst case (every token of every attention rank, top_k rows each).
+TEST(RealGating, PlanSizesBuffersForTheWorstCase) {
+  const Case c = compile_routed("scenarios/examples/tiny-2gpu.yaml", {}, false);
+  exec::PlanOptions po;
+  po.real_gating = true;
+  const int64_t h = c.s.model.hidden, k = c.s.model.top_k, E = c.s.model.experts;
+  const int64_t per_mb = c.s.workload.batch / 2;  // 2 micro-batches, 1 attention GPU
+  const exec::RankPlan att = exec::build_rank_plan(c.s, c.p, 0, po);
+  const exec::RankPlan moe = exec::build_rank_plan(c.s, c.p, 1, po);
+  EXPECT_TRUE(att.real_gating);
+  int routers = 0;
+  for (const auto& l : att.launches) {
+    if (l.kind != LaunchKind::kRouter) continue;
+    ++routers;
+    EXPECT_TRUE(l.real_gating);
+    ASSERT_GE(l.route_offset, 0);
+    for (int64_t e = 0; e < E; ++e) {
+      const int32_t slot = att.int_pool[static_cast<size_t>(l.route_offset + e)];
+      EXPECT_GE(slot, 0);
+      EXPECT_LT(slot, l.slots);
+    }
+  }
+  EXPECT_EQ(routers, c.p.layers * c.p.steps * 2);
+  const auto bytes = [&](exec::Buf b, int mb) {
+    return moe.buffer_bytes[static_cast<size_t>(b)][static_cast<size_t>(mb)];
+  };
+  for (int mb = 0; mb < 2; ++mb) {
+    EXPECT_GE(bytes(exec::Buf::kRecv, mb), per_mb * k * h * 2);
+    EXPECT_GE(bytes(exec::Buf::kRetSend, mb), per_mb * k * h * 2);
+    EXPECT_GE(bytes(exec::Buf::kExpertIn, mb), per_mb * k * h * 2);
+    EXPECT_GE(bytes(exec::Buf::kExpertAct, mb), per_mb * k * c.s.model.expert_ffn * 2);
+    EXPECT_GE(bytes(exec::Buf::kRealRowMap, mb), per_mb * k * 4);
+  }
+  // The worst case is in the memory the rank checks before allocating.
+  const exec::RankPlan forced = exec::build_rank_plan(c.s, c.p, 1);
+  EXPECT_GE(moe.memory().total(), forced.memory().total());
+  // Without the real data flow there is nothing to gate.
+  const Case plain = compile("scenarios/examples/tiny-2gpu.yaml");
+  EXPECT_THROW(exec::build_rank_plan(plain.s, plain.p, 0, po), std::invalid_argument);
 }

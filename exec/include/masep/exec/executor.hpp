@@ -32,6 +32,11 @@ struct ExecOptions {
   double timeout_s = 120;              ///< no progress for this long = stall → abort, exit
   bool verify = false;                 ///< --verify: one step, outputs vs a one-GPU reference
   double verify_tolerance = 2e-2;      ///< --verify bound on ‖out − ref‖ / ‖ref‖
+  /// --routing real: the router kernel's top-k decides each token's experts; per (layer,
+  /// micro-batch) the ranks exchange slot counts and read them on the host (one host round
+  /// trip per layer and micro-batch) before the dispatch, expert GEMMs and return take their
+  /// real sizes. false (--routing forced, the default): the Program's sampled routing.
+  bool real_gating = false;
 };
 
 /// The scenario and its Program, as every process compiles them (deterministic, so all

@@ -79,6 +79,8 @@ enum class Buf : uint8_t {
   kAttnWorkspace,  ///< decode-attention split-KV workspace
   kScratchA,       ///< generic copy source / GEMM input of unknown ops
   kScratchB,       ///< generic copy destination / GEMM output of unknown ops
+  kRouteCounts,    ///< real gating: int32 [attention ranks, slots] slot counts received
+  kRealRowMap,     ///< real gating: int32 [rows] expert-input row map (uploaded per layer)
   kCount
 };
 constexpr int kBufCount = static_cast<int>(Buf::kCount);
@@ -158,9 +160,59 @@ struct Launch {
   int64_t map_offset = -1;
   // kRouter with forced routing: at int_pool[route_offset]: the Program's expert ids
   // [tokens·top_k], their slot ids [tokens·top_k], then slot counts [slots].
+  // kRouter with real gating (real_gating): at int_pool[route_offset]: this attention rank's
+  // slot of every global expert [experts].
   int64_t route_offset = -1;
   int32_t slots = 0;
+  bool real_gating = false;
 };
+
+/// Real gating (`masep exec --routing real`): the router kernel's own top-k decides where
+/// each token goes, so the sizes of the dispatch/return transfers, the MoE side's row maps
+/// and the expert GEMMs are known only at run time. The layout below is fixed by the plan;
+/// the functions after it turn per-(layer, micro-batch) slot counts into those sizes (pure,
+/// unit-tested; the forced routing's plan-time tables are the same arithmetic).
+///
+/// Slots number (MoE GPU g, local expert l) as slot_base[g] + l, so a permute over slots
+/// orders an attention rank's rows by destination GPU, then local expert.
+struct GatingLayout {
+  int32_t attention_ranks = 0;     ///< A: plan ranks 0..A-1 route tokens
+  int32_t moe_base = 0;            ///< plan rank of MoE GPU 0 (0 when co-located)
+  int32_t moe_ranks = 0;           ///< G
+  bool colocated = false;          ///< attention rank a and MoE GPU a are one rank (local rows)
+  std::vector<int32_t> slot_base;  ///< [G+1]; slots = slot_base[G]
+  int32_t slots() const { return slot_base.empty() ? 0 : slot_base.back(); }
+  bool is_local(int a, int g) const { return colocated && a == g; }
+};
+
+/// Row counts and offsets of one (layer, micro-batch) from every attention rank's slot
+/// counts (counts[a][slot], rows of a's permute output per slot).
+struct RouteSizes {
+  std::vector<std::vector<int64_t>> seg_rows;   ///< [a][g]: rows a sends to g
+  std::vector<std::vector<int64_t>> seg_begin;  ///< [a][g]: first row of them in a's permute output
+  std::vector<std::vector<int64_t>> recv_begin;  ///< [g][a]: first row of them in g's receive
+                                                 ///< buffer (local rows take no space there)
+};
+RouteSizes route_sizes(const GatingLayout& lay, const std::vector<std::vector<int32_t>>& counts);
+
+/// Rows per local expert of MoE GPU g (the grouped GEMMs' group_m).
+std::vector<int32_t> moe_group_m(const GatingLayout& lay,
+                                 const std::vector<std::vector<int32_t>>& counts, int g);
+
+/// MoE GPU g's expert-input row map (kGatherRows / kScatterRows): grouped by local expert,
+/// senders ascending; entry = row of the receive buffer (≥ 0) or −(row of the local permute
+/// output)−1.
+std::vector<int32_t> moe_row_map(const GatingLayout& lay, const RouteSizes& sz,
+                                 const std::vector<std::vector<int32_t>>& counts, int g);
+
+/// One send/receive of a dispatch (ret = false) or return (ret = true) transfer on plan rank
+/// `rank` with `peer`: its rows and first row in its buffer (send/recv/ret_send/ret_recv).
+/// Throws std::invalid_argument when the two ranks are not an attention/MoE pair.
+struct PartRows {
+  int64_t rows = 0, first_row = 0;
+};
+PartRows route_part(const GatingLayout& lay, const RouteSizes& sz, int rank, bool ret, bool send,
+                    int peer);
 
 /// One weight tensor of the arena, generated from (seed, tag) so that every rank (and the
 /// single-GPU reference) holding the same tensor fills it with the same values.
@@ -191,6 +243,10 @@ struct OutputRows {
 /// Sizes the plan needs that depend on the device.
 struct PlanOptions {
   int sm_count = 132;  ///< SMs of the GPU (split-KV count)
+  /// Real gating: router launches map the kernel's top-k to slots (no forced route), and the
+  /// MoE side's buffers are sized for the worst case (every token of every attention rank to
+  /// this GPU, top_k rows each). Needs the real data flow (throws std::invalid_argument).
+  bool real_gating = false;
 };
 
 /// Memory one rank allocates, by part (bytes).
@@ -220,6 +276,11 @@ struct RankPlan {
                                           ///< (-1: this rank has no kHidden)
   std::vector<OutputRows> outputs;        ///< empty unless the verify layout applies
   std::string verify_blocker;             ///< why --verify cannot run this plan ("" = it can)
+  bool real_gating = false;               ///< built with PlanOptions::real_gating
+  GatingLayout gating;                    ///< set whenever real_data_flow
+  /// Real gating: expert → slot for each attention rank [A][experts] (the holder of an
+  /// expert with replicas is chosen by attention rank, as in the forced routing).
+  std::vector<std::vector<int32_t>> expert_slot;
   RankMemory memory() const;
 };
 
