@@ -26,46 +26,10 @@ namespace {
 using plan::OpId;
 using plan::OpKind;
 
-// Local names so the simulator does not depend on plan's printing helpers.
-const char* kind_name(OpKind k) {
-  switch (k) {
-    case OpKind::kGemm:
-      return "gemm";
-    case OpKind::kGroupedGemm:
-      return "grouped_gemm";
-    case OpKind::kAttention:
-      return "attention";
-    case OpKind::kElementwise:
-      return "elementwise";
-    case OpKind::kRouter:
-      return "router";
-    case OpKind::kPermute:
-      return "permute";
-    case OpKind::kCombine:
-      return "combine";
-    case OpKind::kSend:
-      return "send";
-    case OpKind::kRecv:
-      return "recv";
-    case OpKind::kAllReduce:
-      return "all_reduce";
-    case OpKind::kAllGather:
-      return "all_gather";
-    case OpKind::kReduceScatter:
-      return "reduce_scatter";
-    case OpKind::kAllToAll:
-      return "all_to_all";
-    case OpKind::kExchange:
-      return "exchange";
-  }
-  return "?";
-}
+const char* kind_name(OpKind k) { return plan::to_string(k); }
 bool is_p2p(OpKind k) { return k == OpKind::kSend || k == OpKind::kRecv; }
-bool is_coll(OpKind k) {
-  return k == OpKind::kAllReduce || k == OpKind::kAllGather || k == OpKind::kReduceScatter ||
-         k == OpKind::kAllToAll;
-}
-bool is_comm(OpKind k) { return is_p2p(k) || is_coll(k) || k == OpKind::kExchange; }
+bool is_coll(OpKind k) { return plan::is_collective(k); }
+bool is_comm(OpKind k) { return plan::is_communication(k); }
 
 int64_t ceil_ns(double x) {
   const double c = std::ceil(x - 1e-9);
