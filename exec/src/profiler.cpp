@@ -36,15 +36,6 @@
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 
-#define MASEP_PROFILE_KERNEL_CHECK(call)                                      \
-  do {                                                                        \
-    const ::masep::kernels::Status masep_ks_ = (call);                        \
-    if (masep_ks_ != ::masep::kernels::Status::kOk) {                         \
-      ::masep::exec::throw_gpu_error("kernel", #call, __FILE__, __LINE__,     \
-                                     ::masep::kernels::to_string(masep_ks_)); \
-    }                                                                         \
-  } while (0)
-
 namespace masep::exec {
 namespace {
 
@@ -335,7 +326,7 @@ void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cu
           ap.num_splits = splits;
           kernels::check_decode_attention(ap);
           const double ns = time_ns(st, set, [&](int) {
-            MASEP_PROFILE_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
+            MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
           });
           MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
           check_finite(out.get(), static_cast<int64_t>(b) * hs.heads * hs.head_dim,
@@ -404,12 +395,12 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         };
 
         add("rmsnorm", 2 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
+              MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
                                                                  b.get<bf16>(), static_cast<int>(T),
                                                                  static_cast<int>(h), eps, st));
             }));
         add("add_norm", 4 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_add_rmsnorm(
+              MASEP_KERNEL_CHECK(kernels::launch_add_rmsnorm(
                   res.get<bf16>(), a.get<bf16>(), w.get<bf16>(), b.get<bf16>(), static_cast<int>(T),
                   static_cast<int>(h), eps, st));
             }));
@@ -424,14 +415,14 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         rp.num_kv_heads = static_cast<int>(KV);
         rp.head_dim = static_cast<int>(hd);
         add("rope", 2 * T * (H + KV) * hd * kBf16, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rope(rp, st));
+              MASEP_KERNEL_CHECK(kernels::launch_rope(rp, st));
             }));
         add("act", T * (in_cols + F) * kBf16, time_ns(st, set, [&](int) {
               if (swiglu) {
-                MASEP_PROFILE_KERNEL_CHECK(kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T,
+                MASEP_KERNEL_CHECK(kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T,
                                                                   static_cast<int>(F), st));
               } else {
-                MASEP_PROFILE_KERNEL_CHECK(
+                MASEP_KERNEL_CHECK(
                     kernels::launch_gelu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
               }
             }));
@@ -454,7 +445,7 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         MASEP_CUDA_CHECK(cudaMemsetAsync(forced_in.get(), 0, forced_in.bytes(), st));
         const int32_t* f_orig = forced_in.get<int32_t>();
         add("router", T * E * kBf16 + T * K * 8, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_router_topk(r, st));
+              MASEP_KERNEL_CHECK(kernels::launch_router_topk(r, st));
               detail::apply_forced_route(logits.get(), static_cast<int>(T), static_cast<int>(E),
                                          static_cast<int>(K), f_orig, f_orig + rows,
                                          f_orig + 2 * rows, static_cast<int>(E),
@@ -476,7 +467,7 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         pp.num_experts = static_cast<int>(E);
         pp.k = static_cast<int>(K);
         add("permute", T * h * kBf16 + rows * h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_permute(pp, st));
+              MASEP_KERNEL_CHECK(kernels::launch_permute(pp, st));
             }));
         kernels::CombineParams cp;
         cp.expert_out = a.get<bf16>();
@@ -488,7 +479,7 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         cp.hidden = static_cast<int>(h);
         cp.k = static_cast<int>(K);
         add("combine", (rows + 2 * T) * h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_PROFILE_KERNEL_CHECK(kernels::launch_combine(cp, st));
+              MASEP_KERNEL_CHECK(kernels::launch_combine(cp, st));
             }));
         MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
         check_finite(b.get(), T * h, "combine");
@@ -547,11 +538,11 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
   MASEP_CUBLAS_CHECK(cublasSetStream(hb, st));
   const float alpha = 1.f, beta = 0.f;
   auto tiny = [&] {
-    MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
+    MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
                                                        1, static_cast<int>(h), 1e-6f, st));
   };
   auto big = [&] {
-    MASEP_PROFILE_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
+    MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
                                                        static_cast<int>(big_tokens),
                                                        static_cast<int>(h), 1e-6f, st));
   };

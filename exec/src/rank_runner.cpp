@@ -37,15 +37,6 @@
 #include "masep/plan/loader.hpp"
 #include "mpi_bootstrap.hpp"
 
-#define MASEP_KERNEL_CHECK(call)                                              \
-  do {                                                                        \
-    const ::masep::kernels::Status masep_ks_ = (call);                        \
-    if (masep_ks_ != ::masep::kernels::Status::kOk) {                         \
-      ::masep::exec::throw_gpu_error("kernel", #call, __FILE__, __LINE__,     \
-                                     ::masep::kernels::to_string(masep_ks_)); \
-    }                                                                         \
-  } while (0)
-
 namespace masep::exec {
 
 namespace {

@@ -9,6 +9,8 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include "masep/kernels/status.hpp"
+
 #include <stdexcept>
 #include <string>
 
@@ -65,4 +67,14 @@ const char* cublas_status_string(cublasStatus_t s);
       ::masep::exec::throw_gpu_error("cuBLAS", #call, __FILE__, __LINE__,             \
                                      ::masep::exec::cublas_status_string(masep_st_)); \
     }                                                                                 \
+  } while (0)
+
+/// Kernel launchers return masep::kernels::Status; anything but kOk throws GpuError.
+#define MASEP_KERNEL_CHECK(call)                                              \
+  do {                                                                        \
+    const ::masep::kernels::Status masep_ks_ = (call);                        \
+    if (masep_ks_ != ::masep::kernels::Status::kOk) {                         \
+      ::masep::exec::throw_gpu_error("kernel", #call, __FILE__, __LINE__,     \
+                                     ::masep::kernels::to_string(masep_ks_)); \
+    }                                                                         \
   } while (0)
