@@ -15,15 +15,16 @@
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 
+#include "gpu_cli.hpp"
+
 namespace fs = std::filesystem;
 using namespace masep;
 
 namespace {
 
-int gpu_count() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
-}
+using masep::test::gpu_count;
+using masep::test::masep_bin;
+using masep::test::run;
 
 #define REQUIRE_GPUS(k)                                                       \
   do {                                                                        \
@@ -33,23 +34,6 @@ int gpu_count() {
       GTEST_SKIP() << "needs " << (k) << " GPUs";                             \
     }                                                                         \
   } while (0)
-
-std::string masep_bin() {
-  const char* e = std::getenv("MASEP_BIN");
-  return e && *e ? e : MASEP_BINARY;
-}
-
-// Runs a shell command, returns its exit status (-1 if it did not exit) and output.
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return -1;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  const int st = pclose(f);
-  std::printf("$ %s\n%s", cmd.c_str(), out.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 fs::path temp_dir() {
   fs::path d = fs::temp_directory_path() / ("masep-exec-test-" + std::to_string(getpid()));

@@ -14,30 +14,15 @@
 
 #include "masep/plan/calibration.hpp"
 
+#include "gpu_cli.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-int gpu_count() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
-}
-
-std::string masep_bin() {
-  const char* e = std::getenv("MASEP_BIN");
-  return e && *e ? e : MASEP_BINARY;
-}
-
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return -1;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  const int st = pclose(f);
-  std::printf("$ %s\n%s", cmd.c_str(), out.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using masep::test::gpu_count;
+using masep::test::masep_bin;
+using masep::test::run;
 
 TEST(ProfileGpu, QuickProfileWritesALoadableCalibration) {
   const int gpus = gpu_count();
