@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "masep/kernels/launch_config.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/router.hpp"
 
@@ -17,8 +18,7 @@ using detail::unpack8;
 
 constexpr int kMaxExperts = 256;
 constexpr int kPerLane = kMaxExperts / 32;
-constexpr int kRouterWarps = 32;
-constexpr int kSingleBlockTokens = 1024;
+constexpr int kRouterWarps = kRouterWideThreads / 32;
 constexpr int kPlanSmemIds = 8192;  // 32 KB of shared memory
 
 // Warps loop over tokens; per-expert counts are gathered in shared memory and added to the
@@ -103,15 +103,17 @@ __global__ void __launch_bounds__(kRouterWarps * 32)
 
 // Few experts (<= 32): one thread per token, logits in registers, no shuffles; counts in
 // shared memory (single block writes them directly, otherwise atomically added).
+// Threads loop over tokens with a stride of the whole grid (router_launch_config: one block
+// of at most kRouterSmallMaxThreads threads for up to 1024 tokens).
 template <typename T>
-__global__ void router_small_kernel(const T* logits, int tokens, int num_experts, int k,
-                                    bool renormalize, std::int32_t* topk_ids, float* topk_weights,
-                                    std::int32_t* counts, bool single_block) {
+__global__ void __launch_bounds__(kRouterSmallMaxThreads)
+    router_small_kernel(const T* logits, int tokens, int num_experts, int k, bool renormalize,
+                        std::int32_t* topk_ids, float* topk_weights, std::int32_t* counts,
+                        bool single_block) {
   __shared__ int s_counts[32];
   if (threadIdx.x < 32) s_counts[threadIdx.x] = 0;
   __syncthreads();
-  const int t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t < tokens) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < tokens; t += gridDim.x * blockDim.x) {
     float v[32];
     const T* row = logits + static_cast<std::int64_t>(t) * num_experts;
     float mx = -INFINITY;
@@ -381,10 +383,11 @@ void check_combine(const CombineParams& p) {
 
 Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
   if (router_problem(p)) return Status::kInvalidArgument;
+  const LaunchConfig cfg = router_launch_config(p.tokens, p.num_experts);
+  const bool one = cfg.single_block;
+  const unsigned nb = static_cast<unsigned>(cfg.blocks);
+  const int threads = cfg.threads;
   if (p.num_experts <= 32) {
-    const bool one = p.tokens <= 1024;
-    const int threads = one ? (p.tokens + 31) / 32 * 32 : 256;
-    const unsigned nb = one ? 1u : grid_for(p.tokens, threads);
     if (!one && p.expert_counts &&
         cudaMemsetAsync(p.expert_counts, 0, sizeof(std::int32_t) * p.num_experts, stream) !=
             cudaSuccess) {
@@ -401,8 +404,8 @@ Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
     }
     return detail::launch_status();
   }
-  const bool single = p.tokens <= kSingleBlockTokens;
-  const unsigned blocks = single ? 1u : grid_for(p.tokens, kRouterWarps * 4);
+  const bool single = one;
+  const unsigned blocks = nb;
   if (!single && p.expert_counts) {
     if (cudaMemsetAsync(p.expert_counts, 0, sizeof(std::int32_t) * p.num_experts, stream) !=
         cudaSuccess) {
@@ -410,11 +413,11 @@ Status launch_router_topk(const RouterParams& p, cudaStream_t stream) {
     }
   }
   if (p.logits_dtype == DType::kF32) {
-    router_kernel<float><<<blocks, kRouterWarps * 32, 0, stream>>>(
+    router_kernel<float><<<blocks, threads, 0, stream>>>(
         static_cast<const float*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize,
         p.topk_ids, p.topk_weights, p.expert_counts, single);
   } else {
-    router_kernel<bf16><<<blocks, kRouterWarps * 32, 0, stream>>>(
+    router_kernel<bf16><<<blocks, threads, 0, stream>>>(
         static_cast<const bf16*>(p.logits), p.tokens, p.num_experts, p.k, p.renormalize, p.topk_ids,
         p.topk_weights, p.expert_counts, single);
   }

@@ -528,8 +528,13 @@ TEST(GpuRouter, TopKMatchesReference) {
     bool bf16_logits;
     bool renorm;
   };
-  for (C c : {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
-              C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true}}) {
+  for (C c :
+       {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
+        C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true},
+        // One block at its token limit with <= 32 experts (used to fail to launch),
+        // and just beyond it (several blocks).
+        C{1024, 16, 2, false, true}, C{1024, 32, 2, true, true}, C{1024, 32, 8, false, false},
+        C{1000, 16, 2, true, true}, C{1025, 16, 2, false, true}, C{1024, 33, 2, false, true}}) {
     auto logits = random_f32(std::size_t(c.tokens) * c.experts, rng, -4.f, 4.f);
     std::vector<Bf16> lb = ref::to_bf16(logits);
     if (c.bf16_logits) logits = ref::to_float(lb);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "masep/kernels/launch_config.hpp"
 #include "masep/kernels/reference.hpp"
 
 namespace ref = masep::kernels::ref;
@@ -139,4 +140,38 @@ TEST(ReferenceExpertFfn, TinyHandComputed) {
   EXPECT_NEAR(y[1], -g0, 1e-6);
   const float g1 = ref::round_bf16(ref::gelu(ref::to_bf16(std::vector<float>{-0.5f}), 1, 1)[0]);
   EXPECT_NEAR(y[2], 2 * g1, 1e-6);
+}
+
+// The router's grid (a pure function, checked here without a GPU): blocks never exceed the
+// thread count the kernels are compiled for (__launch_bounds__), so every launch fits on an
+// SM; tokens up to 1024 run as one block; the grid covers every token (the kernels loop over
+// tokens with a stride of the grid). 1024 tokens with <= 32 experts used to ask for 1024
+// threads of a 70-register kernel and failed to launch.
+TEST(RouterLaunchConfig, BlockSizesStayWithinLaunchBounds) {
+  namespace mk = masep::kernels;
+  for (int experts : {1, 5, 8, 16, 31, 32, 33, 60, 256}) {
+    for (int tokens : {1, 31, 32, 33, 255, 256, 257, 511, 512, 513, 1000, 1023, 1024, 1025, 2000,
+                       4096, 100000}) {
+      const mk::LaunchConfig c = mk::router_launch_config(tokens, experts);
+      const int max_threads = experts <= 32 ? mk::kRouterSmallMaxThreads : mk::kRouterWideThreads;
+      SCOPED_TRACE(::testing::Message() << tokens << " tokens, " << experts << " experts");
+      EXPECT_GT(c.threads, 0);
+      EXPECT_EQ(c.threads % 32, 0);
+      EXPECT_LE(c.threads, max_threads);
+      EXPECT_GE(c.blocks, 1);
+      EXPECT_EQ(c.single_block, tokens <= mk::kRouterSingleBlockTokens);
+      if (c.single_block) EXPECT_EQ(c.blocks, 1);
+      if (experts <= 32) {
+        // One thread per token and pass: at most two passes (1024 tokens on 512 threads).
+        const long passes =
+            (tokens + long{c.blocks} * c.threads - 1) / (long{c.blocks} * c.threads);
+        EXPECT_LE(passes, 2) << "threads " << c.threads << " blocks " << c.blocks;
+        EXPECT_LT(long{c.threads} * (c.blocks - 1), tokens) << "a block with no token";
+      }
+    }
+  }
+  EXPECT_EQ(mk::router_launch_config(1024, 16).threads, mk::kRouterSmallMaxThreads);
+  EXPECT_EQ(mk::router_launch_config(1024, 32).blocks, 1);
+  EXPECT_EQ(mk::router_launch_config(256, 16).threads, 256);
+  EXPECT_EQ(mk::router_launch_config(1, 16).threads, 32);
 }
