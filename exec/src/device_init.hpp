@@ -4,9 +4,14 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace masep::exec::detail {
+
+/// The cuBLAS workspace the executor and the profiler give their handle
+/// (cublasSetWorkspace; NVIDIA's recommended size for Hopper), bytes.
+inline constexpr size_t kCublasWorkspaceBytes = 32ull << 20;
 
 /// p[i] = bf16((2·u(seed, i) − 1) · scale), u a splitmix64 hash of (seed, i) mapped to [0, 1).
 void fill_hash_bf16(void* p, int64_t elements, uint64_t seed, float scale, cudaStream_t stream);

@@ -1173,6 +1173,15 @@ RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int ra
   return Builder(s, p, rank, options).run();
 }
 
+std::vector<char> warmup_launches(const RankPlan& plan, int first_step, int pass) {
+  std::vector<char> on(plan.launches.size(), 1);
+  if (pass == 0) return on;
+  for (size_t i = 0; i < plan.launches.size(); ++i) {
+    on[i] = plan.launches[i].step == first_step ? 1 : 0;
+  }
+  return on;
+}
+
 std::string describe(const RankPlan& rp, const plan::Program& p) {
   std::string out;
   for (size_t i = 0; i < rp.launches.size(); ++i) {

@@ -240,24 +240,28 @@ class RankRunner {
     MASEP_CUBLAS_CHECK(cublasCreate(&cublas_));
     MASEP_CUBLAS_CHECK(cublasSetStream(cublas_, streams_[plan::kCompute]));
     allocate();
+    // A fixed cuBLAS workspace (after cublasSetStream, which resets it): cuBLAS never
+    // allocates one itself in the middle of a run.
+    MASEP_CUBLAS_CHECK(cublasSetWorkspace(cublas_, alloc(detail::kCublasWorkspaceBytes),
+                                          detail::kCublasWorkspaceBytes));
     MASEP_CUDA_CHECK(cudaDeviceSynchronize());
     const int64_t init_ns = now_ns() - t0;
     watchdog_->phase("copy bandwidth");
     const double my_copy_GBps = measure_copy_GBps();
 
-    // Warm-up: the first step's launches, untimed.
-    std::vector<char> first_step(rp_.launches.size(), 0);
-    for (size_t i = 0; i < rp_.launches.size(); ++i) {
-      first_step[i] = rp_.launches[i].step == p_.first_step ? 1 : 0;
-    }
+    // Warm-up, untimed (warmup_launches): the first run issues every launch of the timed
+    // run, so no GEMM shape is new to cuBLAS when timed (a first call of a shape stalled the
+    // host for up to milliseconds, which that op's event pair then measured).
     for (int w = 0; w < (o_.verify ? 0 : o_.warmup); ++w) {
       watchdog_->phase("warm-up");
-      issue(first_step, false);
+      const std::vector<char> warm = warmup_launches(rp_, p_.first_step, w);
+      issue(warm, false);
       sync_all();
+      watchdog_->disarm();  // it reads `warm` while armed
     }
+    std::vector<char> all(rp_.launches.size(), 1);
     watchdog_->phase("clock alignment");
     const auto [barrier_ns, ref_ns] = align_clocks();
-    std::vector<char> all(rp_.launches.size(), 1);
     watchdog_->phase("timed run");
     issue(all, true);
     sync_all();

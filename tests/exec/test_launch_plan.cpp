@@ -169,6 +169,41 @@ TEST(LaunchPlan, PaperPlansMapEveryOp) {
   EXPECT_TRUE(scatter);
 }
 
+// Warm-up (docs/executor.md): its first pass issues every launch of the timed run, so every
+// cuBLAS GEMM shape runs once before timing; under Zipf routing later steps bring per-expert
+// row counts that the first step does not have, which a first-step-only warm-up missed (the
+// v09 stalls of docs/accuracy.md).
+TEST(LaunchPlan, WarmupCoversEveryGemmShapeOfTheTimedRun) {
+  const Case c = compile("scenarios/validation/v09-co4-b256-c2048-zipf.yaml");
+  const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, 0);
+  using Shape = std::tuple<int64_t, int64_t, int64_t>;
+  auto shapes = [&](const std::vector<char>& on) {
+    std::set<Shape> out;
+    for (size_t i = 0; i < rp.launches.size(); ++i) {
+      if (!on[i]) continue;
+      const auto& l = rp.launches[i];
+      if (l.kind == LaunchKind::kGemm) out.emplace(l.m, l.n, l.k);
+      if (l.kind == LaunchKind::kGroupedGemm) {
+        for (int32_t m : l.group_m) {
+          if (m > 0) out.emplace(m, l.n, l.k);
+        }
+      }
+    }
+    return out;
+  };
+  const std::vector<char> first = exec::warmup_launches(rp, c.p.first_step, 0);
+  const std::vector<char> later = exec::warmup_launches(rp, c.p.first_step, 1);
+  ASSERT_EQ(first.size(), rp.launches.size());
+  const std::set<Shape> timed = shapes(std::vector<char>(rp.launches.size(), 1));
+  EXPECT_EQ(shapes(first), timed);
+  const std::set<Shape> step0 = shapes(later);
+  EXPECT_LT(step0.size(), timed.size()) << "the first step alone misses shapes of later steps";
+  for (size_t i = 0; i < rp.launches.size(); ++i) {
+    EXPECT_EQ(first[i], 1);
+    EXPECT_EQ(later[i], rp.launches[i].step == c.p.first_step ? 1 : 0);
+  }
+}
+
 TEST(LaunchPlan, SequenceParallelShardsDoNotAppend) {
   const Case c = compile(
       "paper", {"topology=host-4xh100", "plan.attention.gpus=2", "plan.attention.replicas=1",

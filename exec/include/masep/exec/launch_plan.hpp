@@ -289,6 +289,12 @@ struct RankPlan {
 RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int rank,
                          const PlanOptions& options = {});
 
+/// The launches warm-up run `pass` (0-based) issues, untimed, before the timed run (1 = issue):
+/// pass 0 every launch, so each GEMM shape (under skewed routing later steps bring new
+/// per-expert row counts), kernel configuration and NCCL peer of the timed run has run once
+/// before timing; later passes the launches of `first_step` only (closed under dependencies).
+std::vector<char> warmup_launches(const RankPlan& plan, int first_step, int pass);
+
 /// One line per launch ("12 compute gemm ops[40] m=8 n=12288 k=4096 wait=11"), for tests and
 /// `masep exec --dump-launches`.
 std::string describe(const RankPlan& plan, const plan::Program& p);
