@@ -257,6 +257,8 @@ struct AttnOpt {
   int stages = 0;
   bool old_splits = false;  // splits from the 4-argument (CUDA-core) heuristic
   bool fused = false;       // fused_merge on an initialised workspace ("fm" in the shape)
+  int warps = 0;            // block_warps ("w8" in the shape)
+  int merge = 0;            // split_merge ("cm": 2, cluster merge, where it applies)
 };
 
 // The split heuristic the CUDA-core kernel was tuned with (the library's default before the
@@ -308,6 +310,8 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.kernel_variant = o.variant;
   p.pipeline_stages = o.stages;
   p.fused_merge = o.fused;
+  p.block_warps = o.warps;
+  p.split_merge = o.merge;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -334,6 +338,9 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   if (o.group_tile) shape += " tile=" + std::to_string(o.group_tile);
   if (o.stages) shape += " st=" + std::to_string(o.stages);
   if (tc && o.fused && splits > 1) shape += " fm";
+  if (tc && o.warps == 8) shape += " w8";
+  if (tc && !o.fused && o.merge == 2 && splits > 1 && splits <= 8) shape += " cm";
+  if (tc && o.merge == 1) shape += " rk";
   report("decode_attention", model, shape, graph, bytes, flops, false, eager);
 }
 
@@ -598,6 +605,7 @@ int main(int argc, char** argv) {
     bench_routing("paper", 256, 16, 2, true);
     bench_routing("mixtral", 256, 8, 2, false);
     bench_routing("paper", 32, 16, 2, false);
+    bench_routing("paper", 1024, 16, 2, false);
     bench_routing("paper", 2048, 16, 2, false);
     for (int t : {32, 128, 256}) bench_norm_rope_act(t);
   }
@@ -612,39 +620,61 @@ int main(int argc, char** argv) {
     }
   }
   if (!quick) {
-    // Same run, same shapes, the in-kernel split merge (fused_merge, opt-in) instead of the
-    // reduce kernel (rows with one split are the same kernel as above).
+    // Same run, same shapes: the cluster split merge (cm), 8-warp blocks (w8), both, and the
+    // reduce-kernel merge with 4 warps (rk) where the default differs from it.
     for (int batch : {1, 8, 32, 128}) {
       for (int ctx : {2048, 8192}) {
-        AttnOpt o;
-        o.fused = true;
         const bool v = batch == 1 && ctx == 2048;
-        bench_attention("paper", 32, 32, batch, ctx, sms, v, o);
-        bench_attention("mixtral", 32, 8, batch, ctx, sms, v, o);
+        for (int variant = 0; variant < 4; ++variant) {
+          AttnOpt o;
+          o.merge = variant == 0 || variant == 2 ? 2 : variant == 3 ? 1 : 0;
+          o.warps = variant == 1 || variant == 2 ? 8 : variant == 3 ? 4 : 0;
+          bench_attention("paper", 32, 32, batch, ctx, sms, v, o);
+          bench_attention("mixtral", 32, 8, batch, ctx, sms, v, o);
+        }
       }
     }
-    // Split count and pipeline depth with the in-kernel merge.
-    for (int s : {1, 2, 3, 4, 8}) {
-      AttnOpt o;
-      o.splits = s;
-      o.fused = true;
-      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
-      if (s == 2 || s == 4) bench_attention("mixtral", 32, 8, 8, 8192, sms, false, o);
-      if (s == 4 || s == 8) bench_attention("paper", 32, 32, 1, 8192, sms, false, o);
+    // Split count x block size x merge at the small-batch shapes (cluster merge: <= 8 splits).
+    struct Shape {
+      const char* model;
+      int heads, kv_heads, batch, ctx;
+    };
+    for (Shape sh : {Shape{"mixtral", 32, 8, 8, 2048}, Shape{"mixtral", 32, 8, 8, 8192},
+                     Shape{"mixtral", 32, 8, 1, 8192}, Shape{"paper", 32, 32, 1, 8192}}) {
+      for (int s : {1, 2, 3, 4, 6, 8}) {
+        for (int warps : {4, 8}) {
+          for (int merge : {1, 2}) {
+            if (s == 1 && merge == 2) continue;  // one split: no merge
+            AttnOpt o;
+            o.splits = s;
+            o.warps = warps;
+            o.merge = merge;
+            bench_attention(sh.model, sh.heads, sh.kv_heads, sh.batch, sh.ctx, sms, false, o);
+          }
+        }
+      }
     }
-    for (int st : {2, 4}) {
-      AttnOpt o;
-      o.stages = st;
-      o.fused = true;
-      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    // Pipeline depth at the target shape, both merges, both block sizes.
+    for (int st : {2, 3, 4}) {
+      for (int warps : {4, 8}) {
+        if (warps == 8 && st == 4) continue;
+        for (int merge : {1, 2}) {
+          AttnOpt o;
+          o.stages = st;
+          o.warps = warps;
+          o.merge = merge;
+          bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+        }
+      }
     }
-    // Noise check: the target shape again, at the end of the run.
-    {
-      AttnOpt o;
-      o.fused = true;
-      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
-    }
+    // Noise check: the target shape again at the end of the run (default, cm, w8+cm).
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false);
+    for (int warps : {4, 8}) {
+      AttnOpt o;
+      o.warps = warps;
+      o.merge = 2;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
   }
   if (!quick && !attention_only) {
     // Before/after in the same run: the CUDA-core kernel (the default before the tensor-core
@@ -657,20 +687,6 @@ int main(int argc, char** argv) {
         bench_attention("paper", 32, 32, batch, ctx, sms, false, o);
         bench_attention("mixtral", 32, 8, batch, ctx, sms, false, o);
       }
-    }
-    // Split-count sensitivity of the tensor-core kernel.
-    for (int s : {1, 2, 4, 8}) {
-      AttnOpt o;
-      o.splits = s;
-      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
-      bench_attention("mixtral", 32, 8, 8, 8192, sms, false, o);
-      bench_attention("paper", 32, 32, 1, 8192, sms, false, o);
-    }
-    // Pipeline depth of the tensor-core kernel.
-    for (int st : {2, 4}) {
-      AttnOpt o;
-      o.stages = st;
-      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
     }
   }
 

@@ -67,7 +67,7 @@ def main():
 
     # Router / permute / combine (256 tokens, 16 experts, top-2; hidden 4096).
     routing = [] if args.only else [("paper", 256, 16, 2), ("mixtral", 256, 8, 2), ("paper", 32, 16, 2),
-                                      ("paper", 2048, 16, 2)]
+                                      ("paper", 1024, 16, 2), ("paper", 2048, 16, 2)]
     for model, tokens, experts, k in routing:
         logits = torch.randn(tokens, experts, device=dev)
 

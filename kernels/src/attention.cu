@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <cooperative_groups.h>
+
 #include "common.cuh"
 #include "masep/kernels/attention.hpp"
 
@@ -246,9 +248,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 // same workspace format as the CUDA-core kernel, so the reduce kernel is shared.
 // Shared-memory rows are swizzled (16-byte chunk c of token row r stored at chunk c ^ (r & 7))
 // so that ldmatrix reads 8 rows without bank conflicts.
-constexpr int kTcWarps = 4;
-constexpr int kTcTile = 16 * kTcWarps;  // tokens per tile
-constexpr int kTcRows = 16;             // query heads per block (mma M)
+constexpr int kTcDefaultWarps = 4;             // warps per block unless block_warps says
+constexpr int kTcTile = 16 * kTcDefaultWarps;  // tokens per tile of the default block
+constexpr int kTcRows = 16;                    // query heads per block (mma M)
 
 __device__ __forceinline__ void cp_async16(unsigned smem_addr, const void* gmem, bool valid) {
   const int n = valid ? 16 : 0;  // 0 bytes read: the 16 bytes are zero-filled
@@ -284,24 +286,34 @@ __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&v);
 }
 
-template <int HD, int STAGES>
+template <int HD, int STAGES, int WARPS>
 constexpr int tc_smem_bytes() {
-  return STAGES * 2 * kTcTile * HD * 2;
+  return STAGES * 2 * 16 * WARPS * HD * 2;
 }
+
+// How the splits of the tensor-core kernel are merged (template argument MODE).
+constexpr int kMergeWorkspace = 0;    // workspace partials + reduce kernel (or direct, 1 split)
+constexpr int kMergeFused = 1;        // last block of the group merges (atomic counter)
+constexpr int kMergeCluster = 2;      // the splits form a cluster and merge through DSMEM (sm_90)
+constexpr int kMaxClusterSplits = 8;  // portable cluster size
 
 // FUSED: the in-kernel split merge (a.merge_counters set). A separate instantiation, so the
 // default kernel compiles exactly as without it (with the merge tail in the same kernel,
 // ptxas gave the head_dim-128 kernel 168 registers and 20 bytes of spills instead of 220 and
 // none).
-template <int HD, int STAGES, bool FUSED>
-__global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(const SplitArgs a) {
-  constexpr int kChunks = HD / 8;               // 16-byte chunks per token row
-  constexpr int kTileBytes = kTcTile * HD * 2;  // one of K or V, one stage
-  constexpr int kKSteps = HD / 16;              // mma k-steps over head_dim
-  constexpr int kNTiles = HD / 8;               // mma n-tiles over head_dim (P.V)
-  static_assert(
-      kTcRows * kTcWarps * HD * 4 + 2 * kTcRows * kTcWarps * 4 <= tc_smem_bytes<HD, STAGES>(),
-      "merge buffers must fit in the pipeline's shared memory");
+template <int HD, int STAGES, int WARPS, int MODE>
+__global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const SplitArgs a) {
+  constexpr bool FUSED = MODE == kMergeFused;
+  constexpr bool CLUSTER = MODE == kMergeCluster;
+  constexpr int kTile = 16 * WARPS;           // tokens per tile
+  constexpr int kChunks = HD / 8;             // 16-byte chunks per token row
+  constexpr int kTileBytes = kTile * HD * 2;  // one of K or V, one stage
+  constexpr int kKSteps = HD / 16;            // mma k-steps over head_dim
+  constexpr int kNTiles = HD / 8;             // mma n-tiles over head_dim (P.V)
+  static_assert(kTcRows * WARPS * HD * 4 + 2 * kTcRows * WARPS * 4 +
+                        (CLUSTER ? kTcRows * HD * 4 + 2 * kTcRows * 4 : 0) <=
+                    tc_smem_bytes<HD, STAGES, WARPS>(),
+                "merge buffers must fit in the pipeline's shared memory");
   extern __shared__ __align__(128) unsigned char smem[];
   const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   pdl_launch_dependents();
@@ -329,24 +341,24 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
     // the same length, so none of them touches the merge counter); else the reduce does.
     bf16* nan_out = a.direct_out;
     float* nan_lse = a.direct_lse;
-    if constexpr (FUSED) {
+    if constexpr (FUSED || CLUSTER) {
       nan_out = s == 0 ? a.merge_out : nullptr;
       nan_lse = a.merge_lse;
     }
     if (nan_out != nullptr) {
       const std::int64_t row0 = static_cast<std::int64_t>(b) * a.num_heads + head0;
-      for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+      for (int idx = threadIdx.x; idx < rows * HD; idx += WARPS * 32) {
         nan_out[row0 * HD + idx] = __float2bfloat16(NAN);
         if (nan_lse != nullptr && idx % HD == 0) nan_lse[row0 + idx / HD] = NAN;
       }
     }
     return;
   }
-  // Split chunks are whole 64-token tiles (trailing splits may be empty).
-  const int chunk = ((len + a.splits - 1) / a.splits + kTcTile - 1) / kTcTile * kTcTile;
+  // Split chunks are whole tiles (trailing splits may be empty).
+  const int chunk = ((len + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
   const int start = min(len, s * chunk);
   const int end = min(len, start + chunk);
-  const int ntiles = (end - start + kTcTile - 1) / kTcTile;
+  const int ntiles = (end - start + kTile - 1) / kTile;
 
   const std::int64_t cache_off = (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
                                  static_cast<std::int64_t>(a.max_kv_len) * HD;
@@ -357,12 +369,12 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
   const bf16* vnew = append ? a.v_new + new_off : vbase;
 
   auto load_tile = [&](int stage, int tile) {
-    const int t_begin = start + tile * kTcTile;
+    const int t_begin = start + tile * kTile;
     const unsigned ks = smem_base + stage * 2 * kTileBytes;
     const unsigned vs = ks + kTileBytes;
 #pragma unroll
-    for (int i = 0; i < kTcTile * kChunks / (kTcWarps * 32); ++i) {
-      const int c = threadIdx.x + i * kTcWarps * 32;
+    for (int i = 0; i < kTile * kChunks / (WARPS * 32); ++i) {
+      const int c = threadIdx.x + i * WARPS * 32;
       const int row = c / kChunks;
       const int ch = c % kChunks;
       const int t = t_begin + row;
@@ -434,7 +446,7 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
       }
     }
     // Scale, mask, online softmax (rows g and g + 8; a row's 16 tokens sit in one quad).
-    const int t_first = start + it * kTcTile + tok_base + 2 * t4;
+    const int t_first = start + it * kTile + tok_base + 2 * t4;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
@@ -499,7 +511,7 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
   // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
   if (append && sg == 0 && len_old >= start && len_old < end) {
     const std::int64_t at = cache_off + static_cast<std::int64_t>(len_old) * HD;
-    for (int c = threadIdx.x; c < 2 * kChunks; c += kTcWarps * 32) {
+    for (int c = threadIdx.x; c < 2 * kChunks; c += WARPS * 32) {
       const int ch = c % kChunks;
       if (c < kChunks) {
         *reinterpret_cast<uint4*>(a.k_cache + at + ch * 8) = ldg16(knew + ch * 8);
@@ -516,8 +528,11 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
     l1 += __shfl_xor_sync(0xffffffffu, l1, o2);
   }
   float* sm_o = reinterpret_cast<float*>(smem);  // [warp][16 rows][HD]
-  float* sm_m = sm_o + kTcWarps * kTcRows * HD;  // [warp][16 rows]
-  float* sm_l = sm_m + kTcWarps * kTcRows;       // [warp][16 rows]
+  float* sm_m = sm_o + WARPS * kTcRows * HD;     // [warp][16 rows]
+  float* sm_l = sm_m + WARPS * kTcRows;          // [warp][16 rows]
+  float* part_o = sm_l + WARPS * kTcRows;        // CLUSTER: [16 rows][HD], the block's partial
+  float* part_m = part_o + kTcRows * HD;         // CLUSTER: [16 rows]
+  float* part_l = part_m + kTcRows;              // CLUSTER: [16 rows]
   {
     float* w0 = sm_o + (warp * kTcRows + g) * HD + 2 * t4;
     float* w1 = w0 + 8 * HD;
@@ -534,19 +549,27 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+  for (int idx = threadIdx.x; idx < rows * HD; idx += WARPS * 32) {
     const int r = idx / HD;
     const int d = idx % HD;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kTcWarps; ++w) mx = fmaxf(mx, sm_m[w * kTcRows + r]);
+    for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, sm_m[w * kTcRows + r]);
     float acc = 0.f, L = 0.f;
 #pragma unroll
-    for (int w = 0; w < kTcWarps; ++w) {
+    for (int w = 0; w < WARPS; ++w) {
       const float mw = sm_m[w * kTcRows + r];
       const float f = mw == -INFINITY ? 0.f : exp2f(mw - mx);
       acc += sm_o[(w * kTcRows + r) * HD + d] * f;
       L += sm_l[w * kTcRows + r] * f;
+    }
+    if constexpr (CLUSTER) {  // this block's partial, read by the cluster's blocks below
+      part_o[r * HD + d] = acc;
+      if (d == 0) {
+        part_m[r] = mx;
+        part_l[r] = L;
+      }
+      continue;
     }
     if (a.direct_out != nullptr) {  // one split: this is the whole softmax
       const std::int64_t row = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
@@ -561,6 +584,46 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
       a.ws_m[row] = mx;
       a.ws_l[row] = L;
     }
+  }
+  if constexpr (CLUSTER) {
+    // Cluster merge (sm_90): the splits of this (sequence, kv head, sub-group) are the blocks
+    // of one thread-block cluster (rank = split). After the barrier every block merges a
+    // 1/splits slice of the rows x HD outputs, reading all blocks' partials through
+    // distributed shared memory; the second barrier keeps each block's shared memory alive
+    // until the others have read it.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    const int nsp = static_cast<int>(cluster.num_blocks());
+    const int rank = static_cast<int>(cluster.block_rank());
+    for (int idx = rank * WARPS * 32 + threadIdx.x; idx < rows * HD; idx += nsp * WARPS * 32) {
+      const int r = idx / HD;
+      const int d = idx % HD;
+      float ms[kMaxClusterSplits];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kMaxClusterSplits; ++j) {
+        ms[j] = j < nsp ? *cluster.map_shared_rank(part_m + r, j) : -INFINITY;
+        mx = fmaxf(mx, ms[j]);
+      }
+      float acc = 0.f, L = 0.f;
+#pragma unroll
+      for (int j = 0; j < kMaxClusterSplits; ++j) {
+        if (j < nsp && ms[j] != -INFINITY) {
+          const float f = exp2f(ms[j] - mx);
+          L += *cluster.map_shared_rank(part_l + r, j) * f;
+          acc += *cluster.map_shared_rank(part_o + r * HD + d, j) * f;
+        }
+      }
+      const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
+      a.merge_out[hrow * HD + d] = __float2bfloat16(acc / L);
+      if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
+    }
+    cluster.sync();
+#else
+    __trap();  // never launched below sm_90
+#endif
   }
   if constexpr (FUSED) {
     // Fused merge: the last block of this (sequence, kv head, sub-group) to arrive merges all
@@ -584,7 +647,7 @@ __global__ void __launch_bounds__(kTcWarps * 32) decode_attention_mma_kernel(con
     __syncthreads();
     if (*s_last == 0u) return;
     __threadfence();
-    for (int idx = threadIdx.x; idx < rows * HD; idx += kTcWarps * 32) {
+    for (int idx = threadIdx.x; idx < rows * HD; idx += WARPS * 32) {
       const int r = idx / HD;
       const int d = idx % HD;
       const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
@@ -664,6 +727,13 @@ const char* first_problem(const DecodeAttentionParams& p) {
   if (p.pipeline_stages != 0 && (p.pipeline_stages < 2 || p.pipeline_stages > 4)) {
     return "pipeline_stages must be 0, 2, 3 or 4";
   }
+  if (p.block_warps != 0 && p.block_warps != 4 && p.block_warps != 8) {
+    return "block_warps must be 0, 4 or 8";
+  }
+  if (p.block_warps == 8 && p.pipeline_stages == 4) {
+    return "block_warps 8 allows pipeline_stages 2 or 3";
+  }
+  if (p.split_merge < 0 || p.split_merge > 2) return "split_merge must be 0, 1 or 2";
   if (p.group_tile != 0 &&
       ((p.group_tile != 1 && p.group_tile != 2 && p.group_tile != 4 && p.group_tile != 8) ||
        (p.num_heads / p.num_kv_heads) % p.group_tile != 0)) {
@@ -721,10 +791,10 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
-template <int HD, int STAGES, bool FUSED>
+template <int HD, int STAGES, int WARPS, int MODE>
 bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
-  constexpr int kSmem = tc_smem_bytes<HD, STAGES>();
-  auto kernel = decode_attention_mma_kernel<HD, STAGES, FUSED>;
+  constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>();
+  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.
     constexpr int kMaxDevices = 64;
@@ -740,8 +810,25 @@ bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
     }
   }
   const std::int64_t blocks = std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
-  kernel<<<static_cast<unsigned>(blocks), kTcWarps * 32, kSmem, stream>>>(a);
-  return true;
+  if constexpr (MODE == kMergeCluster) {
+    // One cluster per (sequence, kv head, sub-group): its `splits` consecutive blocks.
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+    cfg.blockDim = dim3(WARPS * 32);
+    cfg.dynamicSmemBytes = kSmem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = static_cast<unsigned>(a.splits);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, a) == cudaSuccess;
+  } else {
+    kernel<<<static_cast<unsigned>(blocks), WARPS * 32, kSmem, stream>>>(a);
+    return true;
+  }
 }
 
 // Whether the current device has programmatic dependent launch (compute capability >= 9),
@@ -763,18 +850,35 @@ bool device_supports_pdl() {
   return major >= 9;
 }
 
+template <int HD, int STAGES>
+bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t stream) {
+  if (warps == 8) {
+    if constexpr (STAGES == 4) {
+      return false;  // 4 x 64 KB of tiles: more than an SM's shared memory (checked earlier)
+    } else {
+      return mode == kMergeCluster ? launch_mma<HD, STAGES, 8, kMergeCluster>(a, stream)
+                                   : launch_mma<HD, STAGES, 8, kMergeWorkspace>(a, stream);
+    }
+  }
+  switch (mode) {
+    case kMergeFused:
+      return launch_mma<HD, STAGES, 4, kMergeFused>(a, stream);
+    case kMergeCluster:
+      return launch_mma<HD, STAGES, 4, kMergeCluster>(a, stream);
+    default:
+      return launch_mma<HD, STAGES, 4, kMergeWorkspace>(a, stream);
+  }
+}
+
 template <int HD>
-bool launch_mma_hd(const SplitArgs& a, int stages, cudaStream_t stream) {
+bool launch_mma_hd(const SplitArgs& a, int stages, int warps, int mode, cudaStream_t stream) {
   switch (stages) {
     case 2:
-      return a.merge_counters ? launch_mma<HD, 2, true>(a, stream)
-                              : launch_mma<HD, 2, false>(a, stream);
+      return launch_mma_stages<HD, 2>(a, warps, mode, stream);
     case 4:
-      return a.merge_counters ? launch_mma<HD, 4, true>(a, stream)
-                              : launch_mma<HD, 4, false>(a, stream);
+      return launch_mma_stages<HD, 4>(a, warps, mode, stream);
     default:
-      return a.merge_counters ? launch_mma<HD, 3, true>(a, stream)
-                              : launch_mma<HD, 3, false>(a, stream);
+      return launch_mma_stages<HD, 3>(a, warps, mode, stream);
   }
 }
 
@@ -889,16 +993,25 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   bool fused = false;
   if (tensor_cores) {
     a.subgroups = (group + kTcRows - 1) / kTcRows;
-    fused = p.fused_merge && !direct &&
-            std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters;
+    const int warps = p.block_warps ? p.block_warps : kTcDefaultWarps;
+    int mode = kMergeWorkspace;
+    if (!direct) {
+      if (p.fused_merge && warps == 4 &&
+          std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters) {
+        mode = kMergeFused;
+        a.merge_counters = static_cast<unsigned*>(p.workspace);
+      } else if (p.split_merge == 2 && p.num_splits <= kMaxClusterSplits && device_supports_pdl()) {
+        mode = kMergeCluster;
+      }
+    }
+    fused = mode != kMergeWorkspace;
     if (fused) {
-      a.merge_counters = static_cast<unsigned*>(p.workspace);
       a.merge_out = p.out;
       a.merge_lse = p.lse;
     }
     const int stages = p.pipeline_stages ? p.pipeline_stages : 3;
-    const bool ok = p.head_dim == 128 ? launch_mma_hd<128>(a, stages, stream)
-                                      : launch_mma_hd<64>(a, stages, stream);
+    const bool ok = p.head_dim == 128 ? launch_mma_hd<128>(a, stages, warps, mode, stream)
+                                      : launch_mma_hd<64>(a, stages, warps, mode, stream);
     if (!ok) return Status::kLaunchFailed;
   } else {
     a.subgroups = group / gt;

@@ -131,6 +131,8 @@ struct AttnCase {
   int variant = 0;     // DecodeAttentionParams::kernel_variant
   int stages = 0;      // DecodeAttentionParams::pipeline_stages
   bool fused = false;  // DecodeAttentionParams::fused_merge (workspace initialised)
+  int warps = 0;       // DecodeAttentionParams::block_warps
+  int merge = 0;       // DecodeAttentionParams::split_merge
 };
 
 // Expects the fused-merge counters in the workspace header to be zero (as after every launch).
@@ -196,6 +198,8 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
   p.kernel_variant = c.variant;
   p.pipeline_stages = c.stages;
   p.fused_merge = c.fused;
+  p.block_warps = c.warps;
+  p.split_merge = c.merge;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
@@ -322,6 +326,34 @@ TEST(GpuDecodeAttention, FusedMergeRepeatedLaunches) {
   run_attention(fused({64, 64, 64, std::vector<int>(65, 70), 72, 2, true}), 77);
 }
 
+// Thread-block-cluster split merge (split_merge 2, sm_90; elsewhere it falls back to the
+// reduce kernel and must give the same results) and 8-warp blocks (128-token tiles), alone and
+// together: split counts 2..8 (the cluster limit) and 9 (fallback), empty splits, split
+// boundaries off the tiles, sub-groups of 16 + 4 rows, MHA, head_dim 64 and 128, stages 2/3,
+// one split (direct output).
+TEST(GpuDecodeAttention, ClusterMergeAndEightWarps) {
+  REQUIRE_GPU();
+  auto with = [](AttnCase c, int warps, int merge) {
+    c.warps = warps;
+    c.merge = merge;
+    return c;
+  };
+  for (int warps : {4, 8}) {
+    for (int merge : {1, 2}) {
+      const std::uint32_t sd = 100 + 20 * warps + 10 * merge;
+      run_attention(with({32, 8, 128, {1000, 63}, 1100, -1, true}, warps, merge), sd);
+      run_attention(with({32, 8, 128, {2047, 2047, 2047}, 2048, 2, true}, warps, merge), sd + 1);
+      run_attention(with({32, 8, 128, {2500, 64, 127}, 2600, 3, true}, warps, merge), sd + 2);
+      run_attention(with({8, 2, 128, {3, 70, 300}, 320, 8, true}, warps, merge), sd + 3);
+      run_attention(with({8, 2, 128, {3, 700}, 720, 9, true}, warps, merge), sd + 4);
+      run_attention(with({20, 1, 64, {77, 530}, 540, 4, false}, warps, merge), sd + 5);
+      run_attention(with({4, 4, 128, {0, 37, 300}, 320, 4, true}, warps, merge), sd + 6);
+      run_attention(with({8, 2, 64, {700, 1}, 720, 5, true, 0, 0, 2}, warps, merge), sd + 7);
+      run_attention(with({32, 8, 128, {1000, 63}, 1100, 1, true}, warps, merge), sd + 8);
+    }
+  }
+}
+
 TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   REQUIRE_GPU();
   std::mt19937 rng(8);
@@ -353,27 +385,32 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   p.head_dim = hd;
   p.max_kv_len = max_len;
   p.num_splits = splits;
-  p.fused_merge = true;
-  for (int rep = 0; rep < 2; ++rep) {
-    dout.poison(0);
-    dlse.poison(0);
-    ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
-    CUDA_OK(cudaDeviceSynchronize());
-    const auto out = dout.download();
-    const auto lse = dlse.download();
-    int nan_first = 0, nan_second = 0;
-    for (int i = 0; i < heads * hd; ++i) {
-      nan_first += std::isnan(ref::to_float(out[i])) ? 1 : 0;
-      nan_second += std::isnan(ref::to_float(out[heads * hd + i])) ? 1 : 0;
+  // 0: fused merge; 1, 2: cluster merge with 4 and 8 warps per block.
+  for (int mode : {0, 1, 2})
+    for (int rep = 0; rep < 2; ++rep) {
+      SCOPED_TRACE(::testing::Message() << "mode " << mode << " rep " << rep);
+      p.fused_merge = mode == 0;
+      p.split_merge = mode == 0 ? 0 : 2;
+      p.block_warps = mode == 2 ? 8 : 0;
+      dout.poison(0);
+      dlse.poison(0);
+      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      CUDA_OK(cudaDeviceSynchronize());
+      const auto out = dout.download();
+      const auto lse = dlse.download();
+      int nan_first = 0, nan_second = 0;
+      for (int i = 0; i < heads * hd; ++i) {
+        nan_first += std::isnan(ref::to_float(out[i])) ? 1 : 0;
+        nan_second += std::isnan(ref::to_float(out[heads * hd + i])) ? 1 : 0;
+      }
+      EXPECT_EQ(nan_first, 0);
+      EXPECT_EQ(nan_second, heads * hd);
+      for (int h = 0; h < heads; ++h) {
+        EXPECT_FALSE(std::isnan(lse[h]));
+        EXPECT_TRUE(std::isnan(lse[heads + h]));
+      }
+      expect_header_zero(ws);
     }
-    EXPECT_EQ(nan_first, 0);
-    EXPECT_EQ(nan_second, heads * hd);
-    for (int h = 0; h < heads; ++h) {
-      EXPECT_FALSE(std::isnan(lse[h]));
-      EXPECT_TRUE(std::isnan(lse[heads + h]));
-    }
-    expect_header_zero(ws);
-  }
 }
 
 TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
@@ -418,6 +455,18 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   EXPECT_TRUE(std::isnan(ref::to_float(out[hd])));
   p.kernel_variant = 3;
   EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.kernel_variant = 0;
+  ASSERT_NO_THROW(mk::check_decode_attention(p));
+  p.block_warps = 6;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.block_warps = 8;
+  p.pipeline_stages = 4;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.block_warps = 0;
+  p.pipeline_stages = 0;
+  p.split_merge = 3;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.split_merge = 0;
   p.kernel_variant = 0;
   p.pipeline_stages = 5;
   EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);

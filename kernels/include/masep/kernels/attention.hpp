@@ -93,6 +93,18 @@ struct DecodeAttentionParams {
   // Measured slower than the reduce kernel for GQA on an H200 (docs/kernels.md); keep it off
   // unless a measurement on your shapes says otherwise.
   bool fused_merge = false;
+  // Tensor-core kernel: warps per block, 4 or 8 (tiles of 16 x warps tokens, so splits are
+  // whole 64- or 128-token tiles); 0 = default (4). 8 warps need pipeline_stages <= 3 and
+  // 2 x stages x 128 x head_dim x 2 bytes of shared memory per block (192 KB at head_dim 128
+  // and 3 stages: sm_90 only; kLaunchFailed where the device has less).
+  int block_warps = 0;
+  // Tensor-core kernel with num_splits > 1: how the splits are merged (fused_merge, when it
+  // applies, takes precedence):
+  //   0 = default (1); 1 = partials in the workspace, then the reduce kernel;
+  //   2 = the splits of each (sequence, kv head, 16-head sub-group) run as one thread-block
+  //       cluster and merge through distributed shared memory, no reduce kernel, workspace
+  //       unused (sm_90 and num_splits <= 8; otherwise 1 is used).
+  int split_merge = 0;
 };
 
 /// Counters in the workspace header (the first kDecodeAttentionMergeCounters * 4 bytes of
