@@ -259,6 +259,7 @@ struct AttnOpt {
   bool fused = false;       // fused_merge on an initialised workspace ("fm" in the shape)
   int warps = 0;            // block_warps ("w8" in the shape)
   int merge = 0;            // split_merge ("cm": 2, cluster merge, where it applies)
+  bool dyn = false;         // dynamic_splits on an initialised workspace ("dyn")
 };
 
 // The split heuristic the CUDA-core kernel was tuned with (the library's default before the
@@ -289,7 +290,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
                          : mk::decode_attention_num_splits(batch, heads, kv_heads, hd, ctx, sms);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
-  if (o.fused) KCHECK(mk::decode_attention_workspace_init(ws.p, wsb, nullptr));
+  if (o.fused || o.dyn) KCHECK(mk::decode_attention_workspace_init(ws.p, wsb, nullptr));
   mk::DecodeAttentionParams p;
   p.q = q.as<mk::bf16>();
   p.k_new = kn.as<mk::bf16>();
@@ -312,6 +313,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.fused_merge = o.fused;
   p.block_warps = o.warps;
   p.split_merge = o.merge;
+  p.dynamic_splits = o.dyn;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -341,6 +343,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   if (tc && o.warps == 8) shape += " w8";
   if (tc && !o.fused && o.merge == 2 && splits > 1 && splits <= 8) shape += " cm";
   if (tc && o.merge == 1) shape += " rk";
+  if (tc && o.dyn && splits > 1) shape += " dyn";
   report("decode_attention", model, shape, graph, bytes, flops, false, eager);
 }
 
@@ -620,59 +623,51 @@ int main(int argc, char** argv) {
     }
   }
   if (!quick) {
-    // Same run, same shapes: the cluster split merge (cm), 8-warp blocks (w8), both, and the
-    // reduce-kernel merge with 4 warps (rk) where the default differs from it.
+    // Same run, same shapes: the cluster split merge (cm), dynamic tiles (dyn), both, both
+    // with 8-warp blocks (w8), and the reduce-kernel merge with 4 warps (rk) for reference.
     for (int batch : {1, 8, 32, 128}) {
       for (int ctx : {2048, 8192}) {
         const bool v = batch == 1 && ctx == 2048;
-        for (int variant = 0; variant < 4; ++variant) {
+        for (int variant = 0; variant < 5; ++variant) {
           AttnOpt o;
-          o.merge = variant == 0 || variant == 2 ? 2 : variant == 3 ? 1 : 0;
-          o.warps = variant == 1 || variant == 2 ? 8 : variant == 3 ? 4 : 0;
+          o.merge = variant == 4 ? 1 : variant == 1 ? 0 : 2;
+          o.dyn = variant >= 1 && variant <= 3;
+          o.warps = variant == 3 ? 8 : variant == 4 ? 4 : 0;
           bench_attention("paper", 32, 32, batch, ctx, sms, v, o);
           bench_attention("mixtral", 32, 8, batch, ctx, sms, v, o);
         }
       }
     }
-    // Split count x block size x merge at the small-batch shapes (cluster merge: <= 8 splits).
+    // Split count x block size x merge with dynamic tiles at the small-batch shapes (cluster
+    // merge: <= 8 splits), and the static splits' default merge for reference.
     struct Shape {
       const char* model;
       int heads, kv_heads, batch, ctx;
     };
     for (Shape sh : {Shape{"mixtral", 32, 8, 8, 2048}, Shape{"mixtral", 32, 8, 8, 8192},
                      Shape{"mixtral", 32, 8, 1, 8192}, Shape{"paper", 32, 32, 1, 8192}}) {
-      for (int s : {1, 2, 3, 4, 6, 8}) {
+      for (int s : {2, 3, 4, 6, 8}) {
         for (int warps : {4, 8}) {
           for (int merge : {1, 2}) {
-            if (s == 1 && merge == 2) continue;  // one split: no merge
             AttnOpt o;
             o.splits = s;
             o.warps = warps;
             o.merge = merge;
+            o.dyn = true;
             bench_attention(sh.model, sh.heads, sh.kv_heads, sh.batch, sh.ctx, sms, false, o);
           }
         }
+        AttnOpt o;
+        o.splits = s;
+        bench_attention(sh.model, sh.heads, sh.kv_heads, sh.batch, sh.ctx, sms, false, o);
       }
     }
-    // Pipeline depth at the target shape, both merges, both block sizes.
-    for (int st : {2, 3, 4}) {
-      for (int warps : {4, 8}) {
-        if (warps == 8 && st == 4) continue;
-        for (int merge : {1, 2}) {
-          AttnOpt o;
-          o.stages = st;
-          o.warps = warps;
-          o.merge = merge;
-          bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
-        }
-      }
-    }
-    // Noise check: the target shape again at the end of the run (default, cm, w8+cm).
+    // Noise check: the target shape again at the end of the run (default, cm, dyn + cm).
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false);
-    for (int warps : {4, 8}) {
+    for (int dyn = 0; dyn < 2; ++dyn) {
       AttnOpt o;
-      o.warps = warps;
       o.merge = 2;
+      o.dyn = dyn == 1;
       bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
     }
   }

@@ -57,6 +57,9 @@ struct SplitArgs {
   unsigned* merge_counters;
   bf16* merge_out;
   float* merge_lse;
+  // Tensor-core kernel, dynamic_splits: tile counters [batch][kv_head][subgroup] in the
+  // workspace header (zero between launches). Null: static splits.
+  unsigned* tile_counters;
 };
 
 // One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
@@ -301,7 +304,7 @@ constexpr int kMaxClusterSplits = 8;  // portable cluster size
 // default kernel compiles exactly as without it (with the merge tail in the same kernel,
 // ptxas gave the head_dim-128 kernel 168 registers and 20 bytes of spills instead of 220 and
 // none).
-template <int HD, int STAGES, int WARPS, int MODE>
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN>
 __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const SplitArgs a) {
   constexpr bool FUSED = MODE == kMergeFused;
   constexpr bool CLUSTER = MODE == kMergeCluster;
@@ -355,10 +358,40 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     return;
   }
   // Split chunks are whole tiles (trailing splits may be empty).
+  // Static splits: split s takes tiles [s * chunk, s * chunk + chunk) / kTile.
   const int chunk = ((len + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
   const int start = min(len, s * chunk);
   const int end = min(len, start + chunk);
   const int ntiles = (end - start + kTile - 1) / kTile;
+  // Dynamic tiles (DYN): the group's blocks claim its tiles from a counter in the workspace
+  // header, so a block that streams faster takes more of them. Thread 0 claims STAGES tiles
+  // ahead into a ring in shared memory (after the pipeline's buffers); every block stops at
+  // its first failed claim, so the group makes exactly total_tiles + splits claims and
+  // atomicInc's wrap at that count leaves the counter at zero for the next launch.
+  const int total_tiles = (len + kTile - 1) / kTile;
+  int* ring = reinterpret_cast<int*>(smem + STAGES * 2 * kTileBytes);
+  constexpr int kRing = 8;
+  static_assert(kRing >= STAGES + 1, "claim ring too small");
+  bool claiming = true;  // thread 0: no failed claim yet
+  auto claim = [&]() -> int {
+    if (!claiming) return -1;
+    const unsigned v = atomicInc(
+        a.tile_counters + (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) * a.subgroups + sg,
+        static_cast<unsigned>(total_tiles + a.splits - 1));
+    if (v >= static_cast<unsigned>(total_tiles)) {
+      claiming = false;
+      return -1;
+    }
+    return static_cast<int>(v) * kTile;
+  };
+  // First token of the c-th tile this block processes, or -1: no more tiles.
+  auto tile_begin = [&](int c) -> int {
+    if constexpr (DYN) {
+      return ring[c % kRing];
+    } else {
+      return c < ntiles ? start + c * kTile : -1;
+    }
+  };
 
   const std::int64_t cache_off = (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
                                  static_cast<std::int64_t>(a.max_kv_len) * HD;
@@ -368,8 +401,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   const bf16* knew = append ? a.k_new + new_off : kbase;
   const bf16* vnew = append ? a.v_new + new_off : vbase;
 
-  auto load_tile = [&](int stage, int tile) {
-    const int t_begin = start + tile * kTile;
+  auto load_tile = [&](int stage, int t_begin) {
     const unsigned ks = smem_base + stage * 2 * kTileBytes;
     const unsigned vs = ks + kTileBytes;
 #pragma unroll
@@ -378,7 +410,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       const int row = c / kChunks;
       const int ch = c % kChunks;
       const int t = t_begin + row;
-      const bool valid = t < end;
+      const bool valid = t < len;  // tiles never cross a split end below len
       const bool is_new = append && t == len_old;
       const std::int64_t off = static_cast<std::int64_t>(valid ? t : 0) * HD + ch * 8;
       const bf16* kp = is_new ? knew + ch * 8 : kbase + off;
@@ -413,17 +445,32 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   float m0 = -INFINITY, m1 = -INFINITY;  // rows g and g + 8, log2 domain
   float l0 = 0.f, l1 = 0.f;              // this thread's part of the row sums
 
+  if constexpr (DYN) {
+    if (threadIdx.x == 0) {
+      for (int c = 0; c < STAGES; ++c) ring[c] = claim();
+    }
+    __syncthreads();
+  }
 #pragma unroll
   for (int i = 0; i < STAGES - 1; ++i) {
-    if (i < ntiles) load_tile(i, i);
+    const int tb = tile_begin(i);
+    if (tb >= 0) load_tile(i, tb);
     cp_async_commit();
   }
-  for (int it = 0; it < ntiles; ++it) {
+  bool holds_new = false;  // this block processed the tile holding slot len_old
+  for (int it = 0;; ++it) {
+    const int tb = tile_begin(it);
+    if (tb < 0) break;  // uniform: the ring entry was written before an earlier barrier
+    holds_new = holds_new || (len_old >= tb && len_old < tb + kTile);
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` visible to all; everyone is done with tile it - 1
+    if constexpr (DYN) {
+      if (threadIdx.x == 0) ring[(it + STAGES) % kRing] = claim();
+    }
     {
       const int nx = it + STAGES - 1;
-      if (nx < ntiles) load_tile(nx % STAGES, nx);
+      const int nb = tile_begin(nx);
+      if (nb >= 0) load_tile(nx % STAGES, nb);
       cp_async_commit();
     }
     const unsigned ks = smem_base + (it % STAGES) * 2 * kTileBytes;
@@ -446,13 +493,13 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       }
     }
     // Scale, mask, online softmax (rows g and g + 8; a row's 16 tokens sit in one quad).
-    const int t_first = start + it * kTile + tok_base + 2 * t4;
+    const int t_first = tb + tok_base + 2 * t4;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        const bool valid = t_first + nt * 8 + j < end;
+        const bool valid = t_first + nt * 8 + j < len;
         sc[nt][j] = valid ? sc[nt][j] * a.scale_log2 : -INFINITY;
         sc[nt][2 + j] = valid ? sc[nt][2 + j] * a.scale_log2 : -INFINITY;
         mx0 = fmaxf(mx0, sc[nt][j]);
@@ -509,7 +556,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   __syncthreads();  // pipeline buffers free for the merge
 
   // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
-  if (append && sg == 0 && len_old >= start && len_old < end) {
+  if (append && sg == 0 && holds_new) {
     const std::int64_t at = cache_off + static_cast<std::int64_t>(len_old) * HD;
     for (int c = threadIdx.x; c < 2 * kChunks; c += WARPS * 32) {
       const int ch = c % kChunks;
@@ -734,6 +781,10 @@ const char* first_problem(const DecodeAttentionParams& p) {
     return "block_warps 8 allows pipeline_stages 2 or 3";
   }
   if (p.split_merge < 0 || p.split_merge > 2) return "split_merge must be 0, 1 or 2";
+  if (p.dynamic_splits && p.fused_merge) return "dynamic_splits and fused_merge exclude each other";
+  if (p.dynamic_splits && p.pipeline_stages != 0 && p.pipeline_stages != 3) {
+    return "dynamic_splits needs pipeline_stages 0 or 3";
+  }
   if (p.group_tile != 0 &&
       ((p.group_tile != 1 && p.group_tile != 2 && p.group_tile != 4 && p.group_tile != 8) ||
        (p.num_heads / p.num_kv_heads) % p.group_tile != 0)) {
@@ -791,10 +842,11 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
-template <int HD, int STAGES, int WARPS, int MODE>
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN = false>
 bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
-  constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>();
-  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE>;
+  // DYN: the claim ring (8 ints) after the pipeline's buffers.
+  constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>() + (DYN ? 64 : 0);
+  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.
     constexpr int kMaxDevices = 64;
@@ -852,6 +904,19 @@ bool device_supports_pdl() {
 
 template <int HD, int STAGES>
 bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t stream) {
+  if (a.tile_counters != nullptr) {  // dynamic tiles: 3 stages only (checked earlier)
+    if constexpr (STAGES != 3) {
+      return false;
+    } else {
+      const bool cl = mode == kMergeCluster;
+      if (warps == 8) {
+        return cl ? launch_mma<HD, 3, 8, kMergeCluster, true>(a, stream)
+                  : launch_mma<HD, 3, 8, kMergeWorkspace, true>(a, stream);
+      }
+      return cl ? launch_mma<HD, 3, 4, kMergeCluster, true>(a, stream)
+                : launch_mma<HD, 3, 4, kMergeWorkspace, true>(a, stream);
+    }
+  }
   if (warps == 8) {
     if constexpr (STAGES == 4) {
       return false;  // 4 x 64 KB of tiles: more than an SM's shared memory (checked earlier)
@@ -1003,6 +1068,10 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
       } else if (p.split_merge == 2 && p.num_splits <= kMaxClusterSplits && device_supports_pdl()) {
         mode = kMergeCluster;
       }
+    }
+    if (p.dynamic_splits && !direct &&
+        std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters) {
+      a.tile_counters = static_cast<unsigned*>(p.workspace);
     }
     fused = mode != kMergeWorkspace;
     if (fused) {

@@ -133,6 +133,7 @@ struct AttnCase {
   bool fused = false;  // DecodeAttentionParams::fused_merge (workspace initialised)
   int warps = 0;       // DecodeAttentionParams::block_warps
   int merge = 0;       // DecodeAttentionParams::split_merge
+  bool dyn = false;    // DecodeAttentionParams::dynamic_splits (workspace initialised)
 };
 
 // Expects the fused-merge counters in the workspace header to be zero (as after every launch).
@@ -174,7 +175,7 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
   const std::size_t ws_bytes = shared_ws != nullptr ? shared_ws_bytes : need;
   Dev<char> own_ws(shared_ws != nullptr ? 0 : ws_bytes);
   Dev<char>& ws = shared_ws != nullptr ? *shared_ws : own_ws;
-  if (c.fused && shared_ws == nullptr) {
+  if ((c.fused || c.dyn) && shared_ws == nullptr) {
     ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), ws_bytes, nullptr), mk::Status::kOk);
   }
   mk::DecodeAttentionParams p;
@@ -200,9 +201,23 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
   p.fused_merge = c.fused;
   p.block_warps = c.warps;
   p.split_merge = c.merge;
+  p.dynamic_splits = c.dyn;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
+  if (c.dyn) {
+    // Dynamic tiles: relaunch on the same workspace; the tile counters must be back at zero
+    // after every launch; the last launch's output (poisoned before) is checked below. Not
+    // compared bit for bit: which block sums which tiles depends on timing.
+    expect_header_zero(ws);
+    for (int rep = 0; rep < 2; ++rep) {
+      dout.poison();
+      dlse.poison();
+      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      CUDA_OK(cudaDeviceSynchronize());
+      expect_header_zero(ws);
+    }
+  }
   if (c.fused) {
     // Relaunch on the same workspace (same inputs: the append rewrites the same slot with the
     // same values): identical results, counters back to zero each time.
@@ -354,6 +369,40 @@ TEST(GpuDecodeAttention, ClusterMergeAndEightWarps) {
   }
 }
 
+// Dynamic tiles (dynamic_splits): with both merges and block sizes, 2..8 splits, more splits
+// than tiles (blocks that get none), sequences of different lengths in one launch (different
+// tile counts per group), sub-groups, head_dim 64, MHA, a full cache (NaN, counters untouched),
+// and one workspace shared by launches of different shapes.
+TEST(GpuDecodeAttention, DynamicTiles) {
+  REQUIRE_GPU();
+  auto dyn = [](AttnCase c, int warps, int merge) {
+    c.dyn = true;
+    c.warps = warps;
+    c.merge = merge;
+    return c;
+  };
+  for (int warps : {4, 8}) {
+    for (int merge : {1, 2}) {
+      const std::uint32_t sd = 300 + 20 * warps + 10 * merge;
+      run_attention(dyn({32, 8, 128, {2047, 2047, 2047}, 2048, 2, true}, warps, merge), sd);
+      run_attention(dyn({32, 8, 128, {2500, 64, 127, 1}, 2600, 3, true}, warps, merge), sd + 1);
+      run_attention(dyn({8, 2, 128, {3, 70, 300}, 320, 8, true}, warps, merge), sd + 2);
+      run_attention(dyn({20, 1, 64, {77, 530}, 540, 4, false}, warps, merge), sd + 3);
+      run_attention(dyn({4, 4, 128, {0, 37, 300}, 320, 4, true}, warps, merge), sd + 4);
+      run_attention(dyn({32, 8, 128, {1000, 63}, 1100, -1, true}, warps, merge), sd + 5);
+      run_attention(dyn({32, 8, 128, {1000, 63}, 1100, 1, true}, warps, merge), sd + 6);
+    }
+  }
+  const std::size_t big = mk::decode_attention_workspace_bytes(4, 32, 128, 8);
+  Dev<char> ws(big);
+  ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), big, nullptr), mk::Status::kOk);
+  for (int round = 0; round < 2; ++round) {
+    run_attention(dyn({32, 8, 128, {900, 17, 400, 1}, 1000, 8, true}, 4, 2), 390 + round, &ws, big);
+    run_attention(dyn({16, 16, 64, {90, 300}, 320, 3, false}, 8, 1), 392 + round, &ws, big);
+  }
+  expect_header_zero(ws);
+}
+
 TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   REQUIRE_GPU();
   std::mt19937 rng(8);
@@ -385,13 +434,15 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   p.head_dim = hd;
   p.max_kv_len = max_len;
   p.num_splits = splits;
-  // 0: fused merge; 1, 2: cluster merge with 4 and 8 warps per block.
-  for (int mode : {0, 1, 2})
+  // 0: fused merge; 1, 2: cluster merge with 4 and 8 warps per block; 3, 4: the same with
+  // dynamic tiles; 5: dynamic tiles with the reduce kernel.
+  for (int mode : {0, 1, 2, 3, 4, 5})
     for (int rep = 0; rep < 2; ++rep) {
       SCOPED_TRACE(::testing::Message() << "mode " << mode << " rep " << rep);
       p.fused_merge = mode == 0;
-      p.split_merge = mode == 0 ? 0 : 2;
-      p.block_warps = mode == 2 ? 8 : 0;
+      p.split_merge = mode == 0 || mode == 5 ? 0 : 2;
+      p.block_warps = mode == 2 || mode == 4 ? 8 : 0;
+      p.dynamic_splits = mode >= 3;
       dout.poison(0);
       dlse.poison(0);
       ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
@@ -467,6 +518,14 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   p.split_merge = 3;
   EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
   p.split_merge = 0;
+  p.dynamic_splits = true;
+  p.fused_merge = true;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.fused_merge = false;
+  p.pipeline_stages = 2;
+  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  p.pipeline_stages = 0;
+  p.dynamic_splits = false;
   p.kernel_variant = 0;
   p.pipeline_stages = 5;
   EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
@@ -577,13 +636,13 @@ TEST(GpuRouter, TopKMatchesReference) {
     bool bf16_logits;
     bool renorm;
   };
-  for (C c :
-       {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
-        C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true},
-        // One block at its token limit with <= 32 experts (used to fail to launch),
-        // and just beyond it (several blocks).
-        C{1024, 16, 2, false, true}, C{1024, 32, 2, true, true}, C{1024, 32, 8, false, false},
-        C{1000, 16, 2, true, true}, C{1025, 16, 2, false, true}, C{1024, 33, 2, false, true}}) {
+  for (C c : {C{1, 16, 2, false, true}, C{256, 16, 2, false, true}, C{37, 8, 1, true, false},
+              C{100, 256, 8, true, true}, C{2000, 60, 4, false, true}, C{33, 5, 5, false, true},
+              // 1024 tokens with <= 32 experts (used to fail to launch), the few-experts
+              // kernel's one-block limit (512) and beyond it, the wide kernel's (1024).
+              C{1024, 16, 2, false, true}, C{1024, 32, 2, true, true}, C{1024, 32, 8, false, false},
+              C{512, 16, 2, true, true}, C{513, 32, 2, false, true}, C{1000, 16, 2, true, true},
+              C{1025, 16, 2, false, true}, C{1024, 33, 2, false, true}}) {
     auto logits = random_f32(std::size_t(c.tokens) * c.experts, rng, -4.f, 4.f);
     std::vector<Bf16> lb = ref::to_bf16(logits);
     if (c.bf16_logits) logits = ref::to_float(lb);

@@ -144,9 +144,9 @@ TEST(ReferenceExpertFfn, TinyHandComputed) {
 
 // The router's grid (a pure function, checked here without a GPU): blocks never exceed the
 // thread count the kernels are compiled for (__launch_bounds__), so every launch fits on an
-// SM; tokens up to 1024 run as one block; the grid covers every token (the kernels loop over
-// tokens with a stride of the grid). 1024 tokens with <= 32 experts used to ask for 1024
-// threads of a 70-register kernel and failed to launch.
+// SM; one block up to 512 tokens (<= 32 experts) or 1024 (more); the grid covers every token (the
+// kernels loop over tokens with a stride of the grid). 1024 tokens with <= 32 experts used to ask
+// for 1024 threads of a 70-register kernel and failed to launch.
 TEST(RouterLaunchConfig, BlockSizesStayWithinLaunchBounds) {
   namespace mk = masep::kernels;
   for (int experts : {1, 5, 8, 16, 31, 32, 33, 60, 256}) {
@@ -159,7 +159,8 @@ TEST(RouterLaunchConfig, BlockSizesStayWithinLaunchBounds) {
       EXPECT_EQ(c.threads % 32, 0);
       EXPECT_LE(c.threads, max_threads);
       EXPECT_GE(c.blocks, 1);
-      EXPECT_EQ(c.single_block, tokens <= mk::kRouterSingleBlockTokens);
+      EXPECT_EQ(c.single_block, tokens <= (experts <= 32 ? mk::kRouterSmallSingleBlockTokens
+                                                         : mk::kRouterSingleBlockTokens));
       if (c.single_block) EXPECT_EQ(c.blocks, 1);
       if (experts <= 32) {
         // One thread per token and pass: at most two passes (1024 tokens on 512 threads).
@@ -170,8 +171,10 @@ TEST(RouterLaunchConfig, BlockSizesStayWithinLaunchBounds) {
       }
     }
   }
-  EXPECT_EQ(mk::router_launch_config(1024, 16).threads, mk::kRouterSmallMaxThreads);
-  EXPECT_EQ(mk::router_launch_config(1024, 32).blocks, 1);
+  EXPECT_EQ(mk::router_launch_config(512, 16).threads, mk::kRouterSmallMaxThreads);
+  EXPECT_EQ(mk::router_launch_config(512, 32).blocks, 1);
+  EXPECT_EQ(mk::router_launch_config(1024, 32).blocks, 4);
+  EXPECT_EQ(mk::router_launch_config(1024, 33).blocks, 1);
   EXPECT_EQ(mk::router_launch_config(256, 16).threads, 256);
   EXPECT_EQ(mk::router_launch_config(1, 16).threads, 32);
 }

@@ -105,6 +105,16 @@ struct DecodeAttentionParams {
   //       cluster and merge through distributed shared memory, no reduce kernel, workspace
   //       unused (sm_90 and num_splits <= 8; otherwise 1 is used).
   int split_merge = 0;
+  // Tensor-core kernel with num_splits > 1: dynamic tiles (additive; false keeps the static
+  // splits). The num_splits blocks of each (sequence, kv head, 16-head sub-group) claim its
+  // tiles one at a time from a counter in the workspace header instead of each taking a fixed
+  // 1/num_splits, so blocks that stream faster take more tiles and all finish together. Same
+  // promise as fused_merge (workspace zeroed once by decode_attention_workspace_init(), then
+  // only decode-attention launches); the counters return to zero by themselves. Which block
+  // sums which tiles depends on timing, so results may differ between launches in the last
+  // bits (not bit-reproducible). Excludes fused_merge; pipeline_stages 0 or 3. Falls back to
+  // static splits beyond kDecodeAttentionMergeCounters groups.
+  bool dynamic_splits = false;
 };
 
 /// Counters in the workspace header (the first kDecodeAttentionMergeCounters * 4 bytes of

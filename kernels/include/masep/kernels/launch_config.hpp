@@ -20,8 +20,12 @@ struct LaunchConfig {
 inline constexpr int kRouterSmallMaxThreads = 512;
 /// Threads per block of the router's few-experts kernel when several blocks are launched.
 inline constexpr int kRouterSmallMultiThreads = 256;
-/// Tokens up to which the router runs as one block (both kernels).
+/// Tokens up to which the router's many-experts kernel runs as one block.
 inline constexpr int kRouterSingleBlockTokens = 1024;
+/// Tokens up to which the few-experts kernel runs as one block (one pass of its threads).
+/// Measured on an H200 (docs/kernels.md): 1024 tokens as one 512-thread block (two passes)
+/// took 11.3 us, 2048 tokens on 8 blocks 6.5 us, so beyond one pass it uses several blocks.
+inline constexpr int kRouterSmallSingleBlockTokens = kRouterSmallMaxThreads;
 /// Threads per block of the router's many-experts kernel (one warp per token; compiled with
 /// __launch_bounds__ of this value).
 inline constexpr int kRouterWideThreads = 1024;
@@ -30,12 +34,13 @@ inline constexpr int kRouterWideThreads = 1024;
 inline constexpr int kRouterMaxBlocks = 65535 * 8;
 
 /// Grid of launch_router_topk() for `tokens` > 0 and `num_experts` in [1, 256]. The
-/// few-experts kernel (num_experts <= 32) loops over tokens with a stride of the whole grid,
-/// so a single block of at most kRouterSmallMaxThreads threads covers up to
-/// kRouterSingleBlockTokens tokens.
+/// few-experts kernel (num_experts <= 32) loops over tokens with a stride of the whole grid;
+/// it runs as one block up to kRouterSmallSingleBlockTokens tokens, the many-experts kernel up
+/// to kRouterSingleBlockTokens.
 constexpr LaunchConfig router_launch_config(int tokens, int num_experts) {
   LaunchConfig c;
-  c.single_block = tokens <= kRouterSingleBlockTokens;
+  c.single_block =
+      tokens <= (num_experts <= 32 ? kRouterSmallSingleBlockTokens : kRouterSingleBlockTokens);
   if (num_experts <= 32) {
     if (c.single_block) {
       const int rounded = (tokens + 31) / 32 * 32;
