@@ -61,15 +61,6 @@ const char* to_string(OpKind k) {
   return "?";
 }
 
-bool is_collective(OpKind k) {
-  return k == OpKind::kAllReduce || k == OpKind::kAllGather || k == OpKind::kReduceScatter ||
-         k == OpKind::kAllToAll;
-}
-
-bool is_communication(OpKind k) {
-  return k == OpKind::kSend || k == OpKind::kRecv || k == OpKind::kExchange || is_collective(k);
-}
-
 std::vector<int64_t> exchange_sent_bytes(const Program& p) {
   std::vector<int64_t> sent(p.ops.size(), 0);
   for (const Exchange& x : p.exchanges) {

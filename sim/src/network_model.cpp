@@ -24,6 +24,9 @@ NetworkModel::NetworkModel(std::vector<double> capacity_bytes_per_ns)
   link_mark_.assign(capacity_.size(), 0);
   cap_left_.assign(capacity_.size(), 0);
   unfrozen_.assign(capacity_.size(), 0);
+  stack_.assign(capacity_.size(), 0);
+  comp_links_.assign(capacity_.size(), 0);
+  tied_.assign(capacity_.size(), 0);
 }
 
 int NetworkModel::start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
@@ -96,24 +99,26 @@ void NetworkModel::solve_dirty() {
   if (dirty_links_.empty()) return;
   epoch_ += 2;
   const uint32_t in_comp = epoch_, frozen = epoch_ + 1;
-  comp_links_.clear();
-  comp_flows_.clear();
-  stack_.clear();
+  // Scratch arrays are sized to the link count once (each link enters the component at most
+  // once per solve), so the loops below write through raw pointers without capacity checks.
+  int* const stack = stack_.data();
+  int* const comp = comp_links_.data();
+  int nstack = 0, ncomp = 0;
+  size_t left = 0;  // unfrozen flows of the component
   for (int l : dirty_links_) {
     if (link_mark_[l] != in_comp) {
       link_mark_[l] = in_comp;
-      stack_.push_back(l);
+      stack[nstack++] = l;
     }
   }
   dirty_links_.clear();
-  while (!stack_.empty()) {
-    const int l = stack_.back();
-    stack_.pop_back();
-    comp_links_.push_back(l);
+  while (nstack > 0) {
+    const int l = stack[--nstack];
+    comp[ncomp++] = l;
     for (int f : links_[l].flows) {
       if (flow_mark_[f] == in_comp) continue;
       flow_mark_[f] = in_comp;
-      comp_flows_.push_back(f);
+      ++left;
       Flow& fl = flows_[f];
       // Bring the flow's bytes up to now while its cache line is here (one pass fewer).
       fl.remaining -= fl.rate * static_cast<double>(now_ - fl.updated);
@@ -122,52 +127,68 @@ void NetworkModel::solve_dirty() {
         const int l2 = fl.links[i];
         if (link_mark_[l2] != in_comp) {
           link_mark_[l2] = in_comp;
-          stack_.push_back(l2);
+          stack[nstack++] = l2;
         }
       }
     }
   }
   // No sort needed: the discovery order follows the dirty-link order and the links' flow
   // lists, both deterministic functions of the history, so reruns are identical.
-  for (int l : comp_links_) {
+  for (int i = 0; i < ncomp; ++i) {
+    const int l = comp[i];
     cap_left_[l] = capacity_[l];
     unfrozen_[l] = static_cast<int>(links_[l].flows.size());
   }
-  size_t left = comp_flows_.size();
+  // comp[0, nactive) are the links still carrying unfrozen flows; a link leaves once all its
+  // flows froze. tied[0, ntied) are the links at the current bottleneck level.
+  int* const tied = tied_.data();
+  int nactive = ncomp;
   while (left > 0) {
-    int best = -1;
+    // The smallest fair share among the active links, and every link that has exactly it:
+    // they all saturate at this level (freezing one tied link's flows at share s leaves
+    // another tied link at (C - k*s) / (n - k) = s), so they are frozen in one pass.
     double best_share = 0;
-    for (int l : comp_links_) {
+    int keep = 0, ntied = 0;
+    for (int i = 0; i < nactive; ++i) {
+      const int l = comp[i];
       if (unfrozen_[l] == 0) continue;
+      comp[keep++] = l;
       const double share = cap_left_[l] / unfrozen_[l];
-      if (best < 0 || share < best_share) {
-        best = l;
+      if (ntied == 0 || share < best_share) {
         best_share = share;
+        tied[0] = l;
+        ntied = 1;
+      } else if (share == best_share) {
+        tied[ntied++] = l;
       }
     }
+    nactive = keep;
+    if (ntied == 0) throw std::logic_error("NetworkModel: unfrozen flows on no link");
     best_share = std::max(best_share, 0.0);
-    for (int f : links_[best].flows) {
-      if (flow_mark_[f] == frozen) continue;
-      flow_mark_[f] = frozen;
-      --left;
-      Flow& fl = flows_[f];
-      for (int i = 0; i < fl.nlinks; ++i) {
-        cap_left_[fl.links[i]] -= best_share;
-        --unfrozen_[fl.links[i]];
+    for (int t = 0; t < ntied; ++t) {
+      for (int f : links_[tied[t]].flows) {
+        if (flow_mark_[f] == frozen) continue;
+        flow_mark_[f] = frozen;
+        --left;
+        Flow& fl = flows_[f];
+        for (int i = 0; i < fl.nlinks; ++i) {
+          cap_left_[fl.links[i]] -= best_share;
+          --unfrozen_[fl.links[i]];
+        }
+        // The flow's rate is final: re-time it now (the heap orders entries by (time, flow),
+        // so the order of pushes does not matter). Unchanged rate: the queued completion
+        // stays right (saves heap churn).
+        if (best_share == fl.rate && fl.finish != kNever) continue;
+        fl.rate = best_share;
+        ++fl.version;
+        const double rem = std::max(fl.remaining, 0.0);
+        if (!(fl.rate > 0)) {
+          throw std::logic_error("NetworkModel: a flow got zero bandwidth");
+        }
+        fl.finish = now_ + static_cast<int64_t>(std::ceil(rem / fl.rate - 1e-9));
+        if (fl.finish < now_) fl.finish = now_;
+        push_heap(f);
       }
-      // The flow's rate is final: re-time it now (the heap orders entries by (time, flow),
-      // so the order of pushes does not matter). Unchanged rate: the queued completion
-      // stays right (saves heap churn).
-      if (best_share == fl.rate && fl.finish != kNever) continue;
-      fl.rate = best_share;
-      ++fl.version;
-      const double rem = std::max(fl.remaining, 0.0);
-      if (!(fl.rate > 0)) {
-        throw std::logic_error("NetworkModel: a flow got zero bandwidth");
-      }
-      fl.finish = now_ + static_cast<int64_t>(std::ceil(rem / fl.rate - 1e-9));
-      if (fl.finish < now_) fl.finish = now_;
-      push_heap(f);
     }
   }
 }

@@ -104,6 +104,27 @@ TEST(SimNetwork, FlowRateIsItsBottleneckLink) {
   EXPECT_DOUBLE_EQ(net.rate(f), 10.0);
 }
 
+TEST(SimNetwork, TiedBottlenecksFreezeAtTheSameLevelAndTheRestFillsUp) {
+  // Links 0 and 1 (12 B/ns) each carry three flows, one of them (E) on both and on link 2
+  // (30 B/ns), which also carries F. Links 0 and 1 tie at 4 B/ns, so A, B, C, D and E get 4;
+  // F takes what E leaves of link 2: 26. Max-min by hand; the solver freezes both tied links
+  // in one step.
+  NetworkModel net({12.0, 12.0, 30.0});
+  const std::vector<int> l0{0}, l1{1}, e{0, 1, 2}, l2{2};
+  const int a = net.start_flow(0, l0, 400, 1);
+  const int b = net.start_flow(0, l0, 400, 2);
+  const int c = net.start_flow(0, l1, 400, 3);
+  const int d = net.start_flow(0, l1, 400, 4);
+  const int ef = net.start_flow(0, e, 400, 5);
+  const int f = net.start_flow(0, l2, 2600, 6);
+  EXPECT_EQ(net.next_event_time(), 100);
+  for (int x : {a, b, c, d, ef}) EXPECT_DOUBLE_EQ(net.rate(x), 4.0);
+  EXPECT_DOUBLE_EQ(net.rate(f), 26.0);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(done[i].time, 100) << "flow " << done[i].tag;
+}
+
 TEST(SimNetwork, DisjointFlowsDoNotInteract) {
   NetworkModel net({10.0, 10.0});
   const std::vector<int> l0{0}, l1{1};

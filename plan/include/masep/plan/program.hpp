@@ -99,8 +99,12 @@ enum class OpKind : uint8_t {
   kExchange,  ///< grouped point-to-point: one NCCL group call of sends and receives
 };
 const char* to_string(OpKind k);
-bool is_communication(OpKind k);
-bool is_collective(OpKind k);
+/// All-reduce, all-gather, reduce-scatter, all-to-all (ops that name a Collective).
+constexpr bool is_collective(OpKind k) { return k >= OpKind::kAllReduce && k <= OpKind::kAllToAll; }
+/// Ops that run on the communication stream: send, recv, collectives, exchanges.
+constexpr bool is_communication(OpKind k) { return k >= OpKind::kSend; }
+static_assert(is_communication(OpKind::kExchange) && !is_communication(OpKind::kCombine) &&
+              is_collective(OpKind::kAllToAll) && !is_collective(OpKind::kExchange));
 
 /// Streams of one rank. Compute kernels serialise on kCompute; NCCL calls on kComm.
 enum Stream : uint8_t { kCompute = 0, kComm = 1, kStreamCount = 2 };

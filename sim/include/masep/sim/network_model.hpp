@@ -83,7 +83,7 @@ class NetworkModel {
   // Scratch of the solver (kept to avoid per-event allocation).
   std::vector<uint32_t> link_mark_, flow_mark_;
   uint32_t epoch_ = 0;
-  std::vector<int> comp_links_, comp_flows_, stack_;
+  std::vector<int> comp_links_, stack_, tied_;  // sized to the link count
   std::vector<double> cap_left_;
   std::vector<int> unfrozen_;
 };
