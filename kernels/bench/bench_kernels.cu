@@ -7,7 +7,8 @@
 // FFN 14336): warm-up, timed iterations with CUDA events, and a table of time (us), GB/s
 // (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
 // relevant ceiling. Each kernel family is verified once against its CPU reference at a
-// small shape before timing. Usage: masep-bench-kernels [--csv FILE] [--quick] [--only attention]
+// small shape before timing. Usage:
+// masep-bench-kernels [--csv FILE] [--quick] [--only attention|target[N]]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -572,6 +573,8 @@ int main(int argc, char** argv) {
   std::string csv;
   bool quick = false;
   bool attention_only = false;
+  bool target_only = false;
+  int target_variant = -1;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -581,8 +584,15 @@ int main(int argc, char** argv) {
                !std::strcmp(argv[i + 1], "attention")) {
       attention_only = true;  // ceilings and the decode-attention rows only
       ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strncmp(argv[i + 1], "target", 6)) {
+      // Ceilings and Mixtral b=8 ctx=2048 (for a profiler run); "targetN": variant N only.
+      target_only = true;
+      if (argv[i + 1][6] != '\0') target_variant = std::atoi(argv[i + 1] + 6);
+      ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention|target[N]]\n",
+                   argv[0]);
       return 1;
     }
   }
@@ -603,6 +613,20 @@ int main(int argc, char** argv) {
   std::printf("%-22s %-8s %-44s %10s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us",
               "eager_us", "GB/s", "TFLOP/s", "%ceil");
   const int sms = prop.multiProcessorCount;
+  if (target_only) {
+    // Mixtral b=8 ctx=2048: reduce-kernel merge, default, 8 warps.
+    for (int v = 0; v < 3; ++v) {
+      if (target_variant >= 0 && v != target_variant) continue;
+      AttnOpt o;  // 0: reduce kernel, 1: default, 2: 8 warps
+      o.merge = v == 0 ? 1 : 0;
+      o.warps = v == 2 ? 8 : 0;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
 
   if (!attention_only) {
     bench_routing("paper", 256, 16, 2, true);
@@ -623,51 +647,52 @@ int main(int argc, char** argv) {
     }
   }
   if (!quick) {
-    // Same run, same shapes: the cluster split merge (cm), dynamic tiles (dyn), both, both
-    // with 8-warp blocks (w8), and the reduce-kernel merge with 4 warps (rk) for reference.
+    // Same run, same shapes: the reduce-kernel merge forced (rk; the default uses the
+    // cluster merge at 2 splits with one block per SM on sm_90), and 8-warp blocks (w8).
     for (int batch : {1, 8, 32, 128}) {
       for (int ctx : {2048, 8192}) {
         const bool v = batch == 1 && ctx == 2048;
-        for (int variant = 0; variant < 5; ++variant) {
+        for (int variant = 0; variant < 2; ++variant) {
           AttnOpt o;
-          o.merge = variant == 4 ? 1 : variant == 1 ? 0 : 2;
-          o.dyn = variant >= 1 && variant <= 3;
-          o.warps = variant == 3 ? 8 : variant == 4 ? 4 : 0;
+          o.merge = variant == 0 ? 1 : 0;
+          o.warps = variant == 1 ? 8 : 0;
           bench_attention("paper", 32, 32, batch, ctx, sms, v, o);
           bench_attention("mixtral", 32, 8, batch, ctx, sms, v, o);
         }
       }
     }
-    // Split count x block size x merge with dynamic tiles at the small-batch shapes (cluster
-    // merge: <= 8 splits), and the static splits' default merge for reference.
-    struct Shape {
-      const char* model;
-      int heads, kv_heads, batch, ctx;
-    };
-    for (Shape sh : {Shape{"mixtral", 32, 8, 8, 2048}, Shape{"mixtral", 32, 8, 8, 8192},
-                     Shape{"mixtral", 32, 8, 1, 8192}, Shape{"paper", 32, 32, 1, 8192}}) {
-      for (int s : {2, 3, 4, 6, 8}) {
+    // Split count x block size x merge (cluster: <= 8 splits) at Mixtral b=8, and dynamic
+    // tiles (dyn) with 8 warps and the cluster merge.
+    for (int ctx : {2048, 8192}) {
+      for (int s : {1, 2, 3, 4}) {
         for (int warps : {4, 8}) {
           for (int merge : {1, 2}) {
+            if (s == 1 && merge == 2) continue;  // one split: no merge
             AttnOpt o;
             o.splits = s;
             o.warps = warps;
             o.merge = merge;
-            o.dyn = true;
-            bench_attention(sh.model, sh.heads, sh.kv_heads, sh.batch, sh.ctx, sms, false, o);
+            bench_attention("mixtral", 32, 8, 8, ctx, sms, false, o);
           }
         }
-        AttnOpt o;
-        o.splits = s;
-        bench_attention(sh.model, sh.heads, sh.kv_heads, sh.batch, sh.ctx, sms, false, o);
       }
-    }
-    // Noise check: the target shape again at the end of the run (default, cm, dyn + cm).
-    bench_attention("mixtral", 32, 8, 8, 2048, sms, false);
-    for (int dyn = 0; dyn < 2; ++dyn) {
       AttnOpt o;
+      o.warps = 8;
       o.merge = 2;
-      o.dyn = dyn == 1;
+      o.dyn = true;
+      bench_attention("mixtral", 32, 8, 8, ctx, sms, false, o);
+    }
+    // Pipeline depth at the target shape with the cluster merge.
+    for (int st : {2, 4}) {
+      AttnOpt o;
+      o.stages = st;
+      o.merge = 2;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    // Noise check: the target shape again at the end of the run (default, rk).
+    for (int merge : {0, 1}) {
+      AttnOpt o;
+      o.merge = merge;
       bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
     }
   }

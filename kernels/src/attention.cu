@@ -935,6 +935,22 @@ bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t str
   }
 }
 
+// Multiprocessors of the current device, cached per device (0 if unknown).
+int device_sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // 0 unknown
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (dev >= 0 && dev < kMaxDevices) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c != 0) return c;
+  }
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+  if (dev >= 0 && dev < kMaxDevices) cached[dev].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
 template <int HD>
 bool launch_mma_hd(const SplitArgs& a, int stages, int warps, int mode, cudaStream_t stream) {
   switch (stages) {
@@ -1067,6 +1083,14 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
         a.merge_counters = static_cast<unsigned*>(p.workspace);
       } else if (p.split_merge == 2 && p.num_splits <= kMaxClusterSplits && device_supports_pdl()) {
         mode = kMergeCluster;
+      } else if (p.split_merge == 0 && p.num_splits == 2 && device_supports_pdl()) {
+        // Default: the cluster merge where it was measured faster (H200, docs/kernels.md):
+        // 2 splits and one wave of at most one block per SM (Mixtral b=8 ctx=2048/8192:
+        // -0.3..-0.5 us). With more splits (4: +8 us) or many waves (MHA b=128 ctx=8192:
+        // +0.5%) the reduce kernel was faster.
+        const std::int64_t blocks =
+            std::int64_t{p.batch} * p.num_kv_heads * a.subgroups * p.num_splits;
+        if (blocks <= device_sm_count()) mode = kMergeCluster;
       }
     }
     if (p.dynamic_splits && !direct &&

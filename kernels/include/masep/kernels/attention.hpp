@@ -100,7 +100,10 @@ struct DecodeAttentionParams {
   int block_warps = 0;
   // Tensor-core kernel with num_splits > 1: how the splits are merged (fused_merge, when it
   // applies, takes precedence):
-  //   0 = default (1); 1 = partials in the workspace, then the reduce kernel;
+  //   0 = default: 2 on sm_90 when num_splits == 2 and the launch has at most one block per
+  //       SM (batch x num_kv_heads x ceil(group / 16) x 2 <= SMs), else 1 (measured,
+  //       docs/kernels.md);
+  //   1 = partials in the workspace, then the reduce kernel;
   //   2 = the splits of each (sequence, kv head, 16-head sub-group) run as one thread-block
   //       cluster and merge through distributed shared memory, no reduce kernel, workspace
   //       unused (sm_90 and num_splits <= 8; otherwise 1 is used).
