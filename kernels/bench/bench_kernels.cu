@@ -176,6 +176,7 @@ struct Ceilings {
 
 std::vector<Row> g_rows;
 Ceilings g_ceil;
+double g_peak_GBps = 0;  // the device's peak memory bandwidth (attributes), for the split count
 
 // `us` is the time the row's rates are computed from (graph-timed where `eager_us` is
 // also given); `eager_us` is the eager back-to-back time (NaN: not taken).
@@ -252,7 +253,7 @@ void verified(const char* what, bool ok) {
 
 // ---- decode attention ------------------------------------------------------------------
 struct AttnOpt {
-  int splits = 0;      // 0: decode_attention_num_splits (6-argument overload)
+  int splits = 0;      // 0: decode_attention_num_splits (7-argument overload)
   int group_tile = 0;  // DecodeAttentionParams fields, 0 = default
   int variant = 0;
   int stages = 0;
@@ -285,10 +286,10 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   fill(kn, 6);
   fill(vn, 7);
   upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));  // attend over ctx tokens
-  const int splits = o.splits ? o.splits
-                     : o.old_splits
-                         ? cc_num_splits(batch, kv_heads, ctx, sms)
-                         : mk::decode_attention_num_splits(batch, heads, kv_heads, hd, ctx, sms);
+  const int splits = o.splits       ? o.splits
+                     : o.old_splits ? cc_num_splits(batch, kv_heads, ctx, sms)
+                                    : mk::decode_attention_num_splits(batch, heads, kv_heads, hd,
+                                                                      ctx, sms, g_peak_GBps);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
   Buf ws(wsb);
   if (o.fused || o.dyn) KCHECK(mk::decode_attention_workspace_init(ws.p, wsb, nullptr));
@@ -613,6 +614,8 @@ int main(int argc, char** argv) {
   std::printf("%-22s %-8s %-44s %10s %10s %9s %8s %8s\n", "kernel", "model", "shape", "time_us",
               "eager_us", "GB/s", "TFLOP/s", "%ceil");
   const int sms = prop.multiProcessorCount;
+  g_peak_GBps = mk::decode_attention_peak_memory_GBps();
+  std::printf("# peak memory bandwidth (clock x bus width) %.0f GB/s\n", g_peak_GBps);
   if (target_only) {
     // Mixtral b=8 ctx=2048: reduce-kernel merge, default, 8 warps.
     for (int v = 0; v < 3; ++v) {

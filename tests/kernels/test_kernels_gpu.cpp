@@ -403,6 +403,26 @@ TEST(GpuDecodeAttention, DynamicTiles) {
   expect_header_zero(ws);
 }
 
+// The bandwidth-aware split count (pure function, no GPU needed): one split for Mixtral b=8
+// (64 blocks) on an H100-like card (132 SMs, 3352 GB/s), the 6-argument model's two splits on
+// an H200-like one (4915 GB/s); unchanged where the one-split launch has more than one block
+// per two SMs or too few blocks to stream at 80% of the peak.
+TEST(DecodeAttentionSplits, BandwidthAwareOneSplit) {
+  const int model = mk::decode_attention_num_splits(8, 32, 8, 128, 2048, 132);
+  EXPECT_EQ(model, 2);
+  EXPECT_EQ(mk::decode_attention_num_splits(8, 32, 8, 128, 2048, 132, 3352.0), 1);
+  EXPECT_EQ(mk::decode_attention_num_splits(8, 32, 8, 128, 2048, 132, 4915.0), model);
+  EXPECT_EQ(mk::decode_attention_num_splits(8, 32, 8, 128, 8192, 132, 3352.0), 1);
+  for (double bw : {0.0, 3352.0, 4915.0}) {
+    // 8 blocks: far from the peak.
+    EXPECT_EQ(mk::decode_attention_num_splits(1, 32, 8, 128, 8192, 132, bw),
+              mk::decode_attention_num_splits(1, 32, 8, 128, 8192, 132));
+    // 128 blocks: more than one per two SMs.
+    EXPECT_EQ(mk::decode_attention_num_splits(16, 32, 8, 128, 2048, 132, bw),
+              mk::decode_attention_num_splits(16, 32, 8, 128, 2048, 132));
+  }
+}
+
 TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   REQUIRE_GPU();
   std::mt19937 rng(8);

@@ -94,7 +94,10 @@ struct DecodeAttentionParams {
   // unless a measurement on your shapes says otherwise.
   bool fused_merge = false;
   // Tensor-core kernel: warps per block, 4 or 8 (tiles of 16 x warps tokens, so splits are
-  // whole 64- or 128-token tiles); 0 = default (4). 8 warps need pipeline_stages <= 3 and
+  // whole 64- or 128-token tiles); 0 = default: 8 on sm_90 devices with the shared memory
+  // for it when num_splits == 1 and the launch has at most one block per two SMs (measured faster
+  // there on the H100 and the H200: Mixtral b=8 ctx=2048 27.3 vs 31.6 us and 23.9 vs 30.1 us;
+  // b=8 ctx=8192 92.8 vs 111.7 and 77.7 vs 106.2 us), else 4. 8 warps need pipeline_stages <= 3 and
   // 2 x stages x 128 x head_dim x 2 bytes of shared memory per block (192 KB at head_dim 128
   // and 3 stages: sm_90 only; kLaunchFailed where the device has less).
   int block_warps = 0;
@@ -146,6 +149,24 @@ int decode_attention_num_splits(int batch, int num_kv_heads, int max_context, in
 /// per split and the resident blocks per SM of this head_dim (2 for 128, 4 for 64).
 int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
                                 int max_context, int sm_count);
+
+/// Streaming rate of one 8-warp tensor-core block (one per SM, 1 MB of K/V, direct output),
+/// measured on the H100 and the H200 (2026-11-27, docs/kernels.md): about 40-45 GB/s.
+inline constexpr double kDecodeAttentionBlockGBps = 44.0;
+
+/// The 6-argument split count, refined with the device's peak memory bandwidth in GB/s (see
+/// decode_attention_peak_memory_GBps): one split (no merge; the launch then runs 8-warp
+/// blocks, see block_warps) when the one-split launch has at most sm_count / 2 blocks and
+/// those blocks, each streaming kDecodeAttentionBlockGBps, reach 80% of the peak; else the
+/// 6-argument model (also for a peak of 0: unknown). Measured: Mixtral b=8 ctx=2048 (64 blocks) on
+/// the H100 (3.35 TB/s peak) one split 27.3 us vs two 28.4 us; on the H200 (4.9 TB/s) 23.9 vs 22.2
+/// us, and this rule keeps two there. Pure function.
+int decode_attention_num_splits(int batch, int num_heads, int num_kv_heads, int head_dim,
+                                int max_context, int sm_count, double peak_memory_GBps);
+
+/// Peak memory bandwidth of the current device in GB/s from its memory clock and bus width
+/// (2 transfers a clock); 0 if the attributes cannot be read.
+double decode_attention_peak_memory_GBps();
 
 /// Throws std::invalid_argument naming the first bad field (null pointers, head_dim not 64
 /// or 128, num_heads not a multiple of num_kv_heads, too small a workspace, ...).
