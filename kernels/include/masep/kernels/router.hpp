@@ -10,7 +10,8 @@
 // logits: [tokens, num_experts] contiguous, fp32 or bf16 (logits_dtype). Outputs:
 // topk_ids int32 [tokens, k], topk_weights fp32 [tokens, k], expert_counts int32
 // [num_experts] (zeroed by the launch itself, then accumulated). Limits: num_experts <= 256,
-// 1 <= k <= 8, k <= num_experts. One warp per token.
+// 1 <= k <= 8, k <= num_experts. Grid: router_launch_config() in launch_config.hpp (one
+// thread per token for <= 32 experts, else one warp per token).
 #pragma once
 
 #include "masep/kernels/status.hpp"
