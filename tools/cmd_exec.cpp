@@ -154,7 +154,7 @@ int cmd_exec(const Args& args) {
       "override a scenario field, KEY=VALUE (repeatable)")(
       "steps", po::value(&steps), "decode steps to time (= --set workload.decode_steps=N)")(
       "warmup", po::value(&o.warmup)->default_value(2),
-      "untimed runs of the first decode step before timing")(
+      "untimed runs before timing (the first issues every launch, later ones the first step)")(
       "timeout", po::value(&o.timeout_s)->default_value(120.0),
       "seconds without progress after which a rank aborts (stall or dead peer)")(
       "trace", po::value(&trace_path), "write the measured Chrome/Perfetto trace to FILE")(

@@ -17,6 +17,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -328,9 +329,8 @@ void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cu
           ap.max_kv_len = ctx;
           ap.num_splits = splits;
           kernels::check_decode_attention(ap);
-          const double ns = time_ns(st, set, [&](int) {
-            MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
-          });
+          const double ns = time_ns(
+              st, set, [&](int) { MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st)); });
           MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
           check_finite(out.get(), static_cast<int64_t>(b) * hs.heads * hs.head_dim,
                        "decode attention");
@@ -399,8 +399,8 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
 
         add("rmsnorm", 2 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
               MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(a.get<bf16>(), w.get<bf16>(),
-                                                                 b.get<bf16>(), static_cast<int>(T),
-                                                                 static_cast<int>(h), eps, st));
+                                                         b.get<bf16>(), static_cast<int>(T),
+                                                         static_cast<int>(h), eps, st));
             }));
         add("add_norm", 4 * T * h * kBf16 + h * kBf16, time_ns(st, set, [&](int) {
               MASEP_KERNEL_CHECK(kernels::launch_add_rmsnorm(
@@ -417,13 +417,12 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         rp.num_heads = static_cast<int>(H);
         rp.num_kv_heads = static_cast<int>(KV);
         rp.head_dim = static_cast<int>(hd);
-        add("rope", 2 * T * (H + KV) * hd * kBf16, time_ns(st, set, [&](int) {
-              MASEP_KERNEL_CHECK(kernels::launch_rope(rp, st));
-            }));
+        add("rope", 2 * T * (H + KV) * hd * kBf16,
+            time_ns(st, set, [&](int) { MASEP_KERNEL_CHECK(kernels::launch_rope(rp, st)); }));
         add("act", T * (in_cols + F) * kBf16, time_ns(st, set, [&](int) {
               if (swiglu) {
                 MASEP_KERNEL_CHECK(kernels::launch_swiglu(a.get<bf16>(), b.get<bf16>(), T,
-                                                                  static_cast<int>(F), st));
+                                                          static_cast<int>(F), st));
               } else {
                 MASEP_KERNEL_CHECK(
                     kernels::launch_gelu(a.get<bf16>(), b.get<bf16>(), T, static_cast<int>(F), st));
@@ -469,9 +468,8 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         pp.hidden = static_cast<int>(h);
         pp.num_experts = static_cast<int>(E);
         pp.k = static_cast<int>(K);
-        add("permute", T * h * kBf16 + rows * h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_KERNEL_CHECK(kernels::launch_permute(pp, st));
-            }));
+        add("permute", T * h * kBf16 + rows * h * kBf16,
+            time_ns(st, set, [&](int) { MASEP_KERNEL_CHECK(kernels::launch_permute(pp, st)); }));
         kernels::CombineParams cp;
         cp.expert_out = a.get<bf16>();
         cp.permuted_row = prow.get<int32_t>();
@@ -481,9 +479,8 @@ void profile_kernels(const Shapes& shapes, bool quick, const Settings& set, cuda
         cp.tokens = static_cast<int>(T);
         cp.hidden = static_cast<int>(h);
         cp.k = static_cast<int>(K);
-        add("combine", (rows + 2 * T) * h * kBf16, time_ns(st, set, [&](int) {
-              MASEP_KERNEL_CHECK(kernels::launch_combine(cp, st));
-            }));
+        add("combine", (rows + 2 * T) * h * kBf16,
+            time_ns(st, set, [&](int) { MASEP_KERNEL_CHECK(kernels::launch_combine(cp, st)); }));
         MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
         check_finite(b.get(), T * h, "combine");
         // The executor regroups rows on the MoE side with row-map kernels (real data flow:
@@ -546,13 +543,13 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
   MASEP_CUBLAS_CHECK(cublasSetWorkspace(hb, ws.get(), detail::kCublasWorkspaceBytes));
   const float alpha = 1.f, beta = 0.f;
   auto tiny = [&] {
-    MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
-                                                       1, static_cast<int>(h), 1e-6f, st));
+    MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(), 1,
+                                               static_cast<int>(h), 1e-6f, st));
   };
   auto big = [&] {
     MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(),
-                                                       static_cast<int>(big_tokens),
-                                                       static_cast<int>(h), 1e-6f, st));
+                                               static_cast<int>(big_tokens), static_cast<int>(h),
+                                               1e-6f, st));
   };
   auto gemm = [&] {
     MASEP_CUBLAS_CHECK(cublasGemmEx(
@@ -599,8 +596,8 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
   std::string detail_text;
   double tiny_b2b = 0;
   try {
-    const std::array<std::pair<const char*, std::function<void()>>, 3> launches = {{
-        {"rmsnorm 1x4096", tiny}, {"gemm 8x4096x4096", gemm}, {"rmsnorm 1024x4096", big}}};
+    const std::array<std::pair<const char*, std::function<void()>>, 3> launches = {
+        {{"rmsnorm 1x4096", tiny}, {"gemm 8x4096x4096", gemm}, {"rmsnorm 1024x4096", big}}};
     std::vector<double> b2bs;
     for (const auto& [name, launch] : launches) {
       const double b2b = time_ns(st, set, [&](int) { launch(); });
@@ -673,6 +670,9 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
 
 // ---- NCCL -------------------------------------------------------------------------------------
 
+// A 2 GiB copy per GPU (~1 ms), longer than the host takes to queue one point's timed calls.
+constexpr int64_t kCommBlockerBytes = 2LL << 30;
+
 // One host thread per GPU, released together; time = the slowest GPU's mean per launch.
 class CommGroup {
  public:
@@ -687,6 +687,7 @@ class CommGroup {
       streams_.push_back(s);
       send_.emplace_back(max_bytes);
       recv_.emplace_back(max_bytes);
+      blockers_.push_back(std::make_unique<Blocker>(kCommBlockerBytes));
     }
     MASEP_CUDA_CHECK(cudaSetDevice(0));
   }
@@ -699,6 +700,7 @@ class CommGroup {
     }
     send_.clear();
     recv_.clear();
+    blockers_.clear();
     cudaSetDevice(0);
   }
   int size() const { return n_; }
@@ -749,7 +751,11 @@ class CommGroup {
     sync.arrive_and_wait();
     if (!err) {
       try {
-        out = time_ns(st, Settings{0, set.iters, nullptr}, [&](int) { launch(r, st); });
+        // Behind this GPU's blocker, as the compute tables: the GPU's time per call with the
+        // queue full (as in the executor), not the host's launch rate. Every GPU's blocker
+        // starts after the barrier, so they end within the host's skew of each other.
+        out = time_ns(st, Settings{0, set.iters, blockers_[static_cast<size_t>(r)].get()},
+                      [&](int) { launch(r, st); });
       } catch (...) {
         err = std::current_exception();
       }
@@ -763,7 +769,103 @@ class CommGroup {
   std::vector<ncclComm_t> comms_;
   std::vector<cudaStream_t> streams_;
   std::vector<DeviceBuffer> send_, recv_;
+  std::vector<std::unique_ptr<Blocker>> blockers_;
 };
+
+// Compute slowed by communication on the same GPU (the simulator's comm_interference): a
+// weight-bound cuBLAS GEMM like the expert GEMMs (32 x 14336 x 4096, weights rotated over 4
+// copies) on GPU 0, back-to-back, alone and while NCCL moves 64 MB both ways between GPUs 0
+// and 1 (grouped send/recv on the comm streams, as the executor's exchanges), in 24 rounds that
+// outlast the GEMMs. Returns (time with traffic) / (alone) - 1, the median of 3 trials.
+double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::string&)>& log) {
+  constexpr int64_t m = 32, n = 14336, k = 4096, copies = 4, chunk = 64LL << 20;
+  constexpr int rounds = 24, iters = 20;
+  MASEP_CUDA_CHECK(cudaSetDevice(0));
+  cudaStream_t cs;
+  MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+  DeviceBuffer w(copies * n * k * kBf16), x(m * k * kBf16), c(m * n * kBf16),
+      ws(static_cast<int64_t>(detail::kCublasWorkspaceBytes));
+  detail::fill_hash_bf16(w.get(), copies * n * k, 51, 0.02f, cs);
+  detail::fill_hash_bf16(x.get(), m * k, 52, 1.0f, cs);
+  cublasHandle_t h;
+  MASEP_CUBLAS_CHECK(cublasCreate(&h));
+  cudaEvent_t c0 = nullptr, c1 = nullptr, g1 = nullptr;
+  std::vector<double> slow;
+  std::string detail_text;
+  try {
+    MASEP_CUBLAS_CHECK(cublasSetStream(h, cs));
+    MASEP_CUBLAS_CHECK(cublasSetWorkspace(h, ws.get(), detail::kCublasWorkspaceBytes));
+    MASEP_CUDA_CHECK(cudaEventCreate(&c0));
+    MASEP_CUDA_CHECK(cudaEventCreate(&c1));
+    MASEP_CUDA_CHECK(cudaEventCreate(&g1));
+    const float alpha = 1.f, beta = 0.f;
+    auto gemm = [&](int i) {
+      const char* wi = w.get<char>() + (i % copies) * n * k * kBf16;
+      MASEP_CUBLAS_CHECK(
+          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                       static_cast<int>(k), &alpha, wi, CUDA_R_16BF, static_cast<int>(k), x.get(),
+                       CUDA_R_16BF, static_cast<int>(k), &beta, c.get(), CUDA_R_16BF,
+                       static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    };
+    for (int trial = 0; trial < 3; ++trial) {
+      const double alone = time_ns(cs, Settings{3, iters, nullptr}, gemm);
+      MASEP_CUDA_CHECK(cudaSetDevice(0));
+      MASEP_CUDA_CHECK(cudaEventRecord(c0, cg.stream(0)));
+      for (int i = 0; i < rounds; ++i) {
+        MASEP_NCCL_CHECK(ncclGroupStart());
+        for (int r = 0; r < 2; ++r) {
+          MASEP_NCCL_CHECK(ncclSend(cg.send(r), static_cast<size_t>(chunk), ncclUint8, 1 - r,
+                                    cg.comm(r), cg.stream(r)));
+          MASEP_NCCL_CHECK(ncclRecv(cg.recv(r), static_cast<size_t>(chunk), ncclUint8, 1 - r,
+                                    cg.comm(r), cg.stream(r)));
+        }
+        MASEP_NCCL_CHECK(ncclGroupEnd());
+      }
+      MASEP_CUDA_CHECK(cudaSetDevice(0));
+      MASEP_CUDA_CHECK(cudaEventRecord(c1, cg.stream(0)));
+      const double with = time_ns(cs, Settings{0, iters, nullptr}, gemm);
+      MASEP_CUDA_CHECK(cudaEventRecord(g1, cs));
+      for (int r = 0; r < 2; ++r) {
+        MASEP_CUDA_CHECK(cudaSetDevice(r));
+        MASEP_CUDA_CHECK(cudaStreamSynchronize(cg.stream(r)));
+      }
+      MASEP_CUDA_CHECK(cudaSetDevice(0));
+      MASEP_CUDA_CHECK(cudaEventSynchronize(g1));
+      float comm_ms = 0, tail_ms = 0;
+      MASEP_CUDA_CHECK(cudaEventElapsedTime(&comm_ms, c0, c1));
+      MASEP_CUDA_CHECK(cudaEventElapsedTime(&tail_ms, g1, c1));  // > 0: traffic outlasted
+      if (tail_ms <= 0) {
+        throw std::runtime_error(fmt::format(
+            "profile: the NCCL traffic ({:.2f} ms) ended before the GEMMs it should overlap",
+            comm_ms));
+      }
+      slow.push_back(with / alone - 1);
+      detail_text += fmt::format("{}{:.0f} / {:.0f} ns (traffic {:.2f} ms)",
+                                 detail_text.empty() ? "" : "; ", alone, with, comm_ms);
+    }
+  } catch (...) {
+    if (c0) cudaEventDestroy(c0);
+    if (c1) cudaEventDestroy(c1);
+    if (g1) cudaEventDestroy(g1);
+    cublasDestroy(h);
+    cudaStreamDestroy(cs);
+    throw;
+  }
+  cudaEventDestroy(c0);
+  cudaEventDestroy(c1);
+  cudaEventDestroy(g1);
+  cublasDestroy(h);
+  cudaStreamDestroy(cs);
+  std::sort(slow.begin(), slow.end());
+  const double med = slow[1];
+  if (log) {
+    log(
+        fmt::format("interference: GEMM 32x14336x4096 alone / with NCCL traffic: {}; slowdown "
+                    "{:+.1f}%",
+                    detail_text, 100 * med));
+  }
+  return med;
+}
 
 uint8_t read_byte(const void* dev, int64_t offset, int device) {
   uint8_t v = 0;
@@ -878,6 +980,11 @@ void profile_comm(int gpus, bool quick, const Settings& set, plan::Calibration& 
       }
     }
     for (auto* t : {&ar, &ag, &rs, &a2a}) cal.comm.push_back(std::move(*t));
+    if (g == 2) {
+      const double sd = profile_comm_slowdown(cg, log);
+      if (sd < 0 && log) log("interference: GEMMs ran faster with traffic; recorded as 0");
+      cal.launch.comm_slowdown = std::max(0.0, sd);
+    }
     if (!sr.points.empty()) cal.comm.push_back(std::move(sr));
     if (log)
       log(fmt::format("nccl: {} GPUs, {} sizes {}..{} bytes, verified", g, sizes.size(),

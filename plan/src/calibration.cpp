@@ -94,13 +94,14 @@ Calibration convert(const Field& root) {
   c.notes = optional_string(m, "notes");
   if (auto g = m.find("gpus")) c.gpus = g->positive_int();
   if (auto l = m.find("launch"); l && !l->node().IsNull()) {
-    const MapReader r =
-        l->map({"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns"});
+    const MapReader r = l->map(
+        {"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns", "comm_slowdown"});
     c.launch.measured = true;
     c.launch.event_overhead_ns = r.get("event_overhead_ns").nonnegative_number();
     c.launch.event_gap_ns = r.get("event_gap_ns").nonnegative_number();
     if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->nonnegative_number();
     if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->nonnegative_number();
+    if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->nonnegative_number();
   }
 
   auto list = [&](const char* key) -> std::vector<Field> {
@@ -268,7 +269,8 @@ void validate_calibration(const Calibration& c) {
     check_points(k.points, "kernel " + k.name);
   }
   const LaunchCosts& l = c.launch;
-  for (double v : {l.event_overhead_ns, l.event_gap_ns, l.idle_launch_ns, l.kernel_ns}) {
+  for (double v :
+       {l.event_overhead_ns, l.event_gap_ns, l.idle_launch_ns, l.kernel_ns, l.comm_slowdown}) {
     if (!(v >= 0) || !std::isfinite(v)) {
       throw std::invalid_argument("calibration: launch costs must be finite and >= 0");
     }
@@ -303,6 +305,9 @@ std::string calibration_yaml(const Calibration& c) {
         "  kernel_ns: {}\n",
         c.launch.event_overhead_ns, c.launch.event_gap_ns, c.launch.idle_launch_ns,
         c.launch.kernel_ns);
+    if (c.launch.comm_slowdown > 0) {
+      out += fmt::format("  comm_slowdown: {}\n", c.launch.comm_slowdown);
+    }
   }
   out += "# cuBLAS bf16 GEMM C[m x n] = A[m x k] B[k x n]; points: [m, ns]\n";
   out += c.gemm.empty() ? "gemm: []\n" : "gemm:\n";

@@ -281,7 +281,39 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
     }
   }
   if (cal.launch.measured) out.emplace_back("launch_gap_ns", cal.launch.event_gap_ns);
+  if (cal.launch.comm_slowdown > 0) {
+    // A running comm kernel slows compute by this fraction (speed 1 / (1 + slowdown)).
+    out.emplace_back("comm_interference", 1.0 - 1.0 / (1.0 + cal.launch.comm_slowdown));
+  }
   return out;
+}
+
+double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind, int ranks,
+                                double bytes, bool uniform) {
+  const char* op = nullptr;
+  switch (kind) {
+    case OpKind::kAllReduce:
+      op = "all_reduce";
+      break;
+    case OpKind::kAllGather:
+      op = "all_gather";
+      break;
+    case OpKind::kReduceScatter:
+      op = "reduce_scatter";
+      break;
+    case OpKind::kAllToAll:
+      op = uniform ? "all_to_all" : nullptr;
+      break;
+    default:
+      break;
+  }
+  if (op == nullptr || ranks < 2 || !(bytes > 0)) return -1;
+  for (const auto& t : cal.comm) {
+    if (t.op == op && t.ranks == ranks) {
+      return plan::interpolate(t.points, bytes).time_ns + cal.launch.event_overhead_ns;
+    }
+  }
+  return -1;
 }
 
 }  // namespace masep::sim

@@ -79,7 +79,7 @@ thread_local EngineArrays t_arrays;
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
-         CollAlgorithm allreduce, bool allreduce_auto)
+         CollAlgorithm allreduce, bool allreduce_auto, std::vector<int64_t> coll_fixed_ns = {})
       : P_(p),
         plat_(plat),
         prm_(prm),
@@ -87,6 +87,7 @@ class Engine {
         allreduce_(allreduce),
         allreduce_auto_(allreduce_auto),
         net_(capacities(plat, prm)) {
+    coll_fixed_ns_ = std::move(coll_fixed_ns);
     EngineArrays& a = t_arrays;
     info_.swap(a.info);
     pending_.swap(a.pending);
@@ -130,6 +131,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   SimResult run();
+  /// See SimOptions::progress; the function must outlive run().
+  void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
 
  private:
   static std::vector<double> capacities(const Platform& plat, const SimParams& prm) {
@@ -236,6 +239,9 @@ class Engine {
     int outstanding = 0;
   };
   std::vector<CollState> coll_;
+  // Per collective: its calibrated time in ns (calibrated_collective_ns), or -1 (or empty) to
+  // run its phases' flows.
+  std::vector<int64_t> coll_fixed_ns_;
 
   struct PendingFlow {
     std::span<const int> links;
@@ -262,6 +268,8 @@ class Engine {
   plan::Timeline tl_;
   int done_ = 0;
   uint64_t events_ = 0;
+  const std::function<void(int64_t, int64_t)>* progress_ = nullptr;
+  uint64_t next_progress_ = 0;  // events_ at which progress_ is called next
 };
 
 // One pass over the Program's (large) Op structs: checks, compact per-op records, compute
@@ -640,6 +648,11 @@ void Engine::mark_ready(OpId id, int64_t t) {
   if (++cs.ready < coll_members_[o.other]) return;
   cs.plan = collective_plan(o.other);
   cs.phase = 0;
+  if (!coll_fixed_ns_.empty() && coll_fixed_ns_[o.other] >= 0) {  // calibrated: no flows
+    cs.phase = cs.plan.phases();
+    q_.push(t + coll_fixed_ns_[o.other], kPhaseStart, o.other);
+    return;
+  }
   q_.push(t + ceil_ns(alpha(o.kind)) + phase_overhead_ns_, kPhaseStart, o.other);
 }
 
@@ -731,7 +744,13 @@ SimResult Engine::run() {
   }
   drain(0);
   int64_t now = 0;
+  constexpr uint64_t kProgressEvery = uint64_t{1} << 18;
+  next_progress_ = kProgressEvery;
   for (;;) {
+    if (progress_ != nullptr && events_ >= next_progress_) {
+      next_progress_ = events_ + kProgressEvery;
+      (*progress_)(done_, n_);
+    }
     const int64_t tn = net_.next_event_time();
     const int64_t th = q_.empty() ? NetworkModel::kNever : q_.top_time();
     if (tn == NetworkModel::kNever && th == NetworkModel::kNever) break;
@@ -781,6 +800,7 @@ SimResult Engine::run() {
     }
   }
   if (done_ < n_) report_stuck(now);
+  if (progress_ != nullptr) (*progress_)(done_, n_);
   SimResult res;
   res.timeline = std::move(tl_);
   res.events = events_;
@@ -880,13 +900,27 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
   std::shared_ptr<const ComputeModel> cm = options.compute_model;
   std::string cal_summary;
   if (!cm) cm = std::make_shared<RooflineModel>(platform.gpu(), prm);
+  // Collectives with a comm table of their op and group size take the table's time.
+  std::vector<int64_t> coll_fixed_ns;
+  if (cal) {
+    for (const plan::Collective& col : program.collectives) {
+      const bool ok = col.group >= 0 && col.group < static_cast<int>(program.groups.size());
+      const double ns =  // a bad group: -1 here, the Engine's checks report it
+          ok ? calibrated_collective_ns(
+                   *cal, col.kind, static_cast<int>(program.groups[col.group].ranks.size()),
+                   static_cast<double>(col.bytes), col.matrix.empty())
+             : -1;
+      coll_fixed_ns.push_back(ns < 0 ? -1 : static_cast<int64_t>(std::ceil(ns)));
+    }
+  }
   if (cal && !options.compute_model) {
     const std::string device = cal->device;
     auto calibrated = std::make_shared<CalibratedModel>(std::move(*cal), cm);
     cal_summary = calibrated->coverage(program).summary(options.calibration, device);
     cm = std::move(calibrated);
   }
-  Engine engine(program, platform, prm, *cm, alg, is_auto);
+  Engine engine(program, platform, prm, *cm, alg, is_auto, std::move(coll_fixed_ns));
+  if (options.progress) engine.set_progress(&options.progress);
   SimResult result = engine.run();
   result.calibration_summary = std::move(cal_summary);
   return result;

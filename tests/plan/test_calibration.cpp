@@ -157,6 +157,14 @@ TEST(Calibration, LaunchSectionIsOptionalAndRoundTrips) {
   const std::string neg =
       calibration_yaml(sample()) + "launch:\n  event_overhead_ns: -1\n  event_gap_ns: 2\n";
   EXPECT_THROW(parse_calibration(neg, "mem"), InputError);
+  // comm_slowdown: optional, written only when measured, round-trips.
+  EXPECT_EQ(calibration_yaml(c).find("comm_slowdown"), std::string::npos);
+  c.launch.comm_slowdown = 0.0425;
+  EXPECT_EQ(parse_calibration(calibration_yaml(c), "mem"), c);
+  const std::string negs =
+      calibration_yaml(sample()) +
+      "launch:\n  event_overhead_ns: 1\n  event_gap_ns: 2\n  comm_slowdown: -0.1\n";
+  EXPECT_THROW(parse_calibration(negs, "mem"), InputError);
 }
 
 TEST(Interpolation, SinglePointTable) {

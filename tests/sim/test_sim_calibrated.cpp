@@ -179,5 +179,55 @@ TEST(SimCalibrated, LaunchCostsAddTheEventOverheadAndTheGap) {
   std::filesystem::remove(path);
 }
 
+TEST(SimCalibrated, CollectivesWithATableTakeItsTimeOthersRunTheirFlows) {
+  auto cal = calibration(6000);
+  cal.launch.measured = true;
+  cal.launch.event_overhead_ns = 3000;
+  cal.comm.push_back({"all_gather", 4, {{1024, 10000}, {1 << 20, 30000}}});
+  // The table of the op and group size, interpolated in bytes, + the event overhead.
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 4, 1024), 10000 + 3000);
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 4, (1024 + (1 << 20)) / 2.0),
+                   20000 + 3000);
+  EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 2, 1024), -1);  // no 2-rank table
+  EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kReduceScatter, 4, 1024), -1);
+  EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kAllReduce, 4, 1024), 30000 + 3000);
+  EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kAllToAll, 4, 1024), -1);
+  EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kSend, 2, 1024), -1);
+  // In a run: the 4-rank all-gather ends the table time after its last member is ready
+  // (plus the launch gap); a 2-rank reduce-scatter without a table runs on the links.
+  const std::string path = temp_path("coll.yaml");
+  plan::write_calibration(path, cal);
+  SimOptions o;
+  o.calibration = path;
+  ProgramBuilder b(4);
+  const int all = b.group("all", {0, 1, 2, 3});
+  const int pair = b.group("pair", {0, 1});
+  const auto ag = b.collective(OpKind::kAllGather, all, 1024);
+  const auto rs = b.collective(OpKind::kReduceScatter, pair, 1 << 20, {{ag[0]}, {ag[1]}});
+  const plan::Program p = b.build();
+  const SimResult r = simulate(p, testing::star(4), o);
+  for (OpId id : ag) EXPECT_EQ(r.timeline.ops[id].end_ns, 13000);
+  // Without the table: the flow model (phases on the star's links) gives another time.
+  auto cal0 = cal;
+  cal0.comm.pop_back();
+  plan::write_calibration(path, cal0);
+  const SimResult r0 = simulate(p, testing::star(4), o);
+  EXPECT_NE(r0.timeline.ops[ag[0]].end_ns, 13000);
+  // The reduce-scatter ran its flows both times: the same duration.
+  EXPECT_EQ(r.timeline.ops[rs[0]].duration_ns(), r0.timeline.ops[rs[0]].duration_ns());
+  std::filesystem::remove(path);
+}
+
+TEST(SimCalibrated, MeasuredCommSlowdownSetsTheInterference) {
+  auto cal = calibration(6000);
+  cal.launch.measured = true;
+  cal.launch.comm_slowdown = 0.25;  // compute 25 % longer while comm runs: speed 0.8
+  const auto ov = calibrated_comm_params(cal);
+  ASSERT_EQ(ov.back().first, "comm_interference");
+  EXPECT_DOUBLE_EQ(ov.back().second, 0.2);
+  cal.launch.comm_slowdown = 0;  // not measured: not set
+  for (const auto& [name, v] : calibrated_comm_params(cal)) EXPECT_NE(name, "comm_interference");
+}
+
 }  // namespace
 }  // namespace masep::sim

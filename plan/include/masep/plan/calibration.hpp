@@ -71,6 +71,10 @@ struct LaunchCosts {
   double idle_launch_ns = 0;     ///< event pair around one tiny launch after the stream
                                  ///< idled (host-bound case; informational), ns
   double kernel_ns = 0;          ///< back-to-back time of the reference kernel, ns
+  /// Compute slowed by communication on the same GPU: (a weight-bound GEMM's time while NCCL
+  /// moves data to and from that GPU) / (its time alone) − 1; 0 = not measured (optional key
+  /// `comm_slowdown`; the simulator's comm_interference = 1 − 1/(1 + comm_slowdown)).
+  double comm_slowdown = 0;
   bool operator==(const LaunchCosts&) const = default;
 };
 

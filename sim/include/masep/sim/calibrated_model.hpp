@@ -84,8 +84,20 @@ class CalibratedModel final : public ComputeModel {
 /// Communication latencies (alpha) from a calibration's comm tables: for each of all_reduce,
 /// all_gather, reduce_scatter, all_to_all and send_recv with a table, the time of its
 /// smallest measured size in the table with the fewest ranks (a 1 KB call is latency-bound),
-/// as overrides of alpha_*_ns in SimParams order. Bandwidth is not taken from the tables
-/// (the network model uses the topology's link rates; see docs/calibration.md).
+/// as overrides of alpha_*_ns in SimParams order, plus the launch event overhead; with a
+/// `launch:` section launch_gap_ns, and comm_interference = 1 − 1/(1 + comm_slowdown) when
+/// that was measured. Collectives with a table of their size are timed by
+/// calibrated_collective_ns instead; exchanges and send/recv run on the topology's links.
 std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::Calibration& cal);
+
+/// Calibrated time (ns) of one collective call of `kind` (all-reduce, all-gather,
+/// reduce-scatter; all-to-all only without a per-pair matrix, `uniform`) over `ranks` GPUs
+/// with `bytes` per rank (Collective::bytes, the nccl-tests size the tables use): the comm
+/// table of that op with exactly `ranks` ranks, interpolated in bytes (plan/interpolation.hpp's
+/// rules), plus the launch section's event overhead, as the executor times it. Returns -1 when
+/// the file has no such table (the simulator then runs the collective's flows on the
+/// topology's links). A calibrated collective takes no link capacity in the flow model.
+double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind, int ranks,
+                                double bytes, bool uniform = true);
 
 }  // namespace masep::sim
