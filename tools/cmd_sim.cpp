@@ -2,6 +2,8 @@
 // optionally write a Chrome/Perfetto trace.
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -9,6 +11,7 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/trace.hpp"
+#include "progress.hpp"
 #include "sim_run.hpp"
 #include "table.hpp"
 
@@ -143,6 +146,15 @@ int cmd_sim(const Args& args) {
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
   so.comm_interference = interference;
+  // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
+  Progress bar("masep sim: ops simulated");
+  const auto started = std::chrono::steady_clock::now();
+  bool shown = false;
+  so.progress = [&](int64_t done, int64_t total) {
+    if (!shown && std::chrono::steady_clock::now() - started < std::chrono::seconds(2)) return;
+    shown = true;
+    bar.update(static_cast<int>(done), static_cast<int>(total));
+  };
 
   const SimRun run = run_scenario(scenario, sets, so);
   // Never silent about calibration coverage (extrapolated / uncalibrated ops): on stderr so

@@ -3,8 +3,14 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <string>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
@@ -12,10 +18,70 @@
 
 namespace masep::tools {
 
+namespace {
+
+// Bytes of host memory one op costs across compile + simulate + metrics, measured with
+// `/usr/bin/time -f %M masep sim paper --steps N` (N = 200 vs 2,000: 393 B/op) and
+// `masep plan large-1024gpu --steps 1 vs 2` (277 B/op for the Program alone); rounded up.
+constexpr double kBytesPerOp = 400;
+
+// MASEP_SIM_MEMORY_LIMIT_GB when set (a cap a user chooses, e.g. on a shared machine), else
+// MemAvailable from /proc/meminfo, else free physical pages; 0 when unknown.
+double available_memory_bytes(bool* from_env) {
+  *from_env = false;
+  if (const char* env = std::getenv("MASEP_SIM_MEMORY_LIMIT_GB"); env != nullptr && *env) {
+    char* end = nullptr;
+    const double gb = std::strtod(env, &end);
+    if (end == env || *end != '\0' || !(gb > 0) || !std::isfinite(gb)) {
+      throw std::runtime_error(
+          fmt::format("MASEP_SIM_MEMORY_LIMIT_GB='{}' is not a positive number of GB", env));
+    }
+    *from_env = true;
+    return gb * 1e9;
+  }
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+}
+
+}  // namespace
+
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
+  const int steps = s.workload.decode_steps;
+  if (steps <= 1) return;
+  bool from_env = false;
+  if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
+  if (available_bytes <= 0) return;  // unknown: nothing to compare with
+  plan::CompileOptions one;
+  one.first_step = 0;
+  one.steps = 1;
+  const double ops_per_step = static_cast<double>(plan::compile(s, one).ops.size());
+  const double need = ops_per_step * steps * kBytesPerOp;
+  if (need <= 0.9 * available_bytes) return;
+  const int fit = static_cast<int>(0.9 * available_bytes / (ops_per_step * kBytesPerOp));
+  throw std::runtime_error(fmt::format(
+      "scenario '{}': {} decode steps x {} ops per step = {} ops would need about {:.2f} GB of "
+      "memory to compile and simulate (about {:.0f} bytes per op), but {} {:.2f} GB. Simulate "
+      "fewer steps ({}), or use a machine with more memory. (The simulator holds the whole run; "
+      "docs/performance.md explains the cost.)",
+      s.name, steps, group_thousands(ops_per_step), group_thousands(ops_per_step * steps),
+      need / 1e9, kBytesPerOp,
+      from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
+      available_bytes / 1e9,
+      fit >= 1 ? fmt::format("--steps {} fits", fit) : std::string("not even one step fits")));
+}
+
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
                     const sim::SimOptions& options) {
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
+  check_fits_in_memory(run.scenario);
   const auto t0 = std::chrono::steady_clock::now();
   run.program = plan::compile(run.scenario);
   const topology::Topology topo(run.scenario.topology);

@@ -33,6 +33,13 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
 /// (label, text) lines describing scenario, model, plan, workload and cluster.
 std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& s);
 
+/// Throws std::runtime_error (naming the steps, ops per step, estimated and available GB, and
+/// how many steps would fit) when compiling and simulating the whole scenario would need more
+/// than 90% of `available_bytes` (0 = MASEP_SIM_MEMORY_LIMIT_GB if set, else this machine's
+/// MemAvailable) of host memory. Compiles one decode step to count ops; returns at once for
+/// single-step runs.
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0);
+
 /// GPUs the plan uses, and attention / MoE GPU counts (0 / 0 for a co-located plan).
 int plan_gpus(const plan::Scenario& s);
 int attention_gpus(const plan::Scenario& s);

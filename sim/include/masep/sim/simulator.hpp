@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -36,6 +37,9 @@ struct SimOptions {
   /// Compute cost model to use instead of the roofline built from the GPU spec and `params`
   /// (e.g. a calibrated table). Null = RooflineModel. Shared, read-only.
   std::shared_ptr<const ComputeModel> compute_model;
+  /// Called from the simulating thread about every 2^18 events and once at the end with
+  /// (ops finished, ops in the program), for progress bars on long runs. Empty = none.
+  std::function<void(int64_t done, int64_t total)> progress;
 };
 
 /// Everything one run produced. Owned by value.
