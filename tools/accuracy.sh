@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${MASEP:-build/tools/masep}
-V=${1:-exec/results/h100x4-2026-11-27/validation}
-CAL=${2:-sim/calibration/h100.yaml}
+V=${1:-exec/results/h200x4-2026-11-27-final/validation}
+CAL=${2:-sim/calibration/h200.yaml}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "| scenario | measured TPOT ms | simulated TPOT ms | TPOT error | per-op median error | per-op p90 abs error |"

@@ -281,10 +281,9 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
     }
   }
   if (cal.launch.measured) out.emplace_back("launch_gap_ns", cal.launch.event_gap_ns);
-  if (cal.launch.comm_slowdown > 0) {
-    // A running comm kernel slows compute by this fraction (speed 1 / (1 + slowdown)).
-    out.emplace_back("comm_interference", 1.0 - 1.0 / (1.0 + cal.launch.comm_slowdown));
-  }
+  // launch.comm_slowdown is not applied: it is measured under full-bandwidth traffic, while the
+  // simulator's comm_interference slows compute whenever a comm op is active, waiting for its
+  // peer included (docs/accuracy.md: applied, it overestimates the MA scenarios by up to 13 %).
   return out;
 }
 

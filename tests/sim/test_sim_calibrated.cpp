@@ -218,15 +218,16 @@ TEST(SimCalibrated, CollectivesWithATableTakeItsTimeOthersRunTheirFlows) {
   std::filesystem::remove(path);
 }
 
-TEST(SimCalibrated, MeasuredCommSlowdownSetsTheInterference) {
+TEST(SimCalibrated, MeasuredCommSlowdownIsRecordedButNotApplied) {
+  // comm_slowdown is measured under full-bandwidth traffic; the simulator's comm_interference
+  // also slows compute while a comm op only waits for its peer, so it is not derived from it
+  // (docs/calibration.md).
   auto cal = calibration(6000);
   cal.launch.measured = true;
-  cal.launch.comm_slowdown = 0.25;  // compute 25 % longer while comm runs: speed 0.8
-  const auto ov = calibrated_comm_params(cal);
-  ASSERT_EQ(ov.back().first, "comm_interference");
-  EXPECT_DOUBLE_EQ(ov.back().second, 0.2);
-  cal.launch.comm_slowdown = 0;  // not measured: not set
-  for (const auto& [name, v] : calibrated_comm_params(cal)) EXPECT_NE(name, "comm_interference");
+  const auto before = calibrated_comm_params(cal);
+  cal.launch.comm_slowdown = 0.25;
+  EXPECT_EQ(calibrated_comm_params(cal), before);
+  for (const auto& [name, v] : before) EXPECT_NE(name, "comm_interference");
 }
 
 }  // namespace

@@ -85,8 +85,8 @@ class CalibratedModel final : public ComputeModel {
 /// all_gather, reduce_scatter, all_to_all and send_recv with a table, the time of its
 /// smallest measured size in the table with the fewest ranks (a 1 KB call is latency-bound),
 /// as overrides of alpha_*_ns in SimParams order, plus the launch event overhead; with a
-/// `launch:` section launch_gap_ns, and comm_interference = 1 − 1/(1 + comm_slowdown) when
-/// that was measured. Collectives with a table of their size are timed by
+/// `launch:` section launch_gap_ns (launch.comm_slowdown is recorded but not applied as
+/// comm_interference: see docs/calibration.md). Collectives with a table of their size are timed by
 /// calibrated_collective_ns instead; exchanges and send/recv run on the topology's links.
 std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::Calibration& cal);
 
