@@ -772,14 +772,20 @@ class CommGroup {
   std::vector<std::unique_ptr<Blocker>> blockers_;
 };
 
-// Compute slowed by communication on the same GPU (the simulator's comm_interference): a
-// weight-bound cuBLAS GEMM like the expert GEMMs (32 x 14336 x 4096, weights rotated over 4
-// copies) on GPU 0, back-to-back, alone and while NCCL moves 64 MB both ways between GPUs 0
-// and 1 (grouped send/recv on the comm streams, as the executor's exchanges), in 24 rounds that
-// outlast the GEMMs. Returns (time with traffic) / (alone) - 1, the median of 3 trials.
-double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::string&)>& log) {
-  constexpr int64_t m = 32, n = 14336, k = 4096, copies = 4, chunk = 64LL << 20;
-  constexpr int rounds = 24, iters = 20;
+// Compute slowed by communication on the same GPU (the simulator's comm_interference and
+// comm_resident_interference): a weight-bound cuBLAS GEMM like the expert GEMMs (32 x 14336 x
+// 4096, weights rotated over 4 copies) on GPU 0, back-to-back, alone and while NCCL runs
+// `rounds` grouped send/recv of `chunk` bytes both ways between GPUs 0 and 1 on the comm
+// streams (as the executor's exchanges), enough to outlast the GEMMs: 64 MB x 24 (bytes moving
+// at full bandwidth) or 4 KB x 400 (latency-bound: NCCL kernels resident, little traffic).
+// Small chunks are enqueued faster than the host can issue them, so for them both streams
+// first wait behind 8 blocker copies on GPU 0 (~8 ms) while the rounds are enqueued: the
+// GEMMs and the rounds then start together. Returns (time with NCCL) / (alone) - 1, the median
+// of 3 trials.
+double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::string&)>& log,
+                             int64_t chunk, int rounds, const char* what) {
+  constexpr int64_t m = 32, n = 14336, k = 4096, copies = 4;
+  constexpr int iters = 20;
   MASEP_CUDA_CHECK(cudaSetDevice(0));
   cudaStream_t cs;
   MASEP_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
@@ -789,7 +795,10 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
   detail::fill_hash_bf16(x.get(), m * k, 52, 1.0f, cs);
   cublasHandle_t h;
   MASEP_CUBLAS_CHECK(cublasCreate(&h));
-  cudaEvent_t c0 = nullptr, c1 = nullptr, g1 = nullptr;
+  cudaEvent_t c0 = nullptr, c1 = nullptr, g1 = nullptr, held = nullptr;
+  const bool hold = chunk < (1LL << 20);
+  std::unique_ptr<Blocker> blocker;
+  if (hold) blocker = std::make_unique<Blocker>(2LL << 30);
   std::vector<double> slow;
   std::string detail_text;
   try {
@@ -798,6 +807,7 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
     MASEP_CUDA_CHECK(cudaEventCreate(&c0));
     MASEP_CUDA_CHECK(cudaEventCreate(&c1));
     MASEP_CUDA_CHECK(cudaEventCreate(&g1));
+    MASEP_CUDA_CHECK(cudaEventCreate(&held));
     const float alpha = 1.f, beta = 0.f;
     auto gemm = [&](int i) {
       const char* wi = w.get<char>() + (i % copies) * n * k * kBf16;
@@ -810,6 +820,15 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
     for (int trial = 0; trial < 3; ++trial) {
       const double alone = time_ns(cs, Settings{3, iters, nullptr}, gemm);
       MASEP_CUDA_CHECK(cudaSetDevice(0));
+      if (hold) {
+        for (int i = 0; i < 8; ++i) blocker->enqueue(cs);
+        MASEP_CUDA_CHECK(cudaEventRecord(held, cs));
+        for (int r = 0; r < 2; ++r) {
+          MASEP_CUDA_CHECK(cudaSetDevice(r));
+          MASEP_CUDA_CHECK(cudaStreamWaitEvent(cg.stream(r), held, 0));
+        }
+        MASEP_CUDA_CHECK(cudaSetDevice(0));
+      }
       MASEP_CUDA_CHECK(cudaEventRecord(c0, cg.stream(0)));
       for (int i = 0; i < rounds; ++i) {
         MASEP_NCCL_CHECK(ncclGroupStart());
@@ -847,6 +866,7 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
     if (c0) cudaEventDestroy(c0);
     if (c1) cudaEventDestroy(c1);
     if (g1) cudaEventDestroy(g1);
+    if (held) cudaEventDestroy(held);
     cublasDestroy(h);
     cudaStreamDestroy(cs);
     throw;
@@ -854,15 +874,16 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
   cudaEventDestroy(c0);
   cudaEventDestroy(c1);
   cudaEventDestroy(g1);
+  cudaEventDestroy(held);
   cublasDestroy(h);
   cudaStreamDestroy(cs);
   std::sort(slow.begin(), slow.end());
   const double med = slow[1];
   if (log) {
     log(
-        fmt::format("interference: GEMM 32x14336x4096 alone / with NCCL traffic: {}; slowdown "
-                    "{:+.1f}%",
-                    detail_text, 100 * med));
+        fmt::format("interference: GEMM 32x14336x4096 alone / with NCCL {} ({} x {} B): {}; "
+                    "slowdown {:+.1f}%",
+                    what, rounds, chunk, detail_text, 100 * med));
   }
   return med;
 }
@@ -981,9 +1002,12 @@ void profile_comm(int gpus, bool quick, const Settings& set, plan::Calibration& 
     }
     for (auto* t : {&ar, &ag, &rs, &a2a}) cal.comm.push_back(std::move(*t));
     if (g == 2) {
-      const double sd = profile_comm_slowdown(cg, log);
+      const double sd = profile_comm_slowdown(cg, log, 64LL << 20, 24, "traffic");
       if (sd < 0 && log) log("interference: GEMMs ran faster with traffic; recorded as 0");
       cal.launch.comm_slowdown = std::max(0.0, sd);
+      const double rd = profile_comm_slowdown(cg, log, 4096, 400, "resident");
+      if (rd < 0 && log) log("interference: GEMMs ran faster with NCCL resident; recorded as 0");
+      cal.launch.comm_resident_slowdown = std::max(0.0, rd);
     }
     if (!sr.points.empty()) cal.comm.push_back(std::move(sr));
     if (log)

@@ -94,14 +94,17 @@ Calibration convert(const Field& root) {
   c.notes = optional_string(m, "notes");
   if (auto g = m.find("gpus")) c.gpus = g->positive_int();
   if (auto l = m.find("launch"); l && !l->node().IsNull()) {
-    const MapReader r = l->map(
-        {"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns", "comm_slowdown"});
+    const MapReader r = l->map({"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns",
+                                "comm_slowdown", "comm_resident_slowdown"});
     c.launch.measured = true;
     c.launch.event_overhead_ns = r.get("event_overhead_ns").nonnegative_number();
     c.launch.event_gap_ns = r.get("event_gap_ns").nonnegative_number();
     if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->nonnegative_number();
     if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->nonnegative_number();
     if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->nonnegative_number();
+    if (auto f = r.find("comm_resident_slowdown")) {
+      c.launch.comm_resident_slowdown = f->nonnegative_number();
+    }
   }
 
   auto list = [&](const char* key) -> std::vector<Field> {
@@ -269,8 +272,8 @@ void validate_calibration(const Calibration& c) {
     check_points(k.points, "kernel " + k.name);
   }
   const LaunchCosts& l = c.launch;
-  for (double v :
-       {l.event_overhead_ns, l.event_gap_ns, l.idle_launch_ns, l.kernel_ns, l.comm_slowdown}) {
+  for (double v : {l.event_overhead_ns, l.event_gap_ns, l.idle_launch_ns, l.kernel_ns,
+                   l.comm_slowdown, l.comm_resident_slowdown}) {
     if (!(v >= 0) || !std::isfinite(v)) {
       throw std::invalid_argument("calibration: launch costs must be finite and >= 0");
     }
@@ -307,6 +310,9 @@ std::string calibration_yaml(const Calibration& c) {
         c.launch.kernel_ns);
     if (c.launch.comm_slowdown > 0) {
       out += fmt::format("  comm_slowdown: {}\n", c.launch.comm_slowdown);
+    }
+    if (c.launch.comm_resident_slowdown > 0) {
+      out += fmt::format("  comm_resident_slowdown: {}\n", c.launch.comm_resident_slowdown);
     }
   }
   out += "# cuBLAS bf16 GEMM C[m x n] = A[m x k] B[k x n]; points: [m, ns]\n";

@@ -16,7 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 16> kTable = {{
+const std::array<ParamInfo, 17> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kInf},
@@ -59,8 +59,14 @@ const std::array<ParamInfo, 16> kTable = {{
      "extra latency added to every phase (ring step, tree level) of a collective",
      &SimParams::coll_phase_overhead_ns, 0, kInf},
     {"comm_interference", "fraction", 0,
-     "while a comm op runs on a GPU, its compute progresses at (1 - this) speed",
+     "while a transfer moves bytes to or from a GPU, its compute progresses at (1 - this) "
+     "speed (set from a calibration's launch.comm_slowdown)",
      &SimParams::comm_interference, 0, 0.99},
+    {"comm_resident_interference", "fraction", 0,
+     "while a comm op is running on a GPU (posted, not finished) but no bytes move there, its "
+     "compute progresses at (1 - this) speed: NCCL kernels occupy SMs while they wait (set "
+     "from a calibration's launch.comm_resident_slowdown)",
+     &SimParams::comm_resident_interference, 0, 0.99},
     {"launch_gap_ns", "ns", 0,
      "idle time on a stream before every op starts (the executor's end-event to next "
      "start-event gap; set from a calibration's launch section)",

@@ -193,6 +193,7 @@ class Engine {
   void start_phase(int c, int64_t t);
   void launch_exchange(OpId op, int64_t t);
   void comm_begin(int gpu, int64_t t);
+  void update_speed(int gpu, int64_t t);
   void comm_end(int gpu, int64_t t);
   void respeed(int gpu, int64_t t, double speed);
   void schedule_compute_end(int rank, int64_t t);
@@ -230,23 +231,32 @@ class Engine {
     uint32_t version = 0;
   };
   std::vector<RankRun> run_;
-  std::vector<int32_t> comm_active_;  // per GPU: comm ops running (started, not finished)
+  // Per GPU: transfers moving bytes to or from it now (network flows after their route latency,
+  // calibrated collectives for their table time); > 0 slows its compute (comm_interference).
+  std::vector<int32_t> comm_active_;
+  std::vector<int32_t> comm_ops_;  // per GPU: comm ops running (posted, not finished)
+  std::vector<double> gpu_speed_;  // per GPU: current compute speed (1 = no interference)
+  bool interference_ = false;      // either interference factor > 0
 
   struct CollState {
     CollectivePlan plan;
     int ready = 0;
     int phase = 0;
     int outstanding = 0;
+    bool fixed = false;  // timed from a calibration table (no flows)
   };
   std::vector<CollState> coll_;
   // Per collective: its calibrated time in ns (calibrated_collective_ns), or -1 (or empty) to
   // run its phases' flows.
   std::vector<int64_t> coll_fixed_ns_;
 
+  // A transfer between its start_flow_after() and its completion: waiting out the route
+  // latency, then (bytes > 0) moving as a network flow whose tag is this slot's index.
   struct PendingFlow {
     std::span<const int> links;
     double bytes;
-    uint32_t tag;
+    uint32_t tag;  // what completes: tag_of(index, type)
+    int32_t src, dst;
   };
   std::vector<const PlatformRoute*> route_cache_;  // gpus × gpus, null = not looked up yet
   std::vector<int64_t> route_lat_cache_;  // gpus × gpus: ceil of the latency, -1 = not yet
@@ -552,6 +562,9 @@ void Engine::prepare() {
   for (int r = 0; r < R; ++r) gpu_ranks_[P.ranks[r].gpu].push_back(r);
   run_.assign(R, {});
   comm_active_.assign(plat_.gpus(), 0);
+  comm_ops_.assign(plat_.gpus(), 0);
+  gpu_speed_.assign(plat_.gpus(), 1.0);
+  interference_ = prm_.comm_interference > 0 || prm_.comm_resident_interference > 0;
   coll_.assign(P.collectives.size(), {});
   coll_members_ = std::move(members);
   tl_.source = "sim";
@@ -579,14 +592,26 @@ void Engine::respeed(int gpu, int64_t t, double speed) {
   }
 }
 
-void Engine::comm_begin(int gpu, int64_t t) {
-  if (comm_active_[gpu]++ == 0 && prm_.comm_interference > 0) {
-    respeed(gpu, t, 1.0 - prm_.comm_interference);
+// Compute speed of a GPU: slowed by comm_interference while bytes move to or from it, by
+// comm_resident_interference while a comm op runs there without moving bytes (the larger of
+// the two when both apply).
+void Engine::update_speed(int gpu, int64_t t) {
+  double f = 0;
+  if (comm_active_[gpu] > 0) f = prm_.comm_interference;
+  if (comm_ops_[gpu] > 0) f = std::max(f, prm_.comm_resident_interference);
+  const double speed = 1.0 - f;
+  if (speed != gpu_speed_[gpu]) {
+    gpu_speed_[gpu] = speed;
+    respeed(gpu, t, speed);
   }
 }
 
+void Engine::comm_begin(int gpu, int64_t t) {
+  if (comm_active_[gpu]++ == 0 && interference_) update_speed(gpu, t);
+}
+
 void Engine::comm_end(int gpu, int64_t t) {
-  if (--comm_active_[gpu] == 0 && prm_.comm_interference > 0) respeed(gpu, t, 1.0);
+  if (--comm_active_[gpu] == 0 && interference_) update_speed(gpu, t);
 }
 
 void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag) {
@@ -598,7 +623,7 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
     slot = static_cast<int32_t>(pflow_.size());
     pflow_.push_back({});
   }
-  pflow_[slot] = {route_links(src, dst), bytes, tag};
+  pflow_[slot] = {route_links(src, dst), bytes, tag, src, dst};
   q_.push(t + route_latency(src, dst), kFlowStart, slot);
 }
 
@@ -614,9 +639,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
     rr.op = id;
     rr.remaining_ns = static_cast<double>(o.bytes);
     rr.updated = t;
-    rr.speed = (prm_.comm_interference > 0 && comm_active_[o.gpu] > 0)
-                   ? 1.0 - prm_.comm_interference
-                   : 1.0;
+    rr.speed = gpu_speed_[o.gpu];
     if (rr.speed == 1.0) {
       ++rr.version;
       q_.push(t + o.bytes, kComputeEnd, id, rr.version);
@@ -625,7 +648,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
     }
     return;
   }
-  comm_begin(o.gpu, t);
+  if (comm_ops_[o.gpu]++ == 0 && interference_) update_speed(o.gpu, t);
   if (is_p2p(o.kind)) {
     if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
@@ -650,6 +673,8 @@ void Engine::mark_ready(OpId id, int64_t t) {
   cs.phase = 0;
   if (!coll_fixed_ns_.empty() && coll_fixed_ns_[o.other] >= 0) {  // calibrated: no flows
     cs.phase = cs.plan.phases();
+    cs.fixed = true;  // its GPUs count as moving data for the whole call (interference)
+    for (OpId m : P_.collectives[o.other].ops) comm_begin(info_[m].gpu, t);
     q_.push(t + coll_fixed_ns_[o.other], kPhaseStart, o.other);
     return;
   }
@@ -683,6 +708,10 @@ void Engine::start_phase(int c, int64_t t) {
       return;
     }
     ++cs.phase;  // an empty phase (all-to-all with a zero matrix) costs nothing
+  }
+  if (cs.fixed) {
+    cs.fixed = false;
+    for (OpId m : P_.collectives[c].ops) comm_end(info_[m].gpu, t);
   }
   for (OpId m : P_.collectives[c].ops) finish(m, t);
 }
@@ -721,10 +750,10 @@ void Engine::finish(OpId id, int64_t t) {
   tl_.makespan_ns = std::max(tl_.makespan_ns, t);
   ++done_;
   const OpInfo& o = info_[id];
-  if (is_comm(o.kind)) {
-    comm_end(o.gpu, t);
-  } else {
+  if (!is_comm(o.kind)) {
     run_[o.rank].op = -1;
+  } else if (--comm_ops_[o.gpu] == 0 && interference_) {
+    update_speed(o.gpu, t);
   }
   for (int32_t j = succ_off_[id]; j < succ_off_[id + 1]; ++j) {
     const OpId s = succ_[j];
@@ -759,7 +788,14 @@ SimResult Engine::run() {
       completed_.clear();
       net_.advance(tn, completed_);
       events_ += completed_.size();
-      for (uint32_t tag : completed_) flow_done(tag, now);
+      for (uint32_t slot : completed_) {
+        const PendingFlow& pf = pflow_[slot];
+        const uint32_t tag = pf.tag;
+        comm_end(pf.src, now);
+        if (pf.dst != pf.src) comm_end(pf.dst, now);
+        pflow_free_.push_back(static_cast<int32_t>(slot));
+        flow_done(tag, now);
+      }
       drain(now);
       continue;
     }
@@ -778,12 +814,15 @@ SimResult Engine::run() {
         }
         case kFlowStart: {
           ++events_;
-          const PendingFlow pf = pflow_[e.a];
-          pflow_free_.push_back(e.a);
-          if (pf.bytes > 0) {
-            net_.start_flow(now, pf.links, pf.bytes, pf.tag);
+          const PendingFlow& pf = pflow_[e.a];
+          if (pf.bytes > 0) {  // the slot stays taken until the flow completes
+            comm_begin(pf.src, now);
+            if (pf.dst != pf.src) comm_begin(pf.dst, now);
+            net_.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
           } else {
-            flow_done(pf.tag, now);
+            const uint32_t tag = pf.tag;
+            pflow_free_.push_back(e.a);
+            flow_done(tag, now);
           }
           break;
         }
@@ -906,9 +945,9 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     for (const plan::Collective& col : program.collectives) {
       const bool ok = col.group >= 0 && col.group < static_cast<int>(program.groups.size());
       const double ns =  // a bad group: -1 here, the Engine's checks report it
-          ok ? calibrated_collective_ns(
-                   *cal, col.kind, static_cast<int>(program.groups[col.group].ranks.size()),
-                   static_cast<double>(col.bytes), col.matrix.empty())
+          ok ? calibrated_collective_ns(*cal, col.kind,
+                                        static_cast<int>(program.groups[col.group].ranks.size()),
+                                        static_cast<double>(col.bytes), col.matrix.empty())
              : -1;
       coll_fixed_ns.push_back(ns < 0 ? -1 : static_cast<int64_t>(std::ceil(ns)));
     }

@@ -165,6 +165,15 @@ TEST(Calibration, LaunchSectionIsOptionalAndRoundTrips) {
       calibration_yaml(sample()) +
       "launch:\n  event_overhead_ns: 1\n  event_gap_ns: 2\n  comm_slowdown: -0.1\n";
   EXPECT_THROW(parse_calibration(negs, "mem"), InputError);
+  // comm_resident_slowdown: the same.
+  EXPECT_EQ(calibration_yaml(c).find("comm_resident_slowdown"), std::string::npos);
+  c.launch.comm_resident_slowdown = 0.119;
+  EXPECT_NE(calibration_yaml(c).find("comm_resident_slowdown: 0.119"), std::string::npos);
+  EXPECT_EQ(parse_calibration(calibration_yaml(c), "mem"), c);
+  const std::string negr =
+      calibration_yaml(sample()) +
+      "launch:\n  event_overhead_ns: 1\n  event_gap_ns: 2\n  comm_resident_slowdown: -1\n";
+  EXPECT_THROW(parse_calibration(negr, "mem"), InputError);
 }
 
 TEST(Interpolation, SinglePointTable) {

@@ -218,16 +218,18 @@ TEST(SimCalibrated, CollectivesWithATableTakeItsTimeOthersRunTheirFlows) {
   std::filesystem::remove(path);
 }
 
-TEST(SimCalibrated, MeasuredCommSlowdownIsRecordedButNotApplied) {
-  // comm_slowdown is measured under full-bandwidth traffic; the simulator's comm_interference
-  // also slows compute while a comm op only waits for its peer, so it is not derived from it
-  // (docs/calibration.md).
+TEST(SimCalibrated, MeasuredCommSlowdownBecomesTheInterferenceFactor) {
+  // comm_slowdown s (compute takes 1 + s times as long while NCCL moves data on its GPU) is
+  // the simulator's comm_interference f with 1 / (1 - f) = 1 + s: s = 0.25 -> f = 0.2.
   auto cal = calibration(6000);
   cal.launch.measured = true;
   const auto before = calibrated_comm_params(cal);
-  cal.launch.comm_slowdown = 0.25;
-  EXPECT_EQ(calibrated_comm_params(cal), before);
   for (const auto& [name, v] : before) EXPECT_NE(name, "comm_interference");
+  cal.launch.comm_slowdown = 0.25;
+  const auto after = calibrated_comm_params(cal);
+  ASSERT_EQ(after.size(), before.size() + 1);
+  EXPECT_EQ(after.back().first, "comm_interference");
+  EXPECT_DOUBLE_EQ(after.back().second, 0.2);
 }
 
 }  // namespace

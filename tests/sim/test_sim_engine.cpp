@@ -345,9 +345,11 @@ TEST(SimEngine, SameInputGivesIdenticalTimeline) {
   for (const auto& t : a.timeline.ops) EXPECT_GE(t.end_ns, t.start_ns);
 }
 
-TEST(SimEngine, InterferenceSlowsConcurrentCompute) {
-  // Compute of 100 us on GPU 0 while a 26 us send runs there: at factor 0.5 the first 26 us
-  // do 13 us of work, the remaining 87 us run at full speed: 113 us.
+TEST(SimEngine, InterferenceSlowsComputeWhileBytesMove) {
+  // Compute of 100 us on GPU 0 while a send of 1 MB runs there: the send waits alpha 15 us and
+  // the route latency 1 us (2 hops x 500 ns), then moves its bytes for 10 us (1 MB at 100
+  // GB/s). Only those 10 us interfere: at factor 0.5 the compute does 16 us at full speed,
+  // 5 us of work in the next 10 us, and the remaining 79 us at full speed: 105 us.
   auto build = [] {
     ProgramBuilder b(2);
     b.compute(0, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
@@ -359,11 +361,32 @@ TEST(SimEngine, InterferenceSlowsConcurrentCompute) {
   SimOptions o = no_launch();
   EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 100'000);
   o.comm_interference = 0.5;
-  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 113'000);
+  const SimResult r = simulate(build(), testing::star(2, 100, 500), o);
+  EXPECT_EQ(r.timeline.ops[1].end_ns, 26'000);  // the send itself is not slowed
+  EXPECT_EQ(r.timeline.ops[0].end_ns, 105'000);
   // The same through the parameter table.
   SimOptions o2 = no_launch();
   o2.params.push_back({"comm_interference", 0.5});
-  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o2).timeline.ops[0].end_ns, 113'000);
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o2).timeline.ops[0].end_ns, 105'000);
+  // The receiving GPU is slowed too while the bytes arrive.
+  auto build_rx = [] {
+    ProgramBuilder b(2);
+    b.compute(1, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
+    const OpId s = b.send(0, 1, 1'000'000);
+    const OpId v = b.recv(1, 0, 1'000'000);
+    b.connect(s, v);
+    return b.build();
+  };
+  EXPECT_EQ(simulate(build_rx(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 105'000);
+  // Resident interference: the send is posted at 0 and runs to 26 us; at 0.5 the compute does
+  // 13 us of work by then and ends at 26 + 87 = 113 us.
+  SimOptions res = no_launch();
+  res.params.push_back({"comm_resident_interference", 0.5});
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), res).timeline.ops[0].end_ns, 113'000);
+  // Both: 0..16 us resident (speed 0.5: 8 us of work), 16..26 us bytes moving (speed 0.2: 2
+  // us), then 90 us at full speed: 116 us.
+  res.params.push_back({"comm_interference", 0.8});
+  EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), res).timeline.ops[0].end_ns, 116'000);
 }
 
 TEST(SimEngine, StuckProgramThrowsInsteadOfHanging) {

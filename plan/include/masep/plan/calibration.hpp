@@ -75,6 +75,11 @@ struct LaunchCosts {
   /// moves data to and from that GPU) / (its time alone) − 1; 0 = not measured (optional key
   /// `comm_slowdown`; the simulator's comm_interference = 1 − 1/(1 + comm_slowdown)).
   double comm_slowdown = 0;
+  /// The same GEMM's slowdown while NCCL kernels are resident on the GPU but move little data
+  /// (back-to-back small send/recv: latency-bound, as a decode step's exchanges mostly are);
+  /// 0 = not measured (optional key `comm_resident_slowdown`; the simulator's
+  /// comm_resident_interference = 1 − 1/(1 + this)).
+  double comm_resident_slowdown = 0;
   bool operator==(const LaunchCosts&) const = default;
 };
 

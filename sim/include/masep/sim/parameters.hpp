@@ -30,7 +30,9 @@ struct SimParams {
   double alpha_reducescatter_ns = 27000;  ///< per-call latency of a reduce-scatter, ns
   double alpha_alltoall_ns = 36000;       ///< per-call latency of an all-to-all, ns
   double coll_phase_overhead_ns = 0;      ///< extra latency per collective phase, ns
-  double comm_interference = 0;           ///< compute slow-down while comm runs on the GPU
+  double comm_interference = 0;           ///< compute slow-down while bytes move on the GPU
+  double comm_resident_interference = 0;  ///< compute slow-down while a comm op runs there
+                                          ///< but moves no bytes
   double launch_gap_ns = 0;               ///< idle time on a stream before every op starts, ns
 };
 
