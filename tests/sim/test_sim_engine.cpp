@@ -350,9 +350,10 @@ TEST(SimEngine, InterferenceSlowsComputeWhileBytesMove) {
   // the route latency 1 us (2 hops x 500 ns), then moves its bytes for 10 us (1 MB at 100
   // GB/s). Only those 10 us interfere: at factor 0.5 the compute does 16 us at full speed,
   // 5 us of work in the next 10 us, and the remaining 79 us at full speed: 105 us.
-  auto build = [] {
+  // The compute runs on `rank` (0 = the sender, 1 = the receiver).
+  auto build = [](int rank = 0) {
     ProgramBuilder b(2);
-    b.compute(0, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
+    b.compute(rank, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
     const OpId s = b.send(0, 1, 1'000'000);
     const OpId v = b.recv(1, 0, 1'000'000);
     b.connect(s, v);
@@ -369,15 +370,7 @@ TEST(SimEngine, InterferenceSlowsComputeWhileBytesMove) {
   o2.params.push_back({"comm_interference", 0.5});
   EXPECT_EQ(simulate(build(), testing::star(2, 100, 500), o2).timeline.ops[0].end_ns, 105'000);
   // The receiving GPU is slowed too while the bytes arrive.
-  auto build_rx = [] {
-    ProgramBuilder b(2);
-    b.compute(1, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
-    const OpId s = b.send(0, 1, 1'000'000);
-    const OpId v = b.recv(1, 0, 1'000'000);
-    b.connect(s, v);
-    return b.build();
-  };
-  EXPECT_EQ(simulate(build_rx(), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 105'000);
+  EXPECT_EQ(simulate(build(1), testing::star(2, 100, 500), o).timeline.ops[0].end_ns, 105'000);
   // Resident interference: the send is posted at 0 and runs to 26 us; at 0.5 the compute does
   // 13 us of work by then and ends at 26 + 87 = 113 us.
   SimOptions res = no_launch();
