@@ -8,7 +8,7 @@
 // (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
 // relevant ceiling. Each kernel family is verified once against its CPU reference at a
 // small shape before timing. Usage:
-// masep-bench-kernels [--csv FILE] [--quick] [--only attention|target[N]]
+// masep-bench-kernels [--csv FILE] [--quick] [--only attention|target[N]|pdl]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -262,7 +262,138 @@ struct AttnOpt {
   int warps = 0;            // block_warps ("w8" in the shape)
   int merge = 0;            // split_merge ("cm": 2, cluster merge, where it applies)
   bool dyn = false;         // dynamic_splits on an initialised workspace ("dyn")
+  int pdl = 0;              // programmatic_launch ("pdl": 2, "nopdl": 1)
+  int prefetch = -1;        // l2_prefetch_tiles ("pf=N" where >= 0)
+  bool trace = false;       // also print a per-block timeline (globaltimer) summary
+  bool rotate = false;      // rotate_tiles ("rot")
 };
+
+// Per-block stamps of `launches` graph-replayed launches (trace layout of attention.hpp):
+// medians over launches 1.. of where the time goes, in us.
+void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launches,
+                     const std::string& what) {
+  auto med = [](std::vector<double> v) { return v.empty() ? NAN : median(std::move(v)); };
+  std::vector<double> span, gap, period, spread, wait, first, stream_med, stream_max, merge_med,
+      tail, start_to_first;
+  double prev_end = 0, prev_start = 0;
+  for (int l = 0; l < launches; ++l) {
+    const std::uint64_t* s = t.data() + std::size_t(l) * blocks * 8;
+    double k0 = 1e300, k1 = 0, e1 = 0;
+    std::vector<double> w, f, st, mg, x;
+    for (int b = 0; b < blocks; ++b) {
+      const std::uint64_t* q = s + 8 * b;
+      if (q[0] == 0 || q[4] == 0) continue;
+      k0 = std::min(k0, double(q[0]));
+      e1 = std::max(e1, double(q[0]));
+      k1 = std::max(k1, double(q[4]));
+      w.push_back((q[1] - q[0]) * 1e-3);
+      f.push_back(q[2] ? (double(q[2]) - double(q[1])) * 1e-3 : NAN);
+      st.push_back(q[2] ? (double(q[3]) - double(q[2])) * 1e-3 : NAN);
+      mg.push_back((double(q[4]) - double(q[3])) * 1e-3);
+      x.push_back(double(q[4]));
+    }
+    if (x.empty()) continue;
+    if (l > 0) {
+      span.push_back((k1 - k0) * 1e-3);
+      gap.push_back((k0 - prev_end) * 1e-3);
+      period.push_back((k0 - prev_start) * 1e-3);
+      spread.push_back((e1 - k0) * 1e-3);
+      wait.push_back(med(w));
+      first.push_back(med(f));
+      stream_med.push_back(med(st));
+      stream_max.push_back(*std::max_element(st.begin(), st.end()));
+      merge_med.push_back(med(mg));
+      tail.push_back((k1 - med(x)) * 1e-3);
+      std::vector<double> ff;
+      for (int b = 0; b < blocks; ++b) {
+        const std::uint64_t* q = s + 8 * b;
+        if (q[2]) ff.push_back((double(q[2]) - k0) * 1e-3);
+      }
+      start_to_first.push_back(med(ff));
+    }
+    prev_end = k1;
+    prev_start = k0;
+  }
+  std::printf(
+      "# trace %s: period %.2f, span %.2f (first entry to last exit), gap from previous exit "
+      "%.2f, entry spread %.2f, wait %.2f, entry->first tile %.2f (from kernel start %.2f), "
+      "stream med %.2f max %.2f, merge med %.2f, tail (last exit - median exit) %.2f us\n",
+      what.c_str(), med(period), med(span), med(gap), med(spread), med(wait), med(first),
+      med(start_to_first), med(stream_med), med(stream_max), med(merge_med), med(tail));
+  std::fflush(stdout);
+}
+
+// Floors for one launch that reads `bytes` from HBM: a plain streaming-read kernel (all SMs,
+// 16-byte loads, 4 in flight per thread per array), optionally as a programmatic dependent.
+template <bool PDL>
+__global__ void __launch_bounds__(256)
+    read_floor_kernel(const uint4* a, const uint4* b, std::size_t n, unsigned* out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (PDL) {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  }
+#endif
+  unsigned acc = 0;
+  const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
+  std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    uint4 x[8];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      x[u] = __ldcs(a + i + u * stride);
+      x[4 + u] = __ldcs(b + i + u * stride);
+    }
+#pragma unroll
+    for (int u = 0; u < 8; ++u) acc ^= x[u].x ^ x[u].y ^ x[u].z ^ x[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 x = a[i], y = b[i];
+    acc ^= x.x ^ x.y ^ x.z ^ x.w ^ y.x ^ y.y ^ y.z ^ y.w;
+  }
+  if (acc == 0x9e3779b9u) out[blockIdx.x] = acc;  // keeps the loads
+}
+
+void bench_read_floor(int batch, int kv_heads, int ctx, int sms) {
+  const std::size_t bytes = std::size_t(batch) * kv_heads * ctx * 128 * 2;  // one of K, V
+  Buf ka(bytes), va(bytes), o(std::size_t(sms) * 64 * 4), dst(bytes);
+  fill(ka, 3);
+  fill(va, 4);
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "K+V of b=%d ctx=%d kv=%d (%.1f MB)", batch, ctx, kv_heads,
+                2.0 * bytes / 1e6);
+  for (int blocks_per_sm : {4, 8}) {
+    for (int pdl = 0; pdl < 2; ++pdl) {
+      const unsigned grid = static_cast<unsigned>(sms * blocks_per_sm);
+      const Launch fn = [&](cudaStream_t st) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(grid);
+        cfg.blockDim = dim3(256);
+        cfg.stream = st;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = pdl ? 1 : 0;
+        CUDA_CHECK(pdl ? cudaLaunchKernelEx(&cfg, read_floor_kernel<true>, ka.as<uint4>(),
+                                            va.as<uint4>(), bytes / 16, o.as<unsigned>())
+                       : cudaLaunchKernelEx(&cfg, read_floor_kernel<false>, ka.as<uint4>(),
+                                            va.as<uint4>(), bytes / 16, o.as<unsigned>()));
+      };
+      const double eager = time_us(fn, 200, 3, 3);
+      const double graph = time_graph_us(fn, 200, 5);
+      report(pdl ? "read_floor_pdl" : "read_floor", "-",
+             std::string(shape) + " " + std::to_string(blocks_per_sm) + "/SM", graph, 2.0 * bytes,
+             0, false, eager);
+    }
+  }
+  // cudaMemcpy D2D moving the same bytes (half read, half written).
+  const Launch cp = [&](cudaStream_t st) {
+    CUDA_CHECK(cudaMemcpyAsync(dst.p, ka.p, bytes, cudaMemcpyDeviceToDevice, st));
+  };
+  report("memcpy_d2d", "-", std::string(shape) + " read+write", time_graph_us(cp, 200, 5),
+         2.0 * bytes, 0, false, time_us(cp, 200, 3, 3));
+}
 
 // The split heuristic the CUDA-core kernel was tuned with (the library's default before the
 // tensor-core kernel): ~32 (seq, kv head, split) warps per SM, splits >= 128 tokens, <= 64.
@@ -316,6 +447,9 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.block_warps = o.warps;
   p.split_merge = o.merge;
   p.dynamic_splits = o.dyn;
+  p.programmatic_launch = o.pdl;
+  p.l2_prefetch_tiles = o.prefetch;
+  p.rotate_tiles = o.rotate;
   mk::check_decode_attention(p);
   if (verify) {
     KCHECK(mk::launch_decode_attention(p, nullptr));
@@ -346,7 +480,36 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   if (tc && !o.fused && o.merge == 2 && splits > 1 && splits <= 8) shape += " cm";
   if (tc && o.merge == 1) shape += " rk";
   if (tc && o.dyn && splits > 1) shape += " dyn";
+  if (tc && o.pdl == 2) shape += " pdl";
+  if (tc && o.pdl == 1) shape += " nopdl";
+  if (tc && o.prefetch >= 0) shape += " pf=" + std::to_string(o.prefetch);
+  if (tc && o.rotate) shape += " rot";
   report("decode_attention", model, shape, graph, bytes, flops, false, eager);
+  if (o.trace && tc) {
+    const int subgroups = (heads / kv_heads + 15) / 16;
+    const int blocks = batch * kv_heads * subgroups * splits;
+    constexpr int kLaunches = 20;
+    Buf tr(std::size_t(kLaunches) * blocks * 8 * 8);
+    CUDA_CHECK(cudaMemset(tr.p, 0, tr.bytes));
+    std::vector<mk::DecodeAttentionParams> ps(kLaunches, p);
+    for (int l = 0; l < kLaunches; ++l) {
+      ps[l].trace = reinterpret_cast<std::uint64_t*>(tr.p) + std::size_t(l) * blocks * 8;
+    }
+    KCHECK(mk::launch_decode_attention(ps[0], g_stream));  // warm (attributes, module)
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+    cudaGraph_t graph_t;
+    cudaGraphExec_t exec;
+    CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < kLaunches; ++l) KCHECK(mk::launch_decode_attention(ps[l], g_stream));
+    CUDA_CHECK(cudaStreamEndCapture(g_stream, &graph_t));
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph_t, 0));
+    for (int r = 0; r < 3; ++r) CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_stream));
+    summarize_trace(download<std::uint64_t>(tr.p, std::size_t(kLaunches) * blocks * 8), blocks,
+                    kLaunches, std::string(model) + " " + shape);
+    CUDA_CHECK(cudaGraphExecDestroy(exec));
+    CUDA_CHECK(cudaGraphDestroy(graph_t));
+  }
 }
 
 // ---- rmsnorm / rope / activations ------------------------------------------------------
@@ -576,6 +739,7 @@ int main(int argc, char** argv) {
   bool attention_only = false;
   bool target_only = false;
   int target_variant = -1;
+  bool pdl_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -586,13 +750,17 @@ int main(int argc, char** argv) {
       attention_only = true;  // ceilings and the decode-attention rows only
       ++i;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "pdl")) {
+      pdl_only = true;  // ceilings, read floors, programmatic launch / L2 prefetch sweep
+      ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strncmp(argv[i + 1], "target", 6)) {
       // Ceilings and Mixtral b=8 ctx=2048 (for a profiler run); "targetN": variant N only.
       target_only = true;
       if (argv[i + 1][6] != '\0') target_variant = std::atoi(argv[i + 1] + 6);
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention|target[N]]\n",
+      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl]\n",
                    argv[0]);
       return 1;
     }
@@ -616,6 +784,71 @@ int main(int argc, char** argv) {
   const int sms = prop.multiProcessorCount;
   g_peak_GBps = mk::decode_attention_peak_memory_GBps();
   std::printf("# peak memory bandwidth (clock x bus width) %.0f GB/s\n", g_peak_GBps);
+  if (pdl_only) {
+    // Where the time of a small decode-attention launch goes (per-block globaltimer
+    // stamps), what one launch of plain reads of the same bytes costs, and the programmatic
+    // launch / L2 prefetch options at Mixtral b=8 ctx=2048, then at every shape.
+    bench_read_floor(8, 8, 2048, sms);
+    bench_read_floor(8, 8, 8192, sms);
+    auto opt = [](int pdl, int pf, bool trace = false) {
+      AttnOpt o;
+      o.pdl = pdl;
+      o.prefetch = pf;
+      o.trace = trace;
+      return o;
+    };
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, opt(0, -1, true));
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 0, true));
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, opt(2, 4, true));
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(1, 4, true));
+    for (int pf : {1, 2, 8, 16}) bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, pf));
+    for (int s : {1, 3, 4}) {
+      for (int pdl : {1, 2}) {
+        AttnOpt o = opt(pdl, 0, pdl == 1 && s != 3);
+        o.splits = s;
+        o.merge = s == 4 ? 1 : 0;
+        bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+      }
+    }
+    // Rotated tile order (default split and merge, then 1 split 8 warps, 4 splits reduce).
+    for (int s : {0, 1, 4}) {
+      AttnOpt o = opt(0, -1, s == 0);
+      o.rotate = true;
+      o.splits = s;
+      o.merge = s == 4 ? 1 : 0;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, s == 0, o);
+    }
+    {
+      AttnOpt o = opt(0, -1);
+      o.rotate = true;
+      bench_attention("mixtral", 32, 8, 8, 8192, sms, false, o);
+      bench_attention("paper", 32, 32, 8, 2048, sms, false, o);
+    }
+    {
+      AttnOpt o = opt(0, -1);  // 4 stages, cluster merge (the fastest H200 row before)
+      o.stages = 4;
+      o.merge = 2;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    for (int pf : {-1, 0, 4}) {
+      bench_attention("mixtral", 32, 8, 8, 8192, sms, false, opt(pf < 0 ? 0 : 2, pf, pf == 4));
+    }
+    for (int batch : {1, 8, 32, 128}) {
+      for (int ctx : {2048, 8192}) {
+        for (int pf : {-1, 0, 4}) {
+          const AttnOpt o = opt(pf < 0 ? 0 : 2, pf);
+          bench_attention("paper", 32, 32, batch, ctx, sms, false, o);
+          bench_attention("mixtral", 32, 8, batch, ctx, sms, false, o);
+        }
+      }
+    }
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(0, -1));  // noise check
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 4));
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
   if (target_only) {
     // Mixtral b=8 ctx=2048: reduce-kernel merge, default, 8 warps.
     for (int v = 0; v < 3; ++v) {

@@ -32,6 +32,25 @@ __device__ __forceinline__ void pdl_wait() {
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
+// Global timer in ns (diagnostic stamps).
+__device__ __forceinline__ std::uint64_t globaltimer_ns() {
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+// A relaxed, gpu-scope load: may race with a write of the predecessor kernel before the
+// programmatic wait (used for a prefetch hint only); never cached in L1.
+__device__ __forceinline__ int ld_relaxed_gpu(const std::int32_t* p) {
+  int v;
+  asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+// Bulk prefetch of `bytes` (multiple of 16, 16-byte aligned) into L2 (sm_90; no-op below).
+__device__ __forceinline__ void prefetch_l2_bulk(const void* p, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
 
 struct SplitArgs {
   const bf16* q;
@@ -60,6 +79,13 @@ struct SplitArgs {
   // Tensor-core kernel, dynamic_splits: tile counters [batch][kv_head][subgroup] in the
   // workspace header (zero between launches). Null: static splits.
   unsigned* tile_counters;
+  // Tensor-core kernel: tiles of K/V prefetched into L2 at block start (before the
+  // programmatic wait), 0 = none; trace stamps (null: none); host side: launch with the
+  // programmatic-serialization attribute.
+  int prefetch_tiles;
+  std::uint64_t* trace;
+  bool pdl_launch;
+  bool rotate;  // static splits: block i starts at its tile (7 i) mod tiles, then wraps
 };
 
 // One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
@@ -304,7 +330,9 @@ constexpr int kMaxClusterSplits = 8;  // portable cluster size
 // default kernel compiles exactly as without it (with the merge tail in the same kernel,
 // ptxas gave the head_dim-128 kernel 168 registers and 20 bytes of spills instead of 220 and
 // none).
-template <int HD, int STAGES, int WARPS, int MODE, bool DYN>
+// EXT: the opt-in programmatic wait, L2 prefetch and trace stamps (a separate instantiation,
+// so the default kernels compile exactly as without them).
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN, bool EXT>
 __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const SplitArgs a) {
   constexpr bool FUSED = MODE == kMergeFused;
   constexpr bool CLUSTER = MODE == kMergeCluster;
@@ -337,7 +365,36 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   const int rows = min(kTcRows, group - sg * kTcRows);
 
   const bool append = a.k_new != nullptr;
-  const int len_old = a.kv_lens[b];
+  if constexpr (EXT && !DYN) {
+    if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x] = globaltimer_ns();
+    // L2 prefetch of this block's first tiles, before the programmatic wait: the length read
+    // here may be stale (the predecessor may still be writing it); it only steers a prefetch
+    // hint, clamped to the cache, so results do not depend on it. Lane i takes tile i.
+    if (a.prefetch_tiles > 0 && warp == 0 && lane < a.prefetch_tiles) {
+      const int sl = min(max(ld_relaxed_gpu(a.kv_lens + b) + (append ? 1 : 0), 0), a.max_kv_len);
+      const int sc = ((sl + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
+      const int st = min(sl, s * sc);
+      const int en = min(sl, st + sc);
+      const int t0 = st + lane * kTile;
+      if (t0 < en) {
+        const std::int64_t off = ((static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
+                                      static_cast<std::int64_t>(a.max_kv_len) +
+                                  t0) *
+                                 HD;
+        const unsigned bytes = static_cast<unsigned>(min(kTile, en - t0)) * HD * 2;
+        prefetch_l2_bulk(a.k_cache + off, bytes);
+        prefetch_l2_bulk(a.v_cache + off, bytes);
+      }
+    }
+  }
+  int len_old;
+  if constexpr (EXT) {
+    pdl_wait();  // no-op unless launched as a programmatic dependent
+    if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 1] = globaltimer_ns();
+    len_old = __ldcg(a.kv_lens + b);
+  } else {
+    len_old = a.kv_lens[b];
+  }
   const int len = len_old + (append ? 1 : 0);
   if (len_old < 0 || len > a.max_kv_len || len < 1) {  // full cache: NaN output
     // Direct (one split) or fused merge: split 0 writes NaN (all splits of the group see
@@ -388,6 +445,11 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   auto tile_begin = [&](int c) -> int {
     if constexpr (DYN) {
       return ring[c % kRing];
+    } else if constexpr (EXT) {
+      if (c >= ntiles) return -1;
+      const int rot = a.rotate ? static_cast<int>((blockIdx.x * 7u) % ntiles) : 0;
+      const int r = c + rot;
+      return start + (r >= ntiles ? r - ntiles : r) * kTile;
     } else {
       return c < ntiles ? start + c * kTile : -1;
     }
@@ -464,6 +526,11 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     holds_new = holds_new || (len_old >= tb && len_old < tb + kTile);
     cp_async_wait<STAGES - 2>();
     __syncthreads();  // tile `it` visible to all; everyone is done with tile it - 1
+    if constexpr (EXT) {
+      if (it == 0 && a.trace != nullptr && threadIdx.x == 0) {
+        a.trace[8 * blockIdx.x + 2] = globaltimer_ns();
+      }
+    }
     if constexpr (DYN) {
       if (threadIdx.x == 0) ring[(it + STAGES) % kRing] = claim();
     }
@@ -554,6 +621,9 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   }
   cp_async_wait<0>();
   __syncthreads();  // pipeline buffers free for the merge
+  if constexpr (EXT) {
+    if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 3] = globaltimer_ns();
+  }
 
   // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
   if (append && sg == 0 && holds_new) {
@@ -713,6 +783,9 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
     }
   }
+  if constexpr (EXT) {
+    if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 4] = globaltimer_ns();
+  }
 }
 
 // One warp per (sequence, query head): merges the splits.
@@ -781,6 +854,18 @@ const char* first_problem(const DecodeAttentionParams& p) {
     return "block_warps 8 allows pipeline_stages 2 or 3";
   }
   if (p.split_merge < 0 || p.split_merge > 2) return "split_merge must be 0, 1 or 2";
+  if (p.programmatic_launch < 0 || p.programmatic_launch > 2) {
+    return "programmatic_launch must be 0, 1 or 2";
+  }
+  if (p.l2_prefetch_tiles < -1 || p.l2_prefetch_tiles > 16) {
+    return "l2_prefetch_tiles must be -1 (default) or 0..16";
+  }
+  if ((p.programmatic_launch == 2 || p.l2_prefetch_tiles > 0 || p.trace != nullptr ||
+       p.rotate_tiles) &&
+      ((p.pipeline_stages != 0 && p.pipeline_stages != 3) || p.fused_merge || p.dynamic_splits)) {
+    return "programmatic_launch, l2_prefetch_tiles, trace and rotate_tiles need "
+           "pipeline_stages 0 or 3 and neither fused_merge nor dynamic_splits";
+  }
   if (p.dynamic_splits && p.fused_merge) return "dynamic_splits and fused_merge exclude each other";
   if (p.dynamic_splits && p.pipeline_stages != 0 && p.pipeline_stages != 3) {
     return "dynamic_splits needs pipeline_stages 0 or 3";
@@ -842,11 +927,11 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
-template <int HD, int STAGES, int WARPS, int MODE, bool DYN = false>
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN = false, bool EXT = false>
 bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
   // DYN: the claim ring (8 ints) after the pipeline's buffers.
   constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>() + (DYN ? 64 : 0);
-  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN>;
+  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN, EXT>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.
     constexpr int kMaxDevices = 64;
@@ -862,25 +947,43 @@ bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
     }
   }
   const std::int64_t blocks = std::int64_t{a.batch} * a.num_kv_heads * a.subgroups * a.splits;
-  if constexpr (MODE == kMergeCluster) {
-    // One cluster per (sequence, kv head, sub-group): its `splits` consecutive blocks.
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
-    cfg.blockDim = dim3(WARPS * 32);
-    cfg.dynamicSmemBytes = kSmem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(a.splits);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, a) == cudaSuccess;
-  } else {
+  if (MODE != kMergeCluster && !a.pdl_launch) {
     kernel<<<static_cast<unsigned>(blocks), WARPS * 32, kSmem, stream>>>(a);
     return true;
   }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.blockDim = dim3(WARPS * 32);
+  cfg.dynamicSmemBytes = kSmem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (MODE == kMergeCluster) {
+    // One cluster per (sequence, kv head, sub-group): its `splits` consecutive blocks.
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = static_cast<unsigned>(a.splits);
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (a.pdl_launch) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, a);
+  if (err != cudaSuccess && a.pdl_launch) {  // programmatic launch refused: launch it plainly
+    (void)cudaGetLastError();
+    cfg.numAttrs = n - 1;
+    if (cfg.numAttrs == 0) {
+      kernel<<<static_cast<unsigned>(blocks), WARPS * 32, kSmem, stream>>>(a);
+      return true;
+    }
+    err = cudaLaunchKernelEx(&cfg, kernel, a);
+  }
+  return err == cudaSuccess;
 }
 
 // Whether the current device has programmatic dependent launch (compute capability >= 9),
@@ -904,6 +1007,22 @@ bool device_supports_pdl() {
 
 template <int HD, int STAGES>
 bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t stream) {
+  if (a.pdl_launch || a.prefetch_tiles > 0 || a.trace != nullptr || a.rotate) {
+    // Programmatic launch / L2 prefetch / trace / rotated tile order: 3 stages, static splits, no
+    // fused merge (checked earlier).
+    if constexpr (STAGES != 3) {
+      return false;
+    } else {
+      if (a.tile_counters != nullptr || mode == kMergeFused) return false;
+      const bool cl = mode == kMergeCluster;
+      if (warps == 8) {
+        return cl ? launch_mma<HD, 3, 8, kMergeCluster, false, true>(a, stream)
+                  : launch_mma<HD, 3, 8, kMergeWorkspace, false, true>(a, stream);
+      }
+      return cl ? launch_mma<HD, 3, 4, kMergeCluster, false, true>(a, stream)
+                : launch_mma<HD, 3, 4, kMergeWorkspace, false, true>(a, stream);
+    }
+  }
   if (a.tile_counters != nullptr) {  // dynamic tiles: 3 stages only (checked earlier)
     if constexpr (STAGES != 3) {
       return false;
@@ -1149,6 +1268,12 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
         std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters) {
       a.tile_counters = static_cast<unsigned*>(p.workspace);
     }
+    // Programmatic launch and L2 prefetch (sm_90). Defaults: off (see attention.hpp).
+    const bool sm90 = device_supports_pdl();
+    a.pdl_launch = sm90 && p.programmatic_launch == 2;
+    a.prefetch_tiles = sm90 && p.l2_prefetch_tiles > 0 ? p.l2_prefetch_tiles : 0;
+    a.trace = p.trace;
+    a.rotate = p.rotate_tiles && a.tile_counters == nullptr;
     fused = mode != kMergeWorkspace;
     if (fused) {
       a.merge_out = p.out;

@@ -128,12 +128,15 @@ struct AttnCase {
   int splits;  // 0: decode_attention_num_splits (4 arguments); -1: the 6-argument overload
   bool append;
   int group_tile = 0;
-  int variant = 0;     // DecodeAttentionParams::kernel_variant
-  int stages = 0;      // DecodeAttentionParams::pipeline_stages
-  bool fused = false;  // DecodeAttentionParams::fused_merge (workspace initialised)
-  int warps = 0;       // DecodeAttentionParams::block_warps
-  int merge = 0;       // DecodeAttentionParams::split_merge
-  bool dyn = false;    // DecodeAttentionParams::dynamic_splits (workspace initialised)
+  int variant = 0;      // DecodeAttentionParams::kernel_variant
+  int stages = 0;       // DecodeAttentionParams::pipeline_stages
+  bool fused = false;   // DecodeAttentionParams::fused_merge (workspace initialised)
+  int warps = 0;        // DecodeAttentionParams::block_warps
+  int merge = 0;        // DecodeAttentionParams::split_merge
+  bool dyn = false;     // DecodeAttentionParams::dynamic_splits (workspace initialised)
+  int pdl = 0;          // DecodeAttentionParams::programmatic_launch
+  int prefetch = -1;    // DecodeAttentionParams::l2_prefetch_tiles
+  bool rotate = false;  // DecodeAttentionParams::rotate_tiles
 };
 
 // Expects the fused-merge counters in the workspace header to be zero (as after every launch).
@@ -202,6 +205,9 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
   p.block_warps = c.warps;
   p.split_merge = c.merge;
   p.dynamic_splits = c.dyn;
+  p.programmatic_launch = c.pdl;
+  p.l2_prefetch_tiles = c.prefetch;
+  p.rotate_tiles = c.rotate;
   ASSERT_NO_THROW(mk::check_decode_attention(p));
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
@@ -367,6 +373,108 @@ TEST(GpuDecodeAttention, ClusterMergeAndEightWarps) {
       run_attention(with({32, 8, 128, {1000, 63}, 1100, 1, true}, warps, merge), sd + 8);
     }
   }
+}
+
+// Programmatic launch and L2 prefetch: every merge and block size, 1..9 splits, sub-groups,
+// head_dim 64, MHA, no append, lengths off the tiles, prefetch of more tiles than a split has.
+TEST(GpuDecodeAttention, ProgrammaticLaunchAndPrefetch) {
+  REQUIRE_GPU();
+  auto with = [](AttnCase c, int pdl, int pf, int merge = 0, int warps = 0) {
+    c.pdl = pdl;
+    c.prefetch = pf;
+    c.merge = merge;
+    c.warps = warps;
+    c.rotate = pf == 1 || pf == 16;  // rotated tile order, with and without the other options
+    return c;
+  };
+  std::uint32_t sd = 900;
+  for (int pdl : {1, 2}) {
+    for (int pf : {0, 1, 4, 16}) {
+      run_attention(with({32, 8, 128, {2047, 2047, 2047}, 2048, 2, true}, pdl, pf), sd++);
+      run_attention(with({32, 8, 128, {1000, 63}, 1100, -1, true}, pdl, pf, 1), sd++);
+      run_attention(with({32, 8, 128, {2500, 64, 127}, 2600, 3, true}, pdl, pf, 2), sd++);
+      run_attention(with({8, 2, 128, {3, 700}, 720, 9, true}, pdl, pf, 2), sd++);
+      run_attention(with({20, 1, 64, {77, 530}, 540, 4, false}, pdl, pf), sd++);
+      run_attention(with({4, 4, 128, {0, 37, 300}, 320, 1, true}, pdl, pf), sd++);
+      run_attention(with({32, 8, 128, {1000, 63}, 1100, 1, true}, pdl, pf, 0, 8), sd++);
+      run_attention(with({32, 8, 128, {1000, 63}, 1100, 2, true}, pdl, pf, 2, 8), sd++);
+    }
+  }
+}
+
+// Programmatic launch after kernels that change the lengths and the query: steps of
+// (attention, advance lengths) back to back on one stream, each attention a programmatic
+// dependent of the previous kernel with the L2 prefetch reading the length before its wait;
+// the outputs and caches equal those of the same steps launched plainly.
+TEST(GpuDecodeAttention, ProgrammaticLaunchAfterLengthUpdates) {
+  REQUIRE_GPU();
+  std::mt19937 rng(77);
+  const int batch = 3, heads = 32, kvh = 8, hd = 128, max_len = 1200, steps = 6;
+  const std::vector<std::int32_t> lens0 = {500, 63, 1000};
+  const std::size_t cache_n = std::size_t(batch) * kvh * max_len * hd;
+  const auto q = random_bf16(std::size_t(batch) * heads * hd * steps, rng);
+  const auto kn = random_bf16(std::size_t(batch) * kvh * hd * steps, rng);
+  const auto vn = random_bf16(std::size_t(batch) * kvh * hd * steps, rng);
+  const auto kc = random_bf16(cache_n, rng);
+  const auto vc = random_bf16(cache_n, rng);
+  std::vector<std::vector<Bf16>> outs[2];
+  std::vector<Bf16> caches[2];
+  for (int pdl : {1, 2}) {
+    Dev<Bf16> dq(q), dkn(kn), dvn(vn), dkc(kc), dvc(vc);
+    Dev<std::int32_t> dlens(lens0);
+    Dev<Bf16> dout(std::size_t(batch) * heads * hd * steps);
+    dout.poison();
+    const int splits = 2;
+    const std::size_t wsb = mk::decode_attention_workspace_bytes(batch, heads, hd, splits);
+    Dev<char> ws(wsb);
+    cudaStream_t st;
+    CUDA_OK(cudaStreamCreate(&st));
+    for (int i = 0; i < steps; ++i) {
+      mk::DecodeAttentionParams p;
+      p.q = dq.as<mk::bf16>() + std::size_t(i) * batch * heads * hd;
+      p.k_new = dkn.as<mk::bf16>() + std::size_t(i) * batch * kvh * hd;
+      p.v_new = dvn.as<mk::bf16>() + std::size_t(i) * batch * kvh * hd;
+      p.k_cache = dkc.as<mk::bf16>();
+      p.v_cache = dvc.as<mk::bf16>();
+      p.kv_lens = dlens.get();
+      p.out = dout.as<mk::bf16>() + std::size_t(i) * batch * heads * hd;
+      p.workspace = ws.get();
+      p.workspace_bytes = wsb;
+      p.batch = batch;
+      p.num_heads = heads;
+      p.num_kv_heads = kvh;
+      p.head_dim = hd;
+      p.max_kv_len = max_len;
+      p.num_splits = splits;
+      p.split_merge = i % 2 ? 1 : 2;  // reduce kernel and cluster merge
+      p.programmatic_launch = pdl;
+      p.l2_prefetch_tiles = pdl == 2 ? 8 : 0;
+      ASSERT_EQ(mk::launch_decode_attention(p, st), mk::Status::kOk);
+      ASSERT_EQ(mk::launch_advance_kv_lens(dlens.get(), batch, st), mk::Status::kOk);
+    }
+    CUDA_OK(cudaStreamSynchronize(st));
+    CUDA_OK(cudaStreamDestroy(st));
+    const auto all = dout.download();
+    caches[pdl - 1] = dkc.download();
+    const auto v = dvc.download();
+    caches[pdl - 1].insert(caches[pdl - 1].end(), v.begin(), v.end());
+    const auto l = dlens.download();
+    for (int b = 0; b < batch; ++b) EXPECT_EQ(l[b], lens0[b] + steps);
+    outs[pdl - 1].push_back(all);
+  }
+  EXPECT_EQ(0, std::memcmp(outs[0][0].data(), outs[1][0].data(), outs[0][0].size() * sizeof(Bf16)))
+      << "programmatic launches gave different outputs";
+  EXPECT_EQ(0, std::memcmp(caches[0].data(), caches[1].data(), caches[0].size() * sizeof(Bf16)))
+      << "programmatic launches gave different caches";
+  // The first step against the reference (the plain launches are covered by the tests above).
+  std::vector<Bf16> q0(q.begin(), q.begin() + std::size_t(batch) * heads * hd);
+  std::vector<Bf16> kn0(kn.begin(), kn.begin() + std::size_t(batch) * kvh * hd);
+  std::vector<Bf16> vn0(vn.begin(), vn.begin() + std::size_t(batch) * kvh * hd);
+  auto kc0 = kc, vc0 = vc;
+  const auto want =
+      ref::decode_attention(q0, kn0, vn0, kc0, vc0, lens0, heads, kvh, hd, max_len, 0.f);
+  std::vector<Bf16> got0(outs[1][0].begin(), outs[1][0].begin() + want.size());
+  expect_close(got0, want, 2e-2f, 2e-3f, "programmatic step 0");
 }
 
 // Dynamic tiles (dynamic_splits): with both merges and block sizes, 2..8 splits, more splits

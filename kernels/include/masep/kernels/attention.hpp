@@ -121,6 +121,36 @@ struct DecodeAttentionParams {
   // bits (not bit-reproducible). Excludes fused_merge; pipeline_stages 0 or 3. Falls back to
   // static splits beyond kDecodeAttentionMergeCounters groups.
   bool dynamic_splits = false;
+  // Tensor-core kernel: programmatic dependent launch (sm_90; additive). The kernel waits
+  // (griddepcontrol.wait) for the previous kernel in the stream to complete before it reads
+  // anything, so it is correct after any predecessor; launched with
+  // cudaLaunchAttributeProgrammaticStreamSerialization, its blocks are dispatched while the
+  // predecessor still runs (if that one triggers early, as this kernel does at its start), which
+  // hides the launch and block start-up, and lets the L2 prefetch below run before the wait.
+  //   0 = default: off (measured slower on an H200, docs/kernels.md "Where the time of the
+  //       small launch goes": its blocks are placed on the SMs while the predecessor still holds
+  //       them, two on some SMs, and the launch ends later); 1 = off; 2 = on (sm_90; a plain
+  //       launch where the driver refuses it). Needs pipeline_stages 0 or 3 and neither
+  //       fused_merge nor dynamic_splits (checked).
+  int programmatic_launch = 0;
+  // Tensor-core kernel: 64/128-token tiles of K and V each block prefetches into L2 at its
+  // start with cp.async.bulk.prefetch (sm_90; ignored below), before the programmatic wait.
+  // The length used for it is read before the wait (it may be stale then; a prefetch does not
+  // change results, and it is clamped to the cache). -1 = default (none: 1-16 tiles measured
+  // slower on an H200, docs/kernels.md), 0 = none, 1..16 tiles. Same restrictions as above.
+  int l2_prefetch_tiles = -1;
+  // Diagnostics (tensor-core kernel): if set, thread 0 of every block writes 8 %globaltimer
+  // stamps (ns) at trace[8 * blockIdx.x + i]: 0 entry, 1 after the programmatic wait, 2 first
+  // tile in shared memory, 3 last tile computed, 4 output written (merge done); 5..7 unused.
+  // Device memory of 8 x (blocks of the launch) words; null: nothing written. Runs a separate
+  // kernel instantiation (same restrictions as above); the default kernels have no stamps.
+  std::uint64_t* trace = nullptr;
+  // Tensor-core kernel, static splits: each block walks its split's tiles starting at tile
+  // (7 x blockIdx) mod tiles and wrapping around, so the blocks' concurrent reads sit at
+  // different offsets of their (256-KB-aligned) regions instead of in lockstep (additive; false
+  // keeps the in-order walk). Results differ from the in-order walk in the last bits. Measured
+  // slower on an H200 (docs/kernels.md); same restrictions as programmatic_launch.
+  bool rotate_tiles = false;
 };
 
 /// Counters in the workspace header (the first kDecodeAttentionMergeCounters * 4 bytes of
