@@ -25,6 +25,7 @@ NetworkModel::NetworkModel(std::vector<double> capacity_bytes_per_ns)
   cap_left_.assign(capacity_.size(), 0);
   unfrozen_.assign(capacity_.size(), 0);
   stack_.assign(capacity_.size(), 0);
+  bneck_count_.assign(capacity_.size(), 0);
   comp_links_.assign(capacity_.size(), 0);
   tied_.assign(capacity_.size(), 0);
 }
@@ -53,6 +54,7 @@ int NetworkModel::start_flow(int64_t now, std::span<const int> links, double byt
   fl.finish = kNever;
   ++fl.version;
   fl.tag = tag;
+  fl.bneck = -1;
   fl.pos.resize(links.size());
   for (int i = 0; i < fl.nlinks; ++i) {
     LinkState& ls = links_[links[i]];
@@ -65,8 +67,18 @@ int NetworkModel::start_flow(int64_t now, std::span<const int> links, double byt
   return f;
 }
 
+// Removing a flow changes no other flow's max-min rate unless one of its links is the
+// bottleneck of another active flow: every flow crossing those links is then limited
+// elsewhere, at links whose load does not change, so the progressive filling without the flow
+// freezes everyone at the same level. Only then are its links marked for a re-solve.
 void NetworkModel::detach(int f) {
   Flow& fl = flows_[f];
+  if (fl.bneck >= 0) {
+    --bneck_count_[fl.bneck];
+    fl.bneck = -1;
+  }
+  bool affects = false;
+  for (int i = 0; i < fl.nlinks; ++i) affects = affects || bneck_count_[fl.links[i]] > 0;
   for (int i = 0; i < fl.nlinks; ++i) {
     const int l = fl.links[i];
     LinkState& ls = links_[l];
@@ -78,7 +90,7 @@ void NetworkModel::detach(int f) {
     flows_[last].pos[last_hop] = idx;
     ls.flows.pop_back();
     ls.hop.pop_back();
-    dirty_links_.push_back(l);
+    if (affects) dirty_links_.push_back(l);
   }
   fl.active = false;
   ++fl.version;
@@ -171,6 +183,11 @@ void NetworkModel::solve_dirty() {
         flow_mark_[f] = frozen;
         --left;
         Flow& fl = flows_[f];
+        if (fl.bneck != tied[t]) {
+          if (fl.bneck >= 0) --bneck_count_[fl.bneck];
+          fl.bneck = tied[t];
+          ++bneck_count_[fl.bneck];
+        }
         for (int i = 0; i < fl.nlinks; ++i) {
           cap_left_[fl.links[i]] -= best_share;
           --unfrozen_[fl.links[i]];

@@ -55,6 +55,7 @@ class NetworkModel {
     int64_t finish = 0;    // predicted completion, ns
     uint32_t version = 0;  // bumps on every re-rate (heap entries carry it)
     uint32_t tag = 0;
+    int bneck = -1;        // link at which the last solve froze it (-1: not solved yet)
     std::vector<int> pos;  // index of this flow in each link's flow list (per hop)
   };
   struct HeapEntry {
@@ -77,6 +78,7 @@ class NetworkModel {
   std::vector<int> free_;
   std::vector<HeapEntry> heap_;   // min-heap on (time, flow)
   std::vector<int> dirty_links_;  // links whose flow set changed since the last solve
+  std::vector<int> bneck_count_;  // per link: active flows whose bottleneck it is
   int active_ = 0;
   int64_t now_ = 0;
 
