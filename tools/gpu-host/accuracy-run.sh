@@ -15,16 +15,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 C=${1:-build-gpu/carry}
-OUT=${OUT:-/tmp/masep-out}
-mkdir -p "$OUT"
-W=$(mktemp -d)
+. tools/gpu-host/env.sh
 mkdir -p "$W/validation" "$W/validation-extra"
-export LD_LIBRARY_PATH=$PWD/$C/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export MASEP_BIN=$PWD/$C/masep NCCL_NVLS_ENABLE=0
-M=$MASEP_BIN
 exec > >(tee -a "$OUT/run.log") 2>&1
-sec() { echo; echo "===== $* ($(date -u +%T)) ====="; }
-GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 sec host
 date -u
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,clocks.max.sm --format=csv

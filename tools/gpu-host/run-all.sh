@@ -17,17 +17,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 C=${1:-build-gpu/carry}
-OUT=${OUT:-/tmp/masep-out}
-mkdir -p "$OUT"
-W=$(mktemp -d)
+. tools/gpu-host/env.sh
 mkdir -p "$W/json" "$W/traces"
-export LD_LIBRARY_PATH=$PWD/$C/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export MASEP_BIN=$PWD/$C/masep NCCL_NVLS_ENABLE=0
-M=$MASEP_BIN
 LOG=$OUT/run-all.log
 exec > >(tee -a "$LOG") 2>&1
-sec() { echo; echo "===== $* ====="; }
-GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 sec "host"; date -u; nvidia-smi; nvidia-smi topo -m | head -8
 echo "GPUs: $GPUS"
 
