@@ -268,6 +268,7 @@ class Engine {
   std::vector<int64_t> xbytes_;
   std::vector<uint8_t> xsides_;  // sides posted (0..2) per transfer
   std::vector<int32_t> xop_off_, xop_list_, xop_left_;
+  std::vector<int32_t> xop_exchange_;  // per exchange op: its Op::exchange (read once)
 
   std::vector<PendingFlow> pflow_;
   std::vector<int32_t> pflow_free_;
@@ -310,6 +311,7 @@ void Engine::prepare() {
   pred_.reserve(static_cast<size_t>(n_) * 2);
   if (n_ >= (1 << 29)) throw std::runtime_error("the simulator supports at most 2^29 ops");
   int32_t exchange_ops = 0;
+  xop_exchange_.clear();
   for (int i = 0; i < n_; ++i) {
     const plan::Op& o = P.ops[i];
     if (o.id != i) throw std::runtime_error(fmt::format("op at index {} has id {}", i, o.id));
@@ -352,6 +354,7 @@ void Engine::prepare() {
                                              o.rank, o.name, o.exchange));
       }
       in.other = exchange_ops++;
+      xop_exchange_.push_back(o.exchange);
     } else {
       in.bytes = cm_.duration_ns(o);
       if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
@@ -402,7 +405,7 @@ void Engine::prepare() {
       for (const plan::Transfer& t : P.exchanges[x].transfers) {
         for (OpId id : {t.src_op, t.dst_op}) {
           if (id < 0 || id >= n_ || info_[id].kind != OpKind::kExchange ||
-              P.ops[id].exchange != static_cast<int>(x)) {
+              xop_exchange_[info_[id].other] != static_cast<int>(x)) {
             throw std::runtime_error(fmt::format(
                 "exchange {}: transfer names op {}, which is not an exchange op of it", x, id));
           }
