@@ -2,7 +2,10 @@
 // ping-pong closed form, bandwidth monotonicity, determinism, interference and bad input.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <sstream>
 
 #include "masep/plan/program.hpp"
 #include "masep/sim/compute_model.hpp"
@@ -54,6 +57,23 @@ TEST(SimParamsTable, OverridesByNameAndRejectsUnknown) {
     EXPECT_DOUBLE_EQ(d.*(info.field), info.default_value) << info.name;
   }
   EXPECT_NE(parameter_table_markdown().find("launch_overhead_ns"), std::string::npos);
+}
+
+TEST(SimParamsTable, DocsListEveryRowAsTheCodeDoes) {
+  // docs/simulator-model.md carries parameter_table_markdown()'s rows verbatim (tests run
+  // from the source root); regenerate the table there when a row changes.
+  std::ifstream f("docs/simulator-model.md");
+  ASSERT_TRUE(f) << "run from the repository root";
+  const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rows(parameter_table_markdown());
+  std::string row;
+  int n = 0;
+  while (std::getline(rows, row)) {
+    if (row.rfind("| `", 0) != 0) continue;  // header and separator lines
+    ++n;
+    EXPECT_NE(doc.find(row), std::string::npos) << "docs/simulator-model.md lacks: " << row;
+  }
+  EXPECT_EQ(n, static_cast<int>(parameter_table().size()));
 }
 
 TEST(SimEngine, StreamOrderAndCrossRankDependencies) {
