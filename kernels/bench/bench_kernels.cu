@@ -274,12 +274,12 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
                      const std::string& what) {
   auto med = [](std::vector<double> v) { return v.empty() ? NAN : median(std::move(v)); };
   std::vector<double> span, gap, period, spread, wait, first, stream_med, stream_max, merge_med,
-      tail, start_to_first;
+      tail, start_to_first, c_warp, c_sync, c_dsmem;
   double prev_end = 0, prev_start = 0;
   for (int l = 0; l < launches; ++l) {
     const std::uint64_t* s = t.data() + std::size_t(l) * blocks * 8;
     double k0 = 1e300, k1 = 0, e1 = 0;
-    std::vector<double> w, f, st, mg, x;
+    std::vector<double> w, f, st, mg, x, cw, cs, cd;
     for (int b = 0; b < blocks; ++b) {
       const std::uint64_t* q = s + 8 * b;
       if (q[0] == 0 || q[4] == 0) continue;
@@ -291,6 +291,11 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
       st.push_back(q[2] ? (double(q[3]) - double(q[2])) * 1e-3 : NAN);
       mg.push_back((double(q[4]) - double(q[3])) * 1e-3);
       x.push_back(double(q[4]));
+      if (q[7] != 0) {  // cluster merge: SM cycles from stamp 3 (attention.hpp)
+        cw.push_back(double(q[5]));
+        cs.push_back(double(q[6]) - double(q[5]));
+        cd.push_back(double(q[7]) - double(q[6]));
+      }
     }
     if (x.empty()) continue;
     if (l > 0) {
@@ -310,6 +315,11 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
         if (q[2]) ff.push_back((double(q[2]) - k0) * 1e-3);
       }
       start_to_first.push_back(med(ff));
+      if (!cw.empty()) {
+        c_warp.push_back(med(cw));
+        c_sync.push_back(med(cs));
+        c_dsmem.push_back(med(cd));
+      }
     }
     prev_end = k1;
     prev_start = k0;
@@ -320,6 +330,12 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
       "stream med %.2f max %.2f, merge med %.2f, tail (last exit - median exit) %.2f us\n",
       what.c_str(), med(period), med(span), med(gap), med(spread), med(wait), med(first),
       med(start_to_first), med(stream_med), med(stream_max), med(merge_med), med(tail));
+  if (!c_warp.empty()) {
+    std::printf(
+        "# trace %s: cluster merge, median SM cycles: last tile -> warp merge done %.0f, first "
+        "cluster barrier %.0f, DSMEM merge + output %.0f\n",
+        what.c_str(), med(c_warp), med(c_sync), med(c_dsmem));
+  }
   std::fflush(stdout);
 }
 
@@ -740,6 +756,7 @@ int main(int argc, char** argv) {
   bool target_only = false;
   int target_variant = -1;
   bool pdl_only = false;
+  bool merge_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -754,13 +771,18 @@ int main(int argc, char** argv) {
       pdl_only = true;  // ceilings, read floors, programmatic launch / L2 prefetch sweep
       ++i;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "merge")) {
+      merge_only = true;  // ceilings, the target shape (trace, 4 stages), defaults >= 16K tokens
+      ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strncmp(argv[i + 1], "target", 6)) {
       // Ceilings and Mixtral b=8 ctx=2048 (for a profiler run); "targetN": variant N only.
       target_only = true;
       if (argv[i + 1][6] != '\0') target_variant = std::atoi(argv[i + 1] + 6);
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl|merge]\n",
                    argv[0]);
       return 1;
     }
@@ -844,6 +866,45 @@ int main(int argc, char** argv) {
     }
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(0, -1));  // noise check
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 4));
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
+  if (merge_only) {
+    // The post-tile phase of decode attention: Mixtral b=8 ctx=2048 default (with a trace),
+    // 4 stages with the cluster merge, then the default at every shape with batch x context
+    // >= 16K tokens (unverified: the verified rows above cover the kernels), the target again.
+    AttnOpt tr;
+    tr.trace = true;
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, AttnOpt{});
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, tr);
+    AttnOpt s4;
+    s4.stages = 4;
+    s4.merge = 2;
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, s4);
+    // More splits with the cluster merge (its DSMEM loads now issued together): 3 and 4
+    // splits (192 / 256 blocks: more blocks streaming, shorter blocks), 4 with a trace.
+    for (int sp : {3, 4}) {
+      AttnOpt o;
+      o.splits = sp;
+      o.merge = 2;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, sp == 4, o);
+      o.trace = sp == 4;
+      if (o.trace) bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+      o.trace = false;
+      o.stages = 4;
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
+    bench_attention("paper", 32, 32, 8, 2048, sms, true, AttnOpt{});
+    for (int batch : {8, 32, 128}) {
+      for (int ctx : {2048, 8192}) {
+        bench_attention("paper", 32, 32, batch, ctx, sms, false, AttnOpt{});
+        bench_attention("mixtral", 32, 8, batch, ctx, sms, false, AttnOpt{});
+      }
+    }
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, AttnOpt{});
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, s4);
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

@@ -38,6 +38,15 @@ __device__ __forceinline__ std::uint64_t globaltimer_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
+// Four floats times `scale` as four bf16 in one 8-byte store (p 8-byte aligned).
+__device__ __forceinline__ void store_bf16x4(bf16* p, float4 v, float scale) {
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * scale, v.y * scale);
+  const __nv_bfloat162 hi = __floats2bfloat162_rn(v.z * scale, v.w * scale);
+  uint2 u;
+  u.x = *reinterpret_cast<const unsigned*>(&lo);
+  u.y = *reinterpret_cast<const unsigned*>(&hi);
+  *reinterpret_cast<uint2*>(p) = u;
+}
 // A relaxed, gpu-scope load: may race with a write of the predecessor kernel before the
 // programmatic wait (used for a prefetch hint only); never cached in L1.
 __device__ __forceinline__ int ld_relaxed_gpu(const std::int32_t* p) {
@@ -341,7 +350,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   constexpr int kTileBytes = kTile * HD * 2;  // one of K or V, one stage
   constexpr int kKSteps = HD / 16;            // mma k-steps over head_dim
   constexpr int kNTiles = HD / 8;             // mma n-tiles over head_dim (P.V)
-  static_assert(kTcRows * WARPS * HD * 4 + 2 * kTcRows * WARPS * 4 +
+  static_assert(kTcRows * WARPS * (HD + 8) * 4 + 2 * kTcRows * WARPS * 4 +
                         (CLUSTER ? kTcRows * HD * 4 + 2 * kTcRows * 4 : 0) <=
                     tc_smem_bytes<HD, STAGES, WARPS>(),
                 "merge buffers must fit in the pipeline's shared memory");
@@ -621,8 +630,11 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   }
   cp_async_wait<0>();
   __syncthreads();  // pipeline buffers free for the merge
+  [[maybe_unused]] long long clk3 =
+      0;  // EXT: SM clock at stamp 3 (sub-phase cycles in stamps 5..7)
   if constexpr (EXT) {
     if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 3] = globaltimer_ns();
+    clk3 = clock64();
   }
 
   // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
@@ -638,25 +650,36 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
   }
 
-  // Merge the warps' partials through shared memory.
+  // Merge the warps' partials through shared memory. Only the group's real rows are stored
+  // (Mixtral fills 4 of the 16 mma rows), with a padded row stride (HD + 8 floats) so the 8
+  // rows of one float2 store fall on different banks (with HD floats they all hit the same 8).
 #pragma unroll
   for (int o2 = 1; o2 <= 2; o2 <<= 1) {
     l0 += __shfl_xor_sync(0xffffffffu, l0, o2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, o2);
   }
-  float* sm_o = reinterpret_cast<float*>(smem);  // [warp][16 rows][HD]
-  float* sm_m = sm_o + WARPS * kTcRows * HD;     // [warp][16 rows]
+  constexpr int kSo = HD + 8;                    // row stride of sm_o (floats)
+  constexpr int kQuads = HD / 4;                 // float4 items per row
+  float* sm_o = reinterpret_cast<float*>(smem);  // [warp][16 rows][kSo]
+  float* sm_m = sm_o + WARPS * kTcRows * kSo;    // [warp][16 rows]
   float* sm_l = sm_m + WARPS * kTcRows;          // [warp][16 rows]
   float* part_o = sm_l + WARPS * kTcRows;        // CLUSTER: [16 rows][HD], the block's partial
   float* part_m = part_o + kTcRows * HD;         // CLUSTER: [16 rows]
   float* part_l = part_m + kTcRows;              // CLUSTER: [16 rows]
   {
-    float* w0 = sm_o + (warp * kTcRows + g) * HD + 2 * t4;
-    float* w1 = w0 + 8 * HD;
+    float* w0 = sm_o + (warp * kTcRows + g) * kSo + 2 * t4;
+    float* w1 = w0 + 8 * kSo;
+    if (g < rows) {
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
-      *reinterpret_cast<float2*>(w0 + n * 8) = make_float2(o[n][0], o[n][1]);
-      *reinterpret_cast<float2*>(w1 + n * 8) = make_float2(o[n][2], o[n][3]);
+      for (int n = 0; n < kNTiles; ++n) {
+        *reinterpret_cast<float2*>(w0 + n * 8) = make_float2(o[n][0], o[n][1]);
+      }
+    }
+    if (g + 8 < rows) {
+#pragma unroll
+      for (int n = 0; n < kNTiles; ++n) {
+        *reinterpret_cast<float2*>(w1 + n * 8) = make_float2(o[n][2], o[n][3]);
+      }
     }
     if (t4 == 0) {
       sm_m[warp * kTcRows + g] = m0;
@@ -666,22 +689,35 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < rows * HD; idx += WARPS * 32) {
-    const int r = idx / HD;
-    const int d = idx % HD;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, sm_m[w * kTcRows + r]);
-    float acc = 0.f, L = 0.f;
+  // One float4 of one row per thread and step: every warp's value loaded before any is used.
+  for (int idx = threadIdx.x; idx < rows * kQuads; idx += WARPS * 32) {
+    const int r = idx / kQuads;
+    const int d = (idx % kQuads) * 4;
+    float mw[WARPS];
+    float lw[WARPS];
+    float4 ow[WARPS];
 #pragma unroll
     for (int w = 0; w < WARPS; ++w) {
-      const float mw = sm_m[w * kTcRows + r];
-      const float f = mw == -INFINITY ? 0.f : exp2f(mw - mx);
-      acc += sm_o[(w * kTcRows + r) * HD + d] * f;
-      L += sm_l[w * kTcRows + r] * f;
+      mw[w] = sm_m[w * kTcRows + r];
+      lw[w] = sm_l[w * kTcRows + r];
+      ow[w] = *reinterpret_cast<const float4*>(sm_o + (w * kTcRows + r) * kSo + d);
+    }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, mw[w]);
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float L = 0.f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) {
+      const float f = mw[w] == -INFINITY ? 0.f : exp2f(mw[w] - mx);
+      acc.x += ow[w].x * f;
+      acc.y += ow[w].y * f;
+      acc.z += ow[w].z * f;
+      acc.w += ow[w].w * f;
+      L += lw[w] * f;
     }
     if constexpr (CLUSTER) {  // this block's partial, read by the cluster's blocks below
-      part_o[r * HD + d] = acc;
+      *reinterpret_cast<float4*>(part_o + r * HD + d) = acc;
       if (d == 0) {
         part_m[r] = mx;
         part_l[r] = L;
@@ -690,13 +726,14 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
     if (a.direct_out != nullptr) {  // one split: this is the whole softmax
       const std::int64_t row = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
-      a.direct_out[row * HD + d] = __float2bfloat16(acc / L);
+      const float inv = 1.f / L;
+      store_bf16x4(a.direct_out + row * HD + d, acc, inv);
       if (a.direct_lse != nullptr && d == 0) a.direct_lse[row] = (mx + log2f(L)) / kLog2e;
       continue;
     }
     const std::int64_t row =
         (static_cast<std::int64_t>(b) * a.num_heads + head0 + r) * a.splits + s;
-    a.ws_acc[row * HD + d] = acc;
+    *reinterpret_cast<float4*>(a.ws_acc + row * HD + d) = acc;
     if (d == 0) {
       a.ws_m[row] = mx;
       a.ws_l[row] = L;
@@ -705,37 +742,63 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   if constexpr (CLUSTER) {
     // Cluster merge (sm_90): the splits of this (sequence, kv head, sub-group) are the blocks
     // of one thread-block cluster (rank = split). After the barrier every block merges a
-    // 1/splits slice of the rows x HD outputs, reading all blocks' partials through
-    // distributed shared memory; the second barrier keeps each block's shared memory alive
-    // until the others have read it.
+    // contiguous 1/splits share of the rows x HD/4 float4 items, reading all blocks' partials
+    // through distributed shared memory, all ranks' loads issued before any is used; the
+    // second barrier keeps each block's shared memory alive until the others have read it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
+    if constexpr (EXT) {
+      if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 5] = clock64() - clk3;
+    }
     cluster.sync();
+    if constexpr (EXT) {
+      if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 6] = clock64() - clk3;
+    }
     const int nsp = static_cast<int>(cluster.num_blocks());
     const int rank = static_cast<int>(cluster.block_rank());
-    for (int idx = rank * WARPS * 32 + threadIdx.x; idx < rows * HD; idx += nsp * WARPS * 32) {
-      const int r = idx / HD;
-      const int d = idx % HD;
+    const int items = rows * kQuads;
+    const int share = (items + nsp - 1) / nsp;
+    const int i_end = min(items, (rank + 1) * share);
+    for (int idx = rank * share + threadIdx.x; idx < i_end; idx += WARPS * 32) {
+      const int r = idx / kQuads;
+      const int d = (idx % kQuads) * 4;
       float ms[kMaxClusterSplits];
-      float mx = -INFINITY;
+      float ls[kMaxClusterSplits];
+      float4 os[kMaxClusterSplits];
 #pragma unroll
       for (int j = 0; j < kMaxClusterSplits; ++j) {
-        ms[j] = j < nsp ? *cluster.map_shared_rank(part_m + r, j) : -INFINITY;
-        mx = fmaxf(mx, ms[j]);
-      }
-      float acc = 0.f, L = 0.f;
-#pragma unroll
-      for (int j = 0; j < kMaxClusterSplits; ++j) {
-        if (j < nsp && ms[j] != -INFINITY) {
-          const float f = exp2f(ms[j] - mx);
-          L += *cluster.map_shared_rank(part_l + r, j) * f;
-          acc += *cluster.map_shared_rank(part_o + r * HD + d, j) * f;
+        if (j < nsp) {
+          ms[j] = *cluster.map_shared_rank(part_m + r, j);
+          ls[j] = *cluster.map_shared_rank(part_l + r, j);
+          os[j] = *reinterpret_cast<const float4*>(cluster.map_shared_rank(part_o + r * HD + d, j));
+        } else {
+          ms[j] = -INFINITY;
+          ls[j] = 0.f;
+          os[j] = make_float4(0.f, 0.f, 0.f, 0.f);
         }
       }
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kMaxClusterSplits; ++j) mx = fmaxf(mx, ms[j]);
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+      float L = 0.f;
+#pragma unroll
+      for (int j = 0; j < kMaxClusterSplits; ++j) {
+        // An empty split has m = -inf, l = 0 and a zero partial: weight 0.
+        const float f = ms[j] == -INFINITY ? 0.f : exp2f(ms[j] - mx);
+        acc.x += os[j].x * f;
+        acc.y += os[j].y * f;
+        acc.z += os[j].z * f;
+        acc.w += os[j].w * f;
+        L += ls[j] * f;
+      }
       const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
-      a.merge_out[hrow * HD + d] = __float2bfloat16(acc / L);
+      store_bf16x4(a.merge_out + hrow * HD + d, acc, 1.f / L);
       if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
+    }
+    if constexpr (EXT) {
+      if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 7] = clock64() - clk3;
     }
     cluster.sync();
 #else

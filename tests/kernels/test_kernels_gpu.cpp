@@ -371,6 +371,8 @@ TEST(GpuDecodeAttention, ClusterMergeAndEightWarps) {
       run_attention(with({4, 4, 128, {0, 37, 300}, 320, 4, true}, warps, merge), sd + 6);
       run_attention(with({8, 2, 64, {700, 1}, 720, 5, true, 0, 0, 2}, warps, merge), sd + 7);
       run_attention(with({32, 8, 128, {1000, 63}, 1100, 1, true}, warps, merge), sd + 8);
+      // Group 12: the warp merge stores rows g + 8 < 12 of the second half only.
+      run_attention(with({12, 1, 128, {300, 1029}, 1100, 2, true}, warps, merge), sd + 9);
     }
   }
 }

@@ -141,7 +141,9 @@ struct DecodeAttentionParams {
   int l2_prefetch_tiles = -1;
   // Diagnostics (tensor-core kernel): if set, thread 0 of every block writes 8 %globaltimer
   // stamps (ns) at trace[8 * blockIdx.x + i]: 0 entry, 1 after the programmatic wait, 2 first
-  // tile in shared memory, 3 last tile computed, 4 output written (merge done); 5..7 unused.
+  // tile in shared memory, 3 last tile computed, 4 output written (merge done); with the
+  // cluster merge 5..7 are SM cycles (clock64) from stamp 3 to: the warp merge done, past the
+  // first cluster barrier, the cluster merge and output done (else 5..7 unused).
   // Device memory of 8 x (blocks of the launch) words; null: nothing written. Runs a separate
   // kernel instantiation (same restrictions as above); the default kernels have no stamps.
   std::uint64_t* trace = nullptr;
