@@ -757,6 +757,7 @@ int main(int argc, char** argv) {
   int target_variant = -1;
   bool pdl_only = false;
   bool merge_only = false;
+  bool split2_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -775,15 +776,20 @@ int main(int argc, char** argv) {
       merge_only = true;  // ceilings, the target shape (trace, 4 stages), defaults >= 16K tokens
       ++i;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "split2")) {
+      split2_only = true;  // ceilings, target: default vs 4 stages interleaved, shapes >= 16K
+      ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strncmp(argv[i + 1], "target", 6)) {
       // Ceilings and Mixtral b=8 ctx=2048 (for a profiler run); "targetN": variant N only.
       target_only = true;
       if (argv[i + 1][6] != '\0') target_variant = std::atoi(argv[i + 1] + 6);
       ++i;
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl|merge]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl|merge|split2]\n",
+          argv[0]);
       return 1;
     }
   }
@@ -866,6 +872,40 @@ int main(int argc, char** argv) {
     }
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(0, -1));  // noise check
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 4));
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
+  if (split2_only) {
+    // Mixtral b=8 ctx=2048: the default (verified, then with a trace: the trace runs 3
+    // stages), 3 and 4 pipeline stages explicitly (verified), then default / 3 / 4 stages
+    // interleaved three times; Mixtral b=8 ctx=8192 the same; the default at every shape with
+    // batch x context >= 16K; the target rows again.
+    AttnOpt tr;
+    tr.trace = true;
+    AttnOpt s3;
+    s3.stages = 3;
+    AttnOpt s4;
+    s4.stages = 4;
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, AttnOpt{});
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, false, tr);
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, s3);
+    bench_attention("mixtral", 32, 8, 8, 2048, sms, true, s4);
+    for (int ctx : {2048, 2048, 2048, 8192, 8192}) {
+      bench_attention("mixtral", 32, 8, 8, ctx, sms, false, AttnOpt{});
+      bench_attention("mixtral", 32, 8, 8, ctx, sms, false, s3);
+      bench_attention("mixtral", 32, 8, 8, ctx, sms, false, s4);
+    }
+    for (int batch : {8, 32, 128}) {
+      for (int ctx : {2048, 8192}) {
+        bench_attention("paper", 32, 32, batch, ctx, sms, false, AttnOpt{});
+        bench_attention("mixtral", 32, 8, batch, ctx, sms, false, AttnOpt{});
+      }
+    }
+    for (const AttnOpt& o : {AttnOpt{}, s3, s4}) {
+      bench_attention("mixtral", 32, 8, 8, 2048, sms, false, o);
+    }
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

@@ -61,6 +61,36 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* p, unsigned bytes) 
 #endif
 }
 
+// Split cluster barrier (sm_90): arrive (release: this thread's earlier writes, DSMEM
+// included, become visible to the threads that complete the matching wait) and wait
+// (acquire). Each thread alternates arrive and wait; a block may exit after its last arrive.
+__device__ __forceinline__ void cluster_arrive_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait_acquire() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+
+// Address of `p` in the shared memory of cluster block `rank` (sm_90; p itself below).
+template <class T>
+__device__ __forceinline__ T* dsmem_of_rank(T* p, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  return cooperative_groups::this_cluster().map_shared_rank(p, rank);
+#else
+  (void)rank;
+  return p;
+#endif
+}
+
 struct SplitArgs {
   const bf16* q;
   std::int64_t q_stride;
@@ -95,6 +125,7 @@ struct SplitArgs {
   std::uint64_t* trace;
   bool pdl_launch;
   bool rotate;  // static splits: block i starts at its tile (7 i) mod tiles, then wraps
+  bool pair;    // host side: cluster merge, 2 splits, static tiles, >= 4 TB/s card: PAIR kernel
 };
 
 // One warp per (sequence, kv head, query sub-group of GT heads, split). Each lane owns DPL
@@ -341,7 +372,12 @@ constexpr int kMaxClusterSplits = 8;  // portable cluster size
 // none).
 // EXT: the opt-in programmatic wait, L2 prefetch and trace stamps (a separate instantiation,
 // so the default kernels compile exactly as without them).
-template <int HD, int STAGES, int WARPS, int MODE, bool DYN, bool EXT>
+// PAIR (cluster merge, 2 splits, static tiles; chosen on cards with >= 4 TB/s peak memory
+// bandwidth, the H200): the new token appended at the start, the first tiles' copies issued
+// before Q is loaded, and the pair merge (rank 1 writes its partial into rank 0's shared
+// memory and exits; rank 0 merges alone). A separate instantiation, so the other kernels
+// compile exactly as before it (measured on the H200 only, docs/kernels.md).
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN, bool EXT, bool PAIR = false>
 __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const SplitArgs a) {
   constexpr bool FUSED = MODE == kMergeFused;
   constexpr bool CLUSTER = MODE == kMergeCluster;
@@ -423,6 +459,13 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
     return;
   }
+  // Two-split cluster merge: rank 1 writes its partial into rank 0's shared memory at the
+  // end, which needs rank 0 to have started (the programming guide's rule before any DSMEM
+  // access); this arrive, waited for just before that access, gives it without a stall.
+  [[maybe_unused]] const bool pair = PAIR && CLUSTER && a.splits == 2;
+  if constexpr (CLUSTER) {
+    if (pair) cluster_arrive_relaxed();
+  }
   // Split chunks are whole tiles (trailing splits may be empty).
   // Static splits: split s takes tiles [s * chunk, s * chunk + chunk) / kTile.
   const int chunk = ((len + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
@@ -492,11 +535,13 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
   };
 
-  // Q as mma A fragments (rows = query heads, zero past the group), kept in registers.
+  // PAIR: the first tiles' copies are issued before anything that does not feed them (the
+  // new token's copy, Q), so the DRAM starts as early as the length allows.
   const int g = lane >> 2;
   const int t4 = lane & 3;
+  // Q as mma A fragments (rows = query heads, zero past the group), kept in registers.
   unsigned qa[kKSteps][4];
-  {
+  auto load_q = [&]() {
     const bf16* q0 = a.q + b * a.q_stride + static_cast<std::int64_t>(head0 + g) * HD + 2 * t4;
     const bf16* q1 = q0 + 8 * HD;
     const bool ok0 = g < rows;
@@ -508,7 +553,8 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       qa[k][2] = ok0 ? __ldg(reinterpret_cast<const unsigned*>(q0 + k * 16 + 8)) : 0u;
       qa[k][3] = ok1 ? __ldg(reinterpret_cast<const unsigned*>(q1 + k * 16 + 8)) : 0u;
     }
-  }
+  };
+  if constexpr (!PAIR) load_q();
 
   float o[kNTiles][4];
 #pragma unroll
@@ -522,12 +568,33 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
     __syncthreads();
   }
+  // PAIR (static splits): the block whose split holds slot len_old (sub-group 0) appends the
+  // new token at the start: its loads are issued here, the stores after the prologue's
+  // copies. No block of this launch reads that slot from the cache (tiles take it from
+  // k_new/v_new). Otherwise it is appended after the loop.
+  [[maybe_unused]] uint4 new_row{};
+  [[maybe_unused]] bool new_row_mine = false;
+  if constexpr (PAIR && !DYN) {
+    if (append && sg == 0 && len_old >= start && len_old < end && threadIdx.x < 2 * kChunks) {
+      const int ch = threadIdx.x % kChunks;
+      new_row = ldg16((threadIdx.x < kChunks ? knew : vnew) + ch * 8);
+      new_row_mine = true;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < STAGES - 1; ++i) {
     const int tb = tile_begin(i);
     if (tb >= 0) load_tile(i, tb);
     cp_async_commit();
   }
+  if constexpr (PAIR && !DYN) {
+    if (new_row_mine) {
+      const int ch = threadIdx.x % kChunks;
+      const std::int64_t at = cache_off + static_cast<std::int64_t>(len_old) * HD + ch * 8;
+      *reinterpret_cast<uint4*>((threadIdx.x < kChunks ? a.k_cache : a.v_cache) + at) = new_row;
+    }
+  }
+  if constexpr (PAIR) load_q();
   bool holds_new = false;  // this block processed the tile holding slot len_old
   for (int it = 0;; ++it) {
     const int tb = tile_begin(it);
@@ -637,8 +704,9 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     clk3 = clock64();
   }
 
-  // Append the new token: exactly one block (the split holding slot len_old, sub-group 0).
-  if (append && sg == 0 && holds_new) {
+  // Append the new token: exactly one block (the split holding slot len_old, sub-group 0);
+  // PAIR with static splits appended it at the start.
+  if ((DYN || !PAIR) && append && sg == 0 && holds_new) {
     const std::int64_t at = cache_off + static_cast<std::int64_t>(len_old) * HD;
     for (int c = threadIdx.x; c < 2 * kChunks; c += WARPS * 32) {
       const int ch = c % kChunks;
@@ -666,6 +734,11 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   float* part_o = sm_l + WARPS * kTcRows;        // CLUSTER: [16 rows][HD], the block's partial
   float* part_m = part_o + kTcRows * HD;         // CLUSTER: [16 rows]
   float* part_l = part_m + kTcRows;              // CLUSTER: [16 rows]
+  // Two-split cluster: rank 1's partial, written by rank 1 into rank 0's shared memory past
+  // the pipeline's buffers (free while rank 0 still streams). [16 rows][HD], m[16], l[16].
+  float* pair_o = reinterpret_cast<float*>(smem + STAGES * 2 * kTileBytes + (DYN ? 64 : 0));
+  float* pair_m = pair_o + kTcRows * HD;
+  float* pair_l = pair_m + kTcRows;
   {
     float* w0 = sm_o + (warp * kTcRows + g) * kSo + 2 * t4;
     float* w1 = w0 + 8 * kSo;
@@ -689,6 +762,19 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
   }
   __syncthreads();
+  // Rank 1 of a pair writes into rank 0's shared memory: rank 0 must have started (its
+  // arrive at the start; long since done).
+  float* dst_o = part_o;
+  float* dst_m = part_m;
+  float* dst_l = part_l;
+  if constexpr (CLUSTER) {
+    if (pair && s == 1) {
+      cluster_wait_acquire();
+      dst_o = dsmem_of_rank(pair_o, 0);
+      dst_m = dsmem_of_rank(pair_m, 0);
+      dst_l = dsmem_of_rank(pair_l, 0);
+    }
+  }
   // One float4 of one row per thread and step: every warp's value loaded before any is used.
   for (int idx = threadIdx.x; idx < rows * kQuads; idx += WARPS * 32) {
     const int r = idx / kQuads;
@@ -717,10 +803,10 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       L += lw[w] * f;
     }
     if constexpr (CLUSTER) {  // this block's partial, read by the cluster's blocks below
-      *reinterpret_cast<float4*>(part_o + r * HD + d) = acc;
+      *reinterpret_cast<float4*>(dst_o + r * HD + d) = acc;
       if (d == 0) {
-        part_m[r] = mx;
-        part_l[r] = L;
+        dst_m[r] = mx;
+        dst_l[r] = L;
       }
       continue;
     }
@@ -746,6 +832,59 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     // through distributed shared memory, all ranks' loads issued before any is used; the
     // second barrier keeps each block's shared memory alive until the others have read it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (pair) {
+      // Two splits: rank 1 has written its partial into rank 0's shared memory; it arrives
+      // (release) and exits. Rank 0 waits for that arrival (acquire), merges both partials
+      // from its own shared memory and writes the output: one barrier and no DSMEM loads.
+      if constexpr (EXT) {
+        if (a.trace != nullptr && threadIdx.x == 0) {
+          a.trace[8 * blockIdx.x + 5] = s == 0 ? clock64() - clk3 : 0;
+        }
+      }
+      if (s == 1) {
+        cluster_arrive_release();
+        if constexpr (EXT) {
+          if (a.trace != nullptr && threadIdx.x == 0) {
+            a.trace[8 * blockIdx.x + 6] = 0;
+            a.trace[8 * blockIdx.x + 7] = 0;
+            a.trace[8 * blockIdx.x + 4] = globaltimer_ns();
+          }
+        }
+        return;
+      }
+      cluster_wait_acquire();  // the start's phase (rank 1 arrived long ago)
+      cluster_arrive_release();
+      cluster_wait_acquire();  // rank 1's partial is in pair_o / pair_m / pair_l
+      if constexpr (EXT) {
+        if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 6] = clock64() - clk3;
+      }
+      for (int idx = threadIdx.x; idx < rows * kQuads; idx += WARPS * 32) {
+        const int r = idx / kQuads;
+        const int d = (idx % kQuads) * 4;
+        const float ma = part_m[r];
+        const float mb = pair_m[r];
+        const float la = part_l[r];
+        const float lb = pair_l[r];
+        const float4 oa = *reinterpret_cast<const float4*>(part_o + r * HD + d);
+        const float4 ob = *reinterpret_cast<const float4*>(pair_o + r * HD + d);
+        const float mx = fmaxf(ma, mb);
+        const float fa = ma == -INFINITY ? 0.f : exp2f(ma - mx);
+        const float fb = mb == -INFINITY ? 0.f : exp2f(mb - mx);
+        const float4 acc = make_float4(oa.x * fa + ob.x * fb, oa.y * fa + ob.y * fb,
+                                       oa.z * fa + ob.z * fb, oa.w * fa + ob.w * fb);
+        const float L = la * fa + lb * fb;
+        const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
+        store_bf16x4(a.merge_out + hrow * HD + d, acc, 1.f / L);
+        if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
+      }
+      if constexpr (EXT) {
+        if (a.trace != nullptr && threadIdx.x == 0) {
+          a.trace[8 * blockIdx.x + 7] = clock64() - clk3;
+          a.trace[8 * blockIdx.x + 4] = globaltimer_ns();
+        }
+      }
+      return;
+    }
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
     if constexpr (EXT) {
@@ -990,11 +1129,14 @@ void launch_split_hd(const SplitArgs& a, int gt, cudaStream_t stream) {
   }
 }
 
-template <int HD, int STAGES, int WARPS, int MODE, bool DYN = false, bool EXT = false>
+template <int HD, int STAGES, int WARPS, int MODE, bool DYN = false, bool EXT = false,
+          bool PAIR = false>
 bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
   // DYN: the claim ring (8 ints) after the pipeline's buffers.
-  constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>() + (DYN ? 64 : 0);
-  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN, EXT>;
+  // PAIR: rank 1's partial after them (see the kernel).
+  constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>() + (DYN ? 64 : 0) +
+                        (PAIR ? kTcRows * HD * 4 + 2 * kTcRows * 4 : 0);
+  auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN, EXT, PAIR>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.
     constexpr int kMaxDevices = 64;
@@ -1079,8 +1221,15 @@ bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t str
       if (a.tile_counters != nullptr || mode == kMergeFused) return false;
       const bool cl = mode == kMergeCluster;
       if (warps == 8) {
+        if constexpr (HD == 128) {
+          if (cl && a.pair)
+            return launch_mma<HD, 3, 8, kMergeCluster, false, true, true>(a, stream);
+        }
         return cl ? launch_mma<HD, 3, 8, kMergeCluster, false, true>(a, stream)
                   : launch_mma<HD, 3, 8, kMergeWorkspace, false, true>(a, stream);
+      }
+      if constexpr (HD == 128) {
+        if (cl && a.pair) return launch_mma<HD, 3, 4, kMergeCluster, false, true, true>(a, stream);
       }
       return cl ? launch_mma<HD, 3, 4, kMergeCluster, false, true>(a, stream)
                 : launch_mma<HD, 3, 4, kMergeWorkspace, false, true>(a, stream);
@@ -1103,6 +1252,11 @@ bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t str
     if constexpr (STAGES == 4) {
       return false;  // 4 x 64 KB of tiles: more than an SM's shared memory (checked earlier)
     } else {
+      if constexpr (HD == 128) {
+        if (mode == kMergeCluster && a.pair) {
+          return launch_mma<HD, STAGES, 8, kMergeCluster, false, false, true>(a, stream);
+        }
+      }
       return mode == kMergeCluster ? launch_mma<HD, STAGES, 8, kMergeCluster>(a, stream)
                                    : launch_mma<HD, STAGES, 8, kMergeWorkspace>(a, stream);
     }
@@ -1111,6 +1265,9 @@ bool launch_mma_stages(const SplitArgs& a, int warps, int mode, cudaStream_t str
     case kMergeFused:
       return launch_mma<HD, STAGES, 4, kMergeFused>(a, stream);
     case kMergeCluster:
+      if constexpr (HD == 128) {
+        if (a.pair) return launch_mma<HD, STAGES, 4, kMergeCluster, false, false, true>(a, stream);
+      }
       return launch_mma<HD, STAGES, 4, kMergeCluster>(a, stream);
     default:
       return launch_mma<HD, STAGES, 4, kMergeWorkspace>(a, stream);
@@ -1149,6 +1306,22 @@ std::size_t device_smem_optin() {
   }
   if (dev >= 0 && dev < kMaxDevices) cached[dev].store(bytes, std::memory_order_relaxed);
   return static_cast<std::size_t>(bytes);
+}
+
+// Peak memory bandwidth of the current device in GB/s (clock x bus width), cached per device
+// (0 if unknown).
+int device_peak_GBps() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // 0 unknown
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (dev >= 0 && dev < kMaxDevices) {
+    const int c = cached[dev].load(std::memory_order_relaxed);
+    if (c != 0) return c;
+  }
+  const int v = static_cast<int>(decode_attention_peak_memory_GBps());
+  if (dev >= 0 && dev < kMaxDevices && v > 0) cached[dev].store(v, std::memory_order_relaxed);
+  return v;
 }
 
 template <int HD>
@@ -1213,6 +1386,11 @@ int tc_num_splits(long items, int max_context, long slots) {
 // 96 us; MHA b=1 ctx=8192: 4 splits 50 us, 8 splits 52 us), so a slot is an SM (two for
 // head_dim 64, whose blocks are half the size).
 int tc_blocks_per_sm(int head_dim) { return head_dim == 64 ? 2 : 1; }
+
+// Peak memory bandwidth (GB/s) from which 2-split cluster launches with head_dim 128 run the
+// PAIR kernel, and the default one (4 warps) 4 pipeline stages: the H200 (4.8 TB/s) does; the
+// H100 (3.35 TB/s) keeps the earlier kernels and 3 stages.
+constexpr int kPairFourStagesGBps = 4000;
 
 }  // namespace
 
@@ -1298,7 +1476,7 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
   bool fused = false;
   if (tensor_cores) {
     a.subgroups = (group + kTcRows - 1) / kTcRows;
-    const int stages = p.pipeline_stages ? p.pipeline_stages : 3;
+    int stages = p.pipeline_stages ? p.pipeline_stages : 3;
     int warps = p.block_warps ? p.block_warps : kTcDefaultWarps;
     if (p.block_warps == 0 && direct && stages <= 3) {
       // One split with at most one block per two SMs: 8-warp blocks stream faster (measured
@@ -1310,6 +1488,7 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
       }
     }
     int mode = kMergeWorkspace;
+    bool pair_default = false;  // the default 2-split cluster launch
     if (!direct) {
       if (p.fused_merge && warps == 4 &&
           std::int64_t{p.batch} * p.num_kv_heads * a.subgroups <= kDecodeAttentionMergeCounters) {
@@ -1324,7 +1503,10 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
         // +0.5%) the reduce kernel was faster.
         const std::int64_t blocks =
             std::int64_t{p.batch} * p.num_kv_heads * a.subgroups * p.num_splits;
-        if (blocks <= device_sm_count()) mode = kMergeCluster;
+        if (blocks <= device_sm_count()) {
+          mode = kMergeCluster;
+          pair_default = true;
+        }
       }
     }
     if (p.dynamic_splits && !direct &&
@@ -1337,6 +1519,18 @@ Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stre
     a.prefetch_tiles = sm90 && p.l2_prefetch_tiles > 0 ? p.l2_prefetch_tiles : 0;
     a.trace = p.trace;
     a.rotate = p.rotate_tiles && a.tile_counters == nullptr;
+    // Default 2-split cluster launch on a card with >= 4 TB/s peak memory bandwidth (the
+    // H200; not the H100), head_dim 128: 4 pipeline stages (measured, docs/kernels.md). Not with
+    // the options that need 3 stages (programmatic launch, prefetch, trace, rotation, dynamic).
+    if (pair_default && p.pipeline_stages == 0 && warps == 4 && p.head_dim == 128 &&
+        !a.pdl_launch && a.prefetch_tiles == 0 && a.trace == nullptr && !a.rotate &&
+        a.tile_counters == nullptr && device_peak_GBps() >= kPairFourStagesGBps) {
+      stages = 4;
+    }
+    // Two-split cluster launches with static tiles and head_dim 128 on a >= 4 TB/s card: the
+    // PAIR kernel (early append, early first copies, pair merge; measured on the H200).
+    a.pair = mode == kMergeCluster && p.num_splits == 2 && p.head_dim == 128 &&
+             a.tile_counters == nullptr && device_peak_GBps() >= kPairFourStagesGBps;
     fused = mode != kMergeWorkspace;
     if (fused) {
       a.merge_out = p.out;

@@ -377,6 +377,39 @@ TEST(GpuDecodeAttention, ClusterMergeAndEightWarps) {
   }
 }
 
+// Two-split cluster merge: on cards with >= 4 TB/s peak memory bandwidth (the H200) and
+// head_dim 128 the PAIR kernel (rank 1 writes its partial into rank 0's shared memory, rank 0
+// merges alone; the new token appended at the kernel start), elsewhere the earlier cluster
+// merge: stages 2/3/4, 4 and 8 warps, head_dim 64 and 128, MHA and GQA with 16 + 4-row
+// sub-groups, an empty second split (length <= one tile), the new token in either split or
+// on a split boundary, no append, dynamic tiles; against the CPU reference and the cache check.
+TEST(GpuDecodeAttention, TwoSplitPairMergeAndEarlyAppend) {
+  REQUIRE_GPU();
+  auto pair = [](AttnCase c, int stages, int warps, bool dyn = false) {
+    c.splits = 2;
+    c.merge = 2;
+    c.stages = stages;
+    c.warps = warps;
+    c.dyn = dyn;
+    return c;
+  };
+  std::uint32_t sd = 900;
+  for (int stages : {2, 3, 4}) {
+    for (int warps : {4, 8}) {
+      if (warps == 8 && stages == 4) continue;  // not a valid configuration
+      run_attention(pair({32, 8, 128, {2047, 2047, 2047}, 2048, 2, true}, stages, warps), ++sd);
+      run_attention(pair({32, 8, 128, {1000, 63, 0, 127}, 1100, 2, true}, stages, warps), ++sd);
+      run_attention(pair({20, 1, 64, {77, 530, 1}, 540, 2, false}, stages, warps), ++sd);
+      run_attention(pair({8, 8, 64, {3, 700, 64, 128}, 720, 2, true}, stages, warps), ++sd);
+      run_attention(pair({12, 1, 128, {300, 1029}, 1100, 2, true}, stages, warps), ++sd);
+    }
+  }
+  for (int warps : {4, 8}) {
+    run_attention(pair({32, 8, 128, {2047, 1000, 63}, 2048, 2, true}, 3, warps, true), ++sd);
+    run_attention(pair({8, 8, 64, {3, 700, 64}, 720, 2, true}, 3, warps, true), ++sd);
+  }
+}
+
 // Programmatic launch and L2 prefetch: every merge and block size, 1..9 splits, sub-groups,
 // head_dim 64, MHA, no append, lengths off the tiles, prefetch of more tiles than a split has.
 TEST(GpuDecodeAttention, ProgrammaticLaunchAndPrefetch) {

@@ -79,6 +79,10 @@ struct DecodeAttentionParams {
   //       is not launched (the workspace is then unused).
   int kernel_variant = 0;
   // Tensor-core kernel: shared-memory stages of the K/V pipeline (2, 3 or 4); 0 = default (3).
+  // Since 2026-11-27 (additive): on cards with >= 4 TB/s peak memory bandwidth (the H200), the
+  // default 2-split cluster launch (split_merge 0, head_dim 128, 4 warps) uses 4, and every
+  // 2-split cluster launch with head_dim 128 and static tiles appends the new token at the
+  // kernel's start and merges the pair without DSMEM loads (measured, docs/kernels.md).
   int pipeline_stages = 0;
   // In-kernel split merge (additive; false keeps the earlier behaviour). True promises that
   // the workspace was zeroed once by decode_attention_workspace_init() after allocation and
