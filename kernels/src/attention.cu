@@ -64,7 +64,7 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* p, unsigned bytes) 
 // Split cluster barrier (sm_90): arrive (release: this thread's earlier writes, DSMEM
 // included, become visible to the threads that complete the matching wait) and wait
 // (acquire). Each thread alternates arrive and wait; a block may exit after its last arrive.
-__device__ __forceinline__ void cluster_arrive_release() {
+__device__ __forceinline__ __attribute__((unused)) void cluster_arrive_release() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
 #endif
