@@ -281,15 +281,13 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
     }
   }
   if (cal.launch.measured) out.emplace_back("launch_gap_ns", cal.launch.event_gap_ns);
-  // Measured slowdown of a weight-bound GEMM while NCCL moves data on its GPU: the simulator
-  // slows compute while bytes move to or from the GPU (not while a comm op only waits), so
-  // time x (1 + s) = time / (1 - f): f = 1 - 1 / (1 + s).
-  if (cal.launch.comm_slowdown > 0) {
-    out.emplace_back("comm_interference", 1.0 - 1.0 / (1.0 + cal.launch.comm_slowdown));
-  }
-  if (cal.launch.comm_resident_slowdown > 0) {
-    out.emplace_back("comm_resident_interference",
-                     1.0 - 1.0 / (1.0 + cal.launch.comm_resident_slowdown));
+  // Measured slowdowns s of a weight-bound GEMM beside NCCL moving data (applied while bytes
+  // move on the GPU) and beside resident, latency-bound NCCL kernels (applied while a comm op
+  // runs there without moving bytes): time x (1 + s) = time / (1 - f), so f = 1 - 1 / (1 + s).
+  for (const auto& [param, slowdown] :
+       {std::pair{"comm_interference", cal.launch.comm_slowdown},
+        std::pair{"comm_resident_interference", cal.launch.comm_resident_slowdown}}) {
+    if (slowdown > 0) out.emplace_back(param, 1.0 - 1.0 / (1.0 + slowdown));
   }
   return out;
 }

@@ -192,9 +192,11 @@ class Engine {
   void flow_done(uint32_t tag, int64_t t);
   void start_phase(int c, int64_t t);
   void launch_exchange(OpId op, int64_t t);
-  void comm_begin(int gpu, int64_t t);
+  // +1 / -1 on a per-GPU interference counter (comm_active_ or comm_ops_); its GPU's compute
+  // speed is re-derived when the counter reaches or leaves 0.
+  void count_begin(std::vector<int32_t>& counter, int gpu, int64_t t);
+  void count_end(std::vector<int32_t>& counter, int gpu, int64_t t);
   void update_speed(int gpu, int64_t t);
-  void comm_end(int gpu, int64_t t);
   void respeed(int gpu, int64_t t, double speed);
   void schedule_compute_end(int rank, int64_t t);
   [[noreturn]] void report_stuck(int64_t t);
@@ -609,12 +611,12 @@ void Engine::update_speed(int gpu, int64_t t) {
   }
 }
 
-void Engine::comm_begin(int gpu, int64_t t) {
-  if (comm_active_[gpu]++ == 0 && interference_) update_speed(gpu, t);
+void Engine::count_begin(std::vector<int32_t>& counter, int gpu, int64_t t) {
+  if (counter[gpu]++ == 0 && interference_) update_speed(gpu, t);
 }
 
-void Engine::comm_end(int gpu, int64_t t) {
-  if (--comm_active_[gpu] == 0 && interference_) update_speed(gpu, t);
+void Engine::count_end(std::vector<int32_t>& counter, int gpu, int64_t t) {
+  if (--counter[gpu] == 0 && interference_) update_speed(gpu, t);
 }
 
 void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag) {
@@ -651,7 +653,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
     }
     return;
   }
-  if (comm_ops_[o.gpu]++ == 0 && interference_) update_speed(o.gpu, t);
+  count_begin(comm_ops_, o.gpu, t);
   if (is_p2p(o.kind)) {
     if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
@@ -677,7 +679,7 @@ void Engine::mark_ready(OpId id, int64_t t) {
   if (!coll_fixed_ns_.empty() && coll_fixed_ns_[o.other] >= 0) {  // calibrated: no flows
     cs.phase = cs.plan.phases();
     cs.fixed = true;  // its GPUs count as moving data for the whole call (interference)
-    for (OpId m : P_.collectives[o.other].ops) comm_begin(info_[m].gpu, t);
+    for (OpId m : P_.collectives[o.other].ops) count_begin(comm_active_, info_[m].gpu, t);
     q_.push(t + coll_fixed_ns_[o.other], kPhaseStart, o.other);
     return;
   }
@@ -714,7 +716,7 @@ void Engine::start_phase(int c, int64_t t) {
   }
   if (cs.fixed) {
     cs.fixed = false;
-    for (OpId m : P_.collectives[c].ops) comm_end(info_[m].gpu, t);
+    for (OpId m : P_.collectives[c].ops) count_end(comm_active_, info_[m].gpu, t);
   }
   for (OpId m : P_.collectives[c].ops) finish(m, t);
 }
@@ -753,10 +755,10 @@ void Engine::finish(OpId id, int64_t t) {
   tl_.makespan_ns = std::max(tl_.makespan_ns, t);
   ++done_;
   const OpInfo& o = info_[id];
-  if (!is_comm(o.kind)) {
+  if (is_comm(o.kind)) {
+    count_end(comm_ops_, o.gpu, t);
+  } else {
     run_[o.rank].op = -1;
-  } else if (--comm_ops_[o.gpu] == 0 && interference_) {
-    update_speed(o.gpu, t);
   }
   for (int32_t j = succ_off_[id]; j < succ_off_[id + 1]; ++j) {
     const OpId s = succ_[j];
@@ -794,8 +796,8 @@ SimResult Engine::run() {
       for (uint32_t slot : completed_) {
         const PendingFlow& pf = pflow_[slot];
         const uint32_t tag = pf.tag;
-        comm_end(pf.src, now);
-        if (pf.dst != pf.src) comm_end(pf.dst, now);
+        count_end(comm_active_, pf.src, now);
+        if (pf.dst != pf.src) count_end(comm_active_, pf.dst, now);
         pflow_free_.push_back(static_cast<int32_t>(slot));
         flow_done(tag, now);
       }
@@ -819,8 +821,8 @@ SimResult Engine::run() {
           ++events_;
           const PendingFlow& pf = pflow_[e.a];
           if (pf.bytes > 0) {  // the slot stays taken until the flow completes
-            comm_begin(pf.src, now);
-            if (pf.dst != pf.src) comm_begin(pf.dst, now);
+            count_begin(comm_active_, pf.src, now);
+            if (pf.dst != pf.src) count_begin(comm_active_, pf.dst, now);
             net_.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
           } else {
             const uint32_t tag = pf.tag;
