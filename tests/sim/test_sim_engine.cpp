@@ -2,6 +2,7 @@
 // ping-pong closed form, bandwidth monotonicity, determinism, interference and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -9,6 +10,7 @@
 
 #include "masep/plan/program.hpp"
 #include "masep/sim/compute_model.hpp"
+#include "masep/sim/event_queue.hpp"
 #include "masep/sim/parameters.hpp"
 #include "masep/sim/platform.hpp"
 #include "masep/sim/simulator.hpp"
@@ -28,6 +30,36 @@ SimOptions no_launch() {
   SimOptions o;
   o.params = {{"launch_overhead_ns", 0}};
   return o;
+}
+
+// The queue pops in (time, push order) order: checked against a sorted reference on random
+// interleavings of pushes and pops with many equal times (ties must keep push order).
+TEST(SimEventQueue, PopsInTimeThenPushOrder) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 50; ++round) {
+    masep::sim::EventQueue q;
+    std::vector<std::pair<int64_t, int32_t>> ref;  // (time, push index), kept sorted on pop
+    int32_t pushed = 0;
+    int64_t now = 0;
+    for (int step = 0; step < 2000; ++step) {
+      if (ref.empty() || rng() % 3 != 0) {
+        const int64_t t = now + static_cast<int64_t>(rng() % 8) * (round % 2 == 0 ? 1 : 1000000007);
+        q.push(t, 3, pushed);
+        ref.emplace_back(t, pushed++);
+      } else {
+        const auto it = std::min_element(ref.begin(), ref.end());
+        ASSERT_FALSE(q.empty());
+        ASSERT_EQ(q.top_time(), it->first);
+        const masep::sim::Event e = q.pop();
+        ASSERT_EQ(e.time_ns, it->first);
+        ASSERT_EQ(e.a, it->second) << "round " << round << " step " << step;
+        ASSERT_EQ(e.type, 3u);
+        now = e.time_ns;
+        ref.erase(it);
+      }
+      ASSERT_EQ(q.size(), ref.size());
+    }
+  }
 }
 
 TEST(SimCompute, RooflineTakesTheLargerOfFlopsAndBytesPlusLaunch) {
