@@ -52,9 +52,13 @@ void print_table(const SimRun& run, bool quiet) {
   const auto& s = run.scenario;
   if (!quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
-    std::printf("%-9s %s events, %d ops, %d steps, simulated in %.2f s\n", "simulated",
-                group_thousands(static_cast<double>(run.result.events)).c_str(),
-                static_cast<int>(run.program.ops.size()), m.steps, run.wall_s);
+    const double events = static_cast<double>(run.result.events);
+    std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+                "(%.1f M events/s)\n",
+                "simulated", group_thousands(events).c_str(),
+                group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
+                run.compile_s, run.simulate_s,
+                run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
     std::printf("\n");
   }
   int n_attn = 0, n_moe = 0;

@@ -82,11 +82,15 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
   check_fits_in_memory(run.scenario);
-  const auto t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   run.program = plan::compile(run.scenario);
   const topology::Topology topo(run.scenario.topology);
+  const auto t1 = Clock::now();
   run.result = sim::simulate(run.program, topo, options);
-  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t2 = Clock::now();
+  run.compile_s = std::chrono::duration<double>(t1 - t0).count();
+  run.simulate_s = std::chrono::duration<double>(t2 - t1).count();
   run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
   return run;
 }

@@ -21,8 +21,9 @@ struct SimRun {
   plan::Program program;
   sim::SimResult result;
   plan::RunMetrics metrics;
-  double wall_s = 0;  ///< host time of compile + simulate (for the user; never in outputs
-                      ///< that must be deterministic)
+  // Host wall times in seconds, for the user (never in outputs that must be deterministic).
+  double compile_s = 0;   ///< plan::compile
+  double simulate_s = 0;  ///< sim::simulate (the engine run, incl. its preparation pass)
 };
 
 /// Loads `name_or_path` with `overrides`, compiles, simulates with `options` and computes
