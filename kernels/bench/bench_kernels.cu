@@ -271,10 +271,13 @@ struct AttnOpt {
 // Per-block stamps of `launches` graph-replayed launches (trace layout of attention.hpp):
 // medians over launches 1.. of where the time goes, in us.
 void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launches,
-                     const std::string& what) {
+                     const std::string& what, int splits = 0) {
   auto med = [](std::vector<double> v) { return v.empty() ? NAN : median(std::move(v)); };
   std::vector<double> span, gap, period, spread, wait, first, stream_med, stream_max, merge_med,
       tail, start_to_first, c_warp, c_sync, c_dsmem;
+  // Two splits: per pair (blocks 2i, 2i + 1), rank 1's last-tile stamp minus rank 0's (us);
+  // per launch, the rank of the block that exits last.
+  std::vector<double> pair_d, last_rank1;
   double prev_end = 0, prev_start = 0;
   for (int l = 0; l < launches; ++l) {
     const std::uint64_t* s = t.data() + std::size_t(l) * blocks * 8;
@@ -315,6 +318,22 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
         if (q[2]) ff.push_back((double(q[2]) - k0) * 1e-3);
       }
       start_to_first.push_back(med(ff));
+      if (splits == 2) {
+        int last = -1;
+        double last_t = 0;
+        for (int b = 0; b + 1 < blocks; b += 2) {
+          const std::uint64_t* q0 = s + 8 * b;
+          const std::uint64_t* q1 = q0 + 8;
+          if (q0[3] && q1[3] && q1[2]) pair_d.push_back((double(q1[3]) - double(q0[3])) * 1e-3);
+          for (int r = 0; r < 2; ++r) {
+            if (double((q0 + 8 * r)[4]) > last_t) {
+              last_t = double((q0 + 8 * r)[4]);
+              last = r;
+            }
+          }
+        }
+        if (last >= 0) last_rank1.push_back(last);
+      }
       if (!cw.empty()) {
         c_warp.push_back(med(cw));
         c_sync.push_back(med(cs));
@@ -335,6 +354,22 @@ void summarize_trace(const std::vector<std::uint64_t>& t, int blocks, int launch
         "# trace %s: cluster merge, median SM cycles: last tile -> warp merge done %.0f, first "
         "cluster barrier %.0f, DSMEM merge + output %.0f\n",
         what.c_str(), med(c_warp), med(c_sync), med(c_dsmem));
+  }
+  if (!pair_d.empty()) {
+    std::vector<double> ad;
+    int later = 0;
+    for (double d : pair_d) {
+      ad.push_back(std::fabs(d));
+      later += d > 0 ? 1 : 0;
+    }
+    double r1 = 0;
+    for (double v : last_rank1) r1 += v;
+    std::printf(
+        "# trace %s: pairs: rank 1 last tile - rank 0 last tile median %.2f us (|.| median "
+        "%.2f), rank 1 later in %.0f%% of pairs; last block to exit is rank 1 in %.0f%% of "
+        "launches\n",
+        what.c_str(), med(pair_d), med(ad), 100.0 * later / pair_d.size(),
+        last_rank1.empty() ? NAN : 100.0 * r1 / last_rank1.size());
   }
   std::fflush(stdout);
 }
@@ -522,7 +557,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
     for (int r = 0; r < 3; ++r) CUDA_CHECK(cudaGraphLaunch(exec, g_stream));
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
     summarize_trace(download<std::uint64_t>(tr.p, std::size_t(kLaunches) * blocks * 8), blocks,
-                    kLaunches, std::string(model) + " " + shape);
+                    kLaunches, std::string(model) + " " + shape, splits);
     CUDA_CHECK(cudaGraphExecDestroy(exec));
     CUDA_CHECK(cudaGraphDestroy(graph_t));
   }

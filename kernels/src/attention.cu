@@ -80,6 +80,56 @@ __device__ __forceinline__ void cluster_wait_acquire() {
 #endif
 }
 
+// mbarrier and remote asynchronous stores (sm_90; never executed below): rank 1 of a pair
+// sends its partial into rank 0's shared memory with st.async, each store counting its bytes
+// on an mbarrier there; rank 0 waits on that mbarrier alone (no cluster barrier round trip).
+// Addresses are 32-bit shared-window addresses.
+__device__ __forceinline__ void mbar_init_expect(unsigned bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "mbarrier.init.shared::cta.b64 [%0], 1;\n"
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+      "fence.mbarrier_init.release.cluster;\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait_parity(unsigned bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred p;\nMASEP_MBAR_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra MASEP_MBAR_WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ unsigned mapa_shared(unsigned addr, unsigned rank) {
+  unsigned r = addr;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(rank));
+#endif
+  return r;
+}
+__device__ __forceinline__ void st_async_v4(unsigned addr, float4 v, unsigned bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, "
+      "[%5];" ::"r"(addr),
+      "r"(__float_as_uint(v.x)), "r"(__float_as_uint(v.y)), "r"(__float_as_uint(v.z)),
+      "r"(__float_as_uint(v.w)), "r"(bar)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void st_async_f32(unsigned addr, float v, unsigned bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(addr),
+      "r"(__float_as_uint(v)), "r"(bar)
+      : "memory");
+#endif
+}
+
 // Address of `p` in the shared memory of cluster block `rank` (sm_90; p itself below).
 template <class T>
 __device__ __forceinline__ T* dsmem_of_rank(T* p, unsigned rank) {
@@ -463,8 +513,19 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   // end, which needs rank 0 to have started (the programming guide's rule before any DSMEM
   // access); this arrive, waited for just before that access, gives it without a stall.
   [[maybe_unused]] const bool pair = PAIR && CLUSTER && a.splits == 2;
+  // PAIR: rank 0's mbarrier for rank 1's partial (after the partial's buffers, past the
+  // pipeline's), initialised with the bytes rank 1 will send (rows x HD floats, m and l)
+  // before the start's arrive, so rank 1 (which waits for that phase before sending) sees it.
+  [[maybe_unused]] const unsigned pair_off = STAGES * 2 * kTileBytes + (DYN ? 64 : 0);
+  [[maybe_unused]] const unsigned pair_bar =
+      smem_base + pair_off + (kTcRows * HD + 2 * kTcRows) * 4;
   if constexpr (CLUSTER) {
-    if (pair) cluster_arrive_relaxed();
+    if (pair) {
+      if (s == 0 && threadIdx.x == 0) {
+        mbar_init_expect(pair_bar, static_cast<unsigned>(rows * (HD + 2) * 4));
+      }
+      cluster_arrive_relaxed();
+    }
   }
   // Split chunks are whole tiles (trailing splits may be empty).
   // Static splits: split s takes tiles [s * chunk, s * chunk + chunk) / kTile.
@@ -762,19 +823,18 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     }
   }
   __syncthreads();
-  // Rank 1 of a pair writes into rank 0's shared memory: rank 0 must have started (its
-  // arrive at the start; long since done).
-  float* dst_o = part_o;
-  float* dst_m = part_m;
-  float* dst_l = part_l;
+  // Rank 1 of a pair sends into rank 0's shared memory: rank 0 must have started and
+  // initialised its mbarrier (its arrive at the start; long since done).
+  [[maybe_unused]] unsigned remote_o = 0;
+  [[maybe_unused]] unsigned remote_bar = 0;
   if constexpr (CLUSTER) {
     if (pair && s == 1) {
       cluster_wait_acquire();
-      dst_o = dsmem_of_rank(pair_o, 0);
-      dst_m = dsmem_of_rank(pair_m, 0);
-      dst_l = dsmem_of_rank(pair_l, 0);
+      remote_o = mapa_shared(smem_base + pair_off, 0);
+      remote_bar = mapa_shared(pair_bar, 0);
     }
   }
+  [[maybe_unused]] bool pair_ready = false;  // rank 0: rank 1's partial has arrived
   // One float4 of one row per thread and step: every warp's value loaded before any is used.
   for (int idx = threadIdx.x; idx < rows * kQuads; idx += WARPS * 32) {
     const int r = idx / kQuads;
@@ -802,11 +862,52 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
       acc.w += ow[w].w * f;
       L += lw[w] * f;
     }
-    if constexpr (CLUSTER) {  // this block's partial, read by the cluster's blocks below
-      *reinterpret_cast<float4*>(dst_o + r * HD + d) = acc;
+    if constexpr (CLUSTER) {
+      if (pair) {
+        if (s == 1) {
+          // Into rank 0's pair_o / pair_m / pair_l, counted on its mbarrier.
+          st_async_v4(remote_o + (r * HD + d) * 4, acc, remote_bar);
+          if (d == 0) {
+            st_async_f32(remote_o + (kTcRows * HD + r) * 4, mx, remote_bar);
+            st_async_f32(remote_o + (kTcRows * HD + kTcRows + r) * 4, L, remote_bar);
+          }
+          continue;
+        }
+        // Rank 0: wait for rank 1's partial, merge it with this block's (in registers) and
+        // write the output.
+        if (!pair_ready) {
+          if constexpr (EXT) {
+            if (a.trace != nullptr && threadIdx.x == 0) {
+              a.trace[8 * blockIdx.x + 5] = clock64() - clk3;
+            }
+          }
+          mbar_wait_parity(pair_bar, 0);
+          pair_ready = true;
+          if constexpr (EXT) {
+            if (a.trace != nullptr && threadIdx.x == 0) {
+              a.trace[8 * blockIdx.x + 6] = clock64() - clk3;
+            }
+          }
+        }
+        const float mb = pair_m[r];
+        const float lb = pair_l[r];
+        const float4 ob = *reinterpret_cast<const float4*>(pair_o + r * HD + d);
+        const float mt = fmaxf(mx, mb);
+        const float fa = mx == -INFINITY ? 0.f : exp2f(mx - mt);
+        const float fb = mb == -INFINITY ? 0.f : exp2f(mb - mt);
+        const float4 o2 = make_float4(acc.x * fa + ob.x * fb, acc.y * fa + ob.y * fb,
+                                      acc.z * fa + ob.z * fb, acc.w * fa + ob.w * fb);
+        const float L2 = L * fa + lb * fb;
+        const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
+        store_bf16x4(a.merge_out + hrow * HD + d, o2, 1.f / L2);
+        if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mt + log2f(L2)) / kLog2e;
+        continue;
+      }
+      // This block's partial, read by the cluster's blocks below.
+      *reinterpret_cast<float4*>(part_o + r * HD + d) = acc;
       if (d == 0) {
-        dst_m[r] = mx;
-        dst_l[r] = L;
+        part_m[r] = mx;
+        part_l[r] = L;
       }
       continue;
     }
@@ -833,53 +934,17 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
     // second barrier keeps each block's shared memory alive until the others have read it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if (pair) {
-      // Two splits: rank 1 has written its partial into rank 0's shared memory; it arrives
-      // (release) and exits. Rank 0 waits for that arrival (acquire), merges both partials
-      // from its own shared memory and writes the output: one barrier and no DSMEM loads.
+      // Two splits: rank 1 has sent its partial into rank 0's shared memory (st.async, counted
+      // on rank 0's mbarrier) and exits; rank 0 has merged both partials above and exits.
       if constexpr (EXT) {
         if (a.trace != nullptr && threadIdx.x == 0) {
-          a.trace[8 * blockIdx.x + 5] = s == 0 ? clock64() - clk3 : 0;
-        }
-      }
-      if (s == 1) {
-        cluster_arrive_release();
-        if constexpr (EXT) {
-          if (a.trace != nullptr && threadIdx.x == 0) {
+          if (s == 1) {
+            a.trace[8 * blockIdx.x + 5] = 0;
             a.trace[8 * blockIdx.x + 6] = 0;
             a.trace[8 * blockIdx.x + 7] = 0;
-            a.trace[8 * blockIdx.x + 4] = globaltimer_ns();
+          } else {
+            a.trace[8 * blockIdx.x + 7] = clock64() - clk3;
           }
-        }
-        return;
-      }
-      cluster_wait_acquire();  // the start's phase (rank 1 arrived long ago)
-      cluster_arrive_release();
-      cluster_wait_acquire();  // rank 1's partial is in pair_o / pair_m / pair_l
-      if constexpr (EXT) {
-        if (a.trace != nullptr && threadIdx.x == 0) a.trace[8 * blockIdx.x + 6] = clock64() - clk3;
-      }
-      for (int idx = threadIdx.x; idx < rows * kQuads; idx += WARPS * 32) {
-        const int r = idx / kQuads;
-        const int d = (idx % kQuads) * 4;
-        const float ma = part_m[r];
-        const float mb = pair_m[r];
-        const float la = part_l[r];
-        const float lb = pair_l[r];
-        const float4 oa = *reinterpret_cast<const float4*>(part_o + r * HD + d);
-        const float4 ob = *reinterpret_cast<const float4*>(pair_o + r * HD + d);
-        const float mx = fmaxf(ma, mb);
-        const float fa = ma == -INFINITY ? 0.f : exp2f(ma - mx);
-        const float fb = mb == -INFINITY ? 0.f : exp2f(mb - mx);
-        const float4 acc = make_float4(oa.x * fa + ob.x * fb, oa.y * fa + ob.y * fb,
-                                       oa.z * fa + ob.z * fb, oa.w * fa + ob.w * fb);
-        const float L = la * fa + lb * fb;
-        const std::int64_t hrow = static_cast<std::int64_t>(b) * a.num_heads + head0 + r;
-        store_bf16x4(a.merge_out + hrow * HD + d, acc, 1.f / L);
-        if (a.merge_lse != nullptr && d == 0) a.merge_lse[hrow] = (mx + log2f(L)) / kLog2e;
-      }
-      if constexpr (EXT) {
-        if (a.trace != nullptr && threadIdx.x == 0) {
-          a.trace[8 * blockIdx.x + 7] = clock64() - clk3;
           a.trace[8 * blockIdx.x + 4] = globaltimer_ns();
         }
       }
@@ -1135,7 +1200,7 @@ bool launch_mma(const SplitArgs& a, cudaStream_t stream) {
   // DYN: the claim ring (8 ints) after the pipeline's buffers.
   // PAIR: rank 1's partial after them (see the kernel).
   constexpr int kSmem = tc_smem_bytes<HD, STAGES, WARPS>() + (DYN ? 64 : 0) +
-                        (PAIR ? kTcRows * HD * 4 + 2 * kTcRows * 4 : 0);
+                        (PAIR ? kTcRows * HD * 4 + 2 * kTcRows * 4 + 16 : 0);
   auto kernel = decode_attention_mma_kernel<HD, STAGES, WARPS, MODE, DYN, EXT, PAIR>;
   if constexpr (kSmem > 48 * 1024) {
     // Raise the dynamic shared-memory limit once per device.

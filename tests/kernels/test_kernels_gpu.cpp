@@ -402,6 +402,11 @@ TEST(GpuDecodeAttention, TwoSplitPairMergeAndEarlyAppend) {
       run_attention(pair({20, 1, 64, {77, 530, 1}, 540, 2, false}, stages, warps), ++sd);
       run_attention(pair({8, 8, 64, {3, 700, 64, 128}, 720, 2, true}, stages, warps), ++sd);
       run_attention(pair({12, 1, 128, {300, 1029}, 1100, 2, true}, stages, warps), ++sd);
+      // Split 1 holding only the new token (64, 128), an empty split 1 (2), the new token at
+      // the end of split 1 (1023); 16 + 4-row and 2 x 16-row sub-groups with head_dim 128.
+      run_attention(pair({32, 8, 128, {64, 128, 2, 1023}, 1100, 2, true}, stages, warps), ++sd);
+      run_attention(pair({20, 1, 128, {77, 530, 1}, 540, 2, false}, stages, warps), ++sd);
+      run_attention(pair({32, 1, 128, {200, 7, 1000}, 1024, 2, true}, stages, warps), ++sd);
     }
   }
   for (int warps : {4, 8}) {
