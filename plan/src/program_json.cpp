@@ -37,7 +37,7 @@ json op_json(const Op& o) {
               {"match", o.match},
               {"collective", o.collective},
               {"exchange", o.exchange},
-              {"deps", o.deps}};
+              {"deps", o.deps.to_vector()}};
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <initializer_list>
 #include <iosfwd>
 #include <string>
 #include <string_view>
@@ -82,6 +83,99 @@ std::ostream& operator<<(std::ostream& os, const OpName& n);
 using OpId = int32_t;
 
 /// What an op does. Compute kinds carry shapes; communication kinds carry bytes.
+/// The ops one op waits for (Op::deps). A small vector of OpIds: up to kInline ids are held
+/// in the object itself, more on the heap (the compiler's ops have 0 or 1, so compiling and
+/// simulating millions of ops allocates nothing for them). Owns its storage; copyable and
+/// movable like std::vector, with the subset of its interface the code uses (push_back,
+/// size, empty, iteration, indexing, clear) and assignment from a std::vector or a braced
+/// list.
+class OpDeps {
+ public:
+  static constexpr uint32_t kInline = 2;
+
+  OpDeps() = default;
+  OpDeps(std::initializer_list<OpId> ids) { append(ids.begin(), ids.end()); }
+  OpDeps(const std::vector<OpId>& ids) { append(ids.data(), ids.data() + ids.size()); }
+  OpDeps(const OpDeps& o) { append(o.begin(), o.end()); }
+  OpDeps(OpDeps&& o) noexcept { take(o); }
+  OpDeps& operator=(const OpDeps& o) {
+    if (this != &o) {
+      clear();
+      append(o.begin(), o.end());
+    }
+    return *this;
+  }
+  OpDeps& operator=(OpDeps&& o) noexcept {
+    if (this != &o) {
+      release();
+      take(o);
+    }
+    return *this;
+  }
+  ~OpDeps() { release(); }
+
+  void push_back(OpId id) {
+    if (size_ == cap_) grow(cap_ * 2);
+    data()[size_++] = id;
+  }
+  void clear() { size_ = 0; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const OpId* begin() const { return data(); }
+  const OpId* end() const { return data() + size_; }
+  OpId* begin() { return data(); }
+  OpId* end() { return data() + size_; }
+  OpId operator[](size_t i) const { return data()[i]; }
+  OpId& operator[](size_t i) { return data()[i]; }
+  friend bool operator==(const OpDeps& a, const OpDeps& b) {
+    if (a.size_ != b.size_) return false;
+    for (uint32_t i = 0; i < a.size_; ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+  /// A copy as a std::vector (for serialisation).
+  std::vector<OpId> to_vector() const { return {begin(), end()}; }
+
+ private:
+  bool on_heap() const { return cap_ > kInline; }
+  OpId* data() { return on_heap() ? heap_ : inline_; }
+  const OpId* data() const { return on_heap() ? heap_ : inline_; }
+  void append(const OpId* first, const OpId* last) {
+    for (; first != last; ++first) push_back(*first);
+  }
+  void grow(uint32_t cap) {
+    OpId* p = new OpId[cap];
+    for (uint32_t i = 0; i < size_; ++i) p[i] = data()[i];
+    release();
+    heap_ = p;
+    cap_ = cap;
+  }
+  void release() {
+    if (on_heap()) delete[] heap_;
+    cap_ = kInline;
+  }
+  void take(OpDeps& o) {  // *this holds nothing on the heap
+    size_ = o.size_;
+    cap_ = o.cap_;
+    if (o.on_heap()) {
+      heap_ = o.heap_;
+    } else {
+      for (uint32_t i = 0; i < size_; ++i) inline_[i] = o.inline_[i];
+    }
+    o.size_ = 0;
+    o.cap_ = kInline;
+  }
+
+  uint32_t size_ = 0;
+  uint32_t cap_ = kInline;
+  union {
+    OpId inline_[kInline];
+    OpId* heap_;
+  };
+};
+static_assert(sizeof(OpDeps) == 16);
+
 enum class OpKind : uint8_t {
   kGemm,         ///< C[m×n] = A[m×k]·B[k×n] (one weight matrix)
   kGroupedGemm,  ///< one GEMM per expert: m = group_m[e], shared n and k (expert FFNs)
@@ -140,7 +234,7 @@ struct Op {
   int32_t exchange = -1;    ///< kExchange: index into Program::exchanges
 
   std::vector<int32_t> group_m;  ///< kGroupedGemm: tokens per local expert
-  std::vector<OpId> deps;        ///< ops that must finish before this one starts
+  OpDeps deps;                   ///< ops that must finish before this one starts
 };
 
 /// A named communicator (the set of ranks a collective runs over).
