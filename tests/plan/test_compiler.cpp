@@ -44,6 +44,44 @@ void expect_flops_match(const Scenario& s, const Program& p) {
   }
 }
 
+// OpDeps behaves like the std::vector it replaced: inline up to kInline ids, then the heap;
+// copies are deep, moves leave the source empty, and every id survives growth.
+TEST(OpDeps, InlineThenHeapCopyAndMove) {
+  using masep::plan::OpDeps;
+  for (int n = 0; n <= 9; ++n) {
+    OpDeps d;
+    std::vector<OpId> want;
+    for (int i = 0; i < n; ++i) {
+      d.push_back(100 + 7 * i);
+      want.push_back(100 + 7 * i);
+    }
+    ASSERT_EQ(d.size(), want.size());
+    EXPECT_EQ(d.empty(), n == 0);
+    EXPECT_EQ(d.to_vector(), want);
+    std::vector<OpId> seen(d.begin(), d.end());
+    EXPECT_EQ(seen, want);
+    OpDeps copy = d;  // deep copy
+    EXPECT_TRUE(copy == d);
+    if (n > 0) {
+      copy[0] = -5;
+      EXPECT_EQ(d[0], 100) << "a copy must not share storage (n = " << n << ")";
+      EXPECT_FALSE(copy == d);
+    }
+    OpDeps moved = std::move(d);
+    EXPECT_EQ(moved.to_vector(), want);
+    EXPECT_TRUE(d.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+    d.push_back(1);          // and usable again
+    EXPECT_EQ(d.to_vector(), std::vector<OpId>{1});
+    OpDeps assigned{9, 8};
+    assigned = moved;
+    EXPECT_EQ(assigned.to_vector(), want);
+    assigned = OpDeps(want);
+    EXPECT_EQ(assigned.to_vector(), want);
+    assigned.clear();
+    EXPECT_TRUE(assigned.empty());
+  }
+}
+
 TEST(Compiler, PaperProgramPassesChecks) {
   const Scenario s = few_steps(paper_scenario());
   const Program p = compile(s);
