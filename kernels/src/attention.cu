@@ -410,6 +410,9 @@ constexpr int tc_smem_bytes() {
   return STAGES * 2 * 16 * WARPS * HD * 2;
 }
 
+// PAIR kernel: tiles split 0 copies before the length is known (see the kernel).
+constexpr int kPairSpecTiles = 1;
+
 // How the splits of the tensor-core kernel are merged (template argument MODE).
 constexpr int kMergeWorkspace = 0;    // workspace partials + reduce kernel (or direct, 1 split)
 constexpr int kMergeFused = 1;        // last block of the group merges (atomic counter)
@@ -490,8 +493,43 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
   } else {
     len_old = a.kv_lens[b];
   }
+  // PAIR (plain launch, static tiles), split 0: its first tiles start at token 0 whatever the
+  // length, so the copies of its first kSpec tiles (cache rows that exist) are issued before
+  // the length arrives, one commit group per tile as in the prologue. They are kept when they
+  // are what the prologue would load (all rows below the length, the new token not among
+  // them, the tiles inside split 0); otherwise each thread waits for its own copies and the
+  // prologue loads the tiles again into the same places (same thread per chunk).
+  constexpr int kSpec = STAGES - 1 < kPairSpecTiles ? STAGES - 1 : kPairSpecTiles;
+  [[maybe_unused]] bool spec0 = false;
+  if constexpr (PAIR && !DYN && !EXT) {
+    if (s == 0) {
+      const std::int64_t off0 = (static_cast<std::int64_t>(b) * a.num_kv_heads + kvh) *
+                                static_cast<std::int64_t>(a.max_kv_len) * HD;
+#pragma unroll
+      for (int t = 0; t < kSpec; ++t) {
+#pragma unroll
+        for (int i = 0; i < kTile * kChunks / (WARPS * 32); ++i) {
+          const int c = threadIdx.x + i * WARPS * 32;
+          const int row = c / kChunks;
+          const int ch = c % kChunks;
+          const int tok = t * kTile + row;
+          const bool valid = tok < a.max_kv_len;
+          const std::int64_t off = off0 + static_cast<std::int64_t>(valid ? tok : 0) * HD + ch * 8;
+          const unsigned dst =
+              smem_base + t * 2 * kTileBytes + row * (HD * 2) + ((ch ^ (row & 7)) << 4);
+          cp_async16(dst, a.k_cache + off, valid);
+          cp_async16(dst + kTileBytes, a.v_cache + off, valid);
+        }
+        cp_async_commit();
+      }
+      spec0 = true;
+    }
+  }
   const int len = len_old + (append ? 1 : 0);
   if (len_old < 0 || len > a.max_kv_len || len < 1) {  // full cache: NaN output
+    if constexpr (PAIR && !DYN && !EXT) {
+      if (spec0) cp_async_wait<0>();  // no copy may land after the block has exited
+    }
     // Direct (one split) or fused merge: split 0 writes NaN (all splits of the group see
     // the same length, so none of them touches the merge counter); else the reduce does.
     bf16* nan_out = a.direct_out;
@@ -645,6 +683,15 @@ __global__ void __launch_bounds__(WARPS * 32) decode_attention_mma_kernel(const 
 #pragma unroll
   for (int i = 0; i < STAGES - 1; ++i) {
     const int tb = tile_begin(i);
+    if constexpr (PAIR && !DYN && !EXT) {
+      if (i < kSpec && spec0) {
+        // Split 0's first kSpec tiles are in flight: kept iff split 0 has them, every row is
+        // below the length and none is the new token (which comes from k_new/v_new); else
+        // loaded again.
+        if (len_old >= kSpec * kTile && ntiles >= kSpec) continue;  // committed at the start
+        if (i == 0) cp_async_wait<0>();
+      }
+    }
     if (tb >= 0) load_tile(i, tb);
     cp_async_commit();
   }

@@ -407,6 +407,10 @@ TEST(GpuDecodeAttention, TwoSplitPairMergeAndEarlyAppend) {
       run_attention(pair({32, 8, 128, {64, 128, 2, 1023}, 1100, 2, true}, stages, warps), ++sd);
       run_attention(pair({20, 1, 128, {77, 530, 1}, 540, 2, false}, stages, warps), ++sd);
       run_attention(pair({32, 1, 128, {200, 7, 1000}, 1024, 2, true}, stages, warps), ++sd);
+      // A cache shorter than one tile (split 0's first tile copied before the length is
+      // known: rows past the cache zero-filled, then loaded again); lengths 63/64/65 around it.
+      run_attention(pair({32, 8, 128, {10, 39, 0}, 40, 2, true}, stages, warps), ++sd);
+      run_attention(pair({32, 8, 128, {63, 64, 65}, 80, 2, false}, stages, warps), ++sd);
     }
   }
   for (int warps : {4, 8}) {
@@ -630,6 +634,65 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
       }
       expect_header_zero(ws);
     }
+}
+
+// Two splits with the cluster merge (on >= 4 TB/s cards the PAIR kernel, whose split 0 copies
+// its first tile before the length is known): a full cache gives NaN for that sequence only,
+// with the speculative copies drained before the blocks exit; the other sequence is correct.
+TEST(GpuDecodeAttention, FullCachePairKernelGivesNaN) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  const int hd = 128, heads = 4, max_len = 200;
+  auto q = random_bf16(2 * heads * hd, rng);
+  auto kc = random_bf16(2 * max_len * hd, rng);
+  auto vc = random_bf16(2 * max_len * hd, rng);
+  auto kn = random_bf16(2 * hd, rng);
+  auto vn = random_bf16(2 * hd, rng);
+  Dev<Bf16> dq(q), dkc(kc), dvc(vc), dkn(kn), dvn(vn);
+  Dev<std::int32_t> dlens(std::vector<std::int32_t>{150, max_len});
+  Dev<Bf16> dout(2 * heads * hd);
+  const std::size_t wsb = mk::decode_attention_workspace_bytes(2, heads, hd, 2);
+  Dev<char> ws(wsb);
+  mk::DecodeAttentionParams p;
+  p.q = dq.as<mk::bf16>();
+  p.k_new = dkn.as<mk::bf16>();
+  p.v_new = dvn.as<mk::bf16>();
+  p.k_cache = dkc.as<mk::bf16>();
+  p.v_cache = dvc.as<mk::bf16>();
+  p.kv_lens = dlens.get();
+  p.out = dout.as<mk::bf16>();
+  p.workspace = ws.get();
+  p.workspace_bytes = wsb;
+  p.batch = 2;
+  p.num_heads = heads;
+  p.num_kv_heads = 1;
+  p.head_dim = hd;
+  p.max_kv_len = max_len;
+  p.num_splits = 2;
+  p.split_merge = 2;
+  for (int stages : {0, 3, 4}) {
+    dout.poison();
+    p.pipeline_stages = stages;
+    ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    const auto out = dout.download();
+    int nan_first = 0, nan_second = 0;
+    for (int i = 0; i < heads * hd; ++i) {
+      nan_first += std::isnan(ref::to_float(out[i])) ? 1 : 0;
+      nan_second += std::isnan(ref::to_float(out[heads * hd + i])) ? 1 : 0;
+    }
+    EXPECT_EQ(nan_first, 0) << "stages " << stages;
+    EXPECT_EQ(nan_second, heads * hd) << "stages " << stages;
+    // Sequence 0 against the reference (one sequence, its new token appended).
+    std::vector<Bf16> q0(q.begin(), q.begin() + heads * hd);
+    std::vector<Bf16> kc0(kc.begin(), kc.begin() + max_len * hd);
+    std::vector<Bf16> vc0(vc.begin(), vc.begin() + max_len * hd);
+    std::vector<Bf16> kn0(kn.begin(), kn.begin() + hd), vn0(vn.begin(), vn.begin() + hd);
+    auto want = ref::decode_attention(q0, kn0, vn0, kc0, vc0, std::vector<std::int32_t>{150}, heads,
+                                      1, hd, max_len, 0.f);
+    std::vector<Bf16> got(out.begin(), out.begin() + heads * hd);
+    expect_close(got, want, 2e-2f, 2e-3f, "pair kernel, sequence 0");
+  }
 }
 
 TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
