@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <stdexcept>
 #include <utility>
 
@@ -16,9 +15,10 @@ namespace {
 
 using Interval = std::pair<int64_t, int64_t>;  // [start, end) in ns
 
-// Sorts and merges overlapping or touching intervals in place.
+// Sorts and merges overlapping or touching intervals in place. (One stream's intervals
+// arrive in start order, so the sort is usually skipped.)
 void merge(std::vector<Interval>& v) {
-  std::sort(v.begin(), v.end());
+  if (!std::is_sorted(v.begin(), v.end())) std::sort(v.begin(), v.end());
   size_t out = 0;
   for (const auto& iv : v) {
     if (iv.second <= iv.first) continue;
@@ -76,19 +76,31 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
   m.makespan_ns = std::max(t.makespan_ns, last_end);
 
   // Step durations from the end of each step's last op.
-  std::map<int32_t, int64_t> step_end;
+  // (Indexed by step - the smallest step; -1 = no op of that step ran.)
+  int32_t lo_step = 0, hi_step = -1;
+  for (const auto& op : p.ops) {
+    if (t.ops[static_cast<size_t>(op.id)].start_ns < 0) continue;
+    if (hi_step < lo_step) {
+      lo_step = hi_step = op.step;
+    } else {
+      lo_step = std::min(lo_step, op.step);
+      hi_step = std::max(hi_step, op.step);
+    }
+  }
+  std::vector<int64_t> step_end(static_cast<size_t>(std::max(0, hi_step - lo_step + 1)), -1);
   for (const auto& op : p.ops) {
     const auto& ot = t.ops[static_cast<size_t>(op.id)];
     if (ot.start_ns < 0) continue;
-    auto [it, fresh] = step_end.emplace(op.step, ot.end_ns);
-    if (!fresh) it->second = std::max(it->second, ot.end_ns);
+    int64_t& e = step_end[static_cast<size_t>(op.step - lo_step)];
+    e = std::max(e, ot.end_ns);
   }
-  m.steps = static_cast<int>(step_end.size());
   int64_t prev_end = 0;
-  for (const auto& [step, end] : step_end) {
+  for (const int64_t end : step_end) {
+    if (end < 0) continue;
     m.step_ms.push_back(static_cast<double>(end - prev_end) / 1e6);
     prev_end = end;
   }
+  m.steps = static_cast<int>(m.step_ms.size());
   if (!m.step_ms.empty()) {
     double sum = 0;
     for (double v : m.step_ms) sum += v;
@@ -175,10 +187,8 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
       const int64_t xfer = transfer_start(op, ot);
       wait[op.rank].emplace_back(ot.start_ns, xfer);
       comm[op.rank].emplace_back(xfer, ot.end_ns);
-      all[op.rank].emplace_back(xfer, ot.end_ns);
     } else {
       compute[op.rank].emplace_back(ot.start_ns, ot.end_ns);
-      all[op.rank].emplace_back(ot.start_ns, ot.end_ns);
     }
   }
 
@@ -191,6 +201,10 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
     rm.label = p.ranks[r].label;
     merge(compute[r]);
     merge(comm[r]);
+    // The union of both (the same merged set as sorting `all` itself, in linear time).
+    all[r].resize(compute[r].size() + comm[r].size());
+    std::merge(compute[r].begin(), compute[r].end(), comm[r].begin(), comm[r].end(),
+               all[r].begin());
     merge(all[r]);
     merge(wait[r]);
     rm.compute_busy_ns = total(compute[r]);
