@@ -411,7 +411,7 @@ constexpr int tc_smem_bytes() {
 }
 
 // PAIR kernel: tiles split 0 copies before the length is known (see the kernel).
-constexpr int kPairSpecTiles = 1;
+constexpr int kPairSpecTiles = 2;
 
 // How the splits of the tensor-core kernel are merged (template argument MODE).
 constexpr int kMergeWorkspace = 0;    // workspace partials + reduce kernel (or direct, 1 split)
