@@ -411,6 +411,9 @@ TEST(GpuDecodeAttention, TwoSplitPairMergeAndEarlyAppend) {
       // known: rows past the cache zero-filled, then loaded again); lengths 63/64/65 around it.
       run_attention(pair({32, 8, 128, {10, 39, 0}, 40, 2, true}, stages, warps), ++sd);
       run_attention(pair({32, 8, 128, {63, 64, 65}, 80, 2, false}, stages, warps), ++sd);
+      // Lengths around 4 tiles (the fixed first tiles of both blocks) and the new token on
+      // the first / last slot of a block's remaining tiles.
+      run_attention(pair({32, 8, 128, {319, 320, 256, 255}, 400, 2, true}, stages, warps), ++sd);
     }
   }
   for (int warps : {4, 8}) {
