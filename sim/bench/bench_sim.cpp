@@ -5,10 +5,13 @@
 //   ninja -C build masep_bench_sim && ./build/sim/masep_bench_sim
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/sim/network_model.hpp"
 #include "masep/sim/platform.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/sim/synthetic.hpp"
@@ -131,6 +134,65 @@ void BM_Large1024(benchmark::State& state) {
   run(state, *p, Platform::from_topology(*topo));
 }
 BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The network model alone on a co-located-style all-to-all (what BM_PaperCompiled/colocated
+// spends half its time on): range(0) GPUs in nodes of 4, each with an egress pair and an
+// ingress pair of 25 GB/s links (GPU-NIC and NIC-switch, always carrying the same flows) and a
+// 100 GB/s link per ordered intra-node pair. Each of 200 waves sends 8 KiB from every GPU to
+// every other, the GPUs starting their sends 40 ns apart (so flows join shared components one
+// instant at a time), the next wave once the previous one drained. Counts flow starts and
+// completions as events.
+void BM_NetworkAllToAll(benchmark::State& state) {
+  const int gpus = static_cast<int>(state.range(0));
+  const int nic = 4 * gpus;  // links [0, 4*gpus): per GPU egress pair, ingress pair
+  std::vector<double> cap(static_cast<size_t>(nic + gpus * gpus), 100.0);
+  for (int l = 0; l < nic; ++l) cap[static_cast<size_t>(l)] = 25.0;
+  std::vector<std::vector<int>> routes(static_cast<size_t>(gpus * gpus));
+  for (int s = 0; s < gpus; ++s) {
+    for (int d = 0; d < gpus; ++d) {
+      auto& r = routes[static_cast<size_t>(s * gpus + d)];
+      if (s / 4 == d / 4) {
+        r = {nic + s * gpus + d};
+      } else {
+        r = {4 * s, 4 * s + 1, 4 * d + 3, 4 * d + 2};
+      }
+    }
+  }
+  uint64_t events = 0;
+  std::vector<uint32_t> done;
+  for (auto _ : state) {
+    masep::sim::NetworkModel net(cap);
+    int64_t now = 0;
+    for (int wave = 0; wave < 200; ++wave) {
+      for (int s = 0; s < gpus; ++s) {
+        const int64_t t0 = now + 40 * s;
+        // Completions due before this GPU's sends start.
+        for (int64_t t = net.next_event_time(); t < t0; t = net.next_event_time()) {
+          done.clear();
+          net.advance(t, done);
+          events += done.size();
+        }
+        for (int k = 1; k < gpus; ++k) {
+          const int d = (s + k) % gpus;
+          net.start_flow(t0, routes[static_cast<size_t>(s * gpus + d)], 8192.0,
+                         static_cast<uint32_t>(d));
+          ++events;
+        }
+      }
+      for (int64_t t = net.next_event_time(); t != masep::sim::NetworkModel::kNever;
+           t = net.next_event_time()) {
+        done.clear();
+        net.advance(t, done);
+        events += done.size();
+        now = t;
+      }
+    }
+    benchmark::DoNotOptimize(now);
+  }
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_NetworkAllToAll)->Arg(16)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -128,6 +128,32 @@ TEST(SimNetwork, TiedBottlenecksFreezeAtTheSameLevelAndTheRestFillsUp) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(done[i].time, 100) << "flow " << done[i].tag;
 }
 
+TEST(SimNetwork, SimultaneousCompletionsComeInFlowOrder) {
+  // Same finish time (100 ns): completions are reported in flow-id (slot) order, whatever the
+  // tags; a flow re-timed to that instant (C: 5 B/ns while sharing with D, 10 alone after D
+  // ends at 40) joins in its slot's place.
+  NetworkModel net({10.0, 10.0, 10.0, 10.0});
+  const std::vector<int> l0{0}, l1{1}, l2{2}, l3{3};
+  const int a = net.start_flow(0, l2, 1000, 30);
+  const int b = net.start_flow(0, l0, 1000, 10);
+  const int c = net.start_flow(0, l3, 800, 20);
+  const int d = net.start_flow(0, l3, 200, 40);
+  const int e = net.start_flow(0, l1, 1000, 50);
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_LT(c, e);
+  const auto done = run_all(net);
+  ASSERT_EQ(done.size(), 5u);
+  EXPECT_EQ(done[0].time, 40);
+  EXPECT_EQ(done[0].tag, 40u);
+  const std::vector<uint32_t> want{30, 10, 20, 50};
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_EQ(done[i].time, 100);
+    EXPECT_EQ(done[i].tag, want[i - 1]);
+  }
+  (void)d;
+}
+
 TEST(SimNetwork, DisjointFlowsDoNotInteract) {
   NetworkModel net({10.0, 10.0});
   const std::vector<int> l0{0}, l1{1};
@@ -197,53 +223,106 @@ std::vector<double> reference_completions(const std::vector<double>& cap,
   return done;
 }
 
+// A random network: `links` links, `flows` flows with random routes, starts and sizes.
+struct RandomCase {
+  std::vector<double> cap;
+  std::vector<std::vector<int>> routes;
+  std::vector<int64_t> start;
+  std::vector<double> bytes;
+};
+
+// Runs the model over a case (flows started at their start times, those of one instant
+// together) and returns each flow's completion time.
+std::vector<int64_t> run_case(const RandomCase& c) {
+  const int flows = static_cast<int>(c.routes.size());
+  NetworkModel net(c.cap);
+  std::vector<int> order(flows);
+  for (int f = 0; f < flows; ++f) order[f] = f;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return c.start[a] < c.start[b]; });
+  std::vector<int64_t> got(flows, -1);
+  std::vector<uint32_t> tags;
+  size_t next_start = 0;
+  for (;;) {
+    const int64_t tn = net.next_event_time();
+    const int64_t ts =
+        next_start < order.size() ? c.start[order[next_start]] : NetworkModel::kNever;
+    if (tn == NetworkModel::kNever && ts == NetworkModel::kNever) break;
+    if (ts <= tn) {
+      while (next_start < order.size() && c.start[order[next_start]] == ts) {
+        const int f = order[next_start++];
+        net.start_flow(ts, c.routes[f], c.bytes[f], static_cast<uint32_t>(f));
+      }
+      continue;
+    }
+    tags.clear();
+    net.advance(tn, tags);
+    for (uint32_t t : tags) got[t] = tn;
+  }
+  EXPECT_EQ(net.active_flows(), 0);
+  return got;
+}
+
+void expect_matches_reference(const RandomCase& c, int trial) {
+  const int flows = static_cast<int>(c.routes.size());
+  const auto want = reference_completions(c.cap, c.routes, c.start, c.bytes);
+  const auto got = run_case(c);
+  for (int f = 0; f < flows; ++f) {
+    ASSERT_GE(got[f], 0) << "trial " << trial << " flow " << f;
+    // Integer-ns completions (rounded up at every re-rate) against exact doubles.
+    EXPECT_NEAR(static_cast<double>(got[f]), want[f], 2.0 * flows)
+        << "trial " << trial << " flow " << f;
+  }
+}
+
 TEST(SimNetwork, IncrementalSolverMatchesFromScratchMaxMin) {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 40; ++trial) {
     const int links = 3 + static_cast<int>(rng() % 5), flows = 4 + static_cast<int>(rng() % 12);
-    std::vector<double> cap(links);
-    for (double& c : cap) c = 5.0 * (1 + rng() % 4);
-    std::vector<std::vector<int>> routes(flows);
-    std::vector<int64_t> start(flows);
-    std::vector<double> bytes(flows);
+    RandomCase c;
+    c.cap.resize(links);
+    for (double& x : c.cap) x = 5.0 * (1 + rng() % 4);
+    c.routes.resize(flows);
+    c.start.resize(flows);
+    c.bytes.resize(flows);
     for (int f = 0; f < flows; ++f) {
       for (int l = 0; l < links; ++l) {
-        if (rng() % 3 == 0) routes[f].push_back(l);
+        if (rng() % 3 == 0) c.routes[f].push_back(l);
       }
-      if (routes[f].empty()) routes[f].push_back(static_cast<int>(rng() % links));
-      start[f] = static_cast<int64_t>(rng() % 4) * 250;
-      bytes[f] = 1000.0 * (1 + rng() % 9);
+      if (c.routes[f].empty()) c.routes[f].push_back(static_cast<int>(rng() % links));
+      c.start[f] = static_cast<int64_t>(rng() % 4) * 250;
+      c.bytes[f] = 1000.0 * (1 + rng() % 9);
     }
-    const auto want = reference_completions(cap, routes, start, bytes);
-    NetworkModel net(cap);
-    std::vector<int> order(flows);
-    for (int f = 0; f < flows; ++f) order[f] = f;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return start[a] < start[b]; });
-    std::vector<int64_t> got(flows, -1);
-    std::vector<uint32_t> tags;
-    size_t next_start = 0;
-    for (;;) {
-      const int64_t tn = net.next_event_time();
-      const int64_t ts =
-          next_start < order.size() ? start[order[next_start]] : NetworkModel::kNever;
-      if (tn == NetworkModel::kNever && ts == NetworkModel::kNever) break;
-      if (ts <= tn) {
-        while (next_start < order.size() && start[order[next_start]] == ts) {
-          const int f = order[next_start++];
-          net.start_flow(ts, routes[f], bytes[f], static_cast<uint32_t>(f));
-        }
-        continue;
-      }
-      tags.clear();
-      net.advance(tn, tags);
-      for (uint32_t t : tags) got[t] = tn;
-    }
+    expect_matches_reference(c, trial);
+  }
+}
+
+// Shaped like the co-located all-to-all: equal-capacity NIC links in pairs that always carry
+// the same flows (a GPU's egress and its NIC's uplink, ingress likewise), so many links tie at
+// every level; single-link flows on private links; starts spread over time so that flows join
+// and leave shared components one by one. Also checks that a rerun gives the same times.
+TEST(SimNetwork, TiedPairedLinksMatchFromScratchMaxMin) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 60; ++trial) {
+    const int gpus = 3 + static_cast<int>(rng() % 4);
+    // Links: per GPU egress pair (2g, 2g+1), ingress pair (2G+2g, 2G+2g+1), private 4G+g.
+    RandomCase c;
+    c.cap.assign(5 * gpus, 25.0);
+    for (int g = 0; g < gpus; ++g) c.cap[4 * gpus + g] = 100.0;
+    const int flows = 6 + static_cast<int>(rng() % 20);
     for (int f = 0; f < flows; ++f) {
-      ASSERT_GE(got[f], 0) << "trial " << trial << " flow " << f;
-      // Integer-ns completions (rounded up at every re-rate) against exact doubles.
-      EXPECT_NEAR(static_cast<double>(got[f]), want[f], 2.0 * flows)
-          << "trial " << trial << " flow " << f;
+      const int src = static_cast<int>(rng() % gpus);
+      int dst = static_cast<int>(rng() % gpus);
+      if (dst == src) {
+        c.routes.push_back({4 * gpus + src});
+      } else {
+        c.routes.push_back({2 * src, 2 * src + 1, 2 * gpus + 2 * dst + 1, 2 * gpus + 2 * dst});
+      }
+      c.start.push_back(static_cast<int64_t>(rng() % 8) * 40);
+      c.bytes.push_back(rng() % 2 == 0 ? 8192.0 : 16384.0);
     }
+    expect_matches_reference(c, trial);
+    EXPECT_EQ(run_case(c), run_case(c)) << "trial " << trial;
   }
 }
 

@@ -45,49 +45,59 @@ class NetworkModel {
   int link_count() const { return static_cast<int>(capacity_.size()); }
 
  private:
+  // Per-flow state (positions in the links' lists live in pos_pool_, not in a vector each).
   struct Flow {
     const int* links = nullptr;
-    int nlinks = 0;
-    bool active = false;
     double remaining = 0;  // bytes left as of `updated`
     double rate = 0;       // bytes/ns
     int64_t updated = 0;   // time `remaining` refers to
     int64_t finish = 0;    // predicted completion, ns
-    uint32_t version = 0;  // bumps on every re-rate (heap entries carry it)
+    int nlinks = 0;
+    int bneck = -1;     // link at which the last solve froze it (-1: not solved yet)
+    int heap_pos = -1;  // index in heap_ while a completion is queued, else -1
     uint32_t tag = 0;
-    int bneck = -1;        // link at which the last solve froze it (-1: not solved yet)
-    std::vector<int> pos;  // index of this flow in each link's flow list (per hop)
+    uint32_t mark = 0;  // solver epoch mark (component / frozen)
+    int pos_off = 0;    // this flow's per-hop positions: pos_pool_[pos_off, + pos_cap)
+    int pos_cap = 0;
+    bool active = false;
   };
   struct HeapEntry {
-    int64_t time;
+    int64_t time;  // the flow's predicted completion
     int flow;
-    uint32_t version;
   };
-  struct LinkState {
-    std::vector<int> flows;  // active flows crossing the link
-    std::vector<int> hop;    // for each entry of `flows`, its hop index in that flow
+  struct LinkEntry {
+    int flow;  // active flow crossing the link
+    int slot;  // where pos_pool_ keeps this entry's index in the link's list
   };
 
   void detach(int f);
   void solve_dirty();
-  void push_heap(int f);
+  void retime(int f, double share);
+  void set_bneck(Flow& fl, int b);
+  void heap_place(int i, HeapEntry e);
+  void heap_update(int f);
+  void heap_pop();
 
   std::vector<double> capacity_;
-  std::vector<LinkState> links_;
+  std::vector<std::vector<LinkEntry>> links_;  // per link: its active flows
   std::vector<Flow> flows_;
+  std::vector<int> pos_pool_;  // index of a flow in each of its links' lists (per hop)
   std::vector<int> free_;
-  std::vector<HeapEntry> heap_;   // min-heap on (time, flow)
+  std::vector<HeapEntry> heap_;   // min-heap on (time, flow), one entry per timed flow
   std::vector<int> dirty_links_;  // links whose flow set changed since the last solve
   std::vector<int> bneck_count_;  // per link: active flows whose bottleneck it is
   int active_ = 0;
   int64_t now_ = 0;
 
-  // Scratch of the solver (kept to avoid per-event allocation).
-  std::vector<uint32_t> link_mark_, flow_mark_;
+  // Scratch of the solver (kept to avoid per-event allocation), all sized to the link count.
+  struct Fill {
+    double cap_left;  // capacity not yet given to frozen flows
+    int unfrozen;     // flows not yet frozen
+  };
+  std::vector<uint32_t> link_mark_;
   uint32_t epoch_ = 0;
-  std::vector<int> comp_links_, stack_, tied_;  // sized to the link count
-  std::vector<double> cap_left_;
-  std::vector<int> unfrozen_;
+  std::vector<int> comp_links_, stack_, tied_;
+  std::vector<Fill> fill_;
 };
 
 }  // namespace masep::sim
