@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side-by-side baseline for masep-bench-kernels (same shapes, same card, same run).
 
-Times with CUDA events after warm-up: copy bandwidth, 8192^3 bf16 GEMM, SDPA decode
+Times with CUDA events after warm-up (eager back-to-back calls; SDPA also replayed from a
+CUDA graph, as the bench's graph column): copy bandwidth, 8192^3 bf16 GEMM, SDPA decode
 attention (cuDNN SDPA disabled: it re-plans for every KV length), matmul SwiGLU expert FFN
 (loop over experts, as a PyTorch MoE layer does), router (softmax + topk) and permute
 (sort-based gather) / combine. Prints the table in the bench's column layout; --csv FILE.
@@ -25,6 +26,35 @@ def time_us(fn, iters, warmup=5):
     b.record()
     b.synchronize()
     return a.elapsed_time(b) * 1e3 / iters
+
+
+def graph_us(fn, iters, repeats=5):
+    """Per-call GPU time with the host launch path out of the way: `iters` calls captured
+    into one CUDA graph, replayed `repeats` times after a warm replay; median replay / iters
+    (the same method as masep-bench-kernels' graph column)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(iters):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        a = torch.cuda.Event(enable_timing=True)
+        b = torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3 / iters)
+    del g
+    return sorted(times)[len(times) // 2]
 
 
 def iters_for(nbytes):
@@ -115,6 +145,11 @@ def main():
                 fn = lambda: F.scaled_dot_product_attention(q, kc, vc, enable_gqa=(kvh != heads))
                 us = time_us(fn, iters_for(nbytes))
                 report("sdpa_decode", model, f"b={batch} ctx={ctx} h={heads}/{kvh}", us,
+                       nbytes + 2 * batch * heads * 128 * 2, 4 * batch * heads * ctx * 128, copy)
+                # The same call replayed from a CUDA graph (compare with the bench's graph
+                # column; the row above compares with its eager column).
+                us = graph_us(fn, iters_for(nbytes))
+                report("sdpa_decode_graph", model, f"b={batch} ctx={ctx} h={heads}/{kvh}", us,
                        nbytes + 2 * batch * heads * 128 * 2, 4 * batch * heads * ctx * 128, copy)
                 del q, kc, vc
 
