@@ -29,6 +29,26 @@ NetworkModel::NetworkModel(std::vector<double> capacity_bytes_per_ns)
   bneck_count_.assign(n, 0);
   comp_links_.assign(n, 0);
   tied_.assign(n, 0);
+  partner_.assign(n, -1);
+  twin_skip_.assign(n, 0);
+}
+
+void NetworkModel::learn_twins(int x, int y) {
+  int& px = partner_[x];
+  if (px == y || px == -2) return;
+  if (px == -1) {
+    px = y >= 0 && y != x && capacity_[y] == capacity_[x] ? y : -2;
+    if (px >= 0 && partner_[px] == x) twin_skip_[std::max(x, px)] = 1;
+    return;
+  }
+  // x was paired with another link before: no longer a twin of anything.
+  const int old = px;
+  px = -2;
+  twin_skip_[x] = 0;
+  if (partner_[old] == x) {
+    partner_[old] = -2;
+    twin_skip_[old] = 0;
+  }
 }
 
 int NetworkModel::start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
@@ -43,6 +63,19 @@ int NetworkModel::start_flow(int64_t now, std::span<const int> links, double byt
   } else {
     f = static_cast<int>(flows_.size());
     flows_.emplace_back();
+  }
+  {  // hops (0, 1), (2, 3), ...: learn or check twins (cheap once known)
+    const size_t n = links.size();
+    size_t i = 0;
+    for (; i + 1 < n; i += 2) {
+      const int x = links[i], y = links[i + 1];
+      const int px = partner_[x], py = partner_[y];
+      if ((px != y && px != -2) || (py != x && py != -2)) {
+        learn_twins(x, y);
+        learn_twins(y, x);
+      }
+    }
+    if (i < n && partner_[links[i]] != -2) learn_twins(links[i], -2);
   }
   Flow& fl = flows_[f];
   const int n = static_cast<int>(links.size());
@@ -260,7 +293,7 @@ void NetworkModel::solve_dirty() {
     const int l = comp[i];
     const int n = static_cast<int>(links_[l].size());
     fs[l] = {capacity_[l], n};
-    if (n == 0) continue;
+    if (n == 0 || twin_skip_[l]) continue;
     comp[nactive++] = l;
     const double share = capacity_[l] / n;
     if (ntied == 0 || share < best_share) {

@@ -74,6 +74,7 @@ class NetworkModel {
   void solve_dirty();
   void retime(int f, double share);
   void set_bneck(Flow& fl, int b);
+  void learn_twins(int x, int y);
   void heap_place(int i, HeapEntry e);
   void heap_update(int f);
   void heap_pop();
@@ -86,6 +87,13 @@ class NetworkModel {
   std::vector<HeapEntry> heap_;   // min-heap on (time, flow), one entry per timed flow
   std::vector<int> dirty_links_;  // links whose flow set changed since the last solve
   std::vector<int> bneck_count_;  // per link: active flows whose bottleneck it is
+  // Twin links: partner_[l] is the link paired with l (hops 2k and 2k+1 of a route, equal
+  // capacity) in every route seen so far that crosses l (-1: l not seen yet; -2: none). Two
+  // links that are each other's partner carry the same flows, so their fair shares are
+  // equal bit for bit at every step of a solve; twin_skip_[l] marks the higher-numbered one,
+  // which the bottleneck scan leaves out (its twin stands for it).
+  std::vector<int> partner_;
+  std::vector<uint8_t> twin_skip_;
   int active_ = 0;
   int64_t now_ = 0;
 
