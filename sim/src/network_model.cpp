@@ -241,8 +241,22 @@ void NetworkModel::solve_dirty() {
   dirty_links_.clear();
   while (nstack > 0) {
     const int l = stack[--nstack];
+    const std::vector<LinkEntry>& ls = links_[l];
+    if (ls.size() == 1 && flows_[ls[0].flow].nlinks == 1) {
+      // A one-link flow alone on its link is a component of its own: it gets the link's
+      // capacity (capacity / 1, what the filling would give it), its only link is its
+      // bottleneck, and no other link or flow needs to see it.
+      const int f = ls[0].flow;
+      Flow& fl = flows_[f];
+      fl.remaining -= fl.rate * static_cast<double>(now_ - fl.updated);
+      fl.updated = now_;
+      fl.mark = frozen;
+      if (fl.bneck != l) set_bneck(fl, l);
+      retime(f, capacity_[l]);
+      continue;
+    }
     comp[ncomp++] = l;
-    for (const LinkEntry& e : links_[l]) {
+    for (const LinkEntry& e : ls) {
       Flow& fl = flows_[e.flow];
       if (fl.mark == in_comp) continue;
       fl.mark = in_comp;
