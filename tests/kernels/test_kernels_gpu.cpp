@@ -578,6 +578,33 @@ TEST(DecodeAttentionSplits, BandwidthAwareOneSplit) {
   }
 }
 
+// Parameters of a small appending decode-attention launch over the given device buffers
+// (every other field at its default: one split, the launcher's kernel choice). The buffers
+// must outlive the launches.
+mk::DecodeAttentionParams attention_params(const Dev<Bf16>& q, const Dev<Bf16>& k_new,
+                                           const Dev<Bf16>& v_new, const Dev<Bf16>& k_cache,
+                                           const Dev<Bf16>& v_cache,
+                                           const Dev<std::int32_t>& lens, const Dev<Bf16>& out,
+                                           const Dev<char>& ws, std::size_t ws_bytes, int batch,
+                                           int heads, int kv_heads, int head_dim, int max_len) {
+  mk::DecodeAttentionParams p;
+  p.q = q.as<mk::bf16>();
+  p.k_new = k_new.as<mk::bf16>();
+  p.v_new = v_new.as<mk::bf16>();
+  p.k_cache = k_cache.as<mk::bf16>();
+  p.v_cache = v_cache.as<mk::bf16>();
+  p.kv_lens = lens.get();
+  p.out = out.as<mk::bf16>();
+  p.workspace = ws.get();
+  p.workspace_bytes = ws_bytes;
+  p.batch = batch;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  p.max_kv_len = max_len;
+  return p;
+}
+
 TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   REQUIRE_GPU();
   std::mt19937 rng(8);
@@ -592,22 +619,9 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   const std::size_t wsb = mk::decode_attention_workspace_bytes(2, heads, hd, splits);
   Dev<char> ws(wsb);
   ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), wsb, nullptr), mk::Status::kOk);
-  mk::DecodeAttentionParams p;
-  p.q = dq.as<mk::bf16>();
-  p.k_new = dkn.as<mk::bf16>();
-  p.v_new = dvn.as<mk::bf16>();
-  p.k_cache = dkc.as<mk::bf16>();
-  p.v_cache = dvc.as<mk::bf16>();
-  p.kv_lens = dlens.get();
-  p.out = dout.as<mk::bf16>();
+  mk::DecodeAttentionParams p =
+      attention_params(dq, dkn, dvn, dkc, dvc, dlens, dout, ws, wsb, 2, heads, kvh, hd, max_len);
   p.lse = dlse.get();
-  p.workspace = ws.get();
-  p.workspace_bytes = wsb;
-  p.batch = 2;
-  p.num_heads = heads;
-  p.num_kv_heads = kvh;
-  p.head_dim = hd;
-  p.max_kv_len = max_len;
   p.num_splits = splits;
   // 0: fused merge; 1, 2: cluster merge with 4 and 8 warps per block; 3, 4: the same with
   // dynamic tiles; 5: dynamic tiles with the reduce kernel.
@@ -656,21 +670,8 @@ TEST(GpuDecodeAttention, FullCachePairKernelGivesNaN) {
   Dev<Bf16> dout(2 * heads * hd);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(2, heads, hd, 2);
   Dev<char> ws(wsb);
-  mk::DecodeAttentionParams p;
-  p.q = dq.as<mk::bf16>();
-  p.k_new = dkn.as<mk::bf16>();
-  p.v_new = dvn.as<mk::bf16>();
-  p.k_cache = dkc.as<mk::bf16>();
-  p.v_cache = dvc.as<mk::bf16>();
-  p.kv_lens = dlens.get();
-  p.out = dout.as<mk::bf16>();
-  p.workspace = ws.get();
-  p.workspace_bytes = wsb;
-  p.batch = 2;
-  p.num_heads = heads;
-  p.num_kv_heads = 1;
-  p.head_dim = hd;
-  p.max_kv_len = max_len;
+  mk::DecodeAttentionParams p =
+      attention_params(dq, dkn, dvn, dkc, dvc, dlens, dout, ws, wsb, 2, heads, 1, hd, max_len);
   p.num_splits = 2;
   p.split_merge = 2;
   for (int stages : {0, 3, 4}) {
@@ -710,21 +711,8 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   Dev<Bf16> dout(2 * hd);
   const std::size_t wsb = mk::decode_attention_workspace_bytes(2, 1, hd, 1);
   Dev<char> ws(wsb);
-  mk::DecodeAttentionParams p;
-  p.q = dq.as<mk::bf16>();
-  p.k_new = dkn.as<mk::bf16>();
-  p.v_new = dvn.as<mk::bf16>();
-  p.k_cache = dkc.as<mk::bf16>();
-  p.v_cache = dvc.as<mk::bf16>();
-  p.kv_lens = dlens.get();
-  p.out = dout.as<mk::bf16>();
-  p.workspace = ws.get();
-  p.workspace_bytes = wsb;
-  p.batch = 2;
-  p.num_heads = 1;
-  p.num_kv_heads = 1;
-  p.head_dim = hd;
-  p.max_kv_len = max_len;
+  mk::DecodeAttentionParams p =
+      attention_params(dq, dkn, dvn, dkc, dvc, dlens, dout, ws, wsb, 2, 1, 1, hd, max_len);
   ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
   auto out = dout.download();
