@@ -303,13 +303,8 @@ void NetworkModel::solve_dirty() {
   int* const tied = tied_.data();
   double best_share = 0;
   int nactive = 0, ntied = 0;
-  for (int i = 0; i < ncomp; ++i) {
-    const int l = comp[i];
-    const int n = static_cast<int>(links_[l].size());
-    fs[l] = {capacity_[l], n};
-    if (n == 0 || twin_skip_[l]) continue;
-    comp[nactive++] = l;
-    const double share = capacity_[l] / n;
+  // Link l with fair share `share`: a new smallest level, or one more link tied at it.
+  const auto consider = [&](int l, double share) {
     if (ntied == 0 || share < best_share) {
       best_share = share;
       tied[0] = l;
@@ -317,6 +312,14 @@ void NetworkModel::solve_dirty() {
     } else if (share == best_share) {
       tied[ntied++] = l;
     }
+  };
+  for (int i = 0; i < ncomp; ++i) {
+    const int l = comp[i];
+    const int n = static_cast<int>(links_[l].size());
+    fs[l] = {capacity_[l], n};
+    if (n == 0 || twin_skip_[l]) continue;
+    comp[nactive++] = l;
+    consider(l, capacity_[l] / n);
   }
   for (;;) {
     if (ntied == 0) throw std::logic_error("NetworkModel: unfrozen flows on no link");
@@ -350,14 +353,7 @@ void NetworkModel::solve_dirty() {
       const Fill x = fs[l];
       if (x.unfrozen == 0) continue;
       comp[keep++] = l;
-      const double share = x.cap_left / x.unfrozen;
-      if (ntied == 0 || share < best_share) {
-        best_share = share;
-        tied[0] = l;
-        ntied = 1;
-      } else if (share == best_share) {
-        tied[ntied++] = l;
-      }
+      consider(l, x.cap_left / x.unfrozen);
     }
     nactive = keep;
   }
