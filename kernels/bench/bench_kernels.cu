@@ -8,7 +8,7 @@
 // (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
 // relevant ceiling. Each kernel family is verified once against its CPU reference at a
 // small shape before timing. Usage:
-// masep-bench-kernels [--csv FILE] [--quick] [--only attention|target[N]|pdl]
+// masep-bench-kernels [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -177,6 +177,9 @@ struct Ceilings {
 std::vector<Row> g_rows;
 Ceilings g_ceil;
 double g_peak_GBps = 0;  // the device's peak memory bandwidth (attributes), for the split count
+// --eager-twice: decode attention's eager time is taken twice more (and over 4x the launches)
+// and printed beside the row's times (a diagnosis of eager-vs-graph gaps).
+bool g_eager_twice = false;
 
 // `us` is the time the row's rates are computed from (graph-timed where `eager_us` is
 // also given); `eager_us` is the eager back-to-back time (NaN: not taken).
@@ -517,8 +520,19 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   const double flops = 4.0 * batch * heads * double(ctx) * hd;
   const Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_decode_attention(p, st)); };
   const int iters = iters_for(bytes);
-  const double eager = time_us(fn, iters, 3, 3);
+  // Graph first: its warm replays also warm the GPU up for the eager loop. (Timed first, the
+  // eager loop of the large GQA launches ran 12-16% slower than it does a moment later, on
+  // the H100 for ~20 launches; measured with --eager-twice, docs/kernels.md.)
   const double graph = time_graph_us(fn, iters, 5);
+  const double eager = time_us(fn, iters, 3, 3);
+  if (g_eager_twice) {
+    const double eager_again = time_us(fn, iters, 3, 3);
+    const double eager_long = time_us(fn, 4 * iters, 3, 3);
+    std::printf("# eager twice %s b=%d ctx=%d h=%d/%d splits=%d: graph %.2f, eager %.2f, eager "
+                "again %.2f, eager x%d launches %.2f us\n",
+                model, batch, ctx, heads, kv_heads, splits, graph, eager, eager_again, 4 * iters,
+                eager_long);
+  }
   std::string shape = "b=" + std::to_string(batch) + " ctx=" + std::to_string(ctx) +
                       " h=" + std::to_string(heads) + "/" + std::to_string(kv_heads) +
                       " splits=" + std::to_string(splits);
@@ -798,6 +812,8 @@ int main(int argc, char** argv) {
       csv = argv[++i];
     } else if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
+    } else if (!std::strcmp(argv[i], "--eager-twice")) {
+      g_eager_twice = true;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strcmp(argv[i + 1], "attention")) {
       attention_only = true;  // ceilings and the decode-attention rows only
@@ -823,7 +839,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(
           stderr,
-          "usage: %s [--csv FILE] [--quick] [--only attention|target[N]|pdl|merge|split2]\n",
+          "usage: %s [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl|merge|split2]\n",
           argv[0]);
       return 1;
     }
