@@ -15,6 +15,7 @@
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/trace.hpp"
+#include "sim_run.hpp"
 #include "table.hpp"
 
 namespace po = boost::program_options;
@@ -69,18 +70,7 @@ void print_table(const exec::ExecResult& r, const plan::RunMetrics& m, bool quie
                 r.run.barrier_spread_ns / 1e3);
     std::printf("\n");
   }
-  int n_attn = 0, n_moe = 0;
-  for (const auto& rk : m.ranks) (rk.role == plan::Role::kMoe ? n_moe : n_attn)++;
-  const char* attn_side = s.plan.kind == plan::PlanKind::kColocated ? "co-located" : "attention";
-  std::printf("TPOT              mean %.3f ms   p50 %.3f ms   p99 %.3f ms\n", m.tpot_mean_ms,
-              m.tpot_p50_ms, m.tpot_p99_ms);
-  std::printf("throughput        %.0f tokens/s   (batch %d x %d steps in %.3f ms)\n",
-              m.tokens_per_s, m.batch, m.steps, m.makespan_ns / 1e6);
-  std::printf("GPU utilisation   %.1f %% mean   (compute busy / wall)\n", 100 * m.mean_utilisation);
-  std::printf("idle              %s side %.3f ms (%d GPUs, summed)", attn_side,
-              m.attention_idle_ns / 1e6, n_attn);
-  if (n_moe > 0) std::printf("   MoE side %.3f ms (%d GPUs, summed)", m.moe_idle_ns / 1e6, n_moe);
-  std::printf("\nexposed comm      %.3f ms (summed over GPUs)\n", m.exposed_comm_ns / 1e6);
+  print_metrics_summary(m, s);
   if (quiet) return;
   std::printf("\nper GPU (step = one decode step: HBM bytes and FLOPs / steps)\n");
   Table t;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -187,6 +188,21 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
                                  : fmt::format(", {} NIC{}/node at {} GB/s", t.nics.size(),
                                                t.nics.size() == 1 ? "" : "s", t.nics[0].GBps)));
   return lines;
+}
+
+void print_metrics_summary(const plan::RunMetrics& m, const plan::Scenario& s) {
+  int n_attn = 0, n_moe = 0;
+  for (const auto& r : m.ranks) (r.role == plan::Role::kMoe ? n_moe : n_attn)++;
+  const char* attn_side = s.plan.kind == plan::PlanKind::kColocated ? "co-located" : "attention";
+  std::printf("TPOT              mean %.3f ms   p50 %.3f ms   p99 %.3f ms\n", m.tpot_mean_ms,
+              m.tpot_p50_ms, m.tpot_p99_ms);
+  std::printf("throughput        %s tokens/s   (batch %d x %d steps in %.3f ms)\n",
+              group_thousands(m.tokens_per_s).c_str(), m.batch, m.steps, m.makespan_ns / 1e6);
+  std::printf("GPU utilisation   %.1f %% mean   (compute busy / wall)\n", 100 * m.mean_utilisation);
+  std::printf("idle              %s side %.3f ms (%d GPUs, summed)", attn_side,
+              m.attention_idle_ns / 1e6, n_attn);
+  if (n_moe > 0) std::printf("   MoE side %.3f ms (%d GPUs, summed)", m.moe_idle_ns / 1e6, n_moe);
+  std::printf("\nexposed comm      %.3f ms (summed over GPUs)\n", m.exposed_comm_ns / 1e6);
 }
 
 std::string group_thousands(double v) {

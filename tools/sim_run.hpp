@@ -46,6 +46,11 @@ int plan_gpus(const plan::Scenario& s);
 int attention_gpus(const plan::Scenario& s);
 int moe_gpus(const plan::Scenario& s);
 
+/// Prints the run summary both `masep sim` and `masep exec` show above their per-GPU tables:
+/// TPOT (mean, p50, p99), throughput, mean utilisation, idle time per side, exposed
+/// communication. One definition, so simulated and measured tables read the same.
+void print_metrics_summary(const plan::RunMetrics& m, const plan::Scenario& s);
+
 /// "1,234,567" style thousands separators for a rounded value.
 std::string group_thousands(double v);
 /// Bytes with a decimal unit (B, kB, MB, GB; 1 kB = 1000 B), 3 significant-ish digits.
