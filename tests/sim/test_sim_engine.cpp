@@ -62,6 +62,83 @@ TEST(SimEventQueue, PopsInTimeThenPushOrder) {
   }
 }
 
+// push_after() (FIFO lanes per delay) mixed with push(): the same (time, push order) as a
+// sorted reference. Delays come from a small set (lanes) and sometimes from a large one
+// (more than kLanes distinct delays: the extra ones go to the heap); `now` is the last popped
+// time, as in the simulator, except in the rounds that also push at an earlier `now`, which
+// breaks a lane's order and must take the guarded fallback to the heap.
+TEST(SimEventQueue, LanesPopInTimeThenPushOrder) {
+  std::mt19937_64 rng(11);
+  uint64_t fallbacks = 0;
+  for (int round = 0; round < 60; ++round) {
+    masep::sim::EventQueue q;
+    std::vector<std::pair<int64_t, int32_t>> ref;  // (time, push index)
+    int32_t pushed = 0;
+    int64_t now = 0;
+    const bool many_delays = round % 3 == 1;  // up to 20 distinct delays: lanes run out
+    const bool go_back = round % 3 == 2;      // some pushes at an earlier `now`
+    const int64_t scale = round % 2 == 0 ? 1 : 1000;
+    for (int step = 0; step < 3000; ++step) {
+      const uint64_t r = rng() % 8;
+      if (ref.empty() || r < 5) {
+        int64_t at = now;
+        if (go_back && r == 0 && now > 0) at = now - static_cast<int64_t>(rng() % 3);
+        const int64_t delay = static_cast<int64_t>(rng() % (many_delays ? 20 : 4)) * scale;
+        if (r == 4) {  // a push() at any later time (the simulator's compute ends)
+          const int64_t t = at + static_cast<int64_t>(rng() % 50);
+          q.push(t, 5, pushed);
+          ref.emplace_back(t, pushed++);
+        } else {
+          q.push_after(at, delay, 3, pushed, 9);
+          ref.emplace_back(at + delay, pushed++);
+        }
+      } else {
+        const auto it = std::min_element(ref.begin(), ref.end());
+        ASSERT_FALSE(q.empty());
+        ASSERT_EQ(q.top_time(), it->first);
+        const masep::sim::Event e = q.pop();
+        ASSERT_EQ(e.time_ns, it->first);
+        ASSERT_EQ(e.a, it->second) << "round " << round << " step " << step;
+        now = e.time_ns;
+        ref.erase(it);
+      }
+      ASSERT_EQ(q.size(), ref.size());
+    }
+    while (!ref.empty()) {  // drain
+      const auto it = std::min_element(ref.begin(), ref.end());
+      const masep::sim::Event e = q.pop();
+      ASSERT_EQ(e.time_ns, it->first);
+      ASSERT_EQ(e.a, it->second);
+      ref.erase(it);
+    }
+    ASSERT_TRUE(q.empty());
+    if (!go_back) EXPECT_EQ(q.lane_fallbacks(), 0u) << "round " << round;
+    fallbacks += q.lane_fallbacks();
+  }
+  EXPECT_GT(fallbacks, 0u);  // the guard was exercised
+}
+
+// Events of one lane at one instant (an exchange's transfers) interleave with another lane's
+// and with heap events of the same time strictly in push order; seq and operands come back.
+TEST(SimEventQueue, LaneTiesKeepPushOrderAcrossLanesAndHeap) {
+  masep::sim::EventQueue q;
+  q.push_after(0, 10, 1, 0, 100);  // t 10
+  q.push(10, 2, 1, 101);           // t 10
+  q.push_after(5, 5, 1, 2, 102);   // t 10, another lane
+  q.push_after(0, 10, 1, 3, 103);  // t 10, first lane again
+  q.push(9, 2, 4, 104);            // t 9
+  q.push_after(0, 10, 1, 5, 105);  // t 10
+  const int32_t order[] = {4, 0, 1, 2, 3, 5};
+  for (int k = 0; k < 6; ++k) {
+    const masep::sim::Event e = q.pop();
+    EXPECT_EQ(e.a, order[k]);
+    EXPECT_EQ(e.b, 100u + static_cast<uint32_t>(order[k]));
+    EXPECT_EQ(e.seq, static_cast<uint64_t>(order[k]));  // seq = push index
+    EXPECT_EQ(e.time_ns, k == 0 ? 9 : 10);
+  }
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(SimCompute, RooflineTakesTheLargerOfFlopsAndBytesPlusLaunch) {
   const SimParams prm;
   RooflineModel m(testing::test_gpu(), prm);
