@@ -565,6 +565,44 @@ TEST(SimEngine, BadInputIsRejectedBeforeSimulating) {
   }
 }
 
+// prepare() checks send/recv pairs in a pass fused with later checks; a program with
+// several faults still reports the send/recv fault, as when that check had the first pass.
+TEST(SimEngine, SendRecvFaultIsReportedBeforeLaterChecks) {
+  const auto message = [](const plan::Program& p) {
+    try {
+      simulate(p, testing::star(2));
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto build = [](bool bad_pair, bool unlisted, bool bad_exchange) {
+    ProgramBuilder b(2);
+    b.compute(0, OpKind::kGemm, "first", 0, 1000);  // op 0: checked before the pair
+    const OpId s = b.send(0, 1, 1000);
+    const OpId v = b.recv(1, 0, bad_pair ? 2000 : 1000);
+    b.connect(s, v);
+    const int x = b.exchange();
+    const OpId xs = b.exchange_op(0, x);
+    const OpId xd =
+        bad_exchange ? b.compute(1, OpKind::kGemm, "no exchange op", 0, 1000) : b.exchange_op(1, x);
+    b.transfer(x, xs, xd, 1000);
+    plan::Program p = b.build();
+    if (unlisted) {
+      auto& list = p.stream_ops[0][p.ops[0].stream];
+      list.erase(std::find(list.begin(), list.end(), 0));
+    }
+    return p;
+  };
+  const std::string pair_msg = "carry different bytes";
+  EXPECT_NE(message(build(true, false, false)).find(pair_msg), std::string::npos);
+  EXPECT_NE(message(build(false, true, false)).find("is on no stream list"), std::string::npos);
+  EXPECT_NE(message(build(false, false, true)).find("not an exchange op of it"), std::string::npos);
+  EXPECT_NE(message(build(true, true, false)).find(pair_msg), std::string::npos);
+  EXPECT_NE(message(build(true, false, true)).find(pair_msg), std::string::npos);
+  EXPECT_NE(message(build(true, true, true)).find(pair_msg), std::string::npos);
+}
+
 TEST(SimEngine, SyntheticPaperSizedProgramRuns) {
   SyntheticSpec spec;
   spec.steps = 2;
