@@ -41,7 +41,12 @@ class EventQueue {
 
   void reserve(size_t n) { heap_.reserve(n); }
   bool empty() const { return heap_.empty(); }
-  size_t size() const { return size_; }
+  /// Events queued (the heap's plus those waiting in lanes; O(kLanes)).
+  size_t size() const {
+    size_t n = heap_.size();
+    for (int i = 0; i < nlanes_; ++i) n += lanes_[i].count;
+    return n;
+  }
   /// Time of the earliest event; undefined when empty.
   int64_t top_time() const { return static_cast<int64_t>(static_cast<uint64_t>(heap_[0].k >> 64)); }
   /// push_after() calls that found their lane's order broken and went to the heap.
@@ -49,7 +54,6 @@ class EventQueue {
 
   void push(int64_t time_ns, uint32_t type, int32_t a, uint32_t b = 0) {
     heap_push(Entry{make_key(time_ns, seq_++), type, a, b, -1});
-    ++size_;
   }
 
   /// Pushes an event at now + delay; see the class comment for the lanes and their
@@ -77,7 +81,6 @@ class EventQueue {
       return;
     }
     l.tail_time = time_ns;
-    ++size_;
     const Entry e{make_key(time_ns, seq_++), type, a, b, i};
     if (!l.in_heap) {  // the lane's first event: into the heap
       l.in_heap = true;
@@ -92,7 +95,6 @@ class EventQueue {
   Event pop() {
     Entry* h = heap_.data();
     const Entry top = h[0];
-    --size_;
     if (top.lane >= 0) {
       Lane& l = lanes_[top.lane];
       if (l.count > 0) {  // the lane's next event replaces it at the root
@@ -196,7 +198,6 @@ class EventQueue {
   int64_t lane_delay_[kLanes] = {};
   int nlanes_ = 0;
   int last_lane_ = 0;  // the lane of the last push_after()
-  size_t size_ = 0;
   uint64_t seq_ = 0;
   uint64_t fallbacks_ = 0;
 };
