@@ -370,10 +370,10 @@ void Engine::prepare() {
       if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
     }
   }
-  // Send/recv pairs: matched both ways, same bytes, a route between their GPUs. Checked in the
-  // fused pass over the ops below; when a pass in between fails, these checks run first, so
-  // that the error reported is the same as when they had a pass of their own before it.
-  const auto check_p2p = [&](int i) {
+  // Send/recv pairs: matched both ways, same bytes, a route between their GPUs. Collective
+  // ops counted per collective (compared with the member lists below).
+  std::vector<int32_t> named_by(P.collectives.size(), 0);
+  for (int i = 0; i < n_; ++i) {
     const OpInfo& in = info_[i];
     if (in.kind == OpKind::kSend) {
       const OpInfo& mo = info_[in.other];
@@ -395,111 +395,95 @@ void Engine::prepare() {
             "recv op {} (rank {} '{}') names op {} as its send, which does not match it back", i,
             in.rank, P.ops[i].name, in.other));
       }
-    }
-  };
-  std::vector<uint16_t>& listed = listed_;
-  try {
-    // Exchanges: flatten the transfers, check both ends, build each exchange op's transfer list.
-    {
-      size_t total = 0;
-      for (const plan::Exchange& x : P.exchanges) total += x.transfers.size();
-      if (total >= (size_t{1} << 29)) throw std::runtime_error("too many exchange transfers");
-      xsrc_.clear();
-      xdst_.clear();
-      xbytes_.clear();
-      xsrc_.reserve(total);
-      xdst_.reserve(total);
-      xbytes_.reserve(total);
-      xop_off_.assign(static_cast<size_t>(exchange_ops) + 1, 0);
-      for (size_t x = 0; x < P.exchanges.size(); ++x) {
-        for (const plan::Transfer& t : P.exchanges[x].transfers) {
-          for (OpId id : {t.src_op, t.dst_op}) {
-            if (id < 0 || id >= n_ || info_[id].kind != OpKind::kExchange ||
-                xop_exchange_[info_[id].other] != static_cast<int>(x)) {
-              throw std::runtime_error(fmt::format(
-                  "exchange {}: transfer names op {}, which is not an exchange op of it", x, id));
-            }
-          }
-          if (t.src_op == t.dst_op || t.bytes < 0) {
-            throw std::runtime_error(
-                fmt::format("exchange {}: transfer from op {} to op {} of {} bytes is invalid", x,
-                            t.src_op, t.dst_op, t.bytes));
-          }
-          const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
-          if (gs != gd) cached_route(gs, gd);  // throws when there is no path
-          xsrc_.push_back(t.src_op);
-          xdst_.push_back(t.dst_op);
-          xbytes_.push_back(t.bytes);
-          ++xop_off_[info_[t.src_op].other + 1];
-          ++xop_off_[info_[t.dst_op].other + 1];
-        }
-      }
-      for (int32_t k = 0; k < exchange_ops; ++k) xop_off_[k + 1] += xop_off_[k];
-      xop_list_.assign(static_cast<size_t>(xop_off_[exchange_ops]), 0);
-      std::vector<int32_t> at(xop_off_.begin(), xop_off_.end() - 1);
-      for (size_t t = 0; t < xsrc_.size(); ++t) {
-        xop_list_[at[info_[xsrc_[t]].other]++] = static_cast<int32_t>(t);
-        xop_list_[at[info_[xdst_[t]].other]++] = static_cast<int32_t>(t);
-      }
-      xop_left_.resize(static_cast<size_t>(exchange_ops));
-      for (int32_t k = 0; k < exchange_ops; ++k) xop_left_[k] = xop_off_[k + 1] - xop_off_[k];
-      xsides_.assign(xsrc_.size(), 0);
-    }
-    // Every op exactly once on its own rank's stream list; stream predecessors. (The lists
-    // visit ids in a strided order, so only small arrays are touched here; the rank/stream
-    // check against info_ is in the sequential pass below.)
-    stream_prev_.assign(n_, -1);
-    {
-      // rank * kStreamCount + stream + 1 of the listing, 0 = not listed (uint16: small array).
-      if (R * plan::kStreamCount >= 65535) {
-        throw std::runtime_error("the simulator supports at most 32767 plan ranks");
-      }
-      listed.assign(n_, 0);
-      for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
-        for (int s = 0; s < plan::kStreamCount; ++s) {
-          OpId prev = -1;
-          for (OpId id : P.stream_ops[r][s]) {
-            if (id < 0 || id >= n_ || listed[id] != 0) {
-              throw std::runtime_error(fmt::format(
-                  "stream_ops[{}][{}] lists op {}, which is out of range or listed twice", r, s,
-                  id));
-            }
-            listed[id] = static_cast<uint16_t>(r * plan::kStreamCount + s + 1);
-            stream_prev_[id] = prev;
-            if (prev >= 0) ++succ_off_[prev + 1];
-            prev = id;
-          }
-        }
-      }
-    }
-  } catch (...) {
-    for (int i = 0; i < n_; ++i) check_p2p(i);
-    throw;
-  }
-  // One sequential pass over the compact records: send/recv pairs (above), each op's stream
-  // listing, collective ops counted per collective (compared with the member lists below),
-  // and the prefix sum of the successor offsets (all counts are in).
-  std::vector<int32_t> named_by(P.collectives.size(), 0);
-  for (int i = 0; i < n_; ++i) {
-    const OpInfo& in = info_[i];
-    if (is_p2p(in.kind)) {
-      check_p2p(i);
     } else if (is_coll(in.kind)) {
       ++named_by[in.other];
     }
+  }
+  std::vector<uint16_t>& listed = listed_;
+  // Exchanges: flatten the transfers, check both ends, build each exchange op's transfer list.
+  {
+    size_t total = 0;
+    for (const plan::Exchange& x : P.exchanges) total += x.transfers.size();
+    if (total >= (size_t{1} << 29)) throw std::runtime_error("too many exchange transfers");
+    xsrc_.clear();
+    xdst_.clear();
+    xbytes_.clear();
+    xsrc_.reserve(total);
+    xdst_.reserve(total);
+    xbytes_.reserve(total);
+    xop_off_.assign(static_cast<size_t>(exchange_ops) + 1, 0);
+    for (size_t x = 0; x < P.exchanges.size(); ++x) {
+      for (const plan::Transfer& t : P.exchanges[x].transfers) {
+        for (OpId id : {t.src_op, t.dst_op}) {
+          if (id < 0 || id >= n_ || info_[id].kind != OpKind::kExchange ||
+              xop_exchange_[info_[id].other] != static_cast<int>(x)) {
+            throw std::runtime_error(fmt::format(
+                "exchange {}: transfer names op {}, which is not an exchange op of it", x, id));
+          }
+        }
+        if (t.src_op == t.dst_op || t.bytes < 0) {
+          throw std::runtime_error(
+              fmt::format("exchange {}: transfer from op {} to op {} of {} bytes is invalid", x,
+                          t.src_op, t.dst_op, t.bytes));
+        }
+        const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
+        if (gs != gd) cached_route(gs, gd);  // throws when there is no path
+        xsrc_.push_back(t.src_op);
+        xdst_.push_back(t.dst_op);
+        xbytes_.push_back(t.bytes);
+        ++xop_off_[info_[t.src_op].other + 1];
+        ++xop_off_[info_[t.dst_op].other + 1];
+      }
+    }
+    for (int32_t k = 0; k < exchange_ops; ++k) xop_off_[k + 1] += xop_off_[k];
+    xop_list_.assign(static_cast<size_t>(xop_off_[exchange_ops]), 0);
+    std::vector<int32_t> at(xop_off_.begin(), xop_off_.end() - 1);
+    for (size_t t = 0; t < xsrc_.size(); ++t) {
+      xop_list_[at[info_[xsrc_[t]].other]++] = static_cast<int32_t>(t);
+      xop_list_[at[info_[xdst_[t]].other]++] = static_cast<int32_t>(t);
+    }
+    xop_left_.resize(static_cast<size_t>(exchange_ops));
+    for (int32_t k = 0; k < exchange_ops; ++k) xop_left_[k] = xop_off_[k + 1] - xop_off_[k];
+    xsides_.assign(xsrc_.size(), 0);
+  }
+  // Every op exactly once on its own rank's stream list; stream predecessors. (The lists
+  // visit ids in a strided order, so only small arrays are touched here; the rank/stream
+  // check against info_ is in the sequential pass below.)
+  stream_prev_.assign(n_, -1);
+  {
+    // rank * kStreamCount + stream + 1 of the listing, 0 = not listed (uint16: small array).
+    if (R * plan::kStreamCount >= 65535) {
+      throw std::runtime_error("the simulator supports at most 32767 plan ranks");
+    }
+    listed.assign(n_, 0);
+    for (int r = 0; r < static_cast<int>(P.stream_ops.size()); ++r) {
+      for (int s = 0; s < plan::kStreamCount; ++s) {
+        OpId prev = -1;
+        for (OpId id : P.stream_ops[r][s]) {
+          if (id < 0 || id >= n_ || listed[id] != 0) {
+            throw std::runtime_error(fmt::format(
+                "stream_ops[{}][{}] lists op {}, which is out of range or listed twice", r, s, id));
+          }
+          listed[id] = static_cast<uint16_t>(r * plan::kStreamCount + s + 1);
+          stream_prev_[id] = prev;
+          if (prev >= 0) ++succ_off_[prev + 1];
+          prev = id;
+        }
+      }
+    }
+  }
+  // One sequential pass over the compact records: each op's stream listing, and the prefix
+  // sum of the successor offsets (all counts are in).
+  for (int i = 0; i < n_; ++i) {
+    const OpInfo& in = info_[i];
     const int want = in.rank * plan::kStreamCount + in.stream + 1;
     if (listed[i] != want) {
-      for (int j = i + 1; j < n_; ++j) check_p2p(j);  // their pass came first
-      {
-        const int at = listed[i] - 1;
-        throw std::runtime_error(
-            listed[i] == 0
-                ? fmt::format("op {} (rank {} '{}') is on no stream list", i, info_[i].rank,
-                              P.ops[i].name)
-                : fmt::format("op {} (rank {} stream {}) is listed in stream_ops[{}][{}]", i,
-                              info_[i].rank, info_[i].stream, at / plan::kStreamCount,
-                              at % plan::kStreamCount));
-      }
+      const int at = listed[i] - 1;
+      throw std::runtime_error(
+          listed[i] == 0
+              ? fmt::format("op {} (rank {} '{}') is on no stream list", i, in.rank, P.ops[i].name)
+              : fmt::format("op {} (rank {} stream {}) is listed in stream_ops[{}][{}]", i, in.rank,
+                            in.stream, at / plan::kStreamCount, at % plan::kStreamCount));
     }
     succ_off_[i + 1] += succ_off_[i];
   }
@@ -801,9 +785,9 @@ SimResult Engine::run() {
     if (pending_[i] == 0) work_.push_back(i);
   }
   drain(0);
-  int64_t now = 0;
   constexpr uint64_t kProgressEvery = uint64_t{1} << 18;
   next_progress_ = kProgressEvery;
+  int64_t now = 0;
   for (;;) {
     if (progress_ != nullptr && events_ >= next_progress_) {
       next_progress_ = events_ + kProgressEvery;
