@@ -32,6 +32,19 @@ SimOptions no_launch() {
   return o;
 }
 
+// Pops q's next event into *e and checks that it is the smallest (time, push index) of the
+// reference, which it then removes from it (the event's `a` is its push index).
+void pop_smallest(masep::sim::EventQueue& q, std::vector<std::pair<int64_t, int32_t>>& ref,
+                  masep::sim::Event* e, int round, int step) {
+  const auto it = std::min_element(ref.begin(), ref.end());
+  ASSERT_FALSE(q.empty());
+  ASSERT_EQ(q.top_time(), it->first);
+  *e = q.pop();
+  ASSERT_EQ(e->time_ns, it->first);
+  ASSERT_EQ(e->a, it->second) << "round " << round << " step " << step;
+  ref.erase(it);
+}
+
 // The queue pops in (time, push order) order: checked against a sorted reference on random
 // interleavings of pushes and pops with many equal times (ties must keep push order).
 TEST(SimEventQueue, PopsInTimeThenPushOrder) {
@@ -47,15 +60,10 @@ TEST(SimEventQueue, PopsInTimeThenPushOrder) {
         q.push(t, 3, pushed);
         ref.emplace_back(t, pushed++);
       } else {
-        const auto it = std::min_element(ref.begin(), ref.end());
-        ASSERT_FALSE(q.empty());
-        ASSERT_EQ(q.top_time(), it->first);
-        const masep::sim::Event e = q.pop();
-        ASSERT_EQ(e.time_ns, it->first);
-        ASSERT_EQ(e.a, it->second) << "round " << round << " step " << step;
+        masep::sim::Event e;
+        ASSERT_NO_FATAL_FAILURE(pop_smallest(q, ref, &e, round, step));
         ASSERT_EQ(e.type, 3u);
         now = e.time_ns;
-        ref.erase(it);
       }
       ASSERT_EQ(q.size(), ref.size());
     }
@@ -93,23 +101,15 @@ TEST(SimEventQueue, LanesPopInTimeThenPushOrder) {
           ref.emplace_back(at + delay, pushed++);
         }
       } else {
-        const auto it = std::min_element(ref.begin(), ref.end());
-        ASSERT_FALSE(q.empty());
-        ASSERT_EQ(q.top_time(), it->first);
-        const masep::sim::Event e = q.pop();
-        ASSERT_EQ(e.time_ns, it->first);
-        ASSERT_EQ(e.a, it->second) << "round " << round << " step " << step;
+        masep::sim::Event e;
+        ASSERT_NO_FATAL_FAILURE(pop_smallest(q, ref, &e, round, step));
         now = e.time_ns;
-        ref.erase(it);
       }
       ASSERT_EQ(q.size(), ref.size());
     }
     while (!ref.empty()) {  // drain
-      const auto it = std::min_element(ref.begin(), ref.end());
-      const masep::sim::Event e = q.pop();
-      ASSERT_EQ(e.time_ns, it->first);
-      ASSERT_EQ(e.a, it->second);
-      ref.erase(it);
+      masep::sim::Event e;
+      ASSERT_NO_FATAL_FAILURE(pop_smallest(q, ref, &e, round, -1));
     }
     ASSERT_TRUE(q.empty());
     if (!go_back) EXPECT_EQ(q.lane_fallbacks(), 0u) << "round " << round;

@@ -48,7 +48,7 @@ class EventQueue {
     return n;
   }
   /// Time of the earliest event; undefined when empty.
-  int64_t top_time() const { return static_cast<int64_t>(static_cast<uint64_t>(heap_[0].k >> 64)); }
+  int64_t top_time() const { return time_of(heap_[0].k); }
   /// push_after() calls that found their lane's order broken and went to the heap.
   uint64_t lane_fallbacks() const { return fallbacks_; }
 
@@ -117,6 +117,7 @@ class EventQueue {
   static Key make_key(int64_t time_ns, uint64_t seq) {
     return (static_cast<Key>(static_cast<uint64_t>(time_ns)) << 64) | seq;
   }
+  static int64_t time_of(Key k) { return static_cast<int64_t>(static_cast<uint64_t>(k >> 64)); }
   // A stored event: its key, its operands, and the lane it came through (-1: push()).
   struct Entry {
     Key k;
@@ -126,8 +127,7 @@ class EventQueue {
     int32_t lane;
   };
   static Event event(const Entry& e) {
-    return Event{static_cast<int64_t>(static_cast<uint64_t>(e.k >> 64)), static_cast<uint64_t>(e.k),
-                 e.type, e.a, e.b};
+    return Event{time_of(e.k), static_cast<uint64_t>(e.k), e.type, e.a, e.b};
   }
 
   // A lane: its first event sits in the heap (in_heap), the later ones in a FIFO ring
@@ -146,8 +146,11 @@ class EventQueue {
   }
 
   void heap_push(const Entry& e) {
-    size_t i = heap_.size();
     heap_.push_back(e);
+    sift_up(heap_.size() - 1, e);
+  }
+  // Puts e into the hole at index i, moving it up past larger parents.
+  void sift_up(size_t i, const Entry& e) {
     Entry* h = heap_.data();
     while (i > 0) {
       const size_t parent = (i - 1) / 2;
@@ -184,13 +187,7 @@ class EventQueue {
       h[i] = h[c];
       i = c;
     }
-    while (i > 0) {
-      const size_t parent = (i - 1) / 2;
-      if (h[parent].k < e.k) break;
-      h[i] = h[parent];
-      i = parent;
-    }
-    h[i] = e;
+    sift_up(i, e);
   }
 
   std::vector<Entry> heap_;
