@@ -3,9 +3,14 @@
 #include <fmt/format.h>
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 
 #include <fmt/ranges.h>
 
@@ -13,7 +18,10 @@
 #include "commands.hpp"
 #include "masep/exec/executor.hpp"
 #include "masep/exec/launch_plan.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
 #include "masep/plan/metrics.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/trace.hpp"
 #include "sim_run.hpp"
 #include "table.hpp"
@@ -24,14 +32,22 @@ namespace masep::tools {
 namespace {
 
 constexpr const char* kUsage = R"(usage: masep exec SCENARIO [options]
+       masep exec SCENARIO --program PROGRAM.json [options]
 
 Runs a scenario's Program on real GPUs: one process per plan rank, NCCL between them, every
 op timed with CUDA events, and prints the same metrics as `masep sim` (plan/src/metrics.cpp).
 The trace (--trace) has the simulator's format and op ids, so the two join op by op.
 
-On one host `masep exec` starts the rank processes itself (it needs one GPU per plan rank).
-Under `mpirun -np N` or `srun -n N` each process runs one rank (the NCCL id is shared with
-MPI_Bcast; needs a build with MPI).
+The Program is compiled once, here, and every rank runs that same Program (the simulator
+runs the same one for the same scenario and --set's). --program runs a Program dumped with
+`masep plan SCENARIO --dump FILE` instead (SCENARIO then only names the metrics' GPU
+datasheet and memory model; it must be the scenario the Program was compiled from). A dump
+without per-token routing runs with a plain copy on the MoE side (timing only, no --verify).
+
+On one host `masep exec` starts the rank processes itself (it needs one GPU per plan rank)
+and hands them the Program through a private temporary file. Under `mpirun -np N` or
+`srun -n N` each process runs one rank: rank 0 compiles and MPI_Bcast gives the Program (and
+the NCCL id) to the others (needs a build with MPI).
 
 Routing (--routing): `forced` (default): every token goes to the experts the Program sampled
 for it (the simulator's loads exactly), with the gate's weights; rows travel to their experts
@@ -56,8 +72,8 @@ options)";
 
 std::string gib(int64_t b) { return fmt::format("{:.2f}", b / double(1LL << 30)); }
 
-void print_table(const exec::ExecResult& r, const plan::RunMetrics& m, bool quiet) {
-  const auto& s = r.compiled.scenario;
+void print_table(const plan::Scenario& s, const exec::ExecResult& r, const plan::RunMetrics& m,
+                 bool quiet) {
   const auto& p = r.compiled.program;
   if (!quiet) {
     std::printf("scenario  %s (%s)\n", s.name.c_str(), s.origin.c_str());
@@ -100,13 +116,52 @@ void print_table(const exec::ExecResult& r, const plan::RunMetrics& m, bool quie
   t.print(stdout, 0);
 }
 
+// The single-GPU reference of --verify: the same scenario on one GPU (co-located, tensor
+// parallel 1, one micro-batch), i.e. the same model, weights, KV caches and inputs.
+plan::Scenario reference_scenario(const plan::Scenario& s) {
+  plan::Scenario r = s;
+  r.plan.kind = plan::PlanKind::kColocated;
+  r.plan.colocated.gpus = 1;
+  r.plan.colocated.tensor_parallel = 1;
+  r.plan.colocated.expert_replicas = 1;
+  r.plan.colocated.placement = plan::Placement::kRoundRobin;
+  r.plan.micro_batches = 1;
+  r.plan.gpu_ranks.clear();
+  r.name = s.name + " (single-GPU reference)";
+  return r;
+}
+
+// The executor's Programs, compiled once: the per-token routing recorded (the real data flow);
+// with --verify one decode step, routing sampled per sequence, and the reference Program.
+exec::Compiled compile_for_exec(const plan::Scenario& s, bool verify) {
+  exec::Compiled c;
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  co.per_sequence_routing = verify;
+  c.program = plan::compile(s, co);
+  if (verify) {
+    co.steps = 1;
+    c.reference = plan::compile(reference_scenario(s), co);
+  }
+  return c;
+}
+
+// A Program read from a file belongs to `s` (same name, ranks and batch).
+void check_program_matches(const plan::Program& p, const plan::Scenario& s,
+                           const std::string& path) {
+  if (p.scenario != s.name || p.layout.batch != s.workload.batch) {
+    throw std::invalid_argument(fmt::format(
+        "{}: the Program was compiled from scenario '{}' (batch {}), not from '{}' (batch {}): "
+        "give the SCENARIO it was compiled from",
+        path, p.scenario, p.layout.batch, s.name, s.workload.batch));
+  }
+}
+
 // --dry-run: the launch plans on the CPU, no GPU needed.
-int dry_run(const exec::ExecOptions& o, int dump_rank) {
-  const exec::Compiled c = exec::compile_for_exec(o);
-  const auto& p = c.program;
+int dry_run(const exec::ExecOptions& o, const plan::Program& p, int dump_rank) {
   std::printf("scenario %s: %d ranks, %d ops, %d steps, %d layers, %d micro-batch(es)\n",
-              c.scenario.name.c_str(), p.rank_count(), static_cast<int>(p.ops.size()), p.steps,
-              p.layers, p.micro_batches);
+              p.scenario.c_str(), p.rank_count(), static_cast<int>(p.ops.size()), p.steps, p.layers,
+              p.micro_batches);
   Table t;
   t.column("rank");
   t.column("role / label", Table::kLeft);
@@ -120,7 +175,7 @@ int dry_run(const exec::ExecOptions& o, int dump_rank) {
   for (int r = 0; r < p.rank_count(); ++r) {
     exec::PlanOptions po;
     po.real_gating = o.real_gating;
-    const exec::RankPlan rp = exec::build_rank_plan(c.scenario, p, r, po);
+    const exec::RankPlan rp = exec::build_rank_plan(p, r, po);
     const exec::RankMemory m = rp.memory();
     t.row({std::to_string(r), p.ranks[static_cast<size_t>(r)].label,
            std::to_string(rp.launches.size()), std::to_string(rp.generic_copies), gib(m.weights),
@@ -133,16 +188,49 @@ int dry_run(const exec::ExecOptions& o, int dump_rank) {
 
 }  // namespace
 
+// Environment of the rank processes launch_local() starts: the Program (and the --verify
+// reference) the launcher compiled, as files in a private temporary folder.
+constexpr const char* kProgramEnv = "MASEP_EXEC_PROGRAM";
+constexpr const char* kReferenceEnv = "MASEP_EXEC_REFERENCE";
+
+// A private temporary folder (mode 0700) that is removed with everything in it at the end of
+// the scope.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/masep-exec-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      throw std::runtime_error("cannot create a temporary folder from " + tmpl + ": " +
+                               std::strerror(errno));
+    }
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 int cmd_exec(const Args& args) {
   exec::ExecOptions o;
-  std::string trace_path;
+  std::string scenario_name, program_path, trace_path;
+  std::vector<std::string> overrides;
   int steps = 0, dump_rank = -1;
   std::string routing;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
-      "set", po::value(&o.overrides)->composing(),
+      "set", po::value(&overrides)->composing(),
       "override a scenario field, KEY=VALUE (repeatable)")(
       "steps", po::value(&steps), "decode steps to time (= --set workload.decode_steps=N)")(
+      "program", po::value(&program_path),
+      "run this Program (JSON from `masep plan --dump`) instead of compiling SCENARIO")(
       "warmup", po::value(&o.warmup)->default_value(2),
       "untimed runs before timing (the first issues every launch, later ones the first step)")(
       "timeout", po::value(&o.timeout_s)->default_value(120.0),
@@ -159,12 +247,12 @@ int cmd_exec(const Args& args) {
       "dump-launches", po::value(&dump_rank), "with --dry-run: print rank R's launches")(
       "quiet,q", "print only the summary lines");
   po::options_description hidden;
-  hidden.add_options()("scenario", po::value(&o.scenario));
+  hidden.add_options()("scenario", po::value(&scenario_name));
   po::positional_options_description pos;
   pos.add("scenario", 1);
   po::variables_map vm;
   if (auto rc = parse_command_line("exec", args, opts, vm, &hidden, &pos)) return *rc;
-  if (o.scenario.empty()) {
+  if (scenario_name.empty()) {
     std::fprintf(stderr, "masep exec: a SCENARIO is required (see masep exec --help)\n");
     return 2;
   }
@@ -173,7 +261,7 @@ int cmd_exec(const Args& args) {
       std::fprintf(stderr, "masep exec: --steps must be positive\n");
       return 2;
     }
-    o.overrides.push_back(fmt::format("workload.decode_steps={}", steps));
+    overrides.push_back(fmt::format("workload.decode_steps={}", steps));
   }
   if (o.warmup < 0 || o.timeout_s <= 0) {
     std::fprintf(stderr, "masep exec: --warmup must be >= 0 and --timeout positive\n");
@@ -186,17 +274,77 @@ int cmd_exec(const Args& args) {
     return 2;
   }
   o.real_gating = routing == "real";
-  if (vm.count("dry-run")) return dry_run(o, dump_rank);
+  if (!program_path.empty() && (o.verify || vm.count("steps"))) {
+    std::fprintf(stderr,
+                 "masep exec: --program runs the Program as dumped; --verify and --steps need a "
+                 "compile (drop --program)\n");
+    return 2;
+  }
+  if (o.verify) overrides.push_back("workload.decode_steps=1");
 
+  // The scenario (metrics, names) and the Program(s): compiled here once, read from
+  // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
+  const plan::Scenario s = plan::load_scenario(scenario_name, overrides);
+  exec::Compiled c;
+  const char* child_program = std::getenv(kProgramEnv);
+  const bool mpi = env.mode == exec::LaunchMode::kMpi || env.mode == exec::LaunchMode::kSlurm;
+  if (env.mode == exec::LaunchMode::kChild && child_program != nullptr) {
+    c.program = plan::read_program_json_file(child_program);
+    if (const char* ref = std::getenv(kReferenceEnv))
+      c.reference = plan::read_program_json_file(ref);
+  } else if (mpi) {
+    // Rank 0 compiles (or reads --program); every process gets its serialized text.
+    std::string text, ref_text;
+    if (env.rank == 0) {
+      exec::Compiled c0;
+      if (!program_path.empty()) {
+        c0.program = plan::read_program_json_file(program_path);
+        check_program_matches(c0.program, s, program_path);
+      } else {
+        c0 = compile_for_exec(s, o.verify);
+      }
+      std::ostringstream os, rs;
+      plan::write_program_json(c0.program, os);
+      text = os.str();
+      if (o.verify) {
+        plan::write_program_json(c0.reference, rs);
+        ref_text = rs.str();
+      }
+    }
+    text = exec::broadcast_text(env, text);
+    std::istringstream is(text);
+    c.program = plan::read_program_json(is, "the Program from MPI rank 0");
+    if (o.verify) {
+      ref_text = exec::broadcast_text(env, ref_text);
+      std::istringstream ris(ref_text);
+      c.reference = plan::read_program_json(ris, "the reference Program from MPI rank 0");
+    }
+  } else if (!program_path.empty()) {
+    c.program = plan::read_program_json_file(program_path);
+    check_program_matches(c.program, s, program_path);
+  } else {
+    c = compile_for_exec(s, o.verify);
+  }
+  if (vm.count("dry-run")) return dry_run(o, c.program, dump_rank);
+
   if (env.mode == exec::LaunchMode::kLauncher) {
+    const TempDir dir;
+    std::vector<std::pair<std::string, std::string>> child_env;
+    const std::string prog = dir.path() + "/program.json";
+    plan::write_program_json_file(c.program, prog);
+    child_env.emplace_back(kProgramEnv, prog);
+    if (o.verify) {
+      const std::string ref = dir.path() + "/reference.json";
+      plan::write_program_json_file(c.reference, ref);
+      child_env.emplace_back(kReferenceEnv, ref);
+    }
     Args child = {"exec"};
     child.insert(child.end(), args.begin(), args.end());
-    return exec::launch_local(o, child);
+    return exec::launch_local(c.program.rank_count(), child, child_env);
   }
-  const exec::ExecResult r = exec::run_rank(o, env);
+  const exec::ExecResult r = exec::run_rank(o, env, std::move(c));
   if (!r.has_timeline) return 0;  // ranks other than 0 report through rank 0
-  const auto& s = r.compiled.scenario;
   const auto& p = r.compiled.program;
   if (!trace_path.empty()) {
     plan::TraceOptions to;
@@ -204,7 +352,7 @@ int cmd_exec(const Args& args) {
     plan::write_trace_file(trace_path, p, r.run.timeline, to);
   }
   const plan::RunMetrics m = plan::compute_metrics(s, p, r.run.timeline);
-  const exec::Roofline rf = exec::compute_roofline(s, p, r.copy_GBps, m.tpot_mean_ms);
+  const exec::Roofline rf = exec::compute_roofline(p, r.copy_GBps, m.tpot_mean_ms);
   if (vm.count("json")) {
     // The metrics object, then the executor's additions in one more object on the next line
     // would break JSON parsers; so splice them in before the final brace.
@@ -228,7 +376,7 @@ int cmd_exec(const Args& args) {
     std::cout << js;
     std::cout.flush();
   } else {
-    print_table(r, m, vm.count("quiet") > 0);
+    print_table(s, r, m, vm.count("quiet") > 0);
     std::printf(
         "roofline          step floor %.1f µs (rank %d) = %.1f %% of the measured TPOT; "
         "copy bandwidth %s GB/s\n",

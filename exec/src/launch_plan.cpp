@@ -8,9 +8,7 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "masep/kernels/attention.hpp"
-#include "masep/plan/placement.hpp"
-#include "masep/plan/routing.hpp"
+#include "masep/kernels/attention_config.hpp"
 
 namespace masep::exec {
 
@@ -19,23 +17,56 @@ namespace {
 using plan::Op;
 using plan::OpId;
 using plan::OpKind;
+using plan::OpRole;
 
 constexpr int64_t kBf16 = 2;
 
-// Shape context of one (step, layer, micro-batch) on this rank, read from the ops that carry
-// explicit shapes.
-struct Ctx {
-  int64_t tokens = 0;  // T: qkv GEMM m (attention tokens of the group)
-  int64_t slice = 0;   // u: router GEMM m (this rank's token slice)
-  const Op* attn = nullptr;
-  int64_t expert_rows = 0;  // sum of expert_up group_m
-};
 using Key = std::tuple<int32_t, int32_t, int32_t>;  // step, layer, mb
 Key key_of(const Op& o) { return {o.step, o.layer, o.micro_batch}; }
 
-// i-th of k near-equal parts of n and where it begins (the compiler's split).
-int64_t part(int64_t n, int64_t k, int64_t i) { return n * (i + 1) / k - n * i / k; }
-int64_t part_begin(int64_t n, int64_t k, int64_t i) { return n * i / k; }
+// The kind each role is compiled as (a role on another kind is a broken Program).
+OpKind kind_of(OpRole r) {
+  switch (r) {
+    case OpRole::kNorm:
+    case OpRole::kRope:
+    case OpRole::kAddNorm:
+    case OpRole::kAct:
+      return OpKind::kElementwise;
+    case OpRole::kQkv:
+    case OpRole::kOutProj:
+    case OpRole::kRouterGemm:
+      return OpKind::kGemm;
+    case OpRole::kAttention:
+      return OpKind::kAttention;
+    case OpRole::kAttnReduce:
+      return OpKind::kAllReduce;
+    case OpRole::kGather:
+      return OpKind::kAllGather;
+    case OpRole::kScatter:
+      return OpKind::kReduceScatter;
+    case OpRole::kRouter:
+      return OpKind::kRouter;
+    case OpRole::kPermute:
+    case OpRole::kMoePermute:
+      return OpKind::kPermute;
+    case OpRole::kDispatch:
+    case OpRole::kReturn:
+      return OpKind::kExchange;
+    case OpRole::kExpertUp:
+    case OpRole::kExpertDown:
+      return OpKind::kGroupedGemm;
+    case OpRole::kMoeUnpermute:
+    case OpRole::kCombine:
+      return OpKind::kCombine;
+    case OpRole::kOther:
+      break;
+  }
+  return OpKind::kGemm;
+}
+
+// Name of a weight tensor (part of its seeded identity, so that every rank and the one-GPU
+// reference holding the same tensor fill it alike).
+const char* weight_name(OpRole r) { return r == OpRole::kNorm ? "rmsnorm" : plan::to_string(r); }
 
 uint64_t mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -63,12 +94,13 @@ struct MbRoute {
 
 class Builder {
  public:
-  Builder(const plan::Scenario& s, const plan::Program& p, int rank, const PlanOptions& opt)
-      : s_(s), p_(p), rank_(rank), opt_(opt), m_(s.model) {
+  Builder(const plan::Program& p, int rank, const PlanOptions& opt)
+      : p_(p), rank_(rank), opt_(opt), m_(p.model) {
     if (rank < 0 || rank >= p.rank_count()) {
       throw std::invalid_argument(
           fmt::format("rank {} is not in the Program ({} ranks)", rank, p.rank_count()));
     }
+    check_roles();
     rp_.rank = rank;
     rp_.micro_batches = std::max(1, p.micro_batches);
     for (auto& v : rp_.buffer_bytes) v.assign(static_cast<size_t>(rp_.micro_batches), 0);
@@ -77,8 +109,7 @@ class Builder {
   }
 
   RankPlan run() {
-    scan_context();
-    find_kv_shard();
+    scan_attention();
     std::array<std::vector<Launch>, plan::kStreamCount> per_stream;
     for (int st = 0; st < plan::kStreamCount; ++st) {
       const auto& ids = p_.stream_ops[static_cast<size_t>(rank_)][static_cast<size_t>(st)];
@@ -89,7 +120,7 @@ class Builder {
           size_t j = i + 1;
           while (j < ids.size()) {
             const Op& q = p_.ops[static_cast<size_t>(ids[j])];
-            if ((q.kind != OpKind::kSend && q.kind != OpKind::kRecv) || q.name != o.name ||
+            if ((q.kind != OpKind::kSend && q.kind != OpKind::kRecv) || q.role != o.role ||
                 key_of(q) != key_of(o)) {
               break;
             }
@@ -112,10 +143,11 @@ class Builder {
         if (rp_.buffer_bytes[static_cast<size_t>(Buf::kHidden)][static_cast<size_t>(mb)] == 0) {
           continue;
         }
-        rp_.hidden_first_seq[static_cast<size_t>(mb)] = chunk_begin(replica_, mb);
+        const plan::RankBatch& b = batch_of(rank_, mb);
+        rp_.hidden_first_seq[static_cast<size_t>(mb)] = b.first_sequence;
         if (t_ == 1) {
-          rp_.outputs.push_back(OutputRows{BufRef{Buf::kHidden, mb, 0}, chunk_begin(replica_, mb),
-                                           chunk_size(replica_, mb)});
+          rp_.outputs.push_back(
+              OutputRows{BufRef{Buf::kHidden, mb, 0}, b.first_sequence, b.sequences});
         }
       }
     }
@@ -149,8 +181,7 @@ class Builder {
     for (int mb = 0; mb < rp_.micro_batches; ++mb) {
       int64_t all_rows = 0, remote_rows = 0;
       for (int a = 0; a < att_; ++a) {
-        const int rep = a / t_, i = a % t_;
-        const int64_t u = part(chunk_size(rep, mb), t_, i);
+        const int64_t u = batch_of(a, mb).slice_tokens;
         all_rows += u * k;
         if (!(moe && is_local(a, g))) remote_rows += u * k;
       }
@@ -169,30 +200,68 @@ class Builder {
     }
   }
 
-  // Ranks, replicas, sequence chunks, expert placement and whether the Program carries
-  // per-token routing (see "Data flow" in launch_plan.hpp).
-  void setup_layout() {
-    const int n = p_.rank_count();
-    ma_ = s_.plan.kind == plan::PlanKind::kMaSeparation;
-    att_ = 0;
-    for (const auto& ri : p_.ranks) att_ += ri.role == plan::Role::kMoe ? 0 : 1;
-    moe_base_ = ma_ ? att_ : 0;
-    moe_n_ = n - moe_base_;
-    t_ = ma_ ? s_.plan.attention.head_parallel * s_.plan.attention.sequence_parallel
-             : s_.plan.colocated.tensor_parallel;
-    t_ = std::max(1, t_);
-    replicas_ = std::max(1, att_ / t_);
-    batch_ = s_.workload.batch;
-    if (rank_ < att_) {
-      replica_ = rank_ / t_;
-      gi_ = rank_ % t_;
+  // Every op's role is one this lowering knows, on the kind the compiler emits it as.
+  void check_roles() const {
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
+      const Op& o = p_.ops[static_cast<size_t>(id)];
+      if (o.role != OpRole::kOther && kind_of(o.role) != o.kind) {
+        throw std::invalid_argument(fmt::format("op {} ({}): role {} on an op of kind {}", o.id,
+                                                o.name, plan::to_string(o.role),
+                                                plan::to_string(o.kind)));
+      }
     }
-    try {
-      eg_ = plan::expert_gpus(s_);
-      ge_ = plan::gpu_experts(eg_, moe_n_);
-    } catch (const std::exception&) {
-      eg_.clear();  // a Program not compiled from this scenario's placement: no real data flow
-      ge_.assign(static_cast<size_t>(std::max(0, moe_n_)), {});
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kComm]) {
+      const Op& o = p_.ops[static_cast<size_t>(id)];
+      if (o.role != OpRole::kOther && kind_of(o.role) != o.kind &&
+          !((o.role == OpRole::kDispatch || o.role == OpRole::kReturn) &&
+            (o.kind == OpKind::kSend || o.kind == OpKind::kRecv))) {
+        throw std::invalid_argument(fmt::format("op {} ({}): role {} on an op of kind {}", o.id,
+                                                o.name, plan::to_string(o.role),
+                                                plan::to_string(o.kind)));
+      }
+    }
+  }
+
+  // This rank's place in the plan, expert placement and whether the Program carries
+  // per-token routing (see "Data flow" in launch_plan.hpp), all read from the Program.
+  void setup_layout() {
+    const plan::ProgramLayout& lay = p_.layout;
+    const int n = p_.rank_count();
+    ma_ = lay.separated;
+    att_ = lay.attention_ranks;
+    moe_base_ = lay.moe_base;
+    moe_n_ = lay.moe_ranks;
+    t_ = std::max(1, lay.group_size);
+    if (att_ < 0 || att_ > n || moe_n_ < 0 || moe_base_ < 0 || moe_base_ + moe_n_ > n) {
+      throw std::invalid_argument(
+          fmt::format("layout: {} attention ranks and MoE ranks {}..{} do not fit {} ranks", att_,
+                      moe_base_, moe_base_ + moe_n_ - 1, n));
+    }
+    for (int a = 0; a < att_; ++a) {
+      if (static_cast<int>(p_.ranks[a].batches.size()) != rp_.micro_batches) {
+        throw std::invalid_argument(fmt::format("rank {}: {} batches for {} micro-batches", a,
+                                                p_.ranks[a].batches.size(), rp_.micro_batches));
+      }
+    }
+    // Experts held by each MoE-local GPU (RankInfo::experts, ascending: the local slot order)
+    // and the holders of each expert (ProgramLayout::expert_holders), checked against each
+    // other: a Program whose two views disagree has no real data flow.
+    ge_.assign(static_cast<size_t>(moe_n_), {});
+    for (int g = 0; g < moe_n_; ++g) {
+      const auto& held = p_.ranks[static_cast<size_t>(moe_base_ + g)].experts;
+      ge_[g].assign(held.begin(), held.end());
+    }
+    bool placement_ok = static_cast<int>(lay.expert_holders.size()) == m_.experts;
+    for (size_t e = 0; placement_ok && e < lay.expert_holders.size(); ++e) {
+      placement_ok = !lay.expert_holders[e].empty();
+      for (int g : lay.expert_holders[e]) {
+        placement_ok = placement_ok && g >= 0 && g < moe_n_ &&
+                       std::binary_search(ge_[g].begin(), ge_[g].end(), static_cast<int>(e));
+      }
+    }
+    if (placement_ok) {
+      eg_.reserve(lay.expert_holders.size());
+      for (const auto& h : lay.expert_holders) eg_.emplace_back(h.begin(), h.end());
     }
     slot_base_.assign(static_cast<size_t>(moe_n_) + 1, 0);
     for (int g = 0; g < moe_n_; ++g) {
@@ -234,7 +303,7 @@ class Builder {
       rp_.verify_blocker = m_.shared_experts > 0
                                ? "the model has shared experts (not in the executor's data flow)"
                                : "the Program carries no per-token routing";
-    } else if (t_ != 1 || (ma_ && s_.plan.attention.sequence_parallel != 1)) {
+    } else if (t_ != 1) {
       rp_.verify_blocker =
           "the attention group has more than one GPU (head or sequence parallelism): weight "
           "sharding is not seeded consistently with the single-GPU reference";
@@ -242,20 +311,12 @@ class Builder {
       rp_.verify_blocker = "the model's dtype is not bf16";
     }
     rp_.hidden_first_seq.assign(static_cast<size_t>(rp_.micro_batches), -1);
-    try {
-      ctx_lens_ = plan::sample_context_lengths(s_.workload);
-    } catch (const std::exception&) {
-      ctx_lens_.clear();
-    }
+    kv_append_ = p_.ranks[static_cast<size_t>(rank_)].kv_append;
   }
 
-  int64_t chunk_begin(int r, int mb) const {
-    return part_begin(batch_, static_cast<int64_t>(replicas_) * rp_.micro_batches,
-                      static_cast<int64_t>(mb) * replicas_ + r);
-  }
-  int64_t chunk_size(int r, int mb) const {
-    return part(batch_, static_cast<int64_t>(replicas_) * rp_.micro_batches,
-                static_cast<int64_t>(mb) * replicas_ + r);
+  // The sequences of attention rank `a` in micro-batch `mb` (the compiler's partition).
+  const plan::RankBatch& batch_of(int a, int mb) const {
+    return p_.ranks[static_cast<size_t>(a)].batches[static_cast<size_t>(mb)];
   }
 
   // The routing of (step, layer, mb) resolved to ranks and rows; throws when the Program's
@@ -283,9 +344,7 @@ class Builder {
       for (int a = 0; a < att_; ++a) r.cnt[g][a].assign(ge_[g].size(), 0);
     }
     for (int a = 0; a < att_; ++a) {
-      const int rep = a / t_, i = a % t_;
-      const int64_t T = chunk_size(rep, mb);
-      const int64_t b = chunk_begin(rep, mb) + part_begin(T, t_, i), u = part(T, t_, i);
+      const int64_t b = batch_of(a, mb).slice_first, u = batch_of(a, mb).slice_tokens;
       r.slice_begin[a] = b;
       r.slice_tokens[a] = u;
       for (int64_t q = b; q < b + u; ++q) {
@@ -335,7 +394,7 @@ class Builder {
   // at g's receive position of a; return receive at a from g at a's segment for g.
   int64_t real_offset(const Op& o, bool send, int peer, int64_t bytes) {
     const MbRoute& r = route(key_of(o));
-    const bool ret = o.name == "return";
+    const bool ret = o.role == OpRole::kReturn;
     const int a = ret ? (send ? peer : rank_) : (send ? rank_ : peer);
     const int g = moe_index(ret ? (send ? rank_ : peer) : (send ? peer : rank_));
     if (a < 0 || a >= att_ || g < 0 || g >= moe_n_) {
@@ -387,32 +446,12 @@ class Builder {
     return off;
   }
 
-  void scan_context() {
-    for (const auto& stream : p_.stream_ops[static_cast<size_t>(rank_)]) {
-      for (OpId id : stream) {
-        const Op& o = p_.ops[static_cast<size_t>(id)];
-        Ctx& c = ctx_[key_of(o)];
-        if (o.kind == OpKind::kGemm && o.name == "qkv") c.tokens = o.m;
-        if (o.kind == OpKind::kGemm && o.name == "router_gemm") c.slice = o.m;
-        if (o.kind == OpKind::kAttention) c.attn = &o;
-        if (o.kind == OpKind::kGroupedGemm && o.name == "expert_up") {
-          c.expert_rows = 0;
-          for (int32_t g : o.group_m) c.expert_rows += g;
-        }
-      }
-    }
-  }
-
-  // A rank that is not the first member of a sequence-parallel group ("attn.rX.hY") holds a
-  // KV shard that does not receive the new token (the compiler counts the append on shard 0).
-  void find_kv_shard() {
-    for (const auto& g : p_.groups) {
-      if (std::count(g.name.begin(), g.name.end(), '.') != 2 || g.name.rfind("attn.", 0) != 0) {
-        continue;
-      }
-      for (size_t i = 1; i < g.ranks.size(); ++i) {
-        if (g.ranks[i] == rank_) kv_append_ = false;
-      }
+  // The attention op of each (step, layer, micro-batch) on this rank: its rope launch takes
+  // the attention's KV lengths as positions.
+  void scan_attention() {
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
+      const Op& o = p_.ops[static_cast<size_t>(id)];
+      if (o.role == OpRole::kAttention) attn_of_[key_of(o)] = &o;
     }
   }
 
@@ -475,26 +514,42 @@ class Builder {
     return l;
   }
 
+  // Throws: the op's shape fields do not hold what its role needs.
+  [[noreturn]] void bad_shape(const Op& o, const char* what) const {
+    throw std::invalid_argument(
+        fmt::format("op {} ({}, role {}): {}", o.id, o.name, plan::to_string(o.role), what));
+  }
+
   Launch map_op(const Op& o) {
     const int mb = o.micro_batch;
-    const Ctx& c = ctx_[key_of(o)];
     const int64_t dt = kBf16;
-    switch (o.kind) {
-      case OpKind::kGemm: {
+    const int64_t shared = m_.shared_experts > 0 ? 1 : 0;
+    if (o.role != OpRole::kOther && rank_ >= att_ &&
+        (o.role == OpRole::kNorm || o.role == OpRole::kQkv || o.role == OpRole::kRope ||
+         o.role == OpRole::kAttention || o.role == OpRole::kOutProj || o.role == OpRole::kAddNorm ||
+         o.role == OpRole::kRouterGemm || o.role == OpRole::kRouter || o.role == OpRole::kPermute ||
+         o.role == OpRole::kCombine)) {
+      bad_shape(o, "an attention-side op on a rank that is not an attention rank");
+    }
+    switch (o.role) {
+      case OpRole::kQkv:
+      case OpRole::kOutProj:
+      case OpRole::kRouterGemm: {
         Launch l = base(o, LaunchKind::kGemm);
         l.m = o.m;
         l.n = o.n;
         l.k = o.k;
-        Buf a = Buf::kScratchA, cb = Buf::kScratchB;
-        if (o.name == "qkv") a = Buf::kNormed, cb = Buf::kQkv;
-        if (o.name == "out_proj") a = Buf::kAttnOut, cb = t_ == 1 ? Buf::kAttnSlice : Buf::kProj;
-        if (o.name == "router_gemm") a = Buf::kSliceNormed, cb = Buf::kLogits;
+        Buf a = Buf::kNormed, cb = Buf::kQkv;
+        if (o.role == OpRole::kOutProj)
+          a = Buf::kAttnOut, cb = t_ == 1 ? Buf::kAttnSlice : Buf::kProj;
+        if (o.role == OpRole::kRouterGemm) a = Buf::kSliceNormed, cb = Buf::kLogits;
         l.in = ref(a, mb, o.m * o.k * dt);
         l.out = ref(cb, mb, o.m * o.n * dt);
-        l.weight_offsets = {weight(o, o.name, 0, o.n * o.k * dt)};
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, o.n * o.k * dt)};
         return l;
       }
-      case OpKind::kGroupedGemm: {
+      case OpRole::kExpertUp:
+      case OpRole::kExpertDown: {
         Launch l = base(o, LaunchKind::kGroupedGemm);
         l.n = o.n;
         l.k = o.k;
@@ -503,194 +558,193 @@ class Builder {
         for (int32_t g : o.group_m) rows += g;
         l.m = rows;
         Buf a = Buf::kExpertIn, cb = Buf::kExpertMid;
-        if (o.name == "expert_down") a = Buf::kExpertAct, cb = Buf::kExpertOut;
+        if (o.role == OpRole::kExpertDown) a = Buf::kExpertAct, cb = Buf::kExpertOut;
         l.in = ref(a, mb, rows * o.k * dt);
         l.out = ref(cb, mb, rows * o.n * dt);
         for (size_t e = 0; e < o.group_m.size(); ++e) {
-          l.weight_offsets.push_back(weight(o, o.name, static_cast<int>(e), o.n * o.k * dt));
+          l.weight_offsets.push_back(
+              weight(o, weight_name(o.role), static_cast<int>(e), o.n * o.k * dt));
         }
         return l;
       }
-      case OpKind::kElementwise: {
-        if (o.name == "rmsnorm" && c.tokens > 0 &&
-            o.hbm_bytes == 2 * c.tokens * h_ * dt + h_ * dt) {
-          Launch l = base(o, LaunchKind::kRmsNorm);
-          l.tokens = c.tokens;
-          l.cols = h_;
-          l.in = ref(Buf::kHidden, mb, c.tokens * h_ * dt);
-          l.out = ref(Buf::kNormed, mb, c.tokens * h_ * dt);
-          l.weight_offsets = {weight(o, "rmsnorm", 0, h_ * dt)};
-          return l;
-        }
-        if (o.name == "add_norm" && c.slice > 0 && o.hbm_bytes == 4 * c.slice * h_ * dt + h_ * dt) {
-          Launch l = base(o, LaunchKind::kAddRmsNorm);
-          l.tokens = c.slice;
-          l.cols = h_;
-          l.in = ref(Buf::kAttnSlice, mb, c.slice * h_ * dt);                     // x
-          l.aux = ref(Buf::kHidden, mb, c.slice * h_ * dt, slice_offset(c, mb));  // residual
-          l.out = ref(Buf::kSliceNormed, mb, c.slice * h_ * dt);
-          l.weight_offsets = {weight(o, "add_norm", 0, h_ * dt)};
-          return l;
-        }
-        if (o.name == "rope" && c.tokens > 0 && c.attn != nullptr) {
-          const Op& a = *c.attn;
-          if (o.hbm_bytes == 2 * c.tokens * (a.heads + a.kv_heads) * a.head_dim * dt) {
-            Launch l = base(o, LaunchKind::kRope);
-            l.tokens = c.tokens;
-            l.heads = a.heads;
-            l.kv_heads = a.kv_heads;
-            l.head_dim = a.head_dim;
-            l.cols = static_cast<int64_t>(a.heads + 2 * a.kv_heads) * a.head_dim;
-            l.in = ref(Buf::kQkv, mb, c.tokens * l.cols * dt);
-            // positions: the attention op's KV lengths (filled when the attention is mapped)
-            rope_waiting_[a.id].push_back(rope_count_++);
-            return l;  // kv_lens_offset is set by finish_rope()
-          }
-        }
-        if (o.name == "act" && c.expert_rows > 0) {
-          const int64_t rows = c.expert_rows, ffn = m_.expert_ffn;
-          const int64_t in_cols = m_.expert_in_columns();
-          if (o.hbm_bytes == rows * (in_cols + ffn) * dt) {
-            const bool swiglu = m_.activation == models::Activation::kSwiGLU;
-            Launch l = base(o, swiglu ? LaunchKind::kSwiGlu : LaunchKind::kGelu);
-            l.tokens = rows;
-            l.cols = ffn;
-            l.in = ref(Buf::kExpertMid, mb, rows * in_cols * dt);
-            l.out = ref(Buf::kExpertAct, mb, rows * ffn * dt);
-            return l;
-          }
-        }
-        return copy(o);
+      case OpRole::kNorm: {
+        if (o.m <= 0 || o.n != h_) bad_shape(o, "rmsnorm needs m = tokens > 0, n = hidden");
+        Launch l = base(o, LaunchKind::kRmsNorm);
+        l.tokens = o.m;
+        l.cols = h_;
+        l.in = ref(Buf::kHidden, mb, o.m * h_ * dt);
+        l.out = ref(Buf::kNormed, mb, o.m * h_ * dt);
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, h_ * dt)};
+        return l;
       }
-      case OpKind::kAttention:
+      case OpRole::kAddNorm: {
+        if (o.m <= 0 || o.n != h_) bad_shape(o, "add_norm needs m = tokens > 0, n = hidden");
+        Launch l = base(o, LaunchKind::kAddRmsNorm);
+        l.tokens = o.m;
+        l.cols = h_;
+        l.in = ref(Buf::kAttnSlice, mb, o.m * h_ * dt);  // x
+        l.aux = ref(Buf::kHidden, mb, o.m * h_ * dt,
+                    batch_of(rank_, mb).slice_offset * h_ * dt);  // residual
+        l.out = ref(Buf::kSliceNormed, mb, o.m * h_ * dt);
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, h_ * dt)};
+        return l;
+      }
+      case OpRole::kRope: {
+        const auto it = attn_of_.find(key_of(o));
+        if (it == attn_of_.end())
+          bad_shape(o, "no attention op in its step, layer and micro-batch");
+        if (o.m <= 0 || o.heads <= 0 || o.kv_heads <= 0 || o.head_dim <= 0) {
+          bad_shape(o, "rope needs m = tokens and the local head counts");
+        }
+        Launch l = base(o, LaunchKind::kRope);
+        l.tokens = o.m;
+        l.heads = o.heads;
+        l.kv_heads = o.kv_heads;
+        l.head_dim = o.head_dim;
+        l.cols = static_cast<int64_t>(o.heads + 2 * o.kv_heads) * o.head_dim;
+        l.in = ref(Buf::kQkv, mb, o.m * l.cols * dt);
+        // positions: the attention op's KV lengths (filled when the attention is mapped)
+        rope_waiting_[it->second->id].push_back(rope_count_++);
+        return l;  // kv_lens_offset is set by finish_rope()
+      }
+      case OpRole::kAct: {
+        if (o.m <= 0 || o.n != m_.expert_ffn) bad_shape(o, "act needs m = rows, n = expert_ffn");
+        const int64_t rows = o.m, ffn = m_.expert_ffn;
+        const int64_t in_cols = m_.expert_in_columns();
+        const bool swiglu = m_.activation == models::Activation::kSwiGLU;
+        Launch l = base(o, swiglu ? LaunchKind::kSwiGlu : LaunchKind::kGelu);
+        l.tokens = rows;
+        l.cols = ffn;
+        l.in = ref(Buf::kExpertMid, mb, rows * in_cols * dt);
+        l.out = ref(Buf::kExpertAct, mb, rows * ffn * dt);
+        return l;
+      }
+      case OpRole::kAttention:
         return attention(o);
-      case OpKind::kRouter: {
-        const int64_t u = c.slice;
-        if (u > 0 && o.hbm_bytes == u * m_.experts * dt + u * m_.top_k * 8) {
-          Launch l = base(o, LaunchKind::kRouter);
-          l.tokens = u;
-          l.experts = m_.experts;
-          l.top_k = m_.top_k;
-          l.in = ref(Buf::kLogits, mb, u * m_.experts * dt);
-          l.out = ref(Buf::kTopkIds, mb, u * m_.top_k * 4);
-          l.aux = ref(Buf::kTopkWeights, mb, u * m_.top_k * 4);
-          l.in2 = ref(Buf::kExpertCounts, mb, std::max(m_.experts, slots_) * 4);
-          if (real_ && opt_.real_gating) {
-            if (rank_ >= att_) {
-              throw std::invalid_argument(
-                  fmt::format("op {} (router) on rank {}, not an attention rank", o.id, rank_));
-            }
-            l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
-            l.slots = slots_;
-            l.real_gating = true;
-            const auto& table = rp_.expert_slot[static_cast<size_t>(rank_)];
-            rp_.int_pool.insert(rp_.int_pool.end(), table.begin(), table.end());
-          } else if (real_) {
-            const MbRoute& r = route(key_of(o));
-            if (rank_ >= att_ || r.slice_tokens[rank_] != u) {
-              throw std::invalid_argument(
-                  fmt::format("op {} (router): {} tokens, the routing gives this rank {}", o.id, u,
-                              rank_ < att_ ? r.slice_tokens[rank_] : -1));
-            }
-            l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
-            l.slots = slots_;
-            auto& pool = rp_.int_pool;
-            pool.insert(pool.end(), r.orig[rank_].begin(), r.orig[rank_].end());
-            pool.insert(pool.end(), r.slot[rank_].begin(), r.slot[rank_].end());
-            pool.insert(pool.end(), r.slot_counts[rank_].begin(), r.slot_counts[rank_].end());
-          }
-          return l;
-        }
-        return copy(o);
-      }
-      case OpKind::kPermute: {
-        const int64_t u = c.slice;
-        const int64_t shared = m_.shared_experts > 0 ? 1 : 0;
-        if (o.name == "permute" && u > 0 &&
-            o.hbm_bytes == u * h_ * dt + u * (m_.top_k + shared) * h_ * dt) {
-          Launch l = base(o, LaunchKind::kPermute);
-          l.tokens = u;
-          l.cols = h_;
-          l.experts = real_ ? slots_ : m_.experts;
-          l.top_k = m_.top_k;
-          const int64_t rows = u * m_.top_k;
-          l.in = ref(Buf::kSliceNormed, mb, u * h_ * dt);
-          l.out = ref(Buf::kSend, mb, rows * h_ * dt);
-          // router outputs and permute bookkeeping
-          need(Buf::kTopkIds, mb, rows * 4);
-          need(Buf::kExpertCounts, mb, l.experts * 4);
-          need(Buf::kPermutedRow, mb, rows * 4);
-          need(Buf::kSourceToken, mb, rows * 4);
-          need(Buf::kExpertOffsets, mb, (l.experts + 1) * 4);
-          return l;
-        }
-        if (o.name == "moe_permute" && real_) {
-          const int64_t rows = c.expert_rows;
-          Launch l = base(o, LaunchKind::kGatherRows);
-          l.tokens = rows;
-          l.cols = h_;
-          l.map_offset = row_map(o, rows);
+      case OpRole::kRouter: {
+        const int64_t u = o.m;
+        if (u <= 0 || o.n != m_.experts) bad_shape(o, "router needs m = tokens, n = experts");
+        Launch l = base(o, LaunchKind::kRouter);
+        l.tokens = u;
+        l.experts = m_.experts;
+        l.top_k = m_.top_k;
+        l.in = ref(Buf::kLogits, mb, u * m_.experts * dt);
+        l.out = ref(Buf::kTopkIds, mb, u * m_.top_k * 4);
+        l.aux = ref(Buf::kTopkWeights, mb, u * m_.top_k * 4);
+        l.in2 = ref(Buf::kExpertCounts, mb, std::max(m_.experts, slots_) * 4);
+        if (real_ && opt_.real_gating) {
+          l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
+          l.slots = slots_;
+          l.real_gating = true;
+          const auto& table = rp_.expert_slot[static_cast<size_t>(rank_)];
+          rp_.int_pool.insert(rp_.int_pool.end(), table.begin(), table.end());
+        } else if (real_) {
           const MbRoute& r = route(key_of(o));
-          const int g = moe_index(rank_);
-          int64_t recv_rows = 0, local_rows = 0;
-          for (int a = 0; a < att_; ++a) {
-            (is_local(a, g) ? local_rows : recv_rows) += r.seg_rows[a][g];
+          if (r.slice_tokens[rank_] != u) {
+            throw std::invalid_argument(
+                fmt::format("op {} (router): {} tokens, the routing gives this rank {}", o.id, u,
+                            r.slice_tokens[rank_]));
           }
-          if (is_local(rank_, g)) local_rows = r.seg_begin[rank_][g] + r.seg_rows[rank_][g];
-          l.in = ref(Buf::kRecv, mb, recv_rows * h_ * dt);
-          l.in2 = ref(Buf::kSend, mb, local_rows * h_ * dt);
-          l.out = ref(Buf::kExpertIn, mb, rows * h_ * dt);
-          return l;
+          l.route_offset = static_cast<int64_t>(rp_.int_pool.size());
+          l.slots = slots_;
+          auto& pool = rp_.int_pool;
+          pool.insert(pool.end(), r.orig[rank_].begin(), r.orig[rank_].end());
+          pool.insert(pool.end(), r.slot[rank_].begin(), r.slot[rank_].end());
+          pool.insert(pool.end(), r.slot_counts[rank_].begin(), r.slot_counts[rank_].end());
         }
-        if (o.name == "moe_permute" && o.hbm_bytes % (2 * h_ * dt) == 0) {
-          return copy_between(o, Buf::kRecv, Buf::kExpertIn, o.hbm_bytes / 2);
-        }
-        return copy(o);
+        return l;
       }
-      case OpKind::kCombine: {
-        const int64_t u = c.slice;
-        const int64_t shared = m_.shared_experts > 0 ? 1 : 0;
-        if (o.name == "combine" && u > 0 &&
-            o.hbm_bytes == (u * (m_.top_k + shared) + 2 * u) * h_ * dt) {
-          Launch l = base(o, LaunchKind::kCombine);
-          l.tokens = u;
-          l.cols = h_;
-          l.top_k = m_.top_k;
-          l.in = ref(Buf::kRetRecv, mb, u * m_.top_k * h_ * dt);
-          l.aux = ref(Buf::kHidden, mb, u * h_ * dt, slice_offset(c, mb));  // residual
-          // One-GPU attention group: no all-gather, the next layer reads kHidden (in place).
-          l.out = t_ == 1 ? l.aux : ref(Buf::kLayerOut, mb, u * h_ * dt);
-          need(Buf::kPermutedRow, mb, u * m_.top_k * 4);
-          need(Buf::kTopkWeights, mb, u * m_.top_k * 4);
-          return l;
-        }
-        if (o.name == "moe_unpermute" && real_) {
-          const int64_t rows = c.expert_rows;
-          Launch l = base(o, LaunchKind::kScatterRows);
-          l.tokens = rows;
-          l.cols = h_;
-          l.map_offset = row_map(o, rows);
-          const MbRoute& r = route(key_of(o));
-          const int g = moe_index(rank_);
-          int64_t recv_rows = 0;
-          for (int a = 0; a < att_; ++a) recv_rows += is_local(a, g) ? 0 : r.seg_rows[a][g];
-          const int64_t local_rows =
-              is_local(rank_, g) ? r.seg_begin[rank_][g] + r.seg_rows[rank_][g] : 0;
-          l.in = ref(Buf::kExpertOut, mb, rows * h_ * dt);
-          l.out = ref(Buf::kRetSend, mb, recv_rows * h_ * dt);
-          l.aux = ref(Buf::kRetRecv, mb, local_rows * h_ * dt);
-          return l;
-        }
-        if (o.name == "moe_unpermute" && c.expert_rows > 0) {
-          const int64_t rows_bytes = o.hbm_bytes - c.expert_rows * h_ * dt;
-          if (rows_bytes > 0) {
-            need(Buf::kExpertOut, mb, c.expert_rows * h_ * dt);
-            return copy_between(o, Buf::kExpertOut, Buf::kRetSend,
-                                std::min(rows_bytes, c.expert_rows * h_ * dt));
-          }
-        }
-        return copy(o);
+      case OpRole::kPermute: {
+        const int64_t u = o.m;
+        if (u <= 0 || o.n != h_) bad_shape(o, "permute needs m = tokens, n = hidden");
+        Launch l = base(o, LaunchKind::kPermute);
+        l.tokens = u;
+        l.cols = h_;
+        l.experts = real_ ? slots_ : m_.experts;
+        l.top_k = m_.top_k;
+        const int64_t rows = u * m_.top_k;
+        l.in = ref(Buf::kSliceNormed, mb, u * h_ * dt);
+        l.out = ref(Buf::kSend, mb, rows * h_ * dt);
+        // router outputs and permute bookkeeping
+        need(Buf::kTopkIds, mb, rows * 4);
+        need(Buf::kExpertCounts, mb, l.experts * 4);
+        need(Buf::kPermutedRow, mb, rows * 4);
+        need(Buf::kSourceToken, mb, rows * 4);
+        need(Buf::kExpertOffsets, mb, (l.experts + 1) * 4);
+        return l;
       }
+      case OpRole::kMoePermute: {
+        const int64_t rows = o.m;
+        if (rows <= 0 || o.n != h_) bad_shape(o, "moe_permute needs m = expert rows, n = hidden");
+        if (!real_) return copy_between(o, Buf::kRecv, Buf::kExpertIn, o.k * h_ * dt);
+        Launch l = base(o, LaunchKind::kGatherRows);
+        l.tokens = rows;
+        l.cols = h_;
+        l.map_offset = row_map(o, rows);
+        const MbRoute& r = route(key_of(o));
+        const int g = moe_index(rank_);
+        int64_t recv_rows = 0, local_rows = 0;
+        for (int a = 0; a < att_; ++a) {
+          (is_local(a, g) ? local_rows : recv_rows) += r.seg_rows[a][g];
+        }
+        if (is_local(rank_, g)) local_rows = r.seg_begin[rank_][g] + r.seg_rows[rank_][g];
+        l.in = ref(Buf::kRecv, mb, recv_rows * h_ * dt);
+        l.in2 = ref(Buf::kSend, mb, local_rows * h_ * dt);
+        l.out = ref(Buf::kExpertIn, mb, rows * h_ * dt);
+        return l;
+      }
+      case OpRole::kCombine: {
+        const int64_t u = o.m;
+        if (u <= 0 || o.n != h_) bad_shape(o, "combine needs m = tokens, n = hidden");
+        (void)shared;
+        Launch l = base(o, LaunchKind::kCombine);
+        l.tokens = u;
+        l.cols = h_;
+        l.top_k = m_.top_k;
+        l.in = ref(Buf::kRetRecv, mb, u * m_.top_k * h_ * dt);
+        l.aux = ref(Buf::kHidden, mb, u * h_ * dt,
+                    batch_of(rank_, mb).slice_offset * h_ * dt);  // residual
+        // One-GPU attention group: no all-gather, the next layer reads kHidden (in place).
+        l.out = t_ == 1 ? l.aux : ref(Buf::kLayerOut, mb, u * h_ * dt);
+        need(Buf::kPermutedRow, mb, u * m_.top_k * 4);
+        need(Buf::kTopkWeights, mb, u * m_.top_k * 4);
+        return l;
+      }
+      case OpRole::kMoeUnpermute: {
+        const int64_t rows = o.m;
+        if (rows <= 0 || o.n != h_) bad_shape(o, "moe_unpermute needs m = expert rows, n = hidden");
+        if (!real_) {
+          need(Buf::kExpertOut, mb, rows * h_ * dt);
+          return copy_between(o, Buf::kExpertOut, Buf::kRetSend, std::min(o.k, rows) * h_ * dt);
+        }
+        Launch l = base(o, LaunchKind::kScatterRows);
+        l.tokens = rows;
+        l.cols = h_;
+        l.map_offset = row_map(o, rows);
+        const MbRoute& r = route(key_of(o));
+        const int g = moe_index(rank_);
+        int64_t recv_rows = 0;
+        for (int a = 0; a < att_; ++a) recv_rows += is_local(a, g) ? 0 : r.seg_rows[a][g];
+        const int64_t local_rows =
+            is_local(rank_, g) ? r.seg_begin[rank_][g] + r.seg_rows[rank_][g] : 0;
+        l.in = ref(Buf::kExpertOut, mb, rows * h_ * dt);
+        l.out = ref(Buf::kRetSend, mb, recv_rows * h_ * dt);
+        l.aux = ref(Buf::kRetRecv, mb, local_rows * h_ * dt);
+        return l;
+      }
+      case OpRole::kAttnReduce:
+      case OpRole::kGather:
+      case OpRole::kScatter:
+        return collective(o);
+      case OpRole::kDispatch:
+      case OpRole::kReturn:
+        return exchange(o);
+      case OpRole::kOther:
+        break;
+    }
+    // No role: a compute op is timed as a device copy of its bytes (counted as generic); a
+    // communication op runs as what its kind says.
+    switch (o.kind) {
       case OpKind::kAllReduce:
       case OpKind::kAllGather:
       case OpKind::kReduceScatter:
@@ -701,10 +755,11 @@ class Builder {
         return exchange(o);
       case OpKind::kSend:
       case OpKind::kRecv:
-        break;
+        throw std::invalid_argument(
+            fmt::format("op {} ({}): a send/recv outside a run of them", o.id, o.name));
+      default:
+        return copy(o);
     }
-    throw std::invalid_argument(
-        fmt::format("op {} ({}): kind {} cannot be mapped", o.id, o.name, plan::to_string(o.kind)));
   }
 
   Launch attention(const Op& o) {
@@ -718,12 +773,14 @@ class Builder {
     if (o.batch <= 0) throw std::invalid_argument(fmt::format("op {}: attention batch 0", o.id));
     // Per-sequence lengths (after the append): the workload's contexts + step + 1 when they
     // add up to the op's kv_tokens (sequence parallelism 1), else kv_tokens spread evenly.
-    const int64_t first_seq = rank_ < att_ ? chunk_begin(replica_, mb) : 0;
+    if (rank_ >= att_) bad_shape(o, "attention on a rank that is not an attention rank");
+    const int64_t first_seq = batch_of(rank_, mb).first_sequence;
+    const auto& ctx_lens = p_.layout.context_lengths;
     std::vector<int64_t> lens(static_cast<size_t>(o.batch));
     int64_t exact_sum = 0;
-    bool exact = static_cast<int64_t>(ctx_lens_.size()) >= first_seq + o.batch;
+    bool exact = static_cast<int64_t>(ctx_lens.size()) >= first_seq + o.batch;
     for (int b = 0; exact && b < o.batch; ++b) {
-      lens[b] = static_cast<int64_t>(ctx_lens_[static_cast<size_t>(first_seq + b)]) + o.step + 1;
+      lens[b] = static_cast<int64_t>(ctx_lens[static_cast<size_t>(first_seq + b)]) + o.step + 1;
       exact_sum += lens[b];
     }
     if (!exact || exact_sum != o.kv_tokens) {
@@ -777,7 +834,7 @@ class Builder {
     if (o.kind == OpKind::kAllReduce) {
       l.kind = LaunchKind::kAllReduce;
       l.count = elems;
-      const Buf b = o.name == "attn_reduce" ? Buf::kAttnOut : Buf::kScratchA;
+      const Buf b = o.role == OpRole::kAttnReduce ? Buf::kAttnOut : Buf::kScratchA;
       l.in = ref(b, mb, elems * kBf16);
       l.out = l.in;
     } else if (o.kind == OpKind::kAllGather) {
@@ -825,7 +882,7 @@ class Builder {
     for (OpId id : run) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
       const bool send = o.kind == OpKind::kSend;
-      const bool ret = o.name == "return";
+      const bool ret = o.role == OpRole::kReturn;
       const Buf b = send ? (ret ? Buf::kRetSend : Buf::kSend) : (ret ? Buf::kRetRecv : Buf::kRecv);
       int64_t& off = send ? soff : roff;
       const int64_t at = real_ ? real_offset(o, send, o.peer, o.comm_bytes) : off;
@@ -840,7 +897,7 @@ class Builder {
   Launch exchange(const Op& o) {
     const plan::Exchange& ex = p_.exchanges.at(static_cast<size_t>(o.exchange));
     Launch l = base(o, LaunchKind::kP2p);
-    const bool ret = o.name == "return";
+    const bool ret = o.role == OpRole::kReturn;
     int64_t soff = 0, roff = 0;
     for (const plan::Transfer& tr : ex.transfers) {
       const bool send = tr.src_op == o.id;
@@ -858,12 +915,6 @@ class Builder {
                                               o.id, o.name, o.exchange));
     }
     return l;
-  }
-
-  // Byte offset of this rank's token slice in kHidden (all tokens of the attention group).
-  int64_t slice_offset(const Ctx& c, int mb) const {
-    (void)mb;
-    return c.tokens > 0 ? part_begin(c.tokens, t_, gi_) * h_ * kBf16 : 0;
   }
 
   // Orders the two streams' launches into one host issue order in which every launch comes
@@ -982,25 +1033,22 @@ class Builder {
     int64_t bytes = 0, k_offset = 0, v_offset = 0, first_seq = 0;
   };
 
-  const plan::Scenario& s_;
   const plan::Program& p_;
   int rank_;
   PlanOptions opt_;
   const models::Model& m_;
   int64_t h_ = 0;
   bool ma_ = true, real_ = false;
-  int att_ = 0, moe_base_ = 0, moe_n_ = 0, t_ = 1, replicas_ = 1, replica_ = 0, gi_ = 0;
-  int64_t batch_ = 0;
+  int att_ = 0, moe_base_ = 0, moe_n_ = 0, t_ = 1;
   int32_t slots_ = 0;
   std::vector<std::vector<int>> eg_, ge_;
   std::vector<int32_t> slot_base_;
-  std::vector<int32_t> ctx_lens_;
   std::map<Key, const plan::RoutingSample*> routing_;
   std::map<Key, MbRoute> routes_;
   std::map<Key, int64_t> maps_;
   bool kv_append_ = true;
   RankPlan rp_;
-  std::map<Key, Ctx> ctx_;
+  std::map<Key, const Op*> attn_of_;  // the attention op of each (step, layer, mb)
   std::map<std::tuple<int, std::string, int>, std::pair<int64_t, int64_t>> weights_;
   std::map<std::pair<int, int>, KvRegion> kv_regions_;
   std::map<OpId, std::vector<int>> rope_waiting_;  // attention op → pending rope indices
@@ -1168,9 +1216,8 @@ PartRows route_part(const GatingLayout& lay, const RouteSizes& sz, int rank, boo
   return pr;
 }
 
-RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int rank,
-                         const PlanOptions& options) {
-  return Builder(s, p, rank, options).run();
+RankPlan build_rank_plan(const plan::Program& p, int rank, const PlanOptions& options) {
+  return Builder(p, rank, options).run();
 }
 
 std::vector<char> warmup_launches(const RankPlan& plan, int first_step, int pass) {

@@ -37,10 +37,10 @@ std::string describe_status(int status) {
 
 }  // namespace
 
-int launch_local(const ExecOptions& o, const std::vector<std::string>& child_argv) {
+int launch_local(int ranks, const std::vector<std::string>& child_argv,
+                 const std::vector<std::pair<std::string, std::string>>& child_env) {
   setenv("NCCL_NVLS_ENABLE", "0", 1);
-  const Compiled c = compile_for_exec(o);  // validates the scenario before any GPU work
-  const int n = c.program.rank_count();
+  const int n = ranks;
   int devices = 0;
   const cudaError_t err = cudaGetDeviceCount(&devices);
   if (err != cudaSuccess) devices = 0;
@@ -76,6 +76,7 @@ int launch_local(const ExecOptions& o, const std::vector<std::string>& child_arg
       setenv("MASEP_EXEC_WORLD", std::to_string(n).c_str(), 1);
       setenv("MASEP_EXEC_LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("MASEP_NCCL_ID", id_hex.c_str(), 1);
+      for (const auto& [key, value] : child_env) setenv(key.c_str(), value.c_str(), 1);
       setenv("NCCL_NVLS_ENABLE", "0", 1);
       execv("/proc/self/exe", argv.data());
       std::fprintf(stderr, "masep exec: rank %d: exec of /proc/self/exe failed: %s\n", r,

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "masep/exec/check.hpp"
 #include "masep/exec/executor.hpp"
@@ -55,13 +57,27 @@ void mpi_finalize() {
 
 }  // namespace detail
 
+std::string broadcast_text(const ProcessEnv& env, const std::string& text) {
+  detail::mpi_init_if_needed(env);
+  unsigned long long size = env.rank == 0 ? text.size() : 0;
+  MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  std::string out = env.rank == 0 ? text : std::string(size, '\0');
+  // MPI counts are int: send in chunks below 1 GiB.
+  constexpr unsigned long long kChunk = 1ull << 30;
+  for (unsigned long long at = 0; at < size; at += kChunk) {
+    const int n = static_cast<int>(std::min(kChunk, size - at));
+    MPI_Bcast(out.data() + at, n, MPI_CHAR, 0, MPI_COMM_WORLD);
+  }
+  return out;
+}
+
 #else
 
 bool built_with_mpi() { return false; }
 
 namespace detail {
 
-[[noreturn]] static void no_mpi(const ProcessEnv& env) {
+[[noreturn]] void no_mpi(const ProcessEnv& env) {
   throw std::runtime_error(fmt::format(
       "started by {} (rank {} of {}), but this masep was built without MPI, which it needs "
       "to share the NCCL id across processes. Rebuild with MPI development files installed "
@@ -80,6 +96,8 @@ void mpi_share_nccl_id(ncclUniqueId*, int rank) {
 void mpi_finalize() {}
 
 }  // namespace detail
+
+std::string broadcast_text(const ProcessEnv& env, const std::string&) { detail::no_mpi(env); }
 
 #endif
 

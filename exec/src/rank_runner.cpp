@@ -32,9 +32,7 @@
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/rope.hpp"
 #include "masep/kernels/router.hpp"
-#include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
-#include "masep/plan/loader.hpp"
 #include "mpi_bootstrap.hpp"
 
 namespace masep::exec {
@@ -190,7 +188,7 @@ class Watchdog {
 class RankRunner {
  public:
   RankRunner(const ExecOptions& o, const ProcessEnv& env, Compiled c)
-      : o_(o), env_(env), c_(std::move(c)), s_(c_.scenario), p_(c_.program) {}
+      : o_(o), env_(env), c_(std::move(c)), p_(c_.program) {}
 
   ~RankRunner() { release(); }
 
@@ -227,7 +225,7 @@ class RankRunner {
     PlanOptions po;
     po.sm_count = prop.multiProcessorCount;
     po.real_gating = o_.real_gating;
-    rp_ = build_rank_plan(s_, p_, env_.rank, po);
+    rp_ = build_rank_plan(p_, env_.rank, po);
     index_real_gating();
     check_device_memory();
 
@@ -334,7 +332,7 @@ class RankRunner {
   // global sequence order [batch, hidden] (bf16 bits). Empty on other ranks.
   std::vector<uint16_t> gather_outputs() {
     const int n = env_.world;
-    const int64_t h = s_.model.hidden;
+    const int64_t h = p_.model.hidden;
     auto rows_of = [&](const RankPlan& rp) {
       int64_t t = 0;
       for (const auto& o : rp.outputs) t += o.tokens;
@@ -360,7 +358,7 @@ class RankRunner {
       }
       return {};
     }
-    const int64_t batch = s_.workload.batch;
+    const int64_t batch = p_.layout.batch;
     std::vector<uint16_t> out(static_cast<size_t>(batch * h), 0x7fc0);  // NaN = not covered
     std::vector<char> covered(static_cast<size_t>(batch), 0);
     PlanOptions po;
@@ -369,7 +367,7 @@ class RankRunner {
     po.sm_count = prop.multiProcessorCount;
     po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
-      const RankPlan other = q == 0 ? RankPlan{} : build_rank_plan(s_, p_, q, po);
+      const RankPlan other = q == 0 ? RankPlan{} : build_rank_plan(p_, q, po);
       const RankPlan& rp = q == 0 ? rp_ : other;
       const int64_t rows = rows_of(rp);
       if (rows == 0) continue;
@@ -493,7 +491,7 @@ class RankRunner {
     // Data: weights and KV cache keyed by what they are (layer, tensor, expert, sequence),
     // not by rank, so every plan of the scenario (and the single-GPU reference of --verify)
     // holds the same model and inputs.
-    const uint64_t seed = host_mix(s_.workload.seed ^ 0x6d61736570ull);
+    const uint64_t seed = host_mix(p_.layout.seed ^ 0x6d61736570ull);
     cudaStream_t st = streams_[plan::kCompute];
     weights_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.weight_bytes)));
     for (const WeightTensor& w : rp_.weight_tensors) {
@@ -528,7 +526,7 @@ class RankRunner {
         const Buf buf = static_cast<Buf>(b);
         if (buf == Buf::kHidden && rp_.hidden_first_seq[mb] >= 0) {
           // The layer-0 input of the first step, keyed by global sequence.
-          detail::fill_rows_bf16(p, sizes[mb] / (2 * s_.model.hidden), s_.model.hidden,
+          detail::fill_rows_bf16(p, sizes[mb] / (2 * p_.model.hidden), p_.model.hidden,
                                  rp_.hidden_first_seq[mb], seed ^ 0x68696464656eull, 1.0f, st);
         } else if (buf == Buf::kHidden || buf == Buf::kLayerOut || buf == Buf::kRecv ||
                    buf == Buf::kRetRecv || buf == Buf::kScratchA) {
@@ -780,7 +778,7 @@ class RankRunner {
   // are left out on both sides alike).
   void p2p_real(const Launch& l, cudaStream_t st) {
     const LiveRoute& lr = live(l);
-    const int64_t row_bytes = s_.model.hidden * 2;
+    const int64_t row_bytes = p_.model.hidden * 2;
     MASEP_NCCL_CHECK(ncclGroupStart());
     for (const P2pPart& part : l.parts) {
       const Op& o = p_.ops[static_cast<size_t>(part.op)];
@@ -1116,7 +1114,7 @@ class RankRunner {
     po.sm_count = prop.multiProcessorCount;
     po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
-      r.memory.push_back(q == env_.rank ? rp_.memory() : build_rank_plan(s_, p_, q, po).memory());
+      r.memory.push_back(q == env_.rank ? rp_.memory() : build_rank_plan(p_, q, po).memory());
     }
   }
 
@@ -1146,7 +1144,6 @@ class RankRunner {
   const ExecOptions& o_;
   ProcessEnv env_;
   Compiled c_;
-  const plan::Scenario& s_;
   const plan::Program& p_;
   int device_ = 0;
   std::string device_name_;
@@ -1176,18 +1173,6 @@ class RankRunner {
 
 }  // namespace
 
-Compiled compile_for_exec(const ExecOptions& o) {
-  Compiled c;
-  std::vector<std::string> ov = o.overrides;
-  if (o.verify) ov.push_back("workload.decode_steps=1");
-  c.scenario = plan::load_scenario(o.scenario, ov);
-  plan::CompileOptions co;
-  co.record_token_routing = true;
-  co.per_sequence_routing = o.verify;
-  c.program = plan::compile(c.scenario, co);
-  return c;
-}
-
 namespace {
 
 ExecResult run_one(const ExecOptions& o, const ProcessEnv& env, Compiled c) {
@@ -1201,17 +1186,16 @@ VerifyResult verify_against_reference(const ExecOptions& o, const ProcessEnv& en
   VerifyResult v;
   v.ran = true;
   v.tolerance = o.verify_tolerance;
-  const plan::Scenario& s = dist.compiled.scenario;
-  v.tokens = s.workload.batch;
-  v.hidden = s.model.hidden;
+  const plan::Program& p = dist.compiled.program;
+  v.tokens = p.layout.batch;
+  v.hidden = p.model.hidden;
   Compiled ref;
-  ref.scenario = reference_scenario(s);
-  plan::CompileOptions co;
-  co.record_token_routing = true;
-  co.per_sequence_routing = true;
-  co.steps = 1;
-  ref.program = plan::compile(ref.scenario, co);
-  const RankPlan rp0 = build_rank_plan(ref.scenario, ref.program, 0);
+  ref.program = dist.compiled.reference;
+  if (ref.program.rank_count() != 1) {
+    throw std::runtime_error(
+        "--verify needs the scenario's single-GPU reference Program (one rank)");
+  }
+  const RankPlan rp0 = build_rank_plan(ref.program, 0);
   if (!rp0.verify_blocker.empty())
     throw std::runtime_error("--verify reference: " + rp0.verify_blocker);
   ProcessEnv one = env;
@@ -1241,14 +1225,17 @@ VerifyResult verify_against_reference(const ExecOptions& o, const ProcessEnv& en
 
 }  // namespace
 
-ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env) {
+ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env, Compiled c) {
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) {
     detail::mpi_init_if_needed(env);
   }
-  Compiled c = compile_for_exec(o);
+  if (c.program.rank_count() != env.world) {
+    throw std::runtime_error(fmt::format("the Program has {} ranks but {} processes run it",
+                                         c.program.rank_count(), env.world));
+  }
   if (o.verify) {
-    const RankPlan rp = build_rank_plan(c.scenario, c.program, env.rank);
+    const RankPlan rp = build_rank_plan(c.program, env.rank);
     if (!rp.verify_blocker.empty()) {
       throw std::runtime_error("--verify cannot check this plan: " + rp.verify_blocker);
     }

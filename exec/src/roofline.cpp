@@ -10,8 +10,8 @@
 
 namespace masep::exec {
 
-Roofline compute_roofline(const plan::Scenario& s, const plan::Program& p,
-                          const std::vector<double>& copy_GBps, double tpot_ms) {
+Roofline compute_roofline(const plan::Program& p, const std::vector<double>& copy_GBps,
+                          double tpot_ms) {
   const int n = p.rank_count();
   if (static_cast<int>(copy_GBps.size()) != n) {
     throw std::invalid_argument("compute_roofline: one copy bandwidth per rank is needed");
@@ -55,7 +55,7 @@ Roofline compute_roofline(const plan::Scenario& s, const plan::Program& p,
           static_cast<double>(t.bytes);
     }
   }
-  const double link_GBps = s.topology.intra_GBps > 0 ? s.topology.intra_GBps : 0;
+  const double link_GBps = p.layout.intra_node_GBps > 0 ? p.layout.intra_node_GBps : 0;
   Roofline rf;
   rf.rank_hbm_ns.assign(n, 0);
   rf.rank_comm_ns.assign(n, 0);
@@ -96,19 +96,6 @@ double relative_error_bf16(const std::vector<uint16_t>& out, const std::vector<u
   }
   if (den == 0) return num == 0 ? 0 : std::numeric_limits<double>::infinity();
   return std::sqrt(num / den);
-}
-
-plan::Scenario reference_scenario(const plan::Scenario& s) {
-  plan::Scenario r = s;
-  r.plan.kind = plan::PlanKind::kColocated;
-  r.plan.colocated.gpus = 1;
-  r.plan.colocated.tensor_parallel = 1;
-  r.plan.colocated.expert_replicas = 1;
-  r.plan.colocated.placement = plan::Placement::kRoundRobin;
-  r.plan.micro_batches = 1;
-  r.plan.gpu_ranks.clear();
-  r.name = s.name + " (single-GPU reference)";
-  return r;
 }
 
 }  // namespace masep::exec

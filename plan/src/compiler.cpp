@@ -161,6 +161,21 @@ class Compiler {
     ctx_ = sample_context_lengths(s_.workload);
 
     p_.scenario = s_.name;
+    p_.model = m_;
+    ProgramLayout& lay = p_.layout;
+    lay.separated = ma_;
+    lay.attention_ranks = att_ranks_;
+    lay.moe_base = moe_base_;
+    lay.moe_ranks = moe_ranks_;
+    lay.group_size = t_;
+    lay.sequence_parallel = sp_;
+    lay.replicas = replicas_;
+    lay.batch = s_.workload.batch;
+    lay.seed = s_.workload.seed;
+    lay.intra_node_GBps = s_.topology.intra_GBps;
+    lay.expert_holders.reserve(eg_.size());
+    for (const auto& holders : eg_) lay.expert_holders.emplace_back(holders.begin(), holders.end());
+    lay.context_lengths = ctx_;
     p_.first_step = first_step_;
     p_.steps = steps_;
     p_.layers = m_.layers;
@@ -210,7 +225,18 @@ class Compiler {
       if (i < att_ranks_) {
         const int r = i / t_, idx = i % t_;
         ri.replica = r;
-        for (int mb = 0; mb < mbs_; ++mb) ri.sequences += static_cast<int32_t>(chunk_size(r, mb));
+        ri.group_index = idx;
+        ri.kv_append = idx % sp_ == 0;  // KV shard 0 takes the new token (see step_kv)
+        for (int mb = 0; mb < mbs_; ++mb) {
+          RankBatch b;
+          b.first_sequence = chunk_begin(r, mb);
+          b.sequences = chunk_size(r, mb);
+          b.slice_offset = part_begin(b.sequences, t_, idx);
+          b.slice_first = b.first_sequence + b.slice_offset;
+          b.slice_tokens = part(b.sequences, t_, idx);
+          ri.sequences += static_cast<int32_t>(b.sequences);
+          ri.batches.push_back(b);
+        }
         if (ma_) {
           ri.role = Role::kAttention;
           ri.label = "attn r" + std::to_string(r) + " h" + std::to_string(idx / sp_);
@@ -291,11 +317,12 @@ class Compiler {
   }
 
   // ---- op construction ---------------------------------------------------------------------
-  Op make(int rank, Stream stream, OpKind kind, const char* name) const {
+  Op make(int rank, Stream stream, OpKind kind, OpRole role, const char* name) const {
     Op o;
     o.rank = rank;
     o.stream = stream;
     o.kind = kind;
+    o.role = role;
     o.name = OpName::literal(name);  // the compiler's names are string literals
     o.layer = cur_layer_;
     o.step = cur_step_;
@@ -316,8 +343,8 @@ class Compiler {
     if (d >= 0) o.deps.push_back(d);
   }
 
-  OpId gemm(int rank, const char* name, int64_t m, int64_t n, int64_t k, OpId d = -1) {
-    Op o = make(rank, kCompute, OpKind::kGemm, name);
+  OpId gemm(int rank, OpRole role, const char* name, int64_t m, int64_t n, int64_t k, OpId d = -1) {
+    Op o = make(rank, kCompute, OpKind::kGemm, role, name);
     o.m = m;
     o.n = n;
     o.k = k;
@@ -328,9 +355,9 @@ class Compiler {
     return add(std::move(o));
   }
 
-  OpId grouped_gemm(int rank, const char* name, const std::vector<int32_t>& gm, int64_t n,
-                    int64_t k) {
-    Op o = make(rank, kCompute, OpKind::kGroupedGemm, name);
+  OpId grouped_gemm(int rank, OpRole role, const char* name, const std::vector<int32_t>& gm,
+                    int64_t n, int64_t k) {
+    Op o = make(rank, kCompute, OpKind::kGroupedGemm, role, name);
     o.n = n;
     o.k = k;
     o.group_m = gm;
@@ -344,9 +371,13 @@ class Compiler {
     return add(std::move(o));
   }
 
-  OpId simple(int rank, OpKind kind, const char* name, int64_t hbm, int64_t weights = 0,
-              OpId d = -1) {
-    Op o = make(rank, kCompute, kind, name);
+  // A compute op that is not a GEMM or attention: `rows` × `cols` is the tensor it works on
+  // (Op::m, Op::n), `hbm` its bytes.
+  OpId simple(int rank, OpKind kind, OpRole role, const char* name, int64_t rows, int64_t cols,
+              int64_t hbm, int64_t weights = 0, OpId d = -1) {
+    Op o = make(rank, kCompute, kind, role, name);
+    o.m = rows;
+    o.n = cols;
     o.hbm_bytes = hbm;
     o.weight_bytes = weights;
     dep(o, d);
@@ -355,14 +386,14 @@ class Compiler {
 
   // One collective over `group`; member i depends on deps[i] (-1 = none). Returns the
   // member op ids in the group's rank order.
-  std::vector<OpId> collective(OpKind kind, const char* name, int group, int64_t bytes,
+  std::vector<OpId> collective(OpKind kind, OpRole role, const char* name, int group, int64_t bytes,
                                const std::vector<OpId>& deps) {
     const int c = static_cast<int>(p_.collectives.size());
     p_.collectives.push_back(Collective{kind, group, bytes, {}, {}});
     std::vector<OpId> ids;
     const auto& ranks = p_.groups[group].ranks;
     for (size_t i = 0; i < ranks.size(); ++i) {
-      Op o = make(ranks[i], kComm, kind, name);
+      Op o = make(ranks[i], kComm, kind, role, name);
       o.comm_bytes = bytes;
       o.collective = c;
       dep(o, deps[i]);
@@ -377,7 +408,7 @@ class Compiler {
   // (src, dst)). The op of a sending rank depends on the producer of its rows. Sets each
   // element's send/recv to its src/dst rank's op; rank_op_[r] is rank r's op (or -1) until
   // the next call. Nothing is emitted when `ts` is empty.
-  void group_exchange(std::vector<Xfer>& ts, const char* name) {
+  void group_exchange(std::vector<Xfer>& ts, OpRole role, const char* name) {
     for (int r : xranks_) rank_op_[r] = -1;
     xranks_.clear();
     if (ts.empty()) return;
@@ -407,7 +438,7 @@ class Compiler {
     const int x = static_cast<int>(p_.exchanges.size());
     p_.exchanges.emplace_back();
     for (int r : xranks_) {
-      Op o = make(r, kComm, OpKind::kExchange, name);
+      Op o = make(r, kComm, OpKind::kExchange, role, name);
       o.comm_bytes = xbytes_[r];
       o.exchange = x;
       dep(o, xprod_[r]);
@@ -453,14 +484,23 @@ class Compiler {
       // tokens. At layer 0 it carries the last layer's output of the previous step (input of
       // the LM head and sampling, which masep does not model).
       if (gather && t_ > 1) {
-        ag = collective(OpKind::kAllGather, "all_gather", replica_group_[r], T * h_ * dt_, prev);
+        ag = collective(OpKind::kAllGather, OpRole::kGather, "all_gather", replica_group_[r],
+                        T * h_ * dt_, prev);
       }
       for (int i = 0; i < t_; ++i) {
         const int a = base + i, sh = i % sp_;
-        simple(a, OpKind::kElementwise, "rmsnorm", 2 * T * h_ * dt_ + h_ * dt_, h_ * dt_, ag[i]);
-        gemm(a, "qkv", T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_, h_);
-        simple(a, OpKind::kElementwise, "rope", 2 * T * (heads_l_ + kvh_l_) * hd_ * dt_);
-        Op o = make(a, kCompute, OpKind::kAttention, "attn");
+        simple(a, OpKind::kElementwise, OpRole::kNorm, "rmsnorm", T, h_,
+               2 * T * h_ * dt_ + h_ * dt_, h_ * dt_, ag[i]);
+        gemm(a, OpRole::kQkv, "qkv", T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_, h_);
+        Op rope = make(a, kCompute, OpKind::kElementwise, OpRole::kRope, "rope");
+        rope.m = T;
+        rope.n = static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_;  // the qkv rows it rotates in
+        rope.heads = heads_l_;
+        rope.kv_heads = kvh_l_;
+        rope.head_dim = hd_;
+        rope.hbm_bytes = 2 * T * (heads_l_ + kvh_l_) * hd_ * dt_;
+        add(std::move(rope));
+        Op o = make(a, kCompute, OpKind::kAttention, OpRole::kAttention, "attn");
         o.batch = static_cast<int32_t>(T);
         o.heads = heads_l_;
         o.kv_heads = kvh_l_;
@@ -479,8 +519,8 @@ class Compiler {
         for (int h = 0; h < hp_; ++h) {
           std::vector<OpId> d(sp_);
           for (int sh = 0; sh < sp_; ++sh) d[sh] = attn[h * sp_ + sh];
-          auto ids = collective(OpKind::kAllReduce, "attn_reduce", sp_group_[r][h],
-                                T * heads_l_ * hd_ * dt_, d);
+          auto ids = collective(OpKind::kAllReduce, OpRole::kAttnReduce, "attn_reduce",
+                                sp_group_[r][h], T * heads_l_ * hd_ * dt_, d);
           for (int sh = 0; sh < sp_; ++sh) ar[h * sp_ + sh] = ids[sh];
         }
       }
@@ -488,11 +528,12 @@ class Compiler {
         // With sequence parallelism the sp peers split the tokens for the output
         // projection (no redundant GEMM); the reduce-scatter sums over head groups.
         const int64_t m = sp_ > 1 ? part(T, sp_, i % sp_) : T;
-        out[i] = gemm(base + i, "out_proj", m, h_, static_cast<int64_t>(heads_l_) * hd_, ar[i]);
+        out[i] = gemm(base + i, OpRole::kOutProj, "out_proj", m, h_,
+                      static_cast<int64_t>(heads_l_) * hd_, ar[i]);
       }
       if (t_ > 1) {
-        rs = collective(OpKind::kReduceScatter, "reduce_scatter", replica_group_[r], T * h_ * dt_,
-                        out);
+        rs = collective(OpKind::kReduceScatter, OpRole::kScatter, "reduce_scatter",
+                        replica_group_[r], T * h_ * dt_, out);
       }
       const int64_t b0 = chunk_begin(r, mb);
       if (per_sequence_routing_) {
@@ -517,10 +558,13 @@ class Compiler {
         sl.permute = -1;
         if (sl.tokens == 0) continue;
         const int64_t u = sl.tokens;
-        simple(a, OpKind::kElementwise, "add_norm", 4 * u * h_ * dt_ + h_ * dt_, h_ * dt_, rs[i]);
-        gemm(a, "router_gemm", u, m_.experts, h_);
-        simple(a, OpKind::kRouter, "router", u * m_.experts * dt_ + u * m_.top_k * 8);
-        sl.permute = simple(a, OpKind::kPermute, "permute", u * h_ * dt_ + sl.rows * h_ * dt_);
+        simple(a, OpKind::kElementwise, OpRole::kAddNorm, "add_norm", u, h_,
+               4 * u * h_ * dt_ + h_ * dt_, h_ * dt_, rs[i]);
+        gemm(a, OpRole::kRouterGemm, "router_gemm", u, m_.experts, h_);
+        simple(a, OpKind::kRouter, OpRole::kRouter, "router", u, m_.experts,
+               u * m_.experts * dt_ + u * m_.top_k * 8);
+        sl.permute = simple(a, OpKind::kPermute, OpRole::kPermute, "permute", u, h_,
+                            u * h_ * dt_ + sl.rows * h_ * dt_);
         route_slice(a, sl, sl.begin - b0);
       }
     }
@@ -564,7 +608,7 @@ class Compiler {
 
   // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
   void moe(int step, int layer, int mb) {
-    group_exchange(dispatch_, "dispatch");
+    group_exchange(dispatch_, OpRole::kDispatch, "dispatch");
     for (const Xfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
     Pending& pend = pending_[mb];
     pend.valid = true;
@@ -576,17 +620,22 @@ class Compiler {
       int64_t rows = moe_local_rows_[g];
       for (const Xfer& t : moe_recvs_[g]) rows += t.bytes / (h_ * dt_);
       if (rows > 0) {
-        Op perm = make(rank, kCompute, OpKind::kPermute, "moe_permute");
-        perm.hbm_bytes = 2 * rows * h_ * dt_;
-        dep(perm, rank_op_[rank]);  // the rank's dispatch group call (all its receives)
-        add(std::move(perm));
         int64_t expert_rows = 0;
         for (int32_t x : group_m_[g]) expert_rows += x;
-        grouped_gemm(rank, "expert_up", group_m_[g], in_cols_, h_);
-        simple(rank, OpKind::kElementwise, "act", expert_rows * (in_cols_ + m_.expert_ffn) * dt_);
-        grouped_gemm(rank, "expert_down", group_m_[g], h_, m_.expert_ffn);
-        const OpId un = simple(rank, OpKind::kCombine, "moe_unpermute",
-                               expert_rows * h_ * dt_ + rows * h_ * dt_);
+        // The permute's m is the expert rows it writes (shared-expert rows included); it reads
+        // the `rows` received or kept locally.
+        const OpId perm =
+            simple(rank, OpKind::kPermute, OpRole::kMoePermute, "moe_permute", expert_rows, h_,
+                   2 * rows * h_ * dt_, 0,
+                   rank_op_[rank]);  // the rank's dispatch group call (all its receives)
+        p_.ops[perm].k = rows;
+        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", group_m_[g], in_cols_, h_);
+        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", expert_rows, m_.expert_ffn,
+               expert_rows * (in_cols_ + m_.expert_ffn) * dt_);
+        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", group_m_[g], h_, m_.expert_ffn);
+        const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
+                               expert_rows, h_, expert_rows * h_ * dt_ + rows * h_ * dt_);
+        p_.ops[un].k = rows;
         for (const Xfer& t : moe_recvs_[g]) {
           pend.returns.push_back(Xfer{rank, t.src, t.bytes, un});
         }
@@ -619,7 +668,7 @@ class Compiler {
     cur_step_ = pend.step;
     cur_layer_ = pend.layer;
     cur_mb_ = mb;
-    group_exchange(pend.returns, "return");
+    group_exchange(pend.returns, OpRole::kReturn, "return");
     const auto& slices = pend_slices_[mb];
     for (int a = 0; a < att_ranks_; ++a) {
       const Slice& sl = slices[a];
@@ -627,7 +676,9 @@ class Compiler {
         last_combine_[mb][a] = -1;
         continue;
       }
-      Op o = make(a, kCompute, OpKind::kCombine, "combine");
+      Op o = make(a, kCompute, OpKind::kCombine, OpRole::kCombine, "combine");
+      o.m = sl.tokens;
+      o.n = h_;
       o.hbm_bytes = (sl.rows + 2 * sl.tokens) * h_ * dt_;
       dep(o, rank_op_[a]);  // the rank's return group call (all its receives)
       last_combine_[mb][a] = add(std::move(o));

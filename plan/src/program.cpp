@@ -82,6 +82,16 @@ const char* stream_name(int s) {
   }
 }
 
+const char* to_string(OpRole r) {
+  static constexpr const char* kNames[kOpRoleCount] = {
+      "other",         "norm",     "qkv",         "rope",      "attention",   "attn_reduce",
+      "out_proj",      "gather",   "scatter",     "add_norm",  "router_gemm", "router",
+      "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
+      "moe_unpermute", "return",   "combine"};
+  const int i = static_cast<int>(r);
+  return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
+}
+
 const char* to_string(Role r) {
   switch (r) {
     case Role::kAttention:

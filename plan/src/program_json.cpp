@@ -16,6 +16,7 @@ json op_json(const Op& o) {
               {"rank", o.rank},
               {"stream", stream_name(o.stream)},
               {"kind", to_string(o.kind)},
+              {"role", to_string(o.role)},
               {"name", o.name.str()},
               {"layer", o.layer},
               {"step", o.step},
@@ -43,17 +44,57 @@ json op_json(const Op& o) {
 }  // namespace
 
 void write_program_json(const Program& p, std::ostream& out) {
-  json head{{"format", "masep-program"},       {"version", 2},     {"scenario", p.scenario},
-            {"first_step", p.first_step},      {"steps", p.steps}, {"layers", p.layers},
-            {"micro_batches", p.micro_batches}};
+  const models::Model& m = p.model;
+  const ProgramLayout& l = p.layout;
+  json head{{"format", "masep-program"},
+            {"version", kProgramJsonVersion},
+            {"scenario", p.scenario},
+            {"first_step", p.first_step},
+            {"steps", p.steps},
+            {"layers", p.layers},
+            {"micro_batches", p.micro_batches},
+            {"model",
+             {{"name", m.name},
+              {"layers", m.layers},
+              {"hidden", m.hidden},
+              {"heads", m.heads},
+              {"kv_heads", m.kv_heads},
+              {"head_dim", m.head_dim},
+              {"experts", m.experts},
+              {"top_k", m.top_k},
+              {"expert_ffn", m.expert_ffn},
+              {"shared_experts", m.shared_experts},
+              {"activation", models::to_string(m.activation)},
+              {"dtype", models::to_string(m.dtype)}}},
+            {"layout",
+             {{"separated", l.separated},
+              {"attention_ranks", l.attention_ranks},
+              {"moe_base", l.moe_base},
+              {"moe_ranks", l.moe_ranks},
+              {"group_size", l.group_size},
+              {"sequence_parallel", l.sequence_parallel},
+              {"replicas", l.replicas},
+              {"batch", l.batch},
+              {"seed", l.seed},
+              {"intra_node_GBps", l.intra_node_GBps},
+              {"expert_holders", l.expert_holders},
+              {"context_lengths", l.context_lengths}}}};
   json ranks = json::array();
   for (const RankInfo& r : p.ranks) {
+    json batches = json::array();
+    for (const RankBatch& b : r.batches) {
+      batches.push_back(json::array(
+          {b.first_sequence, b.sequences, b.slice_first, b.slice_tokens, b.slice_offset}));
+    }
     ranks.push_back(json{{"gpu", r.gpu},
                          {"role", to_string(r.role)},
                          {"label", r.label},
                          {"experts", r.experts},
                          {"replica", r.replica},
-                         {"sequences", r.sequences}});
+                         {"sequences", r.sequences},
+                         {"group_index", r.group_index},
+                         {"kv_append", r.kv_append},
+                         {"batches", batches}});
   }
   json groups = json::array();
   for (const Group& g : p.groups) groups.push_back(json{{"name", g.name}, {"ranks", g.ranks}});
@@ -91,7 +132,9 @@ void write_program_json(const Program& p, std::ostream& out) {
         << json{{"step", r.step},
                 {"layer", r.layer},
                 {"micro_batch", r.micro_batch},
-                {"tokens_per_expert", r.tokens_per_expert}}
+                {"tokens_per_expert", r.tokens_per_expert},
+                {"first_sequence", r.first_sequence},
+                {"token_experts", r.token_experts}}
                .dump();
   }
   out << "],\"ops\":[";
@@ -115,6 +158,254 @@ void write_program_json_file(const Program& p, const std::string& path) {
     std::remove(tmp.c_str());
     throw std::runtime_error(path + ": cannot rename the temporary file into place");
   }
+}
+
+namespace {
+
+// Reading: every field is looked up by name with its place in the document, so a bad or
+// truncated file is reported as "FILE: ops[12].kind: ..." rather than as a JSON exception.
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
+    throw std::invalid_argument(source_ + ": " + where + ": " + what);
+  }
+
+  const json& at(const json& j, const char* key, const std::string& where) const {
+    if (!j.is_object()) fail(where, "expected an object");
+    const auto it = j.find(key);
+    if (it == j.end()) fail(where.empty() ? key : where + "." + key, "missing");
+    return *it;
+  }
+
+  template <typename T>
+  T get(const json& j, const char* key, const std::string& where) const {
+    const json& v = at(j, key, where);
+    try {
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        if (!v.is_number_integer() && !v.is_number_unsigned()) throw std::invalid_argument("");
+      }
+      return v.get<T>();
+    } catch (const std::exception&) {
+      fail(where.empty() ? key : where + "." + key,
+           "wrong type (" + std::string(v.type_name()) + ")");
+    }
+  }
+
+  template <typename E, int N>
+  E enum_of(const json& j, const char* key, const std::string& where) const {
+    const std::string text = get<std::string>(j, key, where);
+    for (int i = 0; i < N; ++i) {
+      if (text == to_string(static_cast<E>(i))) return static_cast<E>(i);
+    }
+    fail(where + "." + key, "unknown value '" + text + "'");
+  }
+
+ private:
+  std::string source_;
+};
+
+std::string idx(const char* array, size_t i) {
+  return std::string(array) + "[" + std::to_string(i) + "]";
+}
+
+}  // namespace
+
+Program read_program_json(std::istream& in, const std::string& source) {
+  const Reader r(source);
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::parse_error& e) {
+    r.fail("JSON", e.what());
+  }
+  if (!doc.is_object() || doc.value("format", std::string()) != "masep-program") {
+    r.fail("format", "not a masep Program (no \"format\": \"masep-program\")");
+  }
+  const int version = r.get<int>(doc, "version", "");
+  if (version != kProgramJsonVersion) {
+    r.fail("version", "version " + std::to_string(version) + "; this masep reads version " +
+                          std::to_string(kProgramJsonVersion) +
+                          " (write it again with this masep)");
+  }
+  Program p;
+  p.scenario = r.get<std::string>(doc, "scenario", "");
+  p.first_step = r.get<int32_t>(doc, "first_step", "");
+  p.steps = r.get<int32_t>(doc, "steps", "");
+  p.layers = r.get<int32_t>(doc, "layers", "");
+  p.micro_batches = r.get<int32_t>(doc, "micro_batches", "");
+
+  const json& jm = r.at(doc, "model", "");
+  models::Model& m = p.model;
+  m.name = r.get<std::string>(jm, "name", "model");
+  m.layers = r.get<int>(jm, "layers", "model");
+  m.hidden = r.get<int>(jm, "hidden", "model");
+  m.heads = r.get<int>(jm, "heads", "model");
+  m.kv_heads = r.get<int>(jm, "kv_heads", "model");
+  m.head_dim = r.get<int>(jm, "head_dim", "model");
+  m.experts = r.get<int>(jm, "experts", "model");
+  m.top_k = r.get<int>(jm, "top_k", "model");
+  m.expert_ffn = r.get<int>(jm, "expert_ffn", "model");
+  m.shared_experts = r.get<int>(jm, "shared_experts", "model");
+  {
+    const std::string act = r.get<std::string>(jm, "activation", "model");
+    const std::string dt = r.get<std::string>(jm, "dtype", "model");
+    bool ok_act = false, ok_dt = false;
+    for (auto a : {models::Activation::kSwiGLU, models::Activation::kGELU}) {
+      if (act == models::to_string(a)) m.activation = a, ok_act = true;
+    }
+    for (auto t : {models::DType::kBF16, models::DType::kFP16, models::DType::kFP8}) {
+      if (dt == models::to_string(t)) m.dtype = t, ok_dt = true;
+    }
+    if (!ok_act) r.fail("model.activation", "unknown value '" + act + "'");
+    if (!ok_dt) r.fail("model.dtype", "unknown value '" + dt + "'");
+  }
+  try {
+    m.validate();
+  } catch (const std::exception& e) {
+    r.fail("model", e.what());
+  }
+
+  const json& jl = r.at(doc, "layout", "");
+  ProgramLayout& l = p.layout;
+  l.separated = r.get<bool>(jl, "separated", "layout");
+  l.attention_ranks = r.get<int32_t>(jl, "attention_ranks", "layout");
+  l.moe_base = r.get<int32_t>(jl, "moe_base", "layout");
+  l.moe_ranks = r.get<int32_t>(jl, "moe_ranks", "layout");
+  l.group_size = r.get<int32_t>(jl, "group_size", "layout");
+  l.sequence_parallel = r.get<int32_t>(jl, "sequence_parallel", "layout");
+  l.replicas = r.get<int32_t>(jl, "replicas", "layout");
+  l.batch = r.get<int64_t>(jl, "batch", "layout");
+  l.seed = r.get<uint64_t>(jl, "seed", "layout");
+  l.intra_node_GBps = r.get<double>(jl, "intra_node_GBps", "layout");
+  l.expert_holders = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_holders", "layout");
+  l.context_lengths = r.get<std::vector<int32_t>>(jl, "context_lengths", "layout");
+
+  const json& jr = r.at(doc, "ranks", "");
+  for (size_t i = 0; i < jr.size(); ++i) {
+    const std::string w = idx("ranks", i);
+    const json& e = jr[i];
+    RankInfo ri;
+    ri.gpu = r.get<int32_t>(e, "gpu", w);
+    ri.role = r.enum_of<Role, 3>(e, "role", w);
+    ri.label = r.get<std::string>(e, "label", w);
+    ri.experts = r.get<std::vector<int32_t>>(e, "experts", w);
+    ri.replica = r.get<int32_t>(e, "replica", w);
+    ri.sequences = r.get<int32_t>(e, "sequences", w);
+    ri.group_index = r.get<int32_t>(e, "group_index", w);
+    ri.kv_append = r.get<bool>(e, "kv_append", w);
+    const auto bs = r.get<std::vector<std::array<int64_t, 5>>>(e, "batches", w);
+    for (const auto& b : bs) ri.batches.push_back(RankBatch{b[0], b[1], b[2], b[3], b[4]});
+    p.ranks.push_back(std::move(ri));
+  }
+  const json& jg = r.at(doc, "groups", "");
+  for (size_t i = 0; i < jg.size(); ++i) {
+    const std::string w = idx("groups", i);
+    p.groups.push_back(Group{r.get<std::string>(jg[i], "name", w),
+                             r.get<std::vector<int32_t>>(jg[i], "ranks", w)});
+  }
+  const json& js = r.at(doc, "stream_ops", "");
+  for (size_t i = 0; i < js.size(); ++i) {
+    try {
+      const auto both = js[i].get<std::array<std::vector<OpId>, kStreamCount>>();
+      p.stream_ops.push_back(both);
+    } catch (const std::exception&) {
+      r.fail(idx("stream_ops", i), "expected [[compute op ids], [comm op ids]]");
+    }
+  }
+  const json& jc = r.at(doc, "collectives", "");
+  for (size_t i = 0; i < jc.size(); ++i) {
+    const std::string w = idx("collectives", i);
+    Collective c;
+    c.kind = r.enum_of<OpKind, static_cast<int>(OpKind::kExchange) + 1>(jc[i], "kind", w);
+    c.group = r.get<int32_t>(jc[i], "group", w);
+    c.bytes = r.get<int64_t>(jc[i], "bytes", w);
+    c.ops = r.get<std::vector<OpId>>(jc[i], "ops", w);
+    c.matrix = r.get<std::vector<std::vector<int64_t>>>(jc[i], "matrix", w);
+    p.collectives.push_back(std::move(c));
+  }
+  const json& jx = r.at(doc, "exchanges", "");
+  for (size_t i = 0; i < jx.size(); ++i) {
+    const std::string w = idx("exchanges", i);
+    Exchange x;
+    for (const auto& t : r.get<std::vector<std::array<int64_t, 3>>>(jx[i], "transfers", w)) {
+      x.transfers.push_back(Transfer{static_cast<OpId>(t[0]), static_cast<OpId>(t[1]), t[2]});
+    }
+    p.exchanges.push_back(std::move(x));
+  }
+  const json& jrt = r.at(doc, "routing", "");
+  for (size_t i = 0; i < jrt.size(); ++i) {
+    const std::string w = idx("routing", i);
+    RoutingSample rs;
+    rs.step = r.get<int32_t>(jrt[i], "step", w);
+    rs.layer = r.get<int32_t>(jrt[i], "layer", w);
+    rs.micro_batch = r.get<int32_t>(jrt[i], "micro_batch", w);
+    rs.tokens_per_expert = r.get<std::vector<int32_t>>(jrt[i], "tokens_per_expert", w);
+    rs.first_sequence = r.get<int64_t>(jrt[i], "first_sequence", w);
+    rs.token_experts = r.get<std::vector<int32_t>>(jrt[i], "token_experts", w);
+    p.routing.push_back(std::move(rs));
+  }
+  const json& jo = r.at(doc, "ops", "");
+  p.ops.reserve(jo.size());
+  constexpr int kKinds = static_cast<int>(OpKind::kExchange) + 1;
+  for (size_t i = 0; i < jo.size(); ++i) {
+    const std::string w = idx("ops", i);
+    const json& e = jo[i];
+    Op o;
+    o.id = r.get<OpId>(e, "id", w);
+    o.rank = r.get<int32_t>(e, "rank", w);
+    const std::string st = r.get<std::string>(e, "stream", w);
+    if (st == stream_name(kCompute)) {
+      o.stream = kCompute;
+    } else if (st == stream_name(kComm)) {
+      o.stream = kComm;
+    } else {
+      r.fail(w + ".stream", "unknown value '" + st + "'");
+    }
+    o.kind = r.enum_of<OpKind, kKinds>(e, "kind", w);
+    o.role = r.enum_of<OpRole, kOpRoleCount>(e, "role", w);
+    o.name = OpName(r.get<std::string>(e, "name", w));
+    o.layer = r.get<int32_t>(e, "layer", w);
+    o.step = r.get<int32_t>(e, "step", w);
+    o.micro_batch = r.get<int32_t>(e, "micro_batch", w);
+    o.m = r.get<int64_t>(e, "m", w);
+    o.n = r.get<int64_t>(e, "n", w);
+    o.k = r.get<int64_t>(e, "k", w);
+    o.group_m = r.get<std::vector<int32_t>>(e, "group_m", w);
+    o.batch = r.get<int32_t>(e, "batch", w);
+    o.heads = r.get<int32_t>(e, "heads", w);
+    o.kv_heads = r.get<int32_t>(e, "kv_heads", w);
+    o.head_dim = r.get<int32_t>(e, "head_dim", w);
+    o.kv_tokens = r.get<int64_t>(e, "kv_tokens", w);
+    o.flops = r.get<double>(e, "flops", w);
+    o.hbm_bytes = r.get<int64_t>(e, "hbm_bytes", w);
+    o.weight_bytes = r.get<int64_t>(e, "weight_bytes", w);
+    o.comm_bytes = r.get<int64_t>(e, "comm_bytes", w);
+    o.peer = r.get<int32_t>(e, "peer", w);
+    o.match = r.get<OpId>(e, "match", w);
+    o.collective = r.get<int32_t>(e, "collective", w);
+    o.exchange = r.get<int32_t>(e, "exchange", w);
+    o.deps = r.get<std::vector<OpId>>(e, "deps", w);
+    if (o.id != static_cast<OpId>(i)) r.fail(w + ".id", "ids must be dense (ops[i].id == i)");
+    p.ops.push_back(std::move(o));
+  }
+  if (p.stream_ops.size() != p.ranks.size()) {
+    r.fail("stream_ops", std::to_string(p.stream_ops.size()) + " entries for " +
+                             std::to_string(p.ranks.size()) + " ranks");
+  }
+  try {
+    check_program(p);
+  } catch (const std::exception& e) {
+    r.fail("program", e.what());
+  }
+  return p;
+}
+
+Program read_program_json_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::invalid_argument(path + ": cannot open for reading");
+  return read_program_json(f, path);
 }
 
 }  // namespace masep::plan

@@ -1,13 +1,17 @@
 // Program → launches (exec/src/launch_plan.cpp), on the CPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/program_json.hpp"
 
 using namespace masep;
 using exec::LaunchKind;
@@ -28,7 +32,7 @@ Case compile(const std::string& name, const std::vector<std::string>& sets = {})
 // The invariants every rank plan must satisfy.
 void check_rank_plan(const Case& c, int rank) {
   SCOPED_TRACE("rank " + std::to_string(rank));
-  const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+  const exec::RankPlan rp = exec::build_rank_plan(c.p, rank);
   EXPECT_EQ(rp.generic_copies, 0) << "every op of a compiled Program has a real launch";
   // Every op of the rank in exactly one launch; per stream, in stream order.
   std::map<plan::OpId, int> launch_of;
@@ -136,8 +140,8 @@ TEST(LaunchPlan, TinyMaSeparationMapsEveryOp) {
   const Case c = compile("scenarios/examples/tiny-2gpu.yaml");
   ASSERT_EQ(c.p.rank_count(), 2);
   for (int r = 0; r < 2; ++r) check_rank_plan(c, r);
-  const exec::RankPlan a = exec::build_rank_plan(c.s, c.p, 0);
-  const exec::RankPlan m = exec::build_rank_plan(c.s, c.p, 1);
+  const exec::RankPlan a = exec::build_rank_plan(c.p, 0);
+  const exec::RankPlan m = exec::build_rank_plan(c.p, 1);
   int attn = 0, grouped = 0;
   for (const auto& l : a.launches) attn += l.kind == LaunchKind::kAttention;
   for (const auto& l : m.launches) grouped += l.kind == LaunchKind::kGroupedGemm;
@@ -158,7 +162,7 @@ TEST(LaunchPlan, PaperPlansMapEveryOp) {
       compile("paper-colocated", {"topology=host-4xh100", "plan.colocated.gpus=4",
                                   "plan.colocated.tensor_parallel=2", "workload.decode_steps=2"});
   for (int r = 0; r < co.p.rank_count(); ++r) check_rank_plan(co, r);
-  const exec::RankPlan rp = exec::build_rank_plan(co.s, co.p, 0);
+  const exec::RankPlan rp = exec::build_rank_plan(co.p, 0);
   EXPECT_FALSE(rp.groups.empty()) << "tensor-parallel collectives need a group communicator";
   bool gather = false, scatter = false;
   for (const auto& l : rp.launches) {
@@ -175,7 +179,7 @@ TEST(LaunchPlan, PaperPlansMapEveryOp) {
 // v09 stalls of docs/accuracy.md).
 TEST(LaunchPlan, WarmupCoversEveryGemmShapeOfTheTimedRun) {
   const Case c = compile("scenarios/validation/v09-co4-b256-c2048-zipf.yaml");
-  const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, 0);
+  const exec::RankPlan rp = exec::build_rank_plan(c.p, 0);
   using Shape = std::tuple<int64_t, int64_t, int64_t>;
   auto shapes = [&](const std::vector<char>& on) {
     std::set<Shape> out;
@@ -211,7 +215,7 @@ TEST(LaunchPlan, SequenceParallelShardsDoNotAppend) {
                 "plan.moe.gpus=2", "workload.decode_steps=1"});
   for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
   auto appends = [&](int rank) {
-    for (const auto& l : exec::build_rank_plan(c.s, c.p, rank).launches) {
+    for (const auto& l : exec::build_rank_plan(c.p, rank).launches) {
       if (l.kind == LaunchKind::kAttention) return l.append_kv;
     }
     return true;
@@ -240,7 +244,7 @@ TEST(LaunchPlan, HandMadeProgram) {
   b.name = "other";
   p.ops = {a, b};
   p.stream_ops[0][plan::kCompute] = {0, 1};
-  exec::RankPlan rp = exec::build_rank_plan(c.s, p, 0);
+  exec::RankPlan rp = exec::build_rank_plan(p, 0);
   ASSERT_EQ(rp.launches.size(), 2u);
   EXPECT_EQ(rp.launches[0].kind, LaunchKind::kCopy);
   EXPECT_EQ(rp.launches[0].bytes, 2048);
@@ -256,8 +260,8 @@ TEST(LaunchPlan, HandMadeProgram) {
   p.ops[1].deps = {0};
   p.stream_ops[0][plan::kCompute] = {0};
   p.stream_ops[0][plan::kComm] = {1};
-  EXPECT_THROW(exec::build_rank_plan(c.s, p, 0), std::invalid_argument);
-  EXPECT_THROW(exec::build_rank_plan(c.s, p, 3), std::invalid_argument);
+  EXPECT_THROW(exec::build_rank_plan(p, 0), std::invalid_argument);
+  EXPECT_THROW(exec::build_rank_plan(p, 3), std::invalid_argument);
 }
 
 namespace {
@@ -277,7 +281,7 @@ Case compile_routed(const std::string& name, const std::vector<std::string>& set
 // a transfer it receives, with the transfer's bytes.
 void check_exchanges(const Case& c) {
   for (int rank = 0; rank < c.p.rank_count(); ++rank) {
-    const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+    const exec::RankPlan rp = exec::build_rank_plan(c.p, rank);
     EXPECT_TRUE(rp.real_data_flow);
     for (const auto& l : rp.launches) {
       const auto& o = c.p.ops[static_cast<size_t>(l.ops.front())];
@@ -325,7 +329,7 @@ TEST(LaunchPlan, RealDataFlowRowMapsArePermutations) {
                       "plan.attention.head_parallel=1", "plan.moe.gpus=1"},
                      true);
   for (int rank = 0; rank < c.p.rank_count(); ++rank) {
-    const exec::RankPlan rp = exec::build_rank_plan(c.s, c.p, rank);
+    const exec::RankPlan rp = exec::build_rank_plan(c.p, rank);
     EXPECT_EQ(rp.verify_blocker, "");
     for (const auto& l : rp.launches) {
       if (l.kind == LaunchKind::kGatherRows) {
@@ -420,7 +424,7 @@ TEST(RealGating, CountsToSizesByHand) {
 void check_real_gating_matches_forced(const Case& c) {
   const int n = c.p.rank_count();
   std::vector<exec::RankPlan> plans;
-  for (int r = 0; r < n; ++r) plans.push_back(exec::build_rank_plan(c.s, c.p, r));
+  for (int r = 0; r < n; ++r) plans.push_back(exec::build_rank_plan(c.p, r));
   const exec::GatingLayout& lay = plans[0].gating;
   ASSERT_TRUE(plans[0].real_data_flow);
   using Key = std::tuple<int, int, int>;
@@ -498,8 +502,8 @@ TEST(RealGating, PlanSizesBuffersForTheWorstCase) {
   po.real_gating = true;
   const int64_t h = c.s.model.hidden, k = c.s.model.top_k, E = c.s.model.experts;
   const int64_t per_mb = c.s.workload.batch / 2;  // 2 micro-batches, 1 attention GPU
-  const exec::RankPlan att = exec::build_rank_plan(c.s, c.p, 0, po);
-  const exec::RankPlan moe = exec::build_rank_plan(c.s, c.p, 1, po);
+  const exec::RankPlan att = exec::build_rank_plan(c.p, 0, po);
+  const exec::RankPlan moe = exec::build_rank_plan(c.p, 1, po);
   EXPECT_TRUE(att.real_gating);
   int routers = 0;
   for (const auto& l : att.launches) {
@@ -525,9 +529,161 @@ TEST(RealGating, PlanSizesBuffersForTheWorstCase) {
     EXPECT_GE(bytes(exec::Buf::kRealRowMap, mb), per_mb * k * 4);
   }
   // The worst case is in the memory the rank checks before allocating.
-  const exec::RankPlan forced = exec::build_rank_plan(c.s, c.p, 1);
+  const exec::RankPlan forced = exec::build_rank_plan(c.p, 1);
   EXPECT_GE(moe.memory().total(), forced.memory().total());
   // Without the real data flow there is nothing to gate.
   const Case plain = compile("scenarios/examples/tiny-2gpu.yaml");
-  EXPECT_THROW(exec::build_rank_plan(plain.s, plain.p, 0, po), std::invalid_argument);
+  EXPECT_THROW(exec::build_rank_plan(plain.p, 0, po), std::invalid_argument);
+}
+
+// ---- The contract: the compiler states every op's meaning; the lowering reads only that ----
+
+namespace {
+
+// Every scenario file under scenarios/ (sweep files excepted), sorted.
+std::vector<std::string> scenario_files() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(MASEP_SOURCE_DIR) / "scenarios")) {
+    if (!e.is_regular_file() || e.path().extension() != ".yaml") continue;
+    if (e.path().parent_path().filename() == "sweeps") continue;
+    files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The ranks a test lowers: all of a small Program; for a large one the first and last
+// attention ranks and the first and last MoE ranks (lowering every one of 1,024 ranks would
+// take minutes under the sanitizers; the ranks of one role are built alike).
+std::vector<int> ranks_to_lower(const plan::Program& p) {
+  const int n = p.rank_count();
+  if (n <= 64) {
+    std::vector<int> all(static_cast<size_t>(n));
+    for (int r = 0; r < n; ++r) all[static_cast<size_t>(r)] = r;
+    return all;
+  }
+  std::set<int> some = {0, p.layout.attention_ranks - 1, p.layout.moe_base, n - 1};
+  return {some.begin(), some.end()};
+}
+
+}  // namespace
+
+// Every op of every scenario under scenarios/ has a role and lowers to a typed launch (none
+// generic), forced and real gating alike, on the CPU: this test runs in the CUDA-off
+// sanitizer tree, so a Program the executor cannot run fails CI on a laptop too.
+TEST(Contract, EveryScenarioLowersToTypedLaunches) {
+  int scenarios = 0;
+  for (const std::string& f : scenario_files()) {
+    SCOPED_TRACE(f);
+    // One step; big models one layer (the layers are compiled alike).
+    std::vector<std::string> sets = {"workload.decode_steps=1"};
+    const plan::Scenario full = plan::load_scenario(f, sets);
+    if (full.model.layers > 4) sets.push_back("model.layers=2");
+    Case c{plan::load_scenario(f, sets), {}};
+    plan::CompileOptions co;
+    co.record_token_routing = true;
+    c.p = plan::compile(c.s, co);
+    for (const plan::Op& o : c.p.ops) {
+      ASSERT_NE(o.role, plan::OpRole::kOther) << "op " << o.id << " (" << o.name << ") has no role";
+    }
+    for (int gate = 0; gate < 2; ++gate) {
+      for (int r : ranks_to_lower(c.p)) {
+        exec::PlanOptions po;
+        po.real_gating = gate == 1;
+        exec::RankPlan rp;
+        try {
+          rp = exec::build_rank_plan(c.p, r, po);
+        } catch (const std::invalid_argument& e) {
+          // Real gating is refused, with a reason, where the data flow is not the model's.
+          ASSERT_TRUE(gate == 1 && c.p.model.shared_experts > 0)
+              << "rank " << r << ": " << e.what();
+          continue;
+        }
+        EXPECT_EQ(rp.generic_copies, 0) << "rank " << r;
+        if (gate == 0 && c.p.rank_count() <= 64) check_rank_plan(c, r);
+      }
+    }
+    ++scenarios;
+  }
+  EXPECT_GE(scenarios, 15);
+}
+
+// A Program read back from its JSON dump is the same Program: same dump, same launches on
+// every rank (the executor's ranks run the launcher's file).
+TEST(Contract, DumpedProgramLowersAlike) {
+  for (const char* name :
+       {"scenarios/examples/tiny-2gpu.yaml", "scenarios/validation/v07-ma31sp-b128-c8192.yaml",
+        "scenarios/validation/v09-co4-b256-c2048-zipf.yaml"}) {
+    SCOPED_TRACE(name);
+    Case c{plan::load_scenario(name, {"workload.decode_steps=2"}), {}};
+    plan::CompileOptions co;
+    co.record_token_routing = true;
+    c.p = plan::compile(c.s, co);
+    std::ostringstream a;
+    plan::write_program_json(c.p, a);
+    std::istringstream in(a.str());
+    const plan::Program back = plan::read_program_json(in, "dump");
+    std::ostringstream b;
+    plan::write_program_json(back, b);
+    EXPECT_EQ(a.str(), b.str());
+    for (int r = 0; r < c.p.rank_count(); ++r) {
+      EXPECT_EQ(exec::describe(exec::build_rank_plan(c.p, r), c.p),
+                exec::describe(exec::build_rank_plan(back, r), back));
+      const auto x = exec::build_rank_plan(c.p, r), y = exec::build_rank_plan(back, r);
+      EXPECT_EQ(x.int_pool, y.int_pool);
+      EXPECT_EQ(x.kv_lens, y.kv_lens);
+      EXPECT_EQ(x.weight_bytes, y.weight_bytes);
+    }
+  }
+}
+
+// A broken contract is an error that names the op, never a silent generic copy.
+TEST(Contract, BrokenRolesAreErrors) {
+  Case c = compile("scenarios/examples/tiny-2gpu.yaml", {"workload.decode_steps=1"});
+  auto find = [&](plan::OpRole role) -> plan::Op& {
+    for (plan::Op& o : c.p.ops) {
+      if (o.role == role) return o;
+    }
+    throw std::logic_error("no op of that role");
+  };
+  {
+    Case d = c;
+    plan::Op& o = d.p.ops[static_cast<size_t>(find(plan::OpRole::kQkv).id)];
+    o.role = plan::OpRole::kAttention;  // a GEMM claiming to be attention
+    try {
+      exec::build_rank_plan(d.p, o.rank);
+      ADD_FAILURE() << "expected an error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("op " + std::to_string(o.id)), std::string::npos)
+          << e.what();
+    }
+  }
+  {
+    Case d = c;
+    plan::Op& o = d.p.ops[static_cast<size_t>(find(plan::OpRole::kNorm).id)];
+    o.n = 7;  // not the hidden size
+    EXPECT_THROW(exec::build_rank_plan(d.p, o.rank), std::invalid_argument);
+  }
+  {
+    Case d = c;
+    plan::Op& o = d.p.ops[static_cast<size_t>(find(plan::OpRole::kExpertUp).id)];
+    EXPECT_THROW(
+        {
+          o.role = plan::OpRole::kRouter;  // a grouped GEMM claiming to be the router
+          exec::build_rank_plan(d.p, o.rank);
+        },
+        std::invalid_argument);
+  }
+  // Names are labels only: renaming every op changes no launch.
+  Case d = c;
+  for (plan::Op& o : d.p.ops) o.name = "x";
+  for (int r = 0; r < c.p.rank_count(); ++r) {
+    const auto a = exec::build_rank_plan(c.p, r), b = exec::build_rank_plan(d.p, r);
+    EXPECT_EQ(a.launches.size(), b.launches.size());
+    EXPECT_EQ(a.int_pool, b.int_pool);
+    EXPECT_EQ(a.weight_bytes, b.weight_bytes);
+    EXPECT_EQ(a.generic_copies, 0);
+    EXPECT_EQ(b.generic_copies, 0);
+  }
 }

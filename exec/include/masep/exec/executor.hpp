@@ -1,13 +1,19 @@
-// The executor: runs a scenario's Program on real GPUs, one process per plan rank, and
-// measures every op with CUDA events, so its Timeline (and trace, and metrics) joins the
-// simulator's op by op.
+// The executor: runs a Program on real GPUs, one process per plan rank, and measures every
+// op with CUDA events, so its Timeline (and trace, and metrics) joins the simulator's op by op.
+// It takes the Program it is given and nothing else: the compiler (plan/, called by the
+// `masep exec` command in tools/) decides everything, once, and every rank runs that same
+// Program, lowered on the CPU by build_rank_plan (launch_plan.hpp). No function here takes a
+// Scenario.
 //
-//   masep exec SCENARIO            on one host: launch_local() starts one child process per
-//                                  plan rank (fork + exec of /proc/self/exe, rank, world and
-//                                  the NCCL id in the environment) and supervises them;
-//                                  each child calls run_rank().
-//   mpirun -np N masep exec ...    each MPI process calls run_rank() directly; the NCCL id
-//   srun -n N masep exec ...       goes through MPI_Bcast (needs a build with MPI).
+//   masep exec SCENARIO            on one host: the command compiles the Program, writes it
+//                                  to a private temporary file and launch_local() starts one
+//                                  child process per plan rank (fork + exec of
+//                                  /proc/self/exe, rank, world, NCCL id and the Program's
+//                                  path in the environment) and supervises them; each child
+//                                  reads the Program and calls run_rank().
+//   mpirun -np N masep exec ...    rank 0 compiles, broadcast_text() hands the serialized
+//   srun -n N masep exec ...       Program to every process (MPI_Bcast, as the NCCL id; needs
+//                                  a build with MPI), each calls run_rank().
 //
 // Every process masep starts, and every rank before NCCL initialises, has
 // NCCL_NVLS_ENABLE=0 (NVLink multicast off; see /work/shared/GPU.md).
@@ -15,23 +21,21 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "masep/exec/clock.hpp"
 #include "masep/exec/launch_plan.hpp"
 #include "masep/exec/process_env.hpp"
 #include "masep/plan/program.hpp"
-#include "masep/plan/scenario.hpp"
 
 namespace masep::exec {
 
 struct ExecOptions {
-  std::string scenario;                ///< built-in name or YAML path
-  std::vector<std::string> overrides;  ///< --set KEY=VALUE
-  int warmup = 2;                      ///< untimed runs of the first step before timing
-  double timeout_s = 120;              ///< no progress for this long = stall → abort, exit
-  bool verify = false;                 ///< --verify: one step, outputs vs a one-GPU reference
-  double verify_tolerance = 2e-2;      ///< --verify bound on ‖out − ref‖ / ‖ref‖
+  int warmup = 2;                  ///< untimed runs of the first step before timing
+  double timeout_s = 120;          ///< no progress for this long = stall → abort, exit
+  bool verify = false;             ///< --verify: one step, outputs vs a one-GPU reference
+  double verify_tolerance = 2e-2;  ///< --verify bound on ‖out − ref‖ / ‖ref‖
   /// --routing real: the router kernel's top-k decides each token's experts; per (layer,
   /// micro-batch) the ranks exchange slot counts and read them on the host (one host round
   /// trip per layer and micro-batch) before the dispatch, expert GEMMs and return take their
@@ -39,20 +43,19 @@ struct ExecOptions {
   bool real_gating = false;
 };
 
-/// The scenario and its Program, as every process compiles them (deterministic, so all
-/// ranks and the launcher agree op for op).
+/// What the executor runs (owned values). `program` is compiled with the per-token routing
+/// recorded (CompileOptions::record_token_routing: the real data flow); for --verify it has
+/// one decode step with routing sampled per sequence, and `reference` is the same scenario's
+/// single-GPU Program (co-located, tensor parallel 1, one micro-batch; compiled the same way),
+/// so that both route each token to the same experts and hold the same weights and caches.
 struct Compiled {
-  plan::Scenario scenario;
   plan::Program program;
+  plan::Program reference;  ///< --verify only; empty (no ranks) otherwise
 };
-/// Compiles with the per-token routing recorded (the executor's real data flow); with
-/// o.verify, one decode step with routing sampled per sequence (so every plan of the scenario,
-/// the single-GPU reference too, routes each token to the same experts).
-Compiled compile_for_exec(const ExecOptions& o);
 
-/// The single-GPU reference of --verify: the same scenario on one GPU (co-located, tensor
-/// parallel 1, one micro-batch), i.e. the same model, weights, KV caches and inputs.
-plan::Scenario reference_scenario(const plan::Scenario& s);
+/// MPI runs: rank 0's `text` (e.g. the serialized Program) to every process; returns it on
+/// every rank. Initialises MPI if needed. Throws std::runtime_error in a build without MPI.
+std::string broadcast_text(const ProcessEnv& env, const std::string& text);
 
 /// ‖out − ref‖₂ / ‖ref‖₂ over bf16 bit patterns (NaN anywhere gives +inf).
 double relative_error_bf16(const std::vector<uint16_t>& out, const std::vector<uint16_t>& ref);
@@ -97,21 +100,25 @@ struct Roofline {
   int critical_rank = -1;
   double fraction = 0;
 };
-Roofline compute_roofline(const plan::Scenario& s, const plan::Program& p,
-                          const std::vector<double>& copy_GBps, double tpot_ms);
+/// The link rate is the Program's ProgramLayout::intra_node_GBps.
+Roofline compute_roofline(const plan::Program& p, const std::vector<double>& copy_GBps,
+                          double tpot_ms);
 
 /// Runs this process's rank (env.mode kChild, kMpi or kSlurm): NCCL communicators, buffers,
 /// warm-up, one timed run of the whole Program, gathering the timings on rank 0. Throws
 /// GpuError, plan::InfeasiblePlan (memory), std::runtime_error. A stall or NCCL async error
 /// is handled by a watchdog thread that aborts the communicators and ends the process with
 /// exit code 4 after printing which rank and op it was waiting on.
-ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env);
+ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env, Compiled c);
 
-/// Starts one child per plan rank on this host running `/proc/self/exe` with `child_argv`
-/// (e.g. {"exec", "scenario.yaml", "--steps", "4"}) and supervises them: when a child exits
-/// non-zero or dies, the others get SIGTERM, then SIGKILL after a grace period. Returns 0
-/// when every rank succeeded, otherwise non-zero after printing which rank failed and how.
-int launch_local(const ExecOptions& o, const std::vector<std::string>& child_argv);
+/// Starts one child per plan rank (`ranks` of them) on this host running `/proc/self/exe`
+/// with `child_argv` (e.g. {"exec", "scenario.yaml", "--steps", "4"}) and `child_env` added to
+/// its environment (the command passes the Program's path there), and supervises them: when
+/// a child exits non-zero or dies, the others get SIGTERM, then SIGKILL after a grace period.
+/// Returns 0 when every rank succeeded, otherwise non-zero after printing which rank failed
+/// and how. Throws std::runtime_error when the host has fewer GPUs than ranks.
+int launch_local(int ranks, const std::vector<std::string>& child_argv,
+                 const std::vector<std::pair<std::string, std::string>>& child_env);
 
 /// Whether this build can join an MPI job (MASEP_HAVE_MPI).
 bool built_with_mpi();

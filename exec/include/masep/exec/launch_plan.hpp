@@ -1,7 +1,10 @@
-// Program → launches for one rank: which kernel, cuBLAS or NCCL call each op becomes, on
-// which stream, reading and writing which buffer at which offset, and which launch on the
-// other stream it must wait for. Pure CPU (no CUDA types), so it is unit-tested anywhere;
-// exec/src/rank_runner.cpp turns a RankPlan into real calls.
+// Program → launches for one rank (the executor's CPU lowering, library masep_lower): which
+// kernel, cuBLAS or NCCL call each op becomes, on which stream, reading and writing which
+// buffer at which offset, and which launch on the other stream it must wait for. It reads
+// only the Program (ops with their roles and shapes, Program::model, Program::layout, the
+// ranks' batches and experts, the routing): no Scenario, no CUDA types, so it is built and
+// unit-tested in every tree, the CUDA-off sanitizer one included; exec/src/rank_runner.cpp
+// turns a RankPlan into real calls.
 //
 // Buffers. Every rank owns one weight arena (bf16, offsets below), one KV-cache arena (bf16),
 // an int32 pool of per-op KV lengths (uploaded once) and activation/communication buffers
@@ -9,36 +12,36 @@
 // are the maxima over the ops that use them, in bytes.
 //
 // Data flow. Shapes, bytes and expert loads are exactly the Program's: GEMM m/n/k and
-// grouped-GEMM group_m from the ops, message sizes from comm_bytes, attention batch from the
-// op and KV lengths per sequence (the workload's sampled contexts + step + 1 when they sum
-// to the op's kv_tokens, else kv_tokens spread evenly). When the Program carries its
-// per-token routing (RoutingSample::token_experts; no shared experts), the token contents
-// follow the model ("real data flow"): the router's top-k ids are replaced by the Program's
-// (kForceRoute data, weights = the gate's softmax renormalised over the forced experts), the
-// permute orders rows by destination MoE GPU then local expert ("slots"), each dispatch
-// transfer carries exactly the rows of its destination, the MoE side regroups the received
-// rows by local expert (kGatherRows with a host-built row map) and sends each row back to the
-// place it came from (kScatterRows), and combine sums them into the residual. Otherwise (no
-// token routing, or shared experts) the MoE side regroups with a plain copy and the numbers
-// are not the model's (timing only).
+// grouped-GEMM group_m from the ops, rows and columns of the other compute ops from their
+// m/n (see plan::OpRole), message sizes from comm_bytes, attention batch from the op and KV
+// lengths per sequence (ProgramLayout::context_lengths + step + 1 when they sum to the op's
+// kv_tokens, else kv_tokens spread evenly: sequence-parallel shards). When the Program
+// carries its per-token routing (RoutingSample::token_experts; no shared experts), the token
+// contents follow the model ("real data flow"): the router's top-k ids are replaced by the
+// Program's (kForceRoute data, weights = the gate's softmax renormalised over the forced
+// experts), the permute orders rows by destination MoE GPU then local expert ("slots"), each
+// dispatch transfer carries exactly the rows of its destination, the MoE side regroups the
+// received rows by local expert (kGatherRows with a host-built row map) and sends each row
+// back to the place it came from (kScatterRows), and combine sums them into the residual.
+// Otherwise (no token routing, or shared experts) the MoE side regroups with a plain copy and
+// the numbers are not the model's (timing only).
 //
-// Op → launch mapping (kind, name → launch):
-//   kGemm any          → kGemm: C[m,n] = A[m,k] · W[n,k]^T (cublasGemmEx, bf16, fp32 compute)
-//   kGroupedGemm       → kGroupedGemm: one cublasGemmEx per expert with group_m[e] > 0
-//   kElementwise rmsnorm → kRmsNorm; add_norm → kAddRmsNorm; rope → kRope;
-//                        act → kSwiGlu / kGelu (the model's activation)
-//   kAttention         → kAttention (masep::kernels decode attention, appends K/V unless the
-//                        rank is a non-first KV shard of a sequence-parallel group)
-//   kRouter            → kRouter; kPermute permute → kPermute; kCombine combine → kCombine
-//   kPermute moe_permute → kGatherRows, kCombine moe_unpermute → kScatterRows (real data
-//                        flow), else kCopy (device-to-device copy)
-//   any other compute op, or one whose bytes do not invert to a shape → kCopy of hbm_bytes/2
-//   kSend/kRecv        → kP2p: consecutive sends/recvs of one exchange (same name, step,
-//                        layer, micro-batch) on the comm stream form one ncclGroupStart/End
-//   kExchange          → kP2p: one ncclGroupStart/End with a ncclSend per transfer the op
-//                        sends and a ncclRecv per transfer it receives (Program::exchanges)
-//   kAllReduce/kAllGather/kReduceScatter → the NCCL collective on the group's communicator
-//   kAllToAll          → kP2p from the collective's byte matrix
+// Op → launch mapping, by plan::OpRole (never by name; a role on a kind it is not compiled as,
+// or without the shape it needs, throws std::invalid_argument):
+//   kQkv, kOutProj, kRouterGemm → kGemm: C[m,n] = A[m,k] · W[n,k]^T (cublasGemmEx, bf16)
+//   kExpertUp, kExpertDown      → kGroupedGemm: one cublasGemmEx per expert with group_m[e] > 0
+//   kNorm → kRmsNorm; kAddNorm → kAddRmsNorm; kRope → kRope; kAct → kSwiGlu / kGelu
+//   kAttention  → kAttention (masep::kernels decode attention; appends K/V unless
+//                 RankInfo::kv_append is false: a non-first KV shard)
+//   kRouter → kRouter; kPermute → kPermute; kCombine → kCombine
+//   kMoePermute → kGatherRows, kMoeUnpermute → kScatterRows (real data flow), else kCopy
+//   kAttnReduce, kGather, kScatter → the NCCL collective on the group's communicator
+//   kDispatch, kReturn (kExchange) → kP2p: one ncclGroupStart/End with a ncclSend per
+//                 transfer the op sends and a ncclRecv per transfer it receives
+//   kOther: compute ops → kCopy of hbm_bytes/2 (counted in RankPlan::generic_copies);
+//           kAllReduce/kAllGather/kReduceScatter → the collective; kAllToAll → kP2p from the
+//           collective's byte matrix; kExchange → kP2p; runs of kSend/kRecv of one role,
+//           step, layer and micro-batch → one kP2p group call
 #pragma once
 
 #include <array>
@@ -47,7 +50,6 @@
 #include <vector>
 
 #include "masep/plan/program.hpp"
-#include "masep/plan/scenario.hpp"
 
 namespace masep::exec {
 
@@ -286,8 +288,7 @@ struct RankPlan {
 
 /// Builds rank `rank`'s launches. Throws std::invalid_argument for a Program it cannot map
 /// (an unknown communication kind, a dependency cycle across the two streams).
-RankPlan build_rank_plan(const plan::Scenario& s, const plan::Program& p, int rank,
-                         const PlanOptions& options = {});
+RankPlan build_rank_plan(const plan::Program& p, int rank, const PlanOptions& options = {});
 
 /// The launches warm-up run `pass` (0-based) issues, untimed, before the timed run (1 = issue):
 /// pass 0 every launch, so each GEMM shape (under skewed routing later steps bring new

@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "masep/models/model.hpp"
+
 namespace masep::plan {
 
 /// An op's short label ("qkv", "dispatch"): a 16-byte view of characters in static storage
@@ -207,6 +209,60 @@ const char* stream_name(int s);
 enum class Role : uint8_t { kAttention, kMoe, kColocated };
 const char* to_string(Role r);
 
+/// What an op means in the decoder layer: the compiler states it, and a back end that needs
+/// more than a cost (the executor's lowering) reads it from here, never from Op::name or by
+/// inverting byte counts. Shapes of each role (T = the attention group's tokens of the
+/// micro-batch, u = this rank's token slice, R = expert rows on an MoE rank; see compiler.hpp):
+///   kNorm        kElementwise  rmsnorm of the layer input            m = T, n = hidden
+///   kQkv         kGemm         fused QKV projection                  m/n/k
+///   kRope        kElementwise  rotary embedding of q and k           m = T,
+///   heads/kv_heads/head_dim kAttention   kAttention    decode attention (+ KV append)
+///   batch/heads/…/kv_tokens kAttnReduce  kAllReduce    merge of sequence-parallel partials
+///   kOutProj     kGemm         output projection                     m/n/k
+///   kGather      kAllGather    previous layer's slices → layer input
+///   kScatter     kReduceScatter out_proj partial sums → token slices
+///   kAddNorm     kElementwise  residual add + rmsnorm of the slice   m = u, n = hidden
+///   kRouterGemm  kGemm         gate logits                           m = u, n = experts
+///   kRouter      kRouter       softmax + top-k                       m = u, n = experts
+///   kPermute     kPermute      slice rows → rows by destination      m = u, n = hidden
+///   kDispatch    kExchange     rows to the MoE ranks
+///   kMoePermute  kPermute      received rows → rows by local expert  m = R, n = hidden,
+///                              k = rows it reads (received and kept locally)
+///   kExpertUp    kGroupedGemm  gate/up projection of every expert
+///   kAct         kElementwise  SwiGLU / GELU                         m = R, n = expert_ffn
+///   kExpertDown  kGroupedGemm  down projection
+///   kMoeUnpermute kCombine     expert rows → rows by sender          m = R, n = hidden,
+///                              k = rows it writes back (one per dispatched row)
+///   kReturn      kExchange     rows back to the attention ranks
+///   kCombine     kCombine      weighted sum of a token's rows + residual  m = u, n = hidden
+/// kOther: an op with no meaning beyond its cost (synthetic programs, tests): the simulator
+/// times it; the executor lowers it to a device copy of hbm_bytes / 2 and counts it as generic.
+enum class OpRole : uint8_t {
+  kOther,
+  kNorm,
+  kQkv,
+  kRope,
+  kAttention,
+  kAttnReduce,
+  kOutProj,
+  kGather,
+  kScatter,
+  kAddNorm,
+  kRouterGemm,
+  kRouter,
+  kPermute,
+  kDispatch,
+  kMoePermute,
+  kExpertUp,
+  kAct,
+  kExpertDown,
+  kMoeUnpermute,
+  kReturn,
+  kCombine,
+};
+inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kCombine) + 1;
+const char* to_string(OpRole r);
+
 struct Op {
   OpId id = 0;
   int32_t rank = 0;  ///< plan rank (index into Program::ranks), not a topology GPU
@@ -215,10 +271,13 @@ struct Op {
   int32_t micro_batch = 0;
   uint8_t stream = kCompute;
   OpKind kind = OpKind::kGemm;
-  OpName name;  ///< short label, e.g. "qkv", "attn", "dispatch", "expert_up"
+  OpRole role = OpRole::kOther;  ///< what the op means (the executor lowers by it)
+  OpName name;  ///< label for people only ("qkv", "attn", "dispatch"); no back end reads it
 
   // Compute shapes (zero where unused).
-  int64_t m = 0, n = 0, k = 0;                    ///< kGemm, and n/k of kGroupedGemm
+  /// kGemm: C[m×n] = A[m×k]·B[k×n]; n/k of kGroupedGemm; element-wise, router, permute and
+  /// combine ops: m = rows (tokens) and n = columns they work on (see OpRole).
+  int64_t m = 0, n = 0, k = 0;
   int32_t batch = 0;                              ///< kAttention: sequences
   int32_t heads = 0, kv_heads = 0, head_dim = 0;  ///< kAttention: local heads
   int64_t kv_tokens = 0;                          ///< kAttention: sum of KV lengths over the batch
@@ -283,6 +342,15 @@ struct Exchange {
   std::vector<Transfer> transfers;  ///< sorted by (src rank, dst rank) by the compiler
 };
 
+/// Sequences one attention (or co-located) rank works on in one micro-batch.
+struct RankBatch {
+  int64_t first_sequence = 0;  ///< global index of the group chunk's first sequence
+  int64_t sequences = 0;       ///< T: sequences of the group's chunk (KV caches, qkv rows)
+  int64_t slice_first = 0;     ///< global index of this rank's token slice (after reduce-scatter)
+  int64_t slice_tokens = 0;    ///< u: tokens of the slice (router, permute, combine rows)
+  int64_t slice_offset = 0;    ///< slice_first − first_sequence: the slice's row in the chunk
+};
+
 /// What one rank is and holds.
 struct RankInfo {
   int32_t gpu = 0;  ///< the topology GPU this plan rank runs on
@@ -291,6 +359,31 @@ struct RankInfo {
   std::vector<int32_t> experts;  ///< experts held (MoE / co-located ranks)
   int32_t replica = -1;          ///< attention replica group index, -1 if none
   int32_t sequences = 0;         ///< sequences whose KV cache lives here (per micro-batch sum)
+  int32_t group_index = -1;      ///< index within the attention (or TP) group, -1 on MoE ranks
+  /// Whether this rank's attention appends the step's new token to its KV cache (false on a
+  /// sequence-parallel shard other than the first: it holds older tokens only).
+  bool kv_append = true;
+  std::vector<RankBatch> batches;  ///< [micro-batch], attention and co-located ranks only
+};
+
+/// The plan's shape as a back end needs it beyond the ops: who routes tokens where, which
+/// sequences exist and how long their caches start, the seed of the generated data. Set by the
+/// compiler; nothing past plan/ needs the Scenario.
+struct ProgramLayout {
+  bool separated = true;  ///< MA separation (attention ranks, then MoE ranks); else co-located
+  int32_t attention_ranks = 0;  ///< A: ranks 0..A-1 run attention and route tokens
+  int32_t moe_base = 0;         ///< plan rank of MoE-local GPU 0 (0 when co-located)
+  int32_t moe_ranks = 0;        ///< G: ranks moe_base..moe_base+G-1 hold experts
+  int32_t group_size = 1;       ///< t: GPUs of one attention (TP) group = head × sequence parallel
+  int32_t sequence_parallel = 1;  ///< KV shards per sequence inside a group
+  int32_t replicas = 1;           ///< attention (data-parallel) groups
+  int64_t batch = 0;              ///< sequences in all
+  uint64_t seed = 0;              ///< the workload's seed (routing, contexts, generated data)
+  double intra_node_GBps = 0;     ///< the topology's GPU–GPU link rate inside a node (rooflines)
+  /// expert_holders[e]: MoE-local GPUs holding expert e, ascending; a token of attention rank
+  /// a goes to holders[a mod holders.size()] (replicated experts).
+  std::vector<std::vector<int32_t>> expert_holders;
+  std::vector<int32_t> context_lengths;  ///< [sequence]: KV tokens before decode step 0
 };
 
 /// Expert load of one (step, layer, micro-batch): tokens routed to each expert.
@@ -306,7 +399,9 @@ struct RoutingSample {
 };
 
 struct Program {
-  std::string scenario;    ///< scenario name
+  std::string scenario;  ///< scenario name
+  models::Model model;   ///< the model the ops were compiled from (dims, dtype, activation)
+  ProgramLayout layout;
   int32_t first_step = 0;  ///< first decode step compiled (CompileOptions)
   int32_t steps = 0, layers = 0, micro_batches = 0;  ///< steps compiled from first_step
   std::vector<RankInfo> ranks;                       ///< index = position in the plan (0..N-1)

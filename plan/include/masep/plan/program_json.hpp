@@ -1,25 +1,39 @@
-// The Program as JSON, for `masep plan --dump` and for tools outside C++ that want to read a
-// Program (plots, notebooks). One document:
-//   {"format": "masep-program", "version": 2, "scenario": ..., "first_step", "steps", "layers",
-//    "micro_batches", "ranks": [{gpu, role, label, experts, replica, sequences}],
+// The Program as JSON: `masep plan --dump` writes it, `masep exec --program` runs it (the
+// executor's ranks all read the one Program the launcher compiled), and tools outside C++
+// (plots, notebooks) can read it. One document:
+//   {"format": "masep-program", "version": 3, "scenario": ..., "first_step", "steps", "layers",
+//    "micro_batches",
+//    "model": {name, layers, hidden, heads, kv_heads, head_dim, experts, top_k, expert_ffn,
+//              shared_experts, activation, dtype},
+//    "layout": {separated, attention_ranks, moe_base, moe_ranks, group_size,
+//               sequence_parallel, replicas, batch, seed, intra_node_GBps, expert_holders,
+//               context_lengths},
+//    "ranks": [{gpu, role, label, experts, replica, sequences, group_index, kv_append,
+//               batches: [[first_sequence, sequences, slice_first, slice_tokens, slice_offset]]}],
 //    "groups": [{name, ranks}], "collectives": [{kind, group, bytes, ops, matrix}],
 //    "exchanges": [{transfers: [[src_op, dst_op, bytes], ...]}],
-//    "routing": [{step, layer, micro_batch, tokens_per_expert}],
+//    "routing": [{step, layer, micro_batch, tokens_per_expert, first_sequence, token_experts}],
 //    "stream_ops": [[compute ids], [comm ids]] per rank,
-//    "ops": [{id, rank, stream, kind, name, layer, step, micro_batch, m, n, k, group_m, batch,
+//    "ops": [{id, rank, stream, kind, role, name, layer, step, micro_batch, m, n, k, group_m,
+//    batch,
 //             heads, kv_heads, head_dim, kv_tokens, flops, hbm_bytes, weight_bytes,
 //             comm_bytes, peer, match, collective, exchange, deps}]}
-// (version 2 added kExchange ops, "exchanges" and the op field "exchange".)
+// (version 2 added kExchange ops, "exchanges" and the op field "exchange"; version 3 the op
+// role, "model", "layout", the ranks' batches and the per-token routing.)
 // Kinds, roles and streams are written as the strings of to_string()/stream_name(). Every
 // field of every op is written (zeros included), so the dump is the whole Program.
 #pragma once
 
+#include <istream>
 #include <ostream>
 #include <string>
 
 #include "masep/plan/program.hpp"
 
 namespace masep::plan {
+
+/// The format version written and read.
+inline constexpr int kProgramJsonVersion = 3;
 
 /// Streams the Program as JSON to `out` (op by op: no document tree of the whole Program is
 /// built, so large Programs stream in constant extra memory).
@@ -28,5 +42,11 @@ void write_program_json(const Program& p, std::ostream& out);
 /// Writes the JSON to `path` atomically: a temporary file beside it, then rename. Throws
 /// std::runtime_error naming the path when it cannot be written.
 void write_program_json_file(const Program& p, const std::string& path);
+
+/// Reads a Program written by write_program_json (this version only) and checks it
+/// (check_program). Throws std::invalid_argument "SOURCE: key.path: what" for a file that is
+/// not such a Program, is truncated, has a field of the wrong type or breaks an invariant.
+Program read_program_json(std::istream& in, const std::string& source);
+Program read_program_json_file(const std::string& path);
 
 }  // namespace masep::plan
