@@ -687,3 +687,33 @@ TEST(Contract, BrokenRolesAreErrors) {
     EXPECT_EQ(b.generic_copies, 0);
   }
 }
+
+// Uneven data-parallel splits (batch 32 over 3 replicas × 2 micro-batches: chunks of 6 and 5):
+// the compiler's partition is in the Program, the chunks cover every sequence once, and
+// every rank lowers with its own chunk sizes.
+TEST(Contract, UnevenBatchSplit) {
+  const Case c = compile("scenarios/validation/v05-ma31rep-b48-c2048.yaml",
+                         {"workload.batch=32", "workload.decode_steps=2"});
+  const auto& lay = c.p.layout;
+  ASSERT_EQ(lay.replicas, 3);
+  ASSERT_EQ(lay.batch, 32);
+  std::vector<int> covered(32, 0);
+  std::set<int64_t> sizes;
+  for (int a = 0; a < lay.attention_ranks; ++a) {
+    const auto& ri = c.p.ranks[static_cast<size_t>(a)];
+    ASSERT_EQ(static_cast<int>(ri.batches.size()), c.p.micro_batches);
+    int64_t sum = 0;
+    for (const auto& b : ri.batches) {
+      sizes.insert(b.sequences);
+      sum += b.sequences;
+      EXPECT_EQ(b.slice_first, b.first_sequence + b.slice_offset);
+      if (ri.group_index == 0) {
+        for (int64_t q = b.first_sequence; q < b.first_sequence + b.sequences; ++q) covered[q]++;
+      }
+    }
+    EXPECT_EQ(sum, ri.sequences);
+  }
+  EXPECT_EQ(sizes, (std::set<int64_t>{5, 6}));
+  for (int q = 0; q < 32; ++q) EXPECT_EQ(covered[q], 1) << "sequence " << q;
+  for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+}

@@ -457,9 +457,16 @@ TEST(Errors, AttentionGpusMustMatchTheLayout) {
       6, "plan.attention.gpus", "replicas × head_parallel × sequence_parallel");
 }
 
-TEST(Errors, BatchMustSplitIntoReplicasAndMicroBatches) {
-  EXPECT_INPUT_ERROR(parse_error(replace(kBase, "batch: 24", "batch: 25")), "t.yaml", 10,
-                     "workload.batch", "need a multiple of 6");
+TEST(Errors, BatchMustFillReplicasAndMicroBatches) {
+  EXPECT_INPUT_ERROR(parse_error(replace(kBase, "batch: 24", "batch: 5")), "t.yaml", 10,
+                     "workload.batch", "need at least 6");
+}
+
+// Uneven data-parallel batches are plans users have (batch 25 over 3 replicas × 2 micro-batches:
+// chunks of 5 and 4): they load, and the compiler's partition is the near-equal one.
+TEST(Parse, UnevenBatchSplitLoads) {
+  const Scenario s = parse_scenario(replace(kBase, "batch: 24", "batch: 25"), "t.yaml");
+  EXPECT_EQ(s.workload.batch, 25);
 }
 
 TEST(Errors, TooManyGpus) {
