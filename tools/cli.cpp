@@ -1,15 +1,33 @@
 #include "cli.hpp"
 
 #include <cstdio>
+#include <exception>
 #include <iostream>
 
+#include "masep/plan/errors.hpp"
+
 namespace masep::tools {
+
+int run_command(const Command& c, const Args& args) {
+  try {
+    return c.run(args);
+  } catch (const plan::InputError& e) {
+    std::fprintf(stderr, "masep %s: error: %s\n", c.name, e.what());
+    return 2;
+  } catch (const plan::InfeasiblePlan& e) {
+    std::fprintf(stderr, "masep %s: infeasible plan: %s\n", c.name, e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "masep %s: error: %s\n", c.name, e.what());
+    return 1;
+  }
+}
 
 namespace po = boost::program_options;
 
 std::optional<int> parse_command_line(const char* command, const Args& args,
-                                      const po::options_description& visible,
-                                      po::variables_map& vm, const po::options_description* hidden,
+                                      const po::options_description& visible, po::variables_map& vm,
+                                      const po::options_description* hidden,
                                       const po::positional_options_description* positional) {
   po::options_description all;
   all.add(visible);
