@@ -1,17 +1,13 @@
 #include <cuda_bf16.h>
 
 #include "device_init.hpp"
+#include "masep/plan/seeded_hash.hpp"
 
 namespace masep::exec::detail {
 
 namespace {
 
-__device__ __forceinline__ uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+__device__ __forceinline__ uint64_t mix(uint64_t x) { return plan::splitmix64(x); }
 
 __device__ __forceinline__ float unit_sym(uint64_t h) {
   const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);

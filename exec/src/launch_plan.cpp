@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "masep/kernels/attention_config.hpp"
+#include "masep/plan/seeded_hash.hpp"
 
 namespace masep::exec {
 
@@ -67,18 +68,6 @@ OpKind kind_of(OpRole r) {
 // Name of a weight tensor (part of its seeded identity, so that every rank and the one-GPU
 // reference holding the same tensor fill it alike).
 const char* weight_name(OpRole r) { return r == OpRole::kNorm ? "rmsnorm" : plan::to_string(r); }
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-  return h;
-}
 
 // Token routing of one (step, layer, micro-batch), resolved to ranks and rows (real data
 // flow). Attention rank a (0..A-1) owns a slice of u tokens; MoE-local GPU g holds experts
@@ -480,7 +469,9 @@ class Builder {
     WeightTensor wt;
     wt.offset_bytes = off;
     wt.elements = bytes / kBf16;
-    wt.tag = mix64(mix64(mix64(static_cast<uint64_t>(o.layer)) ^ name_hash(name)) ^
+    using plan::splitmix64;
+    wt.tag =
+        splitmix64(splitmix64(splitmix64(static_cast<uint64_t>(o.layer)) ^ plan::fnv1a64(name)) ^
                    static_cast<uint64_t>(global));
     if (name == "rmsnorm" || name == "add_norm") {
       wt.scale = 0.1f;

@@ -33,6 +33,7 @@
 #include "masep/kernels/rope.hpp"
 #include "masep/kernels/router.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/seeded_hash.hpp"
 #include "mpi_bootstrap.hpp"
 
 namespace masep::exec {
@@ -49,12 +50,7 @@ int64_t now_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
-uint64_t host_mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using plan::splitmix64;
 
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -491,7 +487,7 @@ class RankRunner {
     // Data: weights and KV cache keyed by what they are (layer, tensor, expert, sequence),
     // not by rank, so every plan of the scenario (and the single-GPU reference of --verify)
     // holds the same model and inputs.
-    const uint64_t seed = host_mix(p_.layout.seed ^ 0x6d61736570ull);
+    const uint64_t seed = splitmix64(p_.layout.seed ^ 0x6d61736570ull);
     cudaStream_t st = streams_[plan::kCompute];
     weights_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.weight_bytes)));
     for (const WeightTensor& w : rp_.weight_tensors) {
@@ -500,8 +496,8 @@ class RankRunner {
     }
     kv_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.kv_cache_bytes)));
     for (const KvBlock& b : rp_.kv_blocks) {
-      const uint64_t tag = host_mix(host_mix(0x6b76ull + static_cast<uint64_t>(b.layer)) ^
-                                    static_cast<uint64_t>(b.value));
+      const uint64_t tag = splitmix64(splitmix64(0x6b76ull + static_cast<uint64_t>(b.layer)) ^
+                                      static_cast<uint64_t>(b.value));
       detail::fill_kv_bf16(kv_ + b.offset_bytes, b.batch, b.kv_heads, b.max_len, b.head_dim,
                            b.first_seq, seed ^ tag, 0.5f, st);
     }

@@ -1,5 +1,7 @@
 #include "masep/plan/routing.hpp"
 
+#include "masep/plan/seeded_hash.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -10,12 +12,7 @@ namespace masep::plan {
 
 namespace rng {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return splitmix64(x); }
 
 uint64_t seed_for(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
   uint64_t h = mix(seed ^ mix(tag));
