@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "compiler_fixtures.hpp"
+#include "fixtures.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/routing.hpp"

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fixtures.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/placement.hpp"
@@ -18,17 +19,11 @@ using plan::Scenario;
 
 namespace {
 
+// The paper's model with grouped-query attention (8 KV heads), so that the KV terms differ
+// from the query-head terms in the formulas below.
 models::Model paper_model() {
-  models::Model m;
-  m.name = "paper";
-  m.layers = 4;
-  m.hidden = 4096;
-  m.heads = 32;
+  models::Model m = plan::testing::paper_model();
   m.kv_heads = 8;
-  m.head_dim = 128;
-  m.experts = 16;
-  m.top_k = 2;
-  m.expert_ffn = 14336;
   return m;
 }
 

@@ -1,6 +1,7 @@
-// Scenarios built in code for the plan-compiler tests, so they do not depend on the YAML
-// loader: the paper's 12:4 MA separation and its co-located baseline (the same values as
-// scenarios/paper.yaml and scenarios/paper-colocated.yaml).
+// Test fixtures shared by the suites (tests/common is on every test's include path): models,
+// topologies and scenarios built in code, so the tests that use them do not depend on the YAML
+// loader — the paper's model, 16×A100 cluster, 12:4 MA separation and co-located baseline (the
+// same values as scenarios/paper.yaml and scenarios/paper-colocated.yaml).
 #pragma once
 
 #include "masep/plan/scenario.hpp"
