@@ -16,6 +16,9 @@ struct GpuSpec {
   double hbm_GBps = 0;        ///< HBM bandwidth, GB/s (1e9 bytes/s)
   int sm_count = 0;           ///< streaming multiprocessors
   double nvlink_GBps = 0;     ///< NVLink bandwidth per direction, GB/s (0 = none)
+  /// CUDA compute capability × 10 + minor, e.g. 80 (A100), 90 (H100, H200); 0 = not given.
+  /// Picks NCCL's per-architecture tables in the simulator's NCCL model.
+  int compute_capability = 0;
 
   /// Throws std::invalid_argument naming the field when a value is not positive.
   void validate() const;
