@@ -16,6 +16,7 @@
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/event_queue.hpp"
+#include "masep/sim/nccl_model.hpp"
 #include "masep/sim/network_model.hpp"
 #include "masep/sim/parameters.hpp"
 #include "masep/sim/platform.hpp"
@@ -76,6 +77,12 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
+// What the NCCL collective model needs besides the Platform (SimOptions::collective_model).
+struct NcclSetup {
+  const topology::TopologySpec* topology = nullptr;
+  NcclSelection selection;
+};
+
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
@@ -134,6 +141,9 @@ class Engine {
   [[gnu::noinline]] SimResult run();
   /// See SimOptions::progress; the function must outlive run().
   void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
+  /// Times collectives with NCCL's model (SimOptions::collective_model "nccl"); `setup` must
+  /// outlive run(). Call before run().
+  void set_nccl(const NcclSetup* setup) { nccl_ = setup; }
 
  private:
   static std::vector<double> capacities(const Platform& plat, const SimParams& prm) {
@@ -179,11 +189,25 @@ class Engine {
         return prm_.alpha_sendrecv_ns;
     }
   }
-  CollectivePlan collective_plan(int c) const {
+  CollectivePlan collective_plan(int c) {
     const plan::Collective& col = P_.collectives[c];
-    return make_collective_plan(col.kind, ring_gpus_[col.group], group_gpus_[col.group],
-                                &col.matrix, static_cast<double>(col.bytes), plat_.gpus_per_node(),
-                                allreduce_, allreduce_auto_);
+    CollectivePlan cp = make_collective_plan(
+        col.kind, ring_gpus_[col.group], group_gpus_[col.group], &col.matrix,
+        static_cast<double>(col.bytes), plat_.gpus_per_node(), allreduce_, allreduce_auto_);
+    if (nccl_ != nullptr) {
+      // NCCL's model, one per group (its members fix the communicator), built on first use.
+      std::unique_ptr<NcclModel>& m = group_nccl_[col.group];
+      if (!m) {
+        m = std::make_unique<NcclModel>(
+            NcclSystem::from_topology(*nccl_->topology, ring_gpus_[col.group]), nccl_->selection);
+      }
+      const int n = static_cast<int>(ring_gpus_[col.group].size());
+      const double overhead = col.kind == OpKind::kAllToAll
+                                  ? prm_.nccl_p2p_call_overhead_ns * std::max(0, n - 1)
+                                  : prm_.nccl_call_overhead_ns;
+      apply_nccl_model(cp, *m, plat_, overhead);
+    }
+    return cp;
   }
 
   void mark_ready(OpId op, int64_t t);
@@ -286,7 +310,9 @@ class Engine {
   int64_t now_ = 0;
   uint64_t events_ = 0;
   const std::function<void(int64_t, int64_t)>* progress_ = nullptr;
-  uint64_t next_progress_ = 0;  // events_ at which progress_ is called next
+  uint64_t next_progress_ = 0;                          // events_ at which progress_ is called next
+  const NcclSetup* nccl_ = nullptr;                     // null: the phases model
+  std::vector<std::unique_ptr<NcclModel>> group_nccl_;  // per group, built on first use
 };
 
 // One pass over the Program's (large) Op structs: checks, compact per-op records, compute
@@ -488,6 +514,8 @@ void Engine::prepare() {
     succ_off_[i + 1] += succ_off_[i];
   }
   // Groups and collectives.
+  group_nccl_.clear();
+  group_nccl_.resize(P.groups.size());
   group_gpus_.assign(P.groups.size(), {});
   ring_gpus_.assign(P.groups.size(), {});
   for (size_t g = 0; g < P.groups.size(); ++g) {
@@ -689,6 +717,10 @@ void Engine::mark_ready(OpId id, int64_t t) {
     cs.fixed = true;  // its GPUs count as moving data for the whole call (interference)
     for (OpId m : P_.collectives[o.other].ops) count_begin(comm_active_, info_[m].gpu, t);
     q_.push(t + coll_fixed_ns_[o.other], kPhaseStart, o.other);
+    return;
+  }
+  if (cs.plan.alpha_ns >= 0) {  // NCCL model: this call's own latency
+    q_.push(t + cs.plan.alpha_ns + phase_overhead_ns_, kPhaseStart, o.other);
     return;
   }
   q_.push_after(now_, t - now_ + ceil_ns(alpha(o.kind)) + phase_overhead_ns_, kPhaseStart, o.other);
@@ -973,8 +1005,34 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     cal_summary = calibrated->coverage(program).summary(options.calibration, device);
     cm = std::move(calibrated);
   }
+  // Collective timing model (SimOptions::collective_model).
+  bool use_nccl = false;
+  if (options.collective_model == "nccl") {
+    if (options.topology == nullptr) {
+      throw std::invalid_argument(
+          "collective_model 'nccl' needs SimOptions::topology (the cluster description)");
+    }
+    use_nccl = true;
+  } else if (options.collective_model == "auto") {
+    use_nccl = options.topology != nullptr && is_auto;
+  } else if (options.collective_model != "phases") {
+    throw std::invalid_argument("collective_model '" + options.collective_model +
+                                "' is not one of nccl, phases, auto");
+  }
+  NcclSetup nccl;
+  if (use_nccl) {
+    nccl.topology = options.topology;
+    nccl.selection =
+        NcclSelection::parse(options.nccl_algo, options.nccl_proto, "nccl_algo", "nccl_proto");
+  } else if (options.nccl_algo != "auto" || options.nccl_proto != "auto") {
+    throw std::invalid_argument(
+        "nccl_algo / nccl_proto apply to the NCCL collective model, which this run does not use "
+        "(collective_model '" +
+        options.collective_model + "', allreduce_algorithm '" + options.allreduce_algorithm + "')");
+  }
   Engine engine(program, platform, prm, *cm, alg, is_auto, std::move(coll_fixed_ns));
   if (options.progress) engine.set_progress(&options.progress);
+  if (use_nccl) engine.set_nccl(&nccl);
   SimResult result = engine.run();
   result.calibration_summary = std::move(cal_summary);
   return result;

@@ -43,7 +43,9 @@ TEST(SimTopology, RingAllReduceOverNVSwitch) {
   ProgramBuilder b(4);
   const int g = b.group("world", {0, 1, 2, 3});
   b.collective(OpKind::kAllReduce, g, 8'000'000);
-  const SimResult r = simulate(b.build(), topo);
+  SimOptions phases;  // the phases model's closed form (the NCCL model: test_sim_nccl.cpp)
+  phases.collective_model = "phases";
+  const SimResult r = simulate(b.build(), topo, phases);
   const SimParams d;
   EXPECT_EQ(r.timeline.makespan_ns,
             static_cast<int64_t>(d.alpha_allreduce_ns) + 2 * 3 * (1'000 + 8'000'000 / 4 / 100));
