@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "cli.hpp"
@@ -17,6 +18,8 @@
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/program.hpp"
+#include "masep/sim/calibrated_model.hpp"
+#include "masep/sim/nccl_model.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
 #include "table.hpp"
@@ -42,6 +45,16 @@ doc/PERFORMANCE.md), so the rows compare directly with published nccl-tests outp
           reduce_scatter (n-1)/n,  all_to_all (n-1)/n,  sendrecv 1
 sendrecv, as in nccl-tests' sendrecv_perf: every rank i sends to rank i+1 (mod n) and
 receives from rank i-1 at the same time (n = 2: both directions at once).
+
+Collectives are timed by NCCL's own tuning model (--model nccl, the default): the algo and
+proto columns say which algorithm and protocol NCCL would pick for the row, and the time is
+NCCL's latency + size / bandwidth plus the host cost of an eager call (--graph: captured in
+a CUDA graph, no host cost), sharing links max-min. --algo / --proto restrict the choice
+like NCCL_ALGO / NCCL_PROTO (NCCL's list syntax: ring,tree or ^nvls). --model phases is the
+earlier model (--algorithm, per-kind alpha, raw link rate). With --calibration, a comm table
+of the op and group size times the row instead ("calibrated"). sendrecv rows are timed as
+the simulator times Program send/recv pairs (alpha_sendrecv_ns + one flow), not by NCCL's
+model; the algo column shows what NCCL would use.
 
 Sizes accept suffixes K, M, G (powers of 1024), e.g. --max-bytes 256M.
 
@@ -186,6 +199,8 @@ plan::Program build_program(const OpInfo& info, const std::vector<int>& gpus, in
 
 int cmd_collective(const Args& args) {
   std::string topo_name, op_name, ranks_text, min_text = "8", max_text = "256M", algorithm;
+  std::string model = "auto", algo = "auto", proto = "auto", calibration;
+  bool graph = false;
   int gpus = 0;
   double factor = 2;
   po::options_description opts(kUsage);
@@ -200,8 +215,19 @@ int cmd_collective(const Args& args) {
       "max-bytes,e", po::value(&max_text)->default_value("256M"), "largest size")(
       "factor,f", po::value(&factor)->default_value(2.0), "size multiplier between rows (> 1)")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
-      "all-reduce algorithm: ring, tree, hierarchical or auto (hierarchical across nodes, "
-      "ring inside one)");
+      "phases model's all-reduce algorithm: ring, tree, hierarchical or auto (hierarchical "
+      "across nodes, ring inside one); anything but auto selects --model phases")(
+      "model", po::value(&model)->default_value("auto"),
+      "collective timing: nccl (NCCL's tuning model), phases, or auto (nccl unless --algorithm "
+      "is given)")(
+      "algo", po::value(&algo)->default_value("auto"),
+      "NCCL_ALGO-like: ring, tree, nvls, nvls_tree, collnet_direct, collnet_chain, lists "
+      "(ring,tree) or ^exclusions")("proto", po::value(&proto)->default_value("auto"),
+                                    "NCCL_PROTO-like: LL, LL128, Simple, lists or ^exclusions")(
+      "graph", po::bool_switch(&graph),
+      "calls captured in a CUDA graph: no eager host cost (nccl_call_overhead_ns = 0)")(
+      "calibration", po::value(&calibration),
+      "calibration YAML (masep profile): its comm tables time the rows they cover");
   po::variables_map vm;
   if (auto rc = parse_command_line("collective", args, opts, vm)) return *rc;
   const OpInfo info = op_info(op_name);
@@ -252,10 +278,60 @@ int cmd_collective(const Args& args) {
 
   sim::SimOptions so;
   so.allreduce_algorithm = algorithm;
+  so.collective_model = model;
+  so.nccl_algo = algo;
+  so.nccl_proto = proto;
+  so.calibration = calibration;
+  if (graph) so.params = {{"nccl_call_overhead_ns", 0}, {"nccl_p2p_call_overhead_ns", 0}};
+  const bool nccl = model == "nccl" || (model == "auto" && algorithm == "auto");
+  if (!nccl && (algo != "auto" || proto != "auto")) {
+    throw plan::InputError("", 0, 0, algo != "auto" ? "--algo" : "--proto",
+                           "applies to --model nccl only");
+  }
+  if (model != "auto" && model != "nccl" && model != "phases") {
+    throw plan::InputError("", 0, 0, "--model",
+                           fmt::format("'{}': expected nccl, phases or auto", model));
+  }
+  std::optional<sim::NcclModel> nccl_model;
+  std::optional<plan::Calibration> cal;
+  try {
+    if (nccl) {
+      nccl_model.emplace(sim::NcclSystem::from_topology(topo.spec(), ranks),
+                         sim::NcclSelection::parse(algo, proto, "--algo", "--proto"));
+      nccl_model->choose(info.kind, static_cast<double>(min_bytes));  // anything enabled?
+    }
+  } catch (const std::invalid_argument& e) {
+    std::string msg = e.what();
+    std::string key = algo != "auto" ? "--algo" : "--proto";
+    for (const char* k : {"--algo", "--proto"}) {  // parse errors name their option first
+      if (msg.rfind(std::string(k) + ": ", 0) == 0) {
+        key = k;
+        msg.erase(0, key.size() + 2);
+      }
+    }
+    throw plan::InputError("", 0, 0, key, msg);
+  }
+  if (!calibration.empty()) cal = plan::load_calibration(calibration);
   std::string gpu_list;
   for (int r : ranks) gpu_list += (gpu_list.empty() ? "" : ",") + std::to_string(r);
-  std::printf("# masep collective (simulated): %s on %s, %d GPUs [%s], algorithm %s\n", info.name,
-              topo.spec().name.c_str(), n, gpu_list.c_str(), algorithm.c_str());
+  if (nccl) {
+    const sim::NcclSystem& sys = nccl_model->system();
+    std::printf(
+        "# masep collective (simulated): %s on %s, %d GPUs [%s], NCCL model (algo %s, proto %s, "
+        "%s): sm%d, %s%s, %d node(s)%s\n",
+        info.name, topo.spec().name.c_str(), n, gpu_list.c_str(), algo.c_str(), proto.c_str(),
+        graph ? "CUDA graph" : "eager calls", sys.compute_capability,
+        topology::to_string(sys.fabric), sys.nvls ? " with NVLS" : " without NVLS", sys.nodes,
+        sys.sharp ? ", SHARP NICs" : "");
+  } else {
+    std::printf(
+        "# masep collective (simulated): %s on %s, %d GPUs [%s], phases model, algorithm %s\n",
+        info.name, topo.spec().name.c_str(), n, gpu_list.c_str(), algorithm.c_str());
+  }
+  if (cal) {
+    std::printf("# calibration %s (%s, NCCL %s): its comm tables time the rows they cover\n",
+                calibration.c_str(), cal->device.c_str(), cal->nccl.c_str());
+  }
   std::printf("# busbw = algbw x %s\n", info.kind == plan::OpKind::kAllReduce ? "2(n-1)/n"
                                         : info.kind == plan::OpKind::kSend    ? "1"
                                                                               : "(n-1)/n");
@@ -267,6 +343,8 @@ int cmd_collective(const Args& args) {
   t.column("time (us)");
   t.column("algbw (GB/s)");
   t.column("busbw (GB/s)");
+  t.column("algo", Table::kLeft);
+  t.column("proto", Table::kLeft);
   int64_t last = -1;
   for (double sz = static_cast<double>(min_bytes);
        sz <= static_cast<double>(max_bytes) * (1 + 1e-12); sz *= factor) {
@@ -285,9 +363,23 @@ int cmd_collective(const Args& args) {
     }
     const double time_ns = static_cast<double>(end - std::min(start, end));
     const double algbw = time_ns > 0 ? static_cast<double>(bytes) / time_ns : 0;  // B/ns = GB/s
+    std::string algo_col = nccl ? "" : "-", proto_col = nccl ? "" : "-";
+    const bool calibrated =
+        cal && info.kind != plan::OpKind::kSend &&
+        sim::calibrated_collective_ns(*cal, info.kind, n, static_cast<double>(bytes), false) >= 0;
+    if (calibrated) {
+      algo_col = "calibrated";
+      proto_col = "-";
+    } else if (nccl) {
+      const sim::NcclChoice c = nccl_model->choose(info.kind, static_cast<double>(bytes));
+      algo_col = sim::to_string(c.algo);
+      proto_col = sim::to_string(c.proto);
+    } else if (info.kind == plan::OpKind::kAllReduce) {
+      algo_col = algorithm;
+    }
     t.row({std::to_string(bytes), std::to_string(bytes / 4), "float", info.redop,
            fmt::format("{:.2f}", time_ns / 1e3), fmt::format("{:.2f}", algbw),
-           fmt::format("{:.2f}", algbw * bus_factor(info.kind, n))});
+           fmt::format("{:.2f}", algbw * bus_factor(info.kind, n)), algo_col, proto_col});
   }
   t.print(stdout, 0);
   return 0;
