@@ -200,7 +200,7 @@ plan::Program build_program(const OpInfo& info, const std::vector<int>& gpus, in
 int cmd_collective(const Args& args) {
   std::string topo_name, op_name, ranks_text, min_text = "8", max_text = "256M", algorithm;
   std::string model = "auto", algo = "auto", proto = "auto", calibration;
-  bool graph = false;
+  bool graph = false, allow_mismatch = false;
   int gpus = 0;
   double factor = 2;
   po::options_description opts(kUsage);
@@ -227,7 +227,10 @@ int cmd_collective(const Args& args) {
       "graph", po::bool_switch(&graph),
       "calls captured in a CUDA graph: no eager host cost (nccl_call_overhead_ns = 0)")(
       "calibration", po::value(&calibration),
-      "calibration YAML (masep profile): its comm tables time the rows they cover");
+      "calibration YAML (masep profile): its comm tables time the rows they cover")(
+      "allow-mismatch", po::bool_switch(&allow_mismatch),
+      "accept a calibration measured on another GPU model than the topology's (a warning in "
+      "the header; else an error)");
   po::variables_map vm;
   if (auto rc = parse_command_line("collective", args, opts, vm)) return *rc;
   const OpInfo info = op_info(op_name);
@@ -311,7 +314,17 @@ int cmd_collective(const Args& args) {
     }
     throw plan::InputError("", 0, 0, key, msg);
   }
-  if (!calibration.empty()) cal = plan::load_calibration(calibration);
+  so.allow_calibration_mismatch = allow_mismatch;
+  std::string mismatch;
+  if (!calibration.empty()) {
+    cal = plan::load_calibration(calibration);
+    try {
+      mismatch =
+          sim::check_calibration_gpu(*cal, calibration, topo.spec().gpu.name, allow_mismatch);
+    } catch (const std::invalid_argument& e) {
+      throw plan::InputError("", 0, 0, "--calibration", e.what());
+    }
+  }
   std::string gpu_list;
   for (int r : ranks) gpu_list += (gpu_list.empty() ? "" : ",") + std::to_string(r);
   if (nccl) {
@@ -331,6 +344,7 @@ int cmd_collective(const Args& args) {
   if (cal) {
     std::printf("# calibration %s (%s, NCCL %s): its comm tables time the rows they cover\n",
                 calibration.c_str(), cal->device.c_str(), cal->nccl.c_str());
+    if (!mismatch.empty()) std::printf("# %s\n", mismatch.c_str());
   }
   std::printf("# busbw = algbw x %s\n", info.kind == plan::OpKind::kAllReduce ? "2(n-1)/n"
                                         : info.kind == plan::OpKind::kSend    ? "1"

@@ -105,6 +105,7 @@ int cmd_sim(const Args& args) {
   std::vector<std::string> sets;
   std::string trace_path, calibration, algorithm = "auto";
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
+  bool allow_mismatch = false;
   int steps = 0;
   double interference = 0;
   po::options_description opts(kUsage);
@@ -125,8 +126,10 @@ int cmd_sim(const Args& args) {
       "collective timing: nccl (NCCL's tuning model, the default), phases, or auto")(
       "nccl-algo", po::value(&nccl_algo)->default_value("auto"),
       "NCCL_ALGO-like restriction for the nccl model, e.g. ring or ^nvls")(
-      "nccl-proto", po::value(&nccl_proto)->default_value("auto"),
-      "NCCL_PROTO-like restriction for the nccl model, e.g. Simple or ^LL")(
+      "allow-mismatch", po::bool_switch(&allow_mismatch),
+      "accept a calibration measured on another GPU model than the topology's (a warning; "
+      "else an error)")("nccl-proto", po::value(&nccl_proto)->default_value("auto"),
+                        "NCCL_PROTO-like restriction for the nccl model, e.g. Simple or ^LL")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
@@ -147,6 +150,7 @@ int cmd_sim(const Args& args) {
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
   so.collective_model = coll_model;
+  so.allow_calibration_mismatch = allow_mismatch;
   so.nccl_algo = nccl_algo;
   so.nccl_proto = nccl_proto;
   so.comm_interference = interference;

@@ -974,9 +974,12 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
   // A calibration file (issue 6, calibrated_model.hpp): its comm tables set the alpha_*_ns
   // latencies (options.params still override them), its compute tables time compute ops.
   std::optional<plan::Calibration> cal;
+  std::string mismatch_warning;
   std::vector<std::pair<std::string, double>> overrides = options.params;
   if (!options.calibration.empty()) {
     cal = plan::load_calibration(options.calibration);
+    mismatch_warning = check_calibration_gpu(*cal, options.calibration, platform.gpu().name,
+                                             options.allow_calibration_mismatch);
     overrides = calibrated_comm_params(*cal);
     overrides.insert(overrides.end(), options.params.begin(), options.params.end());
   }
@@ -1034,6 +1037,9 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
   if (options.progress) engine.set_progress(&options.progress);
   if (use_nccl) engine.set_nccl(&nccl);
   SimResult result = engine.run();
+  if (!mismatch_warning.empty()) {
+    cal_summary = mismatch_warning + (cal_summary.empty() ? "" : "\n" + cal_summary);
+  }
   result.calibration_summary = std::move(cal_summary);
   return result;
 }

@@ -7,7 +7,9 @@
 #include <limits>
 #include <string>
 
+#include "masep/plan/calibration.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/sim/calibrated_model.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/sim/nccl_model.hpp"
 #include "masep/sim/simulator.hpp"
@@ -303,6 +305,37 @@ TEST(NcclTopology, FieldsLoadAndBadOnesNameTheKey) {
   // Built-ins: the test hosts keep NVLS off; defaults leave the others as they were.
   EXPECT_FALSE(plan::load_topology("host-4xh100").nvls);
   EXPECT_FALSE(plan::load_topology("paper-16xa100").nics.front().sharp);
+}
+
+TEST(CalibrationGpu, ModelNamesAndMismatch) {
+  EXPECT_EQ(gpu_model_of("NVIDIA H100 80GB HBM3"), "H100");
+  EXPECT_EQ(gpu_model_of("H200-SXM-141GB"), "H200");
+  EXPECT_EQ(gpu_model_of("NVIDIA A100-SXM4-80GB"), "A100");
+  EXPECT_EQ(gpu_model_of("TestGPU (synthetic)"), "");
+  plan::Calibration cal;
+  cal.device = "NVIDIA H200";
+  cal.comm.push_back({"all_reduce", 8, {{1024, 9000}, {1 << 20, 20000}}});
+  const std::string path = ::testing::TempDir() + "/nccl_h200_cal.yaml";
+  plan::write_calibration(path, cal);
+  const topology::Topology h100(plan::load_topology("dgx-h100"));
+  const topology::Topology h200(plan::load_topology("host-4xh200"));
+  SimOptions so;
+  so.calibration = path;
+  try {
+    simulate(one_collective(OpKind::kAllReduce, 8, 1024), h100, so);
+    FAIL() << "an H200 calibration was accepted for an H100 topology";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("H100-SXM5-80GB"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--allow-mismatch"), std::string::npos) << e.what();
+  }
+  so.allow_calibration_mismatch = true;
+  const SimResult r = simulate(one_collective(OpKind::kAllReduce, 8, 1024), h100, so);
+  EXPECT_EQ(r.calibration_summary.rfind("WARNING: calibration", 0), 0u) << r.calibration_summary;
+  // The table times the call (9 us + the launch overhead, 0 here) instead of NCCL's model.
+  EXPECT_EQ(r.timeline.makespan_ns, 9000);
+  SimOptions same;
+  same.calibration = path;
+  EXPECT_NO_THROW(simulate(one_collective(OpKind::kAllReduce, 4, 1024), h200, same));
 }
 
 }  // namespace

@@ -23,6 +23,9 @@ class Platform;
 struct SimOptions {
   /// Path of a calibration YAML (measured efficiency tables); empty = datasheet defaults.
   std::string calibration;
+  /// Accept a calibration measured on another GPU model than the topology's (else an error;
+  /// calibrated_model.hpp check_calibration_gpu). The warning then leads calibration_summary.
+  bool allow_calibration_mismatch = false;
   /// Fraction by which a running communication kernel slows concurrent compute on the same
   /// GPU (0 = no interference).
   double comm_interference = 0.0;
