@@ -9,8 +9,8 @@
 
 #include "masep/plan/calibration.hpp"
 #include "masep/plan/errors.hpp"
-#include "masep/sim/calibrated_model.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/nccl_model.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
