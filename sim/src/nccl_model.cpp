@@ -171,6 +171,12 @@ NcclSystem NcclSystem::from_topology(const topology::TopologySpec& topo,
   return s;
 }
 
+double nccl_p2p_intra_efficiency(const topology::TopologySpec& topo) {
+  if (topo.intra == topology::Fabric::kPCIe) return 1.0;
+  const int cc = NcclSystem::from_topology(topo, {0}).compute_capability;
+  return (cc >= 90 ? kNvlinkBw90 : kNvlinkBw80) / kNominalLinkGBps;
+}
+
 int NcclModel::coll_index(plan::OpKind kind) {
   switch (kind) {
     case plan::OpKind::kAllReduce:

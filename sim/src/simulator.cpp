@@ -143,7 +143,16 @@ class Engine {
   void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
   /// Times collectives with NCCL's model (SimOptions::collective_model "nccl"); `setup` must
   /// outlive run(). Call before run().
-  void set_nccl(const NcclSetup* setup) { nccl_ = setup; }
+  void set_nccl(const NcclSetup* setup) {
+    nccl_ = setup;
+    p2p_intra_wire_ = 1.0 / nccl_p2p_intra_efficiency(*setup->topology);
+  }
+  // Bytes a point-to-point transfer puts on the wire per payload byte: NCCL's p2p reaches its
+  // per-link bandwidth (nccl_model.hpp) on NVLink inside a node; 1 across nodes, on PCIe, on
+  // one GPU and in the phases model.
+  double p2p_wire(int src, int dst) const {
+    return src != dst && plat_.node_of(src) == plat_.node_of(dst) ? p2p_intra_wire_ : 1.0;
+  }
 
  private:
   static std::vector<double> capacities(const Platform& plat, const SimParams& prm) {
@@ -312,6 +321,7 @@ class Engine {
   const std::function<void(int64_t, int64_t)>* progress_ = nullptr;
   uint64_t next_progress_ = 0;                          // events_ at which progress_ is called next
   const NcclSetup* nccl_ = nullptr;                     // null: the phases model
+  double p2p_intra_wire_ = 1;                           // see p2p_wire()
   std::vector<std::unique_ptr<NcclModel>> group_nccl_;  // per group, built on first use
 };
 
@@ -694,8 +704,9 @@ void Engine::mark_ready(OpId id, int64_t t) {
     if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
     const OpInfo& so = info_[send];
-    start_flow_after(t + alpha_sr_ns_, so.gpu, info_[so.other].gpu, static_cast<double>(so.bytes),
-                     tag_of(send, kFlowP2p));
+    const int dst = info_[so.other].gpu;
+    start_flow_after(t + alpha_sr_ns_, so.gpu, dst,
+                     static_cast<double>(so.bytes) * p2p_wire(so.gpu, dst), tag_of(send, kFlowP2p));
     return;
   }
   if (o.kind == OpKind::kExchange) {
@@ -735,7 +746,8 @@ void Engine::launch_exchange(OpId id, int64_t t) {
   for (int32_t j = xop_off_[k]; j < xop_off_[k + 1]; ++j) {
     const int32_t x = xop_list_[j];
     if (++xsides_[x] < 2) continue;  // the partner posts later and starts it
-    start_flow_after(t, info_[xsrc_[x]].gpu, info_[xdst_[x]].gpu, static_cast<double>(xbytes_[x]),
+    const int src = info_[xsrc_[x]].gpu, dst = info_[xdst_[x]].gpu;
+    start_flow_after(t, src, dst, static_cast<double>(xbytes_[x]) * p2p_wire(src, dst),
                      tag_of(x, kFlowXfer));
   }
 }

@@ -79,6 +79,12 @@ struct NcclSystem {
   static NcclSystem from_topology(const topology::TopologySpec& topo, const std::vector<int>& gpus);
 };
 
+/// NCCL's bandwidth of one NVLink link over the link's datasheet rate (25 GB/s per direction):
+/// 20.0/25 = 0.8 on sm80, 20.6/25 = 0.824 on sm90 (topo.h), for NVLink fabrics; 1 on PCIe.
+/// The simulator's NCCL model moves point-to-point payloads inside a node (send/recv,
+/// exchanges) at this share of the links' rate. Compute capability as from_topology infers it.
+double nccl_p2p_intra_efficiency(const topology::TopologySpec& topo);
+
 /// NCCL_ALGO / NCCL_PROTO-like selection: which algorithms and protocols may be chosen.
 /// Parsed from NCCL's list syntax: "ring", "ring,tree", "^nvls" (all but), "auto" / ""
 /// (everything NCCL enables by default). Names are case-insensitive; "nvls_tree" and
