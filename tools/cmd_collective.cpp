@@ -55,8 +55,12 @@ a CUDA graph, no host cost), sharing links max-min. --algo / --proto restrict th
 like NCCL_ALGO / NCCL_PROTO (NCCL's list syntax: ring,tree or ^nvls). --model phases is the
 earlier model (--algorithm, per-kind alpha, raw link rate). With --calibration, a comm table
 of the op and group size times the row instead ("calibrated"). sendrecv rows are timed as
-the simulator times Program send/recv pairs (alpha_sendrecv_ns + one flow), not by NCCL's
-model; the algo column shows what NCCL would use.
+the simulator times Program send/recv pairs (alpha_sendrecv_ns + one flow, inside a node at
+NCCL's NVLink share of the link rate); the algo column shows what NCCL would use.
+
+all_to_all --routing uniform|zipf: an expert exchange as deployed (seeded top-k routing,
+uneven matrices, --dtype fp8 dispatch or bf16 combine, --dedup node for DeepEP-style
+hierarchical exchange); sizes are then each rank's token buffer.
 
 Sizes accept suffixes K, M, G (powers of 1024), e.g. --max-bytes 256M.
 
