@@ -18,7 +18,9 @@ echo "|---|---:|---:|---:|---:|---:|"
 for f in scenarios/validation/*.yaml; do
   n=$(basename "$f" .yaml)
   [ -f "$V/$n.trace.json" ] || { echo "missing measurement $V/$n.trace.json" >&2; exit 1; }
-  "$M" sim "$f" --calibration "$CAL" --trace "$tmp/$n.sim.json" --quiet >/dev/null 2>"$tmp/$n.err"
+  # --allow-mismatch: the validation scenarios name host-4xh100 while the default measurements
+  # and calibration are from 4 x H200 (docs/accuracy.md); the warning goes to $tmp/$n.err.
+  "$M" sim "$f" --calibration "$CAL" --allow-mismatch --trace "$tmp/$n.sim.json" --quiet >/dev/null 2>"$tmp/$n.err"
   "$M" compare "$tmp/$n.sim.json" "$V/$n.trace.json" --json >"$tmp/$n.cmp.json"
   python3 - "$tmp/$n.cmp.json" "$n" <<'PY'
 import json, sys

@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <optional>
+#include <random>
 #include <set>
 
 #include "cli.hpp"
@@ -17,6 +20,8 @@
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/program.hpp"
+#include "masep/sim/calibrated_model.hpp"
+#include "masep/sim/nccl_model.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
 #include "table.hpp"
@@ -42,6 +47,20 @@ doc/PERFORMANCE.md), so the rows compare directly with published nccl-tests outp
           reduce_scatter (n-1)/n,  all_to_all (n-1)/n,  sendrecv 1
 sendrecv, as in nccl-tests' sendrecv_perf: every rank i sends to rank i+1 (mod n) and
 receives from rank i-1 at the same time (n = 2: both directions at once).
+
+Collectives are timed by NCCL's own tuning model (--model nccl, the default): the algo and
+proto columns say which algorithm and protocol NCCL would pick for the row, and the time is
+NCCL's latency + size / bandwidth plus the host cost of an eager call (--graph: captured in
+a CUDA graph, no host cost), sharing links max-min. --algo / --proto restrict the choice
+like NCCL_ALGO / NCCL_PROTO (NCCL's list syntax: ring,tree or ^nvls). --model phases is the
+earlier model (--algorithm, per-kind alpha, raw link rate). With --calibration, a comm table
+of the op and group size times the row instead ("calibrated"). sendrecv rows are timed as
+the simulator times Program send/recv pairs (alpha_sendrecv_ns + one flow, inside a node at
+NCCL's NVLink share of the link rate); the algo column shows what NCCL would use.
+
+all_to_all --routing uniform|zipf: an expert exchange as deployed (seeded top-k routing,
+uneven matrices, --dtype fp8 dispatch or bf16 combine, --dedup node for DeepEP-style
+hierarchical exchange); sizes are then each rank's token buffer.
 
 Sizes accept suffixes K, M, G (powers of 1024), e.g. --max-bytes 256M.
 
@@ -182,10 +201,173 @@ plan::Program build_program(const OpInfo& info, const std::vector<int>& gpus, in
   return p;
 }
 
+// Expert all-to-all as deployed (--routing): every rank holds `tokens` tokens; each token picks
+// top_k distinct experts (seeded; uniform or Zipf over a seeded shuffle of the experts, as
+// the scenario routing does), expert e lives on group rank e % n, and a token is sent once to
+// every rank that holds one of its experts (never to itself). `token_bytes` per token.
+struct Routing {
+  std::string kind = "none";  // none (nccl-tests' uniform S/n), uniform, zipf
+  double skew = 1.0;
+  int top_k = 2;
+  int experts = 0;  // 0 = one per rank
+  uint64_t seed = 1;
+  bool combine = false;  // the return trip: the dispatch matrix transposed
+  bool dedup = false;    // DeepEP-style: one inter-node copy per destination node
+};
+
+// dest[i][t]: the set of ranks token t of rank i goes to (sorted, without i).
+std::vector<std::vector<std::vector<int>>> route_tokens(const Routing& r, int n, int64_t tokens) {
+  const int experts = r.experts > 0 ? r.experts : n;
+  std::mt19937_64 rng(r.seed);
+  std::vector<int> order(static_cast<size_t>(experts));
+  for (int e = 0; e < experts; ++e) order[static_cast<size_t>(e)] = e;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<double> weight(static_cast<size_t>(experts), 1.0);
+  if (r.kind == "zipf") {
+    for (int k = 0; k < experts; ++k) {
+      weight[static_cast<size_t>(order[static_cast<size_t>(k)])] = 1.0 / std::pow(k + 1.0, r.skew);
+    }
+  }
+  std::vector<std::vector<std::vector<int>>> dest(static_cast<size_t>(n));
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int i = 0; i < n; ++i) {
+    dest[static_cast<size_t>(i)].resize(static_cast<size_t>(tokens));
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::vector<double> w = weight;
+      std::vector<int> ranks;
+      for (int k = 0; k < std::min(r.top_k, experts); ++k) {
+        double total = 0;
+        for (double x : w) total += x;
+        double pick = u(rng) * total;
+        int e = 0;
+        while (e < experts - 1 && (pick -= w[static_cast<size_t>(e)]) >= 0) ++e;
+        w[static_cast<size_t>(e)] = 0;  // distinct experts
+        const int rank = e % n;
+        if (rank != i) ranks.push_back(rank);
+      }
+      std::sort(ranks.begin(), ranks.end());
+      ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+      dest[static_cast<size_t>(i)][static_cast<size_t>(t)] = std::move(ranks);
+    }
+  }
+  return dest;
+}
+
+using Matrix = std::vector<std::vector<int64_t>>;
+
+// The all-to-all matrices of one routed exchange: one matrix (direct), or with `dedup` two
+// stages: [0] inter-node, each token once per destination node to the member with the
+// sender's local index there (or that node's first member); [1] NVLink, direct sends inside
+// the sender's node plus the forwarding from each node's receiving member to the token's
+// destinations. Combine reverses the trip (matrices transposed, stages swapped).
+std::vector<Matrix> routed_matrices(const Routing& r, const std::vector<int>& gpus,
+                                    int gpus_per_node, int64_t tokens, int64_t token_bytes) {
+  const int n = static_cast<int>(gpus.size());
+  const auto dest = route_tokens(r, n, tokens);
+  auto node_of = [&](int rank) { return gpus[static_cast<size_t>(rank)] / gpus_per_node; };
+  auto local_of = [&](int rank) { return gpus[static_cast<size_t>(rank)] % gpus_per_node; };
+  // Receiving member on `node` for a sender with local index `local`.
+  auto proxy = [&](int node, int local) {
+    int first = -1;
+    for (int j = 0; j < n; ++j) {
+      if (node_of(j) != node) continue;
+      if (local_of(j) == local) return j;
+      if (first < 0) first = j;
+    }
+    return first;
+  };
+  const auto zero = Matrix(static_cast<size_t>(n), std::vector<int64_t>(static_cast<size_t>(n), 0));
+  std::vector<Matrix> out;
+  if (!r.dedup) {
+    out.push_back(zero);
+    for (int i = 0; i < n; ++i) {
+      for (const auto& ranks : dest[static_cast<size_t>(i)]) {
+        for (int j : ranks) out[0][static_cast<size_t>(i)][static_cast<size_t>(j)] += token_bytes;
+      }
+    }
+  } else {
+    out.assign(2, zero);
+    for (int i = 0; i < n; ++i) {
+      for (const auto& ranks : dest[static_cast<size_t>(i)]) {
+        std::vector<int> remote_nodes;
+        for (int j : ranks) {
+          if (node_of(j) == node_of(i)) {
+            out[1][static_cast<size_t>(i)][static_cast<size_t>(j)] += token_bytes;
+            continue;
+          }
+          const int p = proxy(node_of(j), local_of(i));
+          if (std::find(remote_nodes.begin(), remote_nodes.end(), node_of(j)) ==
+              remote_nodes.end()) {
+            remote_nodes.push_back(node_of(j));
+            out[0][static_cast<size_t>(i)][static_cast<size_t>(p)] += token_bytes;
+          }
+          if (p != j) out[1][static_cast<size_t>(p)][static_cast<size_t>(j)] += token_bytes;
+        }
+      }
+    }
+  }
+  if (r.combine) {
+    for (Matrix& m : out) {
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < i; ++j) {
+          std::swap(m[static_cast<size_t>(i)][static_cast<size_t>(j)],
+                    m[static_cast<size_t>(j)][static_cast<size_t>(i)]);
+        }
+      }
+    }
+    std::reverse(out.begin(), out.end());
+  }
+  return out;
+}
+
+// A Program of one all-to-all per matrix, in order on every rank's comm stream.
+plan::Program build_routed_program(const std::vector<int>& gpus, const std::vector<Matrix>& ms) {
+  const int n = static_cast<int>(gpus.size());
+  plan::Program p = build_program({plan::OpKind::kAllToAll, "all_to_all", "none", true}, gpus, 0);
+  p.ops.clear();
+  p.collectives.clear();
+  for (auto& streams : p.stream_ops) {
+    for (auto& list : streams) list.clear();
+  }
+  for (size_t c = 0; c < ms.size(); ++c) {
+    plan::Collective col;
+    col.kind = plan::OpKind::kAllToAll;
+    col.group = 0;
+    col.matrix = ms[c];
+    int64_t sent = 0;
+    for (const auto& row : ms[c]) {
+      for (int64_t b : row) sent += b;
+    }
+    // Collective::bytes: what one rank sends on average, as S with S/n per peer.
+    col.bytes = n > 1 ? sent / (n - 1) : 0;
+    for (int i = 0; i < n; ++i) {
+      plan::Op op;
+      op.id = static_cast<plan::OpId>(p.ops.size());
+      op.rank = i;
+      op.stream = plan::kComm;
+      op.kind = plan::OpKind::kAllToAll;
+      op.name = ms.size() > 1 ? (c == 0 ? "a2a_stage0" : "a2a_stage1") : "a2a_routed";
+      op.comm_bytes = col.bytes;
+      op.collective = static_cast<int32_t>(c);
+      p.stream_ops[static_cast<size_t>(i)][plan::kComm].push_back(op.id);
+      p.ops.push_back(op);
+      col.ops.push_back(op.id);
+    }
+    p.collectives.push_back(std::move(col));
+  }
+  return p;
+}
+
 }  // namespace
 
 int cmd_collective(const Args& args) {
   std::string topo_name, op_name, ranks_text, min_text = "8", max_text = "256M", algorithm;
+  std::string model = "auto", algo = "auto", proto = "auto", calibration;
+  bool graph = false, allow_mismatch = false;
+  Routing routing;
+  std::string direction = "dispatch", dtype = "bf16", dedup = "off";
+  int hidden = 4096;
+  int64_t seed = 1;
   int gpus = 0;
   double factor = 2;
   po::options_description opts(kUsage);
@@ -200,11 +382,71 @@ int cmd_collective(const Args& args) {
       "max-bytes,e", po::value(&max_text)->default_value("256M"), "largest size")(
       "factor,f", po::value(&factor)->default_value(2.0), "size multiplier between rows (> 1)")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
-      "all-reduce algorithm: ring, tree, hierarchical or auto (hierarchical across nodes, "
-      "ring inside one)");
+      "phases model's all-reduce algorithm: ring, tree, hierarchical or auto (hierarchical "
+      "across nodes, ring inside one); anything but auto selects --model phases")(
+      "model", po::value(&model)->default_value("auto"),
+      "collective timing: nccl (NCCL's tuning model), phases, or auto (nccl unless --algorithm "
+      "is given)")(
+      "algo", po::value(&algo)->default_value("auto"),
+      "NCCL_ALGO-like: ring, tree, nvls, nvls_tree, collnet_direct, collnet_chain, lists "
+      "(ring,tree) or ^exclusions")("proto", po::value(&proto)->default_value("auto"),
+                                    "NCCL_PROTO-like: LL, LL128, Simple, lists or ^exclusions")(
+      "graph", po::bool_switch(&graph),
+      "calls captured in a CUDA graph: no eager host cost (nccl_call_overhead_ns = 0)")(
+      "calibration", po::value(&calibration),
+      "calibration YAML (masep profile): its comm tables time the rows they cover")(
+      "routing", po::value(&routing.kind)->default_value("none"),
+      "all_to_all only: none (nccl-tests' S/n to every peer) or an expert exchange routed "
+      "uniform / zipf; sizes are then each rank's token buffer (tokens x token bytes)")(
+      "skew", po::value(&routing.skew)->default_value(1.0), "Zipf exponent (--routing zipf)")(
+      "top-k", po::value(&routing.top_k)->default_value(2), "experts per token")(
+      "experts", po::value(&routing.experts)->default_value(0),
+      "experts, expert e on rank e mod n (default: one per rank)")(
+      "seed", po::value(&seed)->default_value(1), "routing seed")(
+      "hidden", po::value(&hidden)->default_value(4096), "hidden size (elements per token)")(
+      "dtype", po::value(&dtype)->default_value("bf16"),
+      "dispatch dtype: bf16 (2 B/element) or fp8 (1 B/element + one fp32 scale per 128, as "
+      "DeepEP); combine is always bf16")(
+      "direction", po::value(&direction)->default_value("dispatch"), "dispatch or combine")(
+      "dedup", po::value(&dedup)->default_value("off"),
+      "off, or node: DeepEP-style hierarchical exchange, one inter-node copy per destination "
+      "node then NVLink forwarding (two all-to-all stages)")(
+      "allow-mismatch", po::bool_switch(&allow_mismatch),
+      "accept a calibration measured on another GPU model than the topology's (a warning in "
+      "the header; else an error)");
   po::variables_map vm;
   if (auto rc = parse_command_line("collective", args, opts, vm)) return *rc;
   const OpInfo info = op_info(op_name);
+  const bool routed = routing.kind != "none";
+  if (routing.kind != "none" && routing.kind != "uniform" && routing.kind != "zipf") {
+    throw plan::InputError("", 0, 0, "--routing",
+                           fmt::format("'{}': expected none, uniform or zipf", routing.kind));
+  }
+  if (routed && info.kind != plan::OpKind::kAllToAll) {
+    throw plan::InputError("", 0, 0, "--routing", "applies to --op all_to_all only");
+  }
+  if (!(routing.skew > 0)) throw plan::InputError("", 0, 0, "--skew", "must be positive");
+  if (routing.top_k < 1) throw plan::InputError("", 0, 0, "--top-k", "must be at least 1");
+  if (routing.experts < 0) throw plan::InputError("", 0, 0, "--experts", "must not be negative");
+  if (hidden < 1) throw plan::InputError("", 0, 0, "--hidden", "must be positive");
+  if (dtype != "bf16" && dtype != "fp8") {
+    throw plan::InputError("", 0, 0, "--dtype", fmt::format("'{}': expected bf16 or fp8", dtype));
+  }
+  if (direction != "dispatch" && direction != "combine") {
+    throw plan::InputError("", 0, 0, "--direction",
+                           fmt::format("'{}': expected dispatch or combine", direction));
+  }
+  if (dedup != "off" && dedup != "node") {
+    throw plan::InputError("", 0, 0, "--dedup", fmt::format("'{}': expected off or node", dedup));
+  }
+  routing.seed = static_cast<uint64_t>(seed);
+  routing.combine = direction == "combine";
+  routing.dedup = dedup == "node";
+  if (!routed && routing.dedup) throw plan::InputError("", 0, 0, "--dedup", "needs --routing");
+  // Bytes per token on the wire: combine returns bf16; fp8 dispatch carries a scale per 128.
+  const bool fp8 = dtype == "fp8" && !routing.combine;
+  const int64_t token_bytes =
+      fp8 ? hidden + (hidden + 127) / 128 * 4 : 2LL * static_cast<int64_t>(hidden);
   const int64_t min_bytes = parse_size(min_text, "--min-bytes");
   const int64_t max_bytes = parse_size(max_text, "--max-bytes");
   if (max_bytes < min_bytes)
@@ -212,6 +454,12 @@ int cmd_collective(const Args& args) {
   if (!(factor > 1.0)) throw plan::InputError("", 0, 0, "--factor", "must be greater than 1");
 
   const topology::Topology topo(plan::load_topology(topo_name));
+  if (routed && fp8 && !(topo.spec().gpu.fp8_tflops > 0)) {
+    throw plan::InputError("", 0, 0, "--dtype",
+                           fmt::format("fp8 needs a GPU with FP8 tensor cores, but {} has "
+                                       "fp8_tflops 0",
+                                       topo.spec().gpu.name));
+  }
   std::vector<int> ranks;
   if (!ranks_text.empty()) {
     if (vm.count("gpus"))
@@ -252,10 +500,84 @@ int cmd_collective(const Args& args) {
 
   sim::SimOptions so;
   so.allreduce_algorithm = algorithm;
+  so.collective_model = model;
+  so.nccl_algo = algo;
+  so.nccl_proto = proto;
+  so.calibration = calibration;
+  if (graph) so.params = {{"nccl_call_overhead_ns", 0}, {"nccl_p2p_call_overhead_ns", 0}};
+  const bool nccl = model == "nccl" || (model == "auto" && algorithm == "auto");
+  if (!nccl && (algo != "auto" || proto != "auto")) {
+    throw plan::InputError("", 0, 0, algo != "auto" ? "--algo" : "--proto",
+                           "applies to --model nccl only");
+  }
+  if (model != "auto" && model != "nccl" && model != "phases") {
+    throw plan::InputError("", 0, 0, "--model",
+                           fmt::format("'{}': expected nccl, phases or auto", model));
+  }
+  std::optional<sim::NcclModel> nccl_model;
+  std::optional<plan::Calibration> cal;
+  try {
+    if (nccl) {
+      nccl_model.emplace(sim::NcclSystem::from_topology(topo.spec(), ranks),
+                         sim::NcclSelection::parse(algo, proto, "--algo", "--proto"));
+      nccl_model->choose(info.kind, static_cast<double>(min_bytes));  // anything enabled?
+    }
+  } catch (const std::invalid_argument& e) {
+    std::string msg = e.what();
+    std::string key = algo != "auto" ? "--algo" : "--proto";
+    for (const char* k : {"--algo", "--proto"}) {  // parse errors name their option first
+      if (msg.rfind(std::string(k) + ": ", 0) == 0) {
+        key = k;
+        msg.erase(0, key.size() + 2);
+      }
+    }
+    throw plan::InputError("", 0, 0, key, msg);
+  }
+  so.allow_calibration_mismatch = allow_mismatch;
+  std::string mismatch;
+  if (!calibration.empty()) {
+    cal = plan::load_calibration(calibration);
+    try {
+      mismatch =
+          sim::check_calibration_gpu(*cal, calibration, topo.spec().gpu.name, allow_mismatch);
+    } catch (const std::invalid_argument& e) {
+      throw plan::InputError("", 0, 0, "--calibration", e.what());
+    }
+  }
   std::string gpu_list;
   for (int r : ranks) gpu_list += (gpu_list.empty() ? "" : ",") + std::to_string(r);
-  std::printf("# masep collective (simulated): %s on %s, %d GPUs [%s], algorithm %s\n", info.name,
-              topo.spec().name.c_str(), n, gpu_list.c_str(), algorithm.c_str());
+  if (nccl) {
+    const sim::NcclSystem& sys = nccl_model->system();
+    std::printf(
+        "# masep collective (simulated): %s on %s, %d GPUs [%s], NCCL model (algo %s, proto %s, "
+        "%s): sm%d, %s%s, %d node(s)%s\n",
+        info.name, topo.spec().name.c_str(), n, gpu_list.c_str(), algo.c_str(), proto.c_str(),
+        graph ? "CUDA graph" : "eager calls", sys.compute_capability,
+        topology::to_string(sys.fabric), sys.nvls ? " with NVLS" : " without NVLS", sys.nodes,
+        sys.sharp ? ", SHARP NICs" : "");
+  } else {
+    std::printf(
+        "# masep collective (simulated): %s on %s, %d GPUs [%s], phases model, algorithm %s\n",
+        info.name, topo.spec().name.c_str(), n, gpu_list.c_str(), algorithm.c_str());
+  }
+  if (cal) {
+    std::printf("# calibration %s (%s, NCCL %s): its comm tables time the rows they cover\n",
+                calibration.c_str(), cal->device.c_str(), cal->nccl.c_str());
+    if (!mismatch.empty()) std::printf("# %s\n", mismatch.c_str());
+  }
+  if (routed) {
+    std::printf(
+        "# routed expert %s: top-%d of %d experts (expert e on rank e mod %d), %s routing%s, "
+        "seed %lld; %lld B per token (%s); %s\n",
+        direction.c_str(), routing.top_k, routing.experts > 0 ? routing.experts : n, n,
+        routing.kind.c_str(),
+        routing.kind == "zipf" ? fmt::format(" (skew {})", routing.skew).c_str() : "",
+        static_cast<long long>(seed), static_cast<long long>(token_bytes),
+        fp8 ? "fp8 + fp32 scale per 128" : "bf16",
+        routing.dedup ? "node de-duplication: inter-node stage, then NVLink forwarding"
+                      : "one all-to-all, each token once per destination rank");
+    std::printf("# size = tokens per rank x bytes per token (before top-k); count = tokens\n");
+  }
   std::printf("# busbw = algbw x %s\n", info.kind == plan::OpKind::kAllReduce ? "2(n-1)/n"
                                         : info.kind == plan::OpKind::kSend    ? "1"
                                                                               : "(n-1)/n");
@@ -267,15 +589,27 @@ int cmd_collective(const Args& args) {
   t.column("time (us)");
   t.column("algbw (GB/s)");
   t.column("busbw (GB/s)");
+  t.column("algo", Table::kLeft);
+  t.column("proto", Table::kLeft);
   int64_t last = -1;
   for (double sz = static_cast<double>(min_bytes);
        sz <= static_cast<double>(max_bytes) * (1 + 1e-12); sz *= factor) {
     int64_t bytes = static_cast<int64_t>(sz);
-    const int64_t align = info.align_n ? 4LL * n : 4;
-    bytes = std::max(align, bytes / align * align);
+    int64_t tokens = 0;
+    if (routed) {
+      tokens = std::max<int64_t>(1, bytes / token_bytes);
+      bytes = tokens * token_bytes;
+    } else {
+      const int64_t align = info.align_n ? 4LL * n : 4;
+      bytes = std::max(align, bytes / align * align);
+    }
     if (bytes == last) continue;
     last = bytes;
-    const plan::Program p = build_program(info, ranks, bytes);
+    const plan::Program p =
+        routed
+            ? build_routed_program(ranks, routed_matrices(routing, ranks, topo.spec().gpus_per_node,
+                                                          tokens, token_bytes))
+            : build_program(info, ranks, bytes);
     const sim::SimResult res = sim::simulate(p, topo, so);
     int64_t start = std::numeric_limits<int64_t>::max(), end = 0;
     for (const auto& ot : res.timeline.ops) {
@@ -285,9 +619,30 @@ int cmd_collective(const Args& args) {
     }
     const double time_ns = static_cast<double>(end - std::min(start, end));
     const double algbw = time_ns > 0 ? static_cast<double>(bytes) / time_ns : 0;  // B/ns = GB/s
-    t.row({std::to_string(bytes), std::to_string(bytes / 4), "float", info.redop,
+    std::string algo_col = nccl ? "" : "-", proto_col = nccl ? "" : "-";
+    const bool calibrated =
+        cal && info.kind != plan::OpKind::kSend &&
+        sim::calibrated_collective_ns(*cal, info.kind, n, static_cast<double>(bytes), false) >= 0;
+    if (calibrated) {
+      algo_col = "calibrated";
+      proto_col = "-";
+    } else if (nccl && routed) {
+      for (const plan::Collective& col : p.collectives) {
+        const sim::NcclChoice c = nccl_model->choose(info.kind, static_cast<double>(col.bytes));
+        algo_col += std::string(algo_col.empty() ? "" : "+") + sim::to_string(c.algo);
+        proto_col += std::string(proto_col.empty() ? "" : "+") + sim::to_string(c.proto);
+      }
+    } else if (nccl) {
+      const sim::NcclChoice c = nccl_model->choose(info.kind, static_cast<double>(bytes));
+      algo_col = sim::to_string(c.algo);
+      proto_col = sim::to_string(c.proto);
+    } else if (info.kind == plan::OpKind::kAllReduce) {
+      algo_col = algorithm;
+    }
+    t.row({std::to_string(bytes), std::to_string(routed ? tokens : bytes / 4),
+           routed ? (fp8 ? "fp8" : "bf16") : "float", info.redop,
            fmt::format("{:.2f}", time_ns / 1e3), fmt::format("{:.2f}", algbw),
-           fmt::format("{:.2f}", algbw * bus_factor(info.kind, n))});
+           fmt::format("{:.2f}", algbw * bus_factor(info.kind, n)), algo_col, proto_col});
   }
   t.print(stdout, 0);
   return 0;

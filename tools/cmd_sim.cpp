@@ -53,12 +53,12 @@ void print_table(const SimRun& run, bool quiet) {
   if (!quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
-    std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
-                "(%.1f M events/s)\n",
-                "simulated", group_thousands(events).c_str(),
-                group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
-                run.compile_s, run.simulate_s,
-                run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    std::printf(
+        "%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+        "(%.1f M events/s)\n",
+        "simulated", group_thousands(events).c_str(),
+        group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
+        run.compile_s, run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
     std::printf("\n");
   }
   print_metrics_summary(m, s);
@@ -104,6 +104,8 @@ int cmd_sim(const Args& args) {
   std::string scenario = "paper";
   std::vector<std::string> sets;
   std::string trace_path, calibration, algorithm = "auto";
+  std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
+  bool allow_mismatch = false;
   int steps = 0;
   double interference = 0;
   po::options_description opts(kUsage);
@@ -118,7 +120,16 @@ int cmd_sim(const Args& args) {
       "scenario's")("calibration", po::value(&calibration),
                     "calibration YAML (measured efficiency tables); default: datasheet rates")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
-      "all-reduce algorithm: ring, tree, hierarchical or auto")(
+      "phases model's all-reduce algorithm: ring, tree, hierarchical or auto (anything but "
+      "auto selects the phases model)")(
+      "collective-model", po::value(&coll_model)->default_value("auto"),
+      "collective timing: nccl (NCCL's tuning model, the default), phases, or auto")(
+      "nccl-algo", po::value(&nccl_algo)->default_value("auto"),
+      "NCCL_ALGO-like restriction for the nccl model, e.g. ring or ^nvls")(
+      "allow-mismatch", po::bool_switch(&allow_mismatch),
+      "accept a calibration measured on another GPU model than the topology's (a warning; "
+      "else an error)")("nccl-proto", po::value(&nccl_proto)->default_value("auto"),
+                        "NCCL_PROTO-like restriction for the nccl model, e.g. Simple or ^LL")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
@@ -138,6 +149,10 @@ int cmd_sim(const Args& args) {
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
+  so.collective_model = coll_model;
+  so.allow_calibration_mismatch = allow_mismatch;
+  so.nccl_algo = nccl_algo;
+  so.nccl_proto = nccl_proto;
   so.comm_interference = interference;
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");

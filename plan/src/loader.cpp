@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -176,8 +177,9 @@ models::Model convert_model(const Field& f) {
 // ---- GPUs and topologies -----------------------------------------------------------------
 
 topology::GpuSpec convert_gpu(const Field& f) {
-  const MapReader r = f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops",
-                             "hbm_gb", "hbm_GBps", "sm_count", "nvlink_GBps"});
+  const MapReader r =
+      f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops", "hbm_gb",
+             "hbm_GBps", "sm_count", "nvlink_GBps", "compute_capability"});
   topology::GpuSpec g;
   g.name = r.get("name").string();
   g.bf16_tflops = r.get("bf16_tflops").positive_number();
@@ -187,6 +189,14 @@ topology::GpuSpec convert_gpu(const Field& f) {
   g.hbm_GBps = r.get("hbm_GBps").positive_number();
   g.sm_count = r.get("sm_count").positive_int();
   g.nvlink_GBps = r.has("nvlink_GBps") ? r.get("nvlink_GBps").nonnegative_number() : 0.0;
+  if (r.has("compute_capability")) {
+    const Field cc = r.get("compute_capability");
+    g.compute_capability = cc.positive_int();
+    if (g.compute_capability < 50 || g.compute_capability > 129) {
+      cc.fail(std::to_string(g.compute_capability) +
+              " is not a CUDA compute capability (major x 10 + minor, e.g. 80, 90)");
+    }
+  }
   return g;
 }
 
@@ -212,16 +222,32 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
   t.gpus_per_node = r.get("gpus_per_node").positive_int();
 
   const Field intra_f = r.get("intra_node");
-  const MapReader intra = intra_f.map({"fabric", "GBps", "latency_ns"});
+  const MapReader intra =
+      intra_f.map({"fabric", "GBps", "latency_ns", "nvswitch_generation", "nvls", "layout"});
   t.intra =
       intra.get("fabric").choice<topology::Fabric>({{"nvswitch", topology::Fabric::kNVSwitch},
                                                     {"nvlink_mesh", topology::Fabric::kNVLinkMesh},
                                                     {"pcie", topology::Fabric::kPCIe}});
   t.intra_GBps = intra.get("GBps").positive_number();
   t.intra_latency_ns = intra.get("latency_ns").nonnegative_number();
+  if (intra.has("layout")) {
+    const Field lay = intra.get("layout");
+    t.nvlink_layout = lay.choice<topology::NVLinkLayout>(
+        {{"full_mesh", topology::NVLinkLayout::kFullMesh},
+         {"hybrid_cube_mesh", topology::NVLinkLayout::kHybridCubeMesh}});
+    if (t.nvlink_layout != topology::NVLinkLayout::kFullMesh &&
+        t.intra != topology::Fabric::kNVLinkMesh) {
+      lay.fail(std::string("a hybrid cube-mesh needs fabric nvlink_mesh (fabric is ") +
+               fabric_name(t.intra) + ")");
+    }
+  }
   if (t.intra != topology::Fabric::kPCIe && t.gpus_per_node > 1) {
-    // NVLink fabrics cannot give a GPU more than its NVLink bandwidth in total.
-    const int links = t.intra == topology::Fabric::kNVLinkMesh ? t.gpus_per_node - 1 : 1;
+    // NVLink fabrics cannot give a GPU more than its NVLink bandwidth in total (a hybrid
+    // cube-mesh GPU reaches 4 peers directly).
+    const int peers = t.nvlink_layout == topology::NVLinkLayout::kHybridCubeMesh
+                          ? std::min(t.gpus_per_node - 1, 4)
+                          : t.gpus_per_node - 1;
+    const int links = t.intra == topology::Fabric::kNVLinkMesh ? peers : 1;
     if (t.gpu.nvlink_GBps <= 0) {
       intra.get("fabric").fail(std::string(fabric_name(t.intra)) +
                                " needs a GPU with NVLink, but " + t.gpu.name +
@@ -234,14 +260,44 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     }
   }
 
+  // Descriptive fields for the simulator's NCCL model (docs/schema.md); routes ignore them.
+  if (intra.has("nvswitch_generation")) {
+    const Field gen = intra.get("nvswitch_generation");
+    t.nvswitch_generation = gen.positive_int();
+    if (t.intra != topology::Fabric::kNVSwitch) {
+      gen.fail(std::string("only a nvswitch fabric has a generation (fabric is ") +
+               fabric_name(t.intra) + ")");
+    }
+    if (t.nvswitch_generation > 5) {
+      gen.fail(std::to_string(t.nvswitch_generation) + " is not an NVSwitch generation (1..5)");
+    }
+  }
+  if (intra.has("nvls")) {
+    const Field nv = intra.get("nvls");
+    t.nvls = nv.choice<bool>({{"true", true}, {"false", false}});
+    if (t.nvls && t.intra != topology::Fabric::kNVSwitch) {
+      nv.fail(std::string("NVLink SHARP needs a nvswitch fabric (fabric is ") +
+              fabric_name(t.intra) + ")");
+    }
+    if (t.nvls && t.nvswitch_generation != 0 && t.nvswitch_generation < 3) {
+      nv.fail("NVSwitch generation " + std::to_string(t.nvswitch_generation) +
+              " has no NVLink SHARP (needs generation 3 or later)");
+    }
+    if (t.nvls && t.gpu.compute_capability != 0 && t.gpu.compute_capability < 90) {
+      nv.fail(t.gpu.name + " (compute capability " + std::to_string(t.gpu.compute_capability) +
+              ") cannot use NVLink SHARP (needs 90 or later)");
+    }
+  }
   if (const auto nics = r.find("nics")) {
     std::vector<int> owner(static_cast<std::size_t>(t.gpus_per_node), -1);
     const auto items = nics->items();
     for (std::size_t i = 0; i < items.size(); ++i) {
-      const MapReader n = items[i].map({"GBps", "latency_ns", "gpus"});
+      const MapReader n = items[i].map({"GBps", "latency_ns", "gpus", "sharp"});
       topology::NicSpec nic;
       nic.GBps = n.get("GBps").positive_number();
       nic.latency_ns = n.get("latency_ns").nonnegative_number();
+      if (n.has("sharp"))
+        nic.sharp = n.get("sharp").choice<bool>({{"true", true}, {"false", false}});
       const Field gpus_f = n.get("gpus");
       for (const Field& g : gpus_f.items()) {
         const int local = g.nonnegative_int();

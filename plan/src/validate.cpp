@@ -192,6 +192,16 @@ void check_gpus_vs_topology(const Scenario& s) {
   }
 }
 
+// FP8 weights and activations need FP8 tensor cores (Hopper and later): the GPU spec says so
+// with fp8_tflops > 0 (0 on A100).
+void check_dtype_vs_gpu(const Scenario& s) {
+  if (s.model.dtype == models::DType::kFP8 && !(s.topology.gpu.fp8_tflops > 0)) {
+    fail(s, "model.dtype",
+         "fp8 needs a GPU with FP8 tensor cores, but " + s.topology.gpu.name +
+             " has fp8_tflops 0 (use bf16 or fp16, or a Hopper-class GPU)");
+  }
+}
+
 void check_workload(const Scenario& s) {
   const Workload& w = s.workload;
   require_positive(s, "workload.batch", w.batch);
@@ -239,6 +249,7 @@ void validate_scenario(const Scenario& s) {
     check_colocated(s);
   }
   check_gpus_vs_topology(s);
+  check_dtype_vs_gpu(s);
   check_workload(s);
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -318,6 +319,35 @@ double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind,
     }
   }
   return -1;
+}
+
+std::string gpu_model_of(const std::string& name) {
+  for (size_t i = 0; i < name.size();) {
+    size_t j = i;
+    while (j < name.size() && std::isupper(static_cast<unsigned char>(name[j]))) ++j;
+    size_t k = j;
+    while (k < name.size() && std::isdigit(static_cast<unsigned char>(name[k]))) ++k;
+    const bool word_start = i == 0 || !std::isalnum(static_cast<unsigned char>(name[i - 1]));
+    const bool word_end = k == name.size() || !std::isalnum(static_cast<unsigned char>(name[k]));
+    if (j > i && k - j >= 2 && k - j <= 4 && word_start && word_end) return name.substr(i, k - i);
+    i = std::max(k, i + 1);
+  }
+  return "";
+}
+
+std::string check_calibration_gpu(const plan::Calibration& cal, const std::string& path,
+                                  const std::string& gpu_name, bool allow_mismatch) {
+  const std::string measured = gpu_model_of(cal.device), modelled = gpu_model_of(gpu_name);
+  if (measured.empty() || modelled.empty() || measured == modelled) return "";
+  const std::string what =
+      fmt::format("calibration {} was measured on {} ({}), but the topology's GPU is {} ({})", path,
+                  cal.device, measured, gpu_name, modelled);
+  if (!allow_mismatch) {
+    throw std::invalid_argument(what +
+                                "; use a topology of that GPU, or allow the mismatch "
+                                "explicitly (--allow-mismatch)");
+  }
+  return "WARNING: " + what + " (--allow-mismatch)";
 }
 
 }  // namespace masep::sim

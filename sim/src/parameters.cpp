@@ -16,7 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 17> kTable = {{
+const std::array<ParamInfo, 19> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kInf},
@@ -71,6 +71,15 @@ const std::array<ParamInfo, 17> kTable = {{
      "idle time on a stream before every op starts (the executor's end-event to next "
      "start-event gap; set from a calibration's launch section)",
      &SimParams::launch_gap_ns, 0, kInf},
+    {"nccl_call_overhead_ns", "ns", 16000,
+     "NCCL collective model: host cost of issuing one all-reduce / all-gather / reduce-scatter "
+     "eagerly, on top of NCCL's device-time model (GPU.md, 4xH200: 8 KB all-reduce 27 us eager "
+     "vs 11 us in a CUDA graph); 0 models calls captured in a CUDA graph",
+     &SimParams::nccl_call_overhead_ns, 0, kInf},
+    {"nccl_p2p_call_overhead_ns", "ns", 9000,
+     "NCCL collective model: host cost per peer of an eager all-to-all (a group of send/recv; "
+     "GPU.md, 4xH200: 8 KB send/recv 15 us eager vs 6 us in a graph); 0 for CUDA graphs",
+     &SimParams::nccl_p2p_call_overhead_ns, 0, kInf},
 }};
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/event_queue.hpp"
+#include "masep/sim/nccl_model.hpp"
 #include "masep/sim/network_model.hpp"
 #include "masep/sim/parameters.hpp"
 #include "masep/sim/platform.hpp"
@@ -76,6 +77,12 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
+// What the NCCL collective model needs besides the Platform (SimOptions::collective_model).
+struct NcclSetup {
+  const topology::TopologySpec* topology = nullptr;
+  NcclSelection selection;
+};
+
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
@@ -134,6 +141,18 @@ class Engine {
   [[gnu::noinline]] SimResult run();
   /// See SimOptions::progress; the function must outlive run().
   void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
+  /// Times collectives with NCCL's model (SimOptions::collective_model "nccl"); `setup` must
+  /// outlive run(). Call before run().
+  void set_nccl(const NcclSetup* setup) {
+    nccl_ = setup;
+    p2p_intra_wire_ = 1.0 / nccl_p2p_intra_efficiency(*setup->topology);
+  }
+  // Bytes a point-to-point transfer puts on the wire per payload byte: NCCL's p2p reaches its
+  // per-link bandwidth (nccl_model.hpp) on NVLink inside a node; 1 across nodes, on PCIe, on
+  // one GPU and in the phases model.
+  double p2p_wire(int src, int dst) const {
+    return src != dst && plat_.node_of(src) == plat_.node_of(dst) ? p2p_intra_wire_ : 1.0;
+  }
 
  private:
   static std::vector<double> capacities(const Platform& plat, const SimParams& prm) {
@@ -179,11 +198,25 @@ class Engine {
         return prm_.alpha_sendrecv_ns;
     }
   }
-  CollectivePlan collective_plan(int c) const {
+  CollectivePlan collective_plan(int c) {
     const plan::Collective& col = P_.collectives[c];
-    return make_collective_plan(col.kind, ring_gpus_[col.group], group_gpus_[col.group],
-                                &col.matrix, static_cast<double>(col.bytes), plat_.gpus_per_node(),
-                                allreduce_, allreduce_auto_);
+    CollectivePlan cp = make_collective_plan(
+        col.kind, ring_gpus_[col.group], group_gpus_[col.group], &col.matrix,
+        static_cast<double>(col.bytes), plat_.gpus_per_node(), allreduce_, allreduce_auto_);
+    if (nccl_ != nullptr) {
+      // NCCL's model, one per group (its members fix the communicator), built on first use.
+      std::unique_ptr<NcclModel>& m = group_nccl_[col.group];
+      if (!m) {
+        m = std::make_unique<NcclModel>(
+            NcclSystem::from_topology(*nccl_->topology, ring_gpus_[col.group]), nccl_->selection);
+      }
+      const int n = static_cast<int>(ring_gpus_[col.group].size());
+      const double overhead = col.kind == OpKind::kAllToAll
+                                  ? prm_.nccl_p2p_call_overhead_ns * std::max(0, n - 1)
+                                  : prm_.nccl_call_overhead_ns;
+      apply_nccl_model(cp, *m, plat_, overhead);
+    }
+    return cp;
   }
 
   void mark_ready(OpId op, int64_t t);
@@ -286,7 +319,10 @@ class Engine {
   int64_t now_ = 0;
   uint64_t events_ = 0;
   const std::function<void(int64_t, int64_t)>* progress_ = nullptr;
-  uint64_t next_progress_ = 0;  // events_ at which progress_ is called next
+  uint64_t next_progress_ = 0;                          // events_ at which progress_ is called next
+  const NcclSetup* nccl_ = nullptr;                     // null: the phases model
+  double p2p_intra_wire_ = 1;                           // see p2p_wire()
+  std::vector<std::unique_ptr<NcclModel>> group_nccl_;  // per group, built on first use
 };
 
 // One pass over the Program's (large) Op structs: checks, compact per-op records, compute
@@ -488,6 +524,8 @@ void Engine::prepare() {
     succ_off_[i + 1] += succ_off_[i];
   }
   // Groups and collectives.
+  group_nccl_.clear();
+  group_nccl_.resize(P.groups.size());
   group_gpus_.assign(P.groups.size(), {});
   ring_gpus_.assign(P.groups.size(), {});
   for (size_t g = 0; g < P.groups.size(); ++g) {
@@ -666,8 +704,9 @@ void Engine::mark_ready(OpId id, int64_t t) {
     if (state_[o.other] != kReady) return;  // the peer starts the transfer when it is ready
     const OpId send = o.kind == OpKind::kSend ? id : o.other;
     const OpInfo& so = info_[send];
-    start_flow_after(t + alpha_sr_ns_, so.gpu, info_[so.other].gpu, static_cast<double>(so.bytes),
-                     tag_of(send, kFlowP2p));
+    const int dst = info_[so.other].gpu;
+    start_flow_after(t + alpha_sr_ns_, so.gpu, dst,
+                     static_cast<double>(so.bytes) * p2p_wire(so.gpu, dst), tag_of(send, kFlowP2p));
     return;
   }
   if (o.kind == OpKind::kExchange) {
@@ -691,6 +730,10 @@ void Engine::mark_ready(OpId id, int64_t t) {
     q_.push(t + coll_fixed_ns_[o.other], kPhaseStart, o.other);
     return;
   }
+  if (cs.plan.alpha_ns >= 0) {  // NCCL model: this call's own latency
+    q_.push(t + cs.plan.alpha_ns + phase_overhead_ns_, kPhaseStart, o.other);
+    return;
+  }
   q_.push_after(now_, t - now_ + ceil_ns(alpha(o.kind)) + phase_overhead_ns_, kPhaseStart, o.other);
 }
 
@@ -703,7 +746,8 @@ void Engine::launch_exchange(OpId id, int64_t t) {
   for (int32_t j = xop_off_[k]; j < xop_off_[k + 1]; ++j) {
     const int32_t x = xop_list_[j];
     if (++xsides_[x] < 2) continue;  // the partner posts later and starts it
-    start_flow_after(t, info_[xsrc_[x]].gpu, info_[xdst_[x]].gpu, static_cast<double>(xbytes_[x]),
+    const int src = info_[xsrc_[x]].gpu, dst = info_[xdst_[x]].gpu;
+    start_flow_after(t, src, dst, static_cast<double>(xbytes_[x]) * p2p_wire(src, dst),
                      tag_of(x, kFlowXfer));
   }
 }
@@ -942,9 +986,12 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
   // A calibration file (issue 6, calibrated_model.hpp): its comm tables set the alpha_*_ns
   // latencies (options.params still override them), its compute tables time compute ops.
   std::optional<plan::Calibration> cal;
+  std::string mismatch_warning;
   std::vector<std::pair<std::string, double>> overrides = options.params;
   if (!options.calibration.empty()) {
     cal = plan::load_calibration(options.calibration);
+    mismatch_warning = check_calibration_gpu(*cal, options.calibration, platform.gpu().name,
+                                             options.allow_calibration_mismatch);
     overrides = calibrated_comm_params(*cal);
     overrides.insert(overrides.end(), options.params.begin(), options.params.end());
   }
@@ -973,9 +1020,38 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     cal_summary = calibrated->coverage(program).summary(options.calibration, device);
     cm = std::move(calibrated);
   }
+  // Collective timing model (SimOptions::collective_model).
+  bool use_nccl = false;
+  if (options.collective_model == "nccl") {
+    if (options.topology == nullptr) {
+      throw std::invalid_argument(
+          "collective_model 'nccl' needs SimOptions::topology (the cluster description)");
+    }
+    use_nccl = true;
+  } else if (options.collective_model == "auto") {
+    use_nccl = options.topology != nullptr && is_auto;
+  } else if (options.collective_model != "phases") {
+    throw std::invalid_argument("collective_model '" + options.collective_model +
+                                "' is not one of nccl, phases, auto");
+  }
+  NcclSetup nccl;
+  if (use_nccl) {
+    nccl.topology = options.topology;
+    nccl.selection =
+        NcclSelection::parse(options.nccl_algo, options.nccl_proto, "nccl_algo", "nccl_proto");
+  } else if (options.nccl_algo != "auto" || options.nccl_proto != "auto") {
+    throw std::invalid_argument(
+        "nccl_algo / nccl_proto apply to the NCCL collective model, which this run does not use "
+        "(collective_model '" +
+        options.collective_model + "', allreduce_algorithm '" + options.allreduce_algorithm + "')");
+  }
   Engine engine(program, platform, prm, *cm, alg, is_auto, std::move(coll_fixed_ns));
   if (options.progress) engine.set_progress(&options.progress);
+  if (use_nccl) engine.set_nccl(&nccl);
   SimResult result = engine.run();
+  if (!mismatch_warning.empty()) {
+    cal_summary = mismatch_warning + (cal_summary.empty() ? "" : "\n" + cal_summary);
+  }
   result.calibration_summary = std::move(cal_summary);
   return result;
 }

@@ -20,7 +20,10 @@ Platform Platform::from_topology(const topology::Topology& topo) {
 
 SimResult simulate(const plan::Program& program, const topology::Topology& topo,
                    const SimOptions& options) {
-  return simulate(program, Platform::from_topology(topo), options);
+  if (options.topology != nullptr) return simulate(program, Platform::from_topology(topo), options);
+  SimOptions with_topology = options;  // the NCCL model reads the cluster description
+  with_topology.topology = &topo.spec();
+  return simulate(program, Platform::from_topology(topo), with_topology);
 }
 
 }  // namespace masep::sim

@@ -229,8 +229,8 @@ TEST(Parse, InlineModelAndTopologyAndContextDistribution) {
   t = replace(t, "topology: paper-16xa100\n",
               "topology:\n"
               "  name: two\n"
-              "  gpu: {name: g, bf16_tflops: 1, fp16_tflops: 1, hbm_gb: 8, hbm_GBps: 100,\n"
-              "        sm_count: 4}\n"
+              "  gpu: {name: g, bf16_tflops: 1, fp16_tflops: 1, fp8_tflops: 2, hbm_gb: 8,\n"
+              "        hbm_GBps: 100, sm_count: 4}\n"
               "  nodes: 2\n"
               "  gpus_per_node: 8\n"
               "  intra_node: {fabric: pcie, GBps: 16, latency_ns: 2000}\n"
@@ -596,6 +596,23 @@ TEST(Errors, ValidateWithoutAFileNamesTheOrigin) {
     EXPECT_EQ(e.file(), "builtin:paper.yaml");
     EXPECT_EQ(e.key(), "plan.attention.head_parallel");
   }
+}
+
+}  // namespace
+}  // namespace masep::plan
+
+namespace masep::plan {
+namespace {
+
+// Issue 14: fp8 on a GPU without FP8 tensor cores is an error naming model.dtype.
+TEST(CrossChecks, Fp8NeedsAnFp8Gpu) {
+  const InputError e = parse_error(kBase, {"model.dtype=fp8"});
+  EXPECT_EQ(e.key(), "model.dtype") << e.what();
+  EXPECT_NE(std::string(e.what()).find("A100-SXM4-80GB"), std::string::npos) << e.what();
+  EXPECT_NO_THROW(
+      parse_scenario(replace(kBase, "topology: paper-16xa100", "topology: dgx-h100"), "t.yaml",
+                     {"model.dtype=fp8", "plan.attention.gpus=6", "plan.attention.replicas=3",
+                      "plan.attention.head_parallel=2", "plan.moe.gpus=2"}));
 }
 
 }  // namespace

@@ -33,9 +33,15 @@ TEST(SimTopology, SendRecvOverNVSwitch) {
   const OpId s = b.send(0, 1, 1'000'000);
   const OpId v = b.recv(1, 0, 1'000'000);
   b.connect(s, v);
-  const SimResult r = simulate(b.build(), topo);
+  const plan::Program p = b.build();
+  SimOptions phases;
+  phases.collective_model = "phases";
+  const SimResult r = simulate(p, topo, phases);
   // alpha + two 500 ns hops through the switch + 1e6 B at 100 B/ns.
   EXPECT_EQ(r.timeline.ops[v].end_ns, 15'000 + 1'000 + 10'000);
+  // The NCCL model (default on a topology): NVLink p2p at NCCL's 20 of 25 GB/s per link
+  // (the test GPU is taken as sm80: no compute capability, no fp8).
+  EXPECT_EQ(simulate(p, topo).timeline.ops[v].end_ns, 15'000 + 1'000 + 12'500);
 }
 
 TEST(SimTopology, RingAllReduceOverNVSwitch) {
@@ -43,7 +49,9 @@ TEST(SimTopology, RingAllReduceOverNVSwitch) {
   ProgramBuilder b(4);
   const int g = b.group("world", {0, 1, 2, 3});
   b.collective(OpKind::kAllReduce, g, 8'000'000);
-  const SimResult r = simulate(b.build(), topo);
+  SimOptions phases;  // the phases model's closed form (the NCCL model: test_sim_nccl.cpp)
+  phases.collective_model = "phases";
+  const SimResult r = simulate(b.build(), topo, phases);
   const SimParams d;
   EXPECT_EQ(r.timeline.makespan_ns,
             static_cast<int64_t>(d.alpha_allreduce_ns) + 2 * 3 * (1'000 + 8'000'000 / 4 / 100));

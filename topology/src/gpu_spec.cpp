@@ -32,6 +32,10 @@ void GpuSpec::validate() const {
   positive(hbm_GBps, "hbm_GBps");
   positive(sm_count, "sm_count");
   non_negative(nvlink_GBps, "nvlink_GBps");  // 0 = no NVLink (PCIe cards)
+  if (compute_capability != 0 && (compute_capability < 50 || compute_capability > 129)) {
+    throw std::invalid_argument("compute_capability: " + std::to_string(compute_capability) +
+                                " is not a CUDA compute capability (e.g. 80, 90)");
+  }
 }
 
 }  // namespace masep::topology

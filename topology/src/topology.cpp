@@ -94,6 +94,45 @@ void TopologySpec::validate() const {
       }
     }
   }
+  // Descriptive NCCL-model fields (sim/nccl_model.hpp).
+  if (nvswitch_generation != 0) {
+    if (intra != Fabric::kNVSwitch) {
+      fail("intra_node.nvswitch_generation: only a nvswitch fabric has one (fabric is " +
+           std::string(to_string(intra)) + ")");
+    }
+    if (nvswitch_generation < 1 || nvswitch_generation > 5) {
+      fail("intra_node.nvswitch_generation: " + std::to_string(nvswitch_generation) +
+           " is not an NVSwitch generation (1..5)");
+    }
+  }
+  if (nvls) {
+    if (intra != Fabric::kNVSwitch) {
+      fail("intra_node.nvls: NVLink SHARP needs a nvswitch fabric (fabric is " +
+           std::string(to_string(intra)) + ")");
+    }
+    if (nvswitch_generation != 0 && nvswitch_generation < 3) {
+      fail("intra_node.nvls: NVSwitch generation " + std::to_string(nvswitch_generation) +
+           " has no NVLink SHARP (needs generation 3 or later)");
+    }
+    if (gpu.compute_capability != 0 && gpu.compute_capability < 90) {
+      fail("intra_node.nvls: " + gpu.name + " (compute capability " +
+           std::to_string(gpu.compute_capability) + ") cannot use NVLink SHARP (needs 90+)");
+    }
+  }
+  if (nvlink_layout != NVLinkLayout::kFullMesh && intra != Fabric::kNVLinkMesh) {
+    fail("intra_node.layout: a hybrid cube-mesh needs fabric nvlink_mesh (fabric is " +
+         std::string(to_string(intra)) + ")");
+  }
+}
+
+const char* to_string(NVLinkLayout l) {
+  switch (l) {
+    case NVLinkLayout::kFullMesh:
+      return "full_mesh";
+    case NVLinkLayout::kHybridCubeMesh:
+      return "hybrid_cube_mesh";
+  }
+  return "?";
 }
 
 // ---- Topology: graph -----------------------------------------------------------------------

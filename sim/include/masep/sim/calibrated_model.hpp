@@ -100,4 +100,15 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
 double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind, int ranks,
                                 double bytes, bool uniform = true);
 
+/// The GPU model in a device or GPU-spec name: the first word of capitals followed by 2-4
+/// digits ("NVIDIA H100 80GB HBM3" -> "H100", "H200-SXM-141GB" -> "H200"); "" when none.
+std::string gpu_model_of(const std::string& name);
+
+/// Checks that calibration `cal` (file `path`) was measured on the GPU model of `gpu_name`
+/// (the topology's GPU). A mismatch throws std::invalid_argument naming both, unless
+/// `allow_mismatch`: then it returns a one-line warning for the run header. Returns "" when
+/// they match or either name carries no recognisable model.
+std::string check_calibration_gpu(const plan::Calibration& cal, const std::string& path,
+                                  const std::string& gpu_name, bool allow_mismatch);
+
 }  // namespace masep::sim

@@ -22,6 +22,22 @@
 //                          (Collective::matrix, group order) or S/n when there is no matrix.
 // The ring order is the members sorted by topology GPU index (node-major), so a ring
 // crosses each node boundary once. A group of one member has no phases (alpha only).
+//
+// kNccl (SimOptions::collective_model "nccl", the default on a topology): NCCL's own tuning
+// model (nccl_model.hpp) picks the algorithm and protocol and gives the call's time
+// T = latency + S / bandwidth. The simulator realises it as ONE phase of flows on the
+// links the call loads, so that contention with other traffic still goes through the
+// max-min network model:
+//   all-reduce, all-gather,  every member sends weight (g-1)/g spread evenly over the other
+//   reduce-scatter           members of its node (g = members on that node) and weight 1/g to
+//                            the member at its local position on the next node (a ring's
+//                            channels, one crossing per NIC); one node: weight 1 spread.
+//   all-to-all               the matrix (or S/n per pair) as in the phases model.
+// Every flow's bytes are its weight × `flow_scale`, chosen so that on an idle network the
+// busiest link (load / capacity) finishes after exactly S / bandwidth; the alpha is NCCL's
+// latency + the call overhead − the largest route latency of the phase (not below 0). So a
+// collective alone on idle links takes NCCL's model time plus the call overhead; sharing
+// links with other flows slows it by max-min.
 #pragma once
 
 #include <cstdint>
@@ -29,10 +45,11 @@
 #include <vector>
 
 #include "masep/plan/program.hpp"
+#include "masep/sim/nccl_model.hpp"
 
 namespace masep::sim {
 
-enum class CollAlgorithm : uint8_t { kRing, kTree, kHierarchical, kAllToAll };
+enum class CollAlgorithm : uint8_t { kRing, kTree, kHierarchical, kAllToAll, kNccl };
 
 /// Parses SimOptions::allreduce_algorithm ("ring", "tree", "hierarchical", "auto").
 /// Throws std::invalid_argument for anything else. "auto" sets `is_auto` (and returns kRing).
@@ -57,6 +74,11 @@ struct CollectivePlan {
   int gpus_per_node = 1;                                      ///< topology's, for hierarchical
   // Hierarchical shape (filled by make_collective_plan): g per node, k nodes.
   int hier_g = 0, hier_k = 0;
+  // kNccl (filled by apply_nccl_model): bytes per unit of pattern weight, the call's alpha
+  // in ns (-1 = the simulator's per-kind alpha parameter) and NCCL's choice.
+  double flow_scale = 1;
+  int64_t alpha_ns = -1;
+  NcclChoice nccl;
 
   /// Number of phases.
   int phases() const;
@@ -71,5 +93,15 @@ CollectivePlan make_collective_plan(plan::OpKind kind, const std::vector<int>& r
                                     const std::vector<int>& group_gpus,
                                     const std::vector<std::vector<int64_t>>* matrix, double bytes,
                                     int gpus_per_node, CollAlgorithm algorithm, bool is_auto);
+
+class Platform;
+
+/// Turns `plan` (any kind) into a kNccl plan timed by `model` on `platform`: NCCL's choice for
+/// plan.kind and plan.bytes, the flow pattern above, flow_scale from the idle-network busiest
+/// link and alpha_ns = latency + call_overhead_ns − largest route latency (>= 0, ceil to ns).
+/// A one-member plan keeps no phases (alpha = call_overhead_ns). Throws what
+/// NcclModel::choose throws.
+void apply_nccl_model(CollectivePlan& plan, const NcclModel& model, const Platform& platform,
+                      double call_overhead_ns);
 
 }  // namespace masep::sim

@@ -16,24 +16,26 @@ namespace masep::sim {
 
 /// Values of every tunable; the defaults are the table's defaults (see parameter_table()).
 struct SimParams {
-  double launch_overhead_ns = 4000;       ///< per compute kernel, ns
-  double eff_flops_gemm = 0.8;            ///< fraction of peak FLOP/s reached by GEMMs
-  double eff_hbm_gemm = 0.8;              ///< fraction of HBM bandwidth reached by GEMMs
-  double eff_flops_attention = 0.8;       ///< fraction of peak FLOP/s, decode attention
-  double eff_hbm_attention = 0.8;         ///< fraction of HBM bandwidth, decode attention
-  double eff_flops_elementwise = 0.8;     ///< norms, router, permute, combine
-  double eff_hbm_elementwise = 0.8;       ///< norms, router, permute, combine
-  double eff_hbm_local_copy = 0.8;        ///< same-GPU transfers: copy at hbm·eff/2
-  double alpha_sendrecv_ns = 15000;       ///< per-call latency of a send/recv pair, ns
-  double alpha_allreduce_ns = 27000;      ///< per-call latency of an all-reduce, ns
-  double alpha_allgather_ns = 27000;      ///< per-call latency of an all-gather, ns
-  double alpha_reducescatter_ns = 27000;  ///< per-call latency of a reduce-scatter, ns
-  double alpha_alltoall_ns = 36000;       ///< per-call latency of an all-to-all, ns
-  double coll_phase_overhead_ns = 0;      ///< extra latency per collective phase, ns
-  double comm_interference = 0;           ///< compute slow-down while bytes move on the GPU
-  double comm_resident_interference = 0;  ///< compute slow-down while a comm op runs there
-                                          ///< but moves no bytes
-  double launch_gap_ns = 0;               ///< idle time on a stream before every op starts, ns
+  double launch_overhead_ns = 4000;         ///< per compute kernel, ns
+  double eff_flops_gemm = 0.8;              ///< fraction of peak FLOP/s reached by GEMMs
+  double eff_hbm_gemm = 0.8;                ///< fraction of HBM bandwidth reached by GEMMs
+  double eff_flops_attention = 0.8;         ///< fraction of peak FLOP/s, decode attention
+  double eff_hbm_attention = 0.8;           ///< fraction of HBM bandwidth, decode attention
+  double eff_flops_elementwise = 0.8;       ///< norms, router, permute, combine
+  double eff_hbm_elementwise = 0.8;         ///< norms, router, permute, combine
+  double eff_hbm_local_copy = 0.8;          ///< same-GPU transfers: copy at hbm·eff/2
+  double alpha_sendrecv_ns = 15000;         ///< per-call latency of a send/recv pair, ns
+  double alpha_allreduce_ns = 27000;        ///< per-call latency of an all-reduce, ns
+  double alpha_allgather_ns = 27000;        ///< per-call latency of an all-gather, ns
+  double alpha_reducescatter_ns = 27000;    ///< per-call latency of a reduce-scatter, ns
+  double alpha_alltoall_ns = 36000;         ///< per-call latency of an all-to-all, ns
+  double coll_phase_overhead_ns = 0;        ///< extra latency per collective phase, ns
+  double comm_interference = 0;             ///< compute slow-down while bytes move on the GPU
+  double comm_resident_interference = 0;    ///< compute slow-down while a comm op runs there
+                                            ///< but moves no bytes
+  double launch_gap_ns = 0;                 ///< idle time on a stream before every op starts, ns
+  double nccl_call_overhead_ns = 16000;     ///< NCCL model: host cost of one eager collective call
+  double nccl_p2p_call_overhead_ns = 9000;  ///< NCCL model: the same per peer of an all-to-all
 };
 
 /// One row of the parameter table.

@@ -23,6 +23,9 @@ class Platform;
 struct SimOptions {
   /// Path of a calibration YAML (measured efficiency tables); empty = datasheet defaults.
   std::string calibration;
+  /// Accept a calibration measured on another GPU model than the topology's (else an error;
+  /// calibrated_model.hpp check_calibration_gpu). The warning then leads calibration_summary.
+  bool allow_calibration_mismatch = false;
   /// Fraction by which a running communication kernel slows concurrent compute on the same
   /// GPU (0 = no interference).
   double comm_interference = 0.0;
@@ -30,6 +33,25 @@ struct SimOptions {
   /// inter-node all-reduce, intra-node all-gather) or "auto" (hierarchical across nodes,
   /// ring inside one).
   std::string allreduce_algorithm = "auto";
+  /// How collectives are timed (docs/simulator-model.md, "Collective algorithms"):
+  ///   "nccl"   NCCL's own tuning model (nccl_model.hpp) picks algorithm and protocol and
+  ///            gives latency and bandwidth; one phase of flows on the links the call loads,
+  ///            scaled to that time on idle links, shares links max-min with other traffic.
+  ///   "phases" the pre-NCCL-model algorithms (allreduce_algorithm) at the links' raw rate
+  ///            after a per-kind alpha_*_ns.
+  ///   "auto"   (default) "nccl" when `topology` is known (simulate(program, topo) sets
+  ///            it) and allreduce_algorithm is "auto"; otherwise "phases".
+  /// A calibration's comm table, where it has the collective, times it instead of either.
+  std::string collective_model = "auto";
+  /// NCCL_ALGO / NCCL_PROTO-like what-ifs for the "nccl" model, in NCCL's list syntax
+  /// ("ring", "ring,tree", "^nvls"; "auto" = NCCL's defaults). See NcclSelection.
+  std::string nccl_algo = "auto";
+  std::string nccl_proto = "auto";
+  /// The cluster description the NCCL model reads (fabric, NVLS, SHARP NICs, GPU compute
+  /// capability). simulate(program, topo) points it at topo.spec() when null; with a
+  /// hand-made Platform, null means the "phases" model under "auto". Not owned; must
+  /// outlive the call.
+  const topology::TopologySpec* topology = nullptr;
   /// Overrides of the cost-model parameters by name (see parameters.hpp for the table of
   /// names, units and defaults), applied after `comm_interference`, in order. An unknown name
   /// or an out-of-range value throws std::invalid_argument.

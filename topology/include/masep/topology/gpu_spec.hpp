@@ -8,14 +8,17 @@
 namespace masep::topology {
 
 struct GpuSpec {
-  std::string name;           ///< e.g. "A100-SXM4-80GB"
-  double bf16_tflops = 0;     ///< dense bf16 peak, TFLOP/s (1e12 FLOP/s)
-  double fp16_tflops = 0;     ///< dense fp16 peak, TFLOP/s
-  double fp8_tflops = 0;      ///< dense fp8 peak, TFLOP/s (0 where the GPU has no fp8)
-  double hbm_gb = 0;          ///< HBM capacity, GB (1e9 bytes)
-  double hbm_GBps = 0;        ///< HBM bandwidth, GB/s (1e9 bytes/s)
-  int sm_count = 0;           ///< streaming multiprocessors
-  double nvlink_GBps = 0;     ///< NVLink bandwidth per direction, GB/s (0 = none)
+  std::string name;        ///< e.g. "A100-SXM4-80GB"
+  double bf16_tflops = 0;  ///< dense bf16 peak, TFLOP/s (1e12 FLOP/s)
+  double fp16_tflops = 0;  ///< dense fp16 peak, TFLOP/s
+  double fp8_tflops = 0;   ///< dense fp8 peak, TFLOP/s (0 where the GPU has no fp8)
+  double hbm_gb = 0;       ///< HBM capacity, GB (1e9 bytes)
+  double hbm_GBps = 0;     ///< HBM bandwidth, GB/s (1e9 bytes/s)
+  int sm_count = 0;        ///< streaming multiprocessors
+  double nvlink_GBps = 0;  ///< NVLink bandwidth per direction, GB/s (0 = none)
+  /// CUDA compute capability × 10 + minor, e.g. 80 (A100), 90 (H100, H200); 0 = not given.
+  /// Picks NCCL's per-architecture tables in the simulator's NCCL model.
+  int compute_capability = 0;
 
   /// Throws std::invalid_argument naming the field when a value is not positive.
   void validate() const;

@@ -28,7 +28,17 @@ struct NicSpec {
   double GBps = 0;        ///< per direction, GB/s (HDR 200 Gb/s ≈ 25 GB/s)
   double latency_ns = 0;  ///< one-way latency added by this NIC hop, ns
   std::vector<int> gpus;  ///< local GPU indices (0-based) that use this NIC
+  /// The NIC and the InfiniBand switches do in-network reduction (SHARP): NCCL's CollNet
+  /// algorithms (and NVLS across nodes) become available. Descriptive: routes are unchanged.
+  bool sharp = false;
 };
+
+/// How the GPUs of an NVLink mesh are joined (descriptive; routes still join every pair).
+enum class NVLinkLayout {
+  kFullMesh,        ///< every pair joined by intra_GBps (HGX A100 4-GPU boards)
+  kHybridCubeMesh,  ///< DGX-1 class: each GPU reaches 4 of 7 peers directly
+};
+const char* to_string(NVLinkLayout l);
 
 /// Plain description of a cluster; validate() throws std::invalid_argument naming the field.
 struct TopologySpec {
@@ -41,6 +51,16 @@ struct TopologySpec {
   double intra_latency_ns = 0;   ///< one-way latency per intra-node hop, ns
   std::vector<NicSpec> nics;     ///< per node (every node identical); empty for one node
   double switch_latency_ns = 0;  ///< one-way latency of the inter-node switch, ns
+  // Descriptive fields for the NCCL model (sim/nccl_model.hpp); they do not change links or
+  // routes. Defaults keep a topology that omits them meaning what it did before.
+  /// NVSwitch generation (kNVSwitch only): 2 (DGX A100), 3 (DGX H100, with NVLink SHARP);
+  /// 0 = not given.
+  int nvswitch_generation = 0;
+  /// The NVSwitches do NVLink SHARP (multicast and in-switch reduction) and NCCL may use its
+  /// NVLS algorithms. Needs kNVSwitch, generation 0 or >= 3 and a GPU of compute capability
+  /// >= 90. Default false (the GPU test hosts run with NCCL_NVLS_ENABLE=0).
+  bool nvls = false;
+  NVLinkLayout nvlink_layout = NVLinkLayout::kFullMesh;  ///< kNVLinkMesh only
 
   void validate() const;
   int total_gpus() const { return nodes * gpus_per_node; }

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Compares `masep collective` (NCCL model, --graph, and the phases model) with the NCCL comm
+tables of a calibration file, point by point, and prints a Markdown table plus the median and
+worst |error| above and below 64 KB. Nothing is fitted: the calibration only checks the model.
+
+usage: tools/collective_vs_calibration.py [CALIBRATION] [TOPOLOGY] [MASEP]
+defaults: sim/calibration/h200.yaml host-4xh200 build-cpu/tools/masep
+(docs/simulator-model.md, "Checked against masep's own NCCL measurements").
+"""
+import statistics
+import subprocess
+import sys
+
+import yaml
+
+cal_path = sys.argv[1] if len(sys.argv) > 1 else "sim/calibration/h200.yaml"
+topo = sys.argv[2] if len(sys.argv) > 2 else "host-4xh200"
+masep = sys.argv[3] if len(sys.argv) > 3 else "build-cpu/tools/masep"
+OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+
+
+def run(op, n, size, extra):
+    out = subprocess.run([masep, "collective", "-t", topo, "--op", op, "--gpus", str(n), "-b",
+                          str(size), "-e", str(size)] + extra, capture_output=True, text=True,
+                         check=True).stdout
+    f = [l for l in out.splitlines() if l.strip().startswith(str(size))][0].split()
+    return float(f[4]), (f[7] + " " + f[8]) if len(f) > 8 else ""
+
+
+rows = []
+for t in yaml.safe_load(open(cal_path))["comm"]:
+    if t["op"] not in OPS:
+        continue
+    for size, ns in t["points"]:
+        m = ns / 1e3
+        g, choice = run(t["op"], t["ranks"], size, ["--graph"])
+        ph, _ = run(t["op"], t["ranks"], size, ["--model", "phases"])
+        rows.append((t["op"], t["ranks"], size, m, g, (g - m) / m * 100, choice, ph,
+                     (ph - m) / m * 100))
+print("| op | GPUs | size (B) | measured (µs) | NCCL model, graph (µs) | error | choice "
+      "| phases model (µs) | error |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    print("| %s | %d | %d | %.1f | %.1f | %+.0f%% | %s | %.1f | %+.0f%% |" % r)
+for name, idx in (("nccl", 5), ("phases", 8)):
+    big = [abs(r[idx]) for r in rows if r[2] >= 65536]
+    small = [abs(r[idx]) for r in rows if r[2] < 65536]
+    print("%s: >=64KB median |err| %.1f%% worst %.1f%%; <64KB median %.1f%% worst %.1f%%" %
+          (name, statistics.median(big), max(big), statistics.median(small), max(small)))
