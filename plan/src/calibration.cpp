@@ -2,6 +2,7 @@
 // names file:line:col and the key path) and writing (hand-formatted text: a fixed key order
 // and fmt's shortest round-trip doubles make the output deterministic and exact on reload).
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/json_text.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -176,32 +177,7 @@ Calibration convert(const Field& root) {
 }
 
 // A YAML double-quoted scalar (JSON escapes are valid YAML).
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          out += fmt::format("\\x{:02x}", static_cast<unsigned>(static_cast<unsigned char>(ch)));
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string quoted(const std::string& s) { return json_quoted(s); }
 
 void put_points(std::string& out, const std::vector<CalPoint>& pts) {
   out += "    points: [";

@@ -1,5 +1,6 @@
 // Metrics of a (Program, Timeline) pair; see metrics.hpp for the definitions.
 #include "masep/plan/metrics.hpp"
+#include "masep/plan/json_text.hpp"
 
 #include <fmt/format.h>
 
@@ -239,33 +240,6 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
 }
 
 namespace {
-
-void append_json_string(fmt::memory_buffer& b, const std::string& s) {
-  b.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        fmt::format_to(std::back_inserter(b), "\\\"");
-        break;
-      case '\\':
-        fmt::format_to(std::back_inserter(b), "\\\\");
-        break;
-      case '\n':
-        fmt::format_to(std::back_inserter(b), "\\n");
-        break;
-      case '\t':
-        fmt::format_to(std::back_inserter(b), "\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(b), "\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          b.push_back(c);
-        }
-    }
-  }
-  b.push_back('"');
-}
 
 // Doubles as JSON numbers: shortest round-trip form; non-finite values become null.
 void append_double(fmt::memory_buffer& b, double v) {

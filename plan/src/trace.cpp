@@ -3,6 +3,7 @@
 // the memory; fixed-point microseconds (integer ns split at the thousands) keep the bytes
 // deterministic with no floating-point formatting in the time fields.
 #include "masep/plan/trace.hpp"
+#include "masep/plan/json_text.hpp"
 
 #include <fmt/format.h>
 
@@ -23,32 +24,7 @@ namespace {
 
 using Buffer = fmt::memory_buffer;
 
-void put_string(Buffer& b, const std::string& s) {
-  b.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        b.append(std::string_view("\\\""));
-        break;
-      case '\\':
-        b.append(std::string_view("\\\\"));
-        break;
-      case '\n':
-        b.append(std::string_view("\\n"));
-        break;
-      case '\t':
-        b.append(std::string_view("\\t"));
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(b), "\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          b.push_back(c);
-        }
-    }
-  }
-  b.push_back('"');
-}
+void put_string(Buffer& b, const std::string& s) { append_json_string(b, s); }
 
 // Nanoseconds as microseconds with exactly three decimals ("12.345"); ns >= 0.
 void put_us(Buffer& b, int64_t ns) {
