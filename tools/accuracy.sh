@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${MASEP:-build/tools/masep}
-V=${1:-exec/results/h200x4-2026-11-27-final/validation}
+V=${1:-results/exec/h200x4-2026-11-27-final/validation}
 CAL=${2:-sim/calibration/h200.yaml}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -132,11 +132,11 @@ struct DecodeAttentionParams {
   // cudaLaunchAttributeProgrammaticStreamSerialization, its blocks are dispatched while the
   // predecessor still runs (if that one triggers early, as this kernel does at its start), which
   // hides the launch and block start-up, and lets the L2 prefetch below run before the wait.
-  //   0 = default: off (measured slower on an H200, docs/kernels.md "Where the time of the
-  //       small launch goes": its blocks are placed on the SMs while the predecessor still holds
-  //       them, two on some SMs, and the launch ends later); 1 = off; 2 = on (sm_90; a plain
-  //       launch where the driver refuses it). Needs pipeline_stages 0 or 3 and neither
-  //       fused_merge nor dynamic_splits (checked).
+  //   0 = default: off (measured slower on an H200, docs/notes/kernels-history.md "Where the
+  //       time of the small launch goes": its blocks are placed on the SMs while the
+  //       predecessor still holds them, two on some SMs, and the launch ends later);
+  //       1 = off; 2 = on (sm_90; a plain launch where the driver refuses it). Needs
+  //       pipeline_stages 0 or 3 and neither fused_merge nor dynamic_splits (checked).
   int programmatic_launch = 0;
   // Tensor-core kernel: 64/128-token tiles of K and V each block prefetches into L2 at its
   // start with cp.async.bulk.prefetch (sm_90; ignored below), before the programmatic wait.
