@@ -15,18 +15,6 @@ namespace masep::tools {
 
 namespace {
 
-const char* fabric_name(topology::Fabric f) {
-  switch (f) {
-    case topology::Fabric::kNVSwitch:
-      return "nvswitch";
-    case topology::Fabric::kNVLinkMesh:
-      return "nvlink_mesh";
-    case topology::Fabric::kPCIe:
-      return "pcie";
-  }
-  return "?";
-}
-
 std::string num(double v) { return fmt::format("{:g}", v); }
 
 void list_models() {
@@ -83,7 +71,7 @@ void list_topologies() {
     }
     t.row({n, std::to_string(s.total_gpus()),
            fmt::format("{} × {} {}", s.nodes, s.gpus_per_node, s.gpu.name),
-           fmt::format("{} {} GB/s", fabric_name(s.intra), num(s.intra_GBps)), nics});
+           fmt::format("{} {} GB/s", topology::to_string(s.intra), num(s.intra_GBps)), nics});
   }
   t.print(stdout);
 }

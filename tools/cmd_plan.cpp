@@ -60,18 +60,6 @@ std::string topology_line(const topology::TopologySpec& t) {
       t.gpu.hbm_GBps, t.gpu.bf16_tflops, topology::to_string(t.intra), t.intra_GBps, nics);
 }
 
-const char* placement_name(Placement p) {
-  switch (p) {
-    case Placement::kRoundRobin:
-      return "round_robin";
-    case Placement::kContiguous:
-      return "contiguous";
-    case Placement::kExplicit:
-      return "explicit";
-  }
-  return "?";
-}
-
 std::string plan_line(const PlanSpec& p) {
   if (p.kind == PlanKind::kMaSeparation) {
     const auto& a = p.attention;
@@ -79,16 +67,15 @@ std::string plan_line(const PlanSpec& p) {
         "ma_separation: attention {} GPUs ({} replicas x head_parallel {} x sequence_parallel "
         "{}), MoE {} GPUs ({}, {} cop{} per expert), {} micro-batch{}",
         a.gpus, a.replicas, a.head_parallel, a.sequence_parallel, p.moe.gpus,
-        placement_name(p.moe.placement), p.moe.expert_replicas,
-        p.moe.expert_replicas == 1 ? "y" : "ies", p.micro_batches,
-        p.micro_batches == 1 ? "" : "es");
+        to_string(p.moe.placement), p.moe.expert_replicas, p.moe.expert_replicas == 1 ? "y" : "ies",
+        p.micro_batches, p.micro_batches == 1 ? "" : "es");
   }
   const auto& c = p.colocated;
   return fmt::format(
       "colocated: {} GPUs, tensor_parallel {} ({} replicas), experts {} ({} cop{} per expert), {} "
       "micro-batch{}",
       c.gpus, c.tensor_parallel, c.tensor_parallel > 0 ? c.gpus / c.tensor_parallel : 0,
-      placement_name(c.placement), c.expert_replicas, c.expert_replicas == 1 ? "y" : "ies",
+      to_string(c.placement), c.expert_replicas, c.expert_replicas == 1 ? "y" : "ies",
       p.micro_batches, p.micro_batches == 1 ? "" : "es");
 }
 

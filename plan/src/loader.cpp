@@ -200,18 +200,6 @@ topology::GpuSpec convert_gpu(const Field& f) {
   return g;
 }
 
-const char* fabric_name(topology::Fabric f) {
-  switch (f) {
-    case topology::Fabric::kNVSwitch:
-      return "nvswitch";
-    case topology::Fabric::kNVLinkMesh:
-      return "nvlink_mesh";
-    case topology::Fabric::kPCIe:
-      return "pcie";
-  }
-  return "?";
-}
-
 topology::TopologySpec convert_topology(const Field& f, const std::string& fallback_file) {
   const MapReader r = f.map({"name", "description", "gpu", "nodes", "gpus_per_node", "intra_node",
                              "nics", "switch_latency_ns"});
@@ -238,7 +226,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     if (t.nvlink_layout != topology::NVLinkLayout::kFullMesh &&
         t.intra != topology::Fabric::kNVLinkMesh) {
       lay.fail(std::string("a hybrid cube-mesh needs fabric nvlink_mesh (fabric is ") +
-               fabric_name(t.intra) + ")");
+               topology::to_string(t.intra) + ")");
     }
   }
   if (t.intra != topology::Fabric::kPCIe && t.gpus_per_node > 1) {
@@ -249,7 +237,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
                           : t.gpus_per_node - 1;
     const int links = t.intra == topology::Fabric::kNVLinkMesh ? peers : 1;
     if (t.gpu.nvlink_GBps <= 0) {
-      intra.get("fabric").fail(std::string(fabric_name(t.intra)) +
+      intra.get("fabric").fail(std::string(topology::to_string(t.intra)) +
                                " needs a GPU with NVLink, but " + t.gpu.name +
                                " has nvlink_GBps 0");
     }
@@ -266,7 +254,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     t.nvswitch_generation = gen.positive_int();
     if (t.intra != topology::Fabric::kNVSwitch) {
       gen.fail(std::string("only a nvswitch fabric has a generation (fabric is ") +
-               fabric_name(t.intra) + ")");
+               topology::to_string(t.intra) + ")");
     }
     if (t.nvswitch_generation > 5) {
       gen.fail(std::to_string(t.nvswitch_generation) + " is not an NVSwitch generation (1..5)");
@@ -277,7 +265,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     t.nvls = nv.choice<bool>({{"true", true}, {"false", false}});
     if (t.nvls && t.intra != topology::Fabric::kNVSwitch) {
       nv.fail(std::string("NVLink SHARP needs a nvswitch fabric (fabric is ") +
-              fabric_name(t.intra) + ")");
+              topology::to_string(t.intra) + ")");
     }
     if (t.nvls && t.nvswitch_generation != 0 && t.nvswitch_generation < 3) {
       nv.fail("NVSwitch generation " + std::to_string(t.nvswitch_generation) +
@@ -340,9 +328,9 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
 // ---- plans and workloads ---------------------------------------------------------------------
 
 const std::vector<std::pair<std::string, Placement>> kPlacements = {
-    {"round_robin", Placement::kRoundRobin},
-    {"contiguous", Placement::kContiguous},
-    {"explicit", Placement::kExplicit}};
+    {to_string(Placement::kRoundRobin), Placement::kRoundRobin},
+    {to_string(Placement::kContiguous), Placement::kContiguous},
+    {to_string(Placement::kExplicit), Placement::kExplicit}};
 
 MoePlan convert_moe(const Field& f) {
   const MapReader r = f.map({"gpus", "placement", "expert_replicas", "expert_map"});

@@ -104,6 +104,18 @@ const char* to_string(Role r) {
   return "?";
 }
 
+const char* to_string(Placement p) {
+  switch (p) {
+    case Placement::kRoundRobin:
+      return "round_robin";
+    case Placement::kContiguous:
+      return "contiguous";
+    case Placement::kExplicit:
+      return "explicit";
+  }
+  return "?";
+}
+
 const char* to_string(PlanKind k) {
   return k == PlanKind::kMaSeparation ? "ma_separation" : "colocated";
 }

@@ -48,6 +48,8 @@ enum class PlanKind {
   kColocated,     ///< tensor-parallel attention + expert-parallel MoE on the same GPUs
 };
 const char* to_string(PlanKind k);
+/// The YAML spelling of a placement (plan.moe.placement): round_robin, contiguous, explicit.
+const char* to_string(Placement p);
 
 /// The co-located baseline: all `gpus` run attention (groups of `tensor_parallel` GPUs,
 /// gpus / tensor_parallel data-parallel replicas) and all hold experts (expert parallel).
