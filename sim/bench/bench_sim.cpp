@@ -194,6 +194,40 @@ void BM_NetworkAllToAll(benchmark::State& state) {
 }
 BENCHMARK(BM_NetworkAllToAll)->Arg(16)->Unit(benchmark::kMillisecond);
 
+// Topology at cluster scale: builds the cluster of range(0) GPUs (DGX H100 nodes of 8, as in
+// topology/zoo/cluster-128xdgx-h100.yaml with more nodes: sim/bench/cluster-2048xdgx-h100.yaml
+// is the 16,384-GPU one) and its simulator Platform, then fetches the routes an MA plan of
+// that size touches from 64 sources (each to every GPU). Issue 13's target: 16,384 GPUs load
+// in < 1 s and < 100 MB (RSS: `masep collective -t sim/bench/cluster-2048xdgx-h100.yaml`).
+void BM_TopologyBuild(benchmark::State& state) {
+  const int gpus = static_cast<int>(state.range(0));
+  masep::topology::TopologySpec s;
+  s.name = "bench-cluster";
+  s.gpu = a100();
+  s.nodes = gpus / 8;
+  s.gpus_per_node = 8;
+  s.intra = masep::topology::Fabric::kNVSwitch;
+  s.intra_GBps = 450;
+  s.intra_latency_ns = 500;
+  for (int i = 0; i < 8; ++i) s.nics.push_back({50, 2000, {i}});
+  s.switch_latency_ns = 1500;
+  int64_t hops = 0;
+  for (auto _ : state) {
+    const masep::topology::Topology topo(s);
+    const Platform plat = Platform::from_topology(topo);
+    for (int k = 0; k < 64; ++k) {
+      const int src = static_cast<int>((static_cast<int64_t>(k) * gpus) / 64);
+      for (int dst = 0; dst < gpus; ++dst) {
+        if (dst != src) hops += static_cast<int64_t>(plat.route(src, dst).links.size());
+      }
+    }
+    benchmark::DoNotOptimize(hops);
+  }
+  state.counters["links"] = static_cast<double>(6 * gpus);
+  state.counters["routes"] = 64.0 * (gpus - 1);
+}
+BENCHMARK(BM_TopologyBuild)->Arg(1024)->Arg(16384)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -76,6 +76,55 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
+// Routes of the (src, dst) GPU pairs a run uses, by key src * gpus + dst: open addressing with
+// linear probing in a power-of-two table kept at most half full, so memory follows the pairs
+// used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs). slot() returns the entry of a
+// key, claiming an empty one (links == nullptr) for a new key; the caller fills it and calls
+// filled(). Entries move when the table grows, so a reference is valid until the next slot().
+class RouteTable {
+ public:
+  struct Entry {
+    uint64_t key = 0;
+    const int* links = nullptr;  // into the Platform's route (stable for its lifetime)
+    int32_t nlinks = 0;
+    int64_t latency_ns = 0;  // route latency rounded up to whole ns
+  };
+  void clear() {
+    entries_.assign(64, Entry{});
+    used_ = 0;
+    shift_ = 64 - 6;
+  }
+  Entry& slot(uint64_t key) {
+    size_t i = index(key);
+    for (;;) {
+      Entry& e = entries_[i];
+      if (e.links == nullptr) {
+        e.key = key;
+        return e;
+      }
+      if (e.key == key) return e;
+      i = (i + 1) & (entries_.size() - 1);
+    }
+  }
+  void filled() {
+    if (++used_ * 2 <= entries_.size()) return;
+    std::vector<Entry> old(entries_.size() * 2, Entry{});
+    old.swap(entries_);
+    --shift_;
+    for (const Entry& e : old) {
+      if (e.links != nullptr) slot(e.key) = e;
+    }
+  }
+
+ private:
+  size_t index(uint64_t key) const {
+    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);  // Fibonacci hashing
+  }
+  std::vector<Entry> entries_;
+  size_t used_ = 0;
+  int shift_ = 64 - 6;
+};
+
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
@@ -148,22 +197,22 @@ class Engine {
   }
 
   void prepare();
-  // Routes through a per-Engine table of pointers (Platform::route checks bounds and walks a
-  // deque on every call; the flows' hot path only needs the cached entry).
-  const PlatformRoute& cached_route(int src, int dst) {
-    const PlatformRoute*& r = route_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
-    if (r == nullptr) r = &plat_.route(src, dst);
-    return *r;
+  // Routes through a per-Engine hash table of the pairs used (Platform::route checks bounds
+  // and hashes a std::unordered_map; the flows' hot path only needs the cached entry).
+  const RouteTable::Entry& cached_route(int src, int dst) {
+    RouteTable::Entry& e = routes_.slot(pair_key(src, dst));
+    if (e.links == nullptr) {
+      const PlatformRoute& r = plat_.route(src, dst);
+      e.links = r.links.data();
+      e.nlinks = static_cast<int32_t>(r.links.size());
+      e.latency_ns = ceil_ns(r.latency_ns);
+      routes_.filled();
+    }
+    return e;
   }
-  std::span<const int> route_links(int src, int dst) {
-    if (src == dst) return {&local_link_[src], 1};
-    return cached_route(src, dst).links;
-  }
-  int64_t route_latency(int src, int dst) {
-    if (src == dst) return 0;
-    int64_t& lat = route_lat_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
-    if (lat < 0) lat = ceil_ns(cached_route(src, dst).latency_ns);
-    return lat;
+  uint64_t pair_key(int src, int dst) const {
+    return static_cast<uint64_t>(src) * static_cast<uint64_t>(plat_.gpus()) +
+           static_cast<uint64_t>(dst);
   }
   double alpha(OpKind k) const {
     switch (k) {
@@ -261,8 +310,7 @@ class Engine {
     uint32_t tag;  // what completes: tag_of(index, type)
     int32_t src, dst;
   };
-  std::vector<const PlatformRoute*> route_cache_;  // gpus × gpus, null = not looked up yet
-  std::vector<int64_t> route_lat_cache_;  // gpus × gpus: ceil of the latency, -1 = not yet
+  RouteTable routes_;  // (src, dst) pairs used so far: links and ceil of the latency
   // Parameters rounded up to whole ns once (ceil is a libm call without SSE4.1).
   int64_t gap_ns_ = 0, alpha_sr_ns_ = 0, phase_overhead_ns_ = 0;
   // Exchanges. Transfers flattened over all exchanges (index = tag index); per exchange op
@@ -295,8 +343,7 @@ void Engine::prepare() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
   n_ = static_cast<int>(P.ops.size());
-  route_cache_.assign(static_cast<size_t>(plat_.gpus()) * plat_.gpus(), nullptr);
-  route_lat_cache_.assign(route_cache_.size(), -1);
+  routes_.clear();
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
@@ -634,10 +681,17 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
     slot = static_cast<int32_t>(pflow_.size());
     pflow_.push_back({});
   }
-  pflow_[slot] = {route_links(src, dst), bytes, tag, src, dst};
+  std::span<const int> links{&local_link_[src], 1};
+  int64_t latency = 0;
+  if (src != dst) {
+    const RouteTable::Entry& r = cached_route(src, dst);
+    links = {r.links, static_cast<size_t>(r.nlinks)};
+    latency = r.latency_ns;
+  }
+  pflow_[slot] = {links, bytes, tag, src, dst};
   // t - now_ is 0 or a fixed overhead (launch gap, alpha): with the route latency, one of a
   // few delays, so the event takes the queue's lane for it.
-  q_.push_after(now_, t - now_ + route_latency(src, dst), kFlowStart, slot);
+  q_.push_after(now_, t - now_ + latency, kFlowStart, slot);
 }
 
 void Engine::mark_ready(OpId id, int64_t t) {
