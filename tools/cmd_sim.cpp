@@ -10,6 +10,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "masep/plan/errors.hpp"
 #include "masep/plan/trace.hpp"
 #include "progress.hpp"
 #include "sim_run.hpp"
@@ -59,6 +60,10 @@ void print_table(const SimRun& run, bool quiet) {
                 group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
                 run.compile_s, run.simulate_s,
                 run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    std::printf("%-9s %s%s%s\n", "network",
+                run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"
+                                                   : "flow (per-flow max-min)",
+                run.result.network_note.empty() ? "" : "; ", run.result.network_note.c_str());
     std::printf("\n");
   }
   print_metrics_summary(m, s);
@@ -103,7 +108,7 @@ void print_table(const SimRun& run, bool quiet) {
 int cmd_sim(const Args& args) {
   std::string scenario = "paper";
   std::vector<std::string> sets;
-  std::string trace_path, calibration, algorithm = "auto";
+  std::string trace_path, calibration, algorithm = "auto", network = "flow";
   int steps = 0;
   double interference = 0;
   po::options_description opts(kUsage);
@@ -121,6 +126,10 @@ int cmd_sim(const Args& args) {
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
+      "network", po::value(&network)->default_value("flow"),
+      "network tier: flow (per-flow max-min, the reference), fluid (each phase timed from link "
+      "loads; coarse, fast at scale) or auto (fluid when one exchange has more than "
+      "network_auto_flows transfers); docs/simulator-model.md gives fluid's measured error")(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
@@ -139,6 +148,12 @@ int cmd_sim(const Args& args) {
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
   so.comm_interference = interference;
+  if (network == "flow" || network == "fluid" || network == "auto") {
+    so.params.emplace_back("network_tier", network == "flow" ? 0 : network == "fluid" ? 1 : 2);
+  } else {
+    throw plan::InputError("", 0, 0, "--network",
+                           "'" + network + "' is not a network tier (flow, fluid or auto)");
+  }
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");
   const auto started = std::chrono::steady_clock::now();

@@ -16,7 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 17> kTable = {{
+const std::array<ParamInfo, 19> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kInf},
@@ -71,6 +71,14 @@ const std::array<ParamInfo, 17> kTable = {{
      "idle time on a stream before every op starts (the executor's end-event to next "
      "start-event gap; set from a calibration's launch section)",
      &SimParams::launch_gap_ns, 0, kInf},
+    {"network_tier", "0/1/2", 0,
+     "network model (masep sim --network): 0 = flow, per-flow max-min (the reference); 1 = "
+     "fluid, each phase of flows timed once from its links' loads (fluid_network.hpp); 2 = "
+     "auto, fluid when one exchange or all-to-all has more than network_auto_flows transfers",
+     &SimParams::network_tier, 0, 2},
+    {"network_auto_flows", "flows", 1024,
+     "network_tier = 2: the largest exchange or all-to-all (transfers) the flow tier still runs",
+     &SimParams::network_auto_flows, 0, kInf},
 }};
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/event_queue.hpp"
+#include "masep/sim/fluid_network.hpp"
 #include "masep/sim/network_model.hpp"
 #include "masep/sim/parameters.hpp"
 #include "masep/sim/platform.hpp"
@@ -76,6 +77,39 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
+// The network tier of a run behind the three calls the engine makes (start a flow, next event
+// time, advance): the flow-level max-min model (the reference) or the fluid model. Chosen once
+// per run; the branch is the same on every call.
+class NetworkTier {
+ public:
+  static constexpr int64_t kNever = NetworkModel::kNever;
+  static_assert(FluidNetwork::kNever == NetworkModel::kNever);
+  NetworkTier(std::vector<double> capacities, bool fluid) : fluid_(fluid) {
+    if (fluid) {
+      fl_.emplace(std::move(capacities));
+    } else {
+      mm_.emplace(std::move(capacities));
+    }
+  }
+  bool fluid() const { return fluid_; }
+  int start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
+    return fluid_ ? fl_->start_flow(now, links, bytes, tag) : mm_->start_flow(now, links, bytes, tag);
+  }
+  int64_t next_event_time() { return fluid_ ? fl_->next_event_time() : mm_->next_event_time(); }
+  void advance(int64_t t, std::vector<uint32_t>& completed) {
+    if (fluid_) {
+      fl_->advance(t, completed);
+    } else {
+      mm_->advance(t, completed);
+    }
+  }
+
+ private:
+  bool fluid_;
+  std::optional<NetworkModel> mm_;
+  std::optional<FluidNetwork> fl_;
+};
+
 // Routes of the (src, dst) GPU pairs a run uses, by key src * gpus + dst: open addressing with
 // linear probing in a power-of-two table kept at most half full, so memory follows the pairs
 // used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs). slot() returns the entry of a
@@ -128,14 +162,15 @@ class RouteTable {
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
-         CollAlgorithm allreduce, bool allreduce_auto, std::vector<int64_t> coll_fixed_ns = {})
+         CollAlgorithm allreduce, bool allreduce_auto, bool fluid,
+         std::vector<int64_t> coll_fixed_ns = {})
       : P_(p),
         plat_(plat),
         prm_(prm),
         cm_(cm),
         allreduce_(allreduce),
         allreduce_auto_(allreduce_auto),
-        net_(capacities(plat, prm)) {
+        net_(capacities(plat, prm), fluid) {
     coll_fixed_ns_ = std::move(coll_fixed_ns);
     EngineArrays& a = t_arrays;
     info_.swap(a.info);
@@ -258,7 +293,7 @@ class Engine {
   const ComputeModel& cm_;
   CollAlgorithm allreduce_;
   bool allreduce_auto_;
-  NetworkModel net_;
+  NetworkTier net_;
   EventQueue q_;
 
   int n_ = 0;
@@ -983,6 +1018,31 @@ void Engine::report_stuck(int64_t t) {
   throw std::runtime_error(msg);
 }
 
+// The tier parameter network_tier asks for; auto (2) takes the fluid tier when one exchange or
+// all-to-all of the program has more than network_auto_flows transfers (the flow tier's cost
+// grows with the flows that share links at once), and says so in `note`.
+bool choose_fluid(const plan::Program& program, const SimParams& prm, std::string& note) {
+  const double tier = prm.network_tier;
+  if (tier != 0 && tier != 1 && tier != 2) {
+    throw std::invalid_argument(fmt::format(
+        "simulator parameter network_tier = {} must be 0 (flow), 1 (fluid) or 2 (auto)", tier));
+  }
+  if (tier != 2) return tier == 1;
+  int64_t largest = 0;
+  for (const plan::Exchange& x : program.exchanges) {
+    largest = std::max(largest, static_cast<int64_t>(x.transfers.size()));
+  }
+  for (const plan::Collective& c : program.collectives) {
+    if (c.kind != OpKind::kAllToAll) continue;
+    const auto n = static_cast<int64_t>(c.ops.size());
+    largest = std::max(largest, n * (n - 1));
+  }
+  const bool fluid = static_cast<double>(largest) > prm.network_auto_flows;
+  note = fmt::format("auto: largest exchange or all-to-all {} transfers {} network_auto_flows {}",
+                     largest, fluid ? ">" : "<=", prm.network_auto_flows);
+  return fluid;
+}
+
 }  // namespace
 
 SimResult simulate(const plan::Program& program, const Platform& platform,
@@ -1027,10 +1087,14 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     cal_summary = calibrated->coverage(program).summary(options.calibration, device);
     cm = std::move(calibrated);
   }
-  Engine engine(program, platform, prm, *cm, alg, is_auto, std::move(coll_fixed_ns));
+  std::string network_note;
+  const bool fluid = choose_fluid(program, prm, network_note);
+  Engine engine(program, platform, prm, *cm, alg, is_auto, fluid, std::move(coll_fixed_ns));
   if (options.progress) engine.set_progress(&options.progress);
   SimResult result = engine.run();
   result.calibration_summary = std::move(cal_summary);
+  result.network_tier = fluid ? "fluid" : "flow";
+  result.network_note = std::move(network_note);
   return result;
 }
 

@@ -34,6 +34,8 @@ struct SimParams {
   double comm_resident_interference = 0;  ///< compute slow-down while a comm op runs there
                                           ///< but moves no bytes
   double launch_gap_ns = 0;               ///< idle time on a stream before every op starts, ns
+  double network_tier = 0;                ///< 0 = flow (max-min), 1 = fluid, 2 = auto
+  double network_auto_flows = 1024;       ///< auto: fluid above this many flows in one phase
 };
 
 /// One row of the parameter table.
