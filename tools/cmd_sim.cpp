@@ -10,7 +10,6 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
-#include "masep/plan/errors.hpp"
 #include "masep/plan/trace.hpp"
 #include "progress.hpp"
 #include "sim_run.hpp"
@@ -126,10 +125,7 @@ int cmd_sim(const Args& args) {
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
-      "network", po::value(&network)->default_value("flow"),
-      "network tier: flow (per-flow max-min, the reference), fluid (each phase timed from link "
-      "loads; coarse, fast at scale) or auto (fluid when one exchange has more than "
-      "network_auto_flows transfers); docs/simulator-model.md gives fluid's measured error")(
+      "network", po::value(&network)->default_value("flow"), kNetworkHelp)(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
@@ -148,12 +144,7 @@ int cmd_sim(const Args& args) {
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
   so.comm_interference = interference;
-  if (network == "flow" || network == "fluid" || network == "auto") {
-    so.params.emplace_back("network_tier", network == "flow" ? 0 : network == "fluid" ? 1 : 2);
-  } else {
-    throw plan::InputError("", 0, 0, "--network",
-                           "'" + network + "' is not a network tier (flow, fluid or auto)");
-  }
+  so.params.push_back(network_tier_param(network));
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");
   const auto started = std::chrono::steady_clock::now();
