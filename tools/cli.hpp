@@ -24,8 +24,9 @@ std::optional<int> parse_command_line(
 /// Help text of the --network option (masep sim, masep sweep).
 inline constexpr const char* kNetworkHelp =
     "network tier: flow (per-flow max-min, the reference), fluid (each phase timed from link "
-    "loads; coarse, fast at scale) or auto (fluid when one exchange has more than "
-    "network_auto_flows transfers); docs/simulator-model.md gives fluid's measured error";
+    "loads; coarse, fast at scale) or auto (flow, unless one exchange or all-to-all has more "
+    "than network_auto_flows = 1024 transfers: then fluid); docs/simulator-model.md gives "
+    "fluid's measured error";
 
 /// The simulator parameter (network_tier, 0/1/2) for a --network value "flow", "fluid" or
 /// "auto"; throws plan::InputError naming --network for anything else.

@@ -107,7 +107,7 @@ void print_table(const SimRun& run, bool quiet) {
 int cmd_sim(const Args& args) {
   std::string scenario = "paper";
   std::vector<std::string> sets;
-  std::string trace_path, calibration, algorithm = "auto", network = "flow";
+  std::string trace_path, calibration, algorithm = "auto", network = "auto";
   int steps = 0;
   double interference = 0;
   po::options_description opts(kUsage);
@@ -125,7 +125,7 @@ int cmd_sim(const Args& args) {
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
-      "network", po::value(&network)->default_value("flow"), kNetworkHelp)(
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));

@@ -41,7 +41,7 @@ options)";
 }  // namespace
 
 int cmd_sweep(const Args& args) {
-  std::string sweep_name, out_dir, calibration, algorithm, network = "flow";
+  std::string sweep_name, out_dir, calibration, algorithm, network = "auto";
   std::vector<std::string> sets;
   int jobs = 0;
   po::options_description opts(kUsage);
@@ -55,7 +55,7 @@ int cmd_sweep(const Args& args) {
       "calibration", po::value(&calibration), "calibration YAML for the simulator")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
-      "network", po::value(&network)->default_value("flow"), kNetworkHelp)(
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
       "no-plots", "write CSV only")(
       "quiet,q", "no summary table");
   po::options_description hidden;
