@@ -4,7 +4,8 @@
 Runs `masep sim --network flow` and `--network fluid` on every scenario under scenarios/
 (not the sweeps; large-1024gpu with few layers) and on a generated family of MA-separation
 and co-located deployments of deepseek-v3-like on DGX H100 nodes at 16, 64 and 256 GPUs
-(large-1024gpu, 768:256, with 2 layers and 2 steps with --with-1024), and compares:
+(with --with-1024: large-1024gpu, 768:256, with 2 layers x 2 steps and 1 layer x 10 steps),
+and compares:
   - TPOT (mean over steps) and makespan: (fluid - flow) / flow;
   - per-op time: each op's duration (trace end - start) under both tiers, for the
     communication ops (the ones the tier times); median / p90 / max of |fluid - flow| / flow
@@ -84,6 +85,8 @@ def cases(with_1024):
             if name == "large-1024gpu":
                 if not with_1024:
                     continue
+                out.append((name + "-1x10", os.path.join(d, f),
+                            ["model.layers=1", "workload.decode_steps=10"]))
                 sets = ["model.layers=2", "workload.decode_steps=2"]
             out.append((name, os.path.join(d, f), sets))
     return out
@@ -122,7 +125,7 @@ def main():
     ap.add_argument("--masep", default=os.path.join(ROOT, "build-cpu", "tools", "masep"))
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "network_tiers"))
     ap.add_argument("--with-1024", action="store_true",
-                    help="also large-1024gpu (2 layers, 2 steps; minutes on the flow tier)")
+                    help="also large-1024gpu (2 layers x 2 steps, 1 layer x 10 steps; minutes on the flow tier)")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
