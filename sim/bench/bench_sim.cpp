@@ -37,11 +37,12 @@ masep::topology::GpuSpec a100() {
 
 // Simulates `p` on `plat` once per iteration; reports events/s, ops/s and the simulated
 // makespan.
-void run(benchmark::State& state, const masep::plan::Program& p, const Platform& plat) {
+void run(benchmark::State& state, const masep::plan::Program& p, const Platform& plat,
+         const masep::sim::SimOptions& options = {}) {
   uint64_t events = 0;
   int64_t makespan = 0;
   for (auto _ : state) {
-    SimResult r = masep::sim::simulate(p, plat);
+    SimResult r = masep::sim::simulate(p, plat, options);
     events = r.events;
     makespan = r.timeline.makespan_ns;
     benchmark::DoNotOptimize(r);
@@ -134,6 +135,27 @@ void BM_Large1024(benchmark::State& state) {
   run(state, *p, Platform::from_topology(*topo));
 }
 BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The same scenario on the fluid network tier (network_tier = 1: docs/simulator-model.md),
+// one decode step of range(0) layers (61 = the full step).
+void BM_Large1024Fluid(benchmark::State& state) {
+  std::unique_ptr<masep::plan::Program> p;
+  std::unique_ptr<masep::topology::Topology> topo;
+  try {
+    auto s = masep::plan::load_scenario("large-1024gpu");
+    s.model.layers = static_cast<int>(state.range(0));
+    s.workload.decode_steps = 1;
+    p = std::make_unique<masep::plan::Program>(masep::plan::compile(s));
+    topo = std::make_unique<masep::topology::Topology>(s.topology);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  masep::sim::SimOptions fluid;
+  fluid.params = {{"network_tier", 1}};
+  run(state, *p, Platform::from_topology(*topo), fluid);
+}
+BENCHMARK(BM_Large1024Fluid)->Arg(1)->Arg(61)->Unit(benchmark::kMillisecond);
 
 // The network model alone on a co-located-style all-to-all (what BM_PaperCompiled/colocated
 // spends half its time on): range(0) GPUs in nodes of 4, each with an egress pair and an
