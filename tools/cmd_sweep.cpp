@@ -56,8 +56,7 @@ int cmd_sweep(const Args& args) {
       "algorithm", po::value(&algorithm)->default_value("auto"),
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
-      "no-plots", "write CSV only")(
-      "quiet,q", "no summary table");
+      "no-plots", "write CSV only")("quiet,q", "no summary table");
   po::options_description hidden;
   hidden.add_options()("sweep", po::value(&sweep_name));
   po::positional_options_description pos;

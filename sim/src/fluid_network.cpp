@@ -20,8 +20,7 @@ FluidNetwork::FluidNetwork(std::vector<double> capacity_bytes_per_ns)
   drain_.assign(capacity_.size(), 0.0);
 }
 
-int FluidNetwork::start_flow(int64_t now, std::span<const int> links, double bytes,
-                             uint32_t tag) {
+int FluidNetwork::start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
   if (links.empty() || !(bytes > 0)) {
     throw std::invalid_argument("FluidNetwork::start_flow needs a route and bytes > 0");
   }

@@ -93,7 +93,8 @@ class NetworkTier {
   }
   bool fluid() const { return fluid_; }
   int start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
-    return fluid_ ? fl_->start_flow(now, links, bytes, tag) : mm_->start_flow(now, links, bytes, tag);
+    return fluid_ ? fl_->start_flow(now, links, bytes, tag)
+                  : mm_->start_flow(now, links, bytes, tag);
   }
   int64_t next_event_time() { return fluid_ ? fl_->next_event_time() : mm_->next_event_time(); }
   void advance(int64_t t, std::vector<uint32_t>& completed) {

@@ -314,9 +314,9 @@ TEST(Topology, StructuralRoutesEqualTheDijkstraReference) {
             for (int dst = 0; dst < t.gpus(); ++dst) {
               const Route got = t.route(src, dst);
               const Route want = t.reference_route(src, dst);
-              ASSERT_EQ(got.links, want.links) << to_string(f) << " nodes " << nodes << " sharing "
-                                               << sharing << " nic " << nic_lat << ": " << src
-                                               << "->" << dst;
+              ASSERT_EQ(got.links, want.links)
+                  << to_string(f) << " nodes " << nodes << " sharing " << sharing << " nic "
+                  << nic_lat << ": " << src << "->" << dst;
               ASSERT_EQ(got.latency_ns, want.latency_ns);
               ASSERT_EQ(got.bottleneck_GBps, want.bottleneck_GBps);
               if (!got.links.empty() && t.node_of(src) == t.node_of(dst) &&

@@ -364,7 +364,8 @@ Route Topology::route(int src, int dst) const {
       r.links = {base + intra_local_[sl], base + intra_local_[dl] + 1};
       if (!gpu_nic_.empty() && gpu_nic_[sl] == gpu_nic_[dl]) {
         const int up = base + nic_local_[sl], down = base + nic_local_[dl] + 1;
-        const double via_switch = 0.0 + links_[r.links[0]].latency_ns + links_[r.links[1]].latency_ns;
+        const double via_switch =
+            0.0 + links_[r.links[0]].latency_ns + links_[r.links[1]].latency_ns;
         const double via_nic = 0.0 + links_[up].latency_ns + links_[down].latency_ns;
         if (via_nic < via_switch && !same_latency(via_nic, via_switch)) r.links = {up, down};
       }

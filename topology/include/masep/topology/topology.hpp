@@ -1,8 +1,9 @@
 // The cluster: nodes of GPUs joined inside a node by NVSwitch, an NVLink mesh or PCIe, and
 // between nodes by NICs and an InfiniBand switch. `TopologySpec` is the validated plain
 // description (what YAML holds); `Topology` is the sealed graph built from it (GPUs,
-// switches and NICs joined by directed links), with a route between any two GPUs. Links are full duplex, modelled as two directed edges with the same
-// bandwidth, so traffic in one direction never slows the other.
+// switches and NICs joined by directed links), with a route between any two GPUs. Links are full
+// duplex, modelled as two directed edges with the same bandwidth, so traffic in one direction never
+// slows the other.
 #pragma once
 
 #include <cstdint>
