@@ -115,7 +115,7 @@ class NetworkTier {
 // linear probing in a power-of-two table kept at most half full, so memory follows the pairs
 // used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs). slot() returns the entry of a
 // key, claiming an empty one (links == nullptr) for a new key; the caller fills it and calls
-// filled(). Entries move when the table grows, so a reference is valid until the next slot().
+// filled(). Entries move when the table grows, so a reference is valid only until filled().
 class RouteTable {
  public:
   struct Entry {
@@ -234,17 +234,18 @@ class Engine {
 
   void prepare();
   // Routes through a per-Engine hash table of the pairs used (Platform::route checks bounds
-  // and hashes a std::unordered_map; the flows' hot path only needs the cached entry).
-  const RouteTable::Entry& cached_route(int src, int dst) {
+  // and hashes a std::unordered_map; the flows' hot path only needs the cached entry). By
+  // value: filled() may grow the table, which moves its entries.
+  RouteTable::Entry cached_route(int src, int dst) {
     RouteTable::Entry& e = routes_.slot(pair_key(src, dst));
-    if (e.links == nullptr) {
-      const PlatformRoute& r = plat_.route(src, dst);
-      e.links = r.links.data();
-      e.nlinks = static_cast<int32_t>(r.links.size());
-      e.latency_ns = ceil_ns(r.latency_ns);
-      routes_.filled();
-    }
-    return e;
+    if (e.links != nullptr) return e;
+    const PlatformRoute& r = plat_.route(src, dst);
+    e.links = r.links.data();
+    e.nlinks = static_cast<int32_t>(r.links.size());
+    e.latency_ns = ceil_ns(r.latency_ns);
+    const RouteTable::Entry got = e;
+    routes_.filled();
+    return got;
   }
   uint64_t pair_key(int src, int dst) const {
     return static_cast<uint64_t>(src) * static_cast<uint64_t>(plat_.gpus()) +
@@ -720,7 +721,7 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
   std::span<const int> links{&local_link_[src], 1};
   int64_t latency = 0;
   if (src != dst) {
-    const RouteTable::Entry& r = cached_route(src, dst);
+    const RouteTable::Entry r = cached_route(src, dst);
     links = {r.links, static_cast<size_t>(r.nlinks)};
     latency = r.latency_ns;
   }
