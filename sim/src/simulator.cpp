@@ -77,36 +77,24 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
-// The network tier of a run behind the three calls the engine makes (start a flow, next event
-// time, advance): the flow-level max-min model (the reference) or the fluid model. Chosen once
-// per run; the branch is the same on every call.
+// The network tier of a run: the flow-level max-min model (the reference) or the fluid model,
+// chosen once per run. Both offer the same three calls (start a flow, next event time,
+// advance); the engine's event loop is instantiated for each model (Engine::run_events), so
+// the calls are direct.
 class NetworkTier {
  public:
-  static constexpr int64_t kNever = NetworkModel::kNever;
   static_assert(FluidNetwork::kNever == NetworkModel::kNever);
-  NetworkTier(std::vector<double> capacities, bool fluid) : fluid_(fluid) {
+  NetworkTier(std::vector<double> capacities, bool fluid) {
     if (fluid) {
       fl_.emplace(std::move(capacities));
     } else {
       mm_.emplace(std::move(capacities));
     }
   }
-  bool fluid() const { return fluid_; }
-  int start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
-    return fluid_ ? fl_->start_flow(now, links, bytes, tag)
-                  : mm_->start_flow(now, links, bytes, tag);
-  }
-  int64_t next_event_time() { return fluid_ ? fl_->next_event_time() : mm_->next_event_time(); }
-  void advance(int64_t t, std::vector<uint32_t>& completed) {
-    if (fluid_) {
-      fl_->advance(t, completed);
-    } else {
-      mm_->advance(t, completed);
-    }
-  }
+  NetworkModel* flow() { return mm_ ? &*mm_ : nullptr; }
+  FluidNetwork* fluid() { return fl_ ? &*fl_ : nullptr; }
 
  private:
-  bool fluid_;
   std::optional<NetworkModel> mm_;
   std::optional<FluidNetwork> fl_;
 };
@@ -217,6 +205,10 @@ class Engine {
 
   // Not inlined into simulate(): keeps one symbol for profiles (callgrind --toggle-collect).
   [[gnu::noinline]] SimResult run();
+  // The event loop on network model `net` (NetworkModel or FluidNetwork); returns the time of
+  // the last event.
+  template <class Net>
+  [[gnu::noinline]] int64_t run_events(Net& net);
   /// See SimOptions::progress; the function must outlive run().
   void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
 
@@ -876,6 +868,18 @@ SimResult Engine::run() {
     if (pending_[i] == 0) work_.push_back(i);
   }
   drain(0);
+  const int64_t now =
+      net_.fluid() != nullptr ? run_events(*net_.fluid()) : run_events(*net_.flow());
+  if (done_ < n_) report_stuck(now);
+  if (progress_ != nullptr) (*progress_)(done_, n_);
+  SimResult res;
+  res.timeline = std::move(tl_);
+  res.events = events_;
+  return res;
+}
+
+template <class Net>
+int64_t Engine::run_events(Net& net) {
   constexpr uint64_t kProgressEvery = uint64_t{1} << 18;
   next_progress_ = kProgressEvery;
   int64_t now = 0;
@@ -884,14 +888,14 @@ SimResult Engine::run() {
       next_progress_ = events_ + kProgressEvery;
       (*progress_)(done_, n_);
     }
-    const int64_t tn = net_.next_event_time();
-    const int64_t th = q_.empty() ? NetworkModel::kNever : q_.top_time();
-    if (tn == NetworkModel::kNever && th == NetworkModel::kNever) break;
+    const int64_t tn = net.next_event_time();
+    const int64_t th = q_.empty() ? Net::kNever : q_.top_time();
+    if (tn == Net::kNever && th == Net::kNever) break;
     if (tn <= th) {
       now = tn;
       now_ = now;
       completed_.clear();
-      net_.advance(tn, completed_);
+      net.advance(tn, completed_);
       events_ += completed_.size();
       for (uint32_t slot : completed_) {
         const PendingFlow& pf = pflow_[slot];
@@ -924,7 +928,7 @@ SimResult Engine::run() {
           if (pf.bytes > 0) {  // the slot stays taken until the flow completes
             count_begin(comm_active_, pf.src, now);
             if (pf.dst != pf.src) count_begin(comm_active_, pf.dst, now);
-            net_.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
           } else {
             const uint32_t tag = pf.tag;
             pflow_free_.push_back(e.a);
@@ -944,12 +948,7 @@ SimResult Engine::run() {
       drain(now);
     }
   }
-  if (done_ < n_) report_stuck(now);
-  if (progress_ != nullptr) (*progress_)(done_, n_);
-  SimResult res;
-  res.timeline = std::move(tl_);
-  res.events = events_;
-  return res;
+  return now;
 }
 
 std::string Engine::describe(OpId id) const {
