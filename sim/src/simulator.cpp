@@ -203,7 +203,8 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Not inlined into simulate(): keeps one symbol for profiles (callgrind --toggle-collect).
+  // Not inlined into simulate(): keeps one symbol for profiles (callgrind
+  // --toggle-collect='*Engine::run()'; a pattern that also matches run_events toggles it off).
   [[gnu::noinline]] SimResult run();
   // The event loop on network model `net` (NetworkModel or FluidNetwork); returns the time of
   // the last event.
