@@ -16,8 +16,7 @@ FluidNetwork::FluidNetwork(std::vector<double> capacity_bytes_per_ns)
     }
   }
   busy_until_.assign(capacity_.size(), 0.0);
-  phase_bytes_.assign(capacity_.size(), 0.0);
-  drain_.assign(capacity_.size(), 0.0);
+  slot_.assign(capacity_.size(), -1);
 }
 
 int FluidNetwork::start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag) {
@@ -41,34 +40,68 @@ int FluidNetwork::start_flow(int64_t now, std::span<const int> links, double byt
       throw std::out_of_range("FluidNetwork::start_flow: link " + std::to_string(l) +
                               " out of range");
     }
-    if (phase_bytes_[l] == 0) phase_links_.push_back(l);
-    phase_bytes_[l] += bytes;
+    if (slot_[l] < 0) {
+      slot_[l] = static_cast<int>(phase_links_.size());
+      phase_links_.push_back(l);
+    }
   }
   pending_.push_back({links.data(), static_cast<int>(links.size()), f, bytes});
   ++active_;
   return f;
 }
 
-// The pending phase's load on each of its links, then each flow's completion at the drain of
-// its most loaded link. Links are visited in first-touch order and flows in start order, so
-// reruns are identical.
+// The pending phase on each of its links: the link serves the phase's flows as a processor
+// shared equally among those still unfinished (after the backlog of earlier phases), so with
+// sizes b1 <= b2 <= ... <= bk the i-th ends after (b1 + ... + b(i-1) + (k - i + 1) · bi) /
+// capacity — the max-min result for flows that meet only on this link — and the largest when
+// the link has drained. A flow ends at the latest of its links' ends. Links are visited in
+// first-touch order and flows in start order (ties in size keep it), so reruns are identical.
 void FluidNetwork::time_phase() {
   if (pending_.empty()) return;
   const double now = static_cast<double>(phase_now_);
-  for (int l : phase_links_) {
+  const size_t nl = phase_links_.size();
+  // CSR of (pending flow, bytes) per phase link.
+  off_.assign(nl + 1, 0);
+  for (const Pending& p : pending_) {
+    for (int i = 0; i < p.nlinks; ++i) ++off_[static_cast<size_t>(slot_[p.links[i]]) + 1];
+  }
+  for (size_t k = 0; k < nl; ++k) off_[k + 1] += off_[k];
+  entries_.resize(static_cast<size_t>(off_[nl]));
+  fill_.assign(off_.begin(), off_.end() - 1);
+  for (size_t j = 0; j < pending_.size(); ++j) {
+    const Pending& p = pending_[j];
+    for (int i = 0; i < p.nlinks; ++i) {
+      entries_[static_cast<size_t>(fill_[static_cast<size_t>(slot_[p.links[i]])]++)] = {
+          static_cast<int>(j), p.bytes};
+    }
+  }
+  finish_.assign(pending_.size(), 0.0);
+  for (size_t k = 0; k < nl; ++k) {
+    const int l = phase_links_[k];
     double wait = busy_until_[l] - now;
     if (wait < 1e-6) wait = 0;  // drained (allow for the rounding of earlier sums)
-    drain_[l] = wait + phase_bytes_[l] / capacity_[l];
-    busy_until_[l] = now + drain_[l];
+    Entry* const first = entries_.data() + off_[k];
+    Entry* const last = entries_.data() + off_[k + 1];
+    std::stable_sort(first, last, [](const Entry& x, const Entry& y) { return x.bytes < y.bytes; });
+    const double cap = capacity_[l];
+    const auto n = static_cast<double>(last - first);
+    double before = 0, end = 0;
+    for (Entry* e = first; e != last; ++e) {
+      if (e == first || e->bytes != e[-1].bytes) {
+        end = wait + (before + (n - static_cast<double>(e - first)) * e->bytes) / cap;
+      }
+      before += e->bytes;
+      double& f = finish_[static_cast<size_t>(e->pending)];
+      f = std::max(f, end);
+    }
+    busy_until_[l] = now + wait + before / cap;
+    slot_[l] = -1;
   }
-  for (const Pending& p : pending_) {
-    double d = 0;
-    for (int i = 0; i < p.nlinks; ++i) d = std::max(d, drain_[p.links[i]]);
-    int64_t finish = phase_now_ + static_cast<int64_t>(std::ceil(d - 1e-9));
+  for (size_t j = 0; j < pending_.size(); ++j) {
+    int64_t finish = phase_now_ + static_cast<int64_t>(std::ceil(finish_[j] - 1e-9));
     if (finish < phase_now_) finish = phase_now_;
-    heap_push({finish, p.flow});
+    heap_push({finish, pending_[j].flow});
   }
-  for (int l : phase_links_) phase_bytes_[l] = 0;
   phase_links_.clear();
   pending_.clear();
 }

@@ -118,14 +118,45 @@ TEST(SimFluid, LaterPhaseQueuesBehindTheBacklog) {
   EXPECT_EQ(fluid.active_flows(), 0);
 }
 
-// Unequal flows of one phase on one bottleneck all end when it drains (max-min ends the smaller
-// one first).
-TEST(SimFluid, OnePhaseEndsTogetherAtTheDrain) {
+// Unequal flows of one phase on one link share it like max-min: the smaller ends when it has
+// had its equal share, the larger when the link has drained.
+TEST(SimFluid, OnePhaseSharesALinkLikeMaxMin) {
   FluidNetwork fluid({10.0});
+  NetworkModel flow({10.0});
   const std::vector<int> route{0};
-  fluid.start_flow(0, route, 100, 1);
-  fluid.start_flow(0, route, 900, 2);
-  EXPECT_EQ(run_all(fluid), (std::vector<Done>{{100, 1}, {100, 2}}));
+  for (uint32_t k = 0; k < 3; ++k) {
+    const double bytes = k == 1 ? 900 : 100 + 50 * k;  // 100, 900, 200
+    fluid.start_flow(0, route, bytes, k);
+    flow.start_flow(0, route, bytes, k);
+  }
+  const auto b = run_all(fluid);
+  EXPECT_EQ(b, (std::vector<Done>{{30, 0}, {50, 2}, {120, 1}}));  // 3·100, 100 + 2·200, all
+  EXPECT_EQ(b, run_all(flow));
+}
+
+// Where flows meet on several links the fluid tier is not max-min: each link is shared as if
+// alone, and a flow ends at the latest of its links. Flow 0 crosses links 0 and 1, flow 1
+// link 0, flow 2 link 1 (all 1000 bytes, 10 bytes/ns): fluid ends all three at 200 ns; max-min
+// too (every link carries two equal flows); with a faster link 1 flow 2 still waits for flow
+// 0's equal share there (fluid 200 + 0) while max-min gives it the rest of link 1.
+TEST(SimFluid, FlowsMeetingOnSeveralLinks) {
+  FluidNetwork fluid({10.0, 30.0});
+  NetworkModel flow({10.0, 30.0});
+  const std::vector<int> both{0, 1}, first{0}, second{1};
+  for (auto* n : {&fluid}) {
+    n->start_flow(0, both, 1000, 0);
+    n->start_flow(0, first, 1000, 1);
+    n->start_flow(0, second, 1000, 2);
+  }
+  flow.start_flow(0, both, 1000, 0);
+  flow.start_flow(0, first, 1000, 1);
+  flow.start_flow(0, second, 1000, 2);
+  // Fluid: link 0 serves two flows of 1000 at 10 -> both end at 200; link 1 serves two of
+  // 1000 at 30 -> both at 66.7 -> 67; flow 0 ends at max(200, 67).
+  EXPECT_EQ(run_all(fluid), (std::vector<Done>{{67, 2}, {200, 0}, {200, 1}}));
+  // Max-min: flows 0 and 1 get 5 each (link 0), flow 2 gets 30 - 5 = 25 -> 40 ns; then flows
+  // 0 and 1 keep 5 each until 200.
+  EXPECT_EQ(run_all(flow), (std::vector<Done>{{40, 2}, {200, 0}, {200, 1}}));
 }
 
 TEST(SimFluid, RejectsBadInput) {

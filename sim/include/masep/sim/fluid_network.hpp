@@ -3,27 +3,26 @@
 // next event time, advance — so the engine drives either tier alike (SimGrid's
 // NetworkModelIntf / ASTRA-sim's AstraNetworkAPI style); it never re-solves rates.
 //
-// Model. Every directed link is a fluid queue that drains at its capacity. Flows that start
-// at one instant form a phase (an exchange's or a collective phase's transfers start
-// together when their ops post together); when the phase is timed, each of its links gets the
-// phase's bytes on it as load:
-//     drain(l) = max(busy_until(l) - now, 0) + phase bytes on l / capacity(l)
-//     busy_until(l) = now + drain(l)
-// and each flow of the phase completes when the most loaded link of its route has drained:
-//     finish = now + ceil(max over its links of drain(l))      (ns, rounded up as in the flow tier)
-// Cost O(hops) per flow; each flow is timed once, when its phase is timed, and never again.
+// Model. Flows that start at one instant form a phase (an exchange's or a collective phase's
+// transfers start together when their ops post together). When the phase is timed, each of
+// its links serves the phase's flows on it as an equally shared processor, after the backlog
+// of earlier phases: with wait = max(busy_until(l) - now, 0) and the phase's sizes on l sorted
+// b1 <= ... <= bk, the i-th ends on l at
+//     wait + (b1 + ... + b(i-1) + (k - i + 1) · bi) / capacity(l)
+// (the largest when l has drained: busy_until(l) = now + wait + Σb / capacity(l)), and each
+// flow completes at the latest of its links' ends, rounded up to whole ns as in the flow tier.
+// Cost O(hops · log) per flow; each flow is timed once, when its phase is timed, and never
+// again.
 //
 // Against per-flow max-min (the flow tier, the reference):
 // - identical for a flow alone on its links (bytes / bottleneck bandwidth, same rounding),
-//   and for n equal flows that start together on one shared bottleneck (n · bytes / capacity,
-//   up to the last bit of the division);
-// - flows of one phase that share a bottleneck all end when it drains (max-min lets a smaller
-//   one end first: its op may end later here);
+//   for flows of one phase that meet on one link only (that is max-min's result), and for n
+//   equal flows that start together on one shared bottleneck (up to the last bit);
+// - flows that meet on several links: each link is shared as if alone, so a flow does not
+//   get the capacity another flow leaves because it is limited elsewhere (max-min does);
 // - a later phase queues behind the backlog of earlier ones on shared links (max-min shares);
 //   the link drains at the same time either way, so the last transfer on a bottleneck ends
-//   alike, while earlier-posted ones end earlier here;
-// - a flow limited by another link is charged at full speed on its other links (max-min would
-//   give their spare capacity to others).
+//   alike, while earlier-posted ones end earlier here.
 // The measured TPOT and per-op differences are in docs/simulator-model.md.
 #pragma once
 
@@ -72,14 +71,22 @@ class FluidNetwork {
   void heap_push(HeapEntry e);
   void heap_pop();
 
+  struct Entry {
+    int pending;  // index into pending_
+    double bytes;
+  };
+
   std::vector<double> capacity_;
-  std::vector<double> busy_until_;   // per link: when its committed load has drained, ns
-  std::vector<double> phase_bytes_;  // per link: bytes of the pending phase (scratch)
-  std::vector<double> drain_;        // per link: drain time of the pending phase (scratch)
-  std::vector<int> phase_links_;     // links the pending phase touches (scratch)
-  std::vector<Pending> pending_;     // the pending phase's flows
-  int64_t phase_now_ = 0;            // start time of the pending phase
-  std::vector<uint32_t> tags_;       // per flow slot
+  std::vector<double> busy_until_;  // per link: when its committed load has drained, ns
+  std::vector<int> slot_;           // per link: its index in phase_links_, -1 if untouched
+  std::vector<int> phase_links_;    // links the pending phase touches, first-touch order
+  // Scratch of time_phase(): per phase link its flows (CSR), per pending flow its end.
+  std::vector<int> off_, fill_;
+  std::vector<Entry> entries_;
+  std::vector<double> finish_;
+  std::vector<Pending> pending_;  // the pending phase's flows
+  int64_t phase_now_ = 0;         // start time of the pending phase
+  std::vector<uint32_t> tags_;    // per flow slot
   std::vector<int> free_;
   std::vector<HeapEntry> heap_;  // min-heap on (time, flow)
   int active_ = 0;
