@@ -82,7 +82,11 @@ void FluidNetwork::time_phase() {
     if (wait < 1e-6) wait = 0;  // drained (allow for the rounding of earlier sums)
     Entry* const first = entries_.data() + off_[k];
     Entry* const last = entries_.data() + off_[k + 1];
-    std::stable_sort(first, last, [](const Entry& x, const Entry& y) { return x.bytes < y.bytes; });
+    if (last - first > 1) {  // by size, ties in start order (keys are unique: no stable sort)
+      std::sort(first, last, [](const Entry& x, const Entry& y) {
+        return x.bytes != y.bytes ? x.bytes < y.bytes : x.pending < y.pending;
+      });
+    }
     const double cap = capacity_[l];
     const auto n = static_cast<double>(last - first);
     double before = 0, end = 0;
