@@ -49,4 +49,12 @@ std::optional<int> parse_command_line(const char* command, const Args& args,
   return std::nullopt;
 }
 
+std::pair<std::string, double> network_tier_param(const std::string& network) {
+  if (network == "flow") return {"network_tier", 0};
+  if (network == "fluid") return {"network_tier", 1};
+  if (network == "auto") return {"network_tier", 2};
+  throw plan::InputError("", 0, 0, "--network",
+                         "'" + network + "' is not a network tier (flow, fluid or auto)");
+}
+
 }  // namespace masep::tools

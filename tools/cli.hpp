@@ -3,6 +3,8 @@
 
 #include <boost/program_options.hpp>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "commands.hpp"
 
@@ -18,5 +20,16 @@ std::optional<int> parse_command_line(
     boost::program_options::variables_map& vm,
     const boost::program_options::options_description* hidden = nullptr,
     const boost::program_options::positional_options_description* positional = nullptr);
+
+/// Help text of the --network option (masep sim, masep sweep).
+inline constexpr const char* kNetworkHelp =
+    "network tier: flow (per-flow max-min, the reference), fluid (each phase timed from link "
+    "loads; coarse, fast at scale) or auto (flow, unless one exchange or all-to-all has more "
+    "than network_auto_flows = 1024 transfers: then fluid); docs/simulator-model.md gives "
+    "fluid's measured error";
+
+/// The simulator parameter (network_tier, 0/1/2) for a --network value "flow", "fluid" or
+/// "auto"; throws plan::InputError naming --network for anything else.
+std::pair<std::string, double> network_tier_param(const std::string& network);
 
 }  // namespace masep::tools

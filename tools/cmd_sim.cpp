@@ -53,12 +53,16 @@ void print_table(const SimRun& run, bool quiet) {
   if (!quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
-    std::printf(
-        "%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
-        "(%.1f M events/s)\n",
-        "simulated", group_thousands(events).c_str(),
-        group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
-        run.compile_s, run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+                "(%.1f M events/s)\n",
+                "simulated", group_thousands(events).c_str(),
+                group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
+                run.compile_s, run.simulate_s,
+                run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    std::printf("%-9s %s%s%s\n", "network",
+                run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"
+                                                   : "flow (per-flow max-min)",
+                run.result.network_note.empty() ? "" : "; ", run.result.network_note.c_str());
     std::printf("\n");
   }
   print_metrics_summary(m, s);
@@ -103,7 +107,7 @@ void print_table(const SimRun& run, bool quiet) {
 int cmd_sim(const Args& args) {
   std::string scenario = "paper";
   std::vector<std::string> sets;
-  std::string trace_path, calibration, algorithm = "auto";
+  std::string trace_path, calibration, algorithm = "auto", network = "auto";
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
   bool allow_mismatch = false;
   int steps = 0;
@@ -132,6 +136,7 @@ int cmd_sim(const Args& args) {
                         "NCCL_PROTO-like restriction for the nccl model, e.g. Simple or ^LL")(
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
@@ -154,6 +159,7 @@ int cmd_sim(const Args& args) {
   so.nccl_algo = nccl_algo;
   so.nccl_proto = nccl_proto;
   so.comm_interference = interference;
+  so.params.push_back(network_tier_param(network));
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");
   const auto started = std::chrono::steady_clock::now();

@@ -41,7 +41,7 @@ options)";
 }  // namespace
 
 int cmd_sweep(const Args& args) {
-  std::string sweep_name, out_dir, calibration, algorithm;
+  std::string sweep_name, out_dir, calibration, algorithm, network = "auto";
   std::vector<std::string> sets;
   int jobs = 0;
   po::options_description opts(kUsage);
@@ -54,8 +54,9 @@ int cmd_sweep(const Args& args) {
       "extra override KEY=VALUE applied to every point after its own (repeatable)")(
       "calibration", po::value(&calibration), "calibration YAML for the simulator")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
-      "all-reduce algorithm: ring, tree, hierarchical or auto")("no-plots", "write CSV only")(
-      "quiet,q", "no summary table");
+      "all-reduce algorithm: ring, tree, hierarchical or auto")(
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
+      "no-plots", "write CSV only")("quiet,q", "no summary table");
   po::options_description hidden;
   hidden.add_options()("sweep", po::value(&sweep_name));
   po::positional_options_description pos;
@@ -77,6 +78,7 @@ int cmd_sweep(const Args& args) {
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
+  so.params.push_back(network_tier_param(network));
   Progress progress(fmt::format("sweep {}", sweep.name));
   auto results = run_sweep(sweep, so, jobs, sets, &Progress::callback, &progress);
   fill_scaling_efficiency(results);

@@ -1,9 +1,11 @@
 // A progress indicator on stderr for long runs: a redrawn bar when stderr is a terminal,
-// otherwise one line per 10% (so logs stay readable).
+// otherwise one line per 10% (so logs stay readable), with the time left estimated from the
+// rate so far (elapsed since the object was made × undone / done).
 #pragma once
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -11,7 +13,8 @@ namespace masep::tools {
 
 class Progress {
  public:
-  explicit Progress(std::string what) : what_(std::move(what)), tty_(::isatty(2) != 0) {}
+  explicit Progress(std::string what)
+      : what_(std::move(what)), tty_(::isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
 
   /// Reports `done` of `total`; callers serialise calls.
   void update(int done, int total) {
@@ -19,16 +22,17 @@ class Progress {
     if (tty_) {
       constexpr int kWidth = 30;
       const int filled = done * kWidth / total;
-      std::fprintf(stderr, "\r%s [%s%s] %d/%d (%d%%)", what_.c_str(),
+      std::fprintf(stderr, "\r%s [%s%s] %d/%d (%d%%)%s   ", what_.c_str(),
                    std::string(static_cast<size_t>(filled), '#').c_str(),
                    std::string(static_cast<size_t>(kWidth - filled), '.').c_str(), done, total,
-                   done * 100 / total);
+                   done * 100 / total, eta(done, total).c_str());
       if (done == total) std::fprintf(stderr, "\n");
     } else {
       const int decile = done * 10 / total;
       if (decile > last_decile_) {
         last_decile_ = decile;
-        std::fprintf(stderr, "%s: %d/%d (%d%%)\n", what_.c_str(), done, total, done * 100 / total);
+        std::fprintf(stderr, "%s: %d/%d (%d%%)%s\n", what_.c_str(), done, total, done * 100 / total,
+                     eta(done, total).c_str());
       }
     }
     std::fflush(stderr);
@@ -40,8 +44,26 @@ class Progress {
   }
 
  private:
+  // ", ETA 1m23s" from the rate so far; empty before any progress and at the end.
+  std::string eta(int done, int total) const {
+    if (done <= 0 || done >= total) return "";
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const long left = static_cast<long>(elapsed * (total - done) / done + 0.5);
+    char buf[48];
+    if (left >= 3600) {
+      std::snprintf(buf, sizeof buf, ", ETA %ldh%02ldm", left / 3600, left / 60 % 60);
+    } else if (left >= 60) {
+      std::snprintf(buf, sizeof buf, ", ETA %ldm%02lds", left / 60, left % 60);
+    } else {
+      std::snprintf(buf, sizeof buf, ", ETA %lds", left);
+    }
+    return buf;
+  }
+
   std::string what_;
   bool tty_;
+  std::chrono::steady_clock::time_point start_;
   int last_decile_ = 0;
 };
 

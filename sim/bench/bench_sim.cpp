@@ -37,11 +37,12 @@ masep::topology::GpuSpec a100() {
 
 // Simulates `p` on `plat` once per iteration; reports events/s, ops/s and the simulated
 // makespan.
-void run(benchmark::State& state, const masep::plan::Program& p, const Platform& plat) {
+void run(benchmark::State& state, const masep::plan::Program& p, const Platform& plat,
+         const masep::sim::SimOptions& options = {}) {
   uint64_t events = 0;
   int64_t makespan = 0;
   for (auto _ : state) {
-    SimResult r = masep::sim::simulate(p, plat);
+    SimResult r = masep::sim::simulate(p, plat, options);
     events = r.events;
     makespan = r.timeline.makespan_ns;
     benchmark::DoNotOptimize(r);
@@ -135,6 +136,27 @@ void BM_Large1024(benchmark::State& state) {
 }
 BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// The same scenario on the fluid network tier (network_tier = 1: docs/simulator-model.md),
+// one decode step of range(0) layers (61 = the full step).
+void BM_Large1024Fluid(benchmark::State& state) {
+  std::unique_ptr<masep::plan::Program> p;
+  std::unique_ptr<masep::topology::Topology> topo;
+  try {
+    auto s = masep::plan::load_scenario("large-1024gpu");
+    s.model.layers = static_cast<int>(state.range(0));
+    s.workload.decode_steps = 1;
+    p = std::make_unique<masep::plan::Program>(masep::plan::compile(s));
+    topo = std::make_unique<masep::topology::Topology>(s.topology);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  masep::sim::SimOptions fluid;
+  fluid.params = {{"network_tier", 1}};
+  run(state, *p, Platform::from_topology(*topo), fluid);
+}
+BENCHMARK(BM_Large1024Fluid)->Arg(1)->Arg(61)->Unit(benchmark::kMillisecond);
+
 // The network model alone on a co-located-style all-to-all (what BM_PaperCompiled/colocated
 // spends half its time on): range(0) GPUs in nodes of 4, each with an egress pair and an
 // ingress pair of 25 GB/s links (GPU-NIC and NIC-switch, always carrying the same flows) and a
@@ -193,6 +215,40 @@ void BM_NetworkAllToAll(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_NetworkAllToAll)->Arg(16)->Unit(benchmark::kMillisecond);
+
+// Topology at cluster scale: builds the cluster of range(0) GPUs (DGX H100 nodes of 8, as in
+// topology/zoo/cluster-128xdgx-h100.yaml with more nodes: sim/bench/cluster-2048xdgx-h100.yaml
+// is the 16,384-GPU one) and its simulator Platform, then fetches the routes an MA plan of
+// that size touches from 64 sources (each to every GPU). Issue 13's target: 16,384 GPUs load
+// in < 1 s and < 100 MB (RSS: `masep collective -t sim/bench/cluster-2048xdgx-h100.yaml`).
+void BM_TopologyBuild(benchmark::State& state) {
+  const int gpus = static_cast<int>(state.range(0));
+  masep::topology::TopologySpec s;
+  s.name = "bench-cluster";
+  s.gpu = a100();
+  s.nodes = gpus / 8;
+  s.gpus_per_node = 8;
+  s.intra = masep::topology::Fabric::kNVSwitch;
+  s.intra_GBps = 450;
+  s.intra_latency_ns = 500;
+  for (int i = 0; i < 8; ++i) s.nics.push_back({50, 2000, {i}});
+  s.switch_latency_ns = 1500;
+  int64_t hops = 0;
+  for (auto _ : state) {
+    const masep::topology::Topology topo(s);
+    const Platform plat = Platform::from_topology(topo);
+    for (int k = 0; k < 64; ++k) {
+      const int src = static_cast<int>((static_cast<int64_t>(k) * gpus) / 64);
+      for (int dst = 0; dst < gpus; ++dst) {
+        if (dst != src) hops += static_cast<int64_t>(plat.route(src, dst).links.size());
+      }
+    }
+    benchmark::DoNotOptimize(hops);
+  }
+  state.counters["links"] = static_cast<double>(6 * gpus);
+  state.counters["routes"] = 64.0 * (gpus - 1);
+}
+BENCHMARK(BM_TopologyBuild)->Arg(1024)->Arg(16384)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -16,7 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 19> kTable = {{
+const std::array<ParamInfo, 21> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kInf},
@@ -80,6 +80,14 @@ const std::array<ParamInfo, 19> kTable = {{
      "NCCL collective model: host cost per peer of an eager all-to-all (a group of send/recv; "
      "GPU.md, 4xH200: 8 KB send/recv 15 us eager vs 6 us in a graph); 0 for CUDA graphs",
      &SimParams::nccl_p2p_call_overhead_ns, 0, kInf},
+    {"network_tier", "0/1/2", 0,
+     "network model (masep sim --network): 0 = flow, per-flow max-min (the reference); 1 = "
+     "fluid, each phase of flows timed once from its links' loads (fluid_network.hpp); 2 = "
+     "auto, fluid when one exchange or all-to-all has more than network_auto_flows transfers",
+     &SimParams::network_tier, 0, 2},
+    {"network_auto_flows", "flows", 1024,
+     "network_tier = 2: the largest exchange or all-to-all (transfers) the flow tier still runs",
+     &SimParams::network_auto_flows, 0, kInf},
 }};
 
 }  // namespace

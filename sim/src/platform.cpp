@@ -21,7 +21,6 @@ Platform::Platform(topology::GpuSpec gpu, int gpus, int gpus_per_node,
                                   " needs GBps > 0 and latency_ns >= 0");
     }
   }
-  route_index_.assign(static_cast<size_t>(gpus_) * gpus_, -1);
 }
 
 Platform Platform::star(topology::GpuSpec gpu, int gpus, int gpus_per_node, double GBps,
@@ -39,23 +38,22 @@ const PlatformRoute& Platform::route(int src, int dst) const {
                             std::to_string(src < 0 || src >= gpus_ ? src : dst) +
                             " is outside the platform's " + std::to_string(gpus_) + " GPUs");
   }
-  int32_t& idx = route_index_[static_cast<size_t>(src) * gpus_ + dst];
-  if (idx < 0) {
-    PlatformRoute r = source_(src, dst);
-    if (src != dst && r.links.empty()) {
-      throw std::runtime_error("no route from GPU " + std::to_string(src) + " to GPU " +
-                               std::to_string(dst));
-    }
-    for (int l : r.links) {
-      if (l < 0 || l >= static_cast<int>(links_.size())) {
-        throw std::runtime_error("route from GPU " + std::to_string(src) + " to GPU " +
-                                 std::to_string(dst) + " names an unknown link");
-      }
-    }
-    routes_.push_back(std::move(r));
-    idx = static_cast<int32_t>(routes_.size() - 1);
+  const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(gpus_) + dst;
+  if (const auto it = route_index_.find(key); it != route_index_.end()) return routes_[it->second];
+  PlatformRoute r = source_(src, dst);
+  if (src != dst && r.links.empty()) {
+    throw std::runtime_error("no route from GPU " + std::to_string(src) + " to GPU " +
+                             std::to_string(dst));
   }
-  return routes_[idx];
+  for (int l : r.links) {
+    if (l < 0 || l >= static_cast<int>(links_.size())) {
+      throw std::runtime_error("route from GPU " + std::to_string(src) + " to GPU " +
+                               std::to_string(dst) + " names an unknown link");
+    }
+  }
+  routes_.push_back(std::move(r));
+  route_index_.emplace(key, static_cast<int32_t>(routes_.size() - 1));
+  return routes_.back();
 }
 
 void Platform::scale_bandwidth(double factor) {

@@ -17,6 +17,7 @@
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/event_queue.hpp"
 #include "masep/sim/nccl_model.hpp"
+#include "masep/sim/fluid_network.hpp"
 #include "masep/sim/network_model.hpp"
 #include "masep/sim/parameters.hpp"
 #include "masep/sim/platform.hpp"
@@ -77,6 +78,77 @@ struct EngineArrays {
 };
 thread_local EngineArrays t_arrays;
 
+// The network tier of a run: the flow-level max-min model (the reference) or the fluid model,
+// chosen once per run. Both offer the same three calls (start a flow, next event time,
+// advance); the engine's event loop is instantiated for each model (Engine::run_events), so
+// the calls are direct.
+class NetworkTier {
+ public:
+  static_assert(FluidNetwork::kNever == NetworkModel::kNever);
+  NetworkTier(std::vector<double> capacities, bool fluid) {
+    if (fluid) {
+      fl_.emplace(std::move(capacities));
+    } else {
+      mm_.emplace(std::move(capacities));
+    }
+  }
+  NetworkModel* flow() { return mm_ ? &*mm_ : nullptr; }
+  FluidNetwork* fluid() { return fl_ ? &*fl_ : nullptr; }
+
+ private:
+  std::optional<NetworkModel> mm_;
+  std::optional<FluidNetwork> fl_;
+};
+
+// Routes of the (src, dst) GPU pairs a run uses, by key src * gpus + dst: open addressing with
+// linear probing in a power-of-two table kept at most half full, so memory follows the pairs
+// used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs). slot() returns the entry of a
+// key, claiming an empty one (links == nullptr) for a new key; the caller fills it and calls
+// filled(). Entries move when the table grows, so a reference is valid only until filled().
+class RouteTable {
+ public:
+  struct Entry {
+    uint64_t key = 0;
+    const int* links = nullptr;  // into the Platform's route (stable for its lifetime)
+    int32_t nlinks = 0;
+    int64_t latency_ns = 0;  // route latency rounded up to whole ns
+  };
+  void clear() {
+    entries_.assign(64, Entry{});
+    used_ = 0;
+    shift_ = 64 - 6;
+  }
+  Entry& slot(uint64_t key) {
+    size_t i = index(key);
+    for (;;) {
+      Entry& e = entries_[i];
+      if (e.links == nullptr) {
+        e.key = key;
+        return e;
+      }
+      if (e.key == key) return e;
+      i = (i + 1) & (entries_.size() - 1);
+    }
+  }
+  void filled() {
+    if (++used_ * 2 <= entries_.size()) return;
+    std::vector<Entry> old(entries_.size() * 2, Entry{});
+    old.swap(entries_);
+    --shift_;
+    for (const Entry& e : old) {
+      if (e.links != nullptr) slot(e.key) = e;
+    }
+  }
+
+ private:
+  size_t index(uint64_t key) const {
+    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);  // Fibonacci hashing
+  }
+  std::vector<Entry> entries_;
+  size_t used_ = 0;
+  int shift_ = 64 - 6;
+};
+
 // What the NCCL collective model needs besides the Platform (SimOptions::collective_model).
 struct NcclSetup {
   const topology::TopologySpec* topology = nullptr;
@@ -86,14 +158,15 @@ struct NcclSetup {
 class Engine {
  public:
   Engine(const plan::Program& p, const Platform& plat, const SimParams& prm, const ComputeModel& cm,
-         CollAlgorithm allreduce, bool allreduce_auto, std::vector<int64_t> coll_fixed_ns = {})
+         CollAlgorithm allreduce, bool allreduce_auto, bool fluid,
+         std::vector<int64_t> coll_fixed_ns = {})
       : P_(p),
         plat_(plat),
         prm_(prm),
         cm_(cm),
         allreduce_(allreduce),
         allreduce_auto_(allreduce_auto),
-        net_(capacities(plat, prm)) {
+        net_(capacities(plat, prm), fluid) {
     coll_fixed_ns_ = std::move(coll_fixed_ns);
     EngineArrays& a = t_arrays;
     info_.swap(a.info);
@@ -137,8 +210,13 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Not inlined into simulate(): keeps one symbol for profiles (callgrind --toggle-collect).
+  // Not inlined into simulate(): keeps one symbol for profiles (callgrind
+  // --toggle-collect='*Engine::run()'; a pattern that also matches run_events toggles it off).
   [[gnu::noinline]] SimResult run();
+  // The event loop on network model `net` (NetworkModel or FluidNetwork); returns the time of
+  // the last event.
+  template <class Net>
+  [[gnu::noinline]] int64_t run_events(Net& net);
   /// See SimOptions::progress; the function must outlive run().
   void set_progress(const std::function<void(int64_t, int64_t)>* f) { progress_ = f; }
   /// Times collectives with NCCL's model (SimOptions::collective_model "nccl"); `setup` must
@@ -167,22 +245,23 @@ class Engine {
   }
 
   void prepare();
-  // Routes through a per-Engine table of pointers (Platform::route checks bounds and walks a
-  // deque on every call; the flows' hot path only needs the cached entry).
-  const PlatformRoute& cached_route(int src, int dst) {
-    const PlatformRoute*& r = route_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
-    if (r == nullptr) r = &plat_.route(src, dst);
-    return *r;
+  // Routes through a per-Engine hash table of the pairs used (Platform::route checks bounds
+  // and hashes a std::unordered_map; the flows' hot path only needs the cached entry). By
+  // value: filled() may grow the table, which moves its entries.
+  RouteTable::Entry cached_route(int src, int dst) {
+    RouteTable::Entry& e = routes_.slot(pair_key(src, dst));
+    if (e.links != nullptr) return e;
+    const PlatformRoute& r = plat_.route(src, dst);
+    e.links = r.links.data();
+    e.nlinks = static_cast<int32_t>(r.links.size());
+    e.latency_ns = ceil_ns(r.latency_ns);
+    const RouteTable::Entry got = e;
+    routes_.filled();
+    return got;
   }
-  std::span<const int> route_links(int src, int dst) {
-    if (src == dst) return {&local_link_[src], 1};
-    return cached_route(src, dst).links;
-  }
-  int64_t route_latency(int src, int dst) {
-    if (src == dst) return 0;
-    int64_t& lat = route_lat_cache_[static_cast<size_t>(src) * plat_.gpus() + dst];
-    if (lat < 0) lat = ceil_ns(cached_route(src, dst).latency_ns);
-    return lat;
+  uint64_t pair_key(int src, int dst) const {
+    return static_cast<uint64_t>(src) * static_cast<uint64_t>(plat_.gpus()) +
+           static_cast<uint64_t>(dst);
   }
   double alpha(OpKind k) const {
     switch (k) {
@@ -242,7 +321,7 @@ class Engine {
   const ComputeModel& cm_;
   CollAlgorithm allreduce_;
   bool allreduce_auto_;
-  NetworkModel net_;
+  NetworkTier net_;
   EventQueue q_;
 
   int n_ = 0;
@@ -294,8 +373,7 @@ class Engine {
     uint32_t tag;  // what completes: tag_of(index, type)
     int32_t src, dst;
   };
-  std::vector<const PlatformRoute*> route_cache_;  // gpus × gpus, null = not looked up yet
-  std::vector<int64_t> route_lat_cache_;  // gpus × gpus: ceil of the latency, -1 = not yet
+  RouteTable routes_;  // (src, dst) pairs used so far: links and ceil of the latency
   // Parameters rounded up to whole ns once (ceil is a libm call without SSE4.1).
   int64_t gap_ns_ = 0, alpha_sr_ns_ = 0, phase_overhead_ns_ = 0;
   // Exchanges. Transfers flattened over all exchanges (index = tag index); per exchange op
@@ -331,8 +409,7 @@ void Engine::prepare() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
   n_ = static_cast<int>(P.ops.size());
-  route_cache_.assign(static_cast<size_t>(plat_.gpus()) * plat_.gpus(), nullptr);
-  route_lat_cache_.assign(route_cache_.size(), -1);
+  routes_.clear();
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
@@ -672,10 +749,17 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
     slot = static_cast<int32_t>(pflow_.size());
     pflow_.push_back({});
   }
-  pflow_[slot] = {route_links(src, dst), bytes, tag, src, dst};
+  std::span<const int> links{&local_link_[src], 1};
+  int64_t latency = 0;
+  if (src != dst) {
+    const RouteTable::Entry r = cached_route(src, dst);
+    links = {r.links, static_cast<size_t>(r.nlinks)};
+    latency = r.latency_ns;
+  }
+  pflow_[slot] = {links, bytes, tag, src, dst};
   // t - now_ is 0 or a fixed overhead (launch gap, alpha): with the route latency, one of a
   // few delays, so the event takes the queue's lane for it.
-  q_.push_after(now_, t - now_ + route_latency(src, dst), kFlowStart, slot);
+  q_.push_after(now_, t - now_ + latency, kFlowStart, slot);
 }
 
 void Engine::mark_ready(OpId id, int64_t t) {
@@ -829,6 +913,18 @@ SimResult Engine::run() {
     if (pending_[i] == 0) work_.push_back(i);
   }
   drain(0);
+  const int64_t now =
+      net_.fluid() != nullptr ? run_events(*net_.fluid()) : run_events(*net_.flow());
+  if (done_ < n_) report_stuck(now);
+  if (progress_ != nullptr) (*progress_)(done_, n_);
+  SimResult res;
+  res.timeline = std::move(tl_);
+  res.events = events_;
+  return res;
+}
+
+template <class Net>
+int64_t Engine::run_events(Net& net) {
   constexpr uint64_t kProgressEvery = uint64_t{1} << 18;
   next_progress_ = kProgressEvery;
   int64_t now = 0;
@@ -837,14 +933,14 @@ SimResult Engine::run() {
       next_progress_ = events_ + kProgressEvery;
       (*progress_)(done_, n_);
     }
-    const int64_t tn = net_.next_event_time();
-    const int64_t th = q_.empty() ? NetworkModel::kNever : q_.top_time();
-    if (tn == NetworkModel::kNever && th == NetworkModel::kNever) break;
+    const int64_t tn = net.next_event_time();
+    const int64_t th = q_.empty() ? Net::kNever : q_.top_time();
+    if (tn == Net::kNever && th == Net::kNever) break;
     if (tn <= th) {
       now = tn;
       now_ = now;
       completed_.clear();
-      net_.advance(tn, completed_);
+      net.advance(tn, completed_);
       events_ += completed_.size();
       for (uint32_t slot : completed_) {
         const PendingFlow& pf = pflow_[slot];
@@ -877,7 +973,7 @@ SimResult Engine::run() {
           if (pf.bytes > 0) {  // the slot stays taken until the flow completes
             count_begin(comm_active_, pf.src, now);
             if (pf.dst != pf.src) count_begin(comm_active_, pf.dst, now);
-            net_.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
           } else {
             const uint32_t tag = pf.tag;
             pflow_free_.push_back(e.a);
@@ -897,12 +993,7 @@ SimResult Engine::run() {
       drain(now);
     }
   }
-  if (done_ < n_) report_stuck(now);
-  if (progress_ != nullptr) (*progress_)(done_, n_);
-  SimResult res;
-  res.timeline = std::move(tl_);
-  res.events = events_;
-  return res;
+  return now;
 }
 
 std::string Engine::describe(OpId id) const {
@@ -971,6 +1062,31 @@ void Engine::report_stuck(int64_t t) {
     cur = next;
   }
   throw std::runtime_error(msg);
+}
+
+// The tier parameter network_tier asks for; auto (2) takes the fluid tier when one exchange or
+// all-to-all of the program has more than network_auto_flows transfers (the flow tier's cost
+// grows with the flows that share links at once), and says so in `note`.
+bool choose_fluid(const plan::Program& program, const SimParams& prm, std::string& note) {
+  const double tier = prm.network_tier;
+  if (tier != 0 && tier != 1 && tier != 2) {
+    throw std::invalid_argument(fmt::format(
+        "simulator parameter network_tier = {} must be 0 (flow), 1 (fluid) or 2 (auto)", tier));
+  }
+  if (tier != 2) return tier == 1;
+  int64_t largest = 0;
+  for (const plan::Exchange& x : program.exchanges) {
+    largest = std::max(largest, static_cast<int64_t>(x.transfers.size()));
+  }
+  for (const plan::Collective& c : program.collectives) {
+    if (c.kind != OpKind::kAllToAll) continue;
+    const auto n = static_cast<int64_t>(c.ops.size());
+    largest = std::max(largest, n * (n - 1));
+  }
+  const bool fluid = static_cast<double>(largest) > prm.network_auto_flows;
+  note = fmt::format("auto: largest exchange or all-to-all {} transfers {} network_auto_flows {}",
+                     largest, fluid ? ">" : "<=", prm.network_auto_flows);
+  return fluid;
 }
 
 }  // namespace
@@ -1045,7 +1161,9 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
         "(collective_model '" +
         options.collective_model + "', allreduce_algorithm '" + options.allreduce_algorithm + "')");
   }
-  Engine engine(program, platform, prm, *cm, alg, is_auto, std::move(coll_fixed_ns));
+  std::string network_note;
+  const bool fluid = choose_fluid(program, prm, network_note);
+  Engine engine(program, platform, prm, *cm, alg, is_auto, fluid, std::move(coll_fixed_ns));
   if (options.progress) engine.set_progress(&options.progress);
   if (use_nccl) engine.set_nccl(&nccl);
   SimResult result = engine.run();
@@ -1053,6 +1171,8 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     cal_summary = mismatch_warning + (cal_summary.empty() ? "" : "\n" + cal_summary);
   }
   result.calibration_summary = std::move(cal_summary);
+  result.network_tier = fluid ? "fluid" : "flow";
+  result.network_note = std::move(network_note);
   return result;
 }
 

@@ -4,6 +4,8 @@
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
 
+#include <utility>
+
 namespace masep::sim {
 
 Platform Platform::from_topology(const topology::Topology& topo) {
@@ -13,8 +15,8 @@ Platform Platform::from_topology(const topology::Topology& topo) {
   const topology::Topology* t = &topo;
   return Platform(topo.spec().gpu, topo.gpus(), topo.spec().gpus_per_node, std::move(links),
                   [t](int src, int dst) {
-                    const topology::Route& r = t->route(src, dst);
-                    return PlatformRoute{r.links, r.latency_ns};
+                    topology::Route r = t->route(src, dst);
+                    return PlatformRoute{std::move(r.links), r.latency_ns};
                   });
 }
 

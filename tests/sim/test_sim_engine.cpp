@@ -213,6 +213,46 @@ TEST(SimEngine, SendRecvIsAlphaPlusLatencyPlusBytesOverBandwidth) {
   EXPECT_EQ(r.timeline.ops[v].end_ns, r.timeline.ops[s].end_ns);
 }
 
+// The fluid tier (network_tier = 1) times a lone transfer and equal flows sharing one
+// bottleneck exactly as the flow tier; auto (2) picks it by the largest exchange.
+TEST(SimEngine, FluidTierEqualsFlowTierWithoutContention) {
+  ProgramBuilder b(2);
+  const OpId s = b.send(0, 1, 1'000'000);
+  const OpId v = b.recv(1, 0, 1'000'000);
+  b.connect(s, v);
+  SimOptions fluid;
+  fluid.params = {{"network_tier", 1}};
+  const SimResult r = simulate(b.build(), testing::star(2, 100, 500), fluid);
+  EXPECT_EQ(r.network_tier, "fluid");
+  EXPECT_EQ(r.timeline.ops[s].end_ns, 15000 + 1000 + 10000);
+  EXPECT_EQ(r.timeline.ops[v].end_ns, r.timeline.ops[s].end_ns);
+
+  ProgramBuilder c(4);  // one sender, three receivers: three equal flows share the uplink
+  const int x = c.exchange();
+  const OpId src = c.exchange_op(0, x);
+  for (int k = 1; k <= 3; ++k) c.transfer(x, src, c.exchange_op(k, x), 1'000'000);
+  const plan::Program p = c.build();
+  const SimResult a = simulate(p, testing::star(4, 100, 500));
+  const SimResult f = simulate(p, testing::star(4, 100, 500), fluid);
+  EXPECT_EQ(a.network_tier, "flow");
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    EXPECT_EQ(f.timeline.ops[i].start_ns, a.timeline.ops[i].start_ns) << i;
+    EXPECT_EQ(f.timeline.ops[i].end_ns, a.timeline.ops[i].end_ns) << i;
+  }
+  EXPECT_EQ(f.timeline.ops[src].end_ns, 15000 + 1000 + 30000);
+
+  SimOptions automatic;
+  automatic.params = {{"network_tier", 2}, {"network_auto_flows", 3}};
+  EXPECT_EQ(simulate(p, testing::star(4, 100, 500), automatic).network_tier, "flow");
+  automatic.params = {{"network_tier", 2}, {"network_auto_flows", 2}};
+  const SimResult au = simulate(p, testing::star(4, 100, 500), automatic);
+  EXPECT_EQ(au.network_tier, "fluid");
+  EXPECT_NE(au.network_note.find("3 transfers"), std::string::npos) << au.network_note;
+  SimOptions bad;
+  bad.params = {{"network_tier", 1.5}};
+  EXPECT_THROW(simulate(p, testing::star(4, 100, 500), bad), std::invalid_argument);
+}
+
 TEST(SimEngine, TransferStartsWhenBothSidesAreReady) {
   ProgramBuilder b(2);
   const OpId w = b.compute(1, OpKind::kGemm, "w", 0, bytes_for_ns(50'000));
@@ -472,6 +512,24 @@ TEST(SimEngine, SameInputGivesIdenticalTimeline) {
   }
   EXPECT_EQ(a.events, b.events);
   for (const auto& t : a.timeline.ops) EXPECT_GE(t.end_ns, t.start_ns);
+}
+
+TEST(SimEngine, FluidTierIsDeterministicAndCloseOnASmallRandomProgram) {
+  const plan::Program p = random_program(42, 5, 300);
+  const Platform plat = testing::star(5, 80, 700, 2);
+  SimOptions fluid;
+  fluid.params = {{"network_tier", 1}};
+  const SimResult a = simulate(p, plat, fluid);
+  const SimResult b = simulate(p, plat, fluid);
+  const SimResult ref = simulate(p, plat);
+  ASSERT_EQ(a.timeline.ops.size(), b.timeline.ops.size());
+  for (size_t i = 0; i < a.timeline.ops.size(); ++i) {
+    EXPECT_EQ(a.timeline.ops[i].end_ns, b.timeline.ops[i].end_ns) << i;
+  }
+  // Not equal to the flow tier under contention, but close on this small program.
+  const double ratio = static_cast<double>(a.timeline.makespan_ns) / ref.timeline.makespan_ns;
+  EXPECT_GT(ratio, 0.9);
+  EXPECT_LT(ratio, 1.1);
 }
 
 TEST(SimEngine, InterferenceSlowsComputeWhileBytesMove) {

@@ -287,3 +287,78 @@ TEST(Fabric, ToString) {
   EXPECT_STREQ(to_string(Fabric::kNVLinkMesh), "nvlink_mesh");
   EXPECT_STREQ(to_string(Fabric::kPCIe), "pcie");
 }
+
+// route() derives routes from the structure; reference_route() runs Dijkstra on the graph with
+// the documented tie-breaks. They must agree link for link and bit for bit on every pair of
+// every shape: fabrics, node counts, NIC sharing, NIC latencies below, equal to (exactly and
+// within the 1e-9 tolerance) and above the node switch's.
+TEST(Topology, StructuralRoutesEqualTheDijkstraReference) {
+  int shapes = 0, nic_shortcuts = 0;
+  for (Fabric f : {Fabric::kNVSwitch, Fabric::kNVLinkMesh, Fabric::kPCIe}) {
+    for (int nodes : {1, 2, 3}) {
+      for (int sharing : {1, 2, 4}) {  // GPUs per NIC (4 GPUs per node)
+        for (double nic_lat : {10.0, 50.0, 50.0 * (1 + 1e-12), 100.0, 1000.0}) {
+          TopologySpec s = single(f, 4, 300, 50);  // node switch path: 2 x 50 ns
+          s.nodes = nodes;
+          s.switch_latency_ns = 300;
+          if (nodes > 1) {
+            for (int first = 0; first < 4; first += sharing) {
+              NicSpec nic{25.0 + first, nic_lat, {}};
+              for (int g = first; g < first + sharing; ++g) nic.gpus.push_back(g);
+              s.nics.push_back(nic);
+            }
+          }
+          const Topology t(s);
+          ++shapes;
+          for (int src = 0; src < t.gpus(); ++src) {
+            for (int dst = 0; dst < t.gpus(); ++dst) {
+              const Route got = t.route(src, dst);
+              const Route want = t.reference_route(src, dst);
+              ASSERT_EQ(got.links, want.links)
+                  << to_string(f) << " nodes " << nodes << " sharing " << sharing << " nic "
+                  << nic_lat << ": " << src << "->" << dst;
+              ASSERT_EQ(got.latency_ns, want.latency_ns);
+              ASSERT_EQ(got.bottleneck_GBps, want.bottleneck_GBps);
+              if (!got.links.empty() && t.node_of(src) == t.node_of(dst) &&
+                  t.vertex_kind(t.links()[got.links[0]].to) == VertexKind::kNic) {
+                ++nic_shortcuts;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(shapes, 135);
+  EXPECT_GT(nic_shortcuts, 0);  // the shared-NIC shortcut case is exercised
+}
+
+TEST(Topology, SharedNicFasterThanTheSwitchCarriesIntraNodeTraffic) {
+  TopologySpec s = cluster(2);  // GPUs {0,1} share nic0 (1000 ns); NVSwitch hops 100 ns
+  s.nics[0].latency_ns = 40;
+  const Topology t(s);
+  EXPECT_EQ(hop_names(t, t.route(0, 1)),
+            (std::vector<std::string>{"n0.gpu0->n0.nic0", "n0.nic0->n0.gpu1"}));
+  EXPECT_EQ(hop_names(t, t.route(0, 2)),  // different NICs: the switch
+            (std::vector<std::string>{"n0.gpu0->n0.nvswitch", "n0.nvswitch->n0.gpu2"}));
+  s.nics[0].latency_ns = 100;  // equal: the switch (lower vertex) wins
+  const Topology tie(s);
+  EXPECT_EQ(hop_names(tie, tie.route(0, 1)),
+            (std::vector<std::string>{"n0.gpu0->n0.nvswitch", "n0.nvswitch->n0.gpu1"}));
+}
+
+TEST(Topology, ClusterOf16384GpusKeepsNoPerPairState) {
+  TopologySpec s = single(Fabric::kNVSwitch, 8, 450, 500);
+  s.nodes = 2048;
+  for (int i = 0; i < 8; ++i) s.nics.push_back(NicSpec{50, 2000, {i}});
+  s.switch_latency_ns = 1500;
+  const Topology t(s);
+  EXPECT_EQ(t.gpus(), 16384);
+  EXPECT_EQ(t.links().size(), 16384u * 6);  // NVSwitch, NIC and uplink, both directions
+  const Route r = t.route(3, 16383);
+  EXPECT_EQ(hop_names(t, r),
+            (std::vector<std::string>{"n0.gpu3->n0.nic3", "n0.nic3->net.switch",
+                                      "net.switch->n2047.nic7", "n2047.nic7->n2047.gpu7"}));
+  EXPECT_DOUBLE_EQ(r.latency_ns, 5500);
+  EXPECT_EQ(t.reference_route(3, 16383).links, r.links);
+}

@@ -1,7 +1,6 @@
 #include "masep/topology/topology.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/dijkstra_shortest_paths.hpp>
 #include <boost/property_map/property_map.hpp>
@@ -179,17 +178,8 @@ struct Topology::Graph {
   Adjacency g;
 };
 
-struct Topology::RouteCache {
-  explicit RouteCache(int gpus)
-      : ready(static_cast<size_t>(gpus)), rows(static_cast<size_t>(gpus)) {
-    for (auto& r : ready) r.store(nullptr, std::memory_order_relaxed);
-  }
-  std::mutex mu;                                              // guards filling `rows`
-  std::vector<std::atomic<const std::vector<Route>*>> ready;  // published rows
-  std::vector<std::unique_ptr<std::vector<Route>>> rows;      // owned rows, by source GPU
-};
-
-Topology::Topology(TopologySpec spec) : spec_(std::move(spec)) {
+Topology::Topology(TopologySpec spec)
+    : spec_(std::move(spec)), graph_mu_(std::make_unique<std::mutex>()) {
   spec_.validate();
   build();
 }
@@ -241,40 +231,67 @@ void Topology::build() {
     }
   }
 
-  graph_ = std::make_unique<Graph>();
-  auto& g = graph_->g;
-  g = Graph::Adjacency(static_cast<size_t>(vertex_count()));
   auto add_duplex = [&](int a, int b, double GBps, double latency_ns) {
     for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
-      const int index = static_cast<int>(links_.size());
       links_.push_back({from, to, GBps, latency_ns, vertex_name_[from] + "->" + vertex_name_[to]});
-      boost::add_edge(static_cast<size_t>(from), static_cast<size_t>(to),
-                      EdgeProps{index, Dist{1, latency_ns}}, g);
     }
+    return static_cast<int>(links_.size()) - 2;  // the a -> b link; b -> a follows it
   };
 
+  // Every node is built alike, so the node-relative offsets of node 0 hold for all.
+  node_link_base_.assign(static_cast<size_t>(spec_.nodes), 0);
+  intra_local_.assign(static_cast<size_t>(spec_.intra == Fabric::kNVLinkMesh ? gpn * gpn : gpn),
+                      -1);
+  nic_local_.assign(static_cast<size_t>(gpn), -1);
+  uplink_local_.assign(static_cast<size_t>(n_nics), -1);
   for (int node = 0; node < spec_.nodes; ++node) {
     const int base = node * gpn;
+    const int lbase = static_cast<int>(links_.size());
+    node_link_base_[node] = lbase;
+    const bool first = node == 0;
     if (spec_.intra == Fabric::kNVLinkMesh) {
       for (int a = 0; a < gpn; ++a) {
         for (int b = a + 1; b < gpn; ++b) {
-          add_duplex(base + a, base + b, spec_.intra_GBps, spec_.intra_latency_ns);
+          const int l = add_duplex(base + a, base + b, spec_.intra_GBps, spec_.intra_latency_ns);
+          if (first) {
+            intra_local_[a * gpn + b] = l - lbase;
+            intra_local_[b * gpn + a] = l + 1 - lbase;
+          }
         }
       }
     } else {
       for (int a = 0; a < gpn; ++a) {
-        add_duplex(base + a, node_switch_[node], spec_.intra_GBps, spec_.intra_latency_ns);
+        const int l =
+            add_duplex(base + a, node_switch_[node], spec_.intra_GBps, spec_.intra_latency_ns);
+        if (first) intra_local_[a] = l - lbase;
       }
     }
     for (int i = 0; i < n_nics; ++i) {
       const NicSpec& nic = spec_.nics[i];
       const int nv = nic_vertex_[node * n_nics + i];
-      for (int local : nic.gpus) add_duplex(base + local, nv, nic.GBps, nic.latency_ns);
+      for (int local : nic.gpus) {
+        const int l = add_duplex(base + local, nv, nic.GBps, nic.latency_ns);
+        if (first) nic_local_[local] = l - lbase;
+      }
       // Half the switch latency on each side, so one crossing adds switch_latency_ns.
-      add_duplex(nv, network_switch_, nic.GBps, spec_.switch_latency_ns / 2);
+      const int l = add_duplex(nv, network_switch_, nic.GBps, spec_.switch_latency_ns / 2);
+      if (first) uplink_local_[i] = l - lbase;
     }
   }
-  cache_ = std::make_unique<RouteCache>(n_gpus);
+}
+
+const Topology::Graph& Topology::graph() const {
+  std::lock_guard<std::mutex> lock(*graph_mu_);
+  if (!graph_) {
+    auto gr = std::make_unique<Graph>();
+    gr->g = Graph::Adjacency(static_cast<size_t>(vertex_count()));
+    for (size_t l = 0; l < links_.size(); ++l) {
+      boost::add_edge(static_cast<size_t>(links_[l].from), static_cast<size_t>(links_[l].to),
+                      EdgeProps{static_cast<int>(l), Dist{1, links_[l].latency_ns}}, gr->g);
+    }
+    graph_ = std::move(gr);
+  }
+  return *graph_;
 }
 
 int Topology::node_switch_vertex(int node) const {
@@ -310,12 +327,25 @@ void Topology::check_rank(int gpu, const char* what) const {
 
 // ---- Topology: routes ----------------------------------------------------------------------
 
-const std::vector<Route>& Topology::row(int src) const {
-  if (const auto* r = cache_->ready[src].load(std::memory_order_acquire)) return *r;
-  std::lock_guard<std::mutex> lock(cache_->mu);
-  if (const auto* r = cache_->ready[src].load(std::memory_order_relaxed)) return *r;
+namespace {
 
-  const auto& g = graph_->g;
+// Hop count and latency of `links` in route order, as the Dijkstra sums them.
+void finish_route(Route& r, const std::vector<Link>& links) {
+  r.bottleneck_GBps = std::numeric_limits<double>::infinity();
+  for (int l : r.links) {
+    r.latency_ns += links[l].latency_ns;
+    r.bottleneck_GBps = std::min(r.bottleneck_GBps, links[l].GBps);
+  }
+}
+
+}  // namespace
+
+Route Topology::reference_route(int src, int dst) const {
+  check_rank(src, "source GPU");
+  check_rank(dst, "destination GPU");
+  Route r;
+  if (src == dst) return r;
+  const auto& g = graph().g;
   const size_t n_vertices = boost::num_vertices(g);
   std::vector<Dist> dist(n_vertices, kInfinity);
   boost::dijkstra_shortest_paths(g, static_cast<size_t>(src),
@@ -326,9 +356,11 @@ const std::vector<Route>& Topology::row(int src) const {
                                      .distance_combine(DistPlus{})
                                      .distance_inf(kInfinity)
                                      .distance_zero(Dist{0, 0.0}));
-
-  // Per vertex, the predecessor on a shortest path with the lowest vertex id (then link id):
-  // one pass over the edges, so walking back costs only the route's hops.
+  if (dist[dst].hops == kInfinity.hops) {
+    throw std::runtime_error("topology '" + spec_.name + "': no path from " + vertex_name_[src] +
+                             " to " + vertex_name_[dst]);
+  }
+  // Per vertex, the predecessor on a shortest path with the lowest vertex id (then link id).
   std::vector<int> pred_link(n_vertices, -1);
   for (auto [it, end] = boost::edges(g); it != end; ++it) {
     const int u = static_cast<int>(boost::source(*it, g));
@@ -342,35 +374,47 @@ const std::vector<Route>& Topology::row(int src) const {
       pred_link[v] = e.link;
     }
   }
-
-  auto routes = std::make_unique<std::vector<Route>>(static_cast<size_t>(gpus()));
   std::vector<int> back;  // links from dst back to src
-  for (int dst = 0; dst < gpus(); ++dst) {
-    if (dst == src || dist[dst].hops == kInfinity.hops) continue;  // empty: self / no path
-    back.clear();
-    for (int v = dst; v != src; v = links_[pred_link[v]].from) back.push_back(pred_link[v]);
-    Route& r = (*routes)[dst];
-    r.links.assign(back.rbegin(), back.rend());
-    r.bottleneck_GBps = std::numeric_limits<double>::infinity();
-    for (int l : r.links) {
-      r.latency_ns += links_[l].latency_ns;
-      r.bottleneck_GBps = std::min(r.bottleneck_GBps, links_[l].GBps);
-    }
-  }
-  const std::vector<Route>* published = routes.get();
-  cache_->rows[src] = std::move(routes);
-  cache_->ready[src].store(published, std::memory_order_release);
-  return *published;
+  for (int v = dst; v != src; v = links_[pred_link[v]].from) back.push_back(pred_link[v]);
+  r.links.assign(back.rbegin(), back.rend());
+  finish_route(r, links_);
+  return r;
 }
 
-const Route& Topology::route(int src, int dst) const {
+// The shortest paths of the graph build() makes, by case (the reference is reference_route):
+// - same node, NVLink mesh: the direct link (1 hop; every other path is longer);
+// - same node, switch fabric: gpu -> node switch -> gpu (2 hops), unless both GPUs use one NIC
+//   and its two hops are strictly faster (the other 2-hop path; on equal latency the lower
+//   predecessor vertex wins, and the node switch is numbered before the node's NICs);
+// - other node: gpu -> own NIC -> network switch -> peer's NIC -> peer (4 hops, unique: a GPU
+//   touches the network only through its own NIC).
+Route Topology::route(int src, int dst) const {
   check_rank(src, "source GPU");
   check_rank(dst, "destination GPU");
-  const Route& r = row(src)[dst];
-  if (src != dst && r.links.empty()) {
-    throw std::runtime_error("topology '" + spec_.name + "': no path from " + vertex_name_[src] +
-                             " to " + vertex_name_[dst]);
+  Route r;
+  if (src == dst) return r;
+  const int gpn = spec_.gpus_per_node;
+  const int sn = src / gpn, dn = dst / gpn, sl = src % gpn, dl = dst % gpn;
+  if (sn == dn) {
+    const int base = node_link_base_[sn];
+    if (spec_.intra == Fabric::kNVLinkMesh) {
+      r.links = {base + intra_local_[sl * gpn + dl]};
+    } else {
+      r.links = {base + intra_local_[sl], base + intra_local_[dl] + 1};
+      if (!gpu_nic_.empty() && gpu_nic_[sl] == gpu_nic_[dl]) {
+        const int up = base + nic_local_[sl], down = base + nic_local_[dl] + 1;
+        const double via_switch =
+            0.0 + links_[r.links[0]].latency_ns + links_[r.links[1]].latency_ns;
+        const double via_nic = 0.0 + links_[up].latency_ns + links_[down].latency_ns;
+        if (via_nic < via_switch && !same_latency(via_nic, via_switch)) r.links = {up, down};
+      }
+    }
+  } else {
+    const int sb = node_link_base_[sn], db = node_link_base_[dn];
+    r.links = {sb + nic_local_[sl], sb + uplink_local_[gpu_nic_[sl]],
+               db + uplink_local_[gpu_nic_[dl]] + 1, db + nic_local_[dl] + 1};
   }
+  finish_route(r, links_);
   return r;
 }
 

@@ -92,7 +92,7 @@ class EventQueue {
   }
 
   /// Removes and returns the earliest event; undefined when empty.
-  Event pop() {
+  [[gnu::always_inline]] Event pop() {
     Entry* h = heap_.data();
     const Entry top = h[0];
     if (top.lane >= 0) {

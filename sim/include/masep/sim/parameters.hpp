@@ -36,6 +36,8 @@ struct SimParams {
   double launch_gap_ns = 0;                 ///< idle time on a stream before every op starts, ns
   double nccl_call_overhead_ns = 16000;     ///< NCCL model: host cost of one eager collective call
   double nccl_p2p_call_overhead_ns = 9000;  ///< NCCL model: the same per peer of an all-to-all
+  double network_tier = 0;                ///< 0 = flow (max-min), 1 = fluid, 2 = auto
+  double network_auto_flows = 1024;       ///< auto: fluid above this many flows in one phase
 };
 
 /// One row of the parameter table.

@@ -1,13 +1,15 @@
 // Platform: the simulator's sealed view of a cluster — the GPU spec, the directed links with
 // bandwidth and latency, and routes between GPUs. Built from a topology::Topology (the normal
 // path) or by hand (unit tests, synthetic benchmarks). Routes are fetched from the source on
-// first use and cached in a dense table, so the hot path never locks or allocates.
+// first use and cached per pair actually used (a hash map, so memory grows with the pairs a
+// program uses, not with GPUs²).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "masep/topology/gpu_spec.hpp"
@@ -67,7 +69,7 @@ class Platform {
   int gpus_per_node_ = 1;
   std::vector<PlatformLink> links_;
   RouteSource source_;
-  mutable std::vector<int32_t> route_index_;  // gpus × gpus, -1 = not fetched yet
+  mutable std::unordered_map<uint64_t, int32_t> route_index_;  // src * gpus + dst -> routes_
   mutable std::deque<PlatformRoute> routes_;  // deque: references stay valid on growth
 };
 

@@ -71,6 +71,10 @@ struct SimResult {
   /// With SimOptions::calibration: one line counting compute ops by how the calibration
   /// timed them (exact, interpolated, extrapolated, nearest-shape, roofline); else empty.
   std::string calibration_summary;
+  /// The network tier that ran: "flow" (per-flow max-min) or "fluid" (network_model.hpp,
+  /// fluid_network.hpp), and, when parameter network_tier = 2 (auto) chose it, why.
+  std::string network_tier = "flow";
+  std::string network_note;
 };
 
 /// Simulates `program` on `topo` (GPU specs come from topo.spec().gpu; plan rank r runs on

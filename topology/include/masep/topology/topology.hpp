@@ -1,13 +1,14 @@
 // The cluster: nodes of GPUs joined inside a node by NVSwitch, an NVLink mesh or PCIe, and
 // between nodes by NICs and an InfiniBand switch. `TopologySpec` is the validated plain
-// description (what YAML holds); `Topology` is the sealed graph built from it (a Boost
-// adjacency_list of GPUs, switches and NICs joined by directed links), with a route between
-// any two GPUs. Links are full duplex, modelled as two directed edges with the same
-// bandwidth, so traffic in one direction never slows the other.
+// description (what YAML holds); `Topology` is the sealed graph built from it (GPUs,
+// switches and NICs joined by directed links), with a route between any two GPUs. Links are full
+// duplex, modelled as two directed edges with the same bandwidth, so traffic in one direction never
+// slows the other.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -103,12 +104,14 @@ struct Route {
 ///
 /// Routes: shortest hop count, ties broken by lowest total latency, then (walking back from
 /// the destination) by the lowest predecessor vertex index, so the choice is deterministic.
-/// They are computed with Boost.Graph (Dijkstra on (hops, latency)) lazily, one source row
-/// at a time on the first route() from that source, and cached: a 1,024-GPU cluster builds
-/// in milliseconds and only pays for the rows a plan uses (all rows: about 1 M routes,
-/// ~70 MB). The cache is guarded, so route() may be called from several threads on one
-/// Topology; returned references stay valid for the Topology's lifetime. Copies start with
-/// an empty cache.
+/// They follow from the structure, so route() derives them in O(hops) from per-GPU link
+/// tables (no per-pair state: memory is linear in GPUs, a 16,384-GPU cluster builds in tens
+/// of milliseconds): a GPU on the same node is reached directly (NVLink mesh, 1 hop) or
+/// through the node switch (2 hops) — or through a NIC the two GPUs share, when that NIC's
+/// two hops are strictly faster than the switch's (2 hops either way; equal latencies take
+/// the switch, the lower vertex) —, a GPU on another node by gpu -> NIC -> switch -> NIC ->
+/// gpu. reference_route() finds the same routes by Dijkstra on the Boost graph (tests
+/// compare the two).
 class Topology {
  public:
   /// Validates `spec` (std::invalid_argument naming the field) and builds the graph.
@@ -138,23 +141,27 @@ class Topology {
   /// Index into spec().nics of the NIC a GPU sends through; -1 on a single node.
   int nic_of(int gpu) const;
 
-  /// Route from GPU `src` to GPU `dst` (global ranks). src == dst gives an empty route
-  /// (no links, latency 0, bottleneck 0: nothing to transfer).
-  /// Throws std::out_of_range for a rank outside the topology, std::runtime_error when the
-  /// graph has no path (a plan that needs a link the topology lacks).
-  const Route& route(int src, int dst) const;
+  /// Route from GPU `src` to GPU `dst` (global ranks), by value (at most 4 links). src == dst
+  /// gives an empty route (no links, latency 0, bottleneck 0: nothing to transfer). Pure and
+  /// thread-safe. Throws std::out_of_range for a rank outside the topology.
+  Route route(int src, int dst) const;
 
-  /// Computes every route now (e.g. before timing a simulation, or to check that every
-  /// GPU reaches every other). Throws like route().
+  /// The same route found by Dijkstra on the (hops, latency) graph with the tie-breaks above:
+  /// the definition route() implements. For tests and checks only (builds the Boost graph on
+  /// first use, O(vertices log vertices) per call; thread-safe). Throws like route(), and
+  /// std::runtime_error when the graph has no path.
+  Route reference_route(int src, int dst) const;
+
+  /// Computes every route now (e.g. to check that every GPU reaches every other; O(GPUs²)
+  /// time, no memory kept). Throws like route().
   void compute_all_routes() const;
 
  private:
-  struct Graph;       // Boost adjacency_list over the vertices above (topology.cpp)
-  struct RouteCache;  // per-source rows of routes, filled on demand under a mutex
+  struct Graph;  // Boost adjacency_list over the vertices above (topology.cpp), built lazily
 
   void build();
   void check_rank(int gpu, const char* what) const;
-  const std::vector<Route>& row(int src) const;
+  const Graph& graph() const;
 
   TopologySpec spec_;
   std::vector<VertexKind> vertex_kind_;
@@ -164,8 +171,14 @@ class Topology {
   std::vector<int> nic_vertex_;   // node * nics + nic; empty on one node
   std::vector<int> gpu_nic_;      // per local GPU: index into spec_.nics; empty on one node
   int network_switch_ = -1;
-  std::unique_ptr<Graph> graph_;
-  std::unique_ptr<RouteCache> cache_;
+  // Link tables for route() (indices into links_; every node is built alike).
+  std::vector<int> node_link_base_;  // per node: its first link
+  std::vector<int> intra_local_;     // mesh: [a * gpn + b] = link a -> b; switch fabrics:
+                                     // [a] = a -> switch, +1 = back (node-relative)
+  std::vector<int> nic_local_;       // per local GPU: gpu -> NIC, +1 = NIC -> gpu (node-relative)
+  std::vector<int> uplink_local_;    // per NIC: NIC -> net switch, +1 = back (node-relative)
+  mutable std::unique_ptr<Graph> graph_;
+  mutable std::unique_ptr<std::mutex> graph_mu_;
 };
 
 }  // namespace masep::topology
