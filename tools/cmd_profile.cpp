@@ -10,6 +10,8 @@
 #include "commands.hpp"
 #include "masep/exec/profiler.hpp"
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/loader.hpp"
 
 namespace po = boost::program_options;
 
@@ -56,6 +58,16 @@ int cmd_profile(const Args& args) {
   o.iters = iters;
   if (!vm.count("quiet")) {
     o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  }
+  // The shapes to measure: those of the built-in scenarios' Programs (one decode step each).
+  for (const std::string& name : plan::builtin_scenario_names()) {
+    try {
+      plan::CompileOptions co;
+      co.steps = 1;
+      o.programs.push_back(plan::compile(plan::load_scenario(name), co));
+    } catch (const std::exception& e) {
+      if (o.progress) o.progress(fmt::format("  scenario {} skipped: {}", name, e.what()));
+    }
   }
   const plan::Calibration cal = exec::run_profile(o);
   plan::write_calibration(out, cal);

@@ -473,7 +473,7 @@ class Builder {
     wt.tag =
         splitmix64(splitmix64(splitmix64(static_cast<uint64_t>(o.layer)) ^ plan::fnv1a64(name)) ^
                    static_cast<uint64_t>(global));
-    if (name == "rmsnorm" || name == "add_norm") {
+    if (o.role == OpRole::kNorm || o.role == OpRole::kAddNorm) {  // norm gains around 1
       wt.scale = 0.1f;
       wt.shift = 1.0f;
     }

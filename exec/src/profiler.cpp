@@ -35,8 +35,6 @@
 #include "masep/kernels/router.hpp"
 #include "masep/kernels/status.hpp"
 #include "masep/models/model.hpp"
-#include "masep/plan/compiler.hpp"
-#include "masep/plan/loader.hpp"
 
 namespace masep::exec {
 namespace {
@@ -151,26 +149,18 @@ struct Shapes {
   std::vector<models::Model> models;  // distinct by name, scenario order
 };
 
-Shapes collect_shapes(bool quick, const std::function<void(const std::string&)>& log) {
+Shapes collect_shapes(const std::vector<plan::Program>& programs, bool quick) {
   Shapes s;
   std::set<std::string> model_names;
-  for (const std::string& name : plan::builtin_scenario_names()) {
-    try {
-      const plan::Scenario sc = plan::load_scenario(name);
-      plan::CompileOptions co;
-      co.steps = 1;
-      const plan::Program p = plan::compile(sc, co);
-      for (const plan::Op& o : p.ops) {
-        if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
-          if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
-        } else if (o.kind == plan::OpKind::kAttention && o.heads > 0) {
-          s.attention.insert({o.heads, o.kv_heads, o.head_dim});
-        }
+  for (const plan::Program& p : programs) {
+    for (const plan::Op& o : p.ops) {
+      if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
+        if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
+      } else if (o.kind == plan::OpKind::kAttention && o.heads > 0) {
+        s.attention.insert({o.heads, o.kv_heads, o.head_dim});
       }
-      if (model_names.insert(sc.model.name).second) s.models.push_back(sc.model);
-    } catch (const std::exception& e) {
-      if (log) log(fmt::format("  scenario {} skipped: {}", name, e.what()));
     }
+    if (model_names.insert(p.model.name).second) s.models.push_back(p.model);
   }
   if (!quick) {
     // Unsharded projections of every zoo model (plans not among the built-in scenarios).
@@ -1064,7 +1054,7 @@ plan::Calibration run_profile(const ProfileOptions& o) {
       "router = top-k + forced-routing kernel as the executor launches it",
       o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name, prop.multiProcessorCount);
 
-  const Shapes shapes = collect_shapes(o.quick, log);
+  const Shapes shapes = collect_shapes(o.programs, o.quick);
   if (log) {
     log(fmt::format("shapes: {} GEMM (n, k), {} attention head shapes, {} models",
                     shapes.gemm.size(), shapes.attention.size(), shapes.models.size()));

@@ -633,7 +633,7 @@ class RankRunner {
     for (size_t i = 0; i < rp_.launches.size(); ++i) {
       const Launch& l = rp_.launches[i];
       const Op& o = op_of(l);
-      if (l.kind == LaunchKind::kP2p && o.name == "dispatch") {
+      if (l.kind == LaunchKind::kP2p && o.role == plan::OpRole::kDispatch) {
         dispatch_at_[rkey(o)] = static_cast<int>(i);
       }
       if (l.kind == LaunchKind::kGatherRows) has_moe_ops_[rkey(o)] = 1;
@@ -654,7 +654,7 @@ class RankRunner {
   bool routed_p2p(const Launch& l) const {
     if (!rp_.real_gating || l.kind != LaunchKind::kP2p) return false;
     const Op& o = op_of(l);
-    return o.name == "dispatch" || o.name == "return";
+    return o.role == plan::OpRole::kDispatch || o.role == plan::OpRole::kReturn;
   }
 
   bool needs_route(const Launch& l) const {
@@ -778,8 +778,8 @@ class RankRunner {
     MASEP_NCCL_CHECK(ncclGroupStart());
     for (const P2pPart& part : l.parts) {
       const Op& o = p_.ops[static_cast<size_t>(part.op)];
-      const PartRows pr =
-          route_part(rp_.gating, lr.sz, env_.rank, o.name == "return", part.send, part.peer);
+      const PartRows pr = route_part(rp_.gating, lr.sz, env_.rank, o.role == plan::OpRole::kReturn,
+                                     part.send, part.peer);
       if (pr.rows == 0) continue;
       BufRef at = part.buf;
       at.offset_bytes = pr.first_row * row_bytes;

@@ -9,7 +9,8 @@
 //
 // What is measured (docs/calibration.md):
 //   gemm       cuBLAS bf16 (cublasGemmEx, fp32 compute, as the executor) for every (n, k) of
-//              the compute ops of the built-in scenarios (compiled, one decode step), plus in
+//              the compute ops of ProfileOptions::programs (the command compiles the built-in
+//              scenarios, one decode step), plus in
 //              the full grid every zoo model's unsharded projections; m over a grid
 //   attention  kernels::launch_decode_attention for every (heads, kv_heads, head_dim) of
 //              the built-in scenarios' attention ops, batch x context grid
@@ -25,8 +26,10 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/program.hpp"
 
 namespace masep::exec {
 
@@ -38,6 +41,9 @@ struct ProfileOptions {
                        ///< large NCCL sizes)
   /// Called with one progress line per table (may be empty = silent).
   std::function<void(const std::string&)> progress;
+  /// The Programs whose shapes are measured (GEMM n×k, attention head shapes, the models'
+  /// element-wise sizes): the command compiles the built-in scenarios, one decode step each.
+  std::vector<plan::Program> programs;
 };
 
 /// Runs the micro-benchmarks on GPU 0 (compute) and GPUs 0..gpus-1 (NCCL) and returns the
