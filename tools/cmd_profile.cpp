@@ -69,6 +69,9 @@ int cmd_profile(const Args& args) {
       if (o.progress) o.progress(fmt::format("  scenario {} skipped: {}", name, e.what()));
     }
   }
+  for (const std::string& name : plan::builtin_model_names()) {
+    o.zoo_models.push_back(plan::load_model(name));
+  }
   const plan::Calibration cal = exec::run_profile(o);
   plan::write_calibration(out, cal);
   std::printf(

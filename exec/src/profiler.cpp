@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "device_init.hpp"
+#include "invoke.hpp"
 #include "masep/exec/check.hpp"
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
@@ -149,7 +150,8 @@ struct Shapes {
   std::vector<models::Model> models;  // distinct by name, scenario order
 };
 
-Shapes collect_shapes(const std::vector<plan::Program>& programs, bool quick) {
+Shapes collect_shapes(const std::vector<plan::Program>& programs,
+                      const std::vector<models::Model>& zoo, bool quick) {
   Shapes s;
   std::set<std::string> model_names;
   for (const plan::Program& p : programs) {
@@ -164,8 +166,7 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs, bool quick) {
   }
   if (!quick) {
     // Unsharded projections of every zoo model (plans not among the built-in scenarios).
-    for (const std::string& name : plan::builtin_model_names()) {
-      const models::Model m = plan::load_model(name);
+    for (const models::Model& m : zoo) {
       s.gemm.insert({m.qkv_columns(), m.hidden});
       s.gemm.insert({m.hidden, static_cast<int64_t>(m.heads) * m.head_dim});
       s.gemm.insert({m.experts, m.hidden});
@@ -202,13 +203,8 @@ void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStr
   MASEP_CUBLAS_CHECK(cublasSetStream(h, st));
   DeviceBuffer ws(static_cast<int64_t>(detail::kCublasWorkspaceBytes));  // as the executor
   MASEP_CUBLAS_CHECK(cublasSetWorkspace(h, ws.get(), detail::kCublasWorkspaceBytes));
-  const float alpha = 1.f, beta = 0.f;
   auto gemm = [&](const void* w, int64_t m, int64_t n, int64_t k) {
-    // Row-major C[m,n] = X[m,k] · W[n,k]^T, exactly the executor's call.
-    MASEP_CUBLAS_CHECK(cublasGemmEx(
-        h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
-        &alpha, w, CUDA_R_16BF, static_cast<int>(k), x.get(), CUDA_R_16BF, static_cast<int>(k),
-        &beta, c.get(), CUDA_R_16BF, static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    detail::gemm_bf16(h, w, x.get(), c.get(), m, n, k);  // the executor's call
   };
   try {
     for (const auto& [n, k] : shapes.gemm) {
@@ -300,24 +296,10 @@ void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cu
           std::vector<int32_t> hl(static_cast<size_t>(b), ctx - 1);
           MASEP_CUDA_CHECK(
               cudaMemcpyAsync(lens.get(), hl.data(), b * 4, cudaMemcpyHostToDevice, st));
-          kernels::DecodeAttentionParams ap;
-          ap.q = qkv.get<bf16>();
-          ap.q_stride = cols;
-          ap.k_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads) * hs.head_dim;
-          ap.v_new = qkv.get<bf16>() + static_cast<int64_t>(hs.heads + hs.kv_heads) * hs.head_dim;
-          ap.kv_new_stride = cols;
-          ap.k_cache = k.get<bf16>();
-          ap.v_cache = v.get<bf16>();
-          ap.kv_lens = lens.get<int32_t>();
-          ap.out = out.get<bf16>();
-          ap.workspace = work.get();
-          ap.workspace_bytes = ws;
-          ap.batch = b;
-          ap.num_heads = hs.heads;
-          ap.num_kv_heads = hs.kv_heads;
-          ap.head_dim = hs.head_dim;
-          ap.max_kv_len = ctx;
-          ap.num_splits = splits;
+          // The executor's launch: fused QKV rows, appending the new token.
+          const kernels::DecodeAttentionParams ap = detail::fused_qkv_attention(
+              qkv.get<bf16>(), b, hs.heads, hs.kv_heads, hs.head_dim, true, k.get<bf16>(),
+              v.get<bf16>(), lens.get<int32_t>(), ctx, out.get<bf16>(), work.get(), ws, splits);
           kernels::check_decode_attention(ap);
           const double ns = time_ns(
               st, set, [&](int) { MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st)); });
@@ -531,7 +513,6 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
   MASEP_CUBLAS_CHECK(cublasSetStream(hb, st));
   DeviceBuffer ws(static_cast<int64_t>(detail::kCublasWorkspaceBytes));  // as the executor
   MASEP_CUBLAS_CHECK(cublasSetWorkspace(hb, ws.get(), detail::kCublasWorkspaceBytes));
-  const float alpha = 1.f, beta = 0.f;
   auto tiny = [&] {
     MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(x.get<bf16>(), w.get<bf16>(), y.get<bf16>(), 1,
                                                static_cast<int>(h), 1e-6f, st));
@@ -541,12 +522,7 @@ void profile_launch(const Settings& set, cudaStream_t st, plan::Calibration& cal
                                                static_cast<int>(big_tokens), static_cast<int>(h),
                                                1e-6f, st));
   };
-  auto gemm = [&] {
-    MASEP_CUBLAS_CHECK(cublasGemmEx(
-        hb, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(h), 8, static_cast<int>(h), &alpha, gw.get(),
-        CUDA_R_16BF, static_cast<int>(h), x.get(), CUDA_R_16BF, static_cast<int>(h), &beta, y.get(),
-        CUDA_R_16BF, static_cast<int>(h), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  };
+  auto gemm = [&] { detail::gemm_bf16(hb, gw.get(), x.get(), y.get(), 8, h, h); };
   std::vector<cudaEvent_t> s(static_cast<size_t>(n)), e(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     MASEP_CUDA_CHECK(cudaEventCreate(&s[static_cast<size_t>(i)]));
@@ -798,14 +774,9 @@ double profile_comm_slowdown(CommGroup& cg, const std::function<void(const std::
     MASEP_CUDA_CHECK(cudaEventCreate(&c1));
     MASEP_CUDA_CHECK(cudaEventCreate(&g1));
     MASEP_CUDA_CHECK(cudaEventCreate(&held));
-    const float alpha = 1.f, beta = 0.f;
     auto gemm = [&](int i) {
       const char* wi = w.get<char>() + (i % copies) * n * k * kBf16;
-      MASEP_CUBLAS_CHECK(
-          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-                       static_cast<int>(k), &alpha, wi, CUDA_R_16BF, static_cast<int>(k), x.get(),
-                       CUDA_R_16BF, static_cast<int>(k), &beta, c.get(), CUDA_R_16BF,
-                       static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      detail::gemm_bf16(h, wi, x.get(), c.get(), m, n, k);
     };
     for (int trial = 0; trial < 3; ++trial) {
       const double alone = time_ns(cs, Settings{3, iters, nullptr}, gemm);
@@ -1054,7 +1025,7 @@ plan::Calibration run_profile(const ProfileOptions& o) {
       "router = top-k + forced-routing kernel as the executor launches it",
       o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name, prop.multiProcessorCount);
 
-  const Shapes shapes = collect_shapes(o.programs, o.quick);
+  const Shapes shapes = collect_shapes(o.programs, o.zoo_models, o.quick);
   if (log) {
     log(fmt::format("shapes: {} GEMM (n, k), {} attention head shapes, {} models",
                     shapes.gemm.size(), shapes.attention.size(), shapes.models.size()));

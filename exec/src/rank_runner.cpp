@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "device_init.hpp"
+#include "invoke.hpp"
 #include "masep/exec/check.hpp"
 #include "masep/exec/executor.hpp"
 #include "masep/exec/runtime_info.hpp"
@@ -799,14 +800,7 @@ class RankRunner {
   }
 
   void gemm(const void* w, const void* x, void* c, int64_t m, int64_t n, int64_t k) {
-    if (m <= 0 || n <= 0 || k <= 0) return;
-    const float alpha = 1.f, beta = 0.f;
-    // Row-major C[m,n] = X[m,k] · W[n,k]^T, i.e. column-major C^T = W^T(op T) · X^T.
-    MASEP_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
-                                    static_cast<int>(m), static_cast<int>(k), &alpha, w,
-                                    CUDA_R_16BF, static_cast<int>(k), x, CUDA_R_16BF,
-                                    static_cast<int>(k), &beta, c, CUDA_R_16BF, static_cast<int>(n),
-                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    detail::gemm_bf16(cublas_, w, x, c, m, n, k);
   }
 
   void launch(const Launch& l, cudaStream_t st) {
@@ -861,28 +855,12 @@ class RankRunner {
         return;
       }
       case LaunchKind::kAttention: {
-        kernels::DecodeAttentionParams ap;
-        bf16* qkv = ptr<bf16>(l.in);
-        const int64_t cols = static_cast<int64_t>(l.heads + 2 * l.kv_heads) * l.head_dim;
-        ap.q = qkv;
-        ap.q_stride = cols;
-        if (l.append_kv) {
-          ap.k_new = qkv + static_cast<int64_t>(l.heads) * l.head_dim;
-          ap.v_new = qkv + static_cast<int64_t>(l.heads + l.kv_heads) * l.head_dim;
-          ap.kv_new_stride = cols;
-        }
-        ap.k_cache = reinterpret_cast<bf16*>(kv_ + l.k_cache_offset);
-        ap.v_cache = reinterpret_cast<bf16*>(kv_ + l.v_cache_offset);
-        ap.kv_lens = kv_lens_ + l.kv_lens_offset;
-        ap.out = ptr<bf16>(l.out);
-        ap.workspace = ptr(l.aux);
-        ap.workspace_bytes = static_cast<size_t>(size_of(l.aux.buf, l.aux.mb));
-        ap.batch = l.batch;
-        ap.num_heads = l.heads;
-        ap.num_kv_heads = l.kv_heads;
-        ap.head_dim = l.head_dim;
-        ap.max_kv_len = l.max_kv_len;
-        ap.num_splits = l.num_splits;
+        const kernels::DecodeAttentionParams ap = detail::fused_qkv_attention(
+            ptr<bf16>(l.in), l.batch, l.heads, l.kv_heads, l.head_dim, l.append_kv,
+            reinterpret_cast<bf16*>(kv_ + l.k_cache_offset),
+            reinterpret_cast<bf16*>(kv_ + l.v_cache_offset), kv_lens_ + l.kv_lens_offset,
+            l.max_kv_len, ptr<bf16>(l.out), ptr(l.aux),
+            static_cast<size_t>(size_of(l.aux.buf, l.aux.mb)), l.num_splits);
         MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
         return;
       }

@@ -44,6 +44,9 @@ struct ProfileOptions {
   /// The Programs whose shapes are measured (GEMM n×k, attention head shapes, the models'
   /// element-wise sizes): the command compiles the built-in scenarios, one decode step each.
   std::vector<plan::Program> programs;
+  /// The full grid (not quick) also measures every one of these models' unsharded
+  /// projections (the command passes the built-in model zoo).
+  std::vector<models::Model> zoo_models;
 };
 
 /// Runs the micro-benchmarks on GPU 0 (compute) and GPUs 0..gpus-1 (NCCL) and returns the
