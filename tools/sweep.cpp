@@ -20,6 +20,8 @@
 
 #include "masep/models/embedded.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
+#include "masep/plan/output_file.hpp"
 #include "sim_run.hpp"
 
 namespace masep::tools {
@@ -103,6 +105,16 @@ Sweep parse_sweep(const std::string& text, const std::string& origin) {
   sw.origin = origin;
   if (!root["name"]) fail(origin, root, "name", "missing key");
   sw.name = scalar(origin, root["name"], "name");
+  // The name becomes the folder sweep-out/<name>: it must not leave sweep-out/.
+  if (sw.name.empty() || sw.name == "." || sw.name == ".." ||
+      sw.name.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos) {
+    fail(origin, root["name"], "name",
+         fmt::format("'{}': use letters, digits, '.', '-' and '_' only (it names the folder "
+                     "sweep-out/<name>)",
+                     sw.name));
+  }
   if (root["description"]) sw.description = scalar(origin, root["description"], "description");
   const std::string base = root["base"] ? scalar(origin, root["base"], "base") : "";
   if (root["set"]) {
@@ -269,13 +281,9 @@ std::vector<std::string> builtin_sweep_names() {
 }
 
 Sweep load_sweep(const std::string& name_or_path) {
-  std::error_code ec;
-  if (fs::is_regular_file(name_or_path, ec)) {
-    std::ifstream in(name_or_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!in) throw plan::InputError(name_or_path, 0, 0, "", "cannot read the file");
-    return parse_sweep(ss.str(), name_or_path);
+  if (plan::input_exists(name_or_path)) {
+    return parse_sweep(plan::read_input_file(name_or_path, "sweep", plan::kMaxYamlInputBytes),
+                       name_or_path == "-" ? "<stdin>" : name_or_path);
   }
   for (const auto& f : builtin_sweep_files()) {
     if (name_or_path == f.name) return parse_sweep(f.text, f.origin);
@@ -435,25 +443,7 @@ void write_csv(const std::string& path, const std::vector<std::vector<std::strin
     }
     text += '\n';
   }
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f)
-      throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write '{}': write failed", path));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, ec.message()));
-  }
+  plan::write_output_file(path, "sweep results", text);
 }
 
 }  // namespace masep::tools

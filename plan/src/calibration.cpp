@@ -20,7 +20,9 @@
 #include <tuple>
 
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
 #include "masep/plan/interpolation.hpp"
+#include "masep/plan/output_file.hpp"
 #include "yaml_util.hpp"
 
 namespace masep::plan {
@@ -242,14 +244,7 @@ Calibration parse_calibration(const std::string& yaml_text, const std::string& o
 }
 
 Calibration load_calibration(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error(
-        fmt::format("cannot read calibration '{}': {}", path, std::strerror(errno)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_calibration(ss.str(), path);
+  return parse_calibration(read_input_file(path, "calibration", kMaxYamlInputBytes), path);
 }
 
 void validate_calibration(const Calibration& c) {
@@ -346,27 +341,7 @@ std::string calibration_yaml(const Calibration& c) {
 void write_calibration(const std::string& path, const Calibration& c) {
   validate_calibration(c);
   const std::string text = calibration_yaml(c);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      throw std::runtime_error(
-          fmt::format("cannot write calibration '{}': {}", path, std::strerror(errno)));
-    }
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write calibration '{}': write failed", path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write calibration '{}': {}", path, ec.message()));
-  }
+  write_output_file(path, "calibration", text);
 }
 
 // ---- interpolation ---------------------------------------------------------------------------

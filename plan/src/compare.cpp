@@ -19,34 +19,13 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "masep/plan/input_file.hpp"
+#include "masep/plan/output_file.hpp"
+
 namespace masep::plan {
 namespace {
 
 using nlohmann::json;
-
-void write_atomic(const std::string& path, const std::string& text, const char* what) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      throw std::runtime_error(
-          fmt::format("cannot write {} '{}': {}", what, path, std::strerror(errno)));
-    }
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write {} '{}': write failed", what, path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write {} '{}': {}", what, path, ec.message()));
-  }
-}
 
 int64_t us_to_ns(const json& v) { return std::llround(v.get<double>() * 1000.0); }
 
@@ -183,13 +162,10 @@ std::string xml_escape(const std::string& s) {
 }  // namespace
 
 LoadedTrace read_trace_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error(fmt::format("cannot read trace '{}': {}", path, std::strerror(errno)));
-  }
+  const std::string text = read_input_file(path, "trace", kMaxTraceInputBytes);
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw std::runtime_error(fmt::format("trace '{}': not valid JSON: {}", path, e.what()));
   }
@@ -434,7 +410,7 @@ void write_merged_trace(const std::string& path, const LoadedTrace& sim,
            {"measured_trace", measured.path},
            {"scenario", sim.scenario},
            {"measured_pid_offset", offset}}}};
-  write_atomic(path, j.dump() + "\n", "merged trace");
+  write_output_file(path, "merged trace", j.dump() + "\n");
 }
 
 void write_overlay_svg(const std::string& path, const LoadedTrace& sim, const LoadedTrace& measured,
@@ -522,7 +498,7 @@ void write_overlay_svg(const std::string& path, const LoadedTrace& sim, const Lo
       "<text x=\"10\" y=\"{}\">upper lane of each run: compute stream; lower: comm "
       "stream</text>\n</svg>\n",
       height - 5);
-  write_atomic(path, s, "overlay picture");
+  write_output_file(path, "overlay picture", s);
 }
 
 }  // namespace masep::plan

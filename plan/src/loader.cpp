@@ -19,6 +19,7 @@
 #include "masep/models/embedded.hpp"
 #include "masep/models/zoo.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
 #include "masep/topology/zoo.hpp"
 #include "yaml_util.hpp"
 
@@ -82,14 +83,15 @@ std::optional<Source> open_source(RefKind kind, const std::string& name_or_path,
   for (const auto& f : builtin_files(kind)) {
     if (name_or_path == f.name) return Source{f.text, f.origin};
   }
+  if (name_or_path == "-") {
+    return Source{read_input_file("-", noun(kind), kMaxYamlInputBytes), "<stdin>"};
+  }
   std::filesystem::path p(name_or_path);
   if (p.is_relative() && !base_dir.empty()) p = base_dir / p;
   p = p.lexically_normal();
-  std::ifstream in(p, std::ios::binary);
-  if (!in || std::filesystem::is_directory(p)) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Source{text.str(), p.string()};
+  if (!input_exists(p.string())) return std::nullopt;
+  // Throws InputError for what exists but cannot be read (a directory, /dev/zero, a FIFO).
+  return Source{read_input_file(p.string(), noun(kind), kMaxYamlInputBytes), p.string()};
 }
 
 std::string not_found_message(RefKind kind, const std::string& name,
@@ -129,7 +131,12 @@ Field resolve_ref(const Field& f, RefKind kind, const std::string& fallback_file
   const std::string name = f.string();
   const std::string from = f.location().file == detail::kOverrideOrigin ? fallback_file : f.file();
   const auto base = base_dir_of(from);
-  const auto src = open_source(kind, name, base);
+  std::optional<Source> src;
+  try {
+    src = open_source(kind, name, base);
+  } catch (const InputError& e) {
+    f.fail(e.what());
+  }
   if (!src) f.fail(not_found_message(kind, name, base));
   return Field(ctx, src->origin, detail::parse_yaml(src->text, src->origin), f.path());
 }
@@ -451,7 +458,7 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
     if (cur.IsScalar()) {
       if (const auto kind = ref_kind_at(path)) {
         const auto base = base_dir_of(file);
-        const auto src = open_source(*kind, cur.Scalar(), base);
+        const auto src = open_source(*kind, cur.Scalar(), base);  // throws if unreadable
         if (!src) {
           throw InputError(detail::kOverrideOrigin, 0, 0, path,
                            not_found_message(*kind, cur.Scalar(), base));
