@@ -55,7 +55,7 @@ std::vector<CalPoint> read_points(const Field& f) {
     CalPoint p;
     p.size = two[0].integer();
     if (p.size <= 0) two[0].fail("size must be > 0");
-    p.time_ns = two[1].positive_number();
+    p.time_ns = two[1].number_in(kCalibratedTimeNs);
     if (!pts.empty() && p.size <= pts.back().size) {
       two[0].fail(
           fmt::format("sizes must increase strictly ({} after {})", p.size, pts.back().size));
@@ -99,13 +99,13 @@ Calibration convert(const Field& root) {
     const MapReader r = l->map({"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns",
                                 "comm_slowdown", "comm_resident_slowdown"});
     c.launch.measured = true;
-    c.launch.event_overhead_ns = r.get("event_overhead_ns").nonnegative_number();
-    c.launch.event_gap_ns = r.get("event_gap_ns").nonnegative_number();
-    if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->nonnegative_number();
-    if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->nonnegative_number();
-    if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->nonnegative_number();
+    c.launch.event_overhead_ns = r.get("event_overhead_ns").number_in(kOverheadNs);
+    c.launch.event_gap_ns = r.get("event_gap_ns").number_in(kOverheadNs);
+    if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->number_in(kOverheadNs);
+    if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->number_in(kOverheadNs);
+    if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->number_in(kSlowdown);
     if (auto f = r.find("comm_resident_slowdown")) {
-      c.launch.comm_resident_slowdown = f->nonnegative_number();
+      c.launch.comm_resident_slowdown = f->number_in(kSlowdown);
     }
   }
 

@@ -182,18 +182,24 @@ models::Model convert_model(const Field& f) {
 
 // ---- GPUs and topologies -----------------------------------------------------------------
 
+// 0 (absent: no FP8, no NVLink) or a value in `range`.
+double nonzero_in(const Field& f, const Range& range) {
+  const double v = f.number();
+  return v == 0 ? 0.0 : f.number_in(range);
+}
+
 topology::GpuSpec convert_gpu(const Field& f) {
   const MapReader r = f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops",
                              "hbm_gb", "hbm_GBps", "sm_count", "nvlink_GBps"});
   topology::GpuSpec g;
   g.name = r.get("name").string();
-  g.bf16_tflops = r.get("bf16_tflops").positive_number();
-  g.fp16_tflops = r.get("fp16_tflops").positive_number();
-  g.fp8_tflops = r.has("fp8_tflops") ? r.get("fp8_tflops").nonnegative_number() : 0.0;
-  g.hbm_gb = r.get("hbm_gb").positive_number();
-  g.hbm_GBps = r.get("hbm_GBps").positive_number();
+  g.bf16_tflops = r.get("bf16_tflops").number_in(kComputeTflops);
+  g.fp16_tflops = r.get("fp16_tflops").number_in(kComputeTflops);
+  g.fp8_tflops = r.has("fp8_tflops") ? nonzero_in(r.get("fp8_tflops"), kComputeTflops) : 0.0;
+  g.hbm_gb = r.get("hbm_gb").number_in(kMemoryGb);
+  g.hbm_GBps = r.get("hbm_GBps").number_in(kBandwidthGBps);
   g.sm_count = r.get("sm_count").positive_int();
-  g.nvlink_GBps = r.has("nvlink_GBps") ? r.get("nvlink_GBps").nonnegative_number() : 0.0;
+  g.nvlink_GBps = r.has("nvlink_GBps") ? nonzero_in(r.get("nvlink_GBps"), kBandwidthGBps) : 0.0;
   return g;
 }
 
@@ -224,8 +230,8 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
       intra.get("fabric").choice<topology::Fabric>({{"nvswitch", topology::Fabric::kNVSwitch},
                                                     {"nvlink_mesh", topology::Fabric::kNVLinkMesh},
                                                     {"pcie", topology::Fabric::kPCIe}});
-  t.intra_GBps = intra.get("GBps").positive_number();
-  t.intra_latency_ns = intra.get("latency_ns").nonnegative_number();
+  t.intra_GBps = intra.get("GBps").number_in(kBandwidthGBps);
+  t.intra_latency_ns = intra.get("latency_ns").number_in(kLatencyNs);
   if (t.intra != topology::Fabric::kPCIe && t.gpus_per_node > 1) {
     // NVLink fabrics cannot give a GPU more than its NVLink bandwidth in total.
     const int links = t.intra == topology::Fabric::kNVLinkMesh ? t.gpus_per_node - 1 : 1;
@@ -247,8 +253,8 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     for (std::size_t i = 0; i < items.size(); ++i) {
       const MapReader n = items[i].map({"GBps", "latency_ns", "gpus"});
       topology::NicSpec nic;
-      nic.GBps = n.get("GBps").positive_number();
-      nic.latency_ns = n.get("latency_ns").nonnegative_number();
+      nic.GBps = n.get("GBps").number_in(kBandwidthGBps);
+      nic.latency_ns = n.get("latency_ns").number_in(kLatencyNs);
       const Field gpus_f = n.get("gpus");
       for (const Field& g : gpus_f.items()) {
         const int local = g.nonnegative_int();
@@ -280,7 +286,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
   }
 
   if (r.has("switch_latency_ns")) {
-    t.switch_latency_ns = r.get("switch_latency_ns").nonnegative_number();
+    t.switch_latency_ns = r.get("switch_latency_ns").number_in(kLatencyNs);
   } else if (t.nodes > 1) {
     r.fail_key("switch_latency_ns",
                "missing required key (a topology of several nodes crosses a switch)");
@@ -394,11 +400,11 @@ Workload convert_workload(const Field& f) {
                                                          {"explicit", RoutingKind::kExplicit}});
     if (rt.has("skew")) {
       if (w.routing.kind != RoutingKind::kZipf) rt.get("skew").fail("only used with kind: zipf");
-      w.routing.zipf_skew = rt.get("skew").positive_number();
+      w.routing.zipf_skew = rt.get("skew").number_in(kZipfSkew);
     }
     if (w.routing.kind == RoutingKind::kExplicit) {
       for (const Field& x : rt.get("expert_weights").items()) {
-        w.routing.expert_weights.push_back(x.positive_number());
+        w.routing.expert_weights.push_back(x.number_in(kRoutingWeight));
       }
     } else if (rt.has("expert_weights")) {
       rt.get("expert_weights").fail("only used with kind: explicit");

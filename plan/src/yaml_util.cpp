@@ -5,6 +5,7 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <system_error>
 
@@ -226,6 +227,20 @@ double Field::positive_number() const {
 double Field::nonnegative_number() const {
   const double v = number();
   if (v < 0) fail("must not be negative, got " + node_.Scalar());
+  return v;
+}
+
+double Field::number_in(const Range& range) const {
+  const double v = number();
+  if (range.lo > 0 && v <= 0) fail("must be positive, got " + node_.Scalar());
+  if (range.lo == 0 && v < 0) fail("must not be negative, got " + node_.Scalar());
+  if (!(v >= range.lo && v <= range.hi)) {
+    char lo[32], hi[32];
+    std::snprintf(lo, sizeof lo, "%g", range.lo);
+    std::snprintf(hi, sizeof hi, "%g", range.hi);
+    fail(node_.Scalar() + " is outside the accepted range [" + lo + ", " + hi + "] " + range.unit +
+         " (docs/schema.md, Ranges)");
+  }
   return v;
 }
 

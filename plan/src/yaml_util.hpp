@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "masep/plan/errors.hpp"
+#include "masep/plan/limits.hpp"
 
 namespace masep::plan::detail {
 
@@ -93,6 +94,8 @@ class Field {
   double number() const;  ///< finite
   double positive_number() const;
   double nonnegative_number() const;
+  /// A finite number in [range.lo, range.hi] (limits.hpp); the error gives the range.
+  double number_in(const Range& range) const;
   std::string string() const;  ///< a non-empty scalar
 
   /// One of `options` (YAML spelling -> value); the error lists the accepted spellings.

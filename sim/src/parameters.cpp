@@ -6,10 +6,14 @@
 #include <limits>
 #include <stdexcept>
 
+#include "masep/plan/limits.hpp"
+
 namespace masep::sim {
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
+// Upper bound of every ns parameter: a calibrated time's bound (plan/limits.hpp, 10 s), since
+// a calibration's comm tables set the alpha_*_ns latencies.
+constexpr double kMaxNs = plan::kCalibratedTimeNs.hi;
 
 // Sources of the defaults: /work/shared GPU.md (measured on H200 with NCCL 2.28 and PyTorch
 // 2.11): bf16 8192^3 GEMM 770-800 of 989 TFLOP/s (~0.8); expert FFN weight streaming at
@@ -19,7 +23,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 const std::array<ParamInfo, 17> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
-     &SimParams::launch_overhead_ns, 0, kInf},
+     &SimParams::launch_overhead_ns, 0, kMaxNs},
     {"eff_flops_gemm", "fraction", 0.8,
      "GEMM / grouped GEMM share of peak bf16 FLOP/s (GPU.md: 770-800 of 989 TFLOP/s)",
      &SimParams::eff_flops_gemm, 1e-6, 1},
@@ -42,22 +46,22 @@ const std::array<ParamInfo, 17> kTable = {{
      &SimParams::eff_hbm_local_copy, 1e-6, 1},
     {"alpha_sendrecv_ns", "ns", 15000,
      "per-call latency of a send/recv pair (GPU.md: 8 KB eager NCCL send/recv on H200)",
-     &SimParams::alpha_sendrecv_ns, 0, kInf},
+     &SimParams::alpha_sendrecv_ns, 0, kMaxNs},
     {"alpha_allreduce_ns", "ns", 27000,
      "per-call latency of an all-reduce (GPU.md: 8 KB eager NCCL all-reduce on H200)",
-     &SimParams::alpha_allreduce_ns, 0, kInf},
+     &SimParams::alpha_allreduce_ns, 0, kMaxNs},
     {"alpha_allgather_ns", "ns", 27000,
      "per-call latency of an all-gather (not measured; assumed equal to all-reduce)",
-     &SimParams::alpha_allgather_ns, 0, kInf},
+     &SimParams::alpha_allgather_ns, 0, kMaxNs},
     {"alpha_reducescatter_ns", "ns", 27000,
      "per-call latency of a reduce-scatter (not measured; assumed equal to all-reduce)",
-     &SimParams::alpha_reducescatter_ns, 0, kInf},
+     &SimParams::alpha_reducescatter_ns, 0, kMaxNs},
     {"alpha_alltoall_ns", "ns", 36000,
      "per-call latency of an all-to-all (GPU.md: 8 KB eager NCCL all-to-all on H200)",
-     &SimParams::alpha_alltoall_ns, 0, kInf},
+     &SimParams::alpha_alltoall_ns, 0, kMaxNs},
     {"coll_phase_overhead_ns", "ns", 0,
      "extra latency added to every phase (ring step, tree level) of a collective",
-     &SimParams::coll_phase_overhead_ns, 0, kInf},
+     &SimParams::coll_phase_overhead_ns, 0, kMaxNs},
     {"comm_interference", "fraction", 0,
      "while a transfer moves bytes to or from a GPU, its compute progresses at (1 - this) "
      "speed (set from a calibration's launch.comm_slowdown)",
@@ -70,7 +74,7 @@ const std::array<ParamInfo, 17> kTable = {{
     {"launch_gap_ns", "ns", 0,
      "idle time on a stream before every op starts (the executor's end-event to next "
      "start-event gap; set from a calibration's launch section)",
-     &SimParams::launch_gap_ns, 0, kInf},
+     &SimParams::launch_gap_ns, 0, kMaxNs},
 }};
 
 }  // namespace

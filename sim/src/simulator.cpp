@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/time_ns.hpp"
 #include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
@@ -33,7 +34,7 @@ bool is_comm(OpKind k) { return plan::is_communication(k); }
 
 int64_t ceil_ns(double x) {
   const double c = std::ceil(x - 1e-9);
-  return c <= 0 ? 0 : static_cast<int64_t>(c);
+  return c <= 0 ? 0 : plan::checked_ns(c, "simulator");
 }
 
 enum EventType : uint32_t {
@@ -964,7 +965,8 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
                                         static_cast<int>(program.groups[col.group].ranks.size()),
                                         static_cast<double>(col.bytes), col.matrix.empty())
              : -1;
-      coll_fixed_ns.push_back(ns < 0 ? -1 : static_cast<int64_t>(std::ceil(ns)));
+      coll_fixed_ns.push_back(ns < 0 ? -1
+                                     : plan::checked_ns(std::ceil(ns), "calibrated collective"));
     }
   }
   if (cal && !options.compute_model) {

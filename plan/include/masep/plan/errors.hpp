@@ -41,4 +41,11 @@ class OutputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A duration that cannot be an integer number of nanoseconds (time_ns.hpp): not finite or
+/// beyond 2^53 ns. Load-time range checks should have caught its input; this is the net.
+class DurationError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace masep::plan
