@@ -19,6 +19,7 @@
 #include "masep/plan/memory.hpp"
 #include "masep/plan/output_file.hpp"
 #include "masep/plan/program_json.hpp"
+#include "sim_run.hpp"
 
 namespace masep::tools {
 
@@ -365,6 +366,11 @@ int cmd_plan(const Args& args) {
   if (auto rc = parse_command_line("plan", args, opts, vm, &hidden, &pos)) return *rc;
 
   const Scenario s = load_scenario(scenario, sets);
+  {
+    Scenario sized = s;  // the host memory the compiled Program needs, checked before compiling
+    if (steps > 0) sized.workload.decode_steps = steps;
+    check_fits_in_memory(sized);
+  }
   const std::vector<MemoryBreakdown> mem = plan_memory(s);
   CompileOptions co;
   co.steps = steps;

@@ -164,11 +164,24 @@ Sweep parse_sweep(const std::string& text, const std::string& origin) {
       grid.emplace_back(k, std::move(values));
     }
   }
-  size_t cells = 1;
-  for (const auto& [k, v] : grid) cells *= v.size();
-  if (raws.size() * cells > 100000) {
-    fail(origin, root, "grid", fmt::format("{} points: more than 100,000", raws.size() * cells));
+  // Points = explicit points x grid cells, counted without wrapping before anything is built.
+  constexpr size_t kMaxPoints = 100000;
+  size_t points = raws.size();
+  std::string sizes = std::to_string(raws.size());
+  for (const auto& [k, v] : grid) sizes += " x " + std::to_string(v.size());
+  for (const auto& [k, v] : grid) {
+    if (points > kMaxPoints / v.size()) {
+      fail(origin, root["grid"], "grid",
+           fmt::format("{} points: more than {} (the product overflows or exceeds the cap)", sizes,
+                       kMaxPoints));
+    }
+    points *= v.size();
   }
+  if (points > kMaxPoints) {
+    fail(origin, root["grid"] ? root["grid"] : root["points"], root["grid"] ? "grid" : "points",
+         fmt::format("{} = {} points: more than {}", sizes, points, kMaxPoints));
+  }
+  const size_t cells = points / raws.size();
   for (const auto& r : raws) {
     for (size_t c = 0; c < cells; ++c) {
       SweepPoint p;

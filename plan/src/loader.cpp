@@ -149,15 +149,16 @@ models::Model convert_model(const Field& f) {
              "top_k", "expert_ffn", "shared_experts", "activation", "dtype"});
   models::Model m;
   m.name = r.get("name").string();
-  m.layers = r.get("layers").positive_int();
-  m.hidden = r.get("hidden").positive_int();
-  m.heads = r.get("heads").positive_int();
-  m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").positive_int() : m.heads;
-  m.head_dim = r.get("head_dim").positive_int();
-  m.experts = r.get("experts").positive_int();
-  m.top_k = r.get("top_k").positive_int();
-  m.expert_ffn = r.get("expert_ffn").positive_int();
+  m.layers = r.get("layers").count(kMaxLayers);
+  m.hidden = r.get("hidden").count(kMaxWidth);
+  m.heads = r.get("heads").count(kMaxHeads);
+  m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").count(kMaxHeads) : m.heads;
+  m.head_dim = r.get("head_dim").count(kMaxHeads);
+  m.experts = r.get("experts").count(kMaxExperts);
+  m.top_k = r.get("top_k").count(kMaxTopK);
+  m.expert_ffn = r.get("expert_ffn").count(kMaxWidth);
   m.shared_experts = r.has("shared_experts") ? r.get("shared_experts").nonnegative_int() : 0;
+  if (m.shared_experts > kMaxTopK) r.get("shared_experts").count(kMaxTopK);  // names the limit
   if (r.has("activation")) {
     m.activation = r.get("activation")
                        .choice<models::Activation>({{"swiglu", models::Activation::kSwiGLU},
@@ -221,8 +222,14 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
   topology::TopologySpec t;
   t.name = r.get("name").string();
   t.gpu = convert_gpu(resolve_ref(r.get("gpu"), RefKind::kGpu, fallback_file));
-  t.nodes = r.get("nodes").positive_int();
-  t.gpus_per_node = r.get("gpus_per_node").positive_int();
+  t.nodes = r.get("nodes").count(kMaxGpus);
+  t.gpus_per_node = r.get("gpus_per_node").count(kMaxGpus);
+  if (static_cast<int64_t>(t.nodes) * t.gpus_per_node > kMaxGpus) {
+    r.get("gpus_per_node")
+        .fail(std::to_string(t.nodes) + " nodes x " + std::to_string(t.gpus_per_node) +
+              " GPUs is more than masep accepts (at most " + std::to_string(kMaxGpus) +
+              " GPUs; docs/schema.md, Ranges)");
+  }
 
   const Field intra_f = r.get("intra_node");
   const MapReader intra = intra_f.map({"fabric", "GBps", "latency_ns"});
@@ -304,10 +311,10 @@ const std::vector<std::pair<std::string, Placement>> kPlacements = {
 MoePlan convert_moe(const Field& f) {
   const MapReader r = f.map({"gpus", "placement", "expert_replicas", "expert_map"});
   MoePlan m;
-  m.gpus = r.get("gpus").positive_int();
+  m.gpus = r.get("gpus").count(kMaxGpus);
   if (r.has("placement")) m.placement = r.get("placement").choice(kPlacements);
   const bool replicas_given = r.has("expert_replicas");
-  if (replicas_given) m.expert_replicas = r.get("expert_replicas").positive_int();
+  if (replicas_given) m.expert_replicas = r.get("expert_replicas").count(kMaxGpus);
   if (m.placement == Placement::kExplicit) {
     if (!r.has("expert_map")) {
       r.fail_key("expert_map", "missing required key (placement is explicit)");
@@ -339,21 +346,21 @@ PlanSpec convert_plan(const Field& f) {
     if (r.has("colocated")) r.get("colocated").fail("only used with kind: colocated");
     const MapReader a =
         r.get("attention").map({"gpus", "head_parallel", "sequence_parallel", "replicas"});
-    p.attention.gpus = a.get("gpus").positive_int();
-    if (a.has("head_parallel")) p.attention.head_parallel = a.get("head_parallel").positive_int();
+    p.attention.gpus = a.get("gpus").count(kMaxGpus);
+    if (a.has("head_parallel")) p.attention.head_parallel = a.get("head_parallel").count(kMaxGpus);
     if (a.has("sequence_parallel")) {
-      p.attention.sequence_parallel = a.get("sequence_parallel").positive_int();
+      p.attention.sequence_parallel = a.get("sequence_parallel").count(kMaxGpus);
     }
-    if (a.has("replicas")) p.attention.replicas = a.get("replicas").positive_int();
+    if (a.has("replicas")) p.attention.replicas = a.get("replicas").count(kMaxGpus);
     p.moe = convert_moe(r.get("moe"));
   } else {
     if (r.has("attention")) r.get("attention").fail("only used with kind: ma_separation");
     if (r.has("moe")) r.get("moe").fail("only used with kind: ma_separation");
     const MapReader c =
         r.get("colocated").map({"gpus", "tensor_parallel", "placement", "expert_replicas"});
-    p.colocated.gpus = c.get("gpus").positive_int();
+    p.colocated.gpus = c.get("gpus").count(kMaxGpus);
     if (c.has("tensor_parallel")) {
-      p.colocated.tensor_parallel = c.get("tensor_parallel").positive_int();
+      p.colocated.tensor_parallel = c.get("tensor_parallel").count(kMaxGpus);
     }
     if (c.has("placement")) {
       p.colocated.placement = c.get("placement")
@@ -361,10 +368,10 @@ PlanSpec convert_plan(const Field& f) {
                                                       {"contiguous", Placement::kContiguous}});
     }
     if (c.has("expert_replicas")) {
-      p.colocated.expert_replicas = c.get("expert_replicas").positive_int();
+      p.colocated.expert_replicas = c.get("expert_replicas").count(kMaxGpus);
     }
   }
-  if (r.has("micro_batches")) p.micro_batches = r.get("micro_batches").positive_int();
+  if (r.has("micro_batches")) p.micro_batches = r.get("micro_batches").count(kMaxMicroBatches);
   if (const auto ranks = r.find("gpu_ranks")) {
     for (const Field& g : ranks->items()) p.gpu_ranks.push_back(g.nonnegative_int());
   }
@@ -374,14 +381,14 @@ PlanSpec convert_plan(const Field& f) {
 Workload convert_workload(const Field& f) {
   const MapReader r = f.map({"batch", "context", "decode_steps", "routing", "seed"});
   Workload w;
-  w.batch = r.get("batch").positive_int();
+  w.batch = r.get("batch").count(kMaxBatch);
   const Field ctx = r.get("context");
   if (ctx.is_map()) {
     const MapReader c = ctx.map({"distribution", "min", "max"});
     w.context_kind =
         c.get("distribution").choice<ContextKind>({{"uniform", ContextKind::kUniform}});
-    w.context_min = c.get("min").positive_int();
-    w.context_max = c.get("max").positive_int();
+    w.context_min = c.get("min").count(kMaxContext);
+    w.context_max = c.get("max").count(kMaxContext);
     if (w.context_max < w.context_min) {
       c.get("max").fail(std::to_string(w.context_max) + " is below min " +
                         std::to_string(w.context_min));
@@ -389,10 +396,10 @@ Workload convert_workload(const Field& f) {
     w.context = w.context_max;
   } else {
     w.context_kind = ContextKind::kFixed;
-    w.context = ctx.positive_int();
+    w.context = ctx.count(kMaxContext);
     w.context_min = w.context_max = w.context;
   }
-  if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").positive_int();
+  if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").count(kMaxDecodeSteps);
   if (const auto routing = r.find("routing")) {
     const MapReader rt = routing->map({"kind", "skew", "expert_weights"});
     w.routing.kind = rt.get("kind").choice<RoutingKind>({{"uniform", RoutingKind::kUniform},

@@ -188,6 +188,16 @@ int Field::positive_int() const {
   return static_cast<int>(v);
 }
 
+int Field::count(int64_t max) const {
+  const int64_t v = integer();
+  if (v <= 0) fail("must be positive, got " + std::to_string(v));
+  if (v > max || v > INT_MAX) {
+    fail(std::to_string(v) + " is more than masep accepts here (at most " + std::to_string(max) +
+         "; docs/schema.md, Ranges)");
+  }
+  return static_cast<int>(v);
+}
+
 int Field::nonnegative_int() const {
   const int64_t v = integer();
   if (v < 0) fail("must not be negative, got " + std::to_string(v));

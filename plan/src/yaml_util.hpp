@@ -90,6 +90,8 @@ class Field {
   int64_t integer() const;
   int positive_int() const;     ///< > 0, fits an int
   int nonnegative_int() const;  ///< >= 0, fits an int
+  /// A count in [1, max] (limits.hpp); the error names the limit.
+  int count(int64_t max) const;
   uint64_t unsigned_integer() const;
   double number() const;  ///< finite
   double positive_number() const;

@@ -38,13 +38,19 @@ inline constexpr Range kZipfSkew{1e-6, 100, "(exponent)"};
 /// One explicit routing weight (relative; the sum of 10^8 of them stays finite).
 inline constexpr Range kRoutingWeight{1e-12, 1e12, "(relative weight)"};
 
-/// Counts: what the simulator and the compiler can hold. Larger values are rejected at the
-/// key before anything is allocated (plan/memory.hpp estimates the rest arithmetically).
-inline constexpr int64_t kMaxLayers = 100000;
-inline constexpr int64_t kMaxExperts = 1 << 20;  ///< experts per layer
-inline constexpr int64_t kMaxTopK = 1024;
-inline constexpr int64_t kMaxGpus = 1 << 20;   ///< GPUs in a topology or a plan
-inline constexpr int64_t kMaxBatch = 1 << 24;  ///< sequences
+/// Counts, checked at their key before anything is sized by them. With these every product
+/// the compiler forms (batch x context tokens, hidden x expert_ffn x experts bytes, GPU sums)
+/// fits in 64 bits; whether the whole run fits in memory is estimated arithmetically before
+/// compiling (tools/sim_run.cpp).
+inline constexpr int64_t kMaxLayers = 10000;
+inline constexpr int64_t kMaxWidth = 1 << 18;    ///< hidden, expert_ffn
+inline constexpr int64_t kMaxHeads = 1 << 14;    ///< heads, kv_heads, head_dim
+inline constexpr int64_t kMaxExperts = 1 << 16;  ///< experts per layer
+inline constexpr int64_t kMaxTopK = 1024;        ///< top_k, shared_experts
+inline constexpr int64_t kMaxGpus = 1 << 20;     ///< any GPU count; nodes x gpus_per_node
+inline constexpr int64_t kMaxMicroBatches = 1024;
+inline constexpr int64_t kMaxBatch = 1 << 24;    ///< sequences
+inline constexpr int64_t kMaxContext = 1 << 24;  ///< tokens per sequence
 inline constexpr int64_t kMaxDecodeSteps = 1000000;
 
 }  // namespace masep::plan
