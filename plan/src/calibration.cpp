@@ -240,7 +240,14 @@ const std::vector<std::string>& calibration_comm_ops() {
 
 Calibration parse_calibration(const std::string& yaml_text, const std::string& origin) {
   LoadContext ctx;
-  return convert(Field(ctx, origin, detail::parse_yaml(yaml_text, origin), ""));
+  const YAML::Node root = detail::parse_yaml(yaml_text, origin);
+  if (!root.IsDefined() || root.IsNull()) {  // no node to locate: name the file itself
+    throw InputError(origin, 0, 0, "",
+                     fmt::format("empty calibration file (expected a mapping starting "
+                                 "'format: {}')",
+                                 kFormat));
+  }
+  return convert(Field(ctx, origin, root, ""));
 }
 
 Calibration load_calibration(const std::string& path) {

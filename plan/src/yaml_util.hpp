@@ -99,6 +99,11 @@ class Field {
   /// A finite number in [range.lo, range.hi] (limits.hpp); the error gives the range.
   double number_in(const Range& range) const;
   std::string string() const;  ///< a non-empty scalar
+  bool boolean() const;        ///< exactly `true` or `false`
+
+  /// A mapping's (key, value) entries in file order, for mappings whose keys are data (e.g.
+  /// override key paths): keys must be scalars, duplicates are errors at the second one.
+  std::vector<std::pair<std::string, Field>> entries() const;
 
   /// One of `options` (YAML spelling -> value); the error lists the accepted spellings.
   template <class E>

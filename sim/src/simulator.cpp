@@ -368,7 +368,13 @@ void Engine::prepare() {
       xop_exchange_.push_back(o.exchange);
     } else {
       in.bytes = cm_.duration_ns(o);
-      if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
+      if (in.bytes < 0) {
+        throw std::runtime_error(fmt::format(
+            "the compute model timed op {} ({} '{}' on rank {}, step {}, layer {}) at {} ns, a "
+            "negative duration: check the calibration table of this op kind or the compute "
+            "model given in SimOptions",
+            i, kind_name(o.kind), o.name, o.rank, o.step, o.layer, in.bytes));
+      }
     }
   }
   // Send/recv pairs: matched both ways, same bytes, a route between their GPUs. Collective
