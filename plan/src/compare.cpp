@@ -205,7 +205,10 @@ std::string xml_escape(const std::string& s) {
 }  // namespace
 
 LoadedTrace read_trace_file(const std::string& path) {
-  const std::string text = read_input_file(path, "trace", kMaxTraceInputBytes);
+  return parse_trace(read_input_file(path, "trace", kMaxTraceInputBytes), path);
+}
+
+LoadedTrace parse_trace(const std::string& text, const std::string& path) {
   json j;
   try {
     j = json::parse(text);

@@ -78,12 +78,14 @@ struct Source {
 };
 
 // A built-in name, else a file path (relative paths against `base_dir` when given).
+// `-` (standard input) only for the file named on the command line (allow_stdin), never for
+// a reference inside a file.
 std::optional<Source> open_source(RefKind kind, const std::string& name_or_path,
-                                  const std::filesystem::path& base_dir) {
+                                  const std::filesystem::path& base_dir, bool allow_stdin = false) {
   for (const auto& f : builtin_files(kind)) {
     if (name_or_path == f.name) return Source{f.text, f.origin};
   }
-  if (name_or_path == "-") {
+  if (name_or_path == "-" && allow_stdin) {
     return Source{read_input_file("-", noun(kind), kMaxYamlInputBytes), "<stdin>"};
   }
   std::filesystem::path p(name_or_path);
@@ -114,7 +116,7 @@ std::filesystem::path base_dir_of(const std::string& file) {
 }
 
 Source open_or_throw(RefKind kind, const std::string& name_or_path) {
-  if (auto s = open_source(kind, name_or_path, {})) return *s;
+  if (auto s = open_source(kind, name_or_path, {}, true)) return *s;
   throw InputError(name_or_path, 0, 0, "", not_found_message(kind, name_or_path, {}));
 }
 
