@@ -27,6 +27,11 @@ namespace {
 // `/usr/bin/time -f %M masep sim paper --steps N` (N = 200 vs 2,000: 393 B/op) and
 // `masep plan large-1024gpu --steps 1 vs 2` (277 B/op for the Program alone); rounded up.
 constexpr double kBytesPerOp = 400;
+// Bytes of host memory per GPU pair of the topology (topology::Topology keeps every pair's
+// route): `masep sim paper --set topology.nodes=2048 --steps 1` (8,192 GPUs) peaks at 1.35 GB,
+// nodes=1024 at 0.35 GB, i.e. ~20 B per pair; rounded up. Revise when topology/ stops holding
+// all pairs.
+constexpr double kBytesPerGpuPair = 24;
 
 // The smallest positive of two limits (0 = unknown).
 double tighter(double a, double b) { return a <= 0 ? b : (b <= 0 ? a : std::min(a, b)); }
@@ -98,6 +103,9 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
   if (available_bytes <= 0) return;  // unknown: nothing to compare with
   const double budget = 0.9 * available_bytes;
+  // The topology holds a route for every GPU pair, whatever the plan uses.
+  const double topo_gpus = static_cast<double>(s.topology.nodes) * s.topology.gpus_per_node;
+  const double topo_bytes = topo_gpus * topo_gpus * kBytesPerGpuPair;
   // Count one step's ops by compiling it only when even the bound of one step fits; else
   // compile one layer and scale by the layers; else keep the bound (all arithmetic).
   plan::CompileOptions one;
@@ -106,7 +114,7 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   double ops_per_step = ops_per_step_bound(s);
   const char* how = "at most";
   if (ops_per_step * kBytesPerOp <= budget) {
-    if (steps <= 1) return;  // one step fits by the bound
+    if (steps <= 1 && ops_per_step * kBytesPerOp + topo_bytes <= budget) return;  // by the bound
     ops_per_step = static_cast<double>(plan::compile(s, one).ops.size());
     how = "";
   } else if (ops_per_step / s.model.layers * kBytesPerOp <= budget) {
@@ -115,19 +123,28 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
     ops_per_step = static_cast<double>(plan::compile(layer, one).ops.size()) * s.model.layers;
     how = "about";
   }
-  const double need = ops_per_step * steps * kBytesPerOp;
+  const double need = ops_per_step * steps * kBytesPerOp + topo_bytes;
   if (need <= budget) return;
-  const int fit = static_cast<int>(budget / (ops_per_step * kBytesPerOp));
+  const int fit =
+      static_cast<int>(std::max(0.0, budget - topo_bytes) / (ops_per_step * kBytesPerOp));
   throw std::runtime_error(fmt::format(
       "scenario '{}': {} decode steps x {}{}{} ops per step = {} ops would need about {:.2f} GB of "
-      "memory to compile and simulate (about {:.0f} bytes per op), but {} {:.2f} GB. Simulate "
-      "fewer steps ({}), or use a machine with more memory. (The simulator holds the whole run; "
+      "memory to compile and simulate (about {:.0f} bytes per op{}), but {} {:.2f} GB. {}, or "
+      "use a machine with more memory. (The simulator holds the whole run; "
       "docs/performance.md explains the cost.)",
       s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step),
       group_thousands(ops_per_step * steps), need / 1e9, kBytesPerOp,
+      topo_bytes >= 0.01 * need
+          ? fmt::format(", plus {:.2f} GB for the routes of the topology's {} GPUs",
+                        topo_bytes / 1e9, group_thousands(topo_gpus))
+          : std::string(),
       from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
       available_bytes / 1e9,
-      fit >= 1 ? fmt::format("--steps {} fits", fit) : std::string("not even one step fits")));
+      topo_bytes >= budget
+          ? std::string("Use a topology with fewer GPUs (its routes alone do not fit)")
+          : fmt::format("Simulate fewer steps ({})", fit >= 1
+                                                         ? fmt::format("--steps {} fits", fit)
+                                                         : std::string("not even one step fits"))));
 }
 
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,

@@ -230,6 +230,10 @@ elseif(MODE STREQUAL "bad_input")
   set(ENV{MASEP_SIM_MEMORY_LIMIT_GB} 0.01)
   run(plan paper --set model.layers=10000 --set topology.gpu.hbm_gb=1e5)
   expect_contains("${ERR}" "ops per step" "plan checks host memory before compiling")
+  # 16,384 topology GPUs: their routes (GPUs^2) are counted before the topology is built.
+  set(ENV{MASEP_SIM_MEMORY_LIMIT_GB} 1)
+  run(sim paper -q --steps 1 --set topology.nodes=4096)
+  expect_contains("${ERR}" "for the routes of the topology's 16,384 GPUs" "topology routes estimate")
   unset(ENV{MASEP_SIM_MEMORY_LIMIT_GB})
 
 elseif(MODE STREQUAL "golden")
