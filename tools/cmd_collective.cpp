@@ -20,6 +20,7 @@
 #include "masep/plan/program.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
+#include "sim_run.hpp"
 #include "table.hpp"
 
 namespace po = boost::program_options;
@@ -233,7 +234,9 @@ int cmd_collective(const Args& args) {
                     factor, min_bytes, max_bytes, rows, kMaxRows));
   }
 
-  const topology::Topology topo(plan::load_topology(topo_name));
+  const topology::TopologySpec spec = plan::load_topology(topo_name);
+  check_topology_fits(spec);  // before the routes (GPUs^2) are built
+  const topology::Topology topo(spec);
   std::vector<int> ranks;
   if (!ranks_text.empty()) {
     if (vm.count("gpus"))

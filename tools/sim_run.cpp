@@ -97,6 +97,21 @@ double ops_per_step_bound(const plan::Scenario& s) {
 
 }  // namespace
 
+void check_topology_fits(const topology::TopologySpec& t, double available_bytes) {
+  bool from_env = false;
+  if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
+  if (available_bytes <= 0) return;
+  const double gpus = static_cast<double>(t.nodes) * t.gpus_per_node;
+  const double need = gpus * gpus * kBytesPerGpuPair;
+  if (need <= 0.9 * available_bytes) return;
+  throw std::runtime_error(fmt::format(
+      "topology '{}': the routes of its {} GPUs would need about {:.2f} GB of memory (about {:.0f} "
+      "bytes per GPU pair), but {} {:.2f} GB. Use a topology with fewer GPUs.",
+      t.name, group_thousands(gpus), need / 1e9, kBytesPerGpuPair,
+      from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
+      available_bytes / 1e9));
+}
+
 void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   const int steps = s.workload.decode_steps;
   bool from_env = false;

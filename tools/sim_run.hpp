@@ -44,6 +44,10 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
 /// allocated before the check.
 void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0);
 
+/// Same for a topology alone (its routes: ~24 bytes per GPU pair), before it is built
+/// (`masep collective`).
+void check_topology_fits(const topology::TopologySpec& t, double available_bytes = 0);
+
 /// GPUs the plan uses, and attention / MoE GPU counts (0 / 0 for a co-located plan).
 int plan_gpus(const plan::Scenario& s);
 int attention_gpus(const plan::Scenario& s);
