@@ -25,7 +25,7 @@ constexpr const char* kUsage = R"(usage: masep sim [SCENARIO] [options]
 Simulates a scenario on its modelled cluster (discrete-event, integer nanoseconds,
 deterministic) and prints its metrics.
 
-SCENARIO   a built-in scenario name (masep list) or a scenario YAML file;
+SCENARIO   a built-in scenario name (masep list), a scenario YAML file or - (stdin);
            default: "paper" (the paper's 16 x A100, 12:4 MA separation)
 
 Metrics (one definition shared with the executor, plan/src/metrics.cpp):
