@@ -15,6 +15,8 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compiler.hpp"
+#include "masep/plan/errors.hpp"
+#include "masep/plan/limits.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/output_file.hpp"
@@ -365,6 +367,11 @@ int cmd_plan(const Args& args) {
   po::variables_map vm;
   if (auto rc = parse_command_line("plan", args, opts, vm, &hidden, &pos)) return *rc;
 
+  if (vm.count("steps") && (steps <= 0 || steps > kMaxDecodeSteps)) {
+    throw InputError(
+        "", 0, 0, "--steps",
+        fmt::format("{} is not in 1..{}", steps, static_cast<long long>(kMaxDecodeSteps)));
+  }
   const Scenario s = load_scenario(scenario, sets);
   {
     Scenario sized = s;  // the host memory the compiled Program needs, checked before compiling
