@@ -384,6 +384,23 @@ TEST(Ranges, AbsurdPhysicalValuesAreRejectedAtTheirKey) {
       kBase, "t.yaml", {"topology.intra_node.latency_ns=1e9", "topology.intra_node.GBps=0.001"}));
 }
 
+TEST(Ranges, CountsAndByteTotalsAreCappedBeforeAnythingIsSized) {
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"model.experts=100000000"}), "--set", 0, "model.experts",
+                     "at most 65536");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"plan.attention.gpus=2147483648"}), "--set", 0,
+                     "plan.attention.gpus", "more than masep accepts");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"workload.batch=1073741824"}), "--set", 0,
+                     "workload.batch", "at most 16777216");
+  // Each count within its cap, the product past 2^53 bytes: an error, not an int64 overflow.
+  const auto w = parse_error(kBase, {"model.hidden=262144", "model.expert_ffn=262144",
+                                     "model.experts=65536", "model.layers=10000"});
+  EXPECT_EQ(w.key(), "model") << w.what();
+  EXPECT_NE(std::string(w.what()).find("bytes of weights"), std::string::npos) << w.what();
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"workload.batch=16777212", "workload.context=16777216",
+                                         "model.layers=10000"}),
+                     "--set", 0, "workload.batch", "bytes of KV cache");
+}
+
 // ---- every error class -------------------------------------------------------------------
 
 TEST(Errors, MessageFormat) {
