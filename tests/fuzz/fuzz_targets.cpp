@@ -6,6 +6,7 @@
 #include "masep/plan/calibration.hpp"
 #include "masep/plan/compare.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/memory.hpp"
 #include "masep/plan/sweep.hpp"
 
 namespace masep::fuzz {
@@ -233,9 +234,13 @@ bool run_one(Reader r, std::string_view input) {
   const std::string text(input);
   try {
     switch (r) {
-      case Reader::kScenario:
-        plan::parse_scenario(text, "fuzz.yaml");
+      case Reader::kScenario: {
+        // Also the memory arithmetic every command runs next (its int64 products are what
+        // the load-time limits protect), for plans small enough to stay fast.
+        const plan::Scenario s = plan::parse_scenario(text, "fuzz.yaml");
+        if (s.plan.total_gpus() <= 4096) plan::plan_memory(s);
         break;
+      }
       case Reader::kCalibration:
         plan::validate_calibration(plan::parse_calibration(text, "fuzz.yaml"));
         break;

@@ -14,7 +14,7 @@
 namespace masep::fuzz {
 
 enum class Reader {
-  kScenario,     ///< plan::parse_scenario (scenario YAML, with model/topology refs and inline)
+  kScenario,     ///< plan::parse_scenario, then plan_memory (plans of <= 4,096 GPUs)
   kCalibration,  ///< plan::parse_calibration + validate_calibration
   kSweep,        ///< plan::parse_sweep
   kTrace,        ///< plan::parse_trace + compare_traces(t, t)
