@@ -24,6 +24,7 @@
 #include "masep/sim/nccl_model.hpp"
 #include "masep/sim/simulator.hpp"
 #include "masep/topology/topology.hpp"
+#include "sim_run.hpp"
 #include "table.hpp"
 
 namespace po = boost::program_options;
@@ -66,6 +67,10 @@ Sizes accept suffixes K, M, G (powers of 1024), e.g. --max-bytes 256M.
 
 options)";
 
+// Largest message size (1 TiB) and most rows of one sweep of sizes; checked before running.
+constexpr int64_t kMaxBytes = int64_t{1} << 40;
+constexpr int kMaxRows = 1000;
+
 int64_t parse_size(const std::string& text, const char* what) {
   if (text.empty()) throw plan::InputError("", 0, 0, what, "empty size");
   size_t pos = 0;
@@ -92,6 +97,11 @@ int64_t parse_size(const std::string& text, const char* what) {
       throw plan::InputError("", 0, 0, what, fmt::format("'{}' is not a size", text));
   }
   if (v <= 0) throw plan::InputError("", 0, 0, what, fmt::format("{} must be positive", text));
+  if (v > kMaxBytes / mult) {
+    throw plan::InputError(
+        "", 0, 0, what,
+        fmt::format("'{}' is larger than the largest size, 1T ({} bytes)", text, kMaxBytes));
+  }
   return v * mult;
 }
 
@@ -451,9 +461,23 @@ int cmd_collective(const Args& args) {
   const int64_t max_bytes = parse_size(max_text, "--max-bytes");
   if (max_bytes < min_bytes)
     throw plan::InputError("", 0, 0, "--max-bytes", "smaller than --min-bytes");
-  if (!(factor > 1.0)) throw plan::InputError("", 0, 0, "--factor", "must be greater than 1");
+  if (!(factor > 1.0) || !std::isfinite(factor)) {
+    throw plan::InputError("", 0, 0, "--factor", "must be a finite number greater than 1");
+  }
+  // Rows from min to max by factor, counted before the loop (1.0000001 would run ~10^8).
+  const double rows =
+      std::floor(std::log(static_cast<double>(max_bytes) / min_bytes) / std::log(factor) + 1e-9) +
+      1;
+  if (!(rows <= kMaxRows)) {
+    throw plan::InputError(
+        "", 0, 0, "--factor",
+        fmt::format("{} from {} to {} bytes gives {:.3g} rows; at most {} (use a larger factor)",
+                    factor, min_bytes, max_bytes, rows, kMaxRows));
+  }
 
-  const topology::Topology topo(plan::load_topology(topo_name));
+  const topology::TopologySpec spec = plan::load_topology(topo_name);
+  check_topology_fits(spec);  // before the topology is built
+  const topology::Topology topo(spec);
   if (routed && fp8 && !(topo.spec().gpu.fp8_tflops > 0)) {
     throw plan::InputError("", 0, 0, "--dtype",
                            fmt::format("fp8 needs a GPU with FP8 tensor cores, but {} has "

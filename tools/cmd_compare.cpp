@@ -9,6 +9,7 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compare.hpp"
+#include "masep/plan/output_file.hpp"
 
 namespace po = boost::program_options;
 
@@ -68,13 +69,10 @@ int cmd_compare(const Args& args) {
   if (!out_dir.empty()) {
     std::filesystem::create_directories(out_dir);
     const std::filesystem::path d(out_dir);
-    {
-      std::ofstream f(d / "compare.txt");
-      plan::write_comparison_text(f, c);
-      std::ofstream j(d / "compare.json");
-      plan::write_comparison_json(j, c);
-      if (!f || !j) throw std::runtime_error("cannot write the report into " + out_dir);
-    }
+    plan::write_output_file((d / "compare.txt").string(), "comparison report",
+                            [&](std::ostream& o) { plan::write_comparison_text(o, c); });
+    plan::write_output_file((d / "compare.json").string(), "comparison report",
+                            [&](std::ostream& o) { plan::write_comparison_json(o, c); });
     plan::write_merged_trace((d / "merged.json").string(), sim, meas);
     plan::write_overlay_svg((d / "step.svg").string(), sim, meas, step);
     if (!vm.count("json")) {

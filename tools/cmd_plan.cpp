@@ -15,9 +15,13 @@
 #include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compiler.hpp"
+#include "masep/plan/errors.hpp"
+#include "masep/plan/limits.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
+#include "masep/plan/output_file.hpp"
 #include "masep/plan/program_json.hpp"
+#include "sim_run.hpp"
 
 namespace masep::tools {
 
@@ -321,24 +325,6 @@ std::string layer_dot(const Program& p, int step, int layer, int mb) {
   return out;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(path + ": cannot open for writing");
-    f << text;
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error(path + ": write failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename the temporary file into place");
-  }
-}
-
 }  // namespace
 
 int cmd_plan(const Args& args) {
@@ -368,7 +354,17 @@ int cmd_plan(const Args& args) {
   po::variables_map vm;
   if (auto rc = parse_command_line("plan", args, opts, vm, &hidden, &pos)) return *rc;
 
+  if (vm.count("steps") && (steps <= 0 || steps > kMaxDecodeSteps)) {
+    throw InputError(
+        "", 0, 0, "--steps",
+        fmt::format("{} is not in 1..{}", steps, static_cast<long long>(kMaxDecodeSteps)));
+  }
   const Scenario s = load_scenario(scenario, sets);
+  {
+    Scenario sized = s;  // the host memory the compiled Program needs, checked before compiling
+    if (steps > 0) sized.workload.decode_steps = steps;
+    check_fits_in_memory(sized);
+  }
   const std::vector<MemoryBreakdown> mem = plan_memory(s);
   CompileOptions co;
   co.steps = steps;
@@ -410,7 +406,7 @@ int cmd_plan(const Args& args) {
     fmt::print("\nwrote {} (Program JSON)\n", dump);
   }
   if (!dot.empty()) {
-    write_file_atomically(dot, layer_dot(p, p.first_step, 0, 0));
+    plan::write_output_file(dot, "DOT graph", layer_dot(p, p.first_step, 0, 0));
     fmt::print("wrote {} (Graphviz DOT: step {}, layer 0, micro-batch 0)\n", dot, p.first_step);
   }
   return 0;

@@ -10,6 +10,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "masep/plan/limits.hpp"
 #include "masep/plan/trace.hpp"
 #include "progress.hpp"
 #include "sim_run.hpp"
@@ -25,7 +26,7 @@ constexpr const char* kUsage = R"(usage: masep sim [SCENARIO] [options]
 Simulates a scenario on its modelled cluster (discrete-event, integer nanoseconds,
 deterministic) and prints its metrics.
 
-SCENARIO   a built-in scenario name (masep list) or a scenario YAML file;
+SCENARIO   a built-in scenario name (masep list), a scenario YAML file or - (stdin);
            default: "paper" (the paper's 16 x A100, 12:4 MA separation)
 
 Metrics (one definition shared with the executor, plan/src/metrics.cpp):
@@ -145,8 +146,9 @@ int cmd_sim(const Args& args) {
   po::variables_map vm;
   if (auto rc = parse_command_line("sim", args, opts, vm, &hidden, &pos)) return *rc;
   if (vm.count("steps")) {
-    if (steps <= 0) {
-      std::fprintf(stderr, "masep sim: --steps must be positive\n");
+    if (steps <= 0 || steps > plan::kMaxDecodeSteps) {
+      std::fprintf(stderr, "masep sim: --steps must be in 1..%lld\n",
+                   static_cast<long long>(plan::kMaxDecodeSteps));
       return 2;
     }
     sets.push_back(fmt::format("workload.decode_steps={}", steps));

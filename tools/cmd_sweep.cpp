@@ -34,7 +34,7 @@ non-zero only when no point ran.
 scaling_efficiency = (tokens/s / GPUs) / (tokens/s / GPUs of the point with the fewest GPUs
 of the same plan kind).
 
-SWEEP      a sweep file, or a built-in sweep name (paper-scaling, paper-ratio)
+SWEEP      a sweep file, - (stdin), or a built-in sweep name (paper-scaling, paper-ratio)
 
 options)";
 

@@ -13,6 +13,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "masep/plan/output_file.hpp"
+
 namespace masep::tools {
 namespace {
 
@@ -145,11 +147,8 @@ std::vector<std::string> make_plots(const std::string& dir, const Sweep& sweep,
       dat += "\n\n";
     }
     const std::string stem = pl.name;
-    {
-      std::ofstream f(fs::path(dir) / (stem + ".dat"));
-      f << dat;
-      if (!f) throw std::runtime_error(fmt::format("cannot write {}/{}.dat", dir, stem));
-    }
+    plan::write_output_file(plan::path_inside(dir, stem + ".dat", "plot name").string(),
+                            "plot data", dat);
 
     std::string plot = "plot ";
     bool first = true;
@@ -186,11 +185,8 @@ std::vector<std::string> make_plots(const std::string& dir, const Sweep& sweep,
         "{1}\nset terminal svg size 1000,640 dynamic font \"Sans,11\" noenhanced\n"
         "set output '{0}.svg'\nreplot\nunset output\n",
         stem, plot);
-    {
-      std::ofstream f(fs::path(dir) / (stem + ".gp"));
-      f << gp;
-      if (!f) throw std::runtime_error(fmt::format("cannot write {}/{}.gp", dir, stem));
-    }
+    plan::write_output_file(plan::path_inside(dir, stem + ".gp", "plot name").string(),
+                            "plot script", gp);
     if (gnuplot.empty() || series.empty()) continue;
     const int rc = run_gnuplot(gnuplot, dir, stem + ".gp");
     if (rc != 0) {

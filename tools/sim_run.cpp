@@ -3,8 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,9 +27,29 @@ namespace {
 // `/usr/bin/time -f %M masep sim paper --steps N` (N = 200 vs 2,000: 393 B/op) and
 // `masep plan large-1024gpu --steps 1 vs 2` (277 B/op for the Program alone); rounded up.
 constexpr double kBytesPerOp = 400;
+// Bytes of host memory per GPU of the topology (topology::Topology works routes out from the
+// cluster's structure and the simulator keeps only the pairs a Program uses, which the op count
+// covers): `masep collective -t` a DGX-H100 cluster of 4,096 / 8,192 / 16,384 GPUs, one
+// send/recv, peaks at 11.6 / 16.9 / 27.8 MB, i.e. ~1.3 KB per GPU; rounded up.
+constexpr double kBytesPerTopologyGpu = 2048;
+
+// The smallest positive of two limits (0 = unknown).
+double tighter(double a, double b) { return a <= 0 ? b : (b <= 0 ? a : std::min(a, b)); }
+
+// Room left under this process's cgroup (v2 memory.max - memory.current), 0 when unknown or
+// unlimited.
+double cgroup_room_bytes() {
+  std::ifstream mx("/sys/fs/cgroup/memory.max"), cur("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  double used = 0;
+  if (!(mx >> max_text) || max_text == "max" || !(cur >> used)) return 0;
+  const double limit = std::strtod(max_text.c_str(), nullptr);
+  return limit > used ? limit - used : 1;  // at (or past) the limit: 1 byte, not "unknown"
+}
 
 // MASEP_SIM_MEMORY_LIMIT_GB when set (a cap a user chooses, e.g. on a shared machine), else
-// MemAvailable from /proc/meminfo, else free physical pages; 0 when unknown.
+// the tightest of MemAvailable (/proc/meminfo, else free physical pages), the address-space
+// limit (RLIMIT_AS) and the cgroup's room; 0 when none is known.
 double available_memory_bytes(bool* from_env) {
   *from_env = false;
   if (const char* env = std::getenv("MASEP_SIM_MEMORY_LIMIT_GB"); env != nullptr && *env) {
@@ -40,42 +62,104 @@ double available_memory_bytes(bool* from_env) {
     *from_env = true;
     return gb * 1e9;
   }
+  double avail = 0;
   std::ifstream f("/proc/meminfo");
   std::string key;
   double kb = 0;
   std::string unit;
   while (f >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
+    if (key == "MemAvailable:") avail = kb * 1024;
   }
-  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+  if (avail <= 0) {
+    const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    avail = pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+  }
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    avail = tighter(avail, static_cast<double>(rl.rlim_cur));
+  }
+  return tighter(avail, cgroup_room_bytes());
+}
+
+// An upper bound of one decode step's ops from the scenario's numbers alone, before anything
+// is compiled: per layer and micro-batch, at most kOpsPerRank ops on every GPU, plus a send
+// and a receive both ways for every attention-MoE GPU pair (the M:N dispatch and combine).
+constexpr double kOpsPerRank = 64;  // the built-in scenarios have 12-20
+
+double ops_per_step_bound(const plan::Scenario& s) {
+  const double gpus = s.plan.total_gpus();
+  const double pairs = s.plan.kind == plan::PlanKind::kMaSeparation
+                           ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
+                           : gpus * gpus;  // all-to-all partners
+  return static_cast<double>(s.model.layers) * s.plan.micro_batches *
+         (gpus * kOpsPerRank + 4 * pairs);
 }
 
 }  // namespace
 
+void check_topology_fits(const topology::TopologySpec& t, double available_bytes) {
+  bool from_env = false;
+  if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
+  if (available_bytes <= 0) return;
+  const double gpus = static_cast<double>(t.nodes) * t.gpus_per_node;
+  const double need = gpus * kBytesPerTopologyGpu;
+  if (need <= 0.9 * available_bytes) return;
+  throw std::runtime_error(fmt::format(
+      "topology '{}': its {} GPUs would need about {:.2f} GB of memory (about {:.0f} bytes per "
+      "GPU), but {} {:.2f} GB. Use a topology with fewer GPUs.",
+      t.name, group_thousands(gpus), need / 1e9, kBytesPerTopologyGpu,
+      from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
+      available_bytes / 1e9));
+}
+
 void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   const int steps = s.workload.decode_steps;
-  if (steps <= 1) return;
   bool from_env = false;
   if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
   if (available_bytes <= 0) return;  // unknown: nothing to compare with
+  const double budget = 0.9 * available_bytes;
+  // The topology costs memory per GPU (routes of the pairs used are covered by the ops).
+  const double topo_gpus = static_cast<double>(s.topology.nodes) * s.topology.gpus_per_node;
+  const double topo_bytes = topo_gpus * kBytesPerTopologyGpu;
+  // Count one step's ops by compiling it only when even the bound of one step fits; else
+  // compile one layer and scale by the layers; else keep the bound (all arithmetic).
   plan::CompileOptions one;
   one.first_step = 0;
   one.steps = 1;
-  const double ops_per_step = static_cast<double>(plan::compile(s, one).ops.size());
-  const double need = ops_per_step * steps * kBytesPerOp;
-  if (need <= 0.9 * available_bytes) return;
-  const int fit = static_cast<int>(0.9 * available_bytes / (ops_per_step * kBytesPerOp));
+  double ops_per_step = ops_per_step_bound(s);
+  const char* how = "at most";
+  if (ops_per_step * kBytesPerOp <= budget) {
+    if (steps <= 1 && ops_per_step * kBytesPerOp + topo_bytes <= budget) return;  // by the bound
+    ops_per_step = static_cast<double>(plan::compile(s, one).ops.size());
+    how = "";
+  } else if (ops_per_step / s.model.layers * kBytesPerOp <= budget) {
+    plan::Scenario layer = s;
+    layer.model.layers = 1;
+    ops_per_step = static_cast<double>(plan::compile(layer, one).ops.size()) * s.model.layers;
+    how = "about";
+  }
+  const double need = ops_per_step * steps * kBytesPerOp + topo_bytes;
+  if (need <= budget) return;
+  const int fit =
+      static_cast<int>(std::max(0.0, budget - topo_bytes) / (ops_per_step * kBytesPerOp));
   throw std::runtime_error(fmt::format(
-      "scenario '{}': {} decode steps x {} ops per step = {} ops would need about {:.2f} GB of "
-      "memory to compile and simulate (about {:.0f} bytes per op), but {} {:.2f} GB. Simulate "
-      "fewer steps ({}), or use a machine with more memory. (The simulator holds the whole run; "
+      "scenario '{}': {} decode steps x {}{}{} ops per step = {} ops would need about {:.2f} GB of "
+      "memory to compile and simulate (about {:.0f} bytes per op{}), but {} {:.2f} GB. {}, or "
+      "use a machine with more memory. (The simulator holds the whole run; "
       "docs/performance.md explains the cost.)",
-      s.name, steps, group_thousands(ops_per_step), group_thousands(ops_per_step * steps),
-      need / 1e9, kBytesPerOp,
+      s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step),
+      group_thousands(ops_per_step * steps), need / 1e9, kBytesPerOp,
+      topo_bytes >= 0.01 * need
+          ? fmt::format(", plus {:.2f} GB for the topology's {} GPUs",
+                        topo_bytes / 1e9, group_thousands(topo_gpus))
+          : std::string(),
       from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
       available_bytes / 1e9,
-      fit >= 1 ? fmt::format("--steps {} fits", fit) : std::string("not even one step fits")));
+      topo_bytes >= budget
+          ? std::string("Use a topology with fewer GPUs (it alone does not fit)")
+          : fmt::format("Simulate fewer steps ({})", fit >= 1
+                                                         ? fmt::format("--steps {} fits", fit)
+                                                         : std::string("not even one step fits"))));
 }
 
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,

@@ -36,10 +36,17 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
 
 /// Throws std::runtime_error (naming the steps, ops per step, estimated and available GB, and
 /// how many steps would fit) when compiling and simulating the whole scenario would need more
-/// than 90% of `available_bytes` (0 = MASEP_SIM_MEMORY_LIMIT_GB if set, else this machine's
-/// MemAvailable) of host memory. Compiles one decode step to count ops; returns at once for
-/// single-step runs.
+/// than 90% of `available_bytes` (0 = MASEP_SIM_MEMORY_LIMIT_GB if set, else the tightest of
+/// MemAvailable, RLIMIT_AS and the cgroup's memory.max) of host memory. Ops per step are
+/// bounded arithmetically from the scenario first (layers x micro-batches x (GPUs x 64 +
+/// 4 x attention-MoE pairs)); one step is compiled to count them exactly only when that bound
+/// fits, else one layer is compiled and scaled, else the bound is used: nothing large is
+/// allocated before the check.
 void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0);
+
+/// Same for a topology alone (~2 KB per GPU), before it is built
+/// (`masep collective`).
+void check_topology_fits(const topology::TopologySpec& t, double available_bytes = 0);
 
 /// GPUs the plan uses, and attention / MoE GPU counts (0 / 0 for a co-located plan).
 int plan_gpus(const plan::Scenario& s);

@@ -5,7 +5,6 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +19,8 @@
 
 #include "masep/models/embedded.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
+#include "masep/plan/output_file.hpp"
 #include "sim_run.hpp"
 
 namespace masep::tools {
@@ -30,216 +31,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-[[noreturn]] void fail(const std::string& origin, const YAML::Node& n, const std::string& key,
-                       const std::string& msg) {
-  const auto mark = n.Mark();
-  const bool has = n.IsDefined() && mark.line >= 0;
-  throw plan::InputError(origin, has ? mark.line + 1 : 0, has ? mark.column + 1 : 0, key, msg);
-}
-
-// A YAML value as override text: scalars as written, sequences and maps in flow style.
-std::string value_text(const YAML::Node& n) {
-  if (n.IsScalar()) return n.Scalar();
-  YAML::Emitter e;
-  e.SetMapFormat(YAML::Flow);
-  e.SetSeqFormat(YAML::Flow);
-  e << n;
-  return e.c_str();
-}
-
-std::string scalar(const std::string& origin, const YAML::Node& n, const std::string& key) {
-  if (!n.IsScalar()) fail(origin, n, key, "expected a scalar");
-  return n.Scalar();
-}
-
-// Resolves a scenario reference: a path relative to the sweep file's directory if such a
-// file exists, else the text as given (a built-in name or a path from the working dir).
-std::string resolve(const std::string& origin, const std::string& ref) {
-  if (origin.rfind("builtin:", 0) == 0) return ref;
-  const fs::path rel = fs::path(origin).parent_path() / ref;
-  std::error_code ec;
-  if (!fs::path(ref).is_absolute() && fs::is_regular_file(rel, ec)) return rel.string();
-  return ref;
-}
-
-using Overrides = std::vector<std::pair<std::string, std::string>>;
-
-Overrides read_overrides(const std::string& origin, const YAML::Node& map, const std::string& key,
-                         std::string* scenario, std::string* label) {
-  if (!map.IsMap()) fail(origin, map, key, "expected a mapping of key.path: value");
-  Overrides out;
-  for (const auto& kv : map) {
-    const std::string k = kv.first.as<std::string>();
-    if (scenario && k == "scenario") {
-      *scenario = scalar(origin, kv.second, key + ".scenario");
-    } else if (label && k == "label") {
-      *label = scalar(origin, kv.second, key + ".label");
-    } else {
-      if (kv.second.IsNull()) fail(origin, kv.second, key + "." + k, "missing value");
-      out.emplace_back(k, value_text(kv.second));
-    }
-  }
-  return out;
-}
-
-Sweep parse_sweep(const std::string& text, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw plan::InputError(origin, e.mark.line + 1, e.mark.column + 1, "", e.msg);
-  }
-  if (!root.IsMap()) fail(origin, root, "", "a sweep file is a mapping (see docs/sweep.md)");
-  static const std::set<std::string> kKeys = {"name",   "description", "base",  "set",
-                                              "points", "grid",        "output"};
-  for (const auto& kv : root) {
-    const auto k = kv.first.as<std::string>();
-    if (!kKeys.count(k)) {
-      fail(origin, kv.first, k,
-           "unknown key (allowed: name, description, base, set, points, grid, output)");
-    }
-  }
-  Sweep sw;
-  sw.origin = origin;
-  if (!root["name"]) fail(origin, root, "name", "missing key");
-  sw.name = scalar(origin, root["name"], "name");
-  if (root["description"]) sw.description = scalar(origin, root["description"], "description");
-  const std::string base = root["base"] ? scalar(origin, root["base"], "base") : "";
-  if (root["set"]) {
-    for (const auto& [k, v] : read_overrides(origin, root["set"], "set", nullptr, nullptr)) {
-      sw.fixed.push_back(k + "=" + v);
-    }
-  }
-
-  // Explicit points (or one empty point), each with its scenario and optional label.
-  struct Raw {
-    std::string scenario, label;
-    Overrides overrides;
-  };
-  std::vector<Raw> raws;
-  bool labels = false;
-  if (root["points"]) {
-    const auto pts = root["points"];
-    if (!pts.IsSequence() || pts.size() == 0) {
-      fail(origin, pts, "points", "expected a non-empty list of mappings");
-    }
-    for (size_t i = 0; i < pts.size(); ++i) {
-      Raw r;
-      r.scenario = base;
-      const std::string key = fmt::format("points[{}]", i);
-      r.overrides = read_overrides(origin, pts[i], key, &r.scenario, &r.label);
-      if (r.scenario.empty()) fail(origin, pts[i], key, "no `scenario:` and no top-level `base:`");
-      labels |= !r.label.empty();
-      raws.push_back(std::move(r));
-    }
-  } else {
-    if (base.empty()) fail(origin, root, "base", "missing key (or give `points:` with scenarios)");
-    raws.push_back(Raw{base, "", {}});
-  }
-
-  // Grid: cartesian product, first key slowest.
-  std::vector<std::pair<std::string, std::vector<std::string>>> grid;
-  if (root["grid"]) {
-    const auto g = root["grid"];
-    if (!g.IsMap()) fail(origin, g, "grid", "expected a mapping of key.path: [values]");
-    for (const auto& kv : g) {
-      const auto k = kv.first.as<std::string>();
-      if (!kv.second.IsSequence() || kv.second.size() == 0) {
-        fail(origin, kv.second, "grid." + k, "expected a non-empty list of values");
-      }
-      std::vector<std::string> values;
-      for (const auto& v : kv.second) values.push_back(value_text(v));
-      grid.emplace_back(k, std::move(values));
-    }
-  }
-  size_t cells = 1;
-  for (const auto& [k, v] : grid) cells *= v.size();
-  if (raws.size() * cells > 100000) {
-    fail(origin, root, "grid", fmt::format("{} points: more than 100,000", raws.size() * cells));
-  }
-  for (const auto& r : raws) {
-    for (size_t c = 0; c < cells; ++c) {
-      SweepPoint p;
-      p.scenario = resolve(origin, r.scenario);
-      if (labels) p.overrides.emplace_back("label", r.label);
-      for (const auto& o : r.overrides) p.overrides.push_back(o);
-      size_t rest = c;
-      std::vector<std::string> picked(grid.size());
-      for (size_t gi = grid.size(); gi-- > 0;) {
-        picked[gi] = grid[gi].second[rest % grid[gi].second.size()];
-        rest /= grid[gi].second.size();
-      }
-      for (size_t gi = 0; gi < grid.size(); ++gi)
-        p.overrides.emplace_back(grid[gi].first, picked[gi]);
-      sw.points.push_back(std::move(p));
-    }
-  }
-  // Columns: every override key, in first-seen order.
-  for (const auto& p : sw.points) {
-    for (const auto& [k, v] : p.overrides) {
-      if (std::find(sw.columns.begin(), sw.columns.end(), k) == sw.columns.end()) {
-        sw.columns.push_back(k);
-      }
-    }
-  }
-
-  sw.out_dir = "sweep-out/" + sw.name;
-  if (const auto out = root["output"]) {
-    if (!out.IsMap()) fail(origin, out, "output", "expected a mapping");
-    for (const auto& kv : out) {
-      const auto k = kv.first.as<std::string>();
-      if (k != "dir" && k != "plots")
-        fail(origin, kv.first, "output." + k, "unknown key (dir, plots)");
-    }
-    if (out["dir"]) sw.out_dir = scalar(origin, out["dir"], "output.dir");
-    if (const auto plots = out["plots"]) {
-      if (!plots.IsSequence()) fail(origin, plots, "output.plots", "expected a list");
-      for (size_t i = 0; i < plots.size(); ++i) {
-        const auto pn = plots[i];
-        const std::string key = fmt::format("output.plots[{}]", i);
-        if (!pn.IsMap()) fail(origin, pn, key, "expected a mapping");
-        SweepPlot pl;
-        for (const auto& kv : pn) {
-          const auto k = kv.first.as<std::string>();
-          const auto& v = kv.second;
-          if (k == "name")
-            pl.name = scalar(origin, v, key + ".name");
-          else if (k == "title")
-            pl.title = scalar(origin, v, key + ".title");
-          else if (k == "x")
-            pl.x = scalar(origin, v, key + ".x");
-          else if (k == "series")
-            pl.series = scalar(origin, v, key + ".series");
-          else if (k == "logx")
-            pl.logx = v.as<bool>(false);
-          else if (k == "y") {
-            if (v.IsScalar())
-              pl.y.push_back(v.Scalar());
-            else if (v.IsSequence())
-              for (const auto& y : v) pl.y.push_back(scalar(origin, y, key + ".y"));
-            else
-              fail(origin, v, key + ".y", "expected a column or a list of columns");
-          } else {
-            fail(origin, kv.first, key + "." + k, "unknown key (name, title, x, y, series, logx)");
-          }
-        }
-        if (pl.name.empty() || pl.x.empty() || pl.y.empty()) {
-          fail(origin, pn, key, "a plot needs name, x and y");
-        }
-        if (pl.y.size() > 2)
-          fail(origin, pn, key + ".y", "at most two y columns (left, right axis)");
-        for (char c : pl.name) {
-          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
-            fail(origin, pn, key + ".name", "use letters, digits, '-' and '_' only");
-          }
-        }
-        sw.plots.push_back(std::move(pl));
-      }
-    }
-  }
-  // Plot columns must exist in the results table.
-  const Sweep probe = sw;
-  const auto header = results_table(probe, {}).front();
+// Plot columns must exist in the results table (known only here, where it is built).
+Sweep checked(Sweep sw) {
+  const auto header = results_table(sw, {}).front();
   for (size_t i = 0; i < sw.plots.size(); ++i) {
     const auto& pl = sw.plots[i];
     std::vector<std::string> cols = pl.y;
@@ -247,8 +41,8 @@ Sweep parse_sweep(const std::string& text, const std::string& origin) {
     if (!pl.series.empty()) cols.push_back(pl.series);
     for (const auto& c : cols) {
       if (std::find(header.begin(), header.end(), c) == header.end()) {
-        fail(origin, root["output"]["plots"][i], fmt::format("output.plots[{}]", i),
-             fmt::format("'{}' is not a results.csv column", c));
+        throw plan::InputError(sw.origin, pl.line, pl.column, fmt::format("output.plots[{}]", i),
+                               fmt::format("'{}' is not a results.csv column", c));
       }
     }
   }
@@ -269,16 +63,13 @@ std::vector<std::string> builtin_sweep_names() {
 }
 
 Sweep load_sweep(const std::string& name_or_path) {
-  std::error_code ec;
-  if (fs::is_regular_file(name_or_path, ec)) {
-    std::ifstream in(name_or_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!in) throw plan::InputError(name_or_path, 0, 0, "", "cannot read the file");
-    return parse_sweep(ss.str(), name_or_path);
+  if (plan::input_exists(name_or_path)) {
+    return checked(
+        plan::parse_sweep(plan::read_input_file(name_or_path, "sweep", plan::kMaxYamlInputBytes),
+                          name_or_path == "-" ? "<stdin>" : name_or_path));
   }
   for (const auto& f : builtin_sweep_files()) {
-    if (name_or_path == f.name) return parse_sweep(f.text, f.origin);
+    if (name_or_path == f.name) return checked(plan::parse_sweep(f.text, f.origin));
   }
   throw plan::InputError(name_or_path, 0, 0, "",
                          fmt::format("no such file, and not a built-in sweep ({})",
@@ -435,25 +226,7 @@ void write_csv(const std::string& path, const std::vector<std::vector<std::strin
     }
     text += '\n';
   }
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f)
-      throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write '{}': write failed", path));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, ec.message()));
-  }
+  plan::write_output_file(path, "sweep results", text);
 }
 
 }  // namespace masep::tools

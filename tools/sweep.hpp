@@ -1,20 +1,5 @@
-// Sweeps: a base scenario and a set of override points, run in parallel, with results as a
-// table (CSV) and plots. The file format is documented in docs/sweep.md; in short:
-//
-//   name: paper-ratio
-//   base: paper                      # scenario: built-in name or path relative to this file
-//   set: {workload.decode_steps: 8}  # overrides applied to every point (optional)
-//   points:                          # explicit points (optional); a point may name its own
-//     - {plan.attention.gpus: 8, plan.moe.gpus: 8}        # `scenario:` instead of `base`
-//   grid:                            # cartesian product (optional; first key slowest); with
-//     workload.batch: [24, 96]       # `points`, every point is combined with every grid cell
-//   output:
-//     dir: sweep-out/paper-ratio     # relative to the working directory; --out overrides
-//     plots:
-//       - {name: ratio, x: ratio, y: [tpot_mean_ms, tokens_per_s], series: workload.batch}
-//
-// The sweep file is a tools-level input (not a scenario), so it is parsed here with
-// yaml-cpp; errors are plan::InputError with file, line, column and key path.
+// Sweeps: a base scenario and a set of override points (plan/sweep.hpp parses the file; the
+// format is in docs/sweep.md), run in parallel, with results as a table (CSV) and plots.
 #pragma once
 
 #include <string>
@@ -22,41 +7,18 @@
 #include <vector>
 
 #include "masep/plan/metrics.hpp"
+#include "masep/plan/sweep.hpp"
 #include "masep/sim/simulator.hpp"
 
 namespace masep::tools {
 
-/// One plot of a sweep: y columns against an x column, one line per value of `series`.
-/// A second y column is drawn on the right-hand axis.
-struct SweepPlot {
-  std::string name;  ///< file stem: DIR/<name>.png, .svg, .gp, .dat
-  std::string title;
-  std::string x;               ///< a results.csv column
-  std::vector<std::string> y;  ///< one or two results.csv columns
-  std::string series;          ///< a results.csv column, or empty for one line
-  bool logx = false;
-};
+using plan::Sweep;
+using plan::SweepPlot;
+using plan::SweepPoint;
 
-/// One point: which scenario, and its overrides ("key", "value" in YAML flow form).
-struct SweepPoint {
-  std::string scenario;  ///< built-in name or resolved path
-  std::vector<std::pair<std::string, std::string>> overrides;
-};
-
-/// A parsed sweep file. Plain data; points are expanded in a fixed order.
-struct Sweep {
-  std::string name;
-  std::string description;
-  std::string origin;                ///< path or "builtin:<name>.yaml"
-  std::vector<std::string> fixed;    ///< "key=value" overrides applied to every point
-  std::vector<std::string> columns;  ///< override keys that vary, in first-seen order
-  std::vector<SweepPoint> points;
-  std::string out_dir;  ///< default output directory
-  std::vector<SweepPlot> plots;
-};
-
-/// Reads a sweep from a file path, or a built-in sweep by name (builtin_sweep_names()).
-/// Throws plan::InputError.
+/// Reads a sweep from a file path (or `-`), or a built-in sweep by name
+/// (builtin_sweep_names()), and checks that its plots name results.csv columns. Throws
+/// plan::InputError.
 Sweep load_sweep(const std::string& name_or_path);
 std::vector<std::string> builtin_sweep_names();
 

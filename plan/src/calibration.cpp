@@ -21,7 +21,9 @@
 #include <tuple>
 
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
 #include "masep/plan/interpolation.hpp"
+#include "masep/plan/output_file.hpp"
 #include "yaml_util.hpp"
 
 namespace masep::plan {
@@ -54,7 +56,7 @@ std::vector<CalPoint> read_points(const Field& f) {
     CalPoint p;
     p.size = two[0].integer();
     if (p.size <= 0) two[0].fail("size must be > 0");
-    p.time_ns = two[1].positive_number();
+    p.time_ns = two[1].number_in(kCalibratedTimeNs);
     if (!pts.empty() && p.size <= pts.back().size) {
       two[0].fail(
           fmt::format("sizes must increase strictly ({} after {})", p.size, pts.back().size));
@@ -98,13 +100,13 @@ Calibration convert(const Field& root) {
     const MapReader r = l->map({"event_overhead_ns", "event_gap_ns", "idle_launch_ns", "kernel_ns",
                                 "comm_slowdown", "comm_resident_slowdown"});
     c.launch.measured = true;
-    c.launch.event_overhead_ns = r.get("event_overhead_ns").nonnegative_number();
-    c.launch.event_gap_ns = r.get("event_gap_ns").nonnegative_number();
-    if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->nonnegative_number();
-    if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->nonnegative_number();
-    if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->nonnegative_number();
+    c.launch.event_overhead_ns = r.get("event_overhead_ns").number_in(kOverheadNs);
+    c.launch.event_gap_ns = r.get("event_gap_ns").number_in(kOverheadNs);
+    if (auto f = r.find("idle_launch_ns")) c.launch.idle_launch_ns = f->number_in(kOverheadNs);
+    if (auto f = r.find("kernel_ns")) c.launch.kernel_ns = f->number_in(kOverheadNs);
+    if (auto f = r.find("comm_slowdown")) c.launch.comm_slowdown = f->number_in(kSlowdown);
     if (auto f = r.find("comm_resident_slowdown")) {
-      c.launch.comm_resident_slowdown = f->nonnegative_number();
+      c.launch.comm_resident_slowdown = f->number_in(kSlowdown);
     }
   }
 
@@ -214,18 +216,18 @@ const std::vector<std::string>& calibration_comm_ops() {
 
 Calibration parse_calibration(const std::string& yaml_text, const std::string& origin) {
   LoadContext ctx;
-  return convert(Field(ctx, origin, detail::parse_yaml(yaml_text, origin), ""));
+  const YAML::Node root = detail::parse_yaml(yaml_text, origin);
+  if (!root.IsDefined() || root.IsNull()) {  // no node to locate: name the file itself
+    throw InputError(origin, 0, 0, "",
+                     fmt::format("empty calibration file (expected a mapping starting "
+                                 "'format: {}')",
+                                 kFormat));
+  }
+  return convert(Field(ctx, origin, root, ""));
 }
 
 Calibration load_calibration(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error(
-        fmt::format("cannot read calibration '{}': {}", path, std::strerror(errno)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_calibration(ss.str(), path);
+  return parse_calibration(read_input_file(path, "calibration", kMaxYamlInputBytes), path);
 }
 
 void validate_calibration(const Calibration& c) {
@@ -322,27 +324,7 @@ std::string calibration_yaml(const Calibration& c) {
 void write_calibration(const std::string& path, const Calibration& c) {
   validate_calibration(c);
   const std::string text = calibration_yaml(c);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      throw std::runtime_error(
-          fmt::format("cannot write calibration '{}': {}", path, std::strerror(errno)));
-    }
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write calibration '{}': write failed", path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write calibration '{}': {}", path, ec.message()));
-  }
+  write_output_file(path, "calibration", text);
 }
 
 // ---- interpolation ---------------------------------------------------------------------------

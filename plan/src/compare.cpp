@@ -19,36 +19,58 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
+#include "masep/plan/output_file.hpp"
+#include "masep/plan/time_ns.hpp"
+
 namespace masep::plan {
 namespace {
 
 using nlohmann::json;
 
-void write_atomic(const std::string& path, const std::string& text, const char* what) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      throw std::runtime_error(
-          fmt::format("cannot write {} '{}': {}", what, path, std::strerror(errno)));
-    }
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write {} '{}': write failed", what, path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write {} '{}': {}", what, path, ec.message()));
-  }
-}
+// Typed, checked access to one trace event; errors name the file, the event and the key
+// ("t.json: traceEvents[12].dur (op 5): -3 is negative").
+struct EventReader {
+  const std::string& path;
+  size_t index;
+  const json& event;
 
-int64_t us_to_ns(const json& v) { return std::llround(v.get<double>() * 1000.0); }
+  [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
+    std::string where = fmt::format("traceEvents[{}].{}", index, key);
+    if (event.contains("args") && event["args"].is_object() && event["args"].contains("op") &&
+        key != "args.op") {
+      where += fmt::format(" (op {})", event["args"]["op"].dump());
+    }
+    throw InputError(path, 0, 0, where, msg);
+  }
+  const json& get(const json& obj, const std::string& key) const {
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    if (!obj.contains(leaf)) fail(key, "missing");
+    return obj[leaf];
+  }
+  // An integral JSON number in [lo, INT32_MAX] (1.5 or "3" are errors, not truncated).
+  int32_t integer(const json& obj, const std::string& key, int64_t lo) const {
+    const json& v = get(obj, key);
+    if (!v.is_number_integer()) fail(key, fmt::format("{} is not an integer", v.dump()));
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > INT32_MAX
+                               : (v.get<int64_t>() < lo || v.get<int64_t>() > INT32_MAX)) {
+      fail(key, fmt::format("{} is out of range [{}, {}]", v.dump(), lo, INT32_MAX));
+    }
+    return static_cast<int32_t>(v.get<int64_t>());
+  }
+  // Microseconds (a finite JSON number) as integer ns, rounded to nearest.
+  int64_t micros(const json& obj, const std::string& key, bool non_negative) const {
+    const json& v = get(obj, key);
+    if (!v.is_number()) fail(key, fmt::format("{} is not a number", v.dump()));
+    const double us = v.get<double>();
+    if (!std::isfinite(us) || std::fabs(us * 1000.0) > kMaxDurationNs) {
+      fail(key, fmt::format("{} us is not finite or beyond 2^53 ns", v.dump()));
+    }
+    if (non_negative && us < 0) fail(key, fmt::format("{} is negative", v.dump()));
+    return checked_ns(std::round(us * 1000.0), "trace time");
+  }
+};
 
 // Nearest-rank percentile of sorted values, q in (0, 1].
 double percentile(const std::vector<double>& sorted, double q) {
@@ -183,21 +205,21 @@ std::string xml_escape(const std::string& s) {
 }  // namespace
 
 LoadedTrace read_trace_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw std::runtime_error(fmt::format("cannot read trace '{}': {}", path, std::strerror(errno)));
-  }
+  return parse_trace(read_input_file(path, "trace", kMaxTraceInputBytes), path);
+}
+
+LoadedTrace parse_trace(const std::string& text, const std::string& path) {
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
-    throw std::runtime_error(fmt::format("trace '{}': not valid JSON: {}", path, e.what()));
+    throw InputError(path, 0, 0, "", fmt::format("not valid JSON: {}", e.what()));
   }
   LoadedTrace t;
   t.path = path;
   try {
     if (!j.is_object() || !j.contains("traceEvents") || !j["traceEvents"].is_array()) {
-      throw std::runtime_error("no traceEvents array");
+      throw InputError(path, 0, 0, "traceEvents", "no traceEvents array (not a Chrome trace)");
     }
     if (j.contains("otherData") && j["otherData"].is_object()) {
       const json& od = j["otherData"];
@@ -205,7 +227,10 @@ LoadedTrace read_trace_file(const std::string& path) {
       t.device = od.value("device", "");
       t.scenario = od.value("scenario", "");
     }
-    for (const json& e : j["traceEvents"]) {
+    const json& events = j["traceEvents"];
+    for (size_t i = 0; i < events.size(); ++i) {
+      const json& e = events[i];
+      if (!e.is_object()) continue;
       const std::string ph = e.value("ph", "");
       if (ph == "M") {
         const std::string name = e.value("name", "");
@@ -217,31 +242,37 @@ LoadedTrace read_trace_file(const std::string& path) {
         }
         continue;
       }
-      if (ph != "X" || !e.contains("args") || !e["args"].contains("op")) continue;
+      if (ph != "X" || !e.contains("args") || !e["args"].is_object() || !e["args"].contains("op")) {
+        continue;
+      }
+      const EventReader r{path, i, e};
       const json& a = e["args"];
       TraceOp o;
-      o.op = a.at("op").get<int32_t>();
-      o.pid = e.at("pid").get<int32_t>();
-      o.tid = e.value("tid", 0);
+      o.op = r.integer(a, "args.op", 0);
+      o.pid = r.integer(e, "pid", 0);
+      o.tid = e.contains("tid") ? r.integer(e, "tid", 0) : 0;
       o.name = e.value("name", "");
       o.kind = a.value("kind", "");
-      o.step = a.value("step", 0);
-      o.layer = a.value("layer", 0);
-      o.micro_batch = a.value("mb", 0);
-      o.start_ns = us_to_ns(e.at("ts"));
-      o.duration_ns = us_to_ns(e.at("dur"));
+      o.step = a.contains("step") ? r.integer(a, "args.step", 0) : 0;
+      o.layer = a.contains("layer") ? r.integer(a, "args.layer", 0) : 0;
+      o.micro_batch = a.contains("mb") ? r.integer(a, "args.mb", 0) : 0;
+      o.start_ns = r.micros(e, "ts", false);
+      o.duration_ns = r.micros(e, "dur", true);
       t.ops.push_back(std::move(o));
     }
+    if (t.ops.empty()) {
+      throw InputError(path, 0, 0, "traceEvents",
+                       "no op events (\"ph\": \"X\" with args.op): nothing to compare");
+    }
   } catch (const json::exception& e) {
-    throw std::runtime_error(fmt::format("trace '{}': {}", path, e.what()));
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(fmt::format("trace '{}': {}", path, e.what()));
+    throw InputError(path, 0, 0, "", e.what());
   }
   std::sort(t.ops.begin(), t.ops.end(),
             [](const TraceOp& a, const TraceOp& b) { return a.op < b.op; });
   for (size_t i = 1; i < t.ops.size(); ++i) {
     if (t.ops[i].op == t.ops[i - 1].op) {
-      throw std::runtime_error(fmt::format("trace '{}': op {} appears twice", path, t.ops[i].op));
+      throw InputError(path, 0, 0, "args.op",
+                       fmt::format("op {} appears twice (op ids must be unique)", t.ops[i].op));
     }
   }
   return t;
@@ -290,6 +321,13 @@ Comparison compare_traces(const LoadedTrace& sim, const LoadedTrace& measured, i
   for (size_t i = 0; i < sim.ops.size(); ++i) {
     const TraceOp& s = sim.ops[i];
     const TraceOp& m = measured.ops[i];
+    if (s.step != m.step || s.layer != m.layer || s.micro_batch != m.micro_batch) {
+      throw std::runtime_error(fmt::format(
+          "op {} has step {} layer {} mb {} in '{}' but step {} layer {} mb {} in '{}'; the "
+          "traces come from different Programs (same scenario, seed and steps?)",
+          s.op, s.step, s.layer, s.micro_batch, sim.path, m.step, m.layer, m.micro_batch,
+          measured.path));
+    }
     if (s.name != m.name || s.kind != m.kind) {
       throw std::runtime_error(fmt::format(
           "op {} differs between the traces: '{}' ({}) in '{}', '{}' ({}) in '{}'; the traces "
@@ -318,8 +356,13 @@ Comparison compare_traces(const LoadedTrace& sim, const LoadedTrace& measured, i
   c.measured_step_ms = step_ms(measured);
   c.sim_tpot_ms = mean(c.sim_step_ms);
   c.measured_tpot_ms = mean(c.measured_step_ms);
-  c.tpot_error =
-      c.measured_tpot_ms > 0 ? (c.sim_tpot_ms - c.measured_tpot_ms) / c.measured_tpot_ms : 0.0;
+  if (!(c.measured_tpot_ms > 0)) {
+    throw InputError(measured.path, 0, 0, "traceEvents",
+                     fmt::format("the measured step time is {} ms: a TPOT error against 0 is "
+                                 "undefined (is this a measured trace?)",
+                                 c.measured_tpot_ms));
+  }
+  c.tpot_error = (c.sim_tpot_ms - c.measured_tpot_ms) / c.measured_tpot_ms;
   return c;
 }
 
@@ -434,7 +477,7 @@ void write_merged_trace(const std::string& path, const LoadedTrace& sim,
            {"measured_trace", measured.path},
            {"scenario", sim.scenario},
            {"measured_pid_offset", offset}}}};
-  write_atomic(path, j.dump() + "\n", "merged trace");
+  write_output_file(path, "merged trace", j.dump() + "\n");
 }
 
 void write_overlay_svg(const std::string& path, const LoadedTrace& sim, const LoadedTrace& measured,
@@ -522,7 +565,7 @@ void write_overlay_svg(const std::string& path, const LoadedTrace& sim, const Lo
       "<text x=\"10\" y=\"{}\">upper lane of each run: compute stream; lower: comm "
       "stream</text>\n</svg>\n",
       height - 5);
-  write_atomic(path, s, "overlay picture");
+  write_output_file(path, "overlay picture", s);
 }
 
 }  // namespace masep::plan

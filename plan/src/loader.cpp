@@ -20,6 +20,7 @@
 #include "masep/models/embedded.hpp"
 #include "masep/models/zoo.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
 #include "masep/topology/zoo.hpp"
 #include "yaml_util.hpp"
 
@@ -78,19 +79,22 @@ struct Source {
 };
 
 // A built-in name, else a file path (relative paths against `base_dir` when given).
+// `-` (standard input) only for the file named on the command line (allow_stdin), never for
+// a reference inside a file.
 std::optional<Source> open_source(RefKind kind, const std::string& name_or_path,
-                                  const std::filesystem::path& base_dir) {
+                                  const std::filesystem::path& base_dir, bool allow_stdin = false) {
   for (const auto& f : builtin_files(kind)) {
     if (name_or_path == f.name) return Source{f.text, f.origin};
+  }
+  if (name_or_path == "-" && allow_stdin) {
+    return Source{read_input_file("-", noun(kind), kMaxYamlInputBytes), "<stdin>"};
   }
   std::filesystem::path p(name_or_path);
   if (p.is_relative() && !base_dir.empty()) p = base_dir / p;
   p = p.lexically_normal();
-  std::ifstream in(p, std::ios::binary);
-  if (!in || std::filesystem::is_directory(p)) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Source{text.str(), p.string()};
+  if (!input_exists(p.string())) return std::nullopt;
+  // Throws InputError for what exists but cannot be read (a directory, /dev/zero, a FIFO).
+  return Source{read_input_file(p.string(), noun(kind), kMaxYamlInputBytes), p.string()};
 }
 
 std::string not_found_message(RefKind kind, const std::string& name,
@@ -113,7 +117,7 @@ std::filesystem::path base_dir_of(const std::string& file) {
 }
 
 Source open_or_throw(RefKind kind, const std::string& name_or_path) {
-  if (auto s = open_source(kind, name_or_path, {})) return *s;
+  if (auto s = open_source(kind, name_or_path, {}, true)) return *s;
   throw InputError(name_or_path, 0, 0, "", not_found_message(kind, name_or_path, {}));
 }
 
@@ -130,7 +134,12 @@ Field resolve_ref(const Field& f, RefKind kind, const std::string& fallback_file
   const std::string name = f.string();
   const std::string from = f.location().file == detail::kOverrideOrigin ? fallback_file : f.file();
   const auto base = base_dir_of(from);
-  const auto src = open_source(kind, name, base);
+  std::optional<Source> src;
+  try {
+    src = open_source(kind, name, base);
+  } catch (const InputError& e) {
+    f.fail(e.what());
+  }
   if (!src) f.fail(not_found_message(kind, name, base));
   return Field(ctx, src->origin, detail::parse_yaml(src->text, src->origin), f.path());
 }
@@ -143,15 +152,16 @@ models::Model convert_model(const Field& f) {
              "top_k", "expert_ffn", "shared_experts", "activation", "dtype"});
   models::Model m;
   m.name = r.get("name").string();
-  m.layers = r.get("layers").positive_int();
-  m.hidden = r.get("hidden").positive_int();
-  m.heads = r.get("heads").positive_int();
-  m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").positive_int() : m.heads;
-  m.head_dim = r.get("head_dim").positive_int();
-  m.experts = r.get("experts").positive_int();
-  m.top_k = r.get("top_k").positive_int();
-  m.expert_ffn = r.get("expert_ffn").positive_int();
+  m.layers = r.get("layers").count(kMaxLayers);
+  m.hidden = r.get("hidden").count(kMaxWidth);
+  m.heads = r.get("heads").count(kMaxHeads);
+  m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").count(kMaxHeads) : m.heads;
+  m.head_dim = r.get("head_dim").count(kMaxHeads);
+  m.experts = r.get("experts").count(kMaxExperts);
+  m.top_k = r.get("top_k").count(kMaxTopK);
+  m.expert_ffn = r.get("expert_ffn").count(kMaxWidth);
   m.shared_experts = r.has("shared_experts") ? r.get("shared_experts").nonnegative_int() : 0;
+  if (m.shared_experts > kMaxTopK) r.get("shared_experts").count(kMaxTopK);  // names the limit
   if (r.has("activation")) {
     m.activation = r.get("activation")
                        .choice<models::Activation>({{"swiglu", models::Activation::kSwiGLU},
@@ -176,19 +186,25 @@ models::Model convert_model(const Field& f) {
 
 // ---- GPUs and topologies -----------------------------------------------------------------
 
+// 0 (absent: no FP8, no NVLink) or a value in `range`.
+double nonzero_in(const Field& f, const Range& range) {
+  const double v = f.number();
+  return v == 0 ? 0.0 : f.number_in(range);
+}
+
 topology::GpuSpec convert_gpu(const Field& f) {
   const MapReader r =
       f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops", "hbm_gb",
              "hbm_GBps", "sm_count", "nvlink_GBps", "compute_capability"});
   topology::GpuSpec g;
   g.name = r.get("name").string();
-  g.bf16_tflops = r.get("bf16_tflops").positive_number();
-  g.fp16_tflops = r.get("fp16_tflops").positive_number();
-  g.fp8_tflops = r.has("fp8_tflops") ? r.get("fp8_tflops").nonnegative_number() : 0.0;
-  g.hbm_gb = r.get("hbm_gb").positive_number();
-  g.hbm_GBps = r.get("hbm_GBps").positive_number();
+  g.bf16_tflops = r.get("bf16_tflops").number_in(kComputeTflops);
+  g.fp16_tflops = r.get("fp16_tflops").number_in(kComputeTflops);
+  g.fp8_tflops = r.has("fp8_tflops") ? nonzero_in(r.get("fp8_tflops"), kComputeTflops) : 0.0;
+  g.hbm_gb = r.get("hbm_gb").number_in(kMemoryGb);
+  g.hbm_GBps = r.get("hbm_GBps").number_in(kBandwidthGBps);
   g.sm_count = r.get("sm_count").positive_int();
-  g.nvlink_GBps = r.has("nvlink_GBps") ? r.get("nvlink_GBps").nonnegative_number() : 0.0;
+  g.nvlink_GBps = r.has("nvlink_GBps") ? nonzero_in(r.get("nvlink_GBps"), kBandwidthGBps) : 0.0;
   if (r.has("compute_capability")) {
     const Field cc = r.get("compute_capability");
     g.compute_capability = cc.positive_int();
@@ -206,8 +222,14 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
   topology::TopologySpec t;
   t.name = r.get("name").string();
   t.gpu = convert_gpu(resolve_ref(r.get("gpu"), RefKind::kGpu, fallback_file));
-  t.nodes = r.get("nodes").positive_int();
-  t.gpus_per_node = r.get("gpus_per_node").positive_int();
+  t.nodes = r.get("nodes").count(kMaxGpus);
+  t.gpus_per_node = r.get("gpus_per_node").count(kMaxGpus);
+  if (static_cast<int64_t>(t.nodes) * t.gpus_per_node > kMaxGpus) {
+    r.get("gpus_per_node")
+        .fail(std::to_string(t.nodes) + " nodes x " + std::to_string(t.gpus_per_node) +
+              " GPUs is more than masep accepts (at most " + std::to_string(kMaxGpus) +
+              " GPUs; docs/schema.md, Ranges)");
+  }
 
   const Field intra_f = r.get("intra_node");
   const MapReader intra =
@@ -216,8 +238,8 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
       intra.get("fabric").choice<topology::Fabric>({{"nvswitch", topology::Fabric::kNVSwitch},
                                                     {"nvlink_mesh", topology::Fabric::kNVLinkMesh},
                                                     {"pcie", topology::Fabric::kPCIe}});
-  t.intra_GBps = intra.get("GBps").positive_number();
-  t.intra_latency_ns = intra.get("latency_ns").nonnegative_number();
+  t.intra_GBps = intra.get("GBps").number_in(kBandwidthGBps);
+  t.intra_latency_ns = intra.get("latency_ns").number_in(kLatencyNs);
   if (intra.has("layout")) {
     const Field lay = intra.get("layout");
     t.nvlink_layout = lay.choice<topology::NVLinkLayout>(
@@ -282,8 +304,8 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
     for (std::size_t i = 0; i < items.size(); ++i) {
       const MapReader n = items[i].map({"GBps", "latency_ns", "gpus", "sharp"});
       topology::NicSpec nic;
-      nic.GBps = n.get("GBps").positive_number();
-      nic.latency_ns = n.get("latency_ns").nonnegative_number();
+      nic.GBps = n.get("GBps").number_in(kBandwidthGBps);
+      nic.latency_ns = n.get("latency_ns").number_in(kLatencyNs);
       if (n.has("sharp"))
         nic.sharp = n.get("sharp").choice<bool>({{"true", true}, {"false", false}});
       const Field gpus_f = n.get("gpus");
@@ -317,7 +339,7 @@ topology::TopologySpec convert_topology(const Field& f, const std::string& fallb
   }
 
   if (r.has("switch_latency_ns")) {
-    t.switch_latency_ns = r.get("switch_latency_ns").nonnegative_number();
+    t.switch_latency_ns = r.get("switch_latency_ns").number_in(kLatencyNs);
   } else if (t.nodes > 1) {
     r.fail_key("switch_latency_ns",
                "missing required key (a topology of several nodes crosses a switch)");
@@ -335,10 +357,10 @@ const std::vector<std::pair<std::string, Placement>> kPlacements = {
 MoePlan convert_moe(const Field& f) {
   const MapReader r = f.map({"gpus", "placement", "expert_replicas", "expert_map"});
   MoePlan m;
-  m.gpus = r.get("gpus").positive_int();
+  m.gpus = r.get("gpus").count(kMaxGpus);
   if (r.has("placement")) m.placement = r.get("placement").choice(kPlacements);
   const bool replicas_given = r.has("expert_replicas");
-  if (replicas_given) m.expert_replicas = r.get("expert_replicas").positive_int();
+  if (replicas_given) m.expert_replicas = r.get("expert_replicas").count(kMaxGpus);
   if (m.placement == Placement::kExplicit) {
     if (!r.has("expert_map")) {
       r.fail_key("expert_map", "missing required key (placement is explicit)");
@@ -370,21 +392,21 @@ PlanSpec convert_plan(const Field& f) {
     if (r.has("colocated")) r.get("colocated").fail("only used with kind: colocated");
     const MapReader a =
         r.get("attention").map({"gpus", "head_parallel", "sequence_parallel", "replicas"});
-    p.attention.gpus = a.get("gpus").positive_int();
-    if (a.has("head_parallel")) p.attention.head_parallel = a.get("head_parallel").positive_int();
+    p.attention.gpus = a.get("gpus").count(kMaxGpus);
+    if (a.has("head_parallel")) p.attention.head_parallel = a.get("head_parallel").count(kMaxGpus);
     if (a.has("sequence_parallel")) {
-      p.attention.sequence_parallel = a.get("sequence_parallel").positive_int();
+      p.attention.sequence_parallel = a.get("sequence_parallel").count(kMaxGpus);
     }
-    if (a.has("replicas")) p.attention.replicas = a.get("replicas").positive_int();
+    if (a.has("replicas")) p.attention.replicas = a.get("replicas").count(kMaxGpus);
     p.moe = convert_moe(r.get("moe"));
   } else {
     if (r.has("attention")) r.get("attention").fail("only used with kind: ma_separation");
     if (r.has("moe")) r.get("moe").fail("only used with kind: ma_separation");
     const MapReader c =
         r.get("colocated").map({"gpus", "tensor_parallel", "placement", "expert_replicas"});
-    p.colocated.gpus = c.get("gpus").positive_int();
+    p.colocated.gpus = c.get("gpus").count(kMaxGpus);
     if (c.has("tensor_parallel")) {
-      p.colocated.tensor_parallel = c.get("tensor_parallel").positive_int();
+      p.colocated.tensor_parallel = c.get("tensor_parallel").count(kMaxGpus);
     }
     if (c.has("placement")) {
       p.colocated.placement = c.get("placement")
@@ -392,10 +414,10 @@ PlanSpec convert_plan(const Field& f) {
                                                       {"contiguous", Placement::kContiguous}});
     }
     if (c.has("expert_replicas")) {
-      p.colocated.expert_replicas = c.get("expert_replicas").positive_int();
+      p.colocated.expert_replicas = c.get("expert_replicas").count(kMaxGpus);
     }
   }
-  if (r.has("micro_batches")) p.micro_batches = r.get("micro_batches").positive_int();
+  if (r.has("micro_batches")) p.micro_batches = r.get("micro_batches").count(kMaxMicroBatches);
   if (const auto ranks = r.find("gpu_ranks")) {
     for (const Field& g : ranks->items()) p.gpu_ranks.push_back(g.nonnegative_int());
   }
@@ -405,14 +427,14 @@ PlanSpec convert_plan(const Field& f) {
 Workload convert_workload(const Field& f) {
   const MapReader r = f.map({"batch", "context", "decode_steps", "routing", "seed"});
   Workload w;
-  w.batch = r.get("batch").positive_int();
+  w.batch = r.get("batch").count(kMaxBatch);
   const Field ctx = r.get("context");
   if (ctx.is_map()) {
     const MapReader c = ctx.map({"distribution", "min", "max"});
     w.context_kind =
         c.get("distribution").choice<ContextKind>({{"uniform", ContextKind::kUniform}});
-    w.context_min = c.get("min").positive_int();
-    w.context_max = c.get("max").positive_int();
+    w.context_min = c.get("min").count(kMaxContext);
+    w.context_max = c.get("max").count(kMaxContext);
     if (w.context_max < w.context_min) {
       c.get("max").fail(std::to_string(w.context_max) + " is below min " +
                         std::to_string(w.context_min));
@@ -420,10 +442,10 @@ Workload convert_workload(const Field& f) {
     w.context = w.context_max;
   } else {
     w.context_kind = ContextKind::kFixed;
-    w.context = ctx.positive_int();
+    w.context = ctx.count(kMaxContext);
     w.context_min = w.context_max = w.context;
   }
-  if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").positive_int();
+  if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").count(kMaxDecodeSteps);
   if (const auto routing = r.find("routing")) {
     const MapReader rt = routing->map({"kind", "skew", "expert_weights"});
     w.routing.kind = rt.get("kind").choice<RoutingKind>({{"uniform", RoutingKind::kUniform},
@@ -431,11 +453,11 @@ Workload convert_workload(const Field& f) {
                                                          {"explicit", RoutingKind::kExplicit}});
     if (rt.has("skew")) {
       if (w.routing.kind != RoutingKind::kZipf) rt.get("skew").fail("only used with kind: zipf");
-      w.routing.zipf_skew = rt.get("skew").positive_number();
+      w.routing.zipf_skew = rt.get("skew").number_in(kZipfSkew);
     }
     if (w.routing.kind == RoutingKind::kExplicit) {
       for (const Field& x : rt.get("expert_weights").items()) {
-        w.routing.expert_weights.push_back(x.positive_number());
+        w.routing.expert_weights.push_back(x.number_in(kRoutingWeight));
       }
     } else if (rt.has("expert_weights")) {
       rt.get("expert_weights").fail("only used with kind: explicit");
@@ -495,7 +517,7 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
     if (cur.IsScalar()) {
       if (const auto kind = ref_kind_at(path)) {
         const auto base = base_dir_of(file);
-        const auto src = open_source(*kind, cur.Scalar(), base);
+        const auto src = open_source(*kind, cur.Scalar(), base);  // throws if unreadable
         if (!src) {
           throw InputError(detail::kOverrideOrigin, 0, 0, path,
                            not_found_message(*kind, cur.Scalar(), base));

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "masep/plan/memory.hpp"
+#include "masep/plan/time_ns.hpp"
 
 namespace masep::plan {
 namespace {
@@ -223,7 +224,7 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
     double floor_ns = 0;
     if (gpu.hbm_GBps > 0) floor_ns = static_cast<double>(rm.step_hbm_bytes) / gpu.hbm_GBps;
     if (gpu.bf16_tflops > 0) floor_ns = std::max(floor_ns, rm.step_flops / (gpu.bf16_tflops * 1e3));
-    rm.roofline_floor_ns = std::llround(floor_ns);
+    rm.roofline_floor_ns = checked_ns(std::round(floor_ns), "roofline floor");
 
     util_sum += rm.utilisation;
     m.exposed_comm_ns += rm.exposed_comm_ns;

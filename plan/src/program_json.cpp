@@ -1,5 +1,7 @@
 #include "masep/plan/program_json.hpp"
 
+#include "masep/plan/output_file.hpp"
+
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -143,21 +145,7 @@ void write_program_json(const Program& p, std::ostream& out) {
 }
 
 void write_program_json_file(const Program& p, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(path + ": cannot open for writing");
-    write_program_json(p, f);
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error(path + ": write failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename the temporary file into place");
-  }
+  write_output_file(path, "program dump", [&](std::ostream& o) { write_program_json(p, o); });
 }
 
 namespace {

@@ -5,6 +5,8 @@
 #include "masep/plan/trace.hpp"
 #include "masep/plan/json_text.hpp"
 
+#include "masep/plan/output_file.hpp"
+
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -149,34 +151,7 @@ void write_trace(std::ostream& out, const Program& p, const Timeline& t,
 
 void write_trace_file(const std::string& path, const Program& p, const Timeline& t,
                       const TraceOptions& options) {
-  // The temporary sits beside the target so rename() stays on one file system.
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      throw std::runtime_error(
-          fmt::format("cannot write trace '{}': {}", path, std::strerror(errno)));
-    }
-    try {
-      write_trace(f, p, t, options);
-    } catch (...) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw;
-    }
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write trace '{}': write failed", path));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write trace '{}': {}", path, ec.message()));
-  }
+  write_output_file(path, "trace", [&](std::ostream& o) { write_trace(o, p, t, options); });
 }
 
 }  // namespace masep::plan

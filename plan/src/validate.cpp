@@ -2,6 +2,9 @@
 // (a scenario may be built in code), so errors carry key paths and the scenario's origin but
 // no line; parse_scenario maps the key path back to where it was written. Memory
 // feasibility is checked by plan/memory.cpp, not here.
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -235,6 +238,35 @@ void check_workload(const Scenario& s) {
   }
 }
 
+// Byte totals, in double, before any int64 arithmetic sizes them (plan/memory.cpp multiplies
+// layers x sequences x context x heads x bytes): each must stay below 2^53 (~9 PB), where
+// every integer is exact, far below int64's 2^63. Within the count limits (limits.hpp) a
+// model or KV cache can still reach ~10^20 bytes; this makes that an error at a key.
+void check_magnitudes(const Scenario& s) {
+  constexpr double kMaxBytes = 9007199254740992.0;  // 2^53
+  const models::Model& m = s.model;
+  const double e = models::dtype_bytes(m.dtype);
+  const double L = m.layers, H = m.hidden, hd = m.head_dim;
+  const double weights =
+      L * ((m.heads + 2.0 * m.kv_heads) * hd * H + m.heads * hd * H + 2 * H + H * m.experts) * e +
+      L * (m.experts + static_cast<double>(m.shared_experts)) * 3 * H * m.expert_ffn * e;
+  if (weights > kMaxBytes) {
+    fail(s, "model",
+         fmt::format("{:.3g} bytes of weights (layers x experts x hidden x expert_ffn ...): more "
+                     "than masep handles (2^53 bytes, ~9 PB)",
+                     weights));
+  }
+  const double context = std::max(s.workload.context, s.workload.context_max);
+  const double kv =
+      L * s.workload.batch * (context + s.workload.decode_steps) * 2 * m.kv_heads * hd * e;
+  if (kv > kMaxBytes) {
+    fail(s, "workload.batch",
+         fmt::format("{:.3g} bytes of KV cache (layers x batch x context x kv_heads x head_dim "
+                     "...): more than masep handles (2^53 bytes, ~9 PB)",
+                     kv));
+  }
+}
+
 }  // namespace
 
 int PlanSpec::total_gpus() const {
@@ -251,6 +283,7 @@ void validate_scenario(const Scenario& s) {
   check_gpus_vs_topology(s);
   check_dtype_vs_gpu(s);
   check_workload(s);
+  check_magnitudes(s);
 }
 
 }  // namespace masep::plan

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <set>
 #include <system_error>
 
@@ -128,7 +130,87 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best;
 }
 
+namespace {
+
+// yaml-cpp recurses once per nesting level and reports a document nested too deeply as a
+// "bad file"; masep's files nest a few levels. Refuse deep nesting first, at its place:
+// flow brackets ([ {) deeper than kMaxFlowDepth, or a line whose indentation (spaces and
+// block-sequence dashes) is longer than kMaxIndent, which bounds block nesting.
+constexpr int kMaxFlowDepth = 64;
+constexpr int kMaxIndent = 256;
+
+// Anchors and aliases let a small file expand to an exponentially large value (a "billion
+// laughs" document); masep's files never need them.
+[[noreturn]] void fail_alias(const std::string& origin, int line, int col) {
+  throw InputError(origin, line, col, "",
+                   "YAML anchors and aliases (& and *) are not accepted in masep files");
+}
+
+void check_nesting(const std::string& text, const std::string& origin) {
+  char prev_sig = '\n';  // last character that is not a space (a newline at the start)
+  int depth = 0, line = 1, col = 0;
+  bool at_line_start = true;
+  int indent = 0;
+  char quote = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    ++col;
+    if (c == '\n') {
+      ++line;
+      col = 0;
+      at_line_start = true;
+      indent = 0;
+      if (quote == '\'') quote = 0;  // keep it simple: quotes do not span lines here
+      continue;
+    }
+    if (at_line_start) {
+      if (c == ' ' || c == '-' || c == '\t') {
+        prev_sig = c == '-' ? '-' : prev_sig;
+        if (++indent > kMaxIndent) {
+          throw InputError(origin, line, col, "",
+                           "nested or indented deeper than " + std::to_string(kMaxIndent) +
+                               " columns; masep files nest a few levels");
+        }
+        continue;
+      }
+      at_line_start = false;
+      if (c == '*' || c == '&') fail_alias(origin, line, col);
+    }
+    if (quote != 0) {
+      if (c == quote)
+        quote = 0;
+      else if (c == '\\' && quote == '"')
+        ++i;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t')) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if ((c == '*' || c == '&') &&
+        (std::strchr("[,{", prev_sig) != nullptr ||
+         (text[i - 1] == ' ' && std::strchr(":-?", prev_sig) != nullptr))) {
+      fail_alias(origin, line, col);
+    }
+    if (c != ' ' && c != '\t') prev_sig = c;
+    if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxFlowDepth) {
+        throw InputError(origin, line, col, "",
+                         "brackets nested deeper than " + std::to_string(kMaxFlowDepth) +
+                             " levels; masep files nest a few levels");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
+}  // namespace
+
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  check_nesting(text, origin);
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
@@ -187,6 +269,16 @@ int Field::positive_int() const {
   return static_cast<int>(v);
 }
 
+int Field::count(int64_t max) const {
+  const int64_t v = integer();
+  if (v <= 0) fail("must be positive, got " + std::to_string(v));
+  if (v > max || v > INT_MAX) {
+    fail(std::to_string(v) + " is more than masep accepts here (at most " + std::to_string(max) +
+         "; docs/schema.md, Ranges)");
+  }
+  return static_cast<int>(v);
+}
+
 int Field::nonnegative_int() const {
   const int64_t v = integer();
   if (v < 0) fail("must not be negative, got " + std::to_string(v));
@@ -229,10 +321,50 @@ double Field::nonnegative_number() const {
   return v;
 }
 
+double Field::number_in(const Range& range) const {
+  const double v = number();
+  if (range.lo > 0 && v <= 0) fail("must be positive, got " + node_.Scalar());
+  if (range.lo == 0 && v < 0) fail("must not be negative, got " + node_.Scalar());
+  if (!(v >= range.lo && v <= range.hi)) {
+    char lo[32], hi[32];
+    std::snprintf(lo, sizeof lo, "%g", range.lo);
+    std::snprintf(hi, sizeof hi, "%g", range.hi);
+    fail(node_.Scalar() + " is outside the accepted range [" + lo + ", " + hi + "] " + range.unit +
+         " (docs/schema.md, Ranges)");
+  }
+  return v;
+}
+
 std::string Field::string() const {
   if (!node_.IsScalar()) fail("expected a string, got " + describe(node_));
   if (node_.Scalar().empty()) fail("must not be empty");
   return node_.Scalar();
+}
+
+bool Field::boolean() const {
+  if (!node_.IsScalar()) fail("expected true or false, got " + describe(node_));
+  const std::string& s = node_.Scalar();
+  if (s == "true") return true;
+  if (s == "false") return false;
+  fail("expected true or false, got '" + s + "'");
+}
+
+std::vector<std::pair<std::string, Field>> Field::entries() const {
+  if (!node_.IsMap()) fail("expected a mapping, got " + describe(node_));
+  std::vector<std::pair<std::string, Field>> out;
+  std::set<std::string> seen;
+  for (auto it = node_.begin(); it != node_.end(); ++it) {
+    const YAML::Node k = it->first;
+    if (!k.IsScalar()) Field(*ctx_, file_, k, path_).fail("keys must be plain names");
+    const std::string key = k.Scalar();
+    const std::string path = join_key(path_, key);
+    if (!seen.insert(key).second) Field(*ctx_, file_, k, path).fail("duplicate key");
+    const YAML::Node v = it->second;
+    // A null value (`key:`) has no mark of its own: locate it at its key.
+    out.emplace_back(
+        key, v.IsNull() ? Field(*ctx_, file_, v, path, k.Mark()) : Field(*ctx_, file_, v, path));
+  }
+  return out;
 }
 
 std::vector<Field> Field::items() const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "masep/plan/errors.hpp"
+#include "masep/plan/limits.hpp"
 
 namespace masep::plan::detail {
 
@@ -89,11 +90,20 @@ class Field {
   int64_t integer() const;
   int positive_int() const;     ///< > 0, fits an int
   int nonnegative_int() const;  ///< >= 0, fits an int
+  /// A count in [1, max] (limits.hpp); the error names the limit.
+  int count(int64_t max) const;
   uint64_t unsigned_integer() const;
   double number() const;  ///< finite
   double positive_number() const;
   double nonnegative_number() const;
+  /// A finite number in [range.lo, range.hi] (limits.hpp); the error gives the range.
+  double number_in(const Range& range) const;
   std::string string() const;  ///< a non-empty scalar
+  bool boolean() const;        ///< exactly `true` or `false`
+
+  /// A mapping's (key, value) entries in file order, for mappings whose keys are data (e.g.
+  /// override key paths): keys must be scalars, duplicates are errors at the second one.
+  std::vector<std::pair<std::string, Field>> entries() const;
 
   /// One of `options` (YAML spelling -> value); the error lists the accepted spellings.
   template <class E>

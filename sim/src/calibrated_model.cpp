@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "masep/plan/interpolation.hpp"
+#include "masep/plan/time_ns.hpp"
 
 namespace masep::sim {
 namespace {
@@ -249,7 +250,7 @@ double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
 }
 
 int64_t CalibratedModel::duration_ns(const plan::Op& op) const {
-  return static_cast<int64_t>(std::ceil(time_ns(op, nullptr)));
+  return plan::checked_ns(std::ceil(time_ns(op, nullptr)), "calibrated compute time");
 }
 
 CalibrationCoverage CalibratedModel::coverage(const plan::Program& p) const {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "masep/plan/time_ns.hpp"
+
 namespace masep::sim {
 
 RooflineModel::RooflineModel(const topology::GpuSpec& gpu, const SimParams& params)
@@ -36,7 +38,8 @@ int64_t RooflineModel::duration_ns(const plan::Op& op) const {
   const double t_flops = op.flops / (peak_flops_per_ns_ * eff_flops);
   const double t_bytes = static_cast<double>(op.hbm_bytes) / (hbm_bytes_per_ns_ * eff_hbm);
   // The 1e-9 keeps exact integers (e.g. 80e6 B / 800 B/ns) from rounding up by float noise.
-  return static_cast<int64_t>(std::ceil(launch_ns_ + std::max(t_flops, t_bytes) - 1e-9));
+  return plan::checked_ns(std::ceil(launch_ns_ + std::max(t_flops, t_bytes) - 1e-9),
+                          "roofline compute time");
 }
 
 }  // namespace masep::sim

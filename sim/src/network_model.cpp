@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "masep/plan/time_ns.hpp"
+
 namespace masep::sim {
 namespace {
 template <class E>
@@ -208,7 +210,7 @@ inline void NetworkModel::retime(int f, double share) {
   if (!(fl.rate > 0)) {
     throw std::logic_error("NetworkModel: a flow got zero bandwidth");
   }
-  fl.finish = now_ + static_cast<int64_t>(std::ceil(rem / fl.rate - 1e-9));
+  fl.finish = now_ + plan::checked_ns(std::ceil(rem / fl.rate - 1e-9), "network transfer");
   if (fl.finish < now_) fl.finish = now_;
   heap_update(f);
 }

@@ -6,10 +6,14 @@
 #include <limits>
 #include <stdexcept>
 
+#include "masep/plan/limits.hpp"
+
 namespace masep::sim {
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
+// Upper bound of every ns parameter: a calibrated time's bound (plan/limits.hpp, 10 s), since
+// a calibration's comm tables set the alpha_*_ns latencies.
+constexpr double kMaxNs = plan::kCalibratedTimeNs.hi;
 
 // Sources of the defaults: /work/shared GPU.md (measured on H200 with NCCL 2.28 and PyTorch
 // 2.11): bf16 8192^3 GEMM 770-800 of 989 TFLOP/s (~0.8); expert FFN weight streaming at
@@ -19,7 +23,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 const std::array<ParamInfo, 21> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
-     &SimParams::launch_overhead_ns, 0, kInf},
+     &SimParams::launch_overhead_ns, 0, kMaxNs},
     {"eff_flops_gemm", "fraction", 0.8,
      "GEMM / grouped GEMM share of peak bf16 FLOP/s (GPU.md: 770-800 of 989 TFLOP/s)",
      &SimParams::eff_flops_gemm, 1e-6, 1},
@@ -42,22 +46,22 @@ const std::array<ParamInfo, 21> kTable = {{
      &SimParams::eff_hbm_local_copy, 1e-6, 1},
     {"alpha_sendrecv_ns", "ns", 15000,
      "per-call latency of a send/recv pair (GPU.md: 8 KB eager NCCL send/recv on H200)",
-     &SimParams::alpha_sendrecv_ns, 0, kInf},
+     &SimParams::alpha_sendrecv_ns, 0, kMaxNs},
     {"alpha_allreduce_ns", "ns", 27000,
      "per-call latency of an all-reduce (GPU.md: 8 KB eager NCCL all-reduce on H200)",
-     &SimParams::alpha_allreduce_ns, 0, kInf},
+     &SimParams::alpha_allreduce_ns, 0, kMaxNs},
     {"alpha_allgather_ns", "ns", 27000,
      "per-call latency of an all-gather (not measured; assumed equal to all-reduce)",
-     &SimParams::alpha_allgather_ns, 0, kInf},
+     &SimParams::alpha_allgather_ns, 0, kMaxNs},
     {"alpha_reducescatter_ns", "ns", 27000,
      "per-call latency of a reduce-scatter (not measured; assumed equal to all-reduce)",
-     &SimParams::alpha_reducescatter_ns, 0, kInf},
+     &SimParams::alpha_reducescatter_ns, 0, kMaxNs},
     {"alpha_alltoall_ns", "ns", 36000,
      "per-call latency of an all-to-all (GPU.md: 8 KB eager NCCL all-to-all on H200)",
-     &SimParams::alpha_alltoall_ns, 0, kInf},
+     &SimParams::alpha_alltoall_ns, 0, kMaxNs},
     {"coll_phase_overhead_ns", "ns", 0,
      "extra latency added to every phase (ring step, tree level) of a collective",
-     &SimParams::coll_phase_overhead_ns, 0, kInf},
+     &SimParams::coll_phase_overhead_ns, 0, kMaxNs},
     {"comm_interference", "fraction", 0,
      "while a transfer moves bytes to or from a GPU, its compute progresses at (1 - this) "
      "speed (set from a calibration's launch.comm_slowdown)",
@@ -70,16 +74,16 @@ const std::array<ParamInfo, 21> kTable = {{
     {"launch_gap_ns", "ns", 0,
      "idle time on a stream before every op starts (the executor's end-event to next "
      "start-event gap; set from a calibration's launch section)",
-     &SimParams::launch_gap_ns, 0, kInf},
+     &SimParams::launch_gap_ns, 0, kMaxNs},
     {"nccl_call_overhead_ns", "ns", 16000,
      "NCCL collective model: host cost of issuing one all-reduce / all-gather / reduce-scatter "
      "eagerly, on top of NCCL's device-time model (GPU.md, 4xH200: 8 KB all-reduce 27 us eager "
      "vs 11 us in a CUDA graph); 0 models calls captured in a CUDA graph",
-     &SimParams::nccl_call_overhead_ns, 0, kInf},
+     &SimParams::nccl_call_overhead_ns, 0, kMaxNs},
     {"nccl_p2p_call_overhead_ns", "ns", 9000,
      "NCCL collective model: host cost per peer of an eager all-to-all (a group of send/recv; "
      "GPU.md, 4xH200: 8 KB send/recv 15 us eager vs 6 us in a graph); 0 for CUDA graphs",
-     &SimParams::nccl_p2p_call_overhead_ns, 0, kInf},
+     &SimParams::nccl_p2p_call_overhead_ns, 0, kMaxNs},
     {"network_tier", "0/1/2", 0,
      "network model (masep sim --network): 0 = flow, per-flow max-min (the reference); 1 = "
      "fluid, each phase of flows timed once from its links' loads (fluid_network.hpp); 2 = "
@@ -87,7 +91,7 @@ const std::array<ParamInfo, 21> kTable = {{
      &SimParams::network_tier, 0, 2},
     {"network_auto_flows", "flows", 1024,
      "network_tier = 2: the largest exchange or all-to-all (transfers) the flow tier still runs",
-     &SimParams::network_auto_flows, 0, kInf},
+     &SimParams::network_auto_flows, 0, 1e9},
 }};
 
 }  // namespace

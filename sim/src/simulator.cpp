@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/time_ns.hpp"
 #include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/collectives.hpp"
 #include "masep/sim/compute_model.hpp"
@@ -35,7 +36,7 @@ bool is_comm(OpKind k) { return plan::is_communication(k); }
 
 int64_t ceil_ns(double x) {
   const double c = std::ceil(x - 1e-9);
-  return c <= 0 ? 0 : static_cast<int64_t>(c);
+  return c <= 0 ? 0 : plan::checked_ns(c, "simulator");
 }
 
 enum EventType : uint32_t {
@@ -480,7 +481,13 @@ void Engine::prepare() {
       xop_exchange_.push_back(o.exchange);
     } else {
       in.bytes = cm_.duration_ns(o);
-      if (in.bytes < 0) throw std::logic_error("compute model returned a negative duration");
+      if (in.bytes < 0) {
+        throw std::runtime_error(fmt::format(
+            "the compute model timed op {} ({} '{}' on rank {}, step {}, layer {}) at {} ns, a "
+            "negative duration: check the calibration table of this op kind or the compute "
+            "model given in SimOptions",
+            i, kind_name(o.kind), o.name, o.rank, o.step, o.layer, in.bytes));
+      }
     }
   }
   // Send/recv pairs: matched both ways, same bytes, a route between their GPUs. Collective
@@ -1127,7 +1134,8 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
                                         static_cast<int>(program.groups[col.group].ranks.size()),
                                         static_cast<double>(col.bytes), col.matrix.empty())
              : -1;
-      coll_fixed_ns.push_back(ns < 0 ? -1 : static_cast<int64_t>(std::ceil(ns)));
+      coll_fixed_ns.push_back(ns < 0 ? -1
+                                     : plan::checked_ns(std::ceil(ns), "calibrated collective"));
     }
   }
   if (cal && !options.compute_model) {

@@ -94,6 +94,18 @@ TEST(Calibration, ErrorsNameLineAndKey) {
   e = error_of("device: x\n");
   EXPECT_NE(e.find("format"), std::string::npos) << e;
   EXPECT_THROW(load_calibration(temp_path("missing.yaml")), std::runtime_error);
+  // Absurd but positive times and overheads (issue 21) are errors at their key.
+  e = error_of(head + "kernels:\n  - name: a\n    points: [[1, 1e300]]\n");
+  EXPECT_NE(e.find("cal.yaml:5:"), std::string::npos) << e;
+  EXPECT_NE(
+      e.find("kernels[0].points[0][1]: 1e300 is outside the accepted range [0.001, 1e+10] ns"),
+      std::string::npos)
+      << e;
+  e = error_of(head + "launch: {event_overhead_ns: 1e300, event_gap_ns: 0}\n");
+  EXPECT_NE(e.find("launch.event_overhead_ns"), std::string::npos) << e;
+  EXPECT_NE(e.find("outside"), std::string::npos) << e;
+  e = error_of(head + "launch: {event_overhead_ns: 0, event_gap_ns: 0, comm_slowdown: 1e3}\n");
+  EXPECT_NE(e.find("launch.comm_slowdown"), std::string::npos) << e;
 }
 
 TEST(Calibration, WriteRejectsInvalidTables) {

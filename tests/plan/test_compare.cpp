@@ -10,6 +10,7 @@
 #include <string>
 
 #include "masep/plan/compare.hpp"
+#include "masep/plan/errors.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/plan/timeline.hpp"
 #include "masep/plan/trace.hpp"
@@ -184,6 +185,82 @@ TEST(Compare, DifferentProgramsAreRejected) {
   const LoadedTrace m = read_trace_file(tr.measured);
   s.ops[3].name = "other";
   EXPECT_THROW(compare_traces(s, m), std::runtime_error);
+}
+
+// Hostile traces (issue 21): each is refused naming the file, the event and the key.
+std::string read_error(const std::string& text) {
+  const std::string path = temp_path("bad.json");
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << text;
+  }
+  std::string msg = "no error";
+  try {
+    read_trace_file(path);
+  } catch (const InputError& e) {
+    msg = e.what();
+  }
+  std::filesystem::remove(path);
+  return msg;
+}
+
+std::string with_event(const std::string& event) {
+  return R"({"traceEvents":[{"name":"a","ph":"X","pid":0,"tid":0,"ts":0,"dur":1,"args":{"op":0}},)" +
+         event + "]}";
+}
+
+TEST(Compare, HostileTracesNameTheEventAndKey) {
+  std::string e =
+      read_error(with_event(R"({"name":"b","ph":"X","pid":0,"ts":1,"dur":-3,"args":{"op":1}})"));
+  EXPECT_NE(e.find("traceEvents[1].dur (op 1): -3 is negative"), std::string::npos) << e;
+  e = read_error(with_event(R"({"name":"b","ph":"X","pid":0,"ts":1,"dur":1e300,"args":{"op":1}})"));
+  EXPECT_NE(e.find("traceEvents[1].dur (op 1)"), std::string::npos) << e;
+  EXPECT_NE(e.find("not finite or beyond"), std::string::npos) << e;
+  e = read_error(with_event(R"({"name":"b","ph":"X","pid":0,"ts":1,"dur":1,"args":{"op":1.5}})"));
+  EXPECT_NE(e.find("traceEvents[1].args.op: 1.5 is not an integer"), std::string::npos) << e;
+  e = read_error(with_event(R"({"name":"b","ph":"X","pid":0,"ts":1,"dur":1,"args":{"op":0}})"));
+  EXPECT_NE(e.find("op 0 appears twice"), std::string::npos) << e;
+  e = read_error(with_event(R"({"name":"b","ph":"X","pid":0,"ts":"x","dur":1,"args":{"op":1}})"));
+  EXPECT_NE(e.find("traceEvents[1].ts (op 1): \"x\" is not a number"), std::string::npos) << e;
+  e = read_error(with_event(R"({"name":"b","ph":"X","pid":-1,"ts":1,"dur":1,"args":{"op":1}})"));
+  EXPECT_NE(e.find("traceEvents[1].pid (op 1): -1 is out of range"), std::string::npos) << e;
+  e = read_error(R"({"traceEvents":[]})");
+  EXPECT_NE(e.find("no op events"), std::string::npos) << e;
+  e = read_error("[1, 2");
+  EXPECT_NE(e.find("not valid JSON"), std::string::npos) << e;
+  e = read_error(R"({"events":[]})");
+  EXPECT_NE(e.find("no traceEvents array"), std::string::npos) << e;
+}
+
+TEST(Compare, MeasuredTimeZeroIsAnErrorNotZeroPercent) {
+  Traces tr;
+  const Program p = program();
+  Timeline t = timeline(p, "measured", 0);
+  for (auto& o : t.ops) o = {0, 0};  // every op measured 0 ns
+  t.makespan_ns = 0;
+  const std::string path = temp_path("zero.json");
+  write_trace_file(path, p, t);
+  try {
+    compare_traces(read_trace_file(tr.sim), read_trace_file(path));
+    FAIL() << "expected an error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("measured step time is 0 ms"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(Compare, DifferentStepsAreRejected) {
+  Traces tr;
+  LoadedTrace s = read_trace_file(tr.sim);
+  const LoadedTrace m = read_trace_file(tr.measured);
+  s.ops[3].step = 7;
+  try {
+    compare_traces(s, m);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("op 3 has step 7"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

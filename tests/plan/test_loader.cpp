@@ -359,6 +359,48 @@ TEST(Overrides, CrossCheckFailureIsBlamedOnTheOverride) {
                      "plan.attention.head_parallel", "does not divide");
 }
 
+TEST(Ranges, AbsurdPhysicalValuesAreRejectedAtTheirKey) {
+  // Positive but absurd: before issue 21 these passed and overflowed the ns conversion.
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"topology.intra_node.GBps=1e-300"}), "--set", 0,
+                     "topology.intra_node.GBps", "outside the accepted range [0.001, 1e+06] GB/s");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"topology.intra_node.latency_ns=1e300"}), "--set", 0,
+                     "topology.intra_node.latency_ns", "outside the accepted range");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"topology.switch_latency_ns=1e10"}), "--set", 0,
+                     "topology.switch_latency_ns", "[0, 1e+09] ns");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"topology.gpu.hbm_GBps=1e7"}), "--set", 0,
+                     "topology.gpu.hbm_GBps", "outside");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"topology.gpu.bf16_tflops=1e-9"}), "--set", 0,
+                     "topology.gpu.bf16_tflops", "TFLOP/s");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"workload.routing={kind: zipf, skew: 1e9}"}), "--set", 0,
+                     "workload.routing.skew", "outside");
+  // In a file: the line of the value.
+  const std::string inline_topo =
+      replace(kBase, "topology: paper-16xa100\n",
+              "topology:\n  name: x\n  gpu: A100-SXM4-80GB\n  nodes: 1\n  gpus_per_node: 16\n"
+              "  intra_node: {fabric: pcie, GBps: 1e-300, latency_ns: 0}\n");
+  EXPECT_INPUT_ERROR(parse_error(inline_topo), "t.yaml", 8, "topology.intra_node.GBps", "outside");
+  // Values at the ends of a range load.
+  EXPECT_NO_THROW(parse_scenario(
+      kBase, "t.yaml", {"topology.intra_node.latency_ns=1e9", "topology.intra_node.GBps=0.001"}));
+}
+
+TEST(Ranges, CountsAndByteTotalsAreCappedBeforeAnythingIsSized) {
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"model.experts=100000000"}), "--set", 0, "model.experts",
+                     "at most 65536");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"plan.attention.gpus=2147483648"}), "--set", 0,
+                     "plan.attention.gpus", "more than masep accepts");
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"workload.batch=1073741824"}), "--set", 0,
+                     "workload.batch", "at most 16777216");
+  // Each count within its cap, the product past 2^53 bytes: an error, not an int64 overflow.
+  const auto w = parse_error(kBase, {"model.hidden=262144", "model.expert_ffn=262144",
+                                     "model.experts=65536", "model.layers=10000"});
+  EXPECT_EQ(w.key(), "model") << w.what();
+  EXPECT_NE(std::string(w.what()).find("bytes of weights"), std::string::npos) << w.what();
+  EXPECT_INPUT_ERROR(parse_error(kBase, {"workload.batch=16777212", "workload.context=16777216",
+                                         "model.layers=10000"}),
+                     "--set", 0, "workload.batch", "bytes of KV cache");
+}
+
 // ---- every error class -------------------------------------------------------------------
 
 TEST(Errors, MessageFormat) {

@@ -38,9 +38,13 @@ struct LoadedTrace {
   std::map<std::pair<int32_t, int32_t>, std::string> thread_names;  ///< (pid, tid) → name
 };
 
-/// Reads a Chrome trace written by plan::write_trace (nlohmann-json). Throws
-/// std::runtime_error naming the file for unreadable JSON, missing fields or duplicate op ids.
+/// Reads a Chrome trace written by plan::write_trace (nlohmann-json) through
+/// read_input_file (a regular file or `-`, at most kMaxTraceInputBytes). Throws InputError
+/// naming the file, the event and the key for unreadable JSON, missing or mistyped fields,
+/// fractional or duplicate op ids, negative or non-finite times, or no op events.
 LoadedTrace read_trace_file(const std::string& path);
+/// Same, from the trace's JSON text; `origin` names it in messages.
+LoadedTrace parse_trace(const std::string& json_text, const std::string& origin);
 
 /// One joined op.
 struct OpError {

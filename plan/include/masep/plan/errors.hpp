@@ -34,4 +34,18 @@ class InfeasiblePlan : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// An output file that cannot be written (output_file.hpp): a missing folder, a directory or
+/// block device given as the target, a full disk. what() names the output and the path.
+class OutputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A duration that cannot be an integer number of nanoseconds (time_ns.hpp): not finite or
+/// beyond 2^53 ns. Load-time range checks should have caught its input; this is the net.
+class DurationError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace masep::plan

@@ -1,0 +1,262 @@
+#include "fuzz_targets.hpp"
+
+#include <array>
+#include <exception>
+
+#include "masep/plan/calibration.hpp"
+#include "masep/plan/compare.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/plan/memory.hpp"
+#include "masep/plan/sweep.hpp"
+
+namespace masep::fuzz {
+namespace {
+
+constexpr std::string_view kCommon[] = {": ",
+                                        "\n",
+                                        "\n  ",
+                                        "- ",
+                                        "[",
+                                        "]",
+                                        "{",
+                                        "}",
+                                        ", ",
+                                        "\"",
+                                        "'",
+                                        "#",
+                                        "&a ",
+                                        "*a",
+                                        "~",
+                                        "null",
+                                        "true",
+                                        "false",
+                                        "0",
+                                        "-1",
+                                        "1e300",
+                                        "1e-300",
+                                        "-0",
+                                        "nan",
+                                        ".inf",
+                                        "-.inf",
+                                        "2147483648",
+                                        "9223372036854775808",
+                                        "18446744073709551616",
+                                        "4294967296",
+                                        "1.5",
+                                        "0x10",
+                                        "!!str ",
+                                        "? ",
+                                        "|\n",
+                                        ">\n",
+                                        "<<: ",
+                                        "\t",
+                                        "\r\n",
+                                        "\xef\xbb\xbf",
+                                        "\\u0000",
+                                        std::string_view("\0", 1)};
+constexpr std::string_view kScenario[] = {"name",
+                                          "model",
+                                          "topology",
+                                          "plan",
+                                          "workload",
+                                          "layers",
+                                          "hidden",
+                                          "heads",
+                                          "kv_heads",
+                                          "head_dim",
+                                          "experts",
+                                          "top_k",
+                                          "expert_ffn",
+                                          "shared_experts",
+                                          "gpu",
+                                          "nodes",
+                                          "gpus_per_node",
+                                          "intra_node",
+                                          "fabric",
+                                          "GBps",
+                                          "latency_ns",
+                                          "nics",
+                                          "gpus",
+                                          "switch_latency_ns",
+                                          "kind",
+                                          "ma_separation",
+                                          "colocated",
+                                          "attention",
+                                          "moe",
+                                          "head_parallel",
+                                          "sequence_parallel",
+                                          "replicas",
+                                          "placement",
+                                          "explicit",
+                                          "expert_map",
+                                          "expert_replicas",
+                                          "micro_batches",
+                                          "gpu_ranks",
+                                          "batch",
+                                          "context",
+                                          "distribution",
+                                          "decode_steps",
+                                          "routing",
+                                          "zipf",
+                                          "skew",
+                                          "expert_weights",
+                                          "seed",
+                                          "paper-moe",
+                                          "paper-16xa100",
+                                          "A100-SXM4-80GB",
+                                          "/dev/zero",
+                                          "hbm_gb",
+                                          "bf16_tflops"};
+constexpr std::string_view kCalibration[] = {"format",
+                                             "masep-calibration/1",
+                                             "device",
+                                             "gpus",
+                                             "launch",
+                                             "event_overhead_ns",
+                                             "event_gap_ns",
+                                             "comm_slowdown",
+                                             "gemm",
+                                             "attention",
+                                             "kernels",
+                                             "comm",
+                                             "points",
+                                             "n",
+                                             "k",
+                                             "heads",
+                                             "kv_heads",
+                                             "head_dim",
+                                             "batch",
+                                             "name",
+                                             "op",
+                                             "ranks",
+                                             "all_reduce",
+                                             "send_recv",
+                                             "[[1, 1e300]]",
+                                             "[[0, 1]]"};
+constexpr std::string_view kSweep[] = {"name",
+                                       "description",
+                                       "base",
+                                       "set",
+                                       "points",
+                                       "grid",
+                                       "output",
+                                       "dir",
+                                       "plots",
+                                       "x",
+                                       "y",
+                                       "series",
+                                       "logx",
+                                       "title",
+                                       "label",
+                                       "scenario",
+                                       "paper",
+                                       "workload.batch",
+                                       "plan.moe.gpus",
+                                       "../../escape",
+                                       "tpot_mean_ms",
+                                       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]"};
+constexpr std::string_view kTrace[] = {"\"traceEvents\"",
+                                       "\"ph\"",
+                                       "\"X\"",
+                                       "\"M\"",
+                                       "\"pid\"",
+                                       "\"tid\"",
+                                       "\"ts\"",
+                                       "\"dur\"",
+                                       "\"args\"",
+                                       "\"op\"",
+                                       "\"kind\"",
+                                       "\"step\"",
+                                       "\"layer\"",
+                                       "\"mb\"",
+                                       "\"name\"",
+                                       "\"otherData\"",
+                                       "\"process_name\"",
+                                       "\"thread_name\"",
+                                       "1e308",
+                                       "-3",
+                                       "0.5",
+                                       "[]",
+                                       "{}"};
+
+template <size_t A, size_t B>
+std::array<std::string_view, A + B> join(const std::string_view (&a)[A],
+                                         const std::string_view (&b)[B]) {
+  std::array<std::string_view, A + B> out{};
+  for (size_t i = 0; i < A; ++i) out[i] = a[i];
+  for (size_t i = 0; i < B; ++i) out[A + i] = b[i];
+  return out;
+}
+
+const auto kScenarioDict = join(kCommon, kScenario);
+const auto kCalibrationDict = join(kCommon, kCalibration);
+const auto kSweepDict = join(kCommon, kSweep);
+const auto kTraceDict = join(kCommon, kTrace);
+
+}  // namespace
+
+std::optional<Reader> reader_named(std::string_view name) {
+  for (Reader r : {Reader::kScenario, Reader::kCalibration, Reader::kSweep, Reader::kTrace}) {
+    if (name == name_of(r)) return r;
+  }
+  return std::nullopt;
+}
+
+const char* name_of(Reader r) {
+  switch (r) {
+    case Reader::kScenario:
+      return "scenario";
+    case Reader::kCalibration:
+      return "calibration";
+    case Reader::kSweep:
+      return "sweep";
+    case Reader::kTrace:
+      return "trace";
+  }
+  return "?";
+}
+
+std::span<const std::string_view> dictionary(Reader r) {
+  switch (r) {
+    case Reader::kScenario:
+      return kScenarioDict;
+    case Reader::kCalibration:
+      return kCalibrationDict;
+    case Reader::kSweep:
+      return kSweepDict;
+    case Reader::kTrace:
+      return kTraceDict;
+  }
+  return {};
+}
+
+bool run_one(Reader r, std::string_view input) {
+  const std::string text(input);
+  try {
+    switch (r) {
+      case Reader::kScenario: {
+        // Also the memory arithmetic every command runs next (its int64 products are what
+        // the load-time limits protect), for plans small enough to stay fast.
+        const plan::Scenario s = plan::parse_scenario(text, "fuzz.yaml");
+        if (s.plan.total_gpus() <= 4096) plan::plan_memory(s);
+        break;
+      }
+      case Reader::kCalibration:
+        plan::validate_calibration(plan::parse_calibration(text, "fuzz.yaml"));
+        break;
+      case Reader::kSweep:
+        plan::parse_sweep(text, "fuzz.yaml");
+        break;
+      case Reader::kTrace: {
+        const plan::LoadedTrace t = plan::parse_trace(text, "fuzz.json");
+        plan::compare_traces(t, t);
+        break;
+      }
+    }
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace masep::fuzz
