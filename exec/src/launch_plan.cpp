@@ -511,6 +511,50 @@ class Builder {
         fmt::format("op {} ({}, role {}): {}", o.id, o.name, plan::to_string(o.role), what));
   }
 
+  // The rows an op works on are those the compiler gave this rank: the group chunk's
+  // sequences (T) for the ops before the reduce-scatter, the rank's token slice (u) after it,
+  // and at most every token's top_k + shared rows on the MoE side. A Program read from a file
+  // is untrusted input: its sizes bound what this plan allocates.
+  void check_rows(const Op& o) const {
+    if (o.role == OpRole::kOther || o.micro_batch < 0 || o.micro_batch >= rp_.micro_batches) {
+      return;
+    }
+    const bool attention_side = rank_ < att_;
+    const int64_t T = attention_side ? batch_of(rank_, o.micro_batch).sequences : 0;
+    const int64_t u = attention_side ? batch_of(rank_, o.micro_batch).slice_tokens : 0;
+    int64_t want = -1;
+    switch (o.role) {
+      case OpRole::kNorm:
+      case OpRole::kQkv:
+      case OpRole::kRope:
+        want = T;
+        break;
+      case OpRole::kAttention:
+        if (o.batch != T) bad_shape(o, "attention batch is not the rank's sequences");
+        break;
+      case OpRole::kAddNorm:
+      case OpRole::kRouterGemm:
+      case OpRole::kRouter:
+      case OpRole::kPermute:
+      case OpRole::kCombine:
+        want = u;
+        break;
+      case OpRole::kMoePermute:
+      case OpRole::kMoeUnpermute:
+      case OpRole::kAct: {
+        const int64_t most = p_.layout.batch * (m_.top_k + m_.shared_experts);
+        if (o.m > most) bad_shape(o, "more expert rows than every token's experts");
+        break;
+      }
+      default:
+        break;
+    }
+    if (want >= 0 && o.m != want && !(o.role == OpRole::kOutProj)) {
+      bad_shape(
+          o, fmt::format("m = {} rows, the rank holds {} in this micro-batch", o.m, want).c_str());
+    }
+  }
+
   Launch map_op(const Op& o) {
     const int mb = o.micro_batch;
     const int64_t dt = kBf16;
@@ -522,6 +566,7 @@ class Builder {
          o.role == OpRole::kCombine)) {
       bad_shape(o, "an attention-side op on a rank that is not an attention rank");
     }
+    check_rows(o);
     switch (o.role) {
       case OpRole::kQkv:
       case OpRole::kOutProj:

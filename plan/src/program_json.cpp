@@ -1,10 +1,13 @@
 #include "masep/plan/program_json.hpp"
 
+#include "masep/plan/input_file.hpp"
 #include "masep/plan/output_file.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 
 namespace masep::plan {
@@ -198,6 +201,104 @@ std::string idx(const char* array, size_t i) {
   return std::string(array) + "[" + std::to_string(i) + "]";
 }
 
+// Largest count or size a Program field may hold: keeps every product the back ends form
+// (rows × columns × bytes) far inside int64.
+constexpr int64_t kMaxCount = int64_t{1} << 31;
+
+// A field of a read Program lies in [lo, hi].
+void in_range(const Reader& r, const std::string& where, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    r.fail(where, std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "]");
+  }
+}
+
+// The ranges of one op's fields against the Program's header (a file is untrusted input:
+// the simulator and the lowering index arrays with these).
+void check_op_ranges(const Reader& r, const Program& p, const Op& o, const std::string& w) {
+  in_range(r, w + ".micro_batch", o.micro_batch, 0, std::max(1, p.micro_batches) - 1);
+  in_range(r, w + ".layer", o.layer, 0, std::max(1, p.layers) - 1);
+  in_range(r, w + ".step", o.step, p.first_step, p.first_step + std::max(1, p.steps) - 1);
+  for (const auto& [v, key] : {std::pair{o.m, ".m"},
+                               {o.n, ".n"},
+                               {o.k, ".k"},
+                               {int64_t{o.batch}, ".batch"},
+                               {int64_t{o.heads}, ".heads"},
+                               {int64_t{o.kv_heads}, ".kv_heads"},
+                               {int64_t{o.head_dim}, ".head_dim"}}) {
+    in_range(r, w + key, v, 0, kMaxCount);
+  }
+  for (const auto& [v, key] : {std::pair{o.kv_tokens, ".kv_tokens"},
+                               {o.hbm_bytes, ".hbm_bytes"},
+                               {o.weight_bytes, ".weight_bytes"},
+                               {o.comm_bytes, ".comm_bytes"}}) {
+    in_range(r, w + key, v, 0, int64_t{1} << 50);
+  }
+  if (!(o.flops >= 0 && o.flops < 1e18)) r.fail(w + ".flops", "not a finite FLOP count >= 0");
+  for (int32_t g : o.group_m) in_range(r, w + ".group_m", g, 0, kMaxCount);
+}
+
+// The header, the layout and the ranks' batches agree with each other and with the model.
+void check_layout(const Reader& r, const Program& p) {
+  const ProgramLayout& l = p.layout;
+  const int n = p.rank_count();
+  in_range(r, "micro_batches", p.micro_batches, 1, 1 << 16);
+  in_range(r, "layers", p.layers, 0, 1 << 20);
+  in_range(r, "steps", p.steps, 0, 1 << 20);
+  in_range(r, "layout.batch", l.batch, 0, kMaxCount);
+  in_range(r, "layout.attention_ranks", l.attention_ranks, 0, n);
+  in_range(r, "layout.moe_base", l.moe_base, 0, n);
+  in_range(r, "layout.moe_ranks", l.moe_ranks, 0, n - l.moe_base);
+  in_range(r, "layout.group_size", l.group_size, 1, std::max(1, l.attention_ranks));
+  in_range(r, "layout.sequence_parallel", l.sequence_parallel, 1, l.group_size);
+  in_range(r, "layout.replicas", l.replicas, 0, std::max(1, l.attention_ranks));
+  if (!(l.intra_node_GBps >= 0 && l.intra_node_GBps < 1e9)) {
+    r.fail("layout.intra_node_GBps", "not a finite rate >= 0");
+  }
+  if (static_cast<int64_t>(l.context_lengths.size()) != l.batch && !l.context_lengths.empty()) {
+    r.fail("layout.context_lengths", std::to_string(l.context_lengths.size()) +
+                                         " lengths for a batch of " + std::to_string(l.batch));
+  }
+  for (int32_t c : l.context_lengths) in_range(r, "layout.context_lengths", c, 0, 1 << 30);
+  for (size_t e = 0; e < l.expert_holders.size(); ++e) {
+    for (int32_t g : l.expert_holders[e]) {
+      in_range(r, idx("layout.expert_holders", e), g, 0, std::max(0, l.moe_ranks - 1));
+    }
+  }
+  for (size_t i = 0; i < p.ranks.size(); ++i) {
+    const RankInfo& ri = p.ranks[i];
+    const std::string w = idx("ranks", i);
+    in_range(r, w + ".group_index", ri.group_index, -1, l.group_size - 1);
+    for (int32_t e : ri.experts) in_range(r, w + ".experts", e, 0, p.model.experts - 1);
+    if (!std::is_sorted(ri.experts.begin(), ri.experts.end())) {
+      r.fail(w + ".experts", "not in ascending order (the local slot order)");
+    }
+    if (static_cast<int>(i) < l.attention_ranks &&
+        static_cast<int>(ri.batches.size()) != p.micro_batches) {
+      r.fail(w + ".batches", std::to_string(ri.batches.size()) + " entries for " +
+                                 std::to_string(p.micro_batches) + " micro-batches");
+    }
+    for (const RankBatch& b : ri.batches) {
+      in_range(r, w + ".batches.first_sequence", b.first_sequence, 0, l.batch);
+      in_range(r, w + ".batches.sequences", b.sequences, 0, l.batch - b.first_sequence);
+      in_range(r, w + ".batches.slice_offset", b.slice_offset, 0, b.sequences);
+      in_range(r, w + ".batches.slice_tokens", b.slice_tokens, 0, b.sequences - b.slice_offset);
+      if (b.slice_first != b.first_sequence + b.slice_offset) {
+        r.fail(w + ".batches.slice_first", "is not first_sequence + slice_offset");
+      }
+    }
+  }
+  for (size_t i = 0; i < p.routing.size(); ++i) {
+    const RoutingSample& rs = p.routing[i];
+    const std::string w = idx("routing", i);
+    if (static_cast<int>(rs.tokens_per_expert.size()) != p.model.experts) {
+      r.fail(w + ".tokens_per_expert", "one count per expert expected");
+    }
+    in_range(r, w + ".first_sequence", rs.first_sequence, 0, l.batch);
+    for (int32_t e : rs.token_experts) in_range(r, w + ".token_experts", e, 0, p.model.experts - 1);
+  }
+}
+
 }  // namespace
 
 Program read_program_json(std::istream& in, const std::string& source) {
@@ -376,12 +477,14 @@ Program read_program_json(std::istream& in, const std::string& source) {
     o.exchange = r.get<int32_t>(e, "exchange", w);
     o.deps = r.get<std::vector<OpId>>(e, "deps", w);
     if (o.id != static_cast<OpId>(i)) r.fail(w + ".id", "ids must be dense (ops[i].id == i)");
+    check_op_ranges(r, p, o, w);
     p.ops.push_back(std::move(o));
   }
   if (p.stream_ops.size() != p.ranks.size()) {
     r.fail("stream_ops", std::to_string(p.stream_ops.size()) + " entries for " +
                              std::to_string(p.ranks.size()) + " ranks");
   }
+  check_layout(r, p);
   try {
     check_program(p);
   } catch (const std::exception& e) {
@@ -391,9 +494,8 @@ Program read_program_json(std::istream& in, const std::string& source) {
 }
 
 Program read_program_json_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::invalid_argument(path + ": cannot open for reading");
-  return read_program_json(f, path);
+  std::istringstream in(read_input_file(path, "Program", kMaxProgramInputBytes));
+  return read_program_json(in, path);
 }
 
 }  // namespace masep::plan

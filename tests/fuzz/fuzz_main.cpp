@@ -4,7 +4,7 @@
 //   masep_fuzz READER CORPUS_DIR [--seconds S] [--runs N] [--seed N] [--max-len BYTES]
 //                                [--hang-seconds S] [--out DIR]
 //
-// READER is scenario, calibration, sweep or trace. Every file in CORPUS_DIR is a seed; each
+// READER is scenario, calibration, sweep, trace or program. Every file in CORPUS_DIR is a seed; each
 // execution mutates one pool entry (bit/byte edits, insert/delete/duplicate ranges, dictionary
 // tokens, extreme numbers, splicing two entries) and runs it through the reader
 // (fuzz_targets.hpp). Accepted inputs join the pool (up to 512), so mutations reach past the
@@ -178,7 +178,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: masep_fuzz READER CORPUS_DIR [--seconds S] [--runs N] [--seed N] "
                "[--max-len BYTES] [--hang-seconds S] [--out DIR]\n"
-               "READER: scenario, calibration, sweep, trace\n");
+               "READER: scenario, calibration, sweep, trace, program\n");
   return 2;
 }
 

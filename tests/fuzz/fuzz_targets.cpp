@@ -2,11 +2,14 @@
 
 #include <array>
 #include <exception>
+#include <sstream>
 
+#include "masep/exec/launch_plan.hpp"
 #include "masep/plan/calibration.hpp"
 #include "masep/plan/compare.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/sweep.hpp"
 
 namespace masep::fuzz {
@@ -192,11 +195,34 @@ const auto kScenarioDict = join(kCommon, kScenario);
 const auto kCalibrationDict = join(kCommon, kCalibration);
 const auto kSweepDict = join(kCommon, kSweep);
 const auto kTraceDict = join(kCommon, kTrace);
+constexpr std::string_view kProgram[] = {"\"role\"",
+                                         "\"kind\"",
+                                         "\"ops\"",
+                                         "\"deps\"",
+                                         "\"layout\"",
+                                         "\"batches\"",
+                                         "\"expert_holders\"",
+                                         "\"context_lengths\"",
+                                         "\"group_m\"",
+                                         "\"exchange\"",
+                                         "\"collective\"",
+                                         "\"stream_ops\"",
+                                         "\"attention\"",
+                                         "\"qkv\"",
+                                         "\"dispatch\"",
+                                         "\"return\"",
+                                         "\"moe_permute\"",
+                                         "\"token_experts\"",
+                                         "2147483647",
+                                         "-1",
+                                         "1e308"};
+const auto kProgramDict = join(kCommon, kProgram);
 
 }  // namespace
 
 std::optional<Reader> reader_named(std::string_view name) {
-  for (Reader r : {Reader::kScenario, Reader::kCalibration, Reader::kSweep, Reader::kTrace}) {
+  for (Reader r : {Reader::kScenario, Reader::kCalibration, Reader::kSweep, Reader::kTrace,
+                   Reader::kProgram}) {
     if (name == name_of(r)) return r;
   }
   return std::nullopt;
@@ -212,6 +238,8 @@ const char* name_of(Reader r) {
       return "sweep";
     case Reader::kTrace:
       return "trace";
+    case Reader::kProgram:
+      return "program";
   }
   return "?";
 }
@@ -226,6 +254,8 @@ std::span<const std::string_view> dictionary(Reader r) {
       return kSweepDict;
     case Reader::kTrace:
       return kTraceDict;
+    case Reader::kProgram:
+      return kProgramDict;
   }
   return {};
 }
@@ -250,6 +280,21 @@ bool run_one(Reader r, std::string_view input) {
       case Reader::kTrace: {
         const plan::LoadedTrace t = plan::parse_trace(text, "fuzz.json");
         plan::compare_traces(t, t);
+        break;
+      }
+      case Reader::kProgram: {
+        std::istringstream in(text);
+        const plan::Program p = plan::read_program_json(in, "fuzz.json");
+        for (int r = 0; r < p.rank_count() && r < 64; ++r) {
+          for (bool gate : {false, true}) {
+            exec::PlanOptions po;
+            po.real_gating = gate;
+            try {
+              exec::build_rank_plan(p, r, po);
+            } catch (const std::invalid_argument&) {
+            }
+          }
+        }
         break;
       }
     }

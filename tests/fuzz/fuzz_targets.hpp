@@ -18,6 +18,8 @@ enum class Reader {
   kCalibration,  ///< plan::parse_calibration + validate_calibration
   kSweep,        ///< plan::parse_sweep
   kTrace,        ///< plan::parse_trace + compare_traces(t, t)
+  kProgram,      ///< plan::read_program_json, then exec::build_rank_plan of every rank
+                 ///< (what `masep exec --program` runs: the executor's CPU lowering)
 };
 
 std::optional<Reader> reader_named(std::string_view name);

@@ -34,6 +34,9 @@ namespace masep::plan {
 
 /// The format version written and read.
 inline constexpr int kProgramJsonVersion = 3;
+/// Size limit of a Program file read back (bytes): the JSON tree takes ~8x the text, so 1 GiB
+/// is ~8 GB of host memory (the paper's 32-step Program is 17 MB).
+inline constexpr uint64_t kMaxProgramInputBytes = 1ull << 30;
 
 /// Streams the Program as JSON to `out` (op by op: no document tree of the whole Program is
 /// built, so large Programs stream in constant extra memory).
@@ -47,6 +50,8 @@ void write_program_json_file(const Program& p, const std::string& path);
 /// (check_program). Throws std::invalid_argument "SOURCE: key.path: what" for a file that is
 /// not such a Program, is truncated, has a field of the wrong type or breaks an invariant.
 Program read_program_json(std::istream& in, const std::string& source);
+/// The same from a regular file (or `-`), at most kMaxProgramInputBytes (plan::read_input_file:
+/// devices, FIFOs and larger files are refused with InputError naming the path).
 Program read_program_json_file(const std::string& path);
 
 }  // namespace masep::plan
