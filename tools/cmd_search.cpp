@@ -269,7 +269,16 @@ int cmd_search(const Args& args) {
       if (!f) throw std::runtime_error(fmt::format("cannot write '{}'", out_yaml));
     }
     std::filesystem::rename(tmp, out_yaml);
-    std::printf("winner: %s (run: masep sim %s)\n", out_yaml.c_str(), out_yaml.c_str());
+    // Self-check: the file loads and reproduces the winner's TPOT.
+    const SimRun again = run_scenario(out_yaml, {}, so.sim);
+    const double want = r.results[static_cast<size_t>(winner)].metrics.tpot_mean_ms;
+    if (again.metrics.tpot_mean_ms != want) {
+      throw std::runtime_error(fmt::format(
+          "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan",
+          out_yaml, again.metrics.tpot_mean_ms, want));
+    }
+    std::printf("winner: %s (masep sim %s reproduces TPOT %.3f ms)\n", out_yaml.c_str(),
+                out_yaml.c_str(), want);
   }
   if (!csv.empty()) std::printf("csv: %s\n", csv.c_str());
   if (!plot.empty()) {
