@@ -1,5 +1,6 @@
 // masep search SCENARIO: the best plans for a GPU budget and a TPOT SLO (tools/search.hpp).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -79,6 +80,7 @@ std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
 int cmd_search(const Args& args) {
   std::string scenario = "paper", csv, out_yaml, plot, calibration, algorithm, network = "auto";
   std::vector<std::string> sets;
+  std::vector<int> batches;
   int gpus = 0, jobs = 0, top = 10, steps = 0, max_mb = 4, max_er = 0, wave = 16;
   double tpot_ms = 0;
   po::options_description opts(kUsage);
@@ -88,6 +90,9 @@ int cmd_search(const Args& args) {
       "gpus", po::value(&gpus), "GPU budget: every candidate uses exactly this many "
                                 "(default: all GPUs of the topology)")(
       "tpot-ms", po::value(&tpot_ms), "SLO: mean TPOT at most this many ms (default: none)")(
+      "batch", po::value(&batches)->multitoken(),
+      "workload.batch values to try with every plan, e.g. --batch 8 16 32 (default: the "
+      "scenario's batch)")(
       "top", po::value(&top)->default_value(10),
       "plans to list; the exact top N of each plan kind survives the bound pruning")(
       "steps", po::value(&steps), "decode steps to simulate per candidate (default: the "
@@ -123,6 +128,9 @@ int cmd_search(const Args& args) {
   }
   if (top < 1) bad("--top", fmt::format("must be >= 1, got {}", top));
   if (vm.count("steps") && steps < 1) bad("--steps", fmt::format("must be >= 1, got {}", steps));
+  for (int b : batches) {
+    if (b < 1) bad("--batch", fmt::format("must be >= 1, got {}", b));
+  }
   if (max_mb < 1) bad("--max-micro-batches", fmt::format("must be >= 1, got {}", max_mb));
   if (max_er < 0) bad("--max-expert-replicas", fmt::format("must be >= 0, got {}", max_er));
   if (jobs < 0) bad("--jobs", fmt::format("must be >= 0, got {}", jobs));
@@ -154,6 +162,7 @@ int cmd_search(const Args& args) {
   SearchSpace space;
   space.gpus = gpus;
   space.max_micro_batches = max_mb;
+  space.batches = batches;
   space.max_expert_replicas = max_er;
   space.colocated = !vm.count("no-colocated");
   space.ma_separation = !vm.count("no-ma");
@@ -163,9 +172,11 @@ int cmd_search(const Args& args) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const auto& w = base.workload;
-  std::printf("search: %s on %s, %d GPUs, model %s, batch %d, %s, %d decode steps, SLO %s\n",
+  std::string batch_text = std::to_string(w.batch);
+  if (!batches.empty()) batch_text = fmt::format("{}", fmt::join(batches, "/"));
+  std::printf("search: %s on %s, %d GPUs, model %s, batch %s, %s, %d decode steps, SLO %s\n",
               base.name.c_str(), base.topology.name.c_str(), gpus, base.model.name.c_str(),
-              w.batch,
+              batch_text.c_str(),
               w.context_kind == plan::ContextKind::kFixed
                   ? fmt::format("context {}", w.context).c_str()
                   : fmt::format("context {}..{}", w.context_min, w.context_max).c_str(),
@@ -218,6 +229,7 @@ int cmd_search(const Args& args) {
   t.column("TPOT ms");
   t.column("floor ms");
   t.column("tokens/s/GPU");
+  t.column("batch");
   t.column("bottleneck", Table::kLeft);
   const size_t shown = std::min(r.ranking.size(), static_cast<size_t>(top));
   for (size_t j = 0; j < shown; ++j) {
@@ -226,7 +238,7 @@ int cmd_search(const Args& args) {
     const auto& x = r.results[static_cast<size_t>(i)];
     t.row({std::to_string(j + 1), c.label(), fmt::format("{:.3f}", x.metrics.tpot_mean_ms),
            fmt::format("{:.3f}", x.floor_ms), fmt::format("{:.0f}", x.tokens_per_s_per_gpu),
-           bottleneck(c, x.metrics, gpus)});
+           std::to_string(x.batch), bottleneck(c, x.metrics, gpus)});
   }
   std::printf("top %zu plans by tokens/s per GPU%s:\n", shown,
               tpot_ms > 0 ? " (meeting the SLO)" : "");
@@ -260,8 +272,9 @@ int cmd_search(const Args& args) {
   const int winner = r.ranking.front();
   const auto& wc = r.candidates[static_cast<size_t>(winner)];
   if (!out_yaml.empty()) {
-    const std::string text =
-        scenario_yaml(scenario, so.overrides, wc.plan_yaml, base.name + "-search-best");
+    std::vector<std::string> ov = so.overrides;
+    if (wc.batch > 0) ov.push_back(fmt::format("workload.batch={}", wc.batch));
+    const std::string text = scenario_yaml(scenario, ov, wc.plan_yaml, base.name + "-search-best");
     const std::string tmp = out_yaml + ".tmp";
     {
       std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

@@ -49,13 +49,14 @@ std::string fmt_num(double v) {
 }  // namespace
 
 std::string Candidate::label() const {
+  const std::string b = batch > 0 ? fmt::format(" b{}", batch) : std::string();
   if (kind == plan::PlanKind::kColocated) {
-    return fmt::format("co tp{} er{} {} mb{}", tensor_parallel, expert_replicas,
-                       placement_short(placement), micro_batches);
+    return fmt::format("co tp{} er{} {} mb{}{}", tensor_parallel, expert_replicas,
+                       placement_short(placement), micro_batches, b);
   }
-  return fmt::format("ma {}:{} r{} hp{} sp{} er{} {} mb{}", attention_gpus, moe_gpus, replicas,
+  return fmt::format("ma {}:{} r{} hp{} sp{} er{} {} mb{}{}", attention_gpus, moe_gpus, replicas,
                      head_parallel, sequence_parallel, expert_replicas,
-                     placement_short(placement), micro_batches);
+                     placement_short(placement), micro_batches, b);
 }
 
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
@@ -127,6 +128,17 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
       }
     }
   }
+  if (!space.batches.empty()) {
+    std::vector<Candidate> plans = std::move(out);
+    out.clear();
+    for (int b : space.batches) {
+      if (b < 1) throw std::invalid_argument("enumerate_candidates: batches must be >= 1");
+      for (Candidate c : plans) {
+        c.batch = b;
+        out.push_back(std::move(c));
+      }
+    }
+  }
   for (size_t i = 0; i < out.size(); ++i) out[i].index = static_cast<int>(i);
   return out;
 }
@@ -134,22 +146,19 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu) {
   const double bytes_per_ns = gpu.hbm_GBps;         // GB/s == bytes per ns
   const double flops_per_ns = gpu.bf16_tflops * 1e3;  // the simulator's peak (all dtypes)
-  std::map<int, std::vector<double>> per_step;       // step -> per-rank ns
-  const size_t ranks = program.ranks.size();
+  std::vector<double> per_rank(program.ranks.size(), 0.0);
+  int first = std::numeric_limits<int>::max(), last = std::numeric_limits<int>::min();
   for (const auto& op : program.ops) {
     if (op.stream != plan::kCompute) continue;
-    auto& v = per_step[op.step];
-    if (v.empty()) v.assign(ranks, 0.0);
     double t = 0;
     if (bytes_per_ns > 0) t = static_cast<double>(op.hbm_bytes) / bytes_per_ns;
     if (flops_per_ns > 0) t = std::max(t, op.flops / flops_per_ns);
-    v[static_cast<size_t>(op.rank)] += t;
+    per_rank[static_cast<size_t>(op.rank)] += t;
+    first = std::min(first, op.step);
+    last = std::max(last, op.step);
   }
-  double best = std::numeric_limits<double>::infinity();
-  for (const auto& [step, v] : per_step) {
-    best = std::min(best, *std::max_element(v.begin(), v.end()));
-  }
-  return std::isfinite(best) ? best : 0.0;
+  if (per_rank.empty() || first > last) return 0.0;
+  return *std::max_element(per_rank.begin(), per_rank.end()) / (last - first + 1);
 }
 
 const char* to_string(CandidateStatus s) {
@@ -222,6 +231,7 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
       CandidateResult& r = res.results[static_cast<size_t>(i)];
       std::vector<std::string> ov = options.overrides;
       ov.push_back("plan=" + c.plan_yaml);
+      if (c.batch > 0) ov.push_back(fmt::format("workload.batch={}", c.batch));
       plan::Scenario s;
       try {
         s = plan::load_scenario(options.base, ov);
@@ -240,10 +250,8 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
         return;
       }
       try {
-        plan::CompileOptions one;
-        one.first_step = 0;
-        one.steps = 1;
-        const plan::Program p = plan::compile(s, one);
+        // All steps: routing differs per step, so one step's busiest rank is no bound.
+        const plan::Program p = plan::compile(s);
         r.floor_ms = tpot_floor_ns(p, s.topology.gpu) / 1e6;
       } catch (const std::exception& e) {
         r.status = CandidateStatus::kInvalid;
@@ -251,6 +259,7 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
         return;
       }
       r.status = CandidateStatus::kSimulated;  // provisional: "survived phase 1"
+      r.batch = s.workload.batch;
       Prepared& pr = prep[static_cast<size_t>(i)];
       pr.gpus = s.plan.total_gpus();
       pr.batch = s.workload.batch;
@@ -375,7 +384,7 @@ std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
   std::vector<std::vector<std::string>> t;
   t.push_back({"index", "kind", "label", "attention_gpus", "moe_gpus", "replicas",
                "head_parallel", "sequence_parallel", "tensor_parallel", "expert_replicas",
-               "placement", "micro_batches", "status", "floor_ms", "tpot_mean_ms", "tpot_p99_ms",
+               "placement", "micro_batches", "batch", "status", "floor_ms", "tpot_mean_ms", "tpot_p99_ms",
                "tokens_per_s", "tokens_per_s_per_gpu", "attention_idle_ms", "moe_idle_ms",
                "exposed_comm_ms", "peak_memory_gb", "meets_slo", "error"});
   for (size_t i = 0; i < r.candidates.size(); ++i) {
@@ -390,7 +399,7 @@ std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
                  opt(ma, c.head_parallel), opt(ma, c.sequence_parallel),
                  opt(!ma, c.tensor_parallel), std::to_string(c.expert_replicas),
                  plan::to_string(c.placement), std::to_string(c.micro_batches),
-                 to_string(x.status), x.floor_ms > 0 ? fmt_num(x.floor_ms) : "",
+                 x.batch > 0 ? std::to_string(x.batch) : "", to_string(x.status), x.floor_ms > 0 ? fmt_num(x.floor_ms) : "",
                  sim ? fmt_num(m.tpot_mean_ms) : "", sim ? fmt_num(m.tpot_p99_ms) : "",
                  sim ? fmt_num(m.tokens_per_s) : "", sim ? fmt_num(x.tokens_per_s_per_gpu) : "",
                  sim ? fmt_num(m.attention_idle_ns / 1e6) : "",

@@ -25,6 +25,8 @@ struct SearchSpace {
   int max_expert_replicas = 0;   ///< expert_replicas 1..this (0 = up to the expert GPUs)
   bool colocated = true;         ///< enumerate co-located plans
   bool ma_separation = true;     ///< enumerate MA-separation plans (needs gpus >= 2)
+  /// workload.batch values to try with every plan (sequences); empty = the scenario's batch.
+  std::vector<int> batches;
 };
 
 /// One enumerated plan. `plan_yaml` is the whole `plan:` mapping in YAML flow style, given
@@ -38,21 +40,25 @@ struct Candidate {
   int expert_replicas = 1;
   plan::Placement placement = plan::Placement::kRoundRobin;
   int micro_batches = 1;
+  int batch = 0;  ///< workload.batch override; 0 = the scenario's
   std::string plan_yaml;
-  /// Short label, e.g. "co tp4 er1 rr mb1" or "ma 12:4 r3 hp4 sp1 er1 rr mb2".
+  /// Short label, e.g. "co tp4 er1 rr mb1" or "ma 12:4 r3 hp4 sp1 er1 rr mb2" (" b32" added
+  /// when the candidate sets the batch).
   std::string label() const;
 };
 
-/// Every candidate of `space`, in a fixed order: co-located first (tensor_parallel, placement,
+/// Every candidate of `space`, in a fixed order: for each batch (in the given order), co-located first (tensor_parallel, placement,
 /// expert_replicas, micro_batches ascending), then MA separation (attention GPUs ascending,
 /// then replicas, head_parallel, placement, expert_replicas, micro_batches). No filtering by
 /// model: the loader decides validity. Throws std::invalid_argument for gpus < 1.
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
 
-/// Lower bound on the mean TPOT of a compiled Program, in ns: over ranks, the sum over the
-/// rank's compute-stream ops of one step of max(hbm_bytes / HBM rate, FLOPs / dense bf16 peak)
-/// at the GPU datasheet (the simulator's roofline with efficiency 1 and no launch cost),
-/// maximised over ranks and minimised over the compiled steps.
+/// Lower bound on the mean TPOT of a compiled Program, in ns: the largest over ranks of the
+/// rank's compute-stream work per step, where an op's work is max(hbm_bytes / HBM rate,
+/// FLOPs / dense bf16 peak) at the GPU datasheet (the simulator's roofline with efficiency 1
+/// and no launch cost), summed over the program's steps and divided by their number. A
+/// rank's compute ops run one at a time inside the run, so makespan / steps (the mean TPOT)
+/// is at least this. Compile every step: routing differs per step.
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu);
 
 /// What happened to a candidate.
@@ -72,6 +78,7 @@ struct CandidateResult {
   double floor_ms = 0;           ///< tpot_floor_ns / 1e6 (0 when not compiled)
   plan::RunMetrics metrics;      ///< kSimulated only; ranks cleared
   int64_t peak_memory_bytes = 0; ///< largest rank total of plan_memory
+  int batch = 0;                 ///< workload.batch of the loaded scenario (0 if invalid)
   double tokens_per_s_per_gpu = 0;  ///< kSimulated: metrics.tokens_per_s / GPUs
   bool meets_slo = false;        ///< kSimulated and tpot_mean_ms <= SLO (or no SLO)
 };

@@ -259,7 +259,7 @@ elseif(MODE STREQUAL "search")
   run(sim ${WORK}/best.yaml --json)
   expect_ok("masep sim on the winner YAML")
   # Bad options name the option.
-  foreach(bad "--gpus;0" "--gpus;5" "--tpot-ms;-1" "--top;0" "--steps;0" "--max-micro-batches;0"
+  foreach(bad "--gpus;0" "--batch;0" "--gpus;5" "--tpot-ms;-1" "--top;0" "--steps;0" "--max-micro-batches;0"
               "--jobs;-1" "--network;nope")
     list(GET bad 0 opt)
     run(search paper --set topology=host-4xh100 ${bad})

@@ -55,6 +55,15 @@ TEST(SearchEnumerate, CountsMatchTheClosedForm) {
   s.max_micro_batches = 1;
   // co-located 3 x 2; MA (1 + 3 + 3) x 2.
   EXPECT_EQ(enumerate_candidates(s).size(), 6u + 14u);
+  s.batches = {8, 16, 32};  // every plan once per batch, batch outermost
+  const auto batched = enumerate_candidates(s);
+  ASSERT_EQ(batched.size(), 3u * 20u);
+  EXPECT_EQ(batched[0].batch, 8);
+  EXPECT_EQ(batched[20].batch, 16);
+  EXPECT_EQ(batched[20].plan_yaml, batched[0].plan_yaml);
+  EXPECT_EQ(batched[19].label(), "ma 3:1 r3 hp1 sp1 er1 ct mb1 b8");
+  EXPECT_EQ(batched[59].label(), "ma 3:1 r3 hp1 sp1 er1 ct mb1 b32");
+  s.batches.clear();
   s.gpus = 1;
   EXPECT_EQ(enumerate_candidates(s).size(), 2u);  // co tp1, two placements; no MA on 1 GPU
   s.gpus = 0;
@@ -178,11 +187,15 @@ TEST(SearchRun, InvalidAndMemoryCountsComeFromTheLoaderAndCheckMemory) {
 
 TEST(SearchRun, WinnerYamlReproducesItsTpot) {
   const SearchOptions o = tiny_options();
-  const SearchResult r = run_search(tiny_space(), o);
+  SearchSpace space = tiny_space();
+  space.batches = {16, 48};
+  const SearchResult r = run_search(space, o);
   ASSERT_FALSE(r.ranking.empty());
   const int w = r.ranking.front();
-  const std::string text =
-      scenario_yaml(o.base, o.overrides, r.candidates[w].plan_yaml, "search-best");
+  EXPECT_EQ(r.candidates[w].batch, 48);  // more sequences per step: more tokens/s per GPU
+  auto ov = o.overrides;
+  ov.push_back("workload.batch=48");
+  const std::string text = scenario_yaml(o.base, ov, r.candidates[w].plan_yaml, "search-best");
   const plan::Scenario s = plan::parse_scenario(text, "search-best.yaml");
   EXPECT_EQ(s.topology.name, "host-4xh100");
   EXPECT_EQ(s.workload.decode_steps, 2);
