@@ -42,10 +42,6 @@ SCENARIO   built-in name or YAML path (default: paper); its own plan is replaced
 
 options)";
 
-struct Frontier {
-  std::vector<int> co, ma;
-};
-
 // Pareto frontier per kind over simulated candidates: lower TPOT and higher tokens/s/GPU.
 std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
   std::vector<int> pts;
@@ -87,21 +83,23 @@ int cmd_search(const Args& args) {
   opts.add_options()("help,h", "show this help")(
       "set", po::value(&sets)->composing(),
       "override KEY=VALUE on the scenario, as masep sim takes it (repeatable)")(
-      "gpus", po::value(&gpus), "GPU budget: every candidate uses exactly this many "
-                                "(default: all GPUs of the topology)")(
-      "tpot-ms", po::value(&tpot_ms), "SLO: mean TPOT at most this many ms (default: none)")(
+      "gpus", po::value(&gpus),
+      "GPU budget: every candidate uses exactly this many "
+      "(default: all GPUs of the topology)")("tpot-ms", po::value(&tpot_ms),
+                                             "SLO: mean TPOT at most this many ms (default: none)")(
       "batch", po::value(&batches)->multitoken(),
       "workload.batch values to try with every plan, e.g. --batch 8 16 32 (default: the "
       "scenario's batch)")(
       "top", po::value(&top)->default_value(10),
       "plans to list; the exact top N of each plan kind survives the bound pruning")(
-      "steps", po::value(&steps), "decode steps to simulate per candidate (default: the "
-                                  "scenario's workload.decode_steps)")(
+      "steps", po::value(&steps),
+      "decode steps to simulate per candidate (default: the "
+      "scenario's workload.decode_steps)")(
       "max-micro-batches", po::value(&max_mb)->default_value(4), "micro_batches 1..N")(
       "max-expert-replicas", po::value(&max_er)->default_value(0),
-      "expert_replicas 1..N (0 = up to the expert GPUs)")(
-      "no-colocated", "skip co-located plans")("no-ma", "skip MA-separation plans")(
-      "jobs,j", po::value(&jobs)->default_value(0), "worker threads (0 = all cores)")(
+      "expert_replicas 1..N (0 = up to the expert GPUs)")("no-colocated", "skip co-located plans")(
+      "no-ma", "skip MA-separation plans")("jobs,j", po::value(&jobs)->default_value(0),
+                                           "worker threads (0 = all cores)")(
       "wave", po::value(&wave)->default_value(16),
       "candidates simulated between updates of the bound (fixed, so results do not depend "
       "on --jobs)")("csv", po::value(&csv), "write every candidate with its status and metrics")(
@@ -180,8 +178,7 @@ int cmd_search(const Args& args) {
               w.context_kind == plan::ContextKind::kFixed
                   ? fmt::format("context {}", w.context).c_str()
                   : fmt::format("context {}..{}", w.context_min, w.context_max).c_str(),
-              w.decode_steps,
-              tpot_ms > 0 ? fmt::format("TPOT <= {} ms", tpot_ms).c_str() : "none");
+              w.decode_steps, tpot_ms > 0 ? fmt::format("TPOT <= {} ms", tpot_ms).c_str() : "none");
   int bound_slo = 0, bound_best = 0;
   for (const auto& x : r.results) {
     bound_slo += x.status == CandidateStatus::kBoundSlo;
@@ -192,8 +189,8 @@ int cmd_search(const Args& args) {
       "over the SLO, %d below the top %d), %d simulated, %d failed\n",
       r.enumerated, r.invalid, r.pruned_memory, r.pruned_bound, bound_slo, bound_best, top,
       r.simulated, r.failed);
-  std::fprintf(stderr, "masep search: %d candidates in %.1f s wall (%d simulated)\n",
-               r.enumerated, wall, r.simulated);
+  std::fprintf(stderr, "masep search: %d candidates in %.1f s wall (%d simulated)\n", r.enumerated,
+               wall, r.simulated);
   if (r.floor_violations > 0) {
     std::fprintf(stderr,
                  "masep search: warning: %d simulated plans ran faster than their roofline "
@@ -287,8 +284,8 @@ int cmd_search(const Args& args) {
     const double want = r.results[static_cast<size_t>(winner)].metrics.tpot_mean_ms;
     if (again.metrics.tpot_mean_ms != want) {
       throw std::runtime_error(fmt::format(
-          "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan",
-          out_yaml, again.metrics.tpot_mean_ms, want));
+          "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan", out_yaml,
+          again.metrics.tpot_mean_ms, want));
     }
     std::printf("winner: %s (masep sim %s reproduces TPOT %.3f ms)\n", out_yaml.c_str(),
                 out_yaml.c_str(), want);
@@ -318,7 +315,8 @@ int cmd_search(const Args& args) {
     pl.series = "plan";
     sw.plots.push_back(pl);
     std::string note;
-    for (const auto& img : make_plots(dir, sw, table, &note)) std::printf("plot: %s\n", img.c_str());
+    for (const auto& img : make_plots(dir, sw, table, &note))
+      std::printf("plot: %s\n", img.c_str());
     if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
   }
   return 0;

@@ -55,8 +55,8 @@ std::string Candidate::label() const {
                        placement_short(placement), micro_batches, b);
   }
   return fmt::format("ma {}:{} r{} hp{} sp{} er{} {} mb{}{}", attention_gpus, moe_gpus, replicas,
-                     head_parallel, sequence_parallel, expert_replicas,
-                     placement_short(placement), micro_batches, b);
+                     head_parallel, sequence_parallel, expert_replicas, placement_short(placement),
+                     micro_batches, b);
 }
 
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
@@ -64,8 +64,7 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
   if (space.max_micro_batches < 1) {
     throw std::invalid_argument("enumerate_candidates: max_micro_batches must be >= 1");
   }
-  const plan::Placement placements[] = {plan::Placement::kRoundRobin,
-                                        plan::Placement::kContiguous};
+  const plan::Placement placements[] = {plan::Placement::kRoundRobin, plan::Placement::kContiguous};
   auto er_max = [&](int expert_gpus) {
     return space.max_expert_replicas > 0 ? std::min(space.max_expert_replicas, expert_gpus)
                                          : expert_gpus;
@@ -144,7 +143,7 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
 }
 
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu) {
-  const double bytes_per_ns = gpu.hbm_GBps;         // GB/s == bytes per ns
+  const double bytes_per_ns = gpu.hbm_GBps;           // GB/s == bytes per ns
   const double flops_per_ns = gpu.bf16_tflops * 1e3;  // the simulator's peak (all dtypes)
   std::vector<double> per_rank(program.ranks.size(), 0.0);
   int first = std::numeric_limits<int>::max(), last = std::numeric_limits<int>::min();
@@ -382,11 +381,31 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
 
 std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
   std::vector<std::vector<std::string>> t;
-  t.push_back({"index", "kind", "label", "attention_gpus", "moe_gpus", "replicas",
-               "head_parallel", "sequence_parallel", "tensor_parallel", "expert_replicas",
-               "placement", "micro_batches", "batch", "status", "floor_ms", "tpot_mean_ms", "tpot_p99_ms",
-               "tokens_per_s", "tokens_per_s_per_gpu", "attention_idle_ms", "moe_idle_ms",
-               "exposed_comm_ms", "peak_memory_gb", "meets_slo", "error"});
+  t.push_back({"index",
+               "kind",
+               "label",
+               "attention_gpus",
+               "moe_gpus",
+               "replicas",
+               "head_parallel",
+               "sequence_parallel",
+               "tensor_parallel",
+               "expert_replicas",
+               "placement",
+               "micro_batches",
+               "batch",
+               "status",
+               "floor_ms",
+               "tpot_mean_ms",
+               "tpot_p99_ms",
+               "tokens_per_s",
+               "tokens_per_s_per_gpu",
+               "attention_idle_ms",
+               "moe_idle_ms",
+               "exposed_comm_ms",
+               "peak_memory_gb",
+               "meets_slo",
+               "error"});
   for (size_t i = 0; i < r.candidates.size(); ++i) {
     const Candidate& c = r.candidates[i];
     const CandidateResult& x = r.results[i];
@@ -394,19 +413,31 @@ std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
     const bool sim = x.status == CandidateStatus::kSimulated;
     const auto& m = x.metrics;
     auto opt = [](bool on, int v) { return on ? std::to_string(v) : std::string(); };
-    t.push_back({std::to_string(c.index), ma ? "ma_separation" : "colocated", c.label(),
-                 opt(ma, c.attention_gpus), opt(ma, c.moe_gpus), opt(ma, c.replicas),
-                 opt(ma, c.head_parallel), opt(ma, c.sequence_parallel),
-                 opt(!ma, c.tensor_parallel), std::to_string(c.expert_replicas),
-                 plan::to_string(c.placement), std::to_string(c.micro_batches),
-                 x.batch > 0 ? std::to_string(x.batch) : "", to_string(x.status), x.floor_ms > 0 ? fmt_num(x.floor_ms) : "",
-                 sim ? fmt_num(m.tpot_mean_ms) : "", sim ? fmt_num(m.tpot_p99_ms) : "",
-                 sim ? fmt_num(m.tokens_per_s) : "", sim ? fmt_num(x.tokens_per_s_per_gpu) : "",
+    t.push_back({std::to_string(c.index),
+                 ma ? "ma_separation" : "colocated",
+                 c.label(),
+                 opt(ma, c.attention_gpus),
+                 opt(ma, c.moe_gpus),
+                 opt(ma, c.replicas),
+                 opt(ma, c.head_parallel),
+                 opt(ma, c.sequence_parallel),
+                 opt(!ma, c.tensor_parallel),
+                 std::to_string(c.expert_replicas),
+                 plan::to_string(c.placement),
+                 std::to_string(c.micro_batches),
+                 x.batch > 0 ? std::to_string(x.batch) : "",
+                 to_string(x.status),
+                 x.floor_ms > 0 ? fmt_num(x.floor_ms) : "",
+                 sim ? fmt_num(m.tpot_mean_ms) : "",
+                 sim ? fmt_num(m.tpot_p99_ms) : "",
+                 sim ? fmt_num(m.tokens_per_s) : "",
+                 sim ? fmt_num(x.tokens_per_s_per_gpu) : "",
                  sim ? fmt_num(m.attention_idle_ns / 1e6) : "",
                  sim ? fmt_num(m.moe_idle_ns / 1e6) : "",
                  sim ? fmt_num(m.exposed_comm_ns / 1e6) : "",
                  x.peak_memory_bytes > 0 ? fmt_num(x.peak_memory_bytes / 1e9) : "",
-                 sim ? (x.meets_slo ? "yes" : "no") : "", x.error});
+                 sim ? (x.meets_slo ? "yes" : "no") : "",
+                 x.error});
   }
   return t;
 }

@@ -20,11 +20,11 @@ namespace masep::tools {
 
 /// What to enumerate. Plain data; defaults are the `masep search` defaults.
 struct SearchSpace {
-  int gpus = 0;                  ///< GPUs every candidate uses (exactly); must be >= 1
-  int max_micro_batches = 4;     ///< micro_batches 1..this
-  int max_expert_replicas = 0;   ///< expert_replicas 1..this (0 = up to the expert GPUs)
-  bool colocated = true;         ///< enumerate co-located plans
-  bool ma_separation = true;     ///< enumerate MA-separation plans (needs gpus >= 2)
+  int gpus = 0;                 ///< GPUs every candidate uses (exactly); must be >= 1
+  int max_micro_batches = 4;    ///< micro_batches 1..this
+  int max_expert_replicas = 0;  ///< expert_replicas 1..this (0 = up to the expert GPUs)
+  bool colocated = true;        ///< enumerate co-located plans
+  bool ma_separation = true;    ///< enumerate MA-separation plans (needs gpus >= 2)
   /// workload.batch values to try with every plan (sequences); empty = the scenario's batch.
   std::vector<int> batches;
 };
@@ -34,9 +34,9 @@ struct SearchSpace {
 struct Candidate {
   int index = 0;  ///< position in enumeration order
   plan::PlanKind kind = plan::PlanKind::kColocated;
-  int attention_gpus = 0, moe_gpus = 0;  ///< MA only
+  int attention_gpus = 0, moe_gpus = 0;                        ///< MA only
   int head_parallel = 0, sequence_parallel = 0, replicas = 0;  ///< MA only
-  int tensor_parallel = 0;  ///< co-located only
+  int tensor_parallel = 0;                                     ///< co-located only
   int expert_replicas = 1;
   plan::Placement placement = plan::Placement::kRoundRobin;
   int micro_batches = 1;
@@ -47,10 +47,11 @@ struct Candidate {
   std::string label() const;
 };
 
-/// Every candidate of `space`, in a fixed order: for each batch (in the given order), co-located first (tensor_parallel, placement,
-/// expert_replicas, micro_batches ascending), then MA separation (attention GPUs ascending,
-/// then replicas, head_parallel, placement, expert_replicas, micro_batches). No filtering by
-/// model: the loader decides validity. Throws std::invalid_argument for gpus < 1.
+/// Every candidate of `space`, in a fixed order: for each batch (in the given order), co-located
+/// first (tensor_parallel, placement, expert_replicas, micro_batches ascending), then MA separation
+/// (attention GPUs ascending, then replicas, head_parallel, placement, expert_replicas,
+/// micro_batches). No filtering by model: the loader decides validity. Throws std::invalid_argument
+/// for gpus < 1.
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
 
 /// Lower bound on the mean TPOT of a compiled Program, in ns: the largest over ranks of the
@@ -63,42 +64,41 @@ double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu)
 
 /// What happened to a candidate.
 enum class CandidateStatus {
-  kInvalid,        ///< the loader or compiler rejected it (error holds the message)
-  kMemory,         ///< plan::check_memory rejected it
-  kBoundSlo,       ///< its TPOT floor is above the SLO
-  kBoundBest,      ///< its tokens/s/GPU ceiling is below the top-K of its kind so far
-  kSimulated,      ///< simulated (metrics valid)
-  kFailed,         ///< simulation threw (error holds the message)
+  kInvalid,    ///< the loader or compiler rejected it (error holds the message)
+  kMemory,     ///< plan::check_memory rejected it
+  kBoundSlo,   ///< its TPOT floor is above the SLO
+  kBoundBest,  ///< its tokens/s/GPU ceiling is below the top-K of its kind so far
+  kSimulated,  ///< simulated (metrics valid)
+  kFailed,     ///< simulation threw (error holds the message)
 };
 const char* to_string(CandidateStatus s);
 
 struct CandidateResult {
   CandidateStatus status = CandidateStatus::kInvalid;
   std::string error;
-  double floor_ms = 0;           ///< tpot_floor_ns / 1e6 (0 when not compiled)
-  plan::RunMetrics metrics;      ///< kSimulated only; ranks cleared
-  int64_t peak_memory_bytes = 0; ///< largest rank total of plan_memory
-  int batch = 0;                 ///< workload.batch of the loaded scenario (0 if invalid)
+  double floor_ms = 0;              ///< tpot_floor_ns / 1e6 (0 when not compiled)
+  plan::RunMetrics metrics;         ///< kSimulated only; ranks cleared
+  int64_t peak_memory_bytes = 0;    ///< largest rank total of plan_memory
+  int batch = 0;                    ///< workload.batch of the loaded scenario (0 if invalid)
   double tokens_per_s_per_gpu = 0;  ///< kSimulated: metrics.tokens_per_s / GPUs
-  bool meets_slo = false;        ///< kSimulated and tpot_mean_ms <= SLO (or no SLO)
+  bool meets_slo = false;           ///< kSimulated and tpot_mean_ms <= SLO (or no SLO)
 };
 
 /// Search inputs beside the space.
 struct SearchOptions {
-  std::string base;                   ///< scenario: built-in name or YAML path
-  std::vector<std::string> overrides; ///< "key=value", applied before the plan override
-  double tpot_slo_ms = 0;             ///< 0 = no SLO
-  int top_k = 10;                     ///< exact top-K per plan kind survives bound pruning
-  int wave = 16;                      ///< candidates simulated between bound updates
-  int jobs = 0;                       ///< worker threads, 0 = all cores
+  std::string base;                    ///< scenario: built-in name or YAML path
+  std::vector<std::string> overrides;  ///< "key=value", applied before the plan override
+  double tpot_slo_ms = 0;              ///< 0 = no SLO
+  int top_k = 10;                      ///< exact top-K per plan kind survives bound pruning
+  int wave = 16;                       ///< candidates simulated between bound updates
+  int jobs = 0;                        ///< worker threads, 0 = all cores
   sim::SimOptions sim;
 };
 
 struct SearchResult {
   std::vector<Candidate> candidates;
   std::vector<CandidateResult> results;  ///< same order as candidates
-  int enumerated = 0, invalid = 0, pruned_memory = 0, pruned_bound = 0, simulated = 0,
-      failed = 0;
+  int enumerated = 0, invalid = 0, pruned_memory = 0, pruned_bound = 0, simulated = 0, failed = 0;
   int floor_violations = 0;  ///< simulated TPOT below its floor (a bug if ever > 0)
   /// Indices of simulated candidates meeting the SLO, best first (tokens/s/GPU descending,
   /// then TPOT ascending, then index).

@@ -166,8 +166,7 @@ TEST(SearchRun, InvalidAndMemoryCountsComeFromTheLoaderAndCheckMemory) {
   EXPECT_GT(r.pruned_memory, 0);
   EXPECT_GT(r.simulated, 0);
   EXPECT_GT(r.invalid, 0);
-  EXPECT_EQ(r.enumerated,
-            r.invalid + r.pruned_memory + r.pruned_bound + r.simulated + r.failed);
+  EXPECT_EQ(r.enumerated, r.invalid + r.pruned_memory + r.pruned_bound + r.simulated + r.failed);
   for (const auto& x : r.results) {
     if (x.status == CandidateStatus::kInvalid) {
       // The loader's message, naming the key at fault.
@@ -207,8 +206,7 @@ TEST(SearchRun, WinnerYamlReproducesItsTpot) {
   EXPECT_EQ(m.tokens_per_s, r.results[w].metrics.tokens_per_s);
 
   // An override that reaches inside a built-in reference is inlined.
-  const std::string inl =
-      scenario_yaml("paper", {"topology=host-4xh100", "model.layers=2"}, r.candidates[w].plan_yaml,
-                    "x");
+  const std::string inl = scenario_yaml("paper", {"topology=host-4xh100", "model.layers=2"},
+                                        r.candidates[w].plan_yaml, "x");
   EXPECT_EQ(plan::parse_scenario(inl, "x.yaml").model.layers, 2);
 }
