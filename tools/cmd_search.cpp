@@ -126,6 +126,13 @@ int cmd_search(const Args& args) {
   }
   if (top < 1) bad("--top", fmt::format("must be >= 1, got {}", top));
   if (vm.count("steps") && steps < 1) bad("--steps", fmt::format("must be >= 1, got {}", steps));
+  for (const auto& o : sets) {
+    if (o.rfind("plan=", 0) == 0 || o.rfind("plan.", 0) == 0) {
+      bad("--set", fmt::format("'{}': the search chooses the plan; set the model, topology or "
+                               "workload only",
+                               o));
+    }
+  }
   for (int b : batches) {
     if (b < 1) bad("--batch", fmt::format("must be >= 1, got {}", b));
   }

@@ -260,7 +260,8 @@ elseif(MODE STREQUAL "search")
   expect_ok("masep sim on the winner YAML")
   # Bad options name the option.
   foreach(bad "--gpus;0" "--batch;0" "--gpus;5" "--tpot-ms;-1" "--top;0" "--steps;0" "--max-micro-batches;0"
-              "--jobs;-1" "--network;nope")
+              "--jobs;-1" "--network;nope"
+              "--set;plan.micro_batches=2")
     list(GET bad 0 opt)
     run(search paper --set topology=host-4xh100 ${bad})
     if(RC EQUAL 0)
