@@ -207,6 +207,23 @@ int cmd_search(const Args& args) {
   }
 
   if (!csv.empty()) write_csv(csv, search_table(r));
+  if (r.failed > 0) {
+    std::string first;
+    for (const auto& x : r.results) {
+      if (x.status == CandidateStatus::kFailed) {
+        first = x.error;
+        break;
+      }
+    }
+    // Every simulation failing is an input error of the simulator options (e.g. --algorithm,
+    // --calibration), not a property of the plans.
+    if (r.simulated == 0) {
+      throw std::runtime_error(
+          fmt::format("every simulation failed ({} plans); the first: {}", r.failed, first));
+    }
+    std::fprintf(stderr, "masep search: %d simulations failed; the first: %s\n", r.failed,
+                 first.c_str());
+  }
 
   if (r.ranking.empty()) {
     double lowest = std::numeric_limits<double>::infinity();
