@@ -12,6 +12,7 @@ using Args = std::vector<std::string>;
 int cmd_plan(const Args& args);        ///< masep plan SCENARIO: roles, memory, FLOPs, bytes
 int cmd_sim(const Args& args);         ///< masep sim [SCENARIO]: simulate, metrics, trace
 int cmd_sweep(const Args& args);       ///< masep sweep SWEEP.yaml: grid of scenarios
+int cmd_search(const Args& args);      ///< masep search [SCENARIO]: best plans for a budget
 int cmd_collective(const Args& args);  ///< masep collective: simulated nccl-tests table
 int cmd_paper(const Args& args);       ///< masep paper: simulated vs the paper's figures
 int cmd_list(const Args& args);        ///< masep list: built-in models, topologies, scenarios

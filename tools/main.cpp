@@ -51,6 +51,8 @@ const masep::tools::Command kCommands[] = {
     {"sim", masep::tools::cmd_sim, "simulate a scenario (default: the paper's 12:4 plan)"},
     {"plan", masep::tools::cmd_plan, "compile a scenario and print roles, memory, FLOPs, bytes"},
     {"sweep", masep::tools::cmd_sweep, "simulate a grid of scenarios in parallel (CSV, plots)"},
+    {"search", masep::tools::cmd_search,
+     "best plans for a GPU budget and a TPOT SLO (co-located vs MA separation)"},
     {"collective", masep::tools::cmd_collective,
      "simulate one collective over a size range (nccl-tests table)"},
     {"paper", masep::tools::cmd_paper, "simulated figures beside the paper's"},

@@ -1,0 +1,212 @@
+// The plan search library (tools/search.hpp): enumeration counts, that the bound pruning
+// never drops a plan better than the winner (against simulating every valid candidate),
+// determinism across thread counts, memory pruning, and that the winner's YAML reproduces
+// its TPOT.
+#include "search.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/errors.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/plan/metrics.hpp"
+#include "masep/sim/simulator.hpp"
+#include "masep/topology/topology.hpp"
+
+using namespace masep;
+using namespace masep::tools;
+
+namespace {
+
+// The paper's model on the 4-GPU host, 2 decode steps: small enough to simulate every plan.
+SearchOptions tiny_options() {
+  SearchOptions o;
+  o.base = "paper";
+  o.overrides = {"topology=host-4xh100", "workload.decode_steps=2"};
+  o.jobs = 2;
+  return o;
+}
+
+SearchSpace tiny_space() {
+  SearchSpace s;
+  s.gpus = 4;
+  s.max_micro_batches = 2;
+  return s;
+}
+
+}  // namespace
+
+TEST(SearchEnumerate, CountsMatchTheClosedForm) {
+  SearchSpace s;
+  s.gpus = 4;
+  // co-located: tp in {1,2,4} x 2 placements x expert_replicas 1..4 x micro_batches 1..4 = 96.
+  // MA: splits 1:3, 2:2, 3:1 with 1, 3, 3 (replicas, head, sequence) factorisations of the
+  // attention GPUs, x 2 placements x expert_replicas 1..moe x 4 = 24 + 48 + 24 = 96.
+  const auto all = enumerate_candidates(s);
+  EXPECT_EQ(all.size(), 192u);
+  EXPECT_EQ(std::count_if(all.begin(), all.end(),
+                          [](const Candidate& c) { return c.kind == plan::PlanKind::kColocated; }),
+            96);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].index, static_cast<int>(i));
+  s.max_expert_replicas = 1;
+  s.max_micro_batches = 1;
+  // co-located 3 x 2; MA (1 + 3 + 3) x 2.
+  EXPECT_EQ(enumerate_candidates(s).size(), 6u + 14u);
+  s.batches = {8, 16, 32};  // every plan once per batch, batch outermost
+  const auto batched = enumerate_candidates(s);
+  ASSERT_EQ(batched.size(), 3u * 20u);
+  EXPECT_EQ(batched[0].batch, 8);
+  EXPECT_EQ(batched[20].batch, 16);
+  EXPECT_EQ(batched[20].plan_yaml, batched[0].plan_yaml);
+  EXPECT_EQ(batched[19].label(), "ma 3:1 r3 hp1 sp1 er1 ct mb1 b8");
+  EXPECT_EQ(batched[59].label(), "ma 3:1 r3 hp1 sp1 er1 ct mb1 b32");
+  s.batches.clear();
+  s.gpus = 1;
+  EXPECT_EQ(enumerate_candidates(s).size(), 2u);  // co tp1, two placements; no MA on 1 GPU
+  s.gpus = 0;
+  EXPECT_THROW(enumerate_candidates(s), std::invalid_argument);
+}
+
+TEST(SearchEnumerate, LabelsAndPlanYamlLoad) {
+  SearchSpace s;
+  s.gpus = 16;
+  const auto all = enumerate_candidates(s);
+  auto it = std::find_if(all.begin(), all.end(), [](const Candidate& c) {
+    return c.label() == "ma 12:4 r3 hp4 sp1 er1 rr mb2";
+  });
+  ASSERT_NE(it, all.end());
+  // The paper's own plan, through the override path: the same scenario as the built-in.
+  const auto a = plan::load_scenario("paper", {"plan=" + it->plan_yaml});
+  const auto b = plan::load_scenario("paper");
+  EXPECT_EQ(a.plan.attention.gpus, b.plan.attention.gpus);
+  EXPECT_EQ(a.plan.attention.replicas, b.plan.attention.replicas);
+  EXPECT_EQ(a.plan.attention.head_parallel, b.plan.attention.head_parallel);
+  EXPECT_EQ(a.plan.moe.gpus, b.plan.moe.gpus);
+  EXPECT_EQ(a.plan.micro_batches, b.plan.micro_batches);
+}
+
+TEST(SearchRun, PruningNeverDropsABetterPlanThanBruteForce) {
+  const SearchSpace space = tiny_space();
+  SearchOptions brute = tiny_options();
+  brute.top_k = 1000000;  // nothing is ever below the top K: every valid plan is simulated
+  const SearchResult all = run_search(space, brute);
+  ASSERT_GT(all.simulated, 20);
+  EXPECT_EQ(all.pruned_bound, 0);
+  EXPECT_EQ(all.floor_violations, 0);
+  // The floor is a lower bound of every simulated TPOT.
+  for (const auto& r : all.results) {
+    if (r.status == CandidateStatus::kSimulated) EXPECT_LE(r.floor_ms, r.metrics.tpot_mean_ms);
+  }
+  // An SLO between the fastest and the slowest plan, so that it excludes some.
+  std::vector<double> tpots;
+  for (const auto& r : all.results) {
+    if (r.status == CandidateStatus::kSimulated) tpots.push_back(r.metrics.tpot_mean_ms);
+  }
+  std::sort(tpots.begin(), tpots.end());
+  const double slo = tpots[tpots.size() / 2];
+
+  for (int k : {1, 3}) {
+    SearchOptions pruned = tiny_options();
+    pruned.top_k = k;
+    pruned.wave = 2;
+    pruned.tpot_slo_ms = slo;
+    brute.tpot_slo_ms = slo;
+    const SearchResult exact = run_search(space, brute);
+    const SearchResult r = run_search(space, pruned);
+    EXPECT_GT(r.pruned_bound, 0) << "k=" << k;
+    EXPECT_LT(r.simulated, exact.simulated);
+    ASSERT_FALSE(exact.ranking.empty());
+    ASSERT_FALSE(r.ranking.empty());
+    // Same winner, same best of each kind, same top k per kind.
+    EXPECT_EQ(r.ranking.front(), exact.ranking.front());
+    EXPECT_EQ(r.best_colocated, exact.best_colocated);
+    EXPECT_EQ(r.best_ma, exact.best_ma);
+    for (auto kind : {plan::PlanKind::kColocated, plan::PlanKind::kMaSeparation}) {
+      std::vector<int> a, b;
+      for (int i : exact.ranking)
+        if (exact.candidates[i].kind == kind && static_cast<int>(a.size()) < k) a.push_back(i);
+      for (int i : r.ranking)
+        if (r.candidates[i].kind == kind && static_cast<int>(b.size()) < k) b.push_back(i);
+      EXPECT_EQ(a, b) << "k=" << k;
+    }
+    // Every pruned plan, simulated in the exhaustive run without SLO, misses the SLO or is
+    // no better than the winner.
+    const double win = exact.results[exact.ranking.front()].tokens_per_s_per_gpu;
+    for (size_t i = 0; i < r.results.size(); ++i) {
+      const auto st = r.results[i].status;
+      if (st != CandidateStatus::kBoundBest && st != CandidateStatus::kBoundSlo) continue;
+      const auto& e = all.results[i];
+      ASSERT_EQ(e.status, CandidateStatus::kSimulated) << r.candidates[i].label();
+      const bool meets = e.metrics.tpot_mean_ms <= slo;
+      if (meets) EXPECT_LE(e.tokens_per_s_per_gpu, win) << r.candidates[i].label();
+      if (st == CandidateStatus::kBoundSlo) EXPECT_FALSE(meets) << r.candidates[i].label();
+    }
+  }
+}
+
+TEST(SearchRun, TableIsIdenticalAcrossThreadCounts) {
+  SearchOptions a = tiny_options();
+  a.jobs = 1;
+  SearchOptions b = tiny_options();
+  b.jobs = 2;
+  const auto ta = search_table(run_search(tiny_space(), a));
+  const auto tb = search_table(run_search(tiny_space(), b));
+  EXPECT_EQ(ta, tb);
+  EXPECT_EQ(ta.size(), enumerate_candidates(tiny_space()).size() + 1);
+}
+
+TEST(SearchRun, InvalidAndMemoryCountsComeFromTheLoaderAndCheckMemory) {
+  SearchOptions o = tiny_options();
+  o.overrides.push_back("topology.gpu.hbm_gb=12");  // some plans need more than 12 GiB per GPU
+  o.top_k = 1000000;
+  const SearchResult r = run_search(tiny_space(), o);
+  EXPECT_GT(r.pruned_memory, 0);
+  EXPECT_GT(r.simulated, 0);
+  EXPECT_GT(r.invalid, 0);
+  EXPECT_EQ(r.enumerated, r.invalid + r.pruned_memory + r.pruned_bound + r.simulated + r.failed);
+  for (const auto& x : r.results) {
+    if (x.status == CandidateStatus::kInvalid) {
+      // The loader's message, naming the key at fault.
+      EXPECT_TRUE(x.error.find("plan.") != std::string::npos ||
+                  x.error.find("workload.batch") != std::string::npos)
+          << x.error;
+    }
+    // hbm_gb is decimal GB (TopologySpec::gpu.hbm_bytes()).
+    if (x.status == CandidateStatus::kMemory) EXPECT_GT(x.peak_memory_bytes, 12e9);
+    if (x.status == CandidateStatus::kSimulated) EXPECT_LE(x.peak_memory_bytes, 12e9);
+  }
+  // A bad override is reported once, as the loader's error.
+  SearchOptions bad = tiny_options();
+  bad.overrides.push_back("workload.batch=-1");
+  EXPECT_THROW(run_search(tiny_space(), bad), plan::InputError);
+}
+
+TEST(SearchRun, WinnerYamlReproducesItsTpot) {
+  const SearchOptions o = tiny_options();
+  SearchSpace space = tiny_space();
+  space.batches = {16, 48};
+  const SearchResult r = run_search(space, o);
+  ASSERT_FALSE(r.ranking.empty());
+  const int w = r.ranking.front();
+  EXPECT_EQ(r.candidates[w].batch, 48);  // more sequences per step: more tokens/s per GPU
+  auto ov = o.overrides;
+  ov.push_back("workload.batch=48");
+  const std::string text = scenario_yaml(o.base, ov, r.candidates[w].plan_yaml, "search-best");
+  const plan::Scenario s = plan::parse_scenario(text, "search-best.yaml");
+  EXPECT_EQ(s.topology.name, "host-4xh100");
+  EXPECT_EQ(s.workload.decode_steps, 2);
+  const plan::Program p = plan::compile(s);
+  const topology::Topology topo(s.topology);
+  const auto sr = sim::simulate(p, topo, o.sim);
+  const auto m = plan::compute_metrics(s, p, sr.timeline);
+  EXPECT_EQ(m.tpot_mean_ms, r.results[w].metrics.tpot_mean_ms);
+  EXPECT_EQ(m.tokens_per_s, r.results[w].metrics.tokens_per_s);
+
+  // An override that reaches inside a built-in reference is inlined.
+  const std::string inl = scenario_yaml("paper", {"topology=host-4xh100", "model.layers=2"},
+                                        r.candidates[w].plan_yaml, "x");
+  EXPECT_EQ(plan::parse_scenario(inl, "x.yaml").model.layers, 2);
+}

@@ -1,0 +1,349 @@
+// masep search SCENARIO: the best plans for a GPU budget and a TPOT SLO (tools/search.hpp).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "cli.hpp"
+#include "commands.hpp"
+#include "masep/plan/compiler.hpp"
+#include "masep/plan/errors.hpp"
+#include "masep/plan/loader.hpp"
+#include "plot.hpp"
+#include "search.hpp"
+#include "sim_run.hpp"
+#include "sweep.hpp"
+#include "table.hpp"
+
+namespace po = boost::program_options;
+
+namespace masep::tools {
+namespace {
+
+constexpr const char* kUsage = R"(usage: masep search [SCENARIO] [options]
+
+Finds the plans with the most tokens/s per GPU for SCENARIO's model, cluster and workload on
+a budget of GPUs, among those meeting a TPOT SLO. It enumerates co-located plans
+(tensor_parallel, expert_replicas, placement, micro_batches) and MA-separation plans
+(attention:MoE split, replicas x head_parallel x sequence_parallel, expert_replicas,
+placement, micro_batches) that use exactly --gpus GPUs, rejects invalid ones with the
+scenario loader's own validation, prunes with the exact memory check and a roofline floor on
+TPOT (against the SLO and against the top plans found so far), and simulates the rest in
+parallel. Prints the candidate counts, the top plans with their bottleneck, and the speed-up
+of the best MA plan over the best co-located plan. Reference: docs/search.md.
+
+SCENARIO   built-in name or YAML path (default: paper); its own plan is replaced
+
+options)";
+
+// Pareto frontier per kind over simulated candidates: lower TPOT and higher tokens/s/GPU.
+std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
+  std::vector<int> pts;
+  for (size_t i = 0; i < r.results.size(); ++i) {
+    if (r.results[i].status == CandidateStatus::kSimulated && r.candidates[i].kind == kind) {
+      pts.push_back(static_cast<int>(i));
+    }
+  }
+  std::sort(pts.begin(), pts.end(), [&](int a, int b) {
+    const auto& x = r.results[static_cast<size_t>(a)];
+    const auto& y = r.results[static_cast<size_t>(b)];
+    if (x.metrics.tpot_mean_ms != y.metrics.tpot_mean_ms)
+      return x.metrics.tpot_mean_ms < y.metrics.tpot_mean_ms;
+    if (x.tokens_per_s_per_gpu != y.tokens_per_s_per_gpu)
+      return x.tokens_per_s_per_gpu > y.tokens_per_s_per_gpu;
+    return a < b;
+  });
+  std::vector<int> out;
+  double best = -1;
+  for (int i : pts) {
+    const double v = r.results[static_cast<size_t>(i)].tokens_per_s_per_gpu;
+    if (v > best) {
+      out.push_back(i);
+      best = v;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_search(const Args& args) {
+  std::string scenario = "paper", csv, out_yaml, plot, calibration, algorithm, network = "auto";
+  std::vector<std::string> sets;
+  std::vector<int> batches;
+  int gpus = 0, jobs = 0, top = 10, steps = 0, max_mb = 4, max_er = 0, wave = 16;
+  double tpot_ms = 0;
+  po::options_description opts(kUsage);
+  opts.add_options()("help,h", "show this help")(
+      "set", po::value(&sets)->composing(),
+      "override KEY=VALUE on the scenario, as masep sim takes it (repeatable)")(
+      "gpus", po::value(&gpus),
+      "GPU budget: every candidate uses exactly this many "
+      "(default: all GPUs of the topology)")("tpot-ms", po::value(&tpot_ms),
+                                             "SLO: mean TPOT at most this many ms (default: none)")(
+      "batch", po::value(&batches)->multitoken(),
+      "workload.batch values to try with every plan, e.g. --batch 8 16 32 (default: the "
+      "scenario's batch)")(
+      "top", po::value(&top)->default_value(10),
+      "plans to list; the exact top N of each plan kind survives the bound pruning")(
+      "steps", po::value(&steps),
+      "decode steps to simulate per candidate (default: the "
+      "scenario's workload.decode_steps)")(
+      "max-micro-batches", po::value(&max_mb)->default_value(4), "micro_batches 1..N")(
+      "max-expert-replicas", po::value(&max_er)->default_value(0),
+      "expert_replicas 1..N (0 = up to the expert GPUs)")("no-colocated", "skip co-located plans")(
+      "no-ma", "skip MA-separation plans")("jobs,j", po::value(&jobs)->default_value(0),
+                                           "worker threads (0 = all cores)")(
+      "wave", po::value(&wave)->default_value(16),
+      "candidates simulated between updates of the bound (fixed, so results do not depend "
+      "on --jobs)")("csv", po::value(&csv), "write every candidate with its status and metrics")(
+      "out-yaml", po::value(&out_yaml), "write the winning plan as a scenario YAML for masep sim")(
+      "plot", po::value(&plot),
+      "Pareto frontier (tokens/s/GPU vs TPOT) per plan kind: writes PLOT.png/.svg/.dat/.gp "
+      "(gnuplot)")("calibration", po::value(&calibration), "calibration YAML for the simulator")(
+      "algorithm", po::value(&algorithm)->default_value("auto"),
+      "all-reduce algorithm: ring, tree, hierarchical or auto")(
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp);
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&scenario));
+  po::positional_options_description pos;
+  pos.add("scenario", 1);
+  po::variables_map vm;
+  if (auto rc = parse_command_line("search", args, opts, vm, &hidden, &pos)) return *rc;
+
+  auto bad = [](const char* opt, const std::string& msg) {
+    throw plan::InputError("", 0, 0, opt, msg);
+  };
+  if (vm.count("gpus") && gpus < 1) bad("--gpus", fmt::format("must be >= 1, got {}", gpus));
+  if (vm.count("tpot-ms") && !(tpot_ms > 0)) {
+    bad("--tpot-ms", fmt::format("must be a positive number of ms, got {}", tpot_ms));
+  }
+  if (top < 1) bad("--top", fmt::format("must be >= 1, got {}", top));
+  if (vm.count("steps") && steps < 1) bad("--steps", fmt::format("must be >= 1, got {}", steps));
+  for (const auto& o : sets) {
+    if (o.rfind("plan=", 0) == 0 || o.rfind("plan.", 0) == 0) {
+      bad("--set", fmt::format("'{}': the search chooses the plan; set the model, topology or "
+                               "workload only",
+                               o));
+    }
+  }
+  for (int b : batches) {
+    if (b < 1) bad("--batch", fmt::format("must be >= 1, got {}", b));
+  }
+  if (max_mb < 1) bad("--max-micro-batches", fmt::format("must be >= 1, got {}", max_mb));
+  if (max_er < 0) bad("--max-expert-replicas", fmt::format("must be >= 0, got {}", max_er));
+  if (jobs < 0) bad("--jobs", fmt::format("must be >= 0, got {}", jobs));
+  if (wave < 1) bad("--wave", fmt::format("must be >= 1, got {}", wave));
+  if (vm.count("no-colocated") && vm.count("no-ma")) {
+    bad("--no-ma", "with --no-colocated nothing is left to search");
+  }
+
+  SearchOptions so;
+  so.base = scenario;
+  so.overrides = sets;
+  if (steps > 0) so.overrides.push_back(fmt::format("workload.decode_steps={}", steps));
+  so.tpot_slo_ms = tpot_ms;
+  so.top_k = top;
+  so.wave = wave;
+  so.jobs = jobs;
+  so.sim.calibration = calibration;
+  so.sim.allreduce_algorithm = algorithm;
+  so.sim.params.push_back(network_tier_param(network));
+
+  std::vector<std::string> probe = so.overrides;
+  probe.emplace_back(kProbePlan);
+  const plan::Scenario base = plan::load_scenario(scenario, probe);
+  const int have = base.topology.nodes * base.topology.gpus_per_node;
+  if (gpus == 0) gpus = have;
+  if (gpus > have) {
+    bad("--gpus", fmt::format("{} GPUs, but topology {} has {}", gpus, base.topology.name, have));
+  }
+  SearchSpace space;
+  space.gpus = gpus;
+  space.max_micro_batches = max_mb;
+  space.batches = batches;
+  space.max_expert_replicas = max_er;
+  space.colocated = !vm.count("no-colocated");
+  space.ma_separation = !vm.count("no-ma");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const SearchResult r = run_search(space, so);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const auto& w = base.workload;
+  std::string batch_text = std::to_string(w.batch);
+  if (!batches.empty()) batch_text = fmt::format("{}", fmt::join(batches, "/"));
+  std::printf("search: %s on %s, %d GPUs, model %s, batch %s, %s, %d decode steps, SLO %s\n",
+              base.name.c_str(), base.topology.name.c_str(), gpus, base.model.name.c_str(),
+              batch_text.c_str(),
+              w.context_kind == plan::ContextKind::kFixed
+                  ? fmt::format("context {}", w.context).c_str()
+                  : fmt::format("context {}..{}", w.context_min, w.context_max).c_str(),
+              w.decode_steps, tpot_ms > 0 ? fmt::format("TPOT <= {} ms", tpot_ms).c_str() : "none");
+  int bound_slo = 0, bound_best = 0;
+  for (const auto& x : r.results) {
+    bound_slo += x.status == CandidateStatus::kBoundSlo;
+    bound_best += x.status == CandidateStatus::kBoundBest;
+  }
+  std::printf(
+      "candidates: %d enumerated, %d invalid, %d pruned by memory, %d pruned by bound (%d floor "
+      "over the SLO, %d below the top %d), %d simulated, %d failed\n",
+      r.enumerated, r.invalid, r.pruned_memory, r.pruned_bound, bound_slo, bound_best, top,
+      r.simulated, r.failed);
+  std::fprintf(stderr, "masep search: %d candidates in %.1f s wall (%d simulated)\n", r.enumerated,
+               wall, r.simulated);
+  if (r.floor_violations > 0) {
+    std::fprintf(stderr,
+                 "masep search: warning: %d simulated plans ran faster than their roofline "
+                 "floor; the bound pruning may have dropped plans (a calibration with "
+                 "efficiencies above 1?)\n",
+                 r.floor_violations);
+  }
+
+  if (!csv.empty()) write_csv(csv, search_table(r));
+  if (r.failed > 0) {
+    std::string first;
+    for (const auto& x : r.results) {
+      if (x.status == CandidateStatus::kFailed) {
+        first = x.error;
+        break;
+      }
+    }
+    // Every simulation failing is an input error of the simulator options (e.g. --algorithm,
+    // --calibration), not a property of the plans.
+    if (r.simulated == 0) {
+      throw std::runtime_error(
+          fmt::format("every simulation failed ({} plans); the first: {}", r.failed, first));
+    }
+    std::fprintf(stderr, "masep search: %d simulations failed; the first: %s\n", r.failed,
+                 first.c_str());
+  }
+
+  if (r.ranking.empty()) {
+    double lowest = std::numeric_limits<double>::infinity();
+    int at = -1;
+    for (size_t i = 0; i < r.results.size(); ++i) {
+      const auto& x = r.results[i];
+      if (x.status == CandidateStatus::kSimulated && x.metrics.tpot_mean_ms < lowest) {
+        lowest = x.metrics.tpot_mean_ms;
+        at = static_cast<int>(i);
+      }
+    }
+    std::printf("no simulated plan meets the SLO%s\n",
+                at >= 0 ? fmt::format("; the lowest TPOT simulated is {:.3f} ms ({})", lowest,
+                                      r.candidates[static_cast<size_t>(at)].label())
+                              .c_str()
+                        : "");
+    if (!csv.empty()) std::printf("csv: %s\n", csv.c_str());
+    return 1;
+  }
+
+  Table t;
+  t.column("#");
+  t.column("plan", Table::kLeft);
+  t.column("TPOT ms");
+  t.column("floor ms");
+  t.column("tokens/s/GPU");
+  t.column("batch");
+  t.column("bottleneck", Table::kLeft);
+  const size_t shown = std::min(r.ranking.size(), static_cast<size_t>(top));
+  for (size_t j = 0; j < shown; ++j) {
+    const int i = r.ranking[j];
+    const auto& c = r.candidates[static_cast<size_t>(i)];
+    const auto& x = r.results[static_cast<size_t>(i)];
+    t.row({std::to_string(j + 1), c.label(), fmt::format("{:.3f}", x.metrics.tpot_mean_ms),
+           fmt::format("{:.3f}", x.floor_ms), fmt::format("{:.0f}", x.tokens_per_s_per_gpu),
+           std::to_string(x.batch), bottleneck(c, x.metrics, gpus)});
+  }
+  std::printf("top %zu plans by tokens/s per GPU%s:\n", shown,
+              tpot_ms > 0 ? " (meeting the SLO)" : "");
+  t.print(stdout);
+
+  auto describe_best = [&](const char* what, int i) {
+    if (i < 0) {
+      std::printf("best %-18s none meets the SLO\n", what);
+      return;
+    }
+    const auto& x = r.results[static_cast<size_t>(i)];
+    std::printf("best %-18s %s: TPOT %.3f ms, %.0f tokens/s/GPU\n", what,
+                r.candidates[static_cast<size_t>(i)].label().c_str(), x.metrics.tpot_mean_ms,
+                x.tokens_per_s_per_gpu);
+  };
+  describe_best("co-located:", r.best_colocated);
+  describe_best("MA separation:", r.best_ma);
+  if (r.best_colocated >= 0 && r.best_ma >= 0) {
+    const double s = r.results[static_cast<size_t>(r.best_ma)].tokens_per_s_per_gpu /
+                     r.results[static_cast<size_t>(r.best_colocated)].tokens_per_s_per_gpu;
+    if (s > 1) {
+      std::printf("MA separation wins on %d GPUs: %.2fx the tokens/s per GPU of co-location\n",
+                  gpus, s);
+    } else {
+      std::printf(
+          "co-location wins on %d GPUs: the best MA plan reaches %.2fx its tokens/s per GPU\n",
+          gpus, s);
+    }
+  }
+
+  const int winner = r.ranking.front();
+  const auto& wc = r.candidates[static_cast<size_t>(winner)];
+  if (!out_yaml.empty()) {
+    std::vector<std::string> ov = so.overrides;
+    if (wc.batch > 0) ov.push_back(fmt::format("workload.batch={}", wc.batch));
+    const std::string text = scenario_yaml(scenario, ov, wc.plan_yaml, base.name + "-search-best");
+    const std::string tmp = out_yaml + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f << text;
+      if (!f) throw std::runtime_error(fmt::format("cannot write '{}'", out_yaml));
+    }
+    std::filesystem::rename(tmp, out_yaml);
+    // Self-check: the file loads and reproduces the winner's TPOT.
+    const SimRun again = run_scenario(out_yaml, {}, so.sim);
+    const double want = r.results[static_cast<size_t>(winner)].metrics.tpot_mean_ms;
+    if (again.metrics.tpot_mean_ms != want) {
+      throw std::runtime_error(fmt::format(
+          "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan", out_yaml,
+          again.metrics.tpot_mean_ms, want));
+    }
+    std::printf("winner: %s (masep sim %s reproduces TPOT %.3f ms)\n", out_yaml.c_str(),
+                out_yaml.c_str(), want);
+  }
+  if (!csv.empty()) std::printf("csv: %s\n", csv.c_str());
+  if (!plot.empty()) {
+    std::vector<std::vector<std::string>> table = {
+        {"plan", "tpot_mean_ms", "tokens_per_s_per_gpu", "status"}};
+    for (auto kind : {plan::PlanKind::kColocated, plan::PlanKind::kMaSeparation}) {
+      for (int i : pareto(r, kind)) {
+        const auto& x = r.results[static_cast<size_t>(i)];
+        table.push_back({kind == plan::PlanKind::kColocated ? "co-located" : "MA separation",
+                         fmt::format("{:.6g}", x.metrics.tpot_mean_ms),
+                         fmt::format("{:.6g}", x.tokens_per_s_per_gpu), "ok"});
+      }
+    }
+    const std::filesystem::path p(plot);
+    const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    std::filesystem::create_directories(dir);
+    Sweep sw;
+    sw.name = "search";
+    SweepPlot pl;
+    pl.name = p.filename().string();
+    pl.title = fmt::format("Pareto frontier: {} on {} GPUs", base.name, gpus);
+    pl.x = "tpot_mean_ms";
+    pl.y = {"tokens_per_s_per_gpu"};
+    pl.series = "plan";
+    sw.plots.push_back(pl);
+    std::string note;
+    for (const auto& img : make_plots(dir, sw, table, &note))
+      std::printf("plot: %s\n", img.c_str());
+    if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
+  }
+  return 0;
+}
+
+}  // namespace masep::tools

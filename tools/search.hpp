@@ -1,0 +1,137 @@
+// Plan search (`masep search`): enumerate the co-located and MA-separation plans of a GPU
+// budget for a base scenario, reject the invalid ones with the loader's own validation, prune
+// with the exact memory check and a roofline lower bound on TPOT, simulate the survivors in
+// parallel (oneTBB) and rank them by tokens/s per GPU among those meeting a TPOT SLO.
+//
+// Everything here is deterministic: candidates are enumerated in a fixed order, the bound
+// pruning runs in fixed-size waves whose contents do not depend on thread timing, and results
+// are kept in candidate order. docs/search.md describes the method and its figures.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "masep/plan/metrics.hpp"
+#include "masep/plan/scenario.hpp"
+#include "masep/sim/simulator.hpp"
+
+namespace masep::tools {
+
+/// What to enumerate. Plain data; defaults are the `masep search` defaults.
+struct SearchSpace {
+  int gpus = 0;                 ///< GPUs every candidate uses (exactly); must be >= 1
+  int max_micro_batches = 4;    ///< micro_batches 1..this
+  int max_expert_replicas = 0;  ///< expert_replicas 1..this (0 = up to the expert GPUs)
+  bool colocated = true;        ///< enumerate co-located plans
+  bool ma_separation = true;    ///< enumerate MA-separation plans (needs gpus >= 2)
+  /// workload.batch values to try with every plan (sequences); empty = the scenario's batch.
+  std::vector<int> batches;
+};
+
+/// One enumerated plan. `plan_yaml` is the whole `plan:` mapping in YAML flow style, given
+/// to the loader as the override "plan=<plan_yaml>".
+struct Candidate {
+  int index = 0;  ///< position in enumeration order
+  plan::PlanKind kind = plan::PlanKind::kColocated;
+  int attention_gpus = 0, moe_gpus = 0;                        ///< MA only
+  int head_parallel = 0, sequence_parallel = 0, replicas = 0;  ///< MA only
+  int tensor_parallel = 0;                                     ///< co-located only
+  int expert_replicas = 1;
+  plan::Placement placement = plan::Placement::kRoundRobin;
+  int micro_batches = 1;
+  int batch = 0;  ///< workload.batch override; 0 = the scenario's
+  std::string plan_yaml;
+  /// Short label, e.g. "co tp4 er1 rr mb1" or "ma 12:4 r3 hp4 sp1 er1 rr mb2" (" b32" added
+  /// when the candidate sets the batch).
+  std::string label() const;
+};
+
+/// Every candidate of `space`, in a fixed order: for each batch (in the given order), co-located
+/// first (tensor_parallel, placement, expert_replicas, micro_batches ascending), then MA separation
+/// (attention GPUs ascending, then replicas, head_parallel, placement, expert_replicas,
+/// micro_batches). No filtering by model: the loader decides validity. Throws std::invalid_argument
+/// for gpus < 1.
+std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
+
+/// Lower bound on the mean TPOT of a compiled Program, in ns: the largest over ranks of the
+/// rank's compute-stream work per step, where an op's work is max(hbm_bytes / HBM rate,
+/// FLOPs / dense bf16 peak) at the GPU datasheet (the simulator's roofline with efficiency 1
+/// and no launch cost), summed over the program's steps and divided by their number. A
+/// rank's compute ops run one at a time inside the run, so makespan / steps (the mean TPOT)
+/// is at least this. Compile every step: routing differs per step.
+double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu);
+
+/// What happened to a candidate.
+enum class CandidateStatus {
+  kInvalid,    ///< the loader or compiler rejected it (error holds the message)
+  kMemory,     ///< plan::check_memory rejected it
+  kBoundSlo,   ///< its TPOT floor is above the SLO
+  kBoundBest,  ///< its tokens/s/GPU ceiling is below the top-K of its kind so far
+  kSimulated,  ///< simulated (metrics valid)
+  kFailed,     ///< simulation threw (error holds the message)
+};
+const char* to_string(CandidateStatus s);
+
+struct CandidateResult {
+  CandidateStatus status = CandidateStatus::kInvalid;
+  std::string error;
+  double floor_ms = 0;              ///< tpot_floor_ns / 1e6 (0 when not compiled)
+  plan::RunMetrics metrics;         ///< kSimulated only; ranks cleared
+  int64_t peak_memory_bytes = 0;    ///< largest rank total of plan_memory
+  int batch = 0;                    ///< workload.batch of the loaded scenario (0 if invalid)
+  double tokens_per_s_per_gpu = 0;  ///< kSimulated: metrics.tokens_per_s / GPUs
+  bool meets_slo = false;           ///< kSimulated and tpot_mean_ms <= SLO (or no SLO)
+};
+
+/// Search inputs beside the space.
+struct SearchOptions {
+  std::string base;                    ///< scenario: built-in name or YAML path
+  std::vector<std::string> overrides;  ///< "key=value", applied before the plan override
+  double tpot_slo_ms = 0;              ///< 0 = no SLO
+  int top_k = 10;                      ///< exact top-K per plan kind survives bound pruning
+  int wave = 16;                       ///< candidates simulated between bound updates
+  int jobs = 0;                        ///< worker threads, 0 = all cores
+  sim::SimOptions sim;
+};
+
+struct SearchResult {
+  std::vector<Candidate> candidates;
+  std::vector<CandidateResult> results;  ///< same order as candidates
+  int enumerated = 0, invalid = 0, pruned_memory = 0, pruned_bound = 0, simulated = 0, failed = 0;
+  int floor_violations = 0;  ///< simulated TPOT below its floor (a bug if ever > 0)
+  /// Indices of simulated candidates meeting the SLO, best first (tokens/s/GPU descending,
+  /// then TPOT ascending, then index).
+  std::vector<int> ranking;
+  int best_colocated = -1, best_ma = -1;  ///< index of the best meeting the SLO, -1 = none
+};
+
+/// A plan override every model and topology accepts (one co-located GPU): loading the base
+/// with it checks the base and the user's overrides before any candidate is tried.
+inline constexpr const char* kProbePlan =
+    "plan={kind: colocated, colocated: {gpus: 1, tensor_parallel: 1}, micro_batches: 1}";
+
+/// Runs the search: enumerate, load+validate, memory check, floor, SLO prune, then waves of
+/// `wave` candidates in floor order simulated in parallel, pruning by the top-K bound before
+/// each wave. Throws plan::InputError when the base scenario with kProbePlan does not load.
+SearchResult run_search(const SearchSpace& space, const SearchOptions& options);
+
+/// The CSV table (header + one row per candidate, enumeration order): index, kind, label,
+/// the plan fields, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,
+/// tokens_per_s_per_gpu, attention_idle_ms, moe_idle_ms, exposed_comm_ms, peak_memory_gb,
+/// meets_slo, error.
+std::vector<std::vector<std::string>> search_table(const SearchResult& r);
+
+/// The bottleneck of a simulated candidate in words, from its metrics: for MA separation the
+/// side with less idle time ("attention (MoE idle 40%)"), for co-located "compute" or
+/// "comm" when exposed communication exceeds a quarter of GPU time.
+std::string bottleneck(const Candidate& c, const plan::RunMetrics& m, int gpus);
+
+/// A scenario YAML for `base` with `overrides` applied and its plan replaced by
+/// `plan_yaml`, named `name`: the base's text with built-in model/topology references kept
+/// by name (inlined when an override reaches inside them) and file references made absolute.
+/// Throws plan::InputError when the base cannot be read.
+std::string scenario_yaml(const std::string& base, const std::vector<std::string>& overrides,
+                          const std::string& plan_yaml, const std::string& name);
+
+}  // namespace masep::tools
