@@ -15,22 +15,9 @@ sec "lowering (CPU)"; $C/test_exec_launch_plan 2>&1 | tail -3
 sec "kernel GPU tests"; timeout 240 $C/test_kernels_gpu 2>&1 | grep -E '^\[ *(OK|FAILED|PASSED|SKIPPED) |tests ran|rror' | tail -40
 sec "exec GPU tests"; timeout 200 $C/test_exec_gpu 2>&1 | grep -E '^\[|verify  |TPOT|rror|Failure' | head -40
 sec "profile GPU test"; timeout 120 $C/test_profile_gpu 2>&1 | tail -4
-cat >"$W/tiny-1gpu.yaml" <<'YAML'
-name: tiny-1gpu
-description: tiny-2gpu's model co-located on one GPU
-model: {name: tiny-moe, layers: 2, hidden: 1024, heads: 8, kv_heads: 8, head_dim: 128,
-        experts: 8, top_k: 2, expert_ffn: 2048, shared_experts: 0, activation: swiglu,
-        dtype: bf16}
-topology: host-4xh100
-plan:
-  kind: colocated
-  colocated: {gpus: 1, tensor_parallel: 1}
-  micro_batches: 1
-workload: {batch: 16, context: 512, decode_steps: 3, routing: {kind: uniform}, seed: 3}
-YAML
-sec "--verify on one GPU"; timeout 90 "$M" exec "$W/tiny-1gpu.yaml" --verify -q; echo "rc=$?"
+sec "--verify on one GPU"; timeout 90 "$M" exec scenarios/examples/tiny-1gpu.yaml --verify -q; echo "rc=$?"
 sec "--program (a dumped Program)"
-"$M" plan "$W/tiny-1gpu.yaml" --dump "$W/p.json" >/dev/null && timeout 90 "$M" exec "$W/tiny-1gpu.yaml" --program "$W/p.json" -q --trace "$W/t.json"; echo "rc=$?"
+"$M" plan scenarios/examples/tiny-1gpu.yaml --dump "$W/p.json" >/dev/null && timeout 90 "$M" exec scenarios/examples/tiny-1gpu.yaml --program "$W/p.json" -q --trace "$W/t.json"; echo "rc=$?"
 P1="paper-colocated --set topology=host-4xh100 --set plan.colocated.gpus=1 --set plan.colocated.tensor_parallel=1 --steps 8"
 for b in 32 128; do for rep in 1 2; do
   sec "timing: paper model co-located on 1 GPU, batch $b, context 2048 (run $rep)"

@@ -94,21 +94,8 @@ if [ "$GPUS" -ge 2 ] && [ "${SKIP_2GPU:-0}" != 1 ]; then
 fi
 
 sec "--verify"
-cat >"$W/tiny-1gpu.yaml" <<'YAML'
-name: tiny-1gpu
-description: tiny-2gpu's model co-located on one GPU
-model: {name: tiny-moe, layers: 2, hidden: 1024, heads: 8, kv_heads: 8, head_dim: 128,
-        experts: 8, top_k: 2, expert_ffn: 2048, shared_experts: 0, activation: swiglu,
-        dtype: bf16}
-topology: host-4xh100
-plan:
-  kind: colocated
-  colocated: {gpus: 1, tensor_parallel: 1}
-  micro_batches: 1
-workload: {batch: 16, context: 512, decode_steps: 3, routing: {kind: uniform}, seed: 3}
-YAML
 if [ "$GPUS" -ge 1 ]; then
-  exec_run verify-tiny-co1 "verify tiny co-located" 1 16 512 "$W/tiny-1gpu.yaml" --verify --timeout 90
+  exec_run verify-tiny-co1 "verify tiny co-located" 1 16 512 scenarios/examples/tiny-1gpu.yaml --verify --timeout 90
 fi
 if [ "$GPUS" -ge 2 ]; then
   exec_run verify-tiny-ma11 "verify tiny MA 1:1" 2 16 512 scenarios/examples/tiny-2gpu.yaml --verify --timeout 90
