@@ -286,6 +286,7 @@ int cmd_exec(const Args& args) {
   // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
   const plan::Scenario s = plan::load_scenario(scenario_name, overrides);
+  if (program_path.empty()) check_fits_in_memory(s);  // before compiling (host memory)
   exec::Compiled c;
   const char* child_program = std::getenv(kProgramEnv);
   const bool mpi = env.mode == exec::LaunchMode::kMpi || env.mode == exec::LaunchMode::kSlurm;
