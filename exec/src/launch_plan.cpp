@@ -549,7 +549,7 @@ class Builder {
       default:
         break;
     }
-    if (want >= 0 && o.m != want && !(o.role == OpRole::kOutProj)) {
+    if (want >= 0 && o.m != want) {
       bad_shape(
           o, fmt::format("m = {} rows, the rank holds {} in this micro-batch", o.m, want).c_str());
     }
