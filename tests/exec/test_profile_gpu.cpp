@@ -59,7 +59,8 @@ TEST(ProfileGpu, QuickProfileWritesALoadableCalibration) {
     EXPECT_TRUE(sr);
   }
   // The simulator takes it and says how it covered the ops.
-  ASSERT_EQ(run(masep_bin() + " sim paper -q --calibration " + path, out), 0);
+  // (--allow-mismatch: this card is not the paper topology's A100; the coverage is what is checked.)
+  ASSERT_EQ(run(masep_bin() + " sim paper -q --allow-mismatch --calibration " + path, out), 0);
   EXPECT_NE(out.find("compute ops:"), std::string::npos);
   fs::remove_all(dir);
 }
