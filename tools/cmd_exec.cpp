@@ -134,6 +134,7 @@ plan::Scenario reference_scenario(const plan::Scenario& s) {
 // The executor's Programs, compiled once: the per-token routing recorded (the real data flow);
 // with --verify one decode step, routing sampled per sequence, and the reference Program.
 exec::Compiled compile_for_exec(const plan::Scenario& s, bool verify) {
+  check_fits_in_memory(s);  // host memory, before compiling (only where a compile happens)
   exec::Compiled c;
   plan::CompileOptions co;
   co.record_token_routing = true;
@@ -286,7 +287,6 @@ int cmd_exec(const Args& args) {
   // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
   const plan::Scenario s = plan::load_scenario(scenario_name, overrides);
-  if (program_path.empty()) check_fits_in_memory(s);  // before compiling (host memory)
   exec::Compiled c;
   const char* child_program = std::getenv(kProgramEnv);
   const bool mpi = env.mode == exec::LaunchMode::kMpi || env.mode == exec::LaunchMode::kSlurm;

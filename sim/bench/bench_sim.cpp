@@ -116,22 +116,30 @@ BENCHMARK_CAPTURE(BM_PaperCompiled, colocated, "paper-colocated")
     ->Arg(1000)
     ->Unit(benchmark::kMillisecond);
 
-// The 1,024-GPU scale scenario (scenarios/examples/large-1024gpu.yaml: deepseek-v3-like on
-// 128 DGX H100 nodes, 768:256), one decode step with range(0) of its 61 layers (the full
-// 100-step run is far beyond a benchmark's time: see docs/performance.md).
-void BM_Large1024(benchmark::State& state) {
-  std::unique_ptr<masep::plan::Program> p;
-  std::unique_ptr<masep::topology::Topology> topo;
+// large-1024gpu, one decode step of range(0) layers, compiled, with its topology; false (the
+// benchmark skipped with the error) when it cannot be loaded or compiled.
+bool load_large1024(benchmark::State& state, std::unique_ptr<masep::plan::Program>& p,
+                    std::unique_ptr<masep::topology::Topology>& topo) {
   try {
     auto s = masep::plan::load_scenario("large-1024gpu");
     s.model.layers = static_cast<int>(state.range(0));
     s.workload.decode_steps = 1;
     p = std::make_unique<masep::plan::Program>(masep::plan::compile(s));
     topo = std::make_unique<masep::topology::Topology>(s.topology);
+    return true;
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
-    return;
+    return false;
   }
+}
+
+// The 1,024-GPU scale scenario (scenarios/examples/large-1024gpu.yaml: deepseek-v3-like on
+// 128 DGX H100 nodes, 768:256), one decode step with range(0) of its 61 layers (the full
+// 100-step run is far beyond a benchmark's time: see docs/performance.md).
+void BM_Large1024(benchmark::State& state) {
+  std::unique_ptr<masep::plan::Program> p;
+  std::unique_ptr<masep::topology::Topology> topo;
+  if (!load_large1024(state, p, topo)) return;
   run(state, *p, Platform::from_topology(*topo));
 }
 BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -141,16 +149,7 @@ BENCHMARK(BM_Large1024)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillise
 void BM_Large1024Fluid(benchmark::State& state) {
   std::unique_ptr<masep::plan::Program> p;
   std::unique_ptr<masep::topology::Topology> topo;
-  try {
-    auto s = masep::plan::load_scenario("large-1024gpu");
-    s.model.layers = static_cast<int>(state.range(0));
-    s.workload.decode_steps = 1;
-    p = std::make_unique<masep::plan::Program>(masep::plan::compile(s));
-    topo = std::make_unique<masep::topology::Topology>(s.topology);
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-    return;
-  }
+  if (!load_large1024(state, p, topo)) return;
   masep::sim::SimOptions fluid;
   fluid.params = {{"network_tier", 1}};
   run(state, *p, Platform::from_topology(*topo), fluid);
