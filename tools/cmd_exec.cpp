@@ -224,7 +224,7 @@ int cmd_exec(const Args& args) {
   std::string scenario_name, program_path, trace_path;
   std::vector<std::string> overrides;
   int steps = 0, dump_rank = -1;
-  std::string routing;
+  std::string routing, expert_gemm;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
       "set", po::value(&overrides)->composing(),
@@ -241,6 +241,9 @@ int cmd_exec(const Args& args) {
       "routing", po::value(&routing)->default_value("forced"),
       "forced: the Program's sampled routing; real: the router kernel's top-k (sizes exchanged "
       "per layer at run time)")(
+      "expert-gemm", po::value(&expert_gemm)->default_value("auto"),
+      "expert projections: auto (one grouped decode-GEMM launch for all local experts where "
+      "each has <= 32 rows, else one cuBLAS GEMM per expert), grouped, cublas")(
       "verify", "one step; compare the output hidden states with a single-GPU reference")(
       "tolerance", po::value(&o.verify_tolerance)->default_value(2e-2),
       "--verify bound on |out - ref| / |ref|")(
@@ -275,6 +278,17 @@ int cmd_exec(const Args& args) {
     return 2;
   }
   o.real_gating = routing == "real";
+  if (expert_gemm == "auto") {
+    o.expert_gemm = exec::ExpertGemm::kAuto;
+  } else if (expert_gemm == "grouped") {
+    o.expert_gemm = exec::ExpertGemm::kGrouped;
+  } else if (expert_gemm == "cublas") {
+    o.expert_gemm = exec::ExpertGemm::kCublas;
+  } else {
+    std::fprintf(stderr, "masep exec: --expert-gemm must be auto, grouped or cublas (got '%s')\n",
+                 expert_gemm.c_str());
+    return 2;
+  }
   if (!program_path.empty() && (o.verify || vm.count("steps"))) {
     std::fprintf(stderr,
                  "masep exec: --program runs the Program as dumped; --verify and --steps need a "

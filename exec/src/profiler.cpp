@@ -30,6 +30,7 @@
 #include "masep/exec/check.hpp"
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
+#include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/rope.hpp"
@@ -145,7 +146,8 @@ struct HeadShape {
 };
 
 struct Shapes {
-  std::set<std::pair<int64_t, int64_t>> gemm;  // (n, k)
+  std::set<std::pair<int64_t, int64_t>> gemm;     // (n, k)
+  std::set<std::pair<int64_t, int64_t>> grouped;  // (n, k) of expert projections
   std::set<HeadShape> attention;
   std::vector<models::Model> models;  // distinct by name, scenario order
 };
@@ -158,6 +160,9 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs,
     for (const plan::Op& o : p.ops) {
       if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
         if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
+        if (o.kind == plan::OpKind::kGroupedGemm && o.n > 0 && o.k > 0) {
+          s.grouped.insert({o.n, o.k});
+        }
       } else if (o.kind == plan::OpKind::kAttention && o.heads > 0) {
         s.attention.insert({o.heads, o.kv_heads, o.head_dim});
       }
@@ -172,6 +177,8 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs,
       s.gemm.insert({m.experts, m.hidden});
       s.gemm.insert({m.expert_in_columns(), m.hidden});
       s.gemm.insert({m.hidden, m.expert_ffn});
+      s.grouped.insert({m.expert_in_columns(), m.hidden});
+      s.grouped.insert({m.hidden, m.expert_ffn});
       s.attention.insert({m.heads, m.kv_heads, m.head_dim});
     }
   }
@@ -252,6 +259,100 @@ void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStr
   cublasDestroy(h);
   if (log)
     log(fmt::format("gemm: {} shapes x {} m values, verified", shapes.gemm.size(), ms.size()));
+}
+
+// ---- grouped decode GEMM ------------------------------------------------------------------------
+
+// The executor's grouped expert launch (kernels/grouped_gemm.hpp) per expert weight shape:
+// for each group row count r, launches of 1 group and of G groups (each r rows, weights in
+// distinct arena slots, alternating between two disjoint slot sets so a launch never finds its
+// weights in L2); per_group(r) = (T_G − T_1) / (G − 1), base = median over r of T_1 − per_group.
+void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
+                          plan::Calibration& cal,
+                          const std::function<void(const std::string&)>& log) {
+  if (shapes.grouped.empty()) return;
+  const std::vector<int32_t> rows = quick ? std::vector<int32_t>{1, 4, 16}
+                                          : std::vector<int32_t>{1, 2, 4, 8, 16, 32};
+  constexpr int kMaxGroups = 32;
+  int64_t max_w = 0, max_n = 0, max_k = 0;
+  for (const auto& [n, k] : shapes.grouped) {
+    max_w = std::max(max_w, n * k * kBf16);
+    max_n = std::max(max_n, n);
+    max_k = std::max(max_k, k);
+  }
+  const int64_t arena_bytes = std::max<int64_t>(1LL << 30, 4 * max_w);
+  DeviceBuffer arena(arena_bytes);
+  const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * rows.back();
+  DeviceBuffer x(max_rows * max_k * kBf16), y(max_rows * max_n * kBf16);
+  detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
+  detail::fill_hash_bf16(x.get(), max_rows * max_k, 22, 1.0f, st);
+  for (const auto& [n, k] : shapes.grouped) {
+    const int64_t wb = (n * k * kBf16 + 255) / 256 * 256;
+    const int64_t slots = arena_bytes / wb;
+    const int groups = static_cast<int>(std::min<int64_t>(kMaxGroups, slots / 2));
+    if (groups < 2 || k % 8 != 0) continue;  // cannot separate base from per-group time
+    auto args = [&](int g, int32_t r, int set_index) {
+      kernels::GroupedGemmArgs a;
+      a.w_base = arena.get<kernels::bf16>();
+      a.groups = g;
+      a.n = static_cast<int>(n);
+      a.k = static_cast<int>(k);
+      for (int i = 0; i < g; ++i) {
+        a.w_offset[i] = (static_cast<int64_t>(set_index) * groups + i) * wb / kBf16;
+        a.row_offset[i + 1] = a.row_offset[i] + r;
+      }
+      return a;
+    };
+    auto launch = [&](const kernels::GroupedGemmArgs& a) {
+      MASEP_KERNEL_CHECK(
+          kernels::launch_grouped_gemm(a, x.get<kernels::bf16>(), y.get<kernels::bf16>(), st));
+    };
+    plan::GroupedGemmTable t;
+    t.n = n;
+    t.k = k;
+    t.max_rows = 2 * kernels::kGroupedGemmRowsPerPass;
+    std::vector<double> bases;
+    for (int32_t r : rows) {
+      const kernels::GroupedGemmArgs one[2] = {args(1, r, 0), args(1, r, 1)};
+      const kernels::GroupedGemmArgs many[2] = {args(groups, r, 0), args(groups, r, 1)};
+      const double t1 = time_ns(st, set, [&](int i) { launch(one[i % 2]); });
+      const double tg = time_ns(st, set, [&](int i) { launch(many[i % 2]); });
+      const double per = std::max(1.0, (tg - t1) / (groups - 1));
+      t.points.push_back({r, per});
+      bases.push_back(t1 - per);
+    }
+    std::sort(bases.begin(), bases.end());
+    t.base_ns = std::max(0.0, bases[bases.size() / 2]);
+    // Verify: row 0 of group 0, first columns, against a CPU dot product.
+    launch(args(1, 1, 0));
+    const int64_t cols = std::min<int64_t>(n, 4);
+    std::vector<bf16> hx(static_cast<size_t>(k)), hw(static_cast<size_t>(cols * k)),
+        hy(static_cast<size_t>(cols));
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+    MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x.get(), k * kBf16, cudaMemcpyDeviceToHost));
+    MASEP_CUDA_CHECK(cudaMemcpy(hw.data(), arena.get(), cols * k * kBf16, cudaMemcpyDeviceToHost));
+    MASEP_CUDA_CHECK(cudaMemcpy(hy.data(), y.get(), cols * kBf16, cudaMemcpyDeviceToHost));
+    for (int64_t j = 0; j < cols; ++j) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
+                         __bfloat162float(hw[static_cast<size_t>(j * k + i)]);
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double got = __bfloat162float(hy[static_cast<size_t>(j)]);
+      if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
+        throw std::runtime_error(fmt::format(
+            "profile: grouped GEMM n={} k={} verification failed: Y[0][{}] = {}, CPU {}", n, k, j,
+            got, ref));
+      }
+    }
+    cal.grouped_gemm.push_back(std::move(t));
+  }
+  if (log) {
+    log(fmt::format("grouped gemm: {} shapes x {} row counts, verified", cal.grouped_gemm.size(),
+                    rows.size()));
+  }
 }
 
 // ---- decode attention --------------------------------------------------------------------------
@@ -1036,6 +1137,7 @@ plan::Calibration run_profile(const ProfileOptions& o) {
     const Blocker blocker(2LL << 30);  // 2 GiB copied: ~1.4 ms on an H100
     set.blocker = &blocker;
     profile_gemm(shapes, o.quick, set, st, cal, log);
+    profile_grouped_gemm(shapes, o.quick, set, st, cal, log);
     profile_attention(shapes, o.quick, set, st, prop.multiProcessorCount, cal, log);
     profile_kernels(shapes, o.quick, set, st, cal, log);
     profile_launch(set, st, cal, log);

@@ -29,6 +29,7 @@
 #include "masep/exec/runtime_info.hpp"
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
+#include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/rope.hpp"
@@ -799,6 +800,38 @@ class RankRunner {
     MASEP_NCCL_CHECK(ncclGroupEnd());
   }
 
+  // An expert projection as one grouped decode-GEMM launch (kernels/grouped_gemm.hpp), when
+  // --expert-gemm allows it and the launch fits the kernel (≤ kGroupedGemmMaxGroups experts,
+  // 16-byte aligned weights, k % 8 == 0); false: the caller issues one cuBLAS GEMM per expert.
+  bool grouped_gemm(const Launch& l, const std::vector<int32_t>& group_m, cudaStream_t st) {
+    if (o_.expert_gemm == ExpertGemm::kCublas) return false;
+    const size_t groups = group_m.size();
+    if (groups == 0 || groups > static_cast<size_t>(kernels::kGroupedGemmMaxGroups) ||
+        l.k % 8 != 0 || l.n > INT32_MAX || l.k > INT32_MAX ||
+        reinterpret_cast<uintptr_t>(ptr(l.in)) % 16 != 0) {
+      return false;
+    }
+    int32_t max_rows = 0;
+    kernels::GroupedGemmArgs a;
+    a.w_base = reinterpret_cast<const kernels::bf16*>(weights_);
+    a.groups = static_cast<int>(groups);
+    a.n = static_cast<int>(l.n);
+    a.k = static_cast<int>(l.k);
+    for (size_t e = 0; e < groups; ++e) {
+      const int64_t off = l.weight_offsets.at(e);
+      if (off % 16 != 0) return false;
+      a.w_offset[e] = off / 2;
+      a.row_offset[e + 1] = a.row_offset[e] + group_m[e];
+      max_rows = std::max(max_rows, group_m[e]);
+    }
+    if (o_.expert_gemm == ExpertGemm::kAuto && !kernels::grouped_gemm_preferred(max_rows)) {
+      return false;
+    }
+    MASEP_KERNEL_CHECK(kernels::launch_grouped_gemm(a, ptr<kernels::bf16>(l.in),
+                                                    ptr<kernels::bf16>(l.out), st));
+    return true;
+  }
+
   void gemm(const void* w, const void* x, void* c, int64_t m, int64_t n, int64_t k) {
     detail::gemm_bf16(cublas_, w, x, c, m, n, k);
   }
@@ -821,6 +854,7 @@ class RankRunner {
                           "Program {}",
                           env_.rank, group_m.size(), l.group_m.size()));
         }
+        if (grouped_gemm(l, group_m, st)) return;
         for (size_t e = 0; e < group_m.size(); ++e) {
           const int64_t m = group_m[e];
           gemm(weights_ + l.weight_offsets.at(e), x + row * l.k * 2, c + row * l.n * 2, m, l.n,

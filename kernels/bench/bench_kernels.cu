@@ -25,6 +25,7 @@
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
 #include "masep/kernels/expert_ffn.hpp"
+#include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/reference.hpp"
@@ -779,6 +780,71 @@ void bench_ffn(cublasHandle_t h, const char* model, int experts, int tokens_per_
   report("expert_ffn_batched", model, shape, us, bytes, flops, tokens_per_expert > 256);
 }
 
+// ---- grouped decode GEMM vs one cuBLAS GEMM per expert -------------------------------------
+// The expert up projection ([E, 2*ffn, hidden], SwiGLU) and down projection ([E, hidden,
+// ffn]) with `rpe` rows per expert: the grouped launch (grouped_gemm.hpp) against the
+// executor's cuBLAS loop (one cublasGemmEx per expert, gemm_tn as in expert_ffn.cu). Bytes:
+// all experts' weights + rows in and out; ceiling: device copy. Eager timings (the loop's
+// host cost is part of what it costs).
+void bench_grouped(cublasHandle_t h, const char* model, int experts, int hidden, int ffn,
+                   int rpe, bool verify) {
+  const std::int64_t rows = std::int64_t{experts} * rpe;
+  for (int proj = 0; proj < 2; ++proj) {
+    const int n = proj == 0 ? 2 * ffn : hidden, k = proj == 0 ? hidden : ffn;
+    Buf w(std::size_t(experts) * n * k * 2), x(rows * k * 2), y(rows * n * 2);
+    fill(w, 41, 0.05f);
+    fill(x, 42);
+    mk::GroupedGemmArgs a;
+    a.w_base = w.as<mk::bf16>();
+    a.groups = experts;
+    a.n = n;
+    a.k = k;
+    for (int e = 0; e < experts; ++e) {
+      a.w_offset[e] = std::int64_t{e} * n * k;
+      a.row_offset[e] = e * rpe;
+    }
+    a.row_offset[experts] = static_cast<std::int32_t>(rows);
+    cudaStream_t st = g_stream;
+    CUBLAS_CHECK(cublasSetStream(h, st));
+    const float alpha = 1.f, beta = 0.f;
+    Launch loop = [&](cudaStream_t) {
+      for (int e = 0; e < experts; ++e) {
+        CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, rpe, k, &alpha,
+                                  w.as<mk::bf16>() + std::int64_t{e} * n * k, CUDA_R_16BF, k,
+                                  x.as<mk::bf16>() + std::int64_t{e} * rpe * k, CUDA_R_16BF, k,
+                                  &beta, y.as<mk::bf16>() + std::int64_t{e} * rpe * n,
+                                  CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }
+    };
+    Launch grouped = [&](cudaStream_t s2) {
+      KCHECK(mk::launch_grouped_gemm(a, x.as<mk::bf16>(), y.as<mk::bf16>(), s2));
+    };
+    if (verify) {
+      loop(st);
+      CUDA_CHECK(cudaDeviceSynchronize());
+      auto want = download<ref::Bf16>(y.p, rows * n);
+      CUDA_CHECK(cudaMemset(y.p, 0xFF, rows * n * 2));
+      grouped(st);
+      CUDA_CHECK(cudaDeviceSynchronize());
+      auto got = download<ref::Bf16>(y.p, rows * n);
+      std::vector<float> wf(want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) wf[i] = ref::to_float(want[i]);
+      float scale = 0;
+      for (float v : wf) scale = std::max(scale, std::fabs(v));
+      verified("grouped_gemm vs cuBLAS loop", close_enough(got, wf, 2e-2f, 1e-2f * scale));
+    }
+    const double bytes = double(experts) * n * k * 2 + rows * (n + k) * 2.0;
+    const double flops = 2.0 * rows * n * k;
+    char shape[96];
+    std::snprintf(shape, sizeof shape, "%s E=%d rows/exp=%d n=%d k=%d", proj ? "down" : "up",
+                  experts, rpe, n, k);
+    report("expert_gemm_cublas_loop", model, shape, time_us(loop, iters_for(bytes)), bytes,
+           flops);
+    report("expert_gemm_grouped", model, shape, time_us(grouped, iters_for(bytes)), bytes,
+           flops);
+  }
+}
+
 void write_csv(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
@@ -807,6 +873,7 @@ int main(int argc, char** argv) {
   bool pdl_only = false;
   bool merge_only = false;
   bool split2_only = false;
+  bool grouped_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -827,6 +894,10 @@ int main(int argc, char** argv) {
       merge_only = true;  // ceilings, the target shape (trace, 4 stages), defaults >= 16K tokens
       ++i;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "grouped")) {
+      grouped_only = true;  // ceilings, grouped decode GEMM vs the cuBLAS loop per model
+      ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strcmp(argv[i + 1], "split2")) {
       split2_only = true;  // ceilings, target: default vs 4 stages interleaved, shapes >= 16K
       ++i;
@@ -839,7 +910,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(
           stderr,
-          "usage: %s [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl|merge|split2]\n",
+          "usage: %s [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl|merge|split2|grouped]\n",
           argv[0]);
       return 1;
     }
@@ -923,6 +994,19 @@ int main(int argc, char** argv) {
     }
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(0, -1));  // noise check
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 4));
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
+  if (grouped_only) {
+    // Models with many small experts (Qwen3-30B-A3B: 128 × 768 wide, hidden 2048), a 64-expert
+    // model (hidden 2048, width 1408) and the paper's 16 wide experts (hidden 4096, 14336).
+    for (int rpe : {1, 2, 4, 8, 16, 32, 64}) {
+      bench_grouped(h, "qwen3-30b", 128, 2048, 768, rpe, rpe == 4 || rpe == 64);
+    }
+    for (int rpe : {1, 4, 16, 32}) bench_grouped(h, "64x1408", 64, 2048, 1408, rpe, false);
+    for (int rpe : {1, 4, 16, 32}) bench_grouped(h, "paper", 16, 4096, 14336, rpe, rpe == 16);
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

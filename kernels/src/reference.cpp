@@ -267,4 +267,24 @@ std::vector<float> expert_ffn(const std::vector<Bf16>& x, const std::vector<Bf16
   return out;
 }
 
+std::vector<float> grouped_gemm(const std::vector<Bf16>& x, const std::vector<Bf16>& w,
+                                const std::vector<std::int64_t>& w_offsets,
+                                const std::vector<std::int32_t>& row_offsets, int n, int k) {
+  const std::int64_t rows = row_offsets.empty() ? 0 : row_offsets.back();
+  std::vector<float> y(static_cast<std::size_t>(rows) * n, 0.f);
+  for (std::size_t g = 0; g + 1 < row_offsets.size(); ++g) {
+    const Bf16* wg = w.data() + w_offsets[g];
+    for (std::int64_t r = row_offsets[g]; r < row_offsets[g + 1]; ++r) {
+      for (int o = 0; o < n; ++o) {
+        float acc = 0;
+        for (int i = 0; i < k; ++i) {
+          acc += to_float(x[r * k + i]) * to_float(wg[static_cast<std::size_t>(o) * k + i]);
+        }
+        y[r * n + o] = acc;
+      }
+    }
+  }
+  return y;
+}
+
 }  // namespace masep::kernels::ref

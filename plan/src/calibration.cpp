@@ -82,7 +82,8 @@ void check_unique(const std::vector<T>& tables, const std::vector<Field>& fields
 Calibration convert(const Field& root) {
   if (!root.is_map()) root.fail("a calibration file is a mapping");
   const MapReader m = root.map({"format", "device", "driver", "cuda", "cublas", "nccl", "date",
-                                "gpus", "notes", "gemm", "attention", "kernels", "comm", "launch"});
+                                "gpus", "notes", "gemm", "grouped_gemm", "attention", "kernels",
+                                "comm", "launch"});
   const Field fmtf = m.get("format");
   if (fmtf.string() != kFormat) {
     fmtf.fail(fmt::format("unsupported format '{}' (expected '{}')", fmtf.string(), kFormat));
@@ -128,6 +129,21 @@ Calibration convert(const Field& root) {
   }
   check_unique(
       c.gemm, gemm, [](const GemmTable& g) { return std::make_pair(g.n, g.k); }, "gemm");
+
+  const auto grouped = list("grouped_gemm");
+  for (const Field& t : grouped) {
+    const MapReader r = t.map({"n", "k", "max_rows", "base_ns", "points"});
+    GroupedGemmTable g;
+    g.n = r.get("n").positive_int();
+    g.k = r.get("k").positive_int();
+    g.max_rows = r.get("max_rows").positive_int();
+    g.base_ns = r.get("base_ns").number_in(kOverheadNs);
+    g.points = read_points(r.get("points"));
+    c.grouped_gemm.push_back(std::move(g));
+  }
+  check_unique(
+      c.grouped_gemm, grouped,
+      [](const GroupedGemmTable& g) { return std::make_pair(g.n, g.k); }, "grouped_gemm");
 
   const auto attn = list("attention");
   for (const Field& t : attn) {
@@ -237,6 +253,13 @@ void validate_calibration(const Calibration& c) {
     if (g.n <= 0 || g.k <= 0) throw std::invalid_argument("calibration: gemm n, k must be > 0");
     check_points(g.points, fmt::format("gemm n={} k={}", g.n, g.k));
   }
+  for (const auto& g : c.grouped_gemm) {
+    if (g.n <= 0 || g.k <= 0 || g.max_rows <= 0 || !(g.base_ns >= 0) || !std::isfinite(g.base_ns)) {
+      throw std::invalid_argument(
+          "calibration: grouped_gemm n, k, max_rows must be > 0 and base_ns finite, >= 0");
+    }
+    check_points(g.points, fmt::format("grouped_gemm n={} k={}", g.n, g.k));
+  }
   for (const auto& a : c.attention) {
     if (a.heads <= 0 || a.kv_heads <= 0 || a.head_dim <= 0 || a.batch <= 0 ||
         a.heads % a.kv_heads != 0) {
@@ -298,6 +321,16 @@ std::string calibration_yaml(const Calibration& c) {
   for (const auto& g : c.gemm) {
     out += fmt::format("  - n: {}\n    k: {}\n", g.n, g.k);
     put_points(out, g.points);
+  }
+  if (!c.grouped_gemm.empty()) {
+    out += "# grouped decode GEMM (one launch for all experts with <= max_rows rows each): time =\n";
+    out += "# base_ns + sum over groups of points(rows); points: [rows of one group, ns]\n";
+    out += "grouped_gemm:\n";
+    for (const auto& g : c.grouped_gemm) {
+      out += fmt::format("  - n: {}\n    k: {}\n    max_rows: {}\n    base_ns: {}\n", g.n, g.k,
+                         g.max_rows, g.base_ns);
+      put_points(out, g.points);
+    }
   }
   out += "# decode attention (appends K/V); points: [context tokens per sequence, ns]\n";
   out += c.attention.empty() ? "attention: []\n" : "attention:\n";

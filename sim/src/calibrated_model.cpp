@@ -116,6 +116,29 @@ double CalibratedModel::gemm_ns(int64_t m, int64_t n, int64_t k, CalSource* src)
          (static_cast<double>(best->n) * static_cast<double>(best->k));
 }
 
+double CalibratedModel::grouped_gemm_ns(const plan::Op& op, CalSource* src) const {
+  // Only the op's exact weight shape: the launch's per-group cost is not a weight-bytes scaling
+  // of another shape's as reliably as one GEMM's is (its rows per warp pass differ by k).
+  const plan::GroupedGemmTable* t = nullptr;
+  for (const auto& g : cal_.grouped_gemm) {
+    if (g.n == op.n && g.k == op.k) t = &g;
+  }
+  if (t == nullptr) return -1;
+  int32_t max_rows = 0;
+  for (int32_t gm : op.group_m) max_rows = std::max(max_rows, gm);
+  if (max_rows == 0 || max_rows > t->max_rows) return -1;  // the executor's cuBLAS loop
+  double time = t->base_ns;
+  CalSource s = CalSource::kExact;
+  for (int32_t gm : op.group_m) {
+    if (gm <= 0) continue;
+    const auto r = plan::interpolate(t->points, static_cast<double>(gm));
+    time += r.time_ns;
+    s = worse(s, from_lookup(r.how));
+  }
+  *src = s;
+  return time;
+}
+
 double CalibratedModel::attention_ns(const plan::Op& op, CalSource* src) const {
   // Tables of the op's head shape; if none, of the nearest head shape.
   auto shape_dist = [&](const plan::AttentionTable& t) {
@@ -191,7 +214,10 @@ double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
       t = gemm_ns(op.m, op.n, op.k, &s);
       break;
     case OpKind::kGroupedGemm: {
+      t = grouped_gemm_ns(op, &s);
+      if (t >= 0) break;
       t = 0;
+      s = CalSource::kExact;
       for (int32_t gm : op.group_m) {
         if (gm <= 0) continue;
         CalSource g;

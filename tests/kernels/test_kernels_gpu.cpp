@@ -15,6 +15,7 @@
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
 #include "masep/kernels/expert_ffn.hpp"
+#include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/reference.hpp"
@@ -1071,4 +1072,71 @@ TEST(GpuExpertFfn, PackedAndUniformMatchReference) {
     expect_close(gp, wu_ref, 2e-2f, 1e-2f * max_abs(wu_ref), "ffn uniform");
   }
   cublasDestroy(h);
+}
+
+// ---------------------------------------------------------------------------------------
+// The grouped decode GEMM against the CPU reference: every row-count branch (1, 2, ≤4, ≤8,
+// ≤16 and more than one pass), empty groups, weights at scattered offsets with gaps, n not a
+// multiple of the warps per block and k not a multiple of the 256-element chunk.
+TEST(GpuGroupedGemm, MatchesReferenceForEveryRowCountBranch) {
+  REQUIRE_GPU();
+  std::mt19937 rng(31);
+  const int n = 138, k = 264;
+  const std::vector<std::vector<int>> cases = {
+      {1, 0, 1, 1}, {2, 1, 0, 2}, {3, 0, 0, 4}, {7, 8, 1, 0, 5}, {16, 9, 0, 13},
+      {37, 0, 5, 16, 1}, {0, 0, 0}};
+  for (const auto& counts : cases) {
+    std::vector<std::int32_t> roff = {0};
+    std::vector<std::int64_t> woff;
+    std::int64_t wlen = 0;
+    for (std::size_t g = 0; g < counts.size(); ++g) {
+      roff.push_back(roff.back() + counts[g]);
+      woff.push_back(wlen + 8 * static_cast<std::int64_t>(g));  // a gap before every group
+      wlen = woff.back() + std::int64_t{n} * k;
+    }
+    const int rows = roff.back();
+    auto x = random_bf16(std::max<std::size_t>(1, std::size_t(rows) * k), rng);
+    auto w = random_bf16(std::size_t(wlen), rng, -0.2f, 0.2f);
+    Dev<Bf16> dx(x), dw(w), dy(std::max<std::size_t>(1, std::size_t(rows) * n));
+    mk::GroupedGemmArgs a;
+    a.w_base = dw.as<mk::bf16>();
+    a.groups = static_cast<int>(counts.size());
+    a.n = n;
+    a.k = k;
+    for (int g = 0; g < a.groups; ++g) {
+      a.w_offset[g] = woff[g];
+      a.row_offset[g] = roff[g];
+    }
+    a.row_offset[a.groups] = roff.back();
+    ASSERT_EQ(mk::launch_grouped_gemm(a, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
+              mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    if (rows == 0) {
+      // Nothing launched: the poisoned output stays poisoned (all 0xFF bytes).
+      EXPECT_EQ(dy.download()[0].bits, 0xFFFF);
+      continue;
+    }
+    auto want = ref::grouped_gemm(x, w, woff, roff, n, k);
+    auto got = dy.download();
+    got.resize(want.size());
+    expect_close(got, want, 1e-2f, 1e-2f * max_abs(want), "grouped gemm");
+  }
+  // Invalid arguments are refused, not launched.
+  mk::GroupedGemmArgs bad;
+  Dev<Bf16> d(1024);
+  bad.w_base = d.as<mk::bf16>();
+  bad.groups = 1;
+  bad.n = 8;
+  bad.k = 12;  // not a multiple of 8
+  bad.row_offset[1] = 1;
+  EXPECT_EQ(mk::launch_grouped_gemm(bad, d.as<mk::bf16>(), d.as<mk::bf16>(), nullptr),
+            mk::Status::kInvalidArgument);
+  bad.k = 16;
+  bad.w_offset[0] = 4;  // not 16-byte aligned
+  EXPECT_EQ(mk::launch_grouped_gemm(bad, d.as<mk::bf16>(), d.as<mk::bf16>(), nullptr),
+            mk::Status::kInvalidArgument);
+  bad.w_offset[0] = 0;
+  bad.groups = mk::kGroupedGemmMaxGroups + 1;
+  EXPECT_EQ(mk::launch_grouped_gemm(bad, d.as<mk::bf16>(), d.as<mk::bf16>(), nullptr),
+            mk::Status::kInvalidArgument);
 }

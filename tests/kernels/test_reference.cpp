@@ -142,6 +142,21 @@ TEST(ReferenceExpertFfn, TinyHandComputed) {
   EXPECT_NEAR(y[2], 2 * g1, 1e-6);
 }
 
+TEST(ReferenceGroupedGemm, TinyHandComputedWithGapsAndEmptyGroup) {
+  // k = 2, n = 2; group 0 has row 0, group 1 none, group 2 rows 1..2. The weights of group 2
+  // start at element 6 (a gap of 2 after group 0's [2, 2] block; group 1's offset unused).
+  std::vector<Bf16> x = ref::to_bf16({1.f, 2.f, 3.f, -1.f, 0.f, 4.f});
+  std::vector<Bf16> w = ref::to_bf16({1.f, 0.f, 0.f, 1.f, 9.f, 9.f, 2.f, 1.f, -1.f, 0.5f});
+  auto y = ref::grouped_gemm(x, w, {0, 4, 6}, {0, 1, 1, 3}, 2, 2);
+  ASSERT_EQ(y.size(), 6u);
+  EXPECT_FLOAT_EQ(y[0], 1.f);   // [1,2]·[1,0]
+  EXPECT_FLOAT_EQ(y[1], 2.f);   // [1,2]·[0,1]
+  EXPECT_FLOAT_EQ(y[2], 5.f);   // [3,-1]·[2,1]
+  EXPECT_FLOAT_EQ(y[3], -3.5f); // [3,-1]·[-1,0.5]
+  EXPECT_FLOAT_EQ(y[4], 4.f);   // [0,4]·[2,1]
+  EXPECT_FLOAT_EQ(y[5], 2.f);   // [0,4]·[-1,0.5]
+}
+
 // The router's grid (a pure function, checked here without a GPU): blocks never exceed the
 // thread count the kernels are compiled for (__launch_bounds__), so every launch fits on an
 // SM; one block up to 512 tokens (<= 32 experts) or 1024 (more); the grid covers every token (the

@@ -33,6 +33,7 @@ Calibration sample() {
   c.notes = "synthetic: unit test";
   c.gemm.push_back({4096, 6144, {{1, 10123.456789}, {8, 10200.1}, {64, 11000.0 / 3.0 * 3.1}}});
   c.gemm.push_back({14336, 4096, {{1, 40000}, {512, 90000}}});
+  c.grouped_gemm.push_back({1536, 2048, 32, 2345.5, {{1, 1900}, {4, 2000.25}, {32, 9000}}});
   c.attention.push_back({32, 8, 128, 16, {{512, 7000}, {2048, 15000.25}, {8192, 51000}}});
   c.kernels.push_back({"rmsnorm", {{1024, 2100}, {1 << 20, 3500.5}}});
   c.kernels.push_back({"elementwise", {{4096, 2000}}});
@@ -84,6 +85,11 @@ TEST(Calibration, ErrorsNameLineAndKey) {
   EXPECT_NE(e.find("all_reduce"), std::string::npos) << e;  // did-you-mean / accepted list
   e = error_of(head + "kernels:\n  - name: a\n    points: [[1, -1]]\n");
   EXPECT_NE(e.find("kernels[0].points[0][1]"), std::string::npos) << e;
+  e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, base_ns: 1, points: [[1, 1]]}\n");
+  EXPECT_NE(e.find("grouped_gemm[0]"), std::string::npos) << e;
+  EXPECT_NE(e.find("max_rows"), std::string::npos) << e;
+  e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, max_rows: 4, base_ns: -1, points: [[1, 1]]}\n");
+  EXPECT_NE(e.find("grouped_gemm[0].base_ns"), std::string::npos) << e;
   e = error_of(head + "gemms: []\n");
   EXPECT_NE(e.find("gemms"), std::string::npos) << e;
   e = error_of("format: masep-calibration/9\ndevice: x\n");

@@ -112,6 +112,18 @@ TEST(SimCalibrated, NearestShapeAndGroupedGemm) {
   gg.group_m = {1, 0, 16};  // one cuBLAS GEMM per non-empty expert
   EXPECT_DOUBLE_EQ(m.time_ns(gg, &s), 5000 + 6000);
   EXPECT_EQ(s, CalSource::kExact);
+
+  // With a grouped_gemm table of the op's shape: one launch, base + per non-empty group.
+  cal.grouped_gemm.push_back({4096, 4096, 16, 1000, {{1, 2000}, {4, 2600}, {16, 5000}}});
+  CalibratedModel mg(cal, std::make_shared<RooflineModel>(testing::test_gpu(), SimParams{}));
+  EXPECT_DOUBLE_EQ(mg.time_ns(gg, &s), 1000 + 2000 + 5000);
+  EXPECT_EQ(s, CalSource::kExact);
+  gg.group_m = {2, 0, 4};  // 2 rows: a third of the way from 1 to 4 rows
+  EXPECT_DOUBLE_EQ(mg.time_ns(gg, &s), 1000 + 2200 + 2600);
+  EXPECT_EQ(s, CalSource::kInterpolated);
+  // A group above max_rows: the executor runs its cuBLAS loop, and so does the model.
+  gg.group_m = {1, 17};
+  EXPECT_DOUBLE_EQ(mg.time_ns(gg, &s), 5000 + 6000 * 17.0 / 16);  // m = 17: above the table
 }
 
 TEST(SimCalibrated, CommTablesSetTheAlphas) {

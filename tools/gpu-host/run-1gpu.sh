@@ -23,4 +23,16 @@ for b in 32 128; do for rep in 1 2; do
   sec "timing: paper model co-located on 1 GPU, batch $b, context 2048 (run $rep)"
   timeout 120 "$M" exec $P1 --set workload.batch=$b --set workload.context=2048 -q; echo "rc=$?"
 done; done
+sec "grouped decode GEMM vs one cuBLAS GEMM per expert (kernel bench)"
+timeout 150 $C/masep-bench-kernels --only grouped --csv "$OUT/grouped-gemm.csv" 2>&1 | grep -v '^#' | head -60
+Q="scenarios/examples/qwen3-1gpu.yaml -q"
+for mode in cublas auto cublas auto; do
+  sec "timing: Qwen3-30B-A3B (12 layers) on 1 GPU, batch 64, context 2048, --expert-gemm $mode"
+  timeout 120 "$M" exec $Q --expert-gemm $mode; echo "rc=$?"
+done
+for b in 32 128; do for mode in cublas auto; do
+  sec "timing: paper model co-located on 1 GPU, batch $b, context 2048, --expert-gemm $mode"
+  timeout 120 "$M" exec $P1 --set workload.batch=$b --set workload.context=2048 -q --expert-gemm $mode; echo "rc=$?"
+done; done
+sec "--verify with the grouped launch forced"; timeout 90 "$M" exec scenarios/examples/tiny-1gpu.yaml --verify -q --expert-gemm grouped; echo "rc=$?"
 sec "startup"; /usr/bin/time -f "masep --help: %e s %M KB" "$M" --help >/dev/null

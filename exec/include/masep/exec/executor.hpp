@@ -31,6 +31,12 @@
 
 namespace masep::exec {
 
+/// How the executor issues an expert projection (a kGroupedGemm launch: one GEMM per local
+/// expert with rows). kAuto: one grouped decode-GEMM launch for all experts
+/// (kernels/grouped_gemm.hpp) where every expert has few rows (grouped_gemm_preferred), else
+/// one cuBLAS GEMM per expert; kGrouped / kCublas force one way (A/B measurements).
+enum class ExpertGemm { kAuto, kGrouped, kCublas };
+
 struct ExecOptions {
   int warmup = 2;                  ///< untimed runs of the first step before timing
   double timeout_s = 120;          ///< no progress for this long = stall → abort, exit
@@ -41,6 +47,7 @@ struct ExecOptions {
   /// trip per layer and micro-batch) before the dispatch, expert GEMMs and return take their
   /// real sizes. false (--routing forced, the default): the Program's sampled routing.
   bool real_gating = false;
+  ExpertGemm expert_gemm = ExpertGemm::kAuto;  ///< --expert-gemm auto|grouped|cublas
 };
 
 /// What the executor runs (owned values). `program` is compiled with the per-token routing

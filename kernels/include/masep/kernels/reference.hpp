@@ -106,4 +106,11 @@ std::vector<float> expert_ffn(const std::vector<Bf16>& x, const std::vector<Bf16
                               const std::vector<std::int32_t>& expert_offsets, int num_experts,
                               int hidden, int ffn, bool swiglu);
 
+/// Grouped GEMM (grouped_gemm.hpp): for each group g, rows [row_offsets[g], row_offsets[g+1])
+/// of x [rows, k] times W_g [n, k] (at element w_offsets[g] of w) transposed. fp32, unrounded
+/// [rows, n].
+std::vector<float> grouped_gemm(const std::vector<Bf16>& x, const std::vector<Bf16>& w,
+                                const std::vector<std::int64_t>& w_offsets,
+                                const std::vector<std::int32_t>& row_offsets, int n, int k);
+
 }  // namespace masep::kernels::ref

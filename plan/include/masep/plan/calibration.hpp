@@ -7,6 +7,9 @@
 // duration of one launch in nanoseconds (CUDA events around a loop of back-to-back launches,
 // divided by the launch count). The size is, per table kind:
 //   gemm        m (rows) of a bf16 cuBLAS GEMM C[m×n] = A[m×k]·B[k×n], one table per (n, k)
+//   grouped_gemm  rows of one group (expert) of the executor's grouped decode-GEMM launch,
+//               time = the time one more group with that many rows adds; one table per (n, k)
+//               with the launch's fixed part (base_ns) and the largest group it serves
 //   attention   context (KV tokens per sequence) of a decode attention launch, one table per
 //               (heads, kv_heads, head_dim, batch)
 //   kernels     Op::hbm_bytes of the Program op the kernel serves, one table per op name
@@ -35,6 +38,19 @@ struct GemmTable {
   int64_t n = 0, k = 0;
   std::vector<CalPoint> points;  ///< size = m
   bool operator==(const GemmTable&) const = default;
+};
+
+/// The executor's grouped decode-GEMM launch (kernels/grouped_gemm.hpp: one launch for all
+/// local experts of an expert projection) for one weight shape (n, k): a launch whose groups
+/// have r_1 … r_G rows (all r_g ≤ max_rows, zero-row groups free) takes
+///   base_ns + Σ_g per_group(r_g),   per_group = `points` interpolated in rows.
+/// Launches with a larger group run as one cuBLAS GEMM per group (the gemm tables).
+struct GroupedGemmTable {
+  int64_t n = 0, k = 0;
+  int32_t max_rows = 0;          ///< largest group the executor sends to this launch (> 0)
+  double base_ns = 0;            ///< fixed time of one launch (≥ 0)
+  std::vector<CalPoint> points;  ///< size = rows of one group, time = its added time
+  bool operator==(const GroupedGemmTable&) const = default;
 };
 
 /// Decode attention time by context for one (heads, kv_heads, head_dim, batch).
@@ -94,6 +110,7 @@ struct Calibration {
   int32_t gpus = 1;    ///< GPUs the profiler used (comm tables need >= 2)
   std::string notes;   ///< free text (how it was run); may be empty
   std::vector<GemmTable> gemm;
+  std::vector<GroupedGemmTable> grouped_gemm;  ///< optional (files before 2026-12-07: none)
   std::vector<AttentionTable> attention;
   std::vector<KernelTable> kernels;
   std::vector<CommTable> comm;

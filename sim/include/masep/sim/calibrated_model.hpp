@@ -6,8 +6,11 @@
 // every op with a launch then adds the calibration's launch.event_overhead_ns, the extra cost
 // of the executor's event pair around each launch, 0 if the file has no launch section):
 //   kGemm         gemm table with the op's (n, k), interpolated in m
-//   kGroupedGemm  Σ over experts with group_m[e] > 0 of the GEMM time of (group_m[e], n, k)
-//                 (the executor launches one cuBLAS GEMM per non-empty expert); 0 if none
+//   kGroupedGemm  with a grouped_gemm table of the op's exact (n, k) and every expert's rows
+//                 ≤ its max_rows (the executor's grouped decode-GEMM launch): base_ns + Σ over
+//                 experts with group_m[e] > 0 of the table interpolated at group_m[e]; else Σ
+//                 over those experts of the GEMM time of (group_m[e], n, k) (the executor's
+//                 one cuBLAS GEMM per non-empty expert); 0 if no expert has rows
 //   kAttention    attention tables with the op's (heads, kv_heads, head_dim): interpolated in
 //                 context = ceil(kv_tokens / batch) within each measured batch, then linearly
 //                 in batch between the two measured batches around the op's batch
@@ -76,6 +79,7 @@ class CalibratedModel final : public ComputeModel {
 
  private:
   double gemm_ns(int64_t m, int64_t n, int64_t k, CalSource* src) const;
+  double grouped_gemm_ns(const plan::Op& op, CalSource* src) const;
   double attention_ns(const plan::Op& op, CalSource* src) const;
   const plan::Calibration cal_;
   std::shared_ptr<const ComputeModel> fallback_;

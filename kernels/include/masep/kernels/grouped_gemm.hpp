@@ -1,0 +1,57 @@
+// Grouped decode GEMM: one launch computes Y_g = X_g · W_gᵀ for every group g (an expert's
+// rows) when each group has few rows — the memory-bound decode regime where an expert costs
+// its weight bytes whatever its row count. Each warp streams a few weight rows (output
+// columns) once and multiplies them with up to 16 of its group's rows held in registers
+// (partial sums reduced across the warp with a reduce-scatter), so the weights are read once
+// per launch and no per-expert cuBLAS call (with its host cost and
+// its tiles sized for large GEMMs) is issued. Groups with no rows read nothing.
+//
+// Layout (row-major bf16, fp32 accumulation, output rounded once to bf16):
+//   X: [rows, k], group g owns rows [row_offset[g], row_offset[g+1])  (packed, as permute
+//      writes them); W_g: [n, k] at w_base + w_offset[g] (elements), nn.Linear layout;
+//   Y: [rows, n], same row order as X.
+// Requirements: k a multiple of 8, X, Y row starts and every W_g 16-byte aligned (k % 8 == 0
+// and w_offset[g] % 8 == 0 with 16-byte aligned bases), groups <= kGroupedGemmMaxGroups.
+// Cost: a group with r rows reads its weights ceil(r / 16) times; callers use
+// grouped_gemm_preferred() to choose between this launch and one cuBLAS GEMM per group.
+//
+// The argument block travels as a kernel parameter (no device table, no host sync): the
+// launch is CUDA-graph capturable, and a new routing only changes the parameter block.
+// Ownership: the caller owns all device memory; nothing is allocated here.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "masep/kernels/status.hpp"
+#include "masep/kernels/types.hpp"
+
+namespace masep::kernels {
+
+/// Most groups (local experts) one launch takes: 256 keeps the parameter block under the
+/// 4 KiB kernel-parameter limit of every CUDA version.
+inline constexpr int kGroupedGemmMaxGroups = 256;
+
+/// Rows of one group the kernel keeps in registers per weight pass.
+inline constexpr int kGroupedGemmRowsPerPass = 16;
+
+/// The groups of one launch. Plain data; pointers are device pointers the caller owns.
+struct GroupedGemmArgs {
+  const bf16* w_base = nullptr;                           ///< base of all groups' weights
+  std::int64_t w_offset[kGroupedGemmMaxGroups] = {};      ///< W_g = w_base + w_offset[g]
+  std::int32_t row_offset[kGroupedGemmMaxGroups + 1] = {};  ///< packed rows, [groups + 1]
+  int groups = 0;  ///< number of groups (≤ kGroupedGemmMaxGroups)
+  int n = 0;       ///< output columns (rows of each W_g)
+  int k = 0;       ///< input columns (multiple of 8)
+};
+
+/// Whether the grouped launch is expected to beat one cuBLAS GEMM per group for a launch
+/// whose largest group has `max_rows` rows (measured on H100, see docs/kernels.md).
+bool grouped_gemm_preferred(int max_rows);
+
+/// Y = grouped X · W_gᵀ on `stream`. kInvalidArgument for bad sizes, alignment or more than
+/// kGroupedGemmMaxGroups groups; kOk with nothing launched when there are no rows.
+Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cudaStream_t stream);
+
+}  // namespace masep::kernels

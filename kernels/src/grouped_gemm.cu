@@ -1,0 +1,148 @@
+// Grouped decode GEMM; see grouped_gemm.hpp.
+#include <algorithm>
+
+#include "common.cuh"
+#include "masep/kernels/grouped_gemm.hpp"
+
+namespace masep::kernels {
+namespace {
+
+constexpr int kWarps = 4;    // warps per block
+constexpr int kChunk = 256;  // elements of k one warp covers per load (32 lanes × 8)
+
+__device__ __forceinline__ uint4 ld_stream16(const bf16* p) {
+  // Weights are read once per launch: keep them out of L1 (L2 still serves a second pass).
+  return __ldcs(reinterpret_cast<const uint4*>(p));
+}
+
+// Sums V values (V a power of two, ≤ 32) across the warp with V − 1 + (5 − log2 V) shuffles
+// instead of 5·V: each butterfly step sends half of the lane's remaining values to its
+// partner and keeps the other half. Afterwards v[0] of lane l holds the warp's sum of value
+// l >> (5 − log2 V).
+template <int V>
+__device__ __forceinline__ void warp_reduce_scatter(float (&v)[V], int lane) {
+  int n = V;
+#pragma unroll
+  for (int s = 16; s >= 1; s >>= 1) {
+    if (n > 1) {
+      const int half = n / 2;
+      const bool upper = (lane & s) != 0;
+#pragma unroll
+      for (int i = 0; i < V / 2; ++i) {
+        if (i < half) {
+          const float send = upper ? v[i] : v[i + half];
+          const float keep = upper ? v[i + half] : v[i];
+          v[i] = keep + __shfl_xor_sync(0xffffffffu, send, s);
+        }
+      }
+      n = half;
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], s);
+    }
+  }
+}
+
+template <int V>
+constexpr int log2_of() {
+  int l = 0;
+  while ((1 << l) < V) ++l;
+  return l;
+}
+
+// One warp: C consecutive output columns of group blockIdx.y (compacted to non-empty
+// groups) for all of the group's rows, R rows per pass over the C weight rows. C weight loads
+// are in flight per lane; each 16-byte load of x serves C columns.
+template <int R, int C>
+__global__ void __launch_bounds__(kWarps * 32)
+    grouped_gemm_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
+                        bf16* __restrict__ y) {
+  constexpr int V = R * C;
+  static_assert(V <= 32 && (V & (V - 1)) == 0, "R·C must be a power of two ≤ 32");
+  const int g = blockIdx.y;
+  const int row0 = a.row_offset[g];
+  const int rows = a.row_offset[g + 1] - row0;
+  const int lane = threadIdx.x & 31;
+  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * C;
+  if (col0 >= a.n) return;
+  const int k = a.k;
+  const bf16* w = a.w_base + a.w_offset[g] + static_cast<std::int64_t>(col0) * k;
+  for (int r0 = 0; r0 < rows; r0 += R) {
+    const int nr = min(R, rows - r0);
+    const bf16* xg = x + static_cast<std::int64_t>(row0 + r0) * k;
+    float acc[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) acc[i] = 0.f;
+    for (int kk = lane * 8; kk < k; kk += kChunk) {
+      float wf[C][8];
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const uint4 wv = col0 + c < a.n ? ld_stream16(w + static_cast<std::int64_t>(c) * k + kk)
+                                        : make_uint4(0, 0, 0, 0);
+        detail::unpack8(wv, wf[c]);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r < nr) {
+          float xf[8];
+          detail::unpack8(detail::ldg16(xg + static_cast<std::int64_t>(r) * k + kk), xf);
+#pragma unroll
+          for (int c = 0; c < C; ++c) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[c * R + r] = fmaf(wf[c][i], xf[i], acc[c * R + r]);
+          }
+        }
+      }
+    }
+    warp_reduce_scatter<V>(acc, lane);
+    constexpr int kShift = 5 - log2_of<V>();
+    const int idx = lane >> kShift;  // value c·R + r of this lane
+    const int c = idx / R, r = idx % R;
+    if ((lane & ((1 << kShift) - 1)) == 0 && r < nr && col0 + c < a.n) {
+      y[static_cast<std::int64_t>(row0 + r0 + r) * a.n + col0 + c] = __float2bfloat16(acc[0]);
+    }
+  }
+}
+
+template <int R, int C>
+Status launch(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
+  const int cols_per_block = kWarps * C;
+  const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
+  grouped_gemm_kernel<R, C><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  return detail::launch_status();
+}
+
+}  // namespace
+
+bool grouped_gemm_preferred(int max_rows) { return max_rows <= 2 * kGroupedGemmRowsPerPass; }
+
+Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cudaStream_t stream) {
+  if (a.groups < 0 || a.groups > kGroupedGemmMaxGroups || a.n <= 0 || a.k <= 0 || a.k % 8 != 0 ||
+      !a.w_base || !x || !y || !detail::aligned16(a.w_base) || !detail::aligned16(x)) {
+    return Status::kInvalidArgument;
+  }
+  // Compact to the groups that have rows (an idle expert costs no block at all) and find
+  // the largest group, which picks the rows kept in registers per pass.
+  GroupedGemmArgs c;
+  c.w_base = a.w_base;
+  c.n = a.n;
+  c.k = a.k;
+  int max_rows = 0;
+  for (int g = 0; g < a.groups; ++g) {
+    const int rows = a.row_offset[g + 1] - a.row_offset[g];
+    if (rows < 0 || a.w_offset[g] < 0 || a.w_offset[g] % 8 != 0) return Status::kInvalidArgument;
+    if (rows == 0) continue;
+    c.w_offset[c.groups] = a.w_offset[g];
+    c.row_offset[c.groups] = a.row_offset[g];
+    c.row_offset[c.groups + 1] = a.row_offset[g + 1];
+    ++c.groups;
+    max_rows = std::max(max_rows, rows);
+  }
+  if (c.groups == 0) return Status::kOk;
+  if (max_rows == 1) return launch<1, 4>(c, x, y, stream);
+  if (max_rows == 2) return launch<2, 4>(c, x, y, stream);
+  if (max_rows <= 4) return launch<4, 4>(c, x, y, stream);
+  if (max_rows <= 8) return launch<8, 4>(c, x, y, stream);
+  return launch<kGroupedGemmRowsPerPass, 2>(c, x, y, stream);
+}
+
+}  // namespace masep::kernels
