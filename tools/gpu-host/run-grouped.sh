@@ -38,3 +38,10 @@ if [ -s "$OUT/h100-quick.yaml" ]; then
   "$M" sim $Q --calibration "$OUT/h100-quick.yaml" --allow-mismatch 2>&1 | grep -E "TPOT|calibration"
   for b in 32 128; do "$M" sim $P1 --set workload.batch=$b --set workload.context=2048 --calibration "$OUT/h100-quick.yaml" --allow-mismatch 2>&1 | grep -E "TPOT"; done
 fi
+if python3 -c "import torch" 2>/dev/null; then
+  sec "plain PyTorch decode step, same card (exec/bench/torch_decode.py)"
+  timeout 120 python3 exec/bench/torch_decode.py --model qwen3-30b-a3b --layers 12 --batch 64 --context 2048
+  for b in 32 128; do timeout 120 python3 exec/bench/torch_decode.py --model paper-moe --batch $b --context 2048; done
+else
+  sec "no PyTorch on this host: baseline skipped"
+fi
