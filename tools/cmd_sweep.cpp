@@ -3,14 +3,19 @@
 
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli.hpp"
+#include "masep/plan/seeded_hash.hpp"
 #include "commands.hpp"
 #include "plot.hpp"
 #include "progress.hpp"
 #include "sweep.hpp"
+#include "sweep_shard.hpp"
 #include "table.hpp"
 
 namespace po = boost::program_options;
@@ -36,12 +41,22 @@ of the same plan kind).
 
 SWEEP      a sweep file, - (stdin), or a built-in sweep name (paper-scaling, paper-ratio)
 
+Resumable and shardable: every finished point is recorded at once in DIR/points/<i>.json
+(with a key of the sweep, its options and this masep build; a record of anything else is an
+error, never reused). A rerun skips the points already recorded (--fresh recomputes them).
+--shard I/N runs only the points p with p % N == I; under a Slurm job array
+(SLURM_ARRAY_TASK_ID/COUNT/MIN) or an MPI launcher (mpirun -np N: OMPI_COMM_WORLD_RANK/SIZE,
+PMI_RANK/SIZE) the shard is taken from the environment. Whichever process finds every point
+recorded writes results.csv (byte-identical to a single-process run); plots are drawn by a
+single-process run or by `masep sweep SWEEP --merge --out DIR` after the shards.
+docs/sweep.md has a Slurm job-array script.
+
 options)";
 
 }  // namespace
 
 int cmd_sweep(const Args& args) {
-  std::string sweep_name, out_dir, calibration, algorithm, network = "auto";
+  std::string sweep_name, out_dir, calibration, algorithm, network = "auto", shard_flag;
   std::vector<std::string> sets;
   int jobs = 0;
   po::options_description opts(kUsage);
@@ -56,6 +71,10 @@ int cmd_sweep(const Args& args) {
       "algorithm", po::value(&algorithm)->default_value("auto"),
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
+      "shard", po::value(&shard_flag),
+      "run only shard I/N of the points (I/N, or auto: from a Slurm job array or MPI launcher)")(
+      "merge", "run nothing: join the recorded points of DIR into results.csv and plots")(
+      "fresh", "recompute every point (delete DIR/points first; not with shards)")(
       "no-plots", "write CSV only")("quiet,q", "no summary table");
   po::options_description hidden;
   hidden.add_options()("sweep", po::value(&sweep_name));
@@ -73,14 +92,106 @@ int cmd_sweep(const Args& args) {
   }
   const Sweep sweep = load_sweep(sweep_name);
   if (out_dir.empty()) out_dir = sweep.out_dir;
+  const bool merge = vm.count("merge") > 0;
+  ShardSpec shard;
+  try {
+    shard = parse_shard(merge ? std::string("0/1") : shard_flag,
+                        [](const char* n) -> const char* { return std::getenv(n); });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "masep sweep: %s\n", e.what());
+    return 2;
+  }
+  if (vm.count("fresh") && (shard.count > 1 || merge)) {
+    std::fprintf(stderr,
+                 "masep sweep: --fresh deletes every recorded point; with shards or --merge, "
+                 "remove %s/points once before starting instead\n",
+                 out_dir.c_str());
+    return 2;
+  }
   std::filesystem::create_directories(out_dir);
 
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
   so.params.push_back(network_tier_param(network));
-  Progress progress(fmt::format("sweep {}", sweep.name));
-  auto results = run_sweep(sweep, so, jobs, sets, &Progress::callback, &progress);
+  // What changes results besides the points: the options and the calibration's content.
+  std::string options = fmt::format("algorithm={} network={} calibration={}", algorithm, network,
+                                    calibration);
+  if (!calibration.empty()) {
+    std::ifstream in(calibration, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    options += fmt::format(" calibration_hash={:016x}", plan::fnv1a64(text.str()));
+  }
+  const std::string key = sweep_key(sweep, sets, options, running_binary_id());
+  const int n = static_cast<int>(sweep.points.size());
+  if (vm.count("fresh")) {
+    std::filesystem::remove_all(std::filesystem::path(out_dir) / "points");
+  }
+  // Points already recorded (this shard's from an interrupted run, or other shards').
+  std::vector<PointResult> results(static_cast<size_t>(n));
+  std::vector<char> present(static_cast<size_t>(n), 0);
+  auto read_records = [&] {
+    for (int i = 0; i < n; ++i) {
+      if (present[static_cast<size_t>(i)]) continue;
+      if (auto r = read_point_record(out_dir, i, key)) {
+        results[static_cast<size_t>(i)] = std::move(*r);
+        present[static_cast<size_t>(i)] = 1;
+      }
+    }
+  };
+  read_records();
+  int resumed = 0, to_run = 0;
+  std::vector<char> todo(static_cast<size_t>(n), 0);
+  for (int i = 0; i < n; ++i) {
+    if (!shard.owns(i)) continue;
+    if (present[static_cast<size_t>(i)]) {
+      ++resumed;
+    } else if (!merge) {
+      todo[static_cast<size_t>(i)] = 1;
+      ++to_run;
+    }
+  }
+  if (shard.count > 1) {
+    std::printf("shard %d/%d (%s): %d of %d points, %d already recorded\n", shard.index,
+                shard.count, shard.source.c_str(), to_run + resumed, n, resumed);
+  } else if (resumed > 0 && !merge) {
+    std::printf("resumed: %d of %d points already recorded in %s/points (--fresh recomputes)\n",
+                resumed, n, out_dir.c_str());
+  }
+  int ran_ok = 0;
+  if (to_run > 0) {
+    Progress progress(fmt::format("sweep {}", sweep.name));
+    auto ran = run_sweep(sweep, so, jobs, sets, &Progress::callback, &progress, &todo,
+                         [&](int i, const PointResult& r) { write_point_record(out_dir, i, key, r); });
+    for (int i = 0; i < n; ++i) {
+      if (!todo[static_cast<size_t>(i)]) continue;
+      ran_ok += ran[static_cast<size_t>(i)].ok;
+      results[static_cast<size_t>(i)] = std::move(ran[static_cast<size_t>(i)]);
+      present[static_cast<size_t>(i)] = 1;
+    }
+  }
+  read_records();  // other shards may have finished meanwhile
+  int missing = 0;
+  std::string first_missing;
+  for (int i = 0; i < n; ++i) {
+    if (present[static_cast<size_t>(i)]) continue;
+    if (++missing <= 8) first_missing += (first_missing.empty() ? "" : ", ") + std::to_string(i);
+  }
+  if (missing > 0) {
+    if (merge) {
+      std::fprintf(stderr,
+                   "masep sweep --merge: %d of %d points are not recorded in %s/points (points "
+                   "%s%s): run the missing shards first\n",
+                   missing, n, out_dir.c_str(), first_missing.c_str(), missing > 8 ? ", ..." : "");
+      return 1;
+    }
+    std::printf(
+        "%d of %d points recorded in %s/points; results.csv is written by the process that "
+        "records the last point (or: masep sweep %s --merge --out %s)\n",
+        n - missing, n, out_dir.c_str(), sweep_name.c_str(), out_dir.c_str());
+    return to_run > 0 && ran_ok == 0 ? 1 : 0;
+  }
   fill_scaling_efficiency(results);
   const auto table = results_table(sweep, results);
   const std::string csv = (std::filesystem::path(out_dir) / "results.csv").string();
@@ -130,7 +241,9 @@ int cmd_sweep(const Args& args) {
     t.print(stdout);
   }
   std::printf("results: %s\n", csv.c_str());
-  if (!vm.count("no-plots")) {
+  // A shard that completed the sweep leaves the plots to --merge or a single-process run
+  // (several shards finishing together must not draw the same files at once).
+  if (!vm.count("no-plots") && shard.count == 1) {
     std::string note;
     const auto images = make_plots(out_dir, sweep, table, &note);
     if (!note.empty()) std::fprintf(stderr, "masep sweep: %s\n", note.c_str());

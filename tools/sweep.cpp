@@ -78,9 +78,17 @@ Sweep load_sweep(const std::string& name_or_path) {
 
 std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& options, int jobs,
                                    const std::vector<std::string>& extra, ProgressFn progress,
-                                   void* ctx) {
+                                   void* ctx, const std::vector<char>* only,
+                                   const PointFn& on_point) {
   const int n = static_cast<int>(sweep.points.size());
   std::vector<PointResult> results(static_cast<size_t>(n));
+  std::vector<int> todo;
+  for (int i = 0; i < n; ++i) {
+    if (only == nullptr || (static_cast<size_t>(i) < only->size() && (*only)[static_cast<size_t>(i)])) {
+      todo.push_back(i);
+    }
+  }
+  const int total = static_cast<int>(todo.size());
   std::mutex mu;
   int done = 0;
   auto run_one = [&](int i) {
@@ -107,14 +115,15 @@ std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& op
       std::replace(msg.begin(), msg.end(), '\n', ' ');
       r.error = msg;
     }
-    if (progress) {
-      std::lock_guard<std::mutex> lock(mu);
-      progress(ctx, ++done, n);
-    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (on_point) on_point(i, r);
+    if (progress) progress(ctx, ++done, total);
   };
   const int threads = jobs > 0 ? jobs : tbb::this_task_arena::max_concurrency();
   tbb::task_arena arena(threads);
-  arena.execute([&] { tbb::parallel_for(0, n, [&](int i) { run_one(i); }); });
+  arena.execute([&] {
+    tbb::parallel_for(0, total, [&](int t) { run_one(todo[static_cast<size_t>(t)]); });
+  });
   return results;
 }
 

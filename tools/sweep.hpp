@@ -2,6 +2,7 @@
 // format is in docs/sweep.md), run in parallel, with results as a table (CSV) and plots.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,9 +40,16 @@ using ProgressFn = void (*)(void* ctx, int done, int total);
 
 /// Runs every point (in parallel on `jobs` threads, 0 = all cores) with `extra` overrides
 /// appended after each point's. Results are in point order whatever the thread timing.
+/// `only` (size = points, or null = all): run just the points whose entry is non-zero; the
+/// others stay default (ok = false, no error) and progress counts only the ones run.
+/// `on_point` (may be empty) is called with each finished point's index and result, one call
+/// at a time, as soon as it finishes (sweep_shard.hpp writes its record there).
+using PointFn = std::function<void(int index, const PointResult& result)>;
 std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& options, int jobs,
                                    const std::vector<std::string>& extra = {},
-                                   ProgressFn progress = nullptr, void* ctx = nullptr);
+                                   ProgressFn progress = nullptr, void* ctx = nullptr,
+                                   const std::vector<char>* only = nullptr,
+                                   const PointFn& on_point = {});
 
 /// Scaling efficiency of each ok point: (tokens/s / GPUs) / (tokens/s / GPUs) of the point
 /// with the fewest GPUs among the ok points of the same plan kind (1.0 for that point).
