@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -37,7 +38,7 @@ struct Net {
   double intra_GBps, intra_lat, nic_GBps, nic_lat, switch_lat;
 };
 
-std::vector<std::string> overrides(const std::string& base_extra, const Net& n) {
+std::vector<std::string> overrides(const std::vector<std::string>& extra, const Net& n) {
   std::vector<std::string> o = {"workload.decode_steps=2", "model.layers=1",
                                 fmt::format("topology.intra_node.GBps={}", n.intra_GBps),
                                 fmt::format("topology.intra_node.latency_ns={}", n.intra_lat),
@@ -48,7 +49,7 @@ std::vector<std::string> overrides(const std::string& base_extra, const Net& n) 
                         n.nic_lat, g);
   }
   o.push_back("topology.nics=" + nics + "]");
-  if (!base_extra.empty()) o.push_back(base_extra);
+  o.insert(o.end(), extra.begin(), extra.end());
   return o;
 }
 
@@ -84,6 +85,22 @@ double pick(std::mt19937_64& g, double lo, double hi) {
 
 const char* kScenarios[] = {"paper", "paper-colocated"};
 
+// Plan shapes the trials draw from (on the paper scenario's 16 GPUs): MA separation at
+// several ratios, head/sequence splits and micro-batch counts, and co-located plans at
+// several tensor-parallel widths and GPU counts.
+const char* kPlans[] = {
+    "",  // the scenario's own plan
+    "plan={kind: ma_separation, attention: {gpus: 8, head_parallel: 4, replicas: 2}, "
+    "moe: {gpus: 8, placement: round_robin}, micro_batches: 2}",
+    "plan={kind: ma_separation, attention: {gpus: 4, head_parallel: 2, replicas: 2}, "
+    "moe: {gpus: 2, placement: contiguous}, micro_batches: 1}",
+    "plan={kind: ma_separation, attention: {gpus: 14, head_parallel: 2, replicas: 7}, "
+    "moe: {gpus: 2, placement: round_robin}, micro_batches: 3}",
+    "plan={kind: colocated, colocated: {gpus: 8, tensor_parallel: 8}, micro_batches: 1}",
+    "plan={kind: colocated, colocated: {gpus: 16, tensor_parallel: 2}, micro_batches: 2}",
+    "plan={kind: colocated, colocated: {gpus: 4, tensor_parallel: 1}, micro_batches: 1}",
+};
+
 // Returns whether both runs gave a result (so the trial compared something).
 bool expect_not_faster(const std::optional<double>& before, const std::optional<double>& after,
                        const std::string& what) {
@@ -103,8 +120,14 @@ TEST(SimMonotone, SlowerLinksAndLongerLatenciesNeverLowerTheTpot) {
   // The NVLink mesh limits intra_node.GBps to the A100's 300 GB/s over 3 links.
   for (int trial = 0; trial < trials; ++trial) {
     const std::string sc = kScenarios[trial % 2];
-    const std::string extra =
+    const std::string batch =
         trial % 3 == 0 ? "" : fmt::format("workload.batch={}", trial % 3 == 1 ? 6 : 48);
+    // A random plan shape on the paper scenario (a fixed draw per trial, before the values).
+    const std::string plan_shape = kPlans[g() % (sizeof kPlans / sizeof kPlans[0])];
+    std::vector<std::string> shape;
+    if (!batch.empty()) shape.push_back(batch);
+    if (sc == std::string("paper") && !plan_shape.empty()) shape.push_back(plan_shape);
+    const std::vector<std::string>& extra = shape;
     Net n{pick(g, plan::kBandwidthGBps.lo, 100), pick(g, 0, plan::kLatencyNs.hi),
           pick(g, plan::kBandwidthGBps.lo, plan::kBandwidthGBps.hi),
           pick(g, 0, plan::kLatencyNs.hi), pick(g, 0, plan::kLatencyNs.hi)};
@@ -137,7 +160,7 @@ TEST(SimMonotone, SlowerLinksAndLongerLatenciesNeverLowerTheTpot) {
     compared +=
         expect_not_faster(base, worse,
                           fmt::format("trial {} {} {} -> worse {} (base {} ns, worse {} ns)", trial,
-                                      sc, extra, what, base.value_or(-1), worse.value_or(-1)));
+                                      sc, fmt::join(extra, " "), what, base.value_or(-1), worse.value_or(-1)));
     strictly_slower += base && worse && *worse > *base;
   }
   // The property is not vacuous: most trials ran both sides, and many got slower.
