@@ -845,7 +845,8 @@ class Builder {
     l.in = ref(Buf::kQkv, mb, o.batch * qkv_cols * kBf16);
     l.out = ref(Buf::kAttnOut, mb, static_cast<int64_t>(o.batch) * o.heads * o.head_dim * kBf16);
     l.num_splits = kernels::decode_attention_num_splits(o.batch, o.heads, o.kv_heads, o.head_dim,
-                                                        static_cast<int>(longest), opt_.sm_count);
+                                                        static_cast<int>(longest), opt_.sm_count,
+                                                        opt_.peak_memory_GBps);
     const auto ws =
         kernels::decode_attention_workspace_bytes(o.batch, o.heads, o.head_dim, l.num_splits);
     l.aux = ref(Buf::kAttnWorkspace, mb, static_cast<int64_t>(ws));

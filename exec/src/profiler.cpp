@@ -383,8 +383,10 @@ void profile_attention(const Shapes& shapes, bool quick, const Settings& set, cu
             continue;
           }
           const int64_t cols = static_cast<int64_t>(hs.heads + 2 * hs.kv_heads) * hs.head_dim;
-          const int splits = kernels::decode_attention_num_splits(b, hs.heads, hs.kv_heads,
-                                                                  hs.head_dim, ctx, sm_count);
+          // The executor's split count (exec/src/launch_plan.cpp, PlanOptions).
+          const int splits = kernels::decode_attention_num_splits(
+              b, hs.heads, hs.kv_heads, hs.head_dim, ctx, sm_count,
+              kernels::decode_attention_peak_memory_GBps());
           const size_t ws =
               kernels::decode_attention_workspace_bytes(b, hs.heads, hs.head_dim, splits);
           DeviceBuffer k(kv_one), v(kv_one), qkv(b * cols * kBf16),

@@ -222,6 +222,7 @@ class RankRunner {
     const int64_t t0 = now_ns();
     PlanOptions po;
     po.sm_count = prop.multiProcessorCount;
+    po.peak_memory_GBps = kernels::decode_attention_peak_memory_GBps();
     po.real_gating = o_.real_gating;
     rp_ = build_rank_plan(p_, env_.rank, po);
     index_real_gating();
@@ -363,6 +364,7 @@ class RankRunner {
     cudaDeviceProp prop{};
     MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     po.sm_count = prop.multiProcessorCount;
+    po.peak_memory_GBps = kernels::decode_attention_peak_memory_GBps();
     po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
       const RankPlan other = q == 0 ? RankPlan{} : build_rank_plan(p_, q, po);
@@ -1120,6 +1122,7 @@ class RankRunner {
     cudaDeviceProp prop{};
     MASEP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     po.sm_count = prop.multiProcessorCount;
+    po.peak_memory_GBps = kernels::decode_attention_peak_memory_GBps();
     po.real_gating = o_.real_gating;
     for (int q = 0; q < n; ++q) {
       r.memory.push_back(q == env_.rank ? rp_.memory() : build_rank_plan(p_, q, po).memory());

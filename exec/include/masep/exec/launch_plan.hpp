@@ -245,6 +245,9 @@ struct OutputRows {
 /// Sizes the plan needs that depend on the device.
 struct PlanOptions {
   int sm_count = 132;  ///< SMs of the GPU (split-KV count)
+  /// Peak memory bandwidth of the GPU in GB/s (kernels::decode_attention_peak_memory_GBps;
+  /// the split-KV count's one-split rule), 0 = unknown: the head-count model alone.
+  double peak_memory_GBps = 0;
   /// Real gating: router launches map the kernel's top-k to slots (no forced route), and the
   /// MoE side's buffers are sized for the worst case (every token of every attention rank to
   /// this GPU, top_k rows each). Needs the real data flow (throws std::invalid_argument).
