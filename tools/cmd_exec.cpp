@@ -19,6 +19,7 @@
 #include "masep/exec/executor.hpp"
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/compiler.hpp"
+#include "masep/plan/json_text.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/program_json.hpp"
@@ -87,6 +88,7 @@ void print_table(const plan::Scenario& s, const exec::ExecResult& r, const plan:
     std::printf("\n");
   }
   print_metrics_summary(m, s);
+  std::printf("launches          %s\n", r.launch_mode.c_str());
   if (quiet) return;
   std::printf("\nper GPU (step = one decode step: HBM bytes and FLOPs / steps)\n");
   Table t;
@@ -224,7 +226,7 @@ int cmd_exec(const Args& args) {
   std::string scenario_name, program_path, trace_path;
   std::vector<std::string> overrides;
   int steps = 0, dump_rank = -1;
-  std::string routing, expert_gemm;
+  std::string routing, expert_gemm, launch_mode;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
       "set", po::value(&overrides)->composing(),
@@ -241,6 +243,9 @@ int cmd_exec(const Args& args) {
       "routing", po::value(&routing)->default_value("forced"),
       "forced: the Program's sampled routing; real: the router kernel's top-k (sizes exchanged "
       "per layer at run time)")(
+      "launch", po::value(&launch_mode)->default_value("eager"),
+      "eager: every launch issued from the host; graph: each step captured into a CUDA graph "
+      "after the warm-up (untimed) and replayed in the timed run (needs --routing forced)")(
       "expert-gemm", po::value(&expert_gemm)->default_value("auto"),
       "expert projections: auto (one grouped decode-GEMM launch for all local experts where "
       "each has <= 32 rows, else one cuBLAS GEMM per expert), grouped, cublas")(
@@ -278,6 +283,18 @@ int cmd_exec(const Args& args) {
     return 2;
   }
   o.real_gating = routing == "real";
+  if (launch_mode != "eager" && launch_mode != "graph") {
+    std::fprintf(stderr, "masep exec: --launch must be eager or graph (got '%s')\n",
+                 launch_mode.c_str());
+    return 2;
+  }
+  o.graphs = launch_mode == "graph";
+  if (o.graphs && o.real_gating) {
+    std::fprintf(stderr,
+                 "masep exec: --launch graph needs --routing forced (real gating reads the "
+                 "routed sizes on the host every layer)\n");
+    return 2;
+  }
   if (expert_gemm == "auto") {
     o.expert_gemm = exec::ExpertGemm::kAuto;
   } else if (expert_gemm == "grouped") {
@@ -377,9 +394,10 @@ int cmd_exec(const Args& args) {
     const auto end = js.find_last_of('}');
     std::string extra = fmt::format(
         ",\"copy_GBps\":[{}],\"roofline_step_floor_ns\":{:.0f},\"roofline_critical_rank\":{},"
-        "\"roofline_fraction\":{:.4f},\"roofline_rank_floor_ns\":[{}],\"device\":\"{}\"",
+        "\"roofline_fraction\":{:.4f},\"roofline_rank_floor_ns\":[{}],\"device\":\"{}\","
+        "\"launch_mode\":{}",
         fmt::join(r.copy_GBps, ","), rf.step_floor_ns, rf.critical_rank, rf.fraction,
-        fmt::join(rf.rank_floor_ns, ","), r.device);
+        fmt::join(rf.rank_floor_ns, ","), r.device, plan::json_quoted(r.launch_mode));
     if (r.verify.ran) {
       extra += fmt::format(
           ",\"verify\":{{\"pass\":{},\"rel_err\":{:.6g},\"max_abs_err\":{:.6g},"

@@ -257,10 +257,22 @@ class RankRunner {
       watchdog_->disarm();  // it reads `warm` while armed
     }
     std::vector<char> all(rp_.launches.size(), 1);
+    std::string launch_mode = "eager";
+    if (o_.graphs) {
+      watchdog_->phase("graph capture");
+      const int64_t c0 = now_ns();
+      capture_step_graphs();
+      launch_mode = fmt::format("CUDA graphs ({}, one per step, captured in {:.1f} ms)",
+                                graphs_.size(), (now_ns() - c0) / 1e6);
+    }
     watchdog_->phase("clock alignment");
     const auto [barrier_ns, ref_ns] = align_clocks();
     watchdog_->phase("timed run");
-    issue(all, true);
+    if (o_.graphs) {
+      replay_step_graphs(all);
+    } else {
+      issue(all, true);
+    }
     sync_all();
     watchdog_->disarm();
     watchdog_->phase("gather");
@@ -270,6 +282,7 @@ class RankRunner {
     r.copy_GBps = gather_doubles(my_copy_GBps);
     RankTimings mine = collect(barrier_ns, ref_ns);
     r.rank = env_.rank;
+    r.launch_mode = launch_mode;
     r.device = device_name_;
     r.versions = runtime_versions();
     r.init_ms = init_ns / 1000000;
@@ -625,6 +638,102 @@ class RankRunner {
     }
     ec.op = -1;
     ec.op_name = nullptr;
+  }
+
+  // ---- CUDA graphs (--launch graph) ------------------------------------------------------
+
+  // One graph per decode step: the step's launches issued as issue() does, into a capture of
+  // the compute stream that the comm stream joins (forked at the start, joined at the end),
+  // with every per-op timing event as an external event-record node. A wait on a launch of
+  // an earlier step is dropped: the step graphs replay in order on one stream, so the earlier
+  // step has completed. Waits inside the step use separate dependency events (graph edges).
+  void capture_step_graphs() {
+    if (rp_.real_gating) {
+      throw std::invalid_argument(
+          "--launch graph needs --routing forced (real gating reads sizes on the host)");
+    }
+    const size_t n = rp_.launches.size();
+    std::vector<char> target(n, 0);
+    for (const Launch& l : rp_.launches) {
+      if (l.wait_for >= 0) target[static_cast<size_t>(l.wait_for)] = 1;
+    }
+    deps_.assign(n, nullptr);
+    for (size_t i = 0; i < n; ++i) {
+      if (target[i]) MASEP_CUDA_CHECK(cudaEventCreateWithFlags(&deps_[i], cudaEventDisableTiming));
+    }
+    cudaEvent_t fork = nullptr, join = nullptr;
+    MASEP_CUDA_CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+    MASEP_CUDA_CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+    cudaStream_t origin = streams_[plan::kCompute], comm = streams_[plan::kComm];
+    std::vector<int> steps;
+    for (const Launch& l : rp_.launches) {
+      if (std::find(steps.begin(), steps.end(), l.step) == steps.end()) steps.push_back(l.step);
+    }
+    std::sort(steps.begin(), steps.end());
+    ErrorContext& ec = error_context();
+    for (int step : steps) {
+      MASEP_CUDA_CHECK(cudaStreamBeginCapture(origin, cudaStreamCaptureModeThreadLocal));
+      MASEP_CUDA_CHECK(cudaEventRecord(fork, origin));
+      MASEP_CUDA_CHECK(cudaStreamWaitEvent(comm, fork, 0));
+      int count = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const Launch& l = rp_.launches[i];
+        if (l.step != step) continue;
+        const Op& o = p_.ops[static_cast<size_t>(l.ops.front())];
+        ec.op = o.id;
+        ec.op_name = o.name.c_str();
+        cudaStream_t st = streams_[l.stream];
+        if (l.wait_for >= 0 && rp_.launches[static_cast<size_t>(l.wait_for)].step == step) {
+          MASEP_CUDA_CHECK(cudaStreamWaitEvent(st, deps_[static_cast<size_t>(l.wait_for)], 0));
+        }
+        MASEP_CUDA_CHECK(cudaEventRecordWithFlags(starts_[i], st, cudaEventRecordExternal));
+        launch(l, st);
+        MASEP_CUDA_CHECK(cudaEventRecordWithFlags(ends_[i], st, cudaEventRecordExternal));
+        if (deps_[i]) MASEP_CUDA_CHECK(cudaEventRecord(deps_[i], st));
+        ++count;
+      }
+      MASEP_CUDA_CHECK(cudaEventRecord(join, comm));
+      MASEP_CUDA_CHECK(cudaStreamWaitEvent(origin, join, 0));
+      cudaGraph_t graph = nullptr;
+      MASEP_CUDA_CHECK(cudaStreamEndCapture(origin, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      MASEP_CUDA_CHECK(inst);
+      graphs_.push_back({step, exec});
+      (void)count;
+    }
+    ec.op = -1;
+    ec.op_name = nullptr;
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join);
+    // Upload every graph once (untimed), so the first replay does not pay for it.
+    for (const auto& g : graphs_) MASEP_CUDA_CHECK(cudaGraphUpload(g.second, origin));
+    MASEP_CUDA_CHECK(cudaStreamSynchronize(origin));
+  }
+
+  void replay_step_graphs(const std::vector<char>& active) {
+    watchdog_->arm(&rp_, &ends_, &active);
+    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
+    cudaStream_t origin = streams_[plan::kCompute];
+    int issued = 0;
+    for (const auto& [step, exec] : graphs_) {
+      if (fault_rank == env_.rank && step == p_.first_step + 1) {
+        std::fprintf(stderr, "masep exec: rank %d: injected fault (%s) at step %d\n", env_.rank,
+                     fault_mode ? fault_mode : "kill", step);
+        std::fflush(stderr);
+        if (fault_mode && std::string(fault_mode) == "hang") {
+          for (;;) pause();
+        }
+        kill(getpid(), SIGKILL);
+      }
+      MASEP_CUDA_CHECK(cudaGraphLaunch(exec, origin));
+      for (size_t i = 0; i < rp_.launches.size(); ++i) {
+        if (rp_.launches[i].step == step) issued = std::max(issued, static_cast<int>(i) + 1);
+      }
+      watchdog_->issued(issued);
+    }
   }
 
   // ---- real gating -----------------------------------------------------------------------
@@ -1141,6 +1250,12 @@ class RankRunner {
     world_ = nullptr;
     for (auto e : starts_) cudaEventDestroy(e);
     for (auto e : ends_) cudaEventDestroy(e);
+    for (auto e : deps_) {
+      if (e) cudaEventDestroy(e);
+    }
+    deps_.clear();
+    for (auto& g : graphs_) cudaGraphExecDestroy(g.second);
+    graphs_.clear();
     if (ref_) cudaEventDestroy(ref_);
     if (cublas_) cublasDestroy(cublas_);
     for (void* p : allocations_) cudaFree(p);
@@ -1172,6 +1287,8 @@ class RankRunner {
   std::array<std::vector<void*>, kBufCount> bufs_;
   std::array<std::vector<int64_t>, kBufCount> bufsize_;
   std::vector<cudaEvent_t> starts_, ends_;
+  std::vector<cudaEvent_t> deps_;                          // --launch graph: in-step edges
+  std::vector<std::pair<int, cudaGraphExec_t>> graphs_;  // --launch graph: (step, graph)
   cudaEvent_t ref_ = nullptr;
   float* barrier_buf_ = nullptr;
   void* gather_buf_ = nullptr;

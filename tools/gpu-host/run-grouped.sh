@@ -45,3 +45,8 @@ if python3 -c "import torch" 2>/dev/null; then
 else
   sec "no PyTorch on this host: baseline skipped"
 fi
+sec "CUDA graphs: --launch graph vs eager (Qwen3 12 layers b64, paper b32, tiny --verify)"
+timeout 90 "$M" exec scenarios/examples/tiny-1gpu.yaml --verify -q --launch graph; echo "rc=$?"
+for mode in eager graph eager graph; do timeout 120 "$M" exec $Q -q --launch $mode; echo "rc=$?"; done
+for mode in eager graph; do timeout 120 "$M" exec $P1 --set workload.batch=32 --set workload.context=2048 -q --launch $mode; echo "rc=$?"; done
+timeout 120 "$M" exec $Q --launch graph --trace "$OUT/qwen3-graph-trace.json" | tail -5

@@ -48,6 +48,11 @@ struct ExecOptions {
   /// real sizes. false (--routing forced, the default): the Program's sampled routing.
   bool real_gating = false;
   ExpertGemm expert_gemm = ExpertGemm::kAuto;  ///< --expert-gemm auto|grouped|cublas
+  /// --launch graph: each decode step's launches (kernels, cuBLAS, NCCL, the per-op timing
+  /// events) are captured into one CUDA graph per step after the warm-up, untimed, and the
+  /// timed run replays them: one cudaGraphLaunch per step instead of hundreds of launches.
+  /// Not with --routing real (its host round trips). false: eager launches.
+  bool graphs = false;
 };
 
 /// What the executor runs (owned values). `program` is compiled with the per-token routing
@@ -95,6 +100,8 @@ struct ExecResult {
   /// global sequence order, and the comparison with the single-GPU reference.
   std::vector<uint16_t> hidden_out;
   VerifyResult verify;
+  /// How the timed run issued its launches: "eager", or "CUDA graphs (N, captured in X ms)".
+  std::string launch_mode = "eager";
 };
 
 /// The decode step against its critical-path roofline: per rank, the HBM bytes of one step
