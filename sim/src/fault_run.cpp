@@ -424,7 +424,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
       const int64_t at = static_cast<int64_t>(std::llround(s.faults[timed[next_timed]].at_ms * 1e6));
       const int64_t wasted = std::max<int64_t>(0, at - t);
       now = std::max(t, at);
-      res.tokens_recomputed += cur.workload.batch;
+      if (at > t) res.tokens_recomputed += cur.workload.batch;  // the interrupted step's tokens
       std::vector<std::pair<size_t, bool>> ch{{timed[next_timed], true}};
       ++next_timed;
       step = st;
