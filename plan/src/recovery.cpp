@@ -66,7 +66,9 @@ class RecoveryBuilder {
     add(std::move(o));
   }
 
-  // Prefill of `tokens` KV entries of `sequences` sequences on degraded replica `replica`.
+  // Prefill of `tokens` KV entries of `sequences` sequences on degraded replica `replica`:
+  // the attention side now (per layer, on the replica's GPUs); the expert side is gathered
+  // over all re-prefills and emitted once per layer by experts().
   void reprefill(int replica, int64_t sequences, int64_t tokens) {
     const models::Model& m = s_.model;
     const int hp = s_.plan.attention.head_parallel, sp = s_.plan.attention.sequence_parallel;
@@ -75,10 +77,8 @@ class RecoveryBuilder {
     const int64_t heads_l = m.heads / hp, kvh_l = std::max(1, m.kv_heads / hp);
     const int64_t qkv = (heads_l + 2 * kvh_l) * hd;
     const double mean_len = static_cast<double>(tokens) / std::max<int64_t>(1, sequences);
-    const int G = p_.layout.moe_ranks;
-    const int64_t rows = tokens * m.top_k;
+    attn_of_layer_.resize(static_cast<size_t>(m.layers));
     for (int layer = 0; layer < m.layers; ++layer) {
-      OpId first = -1;
       for (int i = 0; i < t; ++i) {
         const int r = replica * t + i;
         Op o = make(r, kCompute, OpKind::kGemm, OpRole::kReprefill, "reprefill_attn");
@@ -94,8 +94,21 @@ class RecoveryBuilder {
         o.weight_bytes = h * (qkv + heads_l * hd) * dt;
         o.hbm_bytes = o.weight_bytes + m_tok * (2 * h + 2 * kvh_l * hd) * dt;
         const OpId id = add(std::move(o));
-        if (first < 0) first = id;
+        if (i == 0) attn_of_layer_[static_cast<size_t>(layer)].push_back(id);
       }
+    }
+    prefill_tokens_ += tokens;
+  }
+
+  // The expert FFNs of every re-prefilled token (top_k rows each, spread evenly over the MoE
+  // GPUs), one op per layer and MoE GPU after that layer's attention on every replica.
+  void experts() {
+    if (prefill_tokens_ == 0) return;
+    const models::Model& m = s_.model;
+    const int64_t dt = models::dtype_bytes(m.dtype), h = m.hidden;
+    const int G = p_.layout.moe_ranks;
+    const int64_t rows = prefill_tokens_ * m.top_k;
+    for (int layer = 0; layer < m.layers; ++layer) {
       for (int g = 0; g < G; ++g) {
         const int r = p_.layout.moe_base + g;
         const int64_t my_rows = rows * (g + 1) / G - rows * g / G;
@@ -108,7 +121,7 @@ class RecoveryBuilder {
         o.flops = 2.0 * my_rows * h * (m.expert_in_columns() + m.expert_ffn);
         o.weight_bytes = experts_here * m.expert_weight_bytes();
         o.hbm_bytes = o.weight_bytes + 2 * my_rows * h * dt;
-        o.deps.push_back(first);  // the layer's tokens come from the attention side
+        for (OpId d : attn_of_layer_[static_cast<size_t>(layer)]) o.deps.push_back(d);
         add(std::move(o));
       }
     }
@@ -140,6 +153,8 @@ class RecoveryBuilder {
   Program p_;
   std::map<int, int> rank_of_;
   std::vector<OpId> rebuild_;
+  std::vector<std::vector<OpId>> attn_of_layer_;  // [layer]: first attention op per replica
+  int64_t prefill_tokens_ = 0;
 };
 
 }  // namespace
@@ -157,6 +172,7 @@ Program compile_recovery(const Remap& rm, int step) {
     if (w.src_gpu < 0) b.host_load(w.dst_gpu, w.bytes);
   }
   for (const Reprefill& r : rm.reprefills) b.reprefill(r.replica, r.sequences, r.tokens);
+  b.experts();
   return b.take();
 }
 
