@@ -26,5 +26,6 @@ $M sim $L --set fault_tolerance.kv_copies=2 --set plan.moe.expert_replicas=2 $LF
 $M sim $L --set fault_tolerance.on_kv_loss=re_prefill --set fault_tolerance.on_expert_loss=reload $LF > $D/large-policies.txt 2> /dev/null
 $M sim $L -q > $D/large-steady-plain.txt 2> /dev/null
 $M sim $L -q --set fault_tolerance.kv_copies=2 --set plan.moe.expert_replicas=2 > $D/large-steady-redundant.txt 2> /dev/null
+$M sim $L -q --set fault_tolerance.kv_copies=2 > $D/large-steady-kv2.txt 2> /dev/null
 $M plan $L --set fault_tolerance.kv_copies=2 --set plan.moe.expert_replicas=2 > $D/large-plan-redundant.txt
 $M plan $L > $D/large-plan-plain.txt
