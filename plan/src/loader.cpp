@@ -520,7 +520,13 @@ std::vector<FaultSpec> convert_faults(const Field& f) {
     }
     if (r.has("step")) x.step = r.get("step").nonnegative_int();
     if (r.has("at_ms")) x.at_ms = r.get("at_ms").nonnegative_number();
-    if (r.has("steps")) x.steps = r.get("steps").positive_int();
+    if (r.has("steps")) {
+      if (r.has("at_ms")) {
+        r.get("steps").fail("only used with step (a fault given by at_ms lasts for the rest of "
+                            "the run)");
+      }
+      x.steps = r.get("steps").positive_int();
+    }
     if (x.kind == FaultKind::kStraggler) {
       const Field sp = r.get("speed");
       x.speed = sp.number();

@@ -153,7 +153,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   std::vector<int64_t> reprefill_seqs(static_cast<size_t>(R), 0), reprefill_tok(R, 0);
   int64_t dropped = 0;
   int spread = 0;  // round-robin over survivors for re-prefill of lost replicas' sequences
-  auto handle_lost_kv = [&](int r, int64_t q, int target) {
+  auto handle_lost_kv = [&](int64_t q, int target) {
     switch (ft.on_kv_loss) {
       case KvLossPolicy::kReprefill:
         ++reprefill_seqs[target];
@@ -167,7 +167,6 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
       case KvLossPolicy::kFail:
         break;
     }
-    (void)r;
     return false;
   };
   int64_t unrecoverable = 0;
@@ -183,7 +182,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
           continue;
         }
         if (survivors.empty() ||
-            !handle_lost_kv(r, q, survivors[static_cast<size_t>(spread++) % survivors.size()])) {
+            !handle_lost_kv(q, survivors[static_cast<size_t>(spread++) % survivors.size()])) {
           ++unrecoverable;
           any_lost_here = true;
         }
@@ -200,7 +199,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
                              replaced_idx[mr].end();
         }
         if (!have) {
-          if (!handle_lost_kv(r, q, r)) {
+          if (!handle_lost_kv(q, r)) {
             ++unrecoverable;
             any_lost_here = true;
           }

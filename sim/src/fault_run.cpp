@@ -162,8 +162,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
   res.plan_gpus = s.plan.total_gpus();
   res.standby_gpus = static_cast<int>(pg0.standby.size());
 
-  auto run_program = [&](const plan::Program& p, const plan::Scenario& sc,
-                         const std::vector<std::pair<int, int>>& nics,
+  auto run_program = [&](const plan::Program& p, const std::vector<std::pair<int, int>>& nics,
                          const std::map<int, double>& slow) {
     SimOptions o = options;
     o.topology = &topo.spec();
@@ -178,7 +177,6 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
       return std::shared_ptr<const ComputeModel>(
           std::make_shared<FaultComputeModel>(std::move(cm), fp, slowdown));
     };
-    (void)sc;
     return simulate(p, platform_with(topo, nics), o);
   };
   auto run_segment = [&](const plan::Scenario& sc, int first, int steps,
@@ -188,7 +186,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
     co.first_step = first;
     co.steps = steps;
     const plan::Program p = plan::compile(sc, co);
-    const SimResult r = run_program(p, sc, nics, slow);
+    const SimResult r = run_program(p, nics, slow);
     const plan::RunMetrics m = plan::compute_metrics(sc, p, r.timeline);
     Segment seg;
     for (double ms : m.step_ms) seg.step_ns.push_back(ms * 1e6);
@@ -334,7 +332,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
       }
       ev.detect_ns = detection_ns(fp);
       const plan::Program rp = plan::compile_recovery(rm, st);
-      ev.recovery_ns = run_program(rp, rm.degraded, reachable_nics(), slow).timeline.makespan_ns;
+      ev.recovery_ns = run_program(rp, reachable_nics(), slow).timeline.makespan_ns;
       ev.recovery_ops = static_cast<int64_t>(rp.ops.size());
       ev.remap = rm.describe();
       res.tokens_recomputed += rm.reprefill_tokens;
@@ -362,7 +360,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
           in_plan.push_back(g);
       }
       const plan::Program rp = plan::compile_rejoin(cur, in_plan, st);
-      ev.recovery_ns = run_program(rp, cur, reachable_nics(), slow).timeline.makespan_ns;
+      ev.recovery_ns = run_program(rp, reachable_nics(), slow).timeline.makespan_ns;
       ev.recovery_ops = static_cast<int64_t>(rp.ops.size());
       ev.remap.push_back(fmt::format("re-joined: GPUs {}", fmt::join(in_plan, ",")));
       next_phase = "rejoin";
@@ -370,7 +368,7 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
       // A NIC came back: communicators are rebuilt onto it (no detection).
       const plan::Remap rm = plan::remap(cur, {}, st);
       const plan::Program rp = plan::compile_recovery(rm, st);
-      ev.recovery_ns = run_program(rp, cur, reachable_nics(), slow).timeline.makespan_ns;
+      ev.recovery_ns = run_program(rp, reachable_nics(), slow).timeline.makespan_ns;
       ev.recovery_ops = static_cast<int64_t>(rp.ops.size());
       next_phase = "rejoin";
     }
@@ -421,10 +419,14 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
     if (cut >= 0) {
       // An at_ms fault inside step `step + cut`: its work so far is wasted; it is re-done.
       const int st = step + cut;
-      const int64_t at = static_cast<int64_t>(std::llround(s.faults[timed[next_timed]].at_ms * 1e6));
-      const int64_t wasted = std::max<int64_t>(0, at - t);
-      now = std::max(t, at);
-      if (at > t) res.tokens_recomputed += cur.workload.batch;  // the interrupted step's tokens
+      const plan::FaultSpec& f = s.faults[timed[next_timed]];
+      const int64_t at = static_cast<int64_t>(std::llround(f.at_ms * 1e6));
+      // A failure interrupts the step (its work so far is wasted); a straggler only slows it,
+      // from the step's start here.
+      const bool interrupts = f.kind != plan::FaultKind::kStraggler && at > t;
+      const int64_t wasted = interrupts ? at - t : 0;
+      now = interrupts ? at : t;
+      if (interrupts) res.tokens_recomputed += cur.workload.batch;  // the step's tokens
       std::vector<std::pair<size_t, bool>> ch{{timed[next_timed], true}};
       ++next_timed;
       step = st;

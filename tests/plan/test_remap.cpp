@@ -264,6 +264,9 @@ TEST(FaultSections, ErrorsNameLineAndKey) {
   e = parse_error(kText + ft + "faults:\n  - {kind: gpu, gpu: 3}\n");
   EXPECT_NE(e.message().find("exactly one of step"), std::string::npos) << e.what();
 
+  e = parse_error(kText + ft + "faults:\n  - {kind: gpu, gpu: 3, at_ms: 2, steps: 2}\n");
+  EXPECT_EQ(e.key(), "faults[0].steps");
+
   e = parse_error(kText + ft + "faults:\n  - {kind: straggler, gpu: 3, step: 1, speed: 1.5}\n");
   EXPECT_EQ(e.key(), "faults[0].speed");
 

@@ -128,6 +128,15 @@ TEST(FaultRun, TimedFaultWastesThePartialStep) {
   EXPECT_EQ(r.steps.size(), 8u);
 }
 
+TEST(FaultRun, TimedStragglerWastesNothing) {
+  const plan::Scenario s = paper({"faults+={kind: straggler, gpu: 13, speed: 0.5, at_ms: 14.0}"});
+  const FaultRunResult r = simulate_faults(s, {});
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0].wasted_ns, 0);
+  EXPECT_EQ(r.tokens_recomputed, 0);
+  EXPECT_EQ(r.steps.back().phase, "straggler");
+}
+
 TEST(FaultRun, TemporaryFaultRejoins) {
   const plan::Scenario s = paper(
       {"fault_tolerance.kv_copies=2", "faults+={kind: gpu, gpu: 2, step: 2, steps: 3}"});
