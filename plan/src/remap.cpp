@@ -153,15 +153,18 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   std::vector<int64_t> reprefill_seqs(static_cast<size_t>(R), 0), reprefill_tok(R, 0);
   int64_t dropped = 0;
   int spread = 0;  // round-robin over survivors for re-prefill of lost replicas' sequences
+  int from = 0;  // the replica whose sequence handle_lost_kv decides on
   auto handle_lost_kv = [&](int64_t q, int target) {
     switch (ft.on_kv_loss) {
       case KvLossPolicy::kReprefill:
+        out.moves.push_back({q, from, target, SequenceMove::kReprefill});
         ++reprefill_seqs[target];
         reprefill_tok[target] += kv_len(q);
         ++out.sequences_reprefilled;
         out.reprefill_tokens += kv_len(q);
         return true;
       case KvLossPolicy::kDrop:
+        out.moves.push_back({q, from, -1, SequenceMove::kDropped});
         ++dropped;
         return true;
       case KvLossPolicy::kFail:
@@ -173,11 +176,13 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   std::vector<int> unrecoverable_replicas;
   for (int r = 0; r < R; ++r) {
     bool any_lost_here = false;
+    from = r;
     if (lost[r]) {
       for (size_t j = 0; j < seqs[r].size(); ++j) {
         const int64_t q = seqs[r][j];
         const int mr = mirrored ? mirror_of(r, j) : -1;
         if (mr >= 0 && !lost[mr] && replaced_idx[mr].empty()) {
+          out.moves.push_back({q, r, mr, SequenceMove::kMirror});
           ++out.sequences_migrated;
           continue;
         }

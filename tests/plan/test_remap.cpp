@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/recovery.hpp"
 #include "masep/plan/remap.hpp"
 #include "masep/plan/routing.hpp"
@@ -67,6 +69,17 @@ TEST(Remap, LostReplicaServedFromKvMirrors) {
   EXPECT_EQ(rm.sequences_dropped, 0);
   EXPECT_EQ(rm.reprefill_tokens, 0);
   EXPECT_EQ(rm.idle, (std::vector<int>{0, 1, 3}));
+  // Replica 0 holds sequences 0-3 (micro-batch 0) and 12-15 (micro-batch 1); its j-th goes to
+  // the (j mod 2)-th other replica.
+  ASSERT_EQ(rm.moves.size(), 8u);
+  EXPECT_EQ(rm.moves[0].sequence, 0);
+  EXPECT_EQ(rm.moves[0].to_replica, 1);
+  EXPECT_EQ(rm.moves[1].to_replica, 2);
+  EXPECT_EQ(rm.moves[4].sequence, 12);
+  for (const SequenceMove& mv : rm.moves) {
+    EXPECT_EQ(mv.from_replica, 0);
+    EXPECT_EQ(mv.how, SequenceMove::kMirror);
+  }
   const Scenario& d = rm.degraded;
   EXPECT_EQ(d.plan.attention.replicas, 2);
   EXPECT_EQ(d.plan.attention.gpus, 8);
@@ -91,6 +104,10 @@ TEST(Remap, KvPoliciesWithoutMirror) {
   const Remap drop = remap(load({"fault_tolerance.on_kv_loss=drop"}), {5}, 0);
   EXPECT_TRUE(drop.covered());
   EXPECT_EQ(drop.sequences_dropped, 8);
+  ASSERT_EQ(drop.moves.size(), 8u);
+  EXPECT_EQ(drop.moves[0].how, SequenceMove::kDropped);
+  EXPECT_EQ(drop.moves[0].to_replica, -1);
+  EXPECT_EQ(drop.moves[0].from_replica, 1);  // GPU 5 is in replica 1
   EXPECT_EQ(drop.degraded.workload.batch, 16);
 }
 
@@ -153,6 +170,13 @@ TEST(Remap, ExpertFailoverToCopiesAndPeerRestore) {
   }
   const Program rp = compile_recovery(rm, 0);
   EXPECT_NO_THROW(check_program(rp));
+  // The fault-tolerance roles survive a Program JSON round trip (masep plan --dump).
+  std::stringstream a, b;
+  write_program_json(rp, a);
+  const Program back = read_program_json(a, "recovery");
+  write_program_json(back, b);
+  EXPECT_EQ(a.str(), b.str());
+  EXPECT_NE(a.str().find("\"weight_load\""), std::string::npos);
 }
 
 TEST(Remap, ExpertLossPolicies) {

@@ -67,6 +67,16 @@ struct Reprefill {
   int64_t tokens = 0;
 };
 
+/// Where one sequence of a lost attention replica goes, or how a repaired replica gets back
+/// a sequence's KV without a mirror (replica indices of the failed plan).
+struct SequenceMove {
+  enum How { kMirror, kReprefill, kDropped };
+  int64_t sequence = 0;  ///< global sequence index
+  int from_replica = 0;
+  int to_replica = -1;   ///< -1 when dropped
+  How how = kMirror;
+};
+
 /// The outcome of a set of failures.
 struct Remap {
   std::vector<int> failed;                        ///< topology GPUs, ascending
@@ -82,6 +92,10 @@ struct Remap {
   std::vector<WeightLoad> weight_loads;
   std::vector<KvCopy> kv_copies;
   std::vector<Reprefill> reprefills;
+  /// Every sequence that changes replica or loses its KV, in (replica, sequence) order. The
+  /// simulator's degraded plan spreads the batch evenly over the survivors (the same load per
+  /// replica as these moves, up to the sequences' order); an executor follows the moves.
+  std::vector<SequenceMove> moves;
   /// GPUs of the degraded plan that were not in the failed plan's communicators' rank lists
   /// (standbys taking over), and those left idle (survivors of a lost replica).
   std::vector<int> joined, idle;
