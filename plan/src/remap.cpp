@@ -153,7 +153,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   std::vector<int64_t> reprefill_seqs(static_cast<size_t>(R), 0), reprefill_tok(R, 0);
   int64_t dropped = 0;
   int spread = 0;  // round-robin over survivors for re-prefill of lost replicas' sequences
-  int from = 0;  // the replica whose sequence handle_lost_kv decides on
+  int from = 0;    // the replica whose sequence handle_lost_kv decides on
   auto handle_lost_kv = [&](int64_t q, int target) {
     switch (ft.on_kv_loss) {
       case KvLossPolicy::kReprefill:
@@ -213,8 +213,9 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
         for (int i : replaced_idx[r]) {
           const int src = gpus[mr][i], dst = gpus[r][i];
           const int64_t bytes = part(kv_len(q), sp, i % sp) * kv_tok_bytes;
-          auto it = std::find_if(out.kv_copies.begin(), out.kv_copies.end(),
-                                 [&](const KvCopy& c) { return c.src_gpu == src && c.dst_gpu == dst; });
+          auto it = std::find_if(out.kv_copies.begin(), out.kv_copies.end(), [&](const KvCopy& c) {
+            return c.src_gpu == src && c.dst_gpu == dst;
+          });
           if (it == out.kv_copies.end()) {
             out.kv_copies.push_back({src, dst, bytes});
           } else {
@@ -241,7 +242,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
 
   // ---- experts ---------------------------------------------------------------------------
   const int G = static_cast<int>(pg.moe.size());
-  std::vector<int> moe_gpu = pg.moe;  // after replacements; -1 = removed
+  std::vector<int> moe_gpu = pg.moe;                   // after replacements; -1 = removed
   std::vector<std::vector<int>> holders = pg.holders;  // MoE-local indices
   const int64_t ebytes = m.expert_weight_bytes() * m.layers;
   std::vector<bool> removed(static_cast<size_t>(G), false);
@@ -368,8 +369,8 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
       positive += !gone && prob[e] > 0 ? 1 : 0;
     }
     if (positive < m.top_k) {
-      out.losses.push_back(fmt::format("re-routing leaves {} experts for top-{} routing", positive,
-                                       m.top_k));
+      out.losses.push_back(
+          fmt::format("re-routing leaves {} experts for top-{} routing", positive, m.top_k));
     }
   }
 
@@ -426,9 +427,8 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
     }
   }
   std::sort(out.failover_experts.begin(), out.failover_experts.end());
-  out.failover_experts.erase(
-      std::unique(out.failover_experts.begin(), out.failover_experts.end()),
-      out.failover_experts.end());
+  out.failover_experts.erase(std::unique(out.failover_experts.begin(), out.failover_experts.end()),
+                             out.failover_experts.end());
   out.degraded = std::move(d);
   return out;
 }
@@ -449,7 +449,8 @@ std::vector<std::string> Remap::describe() const {
   int64_t kv = 0;
   for (const KvCopy& c : kv_copies) kv += c.bytes;
   if (!kv_copies.empty()) {
-    out.push_back(fmt::format("KV rebuilt from mirrors: {} in {} copies", gb(kv), kv_copies.size()));
+    out.push_back(
+        fmt::format("KV rebuilt from mirrors: {} in {} copies", gb(kv), kv_copies.size()));
   }
   if (!failover_experts.empty()) {
     out.push_back(fmt::format("experts failing over to a copy: {}", list(failover_experts)));
@@ -463,8 +464,8 @@ std::vector<std::string> Remap::describe() const {
   int64_t peer = 0, host = 0;
   for (const WeightLoad& w : weight_loads) (w.src_gpu >= 0 ? peer : host) += w.bytes;
   if (!weight_loads.empty()) {
-    out.push_back(fmt::format("weights re-loaded: {} from peers, {} from host memory", gb(peer),
-                              gb(host)));
+    out.push_back(
+        fmt::format("weights re-loaded: {} from peers, {} from host memory", gb(peer), gb(host)));
   }
   for (const std::string& l : losses) out.push_back("LOST: " + l);
   return out;
@@ -509,9 +510,10 @@ void validate_faults(const Scenario& s) {
   }
   const PlanGpus pg = plan_gpus(s);
   if (static_cast<int>(pg.standby.size()) < ft.standby_gpus) {
-    fail("fault_tolerance.standby_gpus",
-         fmt::format("{} standby GPUs asked, but topology {} has only {} GPUs the plan does not use",
-                     ft.standby_gpus, s.topology.name, pg.standby.size()));
+    fail(
+        "fault_tolerance.standby_gpus",
+        fmt::format("{} standby GPUs asked, but topology {} has only {} GPUs the plan does not use",
+                    ft.standby_gpus, s.topology.name, pg.standby.size()));
   }
   std::vector<int> all_failed;
   std::vector<std::pair<int, int>> nics;
@@ -526,17 +528,19 @@ void validate_faults(const Scenario& s) {
             std::find(pg.standby.begin(), pg.standby.end(), f.gpu) != pg.standby.end();
         fail(f.key + ".gpu",
              fmt::format("GPU {} is {} (the plan runs on GPUs {})", f.gpu,
-                         f.gpu >= s.topology.total_gpus()
-                             ? "not in topology " + s.topology.name
-                             : spare ? "a standby, not used by the plan"
-                                     : std::string("not used by the plan"),
-                         list([&] {
-                           std::vector<int> v;
-                           for (const auto& r : pg.replicas) v.insert(v.end(), r.begin(), r.end());
-                           v.insert(v.end(), pg.moe.begin(), pg.moe.end());
-                           std::sort(v.begin(), v.end());
-                           return v;
-                         }(), 24)));
+                         f.gpu >= s.topology.total_gpus() ? "not in topology " + s.topology.name
+                         : spare                          ? "a standby, not used by the plan"
+                                                          : std::string("not used by the plan"),
+                         list(
+                             [&] {
+                               std::vector<int> v;
+                               for (const auto& r : pg.replicas)
+                                 v.insert(v.end(), r.begin(), r.end());
+                               v.insert(v.end(), pg.moe.begin(), pg.moe.end());
+                               std::sort(v.begin(), v.end());
+                               return v;
+                             }(),
+                             24)));
       }
       if (f.kind == FaultKind::kGpu) all_failed.push_back(f.gpu);
     } else {
@@ -556,8 +560,8 @@ void validate_faults(const Scenario& s) {
         serves = serves || pg.uses(f.node * s.topology.gpus_per_node + local);
       }
       if (!serves) {
-        fail(f.key + ".nic", fmt::format("NIC {} of node {} serves no GPU the plan uses", f.nic,
-                                         f.node));
+        fail(f.key + ".nic",
+             fmt::format("NIC {} of node {} serves no GPU the plan uses", f.nic, f.node));
       }
       nics.emplace_back(f.node, f.nic);
     }

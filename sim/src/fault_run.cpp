@@ -87,7 +87,8 @@ Platform platform_with(const topology::Topology& topo,
     for (int l = 0; l < gpn; ++l) {
       if (!is_down(node * gpn + l)) return node * gpn + l;
     }
-    throw std::runtime_error(fmt::format("GPU {} is cut off: every NIC of node {} is down", g, node));
+    throw std::runtime_error(
+        fmt::format("GPU {} is cut off: every NIC of node {} is down", g, node));
   };
   return Platform(topo.spec().gpu, topo.gpus(), topo.spec().gpus_per_node, std::move(links),
                   [t, via](int src, int dst) {
@@ -128,8 +129,10 @@ FaultParams resolve_fault_params(const std::vector<std::pair<std::string, double
     }
     if (info == nullptr) {
       std::string known;
-      for (const FaultParamInfo& x : kTable) known += fmt::format("{}{}", known.empty() ? "" : ", ", x.name);
-      throw std::invalid_argument(fmt::format("unknown fault parameter '{}' (known: {})", name, known));
+      for (const FaultParamInfo& x : kTable)
+        known += fmt::format("{}{}", known.empty() ? "" : ", ", x.name);
+      throw std::invalid_argument(
+          fmt::format("unknown fault parameter '{}' (known: {})", name, known));
     }
     if (!(value >= info->min_value && value <= info->max_value)) {
       throw std::invalid_argument(fmt::format("fault parameter {} = {} is outside [{}, {}]", name,
@@ -224,10 +227,10 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
                    [&](size_t a, size_t b) { return s.faults[a].at_ms < s.faults[b].at_ms; });
   size_t next_timed = 0;
 
-  std::set<int> failed;                     // GPU faults in force
-  std::vector<std::pair<int, int>> nics;    // NIC / link faults in force (node, nic)
-  std::map<int, double> slow;               // stragglers in force
-  std::set<int> effective;                  // failed GPUs incl. those NICs cut off
+  std::set<int> failed;                   // GPU faults in force
+  std::vector<std::pair<int, int>> nics;  // NIC / link faults in force (node, nic)
+  std::map<int, double> slow;             // stragglers in force
+  std::set<int> effective;                // failed GPUs incl. those NICs cut off
   plan::Scenario cur = s;
   cur.faults.clear();
   std::vector<int> rerouted;
@@ -258,11 +261,11 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
     return out;
   };
   auto fault_text = [&](const plan::FaultSpec& f, bool start) {
-    std::string who = f.kind == plan::FaultKind::kGpu || f.kind == plan::FaultKind::kStraggler
-                          ? fmt::format("GPU {}", f.gpu)
-                          : fmt::format("{} {} of node {}",
-                                        f.kind == plan::FaultKind::kNic ? "NIC" : "link to NIC",
-                                        f.nic, f.node);
+    std::string who =
+        f.kind == plan::FaultKind::kGpu || f.kind == plan::FaultKind::kStraggler
+            ? fmt::format("GPU {}", f.gpu)
+            : fmt::format("{} {} of node {}",
+                          f.kind == plan::FaultKind::kNic ? "NIC" : "link to NIC", f.nic, f.node);
     if (f.kind == plan::FaultKind::kStraggler) {
       return fmt::format("{}: {} {}", f.key, who,
                          start ? fmt::format("slows to {:.0f}% speed", 100 * f.speed)
@@ -379,7 +382,8 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
   };
 
   size_t next_ev = 0;
-  std::stable_sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) { return a.step < b.step; });
+  std::stable_sort(evs.begin(), evs.end(),
+                   [](const Ev& a, const Ev& b) { return a.step < b.step; });
   auto apply_step_events = [&](int st) {
     std::vector<std::pair<size_t, bool>> ch;
     while (next_ev < evs.size() && evs[next_ev].step == st) {
@@ -407,7 +411,8 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
       FaultStep fs;
       fs.step = step + static_cast<int>(k);
       fs.end_ns = end_k;
-      fs.tpot_ms = static_cast<double>(end_k - (res.steps.empty() ? 0 : res.steps.back().end_ns)) / 1e6;
+      fs.tpot_ms =
+          static_cast<double>(end_k - (res.steps.empty() ? 0 : res.steps.back().end_ns)) / 1e6;
       fs.tokens = cur.workload.batch;
       fs.gpus = cur.plan.total_gpus();
       fs.phase = k == 0 && next_phase != "normal" ? next_phase : phase;
@@ -442,9 +447,8 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
   res.tokens_offered = static_cast<int64_t>(s.workload.batch) * N;
   for (const FaultStep& f : res.steps) res.tokens_served += f.tokens;
   res.tokens_lost = res.tokens_offered - res.tokens_served;
-  res.availability = res.tokens_offered > 0
-                         ? static_cast<double>(res.tokens_served) / res.tokens_offered
-                         : 1.0;
+  res.availability =
+      res.tokens_offered > 0 ? static_cast<double>(res.tokens_served) / res.tokens_offered : 1.0;
   res.uptime = now > 0 ? 1.0 - static_cast<double>(outage) / static_cast<double>(now) : 1.0;
   const int first_ev = res.events.empty() ? N : res.events.front().step;
   const int last_ev = res.events.empty() ? 0 : res.events.back().step;
@@ -454,7 +458,8 @@ FaultRunResult simulate_faults(const plan::Scenario& s, const SimOptions& option
   for (const FaultStep& f : res.steps) {
     if (f.step < first_ev) before += f.tpot_ms, ++nb;
     if (f.step > last_ev) after += f.tpot_ms, ++na, after_tokens += f.tokens;
-    if (f.phase == "fault" || f.phase == "rejoin") res.tpot_fault_ms = std::max(res.tpot_fault_ms, f.tpot_ms);
+    if (f.phase == "fault" || f.phase == "rejoin")
+      res.tpot_fault_ms = std::max(res.tpot_fault_ms, f.tpot_ms);
   }
   res.tpot_before_ms = nb ? before / nb : 0;
   res.tpot_after_ms = na ? after / na : 0;

@@ -47,7 +47,9 @@ Scenario small(const std::vector<std::string>& more = {}) {  // 2 replicas + 4 M
   return load(sets);
 }
 
-bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+bool contains(const std::vector<int>& v, int x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 TEST(Remap, PlanGpusByRole) {
   const PlanGpus pg = plan_gpus(small({"fault_tolerance.standby_gpus=3"}));
@@ -254,7 +256,8 @@ TEST(FaultSections, ParseAndAppend) {
                         "  - {kind: gpu, gpu: 3, step: 1}\n"
                         "  - {kind: straggler, gpu: 13, speed: 0.5, step: 2, steps: 1}\n"
                         "  - {kind: nic, node: 1, nic: 2, at_ms: 4.5}\n";
-  const Scenario s = parse_scenario(t, "t.yaml", {"faults+={kind: link, node: 2, nic: 0, step: 3}"});
+  const Scenario s =
+      parse_scenario(t, "t.yaml", {"faults+={kind: link, node: 2, nic: 0, step: 3}"});
   EXPECT_EQ(s.fault_tolerance.kv_copies, 2);
   EXPECT_EQ(s.fault_tolerance.on_expert_loss, ExpertLossPolicy::kReroute);
   ASSERT_EQ(s.faults.size(), 4u);

@@ -51,8 +51,8 @@ TEST(FaultRun, MirroredReplicaLossLosesNoToken) {
 TEST(FaultRun, DetectionAndRebuildFollowTheirParameters) {
   const plan::Scenario s =
       paper({"fault_tolerance.kv_copies=2", "faults+={kind: gpu, gpu: 2, step: 3}"});
-  const FaultParams fast = resolve_fault_params(
-      {{"fault_op_timeout_ns", 5e7}, {"fault_comm_rebuild_ns", 1e7}});
+  const FaultParams fast =
+      resolve_fault_params({{"fault_op_timeout_ns", 5e7}, {"fault_comm_rebuild_ns", 1e7}});
   const FaultRunResult r = simulate_faults(s, {}, fast);
   EXPECT_EQ(r.events[0].detect_ns, 50'000'000);
   EXPECT_LT(r.events[0].recovery_ns, 20'000'000);
@@ -81,7 +81,8 @@ TEST(FaultRun, ReprefillIsRealWork) {
 TEST(FaultRun, ReloadFromHostTakesBytesOverRate) {
   const plan::Scenario s =
       paper({"fault_tolerance.on_expert_loss=reload", "faults+={kind: gpu, gpu: 13, step: 2}"});
-  const FaultRunResult r = simulate_faults(s, {}, resolve_fault_params({{"fault_host_load_GBps", 10}}));
+  const FaultRunResult r =
+      simulate_faults(s, {}, resolve_fault_params({{"fault_host_load_GBps", 10}}));
   // 4 experts of 1.41 GB over 3 survivors: 2 on one GPU, 2.82 GB at 10 GB/s after the rebuild.
   const double expert = 3.0 * 4096 * 14336 * 2 * 4;
   EXPECT_NEAR(static_cast<double>(r.events[0].recovery_ns), 200e6 + 2 * expert / 10, 1e6);
@@ -138,8 +139,8 @@ TEST(FaultRun, TimedStragglerWastesNothing) {
 }
 
 TEST(FaultRun, TemporaryFaultRejoins) {
-  const plan::Scenario s = paper(
-      {"fault_tolerance.kv_copies=2", "faults+={kind: gpu, gpu: 2, step: 2, steps: 3}"});
+  const plan::Scenario s =
+      paper({"fault_tolerance.kv_copies=2", "faults+={kind: gpu, gpu: 2, step: 2, steps: 3}"});
   const FaultRunResult r = simulate_faults(s, {});
   ASSERT_EQ(r.events.size(), 2u);
   EXPECT_EQ(r.steps[5].phase, "rejoin");

@@ -31,12 +31,12 @@ namespace masep::plan {
 
 /// The GPUs of an MA-separation plan by role (topology GPU indices).
 struct PlanGpus {
-  int group_size = 1;                       ///< GPUs per attention replica
-  std::vector<std::vector<int>> replicas;   ///< [replica][index in group] -> GPU
-  std::vector<int> moe;                     ///< [MoE-local index] -> GPU
-  std::vector<std::vector<int>> holders;    ///< [expert] -> MoE-local indices holding it
-  std::vector<int> standby;                 ///< spare GPUs, in the order they are taken
-  std::vector<int64_t> replica_sequences;   ///< sequences each replica serves (all micro-batches)
+  int group_size = 1;                      ///< GPUs per attention replica
+  std::vector<std::vector<int>> replicas;  ///< [replica][index in group] -> GPU
+  std::vector<int> moe;                    ///< [MoE-local index] -> GPU
+  std::vector<std::vector<int>> holders;   ///< [expert] -> MoE-local indices holding it
+  std::vector<int> standby;                ///< spare GPUs, in the order they are taken
+  std::vector<int64_t> replica_sequences;  ///< sequences each replica serves (all micro-batches)
   /// Whether `gpu` runs attention or experts in the plan.
   bool uses(int gpu) const;
 };
@@ -73,7 +73,7 @@ struct SequenceMove {
   enum How { kMirror, kReprefill, kDropped };
   int64_t sequence = 0;  ///< global sequence index
   int from_replica = 0;
-  int to_replica = -1;   ///< -1 when dropped
+  int to_replica = -1;  ///< -1 when dropped
   How how = kMirror;
 };
 
@@ -82,13 +82,13 @@ struct Remap {
   std::vector<int> failed;                        ///< topology GPUs, ascending
   std::vector<std::pair<int, int>> replacements;  ///< (failed GPU, standby that takes over)
   std::vector<int> lost_replicas;                 ///< original replica indices lost
-  int64_t sequences_migrated = 0;    ///< served by a mirror replica, KV intact
-  int64_t sequences_reprefilled = 0; ///< KV re-computed on a survivor
-  int64_t sequences_dropped = 0;     ///< gone (their remaining tokens are lost)
-  int64_t reprefill_tokens = 0;      ///< KV entries re-computed (summed over sequences)
-  std::vector<int> failover_experts; ///< experts that lost a copy but still have one
-  std::vector<int> reloaded_experts; ///< experts with no surviving copy, re-loaded from host
-  std::vector<int> rerouted_experts; ///< experts with no surviving copy, tokens re-routed
+  int64_t sequences_migrated = 0;                 ///< served by a mirror replica, KV intact
+  int64_t sequences_reprefilled = 0;              ///< KV re-computed on a survivor
+  int64_t sequences_dropped = 0;                  ///< gone (their remaining tokens are lost)
+  int64_t reprefill_tokens = 0;       ///< KV entries re-computed (summed over sequences)
+  std::vector<int> failover_experts;  ///< experts that lost a copy but still have one
+  std::vector<int> reloaded_experts;  ///< experts with no surviving copy, re-loaded from host
+  std::vector<int> rerouted_experts;  ///< experts with no surviving copy, tokens re-routed
   std::vector<WeightLoad> weight_loads;
   std::vector<KvCopy> kv_copies;
   std::vector<Reprefill> reprefills;

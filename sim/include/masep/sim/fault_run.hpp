@@ -59,22 +59,22 @@ int64_t detection_ns(const FaultParams& p);
 /// One decode step of the run.
 struct FaultStep {
   int step = 0;
-  int64_t end_ns = 0;     ///< end of the step on the run's clock
-  double tpot_ms = 0;     ///< end minus the previous step's end (includes any outage)
-  int64_t tokens = 0;     ///< tokens produced (sequences served)
-  int gpus = 0;           ///< GPUs of the plan in force
-  std::string phase;      ///< "normal", "fault" (absorbs detection + recovery), "degraded",
-                          ///< "straggler", "rejoin"
+  int64_t end_ns = 0;  ///< end of the step on the run's clock
+  double tpot_ms = 0;  ///< end minus the previous step's end (includes any outage)
+  int64_t tokens = 0;  ///< tokens produced (sequences served)
+  int gpus = 0;        ///< GPUs of the plan in force
+  std::string phase;   ///< "normal", "fault" (absorbs detection + recovery), "degraded",
+                       ///< "straggler", "rejoin"
 };
 
 /// One fault or repair applied.
 struct FaultEvent {
-  int step = 0;              ///< the step it hit
-  int64_t at_ns = 0;         ///< run clock when it happened
-  std::string what;          ///< e.g. "faults[0]: GPU 3 fails"
-  int64_t wasted_ns = 0;     ///< work of the interrupted step thrown away
+  int step = 0;           ///< the step it hit
+  int64_t at_ns = 0;      ///< run clock when it happened
+  std::string what;       ///< e.g. "faults[0]: GPU 3 fails"
+  int64_t wasted_ns = 0;  ///< work of the interrupted step thrown away
   int64_t detect_ns = 0;
-  int64_t recovery_ns = 0;   ///< the recovery Program's makespan
+  int64_t recovery_ns = 0;  ///< the recovery Program's makespan
   int64_t recovery_ops = 0;
   std::vector<std::string> remap;  ///< plan::Remap::describe()
 };
@@ -85,18 +85,18 @@ struct FaultRunResult {
   int64_t makespan_ns = 0;
   int64_t baseline_makespan_ns = 0;  ///< the same scenario with no fault
   double baseline_tpot_ms = 0;
-  int64_t tokens_offered = 0;        ///< batch x decode steps
+  int64_t tokens_offered = 0;  ///< batch x decode steps
   int64_t tokens_served = 0;
-  int64_t tokens_lost = 0;           ///< offered - served (dropped sequences)
-  int64_t tokens_recomputed = 0;     ///< re-prefilled KV entries + tokens of interrupted steps
-  double degraded_pairs = 0;         ///< token-expert pairs re-routed (expected count)
-  double availability = 0;           ///< served / offered
-  double uptime = 0;                 ///< 1 - (wasted + detection + recovery) / makespan
+  int64_t tokens_lost = 0;        ///< offered - served (dropped sequences)
+  int64_t tokens_recomputed = 0;  ///< re-prefilled KV entries + tokens of interrupted steps
+  double degraded_pairs = 0;      ///< token-expert pairs re-routed (expected count)
+  double availability = 0;        ///< served / offered
+  double uptime = 0;              ///< 1 - (wasted + detection + recovery) / makespan
   int plan_gpus = 0, standby_gpus = 0;
-  double tpot_before_ms = 0;         ///< mean TPOT before the first event
-  double tpot_fault_ms = 0;          ///< largest TPOT of a step that absorbed an outage
-  double tpot_after_ms = 0;          ///< mean TPOT after the last event
-  double tokens_per_s_after = 0;     ///< throughput after the last event
+  double tpot_before_ms = 0;      ///< mean TPOT before the first event
+  double tpot_fault_ms = 0;       ///< largest TPOT of a step that absorbed an outage
+  double tpot_after_ms = 0;       ///< mean TPOT after the last event
+  double tokens_per_s_after = 0;  ///< throughput after the last event
 };
 
 /// Runs `s` with its faults. `options` as for simulate() (calibration, network tier, ...).
