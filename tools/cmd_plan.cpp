@@ -200,10 +200,11 @@ void print_fault_tolerance(const Scenario& s) {
   if (!has_fault_features(s.fault_tolerance, s.faults)) return;
   const auto& ft = s.fault_tolerance;
   const PlanGpus pg = plan::plan_gpus(s);
-  fmt::print("\nfault tolerance: kv_copies {}, standby GPUs [{}], on_kv_loss {}, on_expert_loss {}, "
-             "restore_experts {}\n",
-             ft.kv_copies, fmt::join(pg.standby, ","), to_string(ft.on_kv_loss),
-             to_string(ft.on_expert_loss), to_string(ft.restore_experts));
+  fmt::print(
+      "\nfault tolerance: kv_copies {}, standby GPUs [{}], on_kv_loss {}, on_expert_loss {}, "
+      "restore_experts {}\n",
+      ft.kv_copies, fmt::join(pg.standby, ","), to_string(ft.on_kv_loss),
+      to_string(ft.on_expert_loss), to_string(ft.restore_experts));
   for (const FaultSpec& f : s.faults) {
     const std::string when =
         f.step >= 0 ? fmt::format("step {}", f.step) : fmt::format("{} ms", f.at_ms);
@@ -220,9 +221,9 @@ void print_fault_tolerance(const Scenario& s) {
       case FaultKind::kNic:
       case FaultKind::kLink:
         gone = gpus_cut_off(s.topology, {{f.node, f.nic}});
-        what = fmt::format("{} {} of node {} fails ({})", to_string(f.kind), f.nic, f.node,
-                           gone.empty() ? "its GPUs send through a sibling NIC"
-                                        : "its node has no other NIC");
+        what = fmt::format(
+            "{} {} of node {} fails ({})", to_string(f.kind), f.nic, f.node,
+            gone.empty() ? "its GPUs send through a sibling NIC" : "its node has no other NIC");
         break;
     }
     fmt::print("  {} ({}): {}{}\n", f.key, when, what,

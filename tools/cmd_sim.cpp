@@ -17,9 +17,9 @@
 #include "masep/plan/limits.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/output_file.hpp"
+#include "masep/plan/trace.hpp"
 #include "masep/sim/fault_run.hpp"
 #include "plot.hpp"
-#include "masep/plan/trace.hpp"
 #include "progress.hpp"
 #include "sim_run.hpp"
 #include "table.hpp"
@@ -123,7 +123,8 @@ std::string fault_override(const std::string& text) {
     if (eq == std::string::npos || eq == 0) {
       throw plan::InputError("--fault", 0, 0, text,
                              "expected KEY=VALUE pairs separated by commas, e.g. "
-                             "kind=gpu,gpu=3,step=10 (item '" + item + "')");
+                             "kind=gpu,gpu=3,step=10 (item '" +
+                                 item + "')");
     }
     yaml += (first ? "" : ", ") + item.substr(0, eq) + ": " + item.substr(eq + 1);
     first = false;
@@ -145,7 +146,8 @@ void write_timeline(const std::string& path, const sim::FaultRunResult& r) {
 void plot_timeline(const std::string& path, const plan::Scenario& s, const sim::FaultRunResult& r) {
   std::vector<std::vector<std::string>> table = {{"step", "tpot_ms", "run", "status"}};
   for (const auto& f : r.steps) {
-    table.push_back({std::to_string(f.step), fmt::format("{:.6g}", f.tpot_ms), "with faults", "ok"});
+    table.push_back(
+        {std::to_string(f.step), fmt::format("{:.6g}", f.tpot_ms), "with faults", "ok"});
   }
   for (const auto& f : r.steps) {
     table.push_back({std::to_string(f.step), fmt::format("{:.6g}", r.baseline_tpot_ms),
@@ -172,15 +174,16 @@ void print_fault_report(const plan::Scenario& s, const sim::FaultRunResult& r,
                         const sim::FaultParams& fp) {
   for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
   const auto& ft = s.fault_tolerance;
-  std::printf("%-9s kv_copies %d, standby GPUs %d, on_kv_loss %s, on_expert_loss %s, "
-              "restore_experts %s\n",
-              "redundancy", ft.kv_copies, ft.standby_gpus, plan::to_string(ft.on_kv_loss),
-              plan::to_string(ft.on_expert_loss), plan::to_string(ft.restore_experts));
-  std::printf("%-9s %.1f ms (heartbeat %.0f ms x %.0f misses, op timeout %.0f ms); communicator "
-              "rebuild %.0f ms; host re-load %.0f GB/s\n\n",
-              "detection", sim::detection_ns(fp) / 1e6, fp.heartbeat_interval_ns / 1e6,
-              fp.heartbeat_misses, fp.op_timeout_ns / 1e6, fp.comm_rebuild_ns / 1e6,
-              fp.host_load_GBps);
+  std::printf(
+      "%-9s kv_copies %d, standby GPUs %d, on_kv_loss %s, on_expert_loss %s, "
+      "restore_experts %s\n",
+      "redundancy", ft.kv_copies, ft.standby_gpus, plan::to_string(ft.on_kv_loss),
+      plan::to_string(ft.on_expert_loss), plan::to_string(ft.restore_experts));
+  std::printf(
+      "%-9s %.1f ms (heartbeat %.0f ms x %.0f misses, op timeout %.0f ms); communicator "
+      "rebuild %.0f ms; host re-load %.0f GB/s\n\n",
+      "detection", sim::detection_ns(fp) / 1e6, fp.heartbeat_interval_ns / 1e6, fp.heartbeat_misses,
+      fp.op_timeout_ns / 1e6, fp.comm_rebuild_ns / 1e6, fp.host_load_GBps);
   for (const auto& e : r.events) {
     std::printf("step %d at %.3f ms: %s\n", e.step, e.at_ns / 1e6, e.what.c_str());
     std::printf("  wasted %.3f ms, detection %.3f ms, recovery %.3f ms (%lld ops)\n",
@@ -188,18 +191,21 @@ void print_fault_report(const plan::Scenario& s, const sim::FaultRunResult& r,
                 static_cast<long long>(e.recovery_ops));
     for (const auto& line : e.remap) std::printf("  %s\n", line.c_str());
   }
-  std::printf("\nTPOT              before %.3f ms   fault step %.3f ms   after %.3f ms   "
-              "(fault-free mean %.3f ms)\n",
-              r.tpot_before_ms, r.tpot_fault_ms, r.tpot_after_ms, r.baseline_tpot_ms);
+  std::printf(
+      "\nTPOT              before %.3f ms   fault step %.3f ms   after %.3f ms   "
+      "(fault-free mean %.3f ms)\n",
+      r.tpot_before_ms, r.tpot_fault_ms, r.tpot_after_ms, r.baseline_tpot_ms);
   std::printf("throughput after  %s tokens/s\n", group_thousands(r.tokens_per_s_after).c_str());
-  std::printf("tokens            %lld offered, %lld served, %lld lost, %lld re-computed, "
-              "%.0f degraded token-expert pairs\n",
-              static_cast<long long>(r.tokens_offered), static_cast<long long>(r.tokens_served),
-              static_cast<long long>(r.tokens_lost), static_cast<long long>(r.tokens_recomputed),
-              r.degraded_pairs);
-  std::printf("availability      %.2f %% of tokens served, %.2f %% uptime (time not in an "
-              "outage)\n",
-              100 * r.availability, 100 * r.uptime);
+  std::printf(
+      "tokens            %lld offered, %lld served, %lld lost, %lld re-computed, "
+      "%.0f degraded token-expert pairs\n",
+      static_cast<long long>(r.tokens_offered), static_cast<long long>(r.tokens_served),
+      static_cast<long long>(r.tokens_lost), static_cast<long long>(r.tokens_recomputed),
+      r.degraded_pairs);
+  std::printf(
+      "availability      %.2f %% of tokens served, %.2f %% uptime (time not in an "
+      "outage)\n",
+      100 * r.availability, 100 * r.uptime);
   std::printf("makespan          %.3f ms (fault-free %.3f ms)\n", r.makespan_ns / 1e6,
               r.baseline_makespan_ns / 1e6);
   std::printf("GPUs              %d in the plan + %d standby\n", r.plan_gpus, r.standby_gpus);

@@ -471,24 +471,27 @@ Workload convert_workload(const Field& f) {
 // ---- fault tolerance (issue 18; faults.hpp, docs/fault-tolerance.md) ------------------------
 
 FaultTolerance convert_fault_tolerance(const Field& f) {
-  const MapReader r = f.map({"kv_copies", "on_kv_loss", "on_expert_loss", "restore_experts",
-                             "standby_gpus"});
+  const MapReader r =
+      f.map({"kv_copies", "on_kv_loss", "on_expert_loss", "restore_experts", "standby_gpus"});
   FaultTolerance ft;
   if (r.has("kv_copies")) ft.kv_copies = r.get("kv_copies").count(kMaxGpus);
   if (r.has("on_kv_loss")) {
-    ft.on_kv_loss = r.get("on_kv_loss").choice<KvLossPolicy>(
-        {{"fail", KvLossPolicy::kFail}, {"re_prefill", KvLossPolicy::kReprefill},
-         {"drop", KvLossPolicy::kDrop}});
+    ft.on_kv_loss = r.get("on_kv_loss")
+                        .choice<KvLossPolicy>({{"fail", KvLossPolicy::kFail},
+                                               {"re_prefill", KvLossPolicy::kReprefill},
+                                               {"drop", KvLossPolicy::kDrop}});
   }
   if (r.has("on_expert_loss")) {
-    ft.on_expert_loss = r.get("on_expert_loss").choice<ExpertLossPolicy>(
-        {{"fail", ExpertLossPolicy::kFail}, {"reload", ExpertLossPolicy::kReload},
-         {"reroute", ExpertLossPolicy::kReroute}});
+    ft.on_expert_loss = r.get("on_expert_loss")
+                            .choice<ExpertLossPolicy>({{"fail", ExpertLossPolicy::kFail},
+                                                       {"reload", ExpertLossPolicy::kReload},
+                                                       {"reroute", ExpertLossPolicy::kReroute}});
   }
   if (r.has("restore_experts")) {
-    ft.restore_experts = r.get("restore_experts").choice<WeightSource>(
-        {{"none", WeightSource::kNone}, {"peer", WeightSource::kPeer},
-         {"host", WeightSource::kHost}});
+    ft.restore_experts = r.get("restore_experts")
+                             .choice<WeightSource>({{"none", WeightSource::kNone},
+                                                    {"peer", WeightSource::kPeer},
+                                                    {"host", WeightSource::kHost}});
   }
   if (r.has("standby_gpus")) ft.standby_gpus = r.get("standby_gpus").nonnegative_int();
   return ft;
@@ -522,8 +525,9 @@ std::vector<FaultSpec> convert_faults(const Field& f) {
     if (r.has("at_ms")) x.at_ms = r.get("at_ms").nonnegative_number();
     if (r.has("steps")) {
       if (r.has("at_ms")) {
-        r.get("steps").fail("only used with step (a fault given by at_ms lasts for the rest of "
-                            "the run)");
+        r.get("steps").fail(
+            "only used with step (a fault given by at_ms lasts for the rest of "
+            "the run)");
       }
       x.steps = r.get("steps").positive_int();
     }
@@ -531,7 +535,8 @@ std::vector<FaultSpec> convert_faults(const Field& f) {
       const Field sp = r.get("speed");
       x.speed = sp.number();
       if (!(x.speed > 0 && x.speed < 1)) {
-        sp.fail(std::to_string(x.speed) + " is not a slow-down: speed is the fraction of normal "
+        sp.fail(std::to_string(x.speed) +
+                " is not a slow-down: speed is the fraction of normal "
                 "compute rate, 0 < speed < 1");
       }
     } else if (r.has("speed")) {
@@ -655,8 +660,8 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
 
 Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::string& origin) {
   const Field top(ctx, origin, root, "");
-  const MapReader r = top.map(
-      {"name", "description", "model", "topology", "plan", "workload", "fault_tolerance", "faults"});
+  const MapReader r = top.map({"name", "description", "model", "topology", "plan", "workload",
+                               "fault_tolerance", "faults"});
   Scenario s;
   s.origin = origin;
   s.name = r.get("name").string();
@@ -665,7 +670,8 @@ Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::s
   s.topology = convert_topology(resolve_ref(r.get("topology"), RefKind::kTopology, origin), origin);
   s.plan = convert_plan(r.get("plan"));
   s.workload = convert_workload(r.get("workload"));
-  if (r.has("fault_tolerance")) s.fault_tolerance = convert_fault_tolerance(r.get("fault_tolerance"));
+  if (r.has("fault_tolerance"))
+    s.fault_tolerance = convert_fault_tolerance(r.get("fault_tolerance"));
   if (r.has("faults")) s.faults = convert_faults(r.get("faults"));
   return s;
 }

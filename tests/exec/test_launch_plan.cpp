@@ -598,7 +598,8 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
         (void)exec::build_rank_plan(c.p, 0, {});
         ADD_FAILURE() << "a Program with fault-tolerance ops lowered";
       } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find("fault-tolerance work"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("fault-tolerance work"), std::string::npos)
+            << e.what();
       }
       continue;
     }
