@@ -13,9 +13,13 @@ $M sim scenarios/examples/paper-faults.yaml --json > $D/paper-faults.json
 $M sim paper --set fault_tolerance.on_kv_loss=re_prefill --set fault_tolerance.on_expert_loss=reload $FAULTS > $D/paper-reprefill.txt
 # A fifth node of spares: standbys take over (KV shard from the mirror, experts from host).
 $M sim paper --set topology.nodes=5 --set fault_tolerance.standby_gpus=4 --set fault_tolerance.kv_copies=2 $FAULTS > $D/paper-standby.txt
+# The MoE GPU alone, with re-routing, and with two copies of every expert.
+$M sim paper --set fault_tolerance.on_expert_loss=reroute --fault kind=gpu,gpu=13,step=16 > $D/paper-reroute.txt
+$M sim paper --set plan.moe.expert_replicas=2 --fault kind=gpu,gpu=13,step=16 > $D/paper-expert-copies.txt
 # Steady-state cost of the redundancy (no fault).
 $M sim paper > $D/paper-steady-kv1.txt
 $M sim paper --set fault_tolerance.kv_copies=2 > $D/paper-steady-kv2.txt
+$M sim paper --set plan.moe.expert_replicas=2 > $D/paper-steady-experts2.txt
 $M plan paper > $D/paper-plan-kv1.txt
 $M plan paper --set fault_tolerance.kv_copies=2 > $D/paper-plan-kv2.txt
 
