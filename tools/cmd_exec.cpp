@@ -318,6 +318,15 @@ int cmd_exec(const Args& args) {
   // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
   const plan::Scenario s = plan::load_scenario(scenario_name, overrides);
+  if (plan::has_fault_features(s.fault_tolerance, s.faults)) {
+    std::fprintf(stderr,
+                 "masep exec: scenario '%s' has fault-tolerance features (faults:, KV mirrors or "
+                 "standby GPUs, issue 18), which the executor does not run yet (no rank is "
+                 "killed, no communicator shrunk); simulate it with masep sim, or remove "
+                 "faults: and fault_tolerance:\n",
+                 s.name.c_str());
+    return 2;
+  }
   exec::Compiled c;
   const char* child_program = std::getenv(kProgramEnv);
   const bool mpi = env.mode == exec::LaunchMode::kMpi || env.mode == exec::LaunchMode::kSlurm;

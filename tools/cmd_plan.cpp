@@ -21,6 +21,7 @@
 #include "masep/plan/memory.hpp"
 #include "masep/plan/output_file.hpp"
 #include "masep/plan/program_json.hpp"
+#include "masep/plan/remap.hpp"
 #include "sim_run.hpp"
 
 namespace masep::tools {
@@ -190,6 +191,47 @@ void print_role_summary(const Program& p, const std::vector<MemoryBreakdown>& me
     fmt::print("  {:<10} {:>5} {:>13.2f} {:>26} {:>26}\n", to_string(role), a.n, a.mem_max,
                fmt::format("{:.1f} / {:.1f} / {:.1f}", a.f_min, a.f_sum / a.n, a.f_max),
                fmt::format("{:.3f} / {:.3f} / {:.3f}", a.b_min, a.b_sum / a.n, a.b_max));
+  }
+}
+
+// Issue 18: the plan's redundancy and what each injected fault, taken alone, does to it
+// (plan::remap; `masep sim` runs them in order).
+void print_fault_tolerance(const Scenario& s) {
+  if (!has_fault_features(s.fault_tolerance, s.faults)) return;
+  const auto& ft = s.fault_tolerance;
+  const PlanGpus pg = plan::plan_gpus(s);
+  fmt::print(
+      "\nfault tolerance: kv_copies {}, standby GPUs [{}], on_kv_loss {}, on_expert_loss {}, "
+      "restore_experts {}\n",
+      ft.kv_copies, fmt::join(pg.standby, ","), to_string(ft.on_kv_loss),
+      to_string(ft.on_expert_loss), to_string(ft.restore_experts));
+  for (const FaultSpec& f : s.faults) {
+    const std::string when =
+        f.step >= 0 ? fmt::format("step {}", f.step) : fmt::format("{} ms", f.at_ms);
+    std::vector<int> gone;
+    std::string what;
+    switch (f.kind) {
+      case FaultKind::kGpu:
+        gone = {f.gpu};
+        what = fmt::format("GPU {} fails", f.gpu);
+        break;
+      case FaultKind::kStraggler:
+        what = fmt::format("GPU {} at {:.0f}% speed", f.gpu, 100 * f.speed);
+        break;
+      case FaultKind::kNic:
+      case FaultKind::kLink:
+        gone = gpus_cut_off(s.topology, {{f.node, f.nic}});
+        what = fmt::format(
+            "{} {} of node {} fails ({})", to_string(f.kind), f.nic, f.node,
+            gone.empty() ? "its GPUs send through a sibling NIC" : "its node has no other NIC");
+        break;
+    }
+    fmt::print("  {} ({}): {}{}\n", f.key, when, what,
+               f.steps > 0 ? fmt::format(", for {} steps", f.steps) : "");
+    if (gone.empty()) continue;
+    for (const std::string& line : remap(s, gone, std::max(0, f.step)).describe()) {
+      fmt::print("    {}\n", line);
+    }
   }
 }
 
@@ -400,6 +442,7 @@ int cmd_plan(const Args& args) {
       p.ops.size(), p.steps, p.steps == 1 ? "" : "s", p.first_step, p.collectives.size(),
       p.groups.size());
   print_routing(p, s.model.experts);
+  print_fault_tolerance(s);
 
   if (!dump.empty()) {
     write_program_json_file(p, dump);

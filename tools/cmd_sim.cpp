@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -10,8 +13,13 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "masep/plan/errors.hpp"
 #include "masep/plan/limits.hpp"
+#include "masep/plan/loader.hpp"
+#include "masep/plan/output_file.hpp"
 #include "masep/plan/trace.hpp"
+#include "masep/sim/fault_run.hpp"
+#include "plot.hpp"
 #include "progress.hpp"
 #include "sim_run.hpp"
 #include "table.hpp"
@@ -103,6 +111,106 @@ void print_table(const SimRun& run, bool quiet) {
   t.print(stdout, 0);
 }
 
+// --fault "kind=gpu,gpu=3,step=10" (or a YAML flow mapping) -> "faults+={...}".
+std::string fault_override(const std::string& text) {
+  if (!text.empty() && text.front() == '{') return "faults+=" + text;
+  std::string yaml = "{";
+  std::stringstream in(text);
+  std::string item;
+  bool first = true;
+  while (std::getline(in, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw plan::InputError("--fault", 0, 0, text,
+                             "expected KEY=VALUE pairs separated by commas, e.g. "
+                             "kind=gpu,gpu=3,step=10 (item '" +
+                                 item + "')");
+    }
+    yaml += (first ? "" : ", ") + item.substr(0, eq) + ": " + item.substr(eq + 1);
+    first = false;
+  }
+  return "faults+=" + yaml + "}";
+}
+
+// The per-step TPOT timeline of a run with faults: CSV or JSON by the file's extension.
+void write_timeline(const std::string& path, const sim::FaultRunResult& r) {
+  std::ostringstream text;
+  if (std::filesystem::path(path).extension() == ".json") {
+    sim::write_fault_json(text, r);
+  } else {
+    sim::write_fault_csv(text, r);
+  }
+  plan::write_output_file(path, "timeline", text.str());
+}
+
+void plot_timeline(const std::string& path, const plan::Scenario& s, const sim::FaultRunResult& r) {
+  std::vector<std::vector<std::string>> table = {{"step", "tpot_ms", "run", "status"}};
+  for (const auto& f : r.steps) {
+    table.push_back(
+        {std::to_string(f.step), fmt::format("{:.6g}", f.tpot_ms), "with faults", "ok"});
+  }
+  for (const auto& f : r.steps) {
+    table.push_back({std::to_string(f.step), fmt::format("{:.6g}", r.baseline_tpot_ms),
+                     "fault-free mean", "ok"});
+  }
+  const std::filesystem::path p(path);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  std::filesystem::create_directories(dir);
+  Sweep sw;
+  sw.name = "faults";
+  SweepPlot pl;
+  pl.name = p.stem().string();
+  pl.title = fmt::format("TPOT per decode step: {}", s.name);
+  pl.x = "step";
+  pl.y = {"tpot_ms"};
+  pl.series = "run";
+  sw.plots.push_back(pl);
+  std::string note;
+  for (const auto& img : make_plots(dir, sw, table, &note)) std::printf("plot: %s\n", img.c_str());
+  if (!note.empty()) std::fprintf(stderr, "masep sim: %s\n", note.c_str());
+}
+
+void print_fault_report(const plan::Scenario& s, const sim::FaultRunResult& r,
+                        const sim::FaultParams& fp) {
+  for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
+  const auto& ft = s.fault_tolerance;
+  std::printf(
+      "%-9s kv_copies %d, standby GPUs %d, on_kv_loss %s, on_expert_loss %s, "
+      "restore_experts %s\n",
+      "redundancy", ft.kv_copies, ft.standby_gpus, plan::to_string(ft.on_kv_loss),
+      plan::to_string(ft.on_expert_loss), plan::to_string(ft.restore_experts));
+  std::printf(
+      "%-9s %.1f ms (heartbeat %.0f ms x %.0f misses, op timeout %.0f ms); communicator "
+      "rebuild %.0f ms; host re-load %.0f GB/s\n\n",
+      "detection", sim::detection_ns(fp) / 1e6, fp.heartbeat_interval_ns / 1e6, fp.heartbeat_misses,
+      fp.op_timeout_ns / 1e6, fp.comm_rebuild_ns / 1e6, fp.host_load_GBps);
+  for (const auto& e : r.events) {
+    std::printf("step %d at %.3f ms: %s\n", e.step, e.at_ns / 1e6, e.what.c_str());
+    std::printf("  wasted %.3f ms, detection %.3f ms, recovery %.3f ms (%lld ops)\n",
+                e.wasted_ns / 1e6, e.detect_ns / 1e6, e.recovery_ns / 1e6,
+                static_cast<long long>(e.recovery_ops));
+    for (const auto& line : e.remap) std::printf("  %s\n", line.c_str());
+  }
+  std::printf(
+      "\nTPOT              before %.3f ms   fault step %.3f ms   after %.3f ms   "
+      "(fault-free mean %.3f ms)\n",
+      r.tpot_before_ms, r.tpot_fault_ms, r.tpot_after_ms, r.baseline_tpot_ms);
+  std::printf("throughput after  %s tokens/s\n", group_thousands(r.tokens_per_s_after).c_str());
+  std::printf(
+      "tokens            %lld offered, %lld served, %lld lost, %lld re-computed, "
+      "%.0f degraded token-expert pairs\n",
+      static_cast<long long>(r.tokens_offered), static_cast<long long>(r.tokens_served),
+      static_cast<long long>(r.tokens_lost), static_cast<long long>(r.tokens_recomputed),
+      r.degraded_pairs);
+  std::printf(
+      "availability      %.2f %% of tokens served, %.2f %% uptime (time not in an "
+      "outage)\n",
+      100 * r.availability, 100 * r.uptime);
+  std::printf("makespan          %.3f ms (fault-free %.3f ms)\n", r.makespan_ns / 1e6,
+              r.baseline_makespan_ns / 1e6);
+  std::printf("GPUs              %d in the plan + %d standby\n", r.plan_gpus, r.standby_gpus);
+}
+
 }  // namespace
 
 int cmd_sim(const Args& args) {
@@ -112,6 +220,8 @@ int cmd_sim(const Args& args) {
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
   bool allow_mismatch = false;
   int steps = 0;
+  std::vector<std::string> faults, fault_params;
+  std::string timeline_path, plot_path;
   double interference = 0;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
@@ -138,7 +248,17 @@ int cmd_sim(const Args& args) {
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
-      "quiet,q", "print only the summary lines (no header, no per-GPU table)");
+      "quiet,q", "print only the summary lines (no header, no per-GPU table)")(
+      "fault", po::value(&faults)->composing(),
+      "inject a fault (repeatable; appended to the scenario's faults:), KEY=VALUE pairs, e.g. "
+      "kind=gpu,gpu=3,step=10 or kind=straggler,gpu=5,speed=0.5,step=4,steps=8 "
+      "(docs/fault-tolerance.md)")(
+      "fault-param", po::value(&fault_params)->composing(),
+      "detection / recovery parameter NAME=VALUE (repeatable), e.g. fault_op_timeout_ns=5e8")(
+      "timeline", po::value(&timeline_path),
+      "runs with faults: write the per-step TPOT timeline to FILE (.csv, or .json with events)")(
+      "plot", po::value(&plot_path),
+      "runs with faults: plot TPOT per step to FILE.png / .svg (gnuplot)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -172,6 +292,41 @@ int cmd_sim(const Args& args) {
     bar.update(static_cast<int>(done), static_cast<int>(total));
   };
 
+  for (const auto& f : faults) sets.push_back(fault_override(f));
+  {
+    const plan::Scenario fs = plan::load_scenario(scenario, sets);
+    if (!fs.faults.empty()) {
+      std::vector<std::pair<std::string, double>> fpo;
+      for (const auto& kv : fault_params) {
+        const auto eq = kv.find('=');
+        char* end = nullptr;
+        const double v = eq == std::string::npos ? 0 : std::strtod(kv.c_str() + eq + 1, &end);
+        if (eq == std::string::npos || end == kv.c_str() + eq + 1 || *end != '\0') {
+          std::fprintf(stderr, "masep sim: --fault-param '%s': expected NAME=NUMBER\n", kv.c_str());
+          return 2;
+        }
+        fpo.emplace_back(kv.substr(0, eq), v);
+      }
+      const sim::FaultParams fp = sim::resolve_fault_params(fpo);
+      check_fits_in_memory(fs);
+      const sim::FaultRunResult r = sim::simulate_faults(fs, so, fp);
+      if (!timeline_path.empty()) write_timeline(timeline_path, r);
+      if (vm.count("json")) {
+        sim::write_fault_json(std::cout, r);
+        std::cout.flush();
+      } else {
+        print_fault_report(fs, r, fp);
+      }
+      if (!plot_path.empty()) plot_timeline(plot_path, fs, r);
+      return 0;
+    }
+    if (!timeline_path.empty() || !plot_path.empty() || !fault_params.empty()) {
+      std::fprintf(stderr,
+                   "masep sim: --timeline, --plot and --fault-param apply to runs with faults "
+                   "(the scenario has no faults:; add --fault)\n");
+      return 2;
+    }
+  }
   const SimRun run = run_scenario(scenario, sets, so);
   // Never silent about calibration coverage (extrapolated / uncalibrated ops): on stderr so
   // --json output stays one object.

@@ -166,6 +166,13 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
                     const sim::SimOptions& options) {
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
+  if (!run.scenario.faults.empty()) {
+    // Never simulate a scenario's faults away silently: only `masep sim` runs them.
+    throw std::runtime_error("scenario '" + run.scenario.name +
+                             "' injects faults (faults:), which only masep sim runs "
+                             "(docs/fault-tolerance.md); remove them (--set faults=[]) to run "
+                             "it here");
+  }
   check_fits_in_memory(run.scenario);
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();

@@ -60,6 +60,11 @@ OpKind kind_of(OpRole r) {
     case OpRole::kCombine:
       return OpKind::kCombine;
     case OpRole::kOther:
+    case OpRole::kKvMirror:  // fault tolerance: refused by check_roles
+    case OpRole::kCommRebuild:
+    case OpRole::kWeightLoad:
+    case OpRole::kKvRebuild:
+    case OpRole::kReprefill:
       break;
   }
   return OpKind::kGemm;
@@ -191,6 +196,17 @@ class Builder {
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
   void check_roles() const {
+    for (const auto& list : p_.stream_ops[static_cast<size_t>(rank_)]) {
+      for (OpId id : list) {
+        const Op& o = p_.ops[static_cast<size_t>(id)];
+        if (plan::is_fault_tolerance(o.role)) {
+          throw std::invalid_argument(fmt::format(
+              "op {} ({}): role {} is fault-tolerance work (KV mirroring or recovery, issue 18), "
+              "which the executor does not run yet; simulate it with masep sim",
+              o.id, o.name, plan::to_string(o.role)));
+        }
+      }
+    }
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
       if (o.role != OpRole::kOther && kind_of(o.role) != o.kind) {

@@ -73,6 +73,7 @@ class Compiler {
           finish(mb);
           attention_front(step, layer, mb);
           moe(step, layer, mb);
+          if (layer == m_.layers - 1 && mb == mbs_ - 1) kv_mirror();
         }
       }
     }
@@ -190,6 +191,7 @@ class Compiler {
     moe_recvs_.resize(static_cast<size_t>(moe_ranks_));
     moe_local_rows_.resize(static_cast<size_t>(moe_ranks_));
     slice_.resize(static_cast<size_t>(att_ranks_));
+    last_attn_.assign(static_cast<size_t>(att_ranks_), -1);
     dest_count_.assign(static_cast<size_t>(moe_ranks_), 0);
     for (int g = 0; g < moe_ranks_; ++g) {
       group_m_[g].assign(ge_[g].size() + static_cast<size_t>(shared_), 0);
@@ -513,6 +515,7 @@ class Compiler {
                       + T * heads_l_ * hd_ * dt_                 // output
                       + (sh == 0 ? T * kv_tok_bytes : 0);        // KV append (shard 0)
         attn[i] = add(std::move(o));
+        last_attn_[a] = attn[i];
       }
       if (sp_ > 1) {
         // Partial attention outputs of the KV shards are merged across the sp peers.
@@ -661,6 +664,34 @@ class Compiler {
     pend_slices_[mb] = slice_;
   }
 
+  // fault_tolerance.kv_copies 2 (issue 18, remap.hpp): after the step's last attention, every
+  // KV-appending attention GPU sends the step's new KV entries (all layers, its heads) of
+  // sequence j of its replica to the (j mod )-th other replica's GPU of the same group
+  // index, in one grouped exchange (role kKvMirror) on the comm stream.
+  void kv_mirror() {
+    if (!ma_ || s_.fault_tolerance.kv_copies < 2 || replicas_ < 2) return;
+    const int64_t per_seq = static_cast<int64_t>(m_.layers) * 2 * kvh_l_ * hd_ * dt_;
+    std::vector<Xfer> ts;
+    for (int r = 0; r < replicas_; ++r) {
+      std::vector<int64_t> to(static_cast<size_t>(replicas_), 0);  // sequences per mirror
+      int64_t j = 0;
+      for (int mb = 0; mb < mbs_; ++mb) {
+        for (int64_t q = 0; q < chunk_size(r, mb); ++q, ++j) {
+          const int k = static_cast<int>(j % (replicas_ - 1));
+          ++to[k < r ? k : k + 1];
+        }
+      }
+      for (int i = 0; i < t_; ++i) {
+        const int a = r * t_ + i;
+        if (i % sp_ != 0) continue;  // only KV shard 0 appends the new token
+        for (int mr = 0; mr < replicas_; ++mr) {
+          if (to[mr] > 0) ts.push_back(Xfer{a, mr * t_ + i, to[mr] * per_seq, last_attn_[a]});
+        }
+      }
+    }
+    group_exchange(ts, OpRole::kKvMirror, "kv_mirror");
+  }
+
   // Return exchange and attention-side combine of the pending (step, layer) of `mb`.
   void finish(int mb) {
     Pending& pend = pending_[mb];
@@ -714,6 +745,7 @@ class Compiler {
   std::vector<std::vector<Slice>> pend_slices_;  // [mb][attention rank]
   std::vector<Slice> slice_;                     // [attention rank], current (step, layer, mb)
   std::vector<int32_t> route_;
+  std::vector<OpId> last_attn_;  // [attention rank]: its latest attention op (kv_mirror)
   std::vector<int32_t> routing_counts_;
   std::vector<std::vector<int32_t>> group_m_;  // [MoE gpu][local expert, then shared]
   std::vector<std::vector<Xfer>> moe_recvs_;   // [MoE gpu]

@@ -21,6 +21,7 @@
 #include "masep/models/zoo.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/input_file.hpp"
+#include "masep/plan/remap.hpp"
 #include "masep/topology/zoo.hpp"
 #include "yaml_util.hpp"
 
@@ -467,6 +468,85 @@ Workload convert_workload(const Field& f) {
   return w;
 }
 
+// ---- fault tolerance (issue 18; faults.hpp, docs/fault-tolerance.md) ------------------------
+
+FaultTolerance convert_fault_tolerance(const Field& f) {
+  const MapReader r =
+      f.map({"kv_copies", "on_kv_loss", "on_expert_loss", "restore_experts", "standby_gpus"});
+  FaultTolerance ft;
+  if (r.has("kv_copies")) ft.kv_copies = r.get("kv_copies").count(kMaxGpus);
+  if (r.has("on_kv_loss")) {
+    ft.on_kv_loss = r.get("on_kv_loss")
+                        .choice<KvLossPolicy>({{"fail", KvLossPolicy::kFail},
+                                               {"re_prefill", KvLossPolicy::kReprefill},
+                                               {"drop", KvLossPolicy::kDrop}});
+  }
+  if (r.has("on_expert_loss")) {
+    ft.on_expert_loss = r.get("on_expert_loss")
+                            .choice<ExpertLossPolicy>({{"fail", ExpertLossPolicy::kFail},
+                                                       {"reload", ExpertLossPolicy::kReload},
+                                                       {"reroute", ExpertLossPolicy::kReroute}});
+  }
+  if (r.has("restore_experts")) {
+    ft.restore_experts = r.get("restore_experts")
+                             .choice<WeightSource>({{"none", WeightSource::kNone},
+                                                    {"peer", WeightSource::kPeer},
+                                                    {"host", WeightSource::kHost}});
+  }
+  if (r.has("standby_gpus")) ft.standby_gpus = r.get("standby_gpus").nonnegative_int();
+  return ft;
+}
+
+std::vector<FaultSpec> convert_faults(const Field& f) {
+  std::vector<FaultSpec> out;
+  for (const Field& item : f.items()) {
+    const MapReader r = item.map({"kind", "gpu", "node", "nic", "step", "at_ms", "steps", "speed"});
+    FaultSpec x;
+    x.key = item.path();
+    x.kind = r.get("kind").choice<FaultKind>({{"gpu", FaultKind::kGpu},
+                                              {"nic", FaultKind::kNic},
+                                              {"link", FaultKind::kLink},
+                                              {"straggler", FaultKind::kStraggler}});
+    const bool on_gpu = x.kind == FaultKind::kGpu || x.kind == FaultKind::kStraggler;
+    if (on_gpu) {
+      x.gpu = r.get("gpu").nonnegative_int();
+      for (const char* k : {"node", "nic"}) {
+        if (r.has(k)) r.get(k).fail(std::string("only used with kind: nic or link"));
+      }
+    } else {
+      x.node = r.get("node").nonnegative_int();
+      x.nic = r.get("nic").nonnegative_int();
+      if (r.has("gpu")) r.get("gpu").fail("only used with kind: gpu or straggler");
+    }
+    if (r.has("step") == r.has("at_ms")) {
+      r.fail_key("step", "give exactly one of step (a decode step) and at_ms (a time)");
+    }
+    if (r.has("step")) x.step = r.get("step").nonnegative_int();
+    if (r.has("at_ms")) x.at_ms = r.get("at_ms").nonnegative_number();
+    if (r.has("steps")) {
+      if (r.has("at_ms")) {
+        r.get("steps").fail(
+            "only used with step (a fault given by at_ms lasts for the rest of "
+            "the run)");
+      }
+      x.steps = r.get("steps").positive_int();
+    }
+    if (x.kind == FaultKind::kStraggler) {
+      const Field sp = r.get("speed");
+      x.speed = sp.number();
+      if (!(x.speed > 0 && x.speed < 1)) {
+        sp.fail(std::to_string(x.speed) +
+                " is not a slow-down: speed is the fraction of normal "
+                "compute rate, 0 < speed < 1");
+      }
+    } else if (r.has("speed")) {
+      r.get("speed").fail("only used with kind: straggler");
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
 // ---- overrides -------------------------------------------------------------------------------
 
 std::optional<RefKind> ref_kind_at(const std::string& path) {
@@ -488,8 +568,12 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
   if (eq == std::string::npos || eq == 0) {
     throw InputError(detail::kOverrideOrigin, 0, 0, text, "expected KEY.PATH=VALUE");
   }
-  const std::string key = text.substr(0, eq);
+  std::string key = text.substr(0, eq);
   const std::string value_text = text.substr(eq + 1);
+  // KEY+=VALUE appends VALUE to the sequence at KEY (created when absent): `masep sim
+  // --fault` adds items to `faults` this way.
+  const bool append = key.size() > 1 && key.back() == '+';
+  if (append) key.pop_back();
   std::vector<std::string> segments;
   for (std::size_t start = 0;;) {
     const auto dot = key.find('.', start);
@@ -533,6 +617,17 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
       next_path = detail::join_key(path, seg);
       const YAML::Node& ccur = cur;
       if (!last && !ccur[seg]) cur[seg] = YAML::Node(YAML::NodeType::Map);
+      if (last && append) {
+        YAML::Node list = ccur[seg] ? cur[seg] : YAML::Node(YAML::NodeType::Sequence);
+        if (!list.IsSequence()) {
+          throw InputError(detail::kOverrideOrigin, 0, 0, key,
+                           "'" + next_path + "' is not a list: += appends to a list");
+        }
+        list.push_back(value);
+        cur[seg] = list;
+        ctx.add_override(detail::index_key(next_path, list.size() - 1), file);
+        return;
+      }
       if (last) {
         cur[seg] = value;
         ctx.drop_subtrees_under(next_path);
@@ -565,7 +660,8 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
 
 Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::string& origin) {
   const Field top(ctx, origin, root, "");
-  const MapReader r = top.map({"name", "description", "model", "topology", "plan", "workload"});
+  const MapReader r = top.map({"name", "description", "model", "topology", "plan", "workload",
+                               "fault_tolerance", "faults"});
   Scenario s;
   s.origin = origin;
   s.name = r.get("name").string();
@@ -574,6 +670,9 @@ Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::s
   s.topology = convert_topology(resolve_ref(r.get("topology"), RefKind::kTopology, origin), origin);
   s.plan = convert_plan(r.get("plan"));
   s.workload = convert_workload(r.get("workload"));
+  if (r.has("fault_tolerance"))
+    s.fault_tolerance = convert_fault_tolerance(r.get("fault_tolerance"));
+  if (r.has("faults")) s.faults = convert_faults(r.get("faults"));
   return s;
 }
 
@@ -622,6 +721,7 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& origin,
   Scenario s = convert_scenario(ctx, root, origin);
   try {
     validate_scenario(s);
+    validate_faults(s);
   } catch (const InputError& e) {
     if (e.line() > 0) throw;
     // validate_scenario knows key paths only: point at where that key was written.

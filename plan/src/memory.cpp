@@ -89,6 +89,10 @@ void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& 
   const int64_t replicated = (2 * H + H * md.experts) * e;
   m.weights += L * (shard + replicated);
   m.kv_cache += L * seqs * ceil_div(context, a.sp) * 2 * kv_r * hd * e;
+  // fault_tolerance.kv_copies 2: a GPU also holds the mirrors of as many other sequences.
+  if (s.fault_tolerance.kv_copies > 1 && s.plan.kind == PlanKind::kMaSeparation) {
+    m.kv_cache *= s.fault_tolerance.kv_copies;
+  }
   m.activations += mb * t_mb * ((4 * H + 2 * (q_r + kv_r) * hd) * e + 4 * md.experts);
   m.comm_buffers += mb * 2 * ceil_div(t_mb, t) * md.top_k * H * e;
   if (t > 1) m.comm_buffers += 2 * t_mb * H * e;

@@ -87,7 +87,8 @@ const char* to_string(OpRole r) {
       "other",         "norm",     "qkv",         "rope",      "attention",   "attn_reduce",
       "out_proj",      "gather",   "scatter",     "add_norm",  "router_gemm", "router",
       "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
-      "moe_unpermute", "return",   "combine"};
+      "moe_unpermute", "return",   "combine",     "kv_mirror", "comm_rebuild", "weight_load",
+      "kv_rebuild",    "reprefill"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }

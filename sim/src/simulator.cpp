@@ -1144,6 +1144,7 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
     cal_summary = calibrated->coverage(program).summary(options.calibration, device);
     cm = std::move(calibrated);
   }
+  if (options.wrap_compute_model) cm = options.wrap_compute_model(std::move(cm));
   // Collective timing model (SimOptions::collective_model).
   bool use_nccl = false;
   if (options.collective_model == "nccl") {

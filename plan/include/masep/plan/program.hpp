@@ -235,6 +235,14 @@ const char* to_string(Role r);
 ///                              k = rows it writes back (one per dispatched row)
 ///   kReturn      kExchange     rows back to the attention ranks
 ///   kCombine     kCombine      weighted sum of a token's rows + residual  m = u, n = hidden
+/// Fault tolerance (issue 18; simulator only, `masep exec` refuses them):
+///   kKvMirror    kExchange     the step's new KV entries to the mirror replicas (kv_copies 2)
+///   kCommRebuild kElementwise  communicator shrink/rebuild after a failure (timed by a
+///                              recovery parameter, not by bytes)
+///   kWeightLoad  kElementwise  expert weights re-loaded from host memory (hbm_bytes = weight
+///                              bytes, timed at the host link rate); kExchange: from a peer
+///   kKvRebuild   kExchange     KV shards copied from mirrors to a GPU that took over
+///   kReprefill   kGemm         re-computing lost KV caches (prefill FLOPs and bytes)
 /// kOther: an op with no meaning beyond its cost (synthetic programs, tests): the simulator
 /// times it; the executor lowers it to a device copy of hbm_bytes / 2 and counts it as generic.
 enum class OpRole : uint8_t {
@@ -259,8 +267,15 @@ enum class OpRole : uint8_t {
   kMoeUnpermute,
   kReturn,
   kCombine,
+  kKvMirror,
+  kCommRebuild,
+  kWeightLoad,
+  kKvRebuild,
+  kReprefill,
 };
-inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kCombine) + 1;
+inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kReprefill) + 1;
+/// Roles of fault-tolerance work (kv mirroring, recovery), which only the simulator runs.
+constexpr bool is_fault_tolerance(OpRole r) { return r >= OpRole::kKvMirror; }
 const char* to_string(OpRole r);
 
 struct Op {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "masep/models/model.hpp"
+#include "masep/plan/faults.hpp"
 #include "masep/topology/topology.hpp"
 
 namespace masep::plan {
@@ -113,6 +114,8 @@ struct Scenario {
   topology::TopologySpec topology;
   PlanSpec plan;
   Workload workload;
+  FaultTolerance fault_tolerance;  ///< redundancy and loss policies (faults.hpp)
+  std::vector<FaultSpec> faults;   ///< injected faults, ordered as written (faults.hpp)
 };
 
 }  // namespace masep::plan

@@ -62,6 +62,10 @@ struct SimOptions {
   /// Called from the simulating thread about every 2^18 events and once at the end with
   /// (ops finished, ops in the program), for progress bars on long runs. Empty = none.
   std::function<void(int64_t done, int64_t total)> progress;
+  /// Wraps the compute model the run settled on (roofline, calibrated or `compute_model`),
+  /// e.g. to slow a straggler GPU or to time recovery work (fault_run.hpp). Empty = none.
+  std::function<std::shared_ptr<const ComputeModel>(std::shared_ptr<const ComputeModel>)>
+      wrap_compute_model;
 };
 
 /// Everything one run produced. Owned by value.
