@@ -257,9 +257,10 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
   lines.emplace_back(
       "model",
       fmt::format("{} - {} layers, hidden {}, {} heads ({} kv, dim {}), {} experts "
-                  "top-{}, expert FFN {}, {}, {}",
+                  "top-{}, expert FFN {}, {}, {}{}",
                   m.name, m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim, m.experts, m.top_k,
-                  m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype)));
+                  m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype),
+                  m.features()));
   lines.emplace_back("plan", describe_plan(s.plan));
   lines.emplace_back("workload", describe_workload(s.workload));
   lines.emplace_back(

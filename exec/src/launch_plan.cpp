@@ -59,6 +59,21 @@ OpKind kind_of(OpRole r) {
     case OpRole::kMoeUnpermute:
     case OpRole::kCombine:
       return OpKind::kCombine;
+    // Issue 15's roles (refused by check_model_features before any lowering).
+    case OpRole::kMlaDown:
+    case OpRole::kMlaQUp:
+    case OpRole::kDenseUp:
+    case OpRole::kDenseDown:
+      return OpKind::kGemm;
+    case OpRole::kMlaNorm:
+    case OpRole::kMlaRope:
+    case OpRole::kDenseAct:
+      return OpKind::kElementwise;
+    case OpRole::kMlaAbsorbK:
+    case OpRole::kMlaAbsorbV:
+      return OpKind::kGroupedGemm;
+    case OpRole::kMlaAttention:
+      return OpKind::kAttention;
     case OpRole::kOther:
       break;
   }
@@ -89,6 +104,7 @@ class Builder {
       throw std::invalid_argument(
           fmt::format("rank {} is not in the Program ({} ranks)", rank, p.rank_count()));
     }
+    check_model_features();
     check_roles();
     rp_.rank = rank;
     rp_.micro_batches = std::max(1, p.micro_batches);
@@ -190,6 +206,38 @@ class Builder {
   }
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
+  // Model features the simulator accepts but the executor has no kernels for (issue 15):
+  // refused up front, naming the feature, before any op is looked at.
+  void check_model_features() const {
+    std::string what;
+    if (m_.is_mla()) {
+      what = "MLA attention (attention: mla; no latent-attention kernel yet)";
+    } else if (m_.dense_layers > 0) {
+      what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
+                         m_.dense_layers);
+    } else if (!m_.precision.all_bf16()) {
+      const models::Precision& pr = m_.precision;
+      what = fmt::format(
+          "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "
+          "combine {}; the executor's kernels are bf16 only, no FP8/FP16/INT8/FP4 path yet)",
+          models::to_string(pr.weights), models::to_string(pr.kv_cache),
+          models::to_string(pr.activations), models::to_string(pr.dispatch),
+          models::to_string(pr.combine));
+    }
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
+      if (!what.empty()) break;
+      const Op& o = p_.ops[static_cast<size_t>(id)];
+      if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role)) {
+        what = fmt::format("op {} ({}) of role {}", o.id, o.name, plan::to_string(o.role));
+      }
+    }
+    if (!what.empty()) {
+      throw std::invalid_argument(fmt::format(
+          "masep exec cannot run model {}: {}. `masep sim` models it; the executor does not",
+          m_.name, what));
+    }
+  }
+
   void check_roles() const {
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
@@ -775,6 +823,19 @@ class Builder {
       case OpRole::kDispatch:
       case OpRole::kReturn:
         return exchange(o);
+      case OpRole::kMlaDown:
+      case OpRole::kMlaNorm:
+      case OpRole::kMlaQUp:
+      case OpRole::kMlaAbsorbK:
+      case OpRole::kMlaRope:
+      case OpRole::kMlaAttention:
+      case OpRole::kMlaAbsorbV:
+      case OpRole::kDenseUp:
+      case OpRole::kDenseAct:
+      case OpRole::kDenseDown:
+        // check_model_features refused these before; never reached.
+        throw std::invalid_argument(fmt::format("op {} ({}): role {} has no lowering", o.id,
+                                                o.name, plan::to_string(o.role)));
       case OpRole::kOther:
         break;
     }

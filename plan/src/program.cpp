@@ -87,7 +87,9 @@ const char* to_string(OpRole r) {
       "other",         "norm",     "qkv",         "rope",      "attention",   "attn_reduce",
       "out_proj",      "gather",   "scatter",     "add_norm",  "router_gemm", "router",
       "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
-      "moe_unpermute", "return",   "combine"};
+      "moe_unpermute", "return",   "combine",     "mla_down",  "mla_norm",    "mla_q_up",
+      "mla_absorb_k",  "mla_rope", "mla_attention", "mla_absorb_v", "dense_up", "dense_act",
+      "dense_down"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }
