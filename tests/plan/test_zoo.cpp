@@ -5,12 +5,14 @@
 
 #include <cmath>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/routing.hpp"
 
 namespace masep::plan {
@@ -331,6 +333,26 @@ TEST(MlaOps, MemoryHoldsTheLatentCache) {
   const auto mem = plan_memory(s);
   EXPECT_EQ(mem[0].kv_cache, 4LL * 8 * 1001 * 1152);
   EXPECT_EQ(mem[1].kv_cache, mem[0].kv_cache);  // replicated, not split by heads
+}
+
+// The Program JSON carries the new roles, op formats and model keys: read back, it is the same
+// Program (same dump), MLA model and FP8 weight format included.
+TEST(MlaOps, ProgramJsonRoundTrips) {
+  const Program p = compile_ds4();
+  std::ostringstream a;
+  write_program_json(p, a);
+  EXPECT_NE(a.str().find("\"mla_absorb_k\""), std::string::npos);
+  std::istringstream in(a.str());
+  const Program back = read_program_json(in, "dump");
+  EXPECT_EQ(back.model.attention, models::AttentionKind::kMLA);
+  EXPECT_EQ(back.model.mla.kv_lora_rank, 512);
+  EXPECT_EQ(back.model.dense_layers, 3);
+  EXPECT_EQ(back.model.precision.weights, DType::kFP8);
+  EXPECT_EQ(back.model.precision.dispatch, DType::kFP8);
+  EXPECT_EQ(first_op(back, OpRole::kMlaDown, 3).dtype, DType::kFP8);
+  std::ostringstream b;
+  write_program_json(back, b);
+  EXPECT_EQ(a.str(), b.str());
 }
 
 }  // namespace
