@@ -96,6 +96,34 @@ struct MbRoute {
   std::vector<std::vector<std::vector<int32_t>>> cnt;     // [g][a][l]
 };
 
+}  // namespace
+
+void check_model_supported(const plan::Program& p) {
+  const models::Model& m = p.model;
+  std::string what;
+  if (m.is_mla()) {
+    what = "MLA attention (attention: mla; no latent-attention kernel yet)";
+  } else if (m.dense_layers > 0) {
+    what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
+                       m.dense_layers);
+  } else if (!m.precision.all_bf16()) {
+    const models::Precision& pr = m.precision;
+    what = fmt::format(
+        "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "
+        "combine {}; the executor's kernels are bf16 only, no FP8/FP16/INT8/FP4 path yet)",
+        models::to_string(pr.weights), models::to_string(pr.kv_cache),
+        models::to_string(pr.activations), models::to_string(pr.dispatch),
+        models::to_string(pr.combine));
+  }
+  if (!what.empty()) {
+    throw std::invalid_argument(fmt::format(
+        "masep exec cannot run model {}: {}. `masep sim` models it; the executor does not", m.name,
+        what));
+  }
+}
+
+namespace {
+
 class Builder {
  public:
   Builder(const plan::Program& p, int rank, const PlanOptions& opt)
@@ -206,35 +234,18 @@ class Builder {
   }
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
-  // Model features the simulator accepts but the executor has no kernels for (issue 15):
-  // refused up front, naming the feature, before any op is looked at.
+  // Issue 15's model features (check_model_supported), then this rank's ops: an op of an
+  // MLA or dense-layer role in a Program whose model claims neither is refused alike.
   void check_model_features() const {
-    std::string what;
-    if (m_.is_mla()) {
-      what = "MLA attention (attention: mla; no latent-attention kernel yet)";
-    } else if (m_.dense_layers > 0) {
-      what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
-                         m_.dense_layers);
-    } else if (!m_.precision.all_bf16()) {
-      const models::Precision& pr = m_.precision;
-      what = fmt::format(
-          "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "
-          "combine {}; the executor's kernels are bf16 only, no FP8/FP16/INT8/FP4 path yet)",
-          models::to_string(pr.weights), models::to_string(pr.kv_cache),
-          models::to_string(pr.activations), models::to_string(pr.dispatch),
-          models::to_string(pr.combine));
-    }
+    check_model_supported(p_);
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
-      if (!what.empty()) break;
       const Op& o = p_.ops[static_cast<size_t>(id)];
       if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role)) {
-        what = fmt::format("op {} ({}) of role {}", o.id, o.name, plan::to_string(o.role));
+        throw std::invalid_argument(fmt::format(
+            "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
+            "executor does not",
+            m_.name, o.id, o.name, plan::to_string(o.role)));
       }
-    }
-    if (!what.empty()) {
-      throw std::invalid_argument(fmt::format(
-          "masep exec cannot run model {}: {}. `masep sim` models it; the executor does not",
-          m_.name, what));
     }
   }
 
