@@ -71,7 +71,11 @@ OpKind kind_of(OpRole r) {
       return OpKind::kElementwise;
     case OpRole::kMlaAbsorbK:
     case OpRole::kMlaAbsorbV:
+    case OpRole::kSharedUp:
+    case OpRole::kSharedDown:
       return OpKind::kGroupedGemm;
+    case OpRole::kSharedAct:
+      return OpKind::kElementwise;
     case OpRole::kMlaAttention:
       return OpKind::kAttention;
     case OpRole::kOther:
@@ -106,6 +110,11 @@ void check_model_supported(const plan::Program& p) {
   } else if (m.dense_layers > 0) {
     what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
                        m.dense_layers);
+  } else if (m.shared_own_width()) {
+    what = fmt::format(
+        "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "
+        "yet)",
+        m.shared_ffn(), m.expert_ffn);
   } else if (!m.precision.all_bf16()) {
     const models::Precision& pr = m.precision;
     what = fmt::format(
@@ -240,7 +249,8 @@ class Builder {
     check_model_supported(p_);
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
-      if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role)) {
+      if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role) ||
+          o.role >= OpRole::kSharedUp) {
         throw std::invalid_argument(fmt::format(
             "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
             "executor does not",
@@ -844,6 +854,9 @@ class Builder {
       case OpRole::kDenseUp:
       case OpRole::kDenseAct:
       case OpRole::kDenseDown:
+      case OpRole::kSharedUp:
+      case OpRole::kSharedAct:
+      case OpRole::kSharedDown:
         // check_model_features refused these before; never reached.
         throw std::invalid_argument(fmt::format("op {} ({}): role {} has no lowering", o.id,
                                                 o.name, plan::to_string(o.role)));

@@ -101,11 +101,8 @@ void Model::validate() const {
   require(heads % kv_heads == 0,
           "kv_heads: " + num(kv_heads) + " does not divide heads " + num(heads));
   require(top_k <= experts, "top_k: " + num(top_k) + " exceeds experts " + num(experts));
-  require(shared_expert_ffn == 0 || shared_expert_ffn == expert_ffn,
-          "shared_expert_ffn: " + num(shared_expert_ffn) + " differs from expert_ffn " +
-              num(expert_ffn) +
-              "; masep runs shared experts in the routed experts' grouped GEMMs, so their "
-              "widths must be equal");
+  require(shared_expert_ffn >= 0,
+          "shared_expert_ffn: must not be negative, got " + num(shared_expert_ffn));
   require(dense_layers >= 0 && dense_layers < layers,
           "dense_layers: " + num(dense_layers) + " must be in 0.." + num(layers - 1) +
               " (at least one MoE layer)");

@@ -766,12 +766,30 @@ class Compiler {
                    rank_op_[rank]);  // the rank's dispatch group call (all its receives)
         p_.ops[perm].k = rows;
         // Expert inputs stay in the dispatch format (an fp8 payload feeds fp8 GEMMs as is).
-        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", group_m_[g], in_cols_, h_, dis_,
+        // Shared experts of the routed width are the last groups of the routed GEMMs; of
+        // their own width they run in their own grouped GEMMs after the routed ones.
+        const bool own = m_.shared_own_width();
+        const size_t nloc = group_m_[g].size() - static_cast<size_t>(shared_);
+        const std::vector<int32_t> routed_m(group_m_[g].begin(),
+                                            own ? group_m_[g].begin() + static_cast<long>(nloc)
+                                                : group_m_[g].end());
+        int64_t routed_rows = 0;
+        for (int32_t x : routed_m) routed_rows += x;
+        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", routed_m, in_cols_, h_, dis_, act_);
+        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", routed_rows, m_.expert_ffn,
+               vb(act_, routed_rows, in_cols_) + vb(act_, routed_rows, m_.expert_ffn));
+        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", routed_m, h_, m_.expert_ffn, act_,
                      act_);
-        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", expert_rows, m_.expert_ffn,
-               vb(act_, expert_rows, in_cols_) + vb(act_, expert_rows, m_.expert_ffn));
-        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", group_m_[g], h_, m_.expert_ffn,
-                     act_, act_);
+        if (own) {
+          const std::vector<int32_t> shared_m(group_m_[g].begin() + static_cast<long>(nloc),
+                                              group_m_[g].end());
+          const int64_t sf = m_.shared_ffn(), s_in = m_.ffn_in_columns(sf);
+          const int64_t shared_rows = expert_rows - routed_rows;
+          grouped_gemm(rank, OpRole::kSharedUp, "shared_up", shared_m, s_in, h_, dis_, act_);
+          simple(rank, OpKind::kElementwise, OpRole::kSharedAct, "shared_act", shared_rows, sf,
+                 vb(act_, shared_rows, s_in) + vb(act_, shared_rows, sf));
+          grouped_gemm(rank, OpRole::kSharedDown, "shared_down", shared_m, h_, sf, act_, act_);
+        }
         // Reads the expert outputs, writes one combine-format row per dispatched row.
         const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
                                expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);

@@ -216,12 +216,7 @@ models::Model convert_model(const Field& f) {
   if (r.has("shared_expert_ffn")) {
     const Field sf = r.get("shared_expert_ffn");
     m.shared_expert_ffn = sf.count(kMaxWidth);
-    if (m.shared_expert_ffn != m.expert_ffn) {
-      sf.fail(std::to_string(m.shared_expert_ffn) + " differs from expert_ffn " +
-              std::to_string(m.expert_ffn) +
-              ": masep runs shared experts in the routed experts' grouped GEMMs, so their "
-              "widths must be equal");
-    }
+    if (m.shared_experts == 0) sf.fail("only used with shared_experts > 0");
   }
   if (r.has("dense_layers")) {
     const Field dl = r.get("dense_layers");

@@ -38,7 +38,8 @@
 //                   down + q_r·(dn + dr) + 2·q_r·(kl + dr) + q_r·dv (MLA)
 //                   (residual, normed input, projections, attention out, out-proj partial,
 //                    combined output; fp32 router logits; all micro-batches live at once)
-//   MoE rank        R · (disp + (H + I + F)·e) + R·4, R = N_mb · (min(top_k, experts held) +
+//   MoE rank        R · (disp + (H + I + F)·e) + R·4 (F, I: the wider of the routed and shared
+//                   widths), R = N_mb · (min(top_k, experts held) +
 //                   shared_experts) rows: the worst case, every token of a micro-batch
 //                   sending all the top_k it can to this rank (permuted input, gate/up out,
 //                   activated, down out, fp32 combine weights); one micro-batch computes at
@@ -150,8 +151,8 @@ void add_experts(const Scenario& s, int64_t experts_held, MemoryBreakdown& m) {
 
   m.weights += md.moe_layers() * (experts_held * md.expert_weight_bytes() +
                                   md.shared_experts * md.shared_expert_weight_bytes());
-  m.activations +=
-      rows * (row_in + (H + md.expert_in_columns() + md.expert_ffn) * e) + rows * 4;
+  const int64_t ffn = std::max<int64_t>(md.expert_ffn, md.shared_ffn());
+  m.activations += rows * (row_in + (H + md.ffn_in_columns(ffn) + ffn) * e) + rows * 4;
   m.comm_buffers += mb * rows * (row_in + row_out);
 }
 

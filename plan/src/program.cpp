@@ -89,7 +89,7 @@ const char* to_string(OpRole r) {
       "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
       "moe_unpermute", "return",   "combine",     "mla_down",  "mla_norm",    "mla_q_up",
       "mla_absorb_k",  "mla_rope", "mla_attention", "mla_absorb_v", "dense_up", "dense_act",
-      "dense_down"};
+      "dense_down",    "shared_up", "shared_act", "shared_down"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }

@@ -272,7 +272,7 @@ void check_magnitudes(const Scenario& s) {
   const models::Model& m = s.model;
   const double e = 2;  // bytes per element, the widest format (scales are below 1/16 more)
   const double L = m.layers, H = m.hidden, hd = m.head_dim;
-  const double ffn = std::max(m.expert_ffn, m.dense_ffn);
+  const double ffn = std::max({m.expert_ffn, m.dense_ffn, m.shared_ffn()});
   const double attn = m.is_mla() ? static_cast<double>(m.attention_projection_params())
                                  : ((m.heads + 2.0 * m.kv_heads) * hd * H + m.heads * hd * H);
   const double weights = L * (attn + 2 * H + H * m.experts) * e +

@@ -335,6 +335,43 @@ TEST(MlaOps, MemoryHoldsTheLatentCache) {
   EXPECT_EQ(mem[1].kv_cache, mem[0].kv_cache);  // replicated, not split by heads
 }
 
+// Shared experts of their own width (as Qwen2-MoE's 5632-wide shared expert beside 1408-wide
+// routed ones) run in their own grouped GEMMs. Hidden 256, 4 routed experts of 512 (top-2), one
+// shared expert of 1024, bf16; batch 4 on one MoE GPU: 8 routed rows and 4 shared rows.
+//   shared_up   group_m [4], n = 2 · 1024, k = 256: 2 · 4 · 2048 · 256 = 4,194,304 FLOPs;
+//               weights 256 · 2048 · 2 = 1,048,576 B, + in 4 · 256 · 2 + out 4 · 2048 · 2
+//               = 1,067,008 B
+//   shared_act  4 rows: in 4 · 2048 · 2 + out 4 · 1024 · 2 = 24,576 B
+//   shared_down group_m [4], n = 256, k = 1024: 2,097,152 FLOPs; 524,288 + 8,192 + 2,048 =
+//               534,528 B
+TEST(SharedExperts, OwnWidthRunsInOwnGemms) {
+  const Scenario s = parse_scenario(
+      "name: sh\n"
+      "model: {name: sh, layers: 2, hidden: 256, heads: 4, head_dim: 64, experts: 4, top_k: 2,\n"
+      "        expert_ffn: 512, shared_experts: 1, shared_expert_ffn: 1024}\n"
+      "topology: dgx-h100\n"
+      "plan: {kind: ma_separation, attention: {gpus: 1}, moe: {gpus: 1}}\n"
+      "workload: {batch: 4, context: 16, decode_steps: 1}\n",
+      "sh.yaml");
+  const Program p = compile(s);
+  const Op& up = first_op(p, OpRole::kSharedUp, 0);
+  EXPECT_EQ(up.group_m, std::vector<int32_t>{4});
+  EXPECT_DOUBLE_EQ(up.flops, 4194304.0);
+  EXPECT_EQ(up.hbm_bytes, 1067008);
+  EXPECT_EQ(first_op(p, OpRole::kSharedAct, 0).hbm_bytes, 24576);
+  const Op& down = first_op(p, OpRole::kSharedDown, 0);
+  EXPECT_DOUBLE_EQ(down.flops, 2097152.0);
+  EXPECT_EQ(down.hbm_bytes, 534528);
+  const Op& routed = first_op(p, OpRole::kExpertUp, 0);
+  EXPECT_EQ(routed.group_m.size(), 4u);  // the routed experts only
+  int rows = 0;
+  for (int32_t x : routed.group_m) rows += x;
+  EXPECT_EQ(rows, 8);
+  double f = 0;
+  for (const Op& o : p.ops) f += o.flops;
+  EXPECT_NEAR(f, s.model.step_flops(4, 4 * 17), f * 1e-12);
+}
+
 // The Program JSON carries the new roles, op formats and model keys: read back, it is the same
 // Program (same dump), MLA model and FP8 weight format included.
 TEST(MlaOps, ProgramJsonRoundTrips) {

@@ -91,9 +91,9 @@ struct Model {
   int top_k = 0;           ///< experts each token is routed to
   int expert_ffn = 0;      ///< intermediate width of one routed expert
   int shared_experts = 0;  ///< always-active experts per MoE layer
-  /// Intermediate width of one shared expert; 0 = expert_ffn (the compiler runs shared
-  /// experts in the routed experts' grouped GEMMs, so it supports only that; see
-  /// validate()).
+  /// Intermediate width of one shared expert; 0 = expert_ffn. Of the same width the compiler
+  /// runs shared experts in the routed experts' grouped GEMMs, else in their own
+  /// (OpRole::kSharedUp/kSharedAct/kSharedDown).
   int shared_expert_ffn = 0;
   int dense_layers = 0;    ///< the first dense_layers layers have a dense FFN instead of experts
   int dense_ffn = 0;       ///< intermediate width of the dense FFN (dense_layers > 0)
@@ -110,6 +110,8 @@ struct Model {
   /// Whether layer `l` (0-based) is a dense layer.
   bool is_dense_layer(int l) const { return l < dense_layers; }
   int moe_layers() const { return layers - dense_layers; }
+  /// Whether shared experts run in their own GEMMs (a width other than expert_ffn).
+  bool shared_own_width() const { return shared_experts > 0 && shared_ffn() != expert_ffn; }
   /// shared_expert_ffn, or expert_ffn when it is 0.
   int shared_ffn() const { return shared_expert_ffn > 0 ? shared_expert_ffn : expert_ffn; }
 

@@ -256,6 +256,13 @@ const char* to_string(Role r);
 ///   kDenseAct    kElementwise  SwiGLU / GELU                         m = u, n = dense_ffn
 ///   kDenseDown   kGemm         down projection + residual (the layer output)  m = u,
 ///                              n = hidden, k = dense_ffn
+/// Shared experts of their own width (model.shared_expert_ffn != expert_ffn; otherwise they are
+/// the last groups of kExpertUp/kExpertDown), on an MoE rank after the routed experts' kAct:
+///   kSharedUp    kGroupedGemm  gate/up of each shared expert: group_m = its rows,
+///                              n = 2·shared_ffn (GELU: shared_ffn), k = hidden
+///   kSharedAct   kElementwise  SwiGLU / GELU                         m = shared rows,
+///                              n = shared_ffn
+///   kSharedDown  kGroupedGemm  down projection: n = hidden, k = shared_ffn
 /// kOther: an op with no meaning beyond its cost (synthetic programs, tests): the simulator
 /// times it; the executor lowers it to a device copy of hbm_bytes / 2 and counts it as generic.
 enum class OpRole : uint8_t {
@@ -290,8 +297,11 @@ enum class OpRole : uint8_t {
   kDenseUp,
   kDenseAct,
   kDenseDown,
+  kSharedUp,
+  kSharedAct,
+  kSharedDown,
 };
-inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kDenseDown) + 1;
+inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kSharedDown) + 1;
 /// Whether a role belongs to MLA attention (kMlaDown .. kMlaAbsorbV).
 constexpr bool is_mla_role(OpRole r) { return r >= OpRole::kMlaDown && r <= OpRole::kMlaAbsorbV; }
 /// Whether a role belongs to a dense FFN layer (kDenseUp .. kDenseDown).
