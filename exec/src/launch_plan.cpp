@@ -110,6 +110,9 @@ void check_model_supported(const plan::Program& p) {
   } else if (m.dense_layers > 0) {
     what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
                        m.dense_layers);
+  } else if (m.sliding_window > 0) {
+    what = fmt::format("sliding-window attention (sliding_window: {}; no windowed kernel yet)",
+                       m.sliding_window);
   } else if (m.shared_own_width()) {
     what = fmt::format(
         "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "

@@ -109,6 +109,9 @@ void Model::validate() const {
   require(dense_layers == 0 || dense_ffn > 0,
           "dense_ffn: must be positive when dense_layers > 0, got " + num(dense_ffn));
   require(vocab >= 0, "vocab: must not be negative, got " + num(vocab));
+  require(sliding_window >= 0, "sliding_window: must not be negative, got " + num(sliding_window));
+  require(sliding_pattern.empty() || sliding_window > 0,
+          "sliding_pattern: only used with sliding_window > 0");
   switch (attention) {
     case AttentionKind::kMHA:  // MHA and GQA differ only in kv_heads (the loader checks the
     case AttentionKind::kGQA:  // `attention` key against it)
@@ -236,6 +239,11 @@ std::string Model::features() const {
   if (dense_layers > 0) {
     f += "; " + num(dense_layers) + " dense layers (ffn " + num(dense_ffn) + ")";
   }
+  if (shared_own_width()) f += "; shared expert ffn " + num(shared_ffn());
+  if (sliding_window > 0) {
+    f += "; sliding window " + num(sliding_window) + " on " + num(sliding_layers()) + " of " +
+         num(layers) + " layers";
+  }
   const Precision& p = precision;
   if (!(p.weights == dtype && p.kv_cache == dtype && p.activations == dtype &&
         p.dispatch == dtype && p.combine == dtype)) {
@@ -285,10 +293,19 @@ double Model::layer_flops(int64_t tokens, int64_t kv_tokens) const {
   return layer_flops(dense_layers, tokens, kv_tokens);
 }
 
-double Model::step_flops(int64_t tokens, int64_t kv_tokens) const {
+double Model::step_flops(int64_t tokens, int64_t kv_tokens, int64_t window_kv_tokens) const {
+  if (window_kv_tokens < 0) window_kv_tokens = kv_tokens;
   double f = 0;
-  for (int l = 0; l < layers; ++l) f += layer_flops(l, tokens, kv_tokens);
+  for (int l = 0; l < layers; ++l) {
+    f += layer_flops(l, tokens, is_sliding_layer(l) ? window_kv_tokens : kv_tokens);
+  }
   return f;
+}
+
+int Model::sliding_layers() const {
+  int n = 0;
+  for (int l = 0; l < layers; ++l) n += is_sliding_layer(l) ? 1 : 0;
+  return n;
 }
 
 }  // namespace masep::models

@@ -314,15 +314,21 @@ class Compiler {
 
   // KV tokens of each (replica, micro-batch, sequence shard) at this step: every sequence
   // holds its initial context plus one token per step so far, plus the one appended now.
+  // kv_win_: the same for a sliding-window layer, which attends to min(length, window)
+  // tokens (split over the sp shards alike).
   void step_kv(int step) {
     kv_.assign(static_cast<size_t>(replicas_) * mbs_ * sp_, 0);
+    const int64_t w = m_.sliding_window;
+    if (w > 0) kv_win_.assign(kv_.size(), 0);
     for (int mb = 0; mb < mbs_; ++mb) {
       for (int r = 0; r < replicas_; ++r) {
         const int64_t b = chunk_begin(r, mb), n = chunk_size(r, mb);
         for (int64_t j = b; j < b + n; ++j) {
           const int64_t len = static_cast<int64_t>(ctx_[j]) + step + 1;
-          for (int sh = 0; sh < sp_; ++sh)
+          for (int sh = 0; sh < sp_; ++sh) {
             kv_[(mb * replicas_ + r) * sp_ + sh] += part(len, sp_, sh);
+            if (w > 0) kv_win_[(mb * replicas_ + r) * sp_ + sh] += part(std::min(len, w), sp_, sh);
+          }
         }
       }
     }
@@ -520,7 +526,8 @@ class Compiler {
         const int a = base + i, sh = i % sp_;
         simple(a, OpKind::kElementwise, OpRole::kNorm, "rmsnorm", T, h_,
                2 * vb(act_, T, h_) + 2 * h_, 2 * h_, ag[i]);
-        const int64_t kv_tokens = kv_[(mb * replicas_ + r) * sp_ + sh];
+        const auto& kv = m_.is_sliding_layer(layer) ? kv_win_ : kv_;
+        const int64_t kv_tokens = kv[(mb * replicas_ + r) * sp_ + sh];
         attn[i] = m_.is_mla() ? mla_attention(a, T, kv_tokens, sh == 0)
                               : mha_attention(a, T, kv_tokens, sh == 0);
       }
@@ -867,7 +874,7 @@ class Compiler {
   std::vector<int32_t> ctx_;
   std::vector<int> replica_group_;
   std::vector<std::vector<int>> sp_group_;
-  std::vector<int64_t> kv_;
+  std::vector<int64_t> kv_, kv_win_;  // per (replica, mb, shard): full and windowed layers
 
   int cur_step_ = 0, cur_layer_ = 0, cur_mb_ = 0;
   std::vector<std::vector<OpId>> last_combine_;  // [mb][attention rank]

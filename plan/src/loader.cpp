@@ -157,6 +157,7 @@ models::Model convert_model(const Field& f) {
   const MapReader r = f.map({"name", "description", "layers", "hidden", "heads", "kv_heads",
                              "head_dim", "experts", "top_k", "expert_ffn", "shared_experts",
                              "shared_expert_ffn", "dense_layers", "dense_ffn", "vocab",
+                             "sliding_window", "sliding_pattern",
                              "activation", "attention", "mla", "dtype", "precision"});
   models::Model m;
   m.name = r.get("name").string();
@@ -235,6 +236,18 @@ models::Model convert_model(const Field& f) {
     m.dense_ffn = r.get("dense_ffn").count(kMaxWidth);
   }
   if (r.has("vocab")) m.vocab = r.get("vocab").count(kMaxVocab);
+  if (r.has("sliding_window")) m.sliding_window = r.get("sliding_window").count(kMaxContext);
+  if (const auto sp = r.find("sliding_pattern")) {
+    if (m.sliding_window == 0) sp->fail("only used with sliding_window");
+    for (const Field& x : sp->items()) {
+      m.sliding_pattern.push_back(x.choice<bool>({{"sliding", true}, {"full", false}}));
+    }
+    if (m.sliding_pattern.empty() || m.sliding_pattern.size() > static_cast<size_t>(m.layers)) {
+      sp->fail("lists " + std::to_string(m.sliding_pattern.size()) +
+               " layer kinds; give 1 to layers (" + std::to_string(m.layers) +
+               ") of sliding / full, repeated over the layers");
+    }
+  }
   if (r.has("activation")) {
     m.activation = r.get("activation")
                        .choice<models::Activation>({{"swiglu", models::Activation::kSwiGLU},

@@ -30,7 +30,8 @@
 //                   shared_expert_weight_bytes) (experts held from plan/placement.hpp; shared
 //                   experts on every MoE rank)
 //   co-located      both of the above.
-// kv_cache (× layers):  S_r · ceil(C / sp) · [MHA/GQA: kv(2·kv_r vectors of head_dim);
+// kv_cache (× layers; a sliding-window layer with C replaced by min(C, sliding_window)):
+//                       S_r · ceil(C / sp) · [MHA/GQA: kv(2·kv_r vectors of head_dim);
 //                        MLA: kv(one vector of kl + dr), whole on every head-parallel rank]
 // activations (peak live in one layer):
 //   attention rank  mb · T_mb · [(4·H + A)·e + 4·experts] (+ mb · T_mb · (in + dense_ffn)·e
@@ -126,7 +127,12 @@ void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& 
   const int64_t replicated = 2 * 2 * H;  // two RMSNorm vectors, 16-bit
   m.weights += L * (shard + replicated) + md.moe_layers() * 2 * H * md.experts  // router
                + md.dense_layers * md.dense_ffn_weight_bytes();  // dense FFN, whole
-  m.kv_cache += L * seqs * ceil_div(context, a.sp) * kv_token;
+  // A sliding-window layer keeps only the last `sliding_window` tokens (a ring buffer).
+  const int64_t windowed = md.sliding_layers();
+  const int64_t window_ctx =
+      md.sliding_window > 0 ? std::min<int64_t>(context, md.sliding_window) : context;
+  m.kv_cache += (L - windowed) * seqs * ceil_div(context, a.sp) * kv_token +
+                windowed * seqs * ceil_div(window_ctx, a.sp) * kv_token;
   m.activations += mb * t_mb * ((4 * H + qkv_width) * e + 4 * md.experts);
   if (md.dense_layers > 0) {
     m.activations += mb * t_mb * (md.ffn_in_columns(md.dense_ffn) + md.dense_ffn) * e;

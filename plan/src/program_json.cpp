@@ -83,6 +83,8 @@ void write_program_json(const Program& p, std::ostream& out) {
               {"dense_layers", m.dense_layers},
               {"dense_ffn", m.dense_ffn},
               {"vocab", m.vocab},
+              {"sliding_window", m.sliding_window},
+              {"sliding_pattern", m.sliding_pattern},
               {"precision",
                {{"weights", models::to_string(m.precision.weights)},
                 {"kv_cache", models::to_string(m.precision.kv_cache)},
@@ -386,6 +388,10 @@ Program read_program_json(std::istream& in, const std::string& source) {
   if (jm.contains("dense_layers")) m.dense_layers = r.get<int>(jm, "dense_layers", "model");
   if (jm.contains("dense_ffn")) m.dense_ffn = r.get<int>(jm, "dense_ffn", "model");
   if (jm.contains("vocab")) m.vocab = r.get<int>(jm, "vocab", "model");
+  if (jm.contains("sliding_window")) {
+    m.sliding_window = r.get<int>(jm, "sliding_window", "model");
+    m.sliding_pattern = r.get<std::vector<bool>>(jm, "sliding_pattern", "model");
+  }
   if (jm.contains("precision")) {
     const json& x = r.at(jm, "precision", "model");
     constexpr int N = models::kDTypeCount;

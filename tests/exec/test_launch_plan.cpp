@@ -746,6 +746,7 @@ TEST(Contract, RefusesModelFeaturesItCannotRun) {
       {{"model.precision.weights=fp8"}, "precision other than bf16 (weights fp8"},
       {{"model.dtype=fp16"}, "precision other than bf16"},
       {{"model.dense_layers=1", "model.dense_ffn=512"}, "dense FFN layers (dense_layers: 1"},
+      {{"model.sliding_window=64"}, "sliding-window attention (sliding_window: 64"},
       {{"model.shared_experts=1", "model.shared_expert_ffn=1024"},
        "shared experts of their own width (shared_expert_ffn 1024"},
       {{"model.attention=mla", "model.kv_heads=1", "model.head_dim=96",

@@ -372,6 +372,46 @@ TEST(SharedExperts, OwnWidthRunsInOwnGemms) {
   EXPECT_NEAR(f, s.model.step_flops(4, 4 * 17), f * 1e-12);
 }
 
+// Sliding-window layers alternating with full ones (GPT-OSS, Gemma 2): window 8, pattern
+// [sliding, full] over 2 layers, 4 sequences of 16 + 1 tokens. Layer 0 attends to 4 × 8 = 32
+// tokens (4 · 32 · 4 heads · 64 = 32,768 FLOPs), layer 1 to 4 × 17 = 68 (69,632 FLOPs); the
+// cache of layer 0 holds 8 tokens per sequence: memory 4 seqs × (17 + 8) tokens × 2·4·64·2 B.
+TEST(SlidingWindow, WindowedLayersAttendToTheWindow) {
+  const Scenario s = parse_scenario(
+      "name: sw\n"
+      "model: {name: sw, layers: 2, hidden: 256, heads: 4, head_dim: 64, experts: 4, top_k: 2,\n"
+      "        expert_ffn: 512, sliding_window: 8, sliding_pattern: [sliding, full]}\n"
+      "topology: dgx-h100\n"
+      "plan: {kind: ma_separation, attention: {gpus: 1}, moe: {gpus: 1}}\n"
+      "workload: {batch: 4, context: 16, decode_steps: 1}\n",
+      "sw.yaml");
+  EXPECT_TRUE(s.model.is_sliding_layer(0));
+  EXPECT_FALSE(s.model.is_sliding_layer(1));
+  const Program p = compile(s);
+  const Op& a0 = first_op(p, OpRole::kAttention, 0);
+  const Op& a1 = first_op(p, OpRole::kAttention, 1);
+  EXPECT_EQ(a0.kv_tokens, 32);
+  EXPECT_EQ(a1.kv_tokens, 68);
+  EXPECT_DOUBLE_EQ(a0.flops, 32768.0);
+  EXPECT_DOUBLE_EQ(a1.flops, 69632.0);
+  double f = 0;
+  for (const Op& o : p.ops) f += o.flops;
+  EXPECT_NEAR(f, s.model.step_flops(4, 68, 32), f * 1e-12);
+  EXPECT_EQ(plan_memory(s)[0].kv_cache, 4LL * (17 + 8) * 2 * 4 * 64 * 2);
+  // A pattern without a window, or a word other than sliding/full, is an error at its key.
+  try {
+    parse_scenario("name: sw\nmodel: {name: sw, layers: 2, hidden: 256, heads: 4, head_dim: 64,"
+                   " experts: 4, top_k: 2, expert_ffn: 512, sliding_window: 8,"
+                   " sliding_pattern: [sliding, local]}\ntopology: dgx-h100\n"
+                   "plan: {kind: ma_separation, attention: {gpus: 1}, moe: {gpus: 1}}\n"
+                   "workload: {batch: 4, context: 16}\n",
+                   "bad.yaml");
+    ADD_FAILURE() << "expected an error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.key(), "model.sliding_pattern[1]") << e.what();
+  }
+}
+
 // The Program JSON carries the new roles, op formats and model keys: read back, it is the same
 // Program (same dump), MLA model and FP8 weight format included.
 TEST(MlaOps, ProgramJsonRoundTrips) {

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace masep::models {
 
@@ -98,6 +99,13 @@ struct Model {
   int dense_layers = 0;    ///< the first dense_layers layers have a dense FFN instead of experts
   int dense_ffn = 0;       ///< intermediate width of the dense FFN (dense_layers > 0)
   int vocab = 0;           ///< vocabulary size (parameter counts only; 0 = not given)
+  /// Sliding-window attention: a windowed layer attends to (and caches) only the last
+  /// `sliding_window` tokens of each sequence; 0 = no window.
+  int sliding_window = 0;
+  /// Which layers are windowed, as a cycle over the layers: layer l is windowed when
+  /// sliding_pattern[l mod size] is true (GPT-OSS, Gemma 2: {true, false}). Empty with a
+  /// window = every layer.
+  std::vector<bool> sliding_pattern;
   Activation activation = Activation::kSwiGLU;
   AttentionKind attention = AttentionKind::kMHA;
   Mla mla;                 ///< attention == kMLA only
@@ -107,6 +115,18 @@ struct Model {
   void validate() const;
 
   bool is_mla() const { return attention == AttentionKind::kMLA; }
+  /// Whether layer `l` attends through the sliding window.
+  bool is_sliding_layer(int l) const {
+    if (sliding_window <= 0) return false;
+    if (sliding_pattern.empty()) return true;
+    return sliding_pattern[static_cast<size_t>(l) % sliding_pattern.size()];
+  }
+  /// Number of windowed layers.
+  int sliding_layers() const;
+  /// Tokens layer `l` attends to for a sequence whose cache holds `len` tokens.
+  int64_t attended(int l, int64_t len) const {
+    return is_sliding_layer(l) && len > sliding_window ? sliding_window : len;
+  }
   /// Whether layer `l` (0-based) is a dense layer.
   bool is_dense_layer(int l) const { return l < dense_layers; }
   int moe_layers() const { return layers - dense_layers; }
@@ -158,7 +178,9 @@ struct Model {
   /// The same for layer `l` (dense or MoE).
   double layer_flops(int l, int64_t tokens, int64_t kv_tokens) const;
   /// FLOPs of one decode step over all layers; the plan compiler's total must equal it.
-  double step_flops(int64_t tokens, int64_t kv_tokens) const;
+  /// `window_kv_tokens` = Σ min(length, sliding_window) over the sequences, what a windowed
+  /// layer attends to (ignored without a window; -1 = kv_tokens).
+  double step_flops(int64_t tokens, int64_t kv_tokens, int64_t window_kv_tokens = -1) const;
   /// What sets the model apart from an all-MoE MHA/GQA model of one format, for summaries:
   /// "" for such a model, else e.g. "; mla (q_lora 1536, kv_lora 512, nope 128, rope 64, v 128);
   /// 3 dense layers (ffn 18432); weights fp8, kv_cache bf16, activations bf16, dispatch fp8,

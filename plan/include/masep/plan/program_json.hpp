@@ -6,7 +6,7 @@
 //    "model": {name, layers, hidden, heads, kv_heads, head_dim, experts, top_k, expert_ffn,
 //              shared_experts, activation, dtype, attention, mla: {q_lora_rank, kv_lora_rank,
 //              qk_nope_head_dim, qk_rope_head_dim, v_head_dim}, shared_expert_ffn,
-//              dense_layers, dense_ffn, vocab, precision: {weights, kv_cache, activations,
+//              dense_layers, dense_ffn, vocab, sliding_window, sliding_pattern, precision: {weights, kv_cache, activations,
 //              dispatch, combine}},
 //    "layout": {separated, attention_ranks, moe_base, moe_ranks, group_size,
 //               sequence_parallel, replicas, batch, seed, intra_node_GBps, expert_holders,
