@@ -135,6 +135,7 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   } else if (ops_per_step / s.model.layers * kBytesPerOp <= budget) {
     plan::Scenario layer = s;
     layer.model.layers = 1;
+    layer.model.dense_layers = 0;  // an MoE layer: it has more ops than a dense one
     ops_per_step = static_cast<double>(plan::compile(layer, one).ops.size()) * s.model.layers;
     how = "about";
   }
