@@ -26,6 +26,8 @@ void list_models() {
     t.column(h);
   }
   t.column("act", Table::kLeft);
+  t.column("attn", Table::kLeft);
+  t.column("dense", Table::kLeft);
   t.column("dtype", Table::kLeft);
   t.column("weights GB");
   for (const auto& n : plan::builtin_model_names()) {
@@ -33,7 +35,8 @@ void list_models() {
     t.row({n, std::to_string(m.layers), std::to_string(m.hidden), std::to_string(m.heads),
            std::to_string(m.kv_heads), std::to_string(m.head_dim), std::to_string(m.experts),
            std::to_string(m.top_k), std::to_string(m.expert_ffn), std::to_string(m.shared_experts),
-           models::to_string(m.activation), models::to_string(m.dtype),
+           models::to_string(m.activation), models::to_string(m.attention),
+           std::to_string(m.dense_layers), m.precision_label(),
            fmt::format("{:.1f}", static_cast<double>(m.total_weight_bytes()) / 1e9)});
   }
   t.print(stdout);
@@ -44,12 +47,14 @@ void list_gpus() {
   Table t;
   t.column("name", Table::kLeft);
   for (const char* h :
-       {"bf16 TF", "fp16 TF", "fp8 TF", "HBM GB", "HBM GB/s", "SMs", "NVLink GB/s"}) {
+       {"bf16 TF", "fp16 TF", "fp8 TF", "int8 TOP", "fp4 TF", "HBM GB", "HBM GB/s", "SMs",
+        "NVLink GB/s"}) {
     t.column(h);
   }
   for (const auto& n : plan::builtin_gpu_names()) {
     const auto g = plan::builtin_gpu(n);
-    t.row({n, num(g.bf16_tflops), num(g.fp16_tflops), num(g.fp8_tflops), num(g.hbm_gb),
+    t.row({n, num(g.bf16_tflops), num(g.fp16_tflops), num(g.fp8_tflops), num(g.int8_tops),
+           num(g.fp4_tflops), num(g.hbm_gb),
            num(g.hbm_GBps), std::to_string(g.sm_count), num(g.nvlink_GBps)});
   }
   t.print(stdout);

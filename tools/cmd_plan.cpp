@@ -45,10 +45,10 @@ struct StepLoad {
 std::string model_line(const models::Model& m) {
   return fmt::format(
       "{}: {} layers, hidden {}, {} heads ({} kv) x {}, {} experts top-{}{}, expert ffn {}, {}, "
-      "{}; {:.2f} GB of weights",
+      "{}{}; {:.2f} GB of weights",
       m.name, m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim, m.experts, m.top_k,
       m.shared_experts > 0 ? fmt::format(" + {} shared", m.shared_experts) : std::string(),
-      m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype),
+      m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype), m.features(),
       static_cast<double>(m.total_weight_bytes()) / 1e9);
 }
 

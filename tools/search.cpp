@@ -144,13 +144,14 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
 
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu) {
   const double bytes_per_ns = gpu.hbm_GBps;           // GB/s == bytes per ns
-  const double flops_per_ns = gpu.bf16_tflops * 1e3;  // the simulator's peak (all dtypes)
   std::vector<double> per_rank(program.ranks.size(), 0.0);
   int first = std::numeric_limits<int>::max(), last = std::numeric_limits<int>::min();
   for (const auto& op : program.ops) {
     if (op.stream != plan::kCompute) continue;
     double t = 0;
     if (bytes_per_ns > 0) t = static_cast<double>(op.hbm_bytes) / bytes_per_ns;
+    // The simulator's peak for the op's format (an fp8 GEMM runs at fp8_tflops).
+    const double flops_per_ns = gpu.tflops(op.dtype) * 1e3;
     if (flops_per_ns > 0) t = std::max(t, op.flops / flops_per_ns);
     per_rank[static_cast<size_t>(op.rank)] += t;
     first = std::min(first, op.step);

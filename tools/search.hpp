@@ -56,8 +56,9 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
 
 /// Lower bound on the mean TPOT of a compiled Program, in ns: the largest over ranks of the
 /// rank's compute-stream work per step, where an op's work is max(hbm_bytes / HBM rate,
-/// FLOPs / dense bf16 peak) at the GPU datasheet (the simulator's roofline with efficiency 1
-/// and no launch cost), summed over the program's steps and divided by their number. A
+/// FLOPs / the dense peak of the op's format, Op::dtype) at the GPU datasheet (the
+/// simulator's roofline with efficiency 1 and no launch cost), summed over the program's
+/// steps and divided by their number. A
 /// rank's compute ops run one at a time inside the run, so makespan / steps (the mean TPOT)
 /// is at least this. Compile every step: routing differs per step.
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu);

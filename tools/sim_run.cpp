@@ -135,6 +135,7 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   } else if (ops_per_step / s.model.layers * kBytesPerOp <= budget) {
     plan::Scenario layer = s;
     layer.model.layers = 1;
+    layer.model.dense_layers = 0;  // an MoE layer: it has more ops than a dense one
     ops_per_step = static_cast<double>(plan::compile(layer, one).ops.size()) * s.model.layers;
     how = "about";
   }
@@ -264,9 +265,10 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
   lines.emplace_back(
       "model",
       fmt::format("{} - {} layers, hidden {}, {} heads ({} kv, dim {}), {} experts "
-                  "top-{}, expert FFN {}, {}, {}",
+                  "top-{}, expert FFN {}, {}, {}{}",
                   m.name, m.layers, m.hidden, m.heads, m.kv_heads, m.head_dim, m.experts, m.top_k,
-                  m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype)));
+                  m.expert_ffn, models::to_string(m.activation), models::to_string(m.dtype),
+                  m.features()));
   lines.emplace_back("plan", describe_plan(s.plan));
   lines.emplace_back("workload", describe_workload(s.workload));
   lines.emplace_back(

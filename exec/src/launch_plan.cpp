@@ -59,6 +59,25 @@ OpKind kind_of(OpRole r) {
     case OpRole::kMoeUnpermute:
     case OpRole::kCombine:
       return OpKind::kCombine;
+    // Issue 15's roles (refused by check_model_features before any lowering).
+    case OpRole::kMlaDown:
+    case OpRole::kMlaQUp:
+    case OpRole::kDenseUp:
+    case OpRole::kDenseDown:
+      return OpKind::kGemm;
+    case OpRole::kMlaNorm:
+    case OpRole::kMlaRope:
+    case OpRole::kDenseAct:
+      return OpKind::kElementwise;
+    case OpRole::kMlaAbsorbK:
+    case OpRole::kMlaAbsorbV:
+    case OpRole::kSharedUp:
+    case OpRole::kSharedDown:
+      return OpKind::kGroupedGemm;
+    case OpRole::kSharedAct:
+      return OpKind::kElementwise;
+    case OpRole::kMlaAttention:
+      return OpKind::kAttention;
     case OpRole::kOther:
     case OpRole::kKvMirror:  // fault tolerance: refused by check_roles
     case OpRole::kCommRebuild:
@@ -86,6 +105,42 @@ struct MbRoute {
   std::vector<std::vector<std::vector<int32_t>>> cnt;     // [g][a][l]
 };
 
+}  // namespace
+
+void check_model_supported(const plan::Program& p) {
+  const models::Model& m = p.model;
+  std::string what;
+  if (m.is_mla()) {
+    what = "MLA attention (attention: mla; no latent-attention kernel yet)";
+  } else if (m.dense_layers > 0) {
+    what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
+                       m.dense_layers);
+  } else if (m.sliding_window > 0) {
+    what = fmt::format("sliding-window attention (sliding_window: {}; no windowed kernel yet)",
+                       m.sliding_window);
+  } else if (m.shared_own_width()) {
+    what = fmt::format(
+        "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "
+        "yet)",
+        m.shared_ffn(), m.expert_ffn);
+  } else if (!m.precision.all_bf16()) {
+    const models::Precision& pr = m.precision;
+    what = fmt::format(
+        "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "
+        "combine {}; the executor's kernels are bf16 only, no FP8/FP16/INT8/FP4 path yet)",
+        models::to_string(pr.weights), models::to_string(pr.kv_cache),
+        models::to_string(pr.activations), models::to_string(pr.dispatch),
+        models::to_string(pr.combine));
+  }
+  if (!what.empty()) {
+    throw std::invalid_argument(fmt::format(
+        "masep exec cannot run model {}: {}. `masep sim` models it; the executor does not", m.name,
+        what));
+  }
+}
+
+namespace {
+
 class Builder {
  public:
   Builder(const plan::Program& p, int rank, const PlanOptions& opt)
@@ -94,6 +149,7 @@ class Builder {
       throw std::invalid_argument(
           fmt::format("rank {} is not in the Program ({} ranks)", rank, p.rank_count()));
     }
+    check_model_features();
     check_roles();
     rp_.rank = rank;
     rp_.micro_batches = std::max(1, p.micro_batches);
@@ -195,6 +251,22 @@ class Builder {
   }
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
+  // Issue 15's model features (check_model_supported), then this rank's ops: an op of an
+  // MLA or dense-layer role in a Program whose model claims neither is refused alike.
+  void check_model_features() const {
+    check_model_supported(p_);
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
+      const Op& o = p_.ops[static_cast<size_t>(id)];
+      if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role) ||
+          o.role >= OpRole::kSharedUp) {
+        throw std::invalid_argument(fmt::format(
+            "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
+            "executor does not",
+            m_.name, o.id, o.name, plan::to_string(o.role)));
+      }
+    }
+  }
+
   void check_roles() const {
     for (const auto& list : p_.stream_ops[static_cast<size_t>(rank_)]) {
       for (OpId id : list) {
@@ -791,6 +863,22 @@ class Builder {
       case OpRole::kDispatch:
       case OpRole::kReturn:
         return exchange(o);
+      case OpRole::kMlaDown:
+      case OpRole::kMlaNorm:
+      case OpRole::kMlaQUp:
+      case OpRole::kMlaAbsorbK:
+      case OpRole::kMlaRope:
+      case OpRole::kMlaAttention:
+      case OpRole::kMlaAbsorbV:
+      case OpRole::kDenseUp:
+      case OpRole::kDenseAct:
+      case OpRole::kDenseDown:
+      case OpRole::kSharedUp:
+      case OpRole::kSharedAct:
+      case OpRole::kSharedDown:
+        // check_model_features refused these before; never reached.
+        throw std::invalid_argument(fmt::format("op {} ({}): role {} has no lowering", o.id,
+                                                o.name, plan::to_string(o.role)));
       case OpRole::kOther:
         break;
     }

@@ -140,13 +140,25 @@ class Compiler {
     per_sequence_routing_ = opts.per_sequence_routing;
     steps_ = opts.steps < 0 ? std::max(0, s_.workload.decode_steps - first_step_) : opts.steps;
 
-    dt_ = models::dtype_bytes(m_.dtype);
+    const models::Precision& pr = m_.precision;
+    wt_ = pr.weights;
+    act_ = pr.activations;
+    kvt_ = pr.kv_cache;
+    dis_ = pr.dispatch;
+    cmb_ = pr.combine;
+    // GEMMs compute in the weight format when it is a narrow one (activations are quantized
+    // to it on the fly, as DeepSeek-V3's FP8 GEMMs do), else in the activations' format.
+    gemm_dt_ = (wt_ == models::DType::kBF16 || wt_ == models::DType::kFP16) ? act_ : wt_;
+    // Small weights (norm vectors, router gate) are 16-bit: fp16 with fp16 activations, else bf16.
+    small_dt_ = act_ == models::DType::kFP16 ? models::DType::kFP16 : models::DType::kBF16;
     h_ = m_.hidden;
     hd_ = m_.head_dim;
     heads_l_ = m_.heads / hp_;
     // With more head-parallel GPUs than KV heads (GQA), each GPU keeps one KV head replica.
     kvh_l_ = std::max(1, m_.kv_heads / hp_);
     in_cols_ = m_.expert_in_columns();
+    row_dis_ = models::vector_bytes(dis_, 1, m_.hidden);
+    row_cmb_ = models::vector_bytes(cmb_, 1, m_.hidden);
     shared_ = m_.shared_experts;
 
     eg_ = expert_gpus(s_);
@@ -304,15 +316,21 @@ class Compiler {
 
   // KV tokens of each (replica, micro-batch, sequence shard) at this step: every sequence
   // holds its initial context plus one token per step so far, plus the one appended now.
+  // kv_win_: the same for a sliding-window layer, which attends to min(length, window)
+  // tokens (split over the sp shards alike).
   void step_kv(int step) {
     kv_.assign(static_cast<size_t>(replicas_) * mbs_ * sp_, 0);
+    const int64_t w = m_.sliding_window;
+    if (w > 0) kv_win_.assign(kv_.size(), 0);
     for (int mb = 0; mb < mbs_; ++mb) {
       for (int r = 0; r < replicas_; ++r) {
         const int64_t b = chunk_begin(r, mb), n = chunk_size(r, mb);
         for (int64_t j = b; j < b + n; ++j) {
           const int64_t len = static_cast<int64_t>(ctx_[j]) + step + 1;
-          for (int sh = 0; sh < sp_; ++sh)
+          for (int sh = 0; sh < sp_; ++sh) {
             kv_[(mb * replicas_ + r) * sp_ + sh] += part(len, sp_, sh);
+            if (w > 0) kv_win_[(mb * replicas_ + r) * sp_ + sh] += part(std::min(len, w), sp_, sh);
+          }
         }
       }
     }
@@ -345,31 +363,45 @@ class Compiler {
     if (d >= 0) o.deps.push_back(d);
   }
 
-  OpId gemm(int rank, OpRole role, const char* name, int64_t m, int64_t n, int64_t k, OpId d = -1) {
+  // Bytes of `rows` vectors of `cols` elements in format t (scales included).
+  static int64_t vb(models::DType t, int64_t rows, int64_t cols) {
+    return models::vector_bytes(t, rows, cols);
+  }
+
+  // A weight GEMM C[m×n] = A[m×k]·B[k×n]: B in the weight format (16-bit when `small`), A and
+  // C in the activations' format unless `in` says otherwise.
+  OpId gemm(int rank, OpRole role, const char* name, int64_t m, int64_t n, int64_t k, OpId d = -1,
+            bool small = false) {
     Op o = make(rank, kCompute, OpKind::kGemm, role, name);
     o.m = m;
     o.n = n;
     o.k = k;
+    o.dtype = small ? small_dt_ : gemm_dt_;
     o.flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-    o.weight_bytes = n * k * dt_;
-    o.hbm_bytes = o.weight_bytes + m * (k + n) * dt_;
+    o.weight_bytes = models::matrix_bytes(small ? small_dt_ : wt_, k, n);
+    o.hbm_bytes = o.weight_bytes + vb(act_, m, k) + vb(act_, m, n);
     dep(o, d);
     return add(std::move(o));
   }
 
+  // One GEMM per group (expert, or head for MLA's absorbed projections): group e multiplies
+  // group_m[e] rows of format `in` by its own k×n weight matrix, writing format `out`.
   OpId grouped_gemm(int rank, OpRole role, const char* name, const std::vector<int32_t>& gm,
-                    int64_t n, int64_t k) {
+                    int64_t n, int64_t k, models::DType in, models::DType out, OpId d = -1) {
     Op o = make(rank, kCompute, OpKind::kGroupedGemm, role, name);
     o.n = n;
     o.k = k;
+    o.dtype = gemm_dt_;
     o.group_m = gm;
     int64_t rows = 0;
+    const int64_t w = models::matrix_bytes(wt_, k, n);
     for (int32_t m : gm) {
       o.flops += 2.0 * m * static_cast<double>(n) * static_cast<double>(k);
-      if (m > 0) o.weight_bytes += n * k * dt_;  // an expert with no tokens is not read
+      if (m > 0) o.weight_bytes += w;  // an expert with no tokens is not read
       rows += m;
     }
-    o.hbm_bytes = o.weight_bytes + rows * (k + n) * dt_;
+    o.hbm_bytes = o.weight_bytes + vb(in, rows, k) + vb(out, rows, n);
+    dep(o, d);
     return add(std::move(o));
   }
 
@@ -380,6 +412,7 @@ class Compiler {
     Op o = make(rank, kCompute, kind, role, name);
     o.m = rows;
     o.n = cols;
+    o.dtype = act_;
     o.hbm_bytes = hbm;
     o.weight_bytes = weights;
     dep(o, d);
@@ -471,12 +504,14 @@ class Compiler {
     std::vector<Xfer> returns;
   };
 
-  // The attention part of (step, layer, mb) on every attention rank, up to the permute.
+  // The attention part of (step, layer, mb) on every attention rank, up to the permute (MoE
+  // layers) or through the dense FFN (dense layers).
   void attention_front(int step, int layer, int mb) {
     cur_step_ = step;
     cur_layer_ = layer;
     cur_mb_ = mb;
     const bool gather = layer > 0 || step > 0;
+    const bool dense = m_.is_dense_layer(layer);
     for (int r = 0; r < replicas_; ++r) {
       const int64_t T = chunk_size(r, mb);
       const int base = r * t_;
@@ -487,43 +522,28 @@ class Compiler {
       // the LM head and sampling, which masep does not model).
       if (gather && t_ > 1) {
         ag = collective(OpKind::kAllGather, OpRole::kGather, "all_gather", replica_group_[r],
-                        T * h_ * dt_, prev);
+                        vb(act_, T, h_), prev);
       }
       for (int i = 0; i < t_; ++i) {
         const int a = base + i, sh = i % sp_;
         simple(a, OpKind::kElementwise, OpRole::kNorm, "rmsnorm", T, h_,
-               2 * T * h_ * dt_ + h_ * dt_, h_ * dt_, ag[i]);
-        gemm(a, OpRole::kQkv, "qkv", T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_, h_);
-        Op rope = make(a, kCompute, OpKind::kElementwise, OpRole::kRope, "rope");
-        rope.m = T;
-        rope.n = static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_;  // the qkv rows it rotates in
-        rope.heads = heads_l_;
-        rope.kv_heads = kvh_l_;
-        rope.head_dim = hd_;
-        rope.hbm_bytes = 2 * T * (heads_l_ + kvh_l_) * hd_ * dt_;
-        add(std::move(rope));
-        Op o = make(a, kCompute, OpKind::kAttention, OpRole::kAttention, "attn");
-        o.batch = static_cast<int32_t>(T);
-        o.heads = heads_l_;
-        o.kv_heads = kvh_l_;
-        o.head_dim = hd_;
-        o.kv_tokens = kv_[(mb * replicas_ + r) * sp_ + sh];
-        o.flops = 4.0 * static_cast<double>(o.kv_tokens) * heads_l_ * hd_;
-        const int64_t kv_tok_bytes = 2LL * kvh_l_ * hd_ * dt_;
-        o.hbm_bytes = o.kv_tokens * kv_tok_bytes                 // KV cache read
-                      + T * (heads_l_ + 2 * kvh_l_) * hd_ * dt_  // q, k, v in
-                      + T * heads_l_ * hd_ * dt_                 // output
-                      + (sh == 0 ? T * kv_tok_bytes : 0);        // KV append (shard 0)
-        attn[i] = add(std::move(o));
-        last_attn_[a] = attn[i];
+               2 * vb(act_, T, h_) + 2 * h_, 2 * h_, ag[i]);
+        const auto& kv = m_.is_sliding_layer(layer) ? kv_win_ : kv_;
+        const int64_t kv_tokens = kv[(mb * replicas_ + r) * sp_ + sh];
+        attn[i] = m_.is_mla() ? mla_attention(a, T, kv_tokens, sh == 0)
+                              : mha_attention(a, T, kv_tokens, sh == 0);
       }
+      // Width of one token's attention output per rank (what sequence parallelism merges):
+      // MLA merges the latent outputs before W_UV.
+      const int64_t attn_out = m_.is_mla() ? static_cast<int64_t>(heads_l_) * m_.mla.kv_lora_rank
+                                           : static_cast<int64_t>(heads_l_) * hd_;
       if (sp_ > 1) {
         // Partial attention outputs of the KV shards are merged across the sp peers.
         for (int h = 0; h < hp_; ++h) {
           std::vector<OpId> d(sp_);
           for (int sh = 0; sh < sp_; ++sh) d[sh] = attn[h * sp_ + sh];
           auto ids = collective(OpKind::kAllReduce, OpRole::kAttnReduce, "attn_reduce",
-                                sp_group_[r][h], T * heads_l_ * hd_ * dt_, d);
+                                sp_group_[r][h], vb(act_, T, attn_out), d);
           for (int sh = 0; sh < sp_; ++sh) ar[h * sp_ + sh] = ids[sh];
         }
       }
@@ -531,14 +551,27 @@ class Compiler {
         // With sequence parallelism the sp peers split the tokens for the output
         // projection (no redundant GEMM); the reduce-scatter sums over head groups.
         const int64_t m = sp_ > 1 ? part(T, sp_, i % sp_) : T;
-        out[i] = gemm(base + i, OpRole::kOutProj, "out_proj", m, h_,
-                      static_cast<int64_t>(heads_l_) * hd_, ar[i]);
+        OpId d = ar[i];
+        int64_t out_k = static_cast<int64_t>(heads_l_) * hd_;
+        if (m_.is_mla()) {
+          const int64_t kl = m_.mla.kv_lora_rank, dv = m_.mla.v_head_dim;
+          d = grouped_gemm(base + i, OpRole::kMlaAbsorbV, "mla_absorb_v",
+                           std::vector<int32_t>(static_cast<size_t>(heads_l_),
+                                                static_cast<int32_t>(m)),
+                           dv, kl, act_, act_, ar[i]);
+          out_k = static_cast<int64_t>(heads_l_) * dv;
+        }
+        out[i] = gemm(base + i, OpRole::kOutProj, "out_proj", m, h_, out_k, d);
       }
       if (t_ > 1) {
         rs = collective(OpKind::kReduceScatter, OpRole::kScatter, "reduce_scatter",
-                        replica_group_[r], T * h_ * dt_, out);
+                        replica_group_[r], vb(act_, T, h_), out);
       }
       const int64_t b0 = chunk_begin(r, mb);
+      if (dense) {
+        for (int i = 0; i < t_; ++i) dense_ffn(base + i, mb, b0, T, i, rs[i]);
+        continue;
+      }
       if (per_sequence_routing_) {
         sampler_.sample_sequences(step, layer, chunk_begin(r, mb), static_cast<int>(T), route_);
       } else {
@@ -562,15 +595,123 @@ class Compiler {
         if (sl.tokens == 0) continue;
         const int64_t u = sl.tokens;
         simple(a, OpKind::kElementwise, OpRole::kAddNorm, "add_norm", u, h_,
-               4 * u * h_ * dt_ + h_ * dt_, h_ * dt_, rs[i]);
-        gemm(a, OpRole::kRouterGemm, "router_gemm", u, m_.experts, h_);
+               vb(act_, 4 * u, h_) + 2 * h_, 2 * h_, rs[i]);
+        gemm(a, OpRole::kRouterGemm, "router_gemm", u, m_.experts, h_, -1, /*small=*/true);
         simple(a, OpKind::kRouter, OpRole::kRouter, "router", u, m_.experts,
-               u * m_.experts * dt_ + u * m_.top_k * 8);
+               vb(act_, u, m_.experts) + u * m_.top_k * 8);
         sl.permute = simple(a, OpKind::kPermute, OpRole::kPermute, "permute", u, h_,
-                            u * h_ * dt_ + sl.rows * h_ * dt_);
+                            vb(act_, u, h_) + sl.rows * row_dis_);
         route_slice(a, sl, sl.begin - b0);
       }
     }
+  }
+
+  // MHA/GQA attention of T tokens on one rank: qkv GEMM, rope, decode attention (+ KV append
+  // on the first KV shard). Returns the attention op.
+  OpId mha_attention(int a, int64_t T, int64_t kv_tokens, bool append) {
+    gemm(a, OpRole::kQkv, "qkv", T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_, h_);
+    Op rope = make(a, kCompute, OpKind::kElementwise, OpRole::kRope, "rope");
+    rope.m = T;
+    rope.n = static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_;  // the qkv rows it rotates in
+    rope.heads = heads_l_;
+    rope.kv_heads = kvh_l_;
+    rope.head_dim = hd_;
+    rope.dtype = act_;
+    rope.hbm_bytes = 2 * vb(act_, T, static_cast<int64_t>(heads_l_ + kvh_l_) * hd_);
+    add(std::move(rope));
+    Op o = make(a, kCompute, OpKind::kAttention, OpRole::kAttention, "attn");
+    o.batch = static_cast<int32_t>(T);
+    o.heads = heads_l_;
+    o.kv_heads = kvh_l_;
+    o.head_dim = hd_;
+    o.dtype = act_;
+    o.kv_tokens = kv_tokens;
+    o.flops = 4.0 * static_cast<double>(o.kv_tokens) * heads_l_ * hd_;
+    const int64_t kv_tok_bytes = vb(kvt_, 2LL * kvh_l_, hd_);
+    o.hbm_bytes = o.kv_tokens * kv_tok_bytes                                // KV cache read
+                  + vb(act_, T, static_cast<int64_t>(heads_l_ + 2 * kvh_l_) * hd_)  // q, k, v
+                  + vb(act_, T, static_cast<int64_t>(heads_l_) * hd_)        // output
+                  + (append ? T * kv_tok_bytes : 0);                        // KV append
+    return add(std::move(o));
+  }
+
+  // MLA attention of T tokens on one rank, decoded with absorbed projections (DeepSeek-V2
+  // section 2.1.3; FlashMLA's decode path). heads_l query heads; ql, kl, dn, dr, dv as in
+  // program.hpp. Per token:
+  //   mla_down     [c_q | c_kv | k_rope] = x·[W_DQ | W_DKV]      2·H·(ql + kl + dr) FLOPs
+  //   mla_norm     rmsnorm of c_q and c_kv
+  //   mla_q_up     q = c_q·W_UQ (heads_l·(dn + dr))             2·ql·heads_l·(dn + dr)
+  //   mla_absorb_k q_lat[h] = q_nope[h]·W_UK[h] (dn → kl)       2·heads_l·dn·kl
+  //   mla_rope     rotary embedding of q_rope (heads_l·dr) and k_rope (dr)
+  //   mla_attention over the cache of kv tokens of kl + dr elements (one latent per token,
+  //                shared by every head): scores 2·kv·heads_l·(kl + dr), values 2·kv·heads_l·kl;
+  //                appends [c_kv | k_rope] (first KV shard)
+  // then (attention_front) mla_absorb_v o[h] = o_lat[h]·W_UV[h] (kl → dv) and out_proj.
+  // The down projection (and its norm) is replicated on every head-parallel rank: each needs
+  // the whole latent. Returns the attention op.
+  OpId mla_attention(int a, int64_t T, int64_t kv_tokens, bool append) {
+    const models::Mla& x = m_.mla;
+    const int64_t ql = x.q_lora_rank, kl = x.kv_lora_rank, dn = x.qk_nope_head_dim,
+                  dr = x.qk_rope_head_dim;
+    const int64_t nq = heads_l_;
+    const int64_t q_cols = ql > 0 ? ql : nq * (dn + dr);
+    gemm(a, OpRole::kMlaDown, "mla_down", T, q_cols + kl + dr, h_);
+    const int64_t normed = ql + kl;
+    simple(a, OpKind::kElementwise, OpRole::kMlaNorm, "mla_norm", T, normed,
+           2 * vb(act_, T, normed) + 2 * normed, 2 * normed);
+    if (ql > 0) gemm(a, OpRole::kMlaQUp, "mla_q_up", T, nq * (dn + dr), ql);
+    grouped_gemm(a, OpRole::kMlaAbsorbK, "mla_absorb_k",
+                 std::vector<int32_t>(static_cast<size_t>(nq), static_cast<int32_t>(T)), kl, dn,
+                 act_, act_);
+    Op rope = make(a, kCompute, OpKind::kElementwise, OpRole::kMlaRope, "mla_rope");
+    rope.m = T;
+    rope.n = (nq + 1) * dr;
+    rope.heads = heads_l_;
+    rope.kv_heads = 1;
+    rope.head_dim = static_cast<int32_t>(dr);
+    rope.dtype = act_;
+    rope.hbm_bytes = 2 * vb(act_, T, (nq + 1) * dr);
+    add(std::move(rope));
+    Op o = make(a, kCompute, OpKind::kAttention, OpRole::kMlaAttention, "mla_attn");
+    o.batch = static_cast<int32_t>(T);
+    o.heads = heads_l_;
+    o.kv_heads = 1;
+    o.head_dim = static_cast<int32_t>(kl + dr);
+    o.dtype = act_;
+    o.kv_tokens = kv_tokens;
+    const double kv = static_cast<double>(kv_tokens);
+    o.flops = 2.0 * kv * nq * (kl + dr) + 2.0 * kv * nq * kl;
+    const int64_t kv_tok_bytes = vb(kvt_, 1, kl + dr);
+    o.hbm_bytes = kv_tokens * kv_tok_bytes          // latent cache read
+                  + vb(act_, T, nq * (kl + dr))     // absorbed queries (latent + rope part)
+                  + vb(act_, T, nq * kl)            // latent outputs
+                  + (append ? T * kv_tok_bytes : 0);  // append of [c_kv | k_rope]
+    return add(std::move(o));
+  }
+
+  // The dense FFN of a dense layer on attention rank a (index i of its group): the token
+  // slice left by the reduce-scatter goes through add_norm, gate/up GEMM, activation and the
+  // down GEMM (which adds the residual and is the layer's output: what the next layer
+  // gathers). Every attention rank holds the dense FFN whole (data parallel over slices).
+  void dense_ffn(int a, int mb, int64_t b0, int64_t T, int i, OpId rs) {
+    Slice& sl = slice_[a];
+    sl.begin = b0 + part_begin(T, t_, i);
+    sl.tokens = part(T, t_, i);
+    sl.rows = 0;
+    sl.permute = -1;
+    if (sl.tokens == 0) {
+      last_combine_[mb][a] = -1;
+      return;
+    }
+    const int64_t u = sl.tokens, f = m_.dense_ffn, in = m_.ffn_in_columns(m_.dense_ffn);
+    simple(a, OpKind::kElementwise, OpRole::kAddNorm, "add_norm", u, h_,
+           vb(act_, 4 * u, h_) + 2 * h_, 2 * h_, rs);
+    gemm(a, OpRole::kDenseUp, "dense_up", u, in, h_);
+    simple(a, OpKind::kElementwise, OpRole::kDenseAct, "dense_act", u, f,
+           vb(act_, u, in) + vb(act_, u, f));
+    const OpId down = gemm(a, OpRole::kDenseDown, "dense_down", u, h_, f);
+    p_.ops[down].hbm_bytes += vb(act_, u, h_);  // the residual it adds
+    last_combine_[mb][a] = down;
   }
 
   // Routes the tokens of one attention rank's slice: counts rows per destination MoE GPU and
@@ -605,12 +746,13 @@ class Compiler {
         moe_local_rows_[g] += rows;  // stays on the GPU: the permute already placed it
         continue;
       }
-      dispatch_.push_back(Xfer{a, moe_base_ + g, rows * h_ * dt_, sl.permute});
+      dispatch_.push_back(Xfer{a, moe_base_ + g, rows * row_dis_, sl.permute});
     }
   }
 
   // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
   void moe(int step, int layer, int mb) {
+    if (m_.is_dense_layer(layer)) return;  // the dense FFN ran on the attention ranks
     group_exchange(dispatch_, OpRole::kDispatch, "dispatch");
     for (const Xfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
     Pending& pend = pending_[mb];
@@ -621,7 +763,7 @@ class Compiler {
     for (int g = 0; g < moe_ranks_; ++g) {
       const int rank = moe_base_ + g;
       int64_t rows = moe_local_rows_[g];
-      for (const Xfer& t : moe_recvs_[g]) rows += t.bytes / (h_ * dt_);
+      for (const Xfer& t : moe_recvs_[g]) rows += t.bytes / row_dis_;
       if (rows > 0) {
         int64_t expert_rows = 0;
         for (int32_t x : group_m_[g]) expert_rows += x;
@@ -629,18 +771,40 @@ class Compiler {
         // the `rows` received or kept locally.
         const OpId perm =
             simple(rank, OpKind::kPermute, OpRole::kMoePermute, "moe_permute", expert_rows, h_,
-                   2 * rows * h_ * dt_, 0,
+                   2 * rows * row_dis_, 0,
                    rank_op_[rank]);  // the rank's dispatch group call (all its receives)
         p_.ops[perm].k = rows;
-        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", group_m_[g], in_cols_, h_);
-        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", expert_rows, m_.expert_ffn,
-               expert_rows * (in_cols_ + m_.expert_ffn) * dt_);
-        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", group_m_[g], h_, m_.expert_ffn);
+        // Expert inputs stay in the dispatch format (an fp8 payload feeds fp8 GEMMs as is).
+        // Shared experts of the routed width are the last groups of the routed GEMMs; of
+        // their own width they run in their own grouped GEMMs after the routed ones.
+        const bool own = m_.shared_own_width();
+        const size_t nloc = group_m_[g].size() - static_cast<size_t>(shared_);
+        const std::vector<int32_t> routed_m(group_m_[g].begin(),
+                                            own ? group_m_[g].begin() + static_cast<long>(nloc)
+                                                : group_m_[g].end());
+        int64_t routed_rows = 0;
+        for (int32_t x : routed_m) routed_rows += x;
+        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", routed_m, in_cols_, h_, dis_, act_);
+        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", routed_rows, m_.expert_ffn,
+               vb(act_, routed_rows, in_cols_) + vb(act_, routed_rows, m_.expert_ffn));
+        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", routed_m, h_, m_.expert_ffn, act_,
+                     act_);
+        if (own) {
+          const std::vector<int32_t> shared_m(group_m_[g].begin() + static_cast<long>(nloc),
+                                              group_m_[g].end());
+          const int64_t sf = m_.shared_ffn(), s_in = m_.ffn_in_columns(sf);
+          const int64_t shared_rows = expert_rows - routed_rows;
+          grouped_gemm(rank, OpRole::kSharedUp, "shared_up", shared_m, s_in, h_, dis_, act_);
+          simple(rank, OpKind::kElementwise, OpRole::kSharedAct, "shared_act", shared_rows, sf,
+                 vb(act_, shared_rows, s_in) + vb(act_, shared_rows, sf));
+          grouped_gemm(rank, OpRole::kSharedDown, "shared_down", shared_m, h_, sf, act_, act_);
+        }
+        // Reads the expert outputs, writes one combine-format row per dispatched row.
         const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
-                               expert_rows, h_, expert_rows * h_ * dt_ + rows * h_ * dt_);
+                               expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);
         p_.ops[un].k = rows;
         for (const Xfer& t : moe_recvs_[g]) {
-          pend.returns.push_back(Xfer{rank, t.src, t.bytes, un});
+          pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
         }
       }
       moe_recvs_[g].clear();
@@ -670,7 +834,10 @@ class Compiler {
   // index, in one grouped exchange (role kKvMirror) on the comm stream.
   void kv_mirror() {
     if (!ma_ || s_.fault_tolerance.kv_copies < 2 || replicas_ < 2) return;
-    const int64_t per_seq = static_cast<int64_t>(m_.layers) * 2 * kvh_l_ * hd_ * dt_;
+    // Bytes of one token's KV entries on this GPU, all layers (MLA: the whole latent).
+    const int64_t kv_tok = m_.is_mla() ? vb(kvt_, 1, m_.mla.kv_lora_rank + m_.mla.qk_rope_head_dim)
+                                       : vb(kvt_, 2LL * kvh_l_, hd_);
+    const int64_t per_seq = static_cast<int64_t>(m_.layers) * kv_tok;
     std::vector<Xfer> ts;
     for (int r = 0; r < replicas_; ++r) {
       std::vector<int64_t> to(static_cast<size_t>(replicas_), 0);  // sequences per mirror
@@ -710,7 +877,8 @@ class Compiler {
       Op o = make(a, kCompute, OpKind::kCombine, OpRole::kCombine, "combine");
       o.m = sl.tokens;
       o.n = h_;
-      o.hbm_bytes = (sl.rows + 2 * sl.tokens) * h_ * dt_;
+      o.dtype = act_;
+      o.hbm_bytes = sl.rows * row_cmb_ + 2 * vb(act_, sl.tokens, h_);
       dep(o, rank_op_[a]);  // the rank's return group call (all its receives)
       last_combine_[mb][a] = add(std::move(o));
     }
@@ -729,7 +897,9 @@ class Compiler {
   int hp_ = 1, sp_ = 1, t_ = 1, replicas_ = 1, mbs_ = 1;
   int att_ranks_ = 0, moe_ranks_ = 0, moe_base_ = 0, total_ranks_ = 0;
   int first_step_ = 0, steps_ = 0;
-  int64_t dt_ = 2, h_ = 0, hd_ = 0, in_cols_ = 0;
+  models::DType wt_{}, act_{}, kvt_{}, dis_{}, cmb_{}, gemm_dt_{}, small_dt_{};  // formats
+  int64_t row_dis_ = 0, row_cmb_ = 0;  // bytes of one hidden-wide dispatch / combine row
+  int64_t h_ = 0, hd_ = 0, in_cols_ = 0;
   int heads_l_ = 0, kvh_l_ = 0, shared_ = 0;
 
   std::vector<std::vector<int>> eg_, ge_;
@@ -737,7 +907,7 @@ class Compiler {
   std::vector<int32_t> ctx_;
   std::vector<int> replica_group_;
   std::vector<std::vector<int>> sp_group_;
-  std::vector<int64_t> kv_;
+  std::vector<int64_t> kv_, kv_win_;  // per (replica, mb, shard): full and windowed layers
 
   int cur_step_ = 0, cur_layer_ = 0, cur_mb_ = 0;
   std::vector<std::vector<OpId>> last_combine_;  // [mb][attention rank]

@@ -147,36 +147,123 @@ Field resolve_ref(const Field& f, RefKind kind, const std::string& fallback_file
 
 // ---- models ----------------------------------------------------------------------------------
 
+const std::vector<std::pair<std::string, models::DType>> kDTypes = {
+    {"bf16", models::DType::kBF16},
+    {"fp16", models::DType::kFP16},
+    {"fp8", models::DType::kFP8},
+    {"int8", models::DType::kINT8},
+    {"fp4", models::DType::kFP4}};
+
 models::Model convert_model(const Field& f) {
-  const MapReader r =
-      f.map({"name", "description", "layers", "hidden", "heads", "kv_heads", "head_dim", "experts",
-             "top_k", "expert_ffn", "shared_experts", "activation", "dtype"});
+  const MapReader r = f.map({"name", "description", "layers", "hidden", "heads", "kv_heads",
+                             "head_dim", "experts", "top_k", "expert_ffn", "shared_experts",
+                             "shared_expert_ffn", "dense_layers", "dense_ffn", "vocab",
+                             "sliding_window", "sliding_pattern",
+                             "activation", "attention", "mla", "dtype", "precision"});
   models::Model m;
   m.name = r.get("name").string();
   m.layers = r.get("layers").count(kMaxLayers);
   m.hidden = r.get("hidden").count(kMaxWidth);
   m.heads = r.get("heads").count(kMaxHeads);
-  m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").count(kMaxHeads) : m.heads;
-  m.head_dim = r.get("head_dim").count(kMaxHeads);
+  if (r.has("attention")) {
+    m.attention = r.get("attention").choice<models::AttentionKind>(
+        {{"mha", models::AttentionKind::kMHA},
+         {"gqa", models::AttentionKind::kGQA},
+         {"mla", models::AttentionKind::kMLA}});
+  }
+  if (m.is_mla()) {
+    // MLA: one latent per token (kv_heads 1); a query head is qk_nope + qk_rope wide.
+    const MapReader x = r.get("mla").map({"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                                          "qk_rope_head_dim", "v_head_dim"});
+    m.mla.q_lora_rank = x.has("q_lora_rank") ? x.get("q_lora_rank").nonnegative_int() : 0;
+    if (m.mla.q_lora_rank > kMaxWidth) x.get("q_lora_rank").count(kMaxWidth);  // names the limit
+    m.mla.kv_lora_rank = x.get("kv_lora_rank").count(kMaxWidth);
+    m.mla.qk_nope_head_dim = x.get("qk_nope_head_dim").count(kMaxHeads);
+    m.mla.qk_rope_head_dim = x.get("qk_rope_head_dim").count(kMaxHeads);
+    m.mla.v_head_dim = x.get("v_head_dim").count(kMaxHeads);
+    m.kv_heads = 1;
+    m.head_dim = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim;
+    if (r.has("kv_heads") && r.get("kv_heads").count(kMaxHeads) != 1) {
+      r.get("kv_heads").fail("an mla model caches one latent per token: kv_heads must be 1 "
+                             "(or left out)");
+    }
+    if (r.has("head_dim") && r.get("head_dim").count(kMaxHeads) != m.head_dim) {
+      r.get("head_dim").fail("an mla model's head_dim is qk_nope_head_dim + qk_rope_head_dim = " +
+                             std::to_string(m.head_dim) + " (or leave it out)");
+    }
+  } else {
+    if (r.has("mla")) r.get("mla").fail("only used with attention: mla");
+    m.kv_heads = r.has("kv_heads") ? r.get("kv_heads").count(kMaxHeads) : m.heads;
+    m.head_dim = r.get("head_dim").count(kMaxHeads);
+    if (m.heads % m.kv_heads != 0) {
+      r.get("kv_heads")
+          .fail(std::to_string(m.kv_heads) + " kv_heads do not divide " +
+                std::to_string(m.heads) + " heads");
+    }
+    const auto kind = m.kv_heads == m.heads ? models::AttentionKind::kMHA
+                                            : models::AttentionKind::kGQA;
+    if (r.has("attention") && m.attention != kind) {
+      r.get("attention").fail(std::string("kv_heads ") + std::to_string(m.kv_heads) +
+                              (kind == models::AttentionKind::kMHA ? " == " : " < ") + "heads " +
+                              std::to_string(m.heads) + " is " + models::to_string(kind) +
+                              ", not " + models::to_string(m.attention));
+    }
+    m.attention = kind;
+  }
   m.experts = r.get("experts").count(kMaxExperts);
   m.top_k = r.get("top_k").count(kMaxTopK);
   m.expert_ffn = r.get("expert_ffn").count(kMaxWidth);
   m.shared_experts = r.has("shared_experts") ? r.get("shared_experts").nonnegative_int() : 0;
   if (m.shared_experts > kMaxTopK) r.get("shared_experts").count(kMaxTopK);  // names the limit
+  if (r.has("shared_expert_ffn")) {
+    const Field sf = r.get("shared_expert_ffn");
+    m.shared_expert_ffn = sf.count(kMaxWidth);
+    if (m.shared_experts == 0) sf.fail("only used with shared_experts > 0");
+  }
+  if (r.has("dense_layers")) {
+    const Field dl = r.get("dense_layers");
+    m.dense_layers = dl.nonnegative_int();
+    if (m.dense_layers >= m.layers) {
+      dl.fail(std::to_string(m.dense_layers) + " dense layers leave no MoE layer of the " +
+              std::to_string(m.layers));
+    }
+    if (m.dense_layers > 0 && !r.has("dense_ffn")) {
+      r.fail_key("dense_ffn", "missing required key (dense_layers is " +
+                                  std::to_string(m.dense_layers) + ")");
+    }
+  }
+  if (r.has("dense_ffn")) {
+    if (m.dense_layers == 0) r.get("dense_ffn").fail("only used with dense_layers > 0");
+    m.dense_ffn = r.get("dense_ffn").count(kMaxWidth);
+  }
+  if (r.has("vocab")) m.vocab = r.get("vocab").count(kMaxVocab);
+  if (r.has("sliding_window")) m.sliding_window = r.get("sliding_window").count(kMaxContext);
+  if (const auto sp = r.find("sliding_pattern")) {
+    if (m.sliding_window == 0) sp->fail("only used with sliding_window");
+    for (const Field& x : sp->items()) {
+      m.sliding_pattern.push_back(x.choice<bool>({{"sliding", true}, {"full", false}}));
+    }
+    if (m.sliding_pattern.empty() || m.sliding_pattern.size() > static_cast<size_t>(m.layers)) {
+      sp->fail("lists " + std::to_string(m.sliding_pattern.size()) +
+               " layer kinds; give 1 to layers (" + std::to_string(m.layers) +
+               ") of sliding / full, repeated over the layers");
+    }
+  }
   if (r.has("activation")) {
     m.activation = r.get("activation")
                        .choice<models::Activation>({{"swiglu", models::Activation::kSwiGLU},
                                                     {"gelu", models::Activation::kGELU}});
   }
-  if (r.has("dtype")) {
-    m.dtype = r.get("dtype").choice<models::DType>({{"bf16", models::DType::kBF16},
-                                                    {"fp16", models::DType::kFP16},
-                                                    {"fp8", models::DType::kFP8}});
-  }
-  if (m.heads % m.kv_heads != 0) {
-    r.get("kv_heads")
-        .fail(std::to_string(m.kv_heads) + " kv_heads do not divide " + std::to_string(m.heads) +
-              " heads");
+  if (r.has("dtype")) m.dtype = r.get("dtype").choice(kDTypes);
+  m.precision = models::Precision::all(m.dtype);
+  if (const auto pf = r.find("precision")) {
+    const MapReader p =
+        pf->map({"weights", "kv_cache", "activations", "dispatch", "combine"});
+    if (p.has("weights")) m.precision.weights = p.get("weights").choice(kDTypes);
+    if (p.has("kv_cache")) m.precision.kv_cache = p.get("kv_cache").choice(kDTypes);
+    if (p.has("activations")) m.precision.activations = p.get("activations").choice(kDTypes);
+    if (p.has("dispatch")) m.precision.dispatch = p.get("dispatch").choice(kDTypes);
+    if (p.has("combine")) m.precision.combine = p.get("combine").choice(kDTypes);
   }
   if (m.top_k > m.experts) {
     r.get("top_k").fail(std::to_string(m.top_k) + " exceeds the " + std::to_string(m.experts) +
@@ -195,13 +282,15 @@ double nonzero_in(const Field& f, const Range& range) {
 
 topology::GpuSpec convert_gpu(const Field& f) {
   const MapReader r =
-      f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops", "hbm_gb",
-             "hbm_GBps", "sm_count", "nvlink_GBps", "compute_capability"});
+      f.map({"name", "description", "bf16_tflops", "fp16_tflops", "fp8_tflops", "int8_tops",
+             "fp4_tflops", "hbm_gb", "hbm_GBps", "sm_count", "nvlink_GBps", "compute_capability"});
   topology::GpuSpec g;
   g.name = r.get("name").string();
   g.bf16_tflops = r.get("bf16_tflops").number_in(kComputeTflops);
   g.fp16_tflops = r.get("fp16_tflops").number_in(kComputeTflops);
   g.fp8_tflops = r.has("fp8_tflops") ? nonzero_in(r.get("fp8_tflops"), kComputeTflops) : 0.0;
+  g.int8_tops = r.has("int8_tops") ? nonzero_in(r.get("int8_tops"), kComputeTflops) : 0.0;
+  g.fp4_tflops = r.has("fp4_tflops") ? nonzero_in(r.get("fp4_tflops"), kComputeTflops) : 0.0;
   g.hbm_gb = r.get("hbm_gb").number_in(kMemoryGb);
   g.hbm_GBps = r.get("hbm_GBps").number_in(kBandwidthGBps);
   g.sm_count = r.get("sm_count").positive_int();

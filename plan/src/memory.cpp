@@ -1,6 +1,9 @@
-// Memory per plan rank. All figures are bytes; e = bytes per element of the model's dtype.
-// They are upper bounds where the true figure depends on routing or on kernel choices, so a
-// plan that passes here is expected to fit; a plan that fails shows where the bytes go.
+// Memory per plan rank. All figures are bytes. Formats: w = precision.weights matrices
+// (models::matrix_bytes, scales counted), kv = precision.kv_cache vectors, e = bytes per element
+// of precision.activations, disp / comb = bytes of one hidden-wide dispatch / combine row
+// (models::vector_bytes). Norm vectors and the router gate are 16-bit (2 B). They are upper
+// bounds where the true figure depends on routing or on kernel choices, so a plan that passes
+// here is expected to fit; a plan that fails shows where the bytes go.
 //
 // Notation (per layer unless marked):
 //   p      attention split of heads: head_parallel (MA) or tensor_parallel (co-located)
@@ -13,30 +16,42 @@
 //   mb     micro_batches       T_mb = ceil(S_r / mb) tokens of one micro-batch on a group
 //   N_mb   ceil(batch / mb): tokens of one micro-batch over all groups (what MoE GPUs see)
 //   H      hidden     F = expert_ffn     I = expert_in_columns (2F SwiGLU, F GELU)
+//   L      layers     L_moe = MoE layers    L_dense = dense_layers
+//   MLA:   ql, kl, dn, dr, dv = q_lora_rank, kv_lora_rank, qk_nope, qk_rope, v head dims;
+//          down = ql + kl + dr (ql = 0: q_r·(dn + dr) + kl + dr)
 //
-// weights (× layers):
-//   attention rank  H·(q_r + 2·kv_r)·head_dim·e     QKV shard
-//                 + q_r·head_dim·H·e                 output-projection shard
-//                 + (2·H + H·experts)·e              RMSNorms and router, replicated
-//   MoE rank        (experts held + shared_experts) · expert_weight_bytes
-//                   (experts held from plan/placement.hpp; shared experts on every MoE rank)
+// weights:
+//   attention rank  L · [MHA/GQA: w(H × (q_r + 2·kv_r)·head_dim) + w(q_r·head_dim × H)
+//                        MLA: w(H × down) (whole on every rank) + w(ql × q_r·(dn + dr))
+//                             + w(kl × q_r·(dn + dv)) + w(q_r·dv × H) + 2·(ql + kl)
+//                        + 2·2·H (RMSNorms)]
+//                 + L_moe · 2·H·experts (router) + L_dense · dense FFN weights (whole)
+//   MoE rank        L_moe · (experts held · expert_weight_bytes + shared_experts ·
+//                   shared_expert_weight_bytes) (experts held from plan/placement.hpp; shared
+//                   experts on every MoE rank)
 //   co-located      both of the above.
-// kv_cache (× layers):  S_r · ceil(C / sp) · 2·kv_r·head_dim·e
+// kv_cache (× layers; a sliding-window layer with C replaced by min(C, sliding_window)):
+//                       S_r · ceil(C / sp) · [MHA/GQA: kv(2·kv_r vectors of head_dim);
+//                        MLA: kv(one vector of kl + dr), whole on every head-parallel rank]
 // activations (peak live in one layer):
-//   attention rank  mb · T_mb · [(4·H + 2·(q_r + kv_r)·head_dim)·e + 4·experts]
-//                   (residual, normed input, QKV out, attention out, out-proj partial,
+//   attention rank  mb · T_mb · [(4·H + A)·e + 4·experts] (+ mb · T_mb · (in + dense_ffn)·e
+//                   with dense layers), A = 2·(q_r + kv_r)·head_dim (MHA/GQA) or
+//                   down + q_r·(dn + dr) + 2·q_r·(kl + dr) + q_r·dv (MLA)
+//                   (residual, normed input, projections, attention out, out-proj partial,
 //                    combined output; fp32 router logits; all micro-batches live at once)
-//   MoE rank        R · (2·H + I + F)·e + R·4, R = N_mb · (min(top_k, experts held) +
+//   MoE rank        R · (disp + (H + I + F)·e) + R·4 (F, I: the wider of the routed and shared
+//                   widths), R = N_mb · (min(top_k, experts held) +
 //                   shared_experts) rows: the worst case, every token of a micro-batch
 //                   sending all the top_k it can to this rank (permuted input, gate/up out,
 //                   activated, down out, fp32 combine weights); one micro-batch computes at
 //                   a time.
 // comm_buffers:
-//   attention rank  mb · 2 · ceil(T_mb / t) · top_k · H·e   dispatch out + return in for
+//   attention rank  mb · ceil(T_mb / t) · top_k · (disp + comb)   dispatch out + return in for
 //                   the tokens this rank owns after the reduce-scatter
 //                 + [t > 1]  2 · T_mb · H·e                 all-gather / reduce-scatter staging
-//                 + [sp > 1] T_mb · q_r·head_dim·4          fp32 partial attention all-reduce
-//   MoE rank        mb · 2 · R · H·e                          dispatch in + return out
+//                 + [sp > 1] T_mb · q_r·head_dim·4 (MLA: q_r·kl·4)  fp32 partial attention
+//                   all-reduce
+//   MoE rank        mb · R · (disp + comb)                    dispatch in + return out
 // Not counted: CUDA context and library workspaces (cuBLAS, NCCL), allocator fragmentation,
 // split-KV partial results of the decode-attention kernel.
 #include "masep/plan/memory.hpp"
@@ -73,7 +88,8 @@ struct AttentionShape {
 
 void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& m) {
   const models::Model& md = s.model;
-  const int64_t e = models::dtype_bytes(md.dtype);
+  const models::Precision& pr = md.precision;
+  const int64_t e = models::dtype_bytes(pr.activations);
   const int64_t H = md.hidden;
   const int64_t hd = md.head_dim;
   const int64_t L = md.layers;
@@ -85,32 +101,69 @@ void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& 
   const int64_t t_mb = ceil_div(seqs, mb);
   const int64_t context = max_context(s.workload) + s.workload.decode_steps;
 
-  const int64_t shard = H * (q_r + 2 * kv_r) * hd * e + q_r * hd * H * e;
-  const int64_t replicated = (2 * H + H * md.experts) * e;
-  m.weights += L * (shard + replicated);
-  m.kv_cache += L * seqs * ceil_div(context, a.sp) * 2 * kv_r * hd * e;
+  int64_t shard = 0;       // projection weights of this rank's heads, per layer
+  int64_t kv_token = 0;    // cached bytes per token per layer on this rank
+  int64_t qkv_width = 0;   // per-token attention activations besides the 4 hidden-wide ones
+  int64_t attn_out = 0;    // per-token attention output width (merged across sp peers)
+  if (!md.is_mla()) {
+    shard = models::matrix_bytes(pr.weights, H, (q_r + 2 * kv_r) * hd) +
+            models::matrix_bytes(pr.weights, q_r * hd, H);
+    kv_token = models::vector_bytes(pr.kv_cache, 2 * kv_r, hd);
+    qkv_width = 2 * (q_r + kv_r) * hd;
+    attn_out = q_r * hd;
+  } else {
+    const models::Mla& x = md.mla;
+    const int64_t ql = x.q_lora_rank, kl = x.kv_lora_rank, dn = x.qk_nope_head_dim,
+                  dr = x.qk_rope_head_dim, dv = x.v_head_dim;
+    const int64_t down = (ql > 0 ? ql : q_r * (dn + dr)) + kl + dr;
+    shard = models::matrix_bytes(pr.weights, H, down)  // replicated on every head split
+            + (ql > 0 ? models::matrix_bytes(pr.weights, ql, q_r * (dn + dr)) : 0) +
+            models::matrix_bytes(pr.weights, kl, q_r * (dn + dv)) +
+            models::matrix_bytes(pr.weights, q_r * dv, H) + 2 * (ql + kl);
+    kv_token = models::vector_bytes(pr.kv_cache, 1, kl + dr);  // whole latent on every rank
+    qkv_width = down + q_r * (dn + dr) + 2 * q_r * (kl + dr) + q_r * dv;
+    attn_out = q_r * kl;
+  }
+  const int64_t replicated = 2 * 2 * H;  // two RMSNorm vectors, 16-bit
+  m.weights += L * (shard + replicated) + md.moe_layers() * 2 * H * md.experts  // router
+               + md.dense_layers * md.dense_ffn_weight_bytes();  // dense FFN, whole
+  // A sliding-window layer keeps only the last `sliding_window` tokens (a ring buffer).
+  const int64_t windowed = md.sliding_layers();
+  const int64_t window_ctx =
+      md.sliding_window > 0 ? std::min<int64_t>(context, md.sliding_window) : context;
+  m.kv_cache += (L - windowed) * seqs * ceil_div(context, a.sp) * kv_token +
+                windowed * seqs * ceil_div(window_ctx, a.sp) * kv_token;
   // fault_tolerance.kv_copies 2: a GPU also holds the mirrors of as many other sequences.
   if (s.fault_tolerance.kv_copies > 1 && s.plan.kind == PlanKind::kMaSeparation) {
     m.kv_cache *= s.fault_tolerance.kv_copies;
   }
-  m.activations += mb * t_mb * ((4 * H + 2 * (q_r + kv_r) * hd) * e + 4 * md.experts);
-  m.comm_buffers += mb * 2 * ceil_div(t_mb, t) * md.top_k * H * e;
+  m.activations += mb * t_mb * ((4 * H + qkv_width) * e + 4 * md.experts);
+  if (md.dense_layers > 0) {
+    m.activations += mb * t_mb * (md.ffn_in_columns(md.dense_ffn) + md.dense_ffn) * e;
+  }
+  m.comm_buffers += mb * ceil_div(t_mb, t) * md.top_k *
+                    (models::vector_bytes(pr.dispatch, 1, H) + models::vector_bytes(pr.combine, 1, H));
   if (t > 1) m.comm_buffers += 2 * t_mb * H * e;
-  if (a.sp > 1) m.comm_buffers += t_mb * q_r * hd * 4;
+  if (a.sp > 1) m.comm_buffers += t_mb * attn_out * 4;
 }
 
 void add_experts(const Scenario& s, int64_t experts_held, MemoryBreakdown& m) {
   const models::Model& md = s.model;
-  const int64_t e = models::dtype_bytes(md.dtype);
+  const models::Precision& pr = md.precision;
+  const int64_t e = models::dtype_bytes(pr.activations);
   const int64_t H = md.hidden;
   const int64_t mb = s.plan.micro_batches;
   const int64_t n_mb = ceil_div(s.workload.batch, mb);
   const int64_t rows =
       n_mb * (std::min<int64_t>(md.top_k, experts_held) + static_cast<int64_t>(md.shared_experts));
+  const int64_t row_in = models::vector_bytes(pr.dispatch, 1, H);
+  const int64_t row_out = models::vector_bytes(pr.combine, 1, H);
 
-  m.weights += md.layers * (experts_held + md.shared_experts) * md.expert_weight_bytes();
-  m.activations += rows * (2 * H + md.expert_in_columns() + md.expert_ffn) * e + rows * 4;
-  m.comm_buffers += mb * 2 * rows * H * e;
+  m.weights += md.moe_layers() * (experts_held * md.expert_weight_bytes() +
+                                  md.shared_experts * md.shared_expert_weight_bytes());
+  const int64_t ffn = std::max<int64_t>(md.expert_ffn, md.shared_ffn());
+  m.activations += rows * (row_in + (H + md.ffn_in_columns(ffn) + ffn) * e) + rows * 4;
+  m.comm_buffers += mb * rows * (row_in + row_out);
 }
 
 double gib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }

@@ -22,6 +22,7 @@ json op_json(const Op& o) {
               {"stream", stream_name(o.stream)},
               {"kind", to_string(o.kind)},
               {"role", to_string(o.role)},
+              {"dtype", models::to_string(o.dtype)},
               {"name", o.name.str()},
               {"layer", o.layer},
               {"step", o.step},
@@ -70,7 +71,26 @@ void write_program_json(const Program& p, std::ostream& out) {
               {"expert_ffn", m.expert_ffn},
               {"shared_experts", m.shared_experts},
               {"activation", models::to_string(m.activation)},
-              {"dtype", models::to_string(m.dtype)}}},
+              {"dtype", models::to_string(m.dtype)},
+              {"attention", models::to_string(m.attention)},
+              {"mla",
+               {{"q_lora_rank", m.mla.q_lora_rank},
+                {"kv_lora_rank", m.mla.kv_lora_rank},
+                {"qk_nope_head_dim", m.mla.qk_nope_head_dim},
+                {"qk_rope_head_dim", m.mla.qk_rope_head_dim},
+                {"v_head_dim", m.mla.v_head_dim}}},
+              {"shared_expert_ffn", m.shared_expert_ffn},
+              {"dense_layers", m.dense_layers},
+              {"dense_ffn", m.dense_ffn},
+              {"vocab", m.vocab},
+              {"sliding_window", m.sliding_window},
+              {"sliding_pattern", m.sliding_pattern},
+              {"precision",
+               {{"weights", models::to_string(m.precision.weights)},
+                {"kv_cache", models::to_string(m.precision.kv_cache)},
+                {"activations", models::to_string(m.precision.activations)},
+                {"dispatch", models::to_string(m.precision.dispatch)},
+                {"combine", models::to_string(m.precision.combine)}}}}},
             {"layout",
              {{"separated", l.separated},
               {"attention_ranks", l.attention_ranks},
@@ -339,16 +359,47 @@ Program read_program_json(std::istream& in, const std::string& source) {
   m.shared_experts = r.get<int>(jm, "shared_experts", "model");
   {
     const std::string act = r.get<std::string>(jm, "activation", "model");
-    const std::string dt = r.get<std::string>(jm, "dtype", "model");
-    bool ok_act = false, ok_dt = false;
+    bool ok_act = false;
     for (auto a : {models::Activation::kSwiGLU, models::Activation::kGELU}) {
       if (act == models::to_string(a)) m.activation = a, ok_act = true;
     }
-    for (auto t : {models::DType::kBF16, models::DType::kFP16, models::DType::kFP8}) {
-      if (dt == models::to_string(t)) m.dtype = t, ok_dt = true;
-    }
     if (!ok_act) r.fail("model.activation", "unknown value '" + act + "'");
-    if (!ok_dt) r.fail("model.dtype", "unknown value '" + dt + "'");
+    m.dtype = r.enum_of<models::DType, models::kDTypeCount>(jm, "dtype", "model");
+  }
+  // Issue 15's keys; a Program written before them has none and means MHA/GQA, no dense
+  // layers, one format for every tensor class.
+  m.precision = models::Precision::all(m.dtype);
+  if (jm.contains("attention")) {
+    m.attention = r.enum_of<models::AttentionKind, 3>(jm, "attention", "model");
+  } else {
+    m.attention = m.kv_heads == m.heads ? models::AttentionKind::kMHA : models::AttentionKind::kGQA;
+  }
+  if (jm.contains("mla")) {
+    const json& x = r.at(jm, "mla", "model");
+    m.mla.q_lora_rank = r.get<int>(x, "q_lora_rank", "model.mla");
+    m.mla.kv_lora_rank = r.get<int>(x, "kv_lora_rank", "model.mla");
+    m.mla.qk_nope_head_dim = r.get<int>(x, "qk_nope_head_dim", "model.mla");
+    m.mla.qk_rope_head_dim = r.get<int>(x, "qk_rope_head_dim", "model.mla");
+    m.mla.v_head_dim = r.get<int>(x, "v_head_dim", "model.mla");
+  }
+  if (jm.contains("shared_expert_ffn")) {
+    m.shared_expert_ffn = r.get<int>(jm, "shared_expert_ffn", "model");
+  }
+  if (jm.contains("dense_layers")) m.dense_layers = r.get<int>(jm, "dense_layers", "model");
+  if (jm.contains("dense_ffn")) m.dense_ffn = r.get<int>(jm, "dense_ffn", "model");
+  if (jm.contains("vocab")) m.vocab = r.get<int>(jm, "vocab", "model");
+  if (jm.contains("sliding_window")) {
+    m.sliding_window = r.get<int>(jm, "sliding_window", "model");
+    m.sliding_pattern = r.get<std::vector<bool>>(jm, "sliding_pattern", "model");
+  }
+  if (jm.contains("precision")) {
+    const json& x = r.at(jm, "precision", "model");
+    constexpr int N = models::kDTypeCount;
+    m.precision.weights = r.enum_of<models::DType, N>(x, "weights", "model.precision");
+    m.precision.kv_cache = r.enum_of<models::DType, N>(x, "kv_cache", "model.precision");
+    m.precision.activations = r.enum_of<models::DType, N>(x, "activations", "model.precision");
+    m.precision.dispatch = r.enum_of<models::DType, N>(x, "dispatch", "model.precision");
+    m.precision.combine = r.enum_of<models::DType, N>(x, "combine", "model.precision");
   }
   try {
     m.validate();
@@ -454,6 +505,9 @@ Program read_program_json(std::istream& in, const std::string& source) {
     }
     o.kind = r.enum_of<OpKind, kKinds>(e, "kind", w);
     o.role = r.enum_of<OpRole, kOpRoleCount>(e, "role", w);
+    if (e.contains("dtype")) {  // absent in Programs written before issue 15: bf16
+      o.dtype = r.enum_of<models::DType, models::kDTypeCount>(e, "dtype", w);
+    }
     o.name = OpName(r.get<std::string>(e, "name", w));
     o.layer = r.get<int32_t>(e, "layer", w);
     o.step = r.get<int32_t>(e, "step", w);

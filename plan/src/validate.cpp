@@ -33,7 +33,9 @@ void check_head_split(const Scenario& s, const std::string& key, const char* wha
          str(parts) + " does not divide " + str(m.heads) + " heads (model " + m.name + "); " +
              what + " must divide model.heads");
   }
-  if (m.kv_heads % parts != 0) {
+  // MLA caches one latent per token that every head reads: each GPU of the split holds it
+  // whole (replicated), so only the query heads are split.
+  if (!m.is_mla() && m.kv_heads % parts != 0) {
     fail(s, key,
          str(parts) + " does not divide " + str(m.kv_heads) + " kv_heads (model " + m.name + "); " +
              what + " must divide model.kv_heads so every GPU holds whole KV heads");
@@ -195,13 +197,36 @@ void check_gpus_vs_topology(const Scenario& s) {
   }
 }
 
-// FP8 weights and activations need FP8 tensor cores (Hopper and later): the GPU spec says so
-// with fp8_tflops > 0 (0 on A100).
+// Every tensor class's format must be one the GPU computes in (GpuSpec::supports: a positive
+// peak rate for it, e.g. fp8_tflops > 0 from Hopper on, fp4_tflops > 0 from Blackwell on).
+// Checked for the storage-only classes too (KV cache, payloads): masep converts them with the
+// GPU's own instructions. The key named is model.precision.<class> when that class differs
+// from model.dtype, else model.dtype.
 void check_dtype_vs_gpu(const Scenario& s) {
-  if (s.model.dtype == models::DType::kFP8 && !(s.topology.gpu.fp8_tflops > 0)) {
-    fail(s, "model.dtype",
-         "fp8 needs a GPU with FP8 tensor cores, but " + s.topology.gpu.name +
-             " has fp8_tflops 0 (use bf16 or fp16, or a Hopper-class GPU)");
+  const models::Model& m = s.model;
+  const topology::GpuSpec& g = s.topology.gpu;
+  const std::pair<const char*, models::DType> classes[] = {
+      {"weights", m.precision.weights},
+      {"kv_cache", m.precision.kv_cache},
+      {"activations", m.precision.activations},
+      {"dispatch", m.precision.dispatch},
+      {"combine", m.precision.combine}};
+  for (const auto& [cls, t] : classes) {
+    if (g.supports(t)) continue;
+    const std::string key =
+        t == m.dtype ? std::string("model.dtype") : std::string("model.precision.") + cls;
+    const char* rate = t == models::DType::kFP8    ? "fp8_tflops"
+                       : t == models::DType::kINT8 ? "int8_tops"
+                       : t == models::DType::kFP4  ? "fp4_tflops"
+                       : t == models::DType::kFP16 ? "fp16_tflops"
+                                                   : "bf16_tflops";
+    std::string hint = t == models::DType::kFP8   ? " (use bf16 or fp16, or a Hopper-class GPU)"
+                       : t == models::DType::kFP4 ? " (use fp8 or bf16, or a Blackwell-class GPU)"
+                                                  : "";
+    fail(s, key,
+         std::string(models::to_string(t)) + " " + cls + " need a GPU with " +
+             models::to_string(t) + " support, but " + g.name + " (topology.gpu) has " + rate +
+             " 0" + hint);
   }
 }
 
@@ -245,11 +270,13 @@ void check_workload(const Scenario& s) {
 void check_magnitudes(const Scenario& s) {
   constexpr double kMaxBytes = 9007199254740992.0;  // 2^53
   const models::Model& m = s.model;
-  const double e = models::dtype_bytes(m.dtype);
+  const double e = 2;  // bytes per element, the widest format (scales are below 1/16 more)
   const double L = m.layers, H = m.hidden, hd = m.head_dim;
-  const double weights =
-      L * ((m.heads + 2.0 * m.kv_heads) * hd * H + m.heads * hd * H + 2 * H + H * m.experts) * e +
-      L * (m.experts + static_cast<double>(m.shared_experts)) * 3 * H * m.expert_ffn * e;
+  const double ffn = std::max({m.expert_ffn, m.dense_ffn, m.shared_ffn()});
+  const double attn = m.is_mla() ? static_cast<double>(m.attention_projection_params())
+                                 : ((m.heads + 2.0 * m.kv_heads) * hd * H + m.heads * hd * H);
+  const double weights = L * (attn + 2 * H + H * m.experts) * e +
+                         L * (m.experts + static_cast<double>(m.shared_experts)) * 3 * H * ffn * e;
   if (weights > kMaxBytes) {
     fail(s, "model",
          fmt::format("{:.3g} bytes of weights (layers x experts x hidden x expert_ffn ...): more "
@@ -258,7 +285,8 @@ void check_magnitudes(const Scenario& s) {
   }
   const double context = std::max(s.workload.context, s.workload.context_max);
   const double kv =
-      L * s.workload.batch * (context + s.workload.decode_steps) * 2 * m.kv_heads * hd * e;
+      L * s.workload.batch * (context + s.workload.decode_steps) *
+      static_cast<double>(m.kv_elements_per_token_per_layer()) * e;
   if (kv > kMaxBytes) {
     fail(s, "workload.batch",
          fmt::format("{:.3g} bytes of KV cache (layers x batch x context x kv_heads x head_dim "

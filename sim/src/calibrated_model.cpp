@@ -209,6 +209,17 @@ double CalibratedModel::attention_ns(const plan::Op& op, CalSource* src) const {
 double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
   CalSource s = CalSource::kExact;
   double t = -1;
+  // The profiler measures bf16 kernels of MHA/GQA models: an op in another format, or one of
+  // MLA's per-head batched projections and latent attention (one kernel each, unlike the
+  // per-expert GEMMs a grouped-GEMM table sums), has no table and takes the roofline.
+  const bool unmeasured = op.dtype != models::DType::kBF16 ||
+                          op.role == plan::OpRole::kMlaAbsorbK ||
+                          op.role == plan::OpRole::kMlaAbsorbV ||
+                          op.role == plan::OpRole::kMlaAttention;
+  if (unmeasured && !plan::is_communication(op.kind)) {
+    if (source != nullptr) *source = CalSource::kRoofline;
+    return static_cast<double>(fallback_->duration_ns(op));
+  }
   switch (op.kind) {
     case OpKind::kGemm:
       t = gemm_ns(op.m, op.n, op.k, &s);

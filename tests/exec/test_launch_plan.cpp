@@ -581,6 +581,27 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
     // plan's redundancy (KV mirrors) stays.
     std::vector<std::string> sets = {"workload.decode_steps=1", "faults=[]"};
     const plan::Scenario full = plan::load_scenario(f, sets);
+    const models::Model& fm = full.model;
+    if (fm.is_mla() || fm.dense_layers > 0 || !fm.precision.all_bf16()) {
+      // Issue 15's model features that the executor has no kernels for: refused with a
+      // message naming the feature (checked on the first and last rank).
+      sets.push_back("model.layers=" + std::to_string(fm.dense_layers + 1));
+      const plan::Program p = plan::compile(plan::load_scenario(f, sets));
+      for (int r : {0, p.rank_count() - 1}) {
+        try {
+          exec::build_rank_plan(p, r);
+          ADD_FAILURE() << "rank " << r << ": expected masep exec to refuse model " << fm.name;
+        } catch (const std::invalid_argument& e) {
+          const std::string w = e.what();
+          EXPECT_NE(w.find("masep exec cannot run model " + fm.name), std::string::npos) << w;
+          const char* feature = fm.is_mla()             ? "MLA attention"
+                                : fm.dense_layers > 0   ? "dense FFN layers"
+                                                        : "precision other than bf16";
+          EXPECT_NE(w.find(feature), std::string::npos) << w;
+        }
+      }
+      continue;
+    }
     if (full.model.layers > 4) sets.push_back("model.layers=2");
     Case c{plan::load_scenario(f, sets), {}};
     plan::CompileOptions co;
@@ -732,4 +753,34 @@ TEST(Contract, UnevenBatchSplit) {
   EXPECT_EQ(sizes, (std::set<int64_t>{5, 6}));
   for (int q = 0; q < 32; ++q) EXPECT_EQ(covered[q], 1) << "sequence " << q;
   for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+}
+
+// Issue 15: model features the simulator models but the executor cannot lower are refused by
+// build_rank_plan (what `masep exec` runs per rank) with a message naming the feature.
+TEST(Contract, RefusesModelFeaturesItCannotRun) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"model.precision.weights=fp8"}, "precision other than bf16 (weights fp8"},
+      {{"model.dtype=fp16"}, "precision other than bf16"},
+      {{"model.dense_layers=1", "model.dense_ffn=512"}, "dense FFN layers (dense_layers: 1"},
+      {{"model.sliding_window=64"}, "sliding-window attention (sliding_window: 64"},
+      {{"model.shared_experts=1", "model.shared_expert_ffn=1024"},
+       "shared experts of their own width (shared_expert_ffn 1024"},
+      {{"model.attention=mla", "model.kv_heads=1", "model.head_dim=96",
+        "model.mla={kv_lora_rank: 128, qk_nope_head_dim: 64, qk_rope_head_dim: 32, "
+        "v_head_dim: 64}"},
+       "MLA attention"},
+  };
+  for (const auto& [sets, feature] : cases) {
+    std::vector<std::string> all = sets;
+    all.push_back("workload.decode_steps=1");
+    const Case c = compile("scenarios/examples/tiny-2gpu.yaml", all);
+    for (int r = 0; r < c.p.rank_count(); ++r) {
+      try {
+        exec::build_rank_plan(c.p, r);
+        ADD_FAILURE() << feature << ": rank " << r << " was not refused";
+      } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(feature), std::string::npos) << e.what();
+      }
+    }
+  }
 }

@@ -65,7 +65,7 @@ InputError parse_error(const std::string& text, const std::vector<std::string>& 
 
 TEST(Builtins, EveryModelLoadsUnderItsOwnName) {
   const auto names = builtin_model_names();
-  EXPECT_EQ(names.size(), 4u);
+  EXPECT_EQ(names.size(), 7u);  // issue 15: + mixtral-8x22b, qwen3-235b-a22b, deepseek-v3
   for (const auto& n : names) {
     const auto m = load_model(n);
     EXPECT_EQ(m.name, n);
@@ -106,7 +106,7 @@ TEST(Builtins, OtherModels) {
 
 TEST(Builtins, EveryGpuLoads) {
   const auto names = builtin_gpu_names();
-  EXPECT_EQ(names.size(), 4u);
+  EXPECT_EQ(names.size(), 8u);  // issue 15: + H800, B200, GB200, L40S
   for (const auto& n : names) EXPECT_EQ(builtin_gpu(n).name, n);
   const auto a100 = builtin_gpu("A100-SXM4-80GB");
   EXPECT_DOUBLE_EQ(a100.bf16_tflops, 312);
@@ -118,12 +118,24 @@ TEST(Builtins, EveryGpuLoads) {
   EXPECT_DOUBLE_EQ(h200.hbm_gb, 141);
   EXPECT_DOUBLE_EQ(h200.hbm_GBps, 4800);
   EXPECT_EQ(h200.sm_count, 132);
+  const auto b200 = builtin_gpu("B200-SXM-180GB");
+  EXPECT_TRUE(b200.supports(models::DType::kFP4));
+  EXPECT_DOUBLE_EQ(b200.tflops(models::DType::kFP8), 4500);
+  EXPECT_FALSE(builtin_gpu("H800-SXM5-80GB").supports(models::DType::kFP4));
+  EXPECT_DOUBLE_EQ(builtin_gpu("H800-SXM5-80GB").nvlink_GBps, 200);
+  EXPECT_DOUBLE_EQ(builtin_gpu("L40S-48GB").nvlink_GBps, 0);
   EXPECT_THROW(builtin_gpu("A100"), InputError);
 }
 
 TEST(Builtins, EveryTopologyLoads) {
   const auto names = builtin_topology_names();
-  EXPECT_EQ(names.size(), 6u);  // + cluster-128xdgx-h100
+  // + cluster-128xdgx-h100; issue 15: + dgx-h200, host-8xl40s-pcie, cluster-18xh800,
+  // gb200-nvl72
+  EXPECT_EQ(names.size(), 10u);
+  EXPECT_EQ(load_topology("gb200-nvl72").total_gpus(), 72);
+  EXPECT_EQ(load_topology("cluster-18xh800").total_gpus(), 144);
+  EXPECT_EQ(load_topology("cluster-18xh800").nics.size(), 8u);
+  EXPECT_EQ(load_topology("host-8xl40s-pcie").intra, topology::Fabric::kPCIe);
   for (const auto& n : names) EXPECT_EQ(load_topology(n).name, n);
   const auto p = load_topology("paper-16xa100");
   EXPECT_EQ(p.total_gpus(), 16);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <vector>
 #include <stdexcept>
 
 #include "masep/plan/compiler.hpp"
@@ -209,4 +210,34 @@ TEST(SearchRun, WinnerYamlReproducesItsTpot) {
   const std::string inl = scenario_yaml("paper", {"topology=host-4xh100", "model.layers=2"},
                                         r.candidates[w].plan_yaml, "x");
   EXPECT_EQ(plan::parse_scenario(inl, "x.yaml").model.layers, 2);
+}
+
+// Issue 15: the floor charges each op at the peak of its own format, so it stays a lower bound
+// for a model whose GEMMs run in fp8 (DeepSeek-V3, 4 layers, on 8 H800s, 2,048 tokens per GPU).
+TEST(SearchFloor, IsALowerBoundWithFp8Gemms) {
+  const plan::Scenario s = plan::load_scenario(
+      "scenarios/deployments/deepseek-v3-h800-colocated.yaml",
+      {"model.layers=4", "topology.nodes=1", "plan.colocated.gpus=8", "workload.batch=2048",
+       "workload.decode_steps=1"});
+  const plan::Program p = plan::compile(s);
+  const topology::Topology topo(s.topology);
+  sim::SimOptions opt;
+  opt.params = {{"network_tier", 2}};
+  const sim::SimResult r = sim::simulate(p, topo, opt);
+  const plan::RunMetrics m = plan::compute_metrics(s, p, r.timeline);
+  const double floor_ms = tpot_floor_ns(p, s.topology.gpu) / 1e6;
+  EXPECT_GT(floor_ms, 0.0);
+  EXPECT_LE(floor_ms, m.tpot_mean_ms);
+  // One compute-bound op of 1 TFLOP: charged at the peak of its format.
+  plan::Program one;
+  one.ranks.resize(1);
+  plan::Op op;
+  op.kind = plan::OpKind::kGemm;
+  op.flops = 1e12;
+  op.hbm_bytes = 1;
+  op.dtype = models::DType::kFP8;
+  one.ops.push_back(op);
+  EXPECT_NEAR(tpot_floor_ns(one, s.topology.gpu), 1e12 / (1979 * 1e3), 1.0);
+  one.ops[0].dtype = models::DType::kBF16;
+  EXPECT_NEAR(tpot_floor_ns(one, s.topology.gpu), 1e12 / (989 * 1e3), 1.0);
 }

@@ -28,6 +28,8 @@ void GpuSpec::validate() const {
   positive(bf16_tflops, "bf16_tflops");
   positive(fp16_tflops, "fp16_tflops");
   non_negative(fp8_tflops, "fp8_tflops");  // 0 = no fp8 (A100)
+  non_negative(int8_tops, "int8_tops");    // 0 = no int8 tensor cores
+  non_negative(fp4_tflops, "fp4_tflops");  // 0 = no fp4 (before Blackwell)
   positive(hbm_gb, "hbm_gb");
   positive(hbm_GBps, "hbm_GBps");
   positive(sm_count, "sm_count");
@@ -36,6 +38,22 @@ void GpuSpec::validate() const {
     throw std::invalid_argument("compute_capability: " + std::to_string(compute_capability) +
                                 " is not a CUDA compute capability (e.g. 80, 90)");
   }
+}
+
+double GpuSpec::tflops(models::DType t) const {
+  switch (t) {
+    case models::DType::kBF16:
+      return bf16_tflops;
+    case models::DType::kFP16:
+      return fp16_tflops;
+    case models::DType::kFP8:
+      return fp8_tflops;
+    case models::DType::kINT8:
+      return int8_tops;
+    case models::DType::kFP4:
+      return fp4_tflops;
+  }
+  return 0;
 }
 
 }  // namespace masep::topology

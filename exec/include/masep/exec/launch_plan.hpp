@@ -289,6 +289,12 @@ struct RankPlan {
   RankMemory memory() const;
 };
 
+/// Throws std::invalid_argument naming the feature when the Program's model uses something the
+/// executor has no kernels for (issue 15: MLA attention, dense FFN layers, a precision other
+/// than bf16 in any tensor class). build_rank_plan calls it; `masep exec` calls it once, right
+/// after compiling or reading the Program, before anything is launched.
+void check_model_supported(const plan::Program& p);
+
 /// Builds rank `rank`'s launches. Throws std::invalid_argument for a Program it cannot map
 /// (an unknown communication kind, a dependency cycle across the two streams).
 RankPlan build_rank_plan(const plan::Program& p, int rank, const PlanOptions& options = {});

@@ -52,9 +52,21 @@
 // step s's last layer (the all_gather above depends on its combine). The result passes
 // check_program (deadlock-free rendezvous order).
 //
-// FLOPs: the ops of one step sum exactly to model.layer_flops(batch, Σ KV lengths) × layers
-// for sp = 1 and head_parallel dividing kv_heads (more head-parallel GPUs than KV heads keep
-// one KV head each: redundant QKV work).
+// Model variants (issue 15; per-op costs in docs/simulator-model.md): an MLA model replaces
+// qkv → rope → attention by mla_down → mla_norm → mla_q_up → mla_absorb_k → mla_rope →
+// mla_attention and puts mla_absorb_v before out_proj; a dense layer (l < dense_layers) runs
+// add_norm → dense_up → dense_act → dense_down on each attention rank's slice after the
+// reduce-scatter, with no router, dispatch, experts, return or combine (its dense_down is the
+// layer output the next layer gathers); shared experts of their own width get their own
+// grouped GEMMs after the routed ones; a sliding-window layer's attention attends to
+// min(length, window) tokens per sequence. Every tensor's bytes follow its precision class
+// (models::vector_bytes / matrix_bytes) and every op carries the format it computes in
+// (Op::dtype).
+//
+// FLOPs: the ops of one step sum exactly to model.step_flops(batch, Σ KV lengths, Σ windowed
+// KV lengths) for sp = 1 and head_parallel dividing kv_heads (more head-parallel GPUs than KV
+// heads keep one KV head each: redundant QKV work; an MLA group repeats mla_down and
+// mla_norm on every head-parallel GPU).
 #pragma once
 
 #include "masep/plan/program.hpp"

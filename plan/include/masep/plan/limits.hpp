@@ -47,6 +47,7 @@ inline constexpr int64_t kMaxWidth = 1 << 18;    ///< hidden, expert_ffn
 inline constexpr int64_t kMaxHeads = 1 << 14;    ///< heads, kv_heads, head_dim
 inline constexpr int64_t kMaxExperts = 1 << 16;  ///< experts per layer
 inline constexpr int64_t kMaxTopK = 1024;        ///< top_k, shared_experts
+inline constexpr int64_t kMaxVocab = 1 << 24;    ///< vocabulary size
 inline constexpr int64_t kMaxGpus = 1 << 20;     ///< any GPU count; nodes x gpus_per_node
 inline constexpr int64_t kMaxMicroBatches = 1024;
 inline constexpr int64_t kMaxBatch = 1 << 24;    ///< sequences

@@ -235,6 +235,34 @@ const char* to_string(Role r);
 ///                              k = rows it writes back (one per dispatched row)
 ///   kReturn      kExchange     rows back to the attention ranks
 ///   kCombine     kCombine      weighted sum of a token's rows + residual  m = u, n = hidden
+/// Multi-head Latent Attention (model.attention mla; heads_l = this rank's query heads, ql/kl =
+/// q/kv_lora_rank, dn/dr/dv = qk_nope/qk_rope/v head dims), in place of kQkv, kRope and
+/// kAttention (kNorm, kOutProj and the rest as above):
+///   kMlaDown     kGemm         fused W_DQ | W_DKV: m = T, n = ql + kl + dr (ql = 0: the query
+///                              projection heads_l·(dn+dr) instead of ql), k = hidden
+///   kMlaNorm     kElementwise  rmsnorm of the q and kv latents        m = T, n = ql + kl
+///   kMlaQUp      kGemm         W_UQ: m = T, n = heads_l·(dn+dr), k = ql (absent when ql = 0)
+///   kMlaAbsorbK  kGroupedGemm  q_nope · W_UK per head: group_m = T per head, n = kl, k = dn
+///   kMlaRope     kElementwise  rotary embedding of q_rope and k_rope   m = T, heads = heads_l,
+///                              kv_heads = 1, head_dim = dr
+///   kMlaAttention kAttention   attention over the latent cache (+ append of c_kv | k_rope):
+///                              batch/heads = heads_l/kv_heads = 1/head_dim = kl + dr/kv_tokens
+///   kMlaAbsorbV  kGroupedGemm  latent output · W_UV per head: group_m = rows per head,
+///                              n = dv, k = kl (then kOutProj with k = heads_l·dv)
+/// Dense FFN layers (the first model.dense_layers layers), in place of the router and experts,
+/// on each attention (or co-located) rank for its token slice u:
+///   kDenseUp     kGemm         gate/up projection                    m = u, n = 2·dense_ffn
+///                              (GELU: dense_ffn), k = hidden
+///   kDenseAct    kElementwise  SwiGLU / GELU                         m = u, n = dense_ffn
+///   kDenseDown   kGemm         down projection + residual (the layer output)  m = u,
+///                              n = hidden, k = dense_ffn
+/// Shared experts of their own width (model.shared_expert_ffn != expert_ffn; otherwise they are
+/// the last groups of kExpertUp/kExpertDown), on an MoE rank after the routed experts' kAct:
+///   kSharedUp    kGroupedGemm  gate/up of each shared expert: group_m = its rows,
+///                              n = 2·shared_ffn (GELU: shared_ffn), k = hidden
+///   kSharedAct   kElementwise  SwiGLU / GELU                         m = shared rows,
+///                              n = shared_ffn
+///   kSharedDown  kGroupedGemm  down projection: n = hidden, k = shared_ffn
 /// Fault tolerance (issue 18; simulator only, `masep exec` refuses them):
 ///   kKvMirror    kExchange     the step's new KV entries to the mirror replicas (kv_copies 2)
 ///   kCommRebuild kElementwise  communicator shrink/rebuild after a failure (timed by a
@@ -267,6 +295,19 @@ enum class OpRole : uint8_t {
   kMoeUnpermute,
   kReturn,
   kCombine,
+  kMlaDown,
+  kMlaNorm,
+  kMlaQUp,
+  kMlaAbsorbK,
+  kMlaRope,
+  kMlaAttention,
+  kMlaAbsorbV,
+  kDenseUp,
+  kDenseAct,
+  kDenseDown,
+  kSharedUp,
+  kSharedAct,
+  kSharedDown,
   kKvMirror,
   kCommRebuild,
   kWeightLoad,
@@ -274,6 +315,10 @@ enum class OpRole : uint8_t {
   kReprefill,
 };
 inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kReprefill) + 1;
+/// Whether a role belongs to MLA attention (kMlaDown .. kMlaAbsorbV).
+constexpr bool is_mla_role(OpRole r) { return r >= OpRole::kMlaDown && r <= OpRole::kMlaAbsorbV; }
+/// Whether a role belongs to a dense FFN layer (kDenseUp .. kDenseDown).
+constexpr bool is_dense_role(OpRole r) { return r >= OpRole::kDenseUp && r <= OpRole::kDenseDown; }
 /// Roles of fault-tolerance work (kv mirroring, recovery), which only the simulator runs.
 constexpr bool is_fault_tolerance(OpRole r) { return r >= OpRole::kKvMirror; }
 const char* to_string(OpRole r);
@@ -287,6 +332,9 @@ struct Op {
   uint8_t stream = kCompute;
   OpKind kind = OpKind::kGemm;
   OpRole role = OpRole::kOther;  ///< what the op means (the executor lowers by it)
+  /// Format the op computes in (GEMMs: the weight format when it is 8-bit or narrower, else
+  /// the activations'; everything else: the activations'): picks the GPU's peak rate.
+  models::DType dtype = models::DType::kBF16;
   OpName name;  ///< label for people only ("qkv", "attn", "dispatch"); no back end reads it
 
   // Compute shapes (zero where unused).

@@ -4,7 +4,10 @@
 //   {"format": "masep-program", "version": 3, "scenario": ..., "first_step", "steps", "layers",
 //    "micro_batches",
 //    "model": {name, layers, hidden, heads, kv_heads, head_dim, experts, top_k, expert_ffn,
-//              shared_experts, activation, dtype},
+//              shared_experts, activation, dtype, attention, mla: {q_lora_rank, kv_lora_rank,
+//              qk_nope_head_dim, qk_rope_head_dim, v_head_dim}, shared_expert_ffn,
+//              dense_layers, dense_ffn, vocab, sliding_window, sliding_pattern, precision: {weights, kv_cache, activations,
+//              dispatch, combine}},
 //    "layout": {separated, attention_ranks, moe_base, moe_ranks, group_size,
 //               sequence_parallel, replicas, batch, seed, intra_node_GBps, expert_holders,
 //               context_lengths},
@@ -14,12 +17,14 @@
 //    "exchanges": [{transfers: [[src_op, dst_op, bytes], ...]}],
 //    "routing": [{step, layer, micro_batch, tokens_per_expert, first_sequence, token_experts}],
 //    "stream_ops": [[compute ids], [comm ids]] per rank,
-//    "ops": [{id, rank, stream, kind, role, name, layer, step, micro_batch, m, n, k, group_m,
+//    "ops": [{id, rank, stream, kind, role, dtype, name, layer, step, micro_batch, m, n, k, group_m,
 //    batch,
 //             heads, kv_heads, head_dim, kv_tokens, flops, hbm_bytes, weight_bytes,
 //             comm_bytes, peer, match, collective, exchange, deps}]}
 // (version 2 added kExchange ops, "exchanges" and the op field "exchange"; version 3 the op
-// role, "model", "layout", the ranks' batches and the per-token routing.)
+// role, "model", "layout", the ranks' batches and the per-token routing. Issue 15 added, still
+// as version 3 and optional when read, the model's attention/mla/dense/precision keys and the op
+// "dtype": a Program written before them reads as MHA/GQA, bf16 ops, one format per model.)
 // Kinds, roles and streams are written as the strings of to_string()/stream_name(). Every
 // field of every op is written (zeros included), so the dump is the whole Program.
 #pragma once

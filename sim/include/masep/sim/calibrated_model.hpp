@@ -26,6 +26,8 @@
 //   attention (heads, kv_heads, head_dim) not measured → nearest table by |log(kv_heads·
 //   head_dim) - log(...)| then heads, scaled by kv_heads·head_dim ratio    → kNearestShape
 //   kernel with no table at all → the roofline fallback model             → kRoofline
+//   an op whose Op::dtype is not bf16, and MLA's mla_absorb_k, mla_absorb_v and
+//   mla_attention (the profiler measures none of them) → the roofline       → kRoofline
 // Every op's lookup is classified (coverage()) so callers can report extrapolations.
 #pragma once
 

@@ -5,7 +5,9 @@
 // touching the engine.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 
 #include "masep/plan/program.hpp"
 #include "masep/sim/parameters.hpp"
@@ -25,11 +27,13 @@ class ComputeModel {
 
 /// Roofline with datasheet efficiencies:
 ///   duration = launch_overhead_ns
-///            + max(flops / (peak_bf16 · eff_flops(kind)), hbm_bytes / (hbm_GBps · eff_hbm(kind)))
+///            + max(flops / (peak(dtype) · eff_flops(kind)), hbm_bytes / (hbm_GBps · eff_hbm(kind)))
 /// with peak in FLOP/ns (TFLOP/s · 1e3) and HBM in bytes/ns (GB/s). Efficiencies by kind:
 /// kGemm and kGroupedGemm use eff_*_gemm; kAttention eff_*_attention; kElementwise, kRouter,
-/// kPermute, kCombine eff_*_elementwise. Every op is taken as bf16 (the Program carries no
-/// dtype yet; fp8 will use GpuSpec::fp8_tflops). Holds copies of the spec and parameters.
+/// kPermute, kCombine eff_*_elementwise. peak(dtype) is the GPU's dense peak of the format the
+/// op computes in (Op::dtype: bf16_tflops, fp16_tflops, fp8_tflops, int8_tops, fp4_tflops); an
+/// op in a format the GPU lacks throws std::invalid_argument naming the op and the GPU (the
+/// scenario loader rejects such models first). Holds copies of the spec and parameters.
 class RooflineModel final : public ComputeModel {
  public:
   RooflineModel(const topology::GpuSpec& gpu, const SimParams& params);
@@ -37,7 +41,8 @@ class RooflineModel final : public ComputeModel {
 
  private:
   double launch_ns_;
-  double peak_flops_per_ns_;
+  std::array<double, models::kDTypeCount> peak_flops_per_ns_{};  ///< by models::DType
+  std::string gpu_name_;
   double hbm_bytes_per_ns_;
   SimParams params_;
 };
