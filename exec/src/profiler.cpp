@@ -310,7 +310,7 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
     plan::GroupedGemmTable t;
     t.n = n;
     t.k = k;
-    t.max_rows = 2 * kernels::kGroupedGemmRowsPerPass;
+    t.max_rows = kernels::kGroupedGemmPreferredMaxRows;
     std::vector<double> bases;
     for (int32_t r : rows) {
       const kernels::GroupedGemmArgs one[2] = {args(1, r, 0), args(1, r, 1)};

@@ -103,6 +103,101 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// ---- tensor-core variant (more than 2 rows) --------------------------------------------------
+//
+// One warp: a 16-column × (8·NT)-row output tile of group blockIdx.y with mma.m16n8k16 (bf16
+// in, fp32 accumulate): A = 16 weight rows × 16 k (row-major: W's own layout), B = 16 k × 8
+// token rows. The k order inside a 32-wide k block is permuted the same way for A and B (a
+// dot product does not care), so that each lane loads 16 contiguous bytes: lane (g, t) =
+// (lane / 4, lane % 4) reads k [8t, 8t + 8) of weight rows g and g + 8 and of token row g of
+// each n tile; mma step 0 takes elements 0-3 of those 8, step 1 elements 4-7. kUnrollTc k
+// blocks are loaded before they are used (2·kUnrollTc 16-byte weight loads in flight per
+// lane). Rows beyond the group's are zeros in B and are not stored.
+constexpr int kUnrollTc = 4;
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1,
+                                               uint32_t a2, uint32_t a3, uint32_t b0,
+                                               uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int NT>
+__global__ void __launch_bounds__(kWarps * 32)
+    grouped_gemm_tc_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
+                           bf16* __restrict__ y) {
+  const int g = blockIdx.y;
+  const int row0 = a.row_offset[g];
+  const int rows = a.row_offset[g + 1] - row0;
+  const int lane = threadIdx.x & 31;
+  const int gi = lane >> 2, t = lane & 3;
+  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * 16;
+  if (col0 >= a.n) return;
+  const int k = a.k;
+  const bool lo_ok = col0 + gi < a.n, hi_ok = col0 + gi + 8 < a.n;
+  const bf16* wlo = a.w_base + a.w_offset[g] + static_cast<std::int64_t>(col0 + gi) * k;
+  const bf16* whi = wlo + static_cast<std::int64_t>(8) * k;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  for (int r0 = 0; r0 < rows; r0 += 8 * NT) {
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    // Token row of this lane in n tile j: r0 + 8j + gi (zeros past the group's rows).
+    const bf16* xr[NT];
+    bool xok[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int r = r0 + 8 * j + gi;
+      xok[j] = r < rows;
+      xr[j] = x + static_cast<std::int64_t>(row0 + (xok[j] ? r : 0)) * k;
+    }
+    for (int kb = 0; kb < k; kb += 32 * kUnrollTc) {
+      uint4 wl[kUnrollTc], wh[kUnrollTc];
+#pragma unroll
+      for (int u = 0; u < kUnrollTc; ++u) {
+        const int kk = kb + 32 * u + 8 * t;
+        const bool in = kk < k;  // k % 8 == 0: a lane's 8 elements are all in or all out
+        wl[u] = in && lo_ok ? ld_stream16(wlo + kk) : zero;
+        wh[u] = in && hi_ok ? ld_stream16(whi + kk) : zero;
+      }
+#pragma unroll
+      for (int u = 0; u < kUnrollTc; ++u) {
+        const int kk = kb + 32 * u + 8 * t;
+        if (kb + 32 * u >= k) break;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const uint4 xv = xok[j] && kk < k ? detail::ldg16(xr[j] + kk) : zero;
+          mma_bf16_16816(acc[j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
+          mma_bf16_16816(acc[j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
+        }
+      }
+    }
+    // acc[j]: c0, c1 = (column col0 + gi, token rows 8j + 2t, +1); c2, c3 = column + 8.
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = r0 + 8 * j + 2 * t + (e & 1);
+        const int col = col0 + gi + (e >= 2 ? 8 : 0);
+        if (r < rows && col < a.n) {
+          y[static_cast<std::int64_t>(row0 + r) * a.n + col] = __float2bfloat16(acc[j][e]);
+        }
+      }
+    }
+  }
+}
+
+template <int NT>
+Status launch_tc(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
+  const int cols_per_block = kWarps * 16;
+  const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
+  grouped_gemm_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  return detail::launch_status();
+}
+
 template <int R, int C>
 Status launch(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
   const int cols_per_block = kWarps * C;
@@ -113,7 +208,7 @@ Status launch(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t str
 
 }  // namespace
 
-bool grouped_gemm_preferred(int max_rows) { return max_rows <= 2 * kGroupedGemmRowsPerPass; }
+bool grouped_gemm_preferred(int max_rows) { return max_rows <= kGroupedGemmPreferredMaxRows; }
 
 Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cudaStream_t stream) {
   if (a.groups < 0 || a.groups > kGroupedGemmMaxGroups || a.n <= 0 || a.k <= 0 || a.k % 8 != 0 ||
@@ -138,11 +233,13 @@ Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cud
     max_rows = std::max(max_rows, rows);
   }
   if (c.groups == 0) return Status::kOk;
+  // 1-2 rows: CUDA cores (at the copy bandwidth, H100: 101-105%); more: tensor cores, whose
+  // 8-row tiles cost nothing extra in a weight-bound launch.
   if (max_rows == 1) return launch<1, 4>(c, x, y, stream);
   if (max_rows == 2) return launch<2, 4>(c, x, y, stream);
-  if (max_rows <= 4) return launch<4, 4>(c, x, y, stream);
-  if (max_rows <= 8) return launch<8, 4>(c, x, y, stream);
-  return launch<kGroupedGemmRowsPerPass, 2>(c, x, y, stream);
+  if (max_rows <= 8) return launch_tc<1>(c, x, y, stream);
+  if (max_rows <= 16) return launch_tc<2>(c, x, y, stream);
+  return launch_tc<4>(c, x, y, stream);
 }
 
 }  // namespace masep::kernels

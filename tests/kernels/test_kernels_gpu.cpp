@@ -1075,16 +1075,18 @@ TEST(GpuExpertFfn, PackedAndUniformMatchReference) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The grouped decode GEMM against the CPU reference: every row-count branch (1, 2, ≤4, ≤8,
-// ≤16 and more than one pass), empty groups, weights at scattered offsets with gaps, n not a
-// multiple of the warps per block and k not a multiple of the 256-element chunk.
+// The grouped decode GEMM against the CPU reference: every variant (CUDA cores at 1 and 2
+// rows; tensor cores with 8-, 16- and 32-row tiles, and a group of more than 32 rows in two
+// passes), empty groups, weights at scattered offsets with gaps, n not a multiple of the
+// columns per block or of the 16-column tile, k not a multiple of the 32- or 256-element
+// blocks.
 TEST(GpuGroupedGemm, MatchesReferenceForEveryRowCountBranch) {
   REQUIRE_GPU();
   std::mt19937 rng(31);
   const int n = 138, k = 264;
   const std::vector<std::vector<int>> cases = {
       {1, 0, 1, 1}, {2, 1, 0, 2}, {3, 0, 0, 4}, {7, 8, 1, 0, 5}, {16, 9, 0, 13},
-      {37, 0, 5, 16, 1}, {0, 0, 0}};
+      {37, 0, 5, 16, 1}, {20, 3, 31}, {0, 0, 0}};
   for (const auto& counts : cases) {
     std::vector<std::int32_t> roff = {0};
     std::vector<std::int64_t> woff;

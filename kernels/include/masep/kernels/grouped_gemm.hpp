@@ -1,10 +1,12 @@
 // Grouped decode GEMM: one launch computes Y_g = X_g · W_gᵀ for every group g (an expert's
 // rows) when each group has few rows — the memory-bound decode regime where an expert costs
-// its weight bytes whatever its row count. Each warp streams a few weight rows (output
-// columns) once and multiplies them with up to 16 of its group's rows held in registers
-// (partial sums reduced across the warp with a reduce-scatter), so the weights are read once
-// per launch and no per-expert cuBLAS call (with its host cost and
-// its tiles sized for large GEMMs) is issued. Groups with no rows read nothing.
+// its weight bytes whatever its row count. Every weight row is streamed once per pass (16-byte
+// loads that bypass L1) and no per-expert cuBLAS call (with its host cost and its tiles sized
+// for large GEMMs) is issued; groups with no rows read nothing. Two variants, by the largest
+// group: 1-2 rows on CUDA cores (a warp multiplies 4 weight rows with the rows held in
+// registers and reduces its partial sums with a warp reduce-scatter), more rows on tensor
+// cores (mma.m16n8k16: a warp computes 16 output columns × 8, 16 or 32 rows, k permuted
+// within 32-element blocks so every lane loads 16 contiguous bytes).
 //
 // Layout (row-major bf16, fp32 accumulation, output rounded once to bf16):
 //   X: [rows, k], group g owns rows [row_offset[g], row_offset[g+1])  (packed, as permute
@@ -12,7 +14,7 @@
 //   Y: [rows, n], same row order as X.
 // Requirements: k a multiple of 8, X, Y row starts and every W_g 16-byte aligned (k % 8 == 0
 // and w_offset[g] % 8 == 0 with 16-byte aligned bases), groups <= kGroupedGemmMaxGroups.
-// Cost: a group with r rows reads its weights ceil(r / 16) times; callers use
+// Cost: a group with r rows reads its weights ceil(r / 32) times; callers use
 // grouped_gemm_preferred() to choose between this launch and one cuBLAS GEMM per group.
 //
 // The argument block travels as a kernel parameter (no device table, no host sync): the
@@ -33,8 +35,13 @@ namespace masep::kernels {
 /// 4 KiB kernel-parameter limit of every CUDA version.
 inline constexpr int kGroupedGemmMaxGroups = 256;
 
-/// Rows of one group the kernel keeps in registers per weight pass.
-inline constexpr int kGroupedGemmRowsPerPass = 16;
+/// Rows of one group one weight pass serves (the tensor-core variant's widest tile); a
+/// group with more rows reads its weights ceil(rows / 32) times.
+inline constexpr int kGroupedGemmRowsPerPass = 32;
+
+/// The largest group for which the executor prefers this launch to one cuBLAS GEMM per group
+/// (grouped_gemm_preferred; the profiler's `grouped_gemm` tables cover up to it).
+inline constexpr int kGroupedGemmPreferredMaxRows = 32;
 
 /// The groups of one launch. Plain data; pointers are device pointers the caller owns.
 struct GroupedGemmArgs {
