@@ -87,7 +87,7 @@ const char* to_string(OpRole r) {
       "other",         "norm",     "qkv",         "rope",      "attention",   "attn_reduce",
       "out_proj",      "gather",   "scatter",     "add_norm",  "router_gemm", "router",
       "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
-      "moe_unpermute", "return",   "combine"};
+      "moe_unpermute", "return",   "combine",     "expert_move"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }
@@ -112,6 +112,18 @@ const char* to_string(Placement p) {
       return "contiguous";
     case Placement::kExplicit:
       return "explicit";
+  }
+  return "?";
+}
+
+const char* to_string(BalancePolicy p) {
+  switch (p) {
+    case BalancePolicy::kStatic:
+      return "static";
+    case BalancePolicy::kEplb:
+      return "eplb";
+    case BalancePolicy::kPredicted:
+      return "predicted";
   }
   return "?";
 }

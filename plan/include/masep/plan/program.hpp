@@ -235,6 +235,9 @@ const char* to_string(Role r);
 ///                              k = rows it writes back (one per dispatched row)
 ///   kReturn      kExchange     rows back to the attention ranks
 ///   kCombine     kCombine      weighted sum of a token's rows + residual  m = u, n = hidden
+///   kExpertMove  kExchange     expert weights copied between MoE ranks when the load balancer
+///                              re-places experts (plan.balance.rebalance_every): one exchange
+///                              per layer, each transfer one expert's weights of that layer
 /// kOther: an op with no meaning beyond its cost (synthetic programs, tests): the simulator
 /// times it; the executor lowers it to a device copy of hbm_bytes / 2 and counts it as generic.
 enum class OpRole : uint8_t {
@@ -259,8 +262,9 @@ enum class OpRole : uint8_t {
   kMoeUnpermute,
   kReturn,
   kCombine,
+  kExpertMove,
 };
-inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kCombine) + 1;
+inline constexpr int kOpRoleCount = static_cast<int>(OpRole::kExpertMove) + 1;
 const char* to_string(OpRole r);
 
 struct Op {
@@ -383,6 +387,11 @@ struct ProgramLayout {
   /// expert_holders[e]: MoE-local GPUs holding expert e, ascending; a token of attention rank
   /// a goes to holders[a mod holders.size()] (replicated experts).
   std::vector<std::vector<int32_t>> expert_holders;
+  /// Optional (load balancing, plan/balancer.hpp): expert_route[a][e] is the MoE-local GPU
+  /// (one of expert_holders[e]) serving expert e for attention rank a, replacing the
+  /// `a mod holders` rule. Empty = that rule. Holds for the Program's first step; a Program
+  /// whose placement changes later carries kExpertMove ops.
+  std::vector<std::vector<int32_t>> expert_route;
   std::vector<int32_t> context_lengths;  ///< [sequence]: KV tokens before decode step 0
 };
 

@@ -1,0 +1,443 @@
+// Expert load balancing: see balancer.hpp for the policies.
+#include "masep/plan/balancer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "masep/plan/expert_load.hpp"
+#include "masep/plan/placement.hpp"
+
+namespace masep::plan {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// Items (weights) onto `packs` packs of `cap` items each: heaviest first (ties: lower item),
+// each to the lightest pack with room (ties: lower pack). Returns the pack of each item.
+// DeepSeek EPLB's balanced packing.
+std::vector<int> balanced_packing(const std::vector<double>& w, int packs, int cap) {
+  std::vector<size_t> order(w.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return w[a] > w[b]; });
+  std::vector<double> load(static_cast<size_t>(packs), 0.0);
+  std::vector<int> count(static_cast<size_t>(packs), 0), out(w.size(), -1);
+  for (size_t i : order) {
+    int best = -1;
+    for (int p = 0; p < packs; ++p) {
+      if (count[p] < cap && (best < 0 || load[p] < load[best])) best = p;
+    }
+    if (best < 0) bad("balanced packing: more items than room");
+    out[i] = best;
+    load[best] += w[i];
+    count[best]++;
+  }
+  return out;
+}
+
+// Expected cost of one expert copy getting `t` tokens per launch (mean): it reads its weights
+// only when it gets at least one token (Poisson chance 1 − e^−t).
+double copy_cost(const TimePredictor& tp, const models::Model& m, double t) {
+  if (!(t > 0)) return 0;
+  return (1.0 - std::exp(-t)) * tp.expert_ns(m, std::max(t, 1.0));
+}
+
+// True when a is lexicographically smaller than b after sorting both descending (with a
+// relative tolerance): a lower maximum, or an equal one and a lower second, ...
+bool better(std::vector<double> a, std::vector<double> b) {
+  std::sort(a.begin(), a.end(), std::greater<>());
+  std::sort(b.begin(), b.end(), std::greater<>());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double tol = 1e-9 * std::max(1.0, std::fabs(b[i]));
+    if (a[i] < b[i] - tol) return true;
+    if (a[i] > b[i] + tol) return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+int ExpertPlacement::gpu_for(int a, int e) const {
+  if (!route.empty()) return route[static_cast<size_t>(a)][static_cast<size_t>(e)];
+  const auto& h = holders[static_cast<size_t>(e)];
+  return h[static_cast<size_t>(a) % h.size()];
+}
+
+BalanceProblem balance_problem(const Scenario& s, std::vector<double> load) {
+  BalanceProblem b;
+  const bool ma = s.plan.kind == PlanKind::kMaSeparation;
+  b.gpus = expert_gpu_count(s);
+  const int experts = s.model.experts;
+  if (s.plan.balance.policy == BalancePolicy::kStatic) {
+    int mx = 0;
+    for (const auto& held : gpu_experts(s)) mx = std::max(mx, static_cast<int>(held.size()));
+    b.slots_per_gpu = mx;
+  } else {
+    b.slots_per_gpu = b.gpus > 0 ? (experts + s.plan.balance.redundant_experts) / b.gpus : 0;
+  }
+  b.expert_groups = s.plan.balance.expert_groups;
+  b.attention_ranks = ma ? s.plan.attention.gpus : s.plan.colocated.gpus;
+  b.load = std::move(load);
+  // Nodes of the MoE GPUs: equal contiguous blocks of MoE-local indices, else one "node".
+  const int base = ma ? s.plan.attention.gpus : 0;
+  const int per = std::max(1, s.topology.gpus_per_node);
+  auto node = [&](int g) {
+    const int rank = base + g;
+    const int gpu = s.plan.gpu_ranks.empty() ? rank : s.plan.gpu_ranks[static_cast<size_t>(rank)];
+    return gpu / per;
+  };
+  int nodes = 0;
+  std::vector<int> block_sizes;
+  for (int g = 0; g < b.gpus; ++g) {
+    if (g == 0 || node(g) != node(g - 1)) {
+      ++nodes;
+      block_sizes.push_back(0);
+    }
+    block_sizes.back()++;
+  }
+  bool even = nodes > 0;
+  for (int x : block_sizes) even = even && x == block_sizes.front();
+  std::vector<int> seen;
+  for (int g = 0; g < b.gpus; ++g) seen.push_back(node(g));
+  std::sort(seen.begin(), seen.end());
+  even = even && std::unique(seen.begin(), seen.end()) - seen.begin() == nodes;
+  b.nodes = even ? nodes : 1;
+  return b;
+}
+
+ExpertPlacement static_placement(const Scenario& s) {
+  ExpertPlacement pl;
+  pl.holders = expert_gpus(s);
+  return pl;
+}
+
+ExpertPlacement eplb_placement(const BalanceProblem& b) {
+  const int E = static_cast<int>(b.load.size()), G = b.gpus, S = b.slots_per_gpu;
+  if (G <= 0 || S <= 0) bad("eplb: no MoE GPU slots");
+  if (static_cast<int64_t>(G) * S < E) {
+    bad("eplb: " + std::to_string(G * S) + " slots cannot hold " + std::to_string(E) + " experts");
+  }
+  int groups = std::max(1, b.expert_groups), nodes = std::max(1, b.nodes);
+  if (groups % nodes != 0 || E % groups != 0 || G % nodes != 0) groups = nodes = 1;  // global
+  const int gpn = G / nodes, phys_per_node = gpn * S, per_group = E / groups;
+  // 1. Expert groups onto nodes by token load.
+  std::vector<double> gload(static_cast<size_t>(groups), 0.0);
+  for (int e = 0; e < E; ++e) gload[static_cast<size_t>(e / per_group)] += b.load[e];
+  const std::vector<int> node_of_group = balanced_packing(gload, nodes, groups / nodes);
+  ExpertPlacement pl;
+  pl.holders.assign(static_cast<size_t>(E), {});
+  for (int n = 0; n < nodes; ++n) {
+    std::vector<int> mine;  // logical experts of this node, ascending
+    for (int e = 0; e < E; ++e) {
+      if (node_of_group[static_cast<size_t>(e / per_group)] == n) mine.push_back(e);
+    }
+    if (static_cast<int>(mine.size()) > phys_per_node) {
+      bad("eplb: node " + std::to_string(n) + " has " + std::to_string(mine.size()) +
+          " experts for " + std::to_string(phys_per_node) + " slots");
+    }
+    // 2. Replicate: each next copy to the expert with the most tokens per copy (at most one
+    //    copy per GPU of the node).
+    std::vector<int> copies(mine.size(), 1);
+    for (int extra = phys_per_node - static_cast<int>(mine.size()); extra > 0; --extra) {
+      int best = -1;
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (copies[i] >= gpn) continue;
+        if (best < 0 || b.load[mine[i]] / copies[i] > b.load[mine[best]] / copies[best]) {
+          best = static_cast<int>(i);
+        }
+      }
+      if (best < 0) break;  // every expert on every GPU of the node
+      copies[static_cast<size_t>(best)]++;
+    }
+    // 3. Copies onto the node's GPUs, S each, by tokens per copy.
+    std::vector<double> w;
+    std::vector<int> item_expert;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      for (int c = 0; c < copies[i]; ++c) {
+        w.push_back(b.load[mine[i]] / copies[i]);
+        item_expert.push_back(mine[i]);
+      }
+    }
+    // Balanced packing (heaviest first, to the lightest GPU with room) that also keeps the
+    // copies of one expert on distinct GPUs.
+    std::vector<std::vector<int>> held(static_cast<size_t>(gpn));
+    std::vector<double> load(static_cast<size_t>(gpn), 0.0);
+    std::vector<int> count(static_cast<size_t>(gpn), 0);
+    std::vector<size_t> order(w.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t c) { return w[a] > w[c]; });
+    for (size_t i : order) {
+      const int e = item_expert[i];
+      auto has = [&](int p) {
+        const auto& h = held[static_cast<size_t>(p)];
+        return std::find(h.begin(), h.end(), e) != h.end();
+      };
+      int p = -1;
+      for (int q = 0; q < gpn; ++q) {
+        if (count[q] >= S || has(q)) continue;
+        if (p < 0 || load[q] < load[p]) p = q;
+      }
+      if (p < 0) continue;  // no GPU of the node lacks it: the copy is dropped
+      held[static_cast<size_t>(p)].push_back(e);
+      load[p] += w[i];
+      count[p]++;
+      pl.holders[static_cast<size_t>(e)].push_back(n * gpn + p);
+    }
+  }
+  for (auto& h : pl.holders) std::sort(h.begin(), h.end());
+  return pl;
+}
+
+ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor& tp,
+                                    const models::Model& m) {
+  const int E = static_cast<int>(b.load.size()), G = b.gpus, S = b.slots_per_gpu;
+  const int A = std::max(1, b.attention_ranks);
+  if (G <= 0 || S <= 0) bad("predicted placement: no MoE GPU slots");
+  if (static_cast<int64_t>(G) * S < E) {
+    bad("predicted placement: " + std::to_string(G * S) + " slots cannot hold " +
+        std::to_string(E) + " experts");
+  }
+  auto cost = [&](double t) { return copy_cost(tp, m, t); };
+  std::vector<std::vector<int>> holders(static_cast<size_t>(E));
+  std::vector<std::vector<int>> assign(static_cast<size_t>(E), std::vector<int>(A, -1));
+  std::vector<int> free_slots(static_cast<size_t>(G), S);
+  std::vector<double> T(static_cast<size_t>(G), 0.0);
+  // Per-copy tokens of expert e under assign[e].
+  auto copy_tokens = [&](int e, int g) {
+    int chunks = 0;
+    for (int a = 0; a < A; ++a) chunks += assign[e][a] == g ? 1 : 0;
+    return b.load[e] * chunks / A;
+  };
+  // 1. One copy each, heaviest first, on the GPU with the least predicted time and room.
+  std::vector<int> order(static_cast<size_t>(E));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<double> c0(static_cast<size_t>(E));
+  for (int e = 0; e < E; ++e) c0[e] = cost(b.load[e]);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return c0[a] > c0[c]; });
+  for (int e : order) {
+    int best = -1;
+    for (int g = 0; g < G; ++g) {
+      if (free_slots[g] > 0 && (best < 0 || T[g] < T[best])) best = g;
+    }
+    holders[e].push_back(best);
+    std::fill(assign[e].begin(), assign[e].end(), best);
+    free_slots[best]--;
+    T[best] += c0[e];
+  }
+  // Splits expert e's attention-rank chunks over copies `hs` given the others' times `base`:
+  // chunk by chunk to the copy whose GPU would finish first. Writes the times into `out`.
+  auto split = [&](int e, const std::vector<int>& hs, const std::vector<double>& base,
+                   std::vector<int>& asg, std::vector<double>& out) {
+    std::vector<double> x(hs.size(), 0.0);
+    const double chunk = b.load[e] / A;
+    for (int a = 0; a < A; ++a) {
+      size_t best = 0;
+      double best_t = 0;
+      for (size_t i = 0; i < hs.size(); ++i) {
+        const double t = base[hs[i]] + cost(x[i] + chunk);
+        if (i == 0 || t < best_t) {
+          best = i;
+          best_t = t;
+        }
+      }
+      x[best] += chunk;
+      asg[a] = hs[best];
+    }
+    out = base;
+    for (size_t i = 0; i < hs.size(); ++i) out[hs[i]] += cost(x[i]);
+  };
+  // 2. Redundant copies while they lower the predicted times (largest first).
+  for (;;) {
+    int best_e = -1, best_g = -1;
+    std::vector<double> best_T = T;
+    std::vector<int> best_asg;
+    for (int e = 0; e < E; ++e) {
+      if (static_cast<int>(holders[e].size()) >= std::min(G, A)) continue;
+      int g2 = -1;
+      for (int g = 0; g < G; ++g) {
+        if (free_slots[g] <= 0) continue;
+        if (std::find(holders[e].begin(), holders[e].end(), g) != holders[e].end()) continue;
+        if (g2 < 0 || T[g] < T[g2]) g2 = g;
+      }
+      if (g2 < 0) continue;
+      std::vector<double> base = T;
+      for (int g : holders[e]) base[g] -= cost(copy_tokens(e, g));
+      std::vector<int> hs = holders[e];
+      hs.push_back(g2);
+      std::vector<int> asg(static_cast<size_t>(A));
+      std::vector<double> nt;
+      split(e, hs, base, asg, nt);
+      if (better(nt, best_T)) {
+        best_T = nt;
+        best_e = e;
+        best_g = g2;
+        best_asg = asg;
+      }
+    }
+    if (best_e < 0) break;
+    holders[best_e].push_back(best_g);
+    assign[best_e] = best_asg;
+    free_slots[best_g]--;
+    T = best_T;
+  }
+  ExpertPlacement pl;
+  bool replicated = false;
+  for (int e = 0; e < E; ++e) {
+    std::sort(holders[e].begin(), holders[e].end());
+    replicated = replicated || holders[e].size() > 1;
+  }
+  pl.holders = holders;
+  if (replicated) {
+    pl.route.assign(static_cast<size_t>(A), std::vector<int32_t>(static_cast<size_t>(E), 0));
+    for (int a = 0; a < A; ++a) {
+      for (int e = 0; e < E; ++e) pl.route[a][e] = assign[e][a];
+    }
+  }
+  return pl;
+}
+
+ExpertPlacement balance_experts(const Scenario& s, const std::vector<double>& load) {
+  const BalanceProblem b = balance_problem(s, load);
+  ExpertPlacement pl;
+  switch (s.plan.balance.policy) {
+    case BalancePolicy::kStatic:
+      pl = static_placement(s);
+      break;
+    case BalancePolicy::kEplb:
+      pl = eplb_placement(b);
+      break;
+    case BalancePolicy::kPredicted:
+      pl = predicted_placement(b, TimePredictor(s.topology), s.model);
+      break;
+  }
+  check_placement(pl, b);
+  return pl;
+}
+
+int placement_epoch_start(const Scenario& s, int step) {
+  const int k = s.plan.balance.rebalance_every;
+  if (s.plan.balance.policy == BalancePolicy::kStatic || k <= 0 || step <= 0) return 0;
+  return step / k * k;
+}
+
+ExpertPlacement keep_in_place(const ExpertPlacement& prev, ExpertPlacement next, int gpus) {
+  std::vector<std::vector<char>> had(static_cast<size_t>(gpus),
+                                     std::vector<char>(prev.holders.size(), 0));
+  for (size_t e = 0; e < prev.holders.size(); ++e) {
+    for (int g : prev.holders[e]) had[g][e] = 1;
+  }
+  std::vector<std::vector<int>> held(static_cast<size_t>(gpus));
+  for (size_t e = 0; e < next.holders.size(); ++e) {
+    for (int g : next.holders[e]) held[g].push_back(static_cast<int>(e));
+  }
+  // Greedy: the (new GPU, old GPU) pair with the largest overlap first (ties: lower indices).
+  std::vector<int> to(static_cast<size_t>(gpus), -1), used(static_cast<size_t>(gpus), 0);
+  for (int round = 0; round < gpus; ++round) {
+    int bn = -1, bo = -1, bv = -1;
+    for (int n = 0; n < gpus; ++n) {
+      if (to[n] >= 0) continue;
+      for (int o = 0; o < gpus; ++o) {
+        if (used[o]) continue;
+        int v = 0;
+        for (int e : held[n]) v += had[o][e];
+        if (v > bv) {
+          bv = v;
+          bn = n;
+          bo = o;
+        }
+      }
+    }
+    to[bn] = bo;
+    used[bo] = 1;
+  }
+  for (auto& h : next.holders) {
+    for (int& g : h) g = to[g];
+    std::sort(h.begin(), h.end());
+  }
+  for (auto& row : next.route) {
+    for (int32_t& g : row) g = to[g];
+  }
+  return next;
+}
+
+ExpertPlacement placement_at_step(const Scenario& s, int step, bool per_sequence_routing) {
+  if (s.plan.balance.policy == BalancePolicy::kStatic) return static_placement(s);
+  const int k = s.plan.balance.rebalance_every;
+  ExpertPlacement pl = balance_experts(s, expected_expert_load(s, 0).per_launch());
+  const int last = placement_epoch_start(s, step);
+  for (int start = k; k > 0 && start <= last; start += k) {
+    const ExpertLoad seen = sampled_expert_load(s, start - k, k, per_sequence_routing);
+    pl = keep_in_place(pl, balance_experts(s, seen.per_launch()), expert_gpu_count(s));
+  }
+  return pl;
+}
+
+std::vector<double> gpu_tokens(const ExpertPlacement& pl, const BalanceProblem& b) {
+  std::vector<double> out(static_cast<size_t>(b.gpus), 0.0);
+  const int A = std::max(1, b.attention_ranks);
+  for (size_t e = 0; e < b.load.size(); ++e) {
+    for (int a = 0; a < A; ++a) out[pl.gpu_for(a, static_cast<int>(e))] += b.load[e] / A;
+  }
+  return out;
+}
+
+std::vector<double> predicted_gpu_ns(const ExpertPlacement& pl, const BalanceProblem& b,
+                                     const TimePredictor& tp, const models::Model& m) {
+  std::vector<double> out(static_cast<size_t>(b.gpus), 0.0);
+  const int A = std::max(1, b.attention_ranks);
+  std::vector<double> x(static_cast<size_t>(b.gpus));
+  for (size_t e = 0; e < b.load.size(); ++e) {
+    std::fill(x.begin(), x.end(), 0.0);
+    for (int a = 0; a < A; ++a) x[pl.gpu_for(a, static_cast<int>(e))] += b.load[e] / A;
+    for (int g : pl.holders[e]) out[g] += copy_cost(tp, m, x[g]);
+  }
+  return out;
+}
+
+double max_over_mean(const std::vector<double>& v) {
+  double mx = 0, sum = 0;
+  for (double x : v) {
+    mx = std::max(mx, x);
+    sum += x;
+  }
+  return sum > 0 ? mx * static_cast<double>(v.size()) / sum : 0;
+}
+
+void check_placement(const ExpertPlacement& pl, const BalanceProblem& b) {
+  auto fail = [](const std::string& m) { throw std::logic_error("placement: " + m); };
+  if (pl.holders.size() != b.load.size()) fail("holders do not list every expert");
+  std::vector<int> count(static_cast<size_t>(b.gpus), 0);
+  for (size_t e = 0; e < pl.holders.size(); ++e) {
+    const auto& h = pl.holders[e];
+    if (h.empty()) fail("expert " + std::to_string(e) + " has no copy");
+    for (size_t i = 0; i < h.size(); ++i) {
+      if (h[i] < 0 || h[i] >= b.gpus) fail("expert " + std::to_string(e) + " on a GPU out of range");
+      if (i > 0 && h[i] <= h[i - 1]) fail("expert " + std::to_string(e) + " holders not ascending");
+      count[h[i]]++;
+    }
+  }
+  for (int g = 0; g < b.gpus; ++g) {
+    if (count[g] > b.slots_per_gpu) {
+      fail("GPU " + std::to_string(g) + " holds " + std::to_string(count[g]) + " experts, " +
+           std::to_string(b.slots_per_gpu) + " slots");
+    }
+  }
+  if (!pl.route.empty()) {
+    if (static_cast<int>(pl.route.size()) != b.attention_ranks) fail("route rows != attention ranks");
+    for (const auto& row : pl.route) {
+      if (row.size() != pl.holders.size()) fail("route row does not list every expert");
+      for (size_t e = 0; e < row.size(); ++e) {
+        const auto& h = pl.holders[e];
+        if (std::find(h.begin(), h.end(), row[e]) == h.end()) {
+          fail("route of expert " + std::to_string(e) + " names a GPU that does not hold it");
+        }
+      }
+    }
+  }
+}
+
+}  // namespace masep::plan
