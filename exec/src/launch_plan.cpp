@@ -52,6 +52,7 @@ OpKind kind_of(OpRole r) {
       return OpKind::kPermute;
     case OpRole::kDispatch:
     case OpRole::kReturn:
+    case OpRole::kExpertMove:
       return OpKind::kExchange;
     case OpRole::kExpertUp:
     case OpRole::kExpertDown:
@@ -191,6 +192,16 @@ class Builder {
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
   void check_roles() const {
+    // Expert re-placement (load balancing with plan.balance.rebalance_every) moves weights
+    // between steps; the executor has no lowering for it yet.
+    for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kComm]) {
+      if (p_.ops[static_cast<size_t>(id)].role == OpRole::kExpertMove) {
+        throw std::invalid_argument(
+            "expert weight moves (op role expert_move, from plan.balance.rebalance_every: "
+            "load-balancing re-placement) are not supported by masep exec yet; run it with "
+            "rebalance_every: 0 (one placement) or simulate it with masep sim");
+      }
+    }
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
       if (o.role != OpRole::kOther && kind_of(o.role) != o.kind) {
@@ -271,9 +282,8 @@ class Builder {
                              std::vector<int32_t>(static_cast<size_t>(m_.experts), -1));
       for (int a = 0; a < att_; ++a) {
         for (int e = 0; e < m_.experts && e < static_cast<int>(eg_.size()); ++e) {
-          const auto& holders = eg_[static_cast<size_t>(e)];
-          if (holders.empty()) continue;
-          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          if (eg_[static_cast<size_t>(e)].empty()) continue;
+          const int g = holder_for(a, e);
           const auto& list = ge_[g];
           const int l =
               static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
@@ -301,6 +311,15 @@ class Builder {
     }
     rp_.hidden_first_seq.assign(static_cast<size_t>(rp_.micro_batches), -1);
     kv_append_ = p_.ranks[static_cast<size_t>(rank_)].kv_append;
+  }
+
+  // The MoE-local GPU serving expert e for attention rank a: the layout's expert_route when
+  // the load balancer set one, else holders[a mod copies] (ProgramLayout).
+  int holder_for(int a, int e) const {
+    const auto& route = p_.layout.expert_route;
+    if (!route.empty()) return route.at(static_cast<size_t>(a)).at(static_cast<size_t>(e));
+    const auto& holders = eg_.at(static_cast<size_t>(e));
+    return holders[static_cast<size_t>(a) % holders.size()];
   }
 
   // The sequences of attention rank `a` in micro-batch `mb` (the compiler's partition).
@@ -345,8 +364,7 @@ class Builder {
         }
         for (int j = 0; j < topk; ++j) {
           const int e = rs.token_experts[static_cast<size_t>(row * topk + j)];
-          const auto& holders = eg_.at(static_cast<size_t>(e));
-          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          const int g = holder_for(a, e);
           const auto& list = ge_[g];
           const int l =
               static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
@@ -775,6 +793,7 @@ class Builder {
       case OpRole::kDispatch:
       case OpRole::kReturn:
         return exchange(o);
+      case OpRole::kExpertMove:  // refused by check_roles
       case OpRole::kOther:
         break;
     }
