@@ -106,6 +106,18 @@ BalanceProblem balance_problem(const Scenario& s, std::vector<double> load) {
   std::sort(seen.begin(), seen.end());
   even = even && std::unique(seen.begin(), seen.end()) - seen.begin() == nodes;
   b.nodes = even ? nodes : 1;
+  // Rows cross nodes when any attention GPU shares no node with the MoE GPUs (MA separation
+  // on the paper cluster, DeepSeek deployments); co-located rows go GPU to GPU.
+  b.colocated = !ma;
+  std::vector<int> moe_nodes;
+  for (int g = 0; g < b.gpus; ++g) moe_nodes.push_back(node(g));
+  bool cross = !ma && nodes > 1;
+  for (int a = 0; ma && a < s.plan.attention.gpus && !cross; ++a) {
+    const int gpu = s.plan.gpu_ranks.empty() ? a : s.plan.gpu_ranks[static_cast<size_t>(a)];
+    cross = std::find(moe_nodes.begin(), moe_nodes.end(), gpu / per) == moe_nodes.end();
+  }
+  const TimePredictor tp(s.topology);
+  b.row_ns = 2.0 * s.model.hidden * models::dtype_bytes(s.model.dtype) / tp.link_GBps(cross);
   return b;
 }
 
@@ -202,15 +214,24 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
         std::to_string(E) + " experts");
   }
   auto cost = [&](double t) { return copy_cost(tp, m, t); };
+  // Exchange time of `rows` rows of attention rank a served on GPU g.
+  auto comm = [&](int a, int g, double rows) {
+    return b.colocated && a == g ? 0.0 : b.row_ns * rows;
+  };
   std::vector<std::vector<int>> holders(static_cast<size_t>(E));
   std::vector<std::vector<int>> assign(static_cast<size_t>(E), std::vector<int>(A, -1));
   std::vector<int> free_slots(static_cast<size_t>(G), S);
   std::vector<double> T(static_cast<size_t>(G), 0.0);
-  // Per-copy tokens of expert e under assign[e].
+  // Per-copy tokens of expert e under assign[e], and the exchange time they add on g.
   auto copy_tokens = [&](int e, int g) {
     int chunks = 0;
     for (int a = 0; a < A; ++a) chunks += assign[e][a] == g ? 1 : 0;
     return b.load[e] * chunks / A;
+  };
+  auto copy_comm = [&](int e, int g) {
+    double t = 0;
+    for (int a = 0; a < A; ++a) t += assign[e][a] == g ? comm(a, g, b.load[e] / A) : 0.0;
+    return t;
   };
   // 1. One copy each, heaviest first, on the GPU with the least predicted time and room.
   std::vector<int> order(static_cast<size_t>(E));
@@ -226,29 +247,30 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
     holders[e].push_back(best);
     std::fill(assign[e].begin(), assign[e].end(), best);
     free_slots[best]--;
-    T[best] += c0[e];
+    T[best] += c0[e] + copy_comm(e, best);
   }
   // Splits expert e's attention-rank chunks over copies `hs` given the others' times `base`:
   // chunk by chunk to the copy whose GPU would finish first. Writes the times into `out`.
   auto split = [&](int e, const std::vector<int>& hs, const std::vector<double>& base,
                    std::vector<int>& asg, std::vector<double>& out) {
-    std::vector<double> x(hs.size(), 0.0);
+    std::vector<double> x(hs.size(), 0.0), c(hs.size(), 0.0);
     const double chunk = b.load[e] / A;
     for (int a = 0; a < A; ++a) {
       size_t best = 0;
       double best_t = 0;
       for (size_t i = 0; i < hs.size(); ++i) {
-        const double t = base[hs[i]] + cost(x[i] + chunk);
+        const double t = base[hs[i]] + c[i] + comm(a, hs[i], chunk) + cost(x[i] + chunk);
         if (i == 0 || t < best_t) {
           best = i;
           best_t = t;
         }
       }
       x[best] += chunk;
+      c[best] += comm(a, hs[best], chunk);
       asg[a] = hs[best];
     }
     out = base;
-    for (size_t i = 0; i < hs.size(); ++i) out[hs[i]] += cost(x[i]);
+    for (size_t i = 0; i < hs.size(); ++i) out[hs[i]] += cost(x[i]) + c[i];
   };
   // 2. Redundant copies while they lower the predicted times (largest first).
   for (;;) {
@@ -265,7 +287,7 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
       }
       if (g2 < 0) continue;
       std::vector<double> base = T;
-      for (int g : holders[e]) base[g] -= cost(copy_tokens(e, g));
+      for (int g : holders[e]) base[g] -= cost(copy_tokens(e, g)) + copy_comm(e, g);
       std::vector<int> hs = holders[e];
       hs.push_back(g2);
       std::vector<int> asg(static_cast<size_t>(A));
@@ -392,7 +414,11 @@ std::vector<double> predicted_gpu_ns(const ExpertPlacement& pl, const BalancePro
   std::vector<double> x(static_cast<size_t>(b.gpus));
   for (size_t e = 0; e < b.load.size(); ++e) {
     std::fill(x.begin(), x.end(), 0.0);
-    for (int a = 0; a < A; ++a) x[pl.gpu_for(a, static_cast<int>(e))] += b.load[e] / A;
+    for (int a = 0; a < A; ++a) {
+      const int g = pl.gpu_for(a, static_cast<int>(e));
+      x[g] += b.load[e] / A;
+      if (!(b.colocated && a == g)) out[g] += b.row_ns * b.load[e] / A;
+    }
     for (int g : pl.holders[e]) out[g] += copy_cost(tp, m, x[g]);
   }
   return out;

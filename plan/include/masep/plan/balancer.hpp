@@ -20,7 +20,10 @@
 //              free slot; then, while slots remain, the copy that lowers the predicted
 //              maximum most is added (none if no copy helps: replication adds a weight read).
 //              Tokens of a replicated expert go, attention rank by attention rank (heaviest
-//              expert first), to the copy whose GPU would finish first (predicted).
+//              expert first), to the copy whose GPU would finish first (predicted). A GPU's
+//              predicted time also counts the rows it receives and returns (row_ns each,
+//              rows of a co-located GPU's own tokens excepted): at DeepSeek-V3 scale the
+//              exchanges of the GPU with the most tokens set the step time.
 //
 // GPU indices are MoE-local (placement.hpp). Deterministic: ties go to the lower index.
 #pragma once
@@ -55,6 +58,12 @@ struct BalanceProblem {
   int expert_groups = 1;    ///< eplb: contiguous expert groups
   int attention_ranks = 1;  ///< ranks that route tokens (route granularity)
   std::vector<double> load; ///< mean tokens per expert per MoE launch (ExpertLoad::per_launch)
+  /// predicted: time one routed row adds to its MoE GPU's launch in the dispatch and return
+  /// exchanges (2 · hidden · dtype bytes over the attention→MoE link), ns; 0 = compute only.
+  double row_ns = 0;
+  /// Co-located plan: attention rank a is MoE GPU a, and its rows for its own experts stay
+  /// local (no exchange time).
+  bool colocated = false;
 };
 
 /// The problem of scenario `s` for a load: slots (experts + redundant) / GPUs, MoE GPU nodes

@@ -95,13 +95,16 @@ class TimePredictor {
   /// (Σ compute_ns of the rank's compute ops of that step), ns, indexed by plan rank.
   std::vector<double> rank_compute_ns(const Program& p, int step) const;
 
+  /// Link rate a transfer between two GPUs gets on idle links, GB/s (= bytes per ns): the
+  /// intra-node rate, or across nodes the slowest NIC's (capped by the intra-node rate).
+  double link_GBps(bool cross_node) const;
+
  private:
   double roofline_ns(double flops, double bytes, OpKind kind) const;
   double cal_gemm_ns(int64_t m, int64_t n, int64_t k) const;  // < 0: no table
   double cal_attention_ns(int32_t batch, int32_t heads, int32_t kv_heads, int32_t head_dim,
                           int64_t kv_tokens) const;
   double cal_kernel_ns(const Op& op) const;  // < 0: no table
-  double link_GBps(bool cross_node) const;
   double route_latency_ns(bool cross_node) const;
   double transfer_ns(const Program& p, const Op& op, double bw) const;
   bool crosses_nodes(const Program& p, const Op& op) const;
