@@ -38,6 +38,7 @@ plan.balance.rebalance_every.
 Options)";
 
 struct Row {
+  std::vector<std::string> gpu_lines;  // --gpus: one line per MoE GPU
   std::string policy;
   double tpot_ms = 0, sim_ratio = 0, pred_ratio = 0, tok_ratio = 0;
   int64_t moves = 0, move_bytes = 0;
@@ -73,6 +74,39 @@ Row run_policy(const std::string& scenario, std::vector<std::string> sets,
     }
   }
   r.sim_ratio = plan::max_over_mean(moe_ns);
+  {
+    // Per MoE GPU (first placement epoch): copies, predicted expert and exchange time per
+    // launch, tokens; simulated MoE compute and exchange (dispatch + return) busy time.
+    std::vector<double> xch(moe_ns.size(), 0.0);
+    for (const plan::Op& op : p.ops) {
+      if ((op.role == plan::OpRole::kDispatch || op.role == plan::OpRole::kReturn) &&
+          op.rank >= p.layout.moe_base && op.rank < p.layout.moe_base + p.layout.moe_ranks) {
+        xch[static_cast<size_t>(op.rank - p.layout.moe_base)] += static_cast<double>(
+            run.result.timeline.ops[static_cast<size_t>(op.id)].duration_ns());
+      }
+    }
+    const plan::TimePredictor tp0(s.topology);
+    const plan::BalanceProblem b0 =
+        plan::balance_problem(s, plan::expert_load(p, 0, p.steps).per_launch());
+    const plan::ExpertPlacement pl0 = plan::placement_at_step(s, 0);
+    plan::BalanceProblem nocomm = b0;
+    nocomm.row_ns = 0;
+    const auto all = plan::predicted_gpu_ns(pl0, b0, tp0, s.model);
+    const auto comp = plan::predicted_gpu_ns(pl0, nocomm, tp0, s.model);
+    const auto tok = plan::gpu_tokens(pl0, b0);
+    std::vector<int> copies(moe_ns.size(), 0);
+    for (const auto& h : pl0.holders) {
+      for (int g : h) copies[static_cast<size_t>(g)]++;
+    }
+    const double launches = static_cast<double>(p.steps) * p.layers * p.micro_batches;
+    for (size_t g = 0; g < moe_ns.size(); ++g) {
+      r.gpu_lines.push_back(fmt::format(
+          "  gpu {:3}  copies {:3}  pred expert {:9.1f} us  pred exchange {:8.1f} us  tokens "
+          "{:8.1f}  sim MoE {:9.1f} us  sim exchange {:9.1f} us (per launch)",
+          g, copies[g], comp[g] / 1e3, (all[g] - comp[g]) / 1e3, tok[g], moe_ns[g] / launches / 1e3,
+          xch[g] / launches / 1e3));
+    }
+  }
   const plan::TimePredictor tp(s.topology);
   const int k = s.plan.balance.rebalance_every;
   double pred = 0, tok = 0;
@@ -106,7 +140,8 @@ int cmd_balance(const Args& args) {
       "redundant", po::value(&redundant)->default_value(0),
       "plan.balance.redundant_experts for eplb and predicted")(
       "rebalance", po::value(&rebalance)->default_value(0),
-      "plan.balance.rebalance_every for eplb and predicted (0: place once)");
+      "plan.balance.rebalance_every for eplb and predicted (0: place once)")(
+      "gpus", "also print each MoE GPU: copies, predicted and simulated times per MoE launch");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -121,6 +156,9 @@ int cmd_balance(const Args& args) {
     std::printf("%-10s %9.3f %15.3f %15.3f %14.3f %7lld %10.1f\n", r.policy.c_str(), r.tpot_ms,
                 r.sim_ratio, r.pred_ratio, r.tok_ratio, static_cast<long long>(r.moves),
                 static_cast<double>(r.move_bytes) / 1e6);
+    if (vm.count("gpus")) {
+      for (const auto& l : r.gpu_lines) std::printf("%s\n", l.c_str());
+    }
   }
   return 0;
 }
