@@ -239,10 +239,13 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
   std::vector<double> c0(static_cast<size_t>(E));
   for (int e = 0; e < E; ++e) c0[e] = cost(b.load[e]);
   std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return c0[a] > c0[c]; });
+  // At most ceil(E / G) experts per GPU here, so that the redundant slots stay spread over
+  // every GPU (filling the light GPUs first would leave room only beside the hot experts).
+  const int first_cap = std::min(S, (E + G - 1) / G);
   for (int e : order) {
     int best = -1;
     for (int g = 0; g < G; ++g) {
-      if (free_slots[g] > 0 && (best < 0 || T[g] < T[best])) best = g;
+      if (S - free_slots[g] < first_cap && (best < 0 || T[g] < T[best])) best = g;
     }
     holders[e].push_back(best);
     std::fill(assign[e].begin(), assign[e].end(), best);
