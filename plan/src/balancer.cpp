@@ -395,10 +395,37 @@ ExpertPlacement placement_at_step(const Scenario& s, int step, bool per_sequence
   ExpertPlacement pl = balance_experts(s, expected_expert_load(s, 0).per_launch());
   const int last = placement_epoch_start(s, step);
   for (int start = k; k > 0 && start <= last; start += k) {
-    const ExpertLoad seen = sampled_expert_load(s, start - k, k, per_sequence_routing);
-    pl = keep_in_place(pl, balance_experts(s, seen.per_launch()), expert_gpu_count(s));
+    pl = next_placement(s, pl, start, per_sequence_routing);
   }
   return pl;
+}
+
+ExpertPlacement next_placement(const Scenario& s, const ExpertPlacement& prev, int start,
+                               bool per_sequence_routing) {
+  const int k = s.plan.balance.rebalance_every;
+  const int gpus = expert_gpu_count(s);
+  const auto load = sampled_expert_load(s, start - k, k, per_sequence_routing).per_launch();
+  ExpertPlacement next = keep_in_place(prev, balance_experts(s, load), gpus);
+  if (s.plan.balance.policy != BalancePolicy::kPredicted || next == prev) return next;
+  const BalanceProblem b = balance_problem(s, load);
+  const TimePredictor tp(s.topology);
+  auto peak = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+  const double launches = static_cast<double>(k) * s.model.layers * s.plan.micro_batches;
+  const double gain = (peak(predicted_gpu_ns(prev, b, tp, s.model)) -
+                       peak(predicted_gpu_ns(next, b, tp, s.model))) *
+                      launches;
+  std::vector<double> in(static_cast<size_t>(gpus), 0.0);
+  for (size_t e = 0; e < next.holders.size(); ++e) {
+    for (int g : next.holders[e]) {
+      const auto& old = prev.holders[e];
+      if (std::find(old.begin(), old.end(), g) == old.end()) {
+        in[static_cast<size_t>(g)] += static_cast<double>(s.model.expert_weight_bytes()) *
+                                      s.model.layers;
+      }
+    }
+  }
+  const double cost = peak(in) / tp.link_GBps(b.nodes > 1);
+  return gain > cost ? next : prev;
 }
 
 std::vector<double> gpu_tokens(const ExpertPlacement& pl, const BalanceProblem& b) {

@@ -227,14 +227,11 @@ class Compiler {
     }
   }
 
-  // Re-placement at the start of decode step `step` (plan.balance.rebalance_every): the new
-  // placement from the routing of the previous epoch; the experts a GPU gains are copied to it
+  // Re-placement at the start of decode step `step` (plan.balance.rebalance_every): the next
+  // placement (balancer.hpp next_placement); the experts a GPU gains are copied to it
   // by one kExpertMove exchange per layer, emitted before that layer's first dispatch.
   void rebalance(int step) {
-    const int k = s_.plan.balance.rebalance_every;
-    const ExpertLoad seen = sampled_expert_load(s_, step - k, k, per_sequence_routing_);
-    ExpertPlacement next =
-        keep_in_place(placement_, balance_experts(s_, seen.per_launch()), moe_ranks_);
+    ExpertPlacement next = next_placement(s_, placement_, step, per_sequence_routing_);
     moves_.clear();
     std::vector<int64_t> sent(static_cast<size_t>(moe_ranks_), 0);
     for (size_t e = 0; e < next.holders.size(); ++e) {

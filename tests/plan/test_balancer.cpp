@@ -165,8 +165,9 @@ TEST(Balancer, PredictedProgramRoutesByTheTableAndRoundTrips) {
 }
 
 TEST(Balancer, RebalancingEmitsExpertMovesAndWindowsAgree) {
+  // eplb re-places at every epoch (DeepSeek's periodic EPLB), so drift moves experts.
   std::vector<std::string> sets = {"workload.routing.kind=zipf", "workload.routing.skew=1.5",
-                                   "workload.routing.drift_every=2", "plan.balance.policy=predicted",
+                                   "workload.routing.drift_every=2", "plan.balance.policy=eplb",
                                    "plan.balance.redundant_experts=4",
                                    "plan.balance.rebalance_every=2"};
   Scenario s = paper(sets);
@@ -196,6 +197,31 @@ TEST(Balancer, RebalancingEmitsExpertMovesAndWindowsAgree) {
   for (const Op& op : p.ops) up_full += op.role == OpRole::kExpertUp && op.step >= 4 ? op.hbm_bytes : 0;
   for (const Op& op : q.ops) up_win += op.role == OpRole::kExpertUp ? op.hbm_bytes : 0;
   EXPECT_EQ(up_full, up_win);
+}
+
+int64_t moved_bytes(const Program& p) {
+  int64_t moved = 0;
+  for (const Op& op : p.ops) moved += op.role == OpRole::kExpertMove ? op.comm_bytes : 0;
+  return moved;
+}
+
+TEST(Balancer, PredictedReplacesOnlyWhenMovesPay) {
+  // Re-placing every 2 steps cannot repay moving 352 MB experts; every 32 steps it can.
+  auto drift = [](int k) {
+    Scenario s = paper({"workload.routing.kind=zipf", "workload.routing.skew=1.5",
+                        "workload.routing.drift_every=" + std::to_string(k),
+                        "plan.balance.policy=predicted", "plan.balance.redundant_experts=4",
+                        "plan.balance.rebalance_every=" + std::to_string(k)});
+    s.workload.decode_steps = 2 * k + 1;
+    return s;
+  };
+  const Scenario often = drift(2), rarely = drift(32);
+  EXPECT_EQ(moved_bytes(compile(often)), 0);
+  EXPECT_EQ(placement_at_step(often, 4), placement_at_step(often, 0));
+  const Program p = compile(rarely);
+  check_program(p);
+  EXPECT_GT(moved_bytes(p), 0);
+  EXPECT_NE(placement_at_step(rarely, 64), placement_at_step(rarely, 0));
 }
 
 TEST(Balancer, BadKeysAreClearErrors) {

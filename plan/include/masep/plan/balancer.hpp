@@ -94,6 +94,16 @@ int placement_epoch_start(const Scenario& s, int step);
 /// step, so compile windows agree. Throws like balance_experts.
 ExpertPlacement placement_at_step(const Scenario& s, int step, bool per_sequence_routing = false);
 
+/// The placement that follows `prev` at epoch start `start` (a multiple of rebalance_every):
+/// the policy's placement for the load sampled over [start − K, start), GPUs relabelled by
+/// keep_in_place. The predicted policy re-places only when it pays: when the predicted gain
+/// (max predicted MoE GPU time, old placement minus new, under the new load, times the MoE
+/// launches of the next K steps) exceeds the predicted time of the moves (the most expert
+/// bytes one GPU receives, all layers, over the MoE GPUs' link); otherwise it keeps `prev`
+/// whole (no moves). eplb re-places every time, as DeepSeek's periodic EPLB does.
+ExpertPlacement next_placement(const Scenario& s, const ExpertPlacement& prev, int start,
+                               bool per_sequence_routing = false);
+
 /// Relabels the GPUs of `next` (a permutation of 0..gpus−1, greedy by overlap) so that it
 /// keeps as many of `prev`'s (GPU, expert) pairs as it can; routes follow.
 ExpertPlacement keep_in_place(const ExpertPlacement& prev, ExpertPlacement next, int gpus);
