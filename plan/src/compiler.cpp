@@ -69,7 +69,9 @@ class Compiler {
   Program run() {
     for (int step = first_step_; step < first_step_ + steps_; ++step) {
       if (step == first_step_ + 1) reserve_rest();
-      if (step > first_step_ && placement_epoch_start(s_, step) == step) rebalance(step);
+      if (!fixed_placement_ && step > first_step_ && placement_epoch_start(s_, step) == step) {
+        rebalance(step);
+      }
       step_kv(step);
       for (int layer = 0; layer < m_.layers; ++layer) {
         for (int mb = 0; mb < mbs_; ++mb) {
@@ -151,9 +153,16 @@ class Compiler {
     in_cols_ = m_.expert_in_columns();
     shared_ = m_.shared_experts;
 
-    set_placement(s_.plan.balance.policy == BalancePolicy::kStatic
-                      ? static_placement(s_)
-                      : placement_at_step(s_, first_step_, per_sequence_routing_));
+    fixed_placement_ = opts.placement != nullptr;
+    if (fixed_placement_) {
+      check_placement(*opts.placement,
+                      balance_problem(s_, std::vector<double>(static_cast<size_t>(m_.experts), 0)));
+      set_placement(*opts.placement);
+    } else {
+      set_placement(s_.plan.balance.policy == BalancePolicy::kStatic
+                        ? static_placement(s_)
+                        : placement_at_step(s_, first_step_, per_sequence_routing_));
+    }
     ctx_ = sample_context_lengths(s_.workload);
 
     p_.scenario = s_.name;
@@ -795,6 +804,7 @@ class Compiler {
   std::vector<int32_t> route_slot_;    // [a · experts + e]: slot in eg_[e]; empty = a mod copies
   std::vector<std::pair<int, int>> moves_;  // (source, destination) MoE GPU per moved copy
   int move_step_ = -1;                 // step whose layers emit moves_
+  bool fixed_placement_ = false;       // CompileOptions::placement: no re-placement
   std::vector<OpId> last_moe_op_;      // [MoE gpu]: its latest moe_unpermute
   std::vector<int32_t> ctx_;
   std::vector<int> replica_group_;
