@@ -46,17 +46,20 @@ double copy_cost(const TimePredictor& tp, const models::Model& m, double t) {
   return (1.0 - std::exp(-t)) * tp.expert_ns(m, std::max(t, 1.0));
 }
 
-// True when a is lexicographically smaller than b after sorting both descending (with a
-// relative tolerance): a lower maximum, or an equal one and a lower second, ...
-bool better(std::vector<double> a, std::vector<double> b) {
-  std::sort(a.begin(), a.end(), std::greater<>());
-  std::sort(b.begin(), b.end(), std::greater<>());
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double tol = 1e-9 * std::max(1.0, std::fabs(b[i]));
-    if (a[i] < b[i] - tol) return true;
-    if (a[i] > b[i] + tol) return false;
-  }
-  return false;
+// True when `a` has a lower maximum than `b`, or the same maximum (within a relative 1e-3)
+// on fewer GPUs. Copies that only lower the GPUs below the maximum are not worth their weight
+// reads: per launch, the realised time of a GPU with more copies is higher than their
+// expectation, and the slowest GPU sets the step.
+bool better(const std::vector<double>& a, const std::vector<double>& b) {
+  const double ma = *std::max_element(a.begin(), a.end());
+  const double mb = *std::max_element(b.begin(), b.end());
+  const double tol = 1e-3 * std::max(1.0, mb);
+  if (ma < mb - tol) return true;
+  if (ma > mb + tol) return false;
+  auto at_max = [&](const std::vector<double>& v, double m) {
+    return std::count_if(v.begin(), v.end(), [&](double x) { return x >= m - tol; });
+  };
+  return at_max(a, ma) < at_max(b, mb);
 }
 
 }  // namespace
@@ -275,7 +278,7 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
     out = base;
     for (size_t i = 0; i < hs.size(); ++i) out[hs[i]] += cost(x[i]) + c[i];
   };
-  // 2. Redundant copies while they lower the predicted times (largest first).
+  // 2. Redundant copies while they lower the predicted maximum (or how many GPUs reach it).
   for (;;) {
     int best_e = -1, best_g = -1;
     std::vector<double> best_T = T;

@@ -149,7 +149,12 @@ TEST(Balancer, StaticPolicyCompilesTheSameProgram) {
 }
 
 TEST(Balancer, PredictedProgramRoutesByTheTableAndRoundTrips) {
-  const Scenario s = zipf(1.5, "predicted", 4);
+  // 1,024 tokens per launch: the hot experts' rows cost more than a weight read, so the
+  // predicted policy replicates them and routes their tokens by the table.
+  Scenario s = zipf(1.5, "predicted", 4);
+  s.workload.batch = 2048;
+  s.workload.context = s.workload.context_min = s.workload.context_max = 512;
+  s.workload.decode_steps = 1;
   const Program p = compile(s);
   check_program(p);
   ASSERT_FALSE(p.layout.expert_route.empty());

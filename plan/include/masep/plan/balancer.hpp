@@ -17,8 +17,10 @@
 //              none: (1 − e^−t) · expert_ns(max(t, 1)) for t mean tokens), so in memory-bound
 //              decode an expert costs its weight bytes whether it gets 1 token or 20. Experts
 //              are placed heaviest first on the GPU with the least predicted time that has a
-//              free slot; then, while slots remain, the copy that lowers the predicted
-//              maximum most is added (none if no copy helps: replication adds a weight read).
+//              free slot (at most ceil(experts / GPUs) each, so that redundant slots stay
+//              on every GPU); then, while slots remain, the copy that lowers the predicted
+//              maximum most (or the number of GPUs at it) is added; none if no copy helps
+//              (a copy adds a weight read where it lands).
 //              Tokens of a replicated expert go, attention rank by attention rank (heaviest
 //              expert first), to the copy whose GPU would finish first (predicted). A GPU's
 //              predicted time also counts the rows it receives and returns (row_ns each,
