@@ -191,6 +191,13 @@ TEST(Balancer, RebalancingEmitsExpertMovesAndWindowsAgree) {
   EXPECT_GT(moved, 0) << "drift every 2 steps moves experts at steps 2 and 4";
   for (int st : steps) EXPECT_TRUE(st == 2 || st == 4) << st;
   EXPECT_EQ(moved % s.model.expert_weight_bytes(), 0);
+  // The role survives the Program file (program_json names roles).
+  std::stringstream js;
+  write_program_json(p, js);
+  const Program back = read_program_json(js, "moves");
+  int64_t moved_back = 0;
+  for (const Op& op : back.ops) moved_back += op.role == OpRole::kExpertMove ? op.comm_bytes : 0;
+  EXPECT_EQ(moved_back, moved);
   // A window starting at step 4 sees the same placement and routing as the full compile.
   CompileOptions w;
   w.first_step = 4;
