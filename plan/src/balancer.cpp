@@ -46,20 +46,34 @@ double copy_cost(const TimePredictor& tp, const models::Model& m, double t) {
   return (1.0 - std::exp(-t)) * tp.expert_ns(m, std::max(t, 1.0));
 }
 
-// True when `a` has a lower maximum than `b`, or the same maximum (within a relative 1e-3)
-// on fewer GPUs. Copies that only lower the GPUs below the maximum are not worth their weight
-// reads: per launch, the realised time of a GPU with more copies is higher than their
-// expectation, and the slowest GPU sets the step.
-bool better(const std::vector<double>& a, const std::vector<double>& b) {
-  const double ma = *std::max_element(a.begin(), a.end());
-  const double mb = *std::max_element(b.begin(), b.end());
-  const double tol = 1e-3 * std::max(1.0, mb);
-  if (ma < mb - tol) return true;
-  if (ma > mb + tol) return false;
-  auto at_max = [&](const std::vector<double>& v, double m) {
+// Predicted expert (compute) and exchange time of every MoE GPU in one launch.
+struct Times {
+  std::vector<double> compute, comm;
+};
+
+// The predicted step of a launch: the slowest GPU's compute plus the slowest GPU's exchange.
+// Dispatch and return are group calls that every attention rank takes part in, so one GPU's
+// slow transfers hold up every rank's communication stream (the DeepSeek-V3-class runs in
+// docs/load-balancing.md show the gap), while the compute of different GPUs overlaps.
+double step_of(const Times& t) {
+  return *std::max_element(t.compute.begin(), t.compute.end()) +
+         *std::max_element(t.comm.begin(), t.comm.end());
+}
+
+// True when `a` predicts a shorter step than `b`, or the same (within a relative 1e-3) with
+// fewer GPUs at the compute maximum. Copies that only lower GPUs below the maximum are not
+// worth their weight reads: per launch, a GPU's realised time with more copies is higher than
+// their expectation, and the slowest GPU sets the step.
+bool better(const Times& a, const Times& b) {
+  const double sa = step_of(a), sb = step_of(b);
+  const double tol = 1e-3 * std::max(1.0, sb);
+  if (sa < sb - tol) return true;
+  if (sa > sb + tol) return false;
+  auto at_max = [&](const std::vector<double>& v) {
+    const double m = *std::max_element(v.begin(), v.end());
     return std::count_if(v.begin(), v.end(), [&](double x) { return x >= m - tol; });
   };
-  return at_max(a, ma) < at_max(b, mb);
+  return at_max(a.compute) < at_max(b.compute);
 }
 
 }  // namespace
@@ -224,7 +238,8 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
   std::vector<std::vector<int>> holders(static_cast<size_t>(E));
   std::vector<std::vector<int>> assign(static_cast<size_t>(E), std::vector<int>(A, -1));
   std::vector<int> free_slots(static_cast<size_t>(G), S);
-  std::vector<double> T(static_cast<size_t>(G), 0.0);
+  Times T{std::vector<double>(static_cast<size_t>(G), 0.0),
+          std::vector<double>(static_cast<size_t>(G), 0.0)};
   // Per-copy tokens of expert e under assign[e], and the exchange time they add on g.
   auto copy_tokens = [&](int e, int g) {
     int chunks = 0;
@@ -236,36 +251,78 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
     for (int a = 0; a < A; ++a) t += assign[e][a] == g ? comm(a, g, b.load[e] / A) : 0.0;
     return t;
   };
-  // 1. One copy each, heaviest first, on the GPU with the least predicted time and room.
-  std::vector<int> order(static_cast<size_t>(E));
-  std::iota(order.begin(), order.end(), 0);
-  std::vector<double> c0(static_cast<size_t>(E));
-  for (int e = 0; e < E; ++e) c0[e] = cost(b.load[e]);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return c0[a] > c0[c]; });
-  // At most ceil(E / G) experts per GPU here, so that the redundant slots stay spread over
-  // every GPU (filling the light GPUs first would leave room only beside the hot experts).
-  const int first_cap = std::min(S, (E + G - 1) / G);
-  for (int e : order) {
-    int best = -1;
-    for (int g = 0; g < G; ++g) {
-      if (S - free_slots[g] < first_cap && (best < 0 || T[g] < T[best])) best = g;
+  auto total = [&](int g) { return T.compute[g] + T.comm[g]; };
+  // 1. Copies per expert: while redundant slots remain, one more copy of the expert whose
+  //    copies' exchange time most exceeds their compute (rows, not weights, dominate it).
+  std::vector<int> copies(static_cast<size_t>(E), 1);
+  const int max_copies = std::min(G, A);
+  for (int spare = G * S - E; spare > 0; --spare) {
+    int pick = -1;
+    double pick_gap = 0;
+    for (int e = 0; e < E; ++e) {
+      if (copies[e] >= max_copies) continue;
+      const double t = b.load[e] / copies[e];
+      const double gap = b.row_ns * t - cost(t);
+      if (gap > 0 && (pick < 0 || gap > pick_gap)) {
+        pick = e;
+        pick_gap = gap;
+      }
     }
-    holders[e].push_back(best);
-    std::fill(assign[e].begin(), assign[e].end(), best);
+    if (pick < 0) break;
+    copies[pick]++;
+  }
+  //    Then every copy (tokens split evenly: attention rank a to copy a mod copies), heaviest
+  //    first, on the GPU with the least predicted time that has room and lacks the expert;
+  //    at most ceil(copies / GPUs) per GPU here, so that the remaining slots stay spread.
+  struct Copy {
+    int e, j;
+    double cost;
+  };
+  std::vector<Copy> items;
+  int placed = 0;
+  for (int e = 0; e < E; ++e) {
+    for (int j = 0; j < copies[e]; ++j) items.push_back({e, j, cost(b.load[e] / copies[e])});
+    placed += copies[e];
+  }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Copy& x, const Copy& y) { return x.cost > y.cost; });
+  const int first_cap = std::min(S, (placed + G - 1) / G);
+  for (const Copy& c : items) {
+    int best = -1;
+    for (int pass = 0; pass < 2 && best < 0; ++pass) {
+      for (int g = 0; g < G; ++g) {
+        const int used = S - free_slots[g];
+        if (used >= (pass == 0 ? first_cap : S)) continue;
+        if (std::find(holders[c.e].begin(), holders[c.e].end(), g) != holders[c.e].end()) continue;
+        if (best < 0 || total(g) < total(best)) best = g;
+      }
+    }
+    if (best < 0) continue;  // no GPU lacks it (cannot happen: copies <= GPUs)
+    holders[c.e].push_back(best);
     free_slots[best]--;
-    T[best] += c0[e] + copy_comm(e, best);
+    const int n = copies[c.e];
+    double rows = 0;
+    for (int a = 0; a < A; ++a) {
+      if (a % n != c.j) continue;
+      assign[c.e][a] = best;
+      rows += b.load[c.e] / A;
+      T.comm[best] += comm(a, best, b.load[c.e] / A);
+    }
+    T.compute[best] += cost(rows);
   }
   // Splits expert e's attention-rank chunks over copies `hs` given the others' times `base`:
   // chunk by chunk to the copy whose GPU would finish first. Writes the times into `out`.
-  auto split = [&](int e, const std::vector<int>& hs, const std::vector<double>& base,
-                   std::vector<int>& asg, std::vector<double>& out) {
+  auto split = [&](int e, const std::vector<int>& hs, const Times& base, std::vector<int>& asg,
+                   Times& out) {
     std::vector<double> x(hs.size(), 0.0), c(hs.size(), 0.0);
     const double chunk = b.load[e] / A;
     for (int a = 0; a < A; ++a) {
       size_t best = 0;
       double best_t = 0;
       for (size_t i = 0; i < hs.size(); ++i) {
-        const double t = base[hs[i]] + c[i] + comm(a, hs[i], chunk) + cost(x[i] + chunk);
+        const int g = hs[i];
+        const double t = base.compute[g] + base.comm[g] + c[i] + comm(a, g, chunk) +
+                         cost(x[i] + chunk);
         if (i == 0 || t < best_t) {
           best = i;
           best_t = t;
@@ -276,12 +333,15 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
       asg[a] = hs[best];
     }
     out = base;
-    for (size_t i = 0; i < hs.size(); ++i) out[hs[i]] += cost(x[i]) + c[i];
+    for (size_t i = 0; i < hs.size(); ++i) {
+      out.compute[hs[i]] += cost(x[i]);
+      out.comm[hs[i]] += c[i];
+    }
   };
-  // 2. Redundant copies while they lower the predicted maximum (or how many GPUs reach it).
+  // 2. Redundant copies while they lower the predicted step (or how many GPUs set it).
   for (;;) {
     int best_e = -1, best_g = -1;
-    std::vector<double> best_T = T;
+    Times best_T = T;
     std::vector<int> best_asg;
     for (int e = 0; e < E; ++e) {
       if (static_cast<int>(holders[e].size()) >= std::min(G, A)) continue;
@@ -289,16 +349,33 @@ ExpertPlacement predicted_placement(const BalanceProblem& b, const TimePredictor
       for (int g = 0; g < G; ++g) {
         if (free_slots[g] <= 0) continue;
         if (std::find(holders[e].begin(), holders[e].end(), g) != holders[e].end()) continue;
-        if (g2 < 0 || T[g] < T[g2]) g2 = g;
+        if (g2 < 0 || total(g) < total(g2)) g2 = g;
       }
       if (g2 < 0) continue;
-      std::vector<double> base = T;
-      for (int g : holders[e]) base[g] -= cost(copy_tokens(e, g)) + copy_comm(e, g);
+      Times base = T;
+      for (int g : holders[e]) {
+        base.compute[g] -= cost(copy_tokens(e, g));
+        base.comm[g] -= copy_comm(e, g);
+      }
       std::vector<int> hs = holders[e];
       hs.push_back(g2);
-      std::vector<int> asg(static_cast<size_t>(A));
-      std::vector<double> nt;
+      // Two splits: chunk by chunk to the copy that would finish first, and an even split
+      // (attention rank a to copy a mod copies), which evens the exchanges.
+      std::vector<int> asg(static_cast<size_t>(A)), even(static_cast<size_t>(A));
+      Times nt, ne = base;
       split(e, hs, base, asg, nt);
+      std::vector<double> x(hs.size(), 0.0);
+      for (int a = 0; a < A; ++a) {
+        const size_t i = static_cast<size_t>(a) % hs.size();
+        even[a] = hs[i];
+        x[i] += b.load[e] / A;
+        ne.comm[hs[i]] += comm(a, hs[i], b.load[e] / A);
+      }
+      for (size_t i = 0; i < hs.size(); ++i) ne.compute[hs[i]] += cost(x[i]);
+      if (better(ne, nt)) {
+        nt = ne;
+        asg = even;
+      }
       if (better(nt, best_T)) {
         best_T = nt;
         best_e = e;

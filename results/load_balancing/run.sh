@@ -12,6 +12,9 @@ for z in 0.8 1.0 1.2 1.5; do
   $M balance $Z --set workload.routing.skew=$z --redundant 4 > $O/paper-zipf$z.txt
   $M balance scenarios/paper-colocated.yaml $Z --set workload.routing.skew=$z --redundant 16 > $O/paper-colocated-zipf$z.txt
 done
+# More tokens per launch (batch 2048, context 512): rows start to cost, copies pay.
+$M balance $Z --set workload.routing.skew=1.5 --set workload.batch=2048 --set workload.context=512 \
+  --set workload.decode_steps=4 --redundant 4 > $O/paper-batch2048-zipf1.5.txt
 # Drift: hot experts change every N steps; re-place every N steps (0: once), 3 phases.
 for n in 8 32; do
   for k in 0 $n; do
