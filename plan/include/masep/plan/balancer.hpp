@@ -15,17 +15,19 @@
 //   predicted  masep's: the cost of an expert copy is its predicted time for the tokens it
 //              gets in one launch (TimePredictor::expert_ns, with the chance that it gets
 //              none: (1 − e^−t) · expert_ns(max(t, 1)) for t mean tokens), so in memory-bound
-//              decode an expert costs its weight bytes whether it gets 1 token or 20. Experts
-//              are placed heaviest first on the GPU with the least predicted time that has a
-//              free slot (at most ceil(experts / GPUs) each, so that redundant slots stay
-//              on every GPU); then, while slots remain, the copy that lowers the predicted
-//              maximum most (or the number of GPUs at it) is added; none if no copy helps
-//              (a copy adds a weight read where it lands).
-//              Tokens of a replicated expert go, attention rank by attention rank (heaviest
-//              expert first), to the copy whose GPU would finish first (predicted). A GPU's
-//              predicted time also counts the rows it receives and returns (row_ns each,
-//              rows of a co-located GPU's own tokens excepted): at DeepSeek-V3 scale the
-//              exchanges of the GPU with the most tokens set the step time.
+//              decode an expert costs its weight bytes whether it gets 1 token or 20; each
+//              routed row also costs its dispatch and return (row_ns). A launch's predicted
+//              step = the slowest GPU's expert time + the slowest GPU's exchange time
+//              (dispatch and return are group calls: one slow GPU holds up every rank).
+//              (1) Copies per expert: each redundant slot to the expert whose copies'
+//              exchange time most exceeds their compute (none where weights dominate).
+//              (2) Copies heaviest first on the GPU with the least predicted time that has
+//              room and lacks the expert (at most ceil(copies / GPUs) each at first).
+//              (3) While slots remain, the copy that shortens the predicted step (or puts
+//              fewer GPUs at its compute maximum) is added; none if no copy helps (a copy
+//              adds a weight read where it lands). Tokens of a replicated expert go,
+//              attention rank by attention rank, to the copy whose GPU would finish first,
+//              or evenly, whichever predicts the shorter step (ExpertPlacement::route).
 //
 // GPU indices are MoE-local (placement.hpp). Deterministic: ties go to the lower index.
 #pragma once
