@@ -127,6 +127,7 @@ plan::Scenario reference_scenario(const plan::Scenario& s) {
   r.plan.colocated.tensor_parallel = 1;
   r.plan.colocated.expert_replicas = 1;
   r.plan.colocated.placement = plan::Placement::kRoundRobin;
+  r.plan.balance = plan::BalanceSpec{};  // one GPU holds every expert: nothing to balance
   r.plan.micro_batches = 1;
   r.plan.gpu_ranks.clear();
   r.name = s.name + " (single-GPU reference)";

@@ -17,6 +17,8 @@ int cmd_collective(const Args& args);  ///< masep collective: simulated nccl-tes
 int cmd_paper(const Args& args);       ///< masep paper: simulated vs the paper's figures
 int cmd_list(const Args& args);        ///< masep list: built-in models, topologies, scenarios
 int cmd_compare(const Args& args);     ///< masep compare SIM MEASURED: per-op and TPOT error
+int cmd_predict(const Args& args);     ///< masep predict [SCENARIO]: time predictor vs simulator
+int cmd_balance(const Args& args);     ///< masep balance [SCENARIO]: load-balancing policies
 // The GPU commands live in a second binary, masep-gpu (built with CUDA, beside masep), so that
 // masep itself maps no CUDA, cuBLAS or NCCL library: `masep exec` and `masep profile` replace
 // the masep process with masep-gpu (run_gpu_binary in main.cpp).

@@ -58,6 +58,8 @@ const masep::tools::Command kCommands[] = {
     {"paper", masep::tools::cmd_paper, "simulated figures beside the paper's"},
     {"list", masep::tools::cmd_list, "list built-in models, topologies, GPUs and scenarios"},
     {"compare", masep::tools::cmd_compare, "simulated vs measured trace: per-op and TPOT error"},
+    {"predict", masep::tools::cmd_predict, "time predictor vs simulator: error per op kind"},
+    {"balance", masep::tools::cmd_balance, "expert load balancing policies side by side"},
     {"exec", exec_command, "run a scenario on this host's GPUs and measure it (CUDA build)"},
     {"profile", profile_command, "measure kernels and NCCL here: a calibration YAML (CUDA build)"},
 };

@@ -52,6 +52,7 @@ OpKind kind_of(OpRole r) {
       return OpKind::kPermute;
     case OpRole::kDispatch:
     case OpRole::kReturn:
+    case OpRole::kExpertMove:
       return OpKind::kExchange;
     case OpRole::kExpertUp:
     case OpRole::kExpertDown:
@@ -258,7 +259,7 @@ class Builder {
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
       if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role) ||
-          o.role >= OpRole::kSharedUp) {
+          (o.role >= OpRole::kSharedUp && o.role <= OpRole::kSharedDown)) {
         throw std::invalid_argument(fmt::format(
             "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
             "executor does not",
@@ -276,6 +277,13 @@ class Builder {
               "op {} ({}): role {} is fault-tolerance work (KV mirroring or recovery, issue 18), "
               "which the executor does not run yet; simulate it with masep sim",
               o.id, o.name, plan::to_string(o.role)));
+        }
+        if (o.role == OpRole::kExpertMove) {
+          // Expert re-placement (plan.balance.rebalance_every) moves weights between steps.
+          throw std::invalid_argument(
+              "expert weight moves (op role expert_move, from plan.balance.rebalance_every: "
+              "load-balancing re-placement) are not supported by masep exec yet; run it with "
+              "rebalance_every: 0 (one placement) or simulate it with masep sim");
         }
       }
     }
@@ -359,9 +367,8 @@ class Builder {
                              std::vector<int32_t>(static_cast<size_t>(m_.experts), -1));
       for (int a = 0; a < att_; ++a) {
         for (int e = 0; e < m_.experts && e < static_cast<int>(eg_.size()); ++e) {
-          const auto& holders = eg_[static_cast<size_t>(e)];
-          if (holders.empty()) continue;
-          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          if (eg_[static_cast<size_t>(e)].empty()) continue;
+          const int g = holder_for(a, e);
           const auto& list = ge_[g];
           const int l =
               static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
@@ -389,6 +396,15 @@ class Builder {
     }
     rp_.hidden_first_seq.assign(static_cast<size_t>(rp_.micro_batches), -1);
     kv_append_ = p_.ranks[static_cast<size_t>(rank_)].kv_append;
+  }
+
+  // The MoE-local GPU serving expert e for attention rank a: the layout's expert_route when
+  // the load balancer set one, else holders[a mod copies] (ProgramLayout).
+  int holder_for(int a, int e) const {
+    const auto& route = p_.layout.expert_route;
+    if (!route.empty()) return route.at(static_cast<size_t>(a)).at(static_cast<size_t>(e));
+    const auto& holders = eg_.at(static_cast<size_t>(e));
+    return holders[static_cast<size_t>(a) % holders.size()];
   }
 
   // The sequences of attention rank `a` in micro-batch `mb` (the compiler's partition).
@@ -433,8 +449,7 @@ class Builder {
         }
         for (int j = 0; j < topk; ++j) {
           const int e = rs.token_experts[static_cast<size_t>(row * topk + j)];
-          const auto& holders = eg_.at(static_cast<size_t>(e));
-          const int g = holders[static_cast<size_t>(a) % holders.size()];
+          const int g = holder_for(a, e);
           const auto& list = ge_[g];
           const int l =
               static_cast<int>(std::lower_bound(list.begin(), list.end(), e) - list.begin());
@@ -876,7 +891,13 @@ class Builder {
       case OpRole::kSharedUp:
       case OpRole::kSharedAct:
       case OpRole::kSharedDown:
-        // check_model_features refused these before; never reached.
+      case OpRole::kExpertMove:  // refused by check_roles
+      case OpRole::kKvMirror:    // fault tolerance: refused by check_roles
+      case OpRole::kCommRebuild:
+      case OpRole::kWeightLoad:
+      case OpRole::kKvRebuild:
+      case OpRole::kReprefill:
+        // check_model_features / check_roles refused these before; never reached.
         throw std::invalid_argument(fmt::format("op {} ({}): role {} has no lowering", o.id,
                                                 o.name, plan::to_string(o.role)));
       case OpRole::kOther:

@@ -23,7 +23,9 @@
 #include <tuple>
 #include <utility>
 
+#include "masep/plan/balancer.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/expert_load.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/placement.hpp"
 #include "masep/plan/routing.hpp"
@@ -67,6 +69,9 @@ class Compiler {
   Program run() {
     for (int step = first_step_; step < first_step_ + steps_; ++step) {
       if (step == first_step_ + 1) reserve_rest();
+      if (!fixed_placement_ && step > first_step_ && placement_epoch_start(s_, step) == step) {
+        rebalance(step);
+      }
       step_kv(step);
       for (int layer = 0; layer < m_.layers; ++layer) {
         for (int mb = 0; mb < mbs_; ++mb) {
@@ -161,15 +166,15 @@ class Compiler {
     row_cmb_ = models::vector_bytes(cmb_, 1, m_.hidden);
     shared_ = m_.shared_experts;
 
-    eg_ = expert_gpus(s_);
-    ge_ = gpu_experts(eg_, moe_ranks_);
-    local_index_.resize(eg_.size());
-    for (size_t e = 0; e < eg_.size(); ++e) {
-      for (int g : eg_[e]) {
-        const auto& list = ge_[g];
-        local_index_[e].push_back(static_cast<int32_t>(
-            std::lower_bound(list.begin(), list.end(), static_cast<int>(e)) - list.begin()));
-      }
+    fixed_placement_ = opts.placement != nullptr;
+    if (fixed_placement_) {
+      check_placement(*opts.placement,
+                      balance_problem(s_, std::vector<double>(static_cast<size_t>(m_.experts), 0)));
+      set_placement(*opts.placement);
+    } else {
+      set_placement(s_.plan.balance.policy == BalancePolicy::kStatic
+                        ? static_placement(s_)
+                        : placement_at_step(s_, first_step_, per_sequence_routing_));
     }
     ctx_ = sample_context_lengths(s_.workload);
 
@@ -188,6 +193,7 @@ class Compiler {
     lay.intra_node_GBps = s_.topology.intra_GBps;
     lay.expert_holders.reserve(eg_.size());
     for (const auto& holders : eg_) lay.expert_holders.emplace_back(holders.begin(), holders.end());
+    lay.expert_route = placement_.route;
     lay.context_lengths = ctx_;
     p_.first_step = first_step_;
     p_.steps = steps_;
@@ -208,12 +214,99 @@ class Compiler {
     for (int g = 0; g < moe_ranks_; ++g) {
       group_m_[g].assign(ge_[g].size() + static_cast<size_t>(shared_), 0);
     }
+    last_moe_op_.assign(static_cast<size_t>(moe_ranks_), -1);
     routing_counts_.assign(static_cast<size_t>(m_.experts), 0);
     pend_slices_.resize(static_cast<size_t>(mbs_));
     rank_op_.assign(static_cast<size_t>(total_ranks_), -1);
     xprod_.assign(static_cast<size_t>(total_ranks_), -1);
     xbytes_.assign(static_cast<size_t>(total_ranks_), 0);
     xseen_.assign(static_cast<size_t>(total_ranks_), 0);
+  }
+
+  // Installs an expert placement: holders, each GPU's experts, each holder's local index and
+  // the (attention rank, expert) → holder slot table the token routing reads.
+  void set_placement(ExpertPlacement pl) {
+    placement_ = std::move(pl);
+    eg_ = placement_.holders;
+    ge_ = gpu_experts(eg_, moe_ranks_);
+    local_index_.assign(eg_.size(), {});
+    for (size_t e = 0; e < eg_.size(); ++e) {
+      for (int g : eg_[e]) {
+        const auto& list = ge_[g];
+        local_index_[e].push_back(static_cast<int32_t>(
+            std::lower_bound(list.begin(), list.end(), static_cast<int>(e)) - list.begin()));
+      }
+    }
+    route_slot_.clear();
+    if (!placement_.route.empty()) {
+      route_slot_.assign(static_cast<size_t>(att_ranks_) * eg_.size(), 0);
+      for (int a = 0; a < att_ranks_; ++a) {
+        for (size_t e = 0; e < eg_.size(); ++e) {
+          const auto& h = eg_[e];
+          route_slot_[static_cast<size_t>(a) * eg_.size() + e] = static_cast<int32_t>(
+              std::find(h.begin(), h.end(), placement_.route[a][e]) - h.begin());
+        }
+      }
+    }
+  }
+
+  // Re-placement at the start of decode step `step` (plan.balance.rebalance_every): the next
+  // placement (balancer.hpp next_placement); the experts a GPU gains are copied to it
+  // by one kExpertMove exchange per layer, emitted before that layer's first dispatch.
+  void rebalance(int step) {
+    ExpertPlacement next = next_placement(s_, placement_, step, per_sequence_routing_);
+    moves_.clear();
+    std::vector<int64_t> sent(static_cast<size_t>(moe_ranks_), 0);
+    for (size_t e = 0; e < next.holders.size(); ++e) {
+      const auto& old = placement_.holders[e];
+      for (int g : next.holders[e]) {
+        if (std::find(old.begin(), old.end(), g) != old.end()) continue;
+        int src = old.front();
+        for (int o : old) {
+          if (sent[o] < sent[src]) src = o;
+        }
+        sent[src]++;
+        moves_.push_back({src, g});
+      }
+    }
+    move_step_ = step;
+    const size_t counts = group_m_.size();
+    set_placement(std::move(next));
+    for (size_t g = 0; g < counts; ++g) {
+      group_m_[g].assign(ge_[g].size() + static_cast<size_t>(shared_), 0);
+    }
+  }
+
+  // The expert weight moves of layer `layer` (one exchange, MoE ranks only). A receiving
+  // rank waits for its MoE compute so far (the slot it overwrites is free).
+  void emit_moves(int layer) {
+    if (moves_.empty()) return;
+    std::vector<Xfer> ts;
+    const int64_t bytes = m_.expert_weight_bytes();
+    for (const auto& [src, dst] : moves_) {
+      ts.push_back(Xfer{moe_base_ + src, moe_base_ + dst, bytes, -1});
+    }
+    // Merge transfers between the same pair (several experts): one transfer each pair.
+    std::sort(ts.begin(), ts.end(), [](const Xfer& a, const Xfer& b) {
+      return std::tie(a.src, a.dst) < std::tie(b.src, b.dst);
+    });
+    std::vector<Xfer> merged;
+    for (const Xfer& t : ts) {
+      if (!merged.empty() && merged.back().src == t.src && merged.back().dst == t.dst) {
+        merged.back().bytes += t.bytes;
+      } else {
+        merged.push_back(t);
+      }
+    }
+    cur_layer_ = layer;
+    group_exchange(merged, OpRole::kExpertMove, "expert_move");
+    for (const Xfer& t : merged) {
+      const OpId d = last_moe_op_[static_cast<size_t>(t.dst - moe_base_)];
+      Op& op = p_.ops[static_cast<size_t>(t.recv)];
+      if (d >= 0 && std::find(op.deps.begin(), op.deps.end(), d) == op.deps.end()) {
+        op.deps.push_back(d);
+      }
+    }
   }
 
   int64_t chunk_begin(int r, int mb) const {
@@ -728,7 +821,9 @@ class Compiler {
     for (int64_t q = q0; q < q0 + sl.tokens; ++q) {
       for (int j = 0; j < m_.top_k; ++j) {
         const int e = route_[q * m_.top_k + j];
-        const int slot = a % static_cast<int>(eg_[e].size());
+        const int slot = route_slot_.empty()
+                             ? a % static_cast<int>(eg_[e].size())
+                             : route_slot_[static_cast<size_t>(a) * eg_.size() + e];
         hit(eg_[e][slot], local_index_[e][slot]);
       }
       if (shared_ > 0) {
@@ -753,6 +848,7 @@ class Compiler {
   // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
   void moe(int step, int layer, int mb) {
     if (m_.is_dense_layer(layer)) return;  // the dense FFN ran on the attention ranks
+    if (step == move_step_ && mb == 0) emit_moves(layer);
     group_exchange(dispatch_, OpRole::kDispatch, "dispatch");
     for (const Xfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
     Pending& pend = pending_[mb];
@@ -803,6 +899,7 @@ class Compiler {
         const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
                                expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);
         p_.ops[un].k = rows;
+        last_moe_op_[static_cast<size_t>(g)] = un;
         for (const Xfer& t : moe_recvs_[g]) {
           pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
         }
@@ -904,6 +1001,12 @@ class Compiler {
 
   std::vector<std::vector<int>> eg_, ge_;
   std::vector<std::vector<int32_t>> local_index_;  // [e][slot]: index of e in ge_[eg_[e][slot]]
+  ExpertPlacement placement_;          // in force for the step being compiled
+  std::vector<int32_t> route_slot_;    // [a · experts + e]: slot in eg_[e]; empty = a mod copies
+  std::vector<std::pair<int, int>> moves_;  // (source, destination) MoE GPU per moved copy
+  int move_step_ = -1;                 // step whose layers emit moves_
+  bool fixed_placement_ = false;       // CompileOptions::placement: no re-placement
+  std::vector<OpId> last_moe_op_;      // [MoE gpu]: its latest moe_unpermute
   std::vector<int32_t> ctx_;
   std::vector<int> replica_group_;
   std::vector<std::vector<int>> sp_group_;

@@ -474,8 +474,29 @@ MoePlan convert_moe(const Field& f) {
 
 PlanSpec convert_plan(const Field& f) {
   const MapReader r =
-      f.map({"kind", "attention", "moe", "colocated", "micro_batches", "gpu_ranks"});
+      f.map({"kind", "attention", "moe", "colocated", "micro_batches", "gpu_ranks", "balance"});
   PlanSpec p;
+  if (const auto bal = r.find("balance")) {
+    const MapReader b =
+        bal->map({"policy", "redundant_experts", "expert_groups", "rebalance_every"});
+    if (b.has("policy")) {
+      p.balance.policy = b.get("policy").choice<BalancePolicy>(
+          {{"static", BalancePolicy::kStatic},
+           {"eplb", BalancePolicy::kEplb},
+           {"predicted", BalancePolicy::kPredicted}});
+    }
+    const bool balanced = p.balance.policy != BalancePolicy::kStatic;
+    for (const char* key : {"redundant_experts", "expert_groups", "rebalance_every"}) {
+      if (b.has(key) && !balanced) b.get(key).fail("only used with policy: eplb or predicted");
+    }
+    if (b.has("redundant_experts")) {
+      p.balance.redundant_experts = b.get("redundant_experts").nonnegative_int();
+    }
+    if (b.has("expert_groups")) p.balance.expert_groups = b.get("expert_groups").count(kMaxGpus);
+    if (b.has("rebalance_every")) {
+      p.balance.rebalance_every = b.get("rebalance_every").nonnegative_int();
+    }
+  }
   p.kind = r.get("kind").choice<PlanKind>(
       {{"ma_separation", PlanKind::kMaSeparation}, {"colocated", PlanKind::kColocated}});
   if (p.kind == PlanKind::kMaSeparation) {
@@ -537,13 +558,19 @@ Workload convert_workload(const Field& f) {
   }
   if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").count(kMaxDecodeSteps);
   if (const auto routing = r.find("routing")) {
-    const MapReader rt = routing->map({"kind", "skew", "expert_weights"});
+    const MapReader rt = routing->map({"kind", "skew", "expert_weights", "drift_every"});
     w.routing.kind = rt.get("kind").choice<RoutingKind>({{"uniform", RoutingKind::kUniform},
                                                          {"zipf", RoutingKind::kZipf},
                                                          {"explicit", RoutingKind::kExplicit}});
     if (rt.has("skew")) {
       if (w.routing.kind != RoutingKind::kZipf) rt.get("skew").fail("only used with kind: zipf");
       w.routing.zipf_skew = rt.get("skew").number_in(kZipfSkew);
+    }
+    if (rt.has("drift_every")) {
+      if (w.routing.kind != RoutingKind::kZipf) {
+        rt.get("drift_every").fail("only used with kind: zipf");
+      }
+      w.routing.drift_every = rt.get("drift_every").nonnegative_int();
     }
     if (w.routing.kind == RoutingKind::kExplicit) {
       for (const Field& x : rt.get("expert_weights").items()) {

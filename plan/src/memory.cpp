@@ -194,12 +194,12 @@ std::vector<MemoryBreakdown> plan_memory(const Scenario& s) {
       add_attention(s, shape, m);
       out.push_back(m);
     }
-    const auto held = gpu_experts(s);
+    const auto held = expert_slots(s);
     for (int g = 0; g < static_cast<int>(held.size()); ++g) {
       MemoryBreakdown m;
       m.rank = ap.gpus + g;
       m.role = "moe";
-      add_experts(s, static_cast<int64_t>(held[g].size()), m);
+      add_experts(s, static_cast<int64_t>(held[g]), m);
       out.push_back(m);
     }
   } else {
@@ -208,13 +208,13 @@ std::vector<MemoryBreakdown> plan_memory(const Scenario& s) {
     require_positive(cp.tensor_parallel, "plan.colocated.tensor_parallel");
     const AttentionShape shape{cp.tensor_parallel, 1,
                                std::max<int64_t>(1, cp.gpus / cp.tensor_parallel)};
-    const auto held = gpu_experts(s);
+    const auto held = expert_slots(s);
     for (int r = 0; r < cp.gpus; ++r) {
       MemoryBreakdown m;
       m.rank = r;
       m.role = "colocated";
       add_attention(s, shape, m);
-      add_experts(s, static_cast<int64_t>(held[r].size()), m);
+      add_experts(s, static_cast<int64_t>(held[r]), m);
       out.push_back(m);
     }
   }

@@ -102,6 +102,17 @@ std::vector<std::vector<int>> gpu_experts(const std::vector<std::vector<int>>& e
   return out;
 }
 
+std::vector<int> expert_slots(const Scenario& s) {
+  const int g = expert_gpu_count(s);
+  if (s.plan.balance.policy != BalancePolicy::kStatic && g > 0) {
+    return std::vector<int>(static_cast<size_t>(g),
+                            (s.model.experts + s.plan.balance.redundant_experts) / g);
+  }
+  std::vector<int> out;
+  for (const auto& held : gpu_experts(s)) out.push_back(static_cast<int>(held.size()));
+  return out;
+}
+
 std::vector<std::vector<int>> gpu_experts(const Scenario& s) {
   return gpu_experts(expert_gpus(s), expert_gpu_count(s));
 }

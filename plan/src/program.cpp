@@ -89,8 +89,8 @@ const char* to_string(OpRole r) {
       "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
       "moe_unpermute", "return",   "combine",     "mla_down",  "mla_norm",    "mla_q_up",
       "mla_absorb_k",  "mla_rope", "mla_attention", "mla_absorb_v", "dense_up", "dense_act",
-      "dense_down",    "shared_up", "shared_act", "shared_down", "kv_mirror", "comm_rebuild",
-      "weight_load",   "kv_rebuild", "reprefill"};
+      "dense_down",    "shared_up", "shared_act", "shared_down", "expert_move", "kv_mirror",
+      "comm_rebuild",  "weight_load", "kv_rebuild", "reprefill"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }
@@ -115,6 +115,18 @@ const char* to_string(Placement p) {
       return "contiguous";
     case Placement::kExplicit:
       return "explicit";
+  }
+  return "?";
+}
+
+const char* to_string(BalancePolicy p) {
+  switch (p) {
+    case BalancePolicy::kStatic:
+      return "static";
+    case BalancePolicy::kEplb:
+      return "eplb";
+    case BalancePolicy::kPredicted:
+      return "predicted";
   }
   return "?";
 }

@@ -104,6 +104,7 @@ void write_program_json(const Program& p, std::ostream& out) {
               {"intra_node_GBps", l.intra_node_GBps},
               {"expert_holders", l.expert_holders},
               {"context_lengths", l.context_lengths}}}};
+  if (!l.expert_route.empty()) head["layout"]["expert_route"] = l.expert_route;
   json ranks = json::array();
   for (const RankInfo& r : p.ranks) {
     json batches = json::array();
@@ -280,6 +281,28 @@ void check_layout(const Reader& r, const Program& p) {
                                          " lengths for a batch of " + std::to_string(l.batch));
   }
   for (int32_t c : l.context_lengths) in_range(r, "layout.context_lengths", c, 0, 1 << 30);
+  if (!l.expert_route.empty() &&
+      static_cast<int64_t>(l.expert_route.size()) != static_cast<int64_t>(l.attention_ranks)) {
+    r.fail("layout.expert_route", "lists " + std::to_string(l.expert_route.size()) +
+                                      " attention ranks, layout has " +
+                                      std::to_string(l.attention_ranks));
+  }
+  for (size_t a = 0; a < l.expert_route.size(); ++a) {
+    if (l.expert_route[a].size() != l.expert_holders.size()) {
+      r.fail(idx("layout.expert_route", a), "lists " + std::to_string(l.expert_route[a].size()) +
+                                                " experts, not " +
+                                                std::to_string(l.expert_holders.size()));
+    }
+    for (size_t e = 0; e < l.expert_route[a].size(); ++e) {
+      const int32_t g = l.expert_route[a][e];
+      const auto& h = l.expert_holders[e];
+      if (std::find(h.begin(), h.end(), g) == h.end()) {
+        r.fail(idx("layout.expert_route", a), "expert " + std::to_string(e) +
+                                                  " routed to GPU " + std::to_string(g) +
+                                                  ", which does not hold it");
+      }
+    }
+  }
   for (size_t e = 0; e < l.expert_holders.size(); ++e) {
     for (int32_t g : l.expert_holders[e]) {
       in_range(r, idx("layout.expert_holders", e), g, 0, std::max(0, l.moe_ranks - 1));
@@ -421,6 +444,9 @@ Program read_program_json(std::istream& in, const std::string& source) {
   l.intra_node_GBps = r.get<double>(jl, "intra_node_GBps", "layout");
   l.expert_holders = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_holders", "layout");
   l.context_lengths = r.get<std::vector<int32_t>>(jl, "context_lengths", "layout");
+  if (jl.contains("expert_route")) {
+    l.expert_route = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_route", "layout");
+  }
 
   const json& jr = r.at(doc, "ranks", "");
   for (size_t i = 0; i < jr.size(); ++i) {

@@ -45,7 +45,12 @@ uint64_t below(std::mt19937_64& g, uint64_t n) {
 
 }  // namespace
 
-std::vector<double> routing_probabilities(const Workload& w, int experts) {
+int routing_phase(const Workload& w, int step) {
+  if (w.routing.kind != RoutingKind::kZipf || w.routing.drift_every <= 0 || step <= 0) return 0;
+  return step / w.routing.drift_every;
+}
+
+std::vector<double> routing_probabilities(const Workload& w, int experts, int phase) {
   if (experts <= 0) throw std::invalid_argument("model.experts: must be positive");
   std::vector<double> weight(static_cast<size_t>(experts), 1.0);
   switch (w.routing.kind) {
@@ -58,7 +63,7 @@ std::vector<double> routing_probabilities(const Workload& w, int experts) {
       // Fisher-Yates with our own bounded draws (std::shuffle is implementation-defined).
       std::vector<int> perm(static_cast<size_t>(experts));
       for (int i = 0; i < experts; ++i) perm[i] = i;
-      std::mt19937_64 g(rng::seed_for(w.seed, kTagZipf));
+      std::mt19937_64 g(rng::seed_for(w.seed, kTagZipf, static_cast<uint64_t>(phase)));
       for (int i = experts - 1; i > 0; --i) {
         const int j = static_cast<int>(below(g, static_cast<uint64_t>(i) + 1));
         std::swap(perm[i], perm[j]);
@@ -108,31 +113,60 @@ std::vector<int32_t> sample_context_lengths(const Workload& w) {
 }
 
 RoutingSampler::RoutingSampler(const Workload& w, int experts, int top_k)
-    : seed_(w.seed), top_k_(top_k), prob_(routing_probabilities(w, experts)) {
+    : w_(w), seed_(w.seed), top_k_(top_k), experts_(experts) {
+  phases_.push_back(make_phase(0));
   if (top_k <= 0 || top_k > experts) {
     throw std::invalid_argument("model.top_k: must be in 1.." + std::to_string(experts));
   }
   int positive = 0;
-  for (double p : prob_) positive += p > 0 ? 1 : 0;
+  for (double p : phases_.front().prob) positive += p > 0 ? 1 : 0;
   if (positive < top_k) {
     throw std::invalid_argument("workload.routing: only " + std::to_string(positive) +
                                 " experts have positive weight, top_k is " + std::to_string(top_k));
   }
-  cumulative_.resize(prob_.size());
+  const int last = routing_phase(w, std::max(0, w.decode_steps - 1));
+  for (int p = 1; p <= last; ++p) phases_.push_back(make_phase(p));
+}
+
+RoutingSampler::Phase RoutingSampler::make_phase(int phase) const {
+  Phase ph;
+  ph.prob = routing_probabilities(w_, experts_, phase);
+  ph.cumulative.resize(ph.prob.size());
   double acc = 0;
-  for (size_t i = 0; i < prob_.size(); ++i) {
-    acc += prob_[i];
-    cumulative_[i] = acc;
+  for (size_t i = 0; i < ph.prob.size(); ++i) {
+    acc += ph.prob[i];
+    ph.cumulative[i] = acc;
   }
+  return ph;
+}
+
+std::vector<double> RoutingSampler::probabilities_at(int step) const {
+  const int p = routing_phase(w_, step);
+  if (p < static_cast<int>(phases_.size())) return phases_[static_cast<size_t>(p)].prob;
+  return make_phase(p).prob;
 }
 
 void RoutingSampler::sample(int step, int layer, int micro_batch, int replica, int tokens,
                             std::vector<int32_t>& out) const {
-  const int e_count = experts();
+  const uint64_t stream = rng::seed_for(seed_, kTagRoute, static_cast<uint64_t>(step),
+                                        static_cast<uint64_t>(layer),
+                                        static_cast<uint64_t>(micro_batch),
+                                        static_cast<uint64_t>(replica));
+  const int p = routing_phase(w_, step);
+  if (p < static_cast<int>(phases_.size())) {
+    draw(phases_[static_cast<size_t>(p)], stream, tokens, out);
+  } else {
+    draw(make_phase(p), stream, tokens, out);
+  }
+}
+
+void RoutingSampler::draw(const Phase& ph, uint64_t stream_seed, int tokens,
+                          std::vector<int32_t>& out) const {
+  const std::vector<double>& prob_ = ph.prob;
+  const std::vector<double>& cumulative_ = ph.cumulative;
+  const int e_count = experts_;
   out.assign(static_cast<size_t>(tokens) * top_k_, 0);
-  std::mt19937_64 g(rng::seed_for(seed_, kTagRoute, static_cast<uint64_t>(step),
-                                  static_cast<uint64_t>(layer), static_cast<uint64_t>(micro_batch),
-                                  static_cast<uint64_t>(replica)));
+  std::mt19937_64 g(stream_seed);
   const double total = cumulative_.back();
   for (int t = 0; t < tokens; ++t) {
     int32_t* chosen = out.data() + static_cast<size_t>(t) * top_k_;

@@ -295,6 +295,47 @@ void check_magnitudes(const Scenario& s) {
   }
 }
 
+// Expert load balancing (plan.balance): slots divide evenly over the MoE GPUs; the placement
+// keys the balancer replaces keep their defaults.
+void check_balance(const Scenario& s) {
+  const BalanceSpec& b = s.plan.balance;
+  if (b.policy == BalancePolicy::kStatic) return;
+  const bool ma = s.plan.kind == PlanKind::kMaSeparation;
+  const std::string prefix = ma ? "plan.moe" : "plan.colocated";
+  const int gpus = ma ? s.plan.moe.gpus : s.plan.colocated.gpus;
+  const int replicas = ma ? s.plan.moe.expert_replicas : s.plan.colocated.expert_replicas;
+  const std::string policy = to_string(b.policy);
+  if (replicas != 1) {
+    fail(s, prefix + ".expert_replicas",
+         "must be 1 with plan.balance.policy " + policy +
+             " (the balancer chooses the copies; use plan.balance.redundant_experts)");
+  }
+  if (ma && s.plan.moe.placement == Placement::kExplicit) {
+    fail(s, "plan.moe.placement", "explicit placement cannot be combined with plan.balance.policy " +
+                                      policy);
+  }
+  const long long slots = static_cast<long long>(s.model.experts) + b.redundant_experts;
+  if (gpus > 0 && slots % gpus != 0) {
+    fail(s, "plan.balance.redundant_experts",
+         str(s.model.experts) + " experts + " + str(b.redundant_experts) +
+             " redundant copies do not divide evenly over " + str(gpus) + " MoE GPUs (need " +
+             prefix + ".gpus to divide experts + redundant_experts)");
+  }
+  if (gpus > 0 && slots / gpus > s.model.experts) {
+    fail(s, "plan.balance.redundant_experts",
+         str(slots / gpus) + " slots per GPU exceed the model's " + str(s.model.experts) +
+             " experts (a GPU holds each expert at most once)");
+  }
+  if (b.expert_groups > s.model.experts || s.model.experts % b.expert_groups != 0) {
+    fail(s, "plan.balance.expert_groups",
+         str(b.expert_groups) + " does not divide the model's " + str(s.model.experts) +
+             " experts");
+  }
+  if (s.workload.routing.drift_every > 0 && s.workload.routing.kind != RoutingKind::kZipf) {
+    fail(s, "workload.routing.drift_every", "only used with kind: zipf");
+  }
+}
+
 }  // namespace
 
 int PlanSpec::total_gpus() const {
@@ -311,6 +352,7 @@ void validate_scenario(const Scenario& s) {
   check_gpus_vs_topology(s);
   check_dtype_vs_gpu(s);
   check_workload(s);
+  check_balance(s);
   check_magnitudes(s);
 }
 

@@ -77,6 +77,8 @@ namespace masep::plan {
 /// A window of decode steps to compile (the simulator compiles long runs window by window).
 /// Op ids are dense within one Program; routing and context samples depend only on the
 /// absolute step, so a window reproduces the same steps of a full compile.
+struct ExpertPlacement;  // balancer.hpp
+
 struct CompileOptions {
   int first_step = 0;   ///< first decode step to compile
   int steps = -1;       ///< steps to compile; -1 = from first_step to the workload's decode_steps
@@ -87,6 +89,10 @@ struct CompileOptions {
   /// batch, replica) chunk, so that any plan of the scenario routes each token alike (the
   /// executor's --verify compares two plans).
   bool per_sequence_routing = false;
+  /// Use this expert placement (and its routes) for every compiled step instead of the one
+  /// plan.balance chooses, and do not re-place (the executor's re-lowering after its own
+  /// balancing: exec/rebalance.hpp). Not owned; must outlive the call. Null = plan.balance.
+  const ExpertPlacement* placement = nullptr;
 };
 
 /// Compiles a validated scenario. Throws InfeasiblePlan for plans that cannot run.

@@ -29,6 +29,11 @@ int expert_gpu_count(const Scenario& s);
 /// when experts cannot be placed.
 std::vector<std::vector<int>> expert_gpus(const Scenario& s);
 
+/// Routed expert copies each MoE-local GPU has room for: the static placement's count, or
+/// with load balancing (plan.balance) (experts + redundant_experts) / GPUs on every GPU (the
+/// balancer never exceeds it; memory is checked against it).
+std::vector<int> expert_slots(const Scenario& s);
+
 /// The inverse: for each MoE-local GPU, the routed experts it holds, ascending.
 std::vector<std::vector<int>> gpu_experts(const Scenario& s);
 

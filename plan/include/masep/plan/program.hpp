@@ -263,6 +263,9 @@ const char* to_string(Role r);
 ///   kSharedAct   kElementwise  SwiGLU / GELU                         m = shared rows,
 ///                              n = shared_ffn
 ///   kSharedDown  kGroupedGemm  down projection: n = hidden, k = shared_ffn
+///   kExpertMove  kExchange     expert weights copied between MoE ranks when the load balancer
+///                              re-places experts (plan.balance.rebalance_every): one exchange
+///                              per layer, each transfer one expert's weights of that layer
 /// Fault tolerance (issue 18; simulator only, `masep exec` refuses them):
 ///   kKvMirror    kExchange     the step's new KV entries to the mirror replicas (kv_copies 2)
 ///   kCommRebuild kElementwise  communicator shrink/rebuild after a failure (timed by a
@@ -308,6 +311,7 @@ enum class OpRole : uint8_t {
   kSharedUp,
   kSharedAct,
   kSharedDown,
+  kExpertMove,
   kKvMirror,
   kCommRebuild,
   kWeightLoad,
@@ -446,6 +450,11 @@ struct ProgramLayout {
   /// expert_holders[e]: MoE-local GPUs holding expert e, ascending; a token of attention rank
   /// a goes to holders[a mod holders.size()] (replicated experts).
   std::vector<std::vector<int32_t>> expert_holders;
+  /// Optional (load balancing, plan/balancer.hpp): expert_route[a][e] is the MoE-local GPU
+  /// (one of expert_holders[e]) serving expert e for attention rank a, replacing the
+  /// `a mod holders` rule. Empty = that rule. Holds for the Program's first step; a Program
+  /// whose placement changes later carries kExpertMove ops.
+  std::vector<std::vector<int32_t>> expert_route;
   std::vector<int32_t> context_lengths;  ///< [sequence]: KV tokens before decode step 0
 };
 

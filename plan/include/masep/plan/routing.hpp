@@ -20,8 +20,13 @@ namespace masep::plan {
 /// Normalised probability of each routed expert (sums to 1) for a workload's routing
 /// distribution: uniform; Zipf (expert perm[i] gets weight 1/(i+1)^skew, perm a seeded
 /// shuffle of the experts); or explicit weights. Throws std::invalid_argument naming the
-/// workload key when explicit weights do not fit `experts`.
-std::vector<double> routing_probabilities(const Workload& w, int experts);
+/// workload key when explicit weights do not fit `experts`. `phase` is the drift phase
+/// (floor(step / routing.drift_every)): Zipf draws its shuffle from (seed, phase); phase 0 is
+/// the undrifted shuffle. Other kinds ignore it.
+std::vector<double> routing_probabilities(const Workload& w, int experts, int phase = 0);
+
+/// Drift phase of decode step `step`: floor(step / drift_every), 0 without drift.
+int routing_phase(const Workload& w, int step);
 
 /// Context length (tokens already in the KV cache when decoding starts) of each of the
 /// workload's `batch` sequences: all `context` (kFixed) or uniform integers in
@@ -46,15 +51,27 @@ class RoutingSampler {
   void sample_sequences(int step, int layer, int64_t first_sequence, int tokens,
                         std::vector<int32_t>& out) const;
 
-  const std::vector<double>& probabilities() const { return prob_; }
-  int experts() const { return static_cast<int>(prob_.size()); }
+  /// Probabilities of phase 0 (all steps without drift).
+  const std::vector<double>& probabilities() const { return phases_.front().prob; }
+  /// Probabilities in force at decode step `step` (by value: a phase past the precomputed
+  /// ones is computed on demand).
+  std::vector<double> probabilities_at(int step) const;
+  int experts() const { return static_cast<int>(phases_.front().prob.size()); }
   int top_k() const { return top_k_; }
 
  private:
+  struct Phase {
+    std::vector<double> prob;
+    std::vector<double> cumulative;  // cumulative[i] = sum of prob[0..i]
+  };
+  Phase make_phase(int phase) const;
+  void draw(const Phase& ph, uint64_t stream_seed, int tokens, std::vector<int32_t>& out) const;
+
+  Workload w_;
   uint64_t seed_;
   int top_k_;
-  std::vector<double> prob_;
-  std::vector<double> cumulative_;  // cumulative_[i] = sum of prob_[0..i]
+  int experts_;
+  std::vector<Phase> phases_;  // drift phases 0 .. of the workload's decode steps
 };
 
 /// Low-level helpers, exposed for tests and for other samplers in masep.

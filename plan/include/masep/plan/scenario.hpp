@@ -61,11 +61,35 @@ struct ColocatedPlan {
   int expert_replicas = 1;
 };
 
+/// Expert load balancing (issue 17; plan/balancer.hpp has the algorithms). Applies to the
+/// MoE GPUs of either plan kind (plan.balance in YAML).
+enum class BalancePolicy {
+  kStatic,     ///< the placement above (round robin, contiguous, explicit); the default
+  kEplb,       ///< DeepSeek EPLB style: replicate and pack by token counts
+  kPredicted,  ///< masep's: replicate and place by predicted expert time
+};
+const char* to_string(BalancePolicy p);
+
+struct BalanceSpec {
+  BalancePolicy policy = BalancePolicy::kStatic;
+  /// Extra expert copies over all MoE GPUs (eplb, predicted): every MoE GPU gets
+  /// (experts + redundant_experts) / GPUs slots, which must divide evenly.
+  int redundant_experts = 0;
+  /// eplb: experts form this many contiguous groups (DeepSeek-V3: 8); groups are packed to
+  /// nodes first when they divide evenly over the MoE GPUs' nodes (hierarchical), else the
+  /// global policy runs.
+  int expert_groups = 1;
+  /// Re-place every this many decode steps from the routing of the previous ones (0: place
+  /// once, before step 0). Moved expert weights are transfers in the Program.
+  int rebalance_every = 0;
+};
+
 struct PlanSpec {
   PlanKind kind = PlanKind::kMaSeparation;
   AttentionPlan attention;   ///< kMaSeparation only
   MoePlan moe;               ///< kMaSeparation only
   ColocatedPlan colocated;   ///< kColocated only
+  BalanceSpec balance;       ///< expert load balancing (default: static placement)
   int micro_batches = 1;     ///< the batch is split into this many ping-pong micro-batches
   /// GPU ranks used, in order: attention GPUs first, then MoE GPUs (MA separation), or the
   /// co-located GPUs. Empty = the first N ranks of the topology.
@@ -85,6 +109,9 @@ struct Routing {
   RoutingKind kind = RoutingKind::kUniform;
   double zipf_skew = 1.0;
   std::vector<double> expert_weights;
+  /// kZipf: the hot experts change every this many decode steps (the seeded shuffle is
+  /// re-drawn per phase floor(step / drift_every); phase 0 is the undrifted one); 0 = never.
+  int drift_every = 0;
 };
 
 /// Context lengths of the sequences when decoding starts.
