@@ -93,6 +93,20 @@ if [ "$GPUS" -ge 2 ] && [ "${SKIP_2GPU:-0}" != 1 ]; then
   done; done
 fi
 
+# Issue 19: the same plans replayed from one CUDA graph per step (--launch graph), context 2048.
+if [ "$GPUS" -ge 4 ]; then
+  for b in 32 128; do
+    exec_run ma31-b$b-c2048-graph "MA 3:1 (sp 3), graph" 4 $b 2048 paper $MA31 $STEPS --launch graph
+    exec_run co4-b$b-c2048-graph "co-located tp4, graph" 4 $b 2048 paper-colocated $CO4 $STEPS --launch graph
+  done
+fi
+if [ "$GPUS" -ge 2 ] && [ "${SKIP_2GPU:-0}" != 1 ]; then
+  for b in 32 128; do
+    exec_run ma11-b$b-c2048-graph "MA 1:1, graph" 2 $b 2048 paper $MA11 $STEPS --launch graph
+    exec_run co2-b$b-c2048-graph "co-located tp2, graph" 2 $b 2048 paper-colocated $CO2 $STEPS --launch graph
+  done
+fi
+
 sec "--verify"
 if [ "$GPUS" -ge 1 ]; then
   exec_run verify-tiny-co1 "verify tiny co-located" 1 16 512 scenarios/examples/tiny-1gpu.yaml --verify --timeout 90
@@ -100,6 +114,7 @@ fi
 if [ "$GPUS" -ge 2 ]; then
   exec_run verify-tiny-ma11 "verify tiny MA 1:1" 2 16 512 scenarios/examples/tiny-2gpu.yaml --verify --timeout 90
   exec_run verify-paper-ma11 "verify paper MA 1:1" 2 32 512 paper $MA11 --verify --timeout 120
+  exec_run verify-tiny-ma11-graph "verify tiny MA 1:1, graph" 2 16 512 scenarios/examples/tiny-2gpu.yaml --verify --launch graph --timeout 90
 fi
 if [ "$GPUS" -ge 4 ]; then
   # 3 attention replicas (head and sequence parallelism are not verifiable): batch % 6 == 0
