@@ -17,6 +17,16 @@ cp $B/tools/masep $B/tools/masep-gpu $B/tests/kernels/test_kernels_gpu $B/tests/
   $B/tests/exec/test_profile_gpu $B/kernels/masep-bench-kernels $C/
 strip $C/masep $C/masep-gpu $C/test_* $C/masep-bench-kernels 2>/dev/null || true
 tools/bundle-libs.sh $C/lib $C/masep $C/masep-gpu $C/test_* $C/masep-bench-kernels >/dev/null
-du -sh $C
-size=$(du -sm $C | cut -f1)
-if [ "$size" -ge 60 ]; then echo "carry is ${size} MiB: too large for the device tool" >&2; exit 1; fi
+# A smaller carry for tools/gpu-host/run-grouped.sh (kernels and one-GPU exec timings only).
+K=$B/carry-kernels
+rm -rf $K && mkdir -p $K
+cp -a $C/lib $C/masep $C/masep-gpu $C/test_kernels_gpu $C/masep-bench-kernels $K/
+du -sh $C $K
+# The device tool takes at most 64 MiB: the tracked files travel with the carry.
+tracked=$(git ls-files -z | du -cm --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+for d in $C $K; do
+  size=$(du -sm $d | cut -f1)
+  if [ $((size + tracked)) -ge 63 ]; then
+    echo "warning: $d ($size MiB) + tracked files ($tracked MiB) exceed the device tool's 64 MiB" >&2
+  fi
+done

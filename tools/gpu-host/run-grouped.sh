@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 19 on one GPU, in one device call (after build-carry.sh), most important first; a
 # section is skipped once 540 s have passed (the device tool's limit is 600 s):
-#   run(carry=["build-gpu/carry"], command="tools/gpu-host/run-grouped.sh")
+#   run(carry=["build-gpu/carry-kernels"], command="tools/gpu-host/run-grouped.sh build-gpu/carry-kernels")
 # kernel tests (grouped GEMM, expert FFN), the kernel bench's grouped rows, Qwen3-30B-A3B (12
 # layers) and the paper model on one GPU with --expert-gemm cublas vs auto and --launch eager
 # vs graph, --verify with both, a plain PyTorch decode step on the same card, and a quick
