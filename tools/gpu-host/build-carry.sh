@@ -14,13 +14,14 @@ C=$B/carry
 rm -rf $C && mkdir -p $C/lib
 cp $B/tools/masep $B/tools/masep-gpu $B/tests/kernels/test_kernels_gpu $B/tests/exec/test_exec_gpu \
   $B/tests/exec/test_exec_launch_plan $B/tests/exec/test_exec_clock_env \
-  $B/tests/exec/test_profile_gpu $B/kernels/masep-bench-kernels $C/
-strip $C/masep $C/masep-gpu $C/test_* $C/masep-bench-kernels 2>/dev/null || true
-tools/bundle-libs.sh $C/lib $C/masep $C/masep-gpu $C/test_* $C/masep-bench-kernels >/dev/null
+  $B/tests/exec/test_profile_gpu $C/
+strip $C/masep $C/masep-gpu $C/test_* 2>/dev/null || true
+tools/bundle-libs.sh $C/lib $C/masep $C/masep-gpu $C/test_* >/dev/null
 # A smaller carry for tools/gpu-host/run-grouped.sh (kernels and one-GPU exec timings only).
 K=$B/carry-kernels
 rm -rf $K && mkdir -p $K
-cp -a $C/lib $C/masep $C/masep-gpu $C/test_kernels_gpu $C/masep-bench-kernels $K/
+cp -a $C/lib $C/masep $C/masep-gpu $C/test_kernels_gpu $K/
+cp $B/kernels/masep-bench-kernels $K/ && strip $K/masep-bench-kernels 2>/dev/null || true
 du -sh $C $K
 # The device tool takes at most 64 MiB: the tracked files travel with the carry.
 tracked=$(git ls-files -z | du -cm --files0-from=- 2>/dev/null | tail -1 | cut -f1)
