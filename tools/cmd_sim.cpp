@@ -54,12 +54,19 @@ void print_table(const SimRun& run, bool quiet) {
   if (!quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
-    std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
-                "(%.1f M events/s)\n",
-                "simulated", group_thousands(events).c_str(),
-                group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
-                run.compile_s, run.simulate_s,
-                run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    if (run.streamed) {
+      std::printf("%-9s %s events, %s ops, %d steps: compiled and simulated window by window in "
+                  "%.2f s (%.1f M events/s)\n",
+                  "simulated", group_thousands(events).c_str(),
+                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.simulate_s,
+                  run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    } else {
+      std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+                  "(%.1f M events/s)\n",
+                  "simulated", group_thousands(events).c_str(),
+                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.compile_s,
+                  run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    }
     std::printf("%-9s %s%s%s\n", "network",
                 run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"
                                                    : "flow (per-flow max-min)",
@@ -111,7 +118,7 @@ int cmd_sim(const Args& args) {
   std::string trace_path, calibration, algorithm = "auto", network = "auto";
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
   bool allow_mismatch = false;
-  int steps = 0;
+  int steps = 0, window = 1;
   double interference = 0;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
@@ -138,7 +145,13 @@ int cmd_sim(const Args& args) {
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
-      "quiet,q", "print only the summary lines (no header, no per-GPU table)");
+      "quiet,q", "print only the summary lines (no header, no per-GPU table)")(
+      "window", po::value(&window)->default_value(1),
+      "decode steps compiled and simulated at a time (memory is bounded by a few windows; "
+      "results are identical for any window)")(
+      "whole-run",
+      "compile the whole run, then simulate it at once (the reference path; also taken with "
+      "--calibration)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -153,6 +166,14 @@ int cmd_sim(const Args& args) {
     }
     sets.push_back(fmt::format("workload.decode_steps={}", steps));
   }
+  if (window < 1) {
+    std::fprintf(stderr, "masep sim: --window must be >= 1\n");
+    return 2;
+  }
+  RunOptions ro;
+  ro.stream = vm.count("whole-run") == 0;
+  ro.window_steps = window;
+  ro.trace_path = trace_path;
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
@@ -172,16 +193,15 @@ int cmd_sim(const Args& args) {
     bar.update(static_cast<int>(done), static_cast<int>(total));
   };
 
-  const SimRun run = run_scenario(scenario, sets, so);
+  const SimRun run = run_scenario(scenario, sets, so, ro);
+  if (!run.stream_note.empty()) {
+    std::fprintf(stderr, "masep sim: simulated the whole run at once (%s)\n",
+                 run.stream_note.c_str());
+  }
   // Never silent about calibration coverage (extrapolated / uncalibrated ops): on stderr so
   // --json output stays one object.
   if (!run.result.calibration_summary.empty()) {
     std::fprintf(stderr, "%s\n", run.result.calibration_summary.c_str());
-  }
-  if (!trace_path.empty()) {
-    plan::TraceOptions to;
-    to.gpus_per_node = run.scenario.topology.gpus_per_node;
-    plan::write_trace_file(trace_path, run.program, run.result.timeline, to);
   }
   if (vm.count("json")) {
     plan::write_metrics_json(std::cout, run.metrics);

@@ -12,11 +12,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/metrics_folder.hpp"
 #include "masep/topology/topology.hpp"
 
 namespace masep::tools {
@@ -112,8 +115,9 @@ void check_topology_fits(const topology::TopologySpec& t, double available_bytes
       available_bytes / 1e9));
 }
 
-void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
-  const int steps = s.workload.decode_steps;
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes, int steps_held) {
+  const int steps =
+      steps_held > 0 ? std::min(steps_held, s.workload.decode_steps) : s.workload.decode_steps;
   bool from_env = false;
   if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
   if (available_bytes <= 0) return;  // unknown: nothing to compare with
@@ -162,12 +166,84 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
                                                          : std::string("not even one step fits"))));
 }
 
+namespace {
+
+// Streaming: windows of the compiler, and their metrics and trace folded as they finish.
+class StreamSource final : public sim::ChunkSource {
+ public:
+  StreamSource(plan::ProgramStream& ps, int window) : ps_(ps), window_(window) {}
+  bool next(plan::ProgramChunk& out) override {
+    if (!ps_.next(window_, out)) return false;
+    finished_ = out.last;
+    return true;
+  }
+  int remaining() const override {
+    if (finished_) return 0;
+    return std::max(1, (ps_.steps_left() + window_ - 1) / window_);
+  }
+
+ private:
+  plan::ProgramStream& ps_;
+  int window_;
+  bool finished_ = false;
+};
+
+class StreamSink final : public sim::ChunkSink {
+ public:
+  StreamSink(plan::MetricsFolder& metrics, plan::TraceStreamWriter* trace)
+      : metrics_(metrics), trace_(trace) {}
+  void done(const plan::ProgramChunk& c, std::span<const plan::OpTiming> t) override {
+    metrics_.add(c.ops, t, c.first_op, c.collectives, c.first_collective, c.exchanges);
+    if (trace_ != nullptr) trace_->add(c, t);
+  }
+
+ private:
+  plan::MetricsFolder& metrics_;
+  plan::TraceStreamWriter* trace_;
+};
+
+}  // namespace
+
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
-                    const sim::SimOptions& options) {
+                    const sim::SimOptions& options, const RunOptions& run_options) {
+  if (run_options.window_steps < 1) {
+    throw std::invalid_argument("run_scenario: window_steps must be >= 1");
+  }
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
-  check_fits_in_memory(run.scenario);
+  plan::TraceOptions to;
+  to.gpus_per_node = run.scenario.topology.gpus_per_node;
   using Clock = std::chrono::steady_clock;
+  if (run_options.stream && options.calibration.empty()) {
+    // Held at once: the window being finished, the one loaded ahead and the one compiling.
+    check_fits_in_memory(run.scenario, 0, 3 * run_options.window_steps);
+    const auto t0 = Clock::now();
+    plan::ProgramStream ps(run.scenario);
+    const topology::Topology topo(run.scenario.topology);
+    run.program = ps.header();
+    plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
+    std::optional<plan::TraceStreamWriter> trace;
+    if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
+    StreamSource source(ps, run_options.window_steps);
+    StreamSink sink(metrics, trace ? &*trace : nullptr);
+    try {
+      run.result = sim::simulate_stream(run.program, source, sink, topo, options);
+      const auto t1 = Clock::now();
+      run.compile_s = 0;  // interleaved with simulating: counted there
+      run.simulate_s = std::chrono::duration<double>(t1 - t0).count();
+      run.metrics = metrics.finish(run.result.timeline.makespan_ns);
+      if (trace) {
+        trace->finish_file(run_options.trace_path, run.result.timeline.source,
+                           run.result.timeline.device, run.result.timeline.makespan_ns);
+      }
+      run.streamed = true;
+      run.ops = run.result.ops;
+      return run;
+    } catch (const sim::StreamNotExact& e) {
+      run.stream_note = e.what();  // below: the whole run
+    }
+  }
+  check_fits_in_memory(run.scenario);
   const auto t0 = Clock::now();
   run.program = plan::compile(run.scenario);
   const topology::Topology topo(run.scenario.topology);
@@ -177,6 +253,10 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   run.compile_s = std::chrono::duration<double>(t1 - t0).count();
   run.simulate_s = std::chrono::duration<double>(t2 - t1).count();
   run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
+  run.ops = static_cast<int64_t>(run.program.ops.size());
+  if (!run_options.trace_path.empty()) {
+    plan::write_trace_file(run_options.trace_path, run.program, run.result.timeline, to);
+  }
   return run;
 }
 

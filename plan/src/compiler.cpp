@@ -67,20 +67,66 @@ class Compiler {
   Program run() {
     for (int step = first_step_; step < first_step_ + steps_; ++step) {
       if (step == first_step_ + 1) reserve_rest();
-      step_kv(step);
-      for (int layer = 0; layer < m_.layers; ++layer) {
-        for (int mb = 0; mb < mbs_; ++mb) {
-          finish(mb);
-          attention_front(step, layer, mb);
-          moe(step, layer, mb);
-        }
-      }
+      emit_step(step);
     }
     for (int mb = 0; mb < mbs_; ++mb) finish(mb);
     return std::move(p_);
   }
 
+  // ---- window by window (ProgramStream) -------------------------------------------------------
+  // The Program as set up, before any op: the stream's header.
+  Program header() const { return p_; }
+  int steps_left() const { return first_step_ + steps_ - next_step_; }
+  // Emits the next `steps` steps (the last chunk also the final returns and combines), then
+  // moves what was emitted into `out` and advances the id bases. False once the last chunk
+  // has been handed out.
+  bool next_chunk(int steps, ProgramChunk& out) {
+    if (streamed_last_) return false;
+    if (steps < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
+    out = ProgramChunk{};
+    out.first_step = next_step_;
+    out.first_op = op_base_;
+    out.first_collective = coll_base_;
+    out.first_exchange = exch_base_;
+    const int end = std::min(next_step_ + steps, first_step_ + steps_);
+    for (; next_step_ < end; ++next_step_) emit_step(next_step_);
+    out.steps = end - out.first_step;
+    out.last = next_step_ == first_step_ + steps_;
+    if (out.last) {
+      for (int mb = 0; mb < mbs_; ++mb) finish(mb);
+      streamed_last_ = true;
+    }
+    op_base_ += static_cast<OpId>(p_.ops.size());
+    coll_base_ += static_cast<int32_t>(p_.collectives.size());
+    exch_base_ += static_cast<int32_t>(p_.exchanges.size());
+    out.ops = std::move(p_.ops);
+    out.collectives = std::move(p_.collectives);
+    out.exchanges = std::move(p_.exchanges);
+    out.routing = std::move(p_.routing);
+    out.stream_ops = std::move(p_.stream_ops);
+    p_.ops.clear();
+    p_.collectives.clear();
+    p_.exchanges.clear();
+    p_.routing.clear();
+    p_.stream_ops.clear();
+    p_.stream_ops.resize(static_cast<size_t>(total_ranks_));
+    return true;
+  }
+
  private:
+  // One decode step: for every (layer, micro-batch), the pending return and combine of the
+  // same micro-batch's previous layer, then the attention part and the MoE part.
+  void emit_step(int step) {
+    step_kv(step);
+    for (int layer = 0; layer < m_.layers; ++layer) {
+      for (int mb = 0; mb < mbs_; ++mb) {
+        finish(mb);
+        attention_front(step, layer, mb);
+        moe(step, layer, mb);
+      }
+    }
+  }
+
   // ---- set-up ------------------------------------------------------------------------------
   void setup(const CompileOptions& opts) {
     const PlanSpec& plan = s_.plan;
@@ -135,6 +181,7 @@ class Compiler {
       throw std::invalid_argument("CompileOptions: first_step must be >= 0, steps >= -1");
     }
     first_step_ = opts.first_step;
+    next_step_ = first_step_;
     record_routing_ = opts.record_token_routing;
     per_sequence_routing_ = opts.per_sequence_routing;
     steps_ = opts.steps < 0 ? std::max(0, s_.workload.decode_steps - first_step_) : opts.steps;
@@ -331,13 +378,16 @@ class Compiler {
   }
 
   OpId add(Op&& o, bool place = true) {
-    const OpId id = static_cast<OpId>(p_.ops.size());
+    const OpId id = op_base_ + static_cast<OpId>(p_.ops.size());
     o.id = id;
     const int rank = o.rank, stream = o.stream;
     p_.ops.push_back(std::move(o));
     if (place) p_.stream_ops[rank][stream].push_back(id);
     return id;
   }
+
+  // An op emitted in the current window (ids are global; p_ holds the window's ops).
+  Op& op_at(OpId id) { return p_.ops[static_cast<size_t>(id - op_base_)]; }
 
   static void dep(Op& o, OpId d) {
     if (d >= 0) o.deps.push_back(d);
@@ -388,7 +438,7 @@ class Compiler {
   // member op ids in the group's rank order.
   std::vector<OpId> collective(OpKind kind, OpRole role, const char* name, int group, int64_t bytes,
                                const std::vector<OpId>& deps) {
-    const int c = static_cast<int>(p_.collectives.size());
+    const int c = coll_base_ + static_cast<int>(p_.collectives.size());
     p_.collectives.push_back(Collective{kind, group, bytes, {}, {}});
     std::vector<OpId> ids;
     const auto& ranks = p_.groups[group].ranks;
@@ -399,7 +449,7 @@ class Compiler {
       dep(o, deps[i]);
       ids.push_back(add(std::move(o)));
     }
-    p_.collectives[c].ops = ids;
+    p_.collectives[c - coll_base_].ops = ids;
     return ids;
   }
 
@@ -435,7 +485,7 @@ class Compiler {
       }
     }
     std::sort(xranks_.begin(), xranks_.end());
-    const int x = static_cast<int>(p_.exchanges.size());
+    const int x = exch_base_ + static_cast<int>(p_.exchanges.size());
     p_.exchanges.emplace_back();
     for (int r : xranks_) {
       Op o = make(r, kComm, OpKind::kExchange, role, name);
@@ -447,7 +497,7 @@ class Compiler {
       xprod_[r] = -1;
       xseen_[r] = 0;
     }
-    auto& list = p_.exchanges[x].transfers;
+    auto& list = p_.exchanges[x - exch_base_].transfers;
     list.reserve(ts.size());
     for (Xfer& t : ts) {
       t.send = rank_op_[t.src];
@@ -628,14 +678,14 @@ class Compiler {
             simple(rank, OpKind::kPermute, OpRole::kMoePermute, "moe_permute", expert_rows, h_,
                    2 * rows * h_ * dt_, 0,
                    rank_op_[rank]);  // the rank's dispatch group call (all its receives)
-        p_.ops[perm].k = rows;
+        op_at(perm).k = rows;
         grouped_gemm(rank, OpRole::kExpertUp, "expert_up", group_m_[g], in_cols_, h_);
         simple(rank, OpKind::kElementwise, OpRole::kAct, "act", expert_rows, m_.expert_ffn,
                expert_rows * (in_cols_ + m_.expert_ffn) * dt_);
         grouped_gemm(rank, OpRole::kExpertDown, "expert_down", group_m_[g], h_, m_.expert_ffn);
         const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
                                expert_rows, h_, expert_rows * h_ * dt_ + rows * h_ * dt_);
-        p_.ops[un].k = rows;
+        op_at(un).k = rows;
         for (const Xfer& t : moe_recvs_[g]) {
           pend.returns.push_back(Xfer{rank, t.src, t.bytes, un});
         }
@@ -698,6 +748,12 @@ class Compiler {
   int hp_ = 1, sp_ = 1, t_ = 1, replicas_ = 1, mbs_ = 1;
   int att_ranks_ = 0, moe_ranks_ = 0, moe_base_ = 0, total_ranks_ = 0;
   int first_step_ = 0, steps_ = 0;
+  // Window by window: the next step to emit, and the global ids of p_'s first op, collective
+  // and exchange (all 0 for a whole compile).
+  int next_step_ = 0;
+  OpId op_base_ = 0;
+  int32_t coll_base_ = 0, exch_base_ = 0;
+  bool streamed_last_ = false;
   int64_t dt_ = 2, h_ = 0, hd_ = 0, in_cols_ = 0;
   int heads_l_ = 0, kvh_l_ = 0, shared_ = 0;
 
@@ -734,5 +790,21 @@ Program compile(const Scenario& s, const CompileOptions& opts) {
   check_memory(s, plan_memory(s));
   return c.run();
 }
+
+struct ProgramStream::Impl {
+  Impl(const Scenario& s, const CompileOptions& opts) : c(s, opts), header(c.header()) {}
+  Compiler c;
+  Program header;
+};
+
+ProgramStream::ProgramStream(const Scenario& s, const CompileOptions& opts) {
+  auto impl = std::make_unique<Impl>(s, opts);  // the compiler checks the plan's shape first
+  check_memory(s, plan_memory(s));
+  impl_ = std::move(impl);
+}
+ProgramStream::~ProgramStream() = default;
+const Program& ProgramStream::header() const { return impl_->header; }
+bool ProgramStream::next(int steps, ProgramChunk& out) { return impl_->c.next_chunk(steps, out); }
+int ProgramStream::steps_left() const { return impl_->c.steps_left(); }
 
 }  // namespace masep::plan
