@@ -202,10 +202,13 @@ elseif(MODE STREQUAL "bad_input")
   if(RC EQUAL 0)
     message(FATAL_ERROR "--steps 0 accepted")
   endif()
-  # A run that would not fit in memory fails before compiling, saying how many steps fit
-  # (1,000 steps x 1,544 ops in step 0 x 400 B = 0.62 GB > 0.9 x 0.05 GB; 72 steps fit).
+  # A whole run that would not fit in memory fails before compiling, saying how many steps
+  # fit (1,000 steps x 1,544 ops in step 0 x 400 B = 0.62 GB > 0.9 x 0.05 GB; 72 steps fit);
+  # streamed (the default), only a few 1-step windows are held at once, so it runs.
   set(ENV{MASEP_SIM_MEMORY_LIMIT_GB} 0.05)
   run(sim paper --steps 1000 -q)
+  expect_ok("masep sim paper --steps 1000 streamed under a 0.05 GB limit")
+  run(sim paper --steps 1000 -q --whole-run)
   if(RC EQUAL 0)
     message(FATAL_ERROR "a run over the memory limit was accepted")
   endif()
