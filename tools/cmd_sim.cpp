@@ -182,7 +182,8 @@ int cmd_sim(const Args& args) {
   so.nccl_algo = nccl_algo;
   so.nccl_proto = nccl_proto;
   so.comm_interference = interference;
-  so.params.push_back(network_tier_param(network));
+  // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
+  if (!vm["network"].defaulted()) so.params.push_back(network_tier_param(network));
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");
   const auto started = std::chrono::steady_clock::now();

@@ -78,7 +78,8 @@ int cmd_sweep(const Args& args) {
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
-  so.params.push_back(network_tier_param(network));
+  // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
+  if (!vm["network"].defaulted()) so.params.push_back(network_tier_param(network));
   Progress progress(fmt::format("sweep {}", sweep.name));
   auto results = run_sweep(sweep, so, jobs, sets, &Progress::callback, &progress);
   fill_scaling_efficiency(results);

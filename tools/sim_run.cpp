@@ -21,6 +21,7 @@
 #include "masep/plan/loader.hpp"
 #include "masep/plan/metrics_folder.hpp"
 #include "masep/topology/topology.hpp"
+#include "cli.hpp"
 
 namespace masep::tools {
 
@@ -204,13 +205,21 @@ class StreamSink final : public sim::ChunkSink {
 
 }  // namespace
 
+sim::SimOptions with_scenario_settings(const plan::Scenario& s, const sim::SimOptions& options) {
+  sim::SimOptions o = options;
+  o.params.insert(o.params.begin(),
+                  network_tier_param(s.simulator.network.empty() ? "auto" : s.simulator.network));
+  return o;
+}
+
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
-                    const sim::SimOptions& options, const RunOptions& run_options) {
+                    const sim::SimOptions& given_options, const RunOptions& run_options) {
   if (run_options.window_steps < 1) {
     throw std::invalid_argument("run_scenario: window_steps must be >= 1");
   }
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
+  const sim::SimOptions options = with_scenario_settings(run.scenario, given_options);
   plan::TraceOptions to;
   to.gpus_per_node = run.scenario.topology.gpus_per_node;
   using Clock = std::chrono::steady_clock;

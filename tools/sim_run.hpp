@@ -51,6 +51,11 @@ struct SimRun {
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
                     const sim::SimOptions& options, const RunOptions& run_options = {});
 
+/// `options` with the scenario's simulator settings (Scenario::simulator) put first, so that
+/// what the command line set (later in SimOptions::params) wins: the network tier of
+/// `simulator.network`, or auto when the scenario sets none.
+sim::SimOptions with_scenario_settings(const plan::Scenario& s, const sim::SimOptions& options);
+
 /// (label, text) lines describing scenario, model, plan, workload and cluster.
 std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& s);
 

@@ -565,7 +565,8 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
 
 Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::string& origin) {
   const Field top(ctx, origin, root, "");
-  const MapReader r = top.map({"name", "description", "model", "topology", "plan", "workload"});
+  const MapReader r =
+      top.map({"name", "description", "model", "topology", "plan", "workload", "simulator"});
   Scenario s;
   s.origin = origin;
   s.name = r.get("name").string();
@@ -574,6 +575,13 @@ Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::s
   s.topology = convert_topology(resolve_ref(r.get("topology"), RefKind::kTopology, origin), origin);
   s.plan = convert_plan(r.get("plan"));
   s.workload = convert_workload(r.get("workload"));
+  if (r.has("simulator")) {
+    const MapReader sim = r.get("simulator").map({"network"});
+    if (sim.has("network")) {
+      s.simulator.network = sim.get("network").choice<std::string>(
+          {{"flow", "flow"}, {"fluid", "fluid"}, {"auto", "auto"}});
+    }
+  }
   return s;
 }
 

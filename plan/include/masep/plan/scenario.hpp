@@ -103,7 +103,15 @@ struct Workload {
   uint64_t seed = 1;             ///< seeds context lengths and routing
 };
 
-/// One what-if: model + cluster + plan + workload. `origin` names where it came from (a file
+/// How a scenario asks to be simulated (the optional `simulator:` section). An option given
+/// on the command line (masep sim/sweep/search --network) wins over it.
+struct SimulatorSettings {
+  /// Network tier: "flow", "fluid" or "auto" (`simulator.network`); empty = not set (the
+  /// commands then take auto).
+  std::string network;
+};
+
+/// One what-if: model + cluster + plan + workload (+ simulator settings). `origin` names where it came from (a file
 /// path or "builtin:<name>") for messages.
 struct Scenario {
   std::string name;
@@ -113,6 +121,7 @@ struct Scenario {
   topology::TopologySpec topology;
   PlanSpec plan;
   Workload workload;
+  SimulatorSettings simulator;
 };
 
 }  // namespace masep::plan
