@@ -55,11 +55,12 @@ void print_table(const SimRun& run, bool quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
     if (run.streamed) {
-      std::printf("%-9s %s events, %s ops, %d steps: compiled and simulated window by window in "
-                  "%.2f s (%.1f M events/s)\n",
+      std::printf("%-9s %s events, %s ops, %d steps: compiled and simulated in windows of %lld "
+                  "layer%s in %.2f s (%.1f M events/s)\n",
                   "simulated", group_thousands(events).c_str(),
-                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.simulate_s,
-                  run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps,
+                  static_cast<long long>(run.window_layers), run.window_layers == 1 ? "" : "s",
+                  run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
     } else {
       std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
                   "(%.1f M events/s)\n",
@@ -118,7 +119,7 @@ int cmd_sim(const Args& args) {
   std::string trace_path, calibration, algorithm = "auto", network = "auto";
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
   bool allow_mismatch = false;
-  int steps = 0, window = 1;
+  int steps = 0, window = 0, window_layers = 0;
   double interference = 0;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
@@ -146,9 +147,12 @@ int cmd_sim(const Args& args) {
       "fraction by which running communication slows concurrent compute on a GPU")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)")(
-      "window", po::value(&window)->default_value(1),
+      "window", po::value(&window),
       "decode steps compiled and simulated at a time (memory is bounded by a few windows; "
-      "results are identical for any window)")(
+      "results are identical for any window); default: one step, or fewer layers where a "
+      "step has many ops (about 200,000 ops per window)")(
+      "window-layers", po::value(&window_layers),
+      "decoder layers compiled and simulated at a time (instead of --window)")(
       "whole-run",
       "compile the whole run, then simulate it at once (the reference path; also taken with "
       "--calibration)");
@@ -166,13 +170,14 @@ int cmd_sim(const Args& args) {
     }
     sets.push_back(fmt::format("workload.decode_steps={}", steps));
   }
-  if (window < 1) {
-    std::fprintf(stderr, "masep sim: --window must be >= 1\n");
+  if ((vm.count("window") && window < 1) || (vm.count("window-layers") && window_layers < 1)) {
+    std::fprintf(stderr, "masep sim: --window and --window-layers must be >= 1\n");
     return 2;
   }
   RunOptions ro;
   ro.stream = vm.count("whole-run") == 0;
   ro.window_steps = window;
+  ro.window_layers = window_layers;
   ro.trace_path = trace_path;
   sim::SimOptions so;
   so.calibration = calibration;
@@ -191,7 +196,7 @@ int cmd_sim(const Args& args) {
   so.progress = [&](int64_t done, int64_t total) {
     if (!shown && std::chrono::steady_clock::now() - started < std::chrono::seconds(2)) return;
     shown = true;
-    bar.update(static_cast<int>(done), static_cast<int>(total));
+    bar.update(done, total);
   };
 
   const SimRun run = run_scenario(scenario, sets, so, ro);

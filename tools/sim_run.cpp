@@ -170,24 +170,35 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes, int s
 namespace {
 
 // Streaming: windows of the compiler, and their metrics and trace folded as they finish.
+// Windows of `layers` (step, layer) pairs.
 class StreamSource final : public sim::ChunkSource {
  public:
-  StreamSource(plan::ProgramStream& ps, int window) : ps_(ps), window_(window) {}
+  StreamSource(plan::ProgramStream& ps, int64_t layers) : ps_(ps), layers_(layers) {}
   bool next(plan::ProgramChunk& out) override {
-    if (!ps_.next(window_, out)) return false;
+    if (!ps_.next_layers(static_cast<int>(layers_), out)) return false;
     finished_ = out.last;
     return true;
   }
   int remaining() const override {
     if (finished_) return 0;
-    return std::max(1, (ps_.steps_left() + window_ - 1) / window_);
+    return static_cast<int>(std::max<int64_t>(1, (ps_.layers_left() + layers_ - 1) / layers_));
   }
 
  private:
   plan::ProgramStream& ps_;
-  int window_;
+  int64_t layers_;
   bool finished_ = false;
 };
+
+// The window in (step, layer) pairs (RunOptions).
+int64_t window_layers(const plan::Scenario& s, const RunOptions& ro) {
+  const int64_t layers = std::max(1, s.model.layers);
+  if (ro.window_layers > 0) return ro.window_layers;
+  if (ro.window_steps > 0) return ro.window_steps * layers;
+  constexpr double kOpsPerWindow = 200000;  // ~12 ops per GPU, layer and micro-batch
+  const double per_layer = 12.0 * s.plan.total_gpus() * std::max(1, s.plan.micro_batches);
+  return std::clamp<int64_t>(static_cast<int64_t>(kOpsPerWindow / per_layer), 1, layers);
+}
 
 class StreamSink final : public sim::ChunkSink {
  public:
@@ -214,8 +225,8 @@ sim::SimOptions with_scenario_settings(const plan::Scenario& s, const sim::SimOp
 
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
                     const sim::SimOptions& given_options, const RunOptions& run_options) {
-  if (run_options.window_steps < 1) {
-    throw std::invalid_argument("run_scenario: window_steps must be >= 1");
+  if (run_options.window_steps < 0 || run_options.window_layers < 0) {
+    throw std::invalid_argument("run_scenario: window sizes must be >= 0");
   }
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
@@ -225,7 +236,12 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   using Clock = std::chrono::steady_clock;
   if (run_options.stream && options.calibration.empty()) {
     // Held at once: the window being finished, the one loaded ahead and the one compiling.
-    check_fits_in_memory(run.scenario, 0, 3 * run_options.window_steps);
+    const int64_t window = window_layers(run.scenario, run_options);
+    run.window_layers = window;
+    const int64_t layers = std::max(1, run.scenario.model.layers);
+    check_fits_in_memory(run.scenario, 0,
+                         static_cast<int>(std::min<int64_t>(
+                             run.scenario.workload.decode_steps, 3 * ((window + layers - 1) / layers))));
     const auto t0 = Clock::now();
     plan::ProgramStream ps(run.scenario);
     const topology::Topology topo(run.scenario.topology);
@@ -233,7 +249,7 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
     std::optional<plan::TraceStreamWriter> trace;
     if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
-    StreamSource source(ps, run_options.window_steps);
+    StreamSource source(ps, window);
     StreamSink sink(metrics, trace ? &*trace : nullptr);
     try {
       run.result = sim::simulate_stream(run.program, source, sink, topo, options);

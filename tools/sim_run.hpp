@@ -26,7 +26,10 @@ namespace masep::tools {
 /// whole-run path.
 struct RunOptions {
   bool stream = true;    ///< false: the whole-run path
-  int window_steps = 1;  ///< decode steps per window (>= 1)
+  /// Decode steps per window (>= 1); 0 = automatic: one step, or fewer layers where a step
+  /// has many ops (about 200,000 ops per window, from GPUs x micro-batches x layers).
+  int window_steps = 0;
+  int window_layers = 0;  ///< > 0: windows of this many decoder layers instead of steps
   /// Write the Chrome/Perfetto trace here (plan::write_trace's bytes); empty = none.
   std::string trace_path;
 };
@@ -37,6 +40,7 @@ struct SimRun {
   /// The whole Program (whole-run path) or its header (streamed: ranks, groups, no ops).
   plan::Program program;
   bool streamed = false;
+  int64_t window_layers = 0;  ///< streamed: (step, layer) pairs per window
   std::string stream_note;  ///< why a run asked to stream ran whole (empty otherwise)
   int64_t ops = 0;          ///< ops simulated
   sim::SimResult result;

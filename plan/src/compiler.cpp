@@ -76,22 +76,34 @@ class Compiler {
   // ---- window by window (ProgramStream) -------------------------------------------------------
   // The Program as set up, before any op: the stream's header.
   Program header() const { return p_; }
-  int steps_left() const { return first_step_ + steps_ - next_step_; }
-  // Emits the next `steps` steps (the last chunk also the final returns and combines), then
-  // moves what was emitted into `out` and advances the id bases. False once the last chunk
-  // has been handed out.
-  bool next_chunk(int steps, ProgramChunk& out) {
+  // Layers not yet emitted (of all steps).
+  int64_t layers_left() const {
+    return static_cast<int64_t>(first_step_ + steps_ - next_step_) * m_.layers - next_layer_;
+  }
+  int steps_left() const {
+    return static_cast<int>((layers_left() + m_.layers - 1) / std::max(1, m_.layers));
+  }
+  // Emits the next `layers` (step, layer) pairs (the last chunk also the final returns and
+  // combines), then moves what was emitted into `out` and advances the id bases. False once
+  // the last chunk has been handed out.
+  bool next_chunk(int64_t layers, ProgramChunk& out) {
     if (streamed_last_) return false;
-    if (steps < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
+    if (layers < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
     out = ProgramChunk{};
     out.first_step = next_step_;
     out.first_op = op_base_;
     out.first_collective = coll_base_;
     out.first_exchange = exch_base_;
-    const int end = std::min(next_step_ + steps, first_step_ + steps_);
-    for (; next_step_ < end; ++next_step_) emit_step(next_step_);
-    out.steps = end - out.first_step;
-    out.last = next_step_ == first_step_ + steps_;
+    const int end_step = first_step_ + steps_;
+    for (int64_t k = 0; k < layers && next_step_ < end_step; ++k) {
+      emit_layer(next_step_, next_layer_);
+      if (++next_layer_ == m_.layers) {
+        next_layer_ = 0;
+        ++next_step_;
+      }
+    }
+    out.steps = next_step_ - out.first_step + (next_layer_ > 0 ? 1 : 0);
+    out.last = next_step_ == end_step;
     if (out.last) {
       for (int mb = 0; mb < mbs_; ++mb) finish(mb);
       streamed_last_ = true;
@@ -117,13 +129,14 @@ class Compiler {
   // One decode step: for every (layer, micro-batch), the pending return and combine of the
   // same micro-batch's previous layer, then the attention part and the MoE part.
   void emit_step(int step) {
-    step_kv(step);
-    for (int layer = 0; layer < m_.layers; ++layer) {
-      for (int mb = 0; mb < mbs_; ++mb) {
-        finish(mb);
-        attention_front(step, layer, mb);
-        moe(step, layer, mb);
-      }
+    for (int layer = 0; layer < m_.layers; ++layer) emit_layer(step, layer);
+  }
+  void emit_layer(int step, int layer) {
+    if (layer == 0) step_kv(step);
+    for (int mb = 0; mb < mbs_; ++mb) {
+      finish(mb);
+      attention_front(step, layer, mb);
+      moe(step, layer, mb);
     }
   }
 
@@ -750,7 +763,7 @@ class Compiler {
   int first_step_ = 0, steps_ = 0;
   // Window by window: the next step to emit, and the global ids of p_'s first op, collective
   // and exchange (all 0 for a whole compile).
-  int next_step_ = 0;
+  int next_step_ = 0, next_layer_ = 0;
   OpId op_base_ = 0;
   int32_t coll_base_ = 0, exch_base_ = 0;
   bool streamed_last_ = false;
@@ -804,7 +817,15 @@ ProgramStream::ProgramStream(const Scenario& s, const CompileOptions& opts) {
 }
 ProgramStream::~ProgramStream() = default;
 const Program& ProgramStream::header() const { return impl_->header; }
-bool ProgramStream::next(int steps, ProgramChunk& out) { return impl_->c.next_chunk(steps, out); }
+bool ProgramStream::next(int steps, ProgramChunk& out) {
+  if (steps < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
+  return impl_->c.next_chunk(static_cast<int64_t>(steps) * std::max(1, impl_->header.layers), out);
+}
+bool ProgramStream::next_layers(int layers, ProgramChunk& out) {
+  if (layers < 1) throw std::invalid_argument("ProgramStream::next_layers: layers must be >= 1");
+  return impl_->c.next_chunk(layers, out);
+}
 int ProgramStream::steps_left() const { return impl_->c.steps_left(); }
+int64_t ProgramStream::layers_left() const { return impl_->c.layers_left(); }
 
 }  // namespace masep::plan

@@ -40,13 +40,15 @@ struct Outputs {
   std::string note;
 };
 
+// window > 0: steps per window; < 0: -window layers per window.
 Outputs run(const std::string& scenario, const std::vector<std::string>& sets,
             const sim::SimOptions& so, bool stream, int window) {
   const fs::path dir = fs::temp_directory_path() / ("masep_test_stream_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   RunOptions ro;
   ro.stream = stream;
-  ro.window_steps = window;
+  ro.window_steps = window > 0 ? window : 0;
+  ro.window_layers = window < 0 ? -window : 0;
   ro.trace_path = (dir / "trace.json").string();
   const SimRun r = run_scenario(scenario, sets, so, ro);
   Outputs o;
@@ -106,7 +108,7 @@ TEST(StreamIdentical, EveryScenarioFile) {
   so.params = {{"network_tier", 2}};  // auto, as masep sim runs them
   for (const auto& f : files) {
     SCOPED_TRACE(f);
-    expect_identical(f, test_sets(f), so, {1, 2, 1000});
+    expect_identical(f, test_sets(f), so, {1, 2, 1000, -1, -3, 0});
   }
 }
 
@@ -114,11 +116,11 @@ TEST(StreamIdentical, CarriedStateOptions) {
   const std::vector<std::string> more_steps = {"workload.decode_steps=5"};
   sim::SimOptions interference;
   interference.comm_interference = 0.3;
-  expect_identical("paper", more_steps, interference, {1, 3});
+  expect_identical("paper", more_steps, interference, {1, 3, -1});
   expect_identical("scenarios/paper-colocated.yaml", more_steps, interference, {1});
   sim::SimOptions phases;
   phases.allreduce_algorithm = "tree";
-  expect_identical("paper", more_steps, phases, {1, 2});
+  expect_identical("paper", more_steps, phases, {1, 2, -3});
   sim::SimOptions fluid;
   fluid.params = {{"network_tier", 1}};
   expect_identical("scenarios/paper-colocated.yaml", more_steps, fluid, {1});

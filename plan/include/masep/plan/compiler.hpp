@@ -88,7 +88,8 @@ Program compile(const Scenario& s, const CompileOptions& opts = {});
 /// routing) at once, then chunks in order. The chunks hold exactly the ops of compile(s, opts)
 /// with the same ids, in the same order (a chunk of steps [a, b) holds what the compiler emits
 /// while working through those steps: the return exchange and combine of step a−1's last
-/// layer open it, and the last chunk also holds those of the final step). Checks what compile
+/// layer open it, and the last chunk also holds those of the final step; with next_layers, a
+/// chunk of layers [a, b) opens with the returns and combines of layer a−1). Checks what compile
 /// checks, in its constructor. Owns its compiler state; not copyable.
 class ProgramStream {
  public:
@@ -104,8 +105,13 @@ class ProgramStream {
   /// false when the previous chunk was the last. A run of zero steps yields one empty last
   /// chunk.
   bool next(int steps, ProgramChunk& out);
-  /// Decode steps not yet compiled.
+  /// The same with a window of `layers` (>= 1) decoder layers, which may end inside a step (a
+  /// smaller window for models with many ops per step): the next `layers` (step, layer)
+  /// pairs in compile order.
+  bool next_layers(int layers, ProgramChunk& out);
+  /// Decode steps not yet wholly compiled, and (step, layer) pairs not yet compiled.
   int steps_left() const;
+  int64_t layers_left() const;
 
  private:
   struct Impl;

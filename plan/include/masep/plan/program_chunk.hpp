@@ -22,8 +22,8 @@
 namespace masep::plan {
 
 struct ProgramChunk {
-  int32_t first_step = 0;  ///< the first decode step whose layer-0 ops are in this chunk
-  int32_t steps = 0;       ///< decode steps begun in this chunk
+  int32_t first_step = 0;  ///< the decode step of the chunk's first (step, layer) pair
+  int32_t steps = 0;       ///< decode steps the chunk's (step, layer) pairs touch
   bool last = false;       ///< no chunk follows
   OpId first_op = 0;
   int32_t first_collective = 0;
