@@ -364,6 +364,9 @@ class Engine {
   void finish(OpId op, int64_t t);
   void drain(int64_t t);
   void start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag);
+  // The same on a route already looked up (`links`, `latency` in ns).
+  void start_flow_on(int64_t t, int src, int dst, std::span<const int> links, int64_t latency,
+                     double bytes, uint32_t tag);
   void flow_done(uint32_t tag, int64_t t);
   void start_phase(int c, int64_t t);
   void launch_exchange(OpId op, int64_t t);
@@ -451,6 +454,14 @@ class Engine {
   Window<OpId> xsrc_, xdst_;
   Window<int64_t> xbytes_;
   Window<uint8_t> xsides_;  // sides posted (0..2) per transfer
+  // Per transfer: its route, looked up once when its chunk is loaded (a look-up in routes_
+  // per flow start missed the cache at 1,024 GPUs).
+  struct XRoute {
+    const int* links = nullptr;
+    int64_t nlinks = 0;
+    int64_t latency_ns = 0;
+  };
+  Window<XRoute> xroute_;
   Window<int32_t> xop_off_, xop_list_, xop_left_;
   std::vector<int32_t> xop_exchange_;  // scratch of load(): per exchange op, its Op::exchange
   int32_t xops_ = 0;                   // exchange ops loaded
@@ -526,6 +537,8 @@ void Engine::begin() {
   xdst_.v.clear();
   xbytes_.v.clear();
   xsides_.v.clear();
+  xroute_.v.clear();
+  xroute_.base = 0;
   xop_off_.v.assign(1, 0);
   xop_list_.v.clear();
   xop_left_.v.clear();
@@ -688,6 +701,7 @@ void Engine::load(const ChunkRef& c) {
     xsrc_.v.reserve(xsrc_.v.size() + total);
     xdst_.v.reserve(xdst_.v.size() + total);
     xbytes_.v.reserve(xbytes_.v.size() + total);
+    xroute_.v.reserve(xroute_.v.size() + total);
     // Offsets of the chunk's exchange ops (shifted by one; the entry at xop0 is the end of the
     // earlier lists).
     xop_off_.v.resize(static_cast<size_t>(xops_ + 1 - xop_off_.base), 0);
@@ -707,7 +721,12 @@ void Engine::load(const ChunkRef& c) {
                           t.src_op, t.dst_op, t.bytes));
         }
         const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
-        if (gs != gd) cached_route(gs, gd);  // throws when there is no path
+        if (gs != gd) {
+          const RouteTable::Entry r = cached_route(gs, gd);  // throws when there is no path
+          xroute_.v.push_back({r.links, r.nlinks, r.latency_ns});
+        } else {
+          xroute_.v.push_back({&local_link_[gs], 1, 0});
+        }
         xsrc_.v.push_back(t.src_op);
         xdst_.v.push_back(t.dst_op);
         xbytes_.v.push_back(t.bytes);
@@ -950,6 +969,7 @@ void Engine::retire() {
     xdst_.drop_before(l.xfer_end);
     xbytes_.drop_before(l.xfer_end);
     xsides_.drop_before(l.xfer_end);
+    xroute_.drop_before(l.xfer_end);
     xop_list_.drop_before(xop_off_[l.xop_end]);
     xop_off_.drop_before(l.xop_end);
     xop_left_.drop_before(l.xop_end);
@@ -1002,6 +1022,18 @@ void Engine::count_end(std::vector<int32_t>& counter, int gpu, int64_t t) {
 }
 
 void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_t tag) {
+  std::span<const int> links{&local_link_[src], 1};
+  int64_t latency = 0;
+  if (src != dst) {
+    const RouteTable::Entry r = cached_route(src, dst);
+    links = {r.links, static_cast<size_t>(r.nlinks)};
+    latency = r.latency_ns;
+  }
+  start_flow_on(t, src, dst, links, latency, bytes, tag);
+}
+
+void Engine::start_flow_on(int64_t t, int src, int dst, std::span<const int> links,
+                           int64_t latency, double bytes, uint32_t tag) {
   int32_t slot;
   if (!pflow_free_.empty()) {
     slot = pflow_free_.back();
@@ -1009,13 +1041,6 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
   } else {
     slot = static_cast<int32_t>(pflow_.size());
     pflow_.push_back({});
-  }
-  std::span<const int> links{&local_link_[src], 1};
-  int64_t latency = 0;
-  if (src != dst) {
-    const RouteTable::Entry r = cached_route(src, dst);
-    links = {r.links, static_cast<size_t>(r.nlinks)};
-    latency = r.latency_ns;
   }
   pflow_[slot] = {links, bytes, tag, src, dst};
   // t - now_ is 0 or a fixed overhead (launch gap, alpha): with the route latency, one of a
@@ -1092,8 +1117,9 @@ void Engine::launch_exchange(OpId id, int64_t t) {
     const int32_t x = xop_list_[j];
     if (++xsides_[x] < 2) continue;  // the partner posts later and starts it
     const int src = info_[xsrc_[x]].gpu, dst = info_[xdst_[x]].gpu;
-    start_flow_after(t, src, dst, static_cast<double>(xbytes_[x]) * p2p_wire(src, dst),
-                     tag_of(x, kFlowXfer));
+    const XRoute& r = xroute_[x];
+    start_flow_on(t, src, dst, {r.links, static_cast<size_t>(r.nlinks)}, r.latency_ns,
+                  static_cast<double>(xbytes_[x]) * p2p_wire(src, dst), tag_of(x, kFlowXfer));
   }
 }
 
