@@ -72,16 +72,47 @@ struct OpInfo {
 // A vector indexed by a global index (op id, transfer, collective, exchange op) from `base`
 // on: the streaming path drops what lies before a retired chunk. Whole runs keep base 0.
 template <class T>
-struct Window {
-  std::vector<T> v;
-  int64_t base = 0;
-  T& operator[](int64_t i) { return v[static_cast<size_t>(i - base)]; }
-  const T& operator[](int64_t i) const { return v[static_cast<size_t>(i - base)]; }
-  int64_t end() const { return base + static_cast<int64_t>(v.size()); }
-  void drop_before(int64_t b) {
-    v.erase(v.begin(), v.begin() + (b - base));
-    base = b;
+class Window {
+ public:
+  T& operator[](int64_t i) { return at_[i]; }
+  const T& operator[](int64_t i) const { return at_[i]; }
+  int64_t base() const { return base_; }
+  int64_t end() const { return base_ + static_cast<int64_t>(v_.size()); }
+  const T* data_at(int64_t i) const { return v_.data() + (i - base_); }
+  std::vector<T>& storage() { return v_; }  // for the per-thread cache; call reset() after
+  void reset(int64_t base) {
+    v_.clear();
+    base_ = base;
+    sync();
   }
+  void resize_to(int64_t end, const T& x = T()) {
+    v_.resize(static_cast<size_t>(end - base_), x);
+    sync();
+  }
+  void push_back(const T& x) {
+    v_.push_back(x);
+    sync();
+  }
+  void reserve_more(size_t n) {
+    v_.reserve(v_.size() + n);
+    sync();
+  }
+  void drop_before(int64_t b) {
+    v_.erase(v_.begin(), v_.begin() + (b - base_));
+    base_ = b;
+    sync();
+  }
+
+ private:
+  // at_[i] is element i - base_: the data pointer moved back by base_ elements (integer
+  // arithmetic; only indices >= base_ are used), so an access costs what a vector's does.
+  void sync() {
+    at_ = reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(v_.data()) -
+                               static_cast<uintptr_t>(base_) * sizeof(T));
+  }
+  std::vector<T> v_;
+  int64_t base_ = 0;
+  T* at_ = nullptr;
 };
 
 // One piece of the program the engine loads: the whole Program (simulate) or a ProgramChunk
@@ -208,21 +239,21 @@ class Engine {
         net_(capacities(plat, prm), fluid) {
     coll_fixed_ns_ = std::move(coll_fixed_ns);
     EngineArrays& a = t_arrays;
-    info_.v.swap(a.info);
-    pending_.v.swap(a.pending);
-    succ_off_.v.swap(a.succ_off);
-    succ_.v.swap(a.succ);
-    stream_prev_.v.swap(a.stream_prev);
+    info_.storage().swap(a.info);
+    pending_.storage().swap(a.pending);
+    succ_off_.storage().swap(a.succ_off);
+    succ_.storage().swap(a.succ);
+    stream_prev_.storage().swap(a.stream_prev);
     pred_.swap(a.pred);
-    state_.v.swap(a.state);
+    state_.storage().swap(a.state);
     listed_.swap(a.listed);
-    xsrc_.v.swap(a.xsrc);
-    xdst_.v.swap(a.xdst);
-    xbytes_.v.swap(a.xbytes);
-    xsides_.v.swap(a.xsides);
-    xop_off_.v.swap(a.xop_off);
-    xop_list_.v.swap(a.xop_list);
-    xop_left_.v.swap(a.xop_left);
+    xsrc_.storage().swap(a.xsrc);
+    xdst_.storage().swap(a.xdst);
+    xbytes_.storage().swap(a.xbytes);
+    xsides_.storage().swap(a.xsides);
+    xop_off_.storage().swap(a.xop_off);
+    xop_list_.storage().swap(a.xop_list);
+    xop_left_.storage().swap(a.xop_left);
   }
   ~Engine() {
     EngineArrays& a = t_arrays;
@@ -230,21 +261,21 @@ class Engine {
       mine.clear();
       if (mine.capacity() >= cache.capacity()) mine.swap(cache);
     };
-    give(info_.v, a.info);
-    give(pending_.v, a.pending);
-    give(succ_off_.v, a.succ_off);
-    give(succ_.v, a.succ);
-    give(stream_prev_.v, a.stream_prev);
+    give(info_.storage(), a.info);
+    give(pending_.storage(), a.pending);
+    give(succ_off_.storage(), a.succ_off);
+    give(succ_.storage(), a.succ);
+    give(stream_prev_.storage(), a.stream_prev);
     give(pred_, a.pred);
-    give(state_.v, a.state);
+    give(state_.storage(), a.state);
     give(listed_, a.listed);
-    give(xsrc_.v, a.xsrc);
-    give(xdst_.v, a.xdst);
-    give(xbytes_.v, a.xbytes);
-    give(xsides_.v, a.xsides);
-    give(xop_off_.v, a.xop_off);
-    give(xop_list_.v, a.xop_list);
-    give(xop_left_.v, a.xop_left);
+    give(xsrc_.storage(), a.xsrc);
+    give(xdst_.storage(), a.xdst);
+    give(xbytes_.storage(), a.xbytes);
+    give(xsides_.storage(), a.xsides);
+    give(xop_off_.storage(), a.xop_off);
+    give(xop_list_.storage(), a.xop_list);
+    give(xop_left_.storage(), a.xop_left);
   }
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -301,6 +332,9 @@ class Engine {
   // on the first call). Predecessors in earlier chunks that are still running get the
   // chunk's ops on their cross_ lists.
   void load(const ChunkRef& c);
+  // An edge from `from` (in an earlier chunk) to `to`: appended to from's cross list when
+  // `from` is still to finish (true), else nothing to wait for (false).
+  bool cross_edge(OpId from, OpId to);
   // Streaming: loads the source's next chunk (the last loaded one has begun finishing).
   void load_next();
   // Streaming: hands the oldest chunk, all of whose ops have run, to the sink and drops it.
@@ -527,21 +561,23 @@ void Engine::begin() {
     }
   }
   n_ = 0;
-  info_.v.clear();
-  pending_.v.clear();
-  stream_prev_.v.clear();
-  state_.v.clear();
-  succ_.v.clear();
-  succ_off_.v.assign(1, 0);  // the end of the (empty) successor lists
-  xsrc_.v.clear();
-  xdst_.v.clear();
-  xbytes_.v.clear();
-  xsides_.v.clear();
-  xroute_.v.clear();
-  xroute_.base = 0;
-  xop_off_.v.assign(1, 0);
-  xop_list_.v.clear();
-  xop_left_.v.clear();
+  info_.reset(0);
+  pending_.reset(0);
+  stream_prev_.reset(0);
+  state_.reset(0);
+  times_.reset(0);
+  succ_.reset(0);
+  succ_off_.reset(0);
+  succ_off_.push_back(0);  // the end of the (empty) successor lists
+  xsrc_.reset(0);
+  xdst_.reset(0);
+  xbytes_.reset(0);
+  xsides_.reset(0);
+  xroute_.reset(0);
+  xop_off_.reset(0);
+  xop_off_.push_back(0);
+  xop_list_.reset(0);
+  xop_left_.reset(0);
   xops_ = 0;
   stream_tail_.assign(static_cast<size_t>(R) * plan::kStreamCount, -1);
   groups_ready_ = false;
@@ -593,14 +629,14 @@ void Engine::load(const ChunkRef& c) {
   const int32_t c0 = c.first_collective;
   const int32_t x0 = c.first_exchange;
   const int nx = static_cast<int>(c.exchanges.size());
-  info_.v.resize(static_cast<size_t>(hi - info_.base));
-  pending_.v.resize(static_cast<size_t>(hi - pending_.base));
+  info_.resize_to(hi);
+  pending_.resize_to(hi);
   pred_.clear();
   pred_.reserve(static_cast<size_t>(n) * 2);
   // Successor counts of the chunk's ops (CSR offsets, shifted by one; the entry at lo is the
   // end of the earlier chunks' lists) are taken where the edges are read: the listed deps
   // here, the stream predecessors in the stream-list pass.
-  succ_off_.v.resize(static_cast<size_t>(hi + 1 - succ_off_.base), 0);
+  succ_off_.resize_to(hi + 1, 0);
   const int32_t xop0 = xops_;
   xop_exchange_.clear();
   for (OpId i = lo; i < hi; ++i) {
@@ -698,13 +734,13 @@ void Engine::load(const ChunkRef& c) {
     }
     const int64_t t0 = xsrc_.end();
     const int32_t nxops = xops_ - xop0;
-    xsrc_.v.reserve(xsrc_.v.size() + total);
-    xdst_.v.reserve(xdst_.v.size() + total);
-    xbytes_.v.reserve(xbytes_.v.size() + total);
-    xroute_.v.reserve(xroute_.v.size() + total);
+    xsrc_.reserve_more(total);
+    xdst_.reserve_more(total);
+    xbytes_.reserve_more(total);
+    xroute_.reserve_more(total);
     // Offsets of the chunk's exchange ops (shifted by one; the entry at xop0 is the end of the
     // earlier lists).
-    xop_off_.v.resize(static_cast<size_t>(xops_ + 1 - xop_off_.base), 0);
+    xop_off_.resize_to(xops_ + 1, 0);
     for (int xi = 0; xi < nx; ++xi) {
       const int x = x0 + xi;
       for (const plan::Transfer& t : c.exchanges[static_cast<size_t>(xi)].transfers) {
@@ -723,34 +759,34 @@ void Engine::load(const ChunkRef& c) {
         const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
         if (gs != gd) {
           const RouteTable::Entry r = cached_route(gs, gd);  // throws when there is no path
-          xroute_.v.push_back({r.links, r.nlinks, r.latency_ns});
+          xroute_.push_back({r.links, r.nlinks, r.latency_ns});
         } else {
-          xroute_.v.push_back({&local_link_[gs], 1, 0});
+          xroute_.push_back({&local_link_[gs], 1, 0});
         }
-        xsrc_.v.push_back(t.src_op);
-        xdst_.v.push_back(t.dst_op);
-        xbytes_.v.push_back(t.bytes);
+        xsrc_.push_back(t.src_op);
+        xdst_.push_back(t.dst_op);
+        xbytes_.push_back(t.bytes);
         ++xop_off_[info_[t.src_op].other + 1];
         ++xop_off_[info_[t.dst_op].other + 1];
       }
       largest_ = std::max(largest_, static_cast<int64_t>(c.exchanges[xi].transfers.size()));
     }
     for (int32_t k = xop0; k < xops_; ++k) xop_off_[k + 1] += xop_off_[k];
-    xop_list_.v.resize(static_cast<size_t>(xop_off_[xops_] - xop_list_.base), 0);
+    xop_list_.resize_to(xop_off_[xops_], 0);
     std::vector<int32_t> at(static_cast<size_t>(nxops));
     for (int32_t k = 0; k < nxops; ++k) at[k] = xop_off_[xop0 + k];
     for (int64_t t = t0; t < xsrc_.end(); ++t) {
       xop_list_[at[info_[xsrc_[t]].other - xop0]++] = static_cast<int32_t>(t);
       xop_list_[at[info_[xdst_[t]].other - xop0]++] = static_cast<int32_t>(t);
     }
-    xop_left_.v.resize(static_cast<size_t>(xops_ - xop_left_.base));
+    xop_left_.resize_to(xops_);
     for (int32_t k = xop0; k < xops_; ++k) xop_left_[k] = xop_off_[k + 1] - xop_off_[k];
-    xsides_.v.resize(static_cast<size_t>(xsrc_.end() - xsides_.base), 0);
+    xsides_.resize_to(xsrc_.end(), 0);
   }
   // Every op exactly once on its own rank's stream list; stream predecessors. (The lists
   // visit ids in a strided order, so only small arrays are touched here; the rank/stream
   // check against info_ is in the sequential pass below.)
-  stream_prev_.v.resize(static_cast<size_t>(hi - stream_prev_.base), -1);
+  stream_prev_.resize_to(hi, -1);
   std::vector<uint16_t>& listed = listed_;
   {
     // rank * kStreamCount + stream + 1 of the listing, 0 = not listed (uint16: small array).
@@ -812,16 +848,13 @@ void Engine::load(const ChunkRef& c) {
       std::sort(ring_gpus_[g].begin(), ring_gpus_[g].end());
     }
     checked_routes_.assign(P.groups.size() * 4, 0);
-    coll_.v.clear();
-    coll_.base = c0;
-    coll_members_.v.clear();
-    coll_members_.base = c0;
-    coll_ptr_.v.clear();
-    coll_ptr_.base = c0;
+    coll_.reset(c0);
+    coll_members_.reset(c0);
+    coll_ptr_.reset(c0);
   }
-  coll_ptr_.v.resize(static_cast<size_t>(c0 + ncoll - coll_ptr_.base), nullptr);
+  coll_ptr_.resize_to(c0 + ncoll, nullptr);
   for (int ci = 0; ci < ncoll; ++ci) coll_ptr_[c0 + ci] = &c.collectives[static_cast<size_t>(ci)];
-  coll_members_.v.resize(static_cast<size_t>(c0 + ncoll - coll_members_.base), 0);
+  coll_members_.resize_to(c0 + ncoll, 0);
   for (int ci = 0; ci < ncoll; ++ci) {
     const int cg = c0 + ci;
     const plan::Collective& col = c.collectives[static_cast<size_t>(ci)];
@@ -876,7 +909,7 @@ void Engine::load(const ChunkRef& c) {
                                            c0 + ci, coll_members_[c0 + ci], named_by[ci]));
     }
   }
-  coll_.v.resize(static_cast<size_t>(c0 + ncoll - coll_.base));
+  coll_.resize_to(c0 + ncoll);
   if (auto_threshold_ >= 0 && !first_chunk &&
       (static_cast<double>(largest_) > auto_threshold_) != (net_.fluid() != nullptr)) {
     throw StreamNotExact(fmt::format(
@@ -888,27 +921,18 @@ void Engine::load(const ChunkRef& c) {
   // Successor lists (CSR) in op-id order of the waiting op, so readiness cascades
   // deterministically. Predecessors in earlier chunks: still running ones get the op on
   // their cross list; finished ones are not waited for.
-  succ_.v.resize(static_cast<size_t>(succ_off_[hi] - succ_.base), 0);
+  succ_.resize_to(succ_off_[hi], 0);
   std::vector<int32_t> fill(static_cast<size_t>(n));
   for (int k = 0; k < n; ++k) fill[k] = succ_off_[lo + k];
-  state_.v.resize(static_cast<size_t>(hi - state_.base), kWaiting);
+  state_.resize_to(hi, kWaiting);
   bool root_later = false;
   const auto edge = [&](OpId from, OpId to, int32_t& count) {
-    if (from >= lo) {
+    if (from >= lo) {  // the same chunk: its CSR list
       succ_[fill[from - lo]++] = to;
       ++count;
-      return;
+    } else if (cross_edge(from, to)) {
+      ++count;
     }
-    if (from < state_.base || state_[from] == kDone) return;
-    ++count;
-    const auto e = static_cast<int32_t>(cross_edges_.size());
-    cross_edges_.push_back({to, -1});
-    auto [it, fresh] = cross_.try_emplace(from, e, e);
-    if (!fresh) {
-      cross_edges_[static_cast<size_t>(it->second.second)].next = e;
-      it->second.second = e;
-    }
-    info_[from].cross = 1;
   };
   size_t j = 0;
   for (OpId i = lo; i < hi; ++i) {
@@ -919,7 +943,7 @@ void Engine::load(const ChunkRef& c) {
     if (count == 0 && !first_chunk) root_later = true;
   }
   pred_.clear();
-  times_.v.resize(static_cast<size_t>(hi - times_.base));
+  times_.resize_to(hi);
   if (root_later) {
     throw StreamNotExact(
         "an op of a later window has no unfinished predecessor when its window is loaded");
@@ -933,6 +957,19 @@ void Engine::load(const ChunkRef& c) {
   l.coll_end = c0 + ncoll;
   chunks_.push_back(std::move(l));
   ++chunks_loaded_;
+}
+
+bool Engine::cross_edge(OpId from, OpId to) {
+  if (from < state_.base() || state_[from] == kDone) return false;  // finished: not waited for
+  const auto e = static_cast<int32_t>(cross_edges_.size());
+  cross_edges_.push_back({to, -1});
+  auto [it, fresh] = cross_.try_emplace(from, e, e);
+  if (!fresh) {
+    cross_edges_[static_cast<size_t>(it->second.second)].next = e;
+    it->second.second = e;
+  }
+  info_[from].cross = 1;
+  return true;
 }
 
 void Engine::load_next() {
@@ -956,7 +993,7 @@ void Engine::retire() {
     Loaded& l = chunks_.front();
     const OpId lo = l.ref.first_op;
     sink_->done(*l.chunk, std::span<const plan::OpTiming>(
-                              times_.v.data() + (lo - times_.base), l.ref.ops.size()));
+                              times_.data_at(lo), l.ref.ops.size()));
     const OpId hi = l.end;
     info_.drop_before(hi);
     pending_.drop_before(hi);
@@ -1224,7 +1261,7 @@ SimResult Engine::run() {
   if (done_ < n_) report_stuck(now);
   if (progress_ != nullptr) (*progress_)(done_, n_);
   SimResult res;
-  tl_.ops = std::move(times_.v);
+  tl_.ops = std::move(times_.storage());
   res.timeline = std::move(tl_);
   res.events = events_;
   res.ops = n_;
@@ -1307,7 +1344,7 @@ int64_t Engine::run_events(Net& net) {
       const Event e = q_.pop();
       switch (e.type) {
         case kComputeEnd: {
-          if (static_cast<int64_t>(e.a) < info_.base) continue;  // re-timed, chunk retired
+          if (static_cast<int64_t>(e.a) < info_.base()) continue;  // re-timed, chunk retired
           const int rank = info_[e.a].rank;
           if (run_[rank].op != e.a || run_[rank].version != e.b) continue;  // re-timed
           ++events_;
@@ -1351,7 +1388,7 @@ std::string Engine::describe(OpId id) const {
 }
 
 void Engine::report_stuck(int64_t t) {
-  OpId first = static_cast<OpId>(state_.base);
+  OpId first = static_cast<OpId>(state_.base());
   while (state_[first] == kDone) ++first;
   std::string msg = fmt::format(
       "simulation stuck at t = {} ns with {} of {} ops unfinished (a dependency cycle or an "
@@ -1359,8 +1396,8 @@ void Engine::report_stuck(int64_t t) {
       t, n_ - done_, n_);
   // Walk the wait-for chain from the first unfinished op to the op that blocks it.
   Window<uint8_t> visited;
-  visited.v.assign(static_cast<size_t>(n_ - state_.base), 0);
-  visited.base = state_.base;
+  visited.reset(state_.base());
+  visited.resize_to(n_, 0);
   OpId cur = first;
   for (int hops = 0; hops < 32; ++hops) {
     msg += describe(cur);
@@ -1372,12 +1409,12 @@ void Engine::report_stuck(int64_t t) {
     const plan::Op& o = op_of(cur);
     OpId next = -1;
     if (state_[cur] == kWaiting) {
-      if (stream_prev_[cur] >= state_.base && state_[stream_prev_[cur]] != kDone) {
+      if (stream_prev_[cur] >= state_.base() && state_[stream_prev_[cur]] != kDone) {
         next = stream_prev_[cur];
         msg += " waits for its stream predecessor ";
       } else {
         for (OpId d : o.deps) {
-          if (d >= state_.base && state_[d] != kDone) {
+          if (d >= state_.base() && state_[d] != kDone) {
             next = d;
             break;
           }
