@@ -170,53 +170,52 @@ class NetworkTier {
   std::optional<FluidNetwork> fl_;
 };
 
-// Routes of the (src, dst) GPU pairs a run uses, by key src * gpus + dst: open addressing with
-// linear probing in a power-of-two table kept at most half full, so memory follows the pairs
-// used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs). slot() returns the entry of a
-// key, claiming an empty one (links == nullptr) for a new key; the caller fills it and calls
-// filled(). Entries move when the table grows, so a reference is valid only until filled().
+// Routes of the (src, dst) GPU pairs a run uses: per source GPU, an open-addressing table of
+// destinations (linear probing from dst mod size, power-of-two size kept at most half full),
+// so memory follows the pairs used (a dense gpus x gpus table needs 4 GB at 16,384 GPUs) and
+// the look-ups of one sender's transfers (exchanges list them by sender) stay in one small
+// table (one table keyed by pair missed the cache at every look-up at 1,024 GPUs). slot()
+// returns the entry of a pair, claiming an empty one (links == nullptr) for a new pair; the
+// caller fills it and calls filled(src). Entries move when a table grows, so a reference is
+// valid only until filled().
 class RouteTable {
  public:
   struct Entry {
-    uint64_t key = 0;
     const int* links = nullptr;  // into the Platform's route (stable for its lifetime)
     int32_t nlinks = 0;
+    int32_t dst = -1;
     int64_t latency_ns = 0;  // route latency rounded up to whole ns
   };
-  void clear() {
-    entries_.assign(64, Entry{});
-    used_ = 0;
-    shift_ = 64 - 6;
-  }
-  Entry& slot(uint64_t key) {
-    size_t i = index(key);
-    for (;;) {
-      Entry& e = entries_[i];
+  void clear(int gpus) { rows_.assign(static_cast<size_t>(gpus), Row{}); }
+  Entry& slot(int src, int dst) {
+    Row& r = rows_[static_cast<size_t>(src)];
+    if (r.entries.empty()) r.entries.assign(8, Entry{});
+    const size_t mask = r.entries.size() - 1;
+    for (size_t i = static_cast<size_t>(dst) & mask;; i = (i + 1) & mask) {
+      Entry& e = r.entries[i];
       if (e.links == nullptr) {
-        e.key = key;
+        e.dst = dst;
         return e;
       }
-      if (e.key == key) return e;
-      i = (i + 1) & (entries_.size() - 1);
+      if (e.dst == dst) return e;
     }
   }
-  void filled() {
-    if (++used_ * 2 <= entries_.size()) return;
-    std::vector<Entry> old(entries_.size() * 2, Entry{});
-    old.swap(entries_);
-    --shift_;
+  void filled(int src) {
+    Row& r = rows_[static_cast<size_t>(src)];
+    if (++r.used * 2 <= r.entries.size()) return;
+    std::vector<Entry> old(r.entries.size() * 2, Entry{});
+    old.swap(r.entries);
     for (const Entry& e : old) {
-      if (e.links != nullptr) slot(e.key) = e;
+      if (e.links != nullptr) slot(src, e.dst) = e;
     }
   }
 
  private:
-  size_t index(uint64_t key) const {
-    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);  // Fibonacci hashing
-  }
-  std::vector<Entry> entries_;
-  size_t used_ = 0;
-  int shift_ = 64 - 6;
+  struct Row {
+    std::vector<Entry> entries;
+    size_t used = 0;
+  };
+  std::vector<Row> rows_;
 };
 
 // What the NCCL collective model needs besides the Platform (SimOptions::collective_model).
@@ -345,19 +344,15 @@ class Engine {
   // and hashes a std::unordered_map; the flows' hot path only needs the cached entry). By
   // value: filled() may grow the table, which moves its entries.
   RouteTable::Entry cached_route(int src, int dst) {
-    RouteTable::Entry& e = routes_.slot(pair_key(src, dst));
+    RouteTable::Entry& e = routes_.slot(src, dst);
     if (e.links != nullptr) return e;
     const PlatformRoute& r = plat_.route(src, dst);
     e.links = r.links.data();
     e.nlinks = static_cast<int32_t>(r.links.size());
     e.latency_ns = ceil_ns(r.latency_ns);
     const RouteTable::Entry got = e;
-    routes_.filled();
+    routes_.filled(src);
     return got;
-  }
-  uint64_t pair_key(int src, int dst) const {
-    return static_cast<uint64_t>(src) * static_cast<uint64_t>(plat_.gpus()) +
-           static_cast<uint64_t>(dst);
   }
   double alpha(OpKind k) const {
     switch (k) {
@@ -549,7 +544,7 @@ class Engine {
 void Engine::begin() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
-  routes_.clear();
+  routes_.clear(plat_.gpus());
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
