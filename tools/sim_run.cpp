@@ -92,9 +92,14 @@ constexpr double kOpsPerRank = 64;  // the built-in scenarios have 12-20
 
 double ops_per_step_bound(const plan::Scenario& s) {
   const double gpus = s.plan.total_gpus();
-  const double pairs = s.plan.kind == plan::PlanKind::kMaSeparation
-                           ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
-                           : gpus * gpus;  // all-to-all partners
+  double pairs = s.plan.kind == plan::PlanKind::kMaSeparation
+                     ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
+                     : gpus * gpus;  // all-to-all partners
+  // A transfer carries at least one row (token, expert) of the micro-batch.
+  const double rows = std::ceil(static_cast<double>(s.workload.batch) /
+                                std::max(1, s.plan.micro_batches)) *
+                      (s.model.top_k + (s.model.shared_experts > 0 ? 1 : 0));
+  pairs = std::min(pairs, rows);
   return static_cast<double>(s.model.layers) * s.plan.micro_batches *
          (gpus * kOpsPerRank + 4 * pairs);
 }
@@ -116,9 +121,10 @@ void check_topology_fits(const topology::TopologySpec& t, double available_bytes
       available_bytes / 1e9));
 }
 
-void check_fits_in_memory(const plan::Scenario& s, double available_bytes, int steps_held) {
-  const int steps =
-      steps_held > 0 ? std::min(steps_held, s.workload.decode_steps) : s.workload.decode_steps;
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes, double steps_held) {
+  const double steps = steps_held > 0
+                           ? std::min(steps_held, static_cast<double>(s.workload.decode_steps))
+                           : s.workload.decode_steps;
   bool from_env = false;
   if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
   if (available_bytes <= 0) return;  // unknown: nothing to compare with
@@ -145,6 +151,19 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes, int s
   }
   const double need = ops_per_step * steps * kBytesPerOp + topo_bytes;
   if (need <= budget) return;
+  if (steps_held > 0) {
+    throw std::runtime_error(fmt::format(
+        "scenario '{}': the streamed run holds about {:.3g} decode steps at once x {}{}{} ops per "
+        "step, about {:.2f} GB of memory (about {:.0f} bytes per op{}), but {} {:.2f} GB. Use "
+        "smaller windows (--window-layers 1) or a machine with more memory.",
+        s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step), need / 1e9,
+        kBytesPerOp,
+        topo_bytes >= 0.01 * need ? fmt::format(", plus {:.2f} GB for the topology's {} GPUs",
+                                                topo_bytes / 1e9, group_thousands(topo_gpus))
+                                  : std::string(),
+        from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
+        available_bytes / 1e9));
+  }
   const int fit =
       static_cast<int>(std::max(0.0, budget - topo_bytes) / (ops_per_step * kBytesPerOp));
   throw std::runtime_error(fmt::format(
@@ -240,8 +259,7 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     run.window_layers = window;
     const int64_t layers = std::max(1, run.scenario.model.layers);
     check_fits_in_memory(run.scenario, 0,
-                         static_cast<int>(std::min<int64_t>(
-                             run.scenario.workload.decode_steps, 3 * ((window + layers - 1) / layers))));
+                         3.0 * static_cast<double>(window) / static_cast<double>(layers));
     const auto t0 = Clock::now();
     plan::ProgramStream ps(run.scenario);
     const topology::Topology topo(run.scenario.topology);

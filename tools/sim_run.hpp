@@ -71,9 +71,11 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
 /// 4 x attention-MoE pairs)); one step is compiled to count them exactly only when that bound
 /// fits, else one layer is compiled and scaled, else the bound is used: nothing large is
 /// allocated before the check.
-/// `steps_held` (> 0): only that many decode steps are in memory at once (streaming); 0 = all.
+/// `steps_held` (> 0, may be a fraction): only that many decode steps are in memory at once
+/// (streaming); 0 = all. The per-step bound counts at most one transfer per row (token,
+/// expert) of a micro-batch.
 void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0,
-                          int steps_held = 0);
+                          double steps_held = 0);
 
 /// Same for a topology alone (~2 KB per GPU), before it is built
 /// (`masep collective`).
