@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -189,24 +190,47 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes, doubl
 namespace {
 
 // Streaming: windows of the compiler, and their metrics and trace folded as they finish.
-// Windows of `layers` (step, layer) pairs.
+// Windows of `layers` (step, layer) pairs. With `prefetch`, the next window is compiled on
+// a second thread while the engine simulates the current one (the compiler is deterministic
+// and shares nothing with the engine, so the chunks are the same).
 class StreamSource final : public sim::ChunkSource {
  public:
-  StreamSource(plan::ProgramStream& ps, int64_t layers) : ps_(ps), layers_(layers) {}
+  StreamSource(plan::ProgramStream& ps, int64_t layers, bool prefetch)
+      : ps_(ps), layers_(layers), left_(ps.layers_left()), prefetch_(prefetch) {}
+  ~StreamSource() override {
+    if (ahead_.valid()) ahead_.wait();  // never leave the worker running on ps_
+  }
   bool next(plan::ProgramChunk& out) override {
-    if (!ps_.next_layers(static_cast<int>(layers_), out)) return false;
+    if (finished_) return false;
+    bool got = false;
+    if (ahead_.valid()) {
+      got = ahead_.get();  // rethrows the compiler's exception
+      out = std::move(buffer_);
+    } else {
+      got = ps_.next_layers(static_cast<int>(layers_), out);
+    }
+    if (!got) return false;
     finished_ = out.last;
+    left_ = std::max<int64_t>(0, left_ - layers_);
+    if (prefetch_ && !finished_) {
+      ahead_ = std::async(std::launch::async,
+                          [this] { return ps_.next_layers(static_cast<int>(layers_), buffer_); });
+    }
     return true;
   }
   int remaining() const override {
     if (finished_) return 0;
-    return static_cast<int>(std::max<int64_t>(1, (ps_.layers_left() + layers_ - 1) / layers_));
+    return static_cast<int>(std::max<int64_t>(1, (left_ + layers_ - 1) / layers_));
   }
 
  private:
   plan::ProgramStream& ps_;
   int64_t layers_;
+  int64_t left_;  // (step, layer) pairs not yet handed out
+  bool prefetch_;
   bool finished_ = false;
+  plan::ProgramChunk buffer_;  // written by the worker until ahead_ is ready
+  std::future<bool> ahead_;
 };
 
 // The window in (step, layer) pairs (RunOptions).
@@ -254,12 +278,13 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   to.gpus_per_node = run.scenario.topology.gpus_per_node;
   using Clock = std::chrono::steady_clock;
   if (run_options.stream && options.calibration.empty()) {
-    // Held at once: the window being finished, the one loaded ahead and the one compiling.
+    // Held at once: the window being finished, the one running, the one loaded ahead and the
+    // one compiling on the prefetch thread.
     const int64_t window = window_layers(run.scenario, run_options);
     run.window_layers = window;
     const int64_t layers = std::max(1, run.scenario.model.layers);
     check_fits_in_memory(run.scenario, 0,
-                         3.0 * static_cast<double>(window) / static_cast<double>(layers));
+                         4.0 * static_cast<double>(window) / static_cast<double>(layers));
     const auto t0 = Clock::now();
     plan::ProgramStream ps(run.scenario);
     const topology::Topology topo(run.scenario.topology);
@@ -267,7 +292,7 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
     std::optional<plan::TraceStreamWriter> trace;
     if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
-    StreamSource source(ps, window);
+    StreamSource source(ps, window, run_options.prefetch);
     StreamSink sink(metrics, trace ? &*trace : nullptr);
     try {
       run.result = sim::simulate_stream(run.program, source, sink, topo, options);
