@@ -55,18 +55,20 @@ void print_table(const SimRun& run, bool quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
     if (run.streamed) {
-      std::printf("%-9s %s events, %s ops, %d steps: compiled and simulated in windows of %lld "
-                  "layer%s in %.2f s (%.1f M events/s)\n",
-                  "simulated", group_thousands(events).c_str(),
-                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps,
-                  static_cast<long long>(run.window_layers), run.window_layers == 1 ? "" : "s",
-                  run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+      std::printf(
+          "%-9s %s events, %s ops, %d steps: compiled and simulated in windows of %lld "
+          "layer%s in %.2f s (%.1f M events/s)\n",
+          "simulated", group_thousands(events).c_str(),
+          group_thousands(static_cast<double>(run.ops)).c_str(), m.steps,
+          static_cast<long long>(run.window_layers), run.window_layers == 1 ? "" : "s",
+          run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
     } else {
-      std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
-                  "(%.1f M events/s)\n",
-                  "simulated", group_thousands(events).c_str(),
-                  group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.compile_s,
-                  run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+      std::printf(
+          "%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+          "(%.1f M events/s)\n",
+          "simulated", group_thousands(events).c_str(),
+          group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.compile_s,
+          run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
     }
     std::printf("%-9s %s%s%s\n", "network",
                 run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"

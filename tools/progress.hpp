@@ -57,8 +57,8 @@ class Progress {
     if (done <= 0 || done >= total) return "";
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const long left =
-        static_cast<long>(elapsed * static_cast<double>(total - done) / static_cast<double>(done) + 0.5);
+    const long left = static_cast<long>(
+        elapsed * static_cast<double>(total - done) / static_cast<double>(done) + 0.5);
     char buf[48];
     if (left >= 3600) {
       std::snprintf(buf, sizeof buf, ", ETA %ldh%02ldm", left / 3600, left / 60 % 60);

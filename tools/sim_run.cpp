@@ -18,11 +18,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "cli.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/metrics_folder.hpp"
 #include "masep/topology/topology.hpp"
-#include "cli.hpp"
 
 namespace masep::tools {
 
@@ -97,9 +97,9 @@ double ops_per_step_bound(const plan::Scenario& s) {
                      ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
                      : gpus * gpus;  // all-to-all partners
   // A transfer carries at least one row (token, expert) of the micro-batch.
-  const double rows = std::ceil(static_cast<double>(s.workload.batch) /
-                                std::max(1, s.plan.micro_batches)) *
-                      (s.model.top_k + (s.model.shared_experts > 0 ? 1 : 0));
+  const double rows =
+      std::ceil(static_cast<double>(s.workload.batch) / std::max(1, s.plan.micro_batches)) *
+      (s.model.top_k + (s.model.shared_experts > 0 ? 1 : 0));
   pairs = std::min(pairs, rows);
   return static_cast<double>(s.model.layers) * s.plan.micro_batches *
          (gpus * kOpsPerRank + 4 * pairs);
@@ -157,8 +157,7 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes, doubl
         "scenario '{}': the streamed run holds about {:.3g} decode steps at once x {}{}{} ops per "
         "step, about {:.2f} GB of memory (about {:.0f} bytes per op{}), but {} {:.2f} GB. Use "
         "smaller windows (--window-layers 1) or a machine with more memory.",
-        s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step), need / 1e9,
-        kBytesPerOp,
+        s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step), need / 1e9, kBytesPerOp,
         topo_bytes >= 0.01 * need ? fmt::format(", plus {:.2f} GB for the topology's {} GPUs",
                                                 topo_bytes / 1e9, group_thousands(topo_gpus))
                                   : std::string(),

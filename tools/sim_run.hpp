@@ -25,7 +25,7 @@ namespace masep::tools {
 /// (sim::StreamNotExact: then run again whole, SimRun::stream_note says why), take the
 /// whole-run path.
 struct RunOptions {
-  bool stream = true;    ///< false: the whole-run path
+  bool stream = true;  ///< false: the whole-run path
   /// Decode steps per window (>= 1); 0 = automatic: one step, or fewer layers where a step
   /// has many ops (about 200,000 ops per window, from GPUs x micro-batches x layers).
   int window_steps = 0;
@@ -43,8 +43,8 @@ struct SimRun {
   plan::Program program;
   bool streamed = false;
   int64_t window_layers = 0;  ///< streamed: (step, layer) pairs per window
-  std::string stream_note;  ///< why a run asked to stream ran whole (empty otherwise)
-  int64_t ops = 0;          ///< ops simulated
+  std::string stream_note;    ///< why a run asked to stream ran whole (empty otherwise)
+  int64_t ops = 0;            ///< ops simulated
   sim::SimResult result;
   plan::RunMetrics metrics;
   // Host wall times in seconds, for the user (never in outputs that must be deterministic).

@@ -1,7 +1,7 @@
 // Metrics of a (Program, Timeline) pair; see metrics.hpp for the definitions.
 #include "masep/plan/metrics.hpp"
-#include "masep/plan/metrics_folder.hpp"
 #include "masep/plan/json_text.hpp"
+#include "masep/plan/metrics_folder.hpp"
 
 #include <fmt/format.h>
 

@@ -105,8 +105,8 @@ void put_op(Buffer& b, const Op& op, const OpTiming& ot, int64_t sent, const Col
   put_double(b, op.flops);
   if (op.peer >= 0) fmt::format_to(it, ",\"peer\":{}", op.peer);
   if (op.exchange >= 0) {
-    fmt::format_to(it, ",\"exchange\":{},\"sent_bytes\":{},\"recv_bytes\":{}", op.exchange,
-                   sent, op.comm_bytes - sent);
+    fmt::format_to(it, ",\"exchange\":{},\"sent_bytes\":{},\"recv_bytes\":{}", op.exchange, sent,
+                   op.comm_bytes - sent);
   }
   if (collective != nullptr) {
     const auto& c = *collective;
@@ -182,8 +182,8 @@ TraceStreamWriter::~TraceStreamWriter() {
 
 void TraceStreamWriter::add(const ProgramChunk& c, std::span<const OpTiming> t) {
   if (t.size() != c.ops.size()) {
-    throw std::invalid_argument(fmt::format("TraceStreamWriter: timeline has {} ops, chunk {}",
-                                            t.size(), c.ops.size()));
+    throw std::invalid_argument(
+        fmt::format("TraceStreamWriter: timeline has {} ops, chunk {}", t.size(), c.ops.size()));
   }
   ops_ += static_cast<int64_t>(c.ops.size());
   std::vector<int64_t> sent(c.ops.size(), 0);
@@ -204,8 +204,8 @@ void TraceStreamWriter::add(const ProgramChunk& c, std::span<const OpTiming> t) 
         if (t[i].start_ns < 0) continue;
         b.append(std::string_view(",\n"));  // the header's metadata always precedes
         const int64_t ci = static_cast<int64_t>(op.collective) - c.first_collective;
-        const bool has_coll = op.collective >= 0 && ci >= 0 &&
-                              ci < static_cast<int64_t>(c.collectives.size());
+        const bool has_coll =
+            op.collective >= 0 && ci >= 0 && ci < static_cast<int64_t>(c.collectives.size());
         put_op(b, op, t[i], sent[i], has_coll ? &c.collectives[static_cast<size_t>(ci)] : nullptr,
                header_.groups);
       }

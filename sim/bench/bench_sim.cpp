@@ -200,9 +200,9 @@ void compile_and_simulate(benchmark::State& state, const char* scenario, bool st
     }
     benchmark::DoNotOptimize(events);
   }
-  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events) *
-                                                      static_cast<double>(state.iterations()),
-                                                  benchmark::Counter::kIsRate);
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(events) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 void BM_CompileSimulate(benchmark::State& state, const char* scenario, bool stream) {
   compile_and_simulate(state, scenario, stream, false);

@@ -61,7 +61,7 @@ enum OpState : uint8_t { kWaiting = 0, kReady = 1, kDone = 2 };
 struct OpInfo {
   OpKind kind = OpKind::kGemm;
   uint8_t stream = 0;
-  uint8_t cross = 0;   // has successors in later chunks (Engine::cross_)
+  uint8_t cross = 0;  // has successors in later chunks (Engine::cross_)
   int32_t rank = 0;
   int32_t gpu = 0;
   int32_t other = -1;  // kSend/kRecv: the matching op; collectives: the collective index;
@@ -425,10 +425,10 @@ class Engine {
   EventQueue q_;
 
   int n_ = 0;  // ops loaded (global ids 0..n_-1; the streaming path drops retired ones)
-  Window<int32_t> pending_;            // unfinished predecessors per op
-  Window<int32_t> succ_off_, succ_;    // CSR: ops of the same chunk waiting on each op
-  Window<int32_t> stream_prev_;        // previous op on the same stream, -1 if first
-  std::vector<int32_t> pred_;  // scratch of load(): listed deps of the chunk's ops
+  Window<int32_t> pending_;          // unfinished predecessors per op
+  Window<int32_t> succ_off_, succ_;  // CSR: ops of the same chunk waiting on each op
+  Window<int32_t> stream_prev_;      // previous op on the same stream, -1 if first
+  std::vector<int32_t> pred_;        // scratch of load(): listed deps of the chunk's ops
   Window<OpInfo> info_;
   Window<plan::OpTiming> times_;
   Window<int32_t> coll_members_;
@@ -499,8 +499,8 @@ class Engine {
   struct Loaded {
     ChunkRef ref;
     std::unique_ptr<plan::ProgramChunk> chunk;  // streaming: owned until retired
-    OpId end = 0;                                // one past its last op
-    int64_t undone = 0;                          // its ops not finished
+    OpId end = 0;                               // one past its last op
+    int64_t undone = 0;                         // its ops not finished
     int64_t xfer_end = 0, xop_end = 0, coll_end = 0;
   };
   std::deque<Loaded> chunks_;
@@ -595,7 +595,8 @@ void Engine::begin() {
 
 const plan::Op& Engine::op_of(OpId id) const {
   for (const Loaded& l : chunks_) {
-    if (id >= l.ref.first_op && id < l.end) return l.ref.ops[static_cast<size_t>(id - l.ref.first_op)];
+    if (id >= l.ref.first_op && id < l.end)
+      return l.ref.ops[static_cast<size_t>(id - l.ref.first_op)];
   }
   throw std::logic_error(fmt::format("simulator: op {} is not loaded", id));
 }
@@ -987,8 +988,7 @@ void Engine::retire() {
   while (!chunks_.empty() && chunks_.front().undone == 0 && chunks_.front().chunk) {
     Loaded& l = chunks_.front();
     const OpId lo = l.ref.first_op;
-    sink_->done(*l.chunk, std::span<const plan::OpTiming>(
-                              times_.data_at(lo), l.ref.ops.size()));
+    sink_->done(*l.chunk, std::span<const plan::OpTiming>(times_.data_at(lo), l.ref.ops.size()));
     const OpId hi = l.end;
     info_.drop_before(hi);
     pending_.drop_before(hi);
@@ -1064,8 +1064,8 @@ void Engine::start_flow_after(int64_t t, int src, int dst, double bytes, uint32_
   start_flow_on(t, src, dst, links, latency, bytes, tag);
 }
 
-void Engine::start_flow_on(int64_t t, int src, int dst, std::span<const int> links,
-                           int64_t latency, double bytes, uint32_t tag) {
+void Engine::start_flow_on(int64_t t, int src, int dst, std::span<const int> links, int64_t latency,
+                           double bytes, uint32_t tag) {
   int32_t slot;
   if (!pflow_free_.empty()) {
     slot = pflow_free_.back();
@@ -1268,7 +1268,8 @@ SimResult Engine::run_stream(plan::ProgramChunk first, ChunkSource& source, Chun
   sink_ = &sink;
   begin();
   auto chunk = std::make_unique<plan::ProgramChunk>(std::move(first));
-  if (chunk->first_op != 0) throw std::logic_error("simulate_stream: the first chunk must start at op 0");
+  if (chunk->first_op != 0)
+    throw std::logic_error("simulate_stream: the first chunk must start at op 0");
   const ChunkRef ref = chunk_ref(*chunk);
   load(ref);
   chunks_.back().chunk = std::move(chunk);
@@ -1604,10 +1605,9 @@ SimResult simulate_stream(const plan::Program& header, ChunkSource& source, Chun
   plan::ProgramChunk first;
   if (!source.next(first)) throw std::invalid_argument("simulate_stream: the source has no chunk");
   const bool automatic = tier_is_auto(prm);
-  const bool fluid =
-      automatic ? static_cast<double>(largest_exchange(first.exchanges, first.collectives)) >
-                      prm.network_auto_flows
-                : prm.network_tier == 1;
+  const bool fluid = automatic ? static_cast<double>(largest_exchange(
+                                     first.exchanges, first.collectives)) > prm.network_auto_flows
+                               : prm.network_tier == 1;
   Engine engine(header, platform, prm, *cm, alg, is_auto, fluid);
   if (automatic) engine.set_auto_threshold(prm.network_auto_flows);
   if (options.progress) engine.set_progress(&options.progress);

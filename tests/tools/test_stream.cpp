@@ -43,7 +43,8 @@ struct Outputs {
 // window > 0: steps per window; < 0: -window layers per window.
 Outputs run(const std::string& scenario, const std::vector<std::string>& sets,
             const sim::SimOptions& so, bool stream, int window) {
-  const fs::path dir = fs::temp_directory_path() / ("masep_test_stream_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("masep_test_stream_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   RunOptions ro;
   ro.stream = stream;
@@ -93,9 +94,9 @@ void expect_identical(const std::string& file, const std::vector<std::string>& s
     const Outputs s = run(file, sets, so, true, w);
     EXPECT_TRUE(s.streamed) << file << " window " << w << ": " << s.note;
     EXPECT_EQ(s.metrics, whole.metrics) << file << " window " << w;
-    EXPECT_TRUE(s.trace == whole.trace) << file << " window " << w << ": traces differ ("
-                                        << s.trace.size() << " vs " << whole.trace.size()
-                                        << " bytes)";
+    EXPECT_TRUE(s.trace == whole.trace)
+        << file << " window " << w << ": traces differ (" << s.trace.size() << " vs "
+        << whole.trace.size() << " bytes)";
   }
 }
 
@@ -126,11 +127,11 @@ TEST(StreamIdentical, CarriedStateOptions) {
   expect_identical("scenarios/paper-colocated.yaml", more_steps, fluid, {1});
   sim::SimOptions flow;
   flow.params = {{"network_tier", 0}};
-  expect_identical("scenarios/examples/large-1024gpu.yaml",
-                   {"model.layers=1", "workload.decode_steps=2", "topology.nodes=16",
-                    "plan.attention.gpus=96", "plan.attention.replicas=12", "plan.moe.gpus=32",
-                    "workload.batch=384"},
-                   flow, {1});
+  expect_identical(
+      "scenarios/examples/large-1024gpu.yaml",
+      {"model.layers=1", "workload.decode_steps=2", "topology.nodes=16", "plan.attention.gpus=96",
+       "plan.attention.replicas=12", "plan.moe.gpus=32", "workload.batch=384"},
+      flow, {1});
 }
 
 // The chunks, concatenated, are the whole compile.
@@ -213,8 +214,8 @@ TEST(StreamIdentical, RefusesWhatItCannotReproduce) {
     const Outputs whole = run(name, sets, so, false, 1);
     EXPECT_EQ(streamed.metrics, whole.metrics);
     EXPECT_TRUE(streamed.trace == whole.trace);
-    std::printf("refused and ran whole: paper, seed %d (step 0: %zu transfers, later %zu)\n",
-                seed, first, later);
+    std::printf("refused and ran whole: paper, seed %d (step 0: %zu transfers, later %zu)\n", seed,
+                first, later);
     return;
   }
   ADD_FAILURE() << "no seed whose exchanges grow after step 0";

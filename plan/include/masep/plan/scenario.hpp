@@ -111,8 +111,8 @@ struct SimulatorSettings {
   std::string network;
 };
 
-/// One what-if: model + cluster + plan + workload (+ simulator settings). `origin` names where it came from (a file
-/// path or "builtin:<name>") for messages.
+/// One what-if: model + cluster + plan + workload (+ simulator settings). `origin` names where it
+/// came from (a file path or "builtin:<name>") for messages.
 struct Scenario {
   std::string name;
   std::string description;
