@@ -291,7 +291,12 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
     std::optional<plan::TraceStreamWriter> trace;
     if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
-    StreamSource source(ps, window, run_options.prefetch);
+    // A second thread pays only for large windows: handing a small one over costs more (on a
+    // busy machine the worker waits for a core) than compiling it here.
+    const double window_ops = 12.0 * run.scenario.plan.total_gpus() *
+                              std::max(1, run.scenario.plan.micro_batches) *
+                              static_cast<double>(window);
+    StreamSource source(ps, window, run_options.prefetch && window_ops >= 100000);
     StreamSink sink(metrics, trace ? &*trace : nullptr);
     try {
       run.result = sim::simulate_stream(run.program, source, sink, topo, options);
