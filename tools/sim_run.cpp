@@ -296,7 +296,8 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     const double window_ops = 12.0 * run.scenario.plan.total_gpus() *
                               std::max(1, run.scenario.plan.micro_batches) *
                               static_cast<double>(window);
-    StreamSource source(ps, window, run_options.prefetch && window_ops >= 100000);
+    StreamSource source(ps, window,
+                        run_options.prefetch && window_ops >= run_options.prefetch_min_ops);
     StreamSink sink(metrics, trace ? &*trace : nullptr);
     try {
       run.result = sim::simulate_stream(run.program, source, sink, topo, options);

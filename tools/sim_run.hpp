@@ -30,9 +30,10 @@ struct RunOptions {
   /// has many ops (about 200,000 ops per window, from GPUs x micro-batches x layers).
   int window_steps = 0;
   int window_layers = 0;  ///< > 0: windows of this many decoder layers instead of steps
-  /// Compile the next window on a second thread while the current one is simulated (only for
-  /// windows of about 100,000 ops or more: 12 x GPUs x micro-batches x layers).
+  /// Compile the next window on a second thread while the current one is simulated, for
+  /// windows of about `prefetch_min_ops` ops or more (12 x GPUs x micro-batches x layers).
   bool prefetch = true;
+  double prefetch_min_ops = 100000;
   /// Write the Chrome/Perfetto trace here (plan::write_trace's bytes); empty = none.
   std::string trace_path;
 };

@@ -40,7 +40,8 @@ struct Outputs {
   std::string note;
 };
 
-// window > 0: steps per window; < 0: -window layers per window.
+// window > 0: steps per window; < 0: -window layers per window. Odd windows compile ahead on a
+// second thread (RunOptions::prefetch for every window size), even ones in line.
 Outputs run(const std::string& scenario, const std::vector<std::string>& sets,
             const sim::SimOptions& so, bool stream, int window) {
   const fs::path dir =
@@ -50,6 +51,8 @@ Outputs run(const std::string& scenario, const std::vector<std::string>& sets,
   ro.stream = stream;
   ro.window_steps = window > 0 ? window : 0;
   ro.window_layers = window < 0 ? -window : 0;
+  ro.prefetch = window % 2 != 0;
+  ro.prefetch_min_ops = 0;
   ro.trace_path = (dir / "trace.json").string();
   const SimRun r = run_scenario(scenario, sets, so, ro);
   Outputs o;
