@@ -347,12 +347,27 @@ class Engine {
     RouteTable::Entry& e = routes_.slot(src, dst);
     if (e.links != nullptr) return e;
     const PlatformRoute& r = plat_.route(src, dst);
-    e.links = r.links.data();
+    e.links = pooled(r.links);
     e.nlinks = static_cast<int32_t>(r.links.size());
     e.latency_ns = ceil_ns(r.latency_ns);
     const RouteTable::Entry got = e;
     routes_.filled(src);
     return got;
+  }
+  // A copy of a route's link ids in the engine's pool: blocks that never move, filled in
+  // first-use order, so the links of the routes a run uses sit together (the Platform's
+  // routes are separate heap vectors: reading them at each flow start missed the cache).
+  const int* pooled(const std::vector<int>& links) {
+    constexpr size_t kBlock = size_t{1} << 16;
+    if (links.size() > kBlock) return links.data();
+    if (route_pool_.empty() || route_pool_used_ + links.size() > kBlock) {
+      route_pool_.push_back(std::make_unique<int[]>(kBlock));
+      route_pool_used_ = 0;
+    }
+    int* p = route_pool_.back().get() + route_pool_used_;
+    std::copy(links.begin(), links.end(), p);
+    route_pool_used_ += links.size();
+    return p;
   }
   double alpha(OpKind k) const {
     switch (k) {
@@ -476,6 +491,8 @@ class Engine {
     int32_t src, dst;
   };
   RouteTable routes_;  // (src, dst) pairs used so far: links and ceil of the latency
+  std::vector<std::unique_ptr<int[]>> route_pool_;  // see pooled()
+  size_t route_pool_used_ = 0;
   // Parameters rounded up to whole ns once (ceil is a libm call without SSE4.1).
   int64_t gap_ns_ = 0, alpha_sr_ns_ = 0, phase_overhead_ns_ = 0;
   // Exchanges. Transfers flattened over all exchanges (index = tag index); per exchange op
@@ -545,6 +562,8 @@ void Engine::begin() {
   const plan::Program& P = P_;
   const int R = P.rank_count();
   routes_.clear(plat_.gpus());
+  route_pool_.clear();
+  route_pool_used_ = 0;
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
