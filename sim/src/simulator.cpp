@@ -346,6 +346,10 @@ class Engine {
   RouteTable::Entry cached_route(int src, int dst) {
     RouteTable::Entry& e = routes_.slot(src, dst);
     if (e.links != nullptr) return e;
+    return new_route(e, src, dst);
+  }
+  // The first use of a pair (out of line: keeps cached_route's hit path inline).
+  [[gnu::noinline]] RouteTable::Entry new_route(RouteTable::Entry& e, int src, int dst) {
     const PlatformRoute& r = plat_.route(src, dst);
     e.links = pooled(r.links);
     e.nlinks = static_cast<int32_t>(r.links.size());
