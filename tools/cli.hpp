@@ -26,7 +26,7 @@ inline constexpr const char* kNetworkHelp =
     "network tier: flow (per-flow max-min, the reference), fluid (each phase timed from link "
     "loads; coarse, fast at scale) or auto (flow, unless one exchange or all-to-all has more "
     "than network_auto_flows = 1024 transfers: then fluid); docs/simulator-model.md gives "
-    "fluid's measured error";
+    "fluid's measured error. Default: the scenario's simulator.network, else auto";
 
 /// The simulator parameter (network_tier, 0/1/2) for a --network value "flow", "fluid" or
 /// "auto"; throws plan::InputError naming --network for anything else.

@@ -154,7 +154,8 @@ int cmd_search(const Args& args) {
   so.jobs = jobs;
   so.sim.calibration = calibration;
   so.sim.allreduce_algorithm = algorithm;
-  so.sim.params.push_back(network_tier_param(network));
+  // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
+  if (!vm["network"].defaulted()) so.sim.params.push_back(network_tier_param(network));
 
   std::vector<std::string> probe = so.overrides;
   probe.emplace_back(kProbePlan);

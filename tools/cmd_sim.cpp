@@ -62,12 +62,22 @@ void print_table(const SimRun& run, bool quiet) {
   if (!quiet) {
     for (const auto& [k, v] : describe(s)) std::printf("%-9s %s\n", k.c_str(), v.c_str());
     const double events = static_cast<double>(run.result.events);
-    std::printf("%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
-                "(%.1f M events/s)\n",
-                "simulated", group_thousands(events).c_str(),
-                group_thousands(static_cast<double>(run.program.ops.size())).c_str(), m.steps,
-                run.compile_s, run.simulate_s,
-                run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    if (run.streamed) {
+      std::printf(
+          "%-9s %s events, %s ops, %d steps: compiled and simulated in windows of %lld "
+          "layer%s in %.2f s (%.1f M events/s)\n",
+          "simulated", group_thousands(events).c_str(),
+          group_thousands(static_cast<double>(run.ops)).c_str(), m.steps,
+          static_cast<long long>(run.window_layers), run.window_layers == 1 ? "" : "s",
+          run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    } else {
+      std::printf(
+          "%-9s %s events, %s ops, %d steps: compiled in %.2f s, simulated in %.2f s "
+          "(%.1f M events/s)\n",
+          "simulated", group_thousands(events).c_str(),
+          group_thousands(static_cast<double>(run.ops)).c_str(), m.steps, run.compile_s,
+          run.simulate_s, run.simulate_s > 0 ? events / run.simulate_s / 1e6 : 0.0);
+    }
     std::printf("%-9s %s%s%s\n", "network",
                 run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"
                                                    : "flow (per-flow max-min)",
@@ -219,7 +229,7 @@ int cmd_sim(const Args& args) {
   std::string trace_path, calibration, algorithm = "auto", network = "auto";
   std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
   bool allow_mismatch = false;
-  int steps = 0;
+  int steps = 0, window = 0, window_layers = 0;
   std::vector<std::string> faults, fault_params;
   std::string timeline_path, plot_path;
   double interference = 0;
@@ -258,7 +268,16 @@ int cmd_sim(const Args& args) {
       "timeline", po::value(&timeline_path),
       "runs with faults: write the per-step TPOT timeline to FILE (.csv, or .json with events)")(
       "plot", po::value(&plot_path),
-      "runs with faults: plot TPOT per step to FILE.png / .svg (gnuplot)");
+      "runs with faults: plot TPOT per step to FILE.png / .svg (gnuplot)")(
+      "window", po::value(&window),
+      "decode steps compiled and simulated at a time (memory is bounded by a few windows; "
+      "results are identical for any window); default: one step, or fewer layers where a "
+      "step has many ops (about 200,000 ops per window)")(
+      "window-layers", po::value(&window_layers),
+      "decoder layers compiled and simulated at a time (instead of --window)")(
+      "whole-run",
+      "compile the whole run, then simulate it at once (the reference path; also taken with "
+      "--calibration)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -273,6 +292,15 @@ int cmd_sim(const Args& args) {
     }
     sets.push_back(fmt::format("workload.decode_steps={}", steps));
   }
+  if ((vm.count("window") && window < 1) || (vm.count("window-layers") && window_layers < 1)) {
+    std::fprintf(stderr, "masep sim: --window and --window-layers must be >= 1\n");
+    return 2;
+  }
+  RunOptions ro;
+  ro.stream = vm.count("whole-run") == 0;
+  ro.window_steps = window;
+  ro.window_layers = window_layers;
+  ro.trace_path = trace_path;
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
@@ -281,7 +309,8 @@ int cmd_sim(const Args& args) {
   so.nccl_algo = nccl_algo;
   so.nccl_proto = nccl_proto;
   so.comm_interference = interference;
-  so.params.push_back(network_tier_param(network));
+  // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
+  if (!vm["network"].defaulted()) so.params.push_back(network_tier_param(network));
   // A bar on stderr once a run has taken 2 s (short runs print nothing extra).
   Progress bar("masep sim: ops simulated");
   const auto started = std::chrono::steady_clock::now();
@@ -289,7 +318,7 @@ int cmd_sim(const Args& args) {
   so.progress = [&](int64_t done, int64_t total) {
     if (!shown && std::chrono::steady_clock::now() - started < std::chrono::seconds(2)) return;
     shown = true;
-    bar.update(static_cast<int>(done), static_cast<int>(total));
+    bar.update(done, total);
   };
 
   for (const auto& f : faults) sets.push_back(fault_override(f));
@@ -327,16 +356,15 @@ int cmd_sim(const Args& args) {
       return 2;
     }
   }
-  const SimRun run = run_scenario(scenario, sets, so);
+  const SimRun run = run_scenario(scenario, sets, so, ro);
+  if (!run.stream_note.empty()) {
+    std::fprintf(stderr, "masep sim: simulated the whole run at once (%s)\n",
+                 run.stream_note.c_str());
+  }
   // Never silent about calibration coverage (extrapolated / uncalibrated ops): on stderr so
   // --json output stays one object.
   if (!run.result.calibration_summary.empty()) {
     std::fprintf(stderr, "%s\n", run.result.calibration_summary.c_str());
-  }
-  if (!trace_path.empty()) {
-    plan::TraceOptions to;
-    to.gpus_per_node = run.scenario.topology.gpus_per_node;
-    plan::write_trace_file(trace_path, run.program, run.result.timeline, to);
   }
   if (vm.count("json")) {
     plan::write_metrics_json(std::cout, run.metrics);

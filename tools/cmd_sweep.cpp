@@ -113,7 +113,8 @@ int cmd_sweep(const Args& args) {
   sim::SimOptions so;
   so.calibration = calibration;
   so.allreduce_algorithm = algorithm;
-  so.params.push_back(network_tier_param(network));
+  // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
+  if (!vm["network"].defaulted()) so.params.push_back(network_tier_param(network));
   // What changes results besides the points: the options and the calibration's content.
   std::string options = fmt::format("algorithm={} network={} calibration={}", algorithm, network,
                                     calibration);

@@ -5,7 +5,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -17,21 +19,27 @@ class Progress {
       : what_(std::move(what)), tty_(::isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
 
   /// Reports `done` of `total`; callers serialise calls.
-  void update(int done, int total) {
+  /// (64-bit: a streamed run's ops exceed 2^31 / 100.) `done` is clamped to `total` (a
+  /// streamed run's total is an estimate until its last window).
+  void update(int64_t done, int64_t total) {
     if (total <= 0) return;
+    done = std::min(done, total);
+    const auto pct = static_cast<int>(done * 100 / total);
     if (tty_) {
-      constexpr int kWidth = 30;
-      const int filled = done * kWidth / total;
-      std::fprintf(stderr, "\r%s [%s%s] %d/%d (%d%%)%s   ", what_.c_str(),
+      constexpr int64_t kWidth = 30;
+      const int64_t filled = done * kWidth / total;
+      std::fprintf(stderr, "\r%s [%s%s] %lld/%lld (%d%%)%s   ", what_.c_str(),
                    std::string(static_cast<size_t>(filled), '#').c_str(),
-                   std::string(static_cast<size_t>(kWidth - filled), '.').c_str(), done, total,
-                   done * 100 / total, eta(done, total).c_str());
+                   std::string(static_cast<size_t>(kWidth - filled), '.').c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), pct,
+                   eta(done, total).c_str());
       if (done == total) std::fprintf(stderr, "\n");
     } else {
-      const int decile = done * 10 / total;
+      const auto decile = static_cast<int>(done * 10 / total);
       if (decile > last_decile_) {
         last_decile_ = decile;
-        std::fprintf(stderr, "%s: %d/%d (%d%%)%s\n", what_.c_str(), done, total, done * 100 / total,
+        std::fprintf(stderr, "%s: %lld/%lld (%d%%)%s\n", what_.c_str(),
+                     static_cast<long long>(done), static_cast<long long>(total), pct,
                      eta(done, total).c_str());
       }
     }
@@ -45,11 +53,12 @@ class Progress {
 
  private:
   // ", ETA 1m23s" from the rate so far; empty before any progress and at the end.
-  std::string eta(int done, int total) const {
+  std::string eta(int64_t done, int64_t total) const {
     if (done <= 0 || done >= total) return "";
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const long left = static_cast<long>(elapsed * (total - done) / done + 0.5);
+    const long left = static_cast<long>(
+        elapsed * static_cast<double>(total - done) / static_cast<double>(done) + 0.5);
     char buf[48];
     if (left >= 3600) {
       std::snprintf(buf, sizeof buf, ", ETA %ldh%02ldm", left / 3600, left / 60 % 60);

@@ -321,7 +321,8 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
           check_fits_in_memory(s);
           const plan::Program program = plan::compile(s);
           const topology::Topology topo(s.topology);
-          const sim::SimResult sr = sim::simulate(program, topo, options.sim);
+          const sim::SimResult sr =
+              sim::simulate(program, topo, with_scenario_settings(s, options.sim));
           r.metrics = plan::compute_metrics(s, program, sr.timeline);
           r.metrics.ranks.clear();
           r.metrics.step_ms.clear();

@@ -12,11 +12,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <future>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 
+#include "cli.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/metrics_folder.hpp"
 #include "masep/topology/topology.hpp"
 
 namespace masep::tools {
@@ -88,9 +93,14 @@ constexpr double kOpsPerRank = 64;  // the built-in scenarios have 12-20
 
 double ops_per_step_bound(const plan::Scenario& s) {
   const double gpus = s.plan.total_gpus();
-  const double pairs = s.plan.kind == plan::PlanKind::kMaSeparation
-                           ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
-                           : gpus * gpus;  // all-to-all partners
+  double pairs = s.plan.kind == plan::PlanKind::kMaSeparation
+                     ? static_cast<double>(s.plan.attention.gpus) * s.plan.moe.gpus
+                     : gpus * gpus;  // all-to-all partners
+  // A transfer carries at least one row (token, expert) of the micro-batch.
+  const double rows =
+      std::ceil(static_cast<double>(s.workload.batch) / std::max(1, s.plan.micro_batches)) *
+      (s.model.top_k + (s.model.shared_experts > 0 ? 1 : 0));
+  pairs = std::min(pairs, rows);
   return static_cast<double>(s.model.layers) * s.plan.micro_batches *
          (gpus * kOpsPerRank + 4 * pairs);
 }
@@ -112,8 +122,10 @@ void check_topology_fits(const topology::TopologySpec& t, double available_bytes
       available_bytes / 1e9));
 }
 
-void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
-  const int steps = s.workload.decode_steps;
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes, double steps_held) {
+  const double steps = steps_held > 0
+                           ? std::min(steps_held, static_cast<double>(s.workload.decode_steps))
+                           : s.workload.decode_steps;
   bool from_env = false;
   if (available_bytes <= 0) available_bytes = available_memory_bytes(&from_env);
   if (available_bytes <= 0) return;  // unknown: nothing to compare with
@@ -141,6 +153,18 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
   }
   const double need = ops_per_step * steps * kBytesPerOp + topo_bytes;
   if (need <= budget) return;
+  if (steps_held > 0) {
+    throw std::runtime_error(fmt::format(
+        "scenario '{}': the streamed run holds about {:.3g} decode steps at once x {}{}{} ops per "
+        "step, about {:.2f} GB of memory (about {:.0f} bytes per op{}), but {} {:.2f} GB. Use "
+        "smaller windows (--window-layers 1) or a machine with more memory.",
+        s.name, steps, how, *how ? " " : "", group_thousands(ops_per_step), need / 1e9, kBytesPerOp,
+        topo_bytes >= 0.01 * need ? fmt::format(", plus {:.2f} GB for the topology's {} GPUs",
+                                                topo_bytes / 1e9, group_thousands(topo_gpus))
+                                  : std::string(),
+        from_env ? "MASEP_SIM_MEMORY_LIMIT_GB allows" : "this machine has available",
+        available_bytes / 1e9));
+  }
   const int fit =
       static_cast<int>(std::max(0.0, budget - topo_bytes) / (ops_per_step * kBytesPerOp));
   throw std::runtime_error(fmt::format(
@@ -163,8 +187,90 @@ void check_fits_in_memory(const plan::Scenario& s, double available_bytes) {
                                                          : std::string("not even one step fits"))));
 }
 
+namespace {
+
+// Streaming: windows of the compiler, and their metrics and trace folded as they finish.
+// Windows of `layers` (step, layer) pairs. With `prefetch`, the next window is compiled on
+// a second thread while the engine simulates the current one (the compiler is deterministic
+// and shares nothing with the engine, so the chunks are the same).
+class StreamSource final : public sim::ChunkSource {
+ public:
+  StreamSource(plan::ProgramStream& ps, int64_t layers, bool prefetch)
+      : ps_(ps), layers_(layers), left_(ps.layers_left()), prefetch_(prefetch) {}
+  ~StreamSource() override {
+    if (ahead_.valid()) ahead_.wait();  // never leave the worker running on ps_
+  }
+  bool next(plan::ProgramChunk& out) override {
+    if (finished_) return false;
+    bool got = false;
+    if (ahead_.valid()) {
+      got = ahead_.get();  // rethrows the compiler's exception
+      out = std::move(buffer_);
+    } else {
+      got = ps_.next_layers(static_cast<int>(layers_), out);
+    }
+    if (!got) return false;
+    finished_ = out.last;
+    left_ = std::max<int64_t>(0, left_ - layers_);
+    if (prefetch_ && !finished_) {
+      ahead_ = std::async(std::launch::async,
+                          [this] { return ps_.next_layers(static_cast<int>(layers_), buffer_); });
+    }
+    return true;
+  }
+  int remaining() const override {
+    if (finished_) return 0;
+    return static_cast<int>(std::max<int64_t>(1, (left_ + layers_ - 1) / layers_));
+  }
+
+ private:
+  plan::ProgramStream& ps_;
+  int64_t layers_;
+  int64_t left_;  // (step, layer) pairs not yet handed out
+  bool prefetch_;
+  bool finished_ = false;
+  plan::ProgramChunk buffer_;  // written by the worker until ahead_ is ready
+  std::future<bool> ahead_;
+};
+
+// The window in (step, layer) pairs (RunOptions).
+int64_t window_layers(const plan::Scenario& s, const RunOptions& ro) {
+  const int64_t layers = std::max(1, s.model.layers);
+  if (ro.window_layers > 0) return ro.window_layers;
+  if (ro.window_steps > 0) return ro.window_steps * layers;
+  constexpr double kOpsPerWindow = 200000;  // ~12 ops per GPU, layer and micro-batch
+  const double per_layer = 12.0 * s.plan.total_gpus() * std::max(1, s.plan.micro_batches);
+  return std::clamp<int64_t>(static_cast<int64_t>(kOpsPerWindow / per_layer), 1, layers);
+}
+
+class StreamSink final : public sim::ChunkSink {
+ public:
+  StreamSink(plan::MetricsFolder& metrics, plan::TraceStreamWriter* trace)
+      : metrics_(metrics), trace_(trace) {}
+  void done(const plan::ProgramChunk& c, std::span<const plan::OpTiming> t) override {
+    metrics_.add(c.ops, t, c.first_op, c.collectives, c.first_collective, c.exchanges);
+    if (trace_ != nullptr) trace_->add(c, t);
+  }
+
+ private:
+  plan::MetricsFolder& metrics_;
+  plan::TraceStreamWriter* trace_;
+};
+
+}  // namespace
+
+sim::SimOptions with_scenario_settings(const plan::Scenario& s, const sim::SimOptions& options) {
+  sim::SimOptions o = options;
+  o.params.insert(o.params.begin(),
+                  network_tier_param(s.simulator.network.empty() ? "auto" : s.simulator.network));
+  return o;
+}
+
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
-                    const sim::SimOptions& options) {
+                    const sim::SimOptions& given_options, const RunOptions& run_options) {
+  if (run_options.window_steps < 0 || run_options.window_layers < 0) {
+    throw std::invalid_argument("run_scenario: window sizes must be >= 0");
+  }
   SimRun run;
   run.scenario = plan::load_scenario(name_or_path, overrides);
   if (!run.scenario.faults.empty()) {
@@ -174,8 +280,51 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
                              "(docs/fault-tolerance.md); remove them (--set faults=[]) to run "
                              "it here");
   }
-  check_fits_in_memory(run.scenario);
+  const sim::SimOptions options = with_scenario_settings(run.scenario, given_options);
+  plan::TraceOptions to;
+  to.gpus_per_node = run.scenario.topology.gpus_per_node;
   using Clock = std::chrono::steady_clock;
+  if (run_options.stream && options.calibration.empty()) {
+    // Held at once: the window being finished, the one running, the one loaded ahead and the
+    // one compiling on the prefetch thread.
+    const int64_t window = window_layers(run.scenario, run_options);
+    run.window_layers = window;
+    const int64_t layers = std::max(1, run.scenario.model.layers);
+    check_fits_in_memory(run.scenario, 0,
+                         4.0 * static_cast<double>(window) / static_cast<double>(layers));
+    const auto t0 = Clock::now();
+    plan::ProgramStream ps(run.scenario);
+    const topology::Topology topo(run.scenario.topology);
+    run.program = ps.header();
+    plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
+    std::optional<plan::TraceStreamWriter> trace;
+    if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
+    // A second thread pays only for large windows: handing a small one over costs more (on a
+    // busy machine the worker waits for a core) than compiling it here.
+    const double window_ops = 12.0 * run.scenario.plan.total_gpus() *
+                              std::max(1, run.scenario.plan.micro_batches) *
+                              static_cast<double>(window);
+    StreamSource source(ps, window,
+                        run_options.prefetch && window_ops >= run_options.prefetch_min_ops);
+    StreamSink sink(metrics, trace ? &*trace : nullptr);
+    try {
+      run.result = sim::simulate_stream(run.program, source, sink, topo, options);
+      const auto t1 = Clock::now();
+      run.compile_s = 0;  // interleaved with simulating: counted there
+      run.simulate_s = std::chrono::duration<double>(t1 - t0).count();
+      run.metrics = metrics.finish(run.result.timeline.makespan_ns);
+      if (trace) {
+        trace->finish_file(run_options.trace_path, run.result.timeline.source,
+                           run.result.timeline.device, run.result.timeline.makespan_ns);
+      }
+      run.streamed = true;
+      run.ops = run.result.ops;
+      return run;
+    } catch (const sim::StreamNotExact& e) {
+      run.stream_note = e.what();  // below: the whole run
+    }
+  }
+  check_fits_in_memory(run.scenario);
   const auto t0 = Clock::now();
   run.program = plan::compile(run.scenario);
   const topology::Topology topo(run.scenario.topology);
@@ -185,6 +334,10 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   run.compile_s = std::chrono::duration<double>(t1 - t0).count();
   run.simulate_s = std::chrono::duration<double>(t2 - t1).count();
   run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
+  run.ops = static_cast<int64_t>(run.program.ops.size());
+  if (!run_options.trace_path.empty()) {
+    plan::write_trace_file(run_options.trace_path, run.program, run.result.timeline, to);
+  }
   return run;
 }
 

@@ -11,14 +11,42 @@
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/plan/scenario.hpp"
+#include "masep/plan/trace.hpp"
 #include "masep/sim/simulator.hpp"
 
 namespace masep::tools {
 
+/// How run_scenario compiles and simulates. Streaming (the default) compiles `window_steps`
+/// decode steps at a time (plan::ProgramStream), simulates them as they come
+/// (sim::simulate_stream) and folds metrics and the trace chunk by chunk, so memory is
+/// bounded by a few windows; its outputs are byte-identical to the whole-run path's (tests:
+/// StreamIdentical), which compiles the whole Program and simulates it at once and stays the
+/// reference. Runs with a calibration, and runs where streaming could differ
+/// (sim::StreamNotExact: then run again whole, SimRun::stream_note says why), take the
+/// whole-run path.
+struct RunOptions {
+  bool stream = true;  ///< false: the whole-run path
+  /// Decode steps per window (>= 1); 0 = automatic: one step, or fewer layers where a step
+  /// has many ops (about 200,000 ops per window, from GPUs x micro-batches x layers).
+  int window_steps = 0;
+  int window_layers = 0;  ///< > 0: windows of this many decoder layers instead of steps
+  /// Compile the next window on a second thread while the current one is simulated, for
+  /// windows of about `prefetch_min_ops` ops or more (12 x GPUs x micro-batches x layers).
+  bool prefetch = true;
+  double prefetch_min_ops = 100000;
+  /// Write the Chrome/Perfetto trace here (plan::write_trace's bytes); empty = none.
+  std::string trace_path;
+};
+
 /// Everything one simulated run produced. Owned by value.
 struct SimRun {
   plan::Scenario scenario;
+  /// The whole Program (whole-run path) or its header (streamed: ranks, groups, no ops).
   plan::Program program;
+  bool streamed = false;
+  int64_t window_layers = 0;  ///< streamed: (step, layer) pairs per window
+  std::string stream_note;    ///< why a run asked to stream ran whole (empty otherwise)
+  int64_t ops = 0;            ///< ops simulated
   sim::SimResult result;
   plan::RunMetrics metrics;
   // Host wall times in seconds, for the user (never in outputs that must be deterministic).
@@ -29,7 +57,12 @@ struct SimRun {
 /// Loads `name_or_path` with `overrides`, compiles, simulates with `options` and computes
 /// the metrics. Throws the libraries' errors (InputError, InfeasiblePlan, std::runtime_error).
 SimRun run_scenario(const std::string& name_or_path, const std::vector<std::string>& overrides,
-                    const sim::SimOptions& options);
+                    const sim::SimOptions& options, const RunOptions& run_options = {});
+
+/// `options` with the scenario's simulator settings (Scenario::simulator) put first, so that
+/// what the command line set (later in SimOptions::params) wins: the network tier of
+/// `simulator.network`, or auto when the scenario sets none.
+sim::SimOptions with_scenario_settings(const plan::Scenario& s, const sim::SimOptions& options);
 
 /// (label, text) lines describing scenario, model, plan, workload and cluster.
 std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& s);
@@ -42,7 +75,11 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
 /// 4 x attention-MoE pairs)); one step is compiled to count them exactly only when that bound
 /// fits, else one layer is compiled and scaled, else the bound is used: nothing large is
 /// allocated before the check.
-void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0);
+/// `steps_held` (> 0, may be a fraction): only that many decode steps are in memory at once
+/// (streaming); 0 = all. The per-step bound counts at most one transfer per row (token,
+/// expert) of a micro-batch.
+void check_fits_in_memory(const plan::Scenario& s, double available_bytes = 0,
+                          double steps_held = 0);
 
 /// Same for a topology alone (~2 KB per GPU), before it is built
 /// (`masep collective`).

@@ -69,24 +69,87 @@ class Compiler {
   Program run() {
     for (int step = first_step_; step < first_step_ + steps_; ++step) {
       if (step == first_step_ + 1) reserve_rest();
-      if (!fixed_placement_ && step > first_step_ && placement_epoch_start(s_, step) == step) {
-        rebalance(step);
-      }
-      step_kv(step);
-      for (int layer = 0; layer < m_.layers; ++layer) {
-        for (int mb = 0; mb < mbs_; ++mb) {
-          finish(mb);
-          attention_front(step, layer, mb);
-          moe(step, layer, mb);
-          if (layer == m_.layers - 1 && mb == mbs_ - 1) kv_mirror();
-        }
-      }
+      emit_step(step);
     }
     for (int mb = 0; mb < mbs_; ++mb) finish(mb);
     return std::move(p_);
   }
 
+  // ---- window by window (ProgramStream) -------------------------------------------------------
+  // The Program as set up, before any op: the stream's header.
+  Program header() const { return p_; }
+  // Layers not yet emitted (of all steps).
+  int64_t layers_left() const {
+    return static_cast<int64_t>(first_step_ + steps_ - next_step_) * m_.layers - next_layer_;
+  }
+  int steps_left() const {
+    return static_cast<int>((layers_left() + m_.layers - 1) / std::max(1, m_.layers));
+  }
+  // Emits the next `layers` (step, layer) pairs (the last chunk also the final returns and
+  // combines), then moves what was emitted into `out` and advances the id bases. False once
+  // the last chunk has been handed out.
+  bool next_chunk(int64_t layers, ProgramChunk& out) {
+    if (streamed_last_) return false;
+    if (layers < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
+    out = ProgramChunk{};
+    out.first_step = next_step_;
+    out.first_op = op_base_;
+    out.first_collective = coll_base_;
+    out.first_exchange = exch_base_;
+    const int end_step = first_step_ + steps_;
+    for (int64_t k = 0; k < layers && next_step_ < end_step; ++k) {
+      emit_layer(next_step_, next_layer_);
+      if (++next_layer_ == m_.layers) {
+        next_layer_ = 0;
+        ++next_step_;
+      }
+    }
+    out.steps = next_step_ - out.first_step + (next_layer_ > 0 ? 1 : 0);
+    out.last = next_step_ == end_step;
+    if (out.last) {
+      for (int mb = 0; mb < mbs_; ++mb) finish(mb);
+      streamed_last_ = true;
+    }
+    op_base_ += static_cast<OpId>(p_.ops.size());
+    coll_base_ += static_cast<int32_t>(p_.collectives.size());
+    exch_base_ += static_cast<int32_t>(p_.exchanges.size());
+    out.ops = std::move(p_.ops);
+    out.collectives = std::move(p_.collectives);
+    out.exchanges = std::move(p_.exchanges);
+    out.routing = std::move(p_.routing);
+    out.stream_ops = std::move(p_.stream_ops);
+    p_.ops.clear();
+    p_.collectives.clear();
+    p_.exchanges.clear();
+    p_.routing.clear();
+    p_.stream_ops.clear();
+    p_.stream_ops.resize(static_cast<size_t>(total_ranks_));
+    return true;
+  }
+
  private:
+  // One decode step: for every (layer, micro-batch), the pending return and combine of the
+  // same micro-batch's previous layer, then the attention part and the MoE part.
+  void emit_step(int step) {
+    for (int layer = 0; layer < m_.layers; ++layer) emit_layer(step, layer);
+  }
+  void emit_layer(int step, int layer) {
+    if (layer == 0) {
+      // Load balancing (plan.balance.rebalance_every): a new placement at an epoch's start.
+      if (!fixed_placement_ && step > first_step_ && placement_epoch_start(s_, step) == step) {
+        rebalance(step);
+      }
+      step_kv(step);
+    }
+    for (int mb = 0; mb < mbs_; ++mb) {
+      finish(mb);
+      attention_front(step, layer, mb);
+      moe(step, layer, mb);
+      // fault_tolerance.kv_copies 2: the step's new KV entries to the mirrors.
+      if (layer == m_.layers - 1 && mb == mbs_ - 1) kv_mirror();
+    }
+  }
+
   // ---- set-up ------------------------------------------------------------------------------
   void setup(const CompileOptions& opts) {
     const PlanSpec& plan = s_.plan;
@@ -141,6 +204,7 @@ class Compiler {
       throw std::invalid_argument("CompileOptions: first_step must be >= 0, steps >= -1");
     }
     first_step_ = opts.first_step;
+    next_step_ = first_step_;
     record_routing_ = opts.record_token_routing;
     per_sequence_routing_ = opts.per_sequence_routing;
     steps_ = opts.steps < 0 ? std::max(0, s_.workload.decode_steps - first_step_) : opts.steps;
@@ -302,7 +366,7 @@ class Compiler {
     group_exchange(merged, OpRole::kExpertMove, "expert_move");
     for (const Xfer& t : merged) {
       const OpId d = last_moe_op_[static_cast<size_t>(t.dst - moe_base_)];
-      Op& op = p_.ops[static_cast<size_t>(t.recv)];
+      Op& op = op_at(t.recv);
       if (d >= 0 && std::find(op.deps.begin(), op.deps.end(), d) == op.deps.end()) {
         op.deps.push_back(d);
       }
@@ -444,13 +508,16 @@ class Compiler {
   }
 
   OpId add(Op&& o, bool place = true) {
-    const OpId id = static_cast<OpId>(p_.ops.size());
+    const OpId id = op_base_ + static_cast<OpId>(p_.ops.size());
     o.id = id;
     const int rank = o.rank, stream = o.stream;
     p_.ops.push_back(std::move(o));
     if (place) p_.stream_ops[rank][stream].push_back(id);
     return id;
   }
+
+  // An op emitted in the current window (ids are global; p_ holds the window's ops).
+  Op& op_at(OpId id) { return p_.ops[static_cast<size_t>(id - op_base_)]; }
 
   static void dep(Op& o, OpId d) {
     if (d >= 0) o.deps.push_back(d);
@@ -516,7 +583,7 @@ class Compiler {
   // member op ids in the group's rank order.
   std::vector<OpId> collective(OpKind kind, OpRole role, const char* name, int group, int64_t bytes,
                                const std::vector<OpId>& deps) {
-    const int c = static_cast<int>(p_.collectives.size());
+    const int c = coll_base_ + static_cast<int>(p_.collectives.size());
     p_.collectives.push_back(Collective{kind, group, bytes, {}, {}});
     std::vector<OpId> ids;
     const auto& ranks = p_.groups[group].ranks;
@@ -527,7 +594,7 @@ class Compiler {
       dep(o, deps[i]);
       ids.push_back(add(std::move(o)));
     }
-    p_.collectives[c].ops = ids;
+    p_.collectives[c - coll_base_].ops = ids;
     return ids;
   }
 
@@ -563,7 +630,7 @@ class Compiler {
       }
     }
     std::sort(xranks_.begin(), xranks_.end());
-    const int x = static_cast<int>(p_.exchanges.size());
+    const int x = exch_base_ + static_cast<int>(p_.exchanges.size());
     p_.exchanges.emplace_back();
     for (int r : xranks_) {
       Op o = make(r, kComm, OpKind::kExchange, role, name);
@@ -575,7 +642,7 @@ class Compiler {
       xprod_[r] = -1;
       xseen_[r] = 0;
     }
-    auto& list = p_.exchanges[x].transfers;
+    auto& list = p_.exchanges[x - exch_base_].transfers;
     list.reserve(ts.size());
     for (Xfer& t : ts) {
       t.send = rank_op_[t.src];
@@ -803,7 +870,7 @@ class Compiler {
     simple(a, OpKind::kElementwise, OpRole::kDenseAct, "dense_act", u, f,
            vb(act_, u, in) + vb(act_, u, f));
     const OpId down = gemm(a, OpRole::kDenseDown, "dense_down", u, h_, f);
-    p_.ops[down].hbm_bytes += vb(act_, u, h_);  // the residual it adds
+    op_at(down).hbm_bytes += vb(act_, u, h_);  // the residual it adds
     last_combine_[mb][a] = down;
   }
 
@@ -869,7 +936,7 @@ class Compiler {
             simple(rank, OpKind::kPermute, OpRole::kMoePermute, "moe_permute", expert_rows, h_,
                    2 * rows * row_dis_, 0,
                    rank_op_[rank]);  // the rank's dispatch group call (all its receives)
-        p_.ops[perm].k = rows;
+        op_at(perm).k = rows;
         // Expert inputs stay in the dispatch format (an fp8 payload feeds fp8 GEMMs as is).
         // Shared experts of the routed width are the last groups of the routed GEMMs; of
         // their own width they run in their own grouped GEMMs after the routed ones.
@@ -898,7 +965,7 @@ class Compiler {
         // Reads the expert outputs, writes one combine-format row per dispatched row.
         const OpId un = simple(rank, OpKind::kCombine, OpRole::kMoeUnpermute, "moe_unpermute",
                                expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);
-        p_.ops[un].k = rows;
+        op_at(un).k = rows;
         last_moe_op_[static_cast<size_t>(g)] = un;
         for (const Xfer& t : moe_recvs_[g]) {
           pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
@@ -996,6 +1063,12 @@ class Compiler {
   int first_step_ = 0, steps_ = 0;
   models::DType wt_{}, act_{}, kvt_{}, dis_{}, cmb_{}, gemm_dt_{}, small_dt_{};  // formats
   int64_t row_dis_ = 0, row_cmb_ = 0;  // bytes of one hidden-wide dispatch / combine row
+  // Window by window: the next step to emit, and the global ids of p_'s first op, collective
+  // and exchange (all 0 for a whole compile).
+  int next_step_ = 0, next_layer_ = 0;
+  OpId op_base_ = 0;
+  int32_t coll_base_ = 0, exch_base_ = 0;
+  bool streamed_last_ = false;
   int64_t h_ = 0, hd_ = 0, in_cols_ = 0;
   int heads_l_ = 0, kvh_l_ = 0, shared_ = 0;
 
@@ -1039,5 +1112,29 @@ Program compile(const Scenario& s, const CompileOptions& opts) {
   check_memory(s, plan_memory(s));
   return c.run();
 }
+
+struct ProgramStream::Impl {
+  Impl(const Scenario& s, const CompileOptions& opts) : c(s, opts), header(c.header()) {}
+  Compiler c;
+  Program header;
+};
+
+ProgramStream::ProgramStream(const Scenario& s, const CompileOptions& opts) {
+  auto impl = std::make_unique<Impl>(s, opts);  // the compiler checks the plan's shape first
+  check_memory(s, plan_memory(s));
+  impl_ = std::move(impl);
+}
+ProgramStream::~ProgramStream() = default;
+const Program& ProgramStream::header() const { return impl_->header; }
+bool ProgramStream::next(int steps, ProgramChunk& out) {
+  if (steps < 1) throw std::invalid_argument("ProgramStream::next: steps must be >= 1");
+  return impl_->c.next_chunk(static_cast<int64_t>(steps) * std::max(1, impl_->header.layers), out);
+}
+bool ProgramStream::next_layers(int layers, ProgramChunk& out) {
+  if (layers < 1) throw std::invalid_argument("ProgramStream::next_layers: layers must be >= 1");
+  return impl_->c.next_chunk(layers, out);
+}
+int ProgramStream::steps_left() const { return impl_->c.steps_left(); }
+int64_t ProgramStream::layers_left() const { return impl_->c.layers_left(); }
 
 }  // namespace masep::plan

@@ -777,7 +777,7 @@ void apply_override(LoadContext& ctx, YAML::Node root, const std::string& root_f
 Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::string& origin) {
   const Field top(ctx, origin, root, "");
   const MapReader r = top.map({"name", "description", "model", "topology", "plan", "workload",
-                               "fault_tolerance", "faults"});
+                               "fault_tolerance", "faults", "simulator"});
   Scenario s;
   s.origin = origin;
   s.name = r.get("name").string();
@@ -789,6 +789,13 @@ Scenario convert_scenario(LoadContext& ctx, const YAML::Node& root, const std::s
   if (r.has("fault_tolerance"))
     s.fault_tolerance = convert_fault_tolerance(r.get("fault_tolerance"));
   if (r.has("faults")) s.faults = convert_faults(r.get("faults"));
+  if (r.has("simulator")) {
+    const MapReader sim = r.get("simulator").map({"network"});
+    if (sim.has("network")) {
+      s.simulator.network = sim.get("network").choice<std::string>(
+          {{"flow", "flow"}, {"fluid", "fluid"}, {"auto", "auto"}});
+    }
+  }
   return s;
 }
 

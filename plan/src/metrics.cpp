@@ -1,11 +1,13 @@
 // Metrics of a (Program, Timeline) pair; see metrics.hpp for the definitions.
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/json_text.hpp"
+#include "masep/plan/metrics_folder.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -67,37 +69,153 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
     throw std::invalid_argument(fmt::format("compute_metrics: timeline has {} ops, program {}",
                                             t.ops.size(), p.ops.size()));
   }
-  RunMetrics m;
-  m.batch = s.workload.batch;
+  MetricsFolder f(s, p, /*incremental=*/false);
+  f.add(p.ops, t.ops, 0, p.collectives, 0, p.exchanges);
+  return f.finish(t.makespan_ns);
+}
 
-  // Makespan: the timeline's, or the last op end if the timeline left it unset.
-  int64_t last_end = 0;
-  for (const auto& ot : t.ops) {
-    if (ot.start_ns >= 0) last_end = std::max(last_end, ot.end_ns);
+MetricsFolder::MetricsFolder(const Scenario& s, const Program& header, bool incremental)
+    : scenario_(s), ranks_(header.ranks), incremental_(incremental), acc_(header.ranks.size()) {}
+
+void MetricsFolder::add(std::span<const Op> ops, std::span<const OpTiming> t, OpId first_op,
+                        std::span<const Collective> collectives, int32_t first_collective,
+                        std::span<const Exchange> exchanges) {
+  const int n = static_cast<int>(acc_.size());
+  const auto local = [&](OpId id) -> int64_t {  // index into ops / t, or -1 outside them
+    const int64_t i = static_cast<int64_t>(id) - first_op;
+    return i >= 0 && i < static_cast<int64_t>(t.size()) ? i : -1;
+  };
+  // Steps: the end of each step's last op.
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const auto& ot = t[i];
+    if (ot.start_ns < 0) continue;
+    last_end_ = std::max(last_end_, ot.end_ns);
+    const int32_t step = ops[i].step;
+    if (step_end_.empty()) {
+      lo_step_ = step;
+    } else if (step < lo_step_) {
+      step_end_.insert(step_end_.begin(), static_cast<size_t>(lo_step_ - step), -1);
+      lo_step_ = step;
+    }
+    const auto at = static_cast<size_t>(step - lo_step_);
+    if (at >= step_end_.size()) step_end_.resize(at + 1, -1);
+    step_end_[at] = std::max(step_end_[at], ot.end_ns);
   }
-  m.makespan_ns = std::max(t.makespan_ns, last_end);
 
-  // Step durations from the end of each step's last op.
-  // (Indexed by step - the smallest step; -1 = no op of that step ran.)
-  int32_t lo_step = 0, hi_step = -1;
-  for (const auto& op : p.ops) {
-    if (t.ops[static_cast<size_t>(op.id)].start_ns < 0) continue;
-    if (hi_step < lo_step) {
-      lo_step = hi_step = op.step;
-    } else {
-      lo_step = std::min(lo_step, op.step);
-      hi_step = std::max(hi_step, op.step);
+  // A communication op's time before its partners arrive (the peer of a send/recv, the last
+  // member of a collective) is waiting, not transfer: it counts as comm wait, not comm busy.
+  std::vector<int64_t> coll_start(collectives.size(), -1);
+  for (size_t c = 0; c < collectives.size(); ++c) {
+    for (OpId id : collectives[c].ops) {
+      const int64_t i = local(id);
+      if (i < 0) continue;
+      coll_start[c] = std::max(coll_start[c], t[static_cast<size_t>(i)].start_ns);
     }
   }
-  std::vector<int64_t> step_end(static_cast<size_t>(std::max(0, hi_step - lo_step + 1)), -1);
-  for (const auto& op : p.ops) {
-    const auto& ot = t.ops[static_cast<size_t>(op.id)];
-    if (ot.start_ns < 0) continue;
-    int64_t& e = step_end[static_cast<size_t>(op.step - lo_step)];
-    e = std::max(e, ot.end_ns);
+  // An exchange op (a group call) communicates from the moment its first transfer starts:
+  // the earliest time any of its partners has posted its side (and it has posted its own).
+  std::vector<int64_t> first_partner;
+  if (!exchanges.empty()) {
+    first_partner.assign(ops.size(), -1);
+    auto earliest = [&](OpId self, OpId partner) {
+      const int64_t si = local(self), pi = local(partner);
+      if (si < 0 || pi < 0) return;
+      const int64_t ps = t[static_cast<size_t>(pi)].start_ns;
+      if (ps < 0) return;
+      int64_t& f = first_partner[static_cast<size_t>(si)];
+      f = f < 0 ? ps : std::min(f, ps);
+    };
+    for (const Exchange& x : exchanges) {
+      for (const Transfer& tr : x.transfers) {
+        earliest(tr.src_op, tr.dst_op);
+        earliest(tr.dst_op, tr.src_op);
+      }
+    }
   }
+  auto transfer_start = [&](const Op& op, size_t i, const OpTiming& ot) {
+    int64_t start = ot.start_ns;
+    if (op.kind == OpKind::kExchange && !first_partner.empty()) {
+      start = std::max(start, first_partner[i]);
+    } else if ((op.kind == OpKind::kSend || op.kind == OpKind::kRecv) && local(op.match) >= 0) {
+      start = std::max(start, t[static_cast<size_t>(local(op.match))].start_ns);
+    } else if (op.collective >= first_collective &&
+               op.collective - first_collective < static_cast<int64_t>(coll_start.size())) {
+      start = std::max(start, coll_start[static_cast<size_t>(op.collective - first_collective)]);
+    }
+    return std::min(start, ot.end_ns);
+  };
+
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    if (op.rank < 0 || op.rank >= n) {
+      throw std::invalid_argument(
+          fmt::format("compute_metrics: op {} on rank {} of {}", op.id, op.rank, n));
+    }
+    Rank& r = acc_[static_cast<size_t>(op.rank)];
+    r.bytes += op.hbm_bytes;
+    r.flops += op.flops;
+    const auto& ot = t[i];
+    if (ot.start_ns < 0) continue;
+    if (is_communication(op.kind)) {
+      const int64_t xfer = transfer_start(op, i, ot);
+      r.wait.emplace_back(ot.start_ns, xfer);
+      r.comm.emplace_back(xfer, ot.end_ns);
+      r.end_comm = std::max(r.end_comm, ot.end_ns);
+    } else {
+      r.compute.emplace_back(ot.start_ns, ot.end_ns);
+      r.end_compute = std::max(r.end_compute, ot.end_ns);
+    }
+  }
+  if (incremental_) {
+    for (Rank& r : acc_) fold(r, std::min(r.end_compute, r.end_comm));
+  }
+}
+
+// Folds the parts of a rank's intervals before `horizon` into its totals and keeps the rest.
+// Every total is a length of a union or a difference of interval sets, additive over the cut.
+void MetricsFolder::fold(Rank& r, int64_t horizon) {
+  std::vector<Interval> keep_c, keep_m, keep_w;
+  auto split = [&](std::vector<Interval>& v, std::vector<Interval>& rest) {
+    size_t out = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const Interval iv = v[i];  // a copy: v[out] may be this very element
+      if (iv.second <= horizon) {
+        v[out++] = iv;
+      } else if (iv.first >= horizon) {
+        rest.push_back(iv);
+      } else {
+        v[out++] = {iv.first, horizon};
+        rest.emplace_back(horizon, iv.second);
+      }
+    }
+    v.resize(out);
+  };
+  split(r.compute, keep_c);
+  split(r.comm, keep_m);
+  split(r.wait, keep_w);
+  merge(r.compute);
+  merge(r.comm);
+  // The union of both (the same merged set as sorting it, in linear time).
+  std::vector<Interval> all(r.compute.size() + r.comm.size());
+  std::merge(r.compute.begin(), r.compute.end(), r.comm.begin(), r.comm.end(), all.begin());
+  merge(all);
+  merge(r.wait);
+  r.compute_busy += total(r.compute);
+  r.comm_busy += total(r.comm);
+  r.exposed += uncovered(r.comm, r.compute);
+  r.all += total(all);
+  r.wait_uncovered += uncovered(r.wait, all);
+  r.compute = std::move(keep_c);
+  r.comm = std::move(keep_m);
+  r.wait = std::move(keep_w);
+}
+
+RunMetrics MetricsFolder::finish(int64_t makespan_ns) {
+  RunMetrics m;
+  m.batch = scenario_.workload.batch;
+  m.makespan_ns = std::max(makespan_ns, last_end_);
   int64_t prev_end = 0;
-  for (const int64_t end : step_end) {
+  for (const int64_t end : step_end_) {
     if (end < 0) continue;
     m.step_ms.push_back(static_cast<double>(end - prev_end) / 1e6);
     prev_end = end;
@@ -120,106 +238,34 @@ RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& 
   // Memory per rank, when the plan's memory model can be computed.
   std::vector<MemoryBreakdown> mem;
   try {
-    mem = plan_memory(s);
-    m.memory_available = static_cast<int>(mem.size()) == p.rank_count();
+    mem = plan_memory(scenario_);
+    m.memory_available = mem.size() == ranks_.size();
   } catch (const std::exception&) {
     m.memory_available = false;
   }
 
-  const auto& gpu = s.topology.gpu;
-  const int n = p.rank_count();
-
-  // A communication op's time before its partners arrive (the peer of a send/recv, the last
-  // member of a collective) is waiting, not transfer: it counts as comm wait, not comm busy.
-  std::vector<int64_t> coll_start(p.collectives.size(), -1);
-  for (size_t c = 0; c < p.collectives.size(); ++c) {
-    for (OpId id : p.collectives[c].ops) {
-      if (id < 0 || static_cast<size_t>(id) >= t.ops.size()) continue;
-      coll_start[c] = std::max(coll_start[c], t.ops[static_cast<size_t>(id)].start_ns);
-    }
-  }
-  // An exchange op (a group call) communicates from the moment its first transfer starts:
-  // the earliest time any of its partners has posted its side (and it has posted its own).
-  std::vector<int64_t> first_partner;
-  if (!p.exchanges.empty()) {
-    first_partner.assign(p.ops.size(), -1);
-    auto earliest = [&](OpId self, OpId partner) {
-      if (self < 0 || partner < 0 || static_cast<size_t>(self) >= t.ops.size() ||
-          static_cast<size_t>(partner) >= t.ops.size()) {
-        return;
-      }
-      const int64_t ps = t.ops[static_cast<size_t>(partner)].start_ns;
-      if (ps < 0) return;
-      int64_t& f = first_partner[static_cast<size_t>(self)];
-      f = f < 0 ? ps : std::min(f, ps);
-    };
-    for (const Exchange& x : p.exchanges) {
-      for (const Transfer& tr : x.transfers) {
-        earliest(tr.src_op, tr.dst_op);
-        earliest(tr.dst_op, tr.src_op);
-      }
-    }
-  }
-  auto transfer_start = [&](const Op& op, const OpTiming& ot) {
-    int64_t start = ot.start_ns;
-    if (op.kind == OpKind::kExchange && !first_partner.empty()) {
-      start = std::max(start, first_partner[static_cast<size_t>(op.id)]);
-    } else if ((op.kind == OpKind::kSend || op.kind == OpKind::kRecv) && op.match >= 0 &&
-               static_cast<size_t>(op.match) < t.ops.size()) {
-      start = std::max(start, t.ops[static_cast<size_t>(op.match)].start_ns);
-    } else if (op.collective >= 0 && static_cast<size_t>(op.collective) < coll_start.size()) {
-      start = std::max(start, coll_start[static_cast<size_t>(op.collective)]);
-    }
-    return std::min(start, ot.end_ns);
-  };
-
-  std::vector<std::vector<Interval>> compute(n), comm(n), wait(n), all(n);
-  std::vector<int64_t> bytes(n, 0);
-  std::vector<double> flops(n, 0);
-  for (const auto& op : p.ops) {
-    if (op.rank < 0 || op.rank >= n) {
-      throw std::invalid_argument(
-          fmt::format("compute_metrics: op {} on rank {} of {}", op.id, op.rank, n));
-    }
-    bytes[op.rank] += op.hbm_bytes;
-    flops[op.rank] += op.flops;
-    const auto& ot = t.ops[static_cast<size_t>(op.id)];
-    if (ot.start_ns < 0) continue;
-    if (is_communication(op.kind)) {
-      const int64_t xfer = transfer_start(op, ot);
-      wait[op.rank].emplace_back(ot.start_ns, xfer);
-      comm[op.rank].emplace_back(xfer, ot.end_ns);
-    } else {
-      compute[op.rank].emplace_back(ot.start_ns, ot.end_ns);
-    }
-  }
-
+  const auto& gpu = scenario_.topology.gpu;
+  const int n = static_cast<int>(ranks_.size());
   double util_sum = 0;
   const double steps = std::max(1, m.steps);
-  for (int r = 0; r < n; ++r) {
+  for (int i = 0; i < n; ++i) {
+    Rank& a = acc_[static_cast<size_t>(i)];
+    fold(a, std::numeric_limits<int64_t>::max());
     RankMetrics rm;
-    rm.rank = r;
-    rm.role = p.ranks[r].role;
-    rm.label = p.ranks[r].label;
-    merge(compute[r]);
-    merge(comm[r]);
-    // The union of both (the same merged set as sorting `all` itself, in linear time).
-    all[r].resize(compute[r].size() + comm[r].size());
-    std::merge(compute[r].begin(), compute[r].end(), comm[r].begin(), comm[r].end(),
-               all[r].begin());
-    merge(all[r]);
-    merge(wait[r]);
-    rm.compute_busy_ns = total(compute[r]);
-    rm.comm_busy_ns = total(comm[r]);
-    rm.exposed_comm_ns = uncovered(comm[r], compute[r]);
-    rm.idle_ns = m.makespan_ns - total(all[r]);
-    rm.comm_wait_ns = uncovered(wait[r], all[r]);
+    rm.rank = i;
+    rm.role = ranks_[static_cast<size_t>(i)].role;
+    rm.label = ranks_[static_cast<size_t>(i)].label;
+    rm.compute_busy_ns = a.compute_busy;
+    rm.comm_busy_ns = a.comm_busy;
+    rm.exposed_comm_ns = a.exposed;
+    rm.idle_ns = m.makespan_ns - a.all;
+    rm.comm_wait_ns = a.wait_uncovered;
     rm.utilisation = m.makespan_ns > 0 ? static_cast<double>(rm.compute_busy_ns) /
                                              static_cast<double>(m.makespan_ns)
                                        : 0.0;
-    if (m.memory_available) rm.memory_bytes = mem[r].total();
-    rm.step_hbm_bytes = std::llround(static_cast<double>(bytes[r]) / steps);
-    rm.step_flops = flops[r] / steps;
+    if (m.memory_available) rm.memory_bytes = mem[static_cast<size_t>(i)].total();
+    rm.step_hbm_bytes = std::llround(static_cast<double>(a.bytes) / steps);
+    rm.step_flops = a.flops / steps;
     // GB/s == bytes per ns; TFLOP/s · 1e3 == FLOPs per ns.
     double floor_ns = 0;
     if (gpu.hbm_GBps > 0) floor_ns = static_cast<double>(rm.step_hbm_bytes) / gpu.hbm_GBps;

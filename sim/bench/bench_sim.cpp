@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "masep/plan/compiler.hpp"
@@ -155,6 +156,74 @@ void BM_Large1024Fluid(benchmark::State& state) {
   run(state, *p, Platform::from_topology(*topo), fluid);
 }
 BENCHMARK(BM_Large1024Fluid)->Arg(1)->Arg(61)->Unit(benchmark::kMillisecond);
+
+// Compile + simulate of a scenario with range(0) decode steps, both timed: the whole run
+// (plan::compile, then simulate) or streamed (plan::ProgramStream windows of range(1)
+// layers, 0 = one step, into sim::simulate_stream; the chunks go to a sink that drops them),
+// as `masep sim` runs it without metrics. `fluid`: the fluid network tier.
+struct DropSink final : masep::sim::ChunkSink {
+  void done(const masep::plan::ProgramChunk&, std::span<const masep::plan::OpTiming>) override {}
+};
+struct WindowSource final : masep::sim::ChunkSource {
+  WindowSource(masep::plan::ProgramStream& p, int l) : ps(p), layers(l) {}
+  bool next(masep::plan::ProgramChunk& out) override { return ps.next_layers(layers, out); }
+  int remaining() const override {
+    return static_cast<int>((ps.layers_left() + layers - 1) / layers);
+  }
+  masep::plan::ProgramStream& ps;
+  int layers;
+};
+void compile_and_simulate(benchmark::State& state, const char* scenario, bool stream, bool fluid) {
+  masep::plan::Scenario s;
+  std::unique_ptr<masep::topology::Topology> topo;
+  try {
+    s = masep::plan::load_scenario(scenario);
+    s.workload.decode_steps = static_cast<int>(state.range(0));
+    topo = std::make_unique<masep::topology::Topology>(s.topology);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  masep::sim::SimOptions o;
+  o.params = {{"network_tier", fluid ? 1.0 : 0.0}};
+  const int layers = state.range(1) > 0 ? static_cast<int>(state.range(1)) : s.model.layers;
+  uint64_t events = 0;
+  for (auto _ : state) {
+    if (stream) {
+      masep::plan::ProgramStream ps(s);
+      WindowSource src(ps, layers);
+      DropSink sink;
+      events = masep::sim::simulate_stream(ps.header(), src, sink, *topo, o).events;
+    } else {
+      const masep::plan::Program p = masep::plan::compile(s);
+      events = masep::sim::simulate(p, *topo, o).events;
+    }
+    benchmark::DoNotOptimize(events);
+  }
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(events) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+void BM_CompileSimulate(benchmark::State& state, const char* scenario, bool stream) {
+  compile_and_simulate(state, scenario, stream, false);
+}
+BENCHMARK_CAPTURE(BM_CompileSimulate, paper_whole, "paper", false)
+    ->Args({1000, 0})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_CompileSimulate, paper_stream, "paper", true)
+    ->Args({1000, 0})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_CompileSimulate, colocated_whole, "paper-colocated", false)
+    ->Args({1000, 0})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_CompileSimulate, colocated_stream, "paper-colocated", true)
+    ->Args({1000, 0})
+    ->Unit(benchmark::kMillisecond);
+// large-1024gpu (61 layers) on the fluid tier, range(0) steps in windows of 8 layers.
+void BM_Large1024Stream(benchmark::State& state) {
+  compile_and_simulate(state, "large-1024gpu", true, true);
+}
+BENCHMARK(BM_Large1024Stream)->Args({2, 8})->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // The network model alone on a co-located-style all-to-all (what BM_PaperCompiled/colocated
 // spends half its time on): range(0) GPUs in nodes of 4, each with an egress pair and an

@@ -28,4 +28,14 @@ SimResult simulate(const plan::Program& program, const topology::Topology& topo,
   return simulate(program, Platform::from_topology(topo), with_topology);
 }
 
+SimResult simulate_stream(const plan::Program& header, ChunkSource& source, ChunkSink& sink,
+                          const topology::Topology& topo, const SimOptions& options) {
+  if (options.topology != nullptr) {
+    return simulate_stream(header, source, sink, Platform::from_topology(topo), options);
+  }
+  SimOptions with_topology = options;  // the NCCL model reads the cluster description
+  with_topology.topology = &topo.spec();
+  return simulate_stream(header, source, sink, Platform::from_topology(topo), with_topology);
+}
+
 }  // namespace masep::sim

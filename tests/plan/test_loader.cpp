@@ -223,6 +223,23 @@ TEST(ScenarioFiles, EveryFileUnderScenariosLoads) {
 
 // ---- valid input -------------------------------------------------------------------------
 
+// The optional simulator section: the network tier (issue 13), validated like any key.
+TEST(Parse, SimulatorNetworkTier) {
+  EXPECT_EQ(parse_scenario(kBase, "t.yaml").simulator.network, "");  // not set
+  for (const char* tier : {"flow", "fluid", "auto"}) {
+    const auto s = parse_scenario(kBase + "simulator:\n  network: " + tier + "\n", "t.yaml");
+    EXPECT_EQ(s.simulator.network, tier);
+  }
+  EXPECT_EQ(parse_scenario(kBase, "t.yaml", {"simulator.network=fluid"}).simulator.network,
+            "fluid");
+  EXPECT_INPUT_ERROR(parse_error(kBase + "simulator:\n  network: fast\n"), "t.yaml", 16,
+                     "simulator.network", "accepted: flow, fluid, auto");
+  EXPECT_INPUT_ERROR(parse_error(kBase + "simulator:\n  netwrk: fluid\n"), "t.yaml", 16,
+                     "simulator.netwrk", "unknown key");
+  EXPECT_INPUT_ERROR(parse_error(kBase + "simulator: fluid\n"), "t.yaml", 15, "simulator",
+                     "mapping");
+}
+
 TEST(Parse, BaseTextLoads) {
   const auto s = parse_scenario(kBase, "t.yaml");
   EXPECT_EQ(s.name, "t");

@@ -69,7 +69,10 @@
 // mla_norm on every head-parallel GPU).
 #pragma once
 
+#include <memory>
+
 #include "masep/plan/program.hpp"
+#include "masep/plan/program_chunk.hpp"
 #include "masep/plan/scenario.hpp"
 
 namespace masep::plan {
@@ -97,5 +100,40 @@ struct CompileOptions {
 
 /// Compiles a validated scenario. Throws InfeasiblePlan for plans that cannot run.
 Program compile(const Scenario& s, const CompileOptions& opts = {});
+
+/// The same compilation, handed out a window of decode steps at a time (program_chunk.hpp):
+/// the header (everything of the Program but its ops, collectives, exchanges, stream lists and
+/// routing) at once, then chunks in order. The chunks hold exactly the ops of compile(s, opts)
+/// with the same ids, in the same order (a chunk of steps [a, b) holds what the compiler emits
+/// while working through those steps: the return exchange and combine of step a−1's last
+/// layer open it, and the last chunk also holds those of the final step; with next_layers, a
+/// chunk of layers [a, b) opens with the returns and combines of layer a−1). Checks what compile
+/// checks, in its constructor. Owns its compiler state; not copyable.
+class ProgramStream {
+ public:
+  ProgramStream(const Scenario& s, const CompileOptions& opts = {});
+  ~ProgramStream();
+  ProgramStream(const ProgramStream&) = delete;
+  ProgramStream& operator=(const ProgramStream&) = delete;
+
+  /// The Program without ops (ranks, groups, layout, model, steps, layers, micro-batches;
+  /// stream_ops has one empty entry per rank).
+  const Program& header() const;
+  /// Compiles the next `steps` (>= 1) decode steps into `out` (replacing its contents);
+  /// false when the previous chunk was the last. A run of zero steps yields one empty last
+  /// chunk.
+  bool next(int steps, ProgramChunk& out);
+  /// The same with a window of `layers` (>= 1) decoder layers, which may end inside a step (a
+  /// smaller window for models with many ops per step): the next `layers` (step, layer)
+  /// pairs in compile order.
+  bool next_layers(int layers, ProgramChunk& out);
+  /// Decode steps not yet wholly compiled, and (step, layer) pairs not yet compiled.
+  int steps_left() const;
+  int64_t layers_left() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace masep::plan

@@ -131,8 +131,16 @@ struct Workload {
   uint64_t seed = 1;             ///< seeds context lengths and routing
 };
 
-/// One what-if: model + cluster + plan + workload. `origin` names where it came from (a file
-/// path or "builtin:<name>") for messages.
+/// How a scenario asks to be simulated (the optional `simulator:` section). An option given
+/// on the command line (masep sim/sweep/search --network) wins over it.
+struct SimulatorSettings {
+  /// Network tier: "flow", "fluid" or "auto" (`simulator.network`); empty = not set (the
+  /// commands then take auto).
+  std::string network;
+};
+
+/// One what-if: model + cluster + plan + workload (+ simulator settings). `origin` names where it
+/// came from (a file path or "builtin:<name>") for messages.
 struct Scenario {
   std::string name;
   std::string description;
@@ -143,6 +151,7 @@ struct Scenario {
   Workload workload;
   FaultTolerance fault_tolerance;  ///< redundancy and loss policies (faults.hpp)
   std::vector<FaultSpec> faults;   ///< injected faults, ordered as written (faults.hpp)
+  SimulatorSettings simulator;
 };
 
 }  // namespace masep::plan

@@ -5,11 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "masep/plan/program.hpp"
+#include "masep/plan/program_chunk.hpp"
 #include "masep/plan/scenario.hpp"
 #include "masep/plan/timeline.hpp"
 #include "masep/topology/topology.hpp"
@@ -79,6 +82,7 @@ struct SimResult {
   /// fluid_network.hpp), and, when parameter network_tier = 2 (auto) chose it, why.
   std::string network_tier = "flow";
   std::string network_note;
+  int64_t ops = 0;  ///< ops simulated (the timeline is empty after simulate_stream)
 };
 
 /// Simulates `program` on `topo` (GPU specs come from topo.spec().gpu; plan rank r runs on
@@ -87,10 +91,52 @@ struct SimResult {
 SimResult simulate(const plan::Program& program, const topology::Topology& topo,
                    const SimOptions& options = {});
 
+/// Streaming (simulate_stream): the chunks of a Program (program_chunk.hpp), in order.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  /// Fills `out` with the next chunk; false when the last one has been handed out.
+  virtual bool next(plan::ProgramChunk& out) = 0;
+  /// Chunks still to come (for progress estimates).
+  virtual int remaining() const = 0;
+};
+
+/// Streaming: receives each chunk once all its ops have run, in order, with their timings
+/// (t[i] for c.ops[i], on the run's time base); the chunk is freed after the call.
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  virtual void done(const plan::ProgramChunk& c, std::span<const plan::OpTiming> t) = 0;
+};
+
+/// Thrown by simulate_stream when the streamed run could differ from simulate() of the whole
+/// Program: an op of a later chunk that would have become ready before its chunk was loaded
+/// (e.g. a rank with no op on a stream for a whole chunk), or network tier auto, decided on
+/// the first chunk, meeting a later exchange that would have decided otherwise. Nothing of
+/// the run is valid then; run the whole Program instead.
+class StreamNotExact : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Simulates a Program handed over chunk by chunk (plan::ProgramStream): the same timings,
+/// event count and network tier as simulate() of the whole Program, with memory bounded by
+/// the chunks in flight (the engine loads a chunk just before an op could need it and hands
+/// each finished chunk to `sink`). `header` is the Program without ops (ranks, groups).
+/// SimResult::timeline has no ops (they went to the sink) but its source, device and
+/// makespan. Not supported with SimOptions::calibration (std::invalid_argument). Throws
+/// StreamNotExact (see above) and what simulate() throws.
+SimResult simulate_stream(const plan::Program& header, ChunkSource& source, ChunkSink& sink,
+                          const topology::Topology& topo, const SimOptions& options = {});
+
 /// The same on a Platform (the simulator's view of links and routes; see platform.hpp), for
 /// hand-made clusters in tests and benchmarks. simulate(program, topo) builds
 /// Platform::from_topology(topo) and calls this.
 SimResult simulate(const plan::Program& program, const Platform& platform,
                    const SimOptions& options = {});
+
+/// simulate_stream on a Platform (simulate_stream(header, ..., topo) builds it).
+SimResult simulate_stream(const plan::Program& header, ChunkSource& source, ChunkSink& sink,
+                          const Platform& platform, const SimOptions& options = {});
 
 }  // namespace masep::sim
