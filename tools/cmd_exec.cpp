@@ -249,7 +249,8 @@ int cmd_exec(const Args& args) {
       "after the warm-up (untimed) and replayed in the timed run (needs --routing forced)")(
       "expert-gemm", po::value(&expert_gemm)->default_value("auto"),
       "expert projections: auto (one grouped decode-GEMM launch for all local experts where "
-      "each has <= 32 rows, else one cuBLAS GEMM per expert), grouped, cublas")(
+      "each has <= 64 rows (experts <= 64 MiB) or <= 2 rows (larger), else one cuBLAS GEMM per "
+      "expert), grouped, cublas")(
       "verify", "one step; compare the output hidden states with a single-GPU reference")(
       "tolerance", po::value(&o.verify_tolerance)->default_value(2e-2),
       "--verify bound on |out - ref| / |ref|")(

@@ -271,8 +271,8 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
                           plan::Calibration& cal,
                           const std::function<void(const std::string&)>& log) {
   if (shapes.grouped.empty()) return;
-  const std::vector<int32_t> rows = quick ? std::vector<int32_t>{1, 4, 16}
-                                          : std::vector<int32_t>{1, 2, 4, 8, 16, 32};
+  const std::vector<int32_t> grid = quick ? std::vector<int32_t>{1, 2, 4, 16, 64}
+                                          : std::vector<int32_t>{1, 2, 4, 8, 16, 32, 64};
   constexpr int kMaxGroups = 32;
   int64_t max_w = 0, max_n = 0, max_k = 0;
   for (const auto& [n, k] : shapes.grouped) {
@@ -282,7 +282,7 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
   }
   const int64_t arena_bytes = std::max<int64_t>(1LL << 30, 4 * max_w);
   DeviceBuffer arena(arena_bytes);
-  const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * rows.back();
+  const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * grid.back();
   DeviceBuffer x(max_rows * max_k * kBf16), y(max_rows * max_n * kBf16);
   detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
   detail::fill_hash_bf16(x.get(), max_rows * max_k, 22, 1.0f, st);
@@ -310,7 +310,12 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
     plan::GroupedGemmTable t;
     t.n = n;
     t.k = k;
-    t.max_rows = kernels::kGroupedGemmPreferredMaxRows;
+    // The rows the executor sends to this launch for this shape (grouped_gemm_max_rows).
+    t.max_rows = kernels::grouped_gemm_max_rows(n, k);
+    std::vector<int32_t> rows;
+    for (int32_t r : grid) {
+      if (r <= t.max_rows) rows.push_back(r);
+    }
     std::vector<double> bases;
     for (int32_t r : rows) {
       const kernels::GroupedGemmArgs one[2] = {args(1, r, 0), args(1, r, 1)};
@@ -350,8 +355,8 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
     cal.grouped_gemm.push_back(std::move(t));
   }
   if (log) {
-    log(fmt::format("grouped gemm: {} shapes x {} row counts, verified", cal.grouped_gemm.size(),
-                    rows.size()));
+    log(fmt::format("grouped gemm: {} shapes x up to {} row counts, verified",
+                    cal.grouped_gemm.size(), grid.size()));
   }
 }
 

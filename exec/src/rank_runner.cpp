@@ -935,7 +935,8 @@ class RankRunner {
       a.row_offset[e + 1] = a.row_offset[e] + group_m[e];
       max_rows = std::max(max_rows, group_m[e]);
     }
-    if (o_.expert_gemm == ExpertGemm::kAuto && !kernels::grouped_gemm_preferred(max_rows)) {
+    if (o_.expert_gemm == ExpertGemm::kAuto &&
+        !kernels::grouped_gemm_preferred(max_rows, l.n, l.k)) {
       return false;
     }
     MASEP_KERNEL_CHECK(kernels::launch_grouped_gemm(a, ptr<kernels::bf16>(l.in),

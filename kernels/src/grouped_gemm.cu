@@ -208,7 +208,13 @@ Status launch(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t str
 
 }  // namespace
 
-bool grouped_gemm_preferred(int max_rows) { return max_rows <= kGroupedGemmPreferredMaxRows; }
+int grouped_gemm_max_rows(std::int64_t n, std::int64_t k) {
+  return n * k * static_cast<std::int64_t>(sizeof(bf16)) <= kGroupedGemmSmallExpertBytes ? 64 : 2;
+}
+
+bool grouped_gemm_preferred(int max_rows, std::int64_t n, std::int64_t k) {
+  return max_rows <= grouped_gemm_max_rows(n, k);
+}
 
 Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cudaStream_t stream) {
   if (a.groups < 0 || a.groups > kGroupedGemmMaxGroups || a.n <= 0 || a.k <= 0 || a.k % 8 != 0 ||

@@ -39,9 +39,8 @@ inline constexpr int kGroupedGemmMaxGroups = 256;
 /// group with more rows reads its weights ceil(rows / 32) times.
 inline constexpr int kGroupedGemmRowsPerPass = 32;
 
-/// The largest group for which the executor prefers this launch to one cuBLAS GEMM per group
-/// (grouped_gemm_preferred; the profiler's `grouped_gemm` tables cover up to it).
-inline constexpr int kGroupedGemmPreferredMaxRows = 32;
+/// Group weights up to this size count as small experts for grouped_gemm_max_rows().
+inline constexpr std::int64_t kGroupedGemmSmallExpertBytes = std::int64_t{64} << 20;
 
 /// The groups of one launch. Plain data; pointers are device pointers the caller owns.
 struct GroupedGemmArgs {
@@ -53,9 +52,17 @@ struct GroupedGemmArgs {
   int k = 0;       ///< input columns (multiple of 8)
 };
 
-/// Whether the grouped launch is expected to beat one cuBLAS GEMM per group for a launch
-/// whose largest group has `max_rows` rows (measured on H100, see docs/kernels.md).
-bool grouped_gemm_preferred(int max_rows);
+/// The largest group (rows) for which the executor prefers this launch to one cuBLAS GEMM per
+/// group, for group weights [n, k] (bf16). Measured on an H100 (docs/kernels.md): groups of
+/// small experts (≤ kGroupedGemmSmallExpertBytes, e.g. Qwen3-30B-A3B's 6 MB) 64 rows — one
+/// cuBLAS call per expert is launch-bound there, 12-31% of copy bandwidth against 35-105%;
+/// larger experts (the paper's 117-235 MB) 2 rows — the CUDA-core variant beats cuBLAS (104%
+/// vs 90-98%), the tensor-core one trails it from 4 rows (77% vs 90% at 4 rows).
+int grouped_gemm_max_rows(std::int64_t n, std::int64_t k);
+
+/// Whether the executor uses this launch for groups of weights [n, k] whose largest group has
+/// `max_rows` rows: max_rows <= grouped_gemm_max_rows(n, k).
+bool grouped_gemm_preferred(int max_rows, std::int64_t n, std::int64_t k);
 
 /// Y = grouped X · W_gᵀ on `stream`. kInvalidArgument for bad sizes, alignment or more than
 /// kGroupedGemmMaxGroups groups; kOk with nothing launched when there are no rows.
