@@ -73,10 +73,112 @@ std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
 
 }  // namespace
 
+// `masep search --map`: one search per (context, GPU budget, batch); the best of each plan kind
+// and the speed-up of MA separation over co-location, as a table, map.csv and plots.
+int search_map(const std::string& scenario, const plan::Scenario& base, const SearchOptions& so0,
+               const std::vector<int>& gpu_list, std::vector<int> batches,
+               std::vector<int> contexts, int max_mb, int max_er, const std::string& out_dir) {
+  if (batches.empty()) batches = {base.workload.batch};
+  if (contexts.empty()) contexts = {base.workload.context};
+  std::vector<std::vector<std::string>> table = {
+      {"context", "gpus", "batch", "best_colocated", "colocated_tokens_per_s_per_gpu",
+       "colocated_tpot_ms", "best_ma", "ma_tokens_per_s_per_gpu", "ma_tpot_ms", "speedup",
+       "status"}};
+  std::printf("where MA separation pays: %s, model %s on %s; speed-up = tokens/s per GPU of the "
+              "best MA plan / the best co-located plan on the same GPUs (>1: MA pays)\n",
+              scenario.c_str(), base.model.name.c_str(), base.topology.name.c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int c : contexts) {
+    Table t;
+    t.column("GPUs");
+    for (int b : batches) t.column(fmt::format("batch {}", b));
+    for (int g : gpu_list) {
+      std::vector<std::string> row = {std::to_string(g)};
+      for (int b : batches) {
+        SearchOptions so = so0;
+        so.overrides.push_back(fmt::format("workload.context={}", c));
+        SearchSpace sp;
+        sp.gpus = g;
+        sp.batches = {b};
+        sp.max_micro_batches = max_mb;
+        sp.max_expert_replicas = max_er;
+        sp.ma_separation = g >= 2;
+        std::string cell = "-", status = "ok";
+        std::vector<std::string> line = {std::to_string(c), std::to_string(g), std::to_string(b)};
+        try {
+          const SearchResult r = run_search(sp, so);
+          auto best = [&](int i) -> std::vector<std::string> {
+            if (i < 0) return {"", "", ""};
+            const auto& x = r.results[static_cast<size_t>(i)];
+            return {r.candidates[static_cast<size_t>(i)].label(),
+                    fmt::format("{:.6g}", x.tokens_per_s_per_gpu),
+                    fmt::format("{:.6g}", x.metrics.tpot_mean_ms)};
+          };
+          const auto co = best(r.best_colocated), ma = best(r.best_ma);
+          line.insert(line.end(), co.begin(), co.end());
+          line.insert(line.end(), ma.begin(), ma.end());
+          if (r.best_colocated >= 0 && r.best_ma >= 0) {
+            const double sp_up = r.results[static_cast<size_t>(r.best_ma)].tokens_per_s_per_gpu /
+                                 r.results[static_cast<size_t>(r.best_colocated)].tokens_per_s_per_gpu;
+            line.push_back(fmt::format("{:.4g}", sp_up));
+            cell = fmt::format("{:.2f}x", sp_up);
+          } else {
+            line.push_back("");
+            cell = r.best_ma >= 0 ? "MA only" : r.best_colocated >= 0 ? "co only" : "none fits";
+            status = cell;
+          }
+        } catch (const std::exception& e) {
+          line.resize(9);
+          line.push_back("");
+          status = std::string("error: ") + e.what();
+          cell = "error";
+        }
+        line.push_back(status);
+        table.push_back(std::move(line));
+        row.push_back(cell);
+      }
+      t.row(std::move(row));
+    }
+    std::printf("\ncontext %d\n", c);
+    t.print(stdout);
+  }
+  std::fprintf(stderr, "masep search --map: %zu searches in %.1f s\n", table.size() - 1,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (!out_dir.empty()) {
+    std::filesystem::create_directories(out_dir);
+    const std::string csv = (std::filesystem::path(out_dir) / "map.csv").string();
+    write_csv(csv, table);
+    std::printf("csv: %s\n", csv.c_str());
+    // One plot per context: speed-up against GPUs, one line per batch.
+    Sweep sw;
+    sw.name = "search-map";
+    std::vector<std::vector<std::string>> pt = {{"gpus", "speedup", "batch", "status"}};
+    for (size_t i = 1; i < table.size(); ++i) {
+      const auto& l = table[i];
+      pt.push_back({l[1], l[9], l[2] + ", context " + l[0],
+                    l[9].empty() ? "n/a" : "ok"});
+    }
+    SweepPlot pl;
+    pl.name = "map";
+    pl.title = fmt::format("MA separation vs co-location: {} ({})", base.model.name,
+                           base.topology.name);
+    pl.x = "gpus";
+    pl.y = {"speedup"};
+    pl.series = "batch";
+    pl.logx = true;
+    sw.plots.push_back(pl);
+    std::string note;
+    for (const auto& img : make_plots(out_dir, sw, pt, &note)) std::printf("plot: %s\n", img.c_str());
+    if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
+  }
+  return 0;
+}
+
 int cmd_search(const Args& args) {
   std::string scenario = "paper", csv, out_yaml, plot, calibration, algorithm, network = "auto";
   std::vector<std::string> sets;
-  std::vector<int> batches;
+  std::vector<int> batches, map_gpus, map_contexts;
+  std::string map_out;
   int gpus = 0, jobs = 0, top = 10, steps = 0, max_mb = 4, max_er = 0, wave = 16;
   double tpot_ms = 0;
   po::options_description opts(kUsage);
@@ -109,7 +211,15 @@ int cmd_search(const Args& args) {
       "(gnuplot)")("calibration", po::value(&calibration), "calibration YAML for the simulator")(
       "algorithm", po::value(&algorithm)->default_value("auto"),
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
-      "network", po::value(&network)->default_value("auto"), kNetworkHelp);
+      "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
+      "map", po::value(&map_gpus)->multitoken(),
+      "where MA separation pays: search every GPU budget listed (e.g. --map 2 4 8 16) x every "
+      "--batch x every --map-context, and print the speed-up of the best MA plan over the best "
+      "co-located plan on the same GPUs (tokens/s per GPU); with --map-out DIR also map.csv and "
+      "one plot per context")(
+      "map-context", po::value(&map_contexts)->multitoken(),
+      "with --map: workload.context values (default: the scenario's)")(
+      "map-out", po::value(&map_out), "with --map: folder for map.csv and the plots");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -164,6 +274,18 @@ int cmd_search(const Args& args) {
   if (gpus == 0) gpus = have;
   if (gpus > have) {
     bad("--gpus", fmt::format("{} GPUs, but topology {} has {}", gpus, base.topology.name, have));
+  }
+  if (!map_gpus.empty()) {
+    for (int g : map_gpus) {
+      if (g < 1 || g > have) {
+        bad("--map", fmt::format("{} GPUs: need 1..{} (topology {})", g, have, base.topology.name));
+      }
+    }
+    for (int c : map_contexts) {
+      if (c < 1) bad("--map-context", fmt::format("must be >= 1, got {}", c));
+    }
+    return search_map(scenario, base, so, map_gpus, batches, map_contexts, max_mb, max_er,
+                      map_out);
   }
   SearchSpace space;
   space.gpus = gpus;
