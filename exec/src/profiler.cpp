@@ -187,6 +187,36 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs,
 
 // ---- GEMM --------------------------------------------------------------------------------------
 
+// After a launch computed Y[0][j] = x[0, :] · W[j, :] (bf16, row-major x [.., k], W [n, k],
+// Y [.., n]): checks Y[0][0..3] against a CPU dot product (1% of Σ|a·b| + 1e-3); throws
+// std::runtime_error naming `what`, n, k and the column.
+void verify_first_row(cudaStream_t st, const void* x, const void* w, const void* y, int64_t n,
+                      int64_t k, const char* what) {
+  const int64_t cols = std::min<int64_t>(n, 4);
+  std::vector<bf16> hx(static_cast<size_t>(k)), hw(static_cast<size_t>(cols * k)),
+      hy(static_cast<size_t>(cols));
+  MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+  MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x, k * kBf16, cudaMemcpyDeviceToHost));
+  MASEP_CUDA_CHECK(cudaMemcpy(hw.data(), w, cols * k * kBf16, cudaMemcpyDeviceToHost));
+  MASEP_CUDA_CHECK(cudaMemcpy(hy.data(), y, cols * kBf16, cudaMemcpyDeviceToHost));
+  for (int64_t j = 0; j < cols; ++j) {
+    double ref = 0, mag = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
+                       __bfloat162float(hw[static_cast<size_t>(j * k + i)]);
+      ref += p;
+      mag += std::fabs(p);
+    }
+    const double got = __bfloat162float(hy[static_cast<size_t>(j)]);
+    if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
+      throw std::runtime_error(fmt::format(
+          "profile: {} n={} k={} verification failed: Y[0][{}] = {}, CPU {}", what, n, k, j, got,
+          ref));
+    }
+  }
+}
+
+
 void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
                   plan::Calibration& cal, const std::function<void(const std::string&)>& log) {
   const std::vector<int64_t> ms =
@@ -227,29 +257,7 @@ void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStr
       }
       // Verify: C[0][j] of the weight in slot 0 against a CPU dot product.
       gemm(arena.get(), 1, n, k);
-      const int64_t cols = std::min<int64_t>(n, 4);
-      std::vector<bf16> hx(static_cast<size_t>(k)), hw(static_cast<size_t>(cols * k)),
-          hc(static_cast<size_t>(cols));
-      MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
-      MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x.get(), k * kBf16, cudaMemcpyDeviceToHost));
-      MASEP_CUDA_CHECK(
-          cudaMemcpy(hw.data(), arena.get(), cols * k * kBf16, cudaMemcpyDeviceToHost));
-      MASEP_CUDA_CHECK(cudaMemcpy(hc.data(), c.get(), cols * kBf16, cudaMemcpyDeviceToHost));
-      for (int64_t j = 0; j < cols; ++j) {
-        double ref = 0, mag = 0;
-        for (int64_t i = 0; i < k; ++i) {
-          const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
-                           __bfloat162float(hw[static_cast<size_t>(j * k + i)]);
-          ref += p;
-          mag += std::fabs(p);
-        }
-        const double got = __bfloat162float(hc[static_cast<size_t>(j)]);
-        if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
-          throw std::runtime_error(
-              fmt::format("profile: GEMM n={} k={} verification failed: C[0][{}] = {}, CPU {}", n,
-                          k, j, got, ref));
-        }
-      }
+      verify_first_row(st, x.get(), arena.get(), c.get(), n, k, "GEMM");
       cal.gemm.push_back(std::move(t));
     }
   } catch (...) {
@@ -330,28 +338,7 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
     t.base_ns = std::max(0.0, bases[bases.size() / 2]);
     // Verify: row 0 of group 0, first columns, against a CPU dot product.
     launch(args(1, 1, 0));
-    const int64_t cols = std::min<int64_t>(n, 4);
-    std::vector<bf16> hx(static_cast<size_t>(k)), hw(static_cast<size_t>(cols * k)),
-        hy(static_cast<size_t>(cols));
-    MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
-    MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x.get(), k * kBf16, cudaMemcpyDeviceToHost));
-    MASEP_CUDA_CHECK(cudaMemcpy(hw.data(), arena.get(), cols * k * kBf16, cudaMemcpyDeviceToHost));
-    MASEP_CUDA_CHECK(cudaMemcpy(hy.data(), y.get(), cols * kBf16, cudaMemcpyDeviceToHost));
-    for (int64_t j = 0; j < cols; ++j) {
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
-                         __bfloat162float(hw[static_cast<size_t>(j * k + i)]);
-        ref += p;
-        mag += std::fabs(p);
-      }
-      const double got = __bfloat162float(hy[static_cast<size_t>(j)]);
-      if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
-        throw std::runtime_error(fmt::format(
-            "profile: grouped GEMM n={} k={} verification failed: Y[0][{}] = {}, CPU {}", n, k, j,
-            got, ref));
-      }
-    }
+    verify_first_row(st, x.get(), arena.get(), y.get(), n, k, "grouped GEMM");
     cal.grouped_gemm.push_back(std::move(t));
   }
   if (log) {

@@ -409,4 +409,19 @@ Interpolated interpolate(std::span<const CalPoint> pts, double x) {
           Lookup::kInterpolated};
 }
 
+const char* calibration_kind_table(OpKind kind) {
+  switch (kind) {
+    case OpKind::kElementwise:
+      return "elementwise";
+    case OpKind::kRouter:
+      return "router";
+    case OpKind::kPermute:
+      return "permute";
+    case OpKind::kCombine:
+      return "combine";
+    default:
+      return "";
+  }
+}
+
 }  // namespace masep::plan

@@ -12,25 +12,6 @@
 
 namespace masep::plan {
 
-namespace {
-
-const char* kind_table_name(OpKind k) {
-  switch (k) {
-    case OpKind::kElementwise:
-      return "elementwise";
-    case OpKind::kRouter:
-      return "router";
-    case OpKind::kPermute:
-      return "permute";
-    case OpKind::kCombine:
-      return "combine";
-    default:
-      return "";
-  }
-}
-
-}  // namespace
-
 TimePredictor::TimePredictor(const topology::TopologySpec& topo, PredictorParams params)
     : topo_(topo),
       params_(params),
@@ -143,7 +124,7 @@ double TimePredictor::cal_kernel_ns(const Op& op) const {
   }
   if (table == nullptr) {
     for (const auto& k : cal_.kernels) {
-      if (k.name == kind_table_name(op.kind)) table = &k;
+      if (k.name == calibration_kind_table(op.kind)) table = &k;
     }
   }
   if (table == nullptr) return -1;

@@ -33,20 +33,6 @@ CalSource worse(CalSource a, CalSource b) {
   return static_cast<int>(a) > static_cast<int>(b) ? a : b;
 }
 
-const char* kind_table_name(OpKind k) {
-  switch (k) {
-    case OpKind::kElementwise:
-      return "elementwise";
-    case OpKind::kRouter:
-      return "router";
-    case OpKind::kPermute:
-      return "permute";
-    case OpKind::kCombine:
-      return "combine";
-    default:
-      return "";
-  }
-}
 
 }  // namespace
 
@@ -256,7 +242,7 @@ double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
       }
       if (table == nullptr) {
         for (const auto& k : cal_.kernels) {
-          if (k.name == kind_table_name(op.kind)) table = &k;
+          if (k.name == plan::calibration_kind_table(op.kind)) table = &k;
         }
       }
       if (table != nullptr && op.hbm_bytes > 0) {

@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "masep/plan/program.hpp"
+
 namespace masep::plan {
 
 /// One measurement: `time_ns` for a launch of size `size` (unit given by the table).
@@ -120,6 +122,11 @@ struct Calibration {
 
 /// The accepted CommTable::op names, in file order.
 const std::vector<std::string>& calibration_comm_ops();
+
+/// The `kernels` table an op of `kind` falls back to when no table has the op's own name:
+/// "elementwise", "router", "permute" or "combine"; "" for other kinds (GEMMs, attention,
+/// communication). Used by the calibrated simulator and the time predictor alike.
+const char* calibration_kind_table(OpKind kind);
 
 /// Reads and validates a calibration YAML. Errors throw InputError "FILE:LINE:COL: key.path:
 /// message" (unknown or missing keys, sizes not strictly increasing, non-positive times,
