@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -149,27 +150,29 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
     const std::string csv = (std::filesystem::path(out_dir) / "map.csv").string();
     write_csv(csv, table);
     std::printf("csv: %s\n", csv.c_str());
-    // One plot per context: speed-up against GPUs, one line per batch.
-    Sweep sw;
-    sw.name = "search-map";
-    std::vector<std::vector<std::string>> pt = {{"gpus", "speedup", "batch", "status"}};
-    for (size_t i = 1; i < table.size(); ++i) {
-      const auto& l = table[i];
-      pt.push_back({l[1], l[9], l[2] + ", context " + l[0],
-                    l[9].empty() ? "n/a" : "ok"});
+    // One heat map per context: GPUs (rows) x batch (columns), the speed-up in each cell.
+    std::vector<std::string> xl, yl;
+    for (int b : batches) xl.push_back(std::to_string(b));
+    for (int g : gpu_list) yl.push_back(std::to_string(g));
+    size_t row = 1;
+    for (int c : contexts) {
+      std::vector<std::vector<double>> v(gpu_list.size(), std::vector<double>(batches.size(), NAN));
+      for (size_t gi = 0; gi < gpu_list.size(); ++gi) {
+        for (size_t bi = 0; bi < batches.size(); ++bi, ++row) {
+          const std::string& cell = table[row][9];
+          if (!cell.empty()) v[gi][bi] = std::stod(cell);
+        }
+      }
+      std::string note;
+      for (const auto& img : make_heatmap(
+               out_dir, fmt::format("map-context{}", c),
+               fmt::format("MA separation / co-location, tokens/s per GPU: {} on {}, context {}",
+                           base.model.name, base.topology.name, c),
+               "batch (sequences)", "GPUs", xl, yl, v, 1.0, &note)) {
+        std::printf("plot: %s\n", img.c_str());
+      }
+      if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
     }
-    SweepPlot pl;
-    pl.name = "map";
-    pl.title = fmt::format("MA separation vs co-location: {} ({})", base.model.name,
-                           base.topology.name);
-    pl.x = "gpus";
-    pl.y = {"speedup"};
-    pl.series = "batch";
-    pl.logx = true;
-    sw.plots.push_back(pl);
-    std::string note;
-    for (const auto& img : make_plots(out_dir, sw, pt, &note)) std::printf("plot: %s\n", img.c_str());
-    if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
   }
   return 0;
 }

@@ -21,4 +21,17 @@ std::vector<std::string> make_plots(const std::string& dir, const Sweep& sweep,
                                     const std::vector<std::vector<std::string>>& table,
                                     std::string* note);
 
+/// A heat map: `values[r][c]` (NaN = no value, drawn blank) with row labels (y, bottom to top
+/// in order) and column labels (x), each cell printed with its value; colours centred on
+/// `centre` (below: red, above: blue). Writes DIR/<name>.dat and .gp and, when gnuplot is
+/// found, .png and .svg (returned); without gnuplot sets `*note`. Throws std::runtime_error
+/// when gnuplot fails.
+std::vector<std::string> make_heatmap(const std::string& dir, const std::string& name,
+                                      const std::string& title, const std::string& xlabel,
+                                      const std::string& ylabel,
+                                      const std::vector<std::string>& xlabels,
+                                      const std::vector<std::string>& ylabels,
+                                      const std::vector<std::vector<double>>& values,
+                                      double centre, std::string* note);
+
 }  // namespace masep::tools
