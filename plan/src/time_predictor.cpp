@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "masep/plan/calibration_lookup.hpp"
 #include "masep/plan/interpolation.hpp"
 
 namespace masep::plan {
@@ -44,97 +45,9 @@ double TimePredictor::roofline_ns(double flops, double bytes, OpKind kind) const
          std::max(flops / (peak_flops_per_ns_ * ef), bytes / (hbm_bytes_per_ns_ * eh));
 }
 
-// The calibration rules of sim/calibrated_model.cpp, re-stated (plan/ cannot call sim/).
-double TimePredictor::cal_gemm_ns(int64_t m, int64_t n, int64_t k) const {
-  const GemmTable* best = nullptr;
-  double best_d = std::numeric_limits<double>::infinity();
-  for (const auto& t : cal_.gemm) {
-    if (t.n == n && t.k == k) {
-      best = &t;
-      best_d = 0;
-      break;
-    }
-    const double d = std::fabs(std::log(static_cast<double>(t.n) / static_cast<double>(n))) +
-                     std::fabs(std::log(static_cast<double>(t.k) / static_cast<double>(k)));
-    if (d < best_d) {
-      best_d = d;
-      best = &t;
-    }
-  }
-  if (best == nullptr) return -1;
-  const double t = interpolate(best->points, static_cast<double>(m)).time_ns;
-  if (best_d == 0) return t;
-  return t * (static_cast<double>(n) * static_cast<double>(k)) /
-         (static_cast<double>(best->n) * static_cast<double>(best->k));
-}
-
-double TimePredictor::cal_attention_ns(int32_t batch_in, int32_t heads, int32_t kv_heads,
-                                       int32_t head_dim, int64_t kv_tokens) const {
-  const AttentionTable* key = nullptr;
-  std::pair<double, double> best{std::numeric_limits<double>::infinity(), 0};
-  for (const auto& t : cal_.attention) {
-    const std::pair<double, double> d{
-        std::fabs(std::log(static_cast<double>(t.kv_heads) * t.head_dim /
-                           (static_cast<double>(kv_heads) * head_dim))),
-        std::fabs(std::log(static_cast<double>(t.heads) / heads))};
-    if (d < best) {
-      best = d;
-      key = &t;
-    }
-  }
-  if (key == nullptr) return -1;
-  const AttentionTable* lo = nullptr;  // same shape: largest batch <= op's, smallest >= op's
-  const AttentionTable* hi = nullptr;
-  const AttentionTable* first = nullptr;
-  const AttentionTable* last = nullptr;
-  const double batch = std::max<double>(1, batch_in);
-  for (const auto& t : cal_.attention) {
-    if (t.heads != key->heads || t.kv_heads != key->kv_heads || t.head_dim != key->head_dim) {
-      continue;
-    }
-    if (first == nullptr || t.batch < first->batch) first = &t;
-    if (last == nullptr || t.batch > last->batch) last = &t;
-    if (t.batch <= batch && (lo == nullptr || t.batch > lo->batch)) lo = &t;
-    if (t.batch >= batch && (hi == nullptr || t.batch < hi->batch)) hi = &t;
-  }
-  const double context = std::max<double>(1, std::ceil(static_cast<double>(kv_tokens) / batch));
-  auto at = [&](const AttentionTable* t) { return interpolate(t->points, context).time_ns; };
-  double time = 0;
-  if (batch <= first->batch) {
-    time = at(first);
-  } else if (batch >= last->batch) {
-    time = at(last) * batch / last->batch;
-  } else if (hi->batch == batch) {
-    time = at(hi);
-  } else {
-    time = lerp(lo->batch, at(lo), hi->batch, at(hi), batch);
-  }
-  const bool exact = key->heads == heads && key->kv_heads == kv_heads && key->head_dim == head_dim;
-  if (!exact) {
-    time *= (static_cast<double>(kv_heads) * head_dim) /
-            (static_cast<double>(key->kv_heads) * key->head_dim);
-  }
-  return time;
-}
-
-double TimePredictor::cal_kernel_ns(const Op& op) const {
-  const KernelTable* table = nullptr;
-  for (const auto& k : cal_.kernels) {
-    if (k.name == op.name.view()) table = &k;
-  }
-  if (table == nullptr) {
-    for (const auto& k : cal_.kernels) {
-      if (k.name == calibration_kind_table(op.kind)) table = &k;
-    }
-  }
-  if (table == nullptr) return -1;
-  if (op.hbm_bytes <= 0) return 0;
-  return interpolate(table->points, static_cast<double>(op.hbm_bytes)).time_ns;
-}
-
 double TimePredictor::gemm_ns(int64_t m, int64_t n, int64_t k, int dt) const {
   if (has_cal_) {
-    const double t = cal_gemm_ns(m, n, k);
+    const double t = calibrated_gemm_ns(cal_, m, n, k, nullptr);
     if (t >= 0) return t + cal_.launch.event_overhead_ns;
   }
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
@@ -144,24 +57,19 @@ double TimePredictor::gemm_ns(int64_t m, int64_t n, int64_t k, int dt) const {
 
 double TimePredictor::grouped_gemm_ns(std::span<const int32_t> group_m, int64_t n, int64_t k,
                                       int dt) const {
-  double flops = 0, bytes = 0, cal = 0;
-  bool any = false, cal_ok = has_cal_;
+  double flops = 0, bytes = 0;
+  bool any = false;
   for (int32_t m : group_m) {
     if (m <= 0) continue;
     any = true;
     flops += 2.0 * m * static_cast<double>(n) * static_cast<double>(k);
     bytes += static_cast<double>(n * k * dt + static_cast<int64_t>(m) * (k + n) * dt);
-    if (cal_ok) {
-      const double t = cal_gemm_ns(m, n, k);
-      if (t < 0) {
-        cal_ok = false;
-      } else {
-        cal += t;
-      }
-    }
   }
   if (!any) return has_cal_ ? 0 : roofline_ns(0, 0, OpKind::kGroupedGemm);
-  if (cal_ok) return cal + cal_.launch.event_overhead_ns;
+  if (has_cal_) {
+    const double t = calibrated_grouped_gemm_ns(cal_, group_m, n, k, nullptr);
+    if (t >= 0) return t + cal_.launch.event_overhead_ns;
+  }
   return roofline_ns(flops, bytes, OpKind::kGroupedGemm);
 }
 
@@ -169,7 +77,8 @@ double TimePredictor::attention_ns(int32_t batch, int32_t heads, int32_t kv_head
                                    int32_t head_dim, int64_t kv_tokens, bool append,
                                    int dt) const {
   if (has_cal_ && heads > 0 && kv_heads > 0 && head_dim > 0) {
-    const double t = cal_attention_ns(batch, heads, kv_heads, head_dim, kv_tokens);
+    const double t =
+        calibrated_attention_ns(cal_, batch, heads, kv_heads, head_dim, kv_tokens, nullptr);
     if (t >= 0) return t + cal_.launch.event_overhead_ns;
   }
   const double flops = 4.0 * static_cast<double>(kv_tokens) * heads * head_dim;
@@ -187,8 +96,8 @@ double TimePredictor::expert_ns(const models::Model& m, double tokens) const {
   const double dt = models::dtype_bytes(m.dtype);
   const double h = m.hidden, in = static_cast<double>(m.expert_in_columns()), f = m.expert_ffn;
   if (has_cal_) {
-    const double up = cal_gemm_ns(1, static_cast<int64_t>(in), m.hidden);
-    const double down = cal_gemm_ns(1, m.hidden, m.expert_ffn);
+    const double up = calibrated_gemm_ns(cal_, 1, static_cast<int64_t>(in), m.hidden, nullptr);
+    const double down = calibrated_gemm_ns(cal_, 1, m.hidden, m.expert_ffn, nullptr);
     if (up >= 0 && down >= 0) {
       // Tables are piecewise linear in m; fractional mean token counts interpolate too.
       auto at = [&](int64_t n, int64_t k) {
@@ -196,7 +105,9 @@ double TimePredictor::expert_ns(const models::Model& m, double tokens) const {
         for (const auto& g : cal_.gemm) {
           if (g.n == n && g.k == k) t = &g;
         }
-        if (t == nullptr) return cal_gemm_ns(std::max<int64_t>(1, std::llround(tokens)), n, k);
+        if (t == nullptr) {
+          return calibrated_gemm_ns(cal_, std::max<int64_t>(1, std::llround(tokens)), n, k, nullptr);
+        }
         return interpolate(t->points, std::max(1.0, tokens)).time_ns;
       };
       return at(static_cast<int64_t>(in), m.hidden) + at(m.hidden, m.expert_ffn);
@@ -236,39 +147,9 @@ double TimePredictor::moe_gpu_ns(const models::Model& m, std::span<const int32_t
 }
 
 double TimePredictor::compute_ns(const Op& op) const {
-  if (has_cal_) {
-    double t = -1;
-    switch (op.kind) {
-      case OpKind::kGemm:
-        t = cal_gemm_ns(op.m, op.n, op.k);
-        break;
-      case OpKind::kGroupedGemm: {
-        t = 0;
-        for (int32_t gm : op.group_m) {
-          if (gm <= 0) continue;
-          const double x = cal_gemm_ns(gm, op.n, op.k);
-          if (x < 0) {
-            t = -1;
-            break;
-          }
-          t += x;
-        }
-        break;
-      }
-      case OpKind::kAttention:
-        if (op.heads > 0 && op.kv_heads > 0 && op.head_dim > 0) {
-          t = cal_attention_ns(op.batch, op.heads, op.kv_heads, op.head_dim, op.kv_tokens);
-        }
-        break;
-      case OpKind::kElementwise:
-      case OpKind::kRouter:
-      case OpKind::kPermute:
-      case OpKind::kCombine:
-        t = cal_kernel_ns(op);
-        break;
-      default:
-        break;
-    }
+  if (has_cal_ && !is_communication(op.kind)) {
+    // The calibrated simulator's own lookup (plan/calibration_lookup.hpp) and event overhead.
+    const double t = calibrated_op_ns(cal_, op, nullptr);
     if (t > 0) return t + cal_.launch.event_overhead_ns;
     if (t == 0) return 0;
   }

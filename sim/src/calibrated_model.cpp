@@ -1,4 +1,5 @@
-// Calibrated compute model: measured tables looked up with plan/interpolation.hpp's rules.
+// Calibrated compute model: the tables looked up with plan/calibration_lookup.hpp's rules, the
+// roofline where none covers an op, plus the executor's event overhead per launch.
 #include "masep/sim/calibrated_model.hpp"
 
 #include <fmt/format.h>
@@ -13,44 +14,8 @@
 #include "masep/plan/time_ns.hpp"
 
 namespace masep::sim {
-namespace {
 
 using plan::OpKind;
-
-CalSource from_lookup(plan::Lookup l) {
-  switch (l) {
-    case plan::Lookup::kExact:
-      return CalSource::kExact;
-    case plan::Lookup::kInterpolated:
-      return CalSource::kInterpolated;
-    default:
-      return CalSource::kExtrapolated;
-  }
-}
-
-// The less trustworthy of two sources (the enum is ordered by trust).
-CalSource worse(CalSource a, CalSource b) {
-  return static_cast<int>(a) > static_cast<int>(b) ? a : b;
-}
-
-
-}  // namespace
-
-const char* to_string(CalSource s) {
-  switch (s) {
-    case CalSource::kExact:
-      return "exact";
-    case CalSource::kInterpolated:
-      return "interpolated";
-    case CalSource::kExtrapolated:
-      return "extrapolated";
-    case CalSource::kNearestShape:
-      return "nearest-shape";
-    case CalSource::kRoofline:
-      return "roofline";
-  }
-  return "?";
-}
 
 int64_t CalibrationCoverage::total() const {
   int64_t t = 0;
@@ -74,195 +39,11 @@ CalibratedModel::CalibratedModel(plan::Calibration cal,
   if (!fallback_) throw std::invalid_argument("CalibratedModel: no fallback model");
 }
 
-double CalibratedModel::gemm_ns(int64_t m, int64_t n, int64_t k, CalSource* src) const {
-  const plan::GemmTable* best = nullptr;
-  double best_d = std::numeric_limits<double>::infinity();
-  for (const auto& t : cal_.gemm) {
-    if (t.n == n && t.k == k) {
-      best = &t;
-      best_d = 0;
-      break;
-    }
-    const double d = std::fabs(std::log(static_cast<double>(t.n) / static_cast<double>(n))) +
-                     std::fabs(std::log(static_cast<double>(t.k) / static_cast<double>(k)));
-    if (d < best_d) {  // ties: the first table in file order
-      best_d = d;
-      best = &t;
-    }
-  }
-  if (best == nullptr) {
-    *src = CalSource::kRoofline;
-    return -1;
-  }
-  const auto r = plan::interpolate(best->points, static_cast<double>(m));
-  *src = from_lookup(r.how);
-  if (best_d == 0) return r.time_ns;
-  *src = CalSource::kNearestShape;
-  return r.time_ns * (static_cast<double>(n) * static_cast<double>(k)) /
-         (static_cast<double>(best->n) * static_cast<double>(best->k));
-}
-
-double CalibratedModel::grouped_gemm_ns(const plan::Op& op, CalSource* src) const {
-  // Only the op's exact weight shape: the launch's per-group cost is not a weight-bytes scaling
-  // of another shape's as reliably as one GEMM's is (its rows per warp pass differ by k).
-  const plan::GroupedGemmTable* t = nullptr;
-  for (const auto& g : cal_.grouped_gemm) {
-    if (g.n == op.n && g.k == op.k) t = &g;
-  }
-  if (t == nullptr) return -1;
-  int32_t max_rows = 0;
-  for (int32_t gm : op.group_m) max_rows = std::max(max_rows, gm);
-  if (max_rows == 0 || max_rows > t->max_rows) return -1;  // the executor's cuBLAS loop
-  double time = t->base_ns;
-  CalSource s = CalSource::kExact;
-  for (int32_t gm : op.group_m) {
-    if (gm <= 0) continue;
-    const auto r = plan::interpolate(t->points, static_cast<double>(gm));
-    time += r.time_ns;
-    s = worse(s, from_lookup(r.how));
-  }
-  *src = s;
-  return time;
-}
-
-double CalibratedModel::attention_ns(const plan::Op& op, CalSource* src) const {
-  // Tables of the op's head shape; if none, of the nearest head shape.
-  auto shape_dist = [&](const plan::AttentionTable& t) {
-    const double kv = std::fabs(std::log(static_cast<double>(t.kv_heads) * t.head_dim /
-                                         (static_cast<double>(op.kv_heads) * op.head_dim)));
-    const double h = std::fabs(std::log(static_cast<double>(t.heads) / op.heads));
-    return std::make_pair(kv, h);
-  };
-  const plan::AttentionTable* key = nullptr;
-  std::pair<double, double> best{std::numeric_limits<double>::infinity(), 0};
-  for (const auto& t : cal_.attention) {
-    const auto d = shape_dist(t);
-    if (d < best) {
-      best = d;
-      key = &t;
-    }
-  }
-  if (key == nullptr) {
-    *src = CalSource::kRoofline;
-    return -1;
-  }
-  const bool exact_shape = best.first == 0 && best.second == 0 && key->heads == op.heads &&
-                           key->kv_heads == op.kv_heads && key->head_dim == op.head_dim;
-  std::vector<const plan::AttentionTable*> rows;  // same shape as *key, sorted by batch
-  for (const auto& t : cal_.attention) {
-    if (t.heads == key->heads && t.kv_heads == key->kv_heads && t.head_dim == key->head_dim) {
-      rows.push_back(&t);
-    }
-  }
-  std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->batch < b->batch; });
-  const double batch = std::max<double>(1, op.batch);
-  const double context = std::max<double>(1, std::ceil(static_cast<double>(op.kv_tokens) / batch));
-  auto at = [&](const plan::AttentionTable* t, CalSource* s) {
-    const auto r = plan::interpolate(t->points, context);
-    *s = from_lookup(r.how);
-    return r.time_ns;
-  };
-  double time = 0;
-  CalSource s = CalSource::kExact;
-  if (batch <= rows.front()->batch) {
-    time = at(rows.front(), &s);
-    if (batch < rows.front()->batch) s = worse(s, CalSource::kExtrapolated);
-  } else if (batch >= rows.back()->batch) {
-    time = at(rows.back(), &s) * batch / rows.back()->batch;
-    if (batch > rows.back()->batch) s = worse(s, CalSource::kExtrapolated);
-  } else {
-    size_t i = 1;
-    while (rows[i]->batch < batch) ++i;
-    CalSource s0, s1;
-    const double t0 = at(rows[i - 1], &s0), t1 = at(rows[i], &s1);
-    if (rows[i]->batch == batch) {
-      time = t1;
-      s = s1;
-    } else {
-      time = plan::lerp(rows[i - 1]->batch, t0, rows[i]->batch, t1, batch);
-      s = worse(worse(s0, s1), CalSource::kInterpolated);
-    }
-  }
-  if (!exact_shape) {
-    s = CalSource::kNearestShape;
-    time *= (static_cast<double>(op.kv_heads) * op.head_dim) /
-            (static_cast<double>(key->kv_heads) * key->head_dim);
-  }
-  *src = s;
-  return time;
-}
-
 double CalibratedModel::time_ns(const plan::Op& op, CalSource* source) const {
   CalSource s = CalSource::kExact;
-  double t = -1;
-  // The profiler measures bf16 kernels of MHA/GQA models: an op in another format, or one of
-  // MLA's per-head batched projections and latent attention (one kernel each, unlike the
-  // per-expert GEMMs a grouped-GEMM table sums), has no table and takes the roofline.
-  const bool unmeasured = op.dtype != models::DType::kBF16 ||
-                          op.role == plan::OpRole::kMlaAbsorbK ||
-                          op.role == plan::OpRole::kMlaAbsorbV ||
-                          op.role == plan::OpRole::kMlaAttention;
-  if (unmeasured && !plan::is_communication(op.kind)) {
-    if (source != nullptr) *source = CalSource::kRoofline;
-    return static_cast<double>(fallback_->duration_ns(op));
-  }
-  switch (op.kind) {
-    case OpKind::kGemm:
-      t = gemm_ns(op.m, op.n, op.k, &s);
-      break;
-    case OpKind::kGroupedGemm: {
-      t = grouped_gemm_ns(op, &s);
-      if (t >= 0) break;
-      t = 0;
-      s = CalSource::kExact;
-      for (int32_t gm : op.group_m) {
-        if (gm <= 0) continue;
-        CalSource g;
-        const double x = gemm_ns(gm, op.n, op.k, &g);
-        if (x < 0) {
-          t = -1;
-          s = CalSource::kRoofline;
-          break;
-        }
-        t += x;
-        s = worse(s, g);
-      }
-      break;
-    }
-    case OpKind::kAttention:
-      t = attention_ns(op, &s);
-      break;
-    case OpKind::kElementwise:
-    case OpKind::kRouter:
-    case OpKind::kPermute:
-    case OpKind::kCombine: {
-      const plan::KernelTable* table = nullptr;
-      for (const auto& k : cal_.kernels) {
-        if (k.name == op.name) table = &k;
-      }
-      if (table == nullptr) {
-        for (const auto& k : cal_.kernels) {
-          if (k.name == plan::calibration_kind_table(op.kind)) table = &k;
-        }
-      }
-      if (table != nullptr && op.hbm_bytes > 0) {
-        const auto r = plan::interpolate(table->points, static_cast<double>(op.hbm_bytes));
-        t = r.time_ns;
-        s = from_lookup(r.how);
-      } else if (table != nullptr) {
-        t = 0;  // nothing to move: no launch
-      } else {
-        s = CalSource::kRoofline;
-      }
-      break;
-    }
-    default:
-      throw std::invalid_argument(fmt::format("CalibratedModel: op {} ({}) is not a compute op",
-                                              op.id, plan::to_string(op.kind)));
-  }
+  double t = plan::calibrated_op_ns(cal_, op, &s);
   if (t < 0) {
-    s = CalSource::kRoofline;
-    t = static_cast<double>(fallback_->duration_ns(op));
+    t = static_cast<double>(fallback_->duration_ns(op));  // s is kRoofline
   } else if (t > 0) {
     // The tables are back-to-back means (throughput); the executor times every launch with
     // an event pair, which costs this much more per launch (LaunchCosts; 0 in old files).

@@ -8,11 +8,10 @@
 // sharing code with them:
 //   roofline (no calibration)  launch_overhead_ns + max(flops / (peak · eff_flops(kind)),
 //                              hbm_bytes / (hbm_GBps · eff_hbm(kind)))   (sim/compute_model.hpp)
-//   calibrated                 gemm tables interpolated in m (nearest (n, k) scaled by
-//                              n·k), grouped GEMM = Σ GEMMs of non-empty experts, attention
-//                              tables in context then batch, kernel tables by op name or kind
-//                              in hbm_bytes, + launch.event_overhead_ns per launch
-//                              (sim/calibrated_model.hpp); roofline where no table applies.
+//   calibrated                 the calibrated simulator's lookup itself
+//                              (plan/calibration_lookup.hpp: GEMM, grouped GEMM, attention and
+//                              kernel tables) + launch.event_overhead_ns per launch; roofline
+//                              where no table applies.
 // Communication ops are predicted from bytes and the link rate on idle links:
 //   kExchange            alpha_sendrecv_ns + max(bytes sent, bytes received) / link GB/s
 //   kSend / kRecv        alpha_sendrecv_ns + bytes / link GB/s
@@ -101,10 +100,6 @@ class TimePredictor {
 
  private:
   double roofline_ns(double flops, double bytes, OpKind kind) const;
-  double cal_gemm_ns(int64_t m, int64_t n, int64_t k) const;  // < 0: no table
-  double cal_attention_ns(int32_t batch, int32_t heads, int32_t kv_heads, int32_t head_dim,
-                          int64_t kv_tokens) const;
-  double cal_kernel_ns(const Op& op) const;  // < 0: no table
   double route_latency_ns(bool cross_node) const;
   double transfer_ns(const Program& p, const Op& op, double bw) const;
   bool crosses_nodes(const Program& p, const Op& op) const;

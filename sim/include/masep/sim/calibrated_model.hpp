@@ -37,6 +37,7 @@
 #include <string>
 
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/calibration_lookup.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/sim/compute_model.hpp"
 #include "masep/sim/parameters.hpp"
@@ -44,16 +45,10 @@
 
 namespace masep::sim {
 
-/// How an op's duration was obtained.
-enum class CalSource : uint8_t {
-  kExact,         ///< every table value used was a measured point
-  kInterpolated,  ///< between measured points
-  kExtrapolated,  ///< a size below or above a table (rules in plan/interpolation.hpp)
-  kNearestShape,  ///< no table with the op's exact shape key: nearest one, scaled
-  kRoofline,      ///< no table for this op at all: the fallback roofline model
-};
-inline constexpr int kCalSourceCount = 5;
-const char* to_string(CalSource s);
+// How an op's duration was obtained: plan/calibration_lookup.hpp (shared with the predictor).
+using plan::CalSource;
+using plan::kCalSourceCount;
+using plan::to_string;
 
 /// Counts of compute ops by CalSource, for one Program.
 struct CalibrationCoverage {
@@ -80,9 +75,6 @@ class CalibratedModel final : public ComputeModel {
   const plan::Calibration& calibration() const { return cal_; }
 
  private:
-  double gemm_ns(int64_t m, int64_t n, int64_t k, CalSource* src) const;
-  double grouped_gemm_ns(const plan::Op& op, CalSource* src) const;
-  double attention_ns(const plan::Op& op, CalSource* src) const;
   const plan::Calibration cal_;
   std::shared_ptr<const ComputeModel> fallback_;
 };
