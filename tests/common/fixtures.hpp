@@ -4,9 +4,30 @@
 // same values as scenarios/paper.yaml and scenarios/paper-colocated.yaml).
 #pragma once
 
+#include <string>
+
 #include "masep/plan/scenario.hpp"
 
 namespace masep::plan::testing {
+
+/// The paper's MA-separation scenario as YAML text, for tests of the loader and of what it
+/// feeds (tests/plan/test_loader.cpp, test_remap.cpp): line numbers in the comments are the
+/// ones their error messages name (1-based).
+inline const std::string kPaperScenarioText =
+    "name: t\n"                                                 // 1
+    "model: paper-moe\n"                                        // 2
+    "topology: paper-16xa100\n"                                 // 3
+    "plan:\n"                                                   // 4
+    "  kind: ma_separation\n"                                   // 5
+    "  attention: {gpus: 12, head_parallel: 4, replicas: 3}\n"  // 6
+    "  moe: {gpus: 4, placement: round_robin}\n"                // 7
+    "  micro_batches: 2\n"                                      // 8
+    "workload:\n"                                               // 9
+    "  batch: 24\n"                                             // 10
+    "  context: 2048\n"                                         // 11
+    "  decode_steps: 4\n"                                       // 12
+    "  routing: {kind: uniform}\n"                              // 13
+    "  seed: 1\n";                                              // 14
 
 inline models::Model paper_model() {
   models::Model m;

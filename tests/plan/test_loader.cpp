@@ -11,28 +11,15 @@
 
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
+#include "fixtures.hpp"
 
 namespace masep::plan {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Line numbers below refer to this text (1-based).
-const std::string kBase =
-    "name: t\n"                                                 // 1
-    "model: paper-moe\n"                                        // 2
-    "topology: paper-16xa100\n"                                 // 3
-    "plan:\n"                                                   // 4
-    "  kind: ma_separation\n"                                   // 5
-    "  attention: {gpus: 12, head_parallel: 4, replicas: 3}\n"  // 6
-    "  moe: {gpus: 4, placement: round_robin}\n"                // 7
-    "  micro_batches: 2\n"                                      // 8
-    "workload:\n"                                               // 9
-    "  batch: 24\n"                                             // 10
-    "  context: 2048\n"                                         // 11
-    "  decode_steps: 4\n"                                       // 12
-    "  routing: {kind: uniform}\n"                              // 13
-    "  seed: 1\n";                                              // 14
+// Line numbers below refer to this text (1-based; numbered in tests/common/fixtures.hpp).
+const std::string& kBase = testing::kPaperScenarioText;
 
 std::string replace(std::string text, const std::string& from, const std::string& to) {
   const auto at = text.find(from);

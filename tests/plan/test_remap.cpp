@@ -15,27 +15,14 @@
 #include "masep/plan/recovery.hpp"
 #include "masep/plan/remap.hpp"
 #include "masep/plan/routing.hpp"
+#include "fixtures.hpp"
 
 namespace masep::plan {
 namespace {
 
 // The paper's plan (16 GPUs: 3 attention replicas of 4, 4 MoE GPUs) on 16 GPUs, or with
 // `attention_gpus` 8 (2 replicas) so that 4 GPUs of the topology are free for standbys.
-const std::string kText =
-    "name: t\n"                                                 // 1
-    "model: paper-moe\n"                                        // 2
-    "topology: paper-16xa100\n"                                 // 3
-    "plan:\n"                                                   // 4
-    "  kind: ma_separation\n"                                   // 5
-    "  attention: {gpus: 12, head_parallel: 4, replicas: 3}\n"  // 6
-    "  moe: {gpus: 4, placement: round_robin}\n"                // 7
-    "  micro_batches: 2\n"                                      // 8
-    "workload:\n"                                               // 9
-    "  batch: 24\n"                                             // 10
-    "  context: 2048\n"                                         // 11
-    "  decode_steps: 4\n"                                       // 12
-    "  routing: {kind: uniform}\n"                              // 13
-    "  seed: 1\n";                                              // 14
+const std::string& kText = testing::kPaperScenarioText;  // numbered in fixtures.hpp
 
 Scenario load(const std::vector<std::string>& sets = {}) {
   return parse_scenario(kText, "t.yaml", sets);
