@@ -1,4 +1,5 @@
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include "device_init.hpp"
 #include "masep/plan/seeded_hash.hpp"
@@ -26,6 +27,25 @@ __global__ void fill_hash_bf16_kernel(__nv_bfloat16* p, int64_t n, uint64_t seed
        i += stride) {
     const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(i)));
     p[i] = __float2bfloat16(shift + unit_sym(h) * scale);
+  }
+}
+
+// e4m3 bytes of u·448 (u the same hash as fill_hash_bf16_kernel's), then every 128 × 128
+// block's scale scale/448: values uniform in ± scale, rounded to e4m3.
+__global__ void fill_hash_fp8_block_kernel(uint8_t* p, int64_t rows, int64_t cols, uint64_t seed,
+                                           float scale) {
+  const int64_t n = rows * cols;
+  const int64_t nscales = ((rows + 127) / 128) * ((cols + 127) / 128);
+  float* scales = reinterpret_cast<float*>(p + n);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n + nscales;
+       i += stride) {
+    if (i < n) {
+      const uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(i)));
+      p[i] = __nv_cvt_float_to_fp8(unit_sym(h) * 448.f, __NV_SATFINITE, __NV_E4M3);
+    } else {
+      scales[i - n] = scale / 448.f;
+    }
   }
 }
 
@@ -127,6 +147,13 @@ void fill_hash_bf16_shifted(void* p, int64_t elements, uint64_t seed, float scal
   if (elements <= 0) return;
   fill_hash_bf16_kernel<<<blocks_for(elements, 256), 256, 0, stream>>>(
       static_cast<__nv_bfloat16*>(p), elements, seed, scale, shift);
+}
+
+void fill_hash_fp8_block(void* p, int64_t rows, int64_t cols, uint64_t seed, float scale,
+                         cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  fill_hash_fp8_block_kernel<<<blocks_for(rows * cols, 256), 256, 0, stream>>>(
+      static_cast<uint8_t*>(p), rows, cols, seed, scale);
 }
 
 void fill_rows_bf16(void* p, int64_t rows, int64_t cols, int64_t first_row, uint64_t seed,

@@ -20,6 +20,12 @@ void fill_hash_bf16(void* p, int64_t elements, uint64_t seed, float scale, cudaS
 void fill_hash_bf16_shifted(void* p, int64_t elements, uint64_t seed, float scale, float shift,
                             cudaStream_t stream);
 
+/// An FP8 block-scaled weight matrix [rows, cols] (kernels/weight_format.hpp, kFP8Block):
+/// e4m3(448·(2·u(seed, i) − 1)) bytes, then every 128 × 128 block's fp32 scale scale/448, so
+/// the values are those of fill_hash_bf16 (same seed) rounded to e4m3.
+void fill_hash_fp8_block(void* p, int64_t rows, int64_t cols, uint64_t seed, float scale,
+                         cudaStream_t stream);
+
 /// Rows keyed by a global row number: p[r][c] = bf16((2·u(seed, first_row + r, c) − 1)·scale)
 /// for r < rows, c < cols, so that the same sequence gets the same values whatever buffer
 /// (plan) holds it.

@@ -124,11 +124,17 @@ void check_model_supported(const plan::Program& p) {
         "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "
         "yet)",
         m.shared_ffn(), m.expert_ffn);
-  } else if (!m.precision.all_bf16()) {
+  } else if (!m.precision.all_bf16() &&
+             !(m.precision.weights == models::DType::kFP8 &&
+               m.precision.kv_cache == models::DType::kBF16 &&
+               m.precision.activations == models::DType::kBF16 &&
+               m.precision.dispatch == models::DType::kBF16 &&
+               m.precision.combine == models::DType::kBF16)) {
     const models::Precision& pr = m.precision;
     what = fmt::format(
         "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "
-        "combine {}; the executor's kernels are bf16 only, no FP8/FP16/INT8/FP4 path yet)",
+        "combine {}; the executor runs bf16 everywhere or fp8 weights (block-scaled, W8A16) "
+        "with everything else bf16, no FP8 KV/activation/payload or FP16/INT8/FP4 path yet)",
         models::to_string(pr.weights), models::to_string(pr.kv_cache),
         models::to_string(pr.activations), models::to_string(pr.dispatch),
         models::to_string(pr.combine));
@@ -153,6 +159,7 @@ class Builder {
     check_model_features();
     check_roles();
     rp_.rank = rank;
+    if (m_.precision.weights == models::DType::kFP8) wfmt_ = kernels::WeightFormat::kFP8Block;
     rp_.micro_batches = std::max(1, p.micro_batches);
     for (auto& v : rp_.buffer_bytes) v.assign(static_cast<size_t>(rp_.micro_batches), 0);
     h_ = m_.hidden;
@@ -547,6 +554,19 @@ class Builder {
     }
   }
 
+  // A weight matrix [n, k] of a GEMM: in the model's weight format (fp8 block-scaled or bf16).
+  int64_t matrix_weight(const Op& o, int index, int64_t n, int64_t k, Launch& l) {
+    l.weight_format = wfmt_;
+    const int64_t bytes = kernels::weight_bytes(wfmt_, n, k);
+    const int64_t off = weight(o, weight_name(o.role), index, bytes);
+    WeightTensor& wt = rp_.weight_tensors[weight_index_.at(off)];
+    wt.format = wfmt_;
+    wt.rows = n;
+    wt.cols = k;
+    wt.elements = n * k;
+    return off;
+  }
+
   int64_t weight(const Op& o, const std::string& name, int index, int64_t bytes) {
     const auto key = std::make_tuple(o.layer, name, index);
     auto it = weights_.find(key);
@@ -580,6 +600,7 @@ class Builder {
       wt.scale = 0.1f;
       wt.shift = 1.0f;
     }
+    weight_index_[off] = rp_.weight_tensors.size();
     rp_.weight_tensors.push_back(wt);
     return off;
   }
@@ -684,7 +705,9 @@ class Builder {
         if (o.role == OpRole::kRouterGemm) a = Buf::kSliceNormed, cb = Buf::kLogits;
         l.in = ref(a, mb, o.m * o.k * dt);
         l.out = ref(cb, mb, o.m * o.n * dt);
-        l.weight_offsets = {weight(o, weight_name(o.role), 0, o.n * o.k * dt)};
+        l.weight_offsets = {o.role == OpRole::kRouterGemm
+                                ? weight(o, weight_name(o.role), 0, o.n * o.k * dt)
+                                : matrix_weight(o, 0, o.n, o.k, l)};
         return l;
       }
       case OpRole::kExpertUp:
@@ -701,8 +724,7 @@ class Builder {
         l.in = ref(a, mb, rows * o.k * dt);
         l.out = ref(cb, mb, rows * o.n * dt);
         for (size_t e = 0; e < o.group_m.size(); ++e) {
-          l.weight_offsets.push_back(
-              weight(o, weight_name(o.role), static_cast<int>(e), o.n * o.k * dt));
+          l.weight_offsets.push_back(matrix_weight(o, static_cast<int>(e), o.n, o.k, l));
         }
         return l;
       }
@@ -1212,6 +1234,10 @@ class Builder {
   RankPlan rp_;
   std::map<Key, const Op*> attn_of_;  // the attention op of each (step, layer, mb)
   std::map<std::tuple<int, std::string, int>, std::pair<int64_t, int64_t>> weights_;
+  std::map<int64_t, size_t> weight_index_;  // weight offset → index in rp_.weight_tensors
+  // Format of the GEMM weight matrices (qkv, out_proj, experts): fp8 block-scaled when the
+  // model's precision says weights fp8; the router gate and norms stay bf16 (models/model.hpp).
+  kernels::WeightFormat wfmt_ = kernels::WeightFormat::kBF16;
   std::map<std::pair<int, int>, KvRegion> kv_regions_;
   std::map<OpId, std::vector<int>> rope_waiting_;  // attention op → pending rope indices
   int rope_count_ = 0;

@@ -508,8 +508,13 @@ class RankRunner {
     cudaStream_t st = streams_[plan::kCompute];
     weights_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.weight_bytes)));
     for (const WeightTensor& w : rp_.weight_tensors) {
-      detail::fill_hash_bf16_shifted(weights_ + w.offset_bytes, w.elements, seed ^ w.tag, w.scale,
-                                     w.shift, st);
+      if (w.format == kernels::WeightFormat::kFP8Block) {
+        detail::fill_hash_fp8_block(weights_ + w.offset_bytes, w.rows, w.cols, seed ^ w.tag,
+                                    w.scale, st);
+      } else {
+        detail::fill_hash_bf16_shifted(weights_ + w.offset_bytes, w.elements, seed ^ w.tag,
+                                       w.scale, w.shift, st);
+      }
     }
     kv_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.kv_cache_bytes)));
     for (const KvBlock& b : rp_.kv_blocks) {
@@ -914,28 +919,42 @@ class RankRunner {
   // An expert projection as one grouped decode-GEMM launch (kernels/grouped_gemm.hpp), when
   // --expert-gemm allows it and the launch fits the kernel (≤ kGroupedGemmMaxGroups experts,
   // 16-byte aligned weights, k % 8 == 0); false: the caller issues one cuBLAS GEMM per expert.
+  // FP8 weights have no cuBLAS path: they always take this launch (a kGemm as one group), and a
+  // launch the kernel cannot take is an error.
   bool grouped_gemm(const Launch& l, const std::vector<int32_t>& group_m, cudaStream_t st) {
-    if (o_.expert_gemm == ExpertGemm::kCublas) return false;
+    const bool fp8 = l.weight_format == kernels::WeightFormat::kFP8Block;
+    if (!fp8 && o_.expert_gemm == ExpertGemm::kCublas) return false;
     const size_t groups = group_m.size();
+    const int64_t align = fp8 ? 16 : 8;
     if (groups == 0 || groups > static_cast<size_t>(kernels::kGroupedGemmMaxGroups) ||
-        l.k % 8 != 0 || l.n > INT32_MAX || l.k > INT32_MAX ||
+        l.k % align != 0 || l.n > INT32_MAX || l.k > INT32_MAX ||
         reinterpret_cast<uintptr_t>(ptr(l.in)) % 16 != 0) {
+      if (fp8) {
+        throw std::runtime_error(fmt::format(
+            "rank {}: op {}: FP8 weights need the grouped decode GEMM, which cannot take "
+            "{} groups of [{} x {}] (k a multiple of 16, at most {} groups)",
+            env_.rank, l.ops.front(), groups, l.n, l.k, kernels::kGroupedGemmMaxGroups));
+      }
       return false;
     }
     int32_t max_rows = 0;
     kernels::GroupedGemmArgs a;
-    a.w_base = reinterpret_cast<const kernels::bf16*>(weights_);
+    a.w_base = weights_;
+    a.format = l.weight_format;
     a.groups = static_cast<int>(groups);
     a.n = static_cast<int>(l.n);
     a.k = static_cast<int>(l.k);
     for (size_t e = 0; e < groups; ++e) {
       const int64_t off = l.weight_offsets.at(e);
-      if (off % 16 != 0) return false;
-      a.w_offset[e] = off / 2;
+      if (off % 16 != 0) {
+        if (fp8) throw std::logic_error("FP8 weight offset not 16-byte aligned");
+        return false;
+      }
+      a.w_offset[e] = fp8 ? off : off / 2;  // bytes (e4m3) or bf16 elements
       a.row_offset[e + 1] = a.row_offset[e] + group_m[e];
       max_rows = std::max(max_rows, group_m[e]);
     }
-    if (o_.expert_gemm == ExpertGemm::kAuto &&
+    if (!fp8 && o_.expert_gemm == ExpertGemm::kAuto &&
         !kernels::grouped_gemm_preferred(max_rows, l.n, l.k)) {
       return false;
     }
@@ -953,6 +972,11 @@ class RankRunner {
     const float eps = 1e-6f;
     switch (l.kind) {
       case LaunchKind::kGemm:
+        if (l.weight_format == kernels::WeightFormat::kFP8Block) {
+          if (l.m > INT32_MAX) throw std::runtime_error("FP8 GEMM with more than 2^31 rows");
+          grouped_gemm(l, {static_cast<int32_t>(l.m)}, st);
+          return;
+        }
         gemm(weights_ + l.weight_offsets.at(0), ptr(l.in), ptr(l.out), l.m, l.n, l.k);
         return;
       case LaunchKind::kGroupedGemm: {

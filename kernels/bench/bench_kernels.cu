@@ -845,6 +845,41 @@ void bench_grouped(cublasHandle_t h, const char* model, int experts, int hidden,
   }
 }
 
+// The same expert projections with FP8 block-scaled weights (W8A16, weight_format.hpp): the
+// grouped launch reads n·k e4m3 bytes + scales per expert. The weight bytes are random (the
+// launch's cost does not depend on their values; correctness is the GPU test's
+// GpuGroupedGemm.Fp8BlockScaledMatchesReference). Bytes: FP8 weights + bf16 rows in and out.
+void bench_grouped_fp8(const char* model, int experts, int hidden, int ffn, int rpe) {
+  const std::int64_t rows = std::int64_t{experts} * rpe;
+  for (int proj = 0; proj < 2; ++proj) {
+    const int n = proj == 0 ? 2 * ffn : hidden, k = proj == 0 ? hidden : ffn;
+    const std::int64_t wb = mk::weight_bytes(mk::WeightFormat::kFP8Block, n, k);
+    Buf w(std::size_t(experts) * wb), x(rows * k * 2), y(rows * n * 2);
+    fill(w, 43);
+    fill(x, 44);
+    mk::GroupedGemmArgs a;
+    a.w_base = w.p;
+    a.format = mk::WeightFormat::kFP8Block;
+    a.groups = experts;
+    a.n = n;
+    a.k = k;
+    for (int e = 0; e < experts; ++e) {
+      a.w_offset[e] = std::int64_t{e} * wb;
+      a.row_offset[e] = e * rpe;
+    }
+    a.row_offset[experts] = static_cast<std::int32_t>(rows);
+    Launch grouped = [&](cudaStream_t s2) {
+      KCHECK(mk::launch_grouped_gemm(a, x.as<mk::bf16>(), y.as<mk::bf16>(), s2));
+    };
+    const double bytes = double(experts) * wb + rows * (n + k) * 2.0;
+    char shape[96];
+    std::snprintf(shape, sizeof shape, "%s E=%d rows/exp=%d n=%d k=%d", proj ? "down" : "up",
+                  experts, rpe, n, k);
+    report("expert_gemm_grouped_fp8", model, shape, time_us(grouped, iters_for(bytes)), bytes,
+           2.0 * rows * n * k);
+  }
+}
+
 void write_csv(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
@@ -1007,6 +1042,11 @@ int main(int argc, char** argv) {
     }
     for (int rpe : {1, 4, 16, 32}) bench_grouped(h, "64x1408", 64, 2048, 1408, rpe, false);
     for (int rpe : {1, 4, 16, 32}) bench_grouped(h, "paper", 16, 4096, 14336, rpe, rpe == 16);
+    // FP8 weights: the same shapes, and DeepSeek-V3's experts (hidden 7168, width 2048; 32
+    // local experts as on one GPU of EP 8).
+    for (int rpe : {1, 2, 4, 8, 16, 32, 64}) bench_grouped_fp8("qwen3-30b", 128, 2048, 768, rpe);
+    for (int rpe : {1, 4, 16, 32}) bench_grouped_fp8("paper", 16, 4096, 14336, rpe);
+    for (int rpe : {1, 2, 4, 8, 16, 32}) bench_grouped_fp8("deepseek-v3", 32, 7168, 2048, rpe);
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

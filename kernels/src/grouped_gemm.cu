@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * C;
   if (col0 >= a.n) return;
   const int k = a.k;
-  const bf16* w = a.w_base + a.w_offset[g] + static_cast<std::int64_t>(col0) * k;
+  const bf16* w = static_cast<const bf16*>(a.w_base) + a.w_offset[g] + static_cast<std::int64_t>(col0) * k;
   for (int r0 = 0; r0 < rows; r0 += R) {
     const int nr = min(R, rows - r0);
     const bf16* xg = x + static_cast<std::int64_t>(row0 + r0) * k;
@@ -138,7 +138,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (col0 >= a.n) return;
   const int k = a.k;
   const bool lo_ok = col0 + gi < a.n, hi_ok = col0 + gi + 8 < a.n;
-  const bf16* wlo = a.w_base + a.w_offset[g] + static_cast<std::int64_t>(col0 + gi) * k;
+  const bf16* wlo =
+      static_cast<const bf16*>(a.w_base) + a.w_offset[g] + static_cast<std::int64_t>(col0 + gi) * k;
   const bf16* whi = wlo + static_cast<std::int64_t>(8) * k;
   const uint4 zero = make_uint4(0, 0, 0, 0);
   for (int r0 = 0; r0 < rows; r0 += 8 * NT) {
@@ -190,11 +191,210 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+
+// ---- FP8 block-scaled weights (W8A16) -------------------------------------------------------
+//
+// e4m3 → fp32, exact: the sign goes to bit 31 and the 7 exponent|mantissa bits to bits 20-26,
+// which is the fp32 of value · 2^-120 for normal and subnormal e4m3 alike (the e4m3 exponent
+// lands in the fp32 exponent's low bits, a subnormal e4m3 becomes a subnormal fp32); one
+// multiply by 2^120 restores the value. Byte i of w → f[i].
+__device__ __forceinline__ void fp8x4_to_float(uint32_t w, float (&f)[4]) {
+  constexpr float k2p120 = 1.329227995784915872903807060280344576e36f;  // 2^120
+  const uint32_t b[4] = {w << 20, w << 12, w << 4, w >> 4};             // bits 0-6 → 20-26
+  const uint32_t sg[4] = {w << 24, w << 16, w << 8, w};                 // bit 7 → 31
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[i] = __uint_as_float((b[i] & 0x07f00000u) | (sg[i] & 0x80000000u)) * k2p120;
+  }
+}
+
+// Four e4m3 bytes → two bf16x2 registers (bytes 0,1 → lo; 2,3 → hi), exact: an e4m3 value
+// has at most 4 significant bits, so its fp32 is its bf16 with 16 zero bits below.
+__device__ __forceinline__ void fp8x4_to_bf16x2(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  float f[4];
+  fp8x4_to_float(w, f);
+  lo = __byte_perm(__float_as_uint(f[0]), __float_as_uint(f[1]), 0x7632);
+  hi = __byte_perm(__float_as_uint(f[2]), __float_as_uint(f[3]), 0x7632);
+}
+
+__device__ __forceinline__ const float* fp8_scales(const uint8_t* w, int n, int k) {
+  return reinterpret_cast<const float*>(w + static_cast<std::int64_t>(n) * k);
+}
+
+constexpr int kChunk8 = 512;  // elements of k one warp covers per load (32 lanes × 16 e4m3)
+
+// CUDA cores, R rows × C columns per warp as grouped_gemm_kernel; each lane loads 16 e4m3
+// weights of each of its C columns per chunk (one 128-wide scale block: 16 divides 128 and
+// every lane starts at a multiple of 16), sums their products with its R rows in fp32 and adds
+// the sum times the block's scale.
+template <int R, int C>
+__global__ void __launch_bounds__(kWarps * 32)
+    grouped_gemm_fp8_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
+                            bf16* __restrict__ y) {
+  constexpr int V = R * C;
+  static_assert(V <= 32 && (V & (V - 1)) == 0, "R·C must be a power of two ≤ 32");
+  const int g = blockIdx.y;
+  const int row0 = a.row_offset[g];
+  const int rows = a.row_offset[g + 1] - row0;
+  const int lane = threadIdx.x & 31;
+  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * C;
+  if (col0 >= a.n) return;
+  const int k = a.k;
+  const int kblocks = (k + kFp8ScaleBlock - 1) / kFp8ScaleBlock;
+  const uint8_t* wg = static_cast<const uint8_t*>(a.w_base) + a.w_offset[g];
+  const float* srow = fp8_scales(wg, a.n, k) + (col0 / kFp8ScaleBlock) * kblocks;
+  const uint8_t* w = wg + static_cast<std::int64_t>(col0) * k;
+  for (int r0 = 0; r0 < rows; r0 += R) {
+    const int nr = min(R, rows - r0);
+    const bf16* xg = x + static_cast<std::int64_t>(row0 + r0) * k;
+    float acc[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) acc[i] = 0.f;
+    for (int kk = lane * 16; kk < k; kk += kChunk8) {
+      float wf[C][16];
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const uint4 wv = col0 + c < a.n
+                             ? __ldcs(reinterpret_cast<const uint4*>(w + static_cast<std::int64_t>(c) * k + kk))
+                             : make_uint4(0, 0, 0, 0);
+        fp8x4_to_float(wv.x, *reinterpret_cast<float(*)[4]>(&wf[c][0]));
+        fp8x4_to_float(wv.y, *reinterpret_cast<float(*)[4]>(&wf[c][4]));
+        fp8x4_to_float(wv.z, *reinterpret_cast<float(*)[4]>(&wf[c][8]));
+        fp8x4_to_float(wv.w, *reinterpret_cast<float(*)[4]>(&wf[c][12]));
+      }
+      const float sc = __ldg(srow + kk / kFp8ScaleBlock);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r < nr) {
+          float xf[16];
+          detail::unpack8(detail::ldg16(xg + static_cast<std::int64_t>(r) * k + kk),
+                          *reinterpret_cast<float(*)[8]>(&xf[0]));
+          detail::unpack8(detail::ldg16(xg + static_cast<std::int64_t>(r) * k + kk + 8),
+                          *reinterpret_cast<float(*)[8]>(&xf[8]));
+#pragma unroll
+          for (int c = 0; c < C; ++c) {
+            float p = 0.f;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) p = fmaf(wf[c][i], xf[i], p);
+            acc[c * R + r] = fmaf(p, sc, acc[c * R + r]);
+          }
+        }
+      }
+    }
+    warp_reduce_scatter<V>(acc, lane);
+    constexpr int kShift = 5 - log2_of<V>();
+    const int idx = lane >> kShift;
+    const int c = idx / R, r = idx % R;
+    if ((lane & ((1 << kShift) - 1)) == 0 && r < nr && col0 + c < a.n) {
+      y[static_cast<std::int64_t>(row0 + r0 + r) * a.n + col0 + c] = __float2bfloat16(acc[0]);
+    }
+  }
+}
+
+// Tensor cores, as grouped_gemm_tc_kernel with e4m3 weights: a warp computes 16 output
+// columns (inside one 128-row scale block: col0 is a multiple of 16) × 8·NT rows. k runs in
+// 128-wide scale blocks of two 64-wide sub-blocks; lane (gi, t) loads 16 e4m3 bytes (k
+// [16t, 16t + 16) of the sub-block) of weight rows gi and gi + 8 and 2 × 16 bytes of its token
+// row, and mma step s ∈ 0..3 takes elements 4s..4s+3 of those 16 (the same permutation of k
+// for A and B). Each scale block's products accumulate in fp32 apart and are added times the
+// block's scale.
+template <int NT>
+__global__ void __launch_bounds__(kWarps * 32)
+    grouped_gemm_fp8_tc_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
+                               bf16* __restrict__ y) {
+  const int g = blockIdx.y;
+  const int row0 = a.row_offset[g];
+  const int rows = a.row_offset[g + 1] - row0;
+  const int lane = threadIdx.x & 31;
+  const int gi = lane >> 2, t = lane & 3;
+  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * 16;
+  if (col0 >= a.n) return;
+  const int k = a.k;
+  const int kblocks = (k + kFp8ScaleBlock - 1) / kFp8ScaleBlock;
+  const bool lo_ok = col0 + gi < a.n, hi_ok = col0 + gi + 8 < a.n;
+  const uint8_t* wg = static_cast<const uint8_t*>(a.w_base) + a.w_offset[g];
+  const float* srow = fp8_scales(wg, a.n, k) + (col0 / kFp8ScaleBlock) * kblocks;
+  const uint8_t* wlo = wg + static_cast<std::int64_t>(col0 + gi) * k;
+  const uint8_t* whi = wlo + static_cast<std::int64_t>(8) * k;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  for (int r0 = 0; r0 < rows; r0 += 8 * NT) {
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    const bf16* xr[NT];
+    bool xok[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int r = r0 + 8 * j + gi;
+      xok[j] = r < rows;
+      xr[j] = x + static_cast<std::int64_t>(row0 + (xok[j] ? r : 0)) * k;
+    }
+    for (int kb = 0; kb < k; kb += kFp8ScaleBlock) {
+      // Both sub-blocks' weights in flight before any is used (4 16-byte loads per lane).
+      uint4 wl[2], wh[2];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int kk = kb + 64 * u + 16 * t;
+        const bool in = kk < k;  // k % 16 == 0: a lane's 16 elements are all in or all out
+        wl[u] = in && lo_ok ? __ldcs(reinterpret_cast<const uint4*>(wlo + kk)) : zero;
+        wh[u] = in && hi_ok ? __ldcs(reinterpret_cast<const uint4*>(whi + kk)) : zero;
+      }
+      const float sc = __ldg(srow + kb / kFp8ScaleBlock);
+      float part[NT][4];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int kk = kb + 64 * u + 16 * t;
+        if (kb + 64 * u >= k) break;
+        const uint32_t wlw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
+        const uint32_t whw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
+        uint32_t a0[4], a1[4], a2[4], a3[4];
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          fp8x4_to_bf16x2(wlw[s], a0[s], a2[s]);
+          fp8x4_to_bf16x2(whw[s], a1[s], a3[s]);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const bool ok = xok[j] && kk < k;
+          const uint4 xa = ok ? detail::ldg16(xr[j] + kk) : zero;
+          const uint4 xb = ok ? detail::ldg16(xr[j] + kk + 8) : zero;
+          mma_bf16_16816(part[j], a0[0], a1[0], a2[0], a3[0], xa.x, xa.y);
+          mma_bf16_16816(part[j], a0[1], a1[1], a2[1], a3[1], xa.z, xa.w);
+          mma_bf16_16816(part[j], a0[2], a1[2], a2[2], a3[2], xb.x, xb.y);
+          mma_bf16_16816(part[j], a0[3], a1[3], a2[3], a3[3], xb.z, xb.w);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[j][e] = fmaf(part[j][e], sc, acc[j][e]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = r0 + 8 * j + 2 * t + (e & 1);
+        const int col = col0 + gi + (e >= 2 ? 8 : 0);
+        if (r < rows && col < a.n) {
+          y[static_cast<std::int64_t>(row0 + r) * a.n + col] = __float2bfloat16(acc[j][e]);
+        }
+      }
+    }
+  }
+}
+
 template <int NT>
 Status launch_tc(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
   const int cols_per_block = kWarps * 16;
   const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
-  grouped_gemm_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  if (c.format == WeightFormat::kFP8Block) {
+    grouped_gemm_fp8_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  } else {
+    grouped_gemm_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  }
   return detail::launch_status();
 }
 
@@ -202,7 +402,11 @@ template <int R, int C>
 Status launch(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
   const int cols_per_block = kWarps * C;
   const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
-  grouped_gemm_kernel<R, C><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  if (c.format == WeightFormat::kFP8Block) {
+    grouped_gemm_fp8_kernel<R, C><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  } else {
+    grouped_gemm_kernel<R, C><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  }
   return detail::launch_status();
 }
 
@@ -217,20 +421,28 @@ bool grouped_gemm_preferred(int max_rows, std::int64_t n, std::int64_t k) {
 }
 
 Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cudaStream_t stream) {
-  if (a.groups < 0 || a.groups > kGroupedGemmMaxGroups || a.n <= 0 || a.k <= 0 || a.k % 8 != 0 ||
-      !a.w_base || !x || !y || !detail::aligned16(a.w_base) || !detail::aligned16(x)) {
+  const bool fp8 = a.format == WeightFormat::kFP8Block;
+  if (a.format != WeightFormat::kBF16 && !fp8) return Status::kInvalidArgument;
+  // Offsets that keep every 16-byte load aligned: 8 bf16 elements or 16 e4m3 bytes.
+  const int align = fp8 ? 16 : 8;
+  if (a.groups < 0 || a.groups > kGroupedGemmMaxGroups || a.n <= 0 || a.k <= 0 ||
+      a.k % align != 0 || !a.w_base || !x || !y || !detail::aligned16(a.w_base) ||
+      !detail::aligned16(x)) {
     return Status::kInvalidArgument;
   }
   // Compact to the groups that have rows (an idle expert costs no block at all) and find
   // the largest group, which picks the rows kept in registers per pass.
   GroupedGemmArgs c;
   c.w_base = a.w_base;
+  c.format = a.format;
   c.n = a.n;
   c.k = a.k;
   int max_rows = 0;
   for (int g = 0; g < a.groups; ++g) {
     const int rows = a.row_offset[g + 1] - a.row_offset[g];
-    if (rows < 0 || a.w_offset[g] < 0 || a.w_offset[g] % 8 != 0) return Status::kInvalidArgument;
+    if (rows < 0 || a.w_offset[g] < 0 || a.w_offset[g] % align != 0) {
+      return Status::kInvalidArgument;
+    }
     if (rows == 0) continue;
     c.w_offset[c.groups] = a.w_offset[g];
     c.row_offset[c.groups] = a.row_offset[g];
@@ -245,6 +457,9 @@ Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cud
   if (max_rows == 2) return launch<2, 4>(c, x, y, stream);
   if (max_rows <= 8) return launch_tc<1>(c, x, y, stream);
   if (max_rows <= 16) return launch_tc<2>(c, x, y, stream);
+  // FP8 launches also carry the attention projections (one group of every token of the
+  // batch): a 64-row tile halves their weight passes from 33 rows.
+  if (c.format == WeightFormat::kFP8Block && max_rows > 32) return launch_tc<8>(c, x, y, stream);
   return launch_tc<4>(c, x, y, stream);
 }
 

@@ -287,4 +287,37 @@ std::vector<float> grouped_gemm(const std::vector<Bf16>& x, const std::vector<Bf
   return y;
 }
 
+float fp8_e4m3_to_float(std::uint8_t b) {
+  const int e = (b >> 3) & 0xf, m = b & 7;
+  const float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+                           : std::ldexp(1.f + static_cast<float>(m) / 8.f, e - 7);
+  return (b & 0x80) ? -mag : mag;
+}
+
+std::vector<float> grouped_gemm_fp8(const std::vector<Bf16>& x, const std::vector<std::uint8_t>& w,
+                                    const std::vector<std::int64_t>& w_offsets,
+                                    const std::vector<std::int32_t>& row_offsets, int n, int k) {
+  constexpr int kB = 128;
+  const int kblocks = (k + kB - 1) / kB;
+  const std::int64_t rows = row_offsets.empty() ? 0 : row_offsets.back();
+  std::vector<float> y(static_cast<std::size_t>(rows) * n, 0.f);
+  for (std::size_t g = 0; g + 1 < row_offsets.size(); ++g) {
+    const std::uint8_t* wg = w.data() + w_offsets[g];
+    std::vector<float> scales(static_cast<std::size_t>((n + kB - 1) / kB) * kblocks);
+    std::memcpy(scales.data(), wg + static_cast<std::int64_t>(n) * k, scales.size() * sizeof(float));
+    for (std::int64_t r = row_offsets[g]; r < row_offsets[g + 1]; ++r) {
+      for (int o = 0; o < n; ++o) {
+        double acc = 0;
+        for (int i = 0; i < k; ++i) {
+          const float wv = fp8_e4m3_to_float(wg[static_cast<std::size_t>(o) * k + i]) *
+                           scales[static_cast<std::size_t>(o / kB) * kblocks + i / kB];
+          acc += static_cast<double>(to_float(x[r * k + i])) * wv;
+        }
+        y[r * n + o] = static_cast<float>(acc);
+      }
+    }
+  }
+  return y;
+}
+
 }  // namespace masep::kernels::ref

@@ -757,9 +757,56 @@ TEST(Contract, UnevenBatchSplit) {
 
 // Issue 15: model features the simulator models but the executor cannot lower are refused by
 // build_rank_plan (what `masep exec` runs per rank) with a message naming the feature.
+// FP8 weights (model.precision.weights fp8, the rest bf16): the qkv, out_proj and expert
+// matrices are stored block-scaled (n·k e4m3 bytes + one fp32 scale per 128 × 128 block, see
+// kernels/weight_format.hpp), the router gate and the norms stay bf16, and the weight arena
+// shrinks accordingly; every op still lowers to a typed launch.
+TEST(Contract, Fp8WeightsLowerToBlockScaledMatrices) {
+  const Case bf = compile("scenarios/examples/tiny-1gpu.yaml", {"workload.decode_steps=1"});
+  const Case f8 = compile("scenarios/examples/tiny-1gpu.yaml",
+                          {"workload.decode_steps=1", "model.precision.weights=fp8"});
+  check_rank_plan(f8, 0);
+  const exec::RankPlan rb = exec::build_rank_plan(bf.p, 0);
+  const exec::RankPlan r8 = exec::build_rank_plan(f8.p, 0);
+  ASSERT_EQ(rb.launches.size(), r8.launches.size());
+  int fp8_gemms = 0;
+  for (size_t i = 0; i < r8.launches.size(); ++i) {
+    const exec::Launch& l = r8.launches[i];
+    const plan::OpRole role = f8.p.ops[static_cast<size_t>(l.ops.front())].role;
+    const bool matrix = role == plan::OpRole::kQkv || role == plan::OpRole::kOutProj ||
+                        role == plan::OpRole::kExpertUp || role == plan::OpRole::kExpertDown;
+    EXPECT_EQ(l.weight_format == kernels::WeightFormat::kFP8Block, matrix)
+        << plan::to_string(role);
+    EXPECT_EQ(rb.launches[i].weight_format, kernels::WeightFormat::kBF16);
+    fp8_gemms += matrix;
+  }
+  // tiny-1gpu: 2 layers × (qkv, out_proj, expert up, expert down).
+  EXPECT_EQ(fp8_gemms, 8);
+  // Bytes: hidden 1024, 8 heads × 128 (MHA): qkv [3072, 1024], out_proj [1024, 1024]; 8 experts
+  // up [4096, 1024] and down [1024, 2048]. bf16 2·n·k; fp8 n·k + 4·ceil(n/128)·ceil(k/128).
+  auto fp8b = [](int64_t n, int64_t k) { return n * k + 4 * ((n + 127) / 128) * ((k + 127) / 128); };
+  int64_t want_saved = 0;
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{3072, 1024}, {1024, 1024}}) {
+    want_saved += 2 * n * k - fp8b(n, k);
+  }
+  want_saved += 8 * (2 * 4096 * 1024 - fp8b(4096, 1024) + 2 * 1024 * 2048 - fp8b(1024, 2048));
+  want_saved *= 2;  // layers
+  // The arena rounds each tensor to 256 bytes; the fp8 sizes above are multiples of 256.
+  EXPECT_EQ(rb.weight_bytes - r8.weight_bytes, want_saved);
+  int fp8_tensors = 0;
+  for (const exec::WeightTensor& w : r8.weight_tensors) {
+    if (w.format != kernels::WeightFormat::kFP8Block) continue;
+    ++fp8_tensors;
+    EXPECT_EQ(w.elements, w.rows * w.cols);
+    EXPECT_EQ(w.offset_bytes % 256, 0);
+  }
+  EXPECT_EQ(fp8_tensors, 2 * (2 + 2 * 8));
+}
+
 TEST(Contract, RefusesModelFeaturesItCannotRun) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"model.precision.weights=fp8"}, "precision other than bf16 (weights fp8"},
+      {{"model.precision.kv_cache=fp8"}, "precision other than bf16 (weights bf16, kv_cache fp8"},
+      {{"model.precision.weights=int8"}, "precision other than bf16 (weights int8"},
       {{"model.dtype=fp16"}, "precision other than bf16"},
       {{"model.dense_layers=1", "model.dense_ffn=512"}, "dense FFN layers (dense_layers: 1"},
       {{"model.sliding_window=64"}, "sliding-window attention (sliding_window: 64"},

@@ -5,6 +5,7 @@
 
 #include "masep/kernels/launch_config.hpp"
 #include "masep/kernels/reference.hpp"
+#include "masep/kernels/weight_format.hpp"
 
 namespace ref = masep::kernels::ref;
 using ref::Bf16;
@@ -155,6 +156,46 @@ TEST(ReferenceGroupedGemm, TinyHandComputedWithGapsAndEmptyGroup) {
   EXPECT_FLOAT_EQ(y[3], -3.5f); // [3,-1]·[-1,0.5]
   EXPECT_FLOAT_EQ(y[4], 4.f);   // [0,4]·[2,1]
   EXPECT_FLOAT_EQ(y[5], 2.f);   // [0,4]·[-1,0.5]
+}
+
+// e4m3 decoding by hand: 0x38 = 2^(7-7) = 1; 0x40 = 2; 0x3c = 1.5; 0xc4 = -(2 + 2/4 · 1) = -3
+// (exponent 8, mantissa 4: 2^1 · 1.5); 0x01 = 2^-9 (smallest subnormal); 0x07 = 7 · 2^-9;
+// 0x08 = 2^-6 (smallest normal); 0x7e = 448 (largest finite).
+TEST(ReferenceFp8, E4m3DecodesNormalsSubnormalsAndExtremes) {
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x38), 1.f);
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x40), 2.f);
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x3c), 1.5f);
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0xc4), -3.f);
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x01), std::ldexp(1.f, -9));
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x07), 7 * std::ldexp(1.f, -9));
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x08), std::ldexp(1.f, -6));
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x7e), 448.f);
+  EXPECT_EQ(ref::fp8_e4m3_to_float(0x00), 0.f);
+  EXPECT_TRUE(std::signbit(ref::fp8_e4m3_to_float(0x80)));
+}
+
+// An FP8 block-scaled group by hand: n = 2, k = 2 (one scale block), scale 0.5; weights
+// [[1, 2], [-3, 1.5]] as e4m3 → W = [[0.5, 1], [-1.5, 0.75]]; rows [2, 4] and [1, -1].
+TEST(ReferenceFp8, GroupedGemmAppliesTheBlockScale) {
+  std::vector<std::uint8_t> w = {0x38, 0x40, 0xc4, 0x3c};
+  const float scale = 0.5f;
+  w.resize(w.size() + 4);
+  std::memcpy(w.data() + 4, &scale, 4);
+  auto y = ref::grouped_gemm_fp8(ref::to_bf16({2.f, 4.f, 1.f, -1.f}), w, {0}, {0, 2}, 2, 2);
+  ASSERT_EQ(y.size(), 4u);
+  EXPECT_FLOAT_EQ(y[0], 5.f);     // 2·0.5 + 4·1
+  EXPECT_FLOAT_EQ(y[1], 0.f);     // 2·-1.5 + 4·0.75
+  EXPECT_FLOAT_EQ(y[2], -0.5f);   // 0.5 - 1
+  EXPECT_FLOAT_EQ(y[3], -2.25f);  // -1.5 - 0.75
+}
+
+// The FP8 storage size: [256, 384] → 98,304 bytes + 2 × 3 scales · 4 = 98,328 → 98,336 (16-byte
+// padding); bf16 [3, 5] = 30 → 32.
+TEST(WeightFormat, BytesIncludeScalesAndPadding) {
+  namespace mk = masep::kernels;
+  EXPECT_EQ(mk::weight_bytes(mk::WeightFormat::kFP8Block, 256, 384), 98336);
+  EXPECT_EQ(mk::weight_bytes(mk::WeightFormat::kFP8Block, 1, 16), 32);
+  EXPECT_EQ(mk::weight_bytes(mk::WeightFormat::kBF16, 3, 5), 32);
 }
 
 // The router's grid (a pure function, checked here without a GPU): blocks never exceed the

@@ -49,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "masep/kernels/weight_format.hpp"
 #include "masep/plan/program.hpp"
 
 namespace masep::exec {
@@ -138,8 +139,11 @@ struct Launch {
 
   // Operands.
   BufRef in, in2, out, aux;  ///< see the kind's comment in rank_runner.cpp
-  // GEMMs: weight offsets (bytes into the weight arena), one per expert for grouped GEMMs.
+  // GEMMs: weight offsets (bytes into the weight arena), one per expert for grouped GEMMs,
+  // and how those weights are stored (kFP8Block: model precision weights fp8; then every
+  // GEMM of the launch runs as masep::kernels grouped decode GEMM, kGemm as one group).
   std::vector<int64_t> weight_offsets;
+  kernels::WeightFormat weight_format = kernels::WeightFormat::kBF16;
   int64_t m = 0, n = 0, k = 0;
   std::vector<int32_t> group_m;
   // Element-wise, router, permute, combine, rope: token and column counts.
@@ -220,7 +224,9 @@ PartRows route_part(const GatingLayout& lay, const RouteSizes& sz, int rank, boo
 /// single-GPU reference) holding the same tensor fills it with the same values.
 struct WeightTensor {
   int64_t offset_bytes = 0;
-  int64_t elements = 0;  ///< bf16 elements
+  int64_t elements = 0;  ///< elements (n·k of a matrix; bf16, or e4m3 for kFP8Block)
+  kernels::WeightFormat format = kernels::WeightFormat::kBF16;
+  int64_t rows = 0, cols = 0;  ///< kFP8Block: the matrix [n, k] (its scales follow the bytes)
   uint64_t tag = 0;      ///< hash of (layer, name, global expert index)
   float scale = 0.02f;   ///< values in shift ± scale
   float shift = 0.0f;    ///< 1 for norm weights

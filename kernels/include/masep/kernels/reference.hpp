@@ -113,4 +113,15 @@ std::vector<float> grouped_gemm(const std::vector<Bf16>& x, const std::vector<Bf
                                 const std::vector<std::int64_t>& w_offsets,
                                 const std::vector<std::int32_t>& row_offsets, int n, int k);
 
+/// The value of an e4m3 byte (sign, 4 exponent bits with bias 7, 3 mantissa bits; subnormals
+/// below 2^-6). The NaN codes 0x7f/0xff read as ±480, as the kernels do.
+float fp8_e4m3_to_float(std::uint8_t b);
+
+/// Grouped GEMM with kFP8Block weights (grouped_gemm.hpp): W_g at byte w_offsets[g] of `w`,
+/// n·k e4m3 bytes then fp32 scales [ceil(n/128), ceil(k/128)]; W[o][i] = e4m3 × its block's
+/// scale. fp32, unrounded [rows, n].
+std::vector<float> grouped_gemm_fp8(const std::vector<Bf16>& x, const std::vector<std::uint8_t>& w,
+                                    const std::vector<std::int64_t>& w_offsets,
+                                    const std::vector<std::int32_t>& row_offsets, int n, int k);
+
 }  // namespace masep::kernels::ref
