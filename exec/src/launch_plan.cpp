@@ -108,6 +108,13 @@ struct MbRoute {
 
 }  // namespace
 
+bool executor_runs_precision(const models::Precision& p) {
+  using models::DType;
+  return (p.weights == DType::kBF16 || p.weights == DType::kFP8) &&
+         p.kv_cache == DType::kBF16 && p.activations == DType::kBF16 &&
+         p.dispatch == DType::kBF16 && p.combine == DType::kBF16;
+}
+
 void check_model_supported(const plan::Program& p) {
   const models::Model& m = p.model;
   std::string what;
@@ -124,12 +131,7 @@ void check_model_supported(const plan::Program& p) {
         "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "
         "yet)",
         m.shared_ffn(), m.expert_ffn);
-  } else if (!m.precision.all_bf16() &&
-             !(m.precision.weights == models::DType::kFP8 &&
-               m.precision.kv_cache == models::DType::kBF16 &&
-               m.precision.activations == models::DType::kBF16 &&
-               m.precision.dispatch == models::DType::kBF16 &&
-               m.precision.combine == models::DType::kBF16)) {
+  } else if (!executor_runs_precision(m.precision)) {
     const models::Precision& pr = m.precision;
     what = fmt::format(
         "precision other than bf16 (weights {}, kv_cache {}, activations {}, dispatch {}, "

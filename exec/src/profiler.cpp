@@ -31,6 +31,7 @@
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
+#include "masep/kernels/reference.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/rope.hpp"
@@ -148,6 +149,9 @@ struct HeadShape {
 struct Shapes {
   std::set<std::pair<int64_t, int64_t>> gemm;     // (n, k)
   std::set<std::pair<int64_t, int64_t>> grouped;  // (n, k) of expert projections
+  // (n, k) of every GEMM with FP8 weights (experts and attention projections alike: the
+  // executor runs them all as its grouped launch).
+  std::set<std::pair<int64_t, int64_t>> grouped_fp8;
   std::set<HeadShape> attention;
   std::vector<models::Model> models;  // distinct by name, scenario order
 };
@@ -158,7 +162,10 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs,
   std::set<std::string> model_names;
   for (const plan::Program& p : programs) {
     for (const plan::Op& o : p.ops) {
-      if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
+      if ((o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) &&
+          o.dtype == models::DType::kFP8 && !plan::is_mla_role(o.role)) {
+        if (o.n > 0 && o.k > 0) s.grouped_fp8.insert({o.n, o.k});
+      } else if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
         if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
         if (o.kind == plan::OpKind::kGroupedGemm && o.n > 0 && o.k > 0) {
           s.grouped.insert({o.n, o.k});
@@ -179,6 +186,12 @@ Shapes collect_shapes(const std::vector<plan::Program>& programs,
       s.gemm.insert({m.hidden, m.expert_ffn});
       s.grouped.insert({m.expert_in_columns(), m.hidden});
       s.grouped.insert({m.hidden, m.expert_ffn});
+      if (m.precision.weights == models::DType::kFP8 && !m.is_mla()) {
+        s.grouped_fp8.insert({m.expert_in_columns(), m.hidden});
+        s.grouped_fp8.insert({m.hidden, m.expert_ffn});
+        s.grouped_fp8.insert({m.qkv_columns(), m.hidden});
+        s.grouped_fp8.insert({m.hidden, static_cast<int64_t>(m.heads) * m.head_dim});
+      }
       s.attention.insert({m.heads, m.kv_heads, m.head_dim});
     }
   }
@@ -271,79 +284,141 @@ void profile_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStr
 
 // ---- grouped decode GEMM ------------------------------------------------------------------------
 
-// The executor's grouped expert launch (kernels/grouped_gemm.hpp) per expert weight shape:
-// for each group row count r, launches of 1 group and of G groups (each r rows, weights in
+// verify_first_row for an FP8 block-scaled weight (kernels/weight_format.hpp) at `w`.
+void verify_first_row_fp8(cudaStream_t st, const void* x, const void* w, const void* y, int64_t n,
+                          int64_t k, const char* what) {
+  const int64_t cols = std::min<int64_t>(n, 4);
+  const int64_t kb = (k + kernels::kFp8ScaleBlock - 1) / kernels::kFp8ScaleBlock;
+  std::vector<bf16> hx(static_cast<size_t>(k)), hy(static_cast<size_t>(cols));
+  std::vector<uint8_t> hw(static_cast<size_t>(cols * k));
+  std::vector<float> hs(static_cast<size_t>(kb));  // scales of row block 0
+  MASEP_CUDA_CHECK(cudaStreamSynchronize(st));
+  MASEP_CUDA_CHECK(cudaMemcpy(hx.data(), x, k * kBf16, cudaMemcpyDeviceToHost));
+  MASEP_CUDA_CHECK(cudaMemcpy(hw.data(), w, cols * k, cudaMemcpyDeviceToHost));
+  MASEP_CUDA_CHECK(cudaMemcpy(hs.data(), static_cast<const char*>(w) + n * k, kb * sizeof(float),
+                              cudaMemcpyDeviceToHost));
+  MASEP_CUDA_CHECK(cudaMemcpy(hy.data(), y, cols * kBf16, cudaMemcpyDeviceToHost));
+  for (int64_t j = 0; j < cols; ++j) {
+    double ref = 0, mag = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const double p =
+          static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
+          kernels::ref::fp8_e4m3_to_float(hw[static_cast<size_t>(j * k + i)]) *
+          hs[static_cast<size_t>(i / kernels::kFp8ScaleBlock)];
+      ref += p;
+      mag += std::fabs(p);
+    }
+    const double got = __bfloat162float(hy[static_cast<size_t>(j)]);
+    if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
+      throw std::runtime_error(fmt::format(
+          "profile: {} n={} k={} verification failed: Y[0][{}] = {}, CPU {}", what, n, k, j, got,
+          ref));
+    }
+  }
+}
+
+// The executor's grouped launch (kernels/grouped_gemm.hpp) per weight shape and format: for
+// each group row count r, launches of 1 group and of G groups (each r rows, weights in
 // distinct arena slots, alternating between two disjoint slot sets so a launch never finds its
 // weights in L2); per_group(r) = (T_G − T_1) / (G − 1), base = median over r of T_1 − per_group.
+// bf16: the expert projections, rows up to grouped_gemm_max_rows (beyond: cuBLAS, the GEMM
+// tables). FP8: every GEMM with FP8 weights (an attention projection is one group of all the
+// batch's tokens), rows up to 512 (beyond: extrapolated), max_rows "every group".
 void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set, cudaStream_t st,
                           plan::Calibration& cal,
                           const std::function<void(const std::string&)>& log) {
-  if (shapes.grouped.empty()) return;
+  if (shapes.grouped.empty() && shapes.grouped_fp8.empty()) return;
   const std::vector<int32_t> grid = quick ? std::vector<int32_t>{1, 2, 4, 16, 64}
                                           : std::vector<int32_t>{1, 2, 4, 8, 16, 32, 64};
+  const std::vector<int32_t> grid_fp8 =
+      quick ? std::vector<int32_t>{1, 2, 4, 16, 64, 256}
+            : std::vector<int32_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   constexpr int kMaxGroups = 32;
+  constexpr int32_t kFp8MaxRows = 1 << 20;  // the executor has no other FP8 path
+  using kernels::WeightFormat;
   int64_t max_w = 0, max_n = 0, max_k = 0;
-  for (const auto& [n, k] : shapes.grouped) {
-    max_w = std::max(max_w, n * k * kBf16);
-    max_n = std::max(max_n, n);
-    max_k = std::max(max_k, k);
+  for (const auto* set_of : {&shapes.grouped, &shapes.grouped_fp8}) {
+    for (const auto& [n, k] : *set_of) {
+      max_w = std::max(max_w, n * k * kBf16);
+      max_n = std::max(max_n, n);
+      max_k = std::max(max_k, k);
+    }
   }
   const int64_t arena_bytes = std::max<int64_t>(1LL << 30, 4 * max_w);
   DeviceBuffer arena(arena_bytes);
-  const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * grid.back();
+  const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * grid_fp8.back();
   DeviceBuffer x(max_rows * max_k * kBf16), y(max_rows * max_n * kBf16);
-  detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
   detail::fill_hash_bf16(x.get(), max_rows * max_k, 22, 1.0f, st);
-  for (const auto& [n, k] : shapes.grouped) {
-    const int64_t wb = (n * k * kBf16 + 255) / 256 * 256;
-    const int64_t slots = arena_bytes / wb;
-    const int groups = static_cast<int>(std::min<int64_t>(kMaxGroups, slots / 2));
-    if (groups < 2 || k % 8 != 0) continue;  // cannot separate base from per-group time
-    auto args = [&](int g, int32_t r, int set_index) {
-      kernels::GroupedGemmArgs a;
-      a.w_base = arena.get<kernels::bf16>();
-      a.groups = g;
-      a.n = static_cast<int>(n);
-      a.k = static_cast<int>(k);
-      for (int i = 0; i < g; ++i) {
-        a.w_offset[i] = (static_cast<int64_t>(set_index) * groups + i) * wb / kBf16;
-        a.row_offset[i + 1] = a.row_offset[i] + r;
+  size_t tables = 0;
+  for (const WeightFormat fmt : {WeightFormat::kBF16, WeightFormat::kFP8Block}) {
+    const bool fp8 = fmt == WeightFormat::kFP8Block;
+    const auto& shape_set = fp8 ? shapes.grouped_fp8 : shapes.grouped;
+    for (const auto& [n, k] : shape_set) {
+      const int64_t wb = (kernels::weight_bytes(fmt, n, k) + 255) / 256 * 256;
+      const int64_t slots = arena_bytes / wb;
+      const int groups = static_cast<int>(std::min<int64_t>(kMaxGroups, slots / 2));
+      if (groups < 2 || k % (fp8 ? 16 : 8) != 0) continue;  // cannot separate base from per-group
+      if (fp8) {
+        for (int64_t i = 0; i < 2 * groups; ++i) {
+          detail::fill_hash_fp8_block(arena.get<char>() + i * wb, n, k, 21 + i, 0.02f, st);
+        }
+      } else {
+        detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
       }
-      return a;
-    };
-    auto launch = [&](const kernels::GroupedGemmArgs& a) {
-      MASEP_KERNEL_CHECK(
-          kernels::launch_grouped_gemm(a, x.get<kernels::bf16>(), y.get<kernels::bf16>(), st));
-    };
-    plan::GroupedGemmTable t;
-    t.n = n;
-    t.k = k;
-    // The rows the executor sends to this launch for this shape (grouped_gemm_max_rows).
-    t.max_rows = kernels::grouped_gemm_max_rows(n, k);
-    std::vector<int32_t> rows;
-    for (int32_t r : grid) {
-      if (r <= t.max_rows) rows.push_back(r);
+      auto args = [&](int g, int32_t r, int set_index) {
+        kernels::GroupedGemmArgs a;
+        a.w_base = arena.get();
+        a.format = fmt;
+        a.groups = g;
+        a.n = static_cast<int>(n);
+        a.k = static_cast<int>(k);
+        for (int i = 0; i < g; ++i) {
+          const int64_t off = (static_cast<int64_t>(set_index) * groups + i) * wb;
+          a.w_offset[i] = fp8 ? off : off / kBf16;  // bytes (e4m3) or bf16 elements
+          a.row_offset[i + 1] = a.row_offset[i] + r;
+        }
+        return a;
+      };
+      auto launch = [&](const kernels::GroupedGemmArgs& a) {
+        MASEP_KERNEL_CHECK(
+            kernels::launch_grouped_gemm(a, x.get<kernels::bf16>(), y.get<kernels::bf16>(), st));
+      };
+      plan::GroupedGemmTable t;
+      t.n = n;
+      t.k = k;
+      t.weights = fp8 ? models::DType::kFP8 : models::DType::kBF16;
+      // The rows the executor sends to this launch for this shape.
+      t.max_rows = fp8 ? kFp8MaxRows : kernels::grouped_gemm_max_rows(n, k);
+      std::vector<int32_t> rows;
+      for (int32_t r : fp8 ? grid_fp8 : grid) {
+        if (r <= t.max_rows) rows.push_back(r);
+      }
+      std::vector<double> bases;
+      for (int32_t r : rows) {
+        const kernels::GroupedGemmArgs one[2] = {args(1, r, 0), args(1, r, 1)};
+        const kernels::GroupedGemmArgs many[2] = {args(groups, r, 0), args(groups, r, 1)};
+        const double t1 = time_ns(st, set, [&](int i) { launch(one[i % 2]); });
+        const double tg = time_ns(st, set, [&](int i) { launch(many[i % 2]); });
+        const double per = std::max(1.0, (tg - t1) / (groups - 1));
+        t.points.push_back({r, per});
+        bases.push_back(t1 - per);
+      }
+      std::sort(bases.begin(), bases.end());
+      t.base_ns = std::max(0.0, bases[bases.size() / 2]);
+      // Verify: row 0 of group 0, first columns, against a CPU dot product.
+      launch(args(1, 1, 0));
+      if (fp8) {
+        verify_first_row_fp8(st, x.get(), arena.get(), y.get(), n, k, "FP8 grouped GEMM");
+      } else {
+        verify_first_row(st, x.get(), arena.get(), y.get(), n, k, "grouped GEMM");
+      }
+      cal.grouped_gemm.push_back(std::move(t));
+      ++tables;
     }
-    std::vector<double> bases;
-    for (int32_t r : rows) {
-      const kernels::GroupedGemmArgs one[2] = {args(1, r, 0), args(1, r, 1)};
-      const kernels::GroupedGemmArgs many[2] = {args(groups, r, 0), args(groups, r, 1)};
-      const double t1 = time_ns(st, set, [&](int i) { launch(one[i % 2]); });
-      const double tg = time_ns(st, set, [&](int i) { launch(many[i % 2]); });
-      const double per = std::max(1.0, (tg - t1) / (groups - 1));
-      t.points.push_back({r, per});
-      bases.push_back(t1 - per);
-    }
-    std::sort(bases.begin(), bases.end());
-    t.base_ns = std::max(0.0, bases[bases.size() / 2]);
-    // Verify: row 0 of group 0, first columns, against a CPU dot product.
-    launch(args(1, 1, 0));
-    verify_first_row(st, x.get(), arena.get(), y.get(), n, k, "grouped GEMM");
-    cal.grouped_gemm.push_back(std::move(t));
   }
   if (log) {
-    log(fmt::format("grouped gemm: {} shapes x up to {} row counts, verified",
-                    cal.grouped_gemm.size(), grid.size()));
+    log(fmt::format("grouped gemm: {} tables ({} fp8) x up to {} row counts, verified", tables,
+                    shapes.grouped_fp8.size(), grid_fp8.size()));
   }
 }
 

@@ -132,10 +132,14 @@ Calibration convert(const Field& root) {
 
   const auto grouped = list("grouped_gemm");
   for (const Field& t : grouped) {
-    const MapReader r = t.map({"n", "k", "max_rows", "base_ns", "points"});
+    const MapReader r = t.map({"n", "k", "weights", "max_rows", "base_ns", "points"});
     GroupedGemmTable g;
     g.n = r.get("n").positive_int();
     g.k = r.get("k").positive_int();
+    if (auto w = r.find("weights")) {
+      g.weights = w->choice<models::DType>({{"bf16", models::DType::kBF16},
+                                            {"fp8", models::DType::kFP8}});
+    }
     g.max_rows = r.get("max_rows").positive_int();
     g.base_ns = r.get("base_ns").number_in(kOverheadNs);
     g.points = read_points(r.get("points"));
@@ -143,7 +147,8 @@ Calibration convert(const Field& root) {
   }
   check_unique(
       c.grouped_gemm, grouped,
-      [](const GroupedGemmTable& g) { return std::make_pair(g.n, g.k); }, "grouped_gemm");
+      [](const GroupedGemmTable& g) { return std::make_tuple(g.n, g.k, g.weights); },
+      "grouped_gemm");
 
   const auto attn = list("attention");
   for (const Field& t : attn) {
@@ -258,6 +263,9 @@ void validate_calibration(const Calibration& c) {
       throw std::invalid_argument(
           "calibration: grouped_gemm n, k, max_rows must be > 0 and base_ns finite, >= 0");
     }
+    if (g.weights != models::DType::kBF16 && g.weights != models::DType::kFP8) {
+      throw std::invalid_argument("calibration: grouped_gemm weights must be bf16 or fp8");
+    }
     check_points(g.points, fmt::format("grouped_gemm n={} k={}", g.n, g.k));
   }
   for (const auto& a : c.attention) {
@@ -327,8 +335,11 @@ std::string calibration_yaml(const Calibration& c) {
     out += "# base_ns + sum over groups of points(rows); points: [rows of one group, ns]\n";
     out += "grouped_gemm:\n";
     for (const auto& g : c.grouped_gemm) {
-      out += fmt::format("  - n: {}\n    k: {}\n    max_rows: {}\n    base_ns: {}\n", g.n, g.k,
-                         g.max_rows, g.base_ns);
+      out += fmt::format("  - n: {}\n    k: {}\n", g.n, g.k);
+      if (g.weights != models::DType::kBF16) {
+        out += fmt::format("    weights: {}\n", models::to_string(g.weights));
+      }
+      out += fmt::format("    max_rows: {}\n    base_ns: {}\n", g.max_rows, g.base_ns);
       put_points(out, g.points);
     }
   }

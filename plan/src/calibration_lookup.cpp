@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <climits>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -154,17 +156,22 @@ double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t 
 }
 
 double calibrated_grouped_gemm_ns(const Calibration& cal, std::span<const int32_t> group_m,
-                                  int64_t n, int64_t k, CalSource* src) {
+                                  int64_t n, int64_t k, CalSource* src, models::DType weights) {
   int32_t max_rows = 0;
   for (int32_t gm : group_m) max_rows = std::max(max_rows, gm);
   // The grouped launch: only the exact weight shape (its per-group cost is not a weight-bytes
   // scaling of another shape's as reliably as one GEMM's is: rows per warp pass differ by k).
   const GroupedGemmTable* t = nullptr;
   for (const auto& g : cal.grouped_gemm) {
-    if (g.n == n && g.k == k) t = &g;
+    if (g.n == n && g.k == k && g.weights == weights) t = &g;
   }
   CalSource s = CalSource::kExact;
   double time = 0;
+  if (weights != models::DType::kBF16 && (t == nullptr || max_rows > t->max_rows)) {
+    // No cuBLAS path for other formats: without the launch's own table, the roofline.
+    if (src != nullptr) *src = CalSource::kRoofline;
+    return max_rows > 0 ? -1 : 0;
+  }
   if (t != nullptr && max_rows > 0 && max_rows <= t->max_rows) {
     time = t->base_ns;
     for (int32_t gm : group_m) {
@@ -207,8 +214,13 @@ double calibrated_op_ns(const Calibration& cal, const Op& op, CalSource* src) {
   // The profiler measures bf16 kernels of MHA/GQA models: an op in another format, or one of
   // MLA's per-head batched projections and latent attention (one kernel each, unlike the
   // per-expert GEMMs a grouped-GEMM table sums), has no table.
-  const bool unmeasured = op.dtype != models::DType::kBF16 || op.role == OpRole::kMlaAbsorbK ||
-                          op.role == OpRole::kMlaAbsorbV || op.role == OpRole::kMlaAttention;
+  // FP8 weight GEMMs run as the executor's grouped launch, which the profiler measures.
+  const bool fp8_gemm = op.dtype == models::DType::kFP8 &&
+                        (op.kind == OpKind::kGemm || op.kind == OpKind::kGroupedGemm) &&
+                        !is_mla_role(op.role);
+  const bool unmeasured = (op.dtype != models::DType::kBF16 && !fp8_gemm) ||
+                          op.role == OpRole::kMlaAbsorbK || op.role == OpRole::kMlaAbsorbV ||
+                          op.role == OpRole::kMlaAttention;
   if (is_communication(op.kind)) {
     throw std::invalid_argument(
         fmt::format("calibrated_op_ns: op {} ({}) is not a compute op", op.id, to_string(op.kind)));
@@ -219,10 +231,15 @@ double calibrated_op_ns(const Calibration& cal, const Op& op, CalSource* src) {
   }
   switch (op.kind) {
     case OpKind::kGemm:
-      t = gemm_table_ns(cal, op.m, op.n, op.k, &s);
+      if (fp8_gemm) {
+        const int32_t rows[1] = {static_cast<int32_t>(std::min<int64_t>(op.m, INT32_MAX))};
+        t = calibrated_grouped_gemm_ns(cal, rows, op.n, op.k, &s, op.dtype);
+      } else {
+        t = gemm_table_ns(cal, op.m, op.n, op.k, &s);
+      }
       break;
     case OpKind::kGroupedGemm:
-      t = calibrated_grouped_gemm_ns(cal, op.group_m, op.n, op.k, &s);
+      t = calibrated_grouped_gemm_ns(cal, op.group_m, op.n, op.k, &s, op.dtype);
       break;
     case OpKind::kAttention:
       t = attention_table_ns(cal, op.batch, op.heads, op.kv_heads, op.head_dim, op.kv_tokens, &s);

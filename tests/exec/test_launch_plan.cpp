@@ -582,7 +582,7 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
     std::vector<std::string> sets = {"workload.decode_steps=1", "faults=[]"};
     const plan::Scenario full = plan::load_scenario(f, sets);
     const models::Model& fm = full.model;
-    if (fm.is_mla() || fm.dense_layers > 0 || !fm.precision.all_bf16()) {
+    if (fm.is_mla() || fm.dense_layers > 0 || !exec::executor_runs_precision(fm.precision)) {
       // Issue 15's model features that the executor has no kernels for: refused with a
       // message naming the feature (checked on the first and last rank).
       sets.push_back("model.layers=" + std::to_string(fm.dense_layers + 1));

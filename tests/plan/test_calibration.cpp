@@ -9,6 +9,7 @@
 #include <string>
 
 #include "masep/plan/calibration.hpp"
+#include "masep/plan/calibration_lookup.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/interpolation.hpp"
 
@@ -34,6 +35,8 @@ Calibration sample() {
   c.gemm.push_back({4096, 6144, {{1, 10123.456789}, {8, 10200.1}, {64, 11000.0 / 3.0 * 3.1}}});
   c.gemm.push_back({14336, 4096, {{1, 40000}, {512, 90000}}});
   c.grouped_gemm.push_back({1536, 2048, 32, 2345.5, {{1, 1900}, {4, 2000.25}, {32, 9000}}});
+  c.grouped_gemm.push_back(
+      {1536, 2048, 1 << 20, 2000, {{1, 1000}, {64, 5000}}, models::DType::kFP8});
   c.attention.push_back({32, 8, 128, 16, {{512, 7000}, {2048, 15000.25}, {8192, 51000}}});
   c.kernels.push_back({"rmsnorm", {{1024, 2100}, {1 << 20, 3500.5}}});
   c.kernels.push_back({"elementwise", {{4096, 2000}}});
@@ -90,6 +93,10 @@ TEST(Calibration, ErrorsNameLineAndKey) {
   EXPECT_NE(e.find("max_rows"), std::string::npos) << e;
   e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, max_rows: 4, base_ns: -1, points: [[1, 1]]}\n");
   EXPECT_NE(e.find("grouped_gemm[0].base_ns"), std::string::npos) << e;
+  e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, weights: int8, max_rows: 4, base_ns: 1, "
+                      "points: [[1, 1]]}\n");
+  EXPECT_NE(e.find("grouped_gemm[0].weights"), std::string::npos) << e;
+  EXPECT_NE(e.find("fp8"), std::string::npos) << e;  // the accepted spellings
   e = error_of(head + "gemms: []\n");
   EXPECT_NE(e.find("gemms"), std::string::npos) << e;
   e = error_of("format: masep-calibration/9\ndevice: x\n");
@@ -199,6 +206,42 @@ TEST(Interpolation, SinglePointTable) {
   EXPECT_EQ(interpolate(one, 64).how, Lookup::kExact);
   EXPECT_EQ(interpolate(one, 32).time_ns, 8);
   EXPECT_EQ(interpolate(one, 128).time_ns, 16);
+}
+
+
+// GEMMs with FP8 weights take the fp8 grouped_gemm table of their exact shape — an expert
+// projection per group, an attention projection (kGemm) as one group of m rows — and never a
+// bf16 table or the cuBLAS loop; without an fp8 table they are left to the roofline (-1).
+TEST(CalibrationLookup, Fp8WeightsUseTheirOwnGroupedTable) {
+  Calibration c = sample();
+  plan::Op up;
+  up.kind = plan::OpKind::kGroupedGemm;
+  up.role = plan::OpRole::kExpertUp;
+  up.n = 1536;
+  up.k = 2048;
+  up.group_m = {1, 0, 64};
+  up.dtype = models::DType::kFP8;
+  plan::CalSource src;
+  // base 2000 + 1000 (1 row) + 5000 (64 rows); the bf16 table would give 2345.5 + 1900 + ...
+  EXPECT_DOUBLE_EQ(plan::calibrated_op_ns(c, up, &src), 8000);
+  EXPECT_EQ(src, plan::CalSource::kExact);
+  plan::Op qkv;
+  qkv.kind = plan::OpKind::kGemm;
+  qkv.role = plan::OpRole::kQkv;
+  qkv.m = 64;
+  qkv.n = 1536;
+  qkv.k = 2048;
+  qkv.dtype = models::DType::kFP8;
+  EXPECT_DOUBLE_EQ(plan::calibrated_op_ns(c, qkv, &src), 7000);  // 2000 + 5000
+  qkv.n = 4096;  // no fp8 table of this shape, though a bf16 GEMM table exists
+  qkv.k = 6144;
+  EXPECT_EQ(plan::calibrated_op_ns(c, qkv, &src), -1);
+  EXPECT_EQ(src, plan::CalSource::kRoofline);
+  c.grouped_gemm.pop_back();  // the fp8 table
+  EXPECT_EQ(plan::calibrated_op_ns(c, up, &src), -1);
+  EXPECT_EQ(src, plan::CalSource::kRoofline);
+  up.dtype = models::DType::kINT8;
+  EXPECT_EQ(plan::calibrated_op_ns(c, up, &src), -1);
 }
 
 }  // namespace

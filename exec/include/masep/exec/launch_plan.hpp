@@ -295,6 +295,10 @@ struct RankPlan {
   RankMemory memory() const;
 };
 
+/// Whether the executor's kernels take these formats: bf16 everywhere, or FP8 weights
+/// (block-scaled, W8A16) with everything else bf16.
+bool executor_runs_precision(const models::Precision& p);
+
 /// Throws std::invalid_argument naming the feature when the Program's model uses something the
 /// executor has no kernels for (issue 15: MLA attention, dense FFN layers, a precision other
 /// than bf16 in any tensor class). build_rank_plan calls it; `masep exec` calls it once, right

@@ -20,6 +20,8 @@
 // Plain data, owned by value. The only YAML code stays in plan/.
 #pragma once
 
+#include "masep/models/model.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +54,9 @@ struct GroupedGemmTable {
   int32_t max_rows = 0;          ///< largest group the executor sends to this launch (> 0)
   double base_ns = 0;            ///< fixed time of one launch (≥ 0)
   std::vector<CalPoint> points;  ///< size = rows of one group, time = its added time
+  /// Weight format of the launch (key `weights`, bf16 when absent): bf16 or fp8 (block-scaled,
+  /// kernels/weight_format.hpp; the executor runs every FP8 matrix, kGemm ones as one group).
+  models::DType weights = models::DType::kBF16;
   bool operator==(const GroupedGemmTable&) const = default;
 };
 

@@ -32,12 +32,13 @@ double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t 
                           CalSource* src);
 
 /// An expert projection of groups with `group_m` rows (zero-row groups free): the grouped_gemm
-/// table of the exact (n, k) when every group has at most its max_rows (base_ns + the table at
-/// each group's rows: the executor's grouped launch), else the sum of calibrated_gemm_ns per
-/// non-empty group (its one cuBLAS GEMM per expert). 0 when no group has rows; -1 when a
-/// group has no GEMM table.
+/// table of the exact (n, k, weights) when every group has at most its max_rows (base_ns + the
+/// table at each group's rows: the executor's grouped launch), else the sum of
+/// calibrated_gemm_ns per non-empty group (its one cuBLAS GEMM per expert; bf16 only). 0 when
+/// no group has rows; -1 when a group has no table (FP8: no fp8 table of the exact shape).
 double calibrated_grouped_gemm_ns(const Calibration& cal, std::span<const int32_t> group_m,
-                                  int64_t n, int64_t k, CalSource* src);
+                                  int64_t n, int64_t k, CalSource* src,
+                                  models::DType weights = models::DType::kBF16);
 
 /// Decode attention: tables of the op's (heads, kv_heads, head_dim), else of the nearest head
 /// shape (by kv_heads·head_dim, then heads; time scaled by the kv_heads·head_dim ratio →
@@ -49,8 +50,10 @@ double calibrated_attention_ns(const Calibration& cal, int32_t batch, int32_t he
 
 /// A compute op by its kind, with the rules above; element-wise, router, permute and combine
 /// ops from the kernel table named like the op, else like its kind (calibration_kind_table),
-/// interpolated in hbm_bytes (0 bytes: 0, no launch). Ops the profiler does not measure (a
-/// format other than bf16; MLA's absorbed projections and latent attention) give -1. Throws
+/// interpolated in hbm_bytes (0 bytes: 0, no launch). GEMMs with FP8 weights from the fp8
+/// grouped_gemm tables (the executor runs them as its grouped launch; a kGemm as one group of
+/// m rows). Ops the profiler does not measure (any other format other than bf16; MLA's absorbed
+/// projections and latent attention) give -1. Throws
 /// std::invalid_argument for a communication op.
 double calibrated_op_ns(const Calibration& cal, const Op& op, CalSource* src);
 
