@@ -36,6 +36,7 @@ Options)";
 int cmd_profile(const Args& args) {
   std::string out = "calibration.yaml";
   int gpus = 0, warmup = 0, iters = 0;
+  std::vector<std::string> scenarios;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")("out", po::value(&out)->default_value(out),
                                                  "calibration YAML to write (atomically)")(
@@ -44,6 +45,9 @@ int cmd_profile(const Args& args) {
       "GPUs for the NCCL tables (0 = all visible; 1 = compute tables only)")(
       "warmup", po::value(&warmup)->default_value(0), "untimed launches per point (0 = default)")(
       "iters", po::value(&iters)->default_value(0), "timed launches per point (0 = default)")(
+      "scenario", po::value(&scenarios)->composing(),
+      "also measure the shapes of this scenario's Program (a file or built-in name; "
+      "repeatable): e.g. a model with FP8 weights, which no built-in scenario has")(
       "quiet,q", "no progress lines");
   po::variables_map vm;
   if (auto rc = parse_command_line("profile", args, opts, vm)) return *rc;
@@ -68,6 +72,12 @@ int cmd_profile(const Args& args) {
     } catch (const std::exception& e) {
       if (o.progress) o.progress(fmt::format("  scenario {} skipped: {}", name, e.what()));
     }
+  }
+  for (const std::string& name : scenarios) {
+    // Asked for by name: a scenario that does not load or compile is an error, not a skip.
+    plan::CompileOptions co;
+    co.steps = 1;
+    o.programs.push_back(plan::compile(plan::load_scenario(name), co));
   }
   for (const std::string& name : plan::builtin_model_names()) {
     o.zoo_models.push_back(plan::load_model(name));

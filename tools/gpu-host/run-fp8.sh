@@ -38,7 +38,7 @@ for b in 128 32; do
 done
 if left; then
   sec "profile --quick, then the calibrated simulation of the Qwen3 runs"
-  timeout 150 "$M" profile --quick --out "$OUT/h100-quick.yaml" 2>&1 | tail -6
+  timeout 150 "$M" profile --quick --scenario $Q --scenario $Q8 --out "$OUT/h100-quick.yaml" 2>&1 | tail -6
   if [ -s "$OUT/h100-quick.yaml" ]; then
     for s in $Q $Q8; do "$M" sim $s --calibration "$OUT/h100-quick.yaml" --allow-mismatch 2>&1 | grep -E "TPOT|calibration"; done
   fi
