@@ -110,9 +110,8 @@ struct MbRoute {
 
 bool executor_runs_precision(const models::Precision& p) {
   using models::DType;
-  return (p.weights == DType::kBF16 || p.weights == DType::kFP8) &&
-         p.kv_cache == DType::kBF16 && p.activations == DType::kBF16 &&
-         p.dispatch == DType::kBF16 && p.combine == DType::kBF16;
+  return (p.weights == DType::kBF16 || p.weights == DType::kFP8) && p.kv_cache == DType::kBF16 &&
+         p.activations == DType::kBF16 && p.dispatch == DType::kBF16 && p.combine == DType::kBF16;
 }
 
 void check_model_supported(const plan::Program& p) {

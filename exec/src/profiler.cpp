@@ -31,9 +31,9 @@
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
-#include "masep/kernels/reference.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
+#include "masep/kernels/reference.hpp"
 #include "masep/kernels/rope.hpp"
 #include "masep/kernels/router.hpp"
 #include "masep/kernels/status.hpp"
@@ -301,18 +301,17 @@ void verify_first_row_fp8(cudaStream_t st, const void* x, const void* w, const v
   for (int64_t j = 0; j < cols; ++j) {
     double ref = 0, mag = 0;
     for (int64_t i = 0; i < k; ++i) {
-      const double p =
-          static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
-          kernels::ref::fp8_e4m3_to_float(hw[static_cast<size_t>(j * k + i)]) *
-          hs[static_cast<size_t>(i / kernels::kFp8ScaleBlock)];
+      const double p = static_cast<double>(__bfloat162float(hx[static_cast<size_t>(i)])) *
+                       kernels::ref::fp8_e4m3_to_float(hw[static_cast<size_t>(j * k + i)]) *
+                       hs[static_cast<size_t>(i / kernels::kFp8ScaleBlock)];
       ref += p;
       mag += std::fabs(p);
     }
     const double got = __bfloat162float(hy[static_cast<size_t>(j)]);
     if (std::fabs(got - ref) > 1e-2 * mag + 1e-3) {
-      throw std::runtime_error(fmt::format(
-          "profile: {} n={} k={} verification failed: Y[0][{}] = {}, CPU {}", what, n, k, j, got,
-          ref));
+      throw std::runtime_error(
+          fmt::format("profile: {} n={} k={} verification failed: Y[0][{}] = {}, CPU {}", what, n,
+                      k, j, got, ref));
     }
   }
 }

@@ -512,8 +512,8 @@ class RankRunner {
         detail::fill_hash_fp8_block(weights_ + w.offset_bytes, w.rows, w.cols, seed ^ w.tag,
                                     w.scale, st);
       } else {
-        detail::fill_hash_bf16_shifted(weights_ + w.offset_bytes, w.elements, seed ^ w.tag,
-                                       w.scale, w.shift, st);
+        detail::fill_hash_bf16_shifted(weights_ + w.offset_bytes, w.elements, seed ^ w.tag, w.scale,
+                                       w.shift, st);
       }
     }
     kv_ = static_cast<char*>(alloc(static_cast<size_t>(rp_.kv_cache_bytes)));

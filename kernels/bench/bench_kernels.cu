@@ -880,6 +880,55 @@ void bench_grouped_fp8(const char* model, int experts, int hidden, int ffn, int 
   }
 }
 
+// One projection of `rows` tokens (an attention projection: qkv, out_proj): one cuBLAS GEMM
+// (the executor's bf16 path), the grouped launch as one group with bf16 weights, and with FP8
+// weights (the executor's FP8 path; few blocks, so k is split over warps from k >= 1024).
+// Weights rotate over >= 512 MiB so every launch reads them from HBM.
+void bench_projection(cublasHandle_t h, const char* model, const char* name, int n, int k,
+                      int rows) {
+  const std::int64_t wb16 = std::int64_t{n} * k * 2;
+  const std::int64_t wb8 = mk::weight_bytes(mk::WeightFormat::kFP8Block, n, k);
+  const int slots = static_cast<int>(std::max<std::int64_t>(2, (std::int64_t{512} << 20) / wb16));
+  Buf w(std::size_t(slots) * wb16), x(std::size_t(rows) * k * 2), y(std::size_t(rows) * n * 2);
+  fill(w, 45, 0.05f);
+  fill(x, 46);
+  cudaStream_t st = g_stream;
+  CUBLAS_CHECK(cublasSetStream(h, st));
+  const float alpha = 1.f, beta = 0.f;
+  int slot = 0;
+  Launch cublas = [&](cudaStream_t) {
+    slot = (slot + 1) % slots;
+    CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
+                              static_cast<char*>(w.p) + slot * wb16, CUDA_R_16BF, k, x.p,
+                              CUDA_R_16BF, k, &beta, y.p, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+  };
+  // FP8 weights are the same random bytes read as e4m3 (and scales): timing only.
+  auto grouped_of = [&](mk::WeightFormat f) {
+    return Launch([&, f](cudaStream_t s2) {
+      slot = (slot + 1) % slots;
+      mk::GroupedGemmArgs a;
+      a.w_base = w.p;
+      a.format = f;
+      a.groups = 1;
+      a.n = n;
+      a.k = k;
+      a.w_offset[0] = slot * wb16 / (f == mk::WeightFormat::kBF16 ? 2 : 1);
+      a.row_offset[1] = rows;
+      KCHECK(mk::launch_grouped_gemm(a, x.as<mk::bf16>(), y.as<mk::bf16>(), s2));
+    });
+  };
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "%s rows=%d n=%d k=%d", name, rows, n, k);
+  const double io = double(rows) * (n + k) * 2.0, flops = 2.0 * rows * n * k;
+  report("projection_cublas", model, shape, time_us(cublas, iters_for(wb16 + io)), wb16 + io, flops);
+  report("projection_grouped", model, shape,
+         time_us(grouped_of(mk::WeightFormat::kBF16), iters_for(wb16 + io)), wb16 + io, flops);
+  report("projection_grouped_fp8", model, shape,
+         time_us(grouped_of(mk::WeightFormat::kFP8Block), iters_for(wb8 + io)), wb8 + io,
+         flops);
+}
+
 void write_csv(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
@@ -1047,6 +1096,13 @@ int main(int argc, char** argv) {
     for (int rpe : {1, 2, 4, 8, 16, 32, 64}) bench_grouped_fp8("qwen3-30b", 128, 2048, 768, rpe);
     for (int rpe : {1, 4, 16, 32}) bench_grouped_fp8("paper", 16, 4096, 14336, rpe);
     for (int rpe : {1, 2, 4, 8, 16, 32}) bench_grouped_fp8("deepseek-v3", 32, 7168, 2048, rpe);
+    // Attention projections (one group of every token): Qwen3-30B-A3B and the paper's model.
+    for (int rows : {1, 8, 64, 128}) {
+      bench_projection(h, "qwen3-30b", "qkv", 5120, 2048, rows);
+      bench_projection(h, "qwen3-30b", "out_proj", 2048, 4096, rows);
+      bench_projection(h, "paper", "qkv", 12288, 4096, rows);
+      bench_projection(h, "paper", "out_proj", 4096, 4096, rows);
+    }
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

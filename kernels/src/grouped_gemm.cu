@@ -1,5 +1,6 @@
 // Grouped decode GEMM; see grouped_gemm.hpp.
 #include <algorithm>
+#include <atomic>
 
 #include "common.cuh"
 #include "masep/kernels/grouped_gemm.hpp"
@@ -125,17 +126,84 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint3
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-template <int NT>
-__global__ void __launch_bounds__(kWarps * 32)
+// Tile mapping of the tensor-core variants. KS == 1: 4 warps and 4 column tiles of 16 per
+// block, every warp the whole k. KS > 1 (launches with few blocks, e.g. one group: an
+// attention projection with FP8 weights): KS warps per block share one 16-column tile, warp w
+// takes k [w·kc, (w + 1)·kc) (kc a multiple of 128, so FP8 scale blocks and the bf16 unroll
+// stay whole), and the partial sums meet in shared memory (tc_store).
+template <int KS>
+struct TcTile {
+  int col0, k_begin, k_end;
+  __device__ __forceinline__ TcTile(int k) {
+    const int warp = threadIdx.x >> 5;
+    if (KS == 1) {
+      col0 = (blockIdx.x * kWarps + warp) * 16;
+      k_begin = 0;
+      k_end = k;
+    } else {
+      col0 = blockIdx.x * 16;
+      const int kc = (k + KS * 128 - 1) / (KS * 128) * 128;
+      k_begin = min(k, warp * kc);
+      k_end = min(k, k_begin + kc);
+    }
+  }
+};
+
+// Stores a warp's tile (acc[j]: c0, c1 = column col0 + gi, token rows r0 + 8j + 2t, +1; c2, c3 =
+// column + 8). KS > 1: warps 1..KS-1 leave their partials in `red` and warp 0 adds them and
+// stores; every warp of the block must call it (two barriers).
+template <int NT, int KS>
+__device__ __forceinline__ void tc_store(float (&acc)[NT][4], float* red, int r0, int rows,
+                                         int row0, int col0, int n, bf16* __restrict__ y) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gi = lane >> 2, t = lane & 3;
+  if (KS > 1) {
+    if (warp > 0) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) red[(((warp - 1) * NT + j) * 4 + e) * 32 + lane] = acc[j][e];
+      }
+    }
+    __syncthreads();
+    if (warp == 0) {
+      for (int w = 1; w < KS; ++w) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[j][e] += red[(((w - 1) * NT + j) * 4 + e) * 32 + lane];
+        }
+      }
+    }
+    __syncthreads();
+    if (warp != 0) return;
+  }
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = r0 + 8 * j + 2 * t + (e & 1);
+      const int col = col0 + gi + (e >= 2 ? 8 : 0);
+      if (r < rows && col < n) {
+        y[static_cast<std::int64_t>(row0 + r) * n + col] = __float2bfloat16(acc[j][e]);
+      }
+    }
+  }
+}
+
+template <int NT, int KS>
+__global__ void __launch_bounds__(256)
     grouped_gemm_tc_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
                            bf16* __restrict__ y) {
+  __shared__ float red[KS > 1 ? (KS - 1) * NT * 4 * 32 : 1];
   const int g = blockIdx.y;
   const int row0 = a.row_offset[g];
   const int rows = a.row_offset[g + 1] - row0;
   const int lane = threadIdx.x & 31;
   const int gi = lane >> 2, t = lane & 3;
-  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * 16;
-  if (col0 >= a.n) return;
+  const TcTile<KS> tile(a.k);
+  const int col0 = tile.col0, k_begin = tile.k_begin, k_end = tile.k_end;
+  if (col0 >= a.n) return;  // uniform across the block when KS > 1
   const int k = a.k;
   const bool lo_ok = col0 + gi < a.n, hi_ok = col0 + gi + 8 < a.n;
   const bf16* wlo =
@@ -155,66 +223,52 @@ __global__ void __launch_bounds__(kWarps * 32)
       xok[j] = r < rows;
       xr[j] = x + static_cast<std::int64_t>(row0 + (xok[j] ? r : 0)) * k;
     }
-    for (int kb = 0; kb < k; kb += 32 * kUnrollTc) {
+    for (int kb = k_begin; kb < k_end; kb += 32 * kUnrollTc) {
       uint4 wl[kUnrollTc], wh[kUnrollTc];
 #pragma unroll
       for (int u = 0; u < kUnrollTc; ++u) {
         const int kk = kb + 32 * u + 8 * t;
-        const bool in = kk < k;  // k % 8 == 0: a lane's 8 elements are all in or all out
+        const bool in = kk < k_end;  // k % 8 == 0: a lane's 8 elements are all in or all out
         wl[u] = in && lo_ok ? ld_stream16(wlo + kk) : zero;
         wh[u] = in && hi_ok ? ld_stream16(whi + kk) : zero;
       }
 #pragma unroll
       for (int u = 0; u < kUnrollTc; ++u) {
         const int kk = kb + 32 * u + 8 * t;
-        if (kb + 32 * u >= k) break;
+        if (kb + 32 * u >= k_end) break;
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-          const uint4 xv = xok[j] && kk < k ? detail::ldg16(xr[j] + kk) : zero;
+          const uint4 xv = xok[j] && kk < k_end ? detail::ldg16(xr[j] + kk) : zero;
           mma_bf16_16816(acc[j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
           mma_bf16_16816(acc[j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
         }
       }
     }
-    // acc[j]: c0, c1 = (column col0 + gi, token rows 8j + 2t, +1); c2, c3 = column + 8.
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = r0 + 8 * j + 2 * t + (e & 1);
-        const int col = col0 + gi + (e >= 2 ? 8 : 0);
-        if (r < rows && col < a.n) {
-          y[static_cast<std::int64_t>(row0 + r) * a.n + col] = __float2bfloat16(acc[j][e]);
-        }
-      }
-    }
+    tc_store<NT, KS>(acc, red, r0, rows, row0, col0, a.n, y);
   }
 }
 
 
 // ---- FP8 block-scaled weights (W8A16) -------------------------------------------------------
 //
-// e4m3 → fp32, exact: the sign goes to bit 31 and the 7 exponent|mantissa bits to bits 20-26,
-// which is the fp32 of value · 2^-120 for normal and subnormal e4m3 alike (the e4m3 exponent
-// lands in the fp32 exponent's low bits, a subnormal e4m3 becomes a subnormal fp32); one
-// multiply by 2^120 restores the value. Byte i of w → f[i].
-__device__ __forceinline__ void fp8x4_to_float(uint32_t w, float (&f)[4]) {
-  constexpr float k2p120 = 1.329227995784915872903807060280344576e36f;  // 2^120
-  const uint32_t b[4] = {w << 20, w << 12, w << 4, w >> 4};             // bits 0-6 → 20-26
-  const uint32_t sg[4] = {w << 24, w << 16, w << 8, w};                 // bit 7 → 31
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[i] = __uint_as_float((b[i] & 0x07f00000u) | (sg[i] & 0x80000000u)) * k2p120;
-  }
+// Four e4m3 bytes → two bf16x2 registers (bytes 0,1 → lo; 2,3 → hi), exact, in 4 operations
+// a pair: a byte permute puts each byte in the upper half of a 16-bit lane (its sign is then
+// the bf16 sign bit), a shift moves the 7 exponent|mantissa bits to bf16 bits 4-10, which is
+// the bf16 of value · 2^-120 (a subnormal e4m3 becomes a subnormal bf16), and one bf16x2
+// multiply by 2^120 (subnormals supported) restores the value. An e4m3 value has at most 4
+// significant bits, so the bf16 is exact.
+__device__ __forceinline__ uint32_t fp8x2_to_bf16x2(uint32_t w, uint32_t sel) {
+  const uint32_t t = __byte_perm(w, 0u, sel);  // [0, b_lo, 0, b_hi]
+  const uint32_t v = (t & 0x80008000u) | ((t >> 4) & 0x07f007f0u);
+  __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&v);
+  const uint32_t k2p120 = 0x7b807b80u;  // bf16 2^120 in both halves
+  h = __hmul2(h, *reinterpret_cast<const __nv_bfloat162*>(&k2p120));
+  return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// Four e4m3 bytes → two bf16x2 registers (bytes 0,1 → lo; 2,3 → hi), exact: an e4m3 value
-// has at most 4 significant bits, so its fp32 is its bf16 with 16 zero bits below.
 __device__ __forceinline__ void fp8x4_to_bf16x2(uint32_t w, uint32_t& lo, uint32_t& hi) {
-  float f[4];
-  fp8x4_to_float(w, f);
-  lo = __byte_perm(__float_as_uint(f[0]), __float_as_uint(f[1]), 0x7632);
-  hi = __byte_perm(__float_as_uint(f[2]), __float_as_uint(f[3]), 0x7632);
+  lo = fp8x2_to_bf16x2(w, 0x1404u);
+  hi = fp8x2_to_bf16x2(w, 0x3424u);
 }
 
 __device__ __forceinline__ const float* fp8_scales(const uint8_t* w, int n, int k) {
@@ -257,10 +311,13 @@ __global__ void __launch_bounds__(kWarps * 32)
         const uint4 wv = col0 + c < a.n
                              ? __ldcs(reinterpret_cast<const uint4*>(w + static_cast<std::int64_t>(c) * k + kk))
                              : make_uint4(0, 0, 0, 0);
-        fp8x4_to_float(wv.x, *reinterpret_cast<float(*)[4]>(&wf[c][0]));
-        fp8x4_to_float(wv.y, *reinterpret_cast<float(*)[4]>(&wf[c][4]));
-        fp8x4_to_float(wv.z, *reinterpret_cast<float(*)[4]>(&wf[c][8]));
-        fp8x4_to_float(wv.w, *reinterpret_cast<float(*)[4]>(&wf[c][12]));
+        uint4 b0, b1;  // the 16 weights as bf16
+        fp8x4_to_bf16x2(wv.x, b0.x, b0.y);
+        fp8x4_to_bf16x2(wv.y, b0.z, b0.w);
+        fp8x4_to_bf16x2(wv.z, b1.x, b1.y);
+        fp8x4_to_bf16x2(wv.w, b1.z, b1.w);
+        detail::unpack8(b0, *reinterpret_cast<float(*)[8]>(&wf[c][0]));
+        detail::unpack8(b1, *reinterpret_cast<float(*)[8]>(&wf[c][8]));
       }
       const float sc = __ldg(srow + kk / kFp8ScaleBlock);
 #pragma unroll
@@ -298,17 +355,19 @@ __global__ void __launch_bounds__(kWarps * 32)
 // row, and mma step s ∈ 0..3 takes elements 4s..4s+3 of those 16 (the same permutation of k
 // for A and B). Each scale block's products accumulate in fp32 apart and are added times the
 // block's scale.
-template <int NT>
-__global__ void __launch_bounds__(kWarps * 32)
+template <int NT, int KS>
+__global__ void __launch_bounds__(256)
     grouped_gemm_fp8_tc_kernel(const GroupedGemmArgs a, const bf16* __restrict__ x,
                                bf16* __restrict__ y) {
+  __shared__ float red[KS > 1 ? (KS - 1) * NT * 4 * 32 : 1];
   const int g = blockIdx.y;
   const int row0 = a.row_offset[g];
   const int rows = a.row_offset[g + 1] - row0;
   const int lane = threadIdx.x & 31;
   const int gi = lane >> 2, t = lane & 3;
-  const int col0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * 16;
-  if (col0 >= a.n) return;
+  const TcTile<KS> tile(a.k);
+  const int col0 = tile.col0, k_begin = tile.k_begin, k_end = tile.k_end;
+  if (col0 >= a.n) return;  // uniform across the block when KS > 1
   const int k = a.k;
   const int kblocks = (k + kFp8ScaleBlock - 1) / kFp8ScaleBlock;
   const bool lo_ok = col0 + gi < a.n, hi_ok = col0 + gi + 8 < a.n;
@@ -329,13 +388,13 @@ __global__ void __launch_bounds__(kWarps * 32)
       xok[j] = r < rows;
       xr[j] = x + static_cast<std::int64_t>(row0 + (xok[j] ? r : 0)) * k;
     }
-    for (int kb = 0; kb < k; kb += kFp8ScaleBlock) {
+    for (int kb = k_begin; kb < k_end; kb += kFp8ScaleBlock) {
       // Both sub-blocks' weights in flight before any is used (4 16-byte loads per lane).
       uint4 wl[2], wh[2];
 #pragma unroll
       for (int u = 0; u < 2; ++u) {
         const int kk = kb + 64 * u + 16 * t;
-        const bool in = kk < k;  // k % 16 == 0: a lane's 16 elements are all in or all out
+        const bool in = kk < k_end;  // k % 16 == 0: a lane's 16 elements are all in or all out
         wl[u] = in && lo_ok ? __ldcs(reinterpret_cast<const uint4*>(wlo + kk)) : zero;
         wh[u] = in && hi_ok ? __ldcs(reinterpret_cast<const uint4*>(whi + kk)) : zero;
       }
@@ -346,7 +405,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int u = 0; u < 2; ++u) {
         const int kk = kb + 64 * u + 16 * t;
-        if (kb + 64 * u >= k) break;
+        if (kb + 64 * u >= k_end) break;
         const uint32_t wlw[4] = {wl[u].x, wl[u].y, wl[u].z, wl[u].w};
         const uint32_t whw[4] = {wh[u].x, wh[u].y, wh[u].z, wh[u].w};
         uint32_t a0[4], a1[4], a2[4], a3[4];
@@ -357,7 +416,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-          const bool ok = xok[j] && kk < k;
+          const bool ok = xok[j] && kk < k_end;
           const uint4 xa = ok ? detail::ldg16(xr[j] + kk) : zero;
           const uint4 xb = ok ? detail::ldg16(xr[j] + kk + 8) : zero;
           mma_bf16_16816(part[j], a0[0], a1[0], a2[0], a3[0], xa.x, xa.y);
@@ -372,30 +431,49 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int e = 0; e < 4; ++e) acc[j][e] = fmaf(part[j][e], sc, acc[j][e]);
       }
     }
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = r0 + 8 * j + 2 * t + (e & 1);
-        const int col = col0 + gi + (e >= 2 ? 8 : 0);
-        if (r < rows && col < a.n) {
-          y[static_cast<std::int64_t>(row0 + r) * a.n + col] = __float2bfloat16(acc[j][e]);
-        }
-      }
-    }
+    tc_store<NT, KS>(acc, red, r0, rows, row0, col0, a.n, y);
   }
+}
+
+// Multiprocessors of the current device (cached per device).
+int sm_count() {
+  static std::atomic<int> per_device[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  int n = per_device[dev].load(std::memory_order_relaxed);
+  if (n == 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
+      n = 132;
+    }
+    per_device[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+// Warps per column tile: 1 (4 tiles per block) unless the launch would have fewer than two
+// blocks per multiprocessor and k holds at least 8 blocks of 128, then kSplitK warps split k.
+constexpr int kSplitK = 8;
+
+template <int NT, int KS>
+Status launch_tc_ks(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
+  const int cols_per_block = KS == 1 ? kWarps * 16 : 16;
+  const int threads = KS == 1 ? kWarps * 32 : KS * 32;
+  const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
+  if (c.format == WeightFormat::kFP8Block) {
+    grouped_gemm_fp8_tc_kernel<NT, KS><<<grid, threads, 0, stream>>>(c, x, y);
+  } else {
+    grouped_gemm_tc_kernel<NT, KS><<<grid, threads, 0, stream>>>(c, x, y);
+  }
+  return detail::launch_status();
 }
 
 template <int NT>
 Status launch_tc(const GroupedGemmArgs& c, const bf16* x, bf16* y, cudaStream_t stream) {
-  const int cols_per_block = kWarps * 16;
-  const dim3 grid((c.n + cols_per_block - 1) / cols_per_block, c.groups);
-  if (c.format == WeightFormat::kFP8Block) {
-    grouped_gemm_fp8_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
-  } else {
-    grouped_gemm_tc_kernel<NT><<<grid, kWarps * 32, 0, stream>>>(c, x, y);
+  const std::int64_t blocks = (c.n + kWarps * 16 - 1) / (kWarps * 16) * std::int64_t{c.groups};
+  if (blocks < 2 * sm_count() && c.k >= kSplitK * 128) {
+    return launch_tc_ks<NT, kSplitK>(c, x, y, stream);
   }
-  return detail::launch_status();
+  return launch_tc_ks<NT, 1>(c, x, y, stream);
 }
 
 template <int R, int C>
@@ -453,8 +531,15 @@ Status launch_grouped_gemm(const GroupedGemmArgs& a, const bf16* x, bf16* y, cud
   if (c.groups == 0) return Status::kOk;
   // 1-2 rows: CUDA cores (at the copy bandwidth, H100: 101-105%); more: tensor cores, whose
   // 8-row tiles cost nothing extra in a weight-bound launch.
-  if (max_rows == 1) return launch<1, 4>(c, x, y, stream);
-  if (max_rows == 2) return launch<2, 4>(c, x, y, stream);
+  if (c.format == WeightFormat::kFP8Block) {
+    // FP8: CUDA cores for one row when every lane has 16 weights in every 512-wide chunk
+    // (H100: 100-105% of copy); otherwise tensor cores (two CUDA-core rows, or k = 768, left
+    // lanes idle or decoded twice: 57-79%).
+    if (max_rows == 1 && c.k % kChunk8 == 0) return launch<1, 4>(c, x, y, stream);
+  } else {
+    if (max_rows == 1) return launch<1, 4>(c, x, y, stream);
+    if (max_rows == 2) return launch<2, 4>(c, x, y, stream);
+  }
   if (max_rows <= 8) return launch_tc<1>(c, x, y, stream);
   if (max_rows <= 16) return launch_tc<2>(c, x, y, stream);
   // FP8 launches also carry the attention projections (one group of every token of the

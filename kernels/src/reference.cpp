@@ -304,7 +304,8 @@ std::vector<float> grouped_gemm_fp8(const std::vector<Bf16>& x, const std::vecto
   for (std::size_t g = 0; g + 1 < row_offsets.size(); ++g) {
     const std::uint8_t* wg = w.data() + w_offsets[g];
     std::vector<float> scales(static_cast<std::size_t>((n + kB - 1) / kB) * kblocks);
-    std::memcpy(scales.data(), wg + static_cast<std::int64_t>(n) * k, scales.size() * sizeof(float));
+    std::memcpy(scales.data(), wg + static_cast<std::int64_t>(n) * k,
+                scales.size() * sizeof(float));
     for (std::int64_t r = row_offsets[g]; r < row_offsets[g + 1]; ++r) {
       for (int o = 0; o < n; ++o) {
         double acc = 0;

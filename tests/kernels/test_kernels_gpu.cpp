@@ -1083,45 +1083,48 @@ TEST(GpuExpertFfn, PackedAndUniformMatchReference) {
 TEST(GpuGroupedGemm, MatchesReferenceForEveryRowCountBranch) {
   REQUIRE_GPU();
   std::mt19937 rng(31);
-  const int n = 138, k = 264;
-  const std::vector<std::vector<int>> cases = {
-      {1, 0, 1, 1}, {2, 1, 0, 2}, {3, 0, 0, 4}, {7, 8, 1, 0, 5}, {16, 9, 0, 13},
-      {37, 0, 5, 16, 1}, {20, 3, 31}, {0, 0, 0}};
-  for (const auto& counts : cases) {
-    std::vector<std::int32_t> roff = {0};
-    std::vector<std::int64_t> woff;
-    std::int64_t wlen = 0;
-    for (std::size_t g = 0; g < counts.size(); ++g) {
-      roff.push_back(roff.back() + counts[g]);
-      woff.push_back(wlen + 8 * static_cast<std::int64_t>(g));  // a gap before every group
-      wlen = woff.back() + std::int64_t{n} * k;
+  const int n = 138;
+  // k = 1040: few blocks and k ≥ 8 × 128, so the tensor-core cases split k over 8 warps.
+  for (const int k : {264, 1040}) {
+    const std::vector<std::vector<int>> cases = {{1, 0, 1, 1},    {2, 1, 0, 2},   {3, 0, 0, 4},
+                                                 {7, 8, 1, 0, 5}, {16, 9, 0, 13}, {37, 0, 5, 16, 1},
+                                                 {20, 3, 31},     {0, 0, 0}};
+    for (const auto& counts : cases) {
+      std::vector<std::int32_t> roff = {0};
+      std::vector<std::int64_t> woff;
+      std::int64_t wlen = 0;
+      for (std::size_t g = 0; g < counts.size(); ++g) {
+        roff.push_back(roff.back() + counts[g]);
+        woff.push_back(wlen + 8 * static_cast<std::int64_t>(g));  // a gap before every group
+        wlen = woff.back() + std::int64_t{n} * k;
+      }
+      const int rows = roff.back();
+      auto x = random_bf16(std::max<std::size_t>(1, std::size_t(rows) * k), rng);
+      auto w = random_bf16(std::size_t(wlen), rng, -0.2f, 0.2f);
+      Dev<Bf16> dx(x), dw(w), dy(std::max<std::size_t>(1, std::size_t(rows) * n));
+      mk::GroupedGemmArgs a;
+      a.w_base = dw.as<mk::bf16>();
+      a.groups = static_cast<int>(counts.size());
+      a.n = n;
+      a.k = k;
+      for (int g = 0; g < a.groups; ++g) {
+        a.w_offset[g] = woff[g];
+        a.row_offset[g] = roff[g];
+      }
+      a.row_offset[a.groups] = roff.back();
+      ASSERT_EQ(mk::launch_grouped_gemm(a, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
+                mk::Status::kOk);
+      CUDA_OK(cudaDeviceSynchronize());
+      if (rows == 0) {
+        // Nothing launched: the poisoned output stays poisoned (all 0xFF bytes).
+        EXPECT_EQ(dy.download()[0].bits, 0xFFFF);
+        continue;
+      }
+      auto want = ref::grouped_gemm(x, w, woff, roff, n, k);
+      auto got = dy.download();
+      got.resize(want.size());
+      expect_close(got, want, 1e-2f, 1e-2f * max_abs(want), "grouped gemm");
     }
-    const int rows = roff.back();
-    auto x = random_bf16(std::max<std::size_t>(1, std::size_t(rows) * k), rng);
-    auto w = random_bf16(std::size_t(wlen), rng, -0.2f, 0.2f);
-    Dev<Bf16> dx(x), dw(w), dy(std::max<std::size_t>(1, std::size_t(rows) * n));
-    mk::GroupedGemmArgs a;
-    a.w_base = dw.as<mk::bf16>();
-    a.groups = static_cast<int>(counts.size());
-    a.n = n;
-    a.k = k;
-    for (int g = 0; g < a.groups; ++g) {
-      a.w_offset[g] = woff[g];
-      a.row_offset[g] = roff[g];
-    }
-    a.row_offset[a.groups] = roff.back();
-    ASSERT_EQ(mk::launch_grouped_gemm(a, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
-              mk::Status::kOk);
-    CUDA_OK(cudaDeviceSynchronize());
-    if (rows == 0) {
-      // Nothing launched: the poisoned output stays poisoned (all 0xFF bytes).
-      EXPECT_EQ(dy.download()[0].bits, 0xFFFF);
-      continue;
-    }
-    auto want = ref::grouped_gemm(x, w, woff, roff, n, k);
-    auto got = dy.download();
-    got.resize(want.size());
-    expect_close(got, want, 1e-2f, 1e-2f * max_abs(want), "grouped gemm");
   }
   // Invalid arguments are refused, not launched.
   mk::GroupedGemmArgs bad;
@@ -1143,64 +1146,72 @@ TEST(GpuGroupedGemm, MatchesReferenceForEveryRowCountBranch) {
             mk::Status::kInvalidArgument);
 }
 
-// FP8 block-scaled weights (W8A16) against the CPU reference: every variant as above plus the
-// 64-row tile (one group of 70 rows: two passes, as an attention projection of 70 tokens); n = 138
+// FP8 block-scaled weights (W8A16) against the CPU reference: every variant as above (k
+// split over warps included) plus the
+// 64-row tile (one group of 70 rows: two passes, as an attention projection of 70 tokens) and
+// weights that are all subnormal e4m3 codes; n = 138
 // crosses a 128-row scale block, k = 272 has two full 128-wide k blocks and a partial one;
 // random e4m3 bytes (normals and subnormals of both signs, no NaN codes) and a different
 // scale per block, so a kernel that decoded, permuted or scaled wrongly fails.
 TEST(GpuGroupedGemm, Fp8BlockScaledMatchesReference) {
   REQUIRE_GPU();
   std::mt19937 rng(47);
-  const int n = 138, k = 272;
-  const std::int64_t wbytes = mk::weight_bytes(mk::WeightFormat::kFP8Block, n, k);
-  const int kb = (k + 127) / 128, nb = (n + 127) / 128;
-  const std::vector<std::vector<int>> cases = {
-      {1, 0, 1, 1}, {2, 1, 0, 2}, {3, 0, 0, 4}, {7, 8, 1, 0, 5}, {16, 9, 0, 13},
-      {37, 0, 5, 16, 1}, {20, 3, 31}, {70}};
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> sdist(0.002f, 0.02f);
-  for (const auto& counts : cases) {
-    std::vector<std::int32_t> roff = {0};
-    std::vector<std::int64_t> woff;
-    std::int64_t wlen = 0;
-    for (std::size_t g = 0; g < counts.size(); ++g) {
-      roff.push_back(roff.back() + counts[g]);
-      woff.push_back(wlen + 16 * static_cast<std::int64_t>(g));  // a gap before every group
-      wlen = woff.back() + wbytes;
-    }
-    std::vector<std::uint8_t> w(static_cast<std::size_t>(wlen));
-    for (auto& b : w) {
-      b = static_cast<std::uint8_t>(byte(rng));
-      if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN codes
-    }
-    for (std::size_t g = 0; g < counts.size(); ++g) {
-      for (int i = 0; i < nb * kb; ++i) {
-        const float sc = sdist(rng);
-        std::memcpy(w.data() + woff[g] + std::int64_t{n} * k + 4 * i, &sc, 4);
+  const int n = 138;
+  // k = 1040: few blocks and k ≥ 8 × 128, so the tensor-core cases split k over 8 warps.
+  for (const int k : {272, 1040}) {
+    const std::int64_t wbytes = mk::weight_bytes(mk::WeightFormat::kFP8Block, n, k);
+    const int kb = (k + 127) / 128, nb = (n + 127) / 128;
+    const std::vector<std::vector<int>> cases = {
+        {1, 0, 1, 1},   {2, 1, 0, 2},      {3, 0, 0, 4}, {7, 8, 1, 0, 5},
+        {16, 9, 0, 13}, {37, 0, 5, 16, 1}, {20, 3, 31},  {70}, {9, 2}};
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> sdist(0.002f, 0.02f);
+    for (const auto& counts : cases) {
+      std::vector<std::int32_t> roff = {0};
+      std::vector<std::int64_t> woff;
+      std::int64_t wlen = 0;
+      for (std::size_t g = 0; g < counts.size(); ++g) {
+        roff.push_back(roff.back() + counts[g]);
+        woff.push_back(wlen + 16 * static_cast<std::int64_t>(g));  // a gap before every group
+        wlen = woff.back() + wbytes;
       }
+      std::vector<std::uint8_t> w(static_cast<std::size_t>(wlen));
+      for (auto& b : w) {
+        b = static_cast<std::uint8_t>(byte(rng));
+        if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN codes
+        // The last case has only subnormal e4m3 codes (exponent 0): their decoding alone
+        // decides the result, so a kernel that read them as normals would fail.
+        if (&counts == &cases.back()) b &= 0x87;
+      }
+      for (std::size_t g = 0; g < counts.size(); ++g) {
+        for (int i = 0; i < nb * kb; ++i) {
+          const float sc = sdist(rng);
+          std::memcpy(w.data() + woff[g] + std::int64_t{n} * k + 4 * i, &sc, 4);
+        }
+      }
+      const int rows = roff.back();
+      auto x = random_bf16(std::size_t(rows) * k, rng);
+      Dev<Bf16> dx(x), dy(std::size_t(rows) * n);
+      Dev<std::uint8_t> dw(w);
+      mk::GroupedGemmArgs a;
+      a.w_base = dw.as<std::uint8_t>();
+      a.format = mk::WeightFormat::kFP8Block;
+      a.groups = static_cast<int>(counts.size());
+      a.n = n;
+      a.k = k;
+      for (int g = 0; g < a.groups; ++g) {
+        a.w_offset[g] = woff[g];
+        a.row_offset[g] = roff[g];
+      }
+      a.row_offset[a.groups] = roff.back();
+      ASSERT_EQ(mk::launch_grouped_gemm(a, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
+                mk::Status::kOk);
+      CUDA_OK(cudaDeviceSynchronize());
+      auto want = ref::grouped_gemm_fp8(x, w, woff, roff, n, k);
+      auto got = dy.download();
+      got.resize(want.size());
+      expect_close(got, want, 1e-2f, 1e-2f * max_abs(want), "fp8 grouped gemm");
     }
-    const int rows = roff.back();
-    auto x = random_bf16(std::size_t(rows) * k, rng);
-    Dev<Bf16> dx(x), dy(std::size_t(rows) * n);
-    Dev<std::uint8_t> dw(w);
-    mk::GroupedGemmArgs a;
-    a.w_base = dw.as<std::uint8_t>();
-    a.format = mk::WeightFormat::kFP8Block;
-    a.groups = static_cast<int>(counts.size());
-    a.n = n;
-    a.k = k;
-    for (int g = 0; g < a.groups; ++g) {
-      a.w_offset[g] = woff[g];
-      a.row_offset[g] = roff[g];
-    }
-    a.row_offset[a.groups] = roff.back();
-    ASSERT_EQ(mk::launch_grouped_gemm(a, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
-              mk::Status::kOk);
-    CUDA_OK(cudaDeviceSynchronize());
-    auto want = ref::grouped_gemm_fp8(x, w, woff, roff, n, k);
-    auto got = dy.download();
-    got.resize(want.size());
-    expect_close(got, want, 1e-2f, 1e-2f * max_abs(want), "fp8 grouped gemm");
   }
   // FP8 needs k % 16 == 0 and 16-byte offsets.
   Dev<std::uint8_t> d(4096);

@@ -57,11 +57,11 @@ inline constexpr std::int64_t kGroupedGemmSmallExpertBytes = std::int64_t{64} <<
 
 /// The groups of one launch. Plain data; pointers are device pointers the caller owns.
 struct GroupedGemmArgs {
-  const void* w_base = nullptr;                           ///< base of all groups' weights
-  WeightFormat format = WeightFormat::kBF16;              ///< how every W_g is stored
-                                                          ///< (weight_format.hpp)
-  std::int64_t w_offset[kGroupedGemmMaxGroups] = {};      ///< W_g at w_base + w_offset[g]
-                                                          ///< (elements: bf16; bytes: fp8)
+  const void* w_base = nullptr;                             ///< base of all groups' weights
+  WeightFormat format = WeightFormat::kBF16;                ///< how every W_g is stored
+                                                            ///< (weight_format.hpp)
+  std::int64_t w_offset[kGroupedGemmMaxGroups] = {};        ///< W_g at w_base + w_offset[g]
+                                                            ///< (elements: bf16; bytes: fp8)
   std::int32_t row_offset[kGroupedGemmMaxGroups + 1] = {};  ///< packed rows, [groups + 1]
   int groups = 0;  ///< number of groups (≤ kGroupedGemmMaxGroups)
   int n = 0;       ///< output columns (rows of each W_g)

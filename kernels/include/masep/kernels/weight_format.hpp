@@ -25,9 +25,8 @@ inline constexpr int kFp8ScaleBlock = 128;
 /// matrix stays 16-byte aligned.
 constexpr std::int64_t weight_bytes(WeightFormat f, std::int64_t n, std::int64_t k) {
   const std::int64_t b = kFp8ScaleBlock;
-  const std::int64_t bytes = f == WeightFormat::kFP8Block
-                                 ? n * k + ((n + b - 1) / b) * ((k + b - 1) / b) * 4
-                                 : n * k * 2;
+  const std::int64_t bytes =
+      f == WeightFormat::kFP8Block ? n * k + ((n + b - 1) / b) * ((k + b - 1) / b) * 4 : n * k * 2;
   return (bytes + 15) / 16 * 16;
 }
 
