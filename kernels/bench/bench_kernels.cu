@@ -24,6 +24,7 @@
 
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
+#include "masep/kernels/attention_experiment.hpp"
 #include "masep/kernels/expert_ffn.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
@@ -480,6 +481,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   Buf ws(wsb);
   if (o.fused || o.dyn) KCHECK(mk::decode_attention_workspace_init(ws.p, wsb, nullptr));
   mk::DecodeAttentionParams p;
+  mk::DecodeAttentionExperiment ex;  // measured-and-lost variants (attention_experiment.hpp)
   p.q = q.as<mk::bf16>();
   p.k_new = kn.as<mk::bf16>();
   p.v_new = vn.as<mk::bf16>();
@@ -498,16 +500,16 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   p.group_tile = o.group_tile;
   p.kernel_variant = o.variant;
   p.pipeline_stages = o.stages;
-  p.fused_merge = o.fused;
+  ex.fused_merge = o.fused;
   p.block_warps = o.warps;
   p.split_merge = o.merge;
-  p.dynamic_splits = o.dyn;
-  p.programmatic_launch = o.pdl;
-  p.l2_prefetch_tiles = o.prefetch;
-  p.rotate_tiles = o.rotate;
-  mk::check_decode_attention(p);
+  ex.dynamic_splits = o.dyn;
+  ex.programmatic_launch = o.pdl;
+  ex.l2_prefetch_tiles = o.prefetch;
+  ex.rotate_tiles = o.rotate;
+  mk::check_decode_attention(p, ex);
   if (verify) {
-    KCHECK(mk::launch_decode_attention(p, nullptr));
+    KCHECK(mk::launch_decode_attention(p, ex, nullptr));
     CUDA_CHECK(cudaDeviceSynchronize());
     auto qh = download<ref::Bf16>(q.p, std::size_t(batch) * heads * hd);
     auto kh = download<ref::Bf16>(kc.p, cache_elems);  // already holds the appended token
@@ -519,7 +521,7 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
   }
   const double bytes = 2.0 * cache_elems * 2 + 2.0 * batch * heads * hd * 2;
   const double flops = 4.0 * batch * heads * double(ctx) * hd;
-  const Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_decode_attention(p, st)); };
+  const Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_decode_attention(p, ex, st)); };
   const int iters = iters_for(bytes);
   // Graph first: its warm replays also warm the GPU up for the eager loop. (Timed first, the
   // eager loop of the large GQA launches ran 12-16% slower than it does a moment later, on
@@ -557,16 +559,16 @@ void bench_attention(const char* model, int heads, int kv_heads, int batch, int 
     constexpr int kLaunches = 20;
     Buf tr(std::size_t(kLaunches) * blocks * 8 * 8);
     CUDA_CHECK(cudaMemset(tr.p, 0, tr.bytes));
-    std::vector<mk::DecodeAttentionParams> ps(kLaunches, p);
+    std::vector<mk::DecodeAttentionExperiment> xs(kLaunches, ex);
     for (int l = 0; l < kLaunches; ++l) {
-      ps[l].trace = reinterpret_cast<std::uint64_t*>(tr.p) + std::size_t(l) * blocks * 8;
+      xs[l].trace = reinterpret_cast<std::uint64_t*>(tr.p) + std::size_t(l) * blocks * 8;
     }
-    KCHECK(mk::launch_decode_attention(ps[0], g_stream));  // warm (attributes, module)
+    KCHECK(mk::launch_decode_attention(p, xs[0], g_stream));  // warm (attributes, module)
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
     cudaGraph_t graph_t;
     cudaGraphExec_t exec;
     CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
-    for (int l = 0; l < kLaunches; ++l) KCHECK(mk::launch_decode_attention(ps[l], g_stream));
+    for (int l = 0; l < kLaunches; ++l) KCHECK(mk::launch_decode_attention(p, xs[l], g_stream));
     CUDA_CHECK(cudaStreamEndCapture(g_stream, &graph_t));
     CUDA_CHECK(cudaGraphInstantiate(&exec, graph_t, 0));
     for (int r = 0; r < 3; ++r) CUDA_CHECK(cudaGraphLaunch(exec, g_stream));

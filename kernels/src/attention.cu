@@ -9,6 +9,7 @@
 
 #include "common.cuh"
 #include "masep/kernels/attention.hpp"
+#include "masep/kernels/attention_experiment.hpp"
 
 namespace masep::kernels {
 namespace {
@@ -1151,7 +1152,11 @@ std::size_t align256(std::size_t n) { return (n + 255) / 256 * 256; }
 // Workspace header: the fused-merge counters, at offset 0 whatever the launch's shape.
 constexpr std::size_t kHeaderBytes = (kDecodeAttentionMergeCounters * 4 + 255) / 256 * 256;
 
-const char* first_problem(const DecodeAttentionParams& p) {
+// The launch API's params and the measured-and-lost variants in one value (the code below
+// reads both by field name).
+struct FullParams : DecodeAttentionParams, DecodeAttentionExperiment {};
+
+const char* first_problem(const FullParams& p) {
   if (p.batch <= 0) return "batch must be positive";
   if (p.num_heads <= 0 || p.num_kv_heads <= 0) return "head counts must be positive";
   if (p.num_heads % p.num_kv_heads != 0) return "num_heads must be a multiple of num_kv_heads";
@@ -1479,13 +1484,23 @@ double decode_attention_peak_memory_GBps() {
   return 2.0 * khz * 1e3 * (bits / 8.0) / 1e9;
 }
 
-void check_decode_attention(const DecodeAttentionParams& p) {
-  if (const char* why = first_problem(p)) {
+void check_decode_attention(const DecodeAttentionParams& p, const DecodeAttentionExperiment& x) {
+  if (const char* why = first_problem(FullParams{p, x})) {
     throw std::invalid_argument(std::string("decode attention: ") + why);
   }
 }
 
+void check_decode_attention(const DecodeAttentionParams& p) {
+  check_decode_attention(p, DecodeAttentionExperiment{});
+}
+
 Status launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream) {
+  return launch_decode_attention(p, DecodeAttentionExperiment{}, stream);
+}
+
+Status launch_decode_attention(const DecodeAttentionParams& pp, const DecodeAttentionExperiment& x,
+                               cudaStream_t stream) {
+  const FullParams p{pp, x};
   if (first_problem(p) != nullptr) return Status::kInvalidArgument;
   const int group = p.num_heads / p.num_kv_heads;
   const int gt = p.group_tile > 0 ? p.group_tile

@@ -14,6 +14,7 @@
 
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
+#include "masep/kernels/attention_experiment.hpp"
 #include "masep/kernels/expert_ffn.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
 #include "masep/kernels/norm.hpp"
@@ -131,13 +132,13 @@ struct AttnCase {
   int group_tile = 0;
   int variant = 0;      // DecodeAttentionParams::kernel_variant
   int stages = 0;       // DecodeAttentionParams::pipeline_stages
-  bool fused = false;   // DecodeAttentionParams::fused_merge (workspace initialised)
+  bool fused = false;   // DecodeAttentionExperiment::fused_merge (workspace initialised)
   int warps = 0;        // DecodeAttentionParams::block_warps
   int merge = 0;        // DecodeAttentionParams::split_merge
-  bool dyn = false;     // DecodeAttentionParams::dynamic_splits (workspace initialised)
-  int pdl = 0;          // DecodeAttentionParams::programmatic_launch
-  int prefetch = -1;    // DecodeAttentionParams::l2_prefetch_tiles
-  bool rotate = false;  // DecodeAttentionParams::rotate_tiles
+  bool dyn = false;     // DecodeAttentionExperiment::dynamic_splits (workspace initialised)
+  int pdl = 0;          // DecodeAttentionExperiment::programmatic_launch
+  int prefetch = -1;    // DecodeAttentionExperiment::l2_prefetch_tiles
+  bool rotate = false;  // DecodeAttentionExperiment::rotate_tiles
 };
 
 // Expects the fused-merge counters in the workspace header to be zero (as after every launch).
@@ -183,6 +184,7 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
     ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), ws_bytes, nullptr), mk::Status::kOk);
   }
   mk::DecodeAttentionParams p;
+  mk::DecodeAttentionExperiment ex;  // measured-and-lost variants
   p.q = dq.as<mk::bf16>();
   p.k_new = c.append ? dkn.as<mk::bf16>() : nullptr;
   p.v_new = c.append ? dvn.as<mk::bf16>() : nullptr;
@@ -202,15 +204,15 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
   p.group_tile = c.group_tile;
   p.kernel_variant = c.variant;
   p.pipeline_stages = c.stages;
-  p.fused_merge = c.fused;
+  ex.fused_merge = c.fused;
   p.block_warps = c.warps;
   p.split_merge = c.merge;
-  p.dynamic_splits = c.dyn;
-  p.programmatic_launch = c.pdl;
-  p.l2_prefetch_tiles = c.prefetch;
-  p.rotate_tiles = c.rotate;
-  ASSERT_NO_THROW(mk::check_decode_attention(p));
-  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  ex.dynamic_splits = c.dyn;
+  ex.programmatic_launch = c.pdl;
+  ex.l2_prefetch_tiles = c.prefetch;
+  ex.rotate_tiles = c.rotate;
+  ASSERT_NO_THROW(mk::check_decode_attention(p, ex));
+  ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
   if (c.dyn) {
     // Dynamic tiles: relaunch on the same workspace; the tile counters must be back at zero
@@ -220,7 +222,7 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
     for (int rep = 0; rep < 2; ++rep) {
       dout.poison();
       dlse.poison();
-      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
       CUDA_OK(cudaDeviceSynchronize());
       expect_header_zero(ws);
     }
@@ -234,7 +236,7 @@ void run_attention(const AttnCase& c, std::uint32_t seed, Dev<char>* shared_ws =
     for (int rep = 0; rep < 2; ++rep) {
       dout.poison();
       dlse.poison();
-      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
       CUDA_OK(cudaDeviceSynchronize());
       const auto out2 = dout.download();
       const auto lse2 = dlse.download();
@@ -479,6 +481,7 @@ TEST(GpuDecodeAttention, ProgrammaticLaunchAfterLengthUpdates) {
     CUDA_OK(cudaStreamCreate(&st));
     for (int i = 0; i < steps; ++i) {
       mk::DecodeAttentionParams p;
+      mk::DecodeAttentionExperiment ex;  // measured-and-lost variants
       p.q = dq.as<mk::bf16>() + std::size_t(i) * batch * heads * hd;
       p.k_new = dkn.as<mk::bf16>() + std::size_t(i) * batch * kvh * hd;
       p.v_new = dvn.as<mk::bf16>() + std::size_t(i) * batch * kvh * hd;
@@ -495,9 +498,9 @@ TEST(GpuDecodeAttention, ProgrammaticLaunchAfterLengthUpdates) {
       p.max_kv_len = max_len;
       p.num_splits = splits;
       p.split_merge = i % 2 ? 1 : 2;  // reduce kernel and cluster merge
-      p.programmatic_launch = pdl;
-      p.l2_prefetch_tiles = pdl == 2 ? 8 : 0;
-      ASSERT_EQ(mk::launch_decode_attention(p, st), mk::Status::kOk);
+      ex.programmatic_launch = pdl;
+      ex.l2_prefetch_tiles = pdl == 2 ? 8 : 0;
+      ASSERT_EQ(mk::launch_decode_attention(p, ex, st), mk::Status::kOk);
       ASSERT_EQ(mk::launch_advance_kv_lens(dlens.get(), batch, st), mk::Status::kOk);
     }
     CUDA_OK(cudaStreamSynchronize(st));
@@ -622,6 +625,7 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   ASSERT_EQ(mk::decode_attention_workspace_init(ws.get(), wsb, nullptr), mk::Status::kOk);
   mk::DecodeAttentionParams p =
       attention_params(dq, dkn, dvn, dkc, dvc, dlens, dout, ws, wsb, 2, heads, kvh, hd, max_len);
+  mk::DecodeAttentionExperiment ex;  // measured-and-lost variants
   p.lse = dlse.get();
   p.num_splits = splits;
   // 0: fused merge; 1, 2: cluster merge with 4 and 8 warps per block; 3, 4: the same with
@@ -629,13 +633,13 @@ TEST(GpuDecodeAttention, FullCacheFusedMergeGivesNaN) {
   for (int mode : {0, 1, 2, 3, 4, 5})
     for (int rep = 0; rep < 2; ++rep) {
       SCOPED_TRACE(::testing::Message() << "mode " << mode << " rep " << rep);
-      p.fused_merge = mode == 0;
+      ex.fused_merge = mode == 0;
       p.split_merge = mode == 0 || mode == 5 ? 0 : 2;
       p.block_warps = mode == 2 || mode == 4 ? 8 : 0;
-      p.dynamic_splits = mode >= 3;
+      ex.dynamic_splits = mode >= 3;
       dout.poison(0);
       dlse.poison(0);
-      ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+      ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
       CUDA_OK(cudaDeviceSynchronize());
       const auto out = dout.download();
       const auto lse = dlse.download();
@@ -714,7 +718,8 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   Dev<char> ws(wsb);
   mk::DecodeAttentionParams p =
       attention_params(dq, dkn, dvn, dkc, dvc, dlens, dout, ws, wsb, 2, 1, 1, hd, max_len);
-  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  mk::DecodeAttentionExperiment ex;  // measured-and-lost variants
+  ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
   auto out = dout.download();
   EXPECT_FALSE(std::isnan(ref::to_float(out[0])));
@@ -722,39 +727,39 @@ TEST(GpuDecodeAttention, FullCacheGivesNaNNotOverrun) {
   // The same on the tensor-core kernel.
   dout.poison();
   p.kernel_variant = 2;
-  ASSERT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kOk);
+  ASSERT_EQ(mk::launch_decode_attention(p, ex, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
   out = dout.download();
   EXPECT_FALSE(std::isnan(ref::to_float(out[0])));
   EXPECT_TRUE(std::isnan(ref::to_float(out[hd])));
   p.kernel_variant = 3;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.kernel_variant = 0;
-  ASSERT_NO_THROW(mk::check_decode_attention(p));
+  ASSERT_NO_THROW(mk::check_decode_attention(p, ex));
   p.block_warps = 6;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.block_warps = 8;
   p.pipeline_stages = 4;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.block_warps = 0;
   p.pipeline_stages = 0;
   p.split_merge = 3;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.split_merge = 0;
-  p.dynamic_splits = true;
-  p.fused_merge = true;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
-  p.fused_merge = false;
+  ex.dynamic_splits = true;
+  ex.fused_merge = true;
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
+  ex.fused_merge = false;
   p.pipeline_stages = 2;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.pipeline_stages = 0;
-  p.dynamic_splits = false;
+  ex.dynamic_splits = false;
   p.kernel_variant = 0;
   p.pipeline_stages = 5;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   p.pipeline_stages = 0;
   p.head_dim = 96;
-  EXPECT_THROW(mk::check_decode_attention(p), std::invalid_argument);
+  EXPECT_THROW(mk::check_decode_attention(p, ex), std::invalid_argument);
   EXPECT_EQ(mk::launch_decode_attention(p, nullptr), mk::Status::kInvalidArgument);
 }
 

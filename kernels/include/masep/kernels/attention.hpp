@@ -54,7 +54,7 @@ struct DecodeAttentionParams {
   float* lse = nullptr;
   // Workspace of decode_attention_workspace_bytes(batch, num_heads, head_dim, num_splits)
   // bytes, device memory, 16-byte aligned; contents need no initialisation unless
-  // fused_merge is set (see there).
+  // an experiment needs it (fused_merge, dynamic_splits: attention_experiment.hpp).
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
 
@@ -79,25 +79,15 @@ struct DecodeAttentionParams {
   //       be empty). With num_splits == 1 it writes `out`/`lse` itself and the reduce kernel
   //       is not launched (the workspace is then unused).
   int kernel_variant = 0;
+  // Variants measured and left out of the default path (fused in-kernel merge, dynamic tiles,
+  // programmatic launch, L2 prefetch, tile rotation, timestamps) are set through
+  // attention_experiment.hpp, for the kernel bench and the GPU tests.
   // Tensor-core kernel: shared-memory stages of the K/V pipeline (2, 3 or 4); 0 = default (3).
   // Since 2026-11-27 (additive): on cards with >= 4 TB/s peak memory bandwidth (the H200), the
   // default 2-split cluster launch (split_merge 0, head_dim 128, 4 warps) uses 4, and every
   // 2-split cluster launch with head_dim 128 and static tiles appends the new token at the
   // kernel's start and merges the pair without DSMEM loads (measured, docs/kernels.md).
   int pipeline_stages = 0;
-  // In-kernel split merge (additive; false keeps the earlier behaviour). True promises that
-  // the workspace was zeroed once by decode_attention_workspace_init() after allocation and
-  // that since then only decode-attention launches (one at a time, any shapes) have used it.
-  // The tensor-core kernel with num_splits > 1 then merges the splits itself: the last block
-  // of each (sequence, kv head, head group) to finish, found with an atomic counter in the
-  // workspace's header, merges the others' partials and writes `out`/`lse`, and resets its
-  // counter to zero (atomicInc wrap), so the workspace stays valid for the next launch; no
-  // reduce kernel is launched. Falls back to the reduce kernel when batch x kv_heads x
-  // ceil(group / 16) exceeds kDecodeAttentionMergeCounters or the CUDA-core kernel runs.
-  // A launch aborted mid-way (device error) may leave counters non-zero: re-initialise.
-  // Measured slower than the reduce kernel for GQA on an H200 (docs/kernels.md); keep it off
-  // unless a measurement on your shapes says otherwise.
-  bool fused_merge = false;
   // Tensor-core kernel: warps per block, 4 or 8 (tiles of 16 x warps tokens, so splits are
   // whole 64- or 128-token tiles); 0 = default: 8 on sm_90 devices with the shared memory
   // for it when num_splits == 1 and the launch has at most one block per two SMs (measured faster
@@ -106,8 +96,8 @@ struct DecodeAttentionParams {
   // 2 x stages x 128 x head_dim x 2 bytes of shared memory per block (192 KB at head_dim 128
   // and 3 stages: sm_90 only; kLaunchFailed where the device has less).
   int block_warps = 0;
-  // Tensor-core kernel with num_splits > 1: how the splits are merged (fused_merge, when it
-  // applies, takes precedence):
+  // Tensor-core kernel with num_splits > 1: how the splits are merged (an experiment's
+  // fused_merge, when it applies, takes precedence):
   //   0 = default: 2 on sm_90 when num_splits == 2 and the launch has at most one block per
   //       SM (batch x num_kv_heads x ceil(group / 16) x 2 <= SMs), else 1 (measured,
   //       docs/kernels.md);
@@ -116,54 +106,7 @@ struct DecodeAttentionParams {
   //       cluster and merge through distributed shared memory, no reduce kernel, workspace
   //       unused (sm_90 and num_splits <= 8; otherwise 1 is used).
   int split_merge = 0;
-  // Tensor-core kernel with num_splits > 1: dynamic tiles (additive; false keeps the static
-  // splits). The num_splits blocks of each (sequence, kv head, 16-head sub-group) claim its
-  // tiles one at a time from a counter in the workspace header instead of each taking a fixed
-  // 1/num_splits, so blocks that stream faster take more tiles and all finish together. Same
-  // promise as fused_merge (workspace zeroed once by decode_attention_workspace_init(), then
-  // only decode-attention launches); the counters return to zero by themselves. Which block
-  // sums which tiles depends on timing, so results may differ between launches in the last
-  // bits (not bit-reproducible). Excludes fused_merge; pipeline_stages 0 or 3. Falls back to
-  // static splits beyond kDecodeAttentionMergeCounters groups.
-  bool dynamic_splits = false;
-  // Tensor-core kernel: programmatic dependent launch (sm_90; additive). The kernel waits
-  // (griddepcontrol.wait) for the previous kernel in the stream to complete before it reads
-  // anything, so it is correct after any predecessor; launched with
-  // cudaLaunchAttributeProgrammaticStreamSerialization, its blocks are dispatched while the
-  // predecessor still runs (if that one triggers early, as this kernel does at its start), which
-  // hides the launch and block start-up, and lets the L2 prefetch below run before the wait.
-  //   0 = default: off (measured slower on an H200, docs/notes/kernels-history.md "Where the
-  //       time of the small launch goes": its blocks are placed on the SMs while the
-  //       predecessor still holds them, two on some SMs, and the launch ends later);
-  //       1 = off; 2 = on (sm_90; a plain launch where the driver refuses it). Needs
-  //       pipeline_stages 0 or 3 and neither fused_merge nor dynamic_splits (checked).
-  int programmatic_launch = 0;
-  // Tensor-core kernel: 64/128-token tiles of K and V each block prefetches into L2 at its
-  // start with cp.async.bulk.prefetch (sm_90; ignored below), before the programmatic wait.
-  // The length used for it is read before the wait (it may be stale then; a prefetch does not
-  // change results, and it is clamped to the cache). -1 = default (none: 1-16 tiles measured
-  // slower on an H200, docs/kernels.md), 0 = none, 1..16 tiles. Same restrictions as above.
-  int l2_prefetch_tiles = -1;
-  // Diagnostics (tensor-core kernel): if set, thread 0 of every block writes 8 %globaltimer
-  // stamps (ns) at trace[8 * blockIdx.x + i]: 0 entry, 1 after the programmatic wait, 2 first
-  // tile in shared memory, 3 last tile computed, 4 output written (merge done); with the
-  // cluster merge 5..7 are SM cycles (clock64) from stamp 3 to: the warp merge done, past the
-  // first cluster barrier, the cluster merge and output done (else 5..7 unused).
-  // Device memory of 8 x (blocks of the launch) words; null: nothing written. Runs a separate
-  // kernel instantiation (same restrictions as above); the default kernels have no stamps.
-  std::uint64_t* trace = nullptr;
-  // Tensor-core kernel, static splits: each block walks its split's tiles starting at tile
-  // (7 x blockIdx) mod tiles and wrapping around, so the blocks' concurrent reads sit at
-  // different offsets of their (256-KB-aligned) regions instead of in lockstep (additive; false
-  // keeps the in-order walk). Results differ from the in-order walk in the last bits. Measured
-  // slower on an H200 (docs/kernels.md); same restrictions as programmatic_launch.
-  bool rotate_tiles = false;
 };
-
-/// Zeroes the workspace header that `fused_merge` needs (once, after allocation; `bytes` is
-/// the workspace size, at least decode_attention_workspace_bytes(...) of the launches that
-/// will use it). Asynchronous on `stream`. kInvalidArgument for a null or too small workspace.
-Status decode_attention_workspace_init(void* workspace, std::size_t bytes, cudaStream_t stream);
 
 /// Peak memory bandwidth of the current device in GB/s from its memory clock and bus width
 /// (2 transfers a clock); 0 if the attributes cannot be read.
