@@ -137,8 +137,8 @@ Calibration convert(const Field& root) {
     g.n = r.get("n").positive_int();
     g.k = r.get("k").positive_int();
     if (auto w = r.find("weights")) {
-      g.weights = w->choice<models::DType>({{"bf16", models::DType::kBF16},
-                                            {"fp8", models::DType::kFP8}});
+      g.weights =
+          w->choice<models::DType>({{"bf16", models::DType::kBF16}, {"fp8", models::DType::kFP8}});
     }
     g.max_rows = r.get("max_rows").positive_int();
     g.base_ns = r.get("base_ns").number_in(kOverheadNs);

@@ -147,8 +147,7 @@ const char* to_string(CalSource s) {
   return "?";
 }
 
-double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t k,
-                          CalSource* src) {
+double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t k, CalSource* src) {
   CalSource s = CalSource::kExact;
   const double t = gemm_table_ns(cal, m, n, k, &s);
   if (src != nullptr) *src = s;

@@ -775,8 +775,7 @@ TEST(Contract, Fp8WeightsLowerToBlockScaledMatrices) {
     const plan::OpRole role = f8.p.ops[static_cast<size_t>(l.ops.front())].role;
     const bool matrix = role == plan::OpRole::kQkv || role == plan::OpRole::kOutProj ||
                         role == plan::OpRole::kExpertUp || role == plan::OpRole::kExpertDown;
-    EXPECT_EQ(l.weight_format == kernels::WeightFormat::kFP8Block, matrix)
-        << plan::to_string(role);
+    EXPECT_EQ(l.weight_format == kernels::WeightFormat::kFP8Block, matrix) << plan::to_string(role);
     EXPECT_EQ(rb.launches[i].weight_format, kernels::WeightFormat::kBF16);
     fp8_gemms += matrix;
   }
@@ -784,7 +783,9 @@ TEST(Contract, Fp8WeightsLowerToBlockScaledMatrices) {
   EXPECT_EQ(fp8_gemms, 8);
   // Bytes: hidden 1024, 8 heads × 128 (MHA): qkv [3072, 1024], out_proj [1024, 1024]; 8 experts
   // up [4096, 1024] and down [1024, 2048]. bf16 2·n·k; fp8 n·k + 4·ceil(n/128)·ceil(k/128).
-  auto fp8b = [](int64_t n, int64_t k) { return n * k + 4 * ((n + 127) / 128) * ((k + 127) / 128); };
+  auto fp8b = [](int64_t n, int64_t k) {
+    return n * k + 4 * ((n + 127) / 128) * ((k + 127) / 128);
+  };
   int64_t want_saved = 0;
   for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{3072, 1024}, {1024, 1024}}) {
     want_saved += 2 * n * k - fp8b(n, k);

@@ -93,8 +93,9 @@ TEST(Calibration, ErrorsNameLineAndKey) {
   EXPECT_NE(e.find("max_rows"), std::string::npos) << e;
   e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, max_rows: 4, base_ns: -1, points: [[1, 1]]}\n");
   EXPECT_NE(e.find("grouped_gemm[0].base_ns"), std::string::npos) << e;
-  e = error_of(head + "grouped_gemm:\n  - {n: 8, k: 8, weights: int8, max_rows: 4, base_ns: 1, "
-                      "points: [[1, 1]]}\n");
+  e = error_of(head +
+               "grouped_gemm:\n  - {n: 8, k: 8, weights: int8, max_rows: 4, base_ns: 1, "
+               "points: [[1, 1]]}\n");
   EXPECT_NE(e.find("grouped_gemm[0].weights"), std::string::npos) << e;
   EXPECT_NE(e.find("fp8"), std::string::npos) << e;  // the accepted spellings
   e = error_of(head + "gemms: []\n");
@@ -207,7 +208,6 @@ TEST(Interpolation, SinglePointTable) {
   EXPECT_EQ(interpolate(one, 32).time_ns, 8);
   EXPECT_EQ(interpolate(one, 128).time_ns, 16);
 }
-
 
 // GEMMs with FP8 weights take the fp8 grouped_gemm table of their exact shape — an expert
 // projection per group, an attention projection (kGemm) as one group of m rows — and never a

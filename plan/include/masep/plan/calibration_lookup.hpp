@@ -28,8 +28,7 @@ const char* to_string(CalSource s);
 /// GEMM C[m×n] = A[m×k]·B[k×n]: the table of (n, k) interpolated in m; without one, the
 /// table nearest in |log n − log n'| + |log k − log k'| (ties: file order) scaled by
 /// (n·k)/(n'·k') → kNearestShape. -1 when the file has no GEMM table. `src` may be null.
-double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t k,
-                          CalSource* src);
+double calibrated_gemm_ns(const Calibration& cal, int64_t m, int64_t n, int64_t k, CalSource* src);
 
 /// An expert projection of groups with `group_m` rows (zero-row groups free): the grouped_gemm
 /// table of the exact (n, k, weights) when every group has at most its max_rows (base_ns + the
