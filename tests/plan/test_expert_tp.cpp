@@ -266,6 +266,57 @@ std::string with(std::string text, const std::string& from, const std::string& t
   return text.replace(at, from.size(), to);
 }
 
+// Across plan shapes (expert TP narrower or wider than attention TP, micro-batches, replicas
+// over groups, contiguous placement with sequence parallelism, DeepSeek-V3's shared expert,
+// MLA and fp8 weights) the Program passes check_program and a step's FLOPs equal those of the
+// same plan with whole experts (routing does not depend on the MoE side).
+TEST(ExpertTp, EveryShapeIsConsistentAndKeepsTheFlops) {
+  struct Case {
+    const char* text;
+    std::vector<std::string> sets;
+    const char* tp_key;
+  };
+  const std::string ds =
+      "name: ds\nmodel: deepseek-v3\ntopology: dgx-h100\n"
+      "plan:\n  kind: ma_separation\n  attention: {gpus: 2, head_parallel: 2}\n"
+      "  moe: {gpus: 4, expert_tensor_parallel: 2}\n"
+      "workload: {batch: 8, context: 64, decode_steps: 2}\n";
+  const std::vector<Case> cases = {
+      {kColocated,
+       {"plan.colocated.gpus=8", "plan.colocated.tensor_parallel=8", "workload.batch=16"},
+       "plan.colocated.expert_tensor_parallel"},
+      {kColocated,
+       {"plan.colocated.gpus=8", "plan.colocated.expert_tensor_parallel=4", "workload.batch=16",
+        "plan.micro_batches=2", "workload.decode_steps=2"},
+       "plan.colocated.expert_tensor_parallel"},
+      {kMa, {"plan.moe.expert_replicas=2", "workload.batch=16"}, "plan.moe.expert_tensor_parallel"},
+      {kMa,
+       {"plan.moe.placement=contiguous", "plan.attention.gpus=4",
+        "plan.attention.sequence_parallel=2", "plan.attention.replicas=2", "workload.batch=16",
+        "plan.micro_batches=2", "workload.decode_steps=2"},
+       "plan.moe.expert_tensor_parallel"},
+      {ds.c_str(), {"model.layers=4"}, "plan.moe.expert_tensor_parallel"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> sets = c.sets;
+    if (c.text != ds.c_str()) sets.push_back("model.layers=2");
+    SCOPED_TRACE(c.sets.front());
+    const Scenario s = parse_scenario(c.text, "t.yaml", sets);
+    ASSERT_GT(s.plan.expert_tensor_parallel(), 1);
+    const Program p = compile(s);
+    EXPECT_NO_THROW(check_program(p));
+    EXPECT_FALSE(ops_of(p, OpRole::kExpertReduce).empty());
+    sets.push_back(std::string(c.tp_key) + "=1");
+    const Program whole = compile(parse_scenario(c.text, "t.yaml", sets));
+    EXPECT_TRUE(ops_of(whole, OpRole::kExpertReduce).empty());
+    std::map<int, double> a, b;
+    for (const Op& o : p.ops) a[o.step] += o.flops;
+    for (const Op& o : whole.ops) b[o.step] += o.flops;
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [step, f] : a) EXPECT_NEAR(f, b[step], b[step] * 1e-12) << "step " << step;
+  }
+}
+
 void expect_error(const std::string& text, const std::vector<std::string>& sets,
                   const std::string& key, int line, const std::string& words) {
   try {
