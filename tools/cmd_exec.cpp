@@ -126,6 +126,7 @@ plan::Scenario reference_scenario(const plan::Scenario& s) {
   r.plan.colocated.gpus = 1;
   r.plan.colocated.tensor_parallel = 1;
   r.plan.colocated.expert_replicas = 1;
+  r.plan.colocated.expert_tensor_parallel = 1;
   r.plan.colocated.placement = plan::Placement::kRoundRobin;
   r.plan.balance = plan::BalanceSpec{};  // one GPU holds every expert: nothing to balance
   r.plan.micro_batches = 1;

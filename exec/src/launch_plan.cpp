@@ -44,6 +44,7 @@ OpKind kind_of(OpRole r) {
     case OpRole::kGather:
       return OpKind::kAllGather;
     case OpRole::kScatter:
+    case OpRole::kExpertReduce:  // expert tensor parallelism: refused by check_model_supported
       return OpKind::kReduceScatter;
     case OpRole::kRouter:
       return OpKind::kRouter;
@@ -144,6 +145,17 @@ void check_model_supported(const plan::Program& p) {
     throw std::invalid_argument(fmt::format(
         "masep exec cannot run model {}: {}. `masep sim` models it; the executor does not", m.name,
         what));
+  }
+  // A plan feature, not a model one: the lowering places whole experts on a GPU.
+  bool tp_ops = false;
+  for (const plan::Op& o : p.ops) tp_ops = tp_ops || o.role == OpRole::kExpertReduce;
+  if (p.layout.expert_tensor_parallel > 1 || tp_ops) {
+    throw std::invalid_argument(fmt::format(
+        "masep exec cannot run expert tensor parallelism (expert_tensor_parallel: {}; each "
+        "expert's FFN split over GPUs, op role expert_reduce): the executor's lowering places "
+        "whole experts on a GPU. `masep sim` models it; run masep exec with "
+        "expert_tensor_parallel: 1",
+        p.layout.expert_tensor_parallel));
   }
 }
 
@@ -914,7 +926,8 @@ class Builder {
       case OpRole::kSharedUp:
       case OpRole::kSharedAct:
       case OpRole::kSharedDown:
-      case OpRole::kExpertMove:  // refused by check_roles
+      case OpRole::kExpertReduce:  // refused by check_model_supported
+      case OpRole::kExpertMove:    // refused by check_roles
       case OpRole::kKvMirror:    // fault tolerance: refused by check_roles
       case OpRole::kCommRebuild:
       case OpRole::kWeightLoad:

@@ -85,6 +85,12 @@ int ExpertPlacement::gpu_for(int a, int e) const {
 }
 
 BalanceProblem balance_problem(const Scenario& s, std::vector<double> load) {
+  if (expert_tensor_parallel(s) > 1) {
+    throw std::invalid_argument(
+        "expert load balancing places experts on single GPUs; it does not support expert "
+        "tensor parallelism (expert_tensor_parallel " +
+        std::to_string(expert_tensor_parallel(s)) + ")");
+  }
   BalanceProblem b;
   const bool ma = s.plan.kind == PlanKind::kMaSeparation;
   b.gpus = expert_gpu_count(s);

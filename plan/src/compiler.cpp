@@ -5,8 +5,11 @@
 // call per rank, see program.hpp) are rendezvous: they start when their participants have
 // reached them. Every rank's comm stream visits the calls of a (decode step, layer,
 // micro-batch) in one global order,
-//   for f = (step·L + layer)·m + mb:   return(f − m), all_gather(f), [all_reduce(f)],
-//                                      reduce_scatter(f), dispatch(f)
+//   for f = (step·L + layer)·m + mb:   [expert_reduce(f − m)], return(f − m), all_gather(f),
+//                                      [all_reduce(f)], reduce_scatter(f), dispatch(f)
+// (expert_reduce: expert tensor parallelism, one reduce-scatter per expert group, disjoint
+// groups, emitted with the return so that the MoE comm stream still receives dispatch(f)
+// before it waits for the experts of f)
 // and each dispatch or return is one exchange with one op per participating rank (a group
 // call has no internal order), so no rank can wait for a partner that waits for it.
 // check_program() verifies this (Kahn's algorithm over rendezvous classes).
@@ -170,10 +173,23 @@ class Compiler {
       moe_base_ = 0;
     }
     t_ = hp_ * sp_;
+    etp_ = plan.expert_tensor_parallel();
     mbs_ = plan.micro_batches;
     const std::string key = ma_ ? "plan.attention" : "plan.colocated";
-    if (hp_ <= 0 || sp_ <= 0 || replicas_ <= 0 || mbs_ <= 0 || moe_ranks_ <= 0) {
+    if (hp_ <= 0 || sp_ <= 0 || replicas_ <= 0 || mbs_ <= 0 || moe_ranks_ <= 0 || etp_ <= 0) {
       throw std::invalid_argument(key + ": parallel sizes and micro_batches must be positive");
+    }
+    const std::string moe_key = ma_ ? "plan.moe" : "plan.colocated";
+    if (moe_ranks_ % etp_ != 0 || m_.expert_ffn % etp_ != 0 ||
+        (m_.shared_experts > 0 && m_.shared_ffn() % etp_ != 0)) {
+      throw std::invalid_argument(moe_key + ".expert_tensor_parallel: " + std::to_string(etp_) +
+                                  " must divide the expert GPUs and every expert FFN width");
+    }
+    groups_ = moe_ranks_ / etp_;
+    if (etp_ > 1 && opts.placement != nullptr) {
+      throw std::invalid_argument(moe_key +
+                                  ".expert_tensor_parallel: a given expert placement "
+                                  "(CompileOptions::placement) places whole experts on GPUs");
     }
     if (replicas_ * t_ != att_ranks_) {
       throw std::invalid_argument(key + ".gpus: " + std::to_string(att_ranks_) +
@@ -226,6 +242,8 @@ class Compiler {
     // With more head-parallel GPUs than KV heads (GQA), each GPU keeps one KV head replica.
     kvh_l_ = std::max(1, m_.kv_heads / hp_);
     in_cols_ = m_.expert_in_columns();
+    ffn_l_ = m_.expert_ffn / etp_;  // this GPU's slice of an expert's FFN width
+    in_l_ = m_.ffn_in_columns(ffn_l_);
     row_dis_ = models::vector_bytes(dis_, 1, m_.hidden);
     row_cmb_ = models::vector_bytes(cmb_, 1, m_.hidden);
     shared_ = m_.shared_experts;
@@ -249,6 +267,7 @@ class Compiler {
     lay.attention_ranks = att_ranks_;
     lay.moe_base = moe_base_;
     lay.moe_ranks = moe_ranks_;
+    lay.expert_tensor_parallel = etp_;
     lay.group_size = t_;
     lay.sequence_parallel = sp_;
     lay.replicas = replicas_;
@@ -292,11 +311,21 @@ class Compiler {
   void set_placement(ExpertPlacement pl) {
     placement_ = std::move(pl);
     eg_ = placement_.holders;
-    ge_ = gpu_experts(eg_, moe_ranks_);
+    // Expert tensor parallelism: holders are expert groups; every GPU of group k holds
+    // group k's experts (ge_ is per GPU, the same list on each of the group's GPUs).
+    ge_ = gpu_experts(eg_, groups_);
+    if (etp_ > 1) {
+      std::vector<std::vector<int>> per_gpu;
+      per_gpu.reserve(static_cast<size_t>(moe_ranks_));
+      for (const auto& held : ge_) {
+        for (int j = 0; j < etp_; ++j) per_gpu.push_back(held);
+      }
+      ge_ = std::move(per_gpu);
+    }
     local_index_.assign(eg_.size(), {});
     for (size_t e = 0; e < eg_.size(); ++e) {
       for (int g : eg_[e]) {
-        const auto& list = ge_[g];
+        const auto& list = ge_[static_cast<size_t>(g) * etp_];
         local_index_[e].push_back(static_cast<int32_t>(
             std::lower_bound(list.begin(), list.end(), static_cast<int>(e)) - list.begin()));
       }
@@ -416,13 +445,14 @@ class Compiler {
           ri.role = Role::kColocated;
           ri.experts = ge_[i];
           ri.label = "coloc r" + std::to_string(r) + " t" + std::to_string(idx) + " (" +
-                     experts_label(ri.experts) + ")";
+                     experts_label(ri.experts) + tp_label(i) + ")";
         }
       } else {
         const int g = i - moe_base_;
         ri.role = Role::kMoe;
         ri.experts = ge_[g];
-        ri.label = "moe " + std::to_string(g) + " (" + experts_label(ri.experts) + ")";
+        ri.label =
+            "moe " + std::to_string(g) + " (" + experts_label(ri.experts) + tp_label(g) + ")";
       }
     }
   }
@@ -452,6 +482,20 @@ class Compiler {
       for (int g = 0; g < moe_ranks_; ++g) moe.ranks.push_back(moe_base_ + g);
       p_.groups.push_back(std::move(moe));
     }
+    // Expert tensor parallelism: one communicator per expert group (its reduce-scatter).
+    expert_group_.assign(static_cast<size_t>(etp_ > 1 ? groups_ : 0), -1);
+    for (int k = 0; k < static_cast<int>(expert_group_.size()); ++k) {
+      Group g{(ma_ ? "moe.x" : "ep.x") + std::to_string(k), {}};
+      for (int j = 0; j < etp_; ++j) g.ranks.push_back(moe_base_ + k * etp_ + j);
+      expert_group_[k] = static_cast<int>(p_.groups.size());
+      p_.groups.push_back(std::move(g));
+    }
+  }
+
+  // ", tp j/x" for an MoE-local GPU under expert tensor parallelism, else nothing.
+  std::string tp_label(int g) const {
+    if (etp_ == 1) return {};
+    return ", tp " + std::to_string(g % etp_) + "/" + std::to_string(etp_);
   }
 
   // Every step has nearly the same ops (routing varies the exchange count a little): when the
@@ -662,6 +706,11 @@ class Compiler {
     bool valid = false;
     int step = 0, layer = 0;
     std::vector<Xfer> returns;
+    // Expert tensor parallelism: each MoE GPU's moe_unpermute (-1: no rows) and each expert
+    // group's rows; returns then carry the MoE-local GPU as producer until finish() emits
+    // the group's reduce-scatter.
+    std::vector<OpId> unpermute;
+    std::vector<int64_t> group_rows;
   };
 
   // The attention part of (step, layer, mb) on every attention rank, up to the permute (MoE
@@ -891,13 +940,21 @@ class Compiler {
         const int slot = route_slot_.empty()
                              ? a % static_cast<int>(eg_[e].size())
                              : route_slot_[static_cast<size_t>(a) * eg_.size() + e];
-        hit(eg_[e][slot], local_index_[e][slot]);
+        if (etp_ == 1) {
+          hit(eg_[e][slot], local_index_[e][slot]);
+        } else {  // every GPU of the expert's group computes its slice for the row
+          for (int j = 0; j < etp_; ++j) hit(eg_[e][slot] * etp_ + j, local_index_[e][slot]);
+        }
       }
       if (shared_ > 0) {
-        const int g = ma_ ? static_cast<int>((sl.begin + (q - q0)) % moe_ranks_) : a;
-        if (dest_count_[g]++ == 0) touched_.push_back(g);
-        const int nloc = static_cast<int>(ge_[g].size());
-        for (int x = 0; x < shared_; ++x) group_m_[g][nloc + x]++;
+        // The group (GPU without expert TP) running the token's shared experts.
+        const int unit = ma_ ? static_cast<int>((sl.begin + (q - q0)) % groups_) : a / etp_;
+        for (int j = 0; j < etp_; ++j) {
+          const int g = unit * etp_ + j;
+          if (dest_count_[g]++ == 0) touched_.push_back(g);
+          const int nloc = static_cast<int>(ge_[g].size());
+          for (int x = 0; x < shared_; ++x) group_m_[g][nloc + x]++;
+        }
       }
     }
     std::sort(touched_.begin(), touched_.end());
@@ -912,6 +969,30 @@ class Compiler {
     }
   }
 
+  // Expert tensor parallelism: the return transfers of MoE-local GPU g (index j of its expert
+  // group), which holds `rows` partial rows by sender (senders ascending; a co-located GPU's
+  // own rows at its own rank) produced by `un`. After the group's reduce-scatter GPU j holds
+  // the summed rows part(rows, x, j) starting at part_begin(rows, x, j) and returns each
+  // sender's share of them; its own (co-located) share stays. The producer is set to g here
+  // and replaced by g's reduce-scatter op in finish().
+  void tp_returns(int g, int64_t rows, OpId un, Pending& pend) {
+    const int rank = moe_base_ + g, j = g % etp_;
+    pend.unpermute[static_cast<size_t>(g)] = un;
+    pend.group_rows[static_cast<size_t>(g / etp_)] = rows;
+    senders_.clear();
+    for (const Xfer& t : moe_recvs_[g]) senders_.emplace_back(t.src, t.bytes / row_dis_);
+    if (moe_local_rows_[g] > 0) senders_.emplace_back(rank, moe_local_rows_[g]);
+    std::sort(senders_.begin(), senders_.end());
+    const int64_t lo = part_begin(rows, etp_, j), hi = lo + part(rows, etp_, j);
+    int64_t off = 0;
+    for (const auto& [src, n] : senders_) {
+      const int64_t o = std::min(hi, off + n) - std::max(lo, off);
+      off += n;
+      if (o <= 0 || src == rank) continue;
+      pend.returns.push_back(Xfer{rank, src, o * row_cmb_, g});
+    }
+  }
+
   // Dispatch exchange, the MoE side of (step, layer, mb), and the pending return exchange.
   void moe(int step, int layer, int mb) {
     if (m_.is_dense_layer(layer)) return;  // the dense FFN ran on the attention ranks
@@ -923,6 +1004,8 @@ class Compiler {
     pend.step = step;
     pend.layer = layer;
     pend.returns.clear();
+    pend.unpermute.assign(etp_ > 1 ? static_cast<size_t>(moe_ranks_) : 0, -1);
+    pend.group_rows.assign(etp_ > 1 ? static_cast<size_t>(groups_) : 0, 0);
     for (int g = 0; g < moe_ranks_; ++g) {
       const int rank = moe_base_ + g;
       int64_t rows = moe_local_rows_[g];
@@ -947,15 +1030,15 @@ class Compiler {
                                                 : group_m_[g].end());
         int64_t routed_rows = 0;
         for (int32_t x : routed_m) routed_rows += x;
-        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", routed_m, in_cols_, h_, dis_, act_);
-        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", routed_rows, m_.expert_ffn,
-               vb(act_, routed_rows, in_cols_) + vb(act_, routed_rows, m_.expert_ffn));
-        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", routed_m, h_, m_.expert_ffn, act_,
-                     act_);
+        // With expert tensor parallelism each GPU computes its column slice (in_l_, ffn_l_).
+        grouped_gemm(rank, OpRole::kExpertUp, "expert_up", routed_m, in_l_, h_, dis_, act_);
+        simple(rank, OpKind::kElementwise, OpRole::kAct, "act", routed_rows, ffn_l_,
+               vb(act_, routed_rows, in_l_) + vb(act_, routed_rows, ffn_l_));
+        grouped_gemm(rank, OpRole::kExpertDown, "expert_down", routed_m, h_, ffn_l_, act_, act_);
         if (own) {
           const std::vector<int32_t> shared_m(group_m_[g].begin() + static_cast<long>(nloc),
                                               group_m_[g].end());
-          const int64_t sf = m_.shared_ffn(), s_in = m_.ffn_in_columns(sf);
+          const int64_t sf = m_.shared_ffn() / etp_, s_in = m_.ffn_in_columns(sf);
           const int64_t shared_rows = expert_rows - routed_rows;
           grouped_gemm(rank, OpRole::kSharedUp, "shared_up", shared_m, s_in, h_, dis_, act_);
           simple(rank, OpKind::kElementwise, OpRole::kSharedAct, "shared_act", shared_rows, sf,
@@ -967,8 +1050,12 @@ class Compiler {
                                expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);
         op_at(un).k = rows;
         last_moe_op_[static_cast<size_t>(g)] = un;
-        for (const Xfer& t : moe_recvs_[g]) {
-          pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
+        if (etp_ == 1) {
+          for (const Xfer& t : moe_recvs_[g]) {
+            pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
+          }
+        } else {
+          tp_returns(g, rows, un, pend);
         }
       }
       moe_recvs_[g].clear();
@@ -1023,6 +1110,23 @@ class Compiler {
     group_exchange(ts, OpRole::kKvMirror, "kv_mirror");
   }
 
+  // Expert tensor parallelism: one reduce-scatter per expert group with rows (role
+  // kExpertReduce, the rows' partial sums in the activations' format), each member after its
+  // moe_unpermute; then each return transfer's producer becomes its GPU's reduce-scatter op.
+  void expert_reduce(Pending& pend) {
+    reduce_op_.assign(static_cast<size_t>(moe_ranks_), -1);
+    for (int k = 0; k < groups_; ++k) {
+      const int64_t rows = pend.group_rows[static_cast<size_t>(k)];
+      if (rows == 0) continue;
+      std::vector<OpId> deps(static_cast<size_t>(etp_));
+      for (int j = 0; j < etp_; ++j) deps[j] = pend.unpermute[static_cast<size_t>(k * etp_ + j)];
+      const auto ids = collective(OpKind::kReduceScatter, OpRole::kExpertReduce, "expert_reduce",
+                                  expert_group_[k], rows * row_cmb_, deps);
+      for (int j = 0; j < etp_; ++j) reduce_op_[static_cast<size_t>(k * etp_ + j)] = ids[j];
+    }
+    for (Xfer& t : pend.returns) t.producer = reduce_op_[static_cast<size_t>(t.producer)];
+  }
+
   // Return exchange and attention-side combine of the pending (step, layer) of `mb`.
   void finish(int mb) {
     Pending& pend = pending_[mb];
@@ -1030,6 +1134,7 @@ class Compiler {
     cur_step_ = pend.step;
     cur_layer_ = pend.layer;
     cur_mb_ = mb;
+    if (etp_ > 1) expert_reduce(pend);
     group_exchange(pend.returns, OpRole::kReturn, "return");
     const auto& slices = pend_slices_[mb];
     for (int a = 0; a < att_ranks_; ++a) {
@@ -1044,6 +1149,8 @@ class Compiler {
       o.dtype = act_;
       o.hbm_bytes = sl.rows * row_cmb_ + 2 * vb(act_, sl.tokens, h_);
       dep(o, rank_op_[a]);  // the rank's return group call (all its receives)
+      // Co-located expert TP: the rank's own rows may come back through its reduce-scatter.
+      if (!ma_ && etp_ > 1) dep(o, reduce_op_[a]);
       last_combine_[mb][a] = add(std::move(o));
     }
     pend.valid = false;
@@ -1059,6 +1166,12 @@ class Compiler {
 
   bool ma_ = true;
   int hp_ = 1, sp_ = 1, t_ = 1, replicas_ = 1, mbs_ = 1;
+  // Expert tensor parallelism: GPUs per expert group, and the groups (placement units).
+  int etp_ = 1, groups_ = 0;
+  int64_t ffn_l_ = 0, in_l_ = 0;   // one GPU's slice of expert_ffn and of the gate/up columns
+  std::vector<int> expert_group_;  // [group]: its Group index (expert TP only)
+  std::vector<OpId> reduce_op_;    // [MoE gpu]: its expert_reduce op being finished
+  std::vector<std::pair<int32_t, int64_t>> senders_;  // tp_returns scratch: (rank, rows)
   int att_ranks_ = 0, moe_ranks_ = 0, moe_base_ = 0, total_ranks_ = 0;
   int first_step_ = 0, steps_ = 0;
   models::DType wt_{}, act_{}, kvt_{}, dis_{}, cmb_{}, gemm_dt_{}, small_dt_{};  // formats

@@ -445,9 +445,13 @@ const std::vector<std::pair<std::string, Placement>> kPlacements = {
     {to_string(Placement::kExplicit), Placement::kExplicit}};
 
 MoePlan convert_moe(const Field& f) {
-  const MapReader r = f.map({"gpus", "placement", "expert_replicas", "expert_map"});
+  const MapReader r =
+      f.map({"gpus", "placement", "expert_replicas", "expert_tensor_parallel", "expert_map"});
   MoePlan m;
   m.gpus = r.get("gpus").count(kMaxGpus);
+  if (r.has("expert_tensor_parallel")) {
+    m.expert_tensor_parallel = r.get("expert_tensor_parallel").count(kMaxGpus);
+  }
   if (r.has("placement")) m.placement = r.get("placement").choice(kPlacements);
   const bool replicas_given = r.has("expert_replicas");
   if (replicas_given) m.expert_replicas = r.get("expert_replicas").count(kMaxGpus);
@@ -513,8 +517,9 @@ PlanSpec convert_plan(const Field& f) {
   } else {
     if (r.has("attention")) r.get("attention").fail("only used with kind: ma_separation");
     if (r.has("moe")) r.get("moe").fail("only used with kind: ma_separation");
-    const MapReader c =
-        r.get("colocated").map({"gpus", "tensor_parallel", "placement", "expert_replicas"});
+    const MapReader c = r.get("colocated")
+                            .map({"gpus", "tensor_parallel", "placement", "expert_replicas",
+                                  "expert_tensor_parallel"});
     p.colocated.gpus = c.get("gpus").count(kMaxGpus);
     if (c.has("tensor_parallel")) {
       p.colocated.tensor_parallel = c.get("tensor_parallel").count(kMaxGpus);
@@ -526,6 +531,9 @@ PlanSpec convert_plan(const Field& f) {
     }
     if (c.has("expert_replicas")) {
       p.colocated.expert_replicas = c.get("expert_replicas").count(kMaxGpus);
+    }
+    if (c.has("expert_tensor_parallel")) {
+      p.colocated.expert_tensor_parallel = c.get("expert_tensor_parallel").count(kMaxGpus);
     }
   }
   if (r.has("micro_batches")) p.micro_batches = r.get("micro_batches").count(kMaxMicroBatches);

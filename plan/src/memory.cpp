@@ -28,7 +28,9 @@
 //                 + L_moe · 2·H·experts (router) + L_dense · dense FFN weights (whole)
 //   MoE rank        L_moe · (experts held · expert_weight_bytes + shared_experts ·
 //                   shared_expert_weight_bytes) (experts held from plan/placement.hpp; shared
-//                   experts on every MoE rank)
+//                   experts on every MoE rank). With expert tensor parallelism t (x = t):
+//                   each FFN of width f is held as its slice, w(H × in(f/t)) + w(f/t × H)
+//                   (in(f) = 2f SwiGLU, f GELU; block scales of the slice counted)
 //   co-located      both of the above.
 // kv_cache (× layers; a sliding-window layer with C replaced by min(C, sliding_window)):
 //                       S_r · ceil(C / sp) · [MHA/GQA: kv(2·kv_r vectors of head_dim);
@@ -39,8 +41,9 @@
 //                   down + q_r·(dn + dr) + 2·q_r·(kl + dr) + q_r·dv (MLA)
 //                   (residual, normed input, projections, attention out, out-proj partial,
 //                    combined output; fp32 router logits; all micro-batches live at once)
-//   MoE rank        R · (disp + (H + I + F)·e) + R·4 (F, I: the wider of the routed and shared
-//                   widths), R = N_mb · (min(top_k, experts held) +
+//   MoE rank        R · (disp + (H + I/x + F/x)·e) + R·4 (F, I: the wider of the routed and
+//                   shared widths; x = expert tensor parallelism, 1 without), R = N_mb ·
+//                   (min(top_k, experts held) +
 //                   shared_experts) rows: the worst case, every token of a micro-batch
 //                   sending all the top_k it can to this rank (permuted input, gate/up out,
 //                   activated, down out, fp32 combine weights); one micro-batch computes at
@@ -52,6 +55,8 @@
 //                 + [sp > 1] T_mb · q_r·head_dim·4 (MLA: q_r·kl·4)  fp32 partial attention
 //                   all-reduce
 //   MoE rank        mb · R · (disp + comb)                    dispatch in + return out
+//                 + [x > 1] mb · ceil(R / x) · comb          reduce-scatter output (its part
+//                   of the group's summed rows, returned from there)
 // Not counted: CUDA context and library workspaces (cuBLAS, NCCL), allocator fragmentation,
 // split-KV partial results of the decode-attention kernel.
 #include "masep/plan/memory.hpp"
@@ -159,11 +164,21 @@ void add_experts(const Scenario& s, int64_t experts_held, MemoryBreakdown& m) {
   const int64_t row_in = models::vector_bytes(pr.dispatch, 1, H);
   const int64_t row_out = models::vector_bytes(pr.combine, 1, H);
 
-  m.weights += md.moe_layers() * (experts_held * md.expert_weight_bytes() +
-                                  md.shared_experts * md.shared_expert_weight_bytes());
-  const int64_t ffn = std::max<int64_t>(md.expert_ffn, md.shared_ffn());
+  // Expert tensor parallelism x: each GPU holds a column slice of every FFN it serves.
+  const int64_t x = std::max(1, s.plan.expert_tensor_parallel());
+  auto slice_bytes = [&](int64_t f) {
+    return models::matrix_bytes(pr.weights, H, md.ffn_in_columns(f / x)) +
+           models::matrix_bytes(pr.weights, f / x, H);
+  };
+  const int64_t routed_w = x == 1 ? md.expert_weight_bytes() : slice_bytes(md.expert_ffn);
+  const int64_t shared_w = md.shared_experts == 0 ? 0
+                           : x == 1               ? md.shared_expert_weight_bytes()
+                                                  : slice_bytes(md.shared_ffn());
+  m.weights += md.moe_layers() * (experts_held * routed_w + md.shared_experts * shared_w);
+  const int64_t ffn = std::max<int64_t>(md.expert_ffn, md.shared_ffn()) / x;
   m.activations += rows * (row_in + (H + md.ffn_in_columns(ffn) + ffn) * e) + rows * 4;
   m.comm_buffers += mb * rows * (row_in + row_out);
+  if (x > 1) m.comm_buffers += mb * ceil_div(rows, x) * row_out;
 }
 
 double gib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }

@@ -1,5 +1,6 @@
 #include "masep/plan/placement.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -8,7 +9,8 @@ namespace masep::plan {
 namespace {
 
 struct PlacementInput {
-  int gpus = 0;
+  int gpus = 0;  // placement units: expert GPUs, or expert groups (expert tensor parallelism)
+  int tp = 1;    // GPUs per unit
   Placement policy = Placement::kRoundRobin;
   int replicas = 1;
   const std::vector<std::vector<int>>* explicit_map = nullptr;
@@ -18,13 +20,15 @@ struct PlacementInput {
 PlacementInput input_of(const Scenario& s) {
   PlacementInput in;
   if (s.plan.kind == PlanKind::kMaSeparation) {
-    in.gpus = s.plan.moe.gpus;
+    in.tp = std::max(1, s.plan.moe.expert_tensor_parallel);
+    in.gpus = s.plan.moe.gpus / in.tp;
     in.policy = s.plan.moe.placement;
     in.replicas = s.plan.moe.expert_replicas;
     in.explicit_map = &s.plan.moe.expert_map;
     in.key = "plan.moe";
   } else {
-    in.gpus = s.plan.colocated.gpus;
+    in.tp = std::max(1, s.plan.colocated.expert_tensor_parallel);
+    in.gpus = s.plan.colocated.gpus / in.tp;
     in.policy = s.plan.colocated.placement;
     in.replicas = s.plan.colocated.expert_replicas;
     in.key = "plan.colocated";
@@ -36,7 +40,14 @@ PlacementInput input_of(const Scenario& s) {
 
 }  // namespace
 
-int expert_gpu_count(const Scenario& s) { return input_of(s).gpus; }
+int expert_gpu_count(const Scenario& s) {
+  const PlacementInput in = input_of(s);
+  return in.gpus * in.tp;
+}
+
+int expert_group_count(const Scenario& s) { return input_of(s).gpus; }
+
+int expert_tensor_parallel(const Scenario& s) { return input_of(s).tp; }
 
 std::vector<std::vector<int>> expert_gpus(const Scenario& s) {
   const PlacementInput in = input_of(s);
@@ -114,7 +125,15 @@ std::vector<int> expert_slots(const Scenario& s) {
 }
 
 std::vector<std::vector<int>> gpu_experts(const Scenario& s) {
-  return gpu_experts(expert_gpus(s), expert_gpu_count(s));
+  const PlacementInput in = input_of(s);
+  const auto per_unit = gpu_experts(expert_gpus(s), in.gpus);
+  if (in.tp == 1) return per_unit;
+  std::vector<std::vector<int>> out;
+  out.reserve(per_unit.size() * static_cast<size_t>(in.tp));
+  for (const auto& held : per_unit) {
+    for (int j = 0; j < in.tp; ++j) out.push_back(held);  // every GPU of the group
+  }
+  return out;
 }
 
 }  // namespace masep::plan

@@ -84,13 +84,15 @@ const char* stream_name(int s) {
 
 const char* to_string(OpRole r) {
   static constexpr const char* kNames[kOpRoleCount] = {
-      "other",         "norm",     "qkv",         "rope",      "attention",   "attn_reduce",
-      "out_proj",      "gather",   "scatter",     "add_norm",  "router_gemm", "router",
-      "permute",       "dispatch", "moe_permute", "expert_up", "act",         "expert_down",
-      "moe_unpermute", "return",   "combine",     "mla_down",  "mla_norm",    "mla_q_up",
-      "mla_absorb_k",  "mla_rope", "mla_attention", "mla_absorb_v", "dense_up", "dense_act",
-      "dense_down",    "shared_up", "shared_act", "shared_down", "expert_move", "kv_mirror",
-      "comm_rebuild",  "weight_load", "kv_rebuild", "reprefill"};
+      "other",       "norm",          "qkv",          "rope",          "attention",
+      "attn_reduce", "out_proj",      "gather",       "scatter",       "add_norm",
+      "router_gemm", "router",        "permute",      "dispatch",      "moe_permute",
+      "expert_up",   "act",           "expert_down",  "moe_unpermute", "return",
+      "combine",     "mla_down",      "mla_norm",     "mla_q_up",      "mla_absorb_k",
+      "mla_rope",    "mla_attention", "mla_absorb_v", "dense_up",      "dense_act",
+      "dense_down",  "shared_up",     "shared_act",   "shared_down",   "expert_reduce",
+      "expert_move", "kv_mirror",     "comm_rebuild", "weight_load",   "kv_rebuild",
+      "reprefill"};
   const int i = static_cast<int>(r);
   return i >= 0 && i < kOpRoleCount ? kNames[i] : "?";
 }

@@ -105,6 +105,9 @@ void write_program_json(const Program& p, std::ostream& out) {
               {"expert_holders", l.expert_holders},
               {"context_lengths", l.context_lengths}}}};
   if (!l.expert_route.empty()) head["layout"]["expert_route"] = l.expert_route;
+  if (l.expert_tensor_parallel != 1) {
+    head["layout"]["expert_tensor_parallel"] = l.expert_tensor_parallel;
+  }
   json ranks = json::array();
   for (const RankInfo& r : p.ranks) {
     json batches = json::array();
@@ -303,9 +306,16 @@ void check_layout(const Reader& r, const Program& p) {
       }
     }
   }
+  in_range(r, "layout.expert_tensor_parallel", l.expert_tensor_parallel, 1,
+           std::max(1, l.moe_ranks));
+  if (l.moe_ranks % l.expert_tensor_parallel != 0) {
+    r.fail("layout.expert_tensor_parallel",
+           "does not divide moe_ranks " + std::to_string(l.moe_ranks));
+  }
+  const int32_t units = l.moe_ranks / l.expert_tensor_parallel;  // expert groups (or GPUs)
   for (size_t e = 0; e < l.expert_holders.size(); ++e) {
     for (int32_t g : l.expert_holders[e]) {
-      in_range(r, idx("layout.expert_holders", e), g, 0, std::max(0, l.moe_ranks - 1));
+      in_range(r, idx("layout.expert_holders", e), g, 0, std::max(0, units - 1));
     }
   }
   for (size_t i = 0; i < p.ranks.size(); ++i) {
@@ -444,6 +454,9 @@ Program read_program_json(std::istream& in, const std::string& source) {
   l.intra_node_GBps = r.get<double>(jl, "intra_node_GBps", "layout");
   l.expert_holders = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_holders", "layout");
   l.context_lengths = r.get<std::vector<int32_t>>(jl, "context_lengths", "layout");
+  if (jl.contains("expert_tensor_parallel")) {
+    l.expert_tensor_parallel = r.get<int32_t>(jl, "expert_tensor_parallel", "layout");
+  }
   if (jl.contains("expert_route")) {
     l.expert_route = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_route", "layout");
   }

@@ -499,6 +499,12 @@ void validate_faults(const Scenario& s) {
     fail(s.faults.empty() ? "fault_tolerance" : s.faults.front().key,
          "fault tolerance supports MA-separation plans only (plan.kind is colocated)");
   }
+  if (s.plan.moe.expert_tensor_parallel > 1) {
+    fail(s.faults.empty() ? "fault_tolerance" : s.faults.front().key,
+         "fault tolerance is not modelled with expert tensor parallelism "
+         "(plan.moe.expert_tensor_parallel is " +
+             std::to_string(s.plan.moe.expert_tensor_parallel) + ")");
+  }
   if (ft.kv_copies > 2) {
     fail("fault_tolerance.kv_copies",
          std::to_string(ft.kv_copies) + " KV copies: masep models 1 (none) or 2 (a mirror)");

@@ -55,8 +55,15 @@ void check_batch_split(const Scenario& s, int groups, const std::string& groups_
   }
 }
 
-void check_expert_replicas(const Scenario& s, const std::string& prefix, int replicas, int gpus) {
+// `gpus`: the placement units (expert GPUs, or expert groups with expert tensor parallelism).
+void check_expert_replicas(const Scenario& s, const std::string& prefix, int replicas, int gpus,
+                           int tp = 1) {
   require_positive(s, prefix + ".expert_replicas", replicas);
+  if (replicas > gpus && tp > 1) {
+    fail(s, prefix + ".expert_replicas",
+         "each expert needs " + str(replicas) + " expert groups but the plan has only " +
+             str(gpus) + " (" + prefix + ".gpus / expert_tensor_parallel)");
+  }
   if (replicas > gpus) {
     fail(s, prefix + ".expert_replicas",
          "each expert needs " + str(replicas) + " GPUs but the plan has only " + str(gpus) +
@@ -70,6 +77,44 @@ void check_contiguous(const Scenario& s, const std::string& prefix, int gpus) {
          "contiguous placement splits the " + str(s.model.experts) + " experts into " + str(gpus) +
              " equal blocks, but " + str(gpus) + " does not divide " + str(s.model.experts) +
              "; use round_robin or explicit");
+  }
+}
+
+// Expert tensor parallelism (plan.moe / plan.colocated expert_tensor_parallel = t): the expert
+// GPUs split into gpus / t groups, every expert FFN width (routed and shared) into t equal
+// column slices, and the partial outputs are summed in the activations' format.
+void check_expert_tp(const Scenario& s, const std::string& prefix, int t, int gpus) {
+  const std::string key = prefix + ".expert_tensor_parallel";
+  require_positive(s, key, t);
+  if (t == 1) return;
+  const models::Model& m = s.model;
+  if (gpus % t != 0) {
+    fail(s, key,
+         str(t) + " does not divide " + str(gpus) + " expert GPUs (" + prefix +
+             ".gpus); the expert GPUs form groups of expert_tensor_parallel GPUs");
+  }
+  if (m.expert_ffn % t != 0) {
+    fail(s, key,
+         str(t) + " does not divide expert_ffn " + str(m.expert_ffn) + " (model " + m.name +
+             "); each GPU of an expert group holds expert_ffn / expert_tensor_parallel columns");
+  }
+  if (m.shared_experts > 0 && m.shared_ffn() % t != 0) {
+    fail(s, key,
+         str(t) + " does not divide the shared experts' width " + str(m.shared_ffn()) + " (model " +
+             m.name + "); shared experts are split like the routed ones");
+  }
+  if (m.precision.combine != m.precision.activations) {
+    fail(s, key,
+         std::string("the partial expert outputs of a group are summed in the activations' "
+                     "format, so model.precision.combine (") +
+             models::to_string(m.precision.combine) + ") must equal activations (" +
+             models::to_string(m.precision.activations) + ") with expert tensor parallelism");
+  }
+  if (s.plan.balance.policy != BalancePolicy::kStatic) {
+    fail(s, key,
+         std::string("plan.balance.policy ") + to_string(s.plan.balance.policy) +
+             " is not supported with expert tensor parallelism (the balancer places experts on "
+             "single GPUs); use policy: static");
   }
 }
 
@@ -93,6 +138,16 @@ void check_ma_separation(const Scenario& s) {
 
   require_positive(s, "plan.moe.gpus", moe.gpus);
   const int experts = s.model.experts;
+  check_expert_tp(s, "plan.moe", moe.expert_tensor_parallel, moe.gpus);
+  if (moe.placement == Placement::kExplicit && moe.expert_tensor_parallel > 1) {
+    fail(s, "plan.moe.placement",
+         "explicit placement is not supported with expert_tensor_parallel > 1; use round_robin "
+         "or contiguous (placement is then over the gpus / expert_tensor_parallel expert "
+         "groups)");
+  }
+  // Placement works on expert groups (single GPUs without expert tensor parallelism).
+  const int units = moe.gpus / moe.expert_tensor_parallel;
+  const std::string unit_text = moe.expert_tensor_parallel > 1 ? " expert groups" : " MoE GPUs";
   if (moe.placement == Placement::kExplicit) {
     const std::string key = "plan.moe.expert_map";
     if (static_cast<int>(moe.expert_map.size()) != experts) {
@@ -135,14 +190,14 @@ void check_ma_separation(const Scenario& s) {
     if (!moe.expert_map.empty()) {
       fail(s, "plan.moe.expert_map", "only used with placement: explicit");
     }
-    check_expert_replicas(s, "plan.moe", moe.expert_replicas, moe.gpus);
-    if (moe.placement == Placement::kContiguous) check_contiguous(s, "plan.moe", moe.gpus);
+    check_expert_replicas(s, "plan.moe", moe.expert_replicas, units, moe.expert_tensor_parallel);
+    if (moe.placement == Placement::kContiguous) check_contiguous(s, "plan.moe", units);
     const long long copies = static_cast<long long>(experts) * moe.expert_replicas;
-    if (copies < moe.gpus) {
+    if (copies < units) {
       fail(s, "plan.moe.gpus",
-           str(moe.gpus) + " MoE GPUs but only " + str(experts) + " experts × " +
-               str(moe.expert_replicas) + " replicas = " + str(copies) +
-               " expert copies: some MoE GPUs would hold no expert");
+           str(units) + unit_text + " but only " + str(experts) + " experts × " +
+               str(moe.expert_replicas) + " replicas = " + str(copies) + " expert copies: some" +
+               unit_text + " would hold no expert");
     }
   }
 }
@@ -162,8 +217,10 @@ void check_colocated(const Scenario& s) {
   if (c.placement == Placement::kExplicit) {
     fail(s, "plan.colocated.placement", "explicit placement is not supported for colocated plans");
   }
-  check_expert_replicas(s, "plan.colocated", c.expert_replicas, c.gpus);
-  if (c.placement == Placement::kContiguous) check_contiguous(s, "plan.colocated", c.gpus);
+  check_expert_tp(s, "plan.colocated", c.expert_tensor_parallel, c.gpus);
+  const int units = c.gpus / c.expert_tensor_parallel;  // expert groups (or GPUs)
+  check_expert_replicas(s, "plan.colocated", c.expert_replicas, units, c.expert_tensor_parallel);
+  if (c.placement == Placement::kContiguous) check_contiguous(s, "plan.colocated", units);
 }
 
 void check_gpus_vs_topology(const Scenario& s) {
@@ -340,6 +397,11 @@ void check_balance(const Scenario& s) {
 
 int PlanSpec::total_gpus() const {
   return kind == PlanKind::kMaSeparation ? attention.gpus + moe.gpus : colocated.gpus;
+}
+
+int PlanSpec::expert_tensor_parallel() const {
+  return kind == PlanKind::kMaSeparation ? moe.expert_tensor_parallel
+                                         : colocated.expert_tensor_parallel;
 }
 
 void validate_scenario(const Scenario& s) {

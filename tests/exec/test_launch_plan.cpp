@@ -603,6 +603,21 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
       continue;
     }
     if (full.model.layers > 4) sets.push_back("model.layers=2");
+    if (full.plan.expert_tensor_parallel() > 1) {
+      // Expert tensor parallelism (issue 15): refused by name, whole-experts lowering only.
+      const plan::Program p = plan::compile(plan::load_scenario(f, sets));
+      for (int r : {0, p.rank_count() - 1}) {
+        try {
+          exec::build_rank_plan(p, r);
+          ADD_FAILURE() << "rank " << r << ": expected masep exec to refuse expert TP";
+        } catch (const std::invalid_argument& e) {
+          EXPECT_NE(std::string(e.what()).find("masep exec cannot run expert tensor parallelism"),
+                    std::string::npos)
+              << e.what();
+        }
+      }
+      continue;
+    }
     Case c{plan::load_scenario(f, sets), {}};
     plan::CompileOptions co;
     co.record_token_routing = true;

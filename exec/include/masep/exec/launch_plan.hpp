@@ -301,8 +301,9 @@ bool executor_runs_precision(const models::Precision& p);
 
 /// Throws std::invalid_argument naming the feature when the Program's model uses something the
 /// executor has no kernels for (issue 15: MLA attention, dense FFN layers, a precision other
-/// than bf16 in any tensor class). build_rank_plan calls it; `masep exec` calls it once, right
-/// after compiling or reading the Program, before anything is launched.
+/// than bf16 in any tensor class), or a plan with expert tensor parallelism (layout
+/// expert_tensor_parallel > 1 or any expert_reduce op). build_rank_plan calls it; `masep exec`
+/// calls it once, right after compiling or reading the Program, before anything is launched.
 void check_model_supported(const plan::Program& p);
 
 /// Builds rank `rank`'s launches. Throws std::invalid_argument for a Program it cannot map

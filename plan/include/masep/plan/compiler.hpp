@@ -46,6 +46,21 @@
 // stay local (no transfer to itself). Its token exchange among the EP ranks is one
 // kExchange op per rank per direction, sending and receiving in the same group call.
 //
+// Expert tensor parallelism (EP × TP; plan.moe / plan.colocated expert_tensor_parallel x > 1,
+// scenario.hpp): the MoE GPUs form G / x expert groups of x consecutive MoE-local GPUs and
+// experts are placed on groups. A token's row for expert e is dispatched to *every* GPU of the
+// group serving e (x transfers of the same row; a shared-expert row likewise to every GPU of
+// its group): as in gpt-fast's and TensorRT-LLM's Mixtral, where each TP rank has every token
+// of the layer when its expert slice runs, here by the dispatch instead of an all-reduce. GPU
+// j of a group runs expert_up on its in/x gate/up columns, act on ffn/x, expert_down with
+// k = ffn/x (FLOPs and weight bytes / x), moe_unpermute writes its partial rows by sender;
+// then, at finish time (before the return), one "expert_reduce" reduce-scatter per group with
+// rows (OpRole::kExpertReduce, R·hidden in the activations' format) sums the partials, GPU j
+// keeping rows part(R, x, j) from part_begin(R, x, j) (rows ordered by sender rank), and the
+// return sends each sender its share of those rows from whichever GPU holds it (co-located:
+// a GPU's own share stays, and its combine also waits for its expert_reduce). gpt-fast's
+// Mixtral on t GPUs is the co-located plan gpus = tensor_parallel = expert_tensor_parallel = t.
+//
 // Order and ping-pong: see compiler.cpp. Per rank the compute stream runs, for every
 // (step, layer, micro-batch) f in order, combine(f − m) then the attention part of f, so
 // attention works on one micro-batch while the MoE GPUs work on another; step s+1 follows

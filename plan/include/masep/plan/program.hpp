@@ -263,6 +263,13 @@ const char* to_string(Role r);
 ///   kSharedAct   kElementwise  SwiGLU / GELU                         m = shared rows,
 ///                              n = shared_ffn
 ///   kSharedDown  kGroupedGemm  down projection: n = hidden, k = shared_ffn
+/// Expert tensor parallelism (plan.moe / plan.colocated expert_tensor_parallel t > 1; the
+/// expert ops above then work on each expert's column slice: kExpertUp n = in/t, kAct n =
+/// expert_ffn/t, kExpertDown k = expert_ffn/t, likewise the shared ones; kMoeUnpermute writes
+/// the rows' partial sums):
+///   kExpertReduce kReduceScatter sum of the partial down outputs of an expert group's t ranks
+///                              (rows by sender, the activations' format): rank j of the group
+///                              keeps near-equal part j of the rows and returns those
 ///   kExpertMove  kExchange     expert weights copied between MoE ranks when the load balancer
 ///                              re-places experts (plan.balance.rebalance_every): one exchange
 ///                              per layer, each transfer one expert's weights of that layer
@@ -276,6 +283,12 @@ const char* to_string(Role r);
 ///   kReprefill   kGemm         re-computing lost KV caches (prefill FLOPs and bytes)
 /// kOther: an op with no meaning beyond its cost (synthetic programs, tests): the simulator
 /// times it; the executor lowers it to a device copy of hbm_bytes / 2 and counts it as generic.
+///
+/// Enum order is part of the contract: ranges are tested by comparison (is_mla_role,
+/// is_dense_role, kSharedUp .. kSharedDown, cmd_balance's kMoePermute .. kMoeUnpermute) and
+/// is_fault_tolerance() takes the tail from kKvMirror on. A new role goes after kSharedDown and
+/// before kExpertMove (never inside a range, never after kReprefill); roles are serialised by
+/// name (to_string), so the numbering may shift.
 enum class OpRole : uint8_t {
   kOther,
   kNorm,
@@ -311,6 +324,7 @@ enum class OpRole : uint8_t {
   kSharedUp,
   kSharedAct,
   kSharedDown,
+  kExpertReduce,
   kExpertMove,
   kKvMirror,
   kCommRebuild,
@@ -441,6 +455,9 @@ struct ProgramLayout {
   int32_t attention_ranks = 0;  ///< A: ranks 0..A-1 run attention and route tokens
   int32_t moe_base = 0;         ///< plan rank of MoE-local GPU 0 (0 when co-located)
   int32_t moe_ranks = 0;        ///< G: ranks moe_base..moe_base+G-1 hold experts
+  /// Expert tensor parallelism x: MoE-local GPUs k·x .. k·x + x − 1 form expert group k and
+  /// each holds 1/x of the group's experts (1 = none).
+  int32_t expert_tensor_parallel = 1;
   int32_t group_size = 1;       ///< t: GPUs of one attention (TP) group = head × sequence parallel
   int32_t sequence_parallel = 1;  ///< KV shards per sequence inside a group
   int32_t replicas = 1;           ///< attention (data-parallel) groups
@@ -448,7 +465,9 @@ struct ProgramLayout {
   uint64_t seed = 0;              ///< the workload's seed (routing, contexts, generated data)
   double intra_node_GBps = 0;     ///< the topology's GPU–GPU link rate inside a node (rooflines)
   /// expert_holders[e]: MoE-local GPUs holding expert e, ascending; a token of attention rank
-  /// a goes to holders[a mod holders.size()] (replicated experts).
+  /// a goes to holders[a mod holders.size()] (replicated experts). With expert tensor
+  /// parallelism x > 1: the expert *groups* holding e (the token goes to every GPU of group
+  /// holders[a mod holders.size()]).
   std::vector<std::vector<int32_t>> expert_holders;
   /// Optional (load balancing, plan/balancer.hpp): expert_route[a][e] is the MoE-local GPU
   /// (one of expert_holders[e]) serving expert e for attention rank a, replacing the

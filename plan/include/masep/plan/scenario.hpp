@@ -36,10 +36,19 @@ struct AttentionPlan {
 /// MoE side: which GPUs hold which experts. Every expert lives on `expert_replicas` GPUs;
 /// a token routed to a replicated expert goes to one replica, chosen deterministically by
 /// the source attention GPU (so load spreads evenly).
+///
+/// Expert tensor parallelism (EP × TP): with expert_tensor_parallel t > 1 the MoE GPUs form
+/// gpus / t expert groups of t consecutive MoE-local GPUs (group k = k·t .. k·t + t − 1).
+/// Placement and replicas apply to groups instead of GPUs; every GPU of a group holds the
+/// group's experts (and the shared experts), each expert's FFN split t ways: GPU j of the
+/// group has columns j·F/t .. (j+1)·F/t − 1 of gate/up and the same rows of down (F =
+/// expert_ffn). A token row goes to all t GPUs of its expert's group; their partial down
+/// outputs are summed by a reduce-scatter inside the group before the return (compiler.hpp).
 struct MoePlan {
   int gpus = 0;
   Placement placement = Placement::kRoundRobin;
   int expert_replicas = 1;
+  int expert_tensor_parallel = 1;  ///< t: GPUs each expert's FFN is split over
   /// For kExplicit: expert_map[e] = MoE-local GPU indices (0 .. gpus-1) holding expert e.
   std::vector<std::vector<int>> expert_map;
 };
@@ -53,12 +62,16 @@ const char* to_string(PlanKind k);
 const char* to_string(Placement p);
 
 /// The co-located baseline: all `gpus` run attention (groups of `tensor_parallel` GPUs,
-/// gpus / tensor_parallel data-parallel replicas) and all hold experts (expert parallel).
+/// gpus / tensor_parallel data-parallel replicas) and all hold experts (expert parallel;
+/// with expert_tensor_parallel t > 1, in expert groups of t GPUs as for MoePlan). gpt-fast's
+/// Mixtral is gpus = tensor_parallel = expert_tensor_parallel: every GPU holds 1/t of every
+/// expert.
 struct ColocatedPlan {
   int gpus = 0;
   int tensor_parallel = 1;
   Placement placement = Placement::kRoundRobin;
   int expert_replicas = 1;
+  int expert_tensor_parallel = 1;  ///< t: GPUs each expert's FFN is split over
 };
 
 /// Expert load balancing (issue 17; plan/balancer.hpp has the algorithms). Applies to the
@@ -96,6 +109,8 @@ struct PlanSpec {
   std::vector<int> gpu_ranks;
 
   int total_gpus() const;
+  /// The expert tensor parallelism of the plan's MoE GPUs (moe or colocated), 1 = none.
+  int expert_tensor_parallel() const;
 };
 
 /// How many tokens each expert receives.
