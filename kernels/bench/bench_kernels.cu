@@ -853,7 +853,8 @@ void bench_grouped(cublasHandle_t h, const char* model, int experts, int hidden,
 // cache read once (ctx x 1152 a sequence), q read, out written. FLOPs: 2 x heads x ctx x
 // (576 + 512) a sequence. The row's ceiling is the roofline's: copy bandwidth where the bytes
 // take longer at the copy rate than the FLOPs at the GEMM rate, else the GEMM ceiling.
-void bench_mla(int heads, int batch, int ctx, int sms, bool verify, int splits_override = 0) {
+void bench_mla(int heads, int batch, int ctx, int sms, bool verify, int splits_override = 0,
+               int tile = 0) {
   constexpr int kl = mk::kMlaLatentDim, dr = mk::kMlaRopeDim, row = kl + dr;
   const std::size_t cache_elems = std::size_t(batch) * ctx * row;
   Buf cache(cache_elems * 2), ql(std::size_t(batch) * heads * kl * 2),
@@ -884,6 +885,7 @@ void bench_mla(int heads, int batch, int ctx, int sms, bool verify, int splits_o
   p.max_kv_len = ctx;
   p.num_splits = splits;
   p.scale = 0.0722f;  // 1/sqrt(192) x DeepSeek-V3's YaRN mscale (about 1.0)
+  p.tile_tokens = tile;
   mk::check_mla_attention(p);
   if (verify) {
     KCHECK(mk::launch_mla_attention(p, nullptr));
@@ -906,7 +908,8 @@ void bench_mla(int heads, int batch, int ctx, int sms, bool verify, int splits_o
   const std::string shape = "b=" + std::to_string(batch) + " ctx=" + std::to_string(ctx) +
                             " h=" + std::to_string(heads) +
                             " blk=" + std::to_string(mk::mla_attention_block_heads(heads)) +
-                            " splits=" + std::to_string(splits);
+                            " splits=" + std::to_string(splits) +
+                            (tile ? " tile=" + std::to_string(tile) : std::string());
   report("mla_attention", "dsv3", shape, graph, bytes, flops, compute_bound, eager);
 }
 
@@ -1074,6 +1077,8 @@ int main(int argc, char** argv) {
     // 16 / 32 / 128 over batches and contexts, and at b=1 and b=8 128 heads a split sweep.
     bench_mla(16, 2, 1024, sms, true);
     bench_mla(128, 1, 2048, sms, true);
+    bench_mla(128, 2, 1024, sms, true, 0, 64);
+    bench_mla(16, 2, 1024, sms, true, 0, 32);
     for (int heads : {16, 32, 128}) {
       for (int batch : {1, 8, 32, 64, 128}) {
         for (int ctx : {2048, 8192}) {
@@ -1087,6 +1092,15 @@ int main(int argc, char** argv) {
         for (int s : {1, 2, 4, 8, 16, 32, 64}) bench_mla(128, batch, 8192, sms, false, s);
       }
       for (int s : {1, 2, 4, 8, 16}) bench_mla(16, 8, 8192, sms, false, s);
+      // Forced tiles: 64-token tiles for 128 heads (Q re-read half as often), 32-token tiles
+      // (3 stages) for 16 and 32 heads, at the default split count.
+      for (int batch : {8, 32, 128}) {
+        for (int ctx : {2048, 8192}) {
+          bench_mla(128, batch, ctx, sms, false, 0, 64);
+          bench_mla(16, batch, ctx, sms, false, 0, 32);
+          bench_mla(32, batch, ctx, sms, false, 0, 32);
+        }
+      }
     }
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);

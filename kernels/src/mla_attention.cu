@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_attention_kernel(const MlaArg
     float sc[S::kNT][4];
 #pragma unroll
     for (int nt = 0; nt < S::kNT; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-#pragma unroll 6
+#pragma unroll(S::kNT >= 4 ? 2 : 6)
     for (int kp = 0; kp < kRowChunks / 4; ++kp) {  // two k-steps (32 elements) at a time
       unsigned qa0[4], qa1[4];
       ldmatrix_x4(qa0, sq + a_row * kRowBytes + (((4 * kp + a_hi) ^ (a_row & 7)) << 4));
@@ -447,6 +447,9 @@ const char* first_problem(const MlaAttentionParams& p) {
   if (p.num_heads <= 0) return "num_heads must be positive";
   if (p.max_kv_len <= 0) return "max_kv_len must be positive";
   if (p.num_splits <= 0) return "num_splits must be positive";
+  if (p.tile_tokens != 0 && p.tile_tokens != 32 && p.tile_tokens != 64) {
+    return "tile_tokens must be 0, 32 or 64";
+  }
   if (!(p.scale > 0.f) || !std::isfinite(p.scale)) return "scale must be positive and finite";
   if (!p.q_lat || !p.q_rope || !p.kv_cache || !p.kv_lens || !p.out) {
     return "null pointer (q_lat, q_rope, kv_cache, kv_lens and out are required)";
@@ -553,11 +556,18 @@ Status launch_mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
   a.head_blocks = (p.num_heads + hb - 1) / hb;
   // The sm_90 blocks (mla_attention_config.hpp); where the device's opt-in shared memory is
   // smaller (sm_80: 163 KB), 32-token tiles of 32/64-head blocks, fewer stages.
+  // tile_tokens 32 / 64 force the tile (see mla_attention.hpp).
   const std::size_t optin = device_smem_optin();
+  const int tile = p.tile_tokens;
   bool ok = false;
-  if (hb == 16 && optin >= std::size_t(MlaShape<1, 64, 2>::kSmem)) {
+  if (hb == 64 && tile == 64) {
+    ok = launch_block<4, 64, 2>(a, stream);
+  } else if (hb <= 32 && tile == 32) {
+    a.head_blocks = (p.num_heads + 31) / 32;
+    ok = launch_block<2, 32, 3>(a, stream);
+  } else if (hb == 16 && (tile == 64 || optin >= std::size_t(MlaShape<1, 64, 2>::kSmem))) {
     ok = launch_block<1, 64, 2>(a, stream);
-  } else if (hb <= 32 && optin >= std::size_t(MlaShape<2, 64, 2>::kSmem)) {
+  } else if (hb <= 32 && (tile == 64 || optin >= std::size_t(MlaShape<2, 64, 2>::kSmem))) {
     a.head_blocks = (p.num_heads + 31) / 32;
     ok = launch_block<2, 64, 2>(a, stream);
   } else if (hb <= 32) {

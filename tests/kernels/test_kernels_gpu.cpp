@@ -1159,15 +1159,16 @@ struct MlaCase {
   bool append = true;
   float scale = 0.0722f;    // about DeepSeek-V3's 1/sqrt(192) x mscale
   bool head_major = false;  // q_lat [heads][batch][512] and out [heads][batch][512] (strided)
+  int tile = 0;             // MlaAttentionParams::tile_tokens
 };
 
 // One launch on fresh random data, outputs poisoned; out, lse and the whole cache compared.
 // The rope part of q is drawn 4x wider than the latent part so that a kernel dropping it (or
 // mixing the two) misses by far more than the tolerance.
 void run_mla(const MlaCase& c, std::uint32_t seed) {
-  SCOPED_TRACE(::testing::Message()
-               << "heads " << c.heads << " batch " << c.lens.size() << " splits " << c.splits
-               << " scale " << c.scale << (c.head_major ? " head-major" : ""));
+  SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " batch " << c.lens.size()
+                                    << " splits " << c.splits << " scale " << c.scale << " tile "
+                                    << c.tile << (c.head_major ? " head-major" : ""));
   std::mt19937 rng(seed);
   const int batch = static_cast<int>(c.lens.size());
   const std::size_t row = kKl + kDr;
@@ -1223,6 +1224,7 @@ void run_mla(const MlaCase& c, std::uint32_t seed) {
   p.max_kv_len = c.max_len;
   p.num_splits = splits;
   p.scale = c.scale;
+  p.tile_tokens = c.tile;
   ASSERT_NO_THROW(mk::check_mla_attention(p));
   ASSERT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kOk);
   CUDA_OK(cudaDeviceSynchronize());
@@ -1301,6 +1303,23 @@ TEST(GpuMlaAttention, LongContextsLayoutsAndScales) {
     c.splits = 1;
     run_mla(c, 128);
   }
+}
+
+// Forced tile sizes: 64-token tiles for 64-head blocks (2 stages), 32-token tiles for 16- and
+// 32-head blocks (3 stages; 16 heads then run in 32-head blocks), split boundaries on them.
+TEST(GpuMlaAttention, ForcedTileSizes) {
+  REQUIRE_GPU();
+  auto tiled = [](MlaCase c, int tile) {
+    c.tile = tile;
+    return c;
+  };
+  run_mla(tiled({128, {200, 7, 64}, 256, 1}, 64), 141);
+  run_mla(tiled({128, {1000, 31}, 1024, 5}, 64), 142);
+  run_mla(tiled({80, {90, 300}, 320, 2}, 64), 143);
+  run_mla(tiled({16, {0, 37, 300}, 320, 1}, 32), 144);
+  run_mla(tiled({16, {1000, 63, 5}, 1024, 6}, 32), 145);
+  run_mla(tiled({40, {129, 0, 64}, 200, 3}, 32), 146);
+  run_mla(tiled({128, {511, 33}, 600, 4}, 32), 147);
 }
 
 // A sequence whose cache is full gets NaN (one split and several); its neighbours are right and
@@ -1384,6 +1403,9 @@ TEST(GpuMlaAttention, RefusesBadArguments) {
   p.q_lat_head_stride = 4;  // not a multiple of 8
   EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
   p.q_lat_head_stride = 0;
+  p.tile_tokens = 16;  // 0, 32 or 64
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  p.tile_tokens = 0;
   p.c_kv_new = d.as<mk::bf16>();  // k_rope_new missing
   EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
   CUDA_OK(cudaDeviceSynchronize());

@@ -81,6 +81,13 @@ struct MlaAttentionParams {
   int max_kv_len = 0;  // cache capacity per sequence, in tokens
   int num_splits = 1;  // >= 1
   float scale = 0.f;   // softmax scale, required (> 0): 1/sqrt(qk_nope + qk_rope) x mscale
+  // Tokens per KV tile (additive; 0 keeps the default): 0 = the default (mla_attention_config.hpp:
+  // 64 for 16/32-head blocks, 32 with 3 stages for 64-head blocks); 64 = 64-token tiles for
+  // every block (64-head blocks: 2 stages, ~226 KB of shared memory: Q is re-read from shared
+  // memory once per tile, so longer tiles read it less often); 32 = 32-token tiles, 3 stages
+  // (16-head blocks then run as 32-head blocks). Splits stay whole tiles of the size used.
+  // kLaunchFailed where the device lacks the shared memory.
+  int tile_tokens = 0;
 };
 
 /// Throws std::invalid_argument naming the first bad field (null pointers, strides not
