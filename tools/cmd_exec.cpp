@@ -370,8 +370,9 @@ int cmd_exec(const Args& args) {
   } else {
     c = compile_for_exec(s, o.verify);
   }
-  // Model features the executor has no kernels for (MLA, dense layers, non-bf16 formats) are
-  // refused here, naming the feature, before any rank starts (issue 15).
+  // Model features the executor has no kernels for (MLA of other widths than the kernel's,
+  // dense layers, non-bf16 formats) are refused here, naming the feature, before any rank
+  // starts (issue 15).
   exec::check_model_supported(c.program);
   if (vm.count("dry-run")) return dry_run(o, c.program, dump_rank);
 

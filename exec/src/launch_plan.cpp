@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "masep/kernels/attention_config.hpp"
+#include "masep/kernels/mla_attention_config.hpp"
 #include "masep/plan/seeded_hash.hpp"
 
 namespace masep::exec {
@@ -118,8 +119,16 @@ bool executor_runs_precision(const models::Precision& p) {
 void check_model_supported(const plan::Program& p) {
   const models::Model& m = p.model;
   std::string what;
-  if (m.is_mla()) {
-    what = "MLA attention (attention: mla; no latent-attention kernel yet)";
+  if (m.is_mla() &&
+      (m.mla.kv_lora_rank != kernels::kMlaLatentDim ||
+       m.mla.qk_rope_head_dim != kernels::kMlaRopeDim || m.mla.qk_nope_head_dim % 8 != 0 ||
+       m.mla.v_head_dim % 8 != 0 || m.mla.q_lora_rank % 8 != 0)) {
+    what = fmt::format(
+        "MLA attention with kv_lora_rank {}, qk_rope_head_dim {}, qk_nope_head_dim {}, "
+        "v_head_dim {}, q_lora_rank {} (the MLA kernel is built for kv_lora_rank {} and "
+        "qk_rope_head_dim {}; the other widths must be multiples of 8)",
+        m.mla.kv_lora_rank, m.mla.qk_rope_head_dim, m.mla.qk_nope_head_dim, m.mla.v_head_dim,
+        m.mla.q_lora_rank, kernels::kMlaLatentDim, kernels::kMlaRopeDim);
   } else if (m.dense_layers > 0) {
     what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
                        m.dense_layers);
@@ -140,6 +149,11 @@ void check_model_supported(const plan::Program& p) {
         models::to_string(pr.weights), models::to_string(pr.kv_cache),
         models::to_string(pr.activations), models::to_string(pr.dispatch),
         models::to_string(pr.combine));
+  } else if (m.is_mla() && m.precision.weights != models::DType::kBF16) {
+    what = fmt::format(
+        "MLA attention with {} weights (the MLA projections run as bf16 cuBLAS GEMMs; FP8 "
+        "weights are lowered for the qkv, out_proj and expert matrices only)",
+        models::to_string(m.precision.weights));
   }
   if (!what.empty()) {
     throw std::invalid_argument(fmt::format(
@@ -272,13 +286,14 @@ class Builder {
   }
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
-  // Issue 15's model features (check_model_supported), then this rank's ops: an op of an
-  // MLA or dense-layer role in a Program whose model claims neither is refused alike.
+  // Issue 15's model features (check_model_supported), then this rank's ops: an op of a
+  // dense-layer or shared-expert role, or of an MLA role in a Program whose model is not MLA,
+  // is refused alike.
   void check_model_features() const {
     check_model_supported(p_);
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
-      if (plan::is_mla_role(o.role) || plan::is_dense_role(o.role) ||
+      if ((plan::is_mla_role(o.role) && !m_.is_mla()) || plan::is_dense_role(o.role) ||
           (o.role >= OpRole::kSharedUp && o.role <= OpRole::kSharedDown)) {
         throw std::invalid_argument(fmt::format(
             "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
@@ -563,7 +578,11 @@ class Builder {
   void scan_attention() {
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
-      if (o.role == OpRole::kAttention) attn_of_[key_of(o)] = &o;
+      if (o.role == OpRole::kAttention || o.role == OpRole::kMlaAttention) {
+        attn_of_[key_of(o)] = &o;
+      }
+      // The local query heads of MLA attention (every MLA op of the rank has them).
+      if (o.role == OpRole::kMlaAttention && mla_heads_ <= 0) mla_heads_ = o.heads;
     }
   }
 
@@ -609,7 +628,8 @@ class Builder {
     wt.tag =
         splitmix64(splitmix64(splitmix64(static_cast<uint64_t>(o.layer)) ^ plan::fnv1a64(name)) ^
                    static_cast<uint64_t>(global));
-    if (o.role == OpRole::kNorm || o.role == OpRole::kAddNorm) {  // norm gains around 1
+    if (o.role == OpRole::kNorm || o.role == OpRole::kAddNorm ||
+        o.role == OpRole::kMlaNorm) {  // norm gains around 1
       wt.scale = 0.1f;
       wt.shift = 1.0f;
     }
@@ -664,10 +684,25 @@ class Builder {
       case OpRole::kNorm:
       case OpRole::kQkv:
       case OpRole::kRope:
+      case OpRole::kMlaDown:
+      case OpRole::kMlaNorm:
+      case OpRole::kMlaQUp:
+      case OpRole::kMlaRope:
         want = T;
         break;
       case OpRole::kAttention:
+      case OpRole::kMlaAttention:
         if (o.batch != T) bad_shape(o, "attention batch is not the rank's sequences");
+        break;
+      case OpRole::kMlaAbsorbK:
+        for (int32_t g : o.group_m) {
+          if (g != T) bad_shape(o, "absorbed-K rows per head are not the rank's sequences");
+        }
+        break;
+      case OpRole::kMlaAbsorbV:
+        for (int32_t g : o.group_m) {
+          if (g < 0 || g > T) bad_shape(o, "absorbed-V rows per head exceed the rank's sequences");
+        }
         break;
       case OpRole::kAddNorm:
       case OpRole::kRouterGemm:
@@ -700,7 +735,7 @@ class Builder {
         (o.role == OpRole::kNorm || o.role == OpRole::kQkv || o.role == OpRole::kRope ||
          o.role == OpRole::kAttention || o.role == OpRole::kOutProj || o.role == OpRole::kAddNorm ||
          o.role == OpRole::kRouterGemm || o.role == OpRole::kRouter || o.role == OpRole::kPermute ||
-         o.role == OpRole::kCombine)) {
+         o.role == OpRole::kCombine || plan::is_mla_role(o.role))) {
       bad_shape(o, "an attention-side op on a rank that is not an attention rank");
     }
     check_rows(o);
@@ -713,8 +748,10 @@ class Builder {
         l.n = o.n;
         l.k = o.k;
         Buf a = Buf::kNormed, cb = Buf::kQkv;
-        if (o.role == OpRole::kOutProj)
-          a = Buf::kAttnOut, cb = t_ == 1 ? Buf::kAttnSlice : Buf::kProj;
+        if (o.role == OpRole::kOutProj) {
+          a = m_.is_mla() ? Buf::kMlaV : Buf::kAttnOut;
+          cb = t_ == 1 ? Buf::kAttnSlice : Buf::kProj;
+        }
         if (o.role == OpRole::kRouterGemm) a = Buf::kSliceNormed, cb = Buf::kLogits;
         l.in = ref(a, mb, o.m * o.k * dt);
         l.out = ref(cb, mb, o.m * o.n * dt);
@@ -920,6 +957,7 @@ class Builder {
       case OpRole::kMlaRope:
       case OpRole::kMlaAttention:
       case OpRole::kMlaAbsorbV:
+        return mla(o);
       case OpRole::kDenseUp:
       case OpRole::kDenseAct:
       case OpRole::kDenseDown:
@@ -966,6 +1004,25 @@ class Builder {
     l.heads = o.heads;
     l.kv_heads = o.kv_heads;
     l.head_dim = o.head_dim;
+    const int32_t longest = kv_lengths(o, l);
+    const int64_t qkv_cols = static_cast<int64_t>(o.heads + 2 * o.kv_heads) * o.head_dim;
+    l.in = ref(Buf::kQkv, mb, o.batch * qkv_cols * kBf16);
+    l.out = ref(Buf::kAttnOut, mb, static_cast<int64_t>(o.batch) * o.heads * o.head_dim * kBf16);
+    l.num_splits = kernels::decode_attention_num_splits(o.batch, o.heads, o.kv_heads, o.head_dim,
+                                                        static_cast<int>(longest), opt_.sm_count,
+                                                        opt_.peak_memory_GBps);
+    const auto ws =
+        kernels::decode_attention_workspace_bytes(o.batch, o.heads, o.head_dim, l.num_splits);
+    l.aux = ref(Buf::kAttnWorkspace, mb, static_cast<int64_t>(ws));
+    return l;
+  }
+
+  // The KV lengths of an attention op (MHA or MLA) into the length pool (l.kv_lens_offset,
+  // l.append_kv), its cache region sized for the longest sequence of any step, and the
+  // positions of the rope launches of its (step, layer, micro-batch). Returns the longest
+  // length after this step's token.
+  int32_t kv_lengths(const Op& o, Launch& l) {
+    const int mb = o.micro_batch;
     l.append_kv = kv_append_;
     if (o.batch <= 0) throw std::invalid_argument(fmt::format("op {}: attention batch 0", o.id));
     // Per-sequence lengths (after the append): the workload's contexts + step + 1 when they
@@ -1002,21 +1059,161 @@ class Builder {
     region.batch = std::max(region.batch, o.batch);
     region.first_seq = first_seq;
     region.max_len = std::max(region.max_len, longest + 1);
-    const int64_t qkv_cols = static_cast<int64_t>(o.heads + 2 * o.kv_heads) * o.head_dim;
-    l.in = ref(Buf::kQkv, mb, o.batch * qkv_cols * kBf16);
-    l.out = ref(Buf::kAttnOut, mb, static_cast<int64_t>(o.batch) * o.heads * o.head_dim * kBf16);
-    l.num_splits = kernels::decode_attention_num_splits(o.batch, o.heads, o.kv_heads, o.head_dim,
-                                                        static_cast<int>(longest), opt_.sm_count,
-                                                        opt_.peak_memory_GBps);
-    const auto ws =
-        kernels::decode_attention_workspace_bytes(o.batch, o.heads, o.head_dim, l.num_splits);
-    l.aux = ref(Buf::kAttnWorkspace, mb, static_cast<int64_t>(ws));
     // Rope ops of this (step, layer, mb) use these lengths as positions.
     auto it = rope_waiting_.find(o.id);
     if (it != rope_waiting_.end()) {
       for (int idx : it->second) rope_positions_[idx] = l.kv_lens_offset;
     }
-    return l;
+    return longest;
+  }
+
+  // MLA attention's ops (launch_plan.hpp: "MLA"). Buffers per micro-batch: kMlaCq / kMlaCkv /
+  // kMlaKRope from the down projection, kMlaQ the query ([T][heads·dn | heads·dr]; with
+  // ql = 0 the down projection writes it into kMlaCq), kMlaQLat the absorbed queries
+  // (head-major), kAttnOut the latent outputs [T][heads][kl], kMlaV the out_proj input.
+  Launch mla(const Op& o) {
+    const int mb = o.micro_batch;
+    const int64_t dt = kBf16;
+    Launch::MlaDims d;
+    d.ql = m_.mla.q_lora_rank;
+    d.kl = m_.mla.kv_lora_rank;
+    d.dn = m_.mla.qk_nope_head_dim;
+    d.dr = m_.mla.qk_rope_head_dim;
+    d.dv = m_.mla.v_head_dim;
+    const int64_t T = batch_of(rank_, mb).sequences;
+    if (mla_heads_ <= 0) bad_shape(o, "an MLA op on a rank without an MLA attention op");
+    const int64_t heads = mla_heads_;
+    d.q_cols = d.ql > 0 ? d.ql : static_cast<int32_t>(heads * (d.dn + d.dr));
+    const int64_t q_row = heads * (d.dn + d.dr);
+    const Buf qbuf = d.ql > 0 ? Buf::kMlaQ : Buf::kMlaCq;
+    switch (o.role) {
+      case OpRole::kMlaDown: {
+        if (o.n != d.q_cols + d.kl + d.dr || o.k != h_) {
+          bad_shape(o,
+                    "mla_down needs n = q columns + kv_lora_rank + qk_rope_head_dim, k = hidden");
+        }
+        Launch l = base(o, LaunchKind::kMlaDown);
+        l.mla = d;
+        l.m = T;
+        l.n = o.n;
+        l.k = h_;
+        l.in = ref(Buf::kNormed, mb, T * h_ * dt);
+        l.out = ref(Buf::kMlaCq, mb, T * d.q_cols * dt);
+        l.in2 = ref(Buf::kMlaCkv, mb, T * d.kl * dt);
+        l.aux = ref(Buf::kMlaKRope, mb, T * d.dr * dt);
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, o.n * h_ * dt)};
+        return l;
+      }
+      case OpRole::kMlaNorm: {
+        if (o.n != d.ql + d.kl) bad_shape(o, "mla_norm needs n = q_lora_rank + kv_lora_rank");
+        Launch l = base(o, LaunchKind::kMlaNorm);
+        l.mla = d;
+        l.tokens = T;
+        l.cols = o.n;
+        l.in = ref(Buf::kMlaCq, mb, T * d.q_cols * dt);
+        l.in2 = ref(Buf::kMlaCkv, mb, T * d.kl * dt);
+        l.weight_offsets = {d.ql > 0 ? weight(o, "mla_norm_q", 0, d.ql * dt) : -1,
+                            weight(o, "mla_norm_kv", 0, d.kl * dt)};
+        return l;
+      }
+      case OpRole::kMlaQUp: {
+        if (d.ql <= 0 || o.k != d.ql || o.n != q_row) {
+          bad_shape(o, "mla_q_up needs k = q_lora_rank, n = heads·(qk_nope + qk_rope)");
+        }
+        Launch l = base(o, LaunchKind::kGemm);
+        l.m = T;
+        l.n = o.n;
+        l.k = o.k;
+        l.in = ref(Buf::kMlaCq, mb, T * d.ql * dt);
+        l.out = ref(Buf::kMlaQ, mb, T * q_row * dt);
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, o.n * o.k * dt)};
+        return l;
+      }
+      case OpRole::kMlaAbsorbK:
+      case OpRole::kMlaAbsorbV: {
+        const bool k_side = o.role == OpRole::kMlaAbsorbK;
+        if (static_cast<int64_t>(o.group_m.size()) != heads ||
+            (k_side ? (o.n != d.kl || o.k != d.dn) : (o.n != d.dv || o.k != d.kl))) {
+          bad_shape(o, k_side ? "mla_absorb_k needs one group per local head, n = kv_lora_rank, "
+                                "k = qk_nope_head_dim"
+                              : "mla_absorb_v needs one group per local head, n = v_head_dim, "
+                                "k = kv_lora_rank");
+        }
+        const int64_t rows = o.group_m.empty() ? 0 : o.group_m.front();
+        for (int32_t g : o.group_m) {
+          if (g != rows) bad_shape(o, "absorb GEMMs need the same rows for every head");
+        }
+        Launch l = base(o, LaunchKind::kMlaAbsorb);
+        l.mla = d;
+        l.heads = static_cast<int32_t>(heads);
+        l.m = rows;
+        l.n = o.n;
+        l.k = o.k;
+        if (k_side) {  // q_nope of head h: columns [h·dn, h·dn + dn) of the query rows
+          l.in = ref(qbuf, mb, T * q_row * dt);
+          l.in_ld = q_row;
+          l.in_stride = d.dn;
+          l.out = ref(Buf::kMlaQLat, mb, heads * T * d.kl * dt);
+          l.out_ld = d.kl;
+          l.out_stride = T * d.kl;
+        } else {  // latent output of head h: [T][heads][kl] → kMlaV columns [h·dv, h·dv + dv)
+          l.in = ref(Buf::kAttnOut, mb, T * heads * d.kl * dt);
+          l.in_ld = heads * d.kl;
+          l.in_stride = d.kl;
+          l.out = ref(Buf::kMlaV, mb, T * heads * d.dv * dt);
+          l.out_ld = heads * d.dv;
+          l.out_stride = d.dv;
+        }
+        l.weight_offsets = {weight(o, weight_name(o.role), 0, heads * o.n * o.k * dt)};
+        return l;
+      }
+      case OpRole::kMlaRope: {
+        const auto it = attn_of_.find(key_of(o));
+        if (it == attn_of_.end()) {
+          bad_shape(o, "no attention op in its step, layer and micro-batch");
+        }
+        if (o.heads != heads || o.head_dim != d.dr || o.kv_heads != 1) {
+          bad_shape(o, "mla_rope needs the local heads, kv_heads 1 and head_dim qk_rope_head_dim");
+        }
+        Launch l = base(o, LaunchKind::kMlaRope);
+        l.mla = d;
+        l.tokens = T;
+        l.heads = static_cast<int32_t>(heads);
+        l.kv_heads = 1;
+        l.head_dim = d.dr;
+        l.cols = q_row;
+        l.in = ref(qbuf, mb, T * q_row * dt);
+        l.in2 = ref(Buf::kMlaKRope, mb, T * d.dr * dt);
+        rope_waiting_[it->second->id].push_back(rope_count_++);
+        return l;  // kv_lens_offset is set by finish_rope()
+      }
+      case OpRole::kMlaAttention: {
+        if (o.heads != heads || o.kv_heads != 1 || o.head_dim != d.kl + d.dr) {
+          bad_shape(o,
+                    "mla_attn needs the local heads, kv_heads 1, head_dim kv_lora_rank + "
+                    "qk_rope_head_dim");
+        }
+        Launch l = base(o, LaunchKind::kMlaAttention);
+        l.mla = d;
+        l.batch = o.batch;
+        l.heads = o.heads;
+        l.kv_heads = 1;
+        l.head_dim = o.head_dim;
+        const int32_t longest = kv_lengths(o, l);
+        l.in = ref(Buf::kMlaQLat, mb, heads * T * d.kl * dt);
+        l.in2 = ref(qbuf, mb, T * q_row * dt);
+        l.in3 = ref(Buf::kMlaCkv, mb, T * d.kl * dt);
+        l.in4 = ref(Buf::kMlaKRope, mb, T * d.dr * dt);
+        l.out = ref(Buf::kAttnOut, mb, T * heads * d.kl * dt);
+        l.num_splits = kernels::mla_attention_num_splits(o.batch, o.heads, longest, opt_.sm_count);
+        const auto ws = kernels::mla_attention_workspace_bytes(o.batch, o.heads, l.num_splits);
+        l.aux = ref(Buf::kAttnWorkspace, mb, static_cast<int64_t>(ws));
+        return l;
+      }
+      default:
+        break;
+    }
+    bad_shape(o, "not an MLA role");
   }
 
   Launch collective(const Op& o) {
@@ -1181,7 +1378,7 @@ class Builder {
     // Rope launches were emitted before their attention op gave the positions; patch them.
     int idx = 0;
     for (Launch& l : ps[plan::kCompute]) {
-      if (l.kind != LaunchKind::kRope) continue;
+      if (l.kind != LaunchKind::kRope && l.kind != LaunchKind::kMlaRope) continue;
       const auto it = rope_positions_.find(idx);
       if (it == rope_positions_.end()) {
         throw std::invalid_argument(fmt::format("op {}: rope without attention op", l.ops[0]));
@@ -1194,12 +1391,31 @@ class Builder {
   void finish_kv(std::array<std::vector<Launch>, plan::kStreamCount>& ps) {
     // Lay out the KV arena: per (layer, mb) a K and a V block of
     // [batch, kv_heads, max_len, head_dim] bf16.
+    // MLA: one block of [batch, 1, max_len, kv_lora_rank + qk_rope_head_dim] (c_kv | k_rope per
+    // token), its "K"; no V.
     for (auto& st : ps) {
       for (Launch& l : st) {
-        if (l.kind != LaunchKind::kAttention) continue;
+        if (l.kind != LaunchKind::kAttention && l.kind != LaunchKind::kMlaAttention) continue;
         const Op& o = p_.ops[static_cast<size_t>(l.ops[0])];
         auto& r = kv_regions_.at({o.layer, o.micro_batch});
-        if (r.bytes == 0) {
+        if (r.bytes == 0 && l.kind == LaunchKind::kMlaAttention) {
+          r.kv_heads = 1;
+          r.head_dim = o.head_dim;
+          r.bytes = static_cast<int64_t>(r.batch) * r.max_len * o.head_dim * kBf16;
+          r.k_offset = rp_.kv_cache_bytes;
+          r.v_offset = r.k_offset;
+          rp_.kv_cache_bytes = r.k_offset + (r.bytes + 255) / 256 * 256;
+          KvBlock kb;
+          kb.offset_bytes = r.k_offset;
+          kb.layer = o.layer;
+          kb.value = false;
+          kb.batch = r.batch;
+          kb.kv_heads = 1;
+          kb.max_len = r.max_len;
+          kb.head_dim = r.head_dim;
+          kb.first_seq = r.first_seq;
+          rp_.kv_blocks.push_back(kb);
+        } else if (r.bytes == 0) {
           r.kv_heads = o.kv_heads;
           r.head_dim = o.head_dim;
           r.bytes = static_cast<int64_t>(r.batch) * o.kv_heads * r.max_len * o.head_dim * kBf16;
@@ -1247,6 +1463,7 @@ class Builder {
   bool kv_append_ = true;
   RankPlan rp_;
   std::map<Key, const Op*> attn_of_;  // the attention op of each (step, layer, mb)
+  int64_t mla_heads_ = 0;             // local query heads of the MLA attention ops
   std::map<std::tuple<int, std::string, int>, std::pair<int64_t, int64_t>> weights_;
   std::map<int64_t, size_t> weight_index_;  // weight offset → index in rp_.weight_tensors
   // Format of the GEMM weight matrices (qkv, out_proj, experts): fp8 block-scaled when the
@@ -1268,7 +1485,8 @@ const char* to_string(Buf b) {
       "expert_counts", "permuted_row", "source_token", "expert_offsets", "layer_out",
       "send",          "recv",         "ret_send",     "ret_recv",       "expert_in",
       "expert_mid",    "expert_act",   "expert_out",   "attn_workspace", "scratch_a",
-      "scratch_b",     "route_counts", "real_row_map"};
+      "scratch_b",     "route_counts", "real_row_map", "mla_cq",         "mla_ckv",
+      "mla_k_rope",    "mla_q",        "mla_q_lat",    "mla_v"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kBufCount);
   return kNames[static_cast<int>(b)];
 }
@@ -1311,6 +1529,16 @@ const char* to_string(LaunchKind k) {
       return "gather_rows";
     case LaunchKind::kScatterRows:
       return "scatter_rows";
+    case LaunchKind::kMlaDown:
+      return "mla_down";
+    case LaunchKind::kMlaNorm:
+      return "mla_norm";
+    case LaunchKind::kMlaAbsorb:
+      return "mla_absorb";
+    case LaunchKind::kMlaRope:
+      return "mla_rope";
+    case LaunchKind::kMlaAttention:
+      return "mla_attention";
   }
   return "?";
 }
@@ -1451,6 +1679,17 @@ std::string describe(const RankPlan& rp, const plan::Program& p) {
         out += fmt::format(" batch={} heads={}/{} d={} max_kv={} splits={}{}", l.batch, l.heads,
                            l.kv_heads, l.head_dim, l.max_kv_len, l.num_splits,
                            l.append_kv ? "" : " no-append");
+        break;
+      case LaunchKind::kMlaAttention:
+        out += fmt::format(" batch={} heads={} d={}+{} max_kv={} splits={}{}", l.batch, l.heads,
+                           l.mla.kl, l.mla.dr, l.max_kv_len, l.num_splits,
+                           l.append_kv ? "" : " no-append");
+        break;
+      case LaunchKind::kMlaDown:
+        out += fmt::format(" m={} n={}+{}+{} k={}", l.m, l.mla.q_cols, l.mla.kl, l.mla.dr, l.k);
+        break;
+      case LaunchKind::kMlaAbsorb:
+        out += fmt::format(" heads={} m={} n={} k={}", l.heads, l.m, l.n, l.k);
         break;
       case LaunchKind::kCopy:
         out += fmt::format(" bytes={}", l.bytes);

@@ -1034,6 +1034,54 @@ class RankRunner {
         MASEP_KERNEL_CHECK(kernels::launch_decode_attention(ap, st));
         return;
       }
+      case LaunchKind::kMlaDown: {  // out = c_q, in2 = c_kv, aux = k_rope
+        const char* w = weights_ + l.weight_offsets.at(0);
+        const int64_t q = l.mla.q_cols, kl = l.mla.kl;
+        gemm(w, ptr(l.in), ptr(l.out), l.m, q, l.k);
+        gemm(w + q * l.k * 2, ptr(l.in), ptr(l.in2), l.m, kl, l.k);
+        gemm(w + (q + kl) * l.k * 2, ptr(l.in), ptr(l.aux), l.m, l.mla.dr, l.k);
+        return;
+      }
+      case LaunchKind::kMlaNorm: {  // in place: in = c_q (when ql > 0), in2 = c_kv
+        if (l.mla.ql > 0) {
+          MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(
+              ptr<bf16>(l.in), reinterpret_cast<const bf16*>(weights_ + l.weight_offsets.at(0)),
+              ptr<bf16>(l.in), static_cast<int>(l.tokens), l.mla.ql, eps, st));
+        }
+        MASEP_KERNEL_CHECK(kernels::launch_rmsnorm(
+            ptr<bf16>(l.in2), reinterpret_cast<const bf16*>(weights_ + l.weight_offsets.at(1)),
+            ptr<bf16>(l.in2), static_cast<int>(l.tokens), l.mla.kl, eps, st));
+        return;
+      }
+      case LaunchKind::kMlaAbsorb:
+        detail::gemm_bf16_strided_batched(cublas_, weights_ + l.weight_offsets.at(0), l.n * l.k,
+                                          ptr(l.in), l.in_ld, l.in_stride, ptr(l.out), l.out_ld,
+                                          l.out_stride, l.m, l.n, l.k, l.heads);
+        return;
+      case LaunchKind::kMlaRope: {  // q_rope of every head in the query rows (in), k_rope (in2)
+        kernels::RopeParams rp;
+        rp.q = ptr<bf16>(l.in) + static_cast<int64_t>(l.heads) * l.mla.dn;
+        rp.q_stride = l.cols;
+        rp.k = ptr<bf16>(l.in2);
+        rp.k_stride = l.mla.dr;
+        rp.positions = kv_lens_ + l.kv_lens_offset;
+        rp.tokens = static_cast<int>(l.tokens);
+        rp.num_heads = l.heads;
+        rp.num_kv_heads = 1;
+        rp.head_dim = l.mla.dr;
+        MASEP_KERNEL_CHECK(kernels::launch_rope(rp, st));
+        return;
+      }
+      case LaunchKind::kMlaAttention: {
+        const kernels::MlaAttentionParams mp = detail::mla_attention_params(
+            ptr<bf16>(l.in), ptr<bf16>(l.in2), ptr<bf16>(l.in3), ptr<bf16>(l.in4), l.append_kv,
+            reinterpret_cast<bf16*>(kv_ + l.k_cache_offset), kv_lens_ + l.kv_lens_offset,
+            l.max_kv_len, ptr<bf16>(l.out), opt_ptr(l.aux),
+            static_cast<size_t>(size_of(l.aux.buf, l.aux.mb)), l.batch, l.heads, l.mla.dn,
+            l.mla.dr, l.num_splits);
+        MASEP_KERNEL_CHECK(kernels::launch_mla_attention(mp, st));
+        return;
+      }
       case LaunchKind::kRouter: {
         kernels::RouterParams r;
         r.logits = ptr(l.in);

@@ -8,7 +8,8 @@
 // (bytes the kernel must move at least, counted below per kernel), TFLOP/s and % of the
 // relevant ceiling. Each kernel family is verified once against its CPU reference at a
 // small shape before timing. Usage:
-// masep-bench-kernels [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl]
+// masep-bench-kernels [--csv FILE] [--quick] [--eager-twice]
+//                     [--only attention|target[N]|pdl|merge|split2|grouped|mla]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -27,6 +28,7 @@
 #include "masep/kernels/attention_experiment.hpp"
 #include "masep/kernels/expert_ffn.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
+#include "masep/kernels/mla_attention.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/reference.hpp"
@@ -931,6 +933,72 @@ void bench_projection(cublasHandle_t h, const char* model, const char* name, int
          flops);
 }
 
+// ---- MLA decode attention (DeepSeek-V3: latent 512 + rope 64, 128 heads) ---------------
+// `heads` query heads of one rank (16: TP 8, 32: TP 4, 128: data-parallel attention) over
+// `batch` latent caches of `ctx` tokens (the new token appended: ctx - 1 cached). Bytes: the
+// cache read once (ctx x 1152 a sequence), q read, out written. FLOPs: 2 x heads x ctx x
+// (576 + 512) a sequence. The row's ceiling is the roofline's: copy bandwidth where the bytes
+// take longer at the copy rate than the FLOPs at the GEMM rate, else the GEMM ceiling.
+void bench_mla(int heads, int batch, int ctx, int sms, bool verify, int splits_override = 0,
+               int tile = 0) {
+  constexpr int kl = mk::kMlaLatentDim, dr = mk::kMlaRopeDim, row = kl + dr;
+  const std::size_t cache_elems = std::size_t(batch) * ctx * row;
+  Buf cache(cache_elems * 2), ql(std::size_t(batch) * heads * kl * 2),
+      qr(std::size_t(batch) * heads * dr * 2), cn(std::size_t(batch) * kl * 2),
+      rn(std::size_t(batch) * dr * 2), out(std::size_t(batch) * heads * kl * 2), lens(batch * 4);
+  fill(cache, 11);
+  fill(ql, 12);
+  fill(qr, 13);
+  fill(cn, 14);
+  fill(rn, 15);
+  upload(lens.p, std::vector<std::int32_t>(batch, ctx - 1));
+  const int splits =
+      splits_override ? splits_override : mk::mla_attention_num_splits(batch, heads, ctx, sms);
+  const std::size_t wsb = mk::mla_attention_workspace_bytes(batch, heads, splits);
+  Buf ws(wsb);
+  mk::MlaAttentionParams p;
+  p.q_lat = ql.as<mk::bf16>();
+  p.q_rope = qr.as<mk::bf16>();
+  p.c_kv_new = cn.as<mk::bf16>();
+  p.k_rope_new = rn.as<mk::bf16>();
+  p.kv_cache = cache.as<mk::bf16>();
+  p.kv_lens = lens.as<std::int32_t>();
+  p.out = out.as<mk::bf16>();
+  p.workspace = wsb ? ws.p : nullptr;
+  p.workspace_bytes = wsb;
+  p.batch = batch;
+  p.num_heads = heads;
+  p.max_kv_len = ctx;
+  p.num_splits = splits;
+  p.scale = 0.0722f;  // 1/sqrt(192) x DeepSeek-V3's YaRN mscale (about 1.0)
+  p.tile_tokens = tile;
+  mk::check_mla_attention(p);
+  if (verify) {
+    KCHECK(mk::launch_mla_attention(p, nullptr));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    auto qlh = download<ref::Bf16>(ql.p, std::size_t(batch) * heads * kl);
+    auto qrh = download<ref::Bf16>(qr.p, std::size_t(batch) * heads * dr);
+    auto ch = download<ref::Bf16>(cache.p, cache_elems);  // already holds the appended token
+    auto want = ref::mla_decode_attention(
+        qlh, qrh, {}, {}, ch, std::vector<std::int32_t>(batch, ctx), heads, kl, dr, ctx, p.scale);
+    verified("mla_attention",
+             close_enough(download<ref::Bf16>(out.p, want.size()), want, 1e-2f, 4e-3f));
+  }
+  const double bytes = 2.0 * cache_elems + 2.0 * batch * heads * (kl + dr + kl);
+  const double flops = 2.0 * batch * heads * double(ctx) * (row + kl);
+  const Launch fn = [&](cudaStream_t st) { KCHECK(mk::launch_mla_attention(p, st)); };
+  const int iters = iters_for(bytes);
+  const double graph = time_graph_us(fn, iters, 5);
+  const double eager = time_us(fn, iters, 3, 3);
+  const bool compute_bound = flops / (g_ceil.gemm_tflops * 1e12) > bytes / (g_ceil.copy_GBps * 1e9);
+  const std::string shape = "b=" + std::to_string(batch) + " ctx=" + std::to_string(ctx) +
+                            " h=" + std::to_string(heads) +
+                            " blk=" + std::to_string(mk::mla_attention_block_heads(heads)) +
+                            " splits=" + std::to_string(splits) +
+                            (tile ? " tile=" + std::to_string(tile) : std::string());
+  report("mla_attention", "dsv3", shape, graph, bytes, flops, compute_bound, eager);
+}
+
 void write_csv(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
@@ -960,6 +1028,7 @@ int main(int argc, char** argv) {
   bool merge_only = false;
   bool split2_only = false;
   bool grouped_only = false;
+  bool mla_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv = argv[++i];
@@ -984,6 +1053,10 @@ int main(int argc, char** argv) {
       grouped_only = true;  // ceilings, grouped decode GEMM vs the cuBLAS loop per model
       ++i;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
+               !std::strcmp(argv[i + 1], "mla")) {
+      mla_only = true;  // ceilings, MLA decode attention (DeepSeek-V3 shapes)
+      ++i;
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc &&
                !std::strcmp(argv[i + 1], "split2")) {
       split2_only = true;  // ceilings, target: default vs 4 stages interleaved, shapes >= 16K
       ++i;
@@ -994,10 +1067,10 @@ int main(int argc, char** argv) {
       if (argv[i + 1][6] != '\0') target_variant = std::atoi(argv[i + 1] + 6);
       ++i;
     } else {
-      std::fprintf(
-          stderr,
-          "usage: %s [--csv FILE] [--quick] [--eager-twice] [--only attention|target[N]|pdl|merge|split2|grouped]\n",
-          argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--csv FILE] [--quick] [--eager-twice] [--only "
+                   "attention|target[N]|pdl|merge|split2|grouped|mla]\n",
+                   argv[0]);
       return 1;
     }
   }
@@ -1080,6 +1153,41 @@ int main(int argc, char** argv) {
     }
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(0, -1));  // noise check
     bench_attention("mixtral", 32, 8, 8, 2048, sms, false, opt(2, 4));
+    if (!csv.empty()) write_csv(csv);
+    cublasDestroy(h);
+    cudaStreamDestroy(g_stream);
+    return 0;
+  }
+  if (mla_only) {
+    // Verified at two small shapes (one split; many splits + reduce), then heads per rank
+    // 16 / 32 / 128 over batches and contexts, and at b=1 and b=8 128 heads a split sweep.
+    bench_mla(16, 2, 1024, sms, true);
+    bench_mla(128, 1, 2048, sms, true);
+    bench_mla(128, 2, 1024, sms, true, 0, 64);
+    bench_mla(16, 2, 1024, sms, true, 0, 32);
+    for (int heads : {16, 32, 128}) {
+      for (int batch : {1, 8, 32, 64, 128}) {
+        for (int ctx : {2048, 8192}) {
+          if (quick && batch * ctx > 65536) continue;
+          bench_mla(heads, batch, ctx, sms, false);
+        }
+      }
+    }
+    if (!quick) {
+      for (int batch : {1, 8}) {
+        for (int s : {1, 2, 4, 8, 16, 32, 64}) bench_mla(128, batch, 8192, sms, false, s);
+      }
+      for (int s : {1, 2, 4, 8, 16}) bench_mla(16, 8, 8192, sms, false, s);
+      // Forced tiles: 64-token tiles for 128 heads (Q re-read half as often), 32-token tiles
+      // (3 stages) for 16 and 32 heads, at the default split count.
+      for (int batch : {8, 32, 128}) {
+        for (int ctx : {2048, 8192}) {
+          bench_mla(128, batch, ctx, sms, false, 0, 64);
+          bench_mla(16, batch, ctx, sms, false, 0, 32);
+          bench_mla(32, batch, ctx, sms, false, 0, 32);
+        }
+      }
+    }
     if (!csv.empty()) write_csv(csv);
     cublasDestroy(h);
     cudaStreamDestroy(g_stream);

@@ -90,6 +90,71 @@ void norm_row(const float* v, const std::vector<Bf16>& weight, int hidden, float
 }
 }  // namespace
 
+std::vector<float> mla_decode_attention(
+    const std::vector<Bf16>& q_lat, const std::vector<Bf16>& q_rope,
+    const std::vector<Bf16>& c_kv_new, const std::vector<Bf16>& k_rope_new,
+    std::vector<Bf16>& kv_cache, const std::vector<std::int32_t>& kv_lens, int num_heads, int kl,
+    int dr, int max_kv_len, float scale, std::vector<float>* lse) {
+  const int batch = static_cast<int>(kv_lens.size());
+  const int row = kl + dr;
+  const bool append = !c_kv_new.empty();
+  if (!(scale > 0.f)) throw std::invalid_argument("ref::mla_decode_attention: scale must be > 0");
+  if (num_heads <= 0 || kl <= 0 || dr < 0 || max_kv_len <= 0 ||
+      q_lat.size() != static_cast<std::size_t>(batch) * num_heads * kl ||
+      q_rope.size() != static_cast<std::size_t>(batch) * num_heads * dr ||
+      kv_cache.size() != static_cast<std::size_t>(batch) * max_kv_len * row ||
+      (append && (c_kv_new.size() != static_cast<std::size_t>(batch) * kl ||
+                  k_rope_new.size() != static_cast<std::size_t>(batch) * dr)) ||
+      (!append && !k_rope_new.empty())) {
+    throw std::invalid_argument("ref::mla_decode_attention: sizes do not match the shape");
+  }
+  std::vector<float> out(static_cast<std::size_t>(batch) * num_heads * kl);
+  if (lse) lse->assign(static_cast<std::size_t>(batch) * num_heads, 0.f);
+  auto at = [&](int b, int t) { return (static_cast<std::size_t>(b) * max_kv_len + t) * row; };
+  for (int b = 0; b < batch; ++b) {
+    const int len = kv_lens[b] + (append ? 1 : 0);
+    if (kv_lens[b] < 0 || len > max_kv_len || len < 1) {
+      throw std::invalid_argument("ref::mla_decode_attention: bad kv length");
+    }
+    if (append) {
+      for (int e = 0; e < kl; ++e)
+        kv_cache[at(b, kv_lens[b]) + e] = c_kv_new[std::size_t(b) * kl + e];
+      for (int e = 0; e < dr; ++e) {
+        kv_cache[at(b, kv_lens[b]) + kl + e] = k_rope_new[std::size_t(b) * dr + e];
+      }
+    }
+    for (int h = 0; h < num_heads; ++h) {
+      const std::size_t ql = (static_cast<std::size_t>(b) * num_heads + h) * kl;
+      const std::size_t qr = (static_cast<std::size_t>(b) * num_heads + h) * dr;
+      std::vector<double> s(len);
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int t = 0; t < len; ++t) {
+        double acc = 0;
+        for (int e = 0; e < kl; ++e)
+          acc += double{to_float(q_lat[ql + e])} * to_float(kv_cache[at(b, t) + e]);
+        for (int e = 0; e < dr; ++e) {
+          acc += double{to_float(q_rope[qr + e])} * to_float(kv_cache[at(b, t) + kl + e]);
+        }
+        s[t] = acc * scale;
+        mx = std::max(mx, s[t]);
+      }
+      double l = 0;
+      for (int t = 0; t < len; ++t) {
+        s[t] = std::exp(s[t] - mx);
+        l += s[t];
+      }
+      for (int e = 0; e < kl; ++e) {
+        double acc = 0;
+        for (int t = 0; t < len; ++t) acc += s[t] * to_float(kv_cache[at(b, t) + e]);
+        out[ql + e] = static_cast<float>(acc / l);
+      }
+      if (lse)
+        (*lse)[static_cast<std::size_t>(b) * num_heads + h] = static_cast<float>(mx + std::log(l));
+    }
+  }
+  return out;
+}
+
 std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight, int tokens,
                            int hidden, float eps) {
   std::vector<float> out(static_cast<std::size_t>(tokens) * hidden);

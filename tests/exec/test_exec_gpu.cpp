@@ -171,3 +171,30 @@ TEST(ExecGpu, VerifyTwoGpuRealGating) {
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("verify            PASS"), std::string::npos);
 }
+
+// MLA (issue 15): DeepSeek-V3's attention widths (2 layers, 16 experts, bf16) on one GPU with
+// --verify, then 1:1 MA separation against the one-GPU reference (other split counts, the
+// latent cache on the attention GPU only).
+TEST(ExecGpu, VerifyMlaOneGpu) {
+  REQUIRE_GPUS(1);
+  std::string out;
+  const int rc = run(masep_bin() +
+                         " exec scenarios/examples/deepseek-v3-mini-1gpu.yaml --verify "
+                         "--timeout 120",
+                     out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify            PASS"), std::string::npos) << out;
+}
+
+TEST(ExecGpu, VerifyMlaTwoGpuMaSeparation) {
+  REQUIRE_GPUS(2);
+  std::string out;
+  const int rc = run(masep_bin() +
+                         " exec scenarios/examples/deepseek-v3-mini-1gpu.yaml --verify "
+                         "--timeout 120 --set 'plan={kind: ma_separation, attention: {gpus: 1, "
+                         "head_parallel: 1, replicas: 1}, moe: {gpus: 1, placement: round_robin}, "
+                         "micro_batches: 2}'",
+                     out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("verify            PASS"), std::string::npos) << out;
+}

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "masep/exec/launch_plan.hpp"
+#include "masep/kernels/mla_attention_config.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/program_json.hpp"
@@ -92,6 +93,7 @@ void check_rank_plan(const Case& c, int rank) {
         fits(l.out, l.m * l.n * 2);
         break;
       case LaunchKind::kAttention:
+      case LaunchKind::kMlaAttention:
         EXPECT_EQ(l.batch, o.batch);
         EXPECT_EQ(l.heads, o.heads);
         EXPECT_GT(l.max_kv_len, 0);
@@ -582,7 +584,11 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
     std::vector<std::string> sets = {"workload.decode_steps=1", "faults=[]"};
     const plan::Scenario full = plan::load_scenario(f, sets);
     const models::Model& fm = full.model;
-    if (fm.is_mla() || fm.dense_layers > 0 || !exec::executor_runs_precision(fm.precision)) {
+    const bool mla_other_widths =
+        fm.is_mla() && (fm.mla.kv_lora_rank != 512 || fm.mla.qk_rope_head_dim != 64);
+    const bool bad_precision = !exec::executor_runs_precision(fm.precision);
+    const bool mla_fp8 = fm.is_mla() && fm.precision.weights != models::DType::kBF16;
+    if (mla_other_widths || fm.dense_layers > 0 || bad_precision || mla_fp8) {
       // Issue 15's model features that the executor has no kernels for: refused with a
       // message naming the feature (checked on the first and last rank).
       sets.push_back("model.layers=" + std::to_string(fm.dense_layers + 1));
@@ -594,9 +600,10 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
         } catch (const std::invalid_argument& e) {
           const std::string w = e.what();
           EXPECT_NE(w.find("masep exec cannot run model " + fm.name), std::string::npos) << w;
-          const char* feature = fm.is_mla()             ? "MLA attention"
-                                : fm.dense_layers > 0   ? "dense FFN layers"
-                                                        : "precision other than bf16";
+          const char* feature = mla_other_widths      ? "MLA attention"
+                                : fm.dense_layers > 0 ? "dense FFN layers"
+                                : bad_precision       ? "precision other than bf16"
+                                                      : "MLA attention with fp8 weights";
           EXPECT_NE(w.find(feature), std::string::npos) << w;
         }
       }
@@ -831,7 +838,7 @@ TEST(Contract, RefusesModelFeaturesItCannotRun) {
       {{"model.attention=mla", "model.kv_heads=1", "model.head_dim=96",
         "model.mla={kv_lora_rank: 128, qk_nope_head_dim: 64, qk_rope_head_dim: 32, "
         "v_head_dim: 64}"},
-       "MLA attention"},
+       "MLA attention with kv_lora_rank 128, qk_rope_head_dim 32"},
   };
   for (const auto& [sets, feature] : cases) {
     std::vector<std::string> all = sets;
@@ -844,6 +851,113 @@ TEST(Contract, RefusesModelFeaturesItCannotRun) {
       } catch (const std::invalid_argument& e) {
         EXPECT_NE(std::string(e.what()).find(feature), std::string::npos) << e.what();
       }
+    }
+  }
+}
+
+// MLA (issue 15): DeepSeek-V3's attention widths lower to the MLA launches on the attention
+// side (co-located on one GPU, MA separation on two, with q_lora_rank 0 as in DeepSeek-V2-Lite),
+// with buffers of the latent sizes and one latent cache block per layer.
+TEST(LaunchPlan, MlaLowersToItsLaunches) {
+  const std::vector<std::vector<std::string>> variants = {
+      {},
+      {"plan={kind: ma_separation, attention: {gpus: 1, head_parallel: 1, replicas: 1}, "
+       "moe: {gpus: 1, placement: round_robin}, micro_batches: 2}"},
+      {"model.mla.q_lora_rank=0", "model.heads=16"},
+  };
+  for (const auto& v : variants) {
+    std::vector<std::string> sets = v;
+    sets.push_back("workload.decode_steps=2");
+    const Case c = compile("scenarios/examples/deepseek-v3-mini-1gpu.yaml", sets);
+    SCOPED_TRACE(c.s.name + " with " + std::to_string(v.size()) + " overrides");
+    const models::Model& m = c.p.model;
+    for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+    const exec::RankPlan rp = exec::build_rank_plan(c.p, 0);
+    const int64_t heads = m.heads, kl = 512, dr = 64, dn = 128, dv = 128, ql = m.mla.q_lora_rank;
+    const int64_t T = c.p.ranks[0].batches[0].sequences;
+    std::map<LaunchKind, int> count;
+    for (const exec::Launch& l : rp.launches) {
+      count[l.kind]++;
+      const plan::Op& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+      auto size = [&](const exec::BufRef& b) {
+        return rp.buffer_bytes[static_cast<size_t>(b.buf)][static_cast<size_t>(b.mb)];
+      };
+      switch (l.kind) {
+        case LaunchKind::kMlaDown:
+          EXPECT_EQ(l.mla.q_cols, ql > 0 ? ql : heads * (dn + dr));
+          EXPECT_EQ(l.n, l.mla.q_cols + kl + dr);
+          EXPECT_EQ(l.out.buf, exec::Buf::kMlaCq);
+          EXPECT_EQ(l.in2.buf, exec::Buf::kMlaCkv);
+          EXPECT_EQ(l.aux.buf, exec::Buf::kMlaKRope);
+          EXPECT_GE(size(l.in2), T * kl * 2);
+          EXPECT_LE(l.weight_offsets.at(0) + l.n * l.k * 2, rp.weight_bytes);
+          break;
+        case LaunchKind::kMlaAbsorb:
+          EXPECT_EQ(l.heads, heads);
+          EXPECT_EQ(l.m, T);
+          if (o.role == plan::OpRole::kMlaAbsorbK) {
+            EXPECT_EQ(l.n, kl);
+            EXPECT_EQ(l.k, dn);
+            EXPECT_EQ(l.in.buf, ql > 0 ? exec::Buf::kMlaQ : exec::Buf::kMlaCq);
+            EXPECT_EQ(l.in_ld, heads * (dn + dr));
+            EXPECT_EQ(l.in_stride, dn);
+            EXPECT_EQ(l.out.buf, exec::Buf::kMlaQLat);
+            EXPECT_EQ(l.out_stride, T * kl);
+          } else {
+            EXPECT_EQ(l.n, dv);
+            EXPECT_EQ(l.k, kl);
+            EXPECT_EQ(l.in.buf, exec::Buf::kAttnOut);
+            EXPECT_EQ(l.out.buf, exec::Buf::kMlaV);
+            EXPECT_EQ(l.out_ld, heads * dv);
+          }
+          // The last head's last row fits its buffers.
+          EXPECT_LE(((heads - 1) * l.in_stride + (l.m - 1) * l.in_ld + l.k) * 2, size(l.in));
+          EXPECT_LE(((heads - 1) * l.out_stride + (l.m - 1) * l.out_ld + l.n) * 2, size(l.out));
+          EXPECT_LE(l.weight_offsets.at(0) + heads * l.n * l.k * 2, rp.weight_bytes);
+          break;
+        case LaunchKind::kMlaAttention:
+          EXPECT_EQ(l.head_dim, kl + dr);
+          EXPECT_EQ(l.in.buf, exec::Buf::kMlaQLat);
+          EXPECT_EQ(l.in3.buf, exec::Buf::kMlaCkv);
+          EXPECT_EQ(l.in4.buf, exec::Buf::kMlaKRope);
+          EXPECT_GE(size(l.out), T * heads * kl * 2);
+          EXPECT_LE(l.k_cache_offset + int64_t{l.batch} * l.max_kv_len * (kl + dr) * 2,
+                    rp.kv_cache_bytes);
+          EXPECT_GE(size(l.aux), static_cast<int64_t>(kernels::mla_attention_workspace_bytes(
+                                     l.batch, l.heads, l.num_splits)));
+          break;
+        case LaunchKind::kMlaRope:
+          EXPECT_EQ(l.head_dim, dr);
+          EXPECT_GE(l.kv_lens_offset, 0);
+          break;
+        case LaunchKind::kGemm:
+          if (o.role == plan::OpRole::kOutProj) {
+            EXPECT_EQ(l.in.buf, exec::Buf::kMlaV);
+            EXPECT_EQ(l.k, heads * dv);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    const int per_layer = c.p.steps * m.layers * c.p.micro_batches;
+    EXPECT_EQ(count[LaunchKind::kMlaAttention], per_layer);
+    EXPECT_EQ(count[LaunchKind::kMlaDown], per_layer);
+    EXPECT_EQ(count[LaunchKind::kMlaNorm], per_layer);
+    EXPECT_EQ(count[LaunchKind::kMlaRope], per_layer);
+    EXPECT_EQ(count[LaunchKind::kMlaAbsorb], 2 * per_layer);
+    EXPECT_EQ(count[LaunchKind::kAttention], 0);
+    // One latent block per (layer, micro-batch): [batch][1][max_len][576], no V.
+    ASSERT_EQ(static_cast<int>(rp.kv_blocks.size()), m.layers * c.p.micro_batches);
+    for (const exec::KvBlock& b : rp.kv_blocks) {
+      EXPECT_FALSE(b.value);
+      EXPECT_EQ(b.kv_heads, 1);
+      EXPECT_EQ(b.head_dim, kl + dr);
+    }
+    if (c.p.layout.separated) {  // the MoE GPU has no MLA launch and no cache
+      const exec::RankPlan moe = exec::build_rank_plan(c.p, 1);
+      for (const exec::Launch& l : moe.launches) EXPECT_NE(l.kind, LaunchKind::kMlaAttention);
+      EXPECT_EQ(moe.kv_cache_bytes, 0);
     }
   }
 }

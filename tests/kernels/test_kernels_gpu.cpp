@@ -17,6 +17,7 @@
 #include "masep/kernels/attention_experiment.hpp"
 #include "masep/kernels/expert_ffn.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
+#include "masep/kernels/mla_attention.hpp"
 #include "masep/kernels/norm.hpp"
 #include "masep/kernels/permute.hpp"
 #include "masep/kernels/reference.hpp"
@@ -1151,11 +1152,10 @@ TEST(GpuGroupedGemm, MatchesReferenceForEveryRowCountBranch) {
             mk::Status::kInvalidArgument);
 }
 
-// FP8 block-scaled weights (W8A16) against the CPU reference: every variant as above (k
-// split over warps included) plus the
-// 64-row tile (one group of 70 rows: two passes, as an attention projection of 70 tokens) and
-// weights that are all subnormal e4m3 codes; n = 138
-// crosses a 128-row scale block, k = 272 has two full 128-wide k blocks and a partial one;
+// FP8 block-scaled weights (W8A16) against the CPU reference: every variant as above (k split
+// over warps included) plus the 64-row tile (one group of 70 rows: two passes, as an attention
+// projection of 70 tokens) and weights that are all subnormal e4m3 codes; n = 138 crosses a
+// 128-row scale block, k = 272 has two full 128-wide k blocks and a partial one;
 // random e4m3 bytes (normals and subnormals of both signs, no NaN codes) and a different
 // scale per block, so a kernel that decoded, permuted or scaled wrongly fails.
 TEST(GpuGroupedGemm, Fp8BlockScaledMatchesReference) {
@@ -1237,4 +1237,273 @@ TEST(GpuGroupedGemm, Fp8BlockScaledMatchesReference) {
   bad.w_offset[0] = 16;
   EXPECT_EQ(mk::launch_grouped_gemm(bad, dx.as<mk::bf16>(), dy.as<mk::bf16>(), nullptr),
             mk::Status::kOk);
+}
+
+// ---------------------------------------------------------------------------------------
+// MLA decode attention (mla_attention.hpp) against ref::mla_decode_attention.
+namespace {
+
+constexpr int kKl = mk::kMlaLatentDim;
+constexpr int kDr = mk::kMlaRopeDim;
+
+struct MlaCase {
+  int heads;
+  std::vector<int> lens;  // tokens in cache before the step
+  int max_len;
+  int splits;  // 0: mla_attention_num_splits(..., 132 SMs)
+  bool append = true;
+  float scale = 0.0722f;    // about DeepSeek-V3's 1/sqrt(192) x mscale
+  bool head_major = false;  // q_lat [heads][batch][512] and out [heads][batch][512] (strided)
+  int tile = 0;             // MlaAttentionParams::tile_tokens
+};
+
+// One launch on fresh random data, outputs poisoned; out, lse and the whole cache compared.
+// The rope part of q is drawn 4x wider than the latent part so that a kernel dropping it (or
+// mixing the two) misses by far more than the tolerance.
+void run_mla(const MlaCase& c, std::uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " batch " << c.lens.size()
+                                    << " splits " << c.splits << " scale " << c.scale << " tile "
+                                    << c.tile << (c.head_major ? " head-major" : ""));
+  std::mt19937 rng(seed);
+  const int batch = static_cast<int>(c.lens.size());
+  const std::size_t row = kKl + kDr;
+  const std::size_t cache_n = std::size_t(batch) * c.max_len * row;
+  auto q_lat = random_bf16(std::size_t(batch) * c.heads * kKl, rng);
+  auto q_rope = random_bf16(std::size_t(batch) * c.heads * kDr, rng, -4.f, 4.f);
+  auto cache = random_bf16(cache_n, rng);
+  std::vector<Bf16> c_new, r_new;
+  if (c.append) {
+    c_new = random_bf16(std::size_t(batch) * kKl, rng);
+    r_new = random_bf16(std::size_t(batch) * kDr, rng);
+  }
+  // Device q_lat / out: [batch][heads][512] or head-major [heads][batch][512].
+  auto to_head_major = [&](const std::vector<Bf16>& v) {
+    std::vector<Bf16> hm(v.size());
+    for (int b = 0; b < batch; ++b) {
+      for (int h = 0; h < c.heads; ++h) {
+        std::memcpy(&hm[(std::size_t(h) * batch + b) * kKl],
+                    &v[(std::size_t(b) * c.heads + h) * kKl], kKl * sizeof(Bf16));
+      }
+    }
+    return hm;
+  };
+  Dev<Bf16> dql(c.head_major ? to_head_major(q_lat) : q_lat), dqr(q_rope), dcache(cache),
+      dcn(c_new), drn(r_new);
+  Dev<std::int32_t> dlens(std::vector<std::int32_t>(c.lens.begin(), c.lens.end()));
+  Dev<Bf16> dout(std::size_t(batch) * c.heads * kKl);
+  Dev<float> dlse(std::size_t(batch) * c.heads);
+  const int max_ctx = *std::max_element(c.lens.begin(), c.lens.end()) + (c.append ? 1 : 0);
+  const int splits =
+      c.splits > 0 ? c.splits : mk::mla_attention_num_splits(batch, c.heads, max_ctx, 132);
+  const std::size_t ws_bytes = mk::mla_attention_workspace_bytes(batch, c.heads, splits);
+  Dev<char> ws(ws_bytes);
+  mk::MlaAttentionParams p;
+  p.q_lat = dql.as<mk::bf16>();
+  if (c.head_major) {
+    p.q_lat_seq_stride = kKl;
+    p.q_lat_head_stride = std::int64_t{batch} * kKl;
+    p.out_seq_stride = kKl;
+    p.out_head_stride = std::int64_t{batch} * kKl;
+  }
+  p.q_rope = dqr.as<mk::bf16>();
+  p.c_kv_new = c.append ? dcn.as<mk::bf16>() : nullptr;
+  p.k_rope_new = c.append ? drn.as<mk::bf16>() : nullptr;
+  p.kv_cache = dcache.as<mk::bf16>();
+  p.kv_lens = dlens.get();
+  p.out = dout.as<mk::bf16>();
+  p.lse = dlse.get();
+  p.workspace = ws_bytes ? ws.get() : nullptr;
+  p.workspace_bytes = ws_bytes;
+  p.batch = batch;
+  p.num_heads = c.heads;
+  p.max_kv_len = c.max_len;
+  p.num_splits = splits;
+  p.scale = c.scale;
+  p.tile_tokens = c.tile;
+  ASSERT_NO_THROW(mk::check_mla_attention(p));
+  ASSERT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kOk);
+  CUDA_OK(cudaDeviceSynchronize());
+
+  std::vector<float> lse_ref;
+  auto want = ref::mla_decode_attention(q_lat, q_rope, c_new, r_new, cache,
+                                        std::vector<std::int32_t>(c.lens.begin(), c.lens.end()),
+                                        c.heads, kKl, kDr, c.max_len, c.scale, &lse_ref);
+  auto got = dout.download();
+  if (c.head_major) {  // back to [batch][heads][512]
+    std::vector<Bf16> bm(got.size());
+    for (int b = 0; b < batch; ++b) {
+      for (int h = 0; h < c.heads; ++h) {
+        std::memcpy(&bm[(std::size_t(b) * c.heads + h) * kKl],
+                    &got[(std::size_t(h) * batch + b) * kKl], kKl * sizeof(Bf16));
+      }
+    }
+    got = bm;
+  }
+  // Tolerance: bf16 output rounding (2^-9 relative) plus P rounded to bf16 before P V (a
+  // random error of ~2^-9 / sqrt(tokens) of the values); the outputs are weighted means of
+  // values in [-1, 1], so the absolute part scales with the largest output (long contexts
+  // average to small outputs). A wrong token, head or missing tile also moves lse.
+  expect_close(got, want, 1e-2f, 4e-3f * max_abs(want) + 1e-5f, "mla out");
+  expect_close(dlse.download(), lse_ref, 1e-4f, 2e-3f, "mla lse");
+  auto cache_gpu = dcache.download();
+  EXPECT_EQ(0, std::memcmp(cache_gpu.data(), cache.data(), cache_n * sizeof(Bf16)))
+      << "cache after the step (new token appended, nothing else)";
+}
+
+}  // namespace
+
+// 16 heads a block (TP-8 DeepSeek-V3 ranks): ragged lengths incl. an empty cache, one split,
+// the model's split count, and more splits than a short sequence has tiles (empty splits).
+TEST(GpuMlaAttention, SixteenHeadsRaggedLengths) {
+  REQUIRE_GPU();
+  run_mla({16, {0, 37, 300}, 320, 1}, 101);
+  run_mla({16, {1000, 63, 5}, 1024, 0}, 102);
+  run_mla({16, {2, 700}, 720, 7}, 103);
+  run_mla({16, {64, 127, 128, 191}, 256, 2}, 104);  // lengths at tile edges
+}
+
+// 128 heads (data-parallel attention: two 64-head blocks share each tile), 32- and 64-head
+// blocks with partial row groups (8, 40, 80 heads), and heads < 16.
+TEST(GpuMlaAttention, HeadBlocksAndPartialRows) {
+  REQUIRE_GPU();
+  run_mla({128, {200, 7}, 256, 3}, 111);
+  run_mla({128, {511, 33, 0}, 600, 1}, 112);
+  run_mla({32, {129, 0, 64}, 200, 1}, 113);
+  run_mla({32, {129, 0, 64}, 200, 4}, 114);
+  run_mla({40, {90, 300}, 320, 2}, 115);
+  run_mla({80, {90, 300}, 320, 0}, 116);
+  run_mla({8, {17, 250}, 256, 1}, 117);
+  run_mla({1, {3, 100}, 128, 2}, 118);
+}
+
+// Long contexts with a small batch (many splits, the reduce kernel), no append, the
+// absorbed-K grouped GEMM's head-major q layout with a head-major output, and a large scale
+// (peaked softmax: a kernel attending to the wrong token fails).
+TEST(GpuMlaAttention, LongContextsLayoutsAndScales) {
+  REQUIRE_GPU();
+  run_mla({128, {4000}, 4096, 0}, 121);
+  run_mla({16, {8191, 3000}, 8192, 0}, 122);
+  run_mla({16, {40, 1}, 64, 1, false}, 123);
+  run_mla({128, {300, 17}, 320, 3, false}, 124);
+  {
+    MlaCase c{128, {250, 3, 77}, 256, 2};
+    c.head_major = true;
+    run_mla(c, 125);
+    c.splits = 1;
+    c.heads = 16;
+    run_mla(c, 126);
+  }
+  {
+    MlaCase c{64, {500, 20}, 512, 2};
+    c.scale = 0.4f;
+    run_mla(c, 127);
+    c.splits = 1;
+    run_mla(c, 128);
+  }
+}
+
+// Forced tile sizes: 64-token tiles for 64-head blocks (2 stages), 32-token tiles for 16- and
+// 32-head blocks (3 stages; 16 heads then run in 32-head blocks), split boundaries on them.
+TEST(GpuMlaAttention, ForcedTileSizes) {
+  REQUIRE_GPU();
+  auto tiled = [](MlaCase c, int tile) {
+    c.tile = tile;
+    return c;
+  };
+  run_mla(tiled({128, {200, 7, 64}, 256, 1}, 64), 141);
+  run_mla(tiled({128, {1000, 31}, 1024, 5}, 64), 142);
+  run_mla(tiled({80, {90, 300}, 320, 2}, 64), 143);
+  run_mla(tiled({16, {0, 37, 300}, 320, 1}, 32), 144);
+  run_mla(tiled({16, {1000, 63, 5}, 1024, 6}, 32), 145);
+  run_mla(tiled({40, {129, 0, 64}, 200, 3}, 32), 146);
+  run_mla(tiled({128, {511, 33}, 600, 4}, 32), 147);
+}
+
+// A sequence whose cache is full gets NaN (one split and several); its neighbours are right and
+// no cache byte outside their new slots changes.
+TEST(GpuMlaAttention, FullCacheGivesNaNNotOverrun) {
+  REQUIRE_GPU();
+  for (int splits : {1, 3}) {
+    const int batch = 2, heads = 16, max_len = 128;
+    std::mt19937 rng(131 + splits);
+    const std::size_t row = kKl + kDr;
+    auto q_lat = random_bf16(std::size_t(batch) * heads * kKl, rng);
+    auto q_rope = random_bf16(std::size_t(batch) * heads * kDr, rng);
+    auto cache = random_bf16(std::size_t(batch) * max_len * row, rng);
+    auto c_new = random_bf16(std::size_t(batch) * kKl, rng);
+    auto r_new = random_bf16(std::size_t(batch) * kDr, rng);
+    Dev<Bf16> dql(q_lat), dqr(q_rope), dcache(cache), dcn(c_new), drn(r_new);
+    Dev<std::int32_t> dlens(std::vector<std::int32_t>{max_len, 50});  // sequence 0 is full
+    Dev<Bf16> dout(q_lat.size());
+    Dev<float> dlse(std::size_t(batch) * heads);
+    const std::size_t wsb = mk::mla_attention_workspace_bytes(batch, heads, splits);
+    Dev<char> ws(wsb);
+    mk::MlaAttentionParams p;
+    p.q_lat = dql.as<mk::bf16>();
+    p.q_rope = dqr.as<mk::bf16>();
+    p.c_kv_new = dcn.as<mk::bf16>();
+    p.k_rope_new = drn.as<mk::bf16>();
+    p.kv_cache = dcache.as<mk::bf16>();
+    p.kv_lens = dlens.get();
+    p.out = dout.as<mk::bf16>();
+    p.lse = dlse.get();
+    p.workspace = wsb ? ws.get() : nullptr;
+    p.workspace_bytes = wsb;
+    p.batch = batch;
+    p.num_heads = heads;
+    p.max_kv_len = max_len;
+    p.num_splits = splits;
+    p.scale = 0.07f;
+    ASSERT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kOk);
+    CUDA_OK(cudaDeviceSynchronize());
+    auto out = dout.download();
+    auto lse = dlse.download();
+    for (int i = 0; i < heads * kKl; ++i) ASSERT_TRUE(std::isnan(ref::to_float(out[i]))) << i;
+    for (int h = 0; h < heads; ++h) EXPECT_TRUE(std::isnan(lse[h]));
+    // Sequence 1 against the reference alone.
+    std::vector<Bf16> q1(q_lat.begin() + heads * kKl, q_lat.end());
+    std::vector<Bf16> r1(q_rope.begin() + heads * kDr, q_rope.end());
+    std::vector<Bf16> c1(cache.begin() + max_len * row, cache.end());
+    std::vector<Bf16> cn1(c_new.begin() + kKl, c_new.end()), rn1(r_new.begin() + kDr, r_new.end());
+    auto want =
+        ref::mla_decode_attention(q1, r1, cn1, rn1, c1, {50}, heads, kKl, kDr, max_len, 0.07f);
+    std::vector<Bf16> got1(out.begin() + heads * kKl, out.end());
+    expect_close(got1, want, 1e-2f, 4e-3f, "mla out of the healthy sequence");
+    auto cache_gpu = dcache.download();
+    EXPECT_EQ(0, std::memcmp(cache_gpu.data(), cache.data(), max_len * row * sizeof(Bf16)))
+        << "the full sequence's cache changed";
+    EXPECT_EQ(0, std::memcmp(cache_gpu.data() + max_len * row, c1.data(), c1.size() * sizeof(Bf16)))
+        << "the healthy sequence's cache";
+  }
+}
+
+TEST(GpuMlaAttention, RefusesBadArguments) {
+  REQUIRE_GPU();
+  Dev<Bf16> d(1 << 16);
+  Dev<std::int32_t> lens(std::vector<std::int32_t>{1});
+  mk::MlaAttentionParams p;
+  p.q_lat = p.q_rope = d.as<mk::bf16>();
+  p.kv_cache = d.as<mk::bf16>();
+  p.out = d.as<mk::bf16>() + 32768;  // apart from the inputs
+  p.kv_lens = lens.get();
+  p.batch = 1;
+  p.num_heads = 16;
+  p.max_kv_len = 8;
+  p.scale = 0.f;  // required
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  EXPECT_THROW(mk::check_mla_attention(p), std::invalid_argument);
+  p.scale = 0.1f;
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kOk);
+  p.num_splits = 2;  // needs a workspace
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  p.num_splits = 1;
+  p.q_lat_head_stride = 4;  // not a multiple of 8
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  p.q_lat_head_stride = 0;
+  p.tile_tokens = 16;  // 0, 32 or 64
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  p.tile_tokens = 0;
+  p.c_kv_new = d.as<mk::bf16>();  // k_rope_new missing
+  EXPECT_EQ(mk::launch_mla_attention(p, nullptr), mk::Status::kInvalidArgument);
+  CUDA_OK(cudaDeviceSynchronize());
 }

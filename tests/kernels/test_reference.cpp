@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "masep/kernels/launch_config.hpp"
+#include "masep/kernels/mla_attention_config.hpp"
 #include "masep/kernels/reference.hpp"
 #include "masep/kernels/weight_format.hpp"
 
@@ -53,6 +54,93 @@ TEST(ReferenceAttention, TwoTokensWeightedBySoftmaxAndGqaSharesKv) {
   EXPECT_NEAR(out[3], 2.0, 1e-6);
   EXPECT_THROW(ref::decode_attention(q, {}, {}, kc, vc, {3}, 2, 1, hd, max_len, 1.f),
                std::invalid_argument);
+}
+
+// MLA, kl = 2, dr = 1, two heads over one latent stream: the rope part adds to the score, the
+// output is the softmax-weighted c_kv (never k_rope); the new token lands at slot kv_lens[b].
+TEST(ReferenceMlaAttention, TwoTokensHandComputed) {
+  const int kl = 2, dr = 1, max_len = 3;
+  // Token 0 in the cache: c = (1, 0), r = (2); new token: c = (0, 1), r = (-1).
+  std::vector<Bf16> cache = ref::to_bf16({1.f, 0.f, 2.f, 9.f, 9.f, 9.f, 9.f, 9.f, 9.f});
+  const std::vector<Bf16> c_new = ref::to_bf16({0.f, 1.f}),
+                          r_new = ref::to_bf16(std::vector<float>{-1.f});
+  // Head 0: q_lat = (1, 1), q_rope = (0.5): scores 1 + 1 = 2 and 1 - 0.5 = 0.5.
+  // Head 1: q_lat = (0, 0), q_rope = (0): equal scores, the mean.
+  const std::vector<Bf16> q_lat = ref::to_bf16({1.f, 1.f, 0.f, 0.f});
+  const std::vector<Bf16> q_rope = ref::to_bf16({0.5f, 0.f});
+  std::vector<float> lse;
+  auto out = ref::mla_decode_attention(q_lat, q_rope, c_new, r_new, cache, {1}, 2, kl, dr, max_len,
+                                       1.f, &lse);
+  ASSERT_EQ(out.size(), 4u);
+  const double w0 = 1.0 / (1.0 + std::exp(0.5 - 2.0));  // weight of token 0 for head 0
+  EXPECT_NEAR(out[0], w0, 1e-6);
+  EXPECT_NEAR(out[1], 1.0 - w0, 1e-6);
+  EXPECT_NEAR(out[2], 0.5, 1e-6);
+  EXPECT_NEAR(out[3], 0.5, 1e-6);
+  EXPECT_NEAR(lse[0], std::log(std::exp(2.0) + std::exp(0.5)), 1e-5);
+  EXPECT_NEAR(lse[1], std::log(2.0), 1e-6);
+  // Appended at slot 1; slot 2 untouched.
+  EXPECT_EQ(ref::to_float(cache[3]), 0.f);
+  EXPECT_EQ(ref::to_float(cache[4]), 1.f);
+  EXPECT_EQ(ref::to_float(cache[5]), -1.f);
+  EXPECT_EQ(ref::to_float(cache[6]), 9.f);
+  // Bad input is refused.
+  EXPECT_THROW(
+      ref::mla_decode_attention(q_lat, q_rope, c_new, r_new, cache, {3}, 2, kl, dr, max_len, 1.f),
+      std::invalid_argument);
+  EXPECT_THROW(
+      ref::mla_decode_attention(q_lat, q_rope, c_new, r_new, cache, {0}, 2, kl, dr, max_len, 0.f),
+      std::invalid_argument);
+}
+
+// With q_rope = 0, MLA is GQA with one kv head whose K and V are both c_kv.
+TEST(ReferenceMlaAttention, ZeroRopeEqualsSharedKvAttention) {
+  const int kl = 8, dr = 4, heads = 3, max_len = 5, batch = 2;
+  std::vector<float> f(std::size_t(batch) * max_len * (kl + dr));
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = std::sin(0.7 * i);
+  std::vector<Bf16> cache = ref::to_bf16(f);
+  std::vector<float> qf(std::size_t(batch) * heads * kl);
+  for (std::size_t i = 0; i < qf.size(); ++i) qf[i] = std::cos(1.3 * i);
+  const std::vector<Bf16> q_lat = ref::to_bf16(qf);
+  const std::vector<Bf16> q_rope(std::size_t(batch) * heads * dr, ref::to_bf16(0.f));
+  std::vector<Bf16> kc(std::size_t(batch) * max_len * kl);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < max_len; ++t) {
+      for (int e = 0; e < kl; ++e) {
+        kc[(std::size_t(b) * max_len + t) * kl + e] =
+            cache[(std::size_t(b) * max_len + t) * (kl + dr) + e];
+      }
+    }
+  }
+  std::vector<Bf16> vc = kc;
+  const std::vector<std::int32_t> lens = {5, 2};
+  auto mla =
+      ref::mla_decode_attention(q_lat, q_rope, {}, {}, cache, lens, heads, kl, dr, max_len, 0.3f);
+  auto gqa = ref::decode_attention(q_lat, {}, {}, kc, vc, lens, heads, 1, kl, max_len, 0.3f);
+  ASSERT_EQ(mla.size(), gqa.size());
+  for (std::size_t i = 0; i < mla.size(); ++i) EXPECT_NEAR(mla[i], gqa[i], 1e-6) << i;
+}
+
+TEST(MlaAttentionConfig, BlocksSplitsAndWorkspace) {
+  namespace mk = masep::kernels;
+  EXPECT_EQ(mk::mla_attention_block_heads(1), 16);
+  EXPECT_EQ(mk::mla_attention_block_heads(16), 16);
+  EXPECT_EQ(mk::mla_attention_block_heads(17), 32);
+  EXPECT_EQ(mk::mla_attention_block_heads(48), 32);
+  EXPECT_EQ(mk::mla_attention_block_heads(128), 64);
+  EXPECT_EQ(mk::mla_attention_tile_tokens(16), 64);
+  EXPECT_EQ(mk::mla_attention_tile_tokens(128), 32);
+  // One split: no workspace. Else 512 fp32 + max + sum per (sequence, head, split), 256-aligned.
+  EXPECT_EQ(mk::mla_attention_workspace_bytes(8, 16, 1), 0u);
+  EXPECT_EQ(mk::mla_attention_workspace_bytes(2, 16, 3),
+            2u * 16 * 3 * 512 * 4 + 2 * 512);  // 96 rows: 384 B -> 512
+  // Large batches fill the GPU without splitting; b=1 with 128 heads (2 blocks) splits a long
+  // context over the SMs; a context of one tile never splits.
+  EXPECT_EQ(mk::mla_attention_num_splits(128, 16, 4096, 132), 1);
+  const int s = mk::mla_attention_num_splits(1, 128, 8192, 132);
+  EXPECT_GE(s, 32);
+  EXPECT_LE(s, 64);
+  EXPECT_EQ(mk::mla_attention_num_splits(1, 16, 64, 132), 1);
 }
 
 TEST(ReferenceNorm, RmsnormAndResidual) {

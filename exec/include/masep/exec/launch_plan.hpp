@@ -33,6 +33,12 @@
 //   kNorm → kRmsNorm; kAddNorm → kAddRmsNorm; kRope → kRope; kAct → kSwiGlu / kGelu
 //   kAttention  → kAttention (masep::kernels decode attention; appends K/V unless
 //                 RankInfo::kv_append is false: a non-first KV shard)
+//   MLA (kv_lora_rank 512 and qk_rope_head_dim 64, the kernel's widths; others are refused):
+//   kMlaDown → kMlaDown (three GEMMs: c_q, c_kv, k_rope); kMlaNorm → kMlaNorm; kMlaQUp →
+//   kGemm (c_q → kMlaQ); kMlaAbsorbK / kMlaAbsorbV → kMlaAbsorb (q_nope·W_UK per head into
+//   kMlaQLat, latent output·W_UV per head into kMlaV); kMlaRope → kMlaRope; kMlaAttention →
+//   kMlaAttention (masep::kernels MLA decode attention, latent output [T, heads, kl] in
+//   kAttnOut, one [batch][max_len][kl + dr] cache block per layer); kOutProj reads kMlaV
 //   kRouter → kRouter; kPermute → kPermute; kCombine → kCombine
 //   kMoePermute → kGatherRows, kMoeUnpermute → kScatterRows (real data flow), else kCopy
 //   kAttnReduce, kGather, kScatter → the NCCL collective on the group's communicator
@@ -84,6 +90,14 @@ enum class Buf : uint8_t {
   kScratchB,       ///< generic copy destination / GEMM output of unknown ops
   kRouteCounts,    ///< real gating: int32 [attention ranks, slots] slot counts received
   kRealRowMap,     ///< real gating: int32 [rows] expert-input row map (uploaded per layer)
+  // MLA attention (model.attention mla; ql, kl, dn, dr, dv as in plan::OpRole):
+  kMlaCq,     ///< bf16 [T, ql]: c_q (normed in place); ql = 0: the query [T, heads·(dn+dr)]
+  kMlaCkv,    ///< bf16 [T, kl]: c_kv of the new token (normed in place; appended to the cache)
+  kMlaKRope,  ///< bf16 [T, dr]: k_rope of the new token (rotated in place; appended)
+  kMlaQ,      ///< bf16 [T, heads·(dn+dr)]: the query, q_nope of every head then q_rope of every
+              ///< head ([T][heads·dn | heads·dr])
+  kMlaQLat,   ///< bf16 [heads, T, kl]: absorbed queries q_nope·W_UK, head-major
+  kMlaV,      ///< bf16 [T, heads·dv]: latent outputs · W_UV (the output projection's input)
   kCount
 };
 constexpr int kBufCount = static_cast<int>(Buf::kCount);
@@ -115,6 +129,12 @@ enum class LaunchKind : uint8_t {
   kReduceScatter,
   kGatherRows,   ///< out = rows of in (map ≥ 0) or in2 (map < 0), map at int_pool[map_offset]
   kScatterRows,  ///< rows of in → out (map ≥ 0) or aux (map < 0)
+  // MLA attention (see the mapping above and rank_runner.cpp for the operands):
+  kMlaDown,       ///< x·[W_DQ | W_DKV | W_KR]^T as three GEMMs into kMlaCq, kMlaCkv, kMlaKRope
+  kMlaNorm,       ///< rmsnorm of c_q (when ql > 0) and of c_kv, in place
+  kMlaAbsorb,     ///< per-head GEMMs, one strided-batched cuBLAS call (absorbed W_UK / W_UV)
+  kMlaRope,       ///< RoPE of q_rope (every head) and k_rope
+  kMlaAttention,  ///< masep::kernels MLA decode attention over the latent cache (+ append)
 };
 const char* to_string(LaunchKind k);
 
@@ -155,6 +175,17 @@ struct Launch {
   bool append_kv = true;
   int64_t k_cache_offset = 0, v_cache_offset = 0;  ///< bytes into the KV arena
   int64_t kv_lens_offset = 0;                      ///< int32 index into the KV-length pool
+  // MLA launches: the model's widths (ql = q_lora_rank, kl = kv_lora_rank, dn / dr / dv =
+  // qk_nope / qk_rope / v head dims, q_cols = the down projection's query columns).
+  struct MlaDims {
+    int32_t ql = 0, kl = 0, dn = 0, dr = 0, dv = 0, q_cols = 0;
+  } mla;
+  // kMlaAbsorb: `heads` GEMMs C_h[m×n] = X_h[m×k]·W_h[n×k]^T, X_h at `in` + h·in_stride with
+  // row stride in_ld, C_h at `out` + h·out_stride with row stride out_ld (elements), W_h at
+  // weight_offsets[0] + h·n·k elements. kMlaAttention: in3 / in4 = the new token's c_kv and
+  // k_rope (kMlaCkv, kMlaKRope).
+  int64_t in_ld = 0, in_stride = 0, out_ld = 0, out_stride = 0;
+  BufRef in3, in4;
   // kCopy: bytes copied from `in` to `out`.
   int64_t bytes = 0;
   // Collectives: group index (Program::groups) and element counts (bf16).
@@ -300,8 +331,10 @@ struct RankPlan {
 bool executor_runs_precision(const models::Precision& p);
 
 /// Throws std::invalid_argument naming the feature when the Program's model uses something the
-/// executor has no kernels for (issue 15: MLA attention, dense FFN layers, a precision other
-/// than bf16 in any tensor class), or a plan with expert tensor parallelism (layout
+/// executor has no kernels for (issue 15: MLA attention of other widths than the kernel's
+/// (kv_lora_rank 512, qk_rope_head_dim 64) or with FP8 weights, dense FFN layers, sliding
+/// windows, shared experts of their own width, a precision other than bf16 everywhere or FP8
+/// weights with the rest bf16), or a plan with expert tensor parallelism (layout
 /// expert_tensor_parallel > 1 or any expert_reduce op). build_rank_plan calls it; `masep exec`
 /// calls it once, right after compiling or reading the Program, before anything is launched.
 void check_model_supported(const plan::Program& p);

@@ -1,8 +1,8 @@
 // CPU references for every kernel in masep/kernels/, in plain C++ (no CUDA), so that the GPU
 // tests can compare against them and their own unit tests run on any machine. They follow
-// the same layouts and formulas as the launcher headers (attention.hpp, norm.hpp, rope.hpp,
-// router.hpp, permute.hpp, activation.hpp, expert_ffn.hpp); each function says where it
-// rounds to bf16 so the GPU results can be compared with bf16-level tolerances.
+// the same layouts and formulas as the launcher headers (attention.hpp, mla_attention.hpp,
+// norm.hpp, rope.hpp, router.hpp, permute.hpp, activation.hpp, expert_ffn.hpp); each function
+// says where it rounds to bf16 so the GPU results can be compared with bf16-level tolerances.
 // Library: masep_kernels_ref. All data are host std::vectors owned by the caller.
 #pragma once
 
@@ -53,6 +53,19 @@ std::vector<float> decode_attention(const std::vector<Bf16>& q, const std::vecto
                                     const std::vector<std::int32_t>& kv_lens, int num_heads,
                                     int num_kv_heads, int head_dim, int max_kv_len, float scale,
                                     std::vector<float>* lse = nullptr);
+
+/// MLA decode attention with absorbed projections, mla_attention.hpp semantics, for any
+/// latent width `kl` and rope width `dr` (the kernel: 512 and 64). kv_cache [batch][max_kv_len]
+/// [kl + dr] (c_kv then k_rope per token) is modified in place: c_kv_new [batch, kl] |
+/// k_rope_new [batch, dr] appended at slot kv_lens[b] when they are non-empty. q_lat [batch,
+/// num_heads, kl], q_rope [batch, num_heads, dr]. score = scale * (q_lat . c_kv + q_rope .
+/// k_rope) (scale > 0, required); returns out [batch, num_heads, kl] = softmax . c_kv as fp32
+/// (double accumulation, unrounded); lse (natural log) when lse != nullptr.
+std::vector<float> mla_decode_attention(
+    const std::vector<Bf16>& q_lat, const std::vector<Bf16>& q_rope,
+    const std::vector<Bf16>& c_kv_new, const std::vector<Bf16>& k_rope_new,
+    std::vector<Bf16>& kv_cache, const std::vector<std::int32_t>& kv_lens, int num_heads, int kl,
+    int dr, int max_kv_len, float scale, std::vector<float>* lse = nullptr);
 
 /// RMSNorm: out = x / sqrt(mean(x^2) + eps) * weight, fp32, unrounded. x: [tokens, hidden].
 std::vector<float> rmsnorm(const std::vector<Bf16>& x, const std::vector<Bf16>& weight, int tokens,
