@@ -644,9 +644,18 @@ int cmd_collective(const Args& args) {
     const double time_ns = static_cast<double>(end - std::min(start, end));
     const double algbw = time_ns > 0 ? static_cast<double>(bytes) / time_ns : 0;  // B/ns = GB/s
     std::string algo_col = nccl ? "" : "-", proto_col = nccl ? "" : "-";
+    sim::CommModelFn comm_model;
+    if (nccl_model && nccl_model->system().nodes == 1) {
+      comm_model = [&](plan::OpKind kind, int k, double b) {
+        sim::NcclSystem sys = nccl_model->system();
+        sys.ranks = sys.ranks_per_node = k;
+        return sim::NcclModel(sys).choose(kind, b).time_ns;
+      };
+    }
     const bool calibrated =
         cal && info.kind != plan::OpKind::kSend &&
-        sim::calibrated_collective_ns(*cal, info.kind, n, static_cast<double>(bytes), false) >= 0;
+        sim::calibrated_collective_ns(*cal, info.kind, n, static_cast<double>(bytes), !routed,
+                                      comm_model) >= 0;
     if (calibrated) {
       algo_col = "calibrated";
       proto_col = "-";

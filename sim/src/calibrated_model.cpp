@@ -99,7 +99,7 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
 }
 
 double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind, int ranks,
-                                double bytes, bool uniform) {
+                                double bytes, bool uniform, const CommModelFn& model) {
   const char* op = nullptr;
   switch (kind) {
     case OpKind::kAllReduce:
@@ -118,12 +118,59 @@ double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind,
       break;
   }
   if (op == nullptr || ranks < 2 || !(bytes > 0)) return -1;
-  for (const auto& t : cal.comm) {
-    if (t.op == op && t.ranks == ranks) {
-      return plan::interpolate(t.points, bytes).time_ns + cal.launch.event_overhead_ns;
+  // A table's time at `bytes`: with a model, the model's time scaled by measured / model at
+  // the neighbouring points (interpolated linearly in log(bytes); the end point's ratio
+  // outside the table), so the model's protocol switches shape the curve between points.
+  auto table_ns = [&](const plan::CommTable& t) {
+    if (!model) return plan::interpolate(t.points, bytes).time_ns;
+    auto r_at = [&](const plan::CalPoint& p) {
+      const double m = model(kind, t.ranks, static_cast<double>(p.size));
+      return m > 0 ? p.time_ns / m : 0.0;
+    };
+    const auto& pts = t.points;
+    auto hi = std::lower_bound(pts.begin(), pts.end(), bytes, [](const plan::CalPoint& p, double v) {
+      return static_cast<double>(p.size) < v;
+    });
+    if (hi != pts.end() && static_cast<double>(hi->size) == bytes) return hi->time_ns;
+    double r = 0;
+    if (hi == pts.begin()) {
+      r = r_at(pts.front());
+    } else if (hi == pts.end()) {
+      r = r_at(pts.back());
+    } else {
+      const plan::CalPoint& lo = *(hi - 1);
+      const double f = (std::log(bytes) - std::log(static_cast<double>(lo.size))) /
+                       (std::log(static_cast<double>(hi->size)) - std::log(static_cast<double>(lo.size)));
+      r = r_at(lo) + (r_at(*hi) - r_at(lo)) * f;
     }
+    const double m = model(kind, t.ranks, bytes);
+    return r > 0 && m > 0 ? m * r : plan::interpolate(t.points, bytes).time_ns;
+  };
+  const plan::CommTable* below = nullptr;
+  const plan::CommTable* above = nullptr;
+  for (const auto& t : cal.comm) {
+    if (t.op != op || t.points.empty()) continue;
+    if (t.ranks == ranks) return table_ns(t) + cal.launch.event_overhead_ns;
+    if (t.ranks < ranks && (below == nullptr || t.ranks > below->ranks)) below = &t;
+    if (t.ranks > ranks && (above == nullptr || t.ranks < above->ranks)) above = &t;
   }
-  return -1;
+  if (!model || (below == nullptr && above == nullptr)) return -1;
+  // Measured / model at a measured group size; 0 when the model has no time there.
+  auto ratio = [&](const plan::CommTable& t) {
+    const double m = model(kind, t.ranks, bytes);
+    return m > 0 ? table_ns(t) / m : 0.0;
+  };
+  double r = 0;
+  if (below != nullptr && above != nullptr) {
+    const double f = (std::log2(ranks) - std::log2(below->ranks)) /
+                     (std::log2(above->ranks) - std::log2(below->ranks));
+    r = ratio(*below) + (ratio(*above) - ratio(*below)) * f;
+  } else {
+    r = ratio(below != nullptr ? *below : *above);
+  }
+  const double here = model(kind, ranks, bytes);
+  if (!(r > 0) || !(here > 0)) return -1;
+  return here * r + cal.launch.event_overhead_ns;
 }
 
 std::string gpu_model_of(const std::string& name) {

@@ -63,6 +63,25 @@ constexpr double kP2pLLThreshold = 16384;
 // tuning.cc getNetOverhead on x86 Intel (µs), ×3 for Simple.
 constexpr double kNetOverheadUs = 1.0;
 
+// masep's achieved-time layer (one node on NVLink; nccl_model.hpp). Fitted, not NCCL's:
+// bandwidths and the Simple / LL128 latencies on the 4 × H100 host's comm tables
+// (results/exec/h100x4-2026-11-27), LL and p2p latencies and the p2p rates on the 2 × H200
+// host's (results/exec/h200x2-2026-11-27-r2); validated on the 4 × H200 host's
+// (sim/calibration/h200.yaml). Bandwidth terms in ps per byte on the link.
+constexpr double kWireEff = 0.936;          // remote stores: share of the links' datasheet rate
+constexpr double kLoadPs = 0.14;            // per byte loaded by the channel's SM
+constexpr double kLocalStorePs = 1.44;      // per byte stored to the GPU's own memory
+constexpr double kSimpleBaseUs = 16.8, kSimpleStepUs = 1.64;
+constexpr double kLLBaseUs = 5.16, kLLStepUs = 0.71, kLLRampUs = 0.18;
+constexpr double kLLRampBytes = 4096;       // bytes per channel a call engages (ramp of nc)
+constexpr double kLL128BaseUs = 12.3, kLL128StepUs = 1.71;
+constexpr double kP2pTxPs = 0.20;           // per byte sent, on top of the wire
+constexpr double kP2pRxPs = 1.28;           // per byte received (all-to-all), / sqrt(peers)
+constexpr double kP2pBaseUs = 7.8;          // Simple p2p latency
+constexpr double kP2pFillUs = 5.6;          // pipeline fill, reached at kP2pFillBytes per GPU
+constexpr double kP2pFillBytes = 2.35e6;
+constexpr double kP2pLLBaseUs = 6.7, kP2pLLGBps = 27.4;  // LL p2p (<= 16 KiB per peer)
+
 int log2i(double v) {
   int r = -1;
   while (v >= 1) {
@@ -206,6 +225,7 @@ NcclModel::NcclModel(const NcclSystem& sys, const NcclSelection& sel) : sys_(sys
     case topology::Fabric::kNVSwitch: {
       const double links = std::max(1.0, std::round(sys_.intra_GBps / kNominalLinkGBps));
       gpu_bw_ = pair_bw_ = links * per_link;
+      gpu_wire_ = pair_wire_ = links * kNominalLinkGBps;
       break;
     }
     case topology::Fabric::kNVLinkMesh: {
@@ -218,10 +238,12 @@ NcclModel::NcclModel(const NcclSystem& sys, const NcclSelection& sel) : sys_(sys
         const double all_links = std::max(1.0, std::round(sys_.gpu_nvlink_GBps / kNominalLinkGBps));
         gpu_bw_ = std::min(gpu_bw_, all_links * per_link);
       }
+      gpu_wire_ = gpu_bw_ / per_link * kNominalLinkGBps;
+      pair_wire_ = pair_bw_ / per_link * kNominalLinkGBps;
       break;
     }
     case topology::Fabric::kPCIe:
-      gpu_bw_ = pair_bw_ = sys_.intra_GBps;
+      gpu_bw_ = pair_bw_ = gpu_wire_ = pair_wire_ = sys_.intra_GBps;
       break;
   }
   for (int a = 0; a < kNcclAlgos; ++a) graph_for(static_cast<NcclAlgo>(a));
@@ -435,9 +457,13 @@ std::vector<NcclChoice> NcclModel::candidates(plan::OpKind kind, double bytes) c
       ch.algo = static_cast<NcclAlgo>(a);
       ch.proto = static_cast<NcclProto>(p);
       ch.channels = graph_[a].channels;
-      ch.latency_ns = lat * 1e3;
-      ch.bw_GBps = bw;
-      ch.time_ns = ch.latency_ns + bytes / bw;  // GB/s == bytes/ns
+      ch.nccl_latency_ns = lat * 1e3;
+      ch.nccl_bw_GBps = bw;
+      ch.nccl_time_ns = ch.nccl_latency_ns + bytes / bw;  // GB/s == bytes/ns
+      ch.latency_ns = ch.nccl_latency_ns;
+      ch.bw_GBps = ch.nccl_bw_GBps;
+      ch.time_ns = ch.nccl_time_ns;
+      if (a == kRing && achieved_applies()) ring_achieved(c, bytes, ch);
       out.push_back(ch);
     }
   }
@@ -455,9 +481,75 @@ NcclChoice NcclModel::choose(plan::OpKind kind, double bytes) const {
   }
   const NcclChoice* best = &all.front();
   for (const NcclChoice& c : all) {
-    if (c.time_ns < best->time_ns) best = &c;
+    if (c.nccl_time_ns < best->nccl_time_ns) best = &c;  // NCCL decides by its own estimate
   }
   return *best;
+}
+
+bool NcclModel::achieved_applies() const {
+  return sys_.nodes == 1 && sys_.ranks >= 2 && sys_.fabric != topology::Fabric::kPCIe;
+}
+
+// Ring collectives on one NVLink node (nccl_model.hpp, "Achieved time").
+void NcclModel::ring_achieved(int coll, double bytes, NcclChoice& c) const {
+  const int n = sys_.ranks;
+  const bool ar = coll == 0;
+  const int nsteps = ar ? 2 * (n - 1) : n - 1;
+  const double to_alg = static_cast<double>(n) / nsteps;  // bus -> algorithm bandwidth
+  double lat_us = 0;
+  double bw = c.nccl_bw_GBps;
+  switch (c.proto) {
+    case NcclProto::kSimple: {
+      // Loads and local stores per byte on the link, from the ring's steps (send, recv-reduce-
+      // send, recv-reduce-copy(-send), recv-copy-send, direct receives).
+      double loads = 1, local_stores = 1.0 / (n - 1);          // all-gather
+      if (coll == 2) loads = (2.0 * n - 1) / (n - 1);          // reduce-scatter
+      if (ar) loads = 1.5, local_stores = 1.0 / (2.0 * (n - 1));
+      const double ns_per_byte =
+          1.0 / (kWireEff * gpu_wire_) + (kLoadPs * loads + kLocalStorePs * local_stores) * 1e-3;
+      const double bus = std::min(1.0 / ns_per_byte, graph_[kRing].channels * graph_[kRing].bw_intra);
+      bw = bus * to_alg;
+      lat_us = kSimpleBaseUs + nsteps * kSimpleStepUs;
+      break;
+    }
+    case NcclProto::kLL: {
+      const double engaged =
+          std::clamp(bytes / kLLRampBytes, 1.0, static_cast<double>(std::max(1, c.channels)));
+      lat_us = kLLBaseUs + nsteps * kLLStepUs + kLLRampUs * std::log2(engaged);
+      break;
+    }
+    case NcclProto::kLL128:
+      lat_us = kLL128BaseUs + nsteps * kLL128StepUs;
+      break;
+  }
+  c.latency_ns = lat_us * 1e3;
+  c.bw_GBps = bw;
+  c.time_ns = c.latency_ns + bytes / bw;
+  c.achieved = true;
+}
+
+// Grouped send/recv on one NVLink node: LL up to 16 KiB per peer at a latency and a low
+// rate; Simple at the wire (the pair's links for send/recv, the GPU's for all-to-all) plus a
+// per-byte send cost and, for all-to-all, a receive cost that more peers share, after a
+// latency that grows with the pipeline's fill until kP2pFillBytes per GPU.
+void NcclModel::p2p_achieved(plan::OpKind kind, double bytes, NcclChoice& c) const {
+  const bool a2a = kind == plan::OpKind::kAllToAll;
+  const int n = sys_.ranks;
+  const double moved = a2a ? bytes * (n - 1) / n : bytes;  // bytes each GPU sends
+  double lat_us = 0, t_bytes = 0;
+  if (c.proto == NcclProto::kLL) {
+    lat_us = kP2pLLBaseUs;
+    t_bytes = moved / kP2pLLGBps;
+  } else {
+    lat_us = kP2pBaseUs + kP2pFillUs * std::min(1.0, moved / kP2pFillBytes);
+    double ns_per_byte = 1.0 / (kWireEff * (a2a ? gpu_wire_ : pair_wire_)) + kP2pTxPs * 1e-3;
+    if (a2a) ns_per_byte += kP2pRxPs * 1e-3 / std::sqrt(static_cast<double>(n - 1));
+    t_bytes = moved * ns_per_byte;
+  }
+  c.latency_ns = lat_us * 1e3;
+  c.time_ns = c.latency_ns + t_bytes;
+  c.bw_GBps = t_bytes > 0 ? bytes / t_bytes : 0;
+  c.achieved = true;
 }
 
 // Grouped send/recv (masep's assumption; tuning.cc has no p2p model): LL up to 16 KiB per
@@ -496,6 +588,10 @@ NcclChoice NcclModel::p2p(plan::OpKind kind, double bytes) const {
   }
   c.bw_GBps = t > 0 ? bytes / t : 0;
   c.time_ns = c.latency_ns + t;
+  c.nccl_latency_ns = c.latency_ns;
+  c.nccl_bw_GBps = c.bw_GBps;
+  c.nccl_time_ns = c.time_ns;
+  if (achieved_applies()) p2p_achieved(kind, bytes, c);
   return c;
 }
 

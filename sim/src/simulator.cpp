@@ -1512,6 +1512,20 @@ bool choose_fluid(const plan::Program& program, const SimParams& prm, std::strin
 
 // The collective timing model (SimOptions::collective_model): true and `nccl` filled for
 // NCCL's model.
+// An all-to-all without a per-pair matrix, or whose matrix sends the same bytes between every
+// pair of distinct members (what the uniform comm tables measure).
+bool uniform_matrix(const plan::Collective& col) {
+  const int64_t* first = nullptr;
+  for (size_t i = 0; i < col.matrix.size(); ++i) {
+    for (size_t j = 0; j < col.matrix[i].size(); ++j) {
+      if (i == j) continue;
+      if (first == nullptr) first = &col.matrix[i][j];
+      if (col.matrix[i][j] != *first) return false;
+    }
+  }
+  return true;
+}
+
 bool collective_setup(const SimOptions& options, bool is_auto, NcclSetup& nccl) {
   bool use_nccl = false;
   if (options.collective_model == "nccl") {
@@ -1572,10 +1586,35 @@ SimResult simulate(const plan::Program& program, const Platform& platform,
   if (cal) {
     for (const plan::Collective& col : program.collectives) {
       const bool ok = col.group >= 0 && col.group < static_cast<int>(program.groups.size());
+      // With a topology, group sizes without a table of their own are carried from the
+      // measured ones by NCCL's model (calibrated_collective_ns), for groups on one node.
+      CommModelFn model;
+      if (ok && options.topology != nullptr) {
+        std::vector<int> gpus;
+        for (int32_t r : program.groups[col.group].ranks) {
+          if (r >= 0 && r < static_cast<int32_t>(program.ranks.size())) {
+            gpus.push_back(program.ranks[r].gpu);
+          }
+        }
+        const topology::TopologySpec* topo = options.topology;
+        bool one_node = false;
+        try {  // a GPU the topology lacks: no model here, the Engine's checks report it
+          one_node = !gpus.empty() && NcclSystem::from_topology(*topo, gpus).nodes == 1;
+        } catch (const std::exception&) {
+          one_node = false;
+        }
+        if (one_node) {
+          model = [topo, gpus](plan::OpKind kind, int ranks, double bytes) {
+            NcclSystem sys = NcclSystem::from_topology(*topo, gpus);
+            sys.ranks = sys.ranks_per_node = ranks;
+            return NcclModel(sys).choose(kind, bytes).time_ns;
+          };
+        }
+      }
       const double ns =  // a bad group: -1 here, the Engine's checks report it
           ok ? calibrated_collective_ns(*cal, col.kind,
                                         static_cast<int>(program.groups[col.group].ranks.size()),
-                                        static_cast<double>(col.bytes), col.matrix.empty())
+                                        static_cast<double>(col.bytes), uniform_matrix(col), model)
              : -1;
       coll_fixed_ns.push_back(ns < 0 ? -1
                                      : plan::checked_ns(std::ceil(ns), "calibrated collective"));

@@ -205,6 +205,27 @@ TEST(SimCalibrated, CollectivesWithATableTakeItsTimeOthersRunTheirFlows) {
   EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kAllReduce, 4, 1024), 30000 + 3000);
   EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kAllToAll, 4, 1024), -1);
   EXPECT_EQ(calibrated_collective_ns(cal, OpKind::kSend, 2, 1024), -1);
+  // Group sizes without a table: the model's time scaled by measured / model at the nearest
+  // measured sizes, interpolated in log2(ranks). all_gather has a 4-rank table only.
+  const CommModelFn model = [](OpKind, int ranks, double) { return 1000.0 * ranks; };
+  // 2 ranks: ratio at 4 ranks = 10000 / 4000 = 2.5, so 2000 x 2.5 (+ the 3000 overhead).
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 2, 1024, true, model),
+                   2000 * 2.5 + 3000);
+  // Between a 2- and an 8-rank table, at 4 ranks: the ratios' midpoint in log2(ranks).
+  plan::Calibration two = cal;
+  two.comm.push_back({"reduce_scatter", 2, {{1024, 4000}}});
+  two.comm.push_back({"reduce_scatter", 8, {{1024, 16000}}});
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(two, OpKind::kReduceScatter, 4, 1024, true, model),
+                   4000 * (2.0 + 2.0) / 2 + 3000);
+  EXPECT_EQ(calibrated_collective_ns(two, OpKind::kReduceScatter, 4, 1024), -1);  // no model
+  EXPECT_EQ(calibrated_collective_ns(two, OpKind::kAllToAll, 4, 1024, true, model), -1);
+  // In size, with a model: measured / model interpolated in log(bytes) between the points
+  // (1024 B: 10000 / 1024, 1 MB: 30000 / 2^20; halfway in log at 32 KB), table points exact.
+  const CommModelFn by_bytes = [](OpKind, int, double b) { return b; };
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 4, 32768, true, by_bytes),
+                   32768 * (10000.0 / 1024 + 30000.0 / (1 << 20)) / 2 + 3000);
+  EXPECT_DOUBLE_EQ(calibrated_collective_ns(cal, OpKind::kAllGather, 4, 1024, true, by_bytes),
+                   10000 + 3000);
   // In a run: the 4-rank all-gather ends the table time after its last member is ready
   // (plus the launch gap); a 2-rank reduce-scatter without a table runs on the links.
   const std::string path = temp_path("coll.yaml");

@@ -33,6 +33,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -95,8 +96,20 @@ std::vector<std::pair<std::string, double>> calibrated_comm_params(const plan::C
 /// rules), plus the launch section's event overhead, as the executor times it. Returns -1 when
 /// the file has no such table (the simulator then runs the collective's flows on the
 /// topology's links). A calibrated collective takes no link capacity in the flow model.
+///
+/// With `model`, sizes between (or outside) a table's points take the model's time scaled by
+/// measured / model at the neighbouring points (interpolated linearly in log(bytes); the end
+/// point's ratio outside), so the model's protocol switches shape the curve; table points
+/// are reproduced exactly.
+/// Group sizes without a table of their own (`model` given, and the file has tables of the
+/// op for other group sizes): the model's time for `ranks` scaled by measured / model at the
+/// nearest measured group sizes below and above (the ratio interpolated linearly in
+/// log2(ranks) between them, the nearest one's ratio outside them), so the tables carry
+/// what the model misses to sizes they lack. `model(kind, ranks, bytes)` returns the model's
+/// device time in ns for a communicator of that size (e.g. NcclModel::choose().time_ns).
+using CommModelFn = std::function<double(plan::OpKind kind, int ranks, double bytes)>;
 double calibrated_collective_ns(const plan::Calibration& cal, plan::OpKind kind, int ranks,
-                                double bytes, bool uniform = true);
+                                double bytes, bool uniform = true, const CommModelFn& model = {});
 
 /// The GPU model in a device or GPU-spec name: the first word of capitals followed by 2-4
 /// digits ("NVIDIA H100 80GB HBM3" -> "H100", "H200-SXM-141GB" -> "H200"); "" when none.

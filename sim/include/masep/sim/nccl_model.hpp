@@ -22,6 +22,20 @@
 // own assumption (documented in docs/simulator-model.md) is the ring's base latency plus one
 // hop for the protocol (LL up to 16 KiB per peer, NCCL_P2P_LL_THRESHOLD, else Simple) and
 // NCCL's path bandwidth (links × per-link bandwidth) per GPU, LL at half of it.
+//
+// Achieved time (one node on NVLink; docs/simulator-model.md, "Achieved time"). NCCL's
+// estimate decides the algorithm and protocol, as in NCCL, but measured NCCL calls on
+// NVSwitch hosts take longer than it says at large sizes and less at small ones. For ring
+// collectives and p2p calls of communicators on one NVLink node the time is masep's
+// measured-rate layer instead: ring Simple moves each link byte in
+//   1 / (0.936 × the links' datasheet rate) + 0.14 ps × loads + 1.44 ps × local stores
+// per byte on the link (the loads and local stores each ring step of the collective makes:
+// all-gather 1 and 1/(n−1), reduce-scatter (2n−1)/(n−1) and 1/(n−1), all-reduce 1.5 and
+// 1/(2(n−1))), capped by NCCL's channel bandwidth, after 16.8 µs + 1.64 µs per ring step;
+// LL and LL128 keep NCCL's bandwidth with latencies 5.16 + 0.71/step (+0.18 µs per doubling
+// of the channels a call engages) and 12.3 + 1.71/step µs; p2p is given in p2p_achieved.
+// Constants fitted on the 4 × H100 host's tables (bandwidths, Simple and LL128 latencies)
+// and the 2 × H200 host's (LL and p2p latencies), validated on the 4 × H200 host.
 #pragma once
 
 #include <cstdint>
@@ -102,14 +116,21 @@ struct NcclSelection {
                              const std::string& proto_option = "--proto");
 };
 
-/// One (algorithm, protocol) and its time for a call of `bytes`.
+/// One (algorithm, protocol) and its time for a call of `bytes`. NCCL picks by its own
+/// estimate (nccl_*); the call then takes the achieved time (latency_ns, bw_GBps, time_ns),
+/// which is masep's measured-rate layer where it applies (see NcclModel) and NCCL's estimate
+/// elsewhere.
 struct NcclChoice {
   NcclAlgo algo = NcclAlgo::kRing;
   NcclProto proto = NcclProto::kSimple;
-  int channels = 0;       ///< channels of the algorithm's graph
-  double latency_ns = 0;  ///< NCCL's latency term
-  double bw_GBps = 0;     ///< NCCL's bandwidth term (bytes / ns), algorithm bandwidth
-  double time_ns = 0;     ///< latency_ns + bytes / bw_GBps
+  int channels = 0;            ///< channels of the algorithm's graph
+  double latency_ns = 0;       ///< achieved latency term (ns)
+  double bw_GBps = 0;          ///< achieved algorithm bandwidth (bytes / ns)
+  double time_ns = 0;          ///< latency_ns + bytes / bw_GBps: the call's device time
+  double nccl_latency_ns = 0;  ///< NCCL's own latency estimate (tuning.cc), ns
+  double nccl_bw_GBps = 0;     ///< NCCL's own algorithm bandwidth estimate (bytes / ns)
+  double nccl_time_ns = 0;     ///< NCCL's estimate, which the choice minimises
+  bool achieved = false;       ///< the measured-rate layer timed it (else = NCCL's estimate)
 };
 
 /// NCCL's tuning model for one communicator. Cheap to build (a few hundred flops); value type.
@@ -148,11 +169,16 @@ class NcclModel {
   void graph_for(NcclAlgo a);
   void tune();
   NcclChoice p2p(plan::OpKind kind, double bytes) const;
+  bool achieved_applies() const;  // one node on NVLink: the measured-rate layer times calls
+  void ring_achieved(int coll, double bytes, NcclChoice& c) const;
+  void p2p_achieved(plan::OpKind kind, double bytes, NcclChoice& c) const;
 
   NcclSystem sys_;
   NcclSelection sel_;
   double gpu_bw_ = 0;   // per GPU into the fabric (NCCL's units)
   double pair_bw_ = 0;  // per GPU pair path (mesh) or = gpu_bw_
+  double gpu_wire_ = 0;   // datasheet rate of the links behind gpu_bw_ (GB/s)
+  double pair_wire_ = 0;  // datasheet rate of the links behind pair_bw_ (GB/s)
   Graph graph_[kNcclAlgos];
   // [coll 0..2][algo][proto]: GB/s (0 = disabled) and µs, as NCCL's tables.
   double bw_[3][kNcclAlgos][kNcclProtos] = {};
