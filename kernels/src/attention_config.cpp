@@ -17,23 +17,7 @@ constexpr std::size_t kHeaderBytes = (kDecodeAttentionMergeCounters * 4 + 255) /
 // least one tile; ties go to fewer splits. Measured on the H100 (docs/kernels.md): for
 // Mixtral b=8 ctx=8192 the model's 4 splits were the fastest of 2..64.
 int tc_num_splits(long items, int max_context, long slots) {
-  items = std::max(1L, items);
-  slots = std::max(1L, slots);
-  const long ctx = std::max(1, max_context);
-  int best = 1;
-  long best_cost = -1;
-  for (int s = 1; s <= 64; ++s) {
-    const long chunk = (ctx + s - 1) / s;
-    if (s > 1 && chunk < kDecodeAttentionTileTokens) break;
-    const long tiles = (chunk + kDecodeAttentionTileTokens - 1) / kDecodeAttentionTileTokens;
-    const long waves = (items * s + slots - 1) / slots;
-    const long cost = waves * (tiles + 1);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = s;
-    }
-  }
-  return best;
+  return wave_cost_num_splits(items, max_context, slots, kDecodeAttentionTileTokens);
 }
 
 // "Slots" per SM in the cost model. Two head_dim-128 blocks fit per SM (shared memory:
@@ -44,6 +28,27 @@ int tc_num_splits(long items, int max_context, long slots) {
 int tc_blocks_per_sm(int head_dim) { return head_dim == 64 ? 2 : 1; }
 
 }  // namespace
+
+int wave_cost_num_splits(long items, int max_context, long slots, int tile_tokens) {
+  items = std::max(1L, items);
+  slots = std::max(1L, slots);
+  const long tile = std::max(1, tile_tokens);
+  const long ctx = std::max(1, max_context);
+  int best = 1;
+  long best_cost = -1;
+  for (int s = 1; s <= 64; ++s) {
+    const long chunk = (ctx + s - 1) / s;
+    if (s > 1 && chunk < tile) break;
+    const long tiles = (chunk + tile - 1) / tile;
+    const long waves = (items * s + slots - 1) / slots;
+    const long cost = waves * (tiles + 1);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = s;
+    }
+  }
+  return best;
+}
 
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits) {

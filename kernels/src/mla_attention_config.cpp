@@ -1,6 +1,8 @@
 // Host-side sizing of MLA decode attention (mla_attention_config.hpp). Plain C++: no CUDA.
 #include "masep/kernels/mla_attention_config.hpp"
 
+#include "masep/kernels/attention_config.hpp"
+
 #include <algorithm>
 
 namespace masep::kernels {
@@ -28,24 +30,8 @@ int mla_attention_num_splits(int batch, int num_heads, int max_context, int sm_c
   const int hb = mla_attention_block_heads(num_heads);
   const long head_blocks = (std::max(1, num_heads) + hb - 1) / hb;
   const long items = std::max(1L, long{std::max(1, batch)} * head_blocks);
-  const long slots = std::max(1, sm_count);
-  const long tile = mla_attention_tile_tokens(num_heads);
-  const long ctx = std::max(1, max_context);
-  int best = 1;
-  long best_cost = -1;
-  for (int s = 1; s <= 64; ++s) {
-    const long chunk = (ctx + s - 1) / s;
-    if (s > 1 && chunk < tile) break;
-    const long tiles = (chunk + tile - 1) / tile;
-    const long waves = (items * s + slots - 1) / slots;
-    // +1 per wave: a block's fixed cost (Q load, pipeline fill, partial write).
-    const long cost = waves * (tiles + 1);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = s;
-    }
-  }
-  return best;
+  return wave_cost_num_splits(items, max_context, std::max(1, sm_count),
+                              mla_attention_tile_tokens(num_heads));
 }
 
 }  // namespace masep::kernels

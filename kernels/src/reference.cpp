@@ -6,8 +6,27 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 namespace masep::kernels::ref {
+
+namespace {
+
+// s[t] <- exp(s[t] - max s), in place; returns (max s, the sum of the new s): a softmax's
+// numerators and the parts of its log-sum-exp (max + log sum).
+std::pair<double, double> exp_shifted(std::vector<double>& s) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (double v : s) mx = std::max(mx, v);
+  double l = 0;
+  for (double& v : s) {
+    v = std::exp(v - mx);
+    l += v;
+  }
+  return {mx, l};
+}
+
+}  // namespace
+
 
 std::vector<Bf16> to_bf16(const std::vector<float>& v) {
   std::vector<Bf16> r(v.size());
@@ -55,20 +74,14 @@ std::vector<float> decode_attention(const std::vector<Bf16>& q, const std::vecto
       const int kh = qh / group;
       const std::size_t qo = (static_cast<std::size_t>(b) * num_heads + qh) * head_dim;
       std::vector<double> s(len);
-      double mx = -std::numeric_limits<double>::infinity();
       for (int t = 0; t < len; ++t) {
         double acc = 0;
         for (int d = 0; d < head_dim; ++d) {
           acc += double{to_float(q[qo + d])} * to_float(k_cache[cache_at(b, kh, t) + d]);
         }
         s[t] = acc * scale;
-        mx = std::max(mx, s[t]);
       }
-      double l = 0;
-      for (int t = 0; t < len; ++t) {
-        s[t] = std::exp(s[t] - mx);
-        l += s[t];
-      }
+      const auto [mx, l] = exp_shifted(s);
       for (int d = 0; d < head_dim; ++d) {
         double acc = 0;
         for (int t = 0; t < len; ++t) acc += s[t] * to_float(v_cache[cache_at(b, kh, t) + d]);
@@ -127,7 +140,6 @@ std::vector<float> mla_decode_attention(
       const std::size_t ql = (static_cast<std::size_t>(b) * num_heads + h) * kl;
       const std::size_t qr = (static_cast<std::size_t>(b) * num_heads + h) * dr;
       std::vector<double> s(len);
-      double mx = -std::numeric_limits<double>::infinity();
       for (int t = 0; t < len; ++t) {
         double acc = 0;
         for (int e = 0; e < kl; ++e)
@@ -136,13 +148,8 @@ std::vector<float> mla_decode_attention(
           acc += double{to_float(q_rope[qr + e])} * to_float(kv_cache[at(b, t) + kl + e]);
         }
         s[t] = acc * scale;
-        mx = std::max(mx, s[t]);
       }
-      double l = 0;
-      for (int t = 0; t < len; ++t) {
-        s[t] = std::exp(s[t] - mx);
-        l += s[t];
-      }
+      const auto [mx, l] = exp_shifted(s);
       for (int e = 0; e < kl; ++e) {
         double acc = 0;
         for (int t = 0; t < len; ++t) acc += s[t] * to_float(kv_cache[at(b, t) + e]);

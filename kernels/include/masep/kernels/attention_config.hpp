@@ -30,6 +30,13 @@ inline constexpr double kDecodeAttentionBlockGBps = 44.0;
 std::size_t decode_attention_workspace_bytes(int batch, int num_heads, int head_dim,
                                              int num_splits);
 
+/// The split count of a split-KV decode launch from its wave cost: `items` blocks per split,
+/// `slots` blocks resident at once, time ~ waves x (tiles of `tile_tokens` per block + 1), the
+/// +1 standing for a block's fixed cost (pipeline fill, merge, workspace write); splits are at
+/// least one tile, 1..64, ties go to fewer splits. Used by decode attention (64-token tiles)
+/// and MLA attention (mla_attention_config.hpp).
+int wave_cost_num_splits(long items, int max_context, long slots, int tile_tokens);
+
 /// A split count for the default (tensor-core) kernel, assuming head_dim 128 and at most 16
 /// query heads per kv head; prefer the overload below, which knows the head counts. Chosen
 /// from a cost model over `sm_count` SMs (waves of resident blocks x 64-token tiles per
