@@ -101,65 +101,83 @@ void FluidNetwork::time_phase() {
     busy_until_[l] = now + wait + before / cap;
     slot_[l] = -1;
   }
+  int ri;
+  if (!free_runs_.empty()) {
+    ri = free_runs_.back();
+    free_runs_.pop_back();
+  } else {
+    ri = static_cast<int>(runs_.size());
+    runs_.emplace_back();
+  }
+  Run& run = runs_[static_cast<size_t>(ri)];
+  run.entries.clear();
+  run.next = 0;
   for (size_t j = 0; j < pending_.size(); ++j) {
     int64_t finish = phase_now_ + static_cast<int64_t>(std::ceil(finish_[j] - 1e-9));
     if (finish < phase_now_) finish = phase_now_;
-    heap_push({finish, pending_[j].flow});
+    run.entries.push_back({finish, pending_[j].flow});
   }
+  // Flow ids are unique among active flows, so (time, flow) keys are unique.
+  std::sort(run.entries.begin(), run.entries.end(), before);
+  run_push(ri);
   phase_links_.clear();
   pending_.clear();
 }
 
 int64_t FluidNetwork::next_event_time() {
   time_phase();
-  return heap_.empty() ? kNever : heap_.front().time;
+  return run_heap_.empty() ? kNever : top_of(run_heap_.front()).time;
 }
 
 void FluidNetwork::advance(int64_t t, std::vector<uint32_t>& completed) {
   time_phase();
   now_ = std::max(now_, t);
-  while (!heap_.empty() && heap_.front().time <= t) {
-    const int f = heap_.front().flow;
-    heap_pop();
-    completed.push_back(tags_[f]);
-    free_.push_back(f);
+  while (!run_heap_.empty()) {
+    Run& r = runs_[static_cast<size_t>(run_heap_.front())];
+    const HeapEntry& e = r.entries[r.next];
+    if (e.time > t) break;
+    completed.push_back(tags_[e.flow]);
+    free_.push_back(e.flow);
     --active_;
+    ++r.next;
+    run_pop_top();
   }
 }
 
-namespace {
-bool before(int64_t at, int af, int64_t bt, int bf) { return at != bt ? at < bt : af < bf; }
-}  // namespace
-
-void FluidNetwork::heap_push(HeapEntry e) {
-  size_t i = heap_.size();
-  heap_.push_back(e);
+void FluidNetwork::run_push(int ri) {
+  const HeapEntry key = top_of(ri);
+  size_t i = run_heap_.size();
+  run_heap_.push_back(ri);
   while (i > 0) {
     const size_t parent = (i - 1) / 2;
-    if (!before(e.time, e.flow, heap_[parent].time, heap_[parent].flow)) break;
-    heap_[i] = heap_[parent];
+    if (!before(key, top_of(run_heap_[parent]))) break;
+    run_heap_[i] = run_heap_[parent];
     i = parent;
   }
-  heap_[i] = e;
+  run_heap_[i] = ri;
 }
 
-void FluidNetwork::heap_pop() {
-  const HeapEntry e = heap_.back();
-  heap_.pop_back();
-  const size_t n = heap_.size();
-  if (n == 0) return;
+void FluidNetwork::run_pop_top() {
+  int ri = run_heap_.front();
+  Run& top = runs_[static_cast<size_t>(ri)];
+  if (top.next == top.entries.size()) {  // exhausted: the last run takes its place
+    free_runs_.push_back(ri);
+    ri = run_heap_.back();
+    run_heap_.pop_back();
+    if (run_heap_.empty()) return;
+  }
+  const HeapEntry key = top_of(ri);
+  const size_t n = run_heap_.size();
   size_t i = 0;
   for (;;) {
     size_t c = 2 * i + 1;
     if (c >= n) break;
-    if (c + 1 < n && before(heap_[c + 1].time, heap_[c + 1].flow, heap_[c].time, heap_[c].flow)) {
-      ++c;
-    }
-    if (!before(heap_[c].time, heap_[c].flow, e.time, e.flow)) break;
-    heap_[i] = heap_[c];
+    if (c + 1 < n && before(top_of(run_heap_[c + 1]), top_of(run_heap_[c]))) ++c;
+    if (!before(top_of(run_heap_[c]), key)) break;
+    run_heap_[i] = run_heap_[c];
     i = c;
   }
-  heap_[i] = e;
+  run_heap_[i] = ri;
 }
 
 }  // namespace masep::sim

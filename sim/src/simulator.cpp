@@ -393,6 +393,20 @@ class Engine {
         col.kind, ring_gpus_[col.group], group_gpus_[col.group], &col.matrix,
         static_cast<double>(col.bytes), plat_.gpus_per_node(), allreduce_, allreduce_auto_);
     if (nccl_ != nullptr) {
+      // The model's result depends only on (group, kind, bytes) (an all-to-all's is found
+      // from the uniform pattern, whatever its matrix): remembered per group, so the many
+      // calls of one layer shape (one per replica, micro-batch, layer and step) are timed
+      // once. Exact: the same values as calling the model again.
+      std::vector<NcclMemo>& memo = nccl_memo_[col.group];
+      for (const NcclMemo& e : memo) {
+        if (e.kind == col.kind && e.bytes == cp.bytes) {
+          cp.algorithm = CollAlgorithm::kNccl;
+          cp.nccl = e.nccl;
+          cp.flow_scale = e.flow_scale;
+          cp.alpha_ns = e.alpha_ns;
+          return cp;
+        }
+      }
       // NCCL's model, one per group (its members fix the communicator), built on first use.
       std::unique_ptr<NcclModel>& m = group_nccl_[col.group];
       if (!m) {
@@ -404,6 +418,9 @@ class Engine {
                                   ? prm_.nccl_p2p_call_overhead_ns * std::max(0, n - 1)
                                   : prm_.nccl_call_overhead_ns;
       apply_nccl_model(cp, *m, plat_, overhead);
+      if (memo.size() < kNcclMemoPerGroup) {
+        memo.push_back({col.kind, cp.bytes, cp.nccl, cp.flow_scale, cp.alpha_ns});
+      }
     }
     return cp;
   }
@@ -560,6 +577,17 @@ class Engine {
   const NcclSetup* nccl_ = nullptr;                     // null: the phases model
   double p2p_intra_wire_ = 1;                           // see p2p_wire()
   std::vector<std::unique_ptr<NcclModel>> group_nccl_;  // per group, built on first use
+  // apply_nccl_model's results per group (collective_plan), at most kNcclMemoPerGroup
+  // (kind, bytes) each (searched linearly).
+  struct NcclMemo {
+    OpKind kind;
+    double bytes;
+    NcclChoice nccl;
+    double flow_scale;
+    int64_t alpha_ns;
+  };
+  static constexpr size_t kNcclMemoPerGroup = 16;
+  std::vector<std::vector<NcclMemo>> nccl_memo_;
 };
 
 void Engine::begin() {
@@ -854,6 +882,7 @@ void Engine::load(const ChunkRef& c) {
     groups_ready_ = true;
     group_nccl_.clear();
     group_nccl_.resize(P.groups.size());
+    nccl_memo_.assign(P.groups.size(), {});
     group_gpus_.assign(P.groups.size(), {});
     ring_gpus_.assign(P.groups.size(), {});
     for (size_t g = 0; g < P.groups.size(); ++g) {
