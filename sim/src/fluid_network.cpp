@@ -45,7 +45,9 @@ int FluidNetwork::start_flow(int64_t now, std::span<const int> links, double byt
       phase_links_.push_back(l);
     }
   }
-  pending_.push_back({links.data(), static_cast<int>(links.size()), f, bytes});
+  pending_.push_back(
+      {static_cast<int>(pending_links_.size()), static_cast<int>(links.size()), f, bytes});
+  pending_links_.insert(pending_links_.end(), links.begin(), links.end());
   ++active_;
   return f;
 }
@@ -62,8 +64,9 @@ void FluidNetwork::time_phase() {
   const size_t nl = phase_links_.size();
   // CSR of (pending flow, bytes) per phase link.
   off_.assign(nl + 1, 0);
+  const int* const plinks = pending_links_.data();
   for (const Pending& p : pending_) {
-    for (int i = 0; i < p.nlinks; ++i) ++off_[static_cast<size_t>(slot_[p.links[i]]) + 1];
+    for (int i = 0; i < p.nlinks; ++i) ++off_[static_cast<size_t>(slot_[plinks[p.links + i]]) + 1];
   }
   for (size_t k = 0; k < nl; ++k) off_[k + 1] += off_[k];
   entries_.resize(static_cast<size_t>(off_[nl]));
@@ -71,7 +74,7 @@ void FluidNetwork::time_phase() {
   for (size_t j = 0; j < pending_.size(); ++j) {
     const Pending& p = pending_[j];
     for (int i = 0; i < p.nlinks; ++i) {
-      entries_[static_cast<size_t>(fill_[static_cast<size_t>(slot_[p.links[i]])]++)] = {
+      entries_[static_cast<size_t>(fill_[static_cast<size_t>(slot_[plinks[p.links + i]])]++)] = {
           static_cast<int>(j), p.bytes};
     }
   }
@@ -122,6 +125,7 @@ void FluidNetwork::time_phase() {
   run_push(ri);
   phase_links_.clear();
   pending_.clear();
+  pending_links_.clear();
 }
 
 int64_t FluidNetwork::next_event_time() {

@@ -522,7 +522,8 @@ class Engine {
   Window<int64_t> xbytes_;
   Window<uint8_t> xsides_;  // sides posted (0..2) per transfer
   // Per transfer: its route, looked up once when its chunk is loaded (a look-up in routes_
-  // per flow start missed the cache at 1,024 GPUs).
+  // per flow start missed the cache at 1,024 GPUs); no links (nullptr, 0): an inter-node
+  // transfer whose flow takes its links from the route halves (halves_).
   struct XRoute {
     const int* links = nullptr;
     int64_t nlinks = 0;
@@ -588,6 +589,16 @@ class Engine {
   };
   static constexpr size_t kNcclMemoPerGroup = 16;
   std::vector<std::vector<NcclMemo>> nccl_memo_;
+  // Fluid tier on a Platform with route halves (Platform::route_out / route_in): exchange
+  // transfers between nodes take their links from the halves (a flow's links are built when
+  // it starts; FluidNetwork copies them) instead of a per-pair route look-up, which missed
+  // the cache at 1,024 GPUs. Per GPU: (0 + out link 0 latency) + out link 1 latency, and the
+  // in links' latencies, so a route's latency sums in the route's order.
+  bool halves_ = false;
+  std::vector<double> out_lat_, in_lat0_, in_lat1_;
+  int64_t half_latency(int src, int dst) const {
+    return ceil_ns((out_lat_[src] + in_lat0_[dst]) + in_lat1_[dst]);
+  }
 };
 
 void Engine::begin() {
@@ -596,6 +607,22 @@ void Engine::begin() {
   routes_.clear(plat_.gpus());
   route_pool_.clear();
   route_pool_used_ = 0;
+  halves_ = net_.fluid() != nullptr && plat_.has_route_halves();
+  if (halves_) {
+    const auto& L = plat_.links();
+    const auto n = static_cast<size_t>(plat_.gpus());
+    out_lat_.resize(n);
+    in_lat0_.resize(n);
+    in_lat1_.resize(n);
+    for (int g = 0; g < plat_.gpus(); ++g) {
+      double lat = 0;
+      lat += L[static_cast<size_t>(plat_.route_out(g)[0])].latency_ns;
+      lat += L[static_cast<size_t>(plat_.route_out(g)[1])].latency_ns;
+      out_lat_[g] = lat;
+      in_lat0_[g] = L[static_cast<size_t>(plat_.route_in(g)[0])].latency_ns;
+      in_lat1_[g] = L[static_cast<size_t>(plat_.route_in(g)[1])].latency_ns;
+    }
+  }
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
@@ -804,7 +831,9 @@ void Engine::load(const ChunkRef& c) {
                           t.src_op, t.dst_op, t.bytes));
         }
         const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
-        if (gs != gd) {
+        if (gs != gd && halves_ && plat_.node_of(gs) != plat_.node_of(gd)) {
+          xroute_.push_back({nullptr, 0, half_latency(gs, gd)});  // links from the halves
+        } else if (gs != gd) {
           const RouteTable::Entry r = cached_route(gs, gd);  // throws when there is no path
           xroute_.push_back({r.links, r.nlinks, r.latency_ns});
         } else {
@@ -1405,7 +1434,14 @@ int64_t Engine::run_events(Net& net) {
           if (pf.bytes > 0) {  // the slot stays taken until the flow completes
             count_begin(comm_active_, pf.src, now);
             if (pf.dst != pf.src) count_begin(comm_active_, pf.dst, now);
-            net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            if (!pf.links.empty()) {
+              net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            } else {  // an inter-node transfer routed by the halves (halves_)
+              const std::array<int, 2>&o = plat_.route_out(pf.src), &in = plat_.route_in(pf.dst);
+              const int links[4] = {o[0], o[1], in[0], in[1]};
+              net.start_flow(now, std::span<const int>(links, 4), pf.bytes,
+                             static_cast<uint32_t>(e.a));
+            }
           } else {
             const uint32_t tag = pf.tag;
             pflow_free_.push_back(e.a);

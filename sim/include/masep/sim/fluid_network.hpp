@@ -42,7 +42,7 @@ class FluidNetwork {
 
   /// Starts a flow of `bytes` (> 0) over `links` at time `now` (>= the last advance time).
   /// Flows started at one `now` before the next next_event_time()/advance() form one phase.
-  /// `links` must stay valid until then. Returns the flow's slot id (reused after completion).
+  /// `links` is copied. Returns the flow's slot id (reused after completion).
   int start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag);
 
   /// Time of the earliest flow completion, or kNever. Times the pending phase first.
@@ -57,7 +57,7 @@ class FluidNetwork {
 
  private:
   struct Pending {
-    const int* links;
+    int links;  // offset of its links in pending_links_
     int nlinks;
     int flow;
     double bytes;
@@ -99,6 +99,7 @@ class FluidNetwork {
   std::vector<Entry> entries_;
   std::vector<double> finish_;
   std::vector<Pending> pending_;  // the pending phase's flows
+  std::vector<int> pending_links_;
   int64_t phase_now_ = 0;         // start time of the pending phase
   std::vector<uint32_t> tags_;    // per flow slot
   std::vector<int> free_;
