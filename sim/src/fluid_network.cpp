@@ -121,7 +121,8 @@ void FluidNetwork::time_phase() {
     run.entries.push_back({finish, pending_[j].flow});
   }
   // Flow ids are unique among active flows, so (time, flow) keys are unique.
-  std::sort(run.entries.begin(), run.entries.end(), before);
+  std::sort(run.entries.begin(), run.entries.end(),
+            [](const HeapEntry& a, const HeapEntry& b) { return before(a, b); });
   run_push(ri);
   phase_links_.clear();
   pending_.clear();

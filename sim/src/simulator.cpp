@@ -71,22 +71,30 @@ struct OpInfo {
 
 // A vector indexed by a global index (op id, transfer, collective, exchange op) from `base`
 // on: the streaming path drops what lies before a retired chunk. Whole runs keep base 0.
+// Dropped elements stay in the vector as a dead prefix until they are as many as the live
+// ones (then erased): a retire costs no copy of the chunks still in flight.
 template <class T>
 class Window {
  public:
   T& operator[](int64_t i) { return at_[i]; }
   const T& operator[](int64_t i) const { return at_[i]; }
   int64_t base() const { return base_; }
-  int64_t end() const { return base_ + static_cast<int64_t>(v_.size()); }
-  const T* data_at(int64_t i) const { return v_.data() + (i - base_); }
-  std::vector<T>& storage() { return v_; }  // for the per-thread cache; call reset() after
+  int64_t end() const { return base_ + static_cast<int64_t>(v_.size() - dead_); }
+  const T* data_at(int64_t i) const { return v_.data() + dead_ + (i - base_); }
+  // For the per-thread cache and the whole run's timeline: the live elements only (call
+  // reset() after a swap).
+  std::vector<T>& storage() {
+    compact();
+    return v_;
+  }
   void reset(int64_t base) {
     v_.clear();
+    dead_ = 0;
     base_ = base;
     sync();
   }
   void resize_to(int64_t end, const T& x = T()) {
-    v_.resize(static_cast<size_t>(end - base_), x);
+    v_.resize(dead_ + static_cast<size_t>(end - base_), x);
     sync();
   }
   void push_back(const T& x) {
@@ -98,19 +106,28 @@ class Window {
     sync();
   }
   void drop_before(int64_t b) {
-    v_.erase(v_.begin(), v_.begin() + (b - base_));
+    dead_ += static_cast<size_t>(b - base_);
     base_ = b;
+    if (dead_ * 2 >= v_.size()) compact();
     sync();
   }
 
  private:
-  // at_[i] is element i - base_: the data pointer moved back by base_ elements (integer
-  // arithmetic; only indices >= base_ are used), so an access costs what a vector's does.
+  void compact() {
+    if (dead_ == 0) return;
+    v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(dead_));
+    dead_ = 0;
+    sync();
+  }
+  // at_[i] is element i - base_ + dead_: the data pointer moved back by base_ - dead_
+  // elements (integer arithmetic; only indices >= base_ are used), so an access costs what a
+  // vector's does.
   void sync() {
-    at_ = reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(v_.data()) -
+    at_ = reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(v_.data() + dead_) -
                                static_cast<uintptr_t>(base_) * sizeof(T));
   }
   std::vector<T> v_;
+  size_t dead_ = 0;  // dropped elements at the front of v_
   int64_t base_ = 0;
   T* at_ = nullptr;
 };

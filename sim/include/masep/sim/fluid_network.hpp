@@ -81,7 +81,7 @@ class FluidNetwork {
     const Run& r = runs_[static_cast<size_t>(run)];
     return r.entries[r.next];
   }
-  static bool before(const HeapEntry& a, const HeapEntry& b) {
+  [[gnu::always_inline]] static bool before(const HeapEntry& a, const HeapEntry& b) {
     return a.time != b.time ? a.time < b.time : a.flow < b.flow;
   }
 
