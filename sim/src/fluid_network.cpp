@@ -86,9 +86,11 @@ void FluidNetwork::time_phase() {
     Entry* const first = entries_.data() + off_[k];
     Entry* const last = entries_.data() + off_[k + 1];
     if (last - first > 1) {  // by size, ties in start order (keys are unique: no stable sort)
-      std::sort(first, last, [](const Entry& x, const Entry& y) {
+      const auto by_size = [](const Entry& x, const Entry& y) {
         return x.bytes != y.bytes ? x.bytes < y.bytes : x.pending < y.pending;
-      });
+      };
+      // Entries are filled in start order, so equal sizes (an exchange's rows) are in order.
+      if (!std::is_sorted(first, last, by_size)) std::sort(first, last, by_size);
     }
     const double cap = capacity_[l];
     const auto n = static_cast<double>(last - first);
@@ -115,14 +117,30 @@ void FluidNetwork::time_phase() {
   Run& run = runs_[static_cast<size_t>(ri)];
   run.entries.clear();
   run.next = 0;
+  // Flow ids are unique among active flows, so (time, flow) keys are unique. Sorted as one
+  // 64-bit key (time after the phase start, flow) where both fit (the usual case), else by
+  // the pair; the order is the same.
+  bool packed = true;
+  keys_.clear();
   for (size_t j = 0; j < pending_.size(); ++j) {
     int64_t finish = phase_now_ + static_cast<int64_t>(std::ceil(finish_[j] - 1e-9));
     if (finish < phase_now_) finish = phase_now_;
     run.entries.push_back({finish, pending_[j].flow});
+    const auto rel = static_cast<uint64_t>(finish - phase_now_);
+    const auto flow = static_cast<uint64_t>(pending_[j].flow);
+    packed = packed && rel < (uint64_t{1} << 40) && flow < (uint64_t{1} << 24);
+    keys_.push_back(rel << 24 | flow);
   }
-  // Flow ids are unique among active flows, so (time, flow) keys are unique.
-  std::sort(run.entries.begin(), run.entries.end(),
-            [](const HeapEntry& a, const HeapEntry& b) { return before(a, b); });
+  if (packed) {
+    std::sort(keys_.begin(), keys_.end());
+    for (size_t j = 0; j < keys_.size(); ++j) {
+      run.entries[j] = {phase_now_ + static_cast<int64_t>(keys_[j] >> 24),
+                        static_cast<int>(keys_[j] & ((uint64_t{1} << 24) - 1))};
+    }
+  } else {
+    std::sort(run.entries.begin(), run.entries.end(),
+              [](const HeapEntry& a, const HeapEntry& b) { return before(a, b); });
+  }
   run_push(ri);
   phase_links_.clear();
   pending_.clear();
