@@ -103,10 +103,10 @@ class FluidNetwork {
   int64_t phase_now_ = 0;         // start time of the pending phase
   std::vector<uint32_t> tags_;    // per flow slot
   std::vector<int> free_;
-  std::vector<Run> runs_;        // storage; runs not in run_heap_ are listed in free_runs_
+  std::vector<Run> runs_;  // storage; runs not in run_heap_ are listed in free_runs_
   std::vector<int> free_runs_;
   std::vector<uint64_t> keys_;  // scratch of time_phase(): packed (time, flow) sort keys
-  std::vector<int> run_heap_;  // min-heap of runs on their next entry's (time, flow)
+  std::vector<int> run_heap_;   // min-heap of runs on their next entry's (time, flow)
   int active_ = 0;
   int64_t now_ = 0;
 };

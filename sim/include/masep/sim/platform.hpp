@@ -82,7 +82,7 @@ class Platform {
   int gpus_per_node_ = 1;
   std::vector<PlatformLink> links_;
   RouteSource source_;
-  std::vector<std::array<int, 2>> out_half_, in_half_;  // per GPU; empty = not known
+  std::vector<std::array<int, 2>> out_half_, in_half_;         // per GPU; empty = not known
   mutable std::unordered_map<uint64_t, int32_t> route_index_;  // src * gpus + dst -> routes_
   mutable std::deque<PlatformRoute> routes_;  // deque: references stay valid on growth
 };
