@@ -12,6 +12,7 @@
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/sim/fluid_network.hpp"
 #include "masep/sim/network_model.hpp"
 #include "masep/sim/platform.hpp"
 #include "masep/sim/simulator.hpp"
@@ -283,6 +284,61 @@ void BM_NetworkAllToAll(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_NetworkAllToAll)->Arg(16)->Unit(benchmark::kMillisecond);
+
+// The fluid tier's model alone on large-1024gpu's exchange pattern: range(0) senders (GPUs
+// 0..), each sending 16 transfers of 14,336 bytes (one token row of hidden 7168, bf16) to
+// pseudo-random receivers among range(0) / 3 others, over 4-link routes (GPU -> NIC ->
+// switch -> NIC -> GPU, 50 GB/s) as inter-node transfers take. Each of 20 waves: the senders
+// start in 8 groups 500 ns apart (overlapping phases on the receivers' links); the next
+// wave once the previous one drained. Counts flow starts and completions as events.
+void BM_FluidExchange(benchmark::State& state) {
+  const int senders = static_cast<int>(state.range(0)), receivers = senders / 3;
+  const int gpus = senders + receivers;
+  std::vector<double> cap(static_cast<size_t>(4 * gpus), 50.0);
+  std::vector<std::vector<int>> routes;
+  uint32_t x = 12345;
+  for (int s = 0; s < senders; ++s) {
+    for (int k = 0; k < 16; ++k) {
+      x = x * 1664525u + 1013904223u;
+      const int d = senders + static_cast<int>((x >> 8) % static_cast<uint32_t>(receivers));
+      routes.push_back({4 * s, 4 * s + 1, 4 * d + 3, 4 * d + 2});
+    }
+  }
+  uint64_t events = 0;
+  std::vector<uint32_t> done;
+  for (auto _ : state) {
+    masep::sim::FluidNetwork net(cap);
+    int64_t now = 0;
+    for (int wave = 0; wave < 20; ++wave) {
+      for (int g = 0; g < 8; ++g) {
+        const int64_t t0 = now + 500 * g;
+        for (int64_t t = net.next_event_time(); t < t0; t = net.next_event_time()) {
+          done.clear();
+          net.advance(t, done);
+          events += done.size();
+        }
+        for (int s = g; s < senders; s += 8) {
+          for (int k = 0; k < 16; ++k) {
+            net.start_flow(t0, routes[static_cast<size_t>(16 * s + k)], 14336.0,
+                           static_cast<uint32_t>(16 * s + k));
+            ++events;
+          }
+        }
+      }
+      for (int64_t t = net.next_event_time(); t != masep::sim::FluidNetwork::kNever;
+           t = net.next_event_time()) {
+        done.clear();
+        net.advance(t, done);
+        events += done.size();
+        now = t;
+      }
+    }
+    benchmark::DoNotOptimize(now);
+  }
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FluidExchange)->Arg(768)->Unit(benchmark::kMillisecond);
 
 // Topology at cluster scale: builds the cluster of range(0) GPUs (DGX H100 nodes of 8, as in
 // topology/zoo/cluster-128xdgx-h100.yaml with more nodes: sim/bench/cluster-2048xdgx-h100.yaml

@@ -56,6 +56,25 @@ const PlatformRoute& Platform::route(int src, int dst) const {
   return routes_.back();
 }
 
+void Platform::set_route_halves(std::vector<std::array<int, 2>> out,
+                                std::vector<std::array<int, 2>> in) {
+  if (out.size() != static_cast<size_t>(gpus_) || in.size() != static_cast<size_t>(gpus_)) {
+    throw std::invalid_argument("Platform::set_route_halves: one entry per GPU needed");
+  }
+  for (const auto* v : {&out, &in}) {
+    for (const std::array<int, 2>& h : *v) {
+      for (int l : h) {
+        if (l < 0 || l >= static_cast<int>(links_.size())) {
+          throw std::invalid_argument("Platform::set_route_halves: link " + std::to_string(l) +
+                                      " out of range");
+        }
+      }
+    }
+  }
+  out_half_ = std::move(out);
+  in_half_ = std::move(in);
+}
+
 void Platform::scale_bandwidth(double factor) {
   if (!(factor > 0)) throw std::invalid_argument("Platform::scale_bandwidth: factor must be > 0");
   for (PlatformLink& l : links_) l.GBps *= factor;

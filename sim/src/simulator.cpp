@@ -71,22 +71,30 @@ struct OpInfo {
 
 // A vector indexed by a global index (op id, transfer, collective, exchange op) from `base`
 // on: the streaming path drops what lies before a retired chunk. Whole runs keep base 0.
+// Dropped elements stay in the vector as a dead prefix until they are as many as the live
+// ones (then erased): a retire costs no copy of the chunks still in flight.
 template <class T>
 class Window {
  public:
   T& operator[](int64_t i) { return at_[i]; }
   const T& operator[](int64_t i) const { return at_[i]; }
   int64_t base() const { return base_; }
-  int64_t end() const { return base_ + static_cast<int64_t>(v_.size()); }
-  const T* data_at(int64_t i) const { return v_.data() + (i - base_); }
-  std::vector<T>& storage() { return v_; }  // for the per-thread cache; call reset() after
+  int64_t end() const { return base_ + static_cast<int64_t>(v_.size() - dead_); }
+  const T* data_at(int64_t i) const { return v_.data() + dead_ + (i - base_); }
+  // For the per-thread cache and the whole run's timeline: the live elements only (call
+  // reset() after a swap).
+  std::vector<T>& storage() {
+    compact();
+    return v_;
+  }
   void reset(int64_t base) {
     v_.clear();
+    dead_ = 0;
     base_ = base;
     sync();
   }
   void resize_to(int64_t end, const T& x = T()) {
-    v_.resize(static_cast<size_t>(end - base_), x);
+    v_.resize(dead_ + static_cast<size_t>(end - base_), x);
     sync();
   }
   void push_back(const T& x) {
@@ -98,19 +106,28 @@ class Window {
     sync();
   }
   void drop_before(int64_t b) {
-    v_.erase(v_.begin(), v_.begin() + (b - base_));
+    dead_ += static_cast<size_t>(b - base_);
     base_ = b;
+    if (dead_ * 2 >= v_.size()) compact();
     sync();
   }
 
  private:
-  // at_[i] is element i - base_: the data pointer moved back by base_ elements (integer
-  // arithmetic; only indices >= base_ are used), so an access costs what a vector's does.
+  void compact() {
+    if (dead_ == 0) return;
+    v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(dead_));
+    dead_ = 0;
+    sync();
+  }
+  // at_[i] is element i - base_ + dead_: the data pointer moved back by base_ - dead_
+  // elements (integer arithmetic; only indices >= base_ are used), so an access costs what a
+  // vector's does.
   void sync() {
-    at_ = reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(v_.data()) -
+    at_ = reinterpret_cast<T*>(reinterpret_cast<uintptr_t>(v_.data() + dead_) -
                                static_cast<uintptr_t>(base_) * sizeof(T));
   }
   std::vector<T> v_;
+  size_t dead_ = 0;  // dropped elements at the front of v_
   int64_t base_ = 0;
   T* at_ = nullptr;
 };
@@ -393,6 +410,20 @@ class Engine {
         col.kind, ring_gpus_[col.group], group_gpus_[col.group], &col.matrix,
         static_cast<double>(col.bytes), plat_.gpus_per_node(), allreduce_, allreduce_auto_);
     if (nccl_ != nullptr) {
+      // The model's result depends only on (group, kind, bytes) (an all-to-all's is found
+      // from the uniform pattern, whatever its matrix): remembered per group, so the many
+      // calls of one layer shape (one per replica, micro-batch, layer and step) are timed
+      // once. Exact: the same values as calling the model again.
+      std::vector<NcclMemo>& memo = nccl_memo_[col.group];
+      for (const NcclMemo& e : memo) {
+        if (e.kind == col.kind && e.bytes == cp.bytes) {
+          cp.algorithm = CollAlgorithm::kNccl;
+          cp.nccl = e.nccl;
+          cp.flow_scale = e.flow_scale;
+          cp.alpha_ns = e.alpha_ns;
+          return cp;
+        }
+      }
       // NCCL's model, one per group (its members fix the communicator), built on first use.
       std::unique_ptr<NcclModel>& m = group_nccl_[col.group];
       if (!m) {
@@ -404,6 +435,9 @@ class Engine {
                                   ? prm_.nccl_p2p_call_overhead_ns * std::max(0, n - 1)
                                   : prm_.nccl_call_overhead_ns;
       apply_nccl_model(cp, *m, plat_, overhead);
+      if (memo.size() < kNcclMemoPerGroup) {
+        memo.push_back({col.kind, cp.bytes, cp.nccl, cp.flow_scale, cp.alpha_ns});
+      }
     }
     return cp;
   }
@@ -505,7 +539,8 @@ class Engine {
   Window<int64_t> xbytes_;
   Window<uint8_t> xsides_;  // sides posted (0..2) per transfer
   // Per transfer: its route, looked up once when its chunk is loaded (a look-up in routes_
-  // per flow start missed the cache at 1,024 GPUs).
+  // per flow start missed the cache at 1,024 GPUs); no links (nullptr, 0): an inter-node
+  // transfer whose flow takes its links from the route halves (halves_).
   struct XRoute {
     const int* links = nullptr;
     int64_t nlinks = 0;
@@ -560,6 +595,27 @@ class Engine {
   const NcclSetup* nccl_ = nullptr;                     // null: the phases model
   double p2p_intra_wire_ = 1;                           // see p2p_wire()
   std::vector<std::unique_ptr<NcclModel>> group_nccl_;  // per group, built on first use
+  // apply_nccl_model's results per group (collective_plan), at most kNcclMemoPerGroup
+  // (kind, bytes) each (searched linearly).
+  struct NcclMemo {
+    OpKind kind;
+    double bytes;
+    NcclChoice nccl;
+    double flow_scale;
+    int64_t alpha_ns;
+  };
+  static constexpr size_t kNcclMemoPerGroup = 16;
+  std::vector<std::vector<NcclMemo>> nccl_memo_;
+  // Fluid tier on a Platform with route halves (Platform::route_out / route_in): exchange
+  // transfers between nodes take their links from the halves (a flow's links are built when
+  // it starts; FluidNetwork copies them) instead of a per-pair route look-up, which missed
+  // the cache at 1,024 GPUs. Per GPU: (0 + out link 0 latency) + out link 1 latency, and the
+  // in links' latencies, so a route's latency sums in the route's order.
+  bool halves_ = false;
+  std::vector<double> out_lat_, in_lat0_, in_lat1_;
+  int64_t half_latency(int src, int dst) const {
+    return ceil_ns((out_lat_[src] + in_lat0_[dst]) + in_lat1_[dst]);
+  }
 };
 
 void Engine::begin() {
@@ -568,6 +624,22 @@ void Engine::begin() {
   routes_.clear(plat_.gpus());
   route_pool_.clear();
   route_pool_used_ = 0;
+  halves_ = net_.fluid() != nullptr && plat_.has_route_halves();
+  if (halves_) {
+    const auto& L = plat_.links();
+    const auto n = static_cast<size_t>(plat_.gpus());
+    out_lat_.resize(n);
+    in_lat0_.resize(n);
+    in_lat1_.resize(n);
+    for (int g = 0; g < plat_.gpus(); ++g) {
+      double lat = 0;
+      lat += L[static_cast<size_t>(plat_.route_out(g)[0])].latency_ns;
+      lat += L[static_cast<size_t>(plat_.route_out(g)[1])].latency_ns;
+      out_lat_[g] = lat;
+      in_lat0_[g] = L[static_cast<size_t>(plat_.route_in(g)[0])].latency_ns;
+      in_lat1_[g] = L[static_cast<size_t>(plat_.route_in(g)[1])].latency_ns;
+    }
+  }
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
@@ -776,7 +848,9 @@ void Engine::load(const ChunkRef& c) {
                           t.src_op, t.dst_op, t.bytes));
         }
         const int gs = info_[t.src_op].gpu, gd = info_[t.dst_op].gpu;
-        if (gs != gd) {
+        if (gs != gd && halves_ && plat_.node_of(gs) != plat_.node_of(gd)) {
+          xroute_.push_back({nullptr, 0, half_latency(gs, gd)});  // links from the halves
+        } else if (gs != gd) {
           const RouteTable::Entry r = cached_route(gs, gd);  // throws when there is no path
           xroute_.push_back({r.links, r.nlinks, r.latency_ns});
         } else {
@@ -854,6 +928,7 @@ void Engine::load(const ChunkRef& c) {
     groups_ready_ = true;
     group_nccl_.clear();
     group_nccl_.resize(P.groups.size());
+    nccl_memo_.assign(P.groups.size(), {});
     group_gpus_.assign(P.groups.size(), {});
     ring_gpus_.assign(P.groups.size(), {});
     for (size_t g = 0; g < P.groups.size(); ++g) {
@@ -1376,7 +1451,14 @@ int64_t Engine::run_events(Net& net) {
           if (pf.bytes > 0) {  // the slot stays taken until the flow completes
             count_begin(comm_active_, pf.src, now);
             if (pf.dst != pf.src) count_begin(comm_active_, pf.dst, now);
-            net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            if (!pf.links.empty()) {
+              net.start_flow(now, pf.links, pf.bytes, static_cast<uint32_t>(e.a));
+            } else {  // an inter-node transfer routed by the halves (halves_)
+              const std::array<int, 2>&o = plat_.route_out(pf.src), &in = plat_.route_in(pf.dst);
+              const int links[4] = {o[0], o[1], in[0], in[1]};
+              net.start_flow(now, std::span<const int>(links, 4), pf.bytes,
+                             static_cast<uint32_t>(e.a));
+            }
           } else {
             const uint32_t tag = pf.tag;
             pflow_free_.push_back(e.a);

@@ -159,6 +159,61 @@ TEST(SimFluid, FlowsMeetingOnSeveralLinks) {
   EXPECT_EQ(run_all(flow), (std::vector<Done>{{40, 2}, {200, 0}, {200, 1}}));
 }
 
+// Completions leave in (time, flow id) order across overlapping phases (the merge of per-phase
+// sorted runs), also for flows too long for the packed sort keys (> 2^40 ns after their phase
+// start), with flow ids reused; the links passed in need not outlive start_flow.
+TEST(SimFluid, CompletionsInTimeThenFlowIdOrder) {
+  std::mt19937 rng(11);
+  std::vector<double> caps(8, 10.0);
+  caps[7] = 1e-3;  // a slow link: 1e10 bytes take 1e13 ns > 2^40
+  FluidNetwork net(caps);
+  std::vector<int> id_of_tag;
+  std::vector<uint32_t> done;
+  int64_t now = 0;
+  size_t completed = 0;
+  for (int phase = 0; phase < 200; ++phase) {
+    const int n = 1 + static_cast<int>(rng() % 40);
+    for (int k = 0; k < n; ++k) {
+      std::vector<int> route{static_cast<int>(rng() % 7)};
+      if (rng() % 2) route.push_back(static_cast<int>(rng() % 7));
+      const bool slow = rng() % 50 == 0;
+      if (slow) route.push_back(7);
+      const double bytes = slow ? 1e10 : static_cast<double>(1 + rng() % 4) * 1000.0;
+      const auto tag = static_cast<uint32_t>(id_of_tag.size());
+      id_of_tag.push_back(net.start_flow(now, route, bytes, tag));
+    }
+    // Advance to a random point, checking the order of what completes.
+    const int64_t until = now + static_cast<int64_t>(rng() % 1500);
+    int64_t last_t = -1;
+    int last_id = -1;
+    for (int64_t t = net.next_event_time(); t <= until; t = net.next_event_time()) {
+      done.clear();
+      net.advance(t, done);
+      ASSERT_FALSE(done.empty());
+      ASSERT_GE(t, last_t);
+      if (t != last_t) last_id = -1;
+      for (uint32_t tag : done) {
+        ASSERT_GT(id_of_tag[tag], last_id) << "phase " << phase << " t " << t;
+        last_id = id_of_tag[tag];
+      }
+      last_t = t;
+      completed += done.size();
+    }
+    now = until;
+  }
+  int64_t last_t = -1;
+  for (int64_t t = net.next_event_time(); t != FluidNetwork::kNever; t = net.next_event_time()) {
+    ASSERT_GT(t, last_t);
+    done.clear();
+    net.advance(t, done);
+    completed += done.size();
+    last_t = t;
+  }
+  EXPECT_GT(last_t, int64_t{1} << 40);  // the unpacked keys were used
+  EXPECT_EQ(completed, id_of_tag.size());
+  EXPECT_EQ(net.active_flows(), 0);
+}
+
 TEST(SimFluid, RejectsBadInput) {
   EXPECT_THROW(FluidNetwork({10.0, 0.0}), std::invalid_argument);
   FluidNetwork fluid({10.0});

@@ -86,5 +86,56 @@ TEST(SimTopology, CompiledPaperScenariosRun) {
   }
 }
 
+// The fluid tier's route halves (Platform::set_route_halves, from_topology on several nodes)
+// are exact: a multi-node MA deployment's exchanges give the same timeline with the halves
+// as with per-pair routes only (the same Platform without them).
+TEST(SimTopology, FluidRouteHalvesEqualPerPairRoutes) {
+  plan::Scenario s = plan::load_scenario(
+      "large-1024gpu",
+      {"topology.nodes=8", "plan.attention.gpus=48", "plan.attention.replicas=6",
+       "plan.moe.gpus=16", "model.experts=16", "model.layers=2", "workload.batch=96"});
+  plan::CompileOptions o;
+  o.steps = 2;
+  const plan::Program p = plan::compile(s, o);
+  const topology::Topology topo(s.topology);
+  const Platform halves = Platform::from_topology(topo);
+  ASSERT_TRUE(halves.has_route_halves());
+  std::vector<PlatformLink> links = halves.links();
+  const Platform pairs(topo.spec().gpu, topo.gpus(), topo.spec().gpus_per_node, links,
+                       [&topo](int a, int b) {
+                         topology::Route r = topo.route(a, b);
+                         return PlatformRoute{std::move(r.links), r.latency_ns};
+                       });
+  ASSERT_FALSE(pairs.has_route_halves());
+  SimOptions fluid;
+  fluid.topology = &topo.spec();
+  fluid.params = {{"network_tier", 1}};
+  const SimResult a = simulate(p, halves, fluid);
+  const SimResult b = simulate(p, pairs, fluid);
+  ASSERT_EQ(a.network_tier, "fluid");
+  ASSERT_EQ(a.timeline.ops.size(), p.ops.size());
+  ASSERT_EQ(b.timeline.ops.size(), p.ops.size());
+  int inter_node = 0;
+  for (const plan::Exchange& x : p.exchanges) {
+    for (const plan::Transfer& t : x.transfers) {
+      inter_node += topo.node_of(p.ranks[p.ops[t.src_op].rank].gpu) !=
+                    topo.node_of(p.ranks[p.ops[t.dst_op].rank].gpu);
+    }
+  }
+  EXPECT_GT(inter_node, 100);  // the halves are used
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    ASSERT_EQ(a.timeline.ops[i].start_ns, b.timeline.ops[i].start_ns) << "op " << i;
+    ASSERT_EQ(a.timeline.ops[i].end_ns, b.timeline.ops[i].end_ns) << "op " << i;
+  }
+  EXPECT_EQ(a.events, b.events);
+  // A Platform's halves are checked.
+  Platform bad = pairs;
+  EXPECT_THROW(bad.set_route_halves({{0, 1}}, {{0, 1}}), std::invalid_argument);
+  std::vector<std::array<int, 2>> out(static_cast<size_t>(topo.gpus()), {0, 1});
+  std::vector<std::array<int, 2>> in = out;
+  in[3] = {0, static_cast<int>(links.size())};
+  EXPECT_THROW(bad.set_route_halves(out, in), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace masep::sim

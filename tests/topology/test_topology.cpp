@@ -158,6 +158,32 @@ TEST(Topology, MeshNodesJoinedByNics) {
   EXPECT_EQ(t.vertex_name(t.links()[t.route(0, 7).links[0]].to), "n0.nic0");
 }
 
+// Inter-node routes are route_out(src) + route_in(dst), latency summed in route order (the
+// simulator's fluid tier times exchanges from the halves without a per-pair look-up).
+TEST(Topology, InterNodeRoutesAreTheirHalves) {
+  for (const Fabric f : {Fabric::kNVSwitch, Fabric::kNVLinkMesh}) {
+    TopologySpec s = cluster(3);
+    s.intra = f;
+    const Topology t(s);
+    for (int a = 0; a < t.gpus(); ++a) {
+      for (int b = 0; b < t.gpus(); ++b) {
+        if (t.node_of(a) == t.node_of(b)) continue;
+        const Route r = t.route(a, b);
+        const auto out = t.route_out(a), in = t.route_in(b);
+        ASSERT_EQ(r.links, (std::vector<int>{out[0], out[1], in[0], in[1]})) << a << "->" << b;
+        double lat = 0;
+        for (int l : r.links) lat += t.links()[l].latency_ns;
+        EXPECT_EQ(r.latency_ns, lat) << a << "->" << b;
+      }
+    }
+    EXPECT_THROW(t.route_out(t.gpus()), std::out_of_range);
+    EXPECT_THROW(t.route_in(-1), std::out_of_range);
+  }
+  const Topology one(single(Fabric::kNVSwitch, 4));
+  EXPECT_THROW(one.route_out(0), std::logic_error);
+  EXPECT_THROW(one.route_in(0), std::logic_error);
+}
+
 TEST(Topology, AllRoutesOfALargeClusterHaveExpectedHops) {
   TopologySpec s = single(Fabric::kNVSwitch, 8, 450, 100);
   s.nodes = 128;

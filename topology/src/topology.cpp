@@ -410,12 +410,27 @@ Route Topology::route(int src, int dst) const {
       }
     }
   } else {
-    const int sb = node_link_base_[sn], db = node_link_base_[dn];
-    r.links = {sb + nic_local_[sl], sb + uplink_local_[gpu_nic_[sl]],
-               db + uplink_local_[gpu_nic_[dl]] + 1, db + nic_local_[dl] + 1};
+    const std::array<int, 2> out = route_out(src), in = route_in(dst);
+    r.links = {out[0], out[1], in[0], in[1]};
   }
   finish_route(r, links_);
   return r;
+}
+
+std::array<int, 2> Topology::route_out(int gpu) const {
+  check_rank(gpu, "source GPU");
+  if (gpu_nic_.empty()) throw std::logic_error("Topology::route_out: a single node has no NICs");
+  const int gpn = spec_.gpus_per_node;
+  const int b = node_link_base_[gpu / gpn], l = gpu % gpn;
+  return {b + nic_local_[l], b + uplink_local_[gpu_nic_[l]]};
+}
+
+std::array<int, 2> Topology::route_in(int gpu) const {
+  check_rank(gpu, "destination GPU");
+  if (gpu_nic_.empty()) throw std::logic_error("Topology::route_in: a single node has no NICs");
+  const int gpn = spec_.gpus_per_node;
+  const int b = node_link_base_[gpu / gpn], l = gpu % gpn;
+  return {b + uplink_local_[gpu_nic_[l]] + 1, b + nic_local_[l] + 1};
 }
 
 void Topology::compute_all_routes() const {

@@ -12,7 +12,7 @@
 // (the largest when l has drained: busy_until(l) = now + wait + Σb / capacity(l)), and each
 // flow completes at the latest of its links' ends, rounded up to whole ns as in the flow tier.
 // Cost O(hops · log) per flow; each flow is timed once, when its phase is timed, and never
-// again.
+// again. Completions leave in (time, flow id) order.
 //
 // Against per-flow max-min (the flow tier, the reference):
 // - identical for a flow alone on its links (bytes / bottleneck bandwidth, same rounding),
@@ -42,7 +42,7 @@ class FluidNetwork {
 
   /// Starts a flow of `bytes` (> 0) over `links` at time `now` (>= the last advance time).
   /// Flows started at one `now` before the next next_event_time()/advance() form one phase.
-  /// `links` must stay valid until then. Returns the flow's slot id (reused after completion).
+  /// `links` is copied. Returns the flow's slot id (reused after completion).
   int start_flow(int64_t now, std::span<const int> links, double bytes, uint32_t tag);
 
   /// Time of the earliest flow completion, or kNever. Times the pending phase first.
@@ -57,7 +57,7 @@ class FluidNetwork {
 
  private:
   struct Pending {
-    const int* links;
+    int links;  // offset of its links in pending_links_
     int nlinks;
     int flow;
     double bytes;
@@ -67,9 +67,23 @@ class FluidNetwork {
     int flow;
   };
 
+  // The timed phases' flows wait as sorted runs (by (time, flow)), one per phase; a min-heap
+  // of runs by their next entry merges them, so completions come out in exactly the (time,
+  // flow) order of one heap of all flows, with a heap only as deep as the phases in flight.
+  struct Run {
+    std::vector<HeapEntry> entries;  // sorted by (time, flow)
+    size_t next = 0;                 // first entry not yet completed
+  };
   void time_phase();
-  void heap_push(HeapEntry e);
-  void heap_pop();
+  void run_push(int run);
+  void run_pop_top();  // after the top run's next moved: restores the heap (or drops the run)
+  const HeapEntry& top_of(int run) const {
+    const Run& r = runs_[static_cast<size_t>(run)];
+    return r.entries[r.next];
+  }
+  [[gnu::always_inline]] static bool before(const HeapEntry& a, const HeapEntry& b) {
+    return a.time != b.time ? a.time < b.time : a.flow < b.flow;
+  }
 
   struct Entry {
     int pending;  // index into pending_
@@ -85,10 +99,14 @@ class FluidNetwork {
   std::vector<Entry> entries_;
   std::vector<double> finish_;
   std::vector<Pending> pending_;  // the pending phase's flows
+  std::vector<int> pending_links_;
   int64_t phase_now_ = 0;         // start time of the pending phase
   std::vector<uint32_t> tags_;    // per flow slot
   std::vector<int> free_;
-  std::vector<HeapEntry> heap_;  // min-heap on (time, flow)
+  std::vector<Run> runs_;  // storage; runs not in run_heap_ are listed in free_runs_
+  std::vector<int> free_runs_;
+  std::vector<uint64_t> keys_;  // scratch of time_phase(): packed (time, flow) sort keys
+  std::vector<int> run_heap_;   // min-heap of runs on their next entry's (time, flow)
   int active_ = 0;
   int64_t now_ = 0;
 };

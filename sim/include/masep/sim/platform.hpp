@@ -5,6 +5,7 @@
 // program uses, not with GPUs²).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -63,12 +64,25 @@ class Platform {
   /// Multiplies every link's bandwidth by `factor` (> 0); for what-if runs and tests.
   void scale_bandwidth(double factor);
 
+  /// Inter-node routes in two halves (from_topology sets them on a multi-node cluster, from
+  /// Topology::route_out / route_in): for GPUs on different nodes, route(src, dst).links is
+  /// out(src) followed by in(dst), and its latency the four links' latencies summed in that
+  /// order from 0. Lets the simulator time inter-node transfers without a per-pair look-up.
+  /// `out` and `in` have one entry per GPU with link ids in range (std::invalid_argument);
+  /// the caller guarantees they agree with the RouteSource (from_topology checks one pair
+  /// per GPU each way).
+  void set_route_halves(std::vector<std::array<int, 2>> out, std::vector<std::array<int, 2>> in);
+  bool has_route_halves() const { return !out_half_.empty(); }
+  const std::array<int, 2>& route_out(int gpu) const { return out_half_[gpu]; }
+  const std::array<int, 2>& route_in(int gpu) const { return in_half_[gpu]; }
+
  private:
   topology::GpuSpec gpu_;
   int gpus_ = 0;
   int gpus_per_node_ = 1;
   std::vector<PlatformLink> links_;
   RouteSource source_;
+  std::vector<std::array<int, 2>> out_half_, in_half_;         // per GPU; empty = not known
   mutable std::unordered_map<uint64_t, int32_t> route_index_;  // src * gpus + dst -> routes_
   mutable std::deque<PlatformRoute> routes_;  // deque: references stay valid on growth
 };

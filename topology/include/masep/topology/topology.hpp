@@ -6,6 +6,7 @@
 // slows the other.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -145,6 +146,15 @@ class Topology {
   /// gives an empty route (no links, latency 0, bottleneck 0: nothing to transfer). Pure and
   /// thread-safe. Throws std::out_of_range for a rank outside the topology.
   Route route(int src, int dst) const;
+
+  /// The two halves of every route between GPUs on different nodes (multi-node clusters):
+  /// route(src, dst).links == {out[0], out[1], in[0], in[1]} with out = route_out(src), in =
+  /// route_in(dst) (GPU -> its NIC -> network switch; switch -> NIC -> GPU), and its latency
+  /// the links' latencies summed in that order. route() is built from them. Lets a caller
+  /// time inter-node transfers without a per-pair look-up. Throws std::out_of_range for a
+  /// rank outside the topology, std::logic_error on a single node.
+  std::array<int, 2> route_out(int gpu) const;
+  std::array<int, 2> route_in(int gpu) const;
 
   /// The same route found by Dijkstra on the (hops, latency) graph with the tie-breaks above:
   /// the definition route() implements. For tests and checks only (builds the Boost graph on
