@@ -90,7 +90,8 @@ std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
 // and the speed-up of MA separation over co-location, as a table, map.csv and plots.
 int search_map(const std::string& scenario, const plan::Scenario& base, const SearchOptions& so0,
                const SearchSpace& space0, const std::vector<int>& gpu_list,
-               std::vector<int> batches, std::vector<int> contexts, const std::string& out_dir) {
+               std::vector<int> batches, std::vector<int> contexts, const std::string& out_dir,
+               bool per_gpu) {
   if (batches.empty()) batches = {base.workload.batch};
   if (contexts.empty()) contexts = {base.workload.context};
   std::vector<std::vector<std::string>> table = {
@@ -104,10 +105,11 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
   for (int c : contexts) {
     Table t;
     t.column("GPUs");
-    for (int b : batches) t.column(fmt::format("batch {}", b));
+    for (int b : batches) t.column(per_gpu ? fmt::format("batch {}/GPU", b) : fmt::format("batch {}", b));
     for (int g : gpu_list) {
       std::vector<std::string> row = {std::to_string(g)};
-      for (int b : batches) {
+      for (int b0 : batches) {
+        const int b = per_gpu ? b0 * g : b0;
         SearchOptions so = so0;
         so.overrides.push_back(fmt::format("workload.context={}", c));
         SearchSpace sp = space0;
@@ -162,7 +164,7 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
     std::printf("csv: %s\n", csv.c_str());
     // One heat map per context: GPUs (rows) x batch (columns), the speed-up in each cell.
     std::vector<std::string> xl, yl;
-    for (int b : batches) xl.push_back(std::to_string(b));
+    for (int b : batches) xl.push_back(per_gpu ? fmt::format("{}/GPU", b) : std::to_string(b));
     for (int g : gpu_list) yl.push_back(std::to_string(g));
     size_t row = 1;
     for (int c : contexts) {
@@ -178,7 +180,8 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
                out_dir, fmt::format("map-context{}", c),
                fmt::format("MA separation / co-location, tokens/s per GPU: {} on {}, context {}",
                            base.model.name, base.topology.name, c),
-               "batch (sequences)", "GPUs", xl, yl, v, 1.0, &note)) {
+               per_gpu ? "batch (sequences per GPU)" : "batch (sequences)", "GPUs", xl, yl, v,
+               1.0, &note)) {
         std::printf("plot: %s\n", img.c_str());
       }
       if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
@@ -235,6 +238,7 @@ int cmd_search(const Args& args) {
       "map-context", po::value(&map_contexts)->multitoken(),
       "with --map: workload.context values (default: the scenario's)")(
       "map-out", po::value(&map_out), "with --map: folder for map.csv and the plots")(
+      "batch-per-gpu", "with --map: --batch values are sequences per GPU (batch = B x GPUs)")(
       "out", po::value(&out_dir),
       "record every candidate's floor and simulation in DIR/records as they finish; a rerun "
       "with the same inputs resumes from them")(
@@ -366,7 +370,8 @@ int cmd_search(const Args& args) {
     for (int c : map_contexts) {
       if (c < 1) bad("--map-context", fmt::format("must be >= 1, got {}", c));
     }
-    return search_map(scenario, base, so, space, map_gpus, batches, map_contexts, map_out);
+    return search_map(scenario, base, so, space, map_gpus, batches, map_contexts, map_out,
+                      vm.count("batch-per-gpu") > 0);
   }
 
   if (!out_dir.empty()) {

@@ -196,6 +196,130 @@ double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu,
   return worst / (last - first + 1);
 }
 
+double critical_path_floor_ns(const plan::Program& program, const topology::TopologySpec& topo,
+                              int dense_layers, double moe_scale) {
+  const auto& gpu = topo.gpu;
+  const size_t n = program.ops.size();
+  if (n == 0) return 0.0;
+  const int gpn = std::max(1, topo.gpus_per_node);
+  // NIC rate of each plan rank's GPU (bytes per ns), and its node.
+  std::vector<double> nic(program.ranks.size(), 0.0);
+  std::vector<int> node(program.ranks.size(), 0);
+  for (size_t r = 0; r < program.ranks.size(); ++r) {
+    const int g = program.ranks[r].gpu;
+    node[r] = g / gpn;
+    for (const auto& x : topo.nics) {
+      if (std::find(x.gpus.begin(), x.gpus.end(), g % gpn) != x.gpus.end()) nic[r] += x.GBps;
+    }
+  }
+  // ns a transfer of `bytes` from rank a to rank b takes at least.
+  auto transfer_ns = [&](int a, int b, int64_t bytes) {
+    if (node[static_cast<size_t>(a)] == node[static_cast<size_t>(b)]) return 0.0;
+    const double rate = std::min(nic[static_cast<size_t>(a)], nic[static_cast<size_t>(b)]);
+    return rate > 0 ? static_cast<double>(bytes) / rate : 0.0;
+  };
+  // Nodes: start 2i, finish 2i+1, one per collective after them. Edges in CSR.
+  const size_t cbase = 2 * n;
+  const size_t v = cbase + program.collectives.size();
+  struct Edge {
+    uint32_t from, to;
+    double w;
+  };
+  std::vector<Edge> edges;
+  std::vector<double> self(n, 0.0);  // start -> finish
+  const double bytes_per_ns = gpu.hbm_GBps;
+  std::vector<double> out_inter(n, 0.0), in_inter(n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& op = program.ops[i];
+    for (plan::OpId d : op.deps) edges.push_back({static_cast<uint32_t>(2 * d + 1), static_cast<uint32_t>(2 * i), 0.0});
+    if (op.stream == plan::kCompute && !plan::is_communication(op.kind)) {
+      double t = 0;
+      if (bytes_per_ns > 0) t = static_cast<double>(op.hbm_bytes) / bytes_per_ns;
+      const double flops_per_ns = gpu.tflops(op.dtype) * 1e3;
+      if (flops_per_ns > 0) t = std::max(t, op.flops / flops_per_ns);
+      self[i] = t;
+    } else if ((op.kind == plan::OpKind::kSend || op.kind == plan::OpKind::kRecv) && op.match >= 0) {
+      const auto& peer = program.ops[static_cast<size_t>(op.match)];
+      const double t = transfer_ns(op.rank, peer.rank, op.comm_bytes);
+      self[i] = t;
+      edges.push_back({static_cast<uint32_t>(2 * op.match), static_cast<uint32_t>(2 * i + 1), t});
+    } else if (plan::is_collective(op.kind) && op.collective >= 0) {
+      const uint32_t c = static_cast<uint32_t>(cbase + static_cast<size_t>(op.collective));
+      edges.push_back({static_cast<uint32_t>(2 * i), c, 0.0});
+      edges.push_back({c, static_cast<uint32_t>(2 * i + 1), 0.0});
+    }
+  }
+  // Each stream runs its ops in their listed order: an implied dependency on the previous.
+  for (const auto& streams : program.stream_ops) {
+    for (const auto& ids : streams) {
+      for (size_t k = 1; k < ids.size(); ++k) {
+        edges.push_back({static_cast<uint32_t>(2 * ids[k - 1] + 1), static_cast<uint32_t>(2 * ids[k]), 0.0});
+      }
+    }
+  }
+  for (const auto& x : program.exchanges) {
+    for (const auto& t : x.transfers) {
+      const auto& a = program.ops[static_cast<size_t>(t.src_op)];
+      const auto& b = program.ops[static_cast<size_t>(t.dst_op)];
+      const double w = transfer_ns(a.rank, b.rank, t.bytes);
+      edges.push_back({static_cast<uint32_t>(2 * t.src_op), static_cast<uint32_t>(2 * t.dst_op + 1), w});
+      edges.push_back({static_cast<uint32_t>(2 * t.dst_op), static_cast<uint32_t>(2 * t.src_op + 1), w});
+      self[static_cast<size_t>(t.src_op)] = std::max(self[static_cast<size_t>(t.src_op)], w);
+      self[static_cast<size_t>(t.dst_op)] = std::max(self[static_cast<size_t>(t.dst_op)], w);
+      if (node[static_cast<size_t>(a.rank)] != node[static_cast<size_t>(b.rank)]) {
+        out_inter[static_cast<size_t>(t.src_op)] += static_cast<double>(t.bytes);
+        in_inter[static_cast<size_t>(t.dst_op)] += static_cast<double>(t.bytes);
+      }
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const double rate = nic[static_cast<size_t>(program.ops[i].rank)];
+    if (rate > 0) self[i] = std::max(self[i], std::max(out_inter[i], in_inter[i]) / rate);
+    edges.push_back({static_cast<uint32_t>(2 * i), static_cast<uint32_t>(2 * i + 1), self[i]});
+  }
+  // Longest path (Kahn's order); a cycle would leave nodes unvisited: then no bound (0).
+  std::vector<uint32_t> first(v + 1, 0), indeg(v, 0);
+  for (const auto& e : edges) {
+    ++first[e.from + 1];
+    ++indeg[e.to];
+  }
+  for (size_t k = 0; k < v; ++k) first[k + 1] += first[k];
+  std::vector<uint32_t> adj(edges.size());
+  std::vector<double> wt(edges.size());
+  {
+    std::vector<uint32_t> at(first.begin(), first.end() - 1);
+    for (const auto& e : edges) {
+      adj[at[e.from]] = e.to;
+      wt[at[e.from]++] = e.w;
+    }
+  }
+  std::vector<double> dist(v, 0.0);
+  std::vector<uint32_t> queue;
+  queue.reserve(v);
+  for (size_t k = 0; k < v; ++k) {
+    if (indeg[k] == 0) queue.push_back(static_cast<uint32_t>(k));
+  }
+  for (size_t h = 0; h < queue.size(); ++h) {
+    const uint32_t u = queue[h];
+    for (uint32_t e = first[u]; e < first[u + 1]; ++e) {
+      const uint32_t t = adj[e];
+      dist[t] = std::max(dist[t], dist[u] + wt[e]);
+      if (--indeg[t] == 0) queue.push_back(t);
+    }
+  }
+  if (queue.size() != v) return 0.0;
+  double all = 0, dense = 0;
+  int steps = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& op = program.ops[i];
+    all = std::max(all, dist[2 * i + 1]);
+    if (op.layer < dense_layers) dense = std::max(dense, dist[2 * i + 1]);
+    steps = std::max(steps, op.step + 1);
+  }
+  const double path = moe_scale == 1.0 ? all : dense + moe_scale * (all - dense);
+  return path / std::max(1, steps);
+}
+
 double truncate_moe_layers(plan::Scenario& s, int moe_layers) {
   const int have = s.model.moe_layers();
   if (moe_layers <= 0 || moe_layers >= have) return 1.0;
@@ -480,7 +604,9 @@ void prepare(const Candidate& c, const SearchOptions& options, CandidateResult& 
     // All steps: routing differs per step, so one step's busiest rank is no bound.
     const double scale = truncate_moe_layers(s, options.moe_layers);
     const plan::Program p = plan::compile(s);
-    r.floor_ms = tpot_floor_ns(p, s.topology.gpu, s.model.dense_layers, scale) / 1e6;
+    r.floor_ms = std::max(tpot_floor_ns(p, s.topology.gpu, s.model.dense_layers, scale),
+                          critical_path_floor_ns(p, s.topology, s.model.dense_layers, scale)) /
+                 1e6;
   } catch (const std::exception& e) {
     r.status = CandidateStatus::kInvalid;
     r.error = one_line(e.what());

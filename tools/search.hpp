@@ -79,6 +79,20 @@ double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu)
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu,
                      int dense_layers, double moe_scale);
 
+/// Critical-path floor on the mean TPOT, in ns: the longest path through the program's
+/// dependency graph (makespan / steps can be no shorter), where a compute op lasts its
+/// roofline time (as tpot_floor_ns), each stream runs its ops in order, a transfer between nodes at least its bytes over the
+/// NIC rate of each end (an exchange op also all of its inter-node bytes sent, and all it
+/// receives, over its own NIC), intra-node transfers and collectives no time, and no
+/// transfer starts before both its ops have started, no collective member ends before all
+/// members have started. The per-rank floor misses exactly this: the attention → dispatch
+/// → experts → combine chain of a micro-batch, MegaScale-Infer's ping-pong condition
+/// (with m micro-batches a layer takes at least max(m·T_f, 2·T_f + 2·T_c)). With moe_scale
+/// != 1 the path is split at the latest end of a dense-layer op and the rest counted
+/// moe_scale times, as extrapolate_metrics does.
+double critical_path_floor_ns(const plan::Program& program, const topology::TopologySpec& topo,
+                              int dense_layers, double moe_scale);
+
 /// --moe-layers: cuts `s` to its dense layers and `moe_layers` MoE layers (when that is
 /// fewer than it has) and returns moe_scale = its MoE layers / moe_layers, else 1.
 double truncate_moe_layers(plan::Scenario& s, int moe_layers);

@@ -331,3 +331,24 @@ TEST(SearchDepth, TruncationAndExtrapolation) {
   EXPECT_EQ(d.model.layers, 5);
   EXPECT_EQ(d.model.dense_layers, 3);
 }
+
+// The critical-path floor: MA 1:3 with one micro-batch runs attention and experts one after
+// the other, so its path is longer than any rank's work (the ping-pong condition), and still
+// below the simulated TPOT; across nodes the NIC bytes count.
+TEST(SearchFloor, CriticalPathSeesTheAttentionExpertChain) {
+  for (const char* topo : {"topology=host-4xh100", "topology=paper-16xa100"}) {
+    auto s = plan::load_scenario(
+        "paper", {topo, "workload.decode_steps=2",
+                  "plan={kind: ma_separation, attention: {gpus: 1, head_parallel: 1, "
+                  "sequence_parallel: 1, replicas: 1}, moe: {gpus: 3, placement: round_robin, "
+                  "expert_replicas: 1}, micro_batches: 1}"});
+    const plan::Program p = plan::compile(s);
+    const double rank = tpot_floor_ns(p, s.topology.gpu);
+    const double cp = critical_path_floor_ns(p, s.topology, 0, 1.0);
+    const topology::Topology t(s.topology);
+    const auto run = sim::simulate(p, t, {});
+    const auto m = plan::compute_metrics(s, p, run.timeline);
+    EXPECT_GT(cp, 1.2 * rank) << topo << ": rank " << rank << " cp " << cp;
+    EXPECT_LE(cp / 1e6, m.tpot_mean_ms) << topo;
+  }
+}
