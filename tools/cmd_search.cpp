@@ -147,6 +147,9 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
           cell = "error";
         }
         line.push_back(status);
+        std::fprintf(stderr, "masep search --map: context %d, %d GPUs, batch %d: %s (%.1f s)\n", c,
+                     g, b, cell.c_str(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         table.push_back(std::move(line));
         row.push_back(cell);
       }
