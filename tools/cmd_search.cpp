@@ -17,8 +17,8 @@
 #include "commands.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
-#include "masep/plan/loader.hpp"
 #include "masep/plan/input_file.hpp"
+#include "masep/plan/loader.hpp"
 #include "masep/plan/seeded_hash.hpp"
 #include "plot.hpp"
 #include "progress.hpp"
@@ -105,7 +105,8 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
   for (int c : contexts) {
     Table t;
     t.column("GPUs");
-    for (int b : batches) t.column(per_gpu ? fmt::format("batch {}/GPU", b) : fmt::format("batch {}", b));
+    for (int b : batches)
+      t.column(per_gpu ? fmt::format("batch {}/GPU", b) : fmt::format("batch {}", b));
     for (int g : gpu_list) {
       std::vector<std::string> row = {std::to_string(g)};
       for (int b0 : batches) {
@@ -183,8 +184,8 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
                out_dir, fmt::format("map-context{}", c),
                fmt::format("MA separation / co-location, tokens/s per GPU: {} on {}, context {}",
                            base.model.name, base.topology.name, c),
-               per_gpu ? "batch (sequences per GPU)" : "batch (sequences)", "GPUs", xl, yl, v,
-               1.0, &note)) {
+               per_gpu ? "batch (sequences per GPU)" : "batch (sequences)", "GPUs", xl, yl, v, 1.0,
+               &note)) {
         std::printf("plot: %s\n", img.c_str());
       }
       if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
@@ -237,9 +238,8 @@ int cmd_search(const Args& args) {
       "where MA separation pays: search every GPU budget listed (e.g. --map 2 4 8 16) x every "
       "--batch x every --map-context, and print the speed-up of the best MA plan over the best "
       "co-located plan on the same GPUs (tokens/s per GPU); with --map-out DIR also map.csv and "
-      "one plot per context")(
-      "map-context", po::value(&map_contexts)->multitoken(),
-      "with --map: workload.context values (default: the scenario's)")(
+      "one plot per context")("map-context", po::value(&map_contexts)->multitoken(),
+                              "with --map: workload.context values (default: the scenario's)")(
       "map-out", po::value(&map_out), "with --map: folder for map.csv and the plots")(
       "batch-per-gpu", "with --map: --batch values are sequences per GPU (batch = B x GPUs)")(
       "out", po::value(&out_dir),
@@ -318,8 +318,9 @@ int cmd_search(const Args& args) {
   }
   if (merge && !shard_flag.empty()) bad("--merge", "joins every shard; leave out --shard");
   if (vm.count("fresh") && (out_dir.empty() || merge || shard.count > 1)) {
-    bad("--fresh", "deletes --out DIR/records; not with shards or --merge (remove it once "
-                   "before starting them)");
+    bad("--fresh",
+        "deletes --out DIR/records; not with shards or --merge (remove it once "
+        "before starting them)");
   }
   if (!map_gpus.empty() && (!out_dir.empty() || !shard_flag.empty())) {
     bad("--map", "--out, --shard and --merge are for one search, not --map");
@@ -379,9 +380,9 @@ int cmd_search(const Args& args) {
 
   if (!out_dir.empty()) {
     // What changes results besides the space: the simulator options and the calibration.
-    std::string sim_text = fmt::format("algorithm={} network={} calibration={}", algorithm,
-                                       vm["network"].defaulted() ? "scenario" : network,
-                                       calibration);
+    std::string sim_text =
+        fmt::format("algorithm={} network={} calibration={}", algorithm,
+                    vm["network"].defaulted() ? "scenario" : network, calibration);
     if (!calibration.empty()) {
       sim_text += fmt::format(
           " calibration_hash={:016x}",
@@ -412,9 +413,10 @@ int cmd_search(const Args& args) {
         "pruned by bound, %d simulated (%d run now), %d failed; records in %s/records\n",
         shard.index, shard.count, shard.source.c_str(), mine, r.enumerated, r.invalid,
         r.pruned_memory, r.pruned_bound, r.simulated, r.ran, r.failed, out_dir.c_str());
-    std::printf("when every shard has finished: masep search with the same options and --merge "
-                "--out %s\n",
-                out_dir.c_str());
+    std::printf(
+        "when every shard has finished: masep search with the same options and --merge "
+        "--out %s\n",
+        out_dir.c_str());
     return 0;
   }
   if (!r.missing.empty()) {
@@ -568,11 +570,12 @@ int cmd_search(const Args& args) {
     const double want = r.results[static_cast<size_t>(winner)].metrics.tpot_mean_ms;
     if (moe_layers > 0 && moe_layers < base.model.moe_layers()) {
       // Extrapolated: the full-depth run is the check of the extrapolation, not of equality.
-      std::printf("winner: %s (masep sim %s, all %d layers: TPOT %.3f ms; extrapolated from "
-                  "%d MoE layers: %.3f ms, %+.1f%%)\n",
-                  out_yaml.c_str(), out_yaml.c_str(), base.model.layers,
-                  again.metrics.tpot_mean_ms, moe_layers, want,
-                  100.0 * (want - again.metrics.tpot_mean_ms) / again.metrics.tpot_mean_ms);
+      std::printf(
+          "winner: %s (masep sim %s, all %d layers: TPOT %.3f ms; extrapolated from "
+          "%d MoE layers: %.3f ms, %+.1f%%)\n",
+          out_yaml.c_str(), out_yaml.c_str(), base.model.layers, again.metrics.tpot_mean_ms,
+          moe_layers, want,
+          100.0 * (want - again.metrics.tpot_mean_ms) / again.metrics.tpot_mean_ms);
     } else if (again.metrics.tpot_mean_ms != want) {
       throw std::runtime_error(fmt::format(
           "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan", out_yaml,

@@ -23,8 +23,8 @@
 #include "masep/models/zoo.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
-#include "masep/plan/loader.hpp"
 #include "masep/plan/input_file.hpp"
+#include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/output_file.hpp"
 #include "masep/plan/seeded_hash.hpp"
@@ -75,7 +75,8 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
   if (space.ma_step < 1) throw std::invalid_argument("enumerate_candidates: ma_step must be >= 1");
   // Head splits the model can take (all when heads is 0).
   auto splits_heads = [&](int d) {
-    return space.heads <= 0 || (space.heads % d == 0 && space.kv_heads > 0 && space.kv_heads % d == 0);
+    return space.heads <= 0 ||
+           (space.heads % d == 0 && space.kv_heads > 0 && space.kv_heads % d == 0);
   };
   auto er_max = [&](int expert_gpus) {
     return space.max_expert_replicas > 0 ? std::min(space.max_expert_replicas, expert_gpus)
@@ -174,8 +175,8 @@ double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu)
   return *std::max_element(per_rank.begin(), per_rank.end()) / (last - first + 1);
 }
 
-double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu,
-                     int dense_layers, double moe_scale) {
+double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu, int dense_layers,
+                     double moe_scale) {
   if (moe_scale == 1.0) return tpot_floor_ns(program, gpu);
   const double bytes_per_ns = gpu.hbm_GBps;
   std::vector<double> dense(program.ranks.size(), 0.0), moe(program.ranks.size(), 0.0);
@@ -231,14 +232,16 @@ double critical_path_floor_ns(const plan::Program& program, const topology::Topo
   std::vector<double> out_inter(n, 0.0), in_inter(n, 0.0);
   for (size_t i = 0; i < n; ++i) {
     const auto& op = program.ops[i];
-    for (plan::OpId d : op.deps) edges.push_back({static_cast<uint32_t>(2 * d + 1), static_cast<uint32_t>(2 * i), 0.0});
+    for (plan::OpId d : op.deps)
+      edges.push_back({static_cast<uint32_t>(2 * d + 1), static_cast<uint32_t>(2 * i), 0.0});
     if (op.stream == plan::kCompute && !plan::is_communication(op.kind)) {
       double t = 0;
       if (bytes_per_ns > 0) t = static_cast<double>(op.hbm_bytes) / bytes_per_ns;
       const double flops_per_ns = gpu.tflops(op.dtype) * 1e3;
       if (flops_per_ns > 0) t = std::max(t, op.flops / flops_per_ns);
       self[i] = t;
-    } else if ((op.kind == plan::OpKind::kSend || op.kind == plan::OpKind::kRecv) && op.match >= 0) {
+    } else if ((op.kind == plan::OpKind::kSend || op.kind == plan::OpKind::kRecv) &&
+               op.match >= 0) {
       const auto& peer = program.ops[static_cast<size_t>(op.match)];
       const double t = transfer_ns(op.rank, peer.rank, op.comm_bytes);
       self[i] = t;
@@ -253,7 +256,8 @@ double critical_path_floor_ns(const plan::Program& program, const topology::Topo
   for (const auto& streams : program.stream_ops) {
     for (const auto& ids : streams) {
       for (size_t k = 1; k < ids.size(); ++k) {
-        edges.push_back({static_cast<uint32_t>(2 * ids[k - 1] + 1), static_cast<uint32_t>(2 * ids[k]), 0.0});
+        edges.push_back(
+            {static_cast<uint32_t>(2 * ids[k - 1] + 1), static_cast<uint32_t>(2 * ids[k]), 0.0});
       }
     }
   }
@@ -262,8 +266,10 @@ double critical_path_floor_ns(const plan::Program& program, const topology::Topo
       const auto& a = program.ops[static_cast<size_t>(t.src_op)];
       const auto& b = program.ops[static_cast<size_t>(t.dst_op)];
       const double w = transfer_ns(a.rank, b.rank, t.bytes);
-      edges.push_back({static_cast<uint32_t>(2 * t.src_op), static_cast<uint32_t>(2 * t.dst_op + 1), w});
-      edges.push_back({static_cast<uint32_t>(2 * t.dst_op), static_cast<uint32_t>(2 * t.src_op + 1), w});
+      edges.push_back(
+          {static_cast<uint32_t>(2 * t.src_op), static_cast<uint32_t>(2 * t.dst_op + 1), w});
+      edges.push_back(
+          {static_cast<uint32_t>(2 * t.dst_op), static_cast<uint32_t>(2 * t.src_op + 1), w});
       self[static_cast<size_t>(t.src_op)] = std::max(self[static_cast<size_t>(t.src_op)], w);
       self[static_cast<size_t>(t.dst_op)] = std::max(self[static_cast<size_t>(t.dst_op)], w);
       if (node[static_cast<size_t>(a.rank)] != node[static_cast<size_t>(b.rank)]) {
@@ -327,12 +333,13 @@ double truncate_moe_layers(plan::Scenario& s, int moe_layers) {
   return static_cast<double>(have) / moe_layers;
 }
 
-void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program,
-                         const plan::Timeline& t, int dense_layers, double moe_scale) {
+void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program, const plan::Timeline& t,
+                         int dense_layers, double moe_scale) {
   if (moe_scale == 1.0) return;
   int steps = 0;
   for (const auto& op : program.ops) steps = std::max(steps, op.step + 1);
-  std::vector<int64_t> end(static_cast<size_t>(steps), -1), dense_end(static_cast<size_t>(steps), -1);
+  std::vector<int64_t> end(static_cast<size_t>(steps), -1),
+      dense_end(static_cast<size_t>(steps), -1);
   for (const auto& op : program.ops) {
     const auto& ot = t.ops[static_cast<size_t>(op.id)];
     if (ot.end_ns < 0) continue;
@@ -345,8 +352,9 @@ void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program,
   for (size_t s = 0; s < end.size(); ++s) {
     if (end[s] < 0) continue;
     const int64_t split = std::clamp<int64_t>(dense_end[s] < 0 ? prev : dense_end[s], prev, end[s]);
-    step_ms.push_back((static_cast<double>(split - prev) +
-                       moe_scale * static_cast<double>(end[s] - split)) / 1e6);
+    step_ms.push_back(
+        (static_cast<double>(split - prev) + moe_scale * static_cast<double>(end[s] - split)) /
+        1e6);
     prev = end[s];
   }
   if (step_ms.empty()) return;
@@ -421,13 +429,13 @@ constexpr const char* kRecordFormat = "masep-search-records/1";
 constexpr uint64_t kMaxRecordFileBytes = uint64_t{1} << 30;
 
 struct Record {
-  bool phase1 = false;  // floor, memory, validity known
+  bool phase1 = false;                                    // floor, memory, validity known
   CandidateStatus p1_status = CandidateStatus::kInvalid;  // kInvalid, kMemory or kSimulated (ready)
   std::string p1_error;
   double floor_ms = 0;
   int64_t peak_memory_bytes = 0;
   int batch = 0;
-  bool sim = false;  // simulation known
+  bool sim = false;                                          // simulation known
   CandidateStatus sim_status = CandidateStatus::kSimulated;  // kSimulated or kFailed
   std::string sim_error;
   plan::RunMetrics metrics;
@@ -477,8 +485,8 @@ void write_records(const SearchOptions& o, const std::string& what, int first,
   }
   const fs::path dir = records_dir(o.out_dir);
   fs::create_directories(dir);
-  const std::string name = fmt::format("s{}of{}-{}-{}.jsonl", o.shard.index, o.shard.count, what,
-                                       first);
+  const std::string name =
+      fmt::format("s{}of{}-{}-{}.jsonl", o.shard.index, o.shard.count, what, first);
   plan::write_output_file((dir / name).string(), "search records", text);
 }
 
@@ -686,11 +694,13 @@ SearchResult run_search(const SearchSpace& space, const SearchOptions& options) 
     arena.execute([&] {
       tbb::parallel_for(at, end, [&](size_t t) {
         const int i = todo[t];
-        prepare(res.candidates[static_cast<size_t>(i)], options, res.results[static_cast<size_t>(i)]);
+        prepare(res.candidates[static_cast<size_t>(i)], options,
+                res.results[static_cast<size_t>(i)]);
       });
     });
     std::vector<std::pair<int, const CandidateResult*>> rows;
-    for (size_t t = at; t < end; ++t) rows.emplace_back(todo[t], &res.results[static_cast<size_t>(todo[t])]);
+    for (size_t t = at; t < end; ++t)
+      rows.emplace_back(todo[t], &res.results[static_cast<size_t>(todo[t])]);
     write_records(options, "p1", todo[at], rows, false);
     if (options.progress) {
       options.progress("floors", static_cast<int64_t>(end), static_cast<int64_t>(todo.size()));

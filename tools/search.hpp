@@ -76,15 +76,15 @@ double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu)
 /// The same floor for a program compiled with fewer MoE layers than the model has (the
 /// search's --moe-layers): a rank's work in MoE layers (layer >= dense_layers) counts
 /// `moe_scale` times (model MoE layers / simulated MoE layers), its dense-layer work once.
-double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu,
-                     int dense_layers, double moe_scale);
+double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu, int dense_layers,
+                     double moe_scale);
 
 /// Critical-path floor on the mean TPOT, in ns: the longest path through the program's
 /// dependency graph (makespan / steps can be no shorter), where a compute op lasts its
-/// roofline time (as tpot_floor_ns), each stream runs its ops in order, a transfer between nodes at least its bytes over the
-/// NIC rate of each end (an exchange op also all of its inter-node bytes sent, and all it
-/// receives, over its own NIC), intra-node transfers and collectives no time, and no
-/// transfer starts before both its ops have started, no collective member ends before all
+/// roofline time (as tpot_floor_ns), each stream runs its ops in order, a transfer between nodes at
+/// least its bytes over the NIC rate of each end (an exchange op also all of its inter-node bytes
+/// sent, and all it receives, over its own NIC), intra-node transfers and collectives no time, and
+/// no transfer starts before both its ops have started, no collective member ends before all
 /// members have started. The per-rank floor misses exactly this: the attention → dispatch
 /// → experts → combine chain of a micro-batch, MegaScale-Infer's ping-pong condition
 /// (with m micro-batches a layer takes at least max(m·T_f, 2·T_f + 2·T_c)). With moe_scale
@@ -102,8 +102,8 @@ double truncate_moe_layers(plan::Scenario& s, int moe_layers);
 /// part (kept) and the MoE part (times moe_scale); TPOT mean / p50 / p99 and tokens/s come
 /// from the extrapolated steps. makespan, idle and exposed communication stay those of the
 /// simulated layers (their shares are what the bottleneck reads).
-void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program,
-                         const plan::Timeline& t, int dense_layers, double moe_scale);
+void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program, const plan::Timeline& t,
+                         int dense_layers, double moe_scale);
 
 /// What happened to a candidate.
 enum class CandidateStatus {

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <vector>
 #include <stdexcept>
+#include <vector>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
@@ -324,9 +324,9 @@ TEST(SearchDepth, TruncationAndExtrapolation) {
               0.05 * tpot_floor_ns(full, s.topology.gpu));
 
   // DeepSeek-V3: memory is the full model's, the compiled depth 3 + 2.
-  auto d = plan::load_scenario(
-      "scenarios/deployments/deepseek-v3-h800-colocated.yaml",
-      {"plan.colocated.gpus=16", "topology.nodes=2", "workload.batch=256", "workload.decode_steps=1"});
+  auto d = plan::load_scenario("scenarios/deployments/deepseek-v3-h800-colocated.yaml",
+                               {"plan.colocated.gpus=16", "topology.nodes=2", "workload.batch=256",
+                                "workload.decode_steps=1"});
   EXPECT_EQ(truncate_moe_layers(d, 2), 29.0);
   EXPECT_EQ(d.model.layers, 5);
   EXPECT_EQ(d.model.dense_layers, 3);
