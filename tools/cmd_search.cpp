@@ -40,8 +40,9 @@ a budget of GPUs, among those meeting a TPOT SLO. It enumerates co-located plans
 (tensor_parallel, expert_replicas, placement, micro_batches) and MA-separation plans
 (attention:MoE split, replicas x head_parallel x sequence_parallel, expert_replicas,
 placement, micro_batches) that use exactly --gpus GPUs, rejects invalid ones with the
-scenario loader's own validation, prunes with the exact memory check and a roofline floor on
-TPOT (against the SLO and against the top plans found so far), and simulates the rest in
+scenario loader's own validation, prunes with the exact memory check and a floor on TPOT
+(roofline per GPU and along the critical path; against the SLO and against the top plans
+found so far), and simulates the rest in
 parallel. Prints the candidate counts, the top plans with their bottleneck, and the speed-up
 of the best MA plan over the best co-located plan. Reference: docs/search.md.
 
