@@ -10,16 +10,22 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
 
 #include "cli.hpp"
 #include "commands.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/input_file.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/seeded_hash.hpp"
 #include "plot.hpp"
+#include "progress.hpp"
 #include "search.hpp"
 #include "sim_run.hpp"
 #include "sweep.hpp"
+#include "sweep_shard.hpp"
 #include "table.hpp"
 
 namespace po = boost::program_options;
@@ -34,10 +40,17 @@ a budget of GPUs, among those meeting a TPOT SLO. It enumerates co-located plans
 (tensor_parallel, expert_replicas, placement, micro_batches) and MA-separation plans
 (attention:MoE split, replicas x head_parallel x sequence_parallel, expert_replicas,
 placement, micro_batches) that use exactly --gpus GPUs, rejects invalid ones with the
-scenario loader's own validation, prunes with the exact memory check and a roofline floor on
-TPOT (against the SLO and against the top plans found so far), and simulates the rest in
+scenario loader's own validation, prunes with the exact memory check and a floor on TPOT
+(roofline per GPU and along the critical path; against the SLO and against the top plans
+found so far), and simulates the rest in
 parallel. Prints the candidate counts, the top plans with their bottleneck, and the speed-up
 of the best MA plan over the best co-located plan. Reference: docs/search.md.
+
+Beyond one process: --out DIR records every candidate's floor and simulation in
+DIR/records as they finish, so a rerun resumes; --shard I/N (or a Slurm job array's / MPI
+launcher's rank, as masep sweep takes them) computes only the candidates i with i % N == I,
+and `masep search ... --merge --out DIR` joins the shards into the output a single process
+gives, byte for byte.
 
 SCENARIO   built-in name or YAML path (default: paper); its own plan is replaced
 
@@ -77,8 +90,9 @@ std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
 // `masep search --map`: one search per (context, GPU budget, batch); the best of each plan kind
 // and the speed-up of MA separation over co-location, as a table, map.csv and plots.
 int search_map(const std::string& scenario, const plan::Scenario& base, const SearchOptions& so0,
-               const std::vector<int>& gpu_list, std::vector<int> batches,
-               std::vector<int> contexts, int max_mb, int max_er, const std::string& out_dir) {
+               const SearchSpace& space0, const std::vector<int>& gpu_list,
+               std::vector<int> batches, std::vector<int> contexts, const std::string& out_dir,
+               bool per_gpu) {
   if (batches.empty()) batches = {base.workload.batch};
   if (contexts.empty()) contexts = {base.workload.context};
   std::vector<std::vector<std::string>> table = {
@@ -92,18 +106,18 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
   for (int c : contexts) {
     Table t;
     t.column("GPUs");
-    for (int b : batches) t.column(fmt::format("batch {}", b));
+    for (int b : batches)
+      t.column(per_gpu ? fmt::format("batch {}/GPU", b) : fmt::format("batch {}", b));
     for (int g : gpu_list) {
       std::vector<std::string> row = {std::to_string(g)};
-      for (int b : batches) {
+      for (int b0 : batches) {
+        const int b = per_gpu ? b0 * g : b0;
         SearchOptions so = so0;
         so.overrides.push_back(fmt::format("workload.context={}", c));
-        SearchSpace sp;
+        SearchSpace sp = space0;
         sp.gpus = g;
         sp.batches = {b};
-        sp.max_micro_batches = max_mb;
-        sp.max_expert_replicas = max_er;
-        sp.ma_separation = g >= 2;
+        sp.ma_separation = space0.ma_separation && g >= 2;
         std::string cell = "-", status = "ok";
         std::vector<std::string> line = {std::to_string(c), std::to_string(g), std::to_string(b)};
         try {
@@ -135,6 +149,9 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
           cell = "error";
         }
         line.push_back(status);
+        std::fprintf(stderr, "masep search --map: context %d, %d GPUs, batch %d: %s (%.1f s)\n", c,
+                     g, b, cell.c_str(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         table.push_back(std::move(line));
         row.push_back(cell);
       }
@@ -152,7 +169,7 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
     std::printf("csv: %s\n", csv.c_str());
     // One heat map per context: GPUs (rows) x batch (columns), the speed-up in each cell.
     std::vector<std::string> xl, yl;
-    for (int b : batches) xl.push_back(std::to_string(b));
+    for (int b : batches) xl.push_back(per_gpu ? fmt::format("{}/GPU", b) : std::to_string(b));
     for (int g : gpu_list) yl.push_back(std::to_string(g));
     size_t row = 1;
     for (int c : contexts) {
@@ -168,7 +185,8 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
                out_dir, fmt::format("map-context{}", c),
                fmt::format("MA separation / co-location, tokens/s per GPU: {} on {}, context {}",
                            base.model.name, base.topology.name, c),
-               "batch (sequences)", "GPUs", xl, yl, v, 1.0, &note)) {
+               per_gpu ? "batch (sequences per GPU)" : "batch (sequences)", "GPUs", xl, yl, v, 1.0,
+               &note)) {
         std::printf("plot: %s\n", img.c_str());
       }
       if (!note.empty()) std::fprintf(stderr, "masep search: %s\n", note.c_str());
@@ -181,8 +199,10 @@ int cmd_search(const Args& args) {
   std::string scenario = "paper", csv, out_yaml, plot, calibration, algorithm, network = "auto";
   std::vector<std::string> sets;
   std::vector<int> batches, map_gpus, map_contexts;
-  std::string map_out;
+  std::string map_out, out_dir, shard_flag;
   int gpus = 0, jobs = 0, top = 10, steps = 0, max_mb = 4, max_er = 0, wave = 16;
+  int moe_layers = 0, ma_step = 1, max_sp = 0;
+  std::string placement = "both";
   double tpot_ms = 0;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
@@ -219,10 +239,31 @@ int cmd_search(const Args& args) {
       "where MA separation pays: search every GPU budget listed (e.g. --map 2 4 8 16) x every "
       "--batch x every --map-context, and print the speed-up of the best MA plan over the best "
       "co-located plan on the same GPUs (tokens/s per GPU); with --map-out DIR also map.csv and "
-      "one plot per context")(
-      "map-context", po::value(&map_contexts)->multitoken(),
-      "with --map: workload.context values (default: the scenario's)")(
-      "map-out", po::value(&map_out), "with --map: folder for map.csv and the plots");
+      "one plot per context")("map-context", po::value(&map_contexts)->multitoken(),
+                              "with --map: workload.context values (default: the scenario's)")(
+      "map-out", po::value(&map_out), "with --map: folder for map.csv and the plots")(
+      "batch-per-gpu", "with --map: --batch values are sequences per GPU (batch = B x GPUs)")(
+      "out", po::value(&out_dir),
+      "record every candidate's floor and simulation in DIR/records as they finish; a rerun "
+      "with the same inputs resumes from them")(
+      "shard", po::value(&shard_flag),
+      "compute only the candidates i with i % N == I (I/N, or auto: a Slurm job array's or an "
+      "MPI launcher's rank); needs --out; join with --merge")(
+      "merge", "run nothing: join the records in --out DIR (all shards) and print the result")(
+      "fresh", "delete DIR/records first (not with shards or --merge)")(
+      "moe-layers", po::value(&moe_layers)->default_value(0),
+      "compile and simulate every candidate with only N MoE layers (plus the dense ones) and "
+      "extrapolate floor and TPOT to the model's depth (0 = all layers); memory is checked at "
+      "full depth")(
+      "ma-step", po::value(&ma_step)->default_value(1),
+      "MA separation: attention GPU counts that are multiples of N only (e.g. 8: whole nodes)")(
+      "max-sequence-parallel", po::value(&max_sp)->default_value(0),
+      "MA separation: sequence_parallel 1..N (0 = any)")(
+      "placement", po::value(&placement)->default_value("both"),
+      "expert placements to try: round_robin, contiguous or both")(
+      "model-splits",
+      "enumerate only tensor/head-parallel degrees that divide the model's heads and KV heads "
+      "(the others are invalid anyway; saves a load each, and changes the counts)");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario));
   po::positional_options_description pos;
@@ -253,8 +294,37 @@ int cmd_search(const Args& args) {
   if (max_er < 0) bad("--max-expert-replicas", fmt::format("must be >= 0, got {}", max_er));
   if (jobs < 0) bad("--jobs", fmt::format("must be >= 0, got {}", jobs));
   if (wave < 1) bad("--wave", fmt::format("must be >= 1, got {}", wave));
+  if (moe_layers < 0) bad("--moe-layers", fmt::format("must be >= 0, got {}", moe_layers));
+  if (ma_step < 1) bad("--ma-step", fmt::format("must be >= 1, got {}", ma_step));
+  if (max_sp < 0) bad("--max-sequence-parallel", fmt::format("must be >= 0, got {}", max_sp));
+  if (placement != "both" && placement != "round_robin" && placement != "contiguous") {
+    bad("--placement", fmt::format("'{}': expected round_robin, contiguous or both", placement));
+  }
   if (vm.count("no-colocated") && vm.count("no-ma")) {
     bad("--no-ma", "with --no-colocated nothing is left to search");
+  }
+
+  const bool merge = vm.count("merge") > 0;
+  if (merge && out_dir.empty()) bad("--merge", "needs --out DIR (where the shards recorded)");
+  ShardSpec shard;
+  if (!shard_flag.empty() || (!out_dir.empty() && !merge)) {
+    try {
+      shard = parse_shard(shard_flag, [](const char* v) -> const char* { return std::getenv(v); });
+    } catch (const std::invalid_argument& e) {
+      bad("--shard", e.what());
+    }
+  }
+  if (shard.count > 1 && out_dir.empty()) {
+    bad("--shard", fmt::format("{}: a shard needs --out DIR for its records", shard.source));
+  }
+  if (merge && !shard_flag.empty()) bad("--merge", "joins every shard; leave out --shard");
+  if (vm.count("fresh") && (out_dir.empty() || merge || shard.count > 1)) {
+    bad("--fresh",
+        "deletes --out DIR/records; not with shards or --merge (remove it once "
+        "before starting them)");
+  }
+  if (!map_gpus.empty() && (!out_dir.empty() || !shard_flag.empty())) {
+    bad("--map", "--out, --shard and --merge are for one search, not --map");
   }
 
   SearchOptions so;
@@ -265,10 +335,13 @@ int cmd_search(const Args& args) {
   so.top_k = top;
   so.wave = wave;
   so.jobs = jobs;
+  so.moe_layers = moe_layers;
   so.sim.calibration = calibration;
   so.sim.allreduce_algorithm = algorithm;
   // Explicit only: else the scenario's simulator.network (or auto) applies (run_scenario).
   if (!vm["network"].defaulted()) so.sim.params.push_back(network_tier_param(network));
+  so.shard = shard;
+  so.out_dir = out_dir;
 
   std::vector<std::string> probe = so.overrides;
   probe.emplace_back(kProbePlan);
@@ -277,6 +350,21 @@ int cmd_search(const Args& args) {
   if (gpus == 0) gpus = have;
   if (gpus > have) {
     bad("--gpus", fmt::format("{} GPUs, but topology {} has {}", gpus, base.topology.name, have));
+  }
+  SearchSpace space;
+  space.gpus = gpus;
+  space.max_micro_batches = max_mb;
+  space.batches = batches;
+  space.max_expert_replicas = max_er;
+  space.colocated = !vm.count("no-colocated");
+  space.ma_separation = !vm.count("no-ma");
+  space.ma_step = ma_step;
+  space.max_sequence_parallel = max_sp;
+  space.round_robin = placement != "contiguous";
+  space.contiguous = placement != "round_robin";
+  if (vm.count("model-splits")) {
+    space.heads = base.model.heads;
+    space.kv_heads = base.model.kv_heads;
   }
   if (!map_gpus.empty()) {
     for (int g : map_gpus) {
@@ -287,20 +375,69 @@ int cmd_search(const Args& args) {
     for (int c : map_contexts) {
       if (c < 1) bad("--map-context", fmt::format("must be >= 1, got {}", c));
     }
-    return search_map(scenario, base, so, map_gpus, batches, map_contexts, max_mb, max_er,
-                      map_out);
+    return search_map(scenario, base, so, space, map_gpus, batches, map_contexts, map_out,
+                      vm.count("batch-per-gpu") > 0);
   }
-  SearchSpace space;
-  space.gpus = gpus;
-  space.max_micro_batches = max_mb;
-  space.batches = batches;
-  space.max_expert_replicas = max_er;
-  space.colocated = !vm.count("no-colocated");
-  space.ma_separation = !vm.count("no-ma");
+
+  if (!out_dir.empty()) {
+    // What changes results besides the space: the simulator options and the calibration.
+    std::string sim_text =
+        fmt::format("algorithm={} network={} calibration={}", algorithm,
+                    vm["network"].defaulted() ? "scenario" : network, calibration);
+    if (!calibration.empty()) {
+      sim_text += fmt::format(
+          " calibration_hash={:016x}",
+          plan::fnv1a64(plan::read_input_file(calibration, "calibration", uint64_t{1} << 30)));
+    }
+    so.key = search_key(space, so, sim_text, running_binary_id());
+    if (vm.count("fresh")) std::filesystem::remove_all(std::filesystem::path(out_dir) / "records");
+  }
+  std::map<std::string, std::unique_ptr<Progress>> bars;
+  so.progress = [&](const char* phase, int64_t done, int64_t total) {
+    auto& p = bars[phase];
+    if (!p) p = std::make_unique<Progress>(fmt::format("search: {}", phase));
+    p->update(done, total);
+  };
 
   const auto t0 = std::chrono::steady_clock::now();
-  const SearchResult r = run_search(space, so);
+  const SearchResult r = merge ? merge_search(space, so) : run_search(space, so);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!out_dir.empty() && r.resumed > 0 && !merge) {
+    std::fprintf(stderr, "masep search: %d candidates read back from %s/records\n", r.resumed,
+                 out_dir.c_str());
+  }
+  if (shard.count > 1) {
+    int mine = 0;
+    for (const auto& x : r.results) mine += x.status != CandidateStatus::kOtherShard;
+    std::printf(
+        "search shard %d/%d (%s): %d of %d candidates: %d invalid, %d pruned by memory, %d "
+        "pruned by bound, %d simulated (%d run now), %d failed; records in %s/records\n",
+        shard.index, shard.count, shard.source.c_str(), mine, r.enumerated, r.invalid,
+        r.pruned_memory, r.pruned_bound, r.simulated, r.ran, r.failed, out_dir.c_str());
+    std::printf(
+        "when every shard has finished: masep search with the same options and --merge "
+        "--out %s\n",
+        out_dir.c_str());
+    return 0;
+  }
+  if (!r.missing.empty()) {
+    std::string first;
+    for (size_t j = 0; j < r.missing.size() && j < 8; ++j) {
+      first += (j ? ", " : "") + std::to_string(r.missing[j]);
+    }
+    std::fprintf(stderr,
+                 "masep search --merge: %zu of %d candidates are not recorded in %s/records "
+                 "(candidates %s%s): run the missing shards first\n",
+                 r.missing.size(), r.enumerated, out_dir.c_str(), first.c_str(),
+                 r.missing.size() > 8 ? ", ..." : "");
+    return 1;
+  }
+  if (r.dropped > 0) {
+    std::fprintf(stderr,
+                 "masep search: %d simulations beyond the final bound are reported as pruned "
+                 "(so that the output does not depend on the order or the shards)\n",
+                 r.dropped);
+  }
 
   const auto& w = base.workload;
   std::string batch_text = std::to_string(w.batch);
@@ -432,13 +569,22 @@ int cmd_search(const Args& args) {
     // Self-check: the file loads and reproduces the winner's TPOT.
     const SimRun again = run_scenario(out_yaml, {}, so.sim);
     const double want = r.results[static_cast<size_t>(winner)].metrics.tpot_mean_ms;
-    if (again.metrics.tpot_mean_ms != want) {
+    if (moe_layers > 0 && moe_layers < base.model.moe_layers()) {
+      // Extrapolated: the full-depth run is the check of the extrapolation, not of equality.
+      std::printf(
+          "winner: %s (masep sim %s, all %d layers: TPOT %.3f ms; extrapolated from "
+          "%d MoE layers: %.3f ms, %+.1f%%)\n",
+          out_yaml.c_str(), out_yaml.c_str(), base.model.layers, again.metrics.tpot_mean_ms,
+          moe_layers, want,
+          100.0 * (want - again.metrics.tpot_mean_ms) / again.metrics.tpot_mean_ms);
+    } else if (again.metrics.tpot_mean_ms != want) {
       throw std::runtime_error(fmt::format(
           "'{}' simulates to TPOT {} ms, but the search measured {} ms for the same plan", out_yaml,
           again.metrics.tpot_mean_ms, want));
+    } else {
+      std::printf("winner: %s (masep sim %s reproduces TPOT %.3f ms)\n", out_yaml.c_str(),
+                  out_yaml.c_str(), want);
     }
-    std::printf("winner: %s (masep sim %s reproduces TPOT %.3f ms)\n", out_yaml.c_str(),
-                out_yaml.c_str(), want);
   }
   if (!csv.empty()) std::printf("csv: %s\n", csv.c_str());
   if (!plot.empty()) {

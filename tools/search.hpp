@@ -9,12 +9,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/scenario.hpp"
 #include "masep/sim/simulator.hpp"
+#include "sweep_shard.hpp"
 
 namespace masep::tools {
 
@@ -27,6 +29,14 @@ struct SearchSpace {
   bool ma_separation = true;    ///< enumerate MA-separation plans (needs gpus >= 2)
   /// workload.batch values to try with every plan (sequences); empty = the scenario's batch.
   std::vector<int> batches;
+  // Restrictions for large budgets (defaults: none).
+  int ma_step = 1;                ///< attention GPU counts: multiples of this only
+  int max_sequence_parallel = 0;  ///< sequence_parallel 1..this (0 = any)
+  bool round_robin = true;        ///< enumerate placement round_robin
+  bool contiguous = true;         ///< enumerate placement contiguous
+  /// When > 0: tensor_parallel and head_parallel only among the divisors of both (the
+  /// model's heads and KV heads: the loader rejects the others anyway, one load each).
+  int heads = 0, kv_heads = 0;
 };
 
 /// One enumerated plan. `plan_yaml` is the whole `plan:` mapping in YAML flow style, given
@@ -63,6 +73,38 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
 /// is at least this. Compile every step: routing differs per step.
 double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu);
 
+/// The same floor for a program compiled with fewer MoE layers than the model has (the
+/// search's --moe-layers): a rank's work in MoE layers (layer >= dense_layers) counts
+/// `moe_scale` times (model MoE layers / simulated MoE layers), its dense-layer work once.
+double tpot_floor_ns(const plan::Program& program, const topology::GpuSpec& gpu, int dense_layers,
+                     double moe_scale);
+
+/// Critical-path floor on the mean TPOT, in ns: the longest path through the program's
+/// dependency graph (makespan / steps can be no shorter), where a compute op lasts its
+/// roofline time (as tpot_floor_ns), each stream runs its ops in order, a transfer between nodes at
+/// least its bytes over the NIC rate of each end (an exchange op also all of its inter-node bytes
+/// sent, and all it receives, over its own NIC), intra-node transfers and collectives no time, and
+/// no transfer starts before both its ops have started, no collective member ends before all
+/// members have started. The per-rank floor misses exactly this: the attention → dispatch
+/// → experts → combine chain of a micro-batch, MegaScale-Infer's ping-pong condition
+/// (with m micro-batches a layer takes at least max(m·T_f, 2·T_f + 2·T_c)). With moe_scale
+/// != 1 the path is split at the latest end of a dense-layer op and the rest counted
+/// moe_scale times, as extrapolate_metrics does.
+double critical_path_floor_ns(const plan::Program& program, const topology::TopologySpec& topo,
+                              int dense_layers, double moe_scale);
+
+/// --moe-layers: cuts `s` to its dense layers and `moe_layers` MoE layers (when that is
+/// fewer than it has) and returns moe_scale = its MoE layers / moe_layers, else 1.
+double truncate_moe_layers(plan::Scenario& s, int moe_layers);
+
+/// Extrapolates the metrics of a run of a truncated model (truncate_moe_layers) to the full
+/// depth: each step's time is split at the end of its last dense-layer op into the dense
+/// part (kept) and the MoE part (times moe_scale); TPOT mean / p50 / p99 and tokens/s come
+/// from the extrapolated steps. makespan, idle and exposed communication stay those of the
+/// simulated layers (their shares are what the bottleneck reads).
+void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program, const plan::Timeline& t,
+                         int dense_layers, double moe_scale);
+
 /// What happened to a candidate.
 enum class CandidateStatus {
   kInvalid,    ///< the loader or compiler rejected it (error holds the message)
@@ -71,6 +113,9 @@ enum class CandidateStatus {
   kBoundBest,  ///< its tokens/s/GPU ceiling is below the top-K of its kind so far
   kSimulated,  ///< simulated (metrics valid)
   kFailed,     ///< simulation threw (error holds the message)
+  /// Not decided here: another shard's candidate (a shard's own result), or, after a merge,
+  /// a candidate whose records are missing (SearchResult::missing).
+  kOtherShard,
 };
 const char* to_string(CandidateStatus s);
 
@@ -92,8 +137,26 @@ struct SearchOptions {
   double tpot_slo_ms = 0;              ///< 0 = no SLO
   int top_k = 10;                      ///< exact top-K per plan kind survives bound pruning
   int wave = 16;                       ///< candidates simulated between bound updates
+  /// > 0: compile and simulate every candidate with only this many MoE layers (plus the
+  /// dense ones) and extrapolate floors and metrics to the model's depth (memory is checked
+  /// at full depth). docs/search.md says when that is representative.
+  int moe_layers = 0;
   int jobs = 0;                        ///< worker threads, 0 = all cores
   sim::SimOptions sim;
+  /// This process's candidates: those with index % shard.count == shard.index. A shard
+  /// computes floors and simulates its own candidates only, pruning with its own top-K bound.
+  ShardSpec shard;
+  /// Where candidate records go ("" = none): DIR/records/*.jsonl, written atomically as
+  /// chunks of floors and waves of simulations finish, and read back so that a rerun skips
+  /// what is recorded (resume) and merge_search() can join shards.
+  std::string out_dir;
+  /// The search's identity (search_key()); every record carries it and a record with
+  /// another key is refused.
+  std::string key;
+  /// Progress, called from the calling thread: phase "floors" (candidates prepared of this
+  /// shard's to prepare), then "simulations" (candidates decided of those in the order, pruned
+  /// or simulated). Empty = none.
+  std::function<void(const char* phase, int64_t done, int64_t total)> progress;
 };
 
 struct SearchResult {
@@ -101,6 +164,16 @@ struct SearchResult {
   std::vector<CandidateResult> results;  ///< same order as candidates
   int enumerated = 0, invalid = 0, pruned_memory = 0, pruned_bound = 0, simulated = 0, failed = 0;
   int floor_violations = 0;  ///< simulated TPOT below its floor (a bug if ever > 0)
+  int gpus = 0;              ///< the budget (every candidate uses exactly this many)
+  int ran = 0;               ///< simulations this process ran (not counting resumed records)
+  int resumed = 0;           ///< candidates whose records were read back instead of computed
+  /// Simulations beyond the final bound (ceiling below the K-th best of their kind at the
+  /// end): run by an early wave or a shard, then reported as kBoundBest so that the output
+  /// does not depend on the order or the sharding (finalize_search).
+  int dropped = 0;
+  /// merge_search: candidates without the record the result needs (no floor, or a ceiling
+  /// reaching the final bound and no simulation). Empty for a complete search.
+  std::vector<int> missing;
   /// Indices of simulated candidates meeting the SLO, best first (tokens/s/GPU descending,
   /// then TPOT ascending, then index).
   std::vector<int> ranking;
@@ -112,10 +185,35 @@ struct SearchResult {
 inline constexpr const char* kProbePlan =
     "plan={kind: colocated, colocated: {gpus: 1, tensor_parallel: 1}, micro_batches: 1}";
 
-/// Runs the search: enumerate, load+validate, memory check, floor, SLO prune, then waves of
-/// `wave` candidates in floor order simulated in parallel, pruning by the top-K bound before
-/// each wave. Throws plan::InputError when the base scenario with kProbePlan does not load.
+/// Runs the search (or this process's shard of it): enumerate, load+validate, memory check,
+/// floor, SLO prune, then waves of `wave` candidates in floor order simulated in parallel,
+/// pruning by the top-K bound of the candidates simulated so far before each wave. With one
+/// shard the result is finalized (finalize_search); with several it is this shard's view
+/// (other candidates kOtherShard), to be joined by merge_search. Throws plan::InputError
+/// when the base scenario with kProbePlan does not load, std::runtime_error for a record
+/// of another search.
 SearchResult run_search(const SearchSpace& space, const SearchOptions& options);
+
+/// Makes a search's outcome independent of the order candidates were simulated in and of
+/// sharding. T = the K-th best tokens/s/GPU among simulated plans of a kind meeting the SLO
+/// (none with fewer than K). Every candidate whose ceiling (batch / floor / GPUs) is below
+/// T is reported kBoundBest, simulated or not; every other valid candidate within the SLO
+/// floor must have been simulated (else it is listed in `missing`). A candidate pruned in
+/// any wave of any shard had a ceiling below that shard's running K-th best, which is at
+/// most T, so a complete run (or a complete set of shards) always simulated that set, and
+/// T itself is the K-th best of all candidates whenever no simulated TPOT beats its floor.
+/// Then counts, ranking and the best of each kind.
+void finalize_search(SearchResult& r, const SearchOptions& options);
+
+/// Joins the records under options.out_dir (any shards, any shard counts) into the result
+/// a single process would have given, finalized. `missing` lists what is not recorded yet.
+/// Throws std::runtime_error naming the file for a malformed record or one of another key.
+SearchResult merge_search(const SearchSpace& space, const SearchOptions& options);
+
+/// The identity of a search's records: the base, overrides, space, SLO, top K, simulator
+/// options (`sim_text`: the options and calibration content as text) and the masep binary.
+std::string search_key(const SearchSpace& space, const SearchOptions& options,
+                       const std::string& sim_text, const std::string& binary_id);
 
 /// The CSV table (header + one row per candidate, enumeration order): index, kind, label,
 /// the plan fields, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,

@@ -7,8 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <vector>
+#include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
@@ -240,4 +241,114 @@ TEST(SearchFloor, IsALowerBoundWithFp8Gemms) {
   EXPECT_NEAR(tpot_floor_ns(one, s.topology.gpu), 1e12 / (1979 * 1e3), 1.0);
   one.ops[0].dtype = models::DType::kBF16;
   EXPECT_NEAR(tpot_floor_ns(one, s.topology.gpu), 1e12 / (989 * 1e3), 1.0);
+}
+
+// finalize_search: the outcome does not depend on the wave size (the order simulations ran
+// in), and shards joined by merge_search give the single-process result exactly.
+TEST(SearchShards, WaveSizeAndShardsDoNotChangeTheResult) {
+  const SearchSpace space = tiny_space();
+  SearchOptions o = tiny_options();
+  o.top_k = 2;
+  o.wave = 1;
+  const SearchResult one = run_search(space, o);
+  o.wave = 16;
+  const SearchResult sixteen = run_search(space, o);
+  EXPECT_GT(sixteen.dropped, 0) << "wave 16 simulates beyond the final bound";
+  EXPECT_EQ(search_table(one), search_table(sixteen));
+  EXPECT_EQ(one.ranking, sixteen.ranking);
+
+  const std::string dir = ::testing::TempDir() + "/masep-search-shards";
+  std::filesystem::remove_all(dir);
+  o.out_dir = dir;
+  o.key = "test-key";
+  for (int i = 0; i < 3; ++i) {
+    SearchOptions so = o;
+    so.shard = ShardSpec{i, 3, "test"};
+    const SearchResult part = run_search(space, so);
+    int mine = 0;
+    for (const auto& r : part.results) mine += r.status != CandidateStatus::kOtherShard;
+    EXPECT_EQ(mine, 32) << "shard " << i << " decides its 96 / 3 candidates";
+    if (i < 2) {  // not all shards yet: the merge says what is missing
+      const SearchResult partial = merge_search(space, o);
+      EXPECT_FALSE(partial.missing.empty());
+    }
+  }
+  const SearchResult merged = merge_search(space, o);
+  EXPECT_TRUE(merged.missing.empty());
+  EXPECT_EQ(search_table(merged), search_table(one));
+  EXPECT_EQ(merged.ranking, one.ranking);
+  // A rerun reads everything back and simulates nothing.
+  const SearchResult again = run_search(space, o);
+  EXPECT_EQ(again.ran, 0);
+  EXPECT_EQ(search_table(again), search_table(one));
+  // Records of another key are refused, naming the file.
+  o.key = "other";
+  try {
+    (void)merge_search(space, o);
+    ADD_FAILURE() << "records of another key accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("another search"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(".jsonl"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// --moe-layers: with as many MoE layers as the model has nothing changes; with fewer, the
+// floor and TPOT are extrapolated (DeepSeek-V3's 3 dense + 58 MoE layers, cut to 3 + 2).
+TEST(SearchDepth, TruncationAndExtrapolation) {
+  auto s = plan::load_scenario("paper", {"workload.decode_steps=2"});
+  EXPECT_EQ(truncate_moe_layers(s, 0), 1.0);
+  EXPECT_EQ(truncate_moe_layers(s, 4), 1.0);  // paper-moe: 4 MoE layers, none dense
+  EXPECT_EQ(s.model.layers, 4);
+  const plan::Program full = plan::compile(s);
+  const topology::Topology topo(s.topology);
+  const auto full_run = sim::simulate(full, topo, {});
+  auto m_full = plan::compute_metrics(s, full, full_run.timeline);
+  // Scale 1 is the plain floor and leaves metrics alone.
+  EXPECT_EQ(tpot_floor_ns(full, s.topology.gpu, 0, 1.0), tpot_floor_ns(full, s.topology.gpu));
+  const auto before = m_full.tpot_mean_ms;
+  extrapolate_metrics(m_full, full, full_run.timeline, 0, 1.0);
+  EXPECT_EQ(m_full.tpot_mean_ms, before);
+
+  EXPECT_EQ(truncate_moe_layers(s, 2), 2.0);
+  EXPECT_EQ(s.model.layers, 2);
+  const plan::Program half = plan::compile(s);
+  const auto half_run = sim::simulate(half, topo, {});
+  auto m = plan::compute_metrics(s, half, half_run.timeline);
+  const double simulated = m.tpot_mean_ms;
+  extrapolate_metrics(m, half, half_run.timeline, 0, 2.0);
+  // No dense layers: every step doubles.
+  EXPECT_DOUBLE_EQ(m.tpot_mean_ms, 2 * simulated);
+  EXPECT_NEAR(m.tpot_mean_ms, before, 0.1 * before) << "2 of 4 identical layers stand for 4";
+  EXPECT_NEAR(tpot_floor_ns(half, s.topology.gpu, 0, 2.0), tpot_floor_ns(full, s.topology.gpu),
+              0.05 * tpot_floor_ns(full, s.topology.gpu));
+
+  // DeepSeek-V3: memory is the full model's, the compiled depth 3 + 2.
+  auto d = plan::load_scenario("scenarios/deployments/deepseek-v3-h800-colocated.yaml",
+                               {"plan.colocated.gpus=16", "topology.nodes=2", "workload.batch=256",
+                                "workload.decode_steps=1"});
+  EXPECT_EQ(truncate_moe_layers(d, 2), 29.0);
+  EXPECT_EQ(d.model.layers, 5);
+  EXPECT_EQ(d.model.dense_layers, 3);
+}
+
+// The critical-path floor: MA 1:3 with one micro-batch runs attention and experts one after
+// the other, so its path is longer than any rank's work (the ping-pong condition), and still
+// below the simulated TPOT; across nodes the NIC bytes count.
+TEST(SearchFloor, CriticalPathSeesTheAttentionExpertChain) {
+  for (const char* topo : {"topology=host-4xh100", "topology=paper-16xa100"}) {
+    auto s = plan::load_scenario(
+        "paper", {topo, "workload.decode_steps=2",
+                  "plan={kind: ma_separation, attention: {gpus: 1, head_parallel: 1, "
+                  "sequence_parallel: 1, replicas: 1}, moe: {gpus: 3, placement: round_robin, "
+                  "expert_replicas: 1}, micro_batches: 1}"});
+    const plan::Program p = plan::compile(s);
+    const double rank = tpot_floor_ns(p, s.topology.gpu);
+    const double cp = critical_path_floor_ns(p, s.topology, 0, 1.0);
+    const topology::Topology t(s.topology);
+    const auto run = sim::simulate(p, t, {});
+    const auto m = plan::compute_metrics(s, p, run.timeline);
+    EXPECT_GT(cp, 1.2 * rank) << topo << ": rank " << rank << " cp " << cp;
+    EXPECT_LE(cp / 1e6, m.tpot_mean_ms) << topo;
+  }
 }
