@@ -57,7 +57,11 @@ int cmd_predict(const Args& args) {
   sim::SimOptions so;
   so.calibration = calibration;
   so.allow_calibration_mismatch = allow_mismatch;
-  const SimRun run = run_scenario(scenario, sets, so);
+  // The whole run (not streamed): prediction_error compares every op of the Program with its
+  // simulated time, and a streamed run keeps only the Program's header.
+  RunOptions ro;
+  ro.stream = false;
+  const SimRun run = run_scenario(scenario, sets, so, ro);
   // The predictor's constants are the run's (defaults, then a calibration's comm latencies).
   std::vector<std::pair<std::string, double>> overrides;
   std::optional<plan::Calibration> cal;

@@ -240,6 +240,17 @@ elseif(MODE STREQUAL "paper")
                         "${n_scaling} scaling points")
   endif()
 
+elseif(MODE STREQUAL "predict")
+  # masep predict compares the predictor with every simulated op: it must see the whole
+  # Program (a streamed run keeps only its header and printed "0 ops").
+  run(predict paper)
+  expect_ok("masep predict paper")
+  string(REGEX MATCH "scenario paper: ([0-9]+) ops" m "${OUT}")
+  if(NOT CMAKE_MATCH_1 OR CMAKE_MATCH_1 EQUAL 0)
+    message(FATAL_ERROR "masep predict paper: no ops compared:\n${OUT}")
+  endif()
+  expect_contains("${OUT}" "expert_up" "a row per op role")
+
 elseif(MODE STREQUAL "faults")
   # Issue 18: a run with faults (timeline, JSON), and the errors of faults nothing can cover.
   run(sim scenarios/examples/paper-faults.yaml --timeline ${WORK}/t.csv --json)
