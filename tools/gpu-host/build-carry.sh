@@ -22,7 +22,11 @@ K=$B/carry-kernels
 rm -rf $K && mkdir -p $K
 cp -a $C/lib $C/masep $C/masep-gpu $C/test_kernels_gpu $K/
 cp $B/kernels/masep-bench-kernels $K/ && strip $K/masep-bench-kernels 2>/dev/null || true
-du -sh $C $K
+# The same, xz-compressed (about 8 MiB): the device tool carries build-gpu/cxz and the command
+# unpacks it first (tools/gpu-host/run-fp8.sh and run-mla.sh show the call).
+X=$B/cxz
+rm -rf $X && mkdir -p $X && tar cJf $X/bundle.tar.xz -C $K .
+du -sh $C $K $X
 # The device tool takes at most 64 MiB: the tracked files travel with the carry.
 tracked=$(git ls-files -z | du -cm --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 for d in $C $K; do
