@@ -590,16 +590,14 @@ class Builder {
   int64_t matrix_weight(const Op& o, int index, int64_t n, int64_t k, Launch& l) {
     l.weight_format = wfmt_;
     const int64_t bytes = kernels::weight_bytes(wfmt_, n, k);
-    const int64_t off = weight(o, weight_name(o.role), index, bytes);
-    WeightTensor& wt = rp_.weight_tensors[weight_index_.at(off)];
-    wt.format = wfmt_;
-    wt.rows = n;
-    wt.cols = k;
-    wt.elements = n * k;
-    return off;
+    return weight(o, weight_name(o.role), index, bytes, wfmt_, n, k);
   }
 
-  int64_t weight(const Op& o, const std::string& name, int index, int64_t bytes) {
+  // A weight tensor of `bytes`, registered once per (layer, name, index); a matrix from
+  // matrix_weight gives its format and shape [rows, cols] (an FP8 one's scales are in `bytes`).
+  int64_t weight(const Op& o, const std::string& name, int index, int64_t bytes,
+                 kernels::WeightFormat format = kernels::WeightFormat::kBF16, int64_t rows = 0,
+                 int64_t cols = 0) {
     const auto key = std::make_tuple(o.layer, name, index);
     auto it = weights_.find(key);
     if (it != weights_.end()) {
@@ -623,7 +621,10 @@ class Builder {
     }
     WeightTensor wt;
     wt.offset_bytes = off;
-    wt.elements = bytes / kBf16;
+    wt.format = format;
+    wt.rows = rows;
+    wt.cols = cols;
+    wt.elements = rows > 0 ? rows * cols : bytes / kBf16;
     using plan::splitmix64;
     wt.tag =
         splitmix64(splitmix64(splitmix64(static_cast<uint64_t>(o.layer)) ^ plan::fnv1a64(name)) ^
@@ -633,7 +634,6 @@ class Builder {
       wt.scale = 0.1f;
       wt.shift = 1.0f;
     }
-    weight_index_[off] = rp_.weight_tensors.size();
     rp_.weight_tensors.push_back(wt);
     return off;
   }
@@ -1465,7 +1465,6 @@ class Builder {
   std::map<Key, const Op*> attn_of_;  // the attention op of each (step, layer, mb)
   int64_t mla_heads_ = 0;             // local query heads of the MLA attention ops
   std::map<std::tuple<int, std::string, int>, std::pair<int64_t, int64_t>> weights_;
-  std::map<int64_t, size_t> weight_index_;  // weight offset → index in rp_.weight_tensors
   // Format of the GEMM weight matrices (qkv, out_proj, experts): fp8 block-scaled when the
   // model's precision says weights fp8; the router gate and norms stay bf16 (models/model.hpp).
   kernels::WeightFormat wfmt_ = kernels::WeightFormat::kBF16;
