@@ -347,6 +347,7 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
   DeviceBuffer arena(arena_bytes);
   const int64_t max_rows = static_cast<int64_t>(kMaxGroups) * grid_fp8.back();
   DeviceBuffer x(max_rows * max_k * kBf16), y(max_rows * max_n * kBf16);
+  detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
   detail::fill_hash_bf16(x.get(), max_rows * max_k, 22, 1.0f, st);
   size_t tables = 0;
   for (const WeightFormat fmt : {WeightFormat::kBF16, WeightFormat::kFP8Block}) {
@@ -357,12 +358,10 @@ void profile_grouped_gemm(const Shapes& shapes, bool quick, const Settings& set,
       const int64_t slots = arena_bytes / wb;
       const int groups = static_cast<int>(std::min<int64_t>(kMaxGroups, slots / 2));
       if (groups < 2 || k % (fp8 ? 16 : 8) != 0) continue;  // cannot separate base from per-group
-      if (fp8) {
+      if (fp8) {  // the bf16 shapes (measured first) read the arena's bf16 fill
         for (int64_t i = 0; i < 2 * groups; ++i) {
           detail::fill_hash_fp8_block(arena.get<char>() + i * wb, n, k, 21 + i, 0.02f, st);
         }
-      } else {
-        detail::fill_hash_bf16(arena.get(), arena_bytes / kBf16, 21, 0.02f, st);
       }
       auto args = [&](int g, int32_t r, int set_index) {
         kernels::GroupedGemmArgs a;
