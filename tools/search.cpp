@@ -470,15 +470,7 @@ void write_records(const SearchOptions& o, const std::string& what, int first,
       j["error"] = r->error;
       j["steps"] = m.steps;
       j["batch"] = m.batch;
-      j["tpot_mean_ms"] = m.tpot_mean_ms;
-      j["tpot_p50_ms"] = m.tpot_p50_ms;
-      j["tpot_p99_ms"] = m.tpot_p99_ms;
-      j["tokens_per_s"] = m.tokens_per_s;
-      j["mean_utilisation"] = m.mean_utilisation;
-      j["attention_idle_ns"] = m.attention_idle_ns;
-      j["moe_idle_ns"] = m.moe_idle_ns;
-      j["exposed_comm_ns"] = m.exposed_comm_ns;
-      j["makespan_ns"] = m.makespan_ns;
+      put_metrics_summary(j, m);
       j["memory_available"] = m.memory_available;
     }
     text += j.dump() + "\n";
@@ -547,15 +539,7 @@ std::vector<Record> read_records(const SearchOptions& o, int n) {
           auto& m = r.metrics;
           m.steps = j.at("steps").get<int>();
           m.batch = j.at("batch").get<int>();
-          m.tpot_mean_ms = j.at("tpot_mean_ms").get<double>();
-          m.tpot_p50_ms = j.at("tpot_p50_ms").get<double>();
-          m.tpot_p99_ms = j.at("tpot_p99_ms").get<double>();
-          m.tokens_per_s = j.at("tokens_per_s").get<double>();
-          m.mean_utilisation = j.at("mean_utilisation").get<double>();
-          m.attention_idle_ns = j.at("attention_idle_ns").get<int64_t>();
-          m.moe_idle_ns = j.at("moe_idle_ns").get<int64_t>();
-          m.exposed_comm_ns = j.at("exposed_comm_ns").get<int64_t>();
-          m.makespan_ns = j.at("makespan_ns").get<int64_t>();
+          get_metrics_summary(j, m);
           m.memory_available = j.at("memory_available").get<bool>();
           r.sim = true;
         }

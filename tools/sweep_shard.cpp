@@ -104,6 +104,30 @@ std::string running_binary_id() {
   return hex(plan::fnv1a64(os.str()));
 }
 
+void put_metrics_summary(nlohmann::ordered_json& j, const plan::RunMetrics& m) {
+  j["tpot_mean_ms"] = m.tpot_mean_ms;
+  j["tpot_p50_ms"] = m.tpot_p50_ms;
+  j["tpot_p99_ms"] = m.tpot_p99_ms;
+  j["tokens_per_s"] = m.tokens_per_s;
+  j["mean_utilisation"] = m.mean_utilisation;
+  j["attention_idle_ns"] = m.attention_idle_ns;
+  j["moe_idle_ns"] = m.moe_idle_ns;
+  j["exposed_comm_ns"] = m.exposed_comm_ns;
+  j["makespan_ns"] = m.makespan_ns;
+}
+
+void get_metrics_summary(const nlohmann::json& j, plan::RunMetrics& m) {
+  m.tpot_mean_ms = j.at("tpot_mean_ms").get<double>();
+  m.tpot_p50_ms = j.at("tpot_p50_ms").get<double>();
+  m.tpot_p99_ms = j.at("tpot_p99_ms").get<double>();
+  m.tokens_per_s = j.at("tokens_per_s").get<double>();
+  m.mean_utilisation = j.at("mean_utilisation").get<double>();
+  m.attention_idle_ns = j.at("attention_idle_ns").get<int64_t>();
+  m.moe_idle_ns = j.at("moe_idle_ns").get<int64_t>();
+  m.exposed_comm_ns = j.at("exposed_comm_ns").get<int64_t>();
+  m.makespan_ns = j.at("makespan_ns").get<int64_t>();
+}
+
 std::string point_record_path(const std::string& out_dir, int index) {
   return (std::filesystem::path(out_dir) / "points" / fmt::format("{}.json", index)).string();
 }
@@ -123,15 +147,7 @@ void write_point_record(const std::string& out_dir, int index, const std::string
   j["batch"] = r.batch;
   j["events"] = r.events;
   const auto& m = r.metrics;
-  j["tpot_mean_ms"] = m.tpot_mean_ms;
-  j["tpot_p50_ms"] = m.tpot_p50_ms;
-  j["tpot_p99_ms"] = m.tpot_p99_ms;
-  j["tokens_per_s"] = m.tokens_per_s;
-  j["mean_utilisation"] = m.mean_utilisation;
-  j["attention_idle_ns"] = m.attention_idle_ns;
-  j["moe_idle_ns"] = m.moe_idle_ns;
-  j["exposed_comm_ns"] = m.exposed_comm_ns;
-  j["makespan_ns"] = m.makespan_ns;
+  put_metrics_summary(j, m);
   j["steps"] = m.steps;
   j["batch_metric"] = m.batch;
   const std::string path = point_record_path(out_dir, index);
@@ -167,15 +183,7 @@ std::optional<PointResult> read_point_record(const std::string& out_dir, int ind
     r.batch = j.at("batch").get<int>();
     r.events = j.at("events").get<uint64_t>();
     auto& m = r.metrics;
-    m.tpot_mean_ms = j.at("tpot_mean_ms").get<double>();
-    m.tpot_p50_ms = j.at("tpot_p50_ms").get<double>();
-    m.tpot_p99_ms = j.at("tpot_p99_ms").get<double>();
-    m.tokens_per_s = j.at("tokens_per_s").get<double>();
-    m.mean_utilisation = j.at("mean_utilisation").get<double>();
-    m.attention_idle_ns = j.at("attention_idle_ns").get<int64_t>();
-    m.moe_idle_ns = j.at("moe_idle_ns").get<int64_t>();
-    m.exposed_comm_ns = j.at("exposed_comm_ns").get<int64_t>();
-    m.makespan_ns = j.at("makespan_ns").get<int64_t>();
+    get_metrics_summary(j, m);
     m.steps = j.at("steps").get<int>();
     m.batch = j.at("batch_metric").get<int>();
   } catch (const std::exception& e) {

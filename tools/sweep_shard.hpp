@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,13 @@ std::string running_binary_id();
 
 /// OUT/points/<index>.json.
 std::string point_record_path(const std::string& out_dir, int index);
+
+/// The RunMetrics summary a sweep point record and a search record both keep (TPOT mean, p50,
+/// p99, tokens/s, mean utilisation, attention/MoE idle, exposed communication, makespan),
+/// under the fields' own names and in this order: appended to the JSON object `j`, or read
+/// back from it (nlohmann::json errors for a missing or mistyped key).
+void put_metrics_summary(nlohmann::ordered_json& j, const plan::RunMetrics& m);
+void get_metrics_summary(const nlohmann::json& j, plan::RunMetrics& m);
 
 /// Writes the record of point `index` atomically.
 void write_point_record(const std::string& out_dir, int index, const std::string& key,
