@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +22,7 @@
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/json_text.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/memory.hpp"
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/program_json.hpp"
 #include "masep/plan/trace.hpp"
@@ -33,7 +35,7 @@ namespace masep::tools {
 namespace {
 
 constexpr const char* kUsage = R"(usage: masep exec SCENARIO [options]
-       masep exec SCENARIO --program PROGRAM.json [options]
+       masep exec [SCENARIO] --program PROGRAM.json [options]
 
 Runs a scenario's Program on real GPUs: one process per plan rank, NCCL between them, every
 op timed with CUDA events, and prints the same metrics as `masep sim` (plan/src/metrics.cpp).
@@ -41,9 +43,11 @@ The trace (--trace) has the simulator's format and op ids, so the two join op by
 
 The Program is compiled once, here, and every rank runs that same Program (the simulator
 runs the same one for the same scenario and --set's). --program runs a Program dumped with
-`masep plan SCENARIO --dump FILE` instead (SCENARIO then only names the metrics' GPU
-datasheet and memory model; it must be the scenario the Program was compiled from). A dump
-without per-token routing runs with a plain copy on the MoE side (timing only, no --verify).
+`masep plan SCENARIO --dump FILE` instead; the dump carries what the metrics need of its
+scenario (GPU datasheet, GPUs per node, memory per rank), so SCENARIO may be left out. Given,
+it must be the scenario the Program was compiled from (checked), and it supplies those
+figures to a dump written before they were kept. A dump without per-token routing runs with
+a plain copy on the MoE side (timing only, no --verify).
 
 On one host `masep exec` starts the rank processes itself (it needs one GPU per plan rank)
 and hands them the Program through a private temporary file. Under `mpirun -np N` or
@@ -73,21 +77,20 @@ options)";
 
 std::string gib(int64_t b) { return fmt::format("{:.2f}", b / double(1LL << 30)); }
 
-void print_table(const plan::Scenario& s, const exec::ExecResult& r, const plan::RunMetrics& m,
-                 bool quiet) {
+void print_table(const exec::ExecResult& r, const plan::RunMetrics& m, bool quiet) {
   const auto& p = r.compiled.program;
   if (!quiet) {
-    std::printf("scenario  %s (%s)\n", s.name.c_str(), s.origin.c_str());
-    std::printf("plan      %s, %d GPUs, %d micro-batch(es); batch %d, %d decode steps timed\n",
-                plan::to_string(s.plan.kind), p.rank_count(), p.micro_batches, s.workload.batch,
-                p.steps);
+    std::printf("scenario  %s (%s)\n", p.scenario.c_str(), p.target.origin.c_str());
+    std::printf("plan      %s, %d GPUs, %d micro-batch(es); batch %lld, %d decode steps timed\n",
+                p.target.plan_kind.c_str(), p.rank_count(), p.micro_batches,
+                static_cast<long long>(p.layout.batch), p.steps);
     std::printf("device    %s; %s\n", r.device.c_str(), r.versions.c_str());
     std::printf("measured  %d ops; init %lld ms; clock alignment: barrier exit spread %.1f µs\n",
                 static_cast<int>(p.ops.size()), static_cast<long long>(r.init_ms),
                 r.run.barrier_spread_ns / 1e3);
     std::printf("\n");
   }
-  print_metrics_summary(m, s);
+  print_metrics_summary(m, !p.layout.separated);
   std::printf("launches          %s\n", r.launch_mode.c_str());
   if (quiet) return;
   std::printf("\nper GPU (step = one decode step: HBM bytes and FLOPs / steps)\n");
@@ -160,6 +163,24 @@ void check_program_matches(const plan::Program& p, const plan::Scenario& s,
         "give the SCENARIO it was compiled from",
         path, p.scenario, p.layout.batch, s.name, s.workload.batch));
   }
+}
+
+// A Program dumped by `masep plan --dump`: checked against the scenario when one is given;
+// a dump without the target section (written before it existed) takes it from the scenario.
+plan::Program read_dumped_program(const std::string& path,
+                                  const std::optional<plan::Scenario>& scenario) {
+  plan::Program p = plan::read_program_json_file(path);
+  if (scenario) check_program_matches(p, *scenario, path);
+  if (!p.target.known) {
+    if (!scenario) {
+      throw std::invalid_argument(fmt::format(
+          "{}: the Program has no \"target\" section (GPU datasheet and memory per rank for the "
+          "metrics): give the SCENARIO it was compiled from, or dump it again with this masep",
+          path));
+    }
+    p.target = plan::plan_target(*scenario);
+  }
+  return p;
 }
 
 // --dry-run: the launch plans on the CPU, no GPU needed.
@@ -264,8 +285,13 @@ int cmd_exec(const Args& args) {
   pos.add("scenario", 1);
   po::variables_map vm;
   if (auto rc = parse_command_line("exec", args, opts, vm, &hidden, &pos)) return *rc;
-  if (scenario_name.empty()) {
-    std::fprintf(stderr, "masep exec: a SCENARIO is required (see masep exec --help)\n");
+  if (scenario_name.empty() && program_path.empty()) {
+    std::fprintf(
+        stderr, "masep exec: a SCENARIO (or --program FILE) is required (see masep exec --help)\n");
+    return 2;
+  }
+  if (scenario_name.empty() && !overrides.empty()) {
+    std::fprintf(stderr, "masep exec: --set changes a SCENARIO; none was given\n");
     return 2;
   }
   if (vm.count("steps")) {
@@ -320,14 +346,15 @@ int cmd_exec(const Args& args) {
   // The scenario (metrics, names) and the Program(s): compiled here once, read from
   // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
-  const plan::Scenario s = plan::load_scenario(scenario_name, overrides);
-  if (plan::has_fault_features(s.fault_tolerance, s.faults)) {
+  std::optional<plan::Scenario> scenario;
+  if (!scenario_name.empty()) scenario = plan::load_scenario(scenario_name, overrides);
+  if (scenario && plan::has_fault_features(scenario->fault_tolerance, scenario->faults)) {
     std::fprintf(stderr,
                  "masep exec: scenario '%s' has fault-tolerance features (faults:, KV mirrors or "
                  "standby GPUs, issue 18), which the executor does not run yet (no rank is "
                  "killed, no communicator shrunk); simulate it with masep sim, or remove "
                  "faults: and fault_tolerance:\n",
-                 s.name.c_str());
+                 scenario->name.c_str());
     return 2;
   }
   exec::Compiled c;
@@ -343,10 +370,9 @@ int cmd_exec(const Args& args) {
     if (env.rank == 0) {
       exec::Compiled c0;
       if (!program_path.empty()) {
-        c0.program = plan::read_program_json_file(program_path);
-        check_program_matches(c0.program, s, program_path);
+        c0.program = read_dumped_program(program_path, scenario);
       } else {
-        c0 = compile_for_exec(s, o.verify);
+        c0 = compile_for_exec(*scenario, o.verify);
       }
       std::ostringstream os, rs;
       plan::write_program_json(c0.program, os);
@@ -365,10 +391,9 @@ int cmd_exec(const Args& args) {
       c.reference = plan::read_program_json(ris, "the reference Program from MPI rank 0");
     }
   } else if (!program_path.empty()) {
-    c.program = plan::read_program_json_file(program_path);
-    check_program_matches(c.program, s, program_path);
+    c.program = read_dumped_program(program_path, scenario);
   } else {
-    c = compile_for_exec(s, o.verify);
+    c = compile_for_exec(*scenario, o.verify);
   }
   // Model features the executor has no kernels for (MLA of other widths than the kernel's,
   // dense layers, non-bf16 formats) are refused here, naming the feature, before any rank
@@ -396,10 +421,10 @@ int cmd_exec(const Args& args) {
   const auto& p = r.compiled.program;
   if (!trace_path.empty()) {
     plan::TraceOptions to;
-    to.gpus_per_node = s.topology.gpus_per_node;
+    to.gpus_per_node = std::max(1, p.target.gpus_per_node);
     plan::write_trace_file(trace_path, p, r.run.timeline, to);
   }
-  const plan::RunMetrics m = plan::compute_metrics(s, p, r.run.timeline);
+  const plan::RunMetrics m = plan::compute_metrics(p, r.run.timeline);
   const exec::Roofline rf = exec::compute_roofline(p, r.copy_GBps, m.tpot_mean_ms);
   if (vm.count("json")) {
     // The metrics object, then the executor's additions in one more object on the next line
@@ -425,7 +450,7 @@ int cmd_exec(const Args& args) {
     std::cout << js;
     std::cout.flush();
   } else {
-    print_table(s, r, m, vm.count("quiet") > 0);
+    print_table(r, m, vm.count("quiet") > 0);
     std::printf(
         "roofline          step floor %.1f µs (rank %d) = %.1f %% of the measured TPOT; "
         "copy bandwidth %s GB/s\n",

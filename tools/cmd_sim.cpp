@@ -84,7 +84,7 @@ void print_table(const SimRun& run, bool quiet) {
                 run.result.network_note.empty() ? "" : "; ", run.result.network_note.c_str());
     std::printf("\n");
   }
-  print_metrics_summary(m, s);
+  print_metrics_summary(m, s.plan.kind == plan::PlanKind::kColocated);
   if (quiet) return;
 
   std::printf("\nper GPU (one decode step = HBM bytes and FLOPs / steps)%s\n",

@@ -296,7 +296,7 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
     plan::ProgramStream ps(run.scenario);
     const topology::Topology topo(run.scenario.topology);
     run.program = ps.header();
-    plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
+    plan::MetricsFolder metrics(run.program, /*incremental=*/true);
     std::optional<plan::TraceStreamWriter> trace;
     if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
     // A second thread pays only for large windows: handing a small one over costs more (on a
@@ -333,7 +333,7 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
   const auto t2 = Clock::now();
   run.compile_s = std::chrono::duration<double>(t1 - t0).count();
   run.simulate_s = std::chrono::duration<double>(t2 - t1).count();
-  run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
+  run.metrics = plan::compute_metrics(run.program, run.result.timeline);
   run.ops = static_cast<int64_t>(run.program.ops.size());
   if (!run_options.trace_path.empty()) {
     plan::write_trace_file(run_options.trace_path, run.program, run.result.timeline, to);
@@ -436,10 +436,10 @@ std::vector<std::pair<std::string, std::string>> describe(const plan::Scenario& 
   return lines;
 }
 
-void print_metrics_summary(const plan::RunMetrics& m, const plan::Scenario& s) {
+void print_metrics_summary(const plan::RunMetrics& m, bool colocated) {
   int n_attn = 0, n_moe = 0;
   for (const auto& r : m.ranks) (r.role == plan::Role::kMoe ? n_moe : n_attn)++;
-  const char* attn_side = s.plan.kind == plan::PlanKind::kColocated ? "co-located" : "attention";
+  const char* attn_side = colocated ? "co-located" : "attention";
   std::printf("TPOT              mean %.3f ms   p50 %.3f ms   p99 %.3f ms\n", m.tpot_mean_ms,
               m.tpot_p50_ms, m.tpot_p99_ms);
   std::printf("throughput        %s tokens/s   (batch %d x %d steps in %.3f ms)\n",

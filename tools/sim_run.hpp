@@ -93,7 +93,8 @@ int moe_gpus(const plan::Scenario& s);
 /// Prints the run summary both `masep sim` and `masep exec` show above their per-GPU tables:
 /// TPOT (mean, p50, p99), throughput, mean utilisation, idle time per side, exposed
 /// communication. One definition, so simulated and measured tables read the same.
-void print_metrics_summary(const plan::RunMetrics& m, const plan::Scenario& s);
+/// `colocated`: the plan is co-located (names the attention side "co-located").
+void print_metrics_summary(const plan::RunMetrics& m, bool colocated);
 
 /// "1,234,567" style thousands separators for a rounded value.
 std::string group_thousands(double v);

@@ -1222,8 +1222,11 @@ class Compiler {
 
 Program compile(const Scenario& s, const CompileOptions& opts) {
   Compiler c(s, opts);  // checks the plan's shape first (clearer errors than memory's)
-  check_memory(s, plan_memory(s));
-  return c.run();
+  const std::vector<MemoryBreakdown> mem = plan_memory(s);
+  check_memory(s, mem);
+  Program p = c.run();
+  p.target = plan_target(s, mem);
+  return p;
 }
 
 struct ProgramStream::Impl {
@@ -1234,7 +1237,9 @@ struct ProgramStream::Impl {
 
 ProgramStream::ProgramStream(const Scenario& s, const CompileOptions& opts) {
   auto impl = std::make_unique<Impl>(s, opts);  // the compiler checks the plan's shape first
-  check_memory(s, plan_memory(s));
+  const std::vector<MemoryBreakdown> mem = plan_memory(s);
+  check_memory(s, mem);
+  impl->header.target = plan_target(s, mem);
   impl_ = std::move(impl);
 }
 ProgramStream::~ProgramStream() = default;

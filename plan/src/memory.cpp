@@ -294,4 +294,26 @@ void check_memory(const Scenario& s, const std::vector<MemoryBreakdown>& mem) {
       hint));
 }
 
+ProgramTarget plan_target(const Scenario& s, const std::vector<MemoryBreakdown>& mem) {
+  ProgramTarget t;
+  t.known = true;
+  t.origin = s.origin;
+  t.plan_kind = to_string(s.plan.kind);
+  t.gpu = s.topology.gpu;
+  t.gpus_per_node = s.topology.gpus_per_node;
+  t.memory_bytes.reserve(mem.size());
+  for (const MemoryBreakdown& b : mem) t.memory_bytes.push_back(b.total());
+  return t;
+}
+
+ProgramTarget plan_target(const Scenario& s) {
+  std::vector<MemoryBreakdown> mem;
+  try {
+    mem = plan_memory(s);
+  } catch (const std::exception&) {
+    mem.clear();
+  }
+  return plan_target(s, mem);
+}
+
 }  // namespace masep::plan

@@ -64,18 +64,42 @@ double percentile(const std::vector<double>& sorted, double q) {
 
 }  // namespace
 
-RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t) {
+namespace {
+
+RunMetrics fold_whole(MetricsFolder& f, const Program& p, const Timeline& t) {
   if (t.ops.size() != p.ops.size()) {
     throw std::invalid_argument(fmt::format("compute_metrics: timeline has {} ops, program {}",
                                             t.ops.size(), p.ops.size()));
   }
-  MetricsFolder f(s, p, /*incremental=*/false);
   f.add(p.ops, t.ops, 0, p.collectives, 0, p.exchanges);
   return f.finish(t.makespan_ns);
 }
 
+}  // namespace
+
+RunMetrics compute_metrics(const Program& p, const Timeline& t) {
+  MetricsFolder f(p, /*incremental=*/false);
+  return fold_whole(f, p, t);
+}
+
+RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t) {
+  MetricsFolder f(s, p, /*incremental=*/false);
+  return fold_whole(f, p, t);
+}
+
+MetricsFolder::MetricsFolder(const Program& header, bool incremental)
+    : batch_(header.layout.batch),
+      target_(header.target),
+      ranks_(header.ranks),
+      incremental_(incremental),
+      acc_(header.ranks.size()) {}
+
 MetricsFolder::MetricsFolder(const Scenario& s, const Program& header, bool incremental)
-    : scenario_(s), ranks_(header.ranks), incremental_(incremental), acc_(header.ranks.size()) {}
+    : batch_(s.workload.batch),
+      target_(plan_target(s)),
+      ranks_(header.ranks),
+      incremental_(incremental),
+      acc_(header.ranks.size()) {}
 
 void MetricsFolder::add(std::span<const Op> ops, std::span<const OpTiming> t, OpId first_op,
                         std::span<const Collective> collectives, int32_t first_collective,
@@ -212,7 +236,7 @@ void MetricsFolder::fold(Rank& r, int64_t horizon) {
 
 RunMetrics MetricsFolder::finish(int64_t makespan_ns) {
   RunMetrics m;
-  m.batch = scenario_.workload.batch;
+  m.batch = static_cast<int>(batch_);
   m.makespan_ns = std::max(makespan_ns, last_end_);
   int64_t prev_end = 0;
   for (const int64_t end : step_end_) {
@@ -235,16 +259,11 @@ RunMetrics MetricsFolder::finish(int64_t makespan_ns) {
         static_cast<double>(m.batch) * m.steps * 1e9 / static_cast<double>(m.makespan_ns);
   }
 
-  // Memory per rank, when the plan's memory model can be computed.
-  std::vector<MemoryBreakdown> mem;
-  try {
-    mem = plan_memory(scenario_);
-    m.memory_available = mem.size() == ranks_.size();
-  } catch (const std::exception&) {
-    m.memory_available = false;
-  }
+  // Memory per rank, when the plan's memory model could be computed.
+  const std::vector<int64_t>& mem = target_.memory_bytes;
+  m.memory_available = !mem.empty() && mem.size() == ranks_.size();
 
-  const auto& gpu = scenario_.topology.gpu;
+  const auto& gpu = target_.gpu;
   const int n = static_cast<int>(ranks_.size());
   double util_sum = 0;
   const double steps = std::max(1, m.steps);
@@ -263,7 +282,7 @@ RunMetrics MetricsFolder::finish(int64_t makespan_ns) {
     rm.utilisation = m.makespan_ns > 0 ? static_cast<double>(rm.compute_busy_ns) /
                                              static_cast<double>(m.makespan_ns)
                                        : 0.0;
-    if (m.memory_available) rm.memory_bytes = mem[static_cast<size_t>(i)].total();
+    if (m.memory_available) rm.memory_bytes = mem[static_cast<size_t>(i)];
     rm.step_hbm_bytes = std::llround(static_cast<double>(a.bytes) / steps);
     rm.step_flops = a.flops / steps;
     // GB/s == bytes per ns; TFLOP/s · 1e3 == FLOPs per ns.

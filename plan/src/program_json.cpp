@@ -2,6 +2,7 @@
 
 #include "masep/plan/input_file.hpp"
 #include "masep/plan/output_file.hpp"
+#include "masep/plan/scenario.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -104,6 +105,26 @@ void write_program_json(const Program& p, std::ostream& out) {
               {"intra_node_GBps", l.intra_node_GBps},
               {"expert_holders", l.expert_holders},
               {"context_lengths", l.context_lengths}}}};
+  if (p.target.known) {
+    const ProgramTarget& t = p.target;
+    const topology::GpuSpec& g = t.gpu;
+    head["target"] = json{{"origin", t.origin},
+                          {"plan_kind", t.plan_kind},
+                          {"gpus_per_node", t.gpus_per_node},
+                          {"gpu",
+                           {{"name", g.name},
+                            {"bf16_tflops", g.bf16_tflops},
+                            {"fp16_tflops", g.fp16_tflops},
+                            {"fp8_tflops", g.fp8_tflops},
+                            {"int8_tops", g.int8_tops},
+                            {"fp4_tflops", g.fp4_tflops},
+                            {"hbm_gb", g.hbm_gb},
+                            {"hbm_GBps", g.hbm_GBps},
+                            {"sm_count", g.sm_count},
+                            {"nvlink_GBps", g.nvlink_GBps},
+                            {"compute_capability", g.compute_capability}}},
+                          {"memory_bytes", t.memory_bytes}};
+  }
   if (!l.expert_route.empty()) head["layout"]["expert_route"] = l.expert_route;
   if (l.expert_tensor_parallel != 1) {
     head["layout"]["expert_tensor_parallel"] = l.expert_tensor_parallel;
@@ -341,6 +362,11 @@ void check_layout(const Reader& r, const Program& p) {
       }
     }
   }
+  const auto& mem = p.target.memory_bytes;
+  if (!mem.empty() && mem.size() != p.ranks.size()) {
+    r.fail("target.memory_bytes",
+           std::to_string(mem.size()) + " entries for " + std::to_string(n) + " ranks");
+  }
   for (size_t i = 0; i < p.routing.size(); ++i) {
     const RoutingSample& rs = p.routing[i];
     const std::string w = idx("routing", i);
@@ -350,6 +376,37 @@ void check_layout(const Reader& r, const Program& p) {
     in_range(r, w + ".first_sequence", rs.first_sequence, 0, l.batch);
     for (int32_t e : rs.token_experts) in_range(r, w + ".token_experts", e, 0, p.model.experts - 1);
   }
+}
+
+// The optional "target" section (ProgramTarget): what metrics need of the scenario.
+void read_target(const Reader& r, const json& j, ProgramTarget& t) {
+  t.known = true;
+  t.origin = r.get<std::string>(j, "origin", "target");
+  t.plan_kind = r.get<std::string>(j, "plan_kind", "target");
+  if (t.plan_kind != to_string(PlanKind::kMaSeparation) &&
+      t.plan_kind != to_string(PlanKind::kColocated)) {
+    r.fail("target.plan_kind", "unknown value '" + t.plan_kind + "'");
+  }
+  t.gpus_per_node = r.get<int32_t>(j, "gpus_per_node", "target");
+  in_range(r, "target.gpus_per_node", t.gpus_per_node, 1, 1 << 16);
+  const json& jg = r.at(j, "gpu", "target");
+  topology::GpuSpec& g = t.gpu;
+  g.name = r.get<std::string>(jg, "name", "target.gpu");
+  const std::pair<const char*, double*> rates[] = {
+      {"bf16_tflops", &g.bf16_tflops}, {"fp16_tflops", &g.fp16_tflops},
+      {"fp8_tflops", &g.fp8_tflops},   {"int8_tops", &g.int8_tops},
+      {"fp4_tflops", &g.fp4_tflops},   {"hbm_gb", &g.hbm_gb},
+      {"hbm_GBps", &g.hbm_GBps},       {"nvlink_GBps", &g.nvlink_GBps}};
+  for (const auto& [key, v] : rates) {
+    *v = r.get<double>(jg, key, "target.gpu");
+    if (!(*v >= 0 && *v < 1e9)) r.fail(std::string("target.gpu.") + key, "not a finite value >= 0");
+  }
+  g.sm_count = r.get<int>(jg, "sm_count", "target.gpu");
+  in_range(r, "target.gpu.sm_count", g.sm_count, 0, 1 << 16);
+  g.compute_capability = r.get<int>(jg, "compute_capability", "target.gpu");
+  in_range(r, "target.gpu.compute_capability", g.compute_capability, 0, 1000);
+  t.memory_bytes = r.get<std::vector<int64_t>>(j, "memory_bytes", "target");
+  for (int64_t b : t.memory_bytes) in_range(r, "target.memory_bytes", b, 0, int64_t{1} << 50);
 }
 
 }  // namespace
@@ -460,6 +517,8 @@ Program read_program_json(std::istream& in, const std::string& source) {
   if (jl.contains("expert_route")) {
     l.expert_route = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_route", "layout");
   }
+
+  if (doc.contains("target")) read_target(r, r.at(doc, "target", ""), p.target);
 
   const json& jr = r.at(doc, "ranks", "");
   for (size_t i = 0; i < jr.size(); ++i) {

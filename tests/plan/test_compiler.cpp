@@ -8,12 +8,16 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <tuple>
 
 #include "fixtures.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/memory.hpp"
+#include "masep/plan/metrics.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/routing.hpp"
 
 namespace masep::plan {
@@ -648,6 +652,71 @@ TEST(CheckProgram, ExchangeIsOneRendezvousWithNoInternalOrder) {
   EXPECT_NO_THROW(check_program(p));  // rank 0: x0, x1; rank 1: x0, x1
   std::swap(p.stream_ops[1][kComm][0], p.stream_ops[1][kComm][1]);  // rank 1: x1, x0
   EXPECT_THROW(check_program(p), std::logic_error);
+}
+
+// The Program carries what metrics need of its scenario (ProgramTarget), so a dumped Program
+// is measured without the scenario: the compiler sets it, the JSON dump keeps it, and metrics
+// from it equal metrics from the scenario; a dump with a bad target names the key.
+TEST(ProgramTarget, SetByCompilerKeptByDumpUsedByMetrics) {
+  const Scenario s = few_steps(paper_scenario(), 2);
+  const Program p = compile(s);
+  ASSERT_TRUE(p.target.known);
+  EXPECT_EQ(p.target.gpu.name, s.topology.gpu.name);
+  EXPECT_EQ(p.target.gpus_per_node, s.topology.gpus_per_node);
+  EXPECT_EQ(p.target.plan_kind, "ma_separation");
+  const auto mem = plan_memory(s);
+  ASSERT_EQ(p.target.memory_bytes.size(), mem.size());
+  for (size_t i = 0; i < mem.size(); ++i) EXPECT_EQ(p.target.memory_bytes[i], mem[i].total());
+
+  std::ostringstream a;
+  write_program_json(p, a);
+  std::istringstream in(a.str());
+  const Program back = read_program_json(in, "dump.json");
+  std::ostringstream b;
+  write_program_json(back, b);
+  EXPECT_EQ(a.str(), b.str());
+
+  // A timeline with one ns per op, in op order, on one clock: enough for every metric.
+  Timeline t;
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    t.ops.push_back({static_cast<int64_t>(i), static_cast<int64_t>(i) + 1});
+  }
+  t.makespan_ns = static_cast<int64_t>(p.ops.size());
+  std::ostringstream from_scenario, from_program;
+  write_metrics_json(from_scenario, compute_metrics(s, p, t));
+  write_metrics_json(from_program, compute_metrics(back, t));
+  EXPECT_EQ(from_scenario.str(), from_program.str());
+  const RunMetrics m = compute_metrics(back, t);
+  EXPECT_TRUE(m.memory_available);
+  EXPECT_GT(m.ranks.at(0).roofline_floor_ns, 0);
+
+  // Without a target (a hand-built Program): no memory figures, no floors, no failure.
+  Program bare = p;
+  bare.target = ProgramTarget{};
+  const RunMetrics n = compute_metrics(bare, t);
+  EXPECT_FALSE(n.memory_available);
+  EXPECT_EQ(n.ranks.at(0).roofline_floor_ns, 0);
+
+  auto read_with = [&](const std::string& from, const std::string& to) {
+    std::string text = a.str();
+    const auto at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    std::istringstream bad(text);
+    try {
+      read_program_json(bad, "bad.json");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(read_with("\"hbm_GBps\":", "\"hbm_GBps\":-").find("bad.json: target.gpu.hbm_GBps"),
+            std::string::npos);
+  EXPECT_NE(
+      read_with("\"plan_kind\":\"ma_separation\"", "\"plan_kind\":\"x\"").find("target.plan_kind"),
+      std::string::npos);
+  EXPECT_NE(read_with("\"memory_bytes\":[", "\"memory_bytes\":[1,").find("target.memory_bytes"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "masep/plan/program.hpp"
 #include "masep/plan/scenario.hpp"
 
 namespace masep::plan {
@@ -33,5 +34,12 @@ void check_memory(const Scenario& s, const std::vector<MemoryBreakdown>& mem);
 /// one decimal), ranks over capacity marked. Large plans: ranks with identical breakdowns
 /// and role are folded into one row ("4-15"). For `masep plan` and check_memory's message.
 std::string memory_table(const Scenario& s, const std::vector<MemoryBreakdown>& mem);
+
+/// The ProgramTarget of scenario `s` (compile() sets Program::target with it): its origin, plan
+/// kind, GPU datasheet, GPUs per node and the per-rank totals of `mem` (plan_memory(s)).
+ProgramTarget plan_target(const Scenario& s, const std::vector<MemoryBreakdown>& mem);
+
+/// The same, computing plan_memory(s); memory_bytes stays empty when that throws.
+ProgramTarget plan_target(const Scenario& s);
 
 }  // namespace masep::plan

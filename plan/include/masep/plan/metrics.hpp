@@ -56,8 +56,14 @@ struct RunMetrics {
 /// before that it only waits for peers (comm_wait_ns, part of idle). comm busy = union of
 /// transfer intervals, exposed comm = comm busy not covered by compute ops, idle = makespan
 /// − union of compute and transfer intervals. Per-step bytes/FLOPs = rank totals /
-/// steps; the roofline floor uses the scenario's GPU datasheet (HBM GB/s, dense bf16 peak).
-/// Throws std::invalid_argument if the timeline's size does not match the program.
+/// steps; the roofline floor uses the GPU datasheet (HBM GB/s, dense bf16 peak) and memory
+/// comes from the plan's memory model, both from p.target (set by the compiler; a Program
+/// without one has no floors and no memory figures). Throws std::invalid_argument if the
+/// timeline's size does not match the program.
+RunMetrics compute_metrics(const Program& p, const Timeline& t);
+
+/// The same with the batch, datasheet and memory taken from scenario `s` (for Programs built
+/// or changed outside the compiler; equal to the above for a compiled Program of `s`).
 RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t);
 
 /// Writes `m` as one JSON object (every field above, ranks as an array; deterministic).

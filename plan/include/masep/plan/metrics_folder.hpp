@@ -22,8 +22,11 @@ namespace masep::plan {
 
 class MetricsFolder {
  public:
-  /// `header` gives the ranks (RankInfo: role, label); it need not hold ops. Neither is
-  /// kept: what is needed is copied.
+  /// `header` gives the ranks (RankInfo: role, label), the batch (layout.batch) and the GPU
+  /// datasheet and memory figures (target); it need not hold ops. It is not kept: what is
+  /// needed is copied.
+  MetricsFolder(const Program& header, bool incremental);
+  /// The same with the batch, datasheet and memory taken from scenario `s` (plan_target(s)).
   MetricsFolder(const Scenario& s, const Program& header, bool incremental);
 
   /// Ops ops[i] (id first_op + i) with timings t[i], in id order after the previous add();
@@ -49,7 +52,8 @@ class MetricsFolder {
   };
   void fold(Rank& r, int64_t horizon);
 
-  Scenario scenario_;
+  int64_t batch_ = 0;
+  ProgramTarget target_;
   std::vector<RankInfo> ranks_;
   bool incremental_;
   std::vector<Rank> acc_;

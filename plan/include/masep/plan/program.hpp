@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "masep/models/model.hpp"
+#include "masep/topology/gpu_spec.hpp"
 
 namespace masep::plan {
 
@@ -489,10 +490,26 @@ struct RoutingSample {
   std::vector<int32_t> token_experts;
 };
 
+/// What the metrics, tables and traces need of the scenario a Program was compiled from, so
+/// that a dumped Program is run and measured without its scenario (`masep exec --program`).
+/// Set by compile() and ProgramStream (plan_target in memory.hpp); written and read with the
+/// Program's JSON (an older dump has none: `known` is false). Owns its data.
+struct ProgramTarget {
+  bool known = false;         ///< false: a hand-built Program or a dump written without it
+  std::string origin;         ///< the scenario's file path, or "built-in"
+  std::string plan_kind;      ///< plan::to_string(PlanKind): "ma_separation" or "colocated"
+  topology::GpuSpec gpu;      ///< the topology's GPU datasheet (roofline floors)
+  int32_t gpus_per_node = 0;  ///< the topology's (trace: one process per node); 0 = unknown
+  /// Bytes each plan rank needs by the plan's memory model (plan_memory().total(), rank
+  /// order); empty when that model could not be computed.
+  std::vector<int64_t> memory_bytes;
+};
+
 struct Program {
   std::string scenario;  ///< scenario name
   models::Model model;   ///< the model the ops were compiled from (dims, dtype, activation)
   ProgramLayout layout;
+  ProgramTarget target;    ///< the scenario's hardware and memory figures (metrics, tables)
   int32_t first_step = 0;  ///< first decode step compiled (CompileOptions)
   int32_t steps = 0, layers = 0, micro_batches = 0;  ///< steps compiled from first_step
   std::vector<RankInfo> ranks;                       ///< index = position in the plan (0..N-1)
