@@ -564,6 +564,19 @@ int cmd_exec(const Args& args) {
           r.verify.pass ? "true" : "false", r.verify.rel_err, r.verify.max_abs_err,
           r.verify.tolerance, r.verify.tokens, r.verify.hidden);
     }
+    if (!r.recoveries.empty()) {
+      std::vector<std::string> recs;
+      for (const exec::RankRecoveryTiming& t : r.recoveries) {
+        recs.push_back(fmt::format(
+            "{{\"reason\":{},\"failed\":[{}],\"resume_step\":{},\"shrink\":{},"
+            "\"interrupt_ms\":{:.3f},\"directive_ms\":{:.3f},\"comm_ms\":{:.3f},"
+            "\"restart_ms\":{:.3f}}}",
+            plan::json_quoted(t.reason), fmt::join(t.failed, ","), t.resume_step,
+            t.shrink ? "true" : "false", t.interrupt_ms, t.directive_ms, t.comm_ms,
+            t.restart_ms));
+      }
+      extra += fmt::format(",\"recoveries\":[{}]", fmt::join(recs, ","));
+    }
     if (end != std::string::npos) js.insert(end, extra);
     std::cout << js;
     std::cout.flush();

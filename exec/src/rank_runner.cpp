@@ -291,7 +291,13 @@ class RankRunner {
   // (recovery), or nullptr.
   RankRunner(const ExecOptions& o, const ProcessEnv& env, Compiled c, ncclComm_t world = nullptr,
              RankChannel* ch = nullptr)
-      : o_(o), env_(env), c_(std::move(c)), p_(c_.program), world_(world), ch_(ch) {}
+      : o_(o),
+        env_(env),
+        c_(std::move(c)),
+        p_(c_.program),
+        world_(world),
+        ch_(ch),
+        resumed_(world != nullptr) {}
 
   ~RankRunner() {
     if (watchdog_) interrupted_ = interrupted_ || watchdog_->interrupted();
@@ -804,7 +810,8 @@ class RankRunner {
   void issue(const std::vector<char>& active, bool timed) {
     watchdog_->arm(&rp_, &ends_, &active);
     live_.clear();  // real gating: routes are decided again by every run
-    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    // The test hook names a rank of the first world only (a recovery renumbers the ranks).
+    const int fault_rank = resumed_ ? -1 : env_int("MASEP_EXEC_FAULT_RANK", -1);
     const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
     const int last_step = p_.first_step + std::max(0, p_.steps - 1);
     const int fault_step =
@@ -920,7 +927,8 @@ class RankRunner {
 
   void replay_step_graphs(const std::vector<char>& active) {
     watchdog_->arm(&rp_, &ends_, &active);
-    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    // The test hook names a rank of the first world only (a recovery renumbers the ranks).
+    const int fault_rank = resumed_ ? -1 : env_int("MASEP_EXEC_FAULT_RANK", -1);
     const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
     cudaStream_t origin = streams_[plan::kCompute];
     int issued = 0;
@@ -1553,6 +1561,7 @@ class RankRunner {
   std::unique_ptr<Watchdog> watchdog_;
   ncclComm_t world_ = nullptr;
   RankChannel* ch_ = nullptr;
+  bool resumed_ = false;  // runs the survivors' Program after a recovery
   bool interrupted_ = false;
   int64_t timed_start_ns_ = 0;
   int kill_step_ = -1;                    // injected kill of this rank's GPU

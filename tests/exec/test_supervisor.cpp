@@ -3,6 +3,7 @@
 // the recovery callback -> new world directives; a survivor that never reports is killed;
 // without a callback everyone is stopped. Plus the protocol's message format.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -67,6 +68,38 @@ TEST(Directive, FormatAndParseRoundTrip) {
   EXPECT_THROW(parse_directive("recover 0 2 0 reinit - - p"), std::invalid_argument);  // no id
   EXPECT_THROW(parse_directive("dead x"), std::invalid_argument);
   EXPECT_THROW(parse_directive("resume"), std::invalid_argument);
+}
+
+// The rank's end: `dead` is seen once by poll_dead, a directive read on the way is kept for
+// await, await skips `dead`, times out, and reports a closed pipe.
+TEST(RankChannel, PollAwaitTimeoutAndClosedPipe) {
+  int ctl[2], st[2];
+  ASSERT_EQ(pipe(ctl), 0);
+  ASSERT_EQ(pipe(st), 0);
+  RankChannel ch(ctl[0], st[1]);
+  EXPECT_FALSE(ch.poll_dead());
+  const std::string lines = "dead 2\nleave\n";
+  ASSERT_EQ(write(ctl[1], lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
+  std::vector<int> dead;
+  EXPECT_TRUE(ch.poll_dead(&dead));
+  EXPECT_EQ(dead, (std::vector<int>{2}));
+  EXPECT_FALSE(ch.poll_dead());  // seen once
+  EXPECT_EQ(ch.await(1).kind, Directive::kLeave);
+  const std::string more = "dead 1\nrecover 0 1 3 reinit ab - p.json\n";
+  ASSERT_EQ(write(ctl[1], more.data(), more.size()), static_cast<ssize_t>(more.size()));
+  const Directive d = ch.await(1);
+  EXPECT_EQ(d.kind, Directive::kRecover);
+  EXPECT_EQ(d.nccl_id_hex, "ab");
+  EXPECT_THROW(ch.await(0.1), std::runtime_error);  // nothing more: timeout
+  ch.report_interrupted(7);
+  char buf[32] = {};
+  ASSERT_GT(read(st[0], buf, sizeof buf - 1), 0);
+  EXPECT_STREQ(buf, "interrupted 7\n");
+  close(ctl[1]);
+  EXPECT_THROW(ch.await(1), std::runtime_error);  // the launcher is gone
+  close(ctl[0]);
+  close(st[0]);
+  close(st[1]);
 }
 
 TEST(Supervisor, NormalEndReturnsZero) {
