@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <sstream>
 
 #include "masep/plan/errors.hpp"
 
@@ -55,6 +56,27 @@ std::pair<std::string, double> network_tier_param(const std::string& network) {
   if (network == "auto") return {"network_tier", 2};
   throw plan::InputError("", 0, 0, "--network",
                          "'" + network + "' is not a network tier (flow, fluid or auto)");
+}
+
+// --fault "kind=gpu,gpu=3,step=10" (or a YAML flow mapping) -> "faults+={...}".
+std::string fault_override(const std::string& text) {
+  if (!text.empty() && text.front() == '{') return "faults+=" + text;
+  std::string yaml = "{";
+  std::stringstream in(text);
+  std::string item;
+  bool first = true;
+  while (std::getline(in, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw plan::InputError("--fault", 0, 0, text,
+                             "expected KEY=VALUE pairs separated by commas, e.g. "
+                             "kind=gpu,gpu=3,step=10 (item '" +
+                                 item + "')");
+    }
+    yaml += (first ? "" : ", ") + item.substr(0, eq) + ": " + item.substr(eq + 1);
+    first = false;
+  }
+  return "faults+=" + yaml + "}";
 }
 
 }  // namespace masep::tools

@@ -32,4 +32,9 @@ inline constexpr const char* kNetworkHelp =
 /// "auto"; throws plan::InputError naming --network for anything else.
 std::pair<std::string, double> network_tier_param(const std::string& network);
 
+/// `--fault kind=gpu,gpu=3,step=10` (or a YAML flow mapping `{kind: gpu, ...}`) as the
+/// scenario override `faults+={...}` (masep sim, masep exec). Throws plan::InputError naming
+/// --fault for text that is not KEY=VALUE pairs.
+std::string fault_override(const std::string& text);
+
 }  // namespace masep::tools

@@ -25,6 +25,7 @@
 #include "masep/plan/memory.hpp"
 #include "masep/plan/metrics.hpp"
 #include "masep/plan/program_json.hpp"
+#include "masep/plan/rank_recovery.hpp"
 #include "masep/plan/trace.hpp"
 #include "sim_run.hpp"
 #include "table.hpp"
@@ -72,6 +73,17 @@ Failure: a rank that dies stops the others (SIGTERM, then SIGKILL); a rank that 
 --timeout seconds, or gets an NCCL error, aborts its communicators and exits non-zero naming
 the op it waited on. Test hooks: MASEP_EXEC_FAULT_RANK=R (rank R kills itself at step
 MASEP_EXEC_FAULT_STEP, default 1; MASEP_EXEC_FAULT_MODE=hang: it stops issuing instead).
+
+Faults (docs/fault-tolerance.md): the scenario's `faults:` or --fault (as `masep sim` takes
+it) of kind gpu (the rank on that GPU SIGKILLs itself when the timed run reaches the step)
+or straggler (its compute launches of those steps take 1/speed as long). With a gpu fault
+(or --recover) the run survives failures on one host: the launcher sees the child die and
+tells the survivors, they stop their NCCL work and report the first step they had not
+finished, the launcher re-maps the plan (plan::recover_ranks: attention to the surviving
+replicas, experts to their copies or re-loaded) and the survivors shrink their world
+communicator (or re-initialise it, --no-shrink), re-lower their launches and run the new
+Program from that step. A plan whose redundancy cannot cover a fault is refused before the
+run, saying what would be lost.
 
 options)";
 
@@ -152,6 +164,56 @@ exec::Compiled compile_for_exec(const plan::Scenario& s, bool verify) {
     c.reference = plan::compile(reference_scenario(s), co);
   }
   return c;
+}
+
+// --straggler gpu=G,speed=X[,step=S][,steps=N]: a straggler fault for the executor in any plan
+// (the scenario's `faults:` take MA-separation plans only). Throws std::invalid_argument.
+plan::ExecFault parse_straggler(const std::string& text, const plan::Program& p) {
+  plan::ExecFault f;
+  f.kind = plan::ExecFault::kStraggler;
+  f.gpu = -1;
+  f.step = p.first_step;
+  f.speed = 0;
+  int steps = 0;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    const auto eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (key != "gpu" && key != "speed" && key != "step" && key != "steps") {
+      throw std::invalid_argument("unknown key '" + key + "' (gpu, speed, step, steps)");
+    }
+    size_t used = 0;
+    try {
+      if (key == "gpu") {
+        f.gpu = std::stoi(value, &used);
+      } else if (key == "speed") {
+        f.speed = std::stod(value, &used);
+      } else if (key == "step") {
+        f.step = std::stoi(value, &used);
+      } else {
+        steps = std::stoi(value, &used);
+      }
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size()) {
+      throw std::invalid_argument("'" + item + "' is not KEY=NUMBER (gpu, speed, step, steps)");
+    }
+  }
+  bool used_gpu = false;
+  for (const auto& r : p.ranks) used_gpu = used_gpu || r.gpu == f.gpu;
+  if (!used_gpu) throw std::invalid_argument(fmt::format("GPU {} is not used by the plan", f.gpu));
+  if (!(f.speed > 0 && f.speed < 1)) {
+    throw std::invalid_argument(fmt::format("speed {} is not in (0, 1)", f.speed));
+  }
+  if (f.step < p.first_step || f.step >= p.first_step + p.steps || steps < 0) {
+    throw std::invalid_argument(fmt::format("step {} (steps {}) is outside the run's steps {}..{}",
+                                            f.step, steps, p.first_step,
+                                            p.first_step + p.steps - 1));
+  }
+  f.last_step = steps > 0 ? f.step + steps - 1 : -1;
+  return f;
 }
 
 // A Program read from a file belongs to `s` (same name, ranks and batch).
@@ -250,6 +312,9 @@ int cmd_exec(const Args& args) {
   std::vector<std::string> overrides;
   int steps = 0, dump_rank = -1;
   std::string routing, expert_gemm, launch_mode;
+  std::vector<std::string> faults;
+  std::string straggler;
+  double report_timeout = 30;
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")(
       "set", po::value(&overrides)->composing(),
@@ -278,7 +343,21 @@ int cmd_exec(const Args& args) {
       "--verify bound on |out - ref| / |ref|")(
       "dry-run", "build every rank's launch plan on the CPU and print memory; no GPU")(
       "dump-launches", po::value(&dump_rank), "with --dry-run: print rank R's launches")(
-      "quiet,q", "print only the summary lines");
+      "quiet,q", "print only the summary lines")(
+      "fault", po::value(&faults)->composing(),
+      "inject a fault, KEY=VALUE,... as masep sim takes it (kind=gpu,gpu=G,step=S: the rank on "
+      "GPU G dies at step S; kind=straggler,gpu=G,step=S[,steps=N],speed=X)")(
+      "straggler", po::value(&straggler),
+      "slow one GPU in any plan (co-located too): gpu=G,speed=X[,step=S][,steps=N] (its "
+      "compute launches of those steps take 1/X as long; default from the first step on)")(
+      "fault-hang", "an injected gpu fault stops its rank issuing instead of killing it (the "
+      "peers' watchdogs find the stall after --timeout)")(
+      "recover", "survive rank failures (implied by a gpu fault): re-map, shrink, resume")(
+      "no-shrink", "recover by re-initialising the communicators with a new id, not "
+      "ncclCommShrink")(
+      "report-timeout", po::value(&report_timeout)->default_value(30.0),
+      "seconds the launcher waits for the survivors to report a failure before killing the "
+      "silent ones");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario_name));
   po::positional_options_description pos;
@@ -342,21 +421,17 @@ int cmd_exec(const Args& args) {
     return 2;
   }
   if (o.verify) overrides.push_back("workload.decode_steps=1");
+  if (!faults.empty() && scenario_name.empty()) {
+    std::fprintf(stderr, "masep exec: --fault adds to a SCENARIO's faults; none was given\n");
+    return 2;
+  }
+  for (const auto& f : faults) overrides.push_back(fault_override(f));
 
   // The scenario (metrics, names) and the Program(s): compiled here once, read from
   // --program, or, in a rank process this command started, read from the launcher's files.
   const exec::ProcessEnv env = exec::detect_process_env();
   std::optional<plan::Scenario> scenario;
   if (!scenario_name.empty()) scenario = plan::load_scenario(scenario_name, overrides);
-  if (scenario && plan::has_fault_features(scenario->fault_tolerance, scenario->faults)) {
-    std::fprintf(stderr,
-                 "masep exec: scenario '%s' has fault-tolerance features (faults:, KV mirrors or "
-                 "standby GPUs, issue 18), which the executor does not run yet (no rank is "
-                 "killed, no communicator shrunk); simulate it with masep sim, or remove "
-                 "faults: and fault_tolerance:\n",
-                 scenario->name.c_str());
-    return 2;
-  }
   exec::Compiled c;
   const char* child_program = std::getenv(kProgramEnv);
   const bool mpi = env.mode == exec::LaunchMode::kMpi || env.mode == exec::LaunchMode::kSlurm;
@@ -399,7 +474,51 @@ int cmd_exec(const Args& args) {
   // dense layers, non-bf16 formats) are refused here, naming the feature, before any rank
   // starts (issue 15).
   exec::check_model_supported(c.program);
-  if (vm.count("dry-run")) return dry_run(o, c.program, dump_rank);
+
+  // Faults (issue 18): checked, and every kill's recovery planned, before any rank starts.
+  plan::CompileOptions fco;
+  fco.record_token_routing = true;
+  fco.per_sequence_routing = o.verify;
+  const plan::ExecFaultPlan fp =
+      scenario ? plan::plan_exec_faults(*scenario, c.program, fco) : plan::ExecFaultPlan{};
+  o.faults = fp.faults;
+  if (!straggler.empty()) {
+    try {
+      o.faults.push_back(parse_straggler(straggler, c.program));
+    } catch (const std::invalid_argument& e) {
+      std::fprintf(stderr, "masep exec: --straggler %s: %s\n", straggler.c_str(), e.what());
+      return 2;
+    }
+  }
+  o.kill_hangs = vm.count("fault-hang") > 0;
+  o.recover = vm.count("recover") > 0 || !fp.recoveries.empty();
+  if (o.recover && mpi) {
+    std::fprintf(stderr,
+                 "masep exec: recovery from rank failures runs on one host (masep exec starts "
+                 "and supervises the ranks); under mpirun/srun a failure stops the run\n");
+    return 2;
+  }
+  if (o.recover && !scenario) {
+    std::fprintf(stderr,
+                 "masep exec: recovery re-compiles the survivors' Program from the scenario; give "
+                 "the SCENARIO with --program\n");
+    return 2;
+  }
+  if (o.recover && scenario->plan.kind != plan::PlanKind::kMaSeparation) {
+    std::fprintf(stderr,
+                 "masep exec: recovery re-maps MA-separation plans only (plan.kind is %s)\n",
+                 plan::to_string(scenario->plan.kind));
+    return 2;
+  }
+  if (vm.count("dry-run")) {
+    for (size_t i = 0; i < fp.recoveries.size(); ++i) {
+      std::printf("recovery %zu (predicted, resuming at the fault's step):\n", i + 1);
+      for (const std::string& line : fp.recoveries[i].describe()) {
+        std::printf("  %s\n", line.c_str());
+      }
+    }
+    return dry_run(o, c.program, dump_rank);
+  }
 
   if (env.mode == exec::LaunchMode::kLauncher) {
     const TempDir dir;
@@ -414,16 +533,50 @@ int cmd_exec(const Args& args) {
     }
     Args child = {"exec"};
     child.insert(child.end(), args.begin(), args.end());
-    return exec::launch_local(c.program.rank_count(), child, child_env);
+    if (!o.recover) return exec::launch_local(c.program.rank_count(), child, child_env);
+    // Recovery: the launcher re-maps the plan in force after each failure and hands the
+    // survivors its Program through a file in the same private folder.
+    plan::Scenario cur_s = *scenario;
+    cur_s.faults.clear();
+    plan::Program cur_p = c.program;
+    int round = 0;
+    const bool no_shrink = vm.count("no-shrink") > 0;
+    auto on_failure = [&](const std::vector<int>& failed, int resume) {
+      const plan::RankRecovery rr = plan::recover_ranks(cur_s, cur_p, failed, resume, fco);
+      for (const std::string& line : rr.describe()) {
+        std::fprintf(stderr, "masep exec: recovery: %s\n", line.c_str());
+      }
+      exec::WorldChange wc;
+      wc.new_rank_of_old = rr.new_rank_of_old;
+      wc.shrink = rr.shrink && !no_shrink;
+      wc.resume_step = resume;
+      wc.program_path = fmt::format("{}/program-{}.json", dir.path(), ++round);
+      plan::write_program_json_file(rr.program, wc.program_path);
+      cur_s = rr.remap.degraded;
+      cur_p = rr.program;
+      return wc;
+    };
+    return exec::launch_local(c.program.rank_count(), child, child_env, on_failure,
+                              report_timeout);
   }
   const exec::ExecResult r = exec::run_rank(o, env, std::move(c));
   if (!r.has_timeline) return 0;  // ranks other than 0 report through rank 0
   const auto& p = r.compiled.program;
+  for (const exec::RankRecoveryTiming& t : r.recoveries) {
+    std::printf(
+        "recovery          %s; ranks %s failed; this rank: run stopped in %.1f ms, directive "
+        "after %.1f ms, communicator %s in %.1f ms, re-lowered and running again %.1f ms later "
+        "(from step %d)\n",
+        t.reason.c_str(), fmt::format("{}", fmt::join(t.failed, ",")).c_str(), t.interrupt_ms,
+        t.directive_ms, t.shrink ? "shrunk" : "re-initialised", t.comm_ms, t.restart_ms,
+        t.resume_step);
+  }
   if (!trace_path.empty()) {
     plan::TraceOptions to;
     to.gpus_per_node = std::max(1, p.target.gpus_per_node);
     plan::write_trace_file(trace_path, p, r.run.timeline, to);
   }
+  // After a recovery p is the survivors' Program, compiled with its own target (memory).
   const plan::RunMetrics m = plan::compute_metrics(p, r.run.timeline);
   const exec::Roofline rf = exec::compute_roofline(p, r.copy_GBps, m.tpot_mean_ms);
   if (vm.count("json")) {
@@ -445,6 +598,19 @@ int cmd_exec(const Args& args) {
           "\"tolerance\":{:.3g},\"tokens\":{},\"hidden\":{}}}",
           r.verify.pass ? "true" : "false", r.verify.rel_err, r.verify.max_abs_err,
           r.verify.tolerance, r.verify.tokens, r.verify.hidden);
+    }
+    if (!r.recoveries.empty()) {
+      std::vector<std::string> recs;
+      for (const exec::RankRecoveryTiming& t : r.recoveries) {
+        recs.push_back(fmt::format(
+            "{{\"reason\":{},\"failed\":[{}],\"resume_step\":{},\"shrink\":{},"
+            "\"interrupt_ms\":{:.3f},\"directive_ms\":{:.3f},\"comm_ms\":{:.3f},"
+            "\"restart_ms\":{:.3f}}}",
+            plan::json_quoted(t.reason), fmt::join(t.failed, ","), t.resume_step,
+            t.shrink ? "true" : "false", t.interrupt_ms, t.directive_ms, t.comm_ms,
+            t.restart_ms));
+      }
+      extra += fmt::format(",\"recoveries\":[{}]", fmt::join(recs, ","));
     }
     if (end != std::string::npos) js.insert(end, extra);
     std::cout << js;

@@ -121,27 +121,6 @@ void print_table(const SimRun& run, bool quiet) {
   t.print(stdout, 0);
 }
 
-// --fault "kind=gpu,gpu=3,step=10" (or a YAML flow mapping) -> "faults+={...}".
-std::string fault_override(const std::string& text) {
-  if (!text.empty() && text.front() == '{') return "faults+=" + text;
-  std::string yaml = "{";
-  std::stringstream in(text);
-  std::string item;
-  bool first = true;
-  while (std::getline(in, item, ',')) {
-    const auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      throw plan::InputError("--fault", 0, 0, text,
-                             "expected KEY=VALUE pairs separated by commas, e.g. "
-                             "kind=gpu,gpu=3,step=10 (item '" +
-                                 item + "')");
-    }
-    yaml += (first ? "" : ", ") + item.substr(0, eq) + ": " + item.substr(eq + 1);
-    first = false;
-  }
-  return "faults+=" + yaml + "}";
-}
-
 // The per-step TPOT timeline of a run with faults: CSV or JSON by the file's extension.
 void write_timeline(const std::string& path, const sim::FaultRunResult& r) {
   std::ostringstream text;

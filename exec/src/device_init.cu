@@ -219,4 +219,33 @@ void scatter_rows_bf16(const void* in, void* a, void* b, const int32_t* map, int
       static_cast<const int4*>(in), static_cast<int4*>(a), static_cast<int4*>(b), map, rows, vc);
 }
 
+namespace {
+
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__global__ void timer_mark_kernel(unsigned long long* slot) { *slot = global_ns(); }
+
+__global__ void timer_stretch_kernel(const unsigned long long* slot, double factor) {
+  const unsigned long long start = *slot;
+  const unsigned long long now = global_ns();
+  const unsigned long long until =
+      start + static_cast<unsigned long long>(static_cast<double>(now - start) * factor);
+  while (global_ns() < until) __nanosleep(500);
+}
+
+}  // namespace
+
+void straggler_mark(uint64_t* slot, cudaStream_t stream) {
+  timer_mark_kernel<<<1, 1, 0, stream>>>(reinterpret_cast<unsigned long long*>(slot));
+}
+
+void straggler_stretch(const uint64_t* slot, double speed, cudaStream_t stream) {
+  timer_stretch_kernel<<<1, 1, 0, stream>>>(reinterpret_cast<const unsigned long long*>(slot),
+                                            1.0 / speed);
+}
+
 }  // namespace masep::exec::detail

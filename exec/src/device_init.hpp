@@ -59,4 +59,11 @@ void gather_rows_bf16(void* out, const void* a, const void* b, const int32_t* ma
 void scatter_rows_bf16(const void* in, void* a, void* b, const int32_t* map, int64_t rows,
                        int64_t cols, cudaStream_t stream);
 
+/// Straggler mode (issue 18): straggler_mark writes the GPU's global timer (ns) to *slot;
+/// straggler_stretch, issued after the op on the same stream, spins (one thread, nanosleep)
+/// until the time since the mark is 1/speed of what it was when the stretch started, so the
+/// op between the two takes 1/speed as long (0 < speed <= 1).
+void straggler_mark(uint64_t* slot, cudaStream_t stream);
+void straggler_stretch(const uint64_t* slot, double speed, cudaStream_t stream);
+
 }  // namespace masep::exec::detail

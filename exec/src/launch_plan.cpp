@@ -55,6 +55,7 @@ OpKind kind_of(OpRole r) {
     case OpRole::kDispatch:
     case OpRole::kReturn:
     case OpRole::kExpertMove:
+    case OpRole::kKvMirror:  // fault tolerance: the step's new KV entries to the mirrors
       return OpKind::kExchange;
     case OpRole::kExpertUp:
     case OpRole::kExpertDown:
@@ -82,8 +83,7 @@ OpKind kind_of(OpRole r) {
     case OpRole::kMlaAttention:
       return OpKind::kAttention;
     case OpRole::kOther:
-    case OpRole::kKvMirror:  // fault tolerance: refused by check_roles
-    case OpRole::kCommRebuild:
+    case OpRole::kCommRebuild:  // recovery work: refused by check_roles
     case OpRole::kWeightLoad:
     case OpRole::kKvRebuild:
     case OpRole::kReprefill:
@@ -307,10 +307,10 @@ class Builder {
     for (const auto& list : p_.stream_ops[static_cast<size_t>(rank_)]) {
       for (OpId id : list) {
         const Op& o = p_.ops[static_cast<size_t>(id)];
-        if (plan::is_fault_tolerance(o.role)) {
+        if (plan::is_fault_tolerance(o.role) && o.role != OpRole::kKvMirror) {
           throw std::invalid_argument(fmt::format(
-              "op {} ({}): role {} is fault-tolerance work (KV mirroring or recovery, issue 18), "
-              "which the executor does not run yet; simulate it with masep sim",
+              "op {} ({}): role {} is recovery work as the simulator models it (a "
+              "compile_recovery Program, issue 18); the executor recovers for real instead",
               o.id, o.name, plan::to_string(o.role)));
         }
         if (o.role == OpRole::kExpertMove) {
@@ -966,7 +966,8 @@ class Builder {
       case OpRole::kSharedDown:
       case OpRole::kExpertReduce:  // refused by check_model_supported
       case OpRole::kExpertMove:    // refused by check_roles
-      case OpRole::kKvMirror:    // fault tolerance: refused by check_roles
+      case OpRole::kKvMirror:  // the step's new KV entries to the mirrors: their bytes
+        return exchange(o);
       case OpRole::kCommRebuild:
       case OpRole::kWeightLoad:
       case OpRole::kKvRebuild:
@@ -1301,7 +1302,8 @@ class Builder {
       const int peer = peer_op.rank;
       const Buf b = send ? (ret ? Buf::kRetSend : Buf::kSend) : (ret ? Buf::kRetRecv : Buf::kRecv);
       int64_t& off = send ? soff : roff;
-      const int64_t at = real_ ? real_offset(o, send, peer, tr.bytes) : off;
+      const bool routed = real_ && o.role != OpRole::kKvMirror;
+      const int64_t at = routed ? real_offset(o, send, peer, tr.bytes) : off;
       l.parts.push_back({send, peer, ref(b, o.micro_batch, tr.bytes, at), tr.bytes, o.id});
       off += (tr.bytes + 255) / 256 * 256;
     }

@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nccl.h>
 #include <signal.h>
 #include <time.h>
@@ -17,7 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -35,6 +38,7 @@
 #include "masep/kernels/rope.hpp"
 #include "masep/kernels/router.hpp"
 #include "masep/plan/errors.hpp"
+#include "masep/plan/program_json.hpp"
 #include "masep/plan/seeded_hash.hpp"
 #include "mpi_bootstrap.hpp"
 
@@ -61,14 +65,32 @@ int env_int(const char* name, int fallback) {
 
 // ---- watchdog ------------------------------------------------------------------------------
 
-// Polls NCCL's asynchronous errors and the progress of the issued launches; on an error or
-// no progress for `timeout`, prints what the rank was waiting on, aborts every
-// communicator and ends the process (exit code 4). A second thread ends the process anyway
-// if the abort itself hangs.
+// Polls NCCL's asynchronous errors, the progress of the issued launches and (with a
+// launcher that supervises with recovery) the launcher's `dead` notices. On an error or no
+// progress for `timeout`, without recovery: prints what the rank was waiting on, aborts every
+// communicator and ends the process (exit code 4; a second thread ends it anyway if the
+// abort hangs). With recovery (and on a `dead` notice): interrupts the run instead: notes the
+// first step not finished, stops the communicators' in-flight work (ncclCommRevoke; handles
+// stay valid, the main thread aborts or shrinks them) and sets interrupted(); the main thread
+// sees it at its next launch or synchronisation. If the main thread has not taken the
+// interruption within `timeout`, the process ends (exit code 4): it never hangs.
+struct Interruption {
+  int step = 0;
+  std::string reason;
+  std::vector<int> dead;  // ranks the launcher reported dead (empty: detected here)
+  int64_t detect_ns = 0, stopped_ns = 0;
+};
+
 class Watchdog {
  public:
-  Watchdog(int rank, int device, double timeout_s, const plan::Program& p)
-      : rank_(rank), device_(device), timeout_ns_(static_cast<int64_t>(timeout_s * 1e9)), p_(p) {
+  Watchdog(int rank, int device, double timeout_s, const plan::Program& p, RankChannel* ch,
+           bool recover)
+      : rank_(rank),
+        device_(device),
+        timeout_ns_(static_cast<int64_t>(timeout_s * 1e9)),
+        p_(p),
+        ch_(ch),
+        recover_(recover) {
     last_progress_ns_ = now_ns();
     thread_ = std::thread([this] { loop(); });
   }
@@ -84,6 +106,13 @@ class Watchdog {
     std::lock_guard<std::mutex> lk(mu_);
     comms_.push_back(c);
   }
+  bool interrupted() const { return interrupted_.load(); }
+  Interruption interruption() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return why_;
+  }
+  // The main thread took the interruption: the watchdog stops its deadline.
+  void acknowledge() { acknowledged_.store(true); }
   void phase(const char* name) {
     std::lock_guard<std::mutex> lk(mu_);
     phase_ = name;
@@ -114,34 +143,95 @@ class Watchdog {
     while (!stop_) {
       cv_.wait_for(lk, std::chrono::milliseconds(50));
       if (stop_) break;
+      if (interrupted_) {
+        if (!acknowledged_ && now_ns() - why_.stopped_ns > timeout_ns_) {
+          recover_ = false;
+          fail(fmt::format("interrupted ({}) but the run did not stop within {:.0f} s",
+                           why_.reason, timeout_ns_ / 1e9));
+        }
+        continue;
+      }
+      if (ch_) {
+        std::vector<int> dead;
+        if (ch_->poll_dead(&dead)) {
+          why_.dead = dead;
+          fail(fmt::format("the launcher reports rank(s) {} dead", fmt::join(dead, ",")));
+          continue;
+        }
+      }
+      bool failed = false;
       for (ncclComm_t c : comms_) {
         ncclResult_t err = ncclSuccess;
         if (ncclCommGetAsyncError(c, &err) == ncclSuccess && err != ncclSuccess &&
             err != ncclInProgress) {
           fail(fmt::format("NCCL reported an asynchronous error: {}", ncclGetErrorString(err)));
+          failed = true;
+          break;
         }
       }
-      if (plan_) {
-        const int issued = issued_.load();
-        while (completed_ < issued) {
-          if (active_ && !(*active_)[static_cast<size_t>(completed_)]) {
-            ++completed_;
-            continue;
-          }
-          const cudaError_t q = cudaEventQuery((*ends_)[static_cast<size_t>(completed_)]);
-          if (q == cudaErrorNotReady) break;
-          if (q != cudaSuccess) fail(fmt::format("CUDA error: {}", cudaGetErrorString(q)));
-          ++completed_;
-          last_progress_ns_ = now_ns();
-        }
-      }
+      if (failed) continue;
+      if (plan_ && !advance()) continue;
       if (now_ns() - last_progress_ns_ > timeout_ns_) {
         fail(fmt::format("no progress for {:.0f} s (--timeout)", timeout_ns_ / 1e9));
       }
     }
   }
 
-  [[noreturn]] void fail(const std::string& reason) {
+  // Counts completed launches; false after a failure (CUDA error).
+  bool advance() {
+    const int issued = issued_.load();
+    while (completed_ < issued) {
+      if (active_ && !(*active_)[static_cast<size_t>(completed_)]) {
+        ++completed_;
+        continue;
+      }
+      const cudaError_t q = cudaEventQuery((*ends_)[static_cast<size_t>(completed_)]);
+      if (q == cudaErrorNotReady) break;
+      if (q != cudaSuccess) {
+        fail(fmt::format("CUDA error: {}", cudaGetErrorString(q)));
+        return false;
+      }
+      ++completed_;
+      last_progress_ns_ = now_ns();
+    }
+    return true;
+  }
+
+  // With recovery: interrupt the run (see the class comment); else end the process.
+  void fail(const std::string& reason) {
+    if (!recover_) die(reason);
+    why_.detect_ns = now_ns();
+    why_.reason = reason;
+    // The first step this rank had not finished: that of the first incomplete active launch
+    // of the run being watched (none: outside a run, the Program's first step; all done: its
+    // last step).
+    const int last_step = p_.first_step + std::max(0, p_.steps - 1);
+    const bool after_run =
+        std::strcmp(phase_, "gather") == 0 || std::strcmp(phase_, "shutdown") == 0;
+    int step = plan_ || after_run ? last_step : p_.first_step;
+    if (plan_) {
+      for (size_t i = static_cast<size_t>(completed_); i < plan_->launches.size(); ++i) {
+        if (active_ && !(*active_)[i]) continue;
+        step = std::min(step, plan_->launches[i].step);
+      }
+    }
+    why_.step = std::clamp(step, p_.first_step, last_step);
+    std::fprintf(stderr,
+                 "masep exec: rank %d: %s; stopping its NCCL work (first unfinished step %d) and "
+                 "waiting for the launcher\n",
+                 rank_, reason.c_str(), why_.step);
+    std::fflush(stderr);
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 28, 0)
+    for (ncclComm_t c : comms_) ncclCommRevoke(c, NCCL_REVOKE_DEFAULT);
+#else
+    die(reason + " (this NCCL has no ncclCommRevoke: no recovery)");
+#endif
+    why_.stopped_ns = now_ns();
+    plan_ = nullptr;
+    interrupted_.store(true);
+  }
+
+  [[noreturn]] void die(const std::string& reason) {
     std::string waiting = fmt::format("phase '{}'", phase_);
     if (plan_ && completed_ < static_cast<int>(plan_->launches.size())) {
       const Launch& l = plan_->launches[static_cast<size_t>(completed_)];
@@ -167,6 +257,10 @@ class Watchdog {
   int rank_, device_;
   int64_t timeout_ns_;
   const plan::Program& p_;
+  RankChannel* ch_;
+  bool recover_;
+  Interruption why_;
+  std::atomic<bool> interrupted_{false}, acknowledged_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -183,12 +277,69 @@ class Watchdog {
 
 // ---- the rank --------------------------------------------------------------------------------
 
+// A run stopped by the watchdog's interruption (recovery, see Watchdog).
+struct RankInterrupted : std::runtime_error {
+  explicit RankInterrupted(Interruption w)
+      : std::runtime_error("interrupted: " + w.reason), why(std::move(w)) {}
+  Interruption why;
+};
+
 class RankRunner {
  public:
-  RankRunner(const ExecOptions& o, const ProcessEnv& env, Compiled c)
-      : o_(o), env_(env), c_(std::move(c)), p_(c_.program) {}
+  // `world`: a world communicator built by an earlier recovery (shrunk or re-initialised);
+  // nullptr: initialise one from the environment's NCCL id. `ch`: the launcher's channel
+  // (recovery), or nullptr.
+  RankRunner(const ExecOptions& o, const ProcessEnv& env, Compiled c, ncclComm_t world = nullptr,
+             RankChannel* ch = nullptr)
+      : o_(o),
+        env_(env),
+        c_(std::move(c)),
+        p_(c_.program),
+        world_(world),
+        ch_(ch),
+        resumed_(world != nullptr) {}
 
-  ~RankRunner() { release(); }
+  ~RankRunner() {
+    if (watchdog_) interrupted_ = interrupted_ || watchdog_->interrupted();
+    watchdog_.reset();  // stops polling the communicators before they go
+    release();
+  }
+
+  // After a RankInterrupted: the world communicator (revoked, still valid) for a shrink; the
+  // runner no longer owns it.
+  ncclComm_t take_world() {
+    ncclComm_t w = world_;
+    world_ = nullptr;
+    return w;
+  }
+  int64_t timed_start_ns() const { return timed_start_ns_; }
+  Compiled take_compiled() { return std::move(c_); }
+
+  // Runs the Program; a run the watchdog interrupted (recovery) throws RankInterrupted,
+  // whatever failed on the way (a revoked communicator's call, a launch).
+  ExecResult run() {
+    try {
+      return run_inner();
+    } catch (const RankInterrupted&) {
+      throw;
+    } catch (...) {
+      if (watchdog_ && watchdog_->interrupted()) {
+        interrupted_ = true;
+        watchdog_->acknowledge();
+        throw RankInterrupted(watchdog_->interruption());
+      }
+      throw;
+    }
+  }
+
+  // Throws RankInterrupted when the watchdog has interrupted the run.
+  void check_interrupted() {
+    if (watchdog_ && watchdog_->interrupted()) {
+      interrupted_ = true;
+      watchdog_->acknowledge();
+      throw RankInterrupted(watchdog_->interruption());
+    }
+  }
 
   // Real gating (see ensure_route).
   using RKey = std::tuple<int32_t, int32_t, int32_t>;  // step, layer, micro-batch
@@ -198,7 +349,7 @@ class RankRunner {
     std::vector<int32_t> group_m, map;  // this rank as MoE GPU
   };
 
-  ExecResult run() {
+  ExecResult run_inner() {
     ErrorContext& ec = error_context();
     ec.rank = env_.rank;
     setenv("NCCL_NVLS_ENABLE", "0", 1);
@@ -228,7 +379,9 @@ class RankRunner {
     index_real_gating();
     check_device_memory();
 
-    watchdog_ = std::make_unique<Watchdog>(env_.rank, device_, o_.timeout_s, p_);
+    watchdog_ = std::make_unique<Watchdog>(env_.rank, device_, o_.timeout_s, p_, ch_,
+                                           o_.recover && ch_ != nullptr);
+    find_faults();
     watchdog_->phase("NCCL init");
     init_nccl();
     watchdog_->phase("allocation");
@@ -268,6 +421,7 @@ class RankRunner {
     watchdog_->phase("clock alignment");
     const auto [barrier_ns, ref_ns] = align_clocks();
     watchdog_->phase("timed run");
+    timed_start_ns_ = now_ns();
     if (o_.graphs) {
       replay_step_graphs(all);
     } else {
@@ -287,9 +441,10 @@ class RankRunner {
     r.versions = runtime_versions();
     r.init_ms = init_ns / 1000000;
     gather(mine, r);
+    check_interrupted();
     watchdog_->phase("shutdown");
-    release();
     watchdog_.reset();
+    release();
     r.compiled = std::move(c_);
     return r;
   }
@@ -432,13 +587,15 @@ class RankRunner {
   }
 
   void init_nccl() {
-    ncclUniqueId id{};
-    if (env_.mode == LaunchMode::kChild) {
-      hex_decode(env_.nccl_id_hex, &id, sizeof id);
-    } else {
-      detail::mpi_share_nccl_id(&id, env_.rank);  // throws without MPI support
+    if (world_ == nullptr) {
+      ncclUniqueId id{};
+      if (env_.mode == LaunchMode::kChild) {
+        hex_decode(env_.nccl_id_hex, &id, sizeof id);
+      } else {
+        detail::mpi_share_nccl_id(&id, env_.rank);  // throws without MPI support
+      }
+      MASEP_NCCL_CHECK(ncclCommInitRank(&world_, env_.world, id, env_.rank));
     }
-    MASEP_NCCL_CHECK(ncclCommInitRank(&world_, env_.world, id, env_.rank));
     watchdog_->add_comm(world_);
     // One communicator per group with collectives; groups whose ranks are disjoint share one
     // ncclCommSplit call (every world rank takes part in every split, in the same order).
@@ -587,6 +744,54 @@ class RankRunner {
   void sync_all() {
     MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kCompute]));
     MASEP_CUDA_CHECK(cudaStreamSynchronize(streams_[plan::kComm]));
+    check_interrupted();
+  }
+
+  // ---- injected faults (issue 18) ----------------------------------------------------------
+
+  // This rank's faults, by its topology GPU: the step it dies at (-1 none) and its straggler
+  // window.
+  void find_faults() {
+    const int gpu = p_.ranks[static_cast<size_t>(env_.rank)].gpu;
+    const int end = p_.first_step + p_.steps;
+    for (const plan::ExecFault& f : o_.faults) {
+      if (f.gpu != gpu) continue;
+      if (f.kind == plan::ExecFault::kKill && f.step >= p_.first_step && f.step < end) {
+        kill_step_ = kill_step_ < 0 ? f.step : std::min(kill_step_, f.step);
+      }
+      if (f.kind == plan::ExecFault::kStraggler) {
+        slow_first_ = f.step;
+        slow_last_ = f.last_step < 0 ? end : f.last_step;
+        slow_speed_ = f.speed;
+      }
+    }
+    if (slow_speed_ < 1) {
+      MASEP_CUDA_CHECK(cudaMalloc(&slow_slot_, sizeof(uint64_t)));
+      allocations_.push_back(slow_slot_);
+    }
+  }
+
+  // The injected kill of this rank (options), at the first launch of its step in the timed
+  // run: SIGKILL (the launcher sees the death at once), or with kill_hangs it stops issuing.
+  void maybe_die(int step) {
+    if (kill_step_ < 0 || step != kill_step_) return;
+    std::fprintf(stderr, "masep exec: rank %d (GPU %d): injected fault: %s at step %d\n",
+                 env_.rank, p_.ranks[static_cast<size_t>(env_.rank)].gpu,
+                 o_.kill_hangs ? "stops issuing" : "killing itself", step);
+    std::fflush(stderr);
+    if (o_.kill_hangs) {
+      for (;;) pause();
+    }
+    kill(getpid(), SIGKILL);
+  }
+
+  // launch() with the straggler's stretch around compute launches of the slowed steps.
+  void do_launch(const Launch& l, cudaStream_t st) {
+    const bool slow = slow_slot_ != nullptr && l.stream == plan::kCompute &&
+                      l.step >= slow_first_ && l.step <= slow_last_;
+    if (slow) detail::straggler_mark(slow_slot_, st);
+    launch(l, st);
+    if (slow) detail::straggler_stretch(slow_slot_, slow_speed_, st);
   }
 
   // Barrier, then the reference event; returns (barrier exit, reference) host times.
@@ -605,7 +810,8 @@ class RankRunner {
   void issue(const std::vector<char>& active, bool timed) {
     watchdog_->arm(&rp_, &ends_, &active);
     live_.clear();  // real gating: routes are decided again by every run
-    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    // The test hook names a rank of the first world only (a recovery renumbers the ranks).
+    const int fault_rank = resumed_ ? -1 : env_int("MASEP_EXEC_FAULT_RANK", -1);
     const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
     const int last_step = p_.first_step + std::max(0, p_.steps - 1);
     const int fault_step =
@@ -614,6 +820,8 @@ class RankRunner {
     for (size_t i = 0; i < rp_.launches.size(); ++i) {
       if (!active[i]) continue;
       const Launch& l = rp_.launches[i];
+      check_interrupted();
+      if (timed) maybe_die(l.step);
       if (timed && fault_rank == env_.rank && l.step == fault_step) {
         if (fault_mode && std::string(fault_mode) == "hang") {
           std::fprintf(stderr, "masep exec: rank %d: injected fault: stops issuing at step %d\n",
@@ -637,7 +845,7 @@ class RankRunner {
       // the host before its first size-dependent launch (outside the op's timed interval).
       if (needs_route(l)) ensure_route(l, st);
       if (timed) MASEP_CUDA_CHECK(cudaEventRecord(starts_[i], st));
-      launch(l, st);
+      do_launch(l, st);
       MASEP_CUDA_CHECK(cudaEventRecord(ends_[i], st));
       watchdog_->issued(static_cast<int>(i) + 1);
     }
@@ -692,7 +900,7 @@ class RankRunner {
           MASEP_CUDA_CHECK(cudaStreamWaitEvent(st, deps_[static_cast<size_t>(l.wait_for)], 0));
         }
         MASEP_CUDA_CHECK(cudaEventRecordWithFlags(starts_[i], st, cudaEventRecordExternal));
-        launch(l, st);
+        do_launch(l, st);
         MASEP_CUDA_CHECK(cudaEventRecordWithFlags(ends_[i], st, cudaEventRecordExternal));
         if (deps_[i]) MASEP_CUDA_CHECK(cudaEventRecord(deps_[i], st));
         ++count;
@@ -719,11 +927,14 @@ class RankRunner {
 
   void replay_step_graphs(const std::vector<char>& active) {
     watchdog_->arm(&rp_, &ends_, &active);
-    const int fault_rank = env_int("MASEP_EXEC_FAULT_RANK", -1);
+    // The test hook names a rank of the first world only (a recovery renumbers the ranks).
+    const int fault_rank = resumed_ ? -1 : env_int("MASEP_EXEC_FAULT_RANK", -1);
     const char* fault_mode = std::getenv("MASEP_EXEC_FAULT_MODE");
     cudaStream_t origin = streams_[plan::kCompute];
     int issued = 0;
     for (const auto& [step, exec] : graphs_) {
+      check_interrupted();
+      maybe_die(step);
       if (fault_rank == env_.rank && step == p_.first_step + 1) {
         std::fprintf(stderr, "masep exec: rank %d: injected fault (%s) at step %d\n", env_.rank,
                      fault_mode ? fault_mode : "kill", step);
@@ -1314,7 +1525,7 @@ class RankRunner {
   void release() {
     if (released_) return;
     released_ = true;
-    const bool ok = !std::uncaught_exceptions();
+    const bool ok = !std::uncaught_exceptions() && !interrupted_;
     // Communicators: destroyed after a clean run, aborted when unwinding from an error (a
     // peer may be stuck in a collective with us).
     for (ncclComm_t c : owned_) ok ? ncclCommDestroy(c) : ncclCommAbort(c);
@@ -1349,6 +1560,14 @@ class RankRunner {
   RankPlan rp_;
   std::unique_ptr<Watchdog> watchdog_;
   ncclComm_t world_ = nullptr;
+  RankChannel* ch_ = nullptr;
+  bool resumed_ = false;  // runs the survivors' Program after a recovery
+  bool interrupted_ = false;
+  int64_t timed_start_ns_ = 0;
+  int kill_step_ = -1;                    // injected kill of this rank's GPU
+  int slow_first_ = 0, slow_last_ = -1;   // straggler window (steps)
+  double slow_speed_ = 1;
+  uint64_t* slow_slot_ = nullptr;         // the straggler's timer mark
   std::vector<ncclComm_t> comms_, owned_;
   cudaStream_t streams_[plan::kStreamCount] = {nullptr, nullptr};
   cublasHandle_t cublas_ = nullptr;
@@ -1379,6 +1598,102 @@ namespace {
 ExecResult run_one(const ExecOptions& o, const ProcessEnv& env, Compiled c) {
   RankRunner runner(o, env, std::move(c));
   return runner.run();
+}
+
+double ms_between(int64_t a, int64_t b) { return static_cast<double>(b - a) / 1e6; }
+
+// The recovery loop of a rank started by a supervising launcher (ExecOptions::recover): run;
+// when the watchdog interrupts the run, report the first unfinished step, take the launcher's
+// directive, build the new world communicator (ncclCommShrink of the revoked world, or a
+// re-init with the launcher's new id), read the new Program and run it from the step that
+// failed (its launches re-lowered, its data re-allocated and re-generated by RankRunner).
+ExecResult run_with_recovery(const ExecOptions& o, ProcessEnv env, Compiled c) {
+  std::optional<RankChannel> ch = RankChannel::from_env();
+  if (!ch) {
+    throw std::runtime_error(
+        "recovery needs a rank started by `masep exec` on one host (the launcher's control "
+        "pipes are missing); mpirun/srun runs stop on a failure");
+  }
+  ncclComm_t world = nullptr;
+  std::vector<RankRecoveryTiming> recs;
+  int64_t comm_done_ns = 0;
+  for (;;) {
+    auto runner = std::make_unique<RankRunner>(o, env, std::move(c), world, &*ch);
+    world = nullptr;
+    try {
+      ExecResult r = runner->run();
+      if (!recs.empty() && runner->timed_start_ns() > 0) {
+        recs.back().restart_ms = ms_between(comm_done_ns, runner->timed_start_ns());
+      }
+      r.recoveries = recs;
+      return r;
+    } catch (const RankInterrupted& e) {
+      RankRecoveryTiming t;
+      t.reason = e.why.reason;
+      t.failed = e.why.dead;
+      t.interrupt_ms = ms_between(e.why.detect_ns, e.why.stopped_ns);
+      const int64_t report_ns = now_ns();
+      ch->report_interrupted(e.why.step);
+      const Directive d = ch->await(o.timeout_s);
+      t.directive_ms = ms_between(report_ns, now_ns());
+      if (d.kind == Directive::kLeave) {
+        std::fprintf(stderr, "masep exec: rank %d leaves the run (not in the new plan)\n",
+                     env.rank);
+        ExecResult r;
+        r.left = true;
+        r.rank = env.rank;
+        return r;  // the runner aborts its communicators
+      }
+      c = runner->take_compiled();
+      ncclComm_t old = runner->take_world();
+      runner.reset();  // frees its memory, streams, handles; aborts the split communicators
+      const int64_t c0 = now_ns();
+      if (old != nullptr) {
+        // Revoked: wait until it is quiescent before managing it.
+        ncclResult_t st = ncclInProgress;
+        for (int i = 0; i < 2000 && st == ncclInProgress; ++i) {
+          if (ncclCommGetAsyncError(old, &st) != ncclSuccess) break;
+          if (st == ncclInProgress) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 27, 0)
+      if (d.shrink && old != nullptr) {
+        std::vector<int> excl = d.exclude;
+        MASEP_NCCL_CHECK(ncclCommShrink(old, excl.data(), static_cast<int>(excl.size()), &world,
+                                        nullptr, NCCL_SHRINK_ABORT));
+      }
+#endif
+      if (old != nullptr) ncclCommAbort(old);
+      if (world == nullptr) {
+        if (d.nccl_id_hex.empty()) {
+          throw std::runtime_error(
+              "the launcher asked for a communicator shrink, which this NCCL cannot do");
+        }
+        ncclUniqueId id{};
+        hex_decode(d.nccl_id_hex, &id, sizeof id);
+        MASEP_NCCL_CHECK(ncclCommInitRank(&world, d.new_world, id, d.new_rank));
+      }
+      comm_done_ns = now_ns();
+      t.comm_ms = ms_between(c0, comm_done_ns);
+      t.shrink = d.shrink;
+      t.resume_step = d.resume_step;
+      recs.push_back(t);
+      std::fprintf(stderr,
+                   "masep exec: rank %d -> rank %d of %d: communicator %s in %.1f ms; resuming at "
+                   "step %d\n",
+                   env.rank, d.new_rank, d.new_world, d.shrink ? "shrunk" : "re-initialised",
+                   t.comm_ms, d.resume_step);
+      env.rank = d.new_rank;
+      env.world = d.new_world;
+      c.program = plan::read_program_json_file(d.program_path);
+      if (c.program.rank_count() != env.world || c.program.first_step != d.resume_step) {
+        throw std::runtime_error(fmt::format(
+            "{}: the recovery Program has {} ranks from step {}, the directive says {} from {}",
+            d.program_path, c.program.rank_count(), c.program.first_step, env.world,
+            d.resume_step));
+      }
+    }
+  }
 }
 
 // Rank 0 of --verify: the same model on this GPU alone (a one-rank world), then the compare.
@@ -1441,8 +1756,10 @@ ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env, Compiled c) {
       throw std::runtime_error("--verify cannot check this plan: " + rp.verify_blocker);
     }
   }
-  ExecResult r = run_one(o, env, std::move(c));
-  if (o.verify && env.rank == 0) r.verify = verify_against_reference(o, env, r);
+  ExecResult r = o.recover ? run_with_recovery(o, env, std::move(c)) : run_one(o, env, std::move(c));
+  if (r.left) return r;
+  // r.rank: this process's rank in the last world (a recovery renumbers the survivors).
+  if (o.verify && r.rank == 0) r.verify = verify_against_reference(o, env, r);
   if (env.mode == LaunchMode::kMpi || env.mode == LaunchMode::kSlurm) detail::mpi_finalize();
   return r;
 }

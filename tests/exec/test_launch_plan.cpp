@@ -13,6 +13,8 @@
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/program_json.hpp"
+#include "masep/plan/rank_recovery.hpp"
+#include "masep/plan/recovery.hpp"
 
 using namespace masep;
 using exec::LaunchKind;
@@ -173,6 +175,51 @@ TEST(LaunchPlan, PaperPlansMapEveryOp) {
   }
   EXPECT_TRUE(gather);
   EXPECT_TRUE(scatter);
+}
+
+// Issue 18: a plan with KV mirrors lowers them to one exchange of their bytes per step on the
+// attention ranks; the survivors' Program after a failure (plan::recover_ranks) lowers on
+// every rank; the recovery-work Program of the simulator (compile_recovery) is refused.
+TEST(LaunchPlan, KvMirrorsAndTheSurvivorsProgramLower) {
+  const std::vector<std::string> sets = {
+      "topology=host-4xh100", "plan.attention.gpus=2", "plan.attention.replicas=2",
+      "plan.attention.head_parallel=1", "plan.moe.gpus=2", "plan.moe.expert_replicas=2",
+      "fault_tolerance.kv_copies=2", "workload.decode_steps=3"};
+  const Case c = compile("paper", sets);
+  for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+  const exec::RankPlan a = exec::build_rank_plan(c.p, 0);
+  int mirrors = 0;
+  for (const auto& l : a.launches) {
+    const plan::Op& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+    if (o.role == plan::OpRole::kKvMirror) {
+      ++mirrors;
+      EXPECT_EQ(l.kind, LaunchKind::kP2p);
+      ASSERT_FALSE(l.parts.empty());
+      EXPECT_EQ(l.parts.front().peer, 1);  // the other replica
+    }
+  }
+  EXPECT_EQ(mirrors, c.p.steps);
+  // MoE rank 3 dies at step 1: ranks 0-2 run the rest on 3 ranks.
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  const plan::RankRecovery rr = plan::recover_ranks(c.s, c.p, {3}, 1, co);
+  ASSERT_EQ(rr.program.rank_count(), 3);
+  EXPECT_TRUE(rr.shrink);
+  const Case d{rr.remap.degraded, rr.program};
+  for (int r = 0; r < 3; ++r) check_rank_plan(d, r);
+  // An attention rank dies: one replica left, no mirror any more.
+  const plan::RankRecovery ra = plan::recover_ranks(c.s, c.p, {1}, 2, co);
+  ASSERT_EQ(ra.program.rank_count(), 3);
+  for (const plan::Op& o : ra.program.ops) EXPECT_NE(o.role, plan::OpRole::kKvMirror);
+  const Case e{ra.remap.degraded, ra.program};
+  for (int r = 0; r < 3; ++r) check_rank_plan(e, r);
+  const plan::Program work = plan::compile_recovery(rr.remap, 1);
+  try {
+    (void)exec::build_rank_plan(work, 0);
+    ADD_FAILURE() << "the recovery-work Program lowered";
+  } catch (const std::invalid_argument& ex) {
+    EXPECT_NE(std::string(ex.what()).find("recovery work"), std::string::npos) << ex.what();
+  }
 }
 
 // Warm-up (docs/executor.md): its first pass issues every launch of the timed run, so every
@@ -632,20 +679,9 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
     for (const plan::Op& o : c.p.ops) {
       ASSERT_NE(o.role, plan::OpRole::kOther) << "op " << o.id << " (" << o.name << ") has no role";
     }
-    // Fault-tolerance work (KV mirrors, issue 18) is refused with a message naming it.
-    const bool ft_ops = std::any_of(c.p.ops.begin(), c.p.ops.end(), [](const plan::Op& o) {
-      return plan::is_fault_tolerance(o.role);
-    });
-    if (ft_ops) {
-      try {
-        (void)exec::build_rank_plan(c.p, 0, {});
-        ADD_FAILURE() << "a Program with fault-tolerance ops lowered";
-      } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find("fault-tolerance work"), std::string::npos)
-            << e.what();
-      }
-      continue;
-    }
+    // KV mirrors (issue 18) lower to a plain exchange of their bytes (checked below with the
+    // other ops); recovery work (compile_recovery's roles) never appears in a scenario's
+    // Program: the executor recovers for real (RecoveryWorkIsRefused).
     for (int gate = 0; gate < 2; ++gate) {
       for (int r : ranks_to_lower(c.p)) {
         exec::PlanOptions po;

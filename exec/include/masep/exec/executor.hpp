@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,7 +28,9 @@
 #include "masep/exec/clock.hpp"
 #include "masep/exec/launch_plan.hpp"
 #include "masep/exec/process_env.hpp"
+#include "masep/exec/supervisor.hpp"
 #include "masep/plan/program.hpp"
+#include "masep/plan/rank_recovery.hpp"
 
 namespace masep::exec {
 
@@ -53,6 +56,35 @@ struct ExecOptions {
   /// timed run replays them: one cudaGraphLaunch per step instead of hundreds of launches.
   /// Not with --routing real (its host round trips). false: eager launches.
   bool graphs = false;
+  /// Injected faults (issue 18, `faults:` / --fault), by topology GPU, so that a rank finds
+  /// its own in whichever plan it runs after a recovery. kKill: the rank whose GPU it is
+  /// SIGKILLs itself when the timed run reaches the step (kill_hangs: it stops issuing
+  /// instead, and its peers' watchdogs find the stall after --timeout). kStraggler: each of
+  /// its compute launches of steps [step, last_step] is stretched to 1/speed of its time (a
+  /// timer kernel before, a spin kernel after, inside the op's timed interval).
+  std::vector<plan::ExecFault> faults;
+  bool kill_hangs = false;
+  /// Survive failures: a rank started by a launcher that supervises with recovery
+  /// (launch_local with on_failure) does not exit when a peer dies or stalls: it stops its
+  /// NCCL work (ncclCommRevoke of the world where NCCL has it, ncclCommAbort of the others),
+  /// reports the first step it had not finished, and takes the launcher's directive: shrink
+  /// the world (ncclCommShrink) or re-initialise it with a new id, read the new Program,
+  /// re-lower its launches, re-allocate and re-generate its data, and run from the step that
+  /// failed. A rank left out of the new plan returns with `left` set.
+  bool recover = false;
+};
+
+/// One recovery as a surviving rank saw it (times in ms on its host clock).
+struct RankRecoveryTiming {
+  std::vector<int> failed;  ///< ranks (numbering before the recovery) the launcher reported
+  int resume_step = 0;
+  bool shrink = false;      ///< ncclCommShrink; else re-init with a new id
+  std::string reason;       ///< what the watchdog saw ("launcher: ranks 3 died", a stall, ...)
+  double interrupt_ms = 0;  ///< detection -> the rank's NCCL work stopped
+  double directive_ms = 0;  ///< report -> the launcher's directive
+  double comm_ms = 0;       ///< shrink or re-init of the world communicator
+  double restart_ms = 0;    ///< the rest until the resumed run's timed part (re-lowering,
+                            ///< allocation, data, split communicators, warm-up)
 };
 
 /// What the executor runs (owned values). `program` is compiled with the per-token routing
@@ -102,6 +134,10 @@ struct ExecResult {
   VerifyResult verify;
   /// How the timed run issued its launches: "eager", or "CUDA graphs (N, captured in X ms)".
   std::string launch_mode = "eager";
+  /// Recoveries this rank went through (issue 18), in order; `left`: a recovery left it out
+  /// of the new plan (no result).
+  std::vector<RankRecoveryTiming> recoveries;
+  bool left = false;
 };
 
 /// The decode step against its critical-path roofline: per rank, the HBM bytes of one step
@@ -127,12 +163,17 @@ ExecResult run_rank(const ExecOptions& o, const ProcessEnv& env, Compiled c);
 
 /// Starts one child per plan rank (`ranks` of them) on this host running `/proc/self/exe`
 /// with `child_argv` (e.g. {"exec", "scenario.yaml", "--steps", "4"}) and `child_env` added to
-/// its environment (the command passes the Program's path there), and supervises them: when
-/// a child exits non-zero or dies, the others get SIGTERM, then SIGKILL after a grace period.
-/// Returns 0 when every rank succeeded, otherwise non-zero after printing which rank failed
-/// and how. Throws std::runtime_error when the host has fewer GPUs than ranks.
+/// its environment (the command passes the Program's path there), and supervises them
+/// (supervisor.hpp): without `on_failure`, when a child exits non-zero or dies, the others
+/// get SIGTERM, then SIGKILL after a grace period; with it, the survivors are told, report
+/// where they stopped, and get the new world `on_failure` decides (new NCCL ids from
+/// ncclGetUniqueId). Returns 0 when every rank (of the last world) succeeded, otherwise
+/// non-zero after printing which rank failed and how. Throws std::runtime_error when the host
+/// has fewer GPUs than ranks.
 int launch_local(int ranks, const std::vector<std::string>& child_argv,
-                 const std::vector<std::pair<std::string, std::string>>& child_env);
+                 const std::vector<std::pair<std::string, std::string>>& child_env,
+                 const std::function<WorldChange(const std::vector<int>&, int)>& on_failure = {},
+                 double report_timeout_s = 30);
 
 /// Whether this build can join an MPI job (MASEP_HAVE_MPI).
 bool built_with_mpi();
