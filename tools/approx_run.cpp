@@ -33,14 +33,14 @@ LayerSampling choose_layer_sampling(const plan::Scenario& s, int moe_layers) {
   } else {
     ls.simulated_layers = dense + moe_layers;
     ls.exact_layers = dense + 1;
-    ls.weight = static_cast<double>(moe - 1) / (moe_layers - 1);
+    ls.weight = static_cast<double>(moe - 2) / (moe_layers - 2);
     ls.note = fmt::format(
         "approx: layer sampling, {} of {} layers simulated per step (layers 0-{}); layers "
         "{}-{} each stand for {:.4g} layers; TPOT, throughput and per-GPU times and "
         "bytes extrapolated (error: docs/simulator-model.md); a trace holds the simulated "
         "layers only",
         ls.simulated_layers, layers, ls.simulated_layers - 1, ls.exact_layers,
-        ls.simulated_layers - 1, ls.weight);
+        ls.simulated_layers - 2, ls.weight);
   }
   return ls;
 }
@@ -97,22 +97,6 @@ plan::RunMetrics LayerExtrapolator::finish(const plan::RunMetrics& sampled,
   const size_t steps = layer_end_.size() / layers;
   // Each step's extra time: (weight − 1) × the period of every simulated layer, in the
   // steps' order (the metrics' step_ms skips steps where nothing ran, as this does).
-  // The run's very last layer drains the pipeline (nothing overlaps it: it is shorter than
-  // the others), in the exact run as in the sampled one, so it stands for itself; the other
-  // sampled layers of the last step stand for the rest of that step.
-  size_t last = steps;
-  for (size_t st = 0; st < steps; ++st) {
-    if (layer_end_[st * layers + layers - 1] >= 0) last = st;
-  }
-  const int weighted = ls_.simulated_layers - ls_.exact_layers;
-  const double last_weight =
-      weighted > 1 ? static_cast<double>(ls_.model_layers - ls_.exact_layers - 1) / (weighted - 1)
-                   : ls_.weight;
-  auto weight = [&](size_t st, size_t l) {
-    if (static_cast<int>(l) < ls_.exact_layers) return 1.0;
-    if (st != last) return ls_.weight;
-    return l + 1 == layers ? 1.0 : last_weight;
-  };
   double total_extra = 0;
   size_t j = 0;
   int64_t prev_step_end = 0;
@@ -122,7 +106,7 @@ plan::RunMetrics LayerExtrapolator::finish(const plan::RunMetrics& sampled,
     for (size_t l = 0; l < layers; ++l) {
       const int64_t e = layer_end_[st * layers + l];
       if (e < 0) continue;
-      extra += (weight(st, l) - 1.0) * static_cast<double>(e - prev);
+      extra += (ls_.layer_weight(static_cast<int>(l)) - 1.0) * static_cast<double>(e - prev);
       prev = e;
       step_end = std::max(step_end, e);
     }

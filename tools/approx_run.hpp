@@ -8,13 +8,13 @@
 //
 // A layer's period in step s is E(s, l) − E(s, l − 1), where E(s, l) is the end of the last op
 // of (s, l) (E(s, −1) = the end of step s − 1, 0 for the first step); the periods of a step
-// add up to its time as plan::compute_metrics defines it. The dense layers and the first MoE
-// layer (the transition from dense, or the step boundary when D = 0) stand for themselves;
-// each later simulated MoE layer stands for W = (L − D − 1) / (K − 1) layers, except in the
-// last step, whose last layer drains the pipeline (nothing overlaps it) and also stands for
-// itself, the others of that step for (L − D − 2) / (K − 2). Estimated step time = simulated
-// step time + Σ (weight − 1) · period. Per GPU, busy, exposed, waiting and idle
-// times and HBM bytes / FLOPs are scaled by the same layer weights applied to the rank's own
+// add up to its time as plan::compute_metrics defines it. The dense layers, the first MoE
+// layer (the transition from dense, or from the previous step when D = 0) and the step's
+// last layer (the transition to the next step: it overlaps the next step's first layer, or
+// drains the pipeline at the end of the run, so its period differs) stand for themselves;
+// each simulated MoE layer between them stands for W = (L − D − 2) / (K − 2) layers.
+// Estimated step time = simulated step time + Σ (weight − 1) · period. Per GPU, busy,
+// exposed, waiting and idle times and HBM bytes / FLOPs are scaled by the same layer weights applied to the rank's own
 // ops (busy = busy × Σ w·duration / Σ duration over its compute ops, and so on), utilisation
 // = busy / estimated makespan. The error against the exact run is measured in
 // docs/simulator-model.md ("Approximate tier: layer sampling"); tests/tools/test_approx.cpp
@@ -37,12 +37,15 @@ namespace masep::tools {
 struct LayerSampling {
   int model_layers = 0;      ///< L: the scenario's decoder layers
   int simulated_layers = 0;  ///< layers compiled per step (the model's first ones)
-  int exact_layers = 0;      ///< layers 0 .. exact_layers − 1 stand for themselves
-  double weight = 1;         ///< every simulated layer from exact_layers on stands for this many
+  int exact_layers = 0;  ///< layers 0 .. exact_layers − 1 stand for themselves, and the last
+  double weight = 1;     ///< every simulated layer between them stands for this many
   /// One line for the run header: what was approximated, or why the run is exact.
   std::string note;
   bool approximated() const { return simulated_layers < model_layers; }
-  double layer_weight(int layer) const { return layer >= exact_layers ? weight : 1.0; }
+  /// The step's last simulated layer stands for itself (it meets the next step).
+  double layer_weight(int layer) const {
+    return layer >= exact_layers && layer + 1 < simulated_layers ? weight : 1.0;
+  }
 };
 
 /// The sampling for `s` with `moe_layers` (>= 3) MoE layers simulated per step. Exact

@@ -121,15 +121,19 @@ TEST(ApproxTier, WhatItSamplesAndRefuses) {
   EXPECT_TRUE(ls.approximated());
   EXPECT_EQ(ls.simulated_layers, 5);
   EXPECT_EQ(ls.exact_layers, 1);
-  EXPECT_DOUBLE_EQ(ls.weight, 19.0 / 4.0);
+  EXPECT_DOUBLE_EQ(ls.weight, 18.0 / 3.0);  // layers 1-3 stand for layers 1-18
   EXPECT_DOUBLE_EQ(ls.layer_weight(0), 1.0);
-  EXPECT_DOUBLE_EQ(ls.layer_weight(4), 19.0 / 4.0);
+  EXPECT_DOUBLE_EQ(ls.layer_weight(1), 6.0);
+  EXPECT_DOUBLE_EQ(ls.layer_weight(3), 6.0);
+  EXPECT_DOUBLE_EQ(ls.layer_weight(4), 1.0);  // the step's last layer: itself
   // Dense layers stand for themselves and are all simulated.
   s.model.dense_layers = 3;
   ls = choose_layer_sampling(s, 5);
   EXPECT_EQ(ls.simulated_layers, 8);
   EXPECT_EQ(ls.exact_layers, 4);
-  EXPECT_DOUBLE_EQ(ls.weight, 16.0 / 4.0);
+  EXPECT_DOUBLE_EQ(ls.weight, 15.0 / 3.0);
+  EXPECT_DOUBLE_EQ(ls.layer_weight(3), 1.0);  // the first MoE layer
+  EXPECT_DOUBLE_EQ(ls.layer_weight(4), 5.0);
   s.model.dense_layers = 0;
   // Every layer's KV mirrored each step: not represented by a prefix.
   s.fault_tolerance.kv_copies = 2;
