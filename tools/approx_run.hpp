@@ -14,9 +14,9 @@
 // drains the pipeline at the end of the run, so its period differs) stand for themselves;
 // each simulated MoE layer between them stands for W = (L − D − 2) / (K − 2) layers.
 // Estimated step time = simulated step time + Σ (weight − 1) · period. Per GPU, busy,
-// exposed, waiting and idle times and HBM bytes / FLOPs are scaled by the same layer weights applied to the rank's own
-// ops (busy = busy × Σ w·duration / Σ duration over its compute ops, and so on), utilisation
-// = busy / estimated makespan. The error against the exact run is measured in
+// exposed, waiting and idle times and HBM bytes / FLOPs are scaled by the same layer weights
+// applied to the rank's own ops (busy = busy × Σ w·duration / Σ duration over its compute ops, and
+// so on), utilisation = busy / estimated makespan. The error against the exact run is measured in
 // docs/simulator-model.md ("Approximate tier: layer sampling"); tests/tools/test_approx.cpp
 // pins it on small cases.
 #pragma once
@@ -37,8 +37,8 @@ namespace masep::tools {
 struct LayerSampling {
   int model_layers = 0;      ///< L: the scenario's decoder layers
   int simulated_layers = 0;  ///< layers compiled per step (the model's first ones)
-  int exact_layers = 0;  ///< layers 0 .. exact_layers − 1 stand for themselves, and the last
-  double weight = 1;     ///< every simulated layer between them stands for this many
+  int exact_layers = 0;      ///< layers 0 .. exact_layers − 1 stand for themselves, and the last
+  double weight = 1;         ///< every simulated layer between them stands for this many
   /// One line for the run header: what was approximated, or why the run is exact.
   std::string note;
   bool approximated() const { return simulated_layers < model_layers; }
