@@ -82,6 +82,7 @@ void print_table(const SimRun& run, bool quiet) {
                 run.result.network_tier == "fluid" ? "fluid (each phase timed from link loads)"
                                                    : "flow (per-flow max-min)",
                 run.result.network_note.empty() ? "" : "; ", run.result.network_note.c_str());
+    if (!run.fidelity_note.empty()) std::printf("%-9s %s\n", "fidelity", run.fidelity_note.c_str());
     std::printf("\n");
   }
   print_metrics_summary(m, s.plan.kind == plan::PlanKind::kColocated);
@@ -206,7 +207,8 @@ int cmd_sim(const Args& args) {
   std::string scenario = "paper";
   std::vector<std::string> sets;
   std::string trace_path, calibration, algorithm = "auto", network = "auto";
-  std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto";
+  std::string coll_model = "auto", nccl_algo = "auto", nccl_proto = "auto", fidelity = "exact";
+  int approx_layers = 6;
   bool allow_mismatch = false;
   int steps = 0, window = 0, window_layers = 0;
   std::vector<std::string> faults, fault_params;
@@ -237,6 +239,12 @@ int cmd_sim(const Args& args) {
       "interference", po::value(&interference)->default_value(0.0),
       "fraction by which running communication slows concurrent compute on a GPU")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
+      "fidelity", po::value(&fidelity)->default_value("exact"),
+      "exact (every layer of every step simulated; the default) or approx (layer sampling: "
+      "the dense layers and --approx-layers MoE layers simulated per step, the step time "
+      "extrapolated to all layers; error in docs/simulator-model.md; the header says what "
+      "was approximated)")("approx-layers", po::value(&approx_layers)->default_value(6),
+                           "--fidelity approx: MoE layers simulated per step (>= 3)")(
       "quiet,q", "print only the summary lines (no header, no per-GPU table)")(
       "fault", po::value(&faults)->composing(),
       "inject a fault (repeatable; appended to the scenario's faults:), KEY=VALUE pairs, e.g. "
@@ -275,7 +283,17 @@ int cmd_sim(const Args& args) {
     std::fprintf(stderr, "masep sim: --window and --window-layers must be >= 1\n");
     return 2;
   }
+  if (fidelity != "exact" && fidelity != "approx") {
+    std::fprintf(stderr, "masep sim: --fidelity must be exact or approx (got '%s')\n",
+                 fidelity.c_str());
+    return 2;
+  }
+  if (approx_layers < 3) {
+    std::fprintf(stderr, "masep sim: --approx-layers must be >= 3\n");
+    return 2;
+  }
   RunOptions ro;
+  ro.approx_moe_layers = fidelity == "approx" ? approx_layers : 0;
   ro.stream = vm.count("whole-run") == 0;
   ro.window_steps = window;
   ro.window_layers = window_layers;
@@ -304,6 +322,12 @@ int cmd_sim(const Args& args) {
   {
     const plan::Scenario fs = plan::load_scenario(scenario, sets);
     if (!fs.faults.empty()) {
+      if (ro.approx_moe_layers > 0) {
+        std::fprintf(stderr,
+                     "masep sim: --fidelity approx does not run faults (runs with "
+                     "faults simulate every layer)\n");
+        return 2;
+      }
       std::vector<std::pair<std::string, double>> fpo;
       for (const auto& kv : fault_params) {
         const auto eq = kv.find('=');
@@ -344,6 +368,9 @@ int cmd_sim(const Args& args) {
   // --json output stays one object.
   if (!run.result.calibration_summary.empty()) {
     std::fprintf(stderr, "%s\n", run.result.calibration_summary.c_str());
+  }
+  if (vm.count("json") && !run.fidelity_note.empty()) {
+    std::fprintf(stderr, "masep sim: fidelity %s\n", run.fidelity_note.c_str());
   }
   if (vm.count("json")) {
     plan::write_metrics_json(std::cout, run.metrics);

@@ -58,7 +58,8 @@ options)";
 int cmd_sweep(const Args& args) {
   std::string sweep_name, out_dir, calibration, algorithm, network = "auto", shard_flag;
   std::vector<std::string> sets;
-  int jobs = 0;
+  int jobs = 0, approx_layers = 6;
+  std::string fidelity = "exact";
   po::options_description opts(kUsage);
   opts.add_options()("help,h", "show this help")("jobs,j", po::value(&jobs)->default_value(0),
                                                  "worker threads (0 = all cores)")(
@@ -71,6 +72,11 @@ int cmd_sweep(const Args& args) {
       "algorithm", po::value(&algorithm)->default_value("auto"),
       "all-reduce algorithm: ring, tree, hierarchical or auto")(
       "network", po::value(&network)->default_value("auto"), kNetworkHelp)(
+      "fidelity", po::value(&fidelity)->default_value("exact"),
+      "exact or approx (layer sampling, as masep sim --fidelity; ~10x faster on 61-layer "
+      "models, error in docs/simulator-model.md)")(
+      "approx-layers", po::value(&approx_layers)->default_value(6),
+      "--fidelity approx: MoE layers simulated per step (>= 3)")(
       "shard", po::value(&shard_flag),
       "run only shard I/N of the points (I/N, or auto: from a Slurm job array or MPI launcher)")(
       "merge", "run nothing: join the recorded points of DIR into results.csv and plots")(
@@ -90,6 +96,11 @@ int cmd_sweep(const Args& args) {
     std::fprintf(stderr, "masep sweep: --jobs must be >= 0\n");
     return 2;
   }
+  if ((fidelity != "exact" && fidelity != "approx") || approx_layers < 3) {
+    std::fprintf(stderr, "masep sweep: --fidelity must be exact or approx, --approx-layers >= 3\n");
+    return 2;
+  }
+  const int approx = fidelity == "approx" ? approx_layers : 0;
   const Sweep sweep = load_sweep(sweep_name);
   if (out_dir.empty()) out_dir = sweep.out_dir;
   const bool merge = vm.count("merge") > 0;
@@ -118,6 +129,7 @@ int cmd_sweep(const Args& args) {
   // What changes results besides the points: the options and the calibration's content.
   std::string options = fmt::format("algorithm={} network={} calibration={}", algorithm, network,
                                     calibration);
+  if (approx > 0) options += fmt::format(" fidelity=approx approx_layers={}", approx);
   if (!calibration.empty()) {
     std::ifstream in(calibration, std::ios::binary);
     std::ostringstream text;
@@ -163,8 +175,9 @@ int cmd_sweep(const Args& args) {
   int ran_ok = 0;
   if (to_run > 0) {
     Progress progress(fmt::format("sweep {}", sweep.name));
-    auto ran = run_sweep(sweep, so, jobs, sets, &Progress::callback, &progress, &todo,
-                         [&](int i, const PointResult& r) { write_point_record(out_dir, i, key, r); });
+    auto ran = run_sweep(
+        sweep, so, jobs, sets, &Progress::callback, &progress, &todo,
+        [&](int i, const PointResult& r) { write_point_record(out_dir, i, key, r); }, approx);
     for (int i = 0; i < n; ++i) {
       if (!todo[static_cast<size_t>(i)]) continue;
       ran_ok += ran[static_cast<size_t>(i)].ok;

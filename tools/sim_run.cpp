@@ -18,9 +18,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "approx_run.hpp"
 #include "cli.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/memory.hpp"
 #include "masep/plan/metrics_folder.hpp"
 #include "masep/topology/topology.hpp"
 
@@ -245,16 +247,19 @@ int64_t window_layers(const plan::Scenario& s, const RunOptions& ro) {
 
 class StreamSink final : public sim::ChunkSink {
  public:
-  StreamSink(plan::MetricsFolder& metrics, plan::TraceStreamWriter* trace)
-      : metrics_(metrics), trace_(trace) {}
+  StreamSink(plan::MetricsFolder& metrics, plan::TraceStreamWriter* trace,
+             LayerExtrapolator* approx)
+      : metrics_(metrics), trace_(trace), approx_(approx) {}
   void done(const plan::ProgramChunk& c, std::span<const plan::OpTiming> t) override {
     metrics_.add(c.ops, t, c.first_op, c.collectives, c.first_collective, c.exchanges);
     if (trace_ != nullptr) trace_->add(c, t);
+    if (approx_ != nullptr) approx_->add(c.ops, t);
   }
 
  private:
   plan::MetricsFolder& metrics_;
   plan::TraceStreamWriter* trace_;
+  LayerExtrapolator* approx_;
 };
 
 }  // namespace
@@ -281,38 +286,52 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
                              "it here");
   }
   const sim::SimOptions options = with_scenario_settings(run.scenario, given_options);
+  // The approximate tier simulates fewer layers (`sim`); everything the user sees (the
+  // scenario described, memory, metrics) is the full model's.
+  LayerSampling ls;
+  if (run_options.approx_moe_layers > 0) {
+    ls = choose_layer_sampling(run.scenario, run_options.approx_moe_layers);
+    run.fidelity_note = ls.note;
+  }
+  plan::Scenario sampled;
+  if (ls.approximated()) {
+    plan::check_memory(run.scenario, plan::plan_memory(run.scenario));  // the full model fits
+    sampled = run.scenario;
+    sampled.model.layers = ls.simulated_layers;
+  }
+  const plan::Scenario& sim_s = ls.approximated() ? sampled : run.scenario;
   plan::TraceOptions to;
   to.gpus_per_node = run.scenario.topology.gpus_per_node;
   using Clock = std::chrono::steady_clock;
   if (run_options.stream && options.calibration.empty()) {
     // Held at once: the window being finished, the one running, the one loaded ahead and the
     // one compiling on the prefetch thread.
-    const int64_t window = window_layers(run.scenario, run_options);
+    const int64_t window = window_layers(sim_s, run_options);
     run.window_layers = window;
-    const int64_t layers = std::max(1, run.scenario.model.layers);
-    check_fits_in_memory(run.scenario, 0,
-                         4.0 * static_cast<double>(window) / static_cast<double>(layers));
+    const int64_t layers = std::max(1, sim_s.model.layers);
+    check_fits_in_memory(sim_s, 0, 4.0 * static_cast<double>(window) / static_cast<double>(layers));
     const auto t0 = Clock::now();
-    plan::ProgramStream ps(run.scenario);
-    const topology::Topology topo(run.scenario.topology);
+    plan::ProgramStream ps(sim_s);
+    const topology::Topology topo(sim_s.topology);
     run.program = ps.header();
-    plan::MetricsFolder metrics(run.program, /*incremental=*/true);
+    plan::MetricsFolder metrics(run.scenario, run.program, /*incremental=*/true);
+    LayerExtrapolator approx(ls, run.program);
     std::optional<plan::TraceStreamWriter> trace;
     if (!run_options.trace_path.empty()) trace.emplace(run.program, to);
     // A second thread pays only for large windows: handing a small one over costs more (on a
     // busy machine the worker waits for a core) than compiling it here.
-    const double window_ops = 12.0 * run.scenario.plan.total_gpus() *
-                              std::max(1, run.scenario.plan.micro_batches) *
-                              static_cast<double>(window);
+    const double window_ops = 12.0 * sim_s.plan.total_gpus() *
+                              std::max(1, sim_s.plan.micro_batches) * static_cast<double>(window);
     StreamSource source(ps, window,
                         run_options.prefetch && window_ops >= run_options.prefetch_min_ops);
-    StreamSink sink(metrics, trace ? &*trace : nullptr);
+    StreamSink sink(metrics, trace ? &*trace : nullptr, ls.approximated() ? &approx : nullptr);
     try {
       run.result = sim::simulate_stream(run.program, source, sink, topo, options);
       const auto t1 = Clock::now();
       run.compile_s = 0;  // interleaved with simulating: counted there
       run.simulate_s = std::chrono::duration<double>(t1 - t0).count();
       run.metrics = metrics.finish(run.result.timeline.makespan_ns);
+      if (ls.approximated()) run.metrics = approx.finish(run.metrics, run.scenario);
       if (trace) {
         trace->finish_file(run_options.trace_path, run.result.timeline.source,
                            run.result.timeline.device, run.result.timeline.makespan_ns);
@@ -324,16 +343,21 @@ SimRun run_scenario(const std::string& name_or_path, const std::vector<std::stri
       run.stream_note = e.what();  // below: the whole run
     }
   }
-  check_fits_in_memory(run.scenario);
+  check_fits_in_memory(sim_s);
   const auto t0 = Clock::now();
-  run.program = plan::compile(run.scenario);
-  const topology::Topology topo(run.scenario.topology);
+  run.program = plan::compile(sim_s);
+  const topology::Topology topo(sim_s.topology);
   const auto t1 = Clock::now();
   run.result = sim::simulate(run.program, topo, options);
   const auto t2 = Clock::now();
   run.compile_s = std::chrono::duration<double>(t1 - t0).count();
   run.simulate_s = std::chrono::duration<double>(t2 - t1).count();
-  run.metrics = plan::compute_metrics(run.program, run.result.timeline);
+  run.metrics = plan::compute_metrics(run.scenario, run.program, run.result.timeline);
+  if (ls.approximated()) {
+    LayerExtrapolator approx(ls, run.program);
+    approx.add(run.program.ops, run.result.timeline.ops);
+    run.metrics = approx.finish(run.metrics, run.scenario);
+  }
   run.ops = static_cast<int64_t>(run.program.ops.size());
   if (!run_options.trace_path.empty()) {
     plan::write_trace_file(run_options.trace_path, run.program, run.result.timeline, to);

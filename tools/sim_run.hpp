@@ -36,6 +36,9 @@ struct RunOptions {
   double prefetch_min_ops = 100000;
   /// Write the Chrome/Perfetto trace here (plan::write_trace's bytes); empty = none.
   std::string trace_path;
+  /// > 0: the approximate tier (approx_run.hpp, `--fidelity approx`): simulate this many MoE
+  /// layers per step and extrapolate to the model's layers; 0 = exact (the default).
+  int approx_moe_layers = 0;
 };
 
 /// Everything one simulated run produced. Owned by value.
@@ -46,6 +49,9 @@ struct SimRun {
   bool streamed = false;
   int64_t window_layers = 0;  ///< streamed: (step, layer) pairs per window
   std::string stream_note;    ///< why a run asked to stream ran whole (empty otherwise)
+  /// With RunOptions::approx_moe_layers: what the approximate tier did (LayerSampling::note;
+  /// "approx: ..." or why the run is exact); empty for exact runs.
+  std::string fidelity_note;
   int64_t ops = 0;            ///< ops simulated
   sim::SimResult result;
   plan::RunMetrics metrics;

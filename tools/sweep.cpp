@@ -79,7 +79,7 @@ Sweep load_sweep(const std::string& name_or_path) {
 std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& options, int jobs,
                                    const std::vector<std::string>& extra, ProgressFn progress,
                                    void* ctx, const std::vector<char>* only,
-                                   const PointFn& on_point) {
+                                   const PointFn& on_point, int approx_moe_layers) {
   const int n = static_cast<int>(sweep.points.size());
   std::vector<PointResult> results(static_cast<size_t>(n));
   std::vector<int> todo;
@@ -100,7 +100,9 @@ std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& op
     ov.insert(ov.end(), extra.begin(), extra.end());
     PointResult& r = results[static_cast<size_t>(i)];
     try {
-      SimRun run = run_scenario(pt.scenario, ov, options);
+      RunOptions ro;
+      ro.approx_moe_layers = approx_moe_layers;
+      SimRun run = run_scenario(pt.scenario, ov, options, ro);
       r.plan_kind = plan::to_string(run.scenario.plan.kind);
       r.gpus = plan_gpus(run.scenario);
       r.attention_gpus = attention_gpus(run.scenario);

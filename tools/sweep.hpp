@@ -44,12 +44,13 @@ using ProgressFn = void (*)(void* ctx, int done, int total);
 /// others stay default (ok = false, no error) and progress counts only the ones run.
 /// `on_point` (may be empty) is called with each finished point's index and result, one call
 /// at a time, as soon as it finishes (sweep_shard.hpp writes its record there).
+/// `approx_moe_layers` > 0: every point runs the approximate tier (RunOptions).
 using PointFn = std::function<void(int index, const PointResult& result)>;
 std::vector<PointResult> run_sweep(const Sweep& sweep, const sim::SimOptions& options, int jobs,
                                    const std::vector<std::string>& extra = {},
                                    ProgressFn progress = nullptr, void* ctx = nullptr,
                                    const std::vector<char>* only = nullptr,
-                                   const PointFn& on_point = {});
+                                   const PointFn& on_point = {}, int approx_moe_layers = 0);
 
 /// Scaling efficiency of each ok point: (tokens/s / GPUs) / (tokens/s / GPUs) of the point
 /// with the fewest GPUs among the ok points of the same plan kind (1.0 for that point).
