@@ -227,7 +227,8 @@ std::string search_key(const SearchSpace& space, const SearchOptions& options,
                        const std::string& sim_text, const std::string& binary_id);
 
 /// The CSV table (header + one row per candidate, enumeration order): index, kind, label,
-/// the plan fields, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,
+/// the plan fields (attention_gpus .. tensor_parallel, expert_tensor_parallel,
+/// expert_replicas, placement, micro_batches), batch, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,
 /// tokens_per_s_per_gpu, attention_idle_ms, moe_idle_ms, exposed_comm_ms, peak_memory_gb,
 /// meets_slo, error.
 std::vector<std::vector<std::string>> search_table(const SearchResult& r);

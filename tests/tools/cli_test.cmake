@@ -498,6 +498,19 @@ elseif(MODE STREQUAL "search")
   endif()
   run(sim ${WORK}/best.yaml --json)
   expect_ok("masep sim on the winner YAML")
+  # Expert TP in the space: gpt-fast's Mixtral plan (every expert split over both GPUs) wins
+  # at batch 1, and its winner YAML reproduces; --max-expert-tp 1 leaves whole experts only.
+  run(search scenarios/examples/mixtral-gpt-fast-tp.yaml --gpus 2 --steps 2 --set model.layers=2
+      --out-yaml ${WORK}/etp.yaml)
+  expect_ok("masep search with expert TP")
+  expect_contains("${OUT}" "best co-located:        co tp2 etp2 er1 rr mb1" "expert TP winner")
+  expect_contains("${OUT}" "reproduces TPOT" "expert TP winner YAML self-check")
+  run(search scenarios/examples/mixtral-gpt-fast-tp.yaml --gpus 2 --steps 2 --set model.layers=2
+      --max-expert-tp 1)
+  expect_ok("masep search --max-expert-tp 1")
+  if(OUT MATCHES "etp")
+    message(FATAL_ERROR "--max-expert-tp 1 listed an expert TP plan:\n${OUT}")
+  endif()
   # Shards (issue 16): three shard processes, each pruning with its own bound, then --merge:
   # stdout and CSV byte-identical to the single-process run. A small top K and wave make the
   # single run and the shards simulate different sets, which finalize_search makes equal.
@@ -573,6 +586,7 @@ elseif(MODE STREQUAL "search")
   expect_contains("${ERR}" "--shard" "error names --shard")
   # Bad options name the option.
   foreach(bad "--gpus;0" "--batch;0" "--gpus;5" "--tpot-ms;-1" "--top;0" "--steps;0" "--max-micro-batches;0"
+              "--max-expert-tp;-1"
               "--jobs;-1" "--network;nope"
               "--set;plan.micro_batches=2")
     list(GET bad 0 opt)
