@@ -37,9 +37,9 @@ constexpr const char* kUsage = R"(usage: masep search [SCENARIO] [options]
 
 Finds the plans with the most tokens/s per GPU for SCENARIO's model, cluster and workload on
 a budget of GPUs, among those meeting a TPOT SLO. It enumerates co-located plans
-(tensor_parallel, expert_replicas, placement, micro_batches) and MA-separation plans
-(attention:MoE split, replicas x head_parallel x sequence_parallel, expert_replicas,
-placement, micro_batches) that use exactly --gpus GPUs, rejects invalid ones with the
+(tensor_parallel, expert_tensor_parallel, expert_replicas, placement, micro_batches) and
+MA-separation plans (attention:MoE split, replicas x head_parallel x sequence_parallel,
+expert_tensor_parallel, expert_replicas, placement, micro_batches) that use exactly --gpus GPUs, rejects invalid ones with the
 scenario loader's own validation, prunes with the exact memory check and a floor on TPOT
 (roofline per GPU and along the critical path; against the SLO and against the top plans
 found so far), and simulates the rest in
@@ -50,7 +50,8 @@ Beyond one process: --out DIR records every candidate's floor and simulation in
 DIR/records as they finish, so a rerun resumes; --shard I/N (or a Slurm job array's / MPI
 launcher's rank, as masep sweep takes them) computes only the candidates i with i % N == I,
 and `masep search ... --merge --out DIR` joins the shards into the output a single process
-gives, byte for byte.
+gives, byte for byte. With --map, every search of the map records under DIR/c<context>-g<gpus>-
+b<batch>, a shard takes its share of every search, and --merge prints the map.
 
 SCENARIO   built-in name or YAML path (default: paper); its own plan is replaced
 
@@ -89,12 +90,70 @@ std::vector<int> pareto(const SearchResult& r, plan::PlanKind kind) {
 
 // `masep search --map`: one search per (context, GPU budget, batch); the best of each plan kind
 // and the speed-up of MA separation over co-location, as a table, map.csv and plots.
+//
+// Beyond one process (MapRecords): with --out DIR every search of the map records its
+// candidates under DIR/c<context>-g<gpus>-b<batch>/records (its own key, as a single
+// search's --out), so a rerun resumes; with --shard I/N each search computes only its
+// candidates i % N == I (every shard takes a share of every search, so the large budgets are
+// split too) and prints its counts, and --merge joins each search's records with
+// merge_search: the table, map.csv and plots are those of one process, byte for byte.
+struct MapRecords {
+  std::string out_dir;   ///< "" = no records
+  bool merge = false;    ///< join the records instead of running
+  std::string sim_text;  ///< simulator options for search_key
+};
+
 int search_map(const std::string& scenario, const plan::Scenario& base, const SearchOptions& so0,
                const SearchSpace& space0, const std::vector<int>& gpu_list,
                std::vector<int> batches, std::vector<int> contexts, const std::string& out_dir,
-               bool per_gpu) {
+               bool per_gpu, const MapRecords& rec) {
   if (batches.empty()) batches = {base.workload.batch};
   if (contexts.empty()) contexts = {base.workload.context};
+  const ShardSpec& shard = so0.shard;
+  if (shard.count > 1) {
+    // A shard of every search: records only, no table (the merge prints it).
+    int total = 0, mine = 0, simulated = 0, ran = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int c : contexts) {
+      for (int g : gpu_list) {
+        for (int b0 : batches) {
+          const int b = per_gpu ? b0 * g : b0;
+          SearchOptions so = so0;
+          so.overrides.push_back(fmt::format("workload.context={}", c));
+          SearchSpace sp = space0;
+          sp.gpus = g;
+          sp.batches = {b};
+          sp.ma_separation = space0.ma_separation && g >= 2;
+          so.out_dir =
+              (std::filesystem::path(rec.out_dir) / fmt::format("c{}-g{}-b{}", c, g, b)).string();
+          so.key = search_key(sp, so, rec.sim_text, running_binary_id());
+          const SearchResult r = run_search(sp, so);
+          for (const auto& x : r.results) mine += x.status != CandidateStatus::kOtherShard;
+          total += r.enumerated;
+          simulated += r.simulated;
+          ran += r.ran;
+          std::fprintf(
+              stderr,
+              "masep search --map shard %d/%d: context %d, %d GPUs, batch %d: %d "
+              "simulated (%.1f s)\n",
+              shard.index, shard.count, c, g, b, r.simulated,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+      }
+    }
+    std::printf(
+        "search --map shard %d/%d (%s): %zu searches, %d of %d candidates, %d simulated (%d run "
+        "now); records in %s\n",
+        shard.index, shard.count, shard.source.c_str(),
+        contexts.size() * gpu_list.size() * batches.size(), mine, total, simulated, ran,
+        rec.out_dir.c_str());
+    std::printf(
+        "when every shard has finished: masep search with the same options and --merge --out %s\n",
+        rec.out_dir.c_str());
+    return 0;
+  }
+  int missing = 0;
+  std::string first_missing;
   std::vector<std::vector<std::string>> table = {
       {"context", "gpus", "batch", "best_colocated", "colocated_tokens_per_s_per_gpu",
        "colocated_tpot_ms", "best_ma", "ma_tokens_per_s_per_gpu", "ma_tpot_ms", "speedup",
@@ -121,7 +180,16 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
         std::string cell = "-", status = "ok";
         std::vector<std::string> line = {std::to_string(c), std::to_string(g), std::to_string(b)};
         try {
-          const SearchResult r = run_search(sp, so);
+          if (!rec.out_dir.empty()) {
+            so.out_dir =
+                (std::filesystem::path(rec.out_dir) / fmt::format("c{}-g{}-b{}", c, g, b)).string();
+            so.key = search_key(sp, so, rec.sim_text, running_binary_id());
+          }
+          const SearchResult r = rec.merge ? merge_search(sp, so) : run_search(sp, so);
+          if (!r.missing.empty()) {
+            if (missing++ == 0) first_missing = so.out_dir;
+            throw std::runtime_error("records missing");
+          }
           auto best = [&](int i) -> std::vector<std::string> {
             if (i < 0) return {"", "", ""};
             const auto& x = r.results[static_cast<size_t>(i)];
@@ -162,6 +230,13 @@ int search_map(const std::string& scenario, const plan::Scenario& base, const Se
   }
   std::fprintf(stderr, "masep search --map: %zu searches in %.1f s\n", table.size() - 1,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (missing > 0) {
+    std::fprintf(stderr,
+                 "masep search --map --merge: %d of %zu searches are not completely recorded "
+                 "(the first: %s/records): run the missing shards first\n",
+                 missing, table.size() - 1, first_missing.c_str());
+    return 1;
+  }
   if (!out_dir.empty()) {
     std::filesystem::create_directories(out_dir);
     const std::string csv = (std::filesystem::path(out_dir) / "map.csv").string();
@@ -201,7 +276,7 @@ int cmd_search(const Args& args) {
   std::vector<int> batches, map_gpus, map_contexts;
   std::string map_out, out_dir, shard_flag;
   int gpus = 0, jobs = 0, top = 10, steps = 0, max_mb = 4, max_er = 0, wave = 16;
-  int moe_layers = 0, ma_step = 1, max_sp = 0;
+  int moe_layers = 0, ma_step = 1, max_sp = 0, max_etp = 0;
   std::string placement = "both";
   double tpot_ms = 0;
   po::options_description opts(kUsage);
@@ -222,7 +297,10 @@ int cmd_search(const Args& args) {
       "scenario's workload.decode_steps)")(
       "max-micro-batches", po::value(&max_mb)->default_value(4), "micro_batches 1..N")(
       "max-expert-replicas", po::value(&max_er)->default_value(0),
-      "expert_replicas 1..N (0 = up to the expert GPUs)")("no-colocated", "skip co-located plans")(
+      "expert_replicas 1..N (0 = up to the expert groups)")(
+      "max-expert-tp", po::value(&max_etp)->default_value(0),
+      "expert_tensor_parallel: the divisors of the expert GPUs up to N (0 = any, 1 = whole "
+      "experts only)")("no-colocated", "skip co-located plans")(
       "no-ma", "skip MA-separation plans")("jobs,j", po::value(&jobs)->default_value(0),
                                            "worker threads (0 = all cores)")(
       "wave", po::value(&wave)->default_value(16),
@@ -292,6 +370,7 @@ int cmd_search(const Args& args) {
   }
   if (max_mb < 1) bad("--max-micro-batches", fmt::format("must be >= 1, got {}", max_mb));
   if (max_er < 0) bad("--max-expert-replicas", fmt::format("must be >= 0, got {}", max_er));
+  if (max_etp < 0) bad("--max-expert-tp", fmt::format("must be >= 0, got {}", max_etp));
   if (jobs < 0) bad("--jobs", fmt::format("must be >= 0, got {}", jobs));
   if (wave < 1) bad("--wave", fmt::format("must be >= 1, got {}", wave));
   if (moe_layers < 0) bad("--moe-layers", fmt::format("must be >= 0, got {}", moe_layers));
@@ -323,9 +402,6 @@ int cmd_search(const Args& args) {
         "deletes --out DIR/records; not with shards or --merge (remove it once "
         "before starting them)");
   }
-  if (!map_gpus.empty() && (!out_dir.empty() || !shard_flag.empty())) {
-    bad("--map", "--out, --shard and --merge are for one search, not --map");
-  }
 
   SearchOptions so;
   so.base = scenario;
@@ -356,6 +432,7 @@ int cmd_search(const Args& args) {
   space.max_micro_batches = max_mb;
   space.batches = batches;
   space.max_expert_replicas = max_er;
+  space.max_expert_tensor_parallel = max_etp;
   space.colocated = !vm.count("no-colocated");
   space.ma_separation = !vm.count("no-ma");
   space.ma_step = ma_step;
@@ -365,6 +442,19 @@ int cmd_search(const Args& args) {
   if (vm.count("model-splits")) {
     space.heads = base.model.heads;
     space.kv_heads = base.model.kv_heads;
+    space.expert_ffn = base.model.expert_ffn;
+    if (base.model.shared_experts > 0) space.shared_expert_ffn = base.model.shared_ffn();
+  }
+  // What changes results besides the space: the simulator options and the calibration.
+  std::string sim_text;
+  if (!out_dir.empty()) {
+    sim_text = fmt::format("algorithm={} network={} calibration={}", algorithm,
+                           vm["network"].defaulted() ? "scenario" : network, calibration);
+    if (!calibration.empty()) {
+      sim_text += fmt::format(
+          " calibration_hash={:016x}",
+          plan::fnv1a64(plan::read_input_file(calibration, "calibration", uint64_t{1} << 30)));
+    }
   }
   if (!map_gpus.empty()) {
     for (int g : map_gpus) {
@@ -375,20 +465,18 @@ int cmd_search(const Args& args) {
     for (int c : map_contexts) {
       if (c < 1) bad("--map-context", fmt::format("must be >= 1, got {}", c));
     }
+    if (vm.count("fresh")) {
+      bad("--fresh", "is for one search; with --map remove the --out folder once instead");
+    }
+    MapRecords rec;
+    rec.out_dir = out_dir;
+    rec.merge = merge;
+    rec.sim_text = sim_text;
     return search_map(scenario, base, so, space, map_gpus, batches, map_contexts, map_out,
-                      vm.count("batch-per-gpu") > 0);
+                      vm.count("batch-per-gpu") > 0, rec);
   }
 
   if (!out_dir.empty()) {
-    // What changes results besides the space: the simulator options and the calibration.
-    std::string sim_text =
-        fmt::format("algorithm={} network={} calibration={}", algorithm,
-                    vm["network"].defaulted() ? "scenario" : network, calibration);
-    if (!calibration.empty()) {
-      sim_text += fmt::format(
-          " calibration_hash={:016x}",
-          plan::fnv1a64(plan::read_input_file(calibration, "calibration", uint64_t{1} << 30)));
-    }
     so.key = search_key(space, so, sim_text, running_binary_id());
     if (vm.count("fresh")) std::filesystem::remove_all(std::filesystem::path(out_dir) / "records");
   }

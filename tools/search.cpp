@@ -55,13 +55,15 @@ std::string fmt_num(double v) {
 
 std::string Candidate::label() const {
   const std::string b = batch > 0 ? fmt::format(" b{}", batch) : std::string();
+  const std::string etp =
+      expert_tensor_parallel > 1 ? fmt::format(" etp{}", expert_tensor_parallel) : std::string();
   if (kind == plan::PlanKind::kColocated) {
-    return fmt::format("co tp{} er{} {} mb{}{}", tensor_parallel, expert_replicas,
+    return fmt::format("co tp{}{} er{} {} mb{}{}", tensor_parallel, etp, expert_replicas,
                        placement_short(placement), micro_batches, b);
   }
-  return fmt::format("ma {}:{} r{} hp{} sp{} er{} {} mb{}{}", attention_gpus, moe_gpus, replicas,
-                     head_parallel, sequence_parallel, expert_replicas, placement_short(placement),
-                     micro_batches, b);
+  return fmt::format("ma {}:{} r{} hp{} sp{}{} er{} {} mb{}{}", attention_gpus, moe_gpus, replicas,
+                     head_parallel, sequence_parallel, etp, expert_replicas,
+                     placement_short(placement), micro_batches, b);
 }
 
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
@@ -78,29 +80,53 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
     return space.heads <= 0 ||
            (space.heads % d == 0 && space.kv_heads > 0 && space.kv_heads % d == 0);
   };
-  auto er_max = [&](int expert_gpus) {
-    return space.max_expert_replicas > 0 ? std::min(space.max_expert_replicas, expert_gpus)
-                                         : expert_gpus;
+  auto er_max = [&](int expert_groups) {
+    return space.max_expert_replicas > 0 ? std::min(space.max_expert_replicas, expert_groups)
+                                         : expert_groups;
+  };
+  // Expert tensor-parallel degrees for `expert_gpus` GPUs: its divisors up to the cap (and
+  // dividing the model's expert widths when the space names them).
+  if (space.max_expert_tensor_parallel < 0) {
+    throw std::invalid_argument("enumerate_candidates: max_expert_tensor_parallel must be >= 0");
+  }
+  auto etps = [&](int expert_gpus) {
+    std::vector<int> out;
+    for (int t = 1; t <= expert_gpus; ++t) {
+      if (expert_gpus % t != 0) continue;
+      if (space.max_expert_tensor_parallel > 0 && t > space.max_expert_tensor_parallel) break;
+      if (t > 1 && space.expert_ffn > 0 && space.expert_ffn % t != 0) continue;
+      if (t > 1 && space.shared_expert_ffn > 0 && space.shared_expert_ffn % t != 0) continue;
+      out.push_back(t);
+    }
+    return out;
+  };
+  // ", expert_tensor_parallel: T" inside the plan's expert mapping, only when T > 1 (so the
+  // plans without expert TP keep their YAML).
+  auto etp_yaml = [](int t) {
+    return t > 1 ? fmt::format(", expert_tensor_parallel: {}", t) : std::string();
   };
   std::vector<Candidate> out;
   const int n = space.gpus;
   if (space.colocated) {
     for (int tp = 1; tp <= n; ++tp) {
       if (n % tp != 0 || !splits_heads(tp)) continue;
-      for (auto pl : placements) {
-        for (int er = 1; er <= er_max(n); ++er) {
-          for (int mb = 1; mb <= space.max_micro_batches; ++mb) {
-            Candidate c;
-            c.kind = plan::PlanKind::kColocated;
-            c.tensor_parallel = tp;
-            c.placement = pl;
-            c.expert_replicas = er;
-            c.micro_batches = mb;
-            c.plan_yaml = fmt::format(
-                "{{kind: colocated, colocated: {{gpus: {}, tensor_parallel: {}, placement: {}, "
-                "expert_replicas: {}}}, micro_batches: {}}}",
-                n, tp, plan::to_string(pl), er, mb);
-            out.push_back(std::move(c));
+      for (int et : etps(n)) {
+        for (auto pl : placements) {
+          for (int er = 1; er <= er_max(n / et); ++er) {
+            for (int mb = 1; mb <= space.max_micro_batches; ++mb) {
+              Candidate c;
+              c.kind = plan::PlanKind::kColocated;
+              c.tensor_parallel = tp;
+              c.expert_tensor_parallel = et;
+              c.placement = pl;
+              c.expert_replicas = er;
+              c.micro_batches = mb;
+              c.plan_yaml = fmt::format(
+                  "{{kind: colocated, colocated: {{gpus: {}, tensor_parallel: {}, placement: {}, "
+                  "expert_replicas: {}{}}}, micro_batches: {}}}",
+                  n, tp, plan::to_string(pl), er, etp_yaml(et), mb);
+              out.push_back(std::move(c));
+            }
           }
         }
       }
@@ -115,25 +141,28 @@ std::vector<Candidate> enumerate_candidates(const SearchSpace& space) {
           if ((a / r) % hp != 0 || !splits_heads(hp)) continue;
           const int sp = a / r / hp;
           if (space.max_sequence_parallel > 0 && sp > space.max_sequence_parallel) continue;
-          for (auto pl : placements) {
-            for (int er = 1; er <= er_max(m); ++er) {
-              for (int mb = 1; mb <= space.max_micro_batches; ++mb) {
-                Candidate c;
-                c.kind = plan::PlanKind::kMaSeparation;
-                c.attention_gpus = a;
-                c.moe_gpus = m;
-                c.replicas = r;
-                c.head_parallel = hp;
-                c.sequence_parallel = sp;
-                c.placement = pl;
-                c.expert_replicas = er;
-                c.micro_batches = mb;
-                c.plan_yaml = fmt::format(
-                    "{{kind: ma_separation, attention: {{gpus: {}, head_parallel: {}, "
-                    "sequence_parallel: {}, replicas: {}}}, moe: {{gpus: {}, placement: {}, "
-                    "expert_replicas: {}}}, micro_batches: {}}}",
-                    a, hp, sp, r, m, plan::to_string(pl), er, mb);
-                out.push_back(std::move(c));
+          for (int et : etps(m)) {
+            for (auto pl : placements) {
+              for (int er = 1; er <= er_max(m / et); ++er) {
+                for (int mb = 1; mb <= space.max_micro_batches; ++mb) {
+                  Candidate c;
+                  c.kind = plan::PlanKind::kMaSeparation;
+                  c.attention_gpus = a;
+                  c.moe_gpus = m;
+                  c.replicas = r;
+                  c.head_parallel = hp;
+                  c.sequence_parallel = sp;
+                  c.expert_tensor_parallel = et;
+                  c.placement = pl;
+                  c.expert_replicas = er;
+                  c.micro_batches = mb;
+                  c.plan_yaml = fmt::format(
+                      "{{kind: ma_separation, attention: {{gpus: {}, head_parallel: {}, "
+                      "sequence_parallel: {}, replicas: {}}}, moe: {{gpus: {}, placement: {}, "
+                      "expert_replicas: {}{}}}, micro_batches: {}}}",
+                      a, hp, sp, r, m, plan::to_string(pl), er, etp_yaml(et), mb);
+                  out.push_back(std::move(c));
+                }
               }
             }
           }
@@ -898,6 +927,8 @@ std::string search_key(const SearchSpace& space, const SearchOptions& options,
                        space.ma_step, space.max_sequence_parallel, space.round_robin,
                        space.contiguous, space.heads, space.kv_heads, options.moe_layers);
   for (int b : space.batches) canon += fmt::format("batch {}\n", b);
+  canon += fmt::format("etp={} expert_ffn={} shared_ffn={}\n", space.max_expert_tensor_parallel,
+                       space.expert_ffn, space.shared_expert_ffn);
   canon += sim_text + "\n" + binary_id + "\n";
   return fmt::format("{:016x}", plan::fnv1a64(canon));
 }
@@ -913,6 +944,7 @@ std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
                "head_parallel",
                "sequence_parallel",
                "tensor_parallel",
+               "expert_tensor_parallel",
                "expert_replicas",
                "placement",
                "micro_batches",
@@ -945,6 +977,7 @@ std::vector<std::vector<std::string>> search_table(const SearchResult& r) {
                  opt(ma, c.head_parallel),
                  opt(ma, c.sequence_parallel),
                  opt(!ma, c.tensor_parallel),
+                 std::to_string(c.expert_tensor_parallel),
                  std::to_string(c.expert_replicas),
                  plan::to_string(c.placement),
                  std::to_string(c.micro_batches),

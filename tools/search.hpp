@@ -24,7 +24,10 @@ namespace masep::tools {
 struct SearchSpace {
   int gpus = 0;                 ///< GPUs every candidate uses (exactly); must be >= 1
   int max_micro_batches = 4;    ///< micro_batches 1..this
-  int max_expert_replicas = 0;  ///< expert_replicas 1..this (0 = up to the expert GPUs)
+  int max_expert_replicas = 0;  ///< expert_replicas 1..this (0 = up to the expert groups)
+  /// expert_tensor_parallel: every divisor of the expert GPUs (plan.colocated.gpus or
+  /// plan.moe.gpus) up to this (0 = any, 1 = whole experts only, the space before expert TP).
+  int max_expert_tensor_parallel = 0;
   bool colocated = true;        ///< enumerate co-located plans
   bool ma_separation = true;    ///< enumerate MA-separation plans (needs gpus >= 2)
   /// workload.batch values to try with every plan (sequences); empty = the scenario's batch.
@@ -37,6 +40,9 @@ struct SearchSpace {
   /// When > 0: tensor_parallel and head_parallel only among the divisors of both (the
   /// model's heads and KV heads: the loader rejects the others anyway, one load each).
   int heads = 0, kv_heads = 0;
+  /// When > 0: expert_tensor_parallel only among the divisors of this (the model's expert_ffn
+  /// and shared-expert width: the loader rejects the others).
+  int expert_ffn = 0, shared_expert_ffn = 0;
 };
 
 /// One enumerated plan. `plan_yaml` is the whole `plan:` mapping in YAML flow style, given
@@ -47,21 +53,26 @@ struct Candidate {
   int attention_gpus = 0, moe_gpus = 0;                        ///< MA only
   int head_parallel = 0, sequence_parallel = 0, replicas = 0;  ///< MA only
   int tensor_parallel = 0;                                     ///< co-located only
-  int expert_replicas = 1;
+  int expert_tensor_parallel = 1;  ///< GPUs each expert is split over (expert group size)
+  int expert_replicas = 1;         ///< copies of each expert (over expert groups)
   plan::Placement placement = plan::Placement::kRoundRobin;
   int micro_batches = 1;
   int batch = 0;  ///< workload.batch override; 0 = the scenario's
   std::string plan_yaml;
   /// Short label, e.g. "co tp4 er1 rr mb1" or "ma 12:4 r3 hp4 sp1 er1 rr mb2" (" b32" added
-  /// when the candidate sets the batch).
+  /// when the candidate sets the batch; " etpT" before " er" when expert_tensor_parallel T > 1,
+  /// e.g. gpt-fast's "co tp8 etp8 er1 rr mb1").
   std::string label() const;
 };
 
 /// Every candidate of `space`, in a fixed order: for each batch (in the given order), co-located
-/// first (tensor_parallel, placement, expert_replicas, micro_batches ascending), then MA separation
-/// (attention GPUs ascending, then replicas, head_parallel, placement, expert_replicas,
-/// micro_batches). No filtering by model: the loader decides validity. Throws std::invalid_argument
-/// for gpus < 1.
+/// first (tensor_parallel, expert_tensor_parallel, placement, expert_replicas, micro_batches
+/// ascending), then MA separation (attention GPUs ascending, then replicas, head_parallel,
+/// expert_tensor_parallel, placement, expert_replicas, micro_batches). expert_replicas go up
+/// to the expert groups (expert GPUs / expert_tensor_parallel). No filtering by model unless
+/// the space names its heads / expert widths: the loader decides validity. The candidates with
+/// expert_tensor_parallel 1 come in the same relative order, with the same labels and plan
+/// YAML, as with max_expert_tensor_parallel = 1. Throws std::invalid_argument for gpus < 1.
 std::vector<Candidate> enumerate_candidates(const SearchSpace& space);
 
 /// Lower bound on the mean TPOT of a compiled Program, in ns: the largest over ranks of the
@@ -216,7 +227,8 @@ std::string search_key(const SearchSpace& space, const SearchOptions& options,
                        const std::string& sim_text, const std::string& binary_id);
 
 /// The CSV table (header + one row per candidate, enumeration order): index, kind, label,
-/// the plan fields, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,
+/// the plan fields (attention_gpus .. tensor_parallel, expert_tensor_parallel,
+/// expert_replicas, placement, micro_batches), batch, status, floor_ms, tpot_mean_ms, tpot_p99_ms, tokens_per_s,
 /// tokens_per_s_per_gpu, attention_idle_ms, moe_idle_ms, exposed_comm_ms, peak_memory_gb,
 /// meets_slo, error.
 std::vector<std::vector<std::string>> search_table(const SearchResult& r);

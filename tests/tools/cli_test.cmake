@@ -468,6 +468,41 @@ elseif(MODE STREQUAL "search")
   endif()
   list(GET map_lines 1 map_row)
   expect_contains("${map_row}" "512,2,8," "first map row")
+  # --map in shards (issue 16): two shard processes record every search's candidates under
+  # --out, --merge prints the table and writes map.csv byte for byte as the single process.
+  set(map_args search paper --map 2 4 --batch 8 16 --map-context 512 --steps 2
+      --max-micro-batches 2 --top 2 --wave 3 -j 1)
+  run(${map_args} --map-out ${WORK}/map1)
+  expect_ok("masep search --map --top 2")
+  set(map_top2 "${OUT}")
+  file(READ ${WORK}/map1/map.csv map_csv_top2)
+  foreach(i 0 1)
+    run(${map_args} --shard ${i}/2 --out ${WORK}/map-shards)
+    expect_ok("masep search --map --shard ${i}/2")
+    expect_contains("${OUT}" "search --map shard ${i}/2" "map shard summary")
+  endforeach()
+  run(${map_args} --merge --out ${WORK}/map-shards --map-out ${WORK}/map1)
+  expect_ok("masep search --map --merge")
+  if(NOT OUT STREQUAL map_top2)
+    message(FATAL_ERROR "merged map differs from the single run:\n${map_top2}\n---\n${OUT}")
+  endif()
+  file(READ ${WORK}/map1/map.csv map_csv_merged)
+  if(NOT map_csv_merged STREQUAL map_csv_top2)
+    message(FATAL_ERROR "merged map.csv differs from the single-process map.csv")
+  endif()
+  # A map merge with a shard missing fails; a single run into --out resumes.
+  run(${map_args} --shard 0/2 --out ${WORK}/map-half)
+  expect_ok("masep search --map --shard 0/2 (alone)")
+  run(${map_args} --merge --out ${WORK}/map-half)
+  if(RC EQUAL 0)
+    message(FATAL_ERROR "a --map merge with shard 1/2 missing succeeded")
+  endif()
+  expect_contains("${ERR}" "not completely recorded" "map merge names the missing records")
+  run(${map_args} --out ${WORK}/map-half --map-out ${WORK}/map1)
+  expect_ok("masep search --map --out (completing the records)")
+  if(NOT OUT STREQUAL map_top2)
+    message(FATAL_ERROR "map resumed from half the records differs from the single run")
+  endif()
   run(search paper --map 2 99 --batch 8)
   if(RC EQUAL 0)
     message(FATAL_ERROR "--map 99 accepted on a 16-GPU topology")
@@ -478,7 +513,7 @@ elseif(MODE STREQUAL "search")
   run(${args} -j 1 --csv ${WORK}/a.csv --out-yaml ${WORK}/best.yaml)
   expect_ok("masep search")
   set(out1 "${OUT}")
-  expect_contains("${OUT}" "candidates: 96 enumerated" "candidate count")
+  expect_contains("${OUT}" "candidates: 148 enumerated" "candidate count (expert TP included)")
   expect_contains("${OUT}" "best co-located:" "best co-located line")
   expect_contains("${OUT}" "reproduces TPOT" "winner YAML self-check")
   run(${args} -j 2 --csv ${WORK}/b.csv)
@@ -496,6 +531,19 @@ elseif(MODE STREQUAL "search")
   endif()
   run(sim ${WORK}/best.yaml --json)
   expect_ok("masep sim on the winner YAML")
+  # Expert TP in the space: gpt-fast's Mixtral plan (every expert split over both GPUs) wins
+  # at batch 1, and its winner YAML reproduces; --max-expert-tp 1 leaves whole experts only.
+  run(search scenarios/examples/mixtral-gpt-fast-tp.yaml --gpus 2 --steps 2 --set model.layers=2
+      --out-yaml ${WORK}/etp.yaml)
+  expect_ok("masep search with expert TP")
+  expect_contains("${OUT}" "best co-located:        co tp2 etp2 er1 rr mb1" "expert TP winner")
+  expect_contains("${OUT}" "reproduces TPOT" "expert TP winner YAML self-check")
+  run(search scenarios/examples/mixtral-gpt-fast-tp.yaml --gpus 2 --steps 2 --set model.layers=2
+      --max-expert-tp 1)
+  expect_ok("masep search --max-expert-tp 1")
+  if(OUT MATCHES "etp")
+    message(FATAL_ERROR "--max-expert-tp 1 listed an expert TP plan:\n${OUT}")
+  endif()
   # Shards (issue 16): three shard processes, each pruning with its own bound, then --merge:
   # stdout and CSV byte-identical to the single-process run. A small top K and wave make the
   # single run and the shards simulate different sets, which finalize_search makes equal.
@@ -571,6 +619,7 @@ elseif(MODE STREQUAL "search")
   expect_contains("${ERR}" "--shard" "error names --shard")
   # Bad options name the option.
   foreach(bad "--gpus;0" "--batch;0" "--gpus;5" "--tpot-ms;-1" "--top;0" "--steps;0" "--max-micro-batches;0"
+              "--max-expert-tp;-1"
               "--jobs;-1" "--network;nope"
               "--set;plan.micro_batches=2")
     list(GET bad 0 opt)

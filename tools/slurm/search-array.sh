@@ -8,7 +8,9 @@
 #       "masep search SCENARIO [the same options] --merge --out OUT --csv OUT/search.csv"
 # OUT must be on a file system every node sees, and every task must run the same masep build
 # (records carry its hash). A task that fails can be resubmitted alone (sbatch --array=7 ...):
-# what it already recorded is read back, not computed again. docs/search.md.
+# what it already recorded is read back, not computed again. A map works the same way
+# (options --map G... --batch B... --map-context C...; the merge job adds --map-out DIR for
+# map.csv and the heat maps): every task takes its share of every search. docs/search.md.
 #SBATCH --job-name=masep-search
 #SBATCH --cpus-per-task=8
 #SBATCH --time=01:00:00

@@ -9,7 +9,7 @@ set xtics ("8" 0, "32" 1, "128" 2)
 set ytics ("2" 0, "4" 1, "8" 2, "16" 3)
 set xrange [-0.5:2.5]
 set yrange [-0.5:3.5]
-set cbrange [0.5174:1.4826000000000001]
+set cbrange [0.517:1.483]
 set palette defined (0 '#c0392b', 1 '#ffffff', 2 '#2471a3')
 unset key
 set terminal pngcairo size 900,600 font "Sans,11" noenhanced
