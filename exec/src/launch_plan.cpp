@@ -357,6 +357,17 @@ class Builder {
           fmt::format("layout: {} attention ranks and MoE ranks {}..{} do not fit {} ranks", att_,
                       moe_base_, moe_base_ + moe_n_ - 1, n));
     }
+    // Attention replicas of unequal size (layout.replica_shapes): t_ is this rank's own
+    // group's GPUs (what decides in-place residuals and gathers); an MoE rank keeps the
+    // largest.
+    if (!lay.replica_shapes.empty() && rank_ < att_) {
+      const int r = p_.ranks[static_cast<size_t>(rank_)].replica;
+      if (r < 0 || r >= static_cast<int>(lay.replica_shapes.size())) {
+        throw std::invalid_argument(fmt::format("rank {}: replica {} is not in the layout's {}",
+                                                rank_, r, lay.replica_shapes.size()));
+      }
+      t_ = std::max(1, lay.replica_shape(r).size());
+    }
     for (int a = 0; a < att_; ++a) {
       if (static_cast<int>(p_.ranks[a].batches.size()) != rp_.micro_batches) {
         throw std::invalid_argument(fmt::format("rank {}: {} batches for {} micro-batches", a,
@@ -422,7 +433,7 @@ class Builder {
       rp_.verify_blocker = m_.shared_experts > 0
                                ? "the model has shared experts (not in the executor's data flow)"
                                : "the Program carries no per-token routing";
-    } else if (t_ != 1) {
+    } else if (p_.layout.group_size != 1) {
       rp_.verify_blocker =
           "the attention group has more than one GPU (head or sequence parallelism): weight "
           "sharding is not seeded consistently with the single-GPU reference";
