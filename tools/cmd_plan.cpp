@@ -66,6 +66,21 @@ std::string topology_line(const topology::TopologySpec& t) {
 }
 
 std::string plan_line(const PlanSpec& p) {
+  if (p.kind == PlanKind::kMaSeparation && p.attention.per_replica()) {
+    const auto& a = p.attention;
+    std::string reps;  // "[hp 2 x sp 1, share 3], ..." one per replica
+    for (const auto& r : a.replica_list) {
+      reps += fmt::format("{}head_parallel {} x sequence_parallel {}", reps.empty() ? "" : "; ",
+                          r.head_parallel, r.sequence_parallel);
+      if (r.batch_share > 0) reps += fmt::format(", batch_share {}", r.batch_share);
+    }
+    return fmt::format(
+        "ma_separation: attention {} GPUs in {} replicas ({}), MoE {} GPUs ({}, {} cop{} per "
+        "expert), {} micro-batch{}",
+        a.gpus, a.replicas, reps, p.moe.gpus, to_string(p.moe.placement), p.moe.expert_replicas,
+        p.moe.expert_replicas == 1 ? "y" : "ies", p.micro_batches,
+        p.micro_batches == 1 ? "" : "es");
+  }
   if (p.kind == PlanKind::kMaSeparation) {
     const auto& a = p.attention;
     return fmt::format(

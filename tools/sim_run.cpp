@@ -392,6 +392,21 @@ const char* placement_name(plan::Placement p) {
 std::string describe_plan(const plan::PlanSpec& p) {
   std::string mb =
       fmt::format("{} micro-batch{}", p.micro_batches, p.micro_batches == 1 ? "" : "es");
+  if (p.kind == plan::PlanKind::kMaSeparation && p.attention.per_replica()) {
+    const auto& a = p.attention;
+    const auto& m = p.moe;
+    std::string reps;  // "2x1 (share 3), 1x1 (share 1)": head x seq parallel of each replica
+    for (const auto& r : a.replica_list) {
+      reps +=
+          fmt::format("{}{}x{}", reps.empty() ? "" : ", ", r.head_parallel, r.sequence_parallel);
+      if (r.batch_share > 0) reps += fmt::format(" (share {})", r.batch_share);
+    }
+    return fmt::format(
+        "MA separation {}:{} - attention {} GPUs ({} replicas of their own size, heads-parallel x "
+        "seq-parallel: {}), MoE {} GPUs ({}, {} replica{} per expert), {}",
+        a.gpus, m.gpus, a.gpus, a.replicas, reps, m.gpus, placement_name(m.placement),
+        m.expert_replicas, m.expert_replicas == 1 ? "" : "s", mb);
+  }
   if (p.kind == plan::PlanKind::kMaSeparation) {
     const auto& a = p.attention;
     const auto& m = p.moe;

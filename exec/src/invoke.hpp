@@ -15,13 +15,13 @@
 
 namespace masep::exec::detail {
 
-/// Row-major C[m×n] = X[m×k] · W[n×k]ᵀ in bf16 with fp32 compute (cublasGemmEx, default
-/// algorithm): column-major Cᵀ = Wᵀ(op T) · Xᵀ. Weights are [n, k] row-major, as the lowering
-/// lays them out. Nothing is issued when a dimension is 0.
+/// Row-major C[m×n] = X[m×k] · W[n×k]ᵀ (+ C when `accumulate`: cuBLAS beta = 1) in bf16 with
+/// fp32 compute (cublasGemmEx, default algorithm): column-major Cᵀ = Wᵀ(op T) · Xᵀ. Weights are
+/// [n, k] row-major, as the lowering lays them out. Nothing is issued when a dimension is 0.
 inline void gemm_bf16(cublasHandle_t h, const void* w, const void* x, void* c, int64_t m, int64_t n,
-                      int64_t k) {
+                      int64_t k, bool accumulate = false) {
   if (m <= 0 || n <= 0 || k <= 0) return;
-  const float alpha = 1.f, beta = 0.f;
+  const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   MASEP_CUBLAS_CHECK(cublasGemmEx(
       h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
       &alpha, w, CUDA_R_16BF, static_cast<int>(k), x, CUDA_R_16BF, static_cast<int>(k), &beta, c,

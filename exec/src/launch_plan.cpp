@@ -129,17 +129,9 @@ void check_model_supported(const plan::Program& p) {
         "qk_rope_head_dim {}; the other widths must be multiples of 8)",
         m.mla.kv_lora_rank, m.mla.qk_rope_head_dim, m.mla.qk_nope_head_dim, m.mla.v_head_dim,
         m.mla.q_lora_rank, kernels::kMlaLatentDim, kernels::kMlaRopeDim);
-  } else if (m.dense_layers > 0) {
-    what = fmt::format("dense FFN layers (dense_layers: {}; no dense-layer lowering yet)",
-                       m.dense_layers);
   } else if (m.sliding_window > 0) {
     what = fmt::format("sliding-window attention (sliding_window: {}; no windowed kernel yet)",
                        m.sliding_window);
-  } else if (m.shared_own_width()) {
-    what = fmt::format(
-        "shared experts of their own width (shared_expert_ffn {} != expert_ffn {}; no lowering "
-        "yet)",
-        m.shared_ffn(), m.expert_ffn);
   } else if (!executor_runs_precision(m.precision)) {
     const models::Precision& pr = m.precision;
     what = fmt::format(
@@ -154,6 +146,11 @@ void check_model_supported(const plan::Program& p) {
         "MLA attention with {} weights (the MLA projections run as bf16 cuBLAS GEMMs; FP8 "
         "weights are lowered for the qkv, out_proj and expert matrices only)",
         models::to_string(m.precision.weights));
+  } else if (m.dense_layers > 0 && m.precision.weights != models::DType::kBF16) {
+    what = fmt::format(
+        "dense FFN layers with {} weights (dense_layers: {}; the dense down projection adds the "
+        "residual in a bf16 cuBLAS GEMM, the FP8 GEMM has no residual input)",
+        models::to_string(m.precision.weights), m.dense_layers);
   }
   if (!what.empty()) {
     throw std::invalid_argument(fmt::format(
@@ -189,6 +186,7 @@ class Builder {
     if (m_.precision.weights == models::DType::kFP8) wfmt_ = kernels::WeightFormat::kFP8Block;
     rp_.micro_batches = std::max(1, p.micro_batches);
     for (auto& v : rp_.buffer_bytes) v.assign(static_cast<size_t>(rp_.micro_batches), 0);
+    routed_rows_.assign(static_cast<size_t>(rp_.micro_batches), 0);
     h_ = m_.hidden;
     setup_layout();
   }
@@ -286,15 +284,17 @@ class Builder {
   }
 
   // Every op's role is one this lowering knows, on the kind the compiler emits it as.
-  // Issue 15's model features (check_model_supported), then this rank's ops: an op of a
-  // dense-layer or shared-expert role, or of an MLA role in a Program whose model is not MLA,
-  // is refused alike.
+  // Issue 15's model features (check_model_supported), then this rank's ops: an op of an MLA,
+  // dense-layer or own-width shared-expert role in a Program whose model has no such part is
+  // refused alike.
   void check_model_features() const {
     check_model_supported(p_);
     for (OpId id : p_.stream_ops[static_cast<size_t>(rank_)][plan::kCompute]) {
       const Op& o = p_.ops[static_cast<size_t>(id)];
-      if ((plan::is_mla_role(o.role) && !m_.is_mla()) || plan::is_dense_role(o.role) ||
-          (o.role >= OpRole::kSharedUp && o.role <= OpRole::kSharedDown)) {
+      const bool shared_role = o.role >= OpRole::kSharedUp && o.role <= OpRole::kSharedDown;
+      if ((plan::is_mla_role(o.role) && !m_.is_mla()) ||
+          (plan::is_dense_role(o.role) && m_.dense_layers == 0) ||
+          (shared_role && !m_.shared_own_width())) {
         throw std::invalid_argument(fmt::format(
             "masep exec cannot run model {}: op {} ({}) of role {}. `masep sim` models it; the "
             "executor does not",
@@ -356,6 +356,17 @@ class Builder {
       throw std::invalid_argument(
           fmt::format("layout: {} attention ranks and MoE ranks {}..{} do not fit {} ranks", att_,
                       moe_base_, moe_base_ + moe_n_ - 1, n));
+    }
+    // Attention replicas of unequal size (layout.replica_shapes): t_ is this rank's own
+    // group's GPUs (what decides in-place residuals and gathers); an MoE rank keeps the
+    // largest.
+    if (!lay.replica_shapes.empty() && rank_ < att_) {
+      const int r = p_.ranks[static_cast<size_t>(rank_)].replica;
+      if (r < 0 || r >= static_cast<int>(lay.replica_shapes.size())) {
+        throw std::invalid_argument(fmt::format("rank {}: replica {} is not in the layout's {}",
+                                                rank_, r, lay.replica_shapes.size()));
+      }
+      t_ = std::max(1, lay.replica_shape(r).size());
     }
     for (int a = 0; a < att_; ++a) {
       if (static_cast<int>(p_.ranks[a].batches.size()) != rp_.micro_batches) {
@@ -422,7 +433,7 @@ class Builder {
       rp_.verify_blocker = m_.shared_experts > 0
                                ? "the model has shared experts (not in the executor's data flow)"
                                : "the Program carries no per-token routing";
-    } else if (t_ != 1) {
+    } else if (p_.layout.group_size != 1) {
       rp_.verify_blocker =
           "the attention group has more than one GPU (head or sequence parallelism): weight "
           "sharding is not seeded consistently with the single-GPU reference";
@@ -645,6 +656,106 @@ class Builder {
     return l;
   }
 
+  // A dense FFN layer on an attention (or co-located) rank, for its token slice u (after
+  // add_norm: kSliceNormed, and the residual updated in place in kHidden's slice rows):
+  //   kDenseUp   → kGemm  kSliceNormed [u, h] · W[in, h]ᵀ → kExpertMid [u, in]
+  //   kDenseAct  → kSwiGlu / kGelu  kExpertMid → kExpertAct [u, f]
+  //   kDenseDown → kGemm with `residual`: kExpertAct [u, f] · W[h, f]ᵀ + the residual (aux =
+  //                kHidden's slice) → the layer output, where combine writes it in a MoE layer
+  //                (kHidden in place for a one-GPU group, else kLayerOut for the next gather)
+  // The expert buffers are free here: a dense layer has no MoE work on this rank.
+  Launch dense(const Op& o) {
+    const int mb = o.micro_batch;
+    const int64_t dt = kBf16;
+    if (rank_ >= att_) bad_shape(o, "a dense-layer op on a rank that is not an attention rank");
+    const plan::RankBatch& b = batch_of(rank_, mb);
+    const int64_t u = b.slice_tokens, f = m_.dense_ffn, in = m_.ffn_in_columns(m_.dense_ffn);
+    switch (o.role) {
+      case OpRole::kDenseUp:
+      case OpRole::kDenseDown: {
+        const bool up = o.role == OpRole::kDenseUp;
+        if (o.m != u || o.n != (up ? in : h_) || o.k != (up ? h_ : f)) {
+          bad_shape(o, up ? "dense_up needs m = slice tokens, n = gate/up columns, k = hidden"
+                          : "dense_down needs m = slice tokens, n = hidden, k = dense_ffn");
+        }
+        Launch l = base(o, LaunchKind::kGemm);
+        l.m = o.m;
+        l.n = o.n;
+        l.k = o.k;
+        l.in = ref(up ? Buf::kSliceNormed : Buf::kExpertAct, mb, o.m * o.k * dt);
+        l.weight_offsets = {matrix_weight(o, 0, o.n, o.k, l)};
+        if (up) {
+          l.out = ref(Buf::kExpertMid, mb, o.m * o.n * dt);
+        } else {
+          l.residual = true;
+          l.aux = ref(Buf::kHidden, mb, u * h_ * dt, b.slice_offset * h_ * dt);
+          l.out = t_ == 1 ? l.aux : ref(Buf::kLayerOut, mb, u * h_ * dt);
+        }
+        return l;
+      }
+      default: {  // kDenseAct
+        if (o.m != u || o.n != f) bad_shape(o, "dense_act needs m = slice tokens, n = dense_ffn");
+        const bool swiglu = m_.activation == models::Activation::kSwiGLU;
+        Launch l = base(o, swiglu ? LaunchKind::kSwiGlu : LaunchKind::kGelu);
+        l.tokens = o.m;
+        l.cols = f;
+        l.in = ref(Buf::kExpertMid, mb, o.m * in * dt);
+        l.out = ref(Buf::kExpertAct, mb, o.m * f * dt);
+        return l;
+      }
+    }
+  }
+
+  // Shared experts of their own width on an MoE (or co-located) rank: their rows follow the
+  // routed experts' rows in kExpertIn and kExpertOut (as shared experts of the routed width do
+  // in the routed GEMMs' last groups), so moe_unpermute reads all rows alike; the routed
+  // experts' kExpertMid / kExpertAct are consumed by then and are reused:
+  //   kSharedUp   → kGroupedGemm  kExpertIn rows R.. (R = routed rows) → kExpertMid [S, in_s]
+  //   kSharedAct  → kSwiGlu / kGelu  kExpertMid → kExpertAct [S, f_s]
+  //   kSharedDown → kGroupedGemm  kExpertAct → kExpertOut rows R..
+  // The weights are the shared experts' (global index experts + s, as in the routed GEMMs).
+  Launch shared_expert(const Op& o) {
+    const int mb = o.micro_batch;
+    const int64_t dt = kBf16;
+    const int64_t sf = m_.shared_ffn(), s_in = m_.ffn_in_columns(sf);
+    const auto& held = p_.ranks[static_cast<size_t>(rank_)].experts;
+    const int64_t R = routed_rows_[static_cast<size_t>(mb)];
+    if (o.role == OpRole::kSharedAct) {
+      const int64_t rows = o.m;
+      if (rows <= 0 || o.n != sf) bad_shape(o, "shared_act needs m = shared rows, n = its width");
+      const bool swiglu = m_.activation == models::Activation::kSwiGLU;
+      Launch l = base(o, swiglu ? LaunchKind::kSwiGlu : LaunchKind::kGelu);
+      l.tokens = rows;
+      l.cols = sf;
+      l.in = ref(Buf::kExpertMid, mb, rows * s_in * dt);
+      l.out = ref(Buf::kExpertAct, mb, rows * sf * dt);
+      return l;
+    }
+    const bool up = o.role == OpRole::kSharedUp;
+    if (static_cast<int>(o.group_m.size()) != m_.shared_experts || o.n != (up ? s_in : h_) ||
+        o.k != (up ? h_ : sf)) {
+      bad_shape(o, "a shared-expert GEMM needs one group per shared expert and its width");
+    }
+    int64_t rows = 0;
+    for (int32_t g : o.group_m) {
+      if (g < 0) bad_shape(o, "negative rows");
+      rows += g;
+    }
+    Launch l = base(o, LaunchKind::kGroupedGemm);
+    l.n = o.n;
+    l.k = o.k;
+    l.m = rows;
+    l.group_m = o.group_m;
+    l.in = up ? ref(Buf::kExpertIn, mb, rows * h_ * dt, R * h_ * dt)
+              : ref(Buf::kExpertAct, mb, rows * sf * dt);
+    l.out = up ? ref(Buf::kExpertMid, mb, rows * s_in * dt)
+               : ref(Buf::kExpertOut, mb, rows * h_ * dt, R * h_ * dt);
+    for (size_t e = 0; e < o.group_m.size(); ++e) {
+      l.weight_offsets.push_back(matrix_weight(o, static_cast<int>(held.size() + e), o.n, o.k, l));
+    }
+    return l;
+  }
+
   Launch copy(const Op& o) {
     Launch l = base(o, LaunchKind::kCopy);
     l.bytes = std::max<int64_t>(o.hbm_bytes / 2, 0) / 16 * 16;
@@ -771,6 +882,8 @@ class Builder {
         l.m = rows;
         Buf a = Buf::kExpertIn, cb = Buf::kExpertMid;
         if (o.role == OpRole::kExpertDown) a = Buf::kExpertAct, cb = Buf::kExpertOut;
+        // Shared experts of their own width take the rows after these (shared_expert()).
+        routed_rows_[static_cast<size_t>(mb)] = rows;
         l.in = ref(a, mb, rows * o.k * dt);
         l.out = ref(cb, mb, rows * o.n * dt);
         for (size_t e = 0; e < o.group_m.size(); ++e) {
@@ -961,9 +1074,11 @@ class Builder {
       case OpRole::kDenseUp:
       case OpRole::kDenseAct:
       case OpRole::kDenseDown:
+        return dense(o);
       case OpRole::kSharedUp:
       case OpRole::kSharedAct:
       case OpRole::kSharedDown:
+        return shared_expert(o);
       case OpRole::kExpertReduce:  // refused by check_model_supported
       case OpRole::kExpertMove:    // refused by check_roles
       case OpRole::kKvMirror:  // the step's new KV entries to the mirrors: their bytes
@@ -1456,6 +1571,7 @@ class Builder {
   int64_t h_ = 0;
   bool ma_ = true, real_ = false;
   int att_ = 0, moe_base_ = 0, moe_n_ = 0, t_ = 1;
+  std::vector<int64_t> routed_rows_;  // [mb]: rows of the latest routed expert GEMMs lowered
   int32_t slots_ = 0;
   std::vector<std::vector<int>> eg_, ge_;
   std::vector<int32_t> slot_base_;
@@ -1671,7 +1787,7 @@ std::string describe(const RankPlan& rp, const plan::Program& p) {
     out += "]";
     switch (l.kind) {
       case LaunchKind::kGemm:
-        out += fmt::format(" m={} n={} k={}", l.m, l.n, l.k);
+        out += fmt::format(" m={} n={} k={}{}", l.m, l.n, l.k, l.residual ? " +residual" : "");
         break;
       case LaunchKind::kGroupedGemm:
         out += fmt::format(" rows={} n={} k={} experts={}", l.m, l.n, l.k, l.group_m.size());

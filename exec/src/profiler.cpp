@@ -28,6 +28,7 @@
 #include "device_init.hpp"
 #include "invoke.hpp"
 #include "masep/exec/check.hpp"
+#include "masep/exec/profile_shapes.hpp"
 #include "masep/kernels/activation.hpp"
 #include "masep/kernels/attention.hpp"
 #include "masep/kernels/grouped_gemm.hpp"
@@ -139,64 +140,9 @@ void check_finite(const void* dev, int64_t elements, const char* what) {
   }
 }
 
-// ---- shapes ------------------------------------------------------------------------------------
+// ---- shapes: profile_shapes.hpp (CPU, unit-tested) ----------------------------------------------
 
-struct HeadShape {
-  int heads, kv_heads, head_dim;
-  auto operator<=>(const HeadShape&) const = default;
-};
-
-struct Shapes {
-  std::set<std::pair<int64_t, int64_t>> gemm;     // (n, k)
-  std::set<std::pair<int64_t, int64_t>> grouped;  // (n, k) of expert projections
-  // (n, k) of every GEMM with FP8 weights (experts and attention projections alike: the
-  // executor runs them all as its grouped launch).
-  std::set<std::pair<int64_t, int64_t>> grouped_fp8;
-  std::set<HeadShape> attention;
-  std::vector<models::Model> models;  // distinct by name, scenario order
-};
-
-Shapes collect_shapes(const std::vector<plan::Program>& programs,
-                      const std::vector<models::Model>& zoo, bool quick) {
-  Shapes s;
-  std::set<std::string> model_names;
-  for (const plan::Program& p : programs) {
-    for (const plan::Op& o : p.ops) {
-      if ((o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) &&
-          o.dtype == models::DType::kFP8 && !plan::is_mla_role(o.role)) {
-        if (o.n > 0 && o.k > 0) s.grouped_fp8.insert({o.n, o.k});
-      } else if (o.kind == plan::OpKind::kGemm || o.kind == plan::OpKind::kGroupedGemm) {
-        if (o.n > 0 && o.k > 0) s.gemm.insert({o.n, o.k});
-        if (o.kind == plan::OpKind::kGroupedGemm && o.n > 0 && o.k > 0) {
-          s.grouped.insert({o.n, o.k});
-        }
-      } else if (o.kind == plan::OpKind::kAttention && o.heads > 0) {
-        s.attention.insert({o.heads, o.kv_heads, o.head_dim});
-      }
-    }
-    if (model_names.insert(p.model.name).second) s.models.push_back(p.model);
-  }
-  if (!quick) {
-    // Unsharded projections of every zoo model (plans not among the built-in scenarios).
-    for (const models::Model& m : zoo) {
-      s.gemm.insert({m.qkv_columns(), m.hidden});
-      s.gemm.insert({m.hidden, static_cast<int64_t>(m.heads) * m.head_dim});
-      s.gemm.insert({m.experts, m.hidden});
-      s.gemm.insert({m.expert_in_columns(), m.hidden});
-      s.gemm.insert({m.hidden, m.expert_ffn});
-      s.grouped.insert({m.expert_in_columns(), m.hidden});
-      s.grouped.insert({m.hidden, m.expert_ffn});
-      if (m.precision.weights == models::DType::kFP8 && !m.is_mla()) {
-        s.grouped_fp8.insert({m.expert_in_columns(), m.hidden});
-        s.grouped_fp8.insert({m.hidden, m.expert_ffn});
-        s.grouped_fp8.insert({m.qkv_columns(), m.hidden});
-        s.grouped_fp8.insert({m.hidden, static_cast<int64_t>(m.heads) * m.head_dim});
-      }
-      s.attention.insert({m.heads, m.kv_heads, m.head_dim});
-    }
-  }
-  return s;
-}
+using Shapes = ProfileShapes;
 
 // ---- GEMM --------------------------------------------------------------------------------------
 
@@ -1193,7 +1139,7 @@ plan::Calibration run_profile(const ProfileOptions& o) {
       "router = top-k + forced-routing kernel as the executor launches it",
       o.quick ? " --quick" : "", set.warmup, set.iters, gpus, prop.name, prop.multiProcessorCount);
 
-  const Shapes shapes = collect_shapes(o.programs, o.zoo_models, o.quick);
+  const Shapes shapes = collect_profile_shapes(o.programs, o.zoo_models, o.quick);
   if (log) {
     log(fmt::format("shapes: {} GEMM (n, k), {} attention head shapes, {} models",
                     shapes.gemm.size(), shapes.attention.size(), shapes.models.size()));

@@ -991,10 +991,15 @@ class RankRunner {
     switch (l.kind) {
       case LaunchKind::kGatherRows:
       case LaunchKind::kScatterRows:
+        return true;
       case LaunchKind::kGroupedGemm:
       case LaunchKind::kSwiGlu:
-      case LaunchKind::kGelu:
-        return true;
+      case LaunchKind::kGelu: {
+        // The routed experts' rows are decided at run time; a dense FFN's are the slice's.
+        const plan::OpRole r = op_of(l).role;
+        return r == plan::OpRole::kExpertUp || r == plan::OpRole::kAct ||
+               r == plan::OpRole::kExpertDown;
+      }
       case LaunchKind::kP2p:
         return routed_p2p(l);
       default:
@@ -1184,17 +1189,23 @@ class RankRunner {
     switch (l.kind) {
       case LaunchKind::kGemm:
         if (l.weight_format == kernels::WeightFormat::kFP8Block) {
+          if (l.residual) throw std::logic_error("an FP8 GEMM with a residual input");
           if (l.m > INT32_MAX) throw std::runtime_error("FP8 GEMM with more than 2^31 rows");
           grouped_gemm(l, {static_cast<int32_t>(l.m)}, st);
           return;
         }
-        gemm(weights_ + l.weight_offsets.at(0), ptr(l.in), ptr(l.out), l.m, l.n, l.k);
+        if (l.residual && ptr(l.out) != ptr(l.aux)) {  // the dense FFN's down projection
+          MASEP_CUDA_CHECK(
+              cudaMemcpyAsync(ptr(l.out), ptr(l.aux), l.m * l.n * 2, cudaMemcpyDeviceToDevice, st));
+        }
+        detail::gemm_bf16(cublas_, weights_ + l.weight_offsets.at(0), ptr(l.in), ptr(l.out), l.m,
+                          l.n, l.k, l.residual);
         return;
       case LaunchKind::kGroupedGemm: {
         int64_t row = 0;
         const char* x = ptr<char>(l.in);
         char* c = ptr<char>(l.out);
-        const std::vector<int32_t>& group_m = rp_.real_gating ? live(l).group_m : l.group_m;
+        const std::vector<int32_t>& group_m = needs_route(l) ? live(l).group_m : l.group_m;
         if (group_m.size() != l.group_m.size()) {
           throw std::logic_error(
               fmt::format("rank {}: real gating gives {} local experts, the "
@@ -1383,7 +1394,7 @@ class RankRunner {
       }
       case LaunchKind::kSwiGlu:
       case LaunchKind::kGelu: {
-        const int64_t rows = rp_.real_gating ? static_cast<int64_t>(live(l).map.size()) : l.tokens;
+        const int64_t rows = needs_route(l) ? static_cast<int64_t>(live(l).map.size()) : l.tokens;
         if (rows <= 0) return;
         if (l.kind == LaunchKind::kSwiGlu) {
           MASEP_KERNEL_CHECK(kernels::launch_swiglu(ptr<bf16>(l.in), ptr<bf16>(l.out), rows,

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "masep/plan/balancer.hpp"
+#include "masep/plan/batch_split.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/expert_load.hpp"
 #include "masep/plan/memory.hpp"
@@ -173,6 +174,7 @@ class Compiler {
       moe_base_ = 0;
     }
     t_ = hp_ * sp_;
+    per_replica_ = ma_ && plan.attention.per_replica();
     etp_ = plan.expert_tensor_parallel();
     mbs_ = plan.micro_batches;
     const std::string key = ma_ ? "plan.attention" : "plan.colocated";
@@ -191,13 +193,39 @@ class Compiler {
                                   ".expert_tensor_parallel: a given expert placement "
                                   "(CompileOptions::placement) places whole experts on GPUs");
     }
-    if (replicas_ * t_ != att_ranks_) {
+    // Each replica's split (equal ones unless plan.attention.replicas lists them).
+    rep_.clear();
+    int first = 0;
+    for (int r = 0; r < replicas_; ++r) {
+      const AttentionReplica a = ma_ ? plan.attention.replica(r) : AttentionReplica{hp_, 1, 0};
+      if (a.head_parallel <= 0 || a.sequence_parallel <= 0) {
+        throw std::invalid_argument(key + ": parallel sizes must be positive");
+      }
+      if (m_.heads % a.head_parallel != 0) {
+        throw std::invalid_argument(key + ": head parallelism " + std::to_string(a.head_parallel) +
+                                    " does not divide " + std::to_string(m_.heads) + " heads");
+      }
+      ReplicaSplit x;
+      x.hp = a.head_parallel;
+      x.sp = a.sequence_parallel;
+      x.t = x.hp * x.sp;
+      x.base = first;
+      x.heads_l = m_.heads / x.hp;
+      // With more head-parallel GPUs than KV heads (GQA), each GPU keeps one KV head replica.
+      x.kvh_l = std::max(1, m_.kv_heads / x.hp);
+      first += x.t;
+      sp_max_ = std::max(sp_max_, x.sp);
+      t_max_ = std::max(t_max_, x.t);
+      rep_.push_back(x);
+    }
+    if (first != att_ranks_) {
       throw std::invalid_argument(key + ".gpus: " + std::to_string(att_ranks_) +
                                   " is not replicas × head_parallel × sequence_parallel");
     }
-    if (m_.heads % hp_ != 0) {
-      throw std::invalid_argument(key + ": head parallelism " + std::to_string(hp_) +
-                                  " does not divide " + std::to_string(m_.heads) + " heads");
+    if (per_replica_ && (s_.fault_tolerance.kv_copies > 1 || !s_.faults.empty())) {
+      throw std::invalid_argument(key +
+                                  ".replicas: replicas listed one by one are not supported with "
+                                  "fault tolerance");
     }
     total_ranks_ = ma_ ? att_ranks_ + moe_ranks_ : att_ranks_;
     const int topo_gpus = s_.topology.total_gpus();
@@ -215,6 +243,12 @@ class Compiler {
                            std::to_string(replicas_) + " attention replicas × " +
                            std::to_string(mbs_) +
                            " micro-batches: some replica would have no sequence");
+    }
+    split_ = split_batch(s_);
+    if (split_.replicas != replicas_ || split_.smallest_chunk() < 1) {
+      throw InfeasiblePlan("workload.batch " + std::to_string(batch) + " shared over " +
+                           std::to_string(replicas_) + " attention replicas × " +
+                           std::to_string(mbs_) + " micro-batches leaves a chunk with no sequence");
     }
     if (opts.first_step < 0 || opts.steps < -1) {
       throw std::invalid_argument("CompileOptions: first_step must be >= 0, steps >= -1");
@@ -238,9 +272,7 @@ class Compiler {
     small_dt_ = act_ == models::DType::kFP16 ? models::DType::kFP16 : models::DType::kBF16;
     h_ = m_.hidden;
     hd_ = m_.head_dim;
-    heads_l_ = m_.heads / hp_;
-    // With more head-parallel GPUs than KV heads (GQA), each GPU keeps one KV head replica.
-    kvh_l_ = std::max(1, m_.kv_heads / hp_);
+    enter_replica(0);
     in_cols_ = m_.expert_in_columns();
     ffn_l_ = m_.expert_ffn / etp_;  // this GPU's slice of an expert's FFN width
     in_l_ = m_.ffn_in_columns(ffn_l_);
@@ -268,9 +300,12 @@ class Compiler {
     lay.moe_base = moe_base_;
     lay.moe_ranks = moe_ranks_;
     lay.expert_tensor_parallel = etp_;
-    lay.group_size = t_;
-    lay.sequence_parallel = sp_;
+    lay.group_size = t_max_;
+    lay.sequence_parallel = sp_max_;
     lay.replicas = replicas_;
+    if (per_replica_) {
+      for (const ReplicaSplit& x : rep_) lay.replica_shapes.push_back({x.base, x.hp, x.sp});
+    }
     lay.batch = s_.workload.batch;
     lay.seed = s_.workload.seed;
     lay.intra_node_GBps = s_.topology.intra_GBps;
@@ -402,13 +437,25 @@ class Compiler {
     }
   }
 
-  int64_t chunk_begin(int r, int mb) const {
-    return part_begin(s_.workload.batch, static_cast<int64_t>(replicas_) * mbs_,
-                      static_cast<int64_t>(mb) * replicas_ + r);
+  // The sequences of (replica r, micro-batch mb): batch_split.hpp's partition.
+  int64_t chunk_begin(int r, int mb) const { return split_.first(r, mb); }
+  int64_t chunk_size(int r, int mb) const { return split_.size(r, mb); }
+
+  // Makes replica r's split current: hp_, sp_, t_, heads_l_, kvh_l_ (the same for every
+  // replica unless plan.attention.replicas lists them).
+  void enter_replica(int r) {
+    const ReplicaSplit& x = rep_[static_cast<size_t>(r)];
+    hp_ = x.hp;
+    sp_ = x.sp;
+    t_ = x.t;
+    heads_l_ = x.heads_l;
+    kvh_l_ = x.kvh_l;
   }
-  int64_t chunk_size(int r, int mb) const {
-    return part(s_.workload.batch, static_cast<int64_t>(replicas_) * mbs_,
-                static_cast<int64_t>(mb) * replicas_ + r);
+  // The replica of attention rank a.
+  int replica_of(int a) const {
+    int r = 0;
+    while (r + 1 < replicas_ && rep_[static_cast<size_t>(r) + 1].base <= a) ++r;
+    return r;
   }
 
   void build_ranks() {
@@ -423,7 +470,9 @@ class Compiler {
                                     s_.topology.name);
       }
       if (i < att_ranks_) {
-        const int r = i / t_, idx = i % t_;
+        const int r = per_replica_ ? replica_of(i) : i / t_;
+        enter_replica(r);
+        const int idx = i - rep_[static_cast<size_t>(r)].base;
         ri.replica = r;
         ri.group_index = idx;
         ri.kv_append = idx % sp_ == 0;  // KV shard 0 takes the new token (see step_kv)
@@ -462,16 +511,19 @@ class Compiler {
     for (int i = 0; i < total_ranks_; ++i) world.ranks.push_back(i);
     p_.groups.push_back(std::move(world));
     replica_group_.resize(static_cast<size_t>(replicas_));
-    sp_group_.assign(static_cast<size_t>(replicas_), std::vector<int>(hp_, -1));
+    sp_group_.assign(static_cast<size_t>(replicas_), {});
     for (int r = 0; r < replicas_; ++r) {
+      enter_replica(r);
+      const int base = rep_[static_cast<size_t>(r)].base;
+      sp_group_[r].assign(static_cast<size_t>(hp_), -1);
       Group g{(ma_ ? "attn.r" : "tp.r") + std::to_string(r), {}};
-      for (int i = 0; i < t_; ++i) g.ranks.push_back(r * t_ + i);
+      for (int i = 0; i < t_; ++i) g.ranks.push_back(base + i);
       replica_group_[r] = static_cast<int>(p_.groups.size());
       p_.groups.push_back(std::move(g));
       if (sp_ > 1) {
         for (int h = 0; h < hp_; ++h) {
           Group sg{"attn.r" + std::to_string(r) + ".h" + std::to_string(h), {}};
-          for (int s = 0; s < sp_; ++s) sg.ranks.push_back(r * t_ + h * sp_ + s);
+          for (int s = 0; s < sp_; ++s) sg.ranks.push_back(base + h * sp_ + s);
           sp_group_[r][h] = static_cast<int>(p_.groups.size());
           p_.groups.push_back(std::move(sg));
         }
@@ -520,17 +572,20 @@ class Compiler {
   // kv_win_: the same for a sliding-window layer, which attends to min(length, window)
   // tokens (split over the sp shards alike).
   void step_kv(int step) {
-    kv_.assign(static_cast<size_t>(replicas_) * mbs_ * sp_, 0);
+    kv_.assign(static_cast<size_t>(replicas_) * mbs_ * sp_max_, 0);
     const int64_t w = m_.sliding_window;
     if (w > 0) kv_win_.assign(kv_.size(), 0);
     for (int mb = 0; mb < mbs_; ++mb) {
       for (int r = 0; r < replicas_; ++r) {
         const int64_t b = chunk_begin(r, mb), n = chunk_size(r, mb);
+        const int sp = rep_[static_cast<size_t>(r)].sp;
         for (int64_t j = b; j < b + n; ++j) {
           const int64_t len = static_cast<int64_t>(ctx_[j]) + step + 1;
-          for (int sh = 0; sh < sp_; ++sh) {
-            kv_[(mb * replicas_ + r) * sp_ + sh] += part(len, sp_, sh);
-            if (w > 0) kv_win_[(mb * replicas_ + r) * sp_ + sh] += part(std::min(len, w), sp_, sh);
+          for (int sh = 0; sh < sp; ++sh) {
+            kv_[(mb * replicas_ + r) * sp_max_ + sh] += part(len, sp, sh);
+            if (w > 0) {
+              kv_win_[(mb * replicas_ + r) * sp_max_ + sh] += part(std::min(len, w), sp, sh);
+            }
           }
         }
       }
@@ -722,8 +777,9 @@ class Compiler {
     const bool gather = layer > 0 || step > 0;
     const bool dense = m_.is_dense_layer(layer);
     for (int r = 0; r < replicas_; ++r) {
+      enter_replica(r);
       const int64_t T = chunk_size(r, mb);
-      const int base = r * t_;
+      const int base = rep_[static_cast<size_t>(r)].base;
       std::vector<OpId> prev(t_), ag(t_, -1), attn(t_), ar(t_, -1), out(t_), rs(t_, -1);
       for (int i = 0; i < t_; ++i) prev[i] = last_combine_[mb][base + i];
       // Gathers the previous layer's (or step's) output slices: every group GPU needs all
@@ -738,7 +794,7 @@ class Compiler {
         simple(a, OpKind::kElementwise, OpRole::kNorm, "rmsnorm", T, h_,
                2 * vb(act_, T, h_) + 2 * h_, 2 * h_, ag[i]);
         const auto& kv = m_.is_sliding_layer(layer) ? kv_win_ : kv_;
-        const int64_t kv_tokens = kv[(mb * replicas_ + r) * sp_ + sh];
+        const int64_t kv_tokens = kv[(mb * replicas_ + r) * sp_max_ + sh];
         attn[i] = m_.is_mla() ? mla_attention(a, T, kv_tokens, sh == 0)
                               : mha_attention(a, T, kv_tokens, sh == 0);
       }
@@ -1085,6 +1141,7 @@ class Compiler {
   // index, in one grouped exchange (role kKvMirror) on the comm stream.
   void kv_mirror() {
     if (!ma_ || s_.fault_tolerance.kv_copies < 2 || replicas_ < 2) return;
+    enter_replica(0);  // equal replicas only (setup refuses listed ones with kv_copies 2)
     // Bytes of one token's KV entries on this GPU, all layers (MLA: the whole latent).
     const int64_t kv_tok = m_.is_mla() ? vb(kvt_, 1, m_.mla.kv_lora_rank + m_.mla.qk_rope_head_dim)
                                        : vb(kvt_, 2LL * kvh_l_, hd_);
@@ -1165,7 +1222,16 @@ class Compiler {
   Program p_;
 
   bool ma_ = true;
+  // The split of the replica being compiled (enter_replica): heads, KV shards, GPUs.
   int hp_ = 1, sp_ = 1, t_ = 1, replicas_ = 1, mbs_ = 1;
+  // Every replica's split (attention or TP group): plan ranks base .. base + t − 1.
+  struct ReplicaSplit {
+    int hp = 1, sp = 1, t = 1, base = 0, heads_l = 0, kvh_l = 0;
+  };
+  std::vector<ReplicaSplit> rep_;
+  bool per_replica_ = false;    // plan.attention.replicas listed one by one
+  int sp_max_ = 1, t_max_ = 1;  // the largest replica's KV shards and GPUs
+  BatchSplit split_;            // sequences of each (replica, micro-batch)
   // Expert tensor parallelism: GPUs per expert group, and the groups (placement units).
   int etp_ = 1, groups_ = 0;
   int64_t ffn_l_ = 0, in_l_ = 0;   // one GPU's slice of expert_ffn and of the gate/up columns

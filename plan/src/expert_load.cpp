@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "masep/plan/batch_split.hpp"
 #include "masep/plan/routing.hpp"
 
 namespace masep::plan {
@@ -19,15 +20,6 @@ ExpertLoad empty_load(const Scenario& s, int steps) {
   l.tokens.assign(static_cast<size_t>(l.layers) * l.experts, 0.0);
   return l;
 }
-
-// Attention data-parallel groups of the plan (the compiler's replicas).
-int replicas_of(const Scenario& s) {
-  if (s.plan.kind == PlanKind::kMaSeparation) return s.plan.attention.replicas;
-  return std::max(1, s.plan.colocated.gpus / std::max(1, s.plan.colocated.tensor_parallel));
-}
-
-int64_t part(int64_t n, int64_t k, int64_t i) { return n * (i + 1) / k - n * i / k; }
-int64_t part_begin(int64_t n, int64_t k, int64_t i) { return n * i / k; }
 
 }  // namespace
 
@@ -77,18 +69,17 @@ ExpertLoad sampled_expert_load(const Scenario& s, int first_step, int steps,
   }
   ExpertLoad l = empty_load(s, steps);
   const RoutingSampler sampler(s.workload, s.model.experts, s.model.top_k);
-  const int replicas = replicas_of(s), mbs = s.plan.micro_batches;
-  const int64_t batch = s.workload.batch, chunks = static_cast<int64_t>(replicas) * mbs;
+  const BatchSplit split = split_batch(s);  // the compiler's chunks
+  const int replicas = split.replicas, mbs = split.micro_batches;
   std::vector<int32_t> route;
   for (int step = first_step; step < first_step + steps; ++step) {
     for (int layer = 0; layer < l.layers; ++layer) {
       double* row = l.tokens.data() + static_cast<size_t>(layer) * l.experts;
       for (int mb = 0; mb < mbs; ++mb) {
         for (int r = 0; r < replicas; ++r) {
-          const int64_t c = static_cast<int64_t>(mb) * replicas + r;
-          const int T = static_cast<int>(part(batch, chunks, c));
+          const int T = static_cast<int>(split.size(r, mb));
           if (per_sequence_routing) {
-            sampler.sample_sequences(step, layer, part_begin(batch, chunks, c), T, route);
+            sampler.sample_sequences(step, layer, split.first(r, mb), T, route);
           } else {
             sampler.sample(step, layer, mb, r, T, route);
           }

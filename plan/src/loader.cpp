@@ -512,7 +512,61 @@ PlanSpec convert_plan(const Field& f) {
     if (a.has("sequence_parallel")) {
       p.attention.sequence_parallel = a.get("sequence_parallel").count(kMaxGpus);
     }
-    if (a.has("replicas")) p.attention.replicas = a.get("replicas").count(kMaxGpus);
+    if (a.has("replicas")) {
+      const Field reps = a.get("replicas");
+      if (reps.is_sequence()) {
+        // Replicas of their own size: one {head_parallel, sequence_parallel, batch_share}
+        // each; the common head_parallel / sequence_parallel then have no meaning.
+        for (const char* key : {"head_parallel", "sequence_parallel"}) {
+          if (a.has(key)) {
+            a.get(key).fail(
+                "not used when plan.attention.replicas lists the replicas; give each replica its "
+                "own " +
+                std::string(key));
+          }
+        }
+        p.attention.head_parallel = 1;
+        p.attention.sequence_parallel = 1;
+        const std::vector<Field> items = reps.items();
+        if (items.empty()) reps.fail("lists no replica; give at least one");
+        if (static_cast<int64_t>(items.size()) > kMaxGpus) {
+          reps.fail("lists " + std::to_string(items.size()) + " replicas, more than the " +
+                    std::to_string(kMaxGpus) + " GPUs masep accepts");
+        }
+        int shares = 0;
+        for (const Field& item : items) {
+          const MapReader rr = item.map({"head_parallel", "sequence_parallel", "batch_share"});
+          AttentionReplica rep;
+          if (rr.has("head_parallel")) rep.head_parallel = rr.get("head_parallel").count(kMaxGpus);
+          if (rr.has("sequence_parallel")) {
+            rep.sequence_parallel = rr.get("sequence_parallel").count(kMaxGpus);
+          }
+          if (static_cast<int64_t>(rep.head_parallel) * rep.sequence_parallel > kMaxGpus) {
+            item.fail("head_parallel × sequence_parallel is more than the " +
+                      std::to_string(kMaxGpus) + " GPUs masep accepts");
+          }
+          if (rr.has("batch_share")) {
+            rep.batch_share = rr.get("batch_share").count(kMaxBatchShare);
+            ++shares;
+          }
+          p.attention.replica_list.push_back(rep);
+        }
+        if (shares != 0 && shares != static_cast<int>(items.size())) {
+          // Name the first replica without one.
+          for (const Field& item : items) {
+            if (!item.map({"head_parallel", "sequence_parallel", "batch_share"})
+                     .has("batch_share")) {
+              item.fail(
+                  "has no batch_share while other replicas give one; give every replica a "
+                  "batch_share or none (then the batch is shared by GPU count)");
+            }
+          }
+        }
+        p.attention.replicas = static_cast<int>(items.size());
+      } else {
+        p.attention.replicas = reps.count(kMaxGpus);
+      }
+    }
     p.moe = convert_moe(r.get("moe"));
   } else {
     if (r.has("attention")) r.get("attention").fail("only used with kind: ma_separation");

@@ -10,7 +10,9 @@
 //   sp     sequence_parallel (MA; 1 for co-located)      t = p · sp, one replica group
 //   q_r    query heads per rank = ceil(heads / p)         kv_r = ceil(kv_heads / p)
 //          (kv_r = 1 when p > kv_heads: a GQA KV head is then replicated, not split)
-//   S_r    sequences per replica group = ceil(batch / replicas)
+//   S_r    sequences per replica group = ceil(batch / replicas); with replicas listed one
+//          by one (plan.attention.replicas as a list) each rank uses its own replica's p, sp
+//          and exact S_r (batch_split.hpp)
 //   C      context at the last step = max context + decode_steps (for a context distribution
 //          the maximum, context_max, is used: conservative for the sequences held)
 //   mb     micro_batches       T_mb = ceil(S_r / mb) tokens of one micro-batch on a group
@@ -67,6 +69,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "masep/plan/batch_split.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/placement.hpp"
 
@@ -86,9 +89,9 @@ int64_t max_context(const Workload& w) {
 
 /// Memory of one attention rank (MA separation or the attention part of a co-located rank).
 struct AttentionShape {
-  int64_t p = 1;         // head split
-  int64_t sp = 1;        // sequence split
-  int64_t replicas = 1;  // replica groups
+  int64_t p = 1;     // head split
+  int64_t sp = 1;    // sequence split
+  int64_t seqs = 1;  // S_r: sequences of the replica group
 };
 
 void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& m) {
@@ -102,7 +105,7 @@ void add_attention(const Scenario& s, const AttentionShape& a, MemoryBreakdown& 
   const int64_t kv_r = ceil_div(md.kv_heads, a.p);
   const int64_t t = a.p * a.sp;
   const int64_t mb = s.plan.micro_batches;
-  const int64_t seqs = ceil_div(s.workload.batch, a.replicas);
+  const int64_t seqs = a.seqs;
   const int64_t t_mb = ceil_div(seqs, mb);
   const int64_t context = max_context(s.workload) + s.workload.decode_steps;
 
@@ -201,13 +204,36 @@ std::vector<MemoryBreakdown> plan_memory(const Scenario& s) {
     require_positive(ap.head_parallel, "plan.attention.head_parallel");
     require_positive(ap.sequence_parallel, "plan.attention.sequence_parallel");
     require_positive(ap.replicas, "plan.attention.replicas");
-    const AttentionShape shape{ap.head_parallel, ap.sequence_parallel, ap.replicas};
-    for (int r = 0; r < ap.gpus; ++r) {
-      MemoryBreakdown m;
-      m.rank = r;
-      m.role = "attention";
-      add_attention(s, shape, m);
-      out.push_back(m);
+    if (ap.per_replica()) {
+      const BatchSplit split = split_batch(s);
+      for (int r = 0; r < ap.replicas; ++r) {
+        const AttentionReplica rep = ap.replica(r);
+        require_positive(rep.head_parallel, "plan.attention.replicas[].head_parallel");
+        require_positive(rep.sequence_parallel, "plan.attention.replicas[].sequence_parallel");
+        const AttentionShape shape{rep.head_parallel, rep.sequence_parallel,
+                                   split.replica_sequences(r)};
+        for (int i = 0; i < rep.gpus(); ++i) {
+          MemoryBreakdown m;
+          m.rank = static_cast<int32_t>(out.size());
+          m.role = "attention";
+          add_attention(s, shape, m);
+          out.push_back(m);
+        }
+      }
+      if (static_cast<int64_t>(out.size()) != ap.gpus) {
+        throw std::invalid_argument(fmt::format(
+            "plan.attention.gpus: {} GPUs, but the listed replicas use {}", ap.gpus, out.size()));
+      }
+    } else {
+      const AttentionShape shape{ap.head_parallel, ap.sequence_parallel,
+                                 ceil_div(s.workload.batch, ap.replicas)};
+      for (int r = 0; r < ap.gpus; ++r) {
+        MemoryBreakdown m;
+        m.rank = r;
+        m.role = "attention";
+        add_attention(s, shape, m);
+        out.push_back(m);
+      }
     }
     const auto held = expert_slots(s);
     for (int g = 0; g < static_cast<int>(held.size()); ++g) {
@@ -221,8 +247,9 @@ std::vector<MemoryBreakdown> plan_memory(const Scenario& s) {
     const ColocatedPlan& cp = s.plan.colocated;
     require_positive(cp.gpus, "plan.colocated.gpus");
     require_positive(cp.tensor_parallel, "plan.colocated.tensor_parallel");
-    const AttentionShape shape{cp.tensor_parallel, 1,
-                               std::max<int64_t>(1, cp.gpus / cp.tensor_parallel)};
+    const AttentionShape shape{
+        cp.tensor_parallel, 1,
+        ceil_div(s.workload.batch, std::max<int64_t>(1, cp.gpus / cp.tensor_parallel))};
     const auto held = expert_slots(s);
     for (int r = 0; r < cp.gpus; ++r) {
       MemoryBreakdown m;

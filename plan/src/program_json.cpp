@@ -129,6 +129,13 @@ void write_program_json(const Program& p, std::ostream& out) {
   if (l.expert_tensor_parallel != 1) {
     head["layout"]["expert_tensor_parallel"] = l.expert_tensor_parallel;
   }
+  if (!l.replica_shapes.empty()) {  // [first_rank, head_parallel, sequence_parallel] each
+    json shapes = json::array();
+    for (const ReplicaShape& x : l.replica_shapes) {
+      shapes.push_back(json::array({x.first_rank, x.head_parallel, x.sequence_parallel}));
+    }
+    head["layout"]["replica_shapes"] = std::move(shapes);
+  }
   json ranks = json::array();
   for (const RankInfo& r : p.ranks) {
     json batches = json::array();
@@ -297,6 +304,29 @@ void check_layout(const Reader& r, const Program& p) {
   in_range(r, "layout.group_size", l.group_size, 1, std::max(1, l.attention_ranks));
   in_range(r, "layout.sequence_parallel", l.sequence_parallel, 1, l.group_size);
   in_range(r, "layout.replicas", l.replicas, 0, std::max(1, l.attention_ranks));
+  if (!l.replica_shapes.empty()) {
+    if (static_cast<int64_t>(l.replica_shapes.size()) != l.replicas) {
+      r.fail("layout.replica_shapes", "lists " + std::to_string(l.replica_shapes.size()) +
+                                          " replicas, layout has " + std::to_string(l.replicas));
+    }
+    int32_t next = 0;  // the replicas tile ranks 0 .. attention_ranks − 1 in order
+    for (size_t i = 0; i < l.replica_shapes.size(); ++i) {
+      const ReplicaShape& x = l.replica_shapes[i];
+      const std::string w = idx("layout.replica_shapes", i);
+      in_range(r, w, x.head_parallel, 1, l.group_size);
+      in_range(r, w, x.sequence_parallel, 1, l.sequence_parallel);
+      if (x.first_rank != next || x.size() > l.group_size) {
+        r.fail(w, "replica does not start at rank " + std::to_string(next) +
+                      " or is larger than group_size");
+      }
+      next += x.size();
+    }
+    if (next != l.attention_ranks) {
+      r.fail("layout.replica_shapes", "replicas cover " + std::to_string(next) +
+                                          " ranks, layout has " +
+                                          std::to_string(l.attention_ranks) + " attention ranks");
+    }
+  }
   if (!(l.intra_node_GBps >= 0 && l.intra_node_GBps < 1e9)) {
     r.fail("layout.intra_node_GBps", "not a finite rate >= 0");
   }
@@ -516,6 +546,15 @@ Program read_program_json(std::istream& in, const std::string& source) {
   }
   if (jl.contains("expert_route")) {
     l.expert_route = r.get<std::vector<std::vector<int32_t>>>(jl, "expert_route", "layout");
+  }
+  if (jl.contains("replica_shapes")) {
+    for (const auto& x : r.get<std::vector<std::vector<int32_t>>>(jl, "replica_shapes", "layout")) {
+      if (x.size() != 3) {
+        r.fail("layout.replica_shapes",
+               "an entry is not [first_rank, head_parallel, sequence_parallel]");
+      }
+      l.replica_shapes.push_back(ReplicaShape{x[0], x[1], x[2]});
+    }
   }
 
   if (doc.contains("target")) read_target(r, r.at(doc, "target", ""), p.target);

@@ -40,6 +40,11 @@ PlanGpus plan_gpus(const Scenario& s) {
         "fault tolerance supports MA-separation plans only (plan.kind is colocated)");
   }
   const AttentionPlan& a = s.plan.attention;
+  if (a.per_replica()) {
+    throw std::invalid_argument(
+        "fault tolerance supports attention replicas of equal size only (plan.attention.replicas "
+        "is a list)");
+  }
   PlanGpus pg;
   pg.group_size = a.head_parallel * a.sequence_parallel;
   const int total = a.gpus + s.plan.moe.gpus;

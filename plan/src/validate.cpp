@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "masep/plan/batch_split.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
 
@@ -43,8 +44,8 @@ void check_head_split(const Scenario& s, const std::string& key, const char* wha
 }
 
 // The batch splits into `groups` data-parallel groups × micro_batches near-equal chunks (the
-// compiler's partition: sizes differ by at most one, e.g. 32 over 3 replicas is 11/11/10),
-// each of at least one sequence.
+// compiler's partition, batch_split.hpp: sizes differ by at most one, e.g. 32 over 3 replicas is
+// 10/11/11), each of at least one sequence.
 void check_batch_split(const Scenario& s, int groups, const std::string& groups_text) {
   const long long parts = static_cast<long long>(groups) * s.plan.micro_batches;
   if (s.workload.batch < parts) {
@@ -118,23 +119,80 @@ void check_expert_tp(const Scenario& s, const std::string& prefix, int t, int gp
   }
 }
 
+// plan.attention.replicas as a list (replicas of unequal size or batch share): each replica
+// splits heads like a uniform one, the GPUs add up, every chunk of the split (batch_split.hpp)
+// holds a sequence, and the fault-tolerance paths (which assume equal replicas) are not asked.
+void check_replica_list(const Scenario& s) {
+  const AttentionPlan& a = s.plan.attention;
+  long long gpus = 0;
+  std::string sizes;
+  for (size_t r = 0; r < a.replica_list.size(); ++r) {
+    const AttentionReplica& rep = a.replica_list[r];
+    const std::string key = "plan.attention.replicas[" + std::to_string(r) + "]";
+    require_positive(s, key + ".head_parallel", rep.head_parallel);
+    require_positive(s, key + ".sequence_parallel", rep.sequence_parallel);
+    if (rep.batch_share < 0) {  // 0 = not given
+      fail(s, key + ".batch_share", "must be positive, got " + str(rep.batch_share));
+    }
+    check_head_split(s, key + ".head_parallel", "head_parallel", rep.head_parallel);
+    gpus += static_cast<long long>(rep.head_parallel) * rep.sequence_parallel;
+    sizes += (sizes.empty() ? "" : " + ") +
+             str(static_cast<long long>(rep.head_parallel) * rep.sequence_parallel);
+  }
+  if (a.gpus != gpus) {
+    fail(s, "plan.attention.gpus",
+         str(a.gpus) + " GPUs, but the listed replicas (plan.attention.replicas) use " + sizes +
+             " = " + str(gpus));
+  }
+  for (size_t r = 0; r < a.replica_list.size(); ++r) {
+    if ((a.replica_list[r].batch_share > 0) != (a.replica_list.front().batch_share > 0)) {
+      fail(s, "plan.attention.replicas[" + std::to_string(r) + "].batch_share",
+           "give every replica a batch_share or none (then the batch is shared by GPU count)");
+    }
+  }
+  const BatchSplit split = split_batch(s);
+  for (int r = 0; r < split.replicas; ++r) {
+    for (int mb = 0; mb < split.micro_batches; ++mb) {
+      if (split.size(r, mb) > 0) continue;
+      const bool shares = a.replica_list.front().batch_share > 0;
+      fail(s, "plan.attention.replicas[" + std::to_string(r) + "]" + (shares ? ".batch_share" : ""),
+           "replica " + std::to_string(r) + " gets no sequence in micro-batch " +
+               std::to_string(mb) + " (workload.batch " + str(s.workload.batch) + " over " +
+               str(split.replicas) + " replicas × " + str(split.micro_batches) +
+               " micro-batches, shared by " + (shares ? "batch_share" : "GPU count") +
+               "); use a larger batch, fewer micro-batches or a larger share");
+    }
+  }
+  const FaultTolerance& ft = s.fault_tolerance;
+  if (ft.kv_copies > 1 || ft.standby_gpus > 0 || !s.faults.empty()) {
+    fail(s, "plan.attention.replicas",
+         "attention replicas listed one by one are not supported with fault tolerance "
+         "(fault_tolerance.kv_copies / standby_gpus, faults): KV mirroring and re-mapping "
+         "assume replicas of equal size; give replicas as a count");
+  }
+}
+
 void check_ma_separation(const Scenario& s) {
   const AttentionPlan& a = s.plan.attention;
   const MoePlan& moe = s.plan.moe;
   require_positive(s, "plan.attention.gpus", a.gpus);
-  require_positive(s, "plan.attention.head_parallel", a.head_parallel);
-  require_positive(s, "plan.attention.sequence_parallel", a.sequence_parallel);
-  require_positive(s, "plan.attention.replicas", a.replicas);
-  check_head_split(s, "plan.attention.head_parallel", "head_parallel", a.head_parallel);
-  const long long group =
-      static_cast<long long>(a.replicas) * a.head_parallel * a.sequence_parallel;
-  if (a.gpus != group) {
-    fail(s, "plan.attention.gpus",
-         str(a.gpus) +
-             " GPUs, but replicas × head_parallel × sequence_parallel = " + str(a.replicas) +
-             " × " + str(a.head_parallel) + " × " + str(a.sequence_parallel) + " = " + str(group));
+  if (a.per_replica()) {
+    check_replica_list(s);
+  } else {
+    require_positive(s, "plan.attention.head_parallel", a.head_parallel);
+    require_positive(s, "plan.attention.sequence_parallel", a.sequence_parallel);
+    require_positive(s, "plan.attention.replicas", a.replicas);
+    check_head_split(s, "plan.attention.head_parallel", "head_parallel", a.head_parallel);
+    const long long group =
+        static_cast<long long>(a.replicas) * a.head_parallel * a.sequence_parallel;
+    if (a.gpus != group) {
+      fail(s, "plan.attention.gpus",
+           str(a.gpus) + " GPUs, but replicas × head_parallel × sequence_parallel = " +
+               str(a.replicas) + " × " + str(a.head_parallel) + " × " + str(a.sequence_parallel) +
+               " = " + str(group));
+    }
+    check_batch_split(s, a.replicas, str(a.replicas) + " attention replicas");
   }
-  check_batch_split(s, a.replicas, str(a.replicas) + " attention replicas");
 
   require_positive(s, "plan.moe.gpus", moe.gpus);
   const int experts = s.model.experts;

@@ -635,7 +635,8 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
         fm.is_mla() && (fm.mla.kv_lora_rank != 512 || fm.mla.qk_rope_head_dim != 64);
     const bool bad_precision = !exec::executor_runs_precision(fm.precision);
     const bool mla_fp8 = fm.is_mla() && fm.precision.weights != models::DType::kBF16;
-    if (mla_other_widths || fm.dense_layers > 0 || bad_precision || mla_fp8) {
+    const bool dense_fp8 = fm.dense_layers > 0 && fm.precision.weights != models::DType::kBF16;
+    if (mla_other_widths || bad_precision || mla_fp8 || dense_fp8) {
       // Issue 15's model features that the executor has no kernels for: refused with a
       // message naming the feature (checked on the first and last rank).
       sets.push_back("model.layers=" + std::to_string(fm.dense_layers + 1));
@@ -647,16 +648,19 @@ TEST(Contract, EveryScenarioLowersToTypedLaunches) {
         } catch (const std::invalid_argument& e) {
           const std::string w = e.what();
           EXPECT_NE(w.find("masep exec cannot run model " + fm.name), std::string::npos) << w;
-          const char* feature = mla_other_widths      ? "MLA attention"
-                                : fm.dense_layers > 0 ? "dense FFN layers"
-                                : bad_precision       ? "precision other than bf16"
-                                                      : "MLA attention with fp8 weights";
+          const char* feature = mla_other_widths ? "MLA attention"
+                                : bad_precision  ? "precision other than bf16"
+                                : mla_fp8        ? "MLA attention with fp8 weights"
+                                                 : "dense FFN layers with fp8 weights";
           EXPECT_NE(w.find(feature), std::string::npos) << w;
         }
       }
       continue;
     }
-    if (full.model.layers > 4) sets.push_back("model.layers=2");
+    // Dense models keep their dense layers and one MoE layer.
+    if (full.model.layers > 4) {
+      sets.push_back("model.layers=" + std::to_string(std::max(2, fm.dense_layers + 1)));
+    }
     if (full.plan.expert_tensor_parallel() > 1) {
       // Expert tensor parallelism (issue 15): refused by name, whole-experts lowering only.
       const plan::Program p = plan::compile(plan::load_scenario(f, sets));
@@ -867,10 +871,9 @@ TEST(Contract, RefusesModelFeaturesItCannotRun) {
       {{"model.precision.kv_cache=fp8"}, "precision other than bf16 (weights bf16, kv_cache fp8"},
       {{"model.precision.weights=int8"}, "precision other than bf16 (weights int8"},
       {{"model.dtype=fp16"}, "precision other than bf16"},
-      {{"model.dense_layers=1", "model.dense_ffn=512"}, "dense FFN layers (dense_layers: 1"},
+      {{"model.dense_layers=1", "model.dense_ffn=512", "model.precision.weights=fp8"},
+       "dense FFN layers with fp8 weights (dense_layers: 1"},
       {{"model.sliding_window=64"}, "sliding-window attention (sliding_window: 64"},
-      {{"model.shared_experts=1", "model.shared_expert_ffn=1024"},
-       "shared experts of their own width (shared_expert_ffn 1024"},
       {{"model.attention=mla", "model.kv_heads=1", "model.head_dim=96",
         "model.mla={kv_lora_rank: 128, qk_nope_head_dim: 64, qk_rope_head_dim: 32, "
         "v_head_dim: 64}"},
@@ -889,6 +892,158 @@ TEST(Contract, RefusesModelFeaturesItCannotRun) {
       }
     }
   }
+}
+
+// Dense FFN layers (issue 15) lower to launch kinds that exist: dense_up a kGemm from the
+// normed slice into kExpertMid, dense_act a SwiGLU / GELU into kExpertAct, dense_down a kGemm
+// that adds the residual (kHidden's slice rows) and writes where combine writes a MoE layer's
+// output: in place for a one-GPU attention group, kLayerOut (the next all-gather's input) for
+// a larger one. MoE ranks have nothing in a dense layer; real gating still lowers.
+TEST(LaunchPlan, DenseLayersLowerToGemmsWithTheResidual) {
+  const std::vector<std::vector<std::string>> variants = {
+      {},
+      {"plan={kind: ma_separation, attention: {gpus: 2, head_parallel: 2}, moe: {gpus: 1}, "
+       "micro_batches: 2}"},
+      {"plan={kind: colocated, colocated: {gpus: 1}, micro_batches: 2}"},
+      {"model.activation=gelu"},
+  };
+  for (const auto& v : variants) {
+    std::vector<std::string> sets = v;
+    for (const char* x : {"model.dense_layers=1", "model.dense_ffn=512", "workload.decode_steps=2"})
+      sets.push_back(x);
+    const Case c = compile_routed("scenarios/examples/tiny-2gpu.yaml", sets, false);
+    SCOPED_TRACE(v.empty() ? std::string("MA 1:1") : v.front());
+    const bool gelu = c.p.model.activation == models::Activation::kGELU;
+    const int t = c.p.layout.group_size, h = 1024, f = 512;
+    for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+    int ups = 0, acts = 0, downs = 0;
+    for (int r = 0; r < c.p.layout.attention_ranks; ++r) {
+      const exec::RankPlan rp = exec::build_rank_plan(c.p, r);
+      for (const exec::Launch& l : rp.launches) {
+        const plan::Op& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+        const plan::RankBatch& b = c.p.ranks[static_cast<size_t>(r)].batches[o.micro_batch];
+        if (o.layer == 0) {
+          EXPECT_NE(o.role, plan::OpRole::kRouter) << "a dense layer routes no token";
+        }
+        switch (o.role) {
+          case plan::OpRole::kDenseUp:
+            ++ups;
+            EXPECT_EQ(l.kind, LaunchKind::kGemm);
+            EXPECT_EQ(l.in.buf, exec::Buf::kSliceNormed);
+            EXPECT_EQ(l.out.buf, exec::Buf::kExpertMid);
+            EXPECT_EQ(l.m, b.slice_tokens);
+            EXPECT_EQ(l.n, gelu ? f : 2 * f);
+            EXPECT_EQ(l.k, h);
+            EXPECT_FALSE(l.residual);
+            break;
+          case plan::OpRole::kDenseAct:
+            ++acts;
+            EXPECT_EQ(l.kind, gelu ? LaunchKind::kGelu : LaunchKind::kSwiGlu);
+            EXPECT_EQ(l.tokens, b.slice_tokens);
+            EXPECT_EQ(l.cols, f);
+            EXPECT_EQ(l.out.buf, exec::Buf::kExpertAct);
+            break;
+          case plan::OpRole::kDenseDown:
+            ++downs;
+            EXPECT_EQ(l.kind, LaunchKind::kGemm);
+            EXPECT_TRUE(l.residual);
+            EXPECT_EQ(l.in.buf, exec::Buf::kExpertAct);
+            EXPECT_EQ(l.n, h);
+            EXPECT_EQ(l.k, f);
+            EXPECT_EQ(l.aux.buf, exec::Buf::kHidden);
+            EXPECT_EQ(l.aux.offset_bytes, b.slice_offset * h * 2);
+            if (t == 1) {
+              EXPECT_EQ(l.out.buf, exec::Buf::kHidden);
+              EXPECT_EQ(l.out.offset_bytes, l.aux.offset_bytes);
+            } else {
+              EXPECT_EQ(l.out.buf, exec::Buf::kLayerOut);
+            }
+            EXPECT_NE(l.weight_offsets.at(0), -1);
+            break;
+          default:
+            EXPECT_FALSE(l.residual);
+            break;
+        }
+      }
+      exec::PlanOptions po;
+      po.real_gating = true;
+      EXPECT_NO_THROW((void)exec::build_rank_plan(c.p, r, po));
+    }
+    // One of each per (step, micro-batch, attention rank) of the one dense layer.
+    const int want = c.p.steps * c.p.micro_batches * c.p.layout.attention_ranks;
+    EXPECT_EQ(ups, want);
+    EXPECT_EQ(acts, want);
+    EXPECT_EQ(downs, want);
+    if (c.p.layout.separated) {
+      for (const plan::Op& o : c.p.ops) {
+        if (o.rank >= c.p.layout.moe_base) EXPECT_NE(o.layer, 0) << "MoE work in a dense layer";
+      }
+    }
+  }
+}
+
+// Shared experts of their own width (issue 15): kSharedUp / kSharedDown are grouped GEMMs over
+// the rows after the routed experts' in kExpertIn / kExpertOut (so moe_unpermute reads every
+// row alike), with the shared expert's own weights (one identity on every MoE GPU holding it).
+TEST(LaunchPlan, SharedExpertsOfTheirOwnWidthFollowTheRoutedRows) {
+  const Case c = compile("scenarios/examples/tiny-2gpu.yaml",
+                         {"model.shared_experts=1", "model.shared_expert_ffn=1536",
+                          "plan.moe.gpus=2", "workload.decode_steps=2"});
+  const int h = 1024, sf = 1536;
+  for (int r = 0; r < c.p.rank_count(); ++r) check_rank_plan(c, r);
+  std::map<int, std::set<uint64_t>> shared_tags;  // layer → tags of shared_up weights
+  for (int r = c.p.layout.moe_base; r < c.p.rank_count(); ++r) {
+    const exec::RankPlan rp = exec::build_rank_plan(c.p, r);
+    std::map<std::tuple<int, int, int>, int64_t> routed;  // (step, layer, mb) → routed rows
+    int shared_ups = 0;
+    for (const exec::Launch& l : rp.launches) {
+      const plan::Op& o = c.p.ops[static_cast<size_t>(l.ops.front())];
+      const auto key = std::make_tuple(o.step, o.layer, o.micro_batch);
+      auto size = [&](const exec::BufRef& b) {
+        return rp.buffer_bytes[static_cast<size_t>(b.buf)][static_cast<size_t>(b.mb)];
+      };
+      switch (o.role) {
+        case plan::OpRole::kExpertUp:
+          routed[key] = l.m;
+          EXPECT_EQ(l.group_m.size(), c.p.ranks[static_cast<size_t>(r)].experts.size());
+          break;
+        case plan::OpRole::kSharedUp:
+        case plan::OpRole::kSharedDown: {
+          const bool up = o.role == plan::OpRole::kSharedUp;
+          ASSERT_TRUE(routed.count(key)) << "shared GEMM before the routed ones";
+          EXPECT_EQ(l.kind, LaunchKind::kGroupedGemm);
+          ASSERT_EQ(l.group_m.size(), 1u);
+          EXPECT_EQ(l.n, up ? 2 * sf : h);
+          EXPECT_EQ(l.k, up ? h : sf);
+          const exec::BufRef& rows_ref = up ? l.in : l.out;
+          EXPECT_EQ(rows_ref.buf, up ? exec::Buf::kExpertIn : exec::Buf::kExpertOut);
+          EXPECT_EQ(rows_ref.offset_bytes, routed[key] * h * 2);
+          EXPECT_GE(size(rows_ref), rows_ref.offset_bytes + l.m * h * 2);
+          EXPECT_EQ(l.m, o.group_m[0]);
+          if (up) {
+            ++shared_ups;
+            EXPECT_EQ(l.out.buf, exec::Buf::kExpertMid);
+            for (const exec::WeightTensor& w : rp.weight_tensors) {
+              if (w.offset_bytes == l.weight_offsets[0]) shared_tags[o.layer].insert(w.tag);
+            }
+          }
+          break;
+        }
+        case plan::OpRole::kSharedAct:
+          EXPECT_EQ(l.kind, LaunchKind::kSwiGlu);
+          EXPECT_EQ(l.cols, sf);
+          EXPECT_EQ(l.in.buf, exec::Buf::kExpertMid);
+          EXPECT_EQ(l.out.buf, exec::Buf::kExpertAct);
+          break;
+        default:
+          break;
+      }
+    }
+    EXPECT_GT(shared_ups, 0) << "rank " << r;
+  }
+  // Both MoE GPUs hold the one shared expert of a layer: the same seeded tensor.
+  ASSERT_EQ(shared_tags.size(), 2u);
+  for (const auto& [layer, tags] : shared_tags) EXPECT_EQ(tags.size(), 1u) << "layer " << layer;
 }
 
 // MLA (issue 15): DeepSeek-V3's attention widths lower to the MLA launches on the attention

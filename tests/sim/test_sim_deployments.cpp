@@ -5,6 +5,7 @@
 // FP8 GEMMs timed at the fp8 peak, and the roofline refuses a format the GPU lacks.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 
 #include "masep/plan/compiler.hpp"
@@ -72,6 +73,39 @@ TEST(Deployments, RooflineUsesThePeakOfTheOpsFormat) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("H800"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace masep::sim
+
+namespace masep::sim {
+namespace {
+
+// Attention replicas of unequal size (issue 15; scenarios/examples/mixtral-dgx-h100-uneven-
+// replicas.yaml): a 4-GPU head-parallel replica beside two single GPUs simulates, and each
+// replica's ops take its own split's time. Decode reads weights: the big replica's qkv GEMM
+// reads a quarter of the projection (and a quarter of each sequence's KV heads), so it ends
+// sooner than a single GPU's although it decodes 4x the sequences.
+TEST(Deployments, UnevenAttentionReplicasSimulate) {
+  const plan::Scenario s = plan::load_scenario(
+      "scenarios/examples/mixtral-dgx-h100-uneven-replicas.yaml",
+      {"model.layers=2", "workload.decode_steps=2"});
+  EXPECT_NO_THROW(plan::check_memory(s, plan::plan_memory(s)));
+  const plan::Program p = plan::compile(s);
+  const topology::Topology topo(s.topology);
+  const SimResult r = simulate(p, topo, SimOptions{});
+  const plan::RunMetrics m = plan::compute_metrics(s, p, r.timeline);
+  EXPECT_GT(m.tpot_mean_ms, 0.0);
+  std::map<int, int64_t> qkv_ns;  // rank → its first qkv GEMM's duration
+  for (const plan::Op& o : p.ops) {
+    if (o.role != plan::OpRole::kQkv || qkv_ns.count(o.rank)) continue;
+    const auto& t = r.timeline.ops[static_cast<size_t>(o.id)];
+    qkv_ns[o.rank] = t.end_ns - t.start_ns;
+  }
+  ASSERT_EQ(qkv_ns.size(), 6u);
+  EXPECT_EQ(qkv_ns[0], qkv_ns[3]);  // the 4 GPUs of replica 0 alike
+  EXPECT_EQ(qkv_ns[4], qkv_ns[5]);  // the single GPUs alike
+  EXPECT_LT(qkv_ns[0] * 2, qkv_ns[4]);
 }
 
 }  // namespace

@@ -41,6 +41,11 @@
 //   kAttnOut, one [batch][max_len][kl + dr] cache block per layer); kOutProj reads kMlaV
 //   kRouter → kRouter; kPermute → kPermute; kCombine → kCombine
 //   kMoePermute → kGatherRows, kMoeUnpermute → kScatterRows (real data flow), else kCopy
+//   Dense FFN layers (model.dense_layers; bf16 weights): kDenseUp → kGemm (kSliceNormed →
+//   kExpertMid), kDenseAct → kSwiGlu / kGelu, kDenseDown → kGemm with `residual` (the
+//   residual in kHidden's slice rows; the output where combine writes a MoE layer's)
+//   Shared experts of their own width: kSharedUp / kSharedDown → kGroupedGemm over the rows
+//   after the routed experts' in kExpertIn / kExpertOut, kSharedAct → kSwiGlu / kGelu
 //   kAttnReduce, kGather, kScatter → the NCCL collective on the group's communicator
 //   kDispatch, kReturn (kExchange) → kP2p: one ncclGroupStart/End with a ncclSend per
 //                 transfer the op sends and a ncclRecv per transfer it receives
@@ -166,6 +171,9 @@ struct Launch {
   kernels::WeightFormat weight_format = kernels::WeightFormat::kBF16;
   int64_t m = 0, n = 0, k = 0;
   std::vector<int32_t> group_m;
+  /// kGemm: out = in·Wᵀ + aux (the residual; copied to out first when out is elsewhere;
+  /// cuBLAS beta = 1, bf16 weights only). The dense FFN's down projection.
+  bool residual = false;
   // Element-wise, router, permute, combine, rope: token and column counts.
   int64_t tokens = 0;
   int64_t cols = 0;
@@ -332,9 +340,9 @@ bool executor_runs_precision(const models::Precision& p);
 
 /// Throws std::invalid_argument naming the feature when the Program's model uses something the
 /// executor has no kernels for (issue 15: MLA attention of other widths than the kernel's
-/// (kv_lora_rank 512, qk_rope_head_dim 64) or with FP8 weights, dense FFN layers, sliding
-/// windows, shared experts of their own width, a precision other than bf16 everywhere or FP8
-/// weights with the rest bf16), or a plan with expert tensor parallelism (layout
+/// (kv_lora_rank 512, qk_rope_head_dim 64) or with FP8 weights, dense FFN layers with FP8
+/// weights, sliding windows, a precision other than bf16 everywhere or FP8 weights with the
+/// rest bf16), or a plan with expert tensor parallelism (layout
 /// expert_tensor_parallel > 1 or any expert_reduce op). build_rank_plan calls it; `masep exec`
 /// calls it once, right after compiling or reading the Program, before anything is launched.
 void check_model_supported(const plan::Program& p);

@@ -10,8 +10,8 @@
 // What is measured (docs/calibration.md):
 //   gemm       cuBLAS bf16 (cublasGemmEx, fp32 compute, as the executor) for every (n, k) of
 //              the compute ops of ProfileOptions::programs (the command compiles the built-in
-//              scenarios, one decode step), plus in
-//              the full grid every zoo model's unsharded projections; m over a grid
+//              scenarios, one decode step), plus in the full grid every shape a zoo model
+//              can have on up to 8 GPUs per group (profile_shapes.hpp); m over a grid
 //   attention  kernels::launch_decode_attention for every (heads, kv_heads, head_dim) of
 //              the built-in scenarios' attention ops, batch x context grid
 //   kernels    rmsnorm, add_norm, rope, act, router, permute, combine (the kernels), and
@@ -44,8 +44,9 @@ struct ProfileOptions {
   /// The Programs whose shapes are measured (GEMM n×k, attention head shapes, the models'
   /// element-wise sizes): the command compiles the built-in scenarios, one decode step each.
   std::vector<plan::Program> programs;
-  /// The full grid (not quick) also measures every one of these models' unsharded
-  /// projections (the command passes the built-in model zoo).
+  /// The full grid (not quick) also measures every shape these models can have
+  /// (profile_shapes.hpp: head and expert splits up to 8 GPUs) and their element-wise
+  /// kernels (the command passes the built-in model zoo).
   std::vector<models::Model> zoo_models;
 };
 

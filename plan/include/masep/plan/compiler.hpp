@@ -3,13 +3,16 @@
 // sees the same expert loads; memory is checked first (check_memory: InfeasiblePlan).
 //
 // Plan ranks. MA separation: attention ranks 0..A-1 (replica r owns ranks r·t .. r·t+t-1,
-// t = head_parallel·sequence_parallel, index within the replica = h·sp + s), then the MoE
+// t = head_parallel·sequence_parallel, index within the replica = h·sp + s; replicas of
+// unequal size, plan.attention.replicas listed: each its own t, one after another, as
+// ProgramLayout::replica_shapes records), then the MoE
 // ranks (MoE-local index g = rank − A). Co-located: G ranks in tensor-parallel groups of
 // tensor_parallel, every rank also holds experts (Role::kColocated). RankInfo::gpu is
 // plan.gpu_ranks[i], or i when that list is empty.
 //
-// Sequences: the batch is cut into replicas × micro_batches near-equal contiguous chunks;
-// chunk (replica r, micro-batch mb) is number mb·replicas + r. A sequence's KV length at step
+// Sequences: the batch is cut into replicas × micro_batches contiguous chunks, near-equal or
+// by the replicas' batch shares (batch_split.hpp); chunk (replica r, micro-batch mb) is number
+// mb·replicas + r. A sequence's KV length at step
 // s is its sampled initial context + s + 1 (the token appended this step).
 //
 // One layer of MA separation, per micro-batch, on an attention replica group of t GPUs

@@ -53,5 +53,6 @@ inline constexpr int64_t kMaxMicroBatches = 1024;
 inline constexpr int64_t kMaxBatch = 1 << 24;    ///< sequences
 inline constexpr int64_t kMaxContext = 1 << 24;  ///< tokens per sequence
 inline constexpr int64_t kMaxDecodeSteps = 1000000;
+inline constexpr int64_t kMaxBatchShare = 1 << 20;  ///< plan.attention.replicas[i].batch_share
 
 }  // namespace masep::plan

@@ -448,6 +448,15 @@ struct RankInfo {
   std::vector<RankBatch> batches;  ///< [micro-batch], attention and co-located ranks only
 };
 
+/// One attention (or tensor-parallel) replica group of its own size: plan ranks first_rank ..
+/// first_rank + head_parallel · sequence_parallel − 1 (index within the group = h · sp + s).
+struct ReplicaShape {
+  int32_t first_rank = 0;
+  int32_t head_parallel = 1;
+  int32_t sequence_parallel = 1;
+  int32_t size() const { return head_parallel * sequence_parallel; }
+};
+
 /// The plan's shape as a back end needs it beyond the ops: who routes tokens where, which
 /// sequences exist and how long their caches start, the seed of the generated data. Set by the
 /// compiler; nothing past plan/ needs the Scenario.
@@ -462,6 +471,16 @@ struct ProgramLayout {
   int32_t group_size = 1;       ///< t: GPUs of one attention (TP) group = head × sequence parallel
   int32_t sequence_parallel = 1;  ///< KV shards per sequence inside a group
   int32_t replicas = 1;           ///< attention (data-parallel) groups
+  /// Attention replicas of unequal size (plan.attention.replicas listed one by one): replica
+  /// r's ranks and split, replicas entries in rank order; group_size and sequence_parallel are
+  /// then the largest replica's. Empty = replica r is ranks r·group_size .. (r+1)·group_size − 1
+  /// with group_size / sequence_parallel each. Read it through replica_shape().
+  std::vector<ReplicaShape> replica_shapes;
+  /// Replica r's ranks and split, whichever way the layout gives them.
+  ReplicaShape replica_shape(int r) const {
+    if (!replica_shapes.empty()) return replica_shapes.at(static_cast<size_t>(r));
+    return ReplicaShape{r * group_size, group_size / sequence_parallel, sequence_parallel};
+  }
   int64_t batch = 0;              ///< sequences in all
   uint64_t seed = 0;              ///< the workload's seed (routing, contexts, generated data)
   double intra_node_GBps = 0;     ///< the topology's GPU–GPU link rate inside a node (rooflines)

@@ -10,7 +10,8 @@
 //              dispatch, combine}},
 //    "layout": {separated, attention_ranks, moe_base, moe_ranks, group_size,
 //               sequence_parallel, replicas, batch, seed, intra_node_GBps, expert_holders,
-//               context_lengths},
+//               context_lengths, expert_route?, expert_tensor_parallel?,
+//               replica_shapes?: [[first_rank, head_parallel, sequence_parallel]]},
 //    "ranks": [{gpu, role, label, experts, replica, sequences, group_index, kv_append,
 //               batches: [[first_sequence, sequences, slice_first, slice_tokens, slice_offset]]}],
 //    "groups": [{name, ranks}], "collectives": [{kind, group, bytes, ops, matrix}],
@@ -24,7 +25,8 @@
 // (version 2 added kExchange ops, "exchanges" and the op field "exchange"; version 3 the op
 // role, "model", "layout", the ranks' batches and the per-token routing. Issue 15 added, still
 // as version 3 and optional when read, the model's attention/mla/dense/precision keys and the op
-// "dtype": a Program written before them reads as MHA/GQA, bf16 ops, one format per model.)
+// "dtype": a Program written before them reads as MHA/GQA, bf16 ops, one format per model; and
+// layout.replica_shapes, written only for attention replicas of unequal size.)
 // Kinds, roles and streams are written as the strings of to_string()/stream_name(). Every
 // field of every op is written (zeros included), so the dump is the whole Program.
 #pragma once

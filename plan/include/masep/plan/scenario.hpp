@@ -22,15 +22,42 @@ enum class Placement {
   kExplicit,    ///< `expert_map` lists the GPUs of each expert
 };
 
+/// One attention replica when the replicas differ (plan.attention.replicas given as a list):
+/// its own head and sequence split and, optionally, its share of the batch.
+struct AttentionReplica {
+  int head_parallel = 1;
+  int sequence_parallel = 1;
+  /// Relative share of the batch (a weight, not sequences); 0 = not given, the replicas then
+  /// share the batch in proportion to their GPUs (head_parallel × sequence_parallel). Either
+  /// every replica gives one or none does.
+  int batch_share = 0;
+  int gpus() const { return head_parallel * sequence_parallel; }
+};
+
 /// Attention side of MA separation. The attention GPUs form `replicas` groups of
 /// head_parallel × sequence_parallel GPUs; each group serves batch / replicas sequences
 /// (data parallel), splits heads head_parallel ways and each sequence's KV cache
 /// sequence_parallel ways. gpus == replicas · head_parallel · sequence_parallel.
+///
+/// Replicas of unequal size (`replica_list` non-empty, from plan.attention.replicas written as
+/// a list): replica r has replica_list[r].head_parallel × sequence_parallel GPUs, the replicas'
+/// GPUs follow each other in rank order, and gpus is their sum; `replicas` is the list's
+/// length and head_parallel / sequence_parallel are unused (1). Replica r serves its share
+/// of the batch: batch_share weights, or its GPU count by default (batch_split.hpp).
 struct AttentionPlan {
   int gpus = 0;
   int head_parallel = 1;
   int sequence_parallel = 1;
   int replicas = 1;
+  std::vector<AttentionReplica> replica_list;  ///< empty = every replica as above
+
+  /// Whether the replicas are given one by one (they may differ in size or batch share).
+  bool per_replica() const { return !replica_list.empty(); }
+  /// Replica r's split (the common one when the replicas are not listed; batch_share 0).
+  AttentionReplica replica(int r) const {
+    return per_replica() ? replica_list[static_cast<size_t>(r)]
+                         : AttentionReplica{head_parallel, sequence_parallel, 0};
+  }
 };
 
 /// MoE side: which GPUs hold which experts. Every expert lives on `expert_replicas` GPUs;
