@@ -87,7 +87,7 @@ ExpertLoad sampled_expert_load(const Scenario& s, int first_step, int steps,
         for (int r = 0; r < replicas; ++r) {
           const int64_t c = static_cast<int64_t>(mb) * replicas + r;
           const int T = static_cast<int>(part(batch, chunks, c));
-          if (per_sequence_routing) {
+          if (per_sequence_routing || sampler.replays_trace()) {
             sampler.sample_sequences(step, layer, part_begin(batch, chunks, c), T, route);
           } else {
             sampler.sample(step, layer, mb, r, T, route);
