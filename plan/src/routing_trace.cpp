@@ -9,6 +9,7 @@
 #include "masep/plan/errors.hpp"
 #include "masep/plan/input_file.hpp"
 #include "masep/plan/program.hpp"
+#include "masep/plan/routing.hpp"
 
 namespace masep::plan {
 
@@ -138,7 +139,8 @@ std::vector<double> RoutingTrace::probabilities() const {
   return p;
 }
 
-std::vector<int32_t> tokens_from_counts(std::span<const int64_t> counts, int batch, int top_k) {
+std::vector<int32_t> tokens_from_counts(std::span<const int64_t> counts, int batch, int top_k,
+                                        uint64_t seed) {
   int64_t sum = 0;
   for (int64_t c : counts) {
     if (c < 0 || c > batch) {
@@ -161,7 +163,24 @@ std::vector<int32_t> tokens_from_counts(std::span<const int64_t> counts, int bat
           static_cast<int32_t>(e);
     }
   }
+  if (seed != 0) {
+    // Fisher-Yates over whole tokens (each keeps its distinct experts).
+    uint64_t state = seed;
+    for (int i = batch - 1; i > 0; --i) {
+      state = rng::mix(state + 0x9e3779b97f4a7c15ULL);
+      const auto j = static_cast<int>(state % static_cast<uint64_t>(i + 1));
+      if (j == i) continue;
+      std::swap_ranges(out.begin() + static_cast<std::ptrdiff_t>(i) * top_k,
+                       out.begin() + static_cast<std::ptrdiff_t>(i + 1) * top_k,
+                       out.begin() + static_cast<std::ptrdiff_t>(j) * top_k);
+    }
+  }
   return out;
+}
+
+uint64_t counts_record_seed(int step, int layer) {
+  return rng::seed_for(0x726f7574696e67ULL /* "routing" */, 0x636f756e7473ULL /* "counts" */,
+                       static_cast<uint64_t>(step), static_cast<uint64_t>(layer));
 }
 
 RoutingTrace parse_routing_trace(const std::string& text, const std::string& origin) {
@@ -238,7 +257,7 @@ RoutingTrace parse_routing_trace(const std::string& text, const std::string& ori
         counts.assign(values, 0);
         for (size_t e = 0; e < values; ++e) counts[e] = rd.integer(tok[3 + e], kind, 0, t.batch);
         try {
-          route = tokens_from_counts(counts, t.batch, t.top_k);
+          route = tokens_from_counts(counts, t.batch, t.top_k, counts_record_seed(step, layer));
         } catch (const std::invalid_argument& e) {
           rd.fail(kind, e.what());
         }

@@ -33,3 +33,4 @@ done
 # Attention side and the predictor against measured H100 op times (their own scripts).
 sh $O/attention.sh
 sh $O/predict-measured.sh
+sh $O/routing-trace.sh

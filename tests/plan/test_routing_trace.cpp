@@ -3,6 +3,7 @@
 // round trip Program routing → trace → replayed Program.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -89,6 +90,18 @@ TEST(RoutingTrace, TokensFromCountsKeepsExpertsDistinct) {
     for (int j = 0; j < 3; ++j) c[r[3 * i + j]]++;
   }
   EXPECT_EQ(c, counts);
+  // Seeded: the same tokens (each with its experts), in another order.
+  const auto shuffled = tokens_from_counts(counts, 5, 3, counts_record_seed(3, 1));
+  EXPECT_NE(shuffled, r);
+  std::vector<std::vector<int32_t>> a, b;
+  for (int i = 0; i < 5; ++i) {
+    a.emplace_back(r.begin() + 3 * i, r.begin() + 3 * i + 3);
+    b.emplace_back(shuffled.begin() + 3 * i, shuffled.begin() + 3 * i + 3);
+  }
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(tokens_from_counts(counts, 5, 3, 77), tokens_from_counts(counts, 5, 3, 77));
   EXPECT_THROW(tokens_from_counts(std::vector<int64_t>{6, 4, 5}, 5, 3), std::invalid_argument);
   EXPECT_THROW(tokens_from_counts(std::vector<int64_t>{5, 5, 4}, 5, 3), std::invalid_argument);
 }

@@ -17,7 +17,8 @@
 // requires a record for every decode step × MoE layer the scenario runs (dense layers need
 // none). A counts record must
 // sum to batch · top_k with every count ≤ batch; it is expanded to tokens deterministically
-// (tokens_from_counts). A tokens record lists distinct experts per token. Tokens are by
+// (tokens_from_counts: distinct experts per token, tokens shuffled by a permutation seeded by
+// (step, layer)). A tokens record lists distinct experts per token. Tokens are by
 // batch position in the compiler's order (after plan.balance.attention's permutation).
 // Integers are plain decimal digits. Anything else is an InputError naming the file, the
 // line and the key (header key or record kind).
@@ -59,9 +60,15 @@ RoutingTrace read_routing_trace(const std::string& path);
 
 /// Token lists from per-expert counts (Σ = batch · top_k, each ≤ batch): the expert slots in
 /// expert order, token i taking slots i, i + batch, ..., i + (top_k − 1) · batch (distinct
-/// experts, since an expert's slots are fewer than batch apart). Throws
-/// std::invalid_argument when the counts do not fit.
-std::vector<int32_t> tokens_from_counts(std::span<const int64_t> counts, int batch, int top_k);
+/// experts, since an expert's slots are fewer than batch apart); then, unless seed is 0, the
+/// tokens shuffled by a permutation drawn from `seed` (Fisher-Yates over splitmix64), so that
+/// contiguous chunks of the batch (replicas, micro-batches) get a mix of experts as sampled
+/// routing gives them, not runs of neighbouring experts. Throws std::invalid_argument when
+/// the counts do not fit.
+std::vector<int32_t> tokens_from_counts(std::span<const int64_t> counts, int batch, int top_k,
+                                        uint64_t seed = 0);
+/// The seed a counts record of (step, layer) expands with (a `*` record: layer 0's).
+uint64_t counts_record_seed(int step, int layer);
 
 /// The routing of a Program compiled with CompileOptions::record_token_routing, as a trace
 /// (steps 0 .. first_step + steps − 1; steps before first_step and dense layers have no
