@@ -14,10 +14,10 @@
 #include "masep/plan/attention_balance.hpp"
 #include "masep/plan/balancer.hpp"
 #include "masep/plan/compiler.hpp"
+#include "masep/plan/expert_load.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/output_file.hpp"
 #include "masep/plan/routing_trace.hpp"
-#include "masep/plan/expert_load.hpp"
 #include "masep/plan/time_predictor.hpp"
 #include "sim_run.hpp"
 
@@ -201,14 +201,13 @@ AttnRow run_attention_policy(const std::string& scenario, std::vector<std::strin
   for (size_t a = 0; a < ranks; ++a) {
     if (first[a] >= 0) idle += static_cast<double>(last[a] - first[a]) - busy[a];
   }
-  r.idle_ms = idle / static_cast<double>(std::max<size_t>(1, ranks)) /
-              std::max(1, p.steps) / 1e6;
+  r.idle_ms = idle / static_cast<double>(std::max<size_t>(1, ranks)) / std::max(1, p.steps) / 1e6;
   const plan::TimePredictor tp(s.topology);
   const int64_t grow = (static_cast<int64_t>(std::max(1, s.workload.decode_steps)) + 1) / 2;
   std::vector<int64_t> len;
   for (int32_t c : p.layout.context_lengths) len.push_back(c + grow);
-  r.pred_chunk = plan::max_over_mean(plan::chunk_attention_ns(
-      len, plan::attention_chunk_sizes(s), plan::attention_chunk_cost(s, tp)));
+  r.pred_chunk = plan::max_over_mean(plan::chunk_attention_ns(len, plan::attention_chunk_sizes(s),
+                                                              plan::attention_chunk_cost(s, tp)));
   return r;
 }
 
@@ -251,22 +250,20 @@ int cmd_balance(const Args& args) {
     plan::CompileOptions co;
     co.record_token_routing = true;
     const plan::RoutingTrace t = plan::routing_trace_of(plan::compile(s, co));
-    plan::write_output_file(vm["write-trace"].as<std::string>(), "routing trace",
-                            [&](std::ostream& o) {
-                              if (fmt_name == "tokens") {
-                                plan::write_routing_trace_tokens(o, t.experts, t.top_k, t.batch,
-                                                                 t.layers, t.routes);
-                                return;
-                              }
-                              std::vector<std::vector<int64_t>> counts(t.routes.size());
-                              for (size_t i = 0; i < t.routes.size(); ++i) {
-                                if (t.routes[i].empty()) continue;
-                                counts[i].assign(static_cast<size_t>(t.experts), 0);
-                                for (int32_t e : t.routes[i]) counts[i][static_cast<size_t>(e)]++;
-                              }
-                              plan::write_routing_trace_counts(o, t.experts, t.top_k, t.batch,
-                                                               t.layers, counts);
-                            });
+    plan::write_output_file(
+        vm["write-trace"].as<std::string>(), "routing trace", [&](std::ostream& o) {
+          if (fmt_name == "tokens") {
+            plan::write_routing_trace_tokens(o, t.experts, t.top_k, t.batch, t.layers, t.routes);
+            return;
+          }
+          std::vector<std::vector<int64_t>> counts(t.routes.size());
+          for (size_t i = 0; i < t.routes.size(); ++i) {
+            if (t.routes[i].empty()) continue;
+            counts[i].assign(static_cast<size_t>(t.experts), 0);
+            for (int32_t e : t.routes[i]) counts[i][static_cast<size_t>(e)]++;
+          }
+          plan::write_routing_trace_counts(o, t.experts, t.top_k, t.batch, t.layers, counts);
+        });
     return 0;
   }
   if (vm.count("splits")) {

@@ -85,9 +85,8 @@ int cmd_predict(const Args& args) {
   if (cal && launch == "graph") cal->launch.event_overhead_ns = cal->launch.event_gap_ns;
   // The predictor's constants: defaults, then a calibration's communication latencies.
   const auto predictor = [&](const topology::TopologySpec& topo) {
-    const sim::SimParams sp =
-        sim::resolve_params(cal ? sim::calibrated_comm_params(*cal)
-                                : std::vector<std::pair<std::string, double>>{});
+    const sim::SimParams sp = sim::resolve_params(
+        cal ? sim::calibrated_comm_params(*cal) : std::vector<std::pair<std::string, double>>{});
     plan::PredictorParams pp;
     pp.launch_overhead_ns = sp.launch_overhead_ns;
     pp.eff_flops_gemm = sp.eff_flops_gemm;
@@ -118,13 +117,13 @@ int cmd_predict(const Args& args) {
     const plan::PredictionError e = plan::prediction_error(program, t, tp);
     std::printf("scenario %s: %zu ops, %zu measured (%s, %s, %s launches); predictor %s\n\n",
                 s.name.c_str(), program.ops.size(), trace.ops.size(), measured.c_str(),
-                trace.device.empty() ? "device not named" : trace.device.c_str(),
-                launch.c_str(), calibration.empty() ? "datasheet roofline" : calibration.c_str());
+                trace.device.empty() ? "device not named" : trace.device.c_str(), launch.c_str(),
+                calibration.empty() ? "datasheet roofline" : calibration.c_str());
     plan::write_prediction_error_text(std::cout, e);
     double pred = 0, run = 0;
     for (const auto& r : e.by_kind) pred += r.predicted_ms, run += r.run_ms;
-    std::printf("\nall ops: predicted %.3f ms, measured %.3f ms (%+.2f %%), %d steps\n", pred,
-                run, run > 0 ? (pred - run) / run * 100 : 0.0, program.steps);
+    std::printf("\nall ops: predicted %.3f ms, measured %.3f ms (%+.2f %%), %d steps\n", pred, run,
+                run > 0 ? (pred - run) / run * 100 : 0.0, program.steps);
     return 0;
   }
 

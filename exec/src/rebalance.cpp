@@ -18,21 +18,22 @@ std::vector<int64_t> expert_counts_from_slots(const plan::Program& p, const Gati
   if (static_cast<int>(counts.size()) != lay.attention_ranks ||
       static_cast<int>(lay.slot_base.size()) != lay.moe_ranks + 1 ||
       static_cast<int64_t>(lay.moe_base) + lay.moe_ranks > static_cast<int64_t>(p.ranks.size())) {
-    throw std::invalid_argument("expert_counts_from_slots: counts or layout do not match the Program");
+    throw std::invalid_argument(
+        "expert_counts_from_slots: counts or layout do not match the Program");
   }
   for (const auto& row : counts) {
     if (static_cast<int>(row.size()) != lay.slots()) {
-      throw std::invalid_argument(fmt::format(
-          "expert_counts_from_slots: {} slot counts, the layout has {} slots", row.size(),
-          lay.slots()));
+      throw std::invalid_argument(
+          fmt::format("expert_counts_from_slots: {} slot counts, the layout has {} slots",
+                      row.size(), lay.slots()));
     }
     for (int g = 0; g < lay.moe_ranks; ++g) {
       const auto& experts = p.ranks[static_cast<size_t>(lay.moe_base + g)].experts;
       for (int32_t sl = lay.slot_base[g]; sl < lay.slot_base[g + 1]; ++sl) {
         const size_t l = static_cast<size_t>(sl - lay.slot_base[g]);
         if (l >= experts.size() || experts[l] < 0 || experts[l] >= p.model.experts) {
-          throw std::invalid_argument(
-              fmt::format("expert_counts_from_slots: slot {} of MoE GPU {} holds no expert", sl, g));
+          throw std::invalid_argument(fmt::format(
+              "expert_counts_from_slots: slot {} of MoE GPU {} holds no expert", sl, g));
         }
         out[static_cast<size_t>(experts[l])] += row[static_cast<size_t>(sl)];
       }

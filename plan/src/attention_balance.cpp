@@ -30,7 +30,8 @@ double AttentionChunkCost::operator()(int64_t sequences, int64_t kv_tokens) cons
 AttentionChunkCost attention_chunk_cost(const Scenario& s, const TimePredictor& tp) {
   const models::Model& m = s.model;
   const bool ma = s.plan.kind == PlanKind::kMaSeparation;
-  const int hp = std::max(1, ma ? s.plan.attention.head_parallel : s.plan.colocated.tensor_parallel);
+  const int hp =
+      std::max(1, ma ? s.plan.attention.head_parallel : s.plan.colocated.tensor_parallel);
   AttentionChunkCost c;
   c.tp = &tp;
   c.heads = std::max(1, m.heads / hp);
@@ -89,9 +90,8 @@ std::vector<int32_t> assign_sequences(std::span<const int64_t> lengths,
     total += c;
   }
   if (total != static_cast<int64_t>(n)) {
-    throw std::invalid_argument("assign_sequences: chunk sizes add up to " +
-                                std::to_string(total) + ", not the " + std::to_string(n) +
-                                " sequences");
+    throw std::invalid_argument("assign_sequences: chunk sizes add up to " + std::to_string(total) +
+                                ", not the " + std::to_string(n) + " sequences");
   }
   // (1) Longest first to the chunk with room whose predicted time after taking it is least.
   std::vector<int32_t> by_len(n);
@@ -129,14 +129,16 @@ std::vector<int32_t> assign_sequences(std::span<const int64_t> lengths,
       if (b == a || members[b].empty()) continue;
       const auto nb = static_cast<int64_t>(members[b].size());
       sorted_b.clear();
-      for (size_t j = 0; j < members[b].size(); ++j) sorted_b.emplace_back(lengths[members[b][j]], j);
+      for (size_t j = 0; j < members[b].size(); ++j)
+        sorted_b.emplace_back(lengths[members[b][j]], j);
       std::sort(sorted_b.begin(), sorted_b.end());
       const int64_t half = (kv[a] - kv[b]) / 2;
       for (size_t i = 0; i < members[a].size(); ++i) {
         const int64_t len = lengths[members[a][i]];
         const auto it = std::lower_bound(sorted_b.begin(), sorted_b.end(),
                                          std::pair<int64_t, size_t>{len - half, 0});
-        for (auto c2 = it == sorted_b.begin() ? it : it - 1; c2 != sorted_b.end() && c2 <= it; ++c2) {
+        for (auto c2 = it == sorted_b.begin() ? it : it - 1; c2 != sorted_b.end() && c2 <= it;
+             ++c2) {
           const int64_t d = len - c2->first;
           if (d <= 0) continue;  // only a longer sequence out of the slowest chunk helps
           const double m = std::max(cost(na, kv[a] - d), cost(nb, kv[b] + d));

@@ -492,8 +492,10 @@ PlanSpec convert_plan(const Field& f) {
            {"predicted", BalancePolicy::kPredicted}});
     }
     if (b.has("attention")) {
-      p.balance.attention = b.get("attention").choice<AttentionBalance>(
-          {{"static", AttentionBalance::kStatic}, {"predicted", AttentionBalance::kPredicted}});
+      p.balance.attention =
+          b.get("attention")
+              .choice<AttentionBalance>({{"static", AttentionBalance::kStatic},
+                                         {"predicted", AttentionBalance::kPredicted}});
     }
     const bool balanced = p.balance.policy != BalancePolicy::kStatic;
     for (const char* key : {"redundant_experts", "expert_groups", "rebalance_every"}) {
@@ -572,8 +574,7 @@ Workload convert_workload(const Field& f) {
   }
   if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").count(kMaxDecodeSteps);
   if (const auto routing = r.find("routing")) {
-    const MapReader rt =
-        routing->map({"kind", "skew", "expert_weights", "drift_every", "file"});
+    const MapReader rt = routing->map({"kind", "skew", "expert_weights", "drift_every", "file"});
     w.routing.kind = rt.get("kind").choice<RoutingKind>({{"uniform", RoutingKind::kUniform},
                                                          {"zipf", RoutingKind::kZipf},
                                                          {"explicit", RoutingKind::kExplicit},
@@ -591,7 +592,8 @@ Workload convert_workload(const Field& f) {
         file.fail("routing trace '" + w.routing.trace_file + "' is not a readable file");
       }
       // Errors inside the trace name the trace file, its line and the record.
-      w.routing.trace = std::make_shared<const RoutingTrace>(read_routing_trace(w.routing.trace_file));
+      w.routing.trace =
+          std::make_shared<const RoutingTrace>(read_routing_trace(w.routing.trace_file));
     } else if (rt.has("file")) {
       rt.get("file").fail("only used with kind: trace");
     }

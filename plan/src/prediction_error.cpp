@@ -114,9 +114,9 @@ Timeline timeline_from_trace(const Program& p, const LoadedTrace& trace) {
   t.ops.assign(p.ops.size(), OpTiming{});
   for (const TraceOp& x : trace.ops) {
     if (x.op < 0 || static_cast<size_t>(x.op) >= p.ops.size()) {
-      throw std::invalid_argument(fmt::format(
-          "{}: op {} ({}) is not in the Program ({} ops): a trace of another scenario?",
-          trace.path, x.op, x.name, p.ops.size()));
+      throw std::invalid_argument(
+          fmt::format("{}: op {} ({}) is not in the Program ({} ops): a trace of another scenario?",
+                      trace.path, x.op, x.name, p.ops.size()));
     }
     const Op& op = p.ops[static_cast<size_t>(x.op)];
     if (op.name.view() != x.name || op.rank != x.pid) {

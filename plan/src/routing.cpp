@@ -158,8 +158,9 @@ std::vector<double> RoutingSampler::probabilities_at(int step) const {
 void RoutingSampler::sample(int step, int layer, int micro_batch, int replica, int tokens,
                             std::vector<int32_t>& out) const {
   if (replays_trace() && micro_batch >= 0) {
-    throw std::logic_error("RoutingSampler::sample: a routing trace is replayed by sequence "
-                           "(sample_sequences)");
+    throw std::logic_error(
+        "RoutingSampler::sample: a routing trace is replayed by sequence "
+        "(sample_sequences)");
   }
   const uint64_t stream = rng::seed_for(seed_, kTagRoute, static_cast<uint64_t>(step),
                                         static_cast<uint64_t>(layer),

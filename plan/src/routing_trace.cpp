@@ -22,7 +22,7 @@ constexpr std::string_view kMagic = "masep-routing-trace";
 constexpr int64_t kMaxExperts = 1 << 16, kMaxTopK = 64, kMaxBatch = 1 << 24;
 constexpr int64_t kMaxSteps = 1 << 20, kMaxLayers = 1024;
 constexpr int64_t kMaxRouteEntries = int64_t{1} << 26;  // 256 MiB of int32 experts
-constexpr int64_t kMaxRecords = int64_t{1} << 20;        // steps × layers
+constexpr int64_t kMaxRecords = int64_t{1} << 20;       // steps × layers
 
 struct Reader {
   const std::string& origin;
@@ -39,8 +39,8 @@ struct Reader {
     int64_t v = 0;
     for (char c : tok) v = v * 10 + (c - '0');
     if (v < lo || v > hi) {
-      fail(key, std::to_string(v) + " is outside " + std::to_string(lo) + ".." +
-                    std::to_string(hi));
+      fail(key,
+           std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
     }
     return v;
   }
@@ -70,16 +70,14 @@ std::vector<std::string_view> split(std::string_view s, char sep_ws_or) {
 
 }  // namespace
 
-std::span<const int32_t> RoutingTrace::tokens(int step, int layer, int64_t first,
-                                              int count) const {
+std::span<const int32_t> RoutingTrace::tokens(int step, int layer, int64_t first, int count) const {
   if (step < 0 || step >= steps || layer < 0 || layer >= layers || first < 0 || count < 0 ||
       first + count > batch) {
-    throw std::out_of_range(origin + ": no routing for step " + std::to_string(step) +
-                            " layer " + std::to_string(layer) + " tokens " +
-                            std::to_string(first) + "+" + std::to_string(count) +
-                            " (the trace has " + std::to_string(steps) + " steps, " +
-                            std::to_string(layers) + " layers, batch " + std::to_string(batch) +
-                            ")");
+    throw std::out_of_range(origin + ": no routing for step " + std::to_string(step) + " layer " +
+                            std::to_string(layer) + " tokens " + std::to_string(first) + "+" +
+                            std::to_string(count) + " (the trace has " + std::to_string(steps) +
+                            " steps, " + std::to_string(layers) + " layers, batch " +
+                            std::to_string(batch) + ")");
   }
   const auto& r = routes[static_cast<size_t>(step) * layers + layer];
   if (r.empty()) {
@@ -107,8 +105,9 @@ RoutingTrace routing_trace_of(const Program& p) {
   for (const RoutingSample& rs : p.routing) {
     if (rs.step < 0 || rs.step >= t.steps || rs.layer < 0 || rs.layer >= t.layers) continue;
     if (rs.token_experts.empty() && !rs.tokens_per_expert.empty()) {
-      throw std::invalid_argument("routing_trace_of: the Program has no per-token routing "
-                                  "(compile with CompileOptions::record_token_routing)");
+      throw std::invalid_argument(
+          "routing_trace_of: the Program has no per-token routing "
+          "(compile with CompileOptions::record_token_routing)");
     }
     auto& r = t.routes[static_cast<size_t>(rs.step) * t.layers + rs.layer];
     r.resize(static_cast<size_t>(t.batch) * t.top_k, -1);
@@ -190,8 +189,8 @@ RoutingTrace parse_routing_trace(const std::string& text, const std::string& ori
   const char* header_keys[] = {"experts", "top_k", "batch", "steps", "layers"};
   const int64_t header_max[] = {kMaxExperts, kMaxTopK, kMaxBatch, kMaxSteps, kMaxLayers};
   int64_t header[5] = {0, 0, 0, 0, 0};
-  int stage = -1;  // -1: magic expected; 0..4: header key expected; 5: records
-  std::vector<uint8_t> seen;  // per (step, layer): 0 none, 1 given
+  int stage = -1;                  // -1: magic expected; 0..4: header key expected; 5: records
+  std::vector<uint8_t> seen;       // per (step, layer): 0 none, 1 given
   std::vector<uint8_t> step_star;  // per step: given by a `*` record
   size_t given = 0;
   std::vector<int64_t> counts;
@@ -202,7 +201,8 @@ RoutingTrace parse_routing_trace(const std::string& text, const std::string& ori
     std::string_view line(text.data() + pos, end - pos);
     pos = end + 1;
     ++rd.line;
-    if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    if (const size_t hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
     const auto tok = split(line, ' ');
     if (tok.empty()) {
       if (end == text.size()) break;

@@ -2,6 +2,7 @@
 // placement → weight moves → recompiled Program → re-lowered launch plans.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -9,7 +10,6 @@
 #include <sstream>
 #include <string>
 #include <tuple>
-#include <unistd.h>
 #include <vector>
 
 #include "masep/exec/launch_plan.hpp"

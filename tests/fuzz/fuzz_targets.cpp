@@ -6,11 +6,11 @@
 
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/calibration.hpp"
-#include "masep/plan/routing_trace.hpp"
 #include "masep/plan/compare.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/program_json.hpp"
+#include "masep/plan/routing_trace.hpp"
 #include "masep/plan/sweep.hpp"
 
 namespace masep::fuzz {
@@ -218,10 +218,22 @@ constexpr std::string_view kProgram[] = {"\"role\"",
                                          "-1",
                                          "1e308"};
 const auto kProgramDict = join(kCommon, kProgram);
-constexpr std::string_view kRoutingWords[] = {"masep-routing-trace 1\n", "experts ", "top_k ",
-                                              "batch ", "steps ", "layers ", "counts ",
-                                              "tokens ", " * ", ",", "\n", "# ", "0", "1",
-                                              "4294967296", "999999999999999999"};
+constexpr std::string_view kRoutingWords[] = {"masep-routing-trace 1\n",
+                                              "experts ",
+                                              "top_k ",
+                                              "batch ",
+                                              "steps ",
+                                              "layers ",
+                                              "counts ",
+                                              "tokens ",
+                                              " * ",
+                                              ",",
+                                              "\n",
+                                              "# ",
+                                              "0",
+                                              "1",
+                                              "4294967296",
+                                              "999999999999999999"};
 const auto kRoutingDict = join(kCommon, kRoutingWords);
 
 }  // namespace

@@ -145,7 +145,8 @@ TEST(AttentionBalance, ColocatedAndSequenceParallelPlans) {
                               "workload.batch=32", "plan.balance.attention=predicted"});
   const TimePredictor tp(c.topology);
   const auto sizes = attention_chunk_sizes(c);
-  const auto t = chunk_attention_ns(as64(placed_context_lengths(c)), sizes, attention_chunk_cost(c, tp));
+  const auto t =
+      chunk_attention_ns(as64(placed_context_lengths(c)), sizes, attention_chunk_cost(c, tp));
   EXPECT_LT(max_over_mean(t), 1.05);
   EXPECT_NO_THROW(compile(c));
   Scenario sp = load_scenario(

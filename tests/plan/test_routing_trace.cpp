@@ -120,15 +120,15 @@ TEST(RoutingTrace, ErrorsNameLineAndKey) {
   EXPECT_EQ(at("masep-routing-trace 1\nexperts 4\ntop_k 5\nbatch 1\nsteps 1\nlayers 1\n"),
             (E{6, "top_k"}));
   EXPECT_EQ(at("masep-routing-trace 1\nexperts 4\ntop_k 2\n"), (E{4, "batch"}));  // ends early
-  EXPECT_EQ(at(with("counts 0 0 2 1 2\n")), (E{7, "counts"}));      // 3 of 4 counts
-  EXPECT_EQ(at(with("counts 0 0 2 1 2 2\n")), (E{7, "counts"}));    // sums to 7, not 6
-  EXPECT_EQ(at(with("counts 0 0 4 1 1 0\n")), (E{7, "counts"}));    // 4 > batch
+  EXPECT_EQ(at(with("counts 0 0 2 1 2\n")), (E{7, "counts"}));                    // 3 of 4 counts
+  EXPECT_EQ(at(with("counts 0 0 2 1 2 2\n")), (E{7, "counts"}));  // sums to 7, not 6
+  EXPECT_EQ(at(with("counts 0 0 4 1 1 0\n")), (E{7, "counts"}));  // 4 > batch
   EXPECT_EQ(at(with("counts 0 0 2 1 2 x\n")), (E{7, "counts"}));
-  EXPECT_EQ(at(with("counts 2 0 2 1 2 1\n")), (E{7, "counts"}));    // step 2 of 2
+  EXPECT_EQ(at(with("counts 2 0 2 1 2 1\n")), (E{7, "counts"}));  // step 2 of 2
   EXPECT_EQ(at(with("counts 0 0 2 1 2 1\ncounts 0 0 2 1 2 1\n")), (E{8, "counts"}));
   EXPECT_EQ(at(with("counts 0 0 2 1 2 1\ncounts 0 * 2 1 2 1\n")), (E{8, "counts"}));
   EXPECT_EQ(at(with("counts 0 * 2 1 2 1\ncounts 0 1 2 1 2 1\n")), (E{8, "counts"}));
-  EXPECT_EQ(at(with("tokens 0 0 0,1 2,3\n")), (E{7, "tokens"}));    // 2 tokens of 3
+  EXPECT_EQ(at(with("tokens 0 0 0,1 2,3\n")), (E{7, "tokens"}));      // 2 tokens of 3
   EXPECT_EQ(at(with("tokens 0 0 0,1 2,2 1,3\n")), (E{7, "tokens"}));  // expert twice
   EXPECT_EQ(at(with("tokens 0 0 0,1 2,3 1,\n")), (E{7, "tokens"}));
   EXPECT_EQ(at(with("tokens 0 0 0,1 2,3 1,4\n")), (E{7, "tokens"}));  // expert 4 of 4
@@ -153,7 +153,8 @@ TEST(RoutingTrace, MutatedInputsNeverCrash) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     return x;
   };
-  const char* pieces[] = {" ", "\n", "*", ",", "0", "9", "-", "#", "counts ", "tokens ", "99999999999"};
+  const char* pieces[] = {" ", "\n", "*",       ",",       "0",          "9",
+                          "-", "#",  "counts ", "tokens ", "99999999999"};
   for (int i = 0; i < 3000; ++i) {
     std::string s = base;
     for (int m = 0; m < 3; ++m) {
@@ -231,10 +232,11 @@ TEST_F(TraceFile, ReplaysAProgramsRoutingExactly) {
   // The balancer's sampled load follows the replay too.
   EXPECT_EQ(sampled_expert_load(rt, 0, 3).tokens, expert_load(b, 0, 3).tokens);
   // A scenario file's relative path resolves against its folder.
-  write("s.yaml", "name: s\nmodel: paper-moe\ntopology: paper-16xa100\nplan:\n  kind: ma_separation\n"
-                  "  attention: {gpus: 12, head_parallel: 4, replicas: 3}\n  moe: {gpus: 4}\n"
-                  "  micro_batches: 2\nworkload:\n  batch: 24\n  context: 2048\n  decode_steps: 3\n"
-                  "  routing: {kind: trace, file: counts.txt}\n");
+  write("s.yaml",
+        "name: s\nmodel: paper-moe\ntopology: paper-16xa100\nplan:\n  kind: ma_separation\n"
+        "  attention: {gpus: 12, head_parallel: 4, replicas: 3}\n  moe: {gpus: 4}\n"
+        "  micro_batches: 2\nworkload:\n  batch: 24\n  context: 2048\n  decode_steps: 3\n"
+        "  routing: {kind: trace, file: counts.txt}\n");
   EXPECT_EQ(load_scenario((dir_ / "s.yaml").string()).workload.routing.trace_file, fc);
 }
 
@@ -256,8 +258,9 @@ TEST_F(TraceFile, ScenarioErrorsNameTheKey) {
                 .find("not a readable file"),
             std::string::npos);
   EXPECT_NE(err({"workload.routing={kind: trace}"}).find("file"), std::string::npos);
-  EXPECT_NE(err({"workload.routing={kind: zipf, file: " + f + "}"}).find("only used with kind: trace"),
-            std::string::npos);
+  EXPECT_NE(
+      err({"workload.routing={kind: zipf, file: " + f + "}"}).find("only used with kind: trace"),
+      std::string::npos);
   // An error inside the trace names the trace file and its line.
   const std::string bad = write("bad.txt", with("counts 0 0 2 1 2 2\n"));
   const std::string mb = err({"workload.routing={kind: trace, file: " + bad + "}"});
@@ -271,12 +274,14 @@ TEST_F(TraceFile, ScenarioErrorsNameTheKey) {
   std::ostringstream o;
   write_routing_trace_tokens(o, t.experts, t.top_k, t.batch, t.layers, t.routes);
   const std::string two = write("two.txt", o.str());
-  const std::string ms = err({"workload.decode_steps=3", "workload.routing={kind: trace, file: " + two + "}"});
+  const std::string ms =
+      err({"workload.decode_steps=3", "workload.routing={kind: trace, file: " + two + "}"});
   EXPECT_NE(ms.find("2 steps"), std::string::npos) << ms;
   std::string text = o.str();
   text.erase(text.rfind("tokens 1 3"));  // the last record (step 1, layer 3)
   const std::string gap = write("gap.txt", text);
-  const std::string mg = err({"workload.decode_steps=2", "workload.routing={kind: trace, file: " + gap + "}"});
+  const std::string mg =
+      err({"workload.decode_steps=2", "workload.routing={kind: trace, file: " + gap + "}"});
   EXPECT_NE(mg.find("no record for step 1 layer 3"), std::string::npos) << mg;
 }
 

@@ -75,11 +75,13 @@ uint64_t counts_record_seed(int step, int layer);
 /// record). Throws std::invalid_argument without per-token routing.
 RoutingTrace routing_trace_of(const Program& p);
 
-/// Writes a trace of counts records (empty records are left out): counts[step · layers + layer][expert].
-void write_routing_trace_counts(std::ostream& out, int experts, int top_k, int batch,
-                                int layers, const std::vector<std::vector<int64_t>>& counts);
-/// Writes a trace of tokens records (empty records are left out): routes[step · layers + layer] = batch · top_k experts.
-void write_routing_trace_tokens(std::ostream& out, int experts, int top_k, int batch,
-                                int layers, const std::vector<std::vector<int32_t>>& routes);
+/// Writes a trace of counts records (empty records are left out): counts[step · layers +
+/// layer][expert].
+void write_routing_trace_counts(std::ostream& out, int experts, int top_k, int batch, int layers,
+                                const std::vector<std::vector<int64_t>>& counts);
+/// Writes a trace of tokens records (empty records are left out): routes[step · layers + layer] =
+/// batch · top_k experts.
+void write_routing_trace_tokens(std::ostream& out, int experts, int top_k, int batch, int layers,
+                                const std::vector<std::vector<int32_t>>& routes);
 
 }  // namespace masep::plan
