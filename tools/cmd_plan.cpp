@@ -106,7 +106,8 @@ std::string workload_line(const Workload& w) {
   std::string routing = w.routing.kind == RoutingKind::kUniform ? "uniform"
                         : w.routing.kind == RoutingKind::kZipf
                             ? fmt::format("zipf (skew {:g})", w.routing.zipf_skew)
-                            : "explicit weights";
+                        : w.routing.kind == RoutingKind::kTrace ? "trace " + w.routing.trace_file
+                                                                : "explicit weights";
   return fmt::format("batch {}, {}, {} decode steps, routing {}, seed {}", w.batch, ctx,
                      w.decode_steps, routing, w.seed);
 }

@@ -441,6 +441,9 @@ std::string describe_workload(const plan::Workload& w) {
     case plan::RoutingKind::kExplicit:
       routing = "explicit weights";
       break;
+    case plan::RoutingKind::kTrace:
+      routing = "trace " + w.routing.trace_file;
+      break;
   }
   return fmt::format("batch {}, {}, {} decode steps, routing {}, seed {}", w.batch, ctx,
                      w.decode_steps, routing, w.seed);

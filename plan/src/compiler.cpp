@@ -26,6 +26,7 @@
 #include <tuple>
 #include <utility>
 
+#include "masep/plan/attention_balance.hpp"
 #include "masep/plan/balancer.hpp"
 #include "masep/plan/batch_split.hpp"
 #include "masep/plan/errors.hpp"
@@ -290,7 +291,8 @@ class Compiler {
                         ? static_placement(s_)
                         : placement_at_step(s_, first_step_, per_sequence_routing_));
     }
-    ctx_ = sample_context_lengths(s_.workload);
+    // plan.balance.attention: which sequences fill each (replica, micro-batch) chunk.
+    ctx_ = placed_context_lengths(s_);
 
     p_.scenario = s_.name;
     p_.model = m_;
@@ -837,7 +839,7 @@ class Compiler {
         for (int i = 0; i < t_; ++i) dense_ffn(base + i, mb, b0, T, i, rs[i]);
         continue;
       }
-      if (per_sequence_routing_) {
+      if (per_sequence_routing_ || sampler_.replays_trace()) {
         sampler_.sample_sequences(step, layer, chunk_begin(r, mb), static_cast<int>(T), route_);
       } else {
         sampler_.sample(step, layer, mb, r, static_cast<int>(T), route_);

@@ -78,7 +78,7 @@ ExpertLoad sampled_expert_load(const Scenario& s, int first_step, int steps,
       for (int mb = 0; mb < mbs; ++mb) {
         for (int r = 0; r < replicas; ++r) {
           const int T = static_cast<int>(split.size(r, mb));
-          if (per_sequence_routing) {
+          if (per_sequence_routing || sampler.replays_trace()) {
             sampler.sample_sequences(step, layer, split.first(r, mb), T, route);
           } else {
             sampler.sample(step, layer, mb, r, T, route);

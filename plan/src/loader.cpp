@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -22,6 +23,7 @@
 #include "masep/plan/errors.hpp"
 #include "masep/plan/input_file.hpp"
 #include "masep/plan/remap.hpp"
+#include "masep/plan/routing_trace.hpp"
 #include "masep/topology/zoo.hpp"
 #include "yaml_util.hpp"
 
@@ -482,12 +484,18 @@ PlanSpec convert_plan(const Field& f) {
   PlanSpec p;
   if (const auto bal = r.find("balance")) {
     const MapReader b =
-        bal->map({"policy", "redundant_experts", "expert_groups", "rebalance_every"});
+        bal->map({"policy", "redundant_experts", "expert_groups", "rebalance_every", "attention"});
     if (b.has("policy")) {
       p.balance.policy = b.get("policy").choice<BalancePolicy>(
           {{"static", BalancePolicy::kStatic},
            {"eplb", BalancePolicy::kEplb},
            {"predicted", BalancePolicy::kPredicted}});
+    }
+    if (b.has("attention")) {
+      p.balance.attention =
+          b.get("attention")
+              .choice<AttentionBalance>({{"static", AttentionBalance::kStatic},
+                                         {"predicted", AttentionBalance::kPredicted}});
     }
     const bool balanced = p.balance.policy != BalancePolicy::kStatic;
     for (const char* key : {"redundant_experts", "expert_groups", "rebalance_every"}) {
@@ -620,10 +628,29 @@ Workload convert_workload(const Field& f) {
   }
   if (r.has("decode_steps")) w.decode_steps = r.get("decode_steps").count(kMaxDecodeSteps);
   if (const auto routing = r.find("routing")) {
-    const MapReader rt = routing->map({"kind", "skew", "expert_weights", "drift_every"});
+    const MapReader rt = routing->map({"kind", "skew", "expert_weights", "drift_every", "file"});
     w.routing.kind = rt.get("kind").choice<RoutingKind>({{"uniform", RoutingKind::kUniform},
                                                          {"zipf", RoutingKind::kZipf},
-                                                         {"explicit", RoutingKind::kExplicit}});
+                                                         {"explicit", RoutingKind::kExplicit},
+                                                         {"trace", RoutingKind::kTrace}});
+    if (w.routing.kind == RoutingKind::kTrace) {
+      // A path in a scenario file is relative to that file's folder; from --set (or a
+      // built-in scenario), to the current directory.
+      const Field file = rt.get("file");
+      std::filesystem::path p(file.string());
+      if (p.is_relative() && file.location().file != detail::kOverrideOrigin) {
+        p = base_dir_of(file.file()) / p;
+      }
+      w.routing.trace_file = p.lexically_normal().string();
+      if (!input_exists(w.routing.trace_file)) {
+        file.fail("routing trace '" + w.routing.trace_file + "' is not a readable file");
+      }
+      // Errors inside the trace name the trace file, its line and the record.
+      w.routing.trace =
+          std::make_shared<const RoutingTrace>(read_routing_trace(w.routing.trace_file));
+    } else if (rt.has("file")) {
+      rt.get("file").fail("only used with kind: trace");
+    }
     if (rt.has("skew")) {
       if (w.routing.kind != RoutingKind::kZipf) rt.get("skew").fail("only used with kind: zipf");
       w.routing.zipf_skew = rt.get("skew").number_in(kZipfSkew);

@@ -107,6 +107,30 @@ PredictionError prediction_error(const Program& p, const Timeline& t, const Time
   return out;
 }
 
+Timeline timeline_from_trace(const Program& p, const LoadedTrace& trace) {
+  Timeline t;
+  t.source = trace.source;
+  t.device = trace.device;
+  t.ops.assign(p.ops.size(), OpTiming{});
+  for (const TraceOp& x : trace.ops) {
+    if (x.op < 0 || static_cast<size_t>(x.op) >= p.ops.size()) {
+      throw std::invalid_argument(
+          fmt::format("{}: op {} ({}) is not in the Program ({} ops): a trace of another scenario?",
+                      trace.path, x.op, x.name, p.ops.size()));
+    }
+    const Op& op = p.ops[static_cast<size_t>(x.op)];
+    if (op.name.view() != x.name || op.rank != x.pid) {
+      throw std::invalid_argument(fmt::format(
+          "{}: op {} is '{}' on rank {} in the trace, '{}' on rank {} in the Program: a trace "
+          "of another scenario or compiler version",
+          trace.path, x.op, x.name, x.pid, op.name.view(), op.rank));
+    }
+    t.ops[static_cast<size_t>(x.op)] = OpTiming{x.start_ns, x.start_ns + x.duration_ns};
+    t.makespan_ns = std::max(t.makespan_ns, x.start_ns + x.duration_ns);
+  }
+  return t;
+}
+
 void write_prediction_error_text(std::ostream& out, const PredictionError& e) {
   out << "error = (predicted - run) / run; communication ops from the moment all partners "
          "started\n\n";

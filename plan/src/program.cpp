@@ -133,6 +133,16 @@ const char* to_string(BalancePolicy p) {
   return "?";
 }
 
+const char* to_string(AttentionBalance a) {
+  switch (a) {
+    case AttentionBalance::kStatic:
+      return "static";
+    case AttentionBalance::kPredicted:
+      return "predicted";
+  }
+  return "?";
+}
+
 const char* to_string(PlanKind k) {
   return k == PlanKind::kMaSeparation ? "ma_separation" : "colocated";
 }

@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "masep/plan/attention_balance.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/placement.hpp"
 #include "masep/plan/routing.hpp"
@@ -108,7 +109,7 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   const int64_t kvh_l = std::max(1, m.kv_heads / hp);
   const int64_t kv_tok_bytes =  // one token, all layers, one GPU's heads, one KV shard
       static_cast<int64_t>(m.layers) * 2 * kvh_l * m.head_dim * models::dtype_bytes(m.dtype);
-  const std::vector<int32_t> ctx = sample_context_lengths(s.workload);
+  const std::vector<int32_t> ctx = placed_context_lengths(s);  // the compiler's order
   // Sequences of each replica in the replica's order (the compiler's chunks, mb-major).
   std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(R));
   {
@@ -414,6 +415,14 @@ Remap remap(const Scenario& s, const std::vector<int>& failed_gpus, int step) {
   }
   d.plan.moe.expert_replicas = max_copies;
   d.workload.batch = static_cast<int>(s.workload.batch - dropped);
+  if (d.workload.routing.kind == RoutingKind::kTrace && d.workload.batch != s.workload.batch) {
+    // A routing trace is per batch position; with sequences dropped the degraded plan routes
+    // by the trace's expert frequencies instead.
+    d.workload.routing.expert_weights = routing_probabilities(s.workload, m.experts);
+    d.workload.routing.kind = RoutingKind::kExplicit;
+    d.workload.routing.trace.reset();
+    d.workload.routing.trace_file.clear();
+  }
   if (!out.rerouted_experts.empty()) {
     auto prob = routing_probabilities(s.workload, m.experts);
     for (int e : out.rerouted_experts) prob[e] = 0;

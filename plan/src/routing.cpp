@@ -1,5 +1,6 @@
 #include "masep/plan/routing.hpp"
 
+#include "masep/plan/routing_trace.hpp"
 #include "masep/plan/seeded_hash.hpp"
 
 #include <algorithm>
@@ -71,6 +72,14 @@ std::vector<double> routing_probabilities(const Workload& w, int experts, int ph
       for (int i = 0; i < experts; ++i) {
         weight[perm[i]] = 1.0 / std::pow(static_cast<double>(i + 1), w.routing.zipf_skew);
       }
+      break;
+    }
+    case RoutingKind::kTrace: {
+      if (w.routing.trace == nullptr || w.routing.trace->experts != experts) {
+        throw std::invalid_argument("workload.routing.file: no routing trace of " +
+                                    std::to_string(experts) + " experts was read");
+      }
+      weight = w.routing.trace->probabilities();  // every token of the trace
       break;
     }
     case RoutingKind::kExplicit: {
@@ -148,6 +157,11 @@ std::vector<double> RoutingSampler::probabilities_at(int step) const {
 
 void RoutingSampler::sample(int step, int layer, int micro_batch, int replica, int tokens,
                             std::vector<int32_t>& out) const {
+  if (replays_trace() && micro_batch >= 0) {
+    throw std::logic_error(
+        "RoutingSampler::sample: a routing trace is replayed by sequence "
+        "(sample_sequences)");
+  }
   const uint64_t stream = rng::seed_for(seed_, kTagRoute, static_cast<uint64_t>(step),
                                         static_cast<uint64_t>(layer),
                                         static_cast<uint64_t>(micro_batch),
@@ -202,6 +216,11 @@ void RoutingSampler::draw(const Phase& ph, uint64_t stream_seed, int tokens,
 
 void RoutingSampler::sample_sequences(int step, int layer, int64_t first_sequence, int tokens,
                                       std::vector<int32_t>& out) const {
+  if (replays_trace()) {
+    const auto r = w_.routing.trace->tokens(step, layer, first_sequence, tokens);
+    out.assign(r.begin(), r.end());
+    return;
+  }
   out.assign(static_cast<size_t>(tokens) * top_k_, 0);
   std::vector<int32_t> one;
   for (int t = 0; t < tokens; ++t) {

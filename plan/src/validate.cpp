@@ -11,6 +11,7 @@
 #include "masep/plan/batch_split.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/routing_trace.hpp"
 
 namespace masep::plan {
 
@@ -161,6 +162,17 @@ void check_replica_list(const Scenario& s) {
                str(split.replicas) + " replicas × " + str(split.micro_batches) +
                " micro-batches, shared by " + (shares ? "batch_share" : "GPU count") +
                "); use a larger batch, fewer micro-batches or a larger share");
+    }
+  }
+  for (const AttentionReplica& rep : a.replica_list) {
+    const AttentionReplica& first = a.replica_list.front();
+    if (s.plan.balance.attention == AttentionBalance::kPredicted &&
+        (rep.head_parallel != first.head_parallel ||
+         rep.sequence_parallel != first.sequence_parallel)) {
+      fail(s, "plan.balance.attention",
+           "predicted assigns sequences with one attention cost for every replica; the listed "
+           "replicas split heads or sequences differently (use static, or replicas of one "
+           "shape with batch_share)");
     }
   }
   const FaultTolerance& ft = s.fault_tolerance;
@@ -375,6 +387,36 @@ void check_workload(const Scenario& s) {
     }
   } else if (!r.expert_weights.empty()) {
     fail(s, "workload.routing.expert_weights", "only used with kind: explicit");
+  }
+  if (r.kind == RoutingKind::kTrace) {
+    if (r.trace == nullptr) fail(s, "workload.routing.file", "no routing trace was read");
+    const RoutingTrace& t = *r.trace;
+    const std::string what = "routing trace " + r.trace_file + " has ";
+    auto same = [&](const char* key, long long trace_v, long long want, const std::string& of) {
+      if (trace_v != want) {
+        fail(s, "workload.routing.file",
+             what + key + " " + str(trace_v) + ", " + of + " " + str(want));
+      }
+    };
+    same("experts", t.experts, s.model.experts, "model " + s.model.name + " has experts");
+    same("top_k", t.top_k, s.model.top_k, "the model's top_k is");
+    same("batch", t.batch, w.batch, "workload.batch is");
+    same("layers", t.layers, s.model.layers, "the model's layers are");
+    if (t.steps < w.decode_steps) {
+      fail(s, "workload.routing.file",
+           what + str(t.steps) + " steps, workload.decode_steps is " + str(w.decode_steps));
+    }
+    for (int step = 0; step < w.decode_steps; ++step) {
+      for (int l = s.model.dense_layers; l < s.model.layers; ++l) {
+        if (!t.has(step, l)) {
+          fail(s, "workload.routing.file",
+               what + "no record for step " + str(step) + " layer " + str(l) +
+                   " (every decode step × MoE layer needs one)");
+        }
+      }
+    }
+  } else if (r.trace != nullptr || !r.trace_file.empty()) {
+    fail(s, "workload.routing.file", "only used with kind: trace");
   }
 }
 

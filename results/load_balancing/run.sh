@@ -30,3 +30,7 @@ for k in 0 2; do
   $M balance scenarios/examples/deepseek-v3-balance.yaml --set workload.decode_steps=6 \
     --set workload.routing.drift_every=2 --redundant 32 --rebalance $k > $O/dsv3-drift2-rebalance$k.txt
 done
+# Attention side and the predictor against measured H100 op times (their own scripts).
+sh $O/attention.sh
+sh $O/predict-measured.sh
+sh $O/routing-trace.sh

@@ -2,8 +2,14 @@
 // placement → weight moves → recompiled Program → re-lowered launch plans.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "masep/exec/launch_plan.hpp"
@@ -12,6 +18,7 @@
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/expert_load.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/plan/routing_trace.hpp"
 
 namespace {
 
@@ -104,6 +111,76 @@ TEST(Rebalance, LoweringRefusesExpertMovesByName) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("expert_move"), std::string::npos) << e.what();
   }
+}
+
+// The CPU writer of routing traces from real-gating counts: every attention rank's slot
+// counts (here: the counts the forced routing puts in the router launches, which real gating
+// would produce for the same routing) → expert counts → a trace that, replayed, gives every
+// (step, layer) the same tokens per expert as the run.
+TEST(Rebalance, RoutingTraceFromSlotCountsReplaysTheRun) {
+  const plan::Scenario s = skewed("static");
+  plan::CompileOptions co;
+  co.record_token_routing = true;
+  const plan::Program p = plan::compile(s, co);
+  std::vector<exec::RankPlan> plans;
+  for (int r = 0; r < p.rank_count(); ++r) plans.push_back(exec::build_rank_plan(p, r));
+  const exec::GatingLayout& lay = plans[0].gating;
+  ASSERT_TRUE(plans[0].real_data_flow);
+  using Key = std::tuple<int, int, int>;  // step, layer, micro-batch
+  std::map<Key, std::vector<std::vector<int32_t>>> slots;
+  for (int a = 0; a < lay.attention_ranks; ++a) {
+    for (const auto& l : plans[static_cast<size_t>(a)].launches) {
+      if (l.kind != exec::LaunchKind::kRouter) continue;
+      const auto& o = p.ops[static_cast<size_t>(l.ops.front())];
+      auto& c = slots[{o.step, o.layer, o.micro_batch}];
+      c.resize(static_cast<size_t>(lay.attention_ranks));
+      const int64_t at = l.route_offset + 2 * l.tokens * l.top_k;
+      const auto& pool = plans[static_cast<size_t>(a)].int_pool;
+      c[static_cast<size_t>(a)].assign(pool.begin() + at, pool.begin() + at + l.slots);
+    }
+  }
+  ASSERT_EQ(slots.size(), static_cast<size_t>(4 * p.layers * p.micro_batches));
+  exec::RoutingTraceRecorder rec(s.model.experts, s.model.top_k, s.workload.batch, p.layers);
+  for (const auto& [k, c] : slots) {
+    rec.add(std::get<0>(k), std::get<1>(k), exec::expert_counts_from_slots(p, lay, c));
+  }
+  // The recorder's counts are the Program's routing, (step, layer) by (step, layer).
+  std::map<std::pair<int, int>, std::vector<int64_t>> want;
+  for (const auto& rs : p.routing) {
+    auto& w = want[{rs.step, rs.layer}];
+    w.resize(rs.tokens_per_expert.size(), 0);
+    for (size_t e = 0; e < w.size(); ++e) w[e] += rs.tokens_per_expert[e];
+  }
+  for (const auto& [k, w] : want) {
+    EXPECT_EQ(rec.counts()[static_cast<size_t>(k.first * p.layers + k.second)], w);
+  }
+  // Written, read back as a scenario's routing, compiled: the same counts.
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("masep_rebalance_trace_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "real.txt").string();
+  {
+    std::ofstream f(file);
+    rec.write(f);
+  }
+  const plan::Scenario replay = plan::load_scenario(
+      "paper", {"workload.decode_steps=4", "workload.routing={kind: trace, file: " + file + "}"});
+  std::map<std::pair<int, int>, std::vector<int64_t>> got;
+  for (const auto& rs : plan::compile(replay).routing) {
+    auto& g = got[{rs.step, rs.layer}];
+    g.resize(rs.tokens_per_expert.size(), 0);
+    for (size_t e = 0; e < g.size(); ++e) g[e] += rs.tokens_per_expert[e];
+  }
+  EXPECT_EQ(got, want);
+  std::filesystem::remove_all(dir);
+  // Wrong shapes are refused; a (step, layer) missing a micro-batch is refused at write.
+  EXPECT_THROW(exec::expert_counts_from_slots(p, lay, {{1, 2}}), std::invalid_argument);
+  EXPECT_THROW(rec.add(0, p.layers, std::vector<int64_t>(16, 0)), std::invalid_argument);
+  exec::RoutingTraceRecorder half(s.model.experts, s.model.top_k, s.workload.batch, p.layers);
+  const auto& first = slots.begin()->second;
+  half.add(0, 0, exec::expert_counts_from_slots(p, lay, first));
+  std::ostringstream o;
+  EXPECT_THROW(half.write(o), std::invalid_argument);
 }
 
 }  // namespace

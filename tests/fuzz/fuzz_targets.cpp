@@ -10,6 +10,7 @@
 #include "masep/plan/loader.hpp"
 #include "masep/plan/memory.hpp"
 #include "masep/plan/program_json.hpp"
+#include "masep/plan/routing_trace.hpp"
 #include "masep/plan/sweep.hpp"
 
 namespace masep::fuzz {
@@ -217,12 +218,29 @@ constexpr std::string_view kProgram[] = {"\"role\"",
                                          "-1",
                                          "1e308"};
 const auto kProgramDict = join(kCommon, kProgram);
+constexpr std::string_view kRoutingWords[] = {"masep-routing-trace 1\n",
+                                              "experts ",
+                                              "top_k ",
+                                              "batch ",
+                                              "steps ",
+                                              "layers ",
+                                              "counts ",
+                                              "tokens ",
+                                              " * ",
+                                              ",",
+                                              "\n",
+                                              "# ",
+                                              "0",
+                                              "1",
+                                              "4294967296",
+                                              "999999999999999999"};
+const auto kRoutingDict = join(kCommon, kRoutingWords);
 
 }  // namespace
 
 std::optional<Reader> reader_named(std::string_view name) {
   for (Reader r : {Reader::kScenario, Reader::kCalibration, Reader::kSweep, Reader::kTrace,
-                   Reader::kProgram}) {
+                   Reader::kProgram, Reader::kRouting}) {
     if (name == name_of(r)) return r;
   }
   return std::nullopt;
@@ -240,6 +258,8 @@ const char* name_of(Reader r) {
       return "trace";
     case Reader::kProgram:
       return "program";
+    case Reader::kRouting:
+      return "routing";
   }
   return "?";
 }
@@ -256,6 +276,8 @@ std::span<const std::string_view> dictionary(Reader r) {
       return kTraceDict;
     case Reader::kProgram:
       return kProgramDict;
+    case Reader::kRouting:
+      return kRoutingDict;
   }
   return {};
 }
@@ -295,6 +317,16 @@ bool run_one(Reader r, std::string_view input) {
             }
           }
         }
+        break;
+      }
+      case Reader::kRouting: {
+        const plan::RoutingTrace t = plan::parse_routing_trace(text, "fuzz.txt");
+        for (int step = 0; step < t.steps; ++step) {
+          for (int l = 0; l < t.layers; ++l) {
+            if (t.has(step, l)) t.tokens(step, l, 0, t.batch);
+          }
+        }
+        t.probabilities();
         break;
       }
     }

@@ -20,6 +20,8 @@ enum class Reader {
   kTrace,        ///< plan::parse_trace + compare_traces(t, t)
   kProgram,      ///< plan::read_program_json, then exec::build_rank_plan of every rank
                  ///< (what `masep exec --program` runs: the executor's CPU lowering)
+  kRouting,      ///< plan::parse_routing_trace (workload.routing kind: trace), then every
+                 ///< record read back through RoutingTrace::tokens and probabilities
 };
 
 std::optional<Reader> reader_named(std::string_view name);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <vector>
 
 #include "masep/exec/launch_plan.hpp"
@@ -44,6 +45,34 @@ Replacement replace_from_router_counts(const plan::Scenario& s,
                                        int first_step, int compile_steps,
                                        const plan::CompileOptions& base = {},
                                        const PlanOptions& options = {});
+
+/// Tokens routed to each expert in one (layer, micro-batch) under real gating, from every
+/// attention rank's slot counts (counts[a][slot], as route_sizes reads them): slot
+/// lay.slot_base[g] + l is expert p.ranks[lay.moe_base + g].experts[l]. Throws
+/// std::invalid_argument when the counts do not match the layout.
+std::vector<int64_t> expert_counts_from_slots(const plan::Program& p, const GatingLayout& lay,
+                                              const std::vector<std::vector<int32_t>>& counts);
+
+/// The CPU writer of routing traces from a run's router counts (`masep exec --routing real`):
+/// per (step, layer) tokens per expert, summed over micro-batches, written as a routing
+/// trace of counts records (plan/routing_trace.hpp) that `workload.routing: {kind: trace,
+/// file: F}` replays in the simulator and the executor. Owns its counts.
+class RoutingTraceRecorder {
+ public:
+  /// Throws std::invalid_argument for non-positive sizes.
+  RoutingTraceRecorder(int experts, int top_k, int batch, int layers);
+  /// Adds one (layer, micro-batch)'s expert counts to (step, layer).
+  void add(int step, int layer, const std::vector<int64_t>& expert_counts);
+  /// counts()[step · layers + layer][expert]; empty for (step, layer) never added.
+  const std::vector<std::vector<int64_t>>& counts() const { return counts_; }
+  /// Writes the trace (steps 0 .. the last step added). Throws std::invalid_argument when a
+  /// recorded (step, layer) does not sum to batch · top_k (a micro-batch missing).
+  void write(std::ostream& out) const;
+
+ private:
+  int experts_, top_k_, batch_, layers_;
+  std::vector<std::vector<int64_t>> counts_;
+};
 
 /// The copies `next` needs that `prev` lacks: for each (expert, new holder) not an old
 /// holder, the old holder that sends it (the one sending least so far; ties: lower index).

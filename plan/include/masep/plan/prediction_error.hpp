@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "masep/plan/compare.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/plan/time_predictor.hpp"
 #include "masep/plan/timeline.hpp"
@@ -41,6 +42,13 @@ struct PredictionError {
 /// Compares every op of `p` that ran in `t`. Throws std::invalid_argument when the
 /// timeline's size does not match the program.
 PredictionError prediction_error(const Program& p, const Timeline& t, const TimePredictor& tp);
+
+/// The Timeline of a measured (or simulated) trace of `p` read back with read_trace_file:
+/// each trace op's start and end at its op id. Throws std::invalid_argument naming the trace
+/// and the op when an op id is outside the Program or its name or rank differ from the
+/// Program's (a trace of another scenario or compiler version); ops the trace lacks stay
+/// "not run" (start −1) and are skipped by prediction_error.
+Timeline timeline_from_trace(const Program& p, const LoadedTrace& trace);
 
 /// The two tables as text (deterministic: no host times).
 void write_prediction_error_text(std::ostream& out, const PredictionError& e);

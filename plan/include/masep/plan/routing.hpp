@@ -51,6 +51,11 @@ class RoutingSampler {
   void sample_sequences(int step, int layer, int64_t first_sequence, int tokens,
                         std::vector<int32_t>& out) const;
 
+  /// Whether the workload replays a routing trace (RoutingKind::kTrace): then only
+  /// sample_sequences draws (the trace's tokens by batch position) and sample() throws
+  /// std::logic_error; callers route by sequence (compiler, sampled_expert_load).
+  bool replays_trace() const { return w_.routing.kind == RoutingKind::kTrace; }
+
   /// Probabilities of phase 0 (all steps without drift).
   const std::vector<double>& probabilities() const { return phases_.front().prob; }
   /// Probabilities in force at decode step `step` (by value: a phase past the precomputed

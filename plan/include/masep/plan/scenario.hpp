@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "masep/topology/topology.hpp"
 
 namespace masep::plan {
+
+struct RoutingTrace;  // routing_trace.hpp
 
 /// How experts are laid onto the MoE GPUs when no explicit map is given.
 enum class Placement {
@@ -110,8 +113,19 @@ enum class BalancePolicy {
 };
 const char* to_string(BalancePolicy p);
 
+/// Attention-side balancing (plan/attention_balance.hpp): which sequences each attention
+/// replica and micro-batch decodes.
+enum class AttentionBalance {
+  kStatic,     ///< the workload's order, cut into contiguous chunks; the default
+  kPredicted,  ///< sequences assigned to the chunks by predicted attention time
+};
+const char* to_string(AttentionBalance a);
+
 struct BalanceSpec {
   BalancePolicy policy = BalancePolicy::kStatic;
+  /// Attention side: which sequences fill each attention replica's chunks (independent of
+  /// `policy`).
+  AttentionBalance attention = AttentionBalance::kStatic;
   /// Extra expert copies over all MoE GPUs (eplb, predicted): every MoE GPU gets
   /// (experts + redundant_experts) / GPUs slots, which must divide evenly.
   int redundant_experts = 0;
@@ -145,6 +159,7 @@ enum class RoutingKind {
   kUniform,   ///< every expert equally likely
   kZipf,      ///< expert i (after a seeded shuffle) has weight 1 / (i+1)^zipf_skew
   kExplicit,  ///< `expert_weights` (one per expert, normalised)
+  kTrace,     ///< a routing trace file replayed step by step (routing_trace.hpp)
 };
 
 struct Routing {
@@ -154,6 +169,10 @@ struct Routing {
   /// kZipf: the hot experts change every this many decode steps (the seeded shuffle is
   /// re-drawn per phase floor(step / drift_every); phase 0 is the undrifted one); 0 = never.
   int drift_every = 0;
+  /// kTrace: the file (as resolved against the scenario's folder) and its parsed contents,
+  /// shared by copies of the scenario (immutable).
+  std::string trace_file;
+  std::shared_ptr<const RoutingTrace> trace;
 };
 
 /// Context lengths of the sequences when decoding starts.
