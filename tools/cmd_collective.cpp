@@ -19,6 +19,7 @@
 #include "commands.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/models/model.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/nccl_model.hpp"
@@ -560,10 +561,11 @@ int cmd_collective(const Args& args) {
   routing.combine = direction == "combine";
   routing.dedup = dedup == "node";
   if (!routed && routing.dedup) throw plan::InputError("", 0, 0, "--dedup", "needs --routing");
-  // Bytes per token on the wire: combine returns bf16; fp8 dispatch carries a scale per 128.
+  // Bytes per token on the wire, as the plan compiler counts a dispatch / combine row
+  // (models::vector_bytes): combine returns bf16; fp8 dispatch carries a scale per 128.
   const bool fp8 = dtype == "fp8" && !routing.combine;
   const int64_t token_bytes =
-      fp8 ? hidden + (hidden + 127) / 128 * 4 : 2LL * static_cast<int64_t>(hidden);
+      models::vector_bytes(fp8 ? models::DType::kFP8 : models::DType::kBF16, 1, hidden);
   const int64_t min_bytes = parse_size(min_text, "--min-bytes");
   const int64_t max_bytes = parse_size(max_text, "--max-bytes");
   if (max_bytes < min_bytes)
