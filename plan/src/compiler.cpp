@@ -11,7 +11,10 @@
 // groups, emitted with the return so that the MoE comm stream still receives dispatch(f)
 // before it waits for the experts of f)
 // and each dispatch or return is one exchange with one op per participating rank (a group
-// call has no internal order), so no rank can wait for a partner that waits for it.
+// call has no internal order), so no rank can wait for a partner that waits for it. With
+// plan.expert_exchange.mode hierarchical each is two exchanges (dispatch_rdma, dispatch_nvl;
+// return_nvl, return_rdma), visited in that order by every rank taking part, which keeps the
+// argument.
 // check_program() verifies this (Kahn's algorithm over rendezvous classes).
 //
 // Ping-pong. The attention compute stream runs combine(f − m) then the attention part of f:
