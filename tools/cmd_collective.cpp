@@ -19,6 +19,7 @@
 #include "commands.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
+#include "masep/models/model.hpp"
 #include "masep/plan/program.hpp"
 #include "masep/sim/calibrated_model.hpp"
 #include "masep/sim/nccl_model.hpp"
@@ -61,7 +62,11 @@ NCCL's NVLink share of the link rate); the algo column shows what NCCL would use
 
 all_to_all --routing uniform|zipf: an expert exchange as deployed (seeded top-k routing,
 uneven matrices, --dtype fp8 dispatch or bf16 combine, --dedup node for DeepEP-style
-hierarchical exchange); sizes are then each rank's token buffer.
+hierarchical exchange; --mode hierarchical / low_latency for DeepEP-style kernels as
+plan.expert_exchange.mode); sizes are then each rank's token buffer. The rdma and nvl
+columns are DeepEP's tests' logical bandwidths (GB/s, a rank's mean over the time): rdma =
+(token, node) pairs, the own node included (low_latency: every token-expert selection);
+nvl = tokens a rank receives, its own included; each x bytes per token.
 
 Sizes accept suffixes K, M, G (powers of 1024), e.g. --max-bytes 256M.
 
@@ -221,12 +226,15 @@ struct Routing {
   int top_k = 2;
   int experts = 0;  // 0 = one per rank
   uint64_t seed = 1;
-  bool combine = false;  // the return trip: the dispatch matrix transposed
-  bool dedup = false;    // DeepEP-style: one inter-node copy per destination node
+  bool combine = false;     // the return trip: the dispatch matrix transposed
+  bool dedup = false;       // DeepEP-style: one inter-node copy per destination node
+  bool per_expert = false;  // low-latency: one message per token·expert pair (no per-rank dedup)
 };
 
-// dest[i][t]: the set of ranks token t of rank i goes to (sorted, without i).
-std::vector<std::vector<std::vector<int>>> route_tokens(const Routing& r, int n, int64_t tokens) {
+// dest[i][t]: the ranks of token t of rank i's experts, one entry per expert (sorted; a rank
+// may repeat, i itself included).
+using Destinations = std::vector<std::vector<std::vector<int>>>;
+Destinations route_tokens(const Routing& r, int n, int64_t tokens) {
   const int experts = r.experts > 0 ? r.experts : n;
   std::mt19937_64 rng(r.seed);
   std::vector<int> order(static_cast<size_t>(experts));
@@ -252,11 +260,9 @@ std::vector<std::vector<std::vector<int>>> route_tokens(const Routing& r, int n,
         int e = 0;
         while (e < experts - 1 && (pick -= w[static_cast<size_t>(e)]) >= 0) ++e;
         w[static_cast<size_t>(e)] = 0;  // distinct experts
-        const int rank = e % n;
-        if (rank != i) ranks.push_back(rank);
+        ranks.push_back(e % n);
       }
       std::sort(ranks.begin(), ranks.end());
-      ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
       dest[static_cast<size_t>(i)][static_cast<size_t>(t)] = std::move(ranks);
     }
   }
@@ -270,10 +276,19 @@ using Matrix = std::vector<std::vector<int64_t>>;
 // sender's local index there (or that node's first member); [1] NVLink, direct sends inside
 // the sender's node plus the forwarding from each node's receiving member to the token's
 // destinations. Combine reverses the trip (matrices transposed, stages swapped).
+// `raw` from route_tokens: a token goes once to each other rank holding one of its experts
+// (per_expert: once per such expert).
 std::vector<Matrix> routed_matrices(const Routing& r, const std::vector<int>& gpus,
-                                    int gpus_per_node, int64_t tokens, int64_t token_bytes) {
+                                    int gpus_per_node, const Destinations& raw,
+                                    int64_t token_bytes) {
   const int n = static_cast<int>(gpus.size());
-  const auto dest = route_tokens(r, n, tokens);
+  Destinations dest = raw;
+  for (int i = 0; i < n; ++i) {
+    for (auto& ranks : dest[static_cast<size_t>(i)]) {
+      ranks.erase(std::remove(ranks.begin(), ranks.end(), i), ranks.end());
+      if (!r.per_expert) ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+    }
+  }
   auto node_of = [&](int rank) { return gpus[static_cast<size_t>(rank)] / gpus_per_node; };
   auto local_of = [&](int rank) { return gpus[static_cast<size_t>(rank)] % gpus_per_node; };
   // Receiving member on `node` for a sender with local index `local`.
@@ -330,6 +345,33 @@ std::vector<Matrix> routed_matrices(const Routing& r, const std::vector<int>& gp
   return out;
 }
 
+// DeepEP's logical bytes of one routed exchange, per rank on average (its tests' bandwidth
+// numerators): `rdma` = (token, node) pairs, the token's own node included (normal kernels;
+// low-latency: every (token, expert) selection); `nvl` = tokens a rank receives, its own
+// included; both × token_bytes.
+struct LogicalBytes {
+  double rdma = 0, nvl = 0;
+};
+LogicalBytes logical_bytes(const Routing& r, const std::vector<int>& gpus, int gpus_per_node,
+                           const Destinations& raw, int64_t token_bytes) {
+  const int n = static_cast<int>(gpus.size());
+  double pairs = 0, received = 0;
+  for (int i = 0; i < n; ++i) {
+    for (const auto& ranks : raw[static_cast<size_t>(i)]) {
+      std::vector<int> nodes;
+      for (int j : ranks) nodes.push_back(gpus[static_cast<size_t>(j)] / gpus_per_node);
+      std::sort(nodes.begin(), nodes.end());
+      const double distinct_nodes =
+          static_cast<double>(std::unique(nodes.begin(), nodes.end()) - nodes.begin());
+      pairs += r.per_expert ? static_cast<double>(ranks.size()) : distinct_nodes;
+      std::vector<int> u = ranks;
+      received += static_cast<double>(std::unique(u.begin(), u.end()) - u.begin());
+    }
+  }
+  return {pairs * static_cast<double>(token_bytes) / n,
+          received * static_cast<double>(token_bytes) / n};
+}
+
 // A Program of one all-to-all per matrix, in order on every rank's comm stream.
 plan::Program build_routed_program(const std::vector<int>& gpus, const std::vector<Matrix>& ms) {
   const int n = static_cast<int>(gpus.size());
@@ -368,6 +410,51 @@ plan::Program build_routed_program(const std::vector<int>& gpus, const std::vect
   return p;
 }
 
+// A Program of one exchange (DeepEP-style transport) per matrix, in order on every rank's
+// comm stream: a rank takes part in a stage when it sends or receives there.
+plan::Program build_exchange_program(const std::vector<int>& gpus, const std::vector<Matrix>& ms,
+                                     plan::ExchangeTransport transport) {
+  const int n = static_cast<int>(gpus.size());
+  plan::Program p = build_routed_program(gpus, {});
+  for (size_t c = 0; c < ms.size(); ++c) {
+    std::vector<plan::OpId> op(static_cast<size_t>(n), -1);
+    std::vector<int64_t> bytes(static_cast<size_t>(n), 0);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        const int64_t b = ms[c][static_cast<size_t>(i)][static_cast<size_t>(j)];
+        bytes[static_cast<size_t>(i)] += b;
+        bytes[static_cast<size_t>(j)] += b;
+      }
+    }
+    plan::Exchange x;
+    x.transport = transport;
+    for (int i = 0; i < n; ++i) {
+      if (bytes[static_cast<size_t>(i)] == 0) continue;
+      plan::Op o;
+      o.id = static_cast<plan::OpId>(p.ops.size());
+      o.rank = i;
+      o.stream = plan::kComm;
+      o.kind = plan::OpKind::kExchange;
+      o.role = plan::OpRole::kDispatch;
+      o.name = ms.size() > 1 ? (c == 0 ? "xchg_stage0" : "xchg_stage1") : "xchg";
+      o.comm_bytes = bytes[static_cast<size_t>(i)];
+      o.exchange = static_cast<int32_t>(p.exchanges.size());
+      p.stream_ops[static_cast<size_t>(i)][plan::kComm].push_back(o.id);
+      op[static_cast<size_t>(i)] = o.id;
+      p.ops.push_back(o);
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        const int64_t b = ms[c][static_cast<size_t>(i)][static_cast<size_t>(j)];
+        if (b > 0)
+          x.transfers.push_back({op[static_cast<size_t>(i)], op[static_cast<size_t>(j)], b});
+      }
+    }
+    if (!x.transfers.empty()) p.exchanges.push_back(std::move(x));
+  }
+  return p;
+}
+
 }  // namespace
 
 int cmd_collective(const Args& args) {
@@ -375,7 +462,7 @@ int cmd_collective(const Args& args) {
   std::string model = "auto", algo = "auto", proto = "auto", calibration;
   bool graph = false, allow_mismatch = false;
   Routing routing;
-  std::string direction = "dispatch", dtype = "bf16", dedup = "off";
+  std::string direction = "dispatch", dtype = "bf16", dedup = "off", mode = "nccl";
   int hidden = 4096;
   int64_t seed = 1;
   int gpus = 0;
@@ -421,6 +508,11 @@ int cmd_collective(const Args& args) {
       "dedup", po::value(&dedup)->default_value("off"),
       "off, or node: DeepEP-style hierarchical exchange, one inter-node copy per destination "
       "node then NVLink forwarding (two all-to-all stages)")(
+      "mode", po::value(&mode)->default_value("nccl"),
+      "routed exchange as: nccl (NCCL all-to-all calls), hierarchical (DeepEP-style normal "
+      "kernels: inter-node stage to one proxy per node, then NVLink forwarding; implies --dedup "
+      "node) or low_latency (DeepEP-style low-latency kernels: one message per token and expert, "
+      "in a CUDA graph), as plan.expert_exchange.mode")(
       "allow-mismatch", po::bool_switch(&allow_mismatch),
       "accept a calibration measured on another GPU model than the topology's (a warning in "
       "the header; else an error)");
@@ -449,14 +541,31 @@ int cmd_collective(const Args& args) {
   if (dedup != "off" && dedup != "node") {
     throw plan::InputError("", 0, 0, "--dedup", fmt::format("'{}': expected off or node", dedup));
   }
+  if (mode != "nccl" && mode != "hierarchical" && mode != "low_latency") {
+    throw plan::InputError("", 0, 0, "--mode",
+                           fmt::format("'{}': expected nccl, hierarchical or low_latency", mode));
+  }
+  if (mode != "nccl" && !routed) throw plan::InputError("", 0, 0, "--mode", "needs --routing");
+  if (mode == "low_latency" && dedup != "off") {
+    throw plan::InputError("", 0, 0, "--dedup",
+                           "low_latency sends one message per token and expert (no dedup)");
+  }
+  if (mode == "hierarchical" && graph) {
+    throw plan::InputError("", 0, 0, "--graph",
+                           "hierarchical (DeepEP-style normal kernels) cannot be captured in a "
+                           "CUDA graph: the host waits for the receive counts");
+  }
+  if (mode == "hierarchical") dedup = "node";
+  routing.per_expert = mode == "low_latency";
   routing.seed = static_cast<uint64_t>(seed);
   routing.combine = direction == "combine";
   routing.dedup = dedup == "node";
   if (!routed && routing.dedup) throw plan::InputError("", 0, 0, "--dedup", "needs --routing");
-  // Bytes per token on the wire: combine returns bf16; fp8 dispatch carries a scale per 128.
+  // Bytes per token on the wire, as the plan compiler counts a dispatch / combine row
+  // (models::vector_bytes): combine returns bf16; fp8 dispatch carries a scale per 128.
   const bool fp8 = dtype == "fp8" && !routing.combine;
   const int64_t token_bytes =
-      fp8 ? hidden + (hidden + 127) / 128 * 4 : 2LL * static_cast<int64_t>(hidden);
+      models::vector_bytes(fp8 ? models::DType::kFP8 : models::DType::kBF16, 1, hidden);
   const int64_t min_bytes = parse_size(min_text, "--min-bytes");
   const int64_t max_bytes = parse_size(max_text, "--max-bytes");
   if (max_bytes < min_bytes)
@@ -598,8 +707,12 @@ int cmd_collective(const Args& args) {
         routing.kind == "zipf" ? fmt::format(" (skew {})", routing.skew).c_str() : "",
         static_cast<long long>(seed), static_cast<long long>(token_bytes),
         fp8 ? "fp8 + fp32 scale per 128" : "bf16",
-        routing.dedup ? "node de-duplication: inter-node stage, then NVLink forwarding"
-                      : "one all-to-all, each token once per destination rank");
+        mode == "low_latency"
+            ? "DeepEP-style low-latency exchange: one message per token and expert, CUDA graph"
+        : mode == "hierarchical"
+            ? "DeepEP-style normal exchange: inter-node stage, then NVLink forwarding"
+        : routing.dedup ? "node de-duplication: inter-node stage, then NVLink forwarding"
+                        : "one all-to-all, each token once per destination rank");
     std::printf("# size = tokens per rank x bytes per token (before top-k); count = tokens\n");
   }
   std::printf("# busbw = algbw x %s\n", info.kind == plan::OpKind::kAllReduce ? "2(n-1)/n"
@@ -615,6 +728,10 @@ int cmd_collective(const Args& args) {
   t.column("busbw (GB/s)");
   t.column("algo", Table::kLeft);
   t.column("proto", Table::kLeft);
+  if (routed) {  // DeepEP's tests' logical bandwidths (see the usage text)
+    t.column("rdma (GB/s)");
+    t.column("nvl (GB/s)");
+  }
   int64_t last = -1;
   for (double sz = static_cast<double>(min_bytes);
        sz <= static_cast<double>(max_bytes) * (1 + 1e-12); sz *= factor) {
@@ -629,11 +746,21 @@ int cmd_collective(const Args& args) {
     }
     if (bytes == last) continue;
     last = bytes;
-    const plan::Program p =
-        routed
-            ? build_routed_program(ranks, routed_matrices(routing, ranks, topo.spec().gpus_per_node,
-                                                          tokens, token_bytes))
-            : build_program(info, ranks, bytes);
+    const plan::ExchangeTransport transport =
+        mode == "low_latency"    ? plan::ExchangeTransport::kDeepEpLowLatency
+        : mode == "hierarchical" ? plan::ExchangeTransport::kDeepEpNormal
+                                 : plan::ExchangeTransport::kNccl;
+    plan::Program p;
+    LogicalBytes logical;
+    if (routed) {
+      const Destinations raw = route_tokens(routing, n, tokens);
+      const auto ms = routed_matrices(routing, ranks, topo.spec().gpus_per_node, raw, token_bytes);
+      logical = logical_bytes(routing, ranks, topo.spec().gpus_per_node, raw, token_bytes);
+      p = mode == "nccl" ? build_routed_program(ranks, ms)
+                         : build_exchange_program(ranks, ms, transport);
+    } else {
+      p = build_program(info, ranks, bytes);
+    }
     const sim::SimResult res = sim::simulate(p, topo, so);
     int64_t start = std::numeric_limits<int64_t>::max(), end = 0;
     for (const auto& ot : res.timeline.ops) {
@@ -653,12 +780,17 @@ int cmd_collective(const Args& args) {
       };
     }
     const bool calibrated =
-        cal && info.kind != plan::OpKind::kSend &&
+        cal && info.kind != plan::OpKind::kSend && mode == "nccl" &&
         sim::calibrated_collective_ns(*cal, info.kind, n, static_cast<double>(bytes), !routed,
                                       comm_model) >= 0;
     if (calibrated) {
       algo_col = "calibrated";
       proto_col = "-";
+    } else if (mode != "nccl") {
+      for (const plan::Exchange& x : p.exchanges) {
+        algo_col += std::string(algo_col.empty() ? "" : "+") + plan::to_string(x.transport);
+        proto_col += std::string(proto_col.empty() ? "" : "+") + "-";
+      }
     } else if (nccl && routed) {
       for (const plan::Collective& col : p.collectives) {
         const sim::NcclChoice c = nccl_model->choose(info.kind, static_cast<double>(col.bytes));
@@ -672,10 +804,20 @@ int cmd_collective(const Args& args) {
     } else if (info.kind == plan::OpKind::kAllReduce) {
       algo_col = algorithm;
     }
-    t.row({std::to_string(bytes), std::to_string(routed ? tokens : bytes / 4),
-           routed ? (fp8 ? "fp8" : "bf16") : "float", info.redop,
-           fmt::format("{:.2f}", time_ns / 1e3), fmt::format("{:.2f}", algbw),
-           fmt::format("{:.2f}", algbw * bus_factor(info.kind, n)), algo_col, proto_col});
+    std::vector<std::string> row = {std::to_string(bytes),
+                                    std::to_string(routed ? tokens : bytes / 4),
+                                    routed ? (fp8 ? "fp8" : "bf16") : "float",
+                                    info.redop,
+                                    fmt::format("{:.2f}", time_ns / 1e3),
+                                    fmt::format("{:.2f}", algbw),
+                                    fmt::format("{:.2f}", algbw * bus_factor(info.kind, n)),
+                                    algo_col,
+                                    proto_col};
+    if (routed) {
+      row.push_back(fmt::format("{:.2f}", time_ns > 0 ? logical.rdma / time_ns : 0));
+      row.push_back(fmt::format("{:.2f}", time_ns > 0 ? logical.nvl / time_ns : 0));
+    }
+    t.row(row);
   }
   t.print(stdout, 0);
   return 0;

@@ -1764,6 +1764,17 @@ PartRows route_part(const GatingLayout& lay, const RouteSizes& sz, int rank, boo
 }
 
 RankPlan build_rank_plan(const plan::Program& p, int rank, const PlanOptions& options) {
+  // The executor issues every exchange as one NCCL group call; DeepEP-style exchanges
+  // (plan.expert_exchange.mode hierarchical / low_latency) are simulated only.
+  for (size_t x = 0; x < p.exchanges.size(); ++x) {
+    if (p.exchanges[x].transport != plan::ExchangeTransport::kNccl) {
+      throw std::invalid_argument(fmt::format(
+          "exchange {} uses transport {}: the executor runs NCCL exchanges only "
+          "(plan.expert_exchange.mode hierarchical and low_latency are simulated only; use mode "
+          "nccl for masep exec)",
+          x, plan::to_string(p.exchanges[x].transport)));
+    }
+  }
   return Builder(p, rank, options).run();
 }
 

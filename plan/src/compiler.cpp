@@ -11,7 +11,10 @@
 // groups, emitted with the return so that the MoE comm stream still receives dispatch(f)
 // before it waits for the experts of f)
 // and each dispatch or return is one exchange with one op per participating rank (a group
-// call has no internal order), so no rank can wait for a partner that waits for it.
+// call has no internal order), so no rank can wait for a partner that waits for it. With
+// plan.expert_exchange.mode hierarchical each is two exchanges (dispatch_rdma, dispatch_nvl;
+// return_nvl, return_rdma), visited in that order by every rank taking part, which keeps the
+// argument.
 // check_program() verifies this (Kahn's algorithm over rendezvous classes).
 //
 // Ping-pong. The attention compute stream runs combine(f − m) then the attention part of f:
@@ -341,6 +344,41 @@ class Compiler {
     xprod_.assign(static_cast<size_t>(total_ranks_), -1);
     xbytes_.assign(static_cast<size_t>(total_ranks_), 0);
     xseen_.assign(static_cast<size_t>(total_ranks_), 0);
+    xmode_ = s_.plan.expert_exchange.mode;
+    xsms_ = s_.plan.expert_exchange.sms();
+    xlast_.assign(static_cast<size_t>(total_ranks_), -1);
+    if (xmode_ == ExchangeMode::kHierarchical) {
+      // Plan ranks by node, ascending GPU; a rank's node and its place there (the proxy rule).
+      const int gpn = std::max(1, s_.topology.gpus_per_node);
+      node_of_.resize(static_cast<size_t>(total_ranks_));
+      std::vector<std::pair<int, int>> by_gpu;
+      for (int r = 0; r < total_ranks_; ++r) by_gpu.emplace_back(p_.ranks[r].gpu, r);
+      std::sort(by_gpu.begin(), by_gpu.end());
+      int nodes = 0;
+      for (const auto& [gpu, r] : by_gpu) {
+        const int node = gpu / gpn;
+        node_of_[r] = node;
+        nodes = std::max(nodes, node + 1);
+      }
+      node_ranks_.assign(static_cast<size_t>(nodes), {});
+      for (const auto& [gpu, r] : by_gpu) node_ranks_[gpu / gpn].push_back(r);
+      node_stamp_.assign(static_cast<size_t>(nodes), -1);
+      node_count_.assign(static_cast<size_t>(nodes), 0);
+      gpu_stamp_.assign(static_cast<size_t>(moe_ranks_), -1);
+    }
+  }
+
+  // Hierarchical exchange: the plan rank on `node` that receives the inter-node copies of
+  // `sender`: the rank there whose GPU has the sender's local index (DeepEP's rule), or, where
+  // the plan leaves that GPU out, the (local index mod ranks on the node)-th rank there.
+  int proxy(int node, int sender) const {
+    const std::vector<int>& on = node_ranks_[static_cast<size_t>(node)];
+    const int gpn = std::max(1, s_.topology.gpus_per_node);
+    const int local = p_.ranks[sender].gpu % gpn;
+    for (int r : on) {
+      if (p_.ranks[r].gpu % gpn == local) return r;
+    }
+    return on[static_cast<size_t>(local) % on.size()];
   }
 
   // Installs an expert placement: holders, each GPU's experts, each holder's local index and
@@ -763,12 +801,107 @@ class Compiler {
     bool valid = false;
     int step = 0, layer = 0;
     std::vector<Xfer> returns;
+    std::vector<Xfer> returns_rdma;  // hierarchical: the second (inter-node) return stage
     // Expert tensor parallelism: each MoE GPU's moe_unpermute (-1: no rows) and each expert
     // group's rows; returns then carry the MoE-local GPU as producer until finish() emits
     // the group's reduce-scatter.
     std::vector<OpId> unpermute;
     std::vector<int64_t> group_rows;
   };
+
+  // One stage of the expert exchange: a group_exchange tagged with the mode's transport and SMs;
+  // records each rank's op in xlast_ (its last op of the exchange so far).
+  void exchange_stage(std::vector<Xfer>& ts, OpRole role, const char* name) {
+    group_exchange(ts, role, name);
+    if (ts.empty()) return;
+    Exchange& x = p_.exchanges.back();
+    x.transport = xmode_ == ExchangeMode::kNccl           ? ExchangeTransport::kNccl
+                  : xmode_ == ExchangeMode::kHierarchical ? ExchangeTransport::kDeepEpNormal
+                                                          : ExchangeTransport::kDeepEpLowLatency;
+    x.sms = xsms_;
+    for (int r : xranks_) {
+      if (xlast_[r] < 0) xlast_ranks_.push_back(r);
+      xlast_[r] = rank_op_[r];
+    }
+  }
+  void exchange_begin() {
+    for (int r : xlast_ranks_) xlast_[r] = -1;
+    xlast_ranks_.clear();
+  }
+
+  // The dispatch of the current (step, layer, mb) from dispatch_ (one logical transfer per
+  // (attention rank, MoE GPU)): one exchange, or with the hierarchical mode an inter-node
+  // stage (node_tokens_: one copy per token and destination node, to the proxy there) and an
+  // NVLink stage (direct sends inside the sender's node, forwarding by the proxies).
+  void emit_dispatch() {
+    exchange_begin();
+    if (xmode_ != ExchangeMode::kHierarchical) {
+      exchange_stage(dispatch_, OpRole::kDispatch, "dispatch");
+      return;
+    }
+    std::vector<Xfer> rdma;
+    for (const Xfer& t : node_tokens_) {
+      rdma.push_back(Xfer{t.src, t.dst, t.bytes * row_dis_, t.producer});
+    }
+    exchange_stage(rdma, OpRole::kDispatch, "dispatch_rdma");
+    std::vector<Xfer> nvl;
+    for (const Xfer& t : dispatch_) {
+      if (node_of_[t.src] == node_of_[t.dst]) {
+        nvl.push_back(t);
+        continue;
+      }
+      const int p = proxy(node_of_[t.dst], t.src);
+      if (p != t.dst) nvl.push_back(Xfer{p, t.dst, t.bytes, -1});
+    }
+    merge_pairs(nvl);
+    exchange_stage(nvl, OpRole::kDispatch, "dispatch_nvl");
+  }
+
+  // Sums transfers of the same (src, dst) (forwarded rows of several senders); keeps the
+  // first producer (a rank's sends have at most one, see group_exchange).
+  static void merge_pairs(std::vector<Xfer>& ts) {
+    std::stable_sort(ts.begin(), ts.end(), [](const Xfer& a, const Xfer& b) {
+      return std::tie(a.src, a.dst) < std::tie(b.src, b.dst);
+    });
+    size_t out = 0;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      if (out > 0 && ts[out - 1].src == ts[i].src && ts[out - 1].dst == ts[i].dst) {
+        ts[out - 1].bytes += ts[i].bytes;
+        if (ts[out - 1].producer < 0) ts[out - 1].producer = ts[i].producer;
+      } else {
+        ts[out++] = ts[i];
+      }
+    }
+    ts.resize(out);
+  }
+
+  // Hierarchical mode: turns pend.returns (one logical transfer per (MoE GPU, attention rank),
+  // produced by the GPU's moe_unpermute) into the NVLink stage (direct inside a node, else to
+  // the proxy on the MoE GPU's node) and the inter-node stage (each proxy returns one row per
+  // token of the node to its sender: the dispatch's node copies reversed). `un_of[g]`: MoE GPU
+  // g's moe_unpermute of this micro-batch (-1: none).
+  void hierarchical_returns(Pending& pend, const std::vector<OpId>& un_of) {
+    std::vector<Xfer> nvl;
+    for (const Xfer& t : pend.returns) {
+      if (node_of_[t.src] == node_of_[t.dst]) {
+        nvl.push_back(t);
+        continue;
+      }
+      const int p = proxy(node_of_[t.src], t.dst);
+      if (p != t.src) nvl.push_back(Xfer{t.src, p, t.bytes, t.producer});
+    }
+    merge_pairs(nvl);
+    pend.returns = std::move(nvl);
+    pend.returns_rdma.clear();
+    for (const Xfer& t : node_tokens_) {
+      const int p = t.dst;
+      const OpId prod = p >= moe_base_ && p < moe_base_ + moe_ranks_
+                            ? un_of[static_cast<size_t>(p - moe_base_)]
+                            : -1;
+      pend.returns_rdma.push_back(Xfer{p, t.src, t.bytes * row_cmb_, prod});
+    }
+    merge_pairs(pend.returns_rdma);
+  }
 
   // The attention part of (step, layer, mb) on every attention rank, up to the permute (MoE
   // layers) or through the dense FFN (dense layers).
@@ -988,11 +1121,26 @@ class Compiler {
   // runs all shared experts for that token (co-located: the token's own GPU).
   void route_slice(int a, const Slice& sl, int64_t q0) {
     touched_.clear();
+    const bool hier = xmode_ == ExchangeMode::kHierarchical;
+    // Hierarchical: one row per token and destination GPU (counted once per token), and the
+    // token's destination nodes other than a's own (one inter-node copy each).
+    int64_t token = -1;
     auto hit = [&](int g, int li) {
-      if (dest_count_[g]++ == 0) touched_.push_back(g);
       group_m_[g][li]++;
+      if (hier) {
+        if (gpu_stamp_[g] == token) return;
+        gpu_stamp_[g] = token;
+        const int node = node_of_[moe_base_ + g];
+        if (node != node_of_[a] && node_stamp_[node] != token) {
+          node_stamp_[node] = token;
+          if (node_count_[node]++ == 0) touched_nodes_.push_back(node);
+        }
+      }
+      if (dest_count_[g]++ == 0) touched_.push_back(g);
     };
+    if (hier) touched_nodes_.clear();
     for (int64_t q = q0; q < q0 + sl.tokens; ++q) {
+      token = ++token_serial_;  // a fresh stamp per routed token (never reused)
       for (int j = 0; j < m_.top_k; ++j) {
         const int e = route_[q * m_.top_k + j];
         const int slot = route_slot_.empty()
@@ -1009,9 +1157,17 @@ class Compiler {
         const int unit = ma_ ? static_cast<int>((sl.begin + (q - q0)) % groups_) : a / etp_;
         for (int j = 0; j < etp_; ++j) {
           const int g = unit * etp_ + j;
-          if (dest_count_[g]++ == 0) touched_.push_back(g);
           const int nloc = static_cast<int>(ge_[g].size());
-          for (int x = 0; x < shared_; ++x) group_m_[g][nloc + x]++;
+          for (int x = 0; x < shared_; ++x) {
+            if (!hier && x == 0) {
+              if (dest_count_[g]++ == 0) touched_.push_back(g);
+            }
+            if (hier) {
+              hit(g, nloc + x);
+            } else {
+              group_m_[g][nloc + x]++;
+            }
+          }
         }
       }
     }
@@ -1024,6 +1180,13 @@ class Compiler {
         continue;
       }
       dispatch_.push_back(Xfer{a, moe_base_ + g, rows * row_dis_, sl.permute});
+    }
+    if (hier) {  // (a, node) pairs: tokens with a destination there, in the bytes field
+      std::sort(touched_nodes_.begin(), touched_nodes_.end());
+      for (int node : touched_nodes_) {
+        node_tokens_.push_back(Xfer{a, proxy(node, a), node_count_[node], sl.permute});
+        node_count_[node] = 0;
+      }
     }
   }
 
@@ -1055,13 +1218,16 @@ class Compiler {
   void moe(int step, int layer, int mb) {
     if (m_.is_dense_layer(layer)) return;  // the dense FFN ran on the attention ranks
     if (step == move_step_ && mb == 0) emit_moves(layer);
-    group_exchange(dispatch_, OpRole::kDispatch, "dispatch");
+    emit_dispatch();
     for (const Xfer& t : dispatch_) moe_recvs_[t.dst - moe_base_].push_back(t);
     Pending& pend = pending_[mb];
     pend.valid = true;
     pend.step = step;
     pend.layer = layer;
     pend.returns.clear();
+    pend.returns_rdma.clear();
+    std::vector<OpId> un_of;
+    if (xmode_ == ExchangeMode::kHierarchical) un_of.assign(static_cast<size_t>(moe_ranks_), -1);
     pend.unpermute.assign(etp_ > 1 ? static_cast<size_t>(moe_ranks_) : 0, -1);
     pend.group_rows.assign(etp_ > 1 ? static_cast<size_t>(groups_) : 0, 0);
     for (int g = 0; g < moe_ranks_; ++g) {
@@ -1076,7 +1242,7 @@ class Compiler {
         const OpId perm =
             simple(rank, OpKind::kPermute, OpRole::kMoePermute, "moe_permute", expert_rows, h_,
                    2 * rows * row_dis_, 0,
-                   rank_op_[rank]);  // the rank's dispatch group call (all its receives)
+                   xlast_[rank]);  // the rank's last dispatch group call (all its receives)
         op_at(perm).k = rows;
         // Expert inputs stay in the dispatch format (an fp8 payload feeds fp8 GEMMs as is).
         // Shared experts of the routed width are the last groups of the routed GEMMs; of
@@ -1108,6 +1274,7 @@ class Compiler {
                                expert_rows, h_, vb(act_, expert_rows, h_) + rows * row_cmb_);
         op_at(un).k = rows;
         last_moe_op_[static_cast<size_t>(g)] = un;
+        if (!un_of.empty()) un_of[static_cast<size_t>(g)] = un;
         if (etp_ == 1) {
           for (const Xfer& t : moe_recvs_[g]) {
             pend.returns.push_back(Xfer{rank, t.src, t.bytes / row_dis_ * row_cmb_, un});
@@ -1119,6 +1286,10 @@ class Compiler {
       moe_recvs_[g].clear();
       moe_local_rows_[g] = 0;
       std::fill(group_m_[g].begin(), group_m_[g].end(), 0);
+    }
+    if (xmode_ == ExchangeMode::kHierarchical) {
+      hierarchical_returns(pend, un_of);
+      node_tokens_.clear();
     }
     dispatch_.clear();
     RoutingSample rsmp;
@@ -1194,7 +1365,13 @@ class Compiler {
     cur_layer_ = pend.layer;
     cur_mb_ = mb;
     if (etp_ > 1) expert_reduce(pend);
-    group_exchange(pend.returns, OpRole::kReturn, "return");
+    exchange_begin();
+    if (xmode_ == ExchangeMode::kHierarchical) {
+      exchange_stage(pend.returns, OpRole::kReturn, "return_nvl");
+      exchange_stage(pend.returns_rdma, OpRole::kReturn, "return_rdma");
+    } else {
+      exchange_stage(pend.returns, OpRole::kReturn, "return");
+    }
     const auto& slices = pend_slices_[mb];
     for (int a = 0; a < att_ranks_; ++a) {
       const Slice& sl = slices[a];
@@ -1207,7 +1384,7 @@ class Compiler {
       o.n = h_;
       o.dtype = act_;
       o.hbm_bytes = sl.rows * row_cmb_ + 2 * vb(act_, sl.tokens, h_);
-      dep(o, rank_op_[a]);  // the rank's return group call (all its receives)
+      dep(o, xlast_[a]);  // the rank's last return group call (all its receives)
       // Co-located expert TP: the rank's own rows may come back through its reduce-scatter.
       if (!ma_ && etp_ > 1) dep(o, reduce_op_[a]);
       last_combine_[mb][a] = add(std::move(o));
@@ -1279,6 +1456,22 @@ class Compiler {
   std::vector<int64_t> moe_local_rows_;        // [MoE gpu] (co-located self rows)
   std::vector<Xfer> dispatch_;
   std::vector<int> dest_count_, touched_;
+  // plan.expert_exchange: its mode, the SMs its kernels take, each rank's last op of the
+  // current (possibly two-stage) expert exchange.
+  ExchangeMode xmode_ = ExchangeMode::kNccl;
+  int xsms_ = 0;
+  std::vector<OpId> xlast_;
+  std::vector<int> xlast_ranks_;
+  // Hierarchical mode: node of each plan rank, plan ranks per node (ascending GPU), per-node
+  // and per-MoE-GPU stamps of the token being routed, tokens per destination node of the
+  // slice, and the (sender, proxy, tokens) inter-node copies of the current dispatch.
+  std::vector<int> node_of_;
+  std::vector<std::vector<int>> node_ranks_;
+  std::vector<int64_t> node_stamp_, gpu_stamp_;
+  std::vector<int64_t> node_count_;
+  std::vector<int> touched_nodes_;
+  std::vector<Xfer> node_tokens_;
+  int64_t token_serial_ = 0;
   // group_exchange scratch, per plan rank.
   std::vector<OpId> rank_op_, xprod_;
   std::vector<int64_t> xbytes_;

@@ -479,9 +479,19 @@ MoePlan convert_moe(const Field& f) {
 }
 
 PlanSpec convert_plan(const Field& f) {
-  const MapReader r =
-      f.map({"kind", "attention", "moe", "colocated", "micro_batches", "gpu_ranks", "balance"});
+  const MapReader r = f.map({"kind", "attention", "moe", "colocated", "micro_batches", "gpu_ranks",
+                             "balance", "expert_exchange"});
   PlanSpec p;
+  if (const auto ex = r.find("expert_exchange")) {
+    const MapReader e = ex->map({"mode", "comm_sms"});
+    if (e.has("mode")) {
+      p.expert_exchange.mode =
+          e.get("mode").choice<ExchangeMode>({{"nccl", ExchangeMode::kNccl},
+                                              {"hierarchical", ExchangeMode::kHierarchical},
+                                              {"low_latency", ExchangeMode::kLowLatency}});
+    }
+    if (e.has("comm_sms")) p.expert_exchange.comm_sms = e.get("comm_sms").nonnegative_int();
+  }
   if (const auto bal = r.find("balance")) {
     const MapReader b =
         bal->map({"policy", "redundant_experts", "expert_groups", "rebalance_every", "attention"});

@@ -143,6 +143,35 @@ const char* to_string(AttentionBalance a) {
   return "?";
 }
 
+const char* to_string(ExchangeMode m) {
+  switch (m) {
+    case ExchangeMode::kNccl:
+      return "nccl";
+    case ExchangeMode::kHierarchical:
+      return "hierarchical";
+    case ExchangeMode::kLowLatency:
+      return "low_latency";
+  }
+  return "?";
+}
+
+int ExpertExchange::sms() const {
+  if (comm_sms >= 0) return comm_sms;
+  return mode == ExchangeMode::kHierarchical ? 20 : 0;
+}
+
+const char* to_string(ExchangeTransport t) {
+  switch (t) {
+    case ExchangeTransport::kNccl:
+      return "nccl";
+    case ExchangeTransport::kDeepEpNormal:
+      return "deepep_normal";
+    case ExchangeTransport::kDeepEpLowLatency:
+      return "deepep_low_latency";
+  }
+  return "?";
+}
+
 const char* to_string(PlanKind k) {
   return k == PlanKind::kMaSeparation ? "ma_separation" : "colocated";
 }

@@ -180,7 +180,12 @@ void write_program_json(const Program& p, std::ostream& out) {
     for (const Transfer& t : p.exchanges[i].transfers) {
       ts.push_back(json::array({t.src_op, t.dst_op, t.bytes}));
     }
-    out << (i ? ",\n" : "\n") << json{{"transfers", ts}}.dump();
+    json jx{{"transfers", ts}};
+    // Written only when not the default, so NCCL-only Programs dump as before.
+    const Exchange& x = p.exchanges[i];
+    if (x.transport != ExchangeTransport::kNccl) jx["transport"] = to_string(x.transport);
+    if (x.sms != 0) jx["sms"] = x.sms;
+    out << (i ? ",\n" : "\n") << jx.dump();
   }
   out << "],\"routing\":[";
   for (size_t i = 0; i < p.routing.size(); ++i) {
@@ -608,6 +613,13 @@ Program read_program_json(std::istream& in, const std::string& source) {
     Exchange x;
     for (const auto& t : r.get<std::vector<std::array<int64_t, 3>>>(jx[i], "transfers", w)) {
       x.transfers.push_back(Transfer{static_cast<OpId>(t[0]), static_cast<OpId>(t[1]), t[2]});
+    }
+    if (jx[i].contains("transport")) {
+      x.transport = r.enum_of<ExchangeTransport, 3>(jx[i], "transport", w);
+    }
+    if (jx[i].contains("sms")) {
+      x.sms = r.get<int32_t>(jx[i], "sms", w);
+      if (x.sms < 0 || x.sms > 1024) r.fail(w + ".sms", "must be in [0, 1024]");
     }
     p.exchanges.push_back(std::move(x));
   }

@@ -499,6 +499,24 @@ int PlanSpec::total_gpus() const {
   return kind == PlanKind::kMaSeparation ? attention.gpus + moe.gpus : colocated.gpus;
 }
 
+// plan.expert_exchange: the SMs the exchange kernels take must leave compute some; the
+// DeepEP-style modes send whole rows to single GPUs (no expert tensor parallelism).
+void check_expert_exchange(const Scenario& s) {
+  const ExpertExchange& x = s.plan.expert_exchange;
+  const int sms = s.topology.gpu.sm_count;
+  if (sms > 0 && x.sms() >= sms) {
+    fail(s, "plan.expert_exchange.comm_sms",
+         str(x.sms()) + " SMs for the exchange kernels leave none for compute: " +
+             s.topology.gpu.name + " has " + str(sms) + " SMs");
+  }
+  if (x.mode != ExchangeMode::kNccl && s.plan.expert_tensor_parallel() > 1) {
+    fail(s, "plan.expert_exchange.mode",
+         std::string(to_string(x.mode)) +
+             " is not supported with expert tensor parallelism (its rows go to single GPUs); "
+             "use mode: nccl");
+  }
+}
+
 int PlanSpec::expert_tensor_parallel() const {
   return kind == PlanKind::kMaSeparation ? moe.expert_tensor_parallel
                                          : colocated.expert_tensor_parallel;
@@ -515,6 +533,7 @@ void validate_scenario(const Scenario& s) {
   check_dtype_vs_gpu(s);
   check_workload(s);
   check_balance(s);
+  check_expert_exchange(s);
   check_magnitudes(s);
 }
 

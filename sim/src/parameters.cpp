@@ -20,7 +20,7 @@ constexpr double kMaxNs = plan::kCalibratedTimeNs.hi;
 // 77% of copy bandwidth, SDPA decode 80-95%; eager NCCL calls of 8 KB: send/recv ~15 us,
 // all-reduce ~27 us, all-to-all ~36 us. The 4 us launch overhead is a typical eager
 // kernel launch gap (CUDA graphs lower it).
-const std::array<ParamInfo, 21> kTable = {{
+const std::array<ParamInfo, 23> kTable = {{
     {"launch_overhead_ns", "ns", 4000,
      "fixed cost added to every compute kernel (typical eager launch; CUDA graphs lower it)",
      &SimParams::launch_overhead_ns, 0, kMaxNs},
@@ -84,6 +84,16 @@ const std::array<ParamInfo, 21> kTable = {{
      "NCCL collective model: host cost per peer of an eager all-to-all (a group of send/recv; "
      "GPU.md, 4xH200: 8 KB send/recv 15 us eager vs 6 us in a graph); 0 for CUDA graphs",
      &SimParams::nccl_p2p_call_overhead_ns, 0, kMaxNs},
+    {"deepep_normal_call_ns", "ns", 15000,
+     "per-call latency of a DeepEP-style normal exchange stage (plan.expert_exchange.mode "
+     "hierarchical: eager launch, the host waits for the receive counts); assumed equal to an "
+     "eager 8 KB NCCL send/recv (GPU.md, H200: 15 us)",
+     &SimParams::deepep_normal_call_ns, 0, kMaxNs},
+    {"deepep_ll_call_ns", "ns", 6000,
+     "per-call latency of a DeepEP-style low-latency exchange (plan.expert_exchange.mode "
+     "low_latency: captured in a CUDA graph); assumed equal to an 8 KB NCCL send/recv in a CUDA "
+     "graph (GPU.md, H200: 6 us)",
+     &SimParams::deepep_ll_call_ns, 0, kMaxNs},
     {"network_tier", "0/1/2", 0,
      "network model (masep sim --network): 0 = flow, per-flow max-min (the reference); 1 = "
      "fluid, each phase of flows timed once from its links' loads (fluid_network.hpp); 2 = "

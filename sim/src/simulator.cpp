@@ -548,6 +548,10 @@ class Engine {
   };
   Window<XRoute> xroute_;
   Window<int32_t> xop_off_, xop_list_, xop_left_;
+  // Per exchange op: its exchange's transport (low 2 bits) and SMs (the rest): sms << 2 | t.
+  Window<int32_t> xop_mode_;
+  int64_t deepep_normal_ns_ = 0, deepep_ll_ns_ = 0;  // their per-call latencies, whole ns
+  std::vector<int32_t> sm_used_;       // per GPU: SMs held by the exchange ops running there
   std::vector<int32_t> xop_exchange_;  // scratch of load(): per exchange op, its Op::exchange
   int32_t xops_ = 0;                   // exchange ops loaded
 
@@ -642,6 +646,8 @@ void Engine::begin() {
   }
   gap_ns_ = ceil_ns(prm_.launch_gap_ns);
   alpha_sr_ns_ = ceil_ns(prm_.alpha_sendrecv_ns);
+  deepep_normal_ns_ = ceil_ns(prm_.deepep_normal_call_ns);
+  deepep_ll_ns_ = ceil_ns(prm_.deepep_ll_call_ns);
   phase_overhead_ns_ = ceil_ns(prm_.coll_phase_overhead_ns);
   for (int r = 0; r < R; ++r) {
     const int g = P.ranks[r].gpu;
@@ -668,6 +674,7 @@ void Engine::begin() {
   xop_off_.push_back(0);
   xop_list_.reset(0);
   xop_left_.reset(0);
+  xop_mode_.reset(0);
   xops_ = 0;
   stream_tail_.assign(static_cast<size_t>(R) * plan::kStreamCount, -1);
   groups_ready_ = false;
@@ -682,6 +689,7 @@ void Engine::begin() {
   comm_ops_.assign(plat_.gpus(), 0);
   gpu_speed_.assign(plat_.gpus(), 1.0);
   interference_ = prm_.comm_interference > 0 || prm_.comm_resident_interference > 0;
+  sm_used_.assign(plat_.gpus(), 0);
   tl_.source = "sim";
   tl_.device = plat_.gpu().name;
   tl_.makespan_ns = 0;
@@ -775,6 +783,13 @@ void Engine::load(const ChunkRef& c) {
       }
       in.other = xops_++;
       xop_exchange_.push_back(o.exchange);
+      const plan::Exchange& ex = c.exchanges[static_cast<size_t>(o.exchange - x0)];
+      if (ex.sms < 0) {
+        throw std::runtime_error(fmt::format("exchange {} has {} SMs", o.exchange, ex.sms));
+      }
+      xop_mode_.push_back(ex.sms << 2 | static_cast<int32_t>(ex.transport));
+      // SMs taken from compute: the GPU's compute slows while the op runs (update_speed).
+      if (ex.sms > 0 && plat_.gpu().sm_count > 0) interference_ = true;
     } else {
       in.bytes = cm_.duration_ns(o);
       if (in.bytes < 0) {
@@ -1103,6 +1118,7 @@ void Engine::retire() {
     xop_list_.drop_before(xop_off_[l.xop_end]);
     xop_off_.drop_before(l.xop_end);
     xop_left_.drop_before(l.xop_end);
+    xop_mode_.drop_before(l.xop_end);
     coll_.drop_before(l.coll_end);
     coll_members_.drop_before(l.coll_end);
     coll_ptr_.drop_before(l.coll_end);
@@ -1136,6 +1152,10 @@ void Engine::update_speed(int gpu, int64_t t) {
   double f = 0;
   if (comm_active_[gpu] > 0) f = prm_.comm_interference;
   if (comm_ops_[gpu] > 0) f = std::max(f, prm_.comm_resident_interference);
+  // Exchange kernels holding SMs (plan.expert_exchange.comm_sms): compute keeps the rest.
+  if (sm_used_[gpu] > 0) {
+    f = std::max(f, std::min(0.99, static_cast<double>(sm_used_[gpu]) / plat_.gpu().sm_count));
+  }
   const double speed = 1.0 - f;
   if (speed != gpu_speed_[gpu]) {
     gpu_speed_[gpu] = speed;
@@ -1211,7 +1231,16 @@ void Engine::mark_ready(OpId id, int64_t t) {
   }
   if (o.kind == OpKind::kExchange) {
     // One group call: the per-call latency once, then this side of every transfer is posted.
-    const int64_t a = alpha_sr_ns_;
+    // The latency is the transport's: NCCL's eager group call, or a DeepEP-style kernel's.
+    const int32_t mode = xop_mode_[o.other];
+    const auto tr = static_cast<plan::ExchangeTransport>(mode & 3);
+    const int64_t a = tr == plan::ExchangeTransport::kNccl           ? alpha_sr_ns_
+                      : tr == plan::ExchangeTransport::kDeepEpNormal ? deepep_normal_ns_
+                                                                     : deepep_ll_ns_;
+    if ((mode >> 2) > 0 && plat_.gpu().sm_count > 0) {
+      sm_used_[o.gpu] += mode >> 2;
+      update_speed(o.gpu, t);
+    }
     if (a > 0) {
       q_.push_after(now_, t + a - now_, kExchangeLaunch, id);
     } else {
@@ -1312,6 +1341,10 @@ void Engine::finish(OpId id, int64_t t) {
   const OpInfo& o = info_[id];
   if (is_comm(o.kind)) {
     count_end(comm_ops_, o.gpu, t);
+    if (o.kind == OpKind::kExchange && (xop_mode_[o.other] >> 2) > 0 && plat_.gpu().sm_count > 0) {
+      sm_used_[o.gpu] -= xop_mode_[o.other] >> 2;
+      update_speed(o.gpu, t);
+    }
   } else {
     run_[o.rank].op = -1;
   }

@@ -368,6 +368,26 @@ TEST(LaunchPlan, ExchangeOpsBecomeOneGroupCallWithTheirTransfers) {
   check_exchanges(ma);
 }
 
+// DeepEP-style exchanges (plan.expert_exchange.mode hierarchical / low_latency) are simulated
+// only: the lowering refuses them with a message naming the mode, rather than running them as
+// NCCL group calls.
+TEST(LaunchPlan, DeepEpStyleExchangesAreRefused) {
+  for (const char* mode : {"hierarchical", "low_latency"}) {
+    const Case c =
+        compile("scenarios/examples/tiny-2gpu.yaml",
+                {"workload.decode_steps=1", std::string("plan.expert_exchange.mode=") + mode});
+    try {
+      exec::build_rank_plan(c.p, 0);
+      ADD_FAILURE() << mode << " lowered";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("simulated only"), std::string::npos) << e.what();
+    }
+  }
+  const Case nccl = compile("scenarios/examples/tiny-2gpu.yaml",
+                            {"workload.decode_steps=1", "plan.expert_exchange.mode=nccl"});
+  EXPECT_NO_THROW(exec::build_rank_plan(nccl.p, 0));
+}
+
 // Real data flow: the MoE side's row maps cover each received row exactly once, and the
 // forced routes give every attention rank its slice's token·top_k rows.
 TEST(LaunchPlan, RealDataFlowRowMapsArePermutations) {

@@ -307,6 +307,54 @@ TEST(SimExchange, OneSenderToThreeReceiversPaysAlphaOnce) {
   EXPECT_EQ(r2.timeline.ops[s2].end_ns, 15000 + 1000 + 10000);
 }
 
+TEST(SimExchange, TransportSetsTheCallLatencyAndSmsSlowCompute) {
+  // One 1 MB transfer rank 0 -> rank 1 on a 100 GB/s star (2 hops of 500 ns, 10 us of bytes)
+  // and, on rank 0's compute stream, 100 us of compute. The call latency is the transport's:
+  // NCCL 15 us (alpha_sendrecv_ns), DeepEP-style normal 15 us (deepep_normal_call_ns),
+  // low-latency 6 us (deepep_ll_call_ns, a CUDA-graph launch).
+  auto build = [](plan::ExchangeTransport tr, int sms) {
+    ProgramBuilder b(2);
+    const OpId c = b.compute(0, OpKind::kGemm, "c", 0, bytes_for_ns(100'000));
+    const int x = b.exchange();
+    const OpId s = b.exchange_op(0, x);
+    b.transfer(x, s, b.exchange_op(1, x), 1'000'000);
+    plan::Program p = b.build();
+    p.exchanges[static_cast<size_t>(x)].transport = tr;
+    p.exchanges[static_cast<size_t>(x)].sms = sms;
+    EXPECT_EQ(c, 0);
+    EXPECT_EQ(s, 1);
+    return p;
+  };
+  const auto run = [&](plan::ExchangeTransport tr, int sms) {
+    return simulate(build(tr, sms), testing::star(2, 100, 500), no_launch()).timeline;
+  };
+  using T = plan::ExchangeTransport;
+  EXPECT_EQ(run(T::kNccl, 0).ops[1].end_ns, 15000 + 1000 + 10000);
+  EXPECT_EQ(run(T::kDeepEpNormal, 0).ops[1].end_ns, 15000 + 1000 + 10000);
+  EXPECT_EQ(run(T::kDeepEpLowLatency, 0).ops[1].end_ns, 6000 + 1000 + 10000);
+  EXPECT_LT(run(T::kDeepEpLowLatency, 0).ops[1].end_ns, run(T::kNccl, 0).ops[1].end_ns);
+  // No SMs held: the compute is not slowed.
+  EXPECT_EQ(run(T::kDeepEpNormal, 0).ops[0].end_ns, 100'000);
+  // 50 of the test GPU's 100 SMs held while the call runs (0..26 us): compute at half speed
+  // there (13 us of work), then 87 us: ends at 113 us. Low latency: 0..17 us, 8.5 us of work,
+  // ends at 17 + 91.5 = 108.5 us.
+  EXPECT_EQ(run(T::kDeepEpNormal, 50).ops[0].end_ns, 113'000);
+  EXPECT_EQ(run(T::kDeepEpLowLatency, 50).ops[0].end_ns, 108'500);
+  // The receiving GPU's SMs too (its compute would slow); the call itself is not slowed.
+  EXPECT_EQ(run(T::kDeepEpNormal, 50).ops[1].end_ns, 26'000);
+  // The parameters move the latencies.
+  SimOptions o = no_launch();
+  o.params.push_back({"deepep_ll_call_ns", 2000});
+  o.params.push_back({"deepep_normal_call_ns", 30000});
+  EXPECT_EQ(simulate(build(T::kDeepEpLowLatency, 0), testing::star(2, 100, 500), o)
+                .timeline.ops[1]
+                .end_ns,
+            2000 + 1000 + 10000);
+  EXPECT_EQ(
+      simulate(build(T::kDeepEpNormal, 0), testing::star(2, 100, 500), o).timeline.ops[1].end_ns,
+      30000 + 1000 + 10000);
+}
+
 TEST(SimExchange, TransferStartsWhenBothSidesAreReady) {
   // Rank 0 sends to ranks 1 and 2 in one call; rank 2 posts late (after a 50 us kernel).
   ProgramBuilder b(3);

@@ -420,8 +420,22 @@ struct Transfer {
   OpId dst_op = -1;   ///< kExchange op on the receiving rank
   int64_t bytes = 0;  ///< payload, > 0
 };
+/// What carries an exchange's transfers, which sets its per-call latency, its wire rate and
+/// the SMs it takes from compute (plan.expert_exchange; docs/simulator-model.md).
+enum class ExchangeTransport : uint8_t {
+  kNccl,              ///< one NCCL group call per rank (ncclSend / ncclRecv); eager launch
+  kDeepEpNormal,      ///< DeepEP-style normal kernels (NVLink / RDMA copies by SMs); eager
+  kDeepEpLowLatency,  ///< DeepEP-style low-latency kernels (RDMA writes), in a CUDA graph
+};
+/// nccl, deepep_normal, deepep_low_latency.
+const char* to_string(ExchangeTransport t);
+
 struct Exchange {
   std::vector<Transfer> transfers;  ///< sorted by (src rank, dst rank) by the compiler
+  ExchangeTransport transport = ExchangeTransport::kNccl;
+  /// SMs the call's kernels occupy on each participating GPU while its op runs there (0 =
+  /// none modelled beyond the simulator's comm_resident_interference).
+  int32_t sms = 0;
 };
 
 /// Sequences one attention (or co-located) rank works on in one micro-batch.

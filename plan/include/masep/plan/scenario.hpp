@@ -138,12 +138,46 @@ struct BalanceSpec {
   int rebalance_every = 0;
 };
 
+/// How the expert exchange — dispatch to the MoE GPUs and return to the attention GPUs —
+/// moves rows (plan.expert_exchange in YAML; docs/schema.md).
+enum class ExchangeMode {
+  /// One NCCL group call of sends and receives per rank and direction; one row per
+  /// token·expert pair (the default; what masep exec runs).
+  kNccl,
+  /// DeepEP's normal kernels: one RDMA copy per token and destination node, to the GPU there
+  /// with the sender's local index, then NVLink forwarding to the token's GPUs on that node;
+  /// one row per token and destination GPU (its experts' outputs summed there before the
+  /// return, which runs the stages in reverse). The kernels occupy comm_sms SMs while they run;
+  /// not CUDA-graph capturable (the host waits for the receive counts). Simulated only.
+  kHierarchical,
+  /// DeepEP's low-latency kernels: one message per token·expert pair straight to the expert's
+  /// GPU (no forwarding), captured in a CUDA graph, receiving through a hook that occupies no
+  /// SMs. Simulated only.
+  kLowLatency,
+};
+/// The YAML spelling: nccl, hierarchical, low_latency.
+const char* to_string(ExchangeMode m);
+
+struct ExpertExchange {
+  ExchangeMode mode = ExchangeMode::kNccl;
+  /// SMs the exchange kernels occupy on each GPU while a dispatch or return runs there (compute
+  /// on that GPU then runs at (sm_count − comm_sms) / sm_count of its speed); -1 = the mode's
+  /// default (sms()).
+  int comm_sms = -1;
+  /// comm_sms, or the mode's default: hierarchical 20 (DeepSeek-V3 report, section 3.2.2: 20
+  /// of the H800's 132 SMs for its all-to-all kernels), nccl and low_latency 0 (NCCL's own
+  /// SM use is the simulator's comm_resident_interference; the low-latency receive hook
+  /// occupies none).
+  int sms() const;
+};
+
 struct PlanSpec {
   PlanKind kind = PlanKind::kMaSeparation;
   AttentionPlan attention;   ///< kMaSeparation only
   MoePlan moe;               ///< kMaSeparation only
   ColocatedPlan colocated;   ///< kColocated only
   BalanceSpec balance;       ///< expert load balancing (default: static placement)
+  ExpertExchange expert_exchange;  ///< how dispatch and return move rows (default: NCCL)
   int micro_batches = 1;     ///< the batch is split into this many ping-pong micro-batches
   /// GPU ranks used, in order: attention GPUs first, then MoE GPUs (MA separation), or the
   /// co-located GPUs. Empty = the first N ranks of the topology.

@@ -35,6 +35,8 @@ struct SimParams {
                                             ///< but moves no bytes
   double launch_gap_ns = 0;                 ///< idle time on a stream before every op starts, ns
   double nccl_call_overhead_ns = 16000;     ///< NCCL model: host cost of one eager collective call
+  double deepep_normal_call_ns = 15000;     ///< DeepEP-style normal exchange stage latency, ns
+  double deepep_ll_call_ns = 6000;          ///< DeepEP-style low-latency exchange latency, ns
   double nccl_p2p_call_overhead_ns = 9000;  ///< NCCL model: the same per peer of an all-to-all
   double network_tier = 0;                ///< 0 = flow (max-min), 1 = fluid, 2 = auto
   double network_auto_flows = 1024;       ///< auto: fluid above this many flows in one phase
