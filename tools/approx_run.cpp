@@ -79,14 +79,6 @@ double ratio(double weighted, double plain) { return plain > 0 ? weighted / plai
 
 int64_t scaled(int64_t v, double f) { return std::llround(static_cast<double>(v) * f); }
 
-// Nearest-rank percentile (q in (0, 100]) of sorted values, as plan::compute_metrics.
-double percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  auto rank = static_cast<size_t>(std::ceil(q / 100.0 * static_cast<double>(sorted.size())));
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
 }  // namespace
 
 plan::RunMetrics LayerExtrapolator::finish(const plan::RunMetrics& sampled,
@@ -122,8 +114,8 @@ plan::RunMetrics LayerExtrapolator::finish(const plan::RunMetrics& sampled,
     m.tpot_mean_ms = sum / static_cast<double>(m.step_ms.size());
     auto sorted = m.step_ms;
     std::sort(sorted.begin(), sorted.end());
-    m.tpot_p50_ms = percentile(sorted, 50);
-    m.tpot_p99_ms = percentile(sorted, 99);
+    m.tpot_p50_ms = plan::nearest_rank_percentile(sorted, 50);
+    m.tpot_p99_ms = plan::nearest_rank_percentile(sorted, 99);
   }
   m.tokens_per_s = m.makespan_ns > 0 ? static_cast<double>(m.batch) * m.steps * 1e9 /
                                            static_cast<double>(m.makespan_ns)

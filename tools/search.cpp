@@ -392,13 +392,8 @@ void extrapolate_metrics(plan::RunMetrics& m, const plan::Program& program, cons
   m.tpot_mean_ms = sum / static_cast<double>(step_ms.size());
   auto sorted = step_ms;
   std::sort(sorted.begin(), sorted.end());
-  auto pct = [&](double p) {  // nearest rank, as plan::compute_metrics
-    const auto n = sorted.size();
-    auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(n)));
-    return sorted[std::clamp<size_t>(rank, 1, n) - 1];
-  };
-  m.tpot_p50_ms = pct(50);
-  m.tpot_p99_ms = pct(99);
+  m.tpot_p50_ms = plan::nearest_rank_percentile(sorted, 50);
+  m.tpot_p99_ms = plan::nearest_rank_percentile(sorted, 99);
   m.tokens_per_s = static_cast<double>(m.batch) * static_cast<double>(step_ms.size()) * 1e3 / sum;
   m.step_ms = std::move(step_ms);
 }

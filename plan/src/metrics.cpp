@@ -54,15 +54,14 @@ int64_t uncovered(const std::vector<Interval>& a, const std::vector<Interval>& b
   return total(a) - covered;
 }
 
-// Nearest-rank percentile (q in (0, 100]) of sorted values.
-double percentile(const std::vector<double>& sorted, double q) {
+}  // namespace
+
+double nearest_rank_percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
   auto rank = static_cast<size_t>(std::ceil(q / 100.0 * static_cast<double>(sorted.size())));
   rank = std::clamp<size_t>(rank, 1, sorted.size());
   return sorted[rank - 1];
 }
-
-}  // namespace
 
 namespace {
 
@@ -251,8 +250,8 @@ RunMetrics MetricsFolder::finish(int64_t makespan_ns) {
     m.tpot_mean_ms = sum / static_cast<double>(m.step_ms.size());
     auto sorted = m.step_ms;
     std::sort(sorted.begin(), sorted.end());
-    m.tpot_p50_ms = percentile(sorted, 50);
-    m.tpot_p99_ms = percentile(sorted, 99);
+    m.tpot_p50_ms = nearest_rank_percentile(sorted, 50);
+    m.tpot_p99_ms = nearest_rank_percentile(sorted, 99);
   }
   if (m.makespan_ns > 0) {
     m.tokens_per_s =

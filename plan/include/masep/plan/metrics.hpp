@@ -66,6 +66,10 @@ RunMetrics compute_metrics(const Program& p, const Timeline& t);
 /// or changed outside the compiler; equal to the above for a compiled Program of `s`).
 RunMetrics compute_metrics(const Scenario& s, const Program& p, const Timeline& t);
 
+/// Nearest-rank percentile (q in (0, 100]) of ascending `sorted` values (0 when empty): the
+/// TPOT p50 / p99 rule.
+double nearest_rank_percentile(const std::vector<double>& sorted, double q);
+
 /// Writes `m` as one JSON object (every field above, ranks as an array; deterministic).
 void write_metrics_json(std::ostream& out, const RunMetrics& m);
 
