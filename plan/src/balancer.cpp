@@ -582,4 +582,38 @@ void check_placement(const ExpertPlacement& pl, const BalanceProblem& b) {
   }
 }
 
+ExpertPlacement placement_from_router_counts(const Scenario& s, const ExpertPlacement& current,
+                                             const std::vector<std::vector<int64_t>>& counts,
+                                             int steps) {
+  if (s.plan.balance.policy == BalancePolicy::kStatic) {
+    throw std::invalid_argument("placement_from_router_counts: plan.balance.policy is static");
+  }
+  const int layers = s.model.layers, experts = s.model.experts;
+  if (static_cast<int>(counts.size()) != layers) {
+    throw std::invalid_argument("router counts: " + std::to_string(counts.size()) +
+                                " layers, model " + s.model.name + " has " +
+                                std::to_string(layers));
+  }
+  ExpertLoad load;
+  load.layers = layers;
+  load.experts = experts;
+  load.steps = std::max(1, steps);
+  load.micro_batches = s.plan.micro_batches;
+  for (int l = 0; l < layers; ++l) {
+    const auto& row = counts[static_cast<size_t>(l)];
+    if (static_cast<int>(row.size()) != experts) {
+      throw std::invalid_argument("router counts: layer " + std::to_string(l) + " has " +
+                                  std::to_string(row.size()) + " experts, model " +
+                                  std::to_string(experts));
+    }
+    for (int64_t c : row) {
+      if (c < 0) {
+        throw std::invalid_argument("router counts: layer " + std::to_string(l) + " negative");
+      }
+      load.tokens.push_back(static_cast<double>(c));
+    }
+  }
+  return keep_in_place(current, balance_experts(s, load.per_launch()), expert_gpu_count(s));
+}
+
 }  // namespace masep::plan

@@ -50,8 +50,13 @@ TEST(Rebalance, RouterCountsToReloweredLaunchPlans) {
   co.record_token_routing = true;
   co.placement = &current;
   const plan::Program before = plan::compile(s, co);
-  const exec::Replacement r =
-      exec::replace_from_router_counts(s, current, counts_of(before, 2), 2, 2, 2, co);
+  plan::ExpertPlacement next =
+      plan::placement_from_router_counts(s, current, counts_of(before, 2), 2);
+  plan::CompileOptions after = co;
+  after.first_step = 2;
+  after.steps = 2;
+  after.placement = &next;
+  const exec::Replacement r = exec::relower_for_placement(current, next, plan::compile(s, after));
   EXPECT_NE(r.placement, current);
   ASSERT_FALSE(r.moves.empty());
   for (const auto& m : r.moves) {
@@ -85,15 +90,21 @@ TEST(Rebalance, RefusesStaticPolicyAndBadCounts) {
   const plan::Scenario st = skewed("static");
   plan::ExpertPlacement current = plan::static_placement(st);
   const std::vector<std::vector<int64_t>> ok(4, std::vector<int64_t>(16, 1));
-  EXPECT_THROW(exec::replace_from_router_counts(st, current, ok, 1, 0, 1), std::invalid_argument);
+  EXPECT_THROW(plan::placement_from_router_counts(st, current, ok, 1), std::invalid_argument);
   const plan::Scenario s = skewed("eplb");
-  EXPECT_THROW(exec::replace_from_router_counts(
-                   s, current, std::vector<std::vector<int64_t>>(3, std::vector<int64_t>(16)), 1,
-                   0, 1),
+  EXPECT_THROW(plan::placement_from_router_counts(
+                   s, current, std::vector<std::vector<int64_t>>(3, std::vector<int64_t>(16)), 1),
                std::invalid_argument);
-  EXPECT_THROW(exec::replace_from_router_counts(
-                   s, current, std::vector<std::vector<int64_t>>(4, std::vector<int64_t>(15)), 1,
-                   0, 1),
+  EXPECT_THROW(plan::placement_from_router_counts(
+                   s, current, std::vector<std::vector<int64_t>>(4, std::vector<int64_t>(15)), 1),
+               std::invalid_argument);
+  auto negative = ok;
+  negative[1][3] = -1;
+  EXPECT_THROW(plan::placement_from_router_counts(s, current, negative, 1), std::invalid_argument);
+  // A Program that places another number of experts than the placement is an error.
+  plan::ExpertPlacement fewer = current;
+  fewer.holders.pop_back();
+  EXPECT_THROW(exec::relower_for_placement(current, fewer, plan::compile(s)),
                std::invalid_argument);
 }
 

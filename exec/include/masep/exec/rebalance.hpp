@@ -1,6 +1,7 @@
 // The executor's load-balancing path on the CPU (issue 17): the router's counts of a run →
-// the balancer (plan/balancer.hpp) → a new expert placement → the expert weight copies that
-// placement needs → the Program recompiled with it and every rank's launch plan re-lowered.
+// the balancer (plan::placement_from_router_counts) → a new expert placement → the expert
+// weight copies that placement needs → the Program recompiled with it (plan::compile, by the
+// caller: nothing in exec/ takes a Scenario) and every rank's launch plan re-lowered.
 // Plain C++ (no CUDA): built in every tree and unit-tested in the CPU and sanitizer trees.
 // Moving the weights with NCCL between steps is the GPU side's part (not built yet: a
 // Program with expert_move ops is refused by the lowering).
@@ -12,9 +13,7 @@
 
 #include "masep/exec/launch_plan.hpp"
 #include "masep/plan/balancer.hpp"
-#include "masep/plan/compiler.hpp"
 #include "masep/plan/program.hpp"
-#include "masep/plan/scenario.hpp"
 
 namespace masep::exec {
 
@@ -33,18 +32,13 @@ struct Replacement {
   std::vector<RankPlan> ranks;      ///< build_rank_plan of every rank of `program`
 };
 
-/// Router counts of one run window → a re-placement under s.plan.balance's policy.
-/// `counts[layer][expert]` are tokens routed (e.g. summed real-gating counts);
-/// `steps` the decode steps they cover; `current` the placement the run used. Compiles
-/// steps [first_step, first_step + compile_steps) of `s` with the new placement (`base`'s other
-/// options kept) and lowers every rank with `options`. Throws std::invalid_argument when the
-/// counts do not match the model (layers × experts) or the policy is static.
-Replacement replace_from_router_counts(const plan::Scenario& s,
-                                       const plan::ExpertPlacement& current,
-                                       const std::vector<std::vector<int64_t>>& counts, int steps,
-                                       int first_step, int compile_steps,
-                                       const plan::CompileOptions& base = {},
-                                       const PlanOptions& options = {});
+/// A re-placement and everything re-lowered for it: `next` (e.g.
+/// plan::placement_from_router_counts of the run's router counts) replacing `current`, the
+/// weight copies it needs, and every rank of `program` — which the caller compiled with
+/// CompileOptions::placement = &next for the steps to come — lowered with `options`. Throws
+/// std::invalid_argument when the Program places another number of experts.
+Replacement relower_for_placement(const plan::ExpertPlacement& current, plan::ExpertPlacement next,
+                                  plan::Program program, const PlanOptions& options = {});
 
 /// Tokens routed to each expert in one (layer, micro-batch) under real gating, from every
 /// attention rank's slot counts (counts[a][slot], as route_sizes reads them): slot

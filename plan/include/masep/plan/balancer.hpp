@@ -108,6 +108,16 @@ ExpertPlacement placement_at_step(const Scenario& s, int step, bool per_sequence
 ExpertPlacement next_placement(const Scenario& s, const ExpertPlacement& prev, int start,
                                bool per_sequence_routing = false);
 
+/// Router counts of one run window → the placement that follows `current` under
+/// s.plan.balance's policy (the executor's balancing path, exec/rebalance.hpp):
+/// `counts[layer][expert]` are tokens routed (e.g. summed real-gating counts) over `steps`
+/// decode steps; GPUs relabelled by keep_in_place. Throws std::invalid_argument when the
+/// counts do not match the model (layers × experts), a count is negative or the policy is
+/// static.
+ExpertPlacement placement_from_router_counts(const Scenario& s, const ExpertPlacement& current,
+                                             const std::vector<std::vector<int64_t>>& counts,
+                                             int steps);
+
 /// Relabels the GPUs of `next` (a permutation of 0..gpus−1, greedy by overlap) so that it
 /// keeps as many of `prev`'s (GPU, expert) pairs as it can; routes follow.
 ExpertPlacement keep_in_place(const ExpertPlacement& prev, ExpertPlacement next, int gpus);
