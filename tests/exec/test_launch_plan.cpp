@@ -8,6 +8,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "scenario_files.hpp"
 #include "masep/exec/launch_plan.hpp"
 #include "masep/kernels/mla_attention_config.hpp"
 #include "masep/plan/compiler.hpp"
@@ -610,17 +611,7 @@ TEST(RealGating, PlanSizesBuffersForTheWorstCase) {
 namespace {
 
 // Every scenario file under scenarios/ (sweep files excepted), sorted.
-std::vector<std::string> scenario_files() {
-  namespace fs = std::filesystem;
-  std::vector<std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(MASEP_SOURCE_DIR) / "scenarios")) {
-    if (!e.is_regular_file() || e.path().extension() != ".yaml") continue;
-    if (e.path().parent_path().filename() == "sweeps") continue;
-    files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
+using masep::testing::scenario_files;
 
 // The ranks a test lowers: all of a small Program; for a large one the first and last
 // attention ranks and the first and last MoE ranks (lowering every one of 1,024 ranks would

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "scenario_files.hpp"
 #include "masep/exec/profile_shapes.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
@@ -17,17 +18,7 @@ using namespace masep;
 
 namespace {
 
-std::vector<std::string> scenario_files() {
-  namespace fs = std::filesystem;
-  std::vector<std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(MASEP_SOURCE_DIR) / "scenarios")) {
-    if (!e.is_regular_file() || e.path().extension() != ".yaml") continue;
-    if (e.path().parent_path().filename() == "sweeps") continue;
-    files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
+using masep::testing::scenario_files;
 
 // The largest head or expert split of a plan (GPUs per attention group or expert group).
 int largest_split(const plan::Program& p) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "scenario_files.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/loader.hpp"
 #include "masep/plan/metrics.hpp"
@@ -71,13 +72,9 @@ Outputs run(const std::string& scenario, const std::vector<std::string>& sets,
 std::vector<std::string> scenario_files() {
   std::vector<std::string> files;
   const std::regex sweep_key("(^|\n)(sweep|points|faults):");
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(MASEP_SOURCE_DIR) / "scenarios")) {
-    if (!e.is_regular_file() || e.path().extension() != ".yaml") continue;
-    if (e.path().parent_path().filename() == "sweeps") continue;
-    if (std::regex_search(read_file(e.path()), sweep_key)) continue;
-    files.push_back(e.path().string());
+  for (const std::string& f : masep::testing::scenario_files()) {
+    if (!std::regex_search(read_file(f), sweep_key)) files.push_back(f);
   }
-  std::sort(files.begin(), files.end());
   return files;
 }
 
