@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "input_error_check.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
 #include "masep/plan/loader.hpp"
@@ -260,11 +261,7 @@ TEST(ExpertTp, MemoryHoldsOneSliceOfEachExpert) {
   EXPECT_NO_THROW(check_memory(full, fm));
 }
 
-std::string with(std::string text, const std::string& from, const std::string& to) {
-  const size_t at = text.find(from);
-  if (at == std::string::npos) throw std::logic_error("no " + from);
-  return text.replace(at, from.size(), to);
-}
+using testing::with;
 
 // Across plan shapes (expert TP narrower or wider than attention TP, micro-batches, replicas
 // over groups, contiguous placement with sequence parallelism, DeepSeek-V3's shared expert,
@@ -319,16 +316,7 @@ TEST(ExpertTp, EveryShapeIsConsistentAndKeepsTheFlops) {
 
 void expect_error(const std::string& text, const std::vector<std::string>& sets,
                   const std::string& key, int line, const std::string& words) {
-  try {
-    (void)parse_scenario(text, "t.yaml", sets);
-    ADD_FAILURE() << "expected an error at " << key;
-  } catch (const InputError& e) {
-    EXPECT_EQ(e.key(), key) << e.what();
-    EXPECT_EQ(e.line(), line) << e.what();
-    EXPECT_NE(std::string(e.what()).find("t.yaml:" + std::to_string(line)), std::string::npos)
-        << e.what();
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-  }
+  testing::expect_input_error([&] { (void)parse_scenario(text, "t.yaml", sets); }, "t.yaml", key, line, words);
 }
 
 TEST(ExpertTp, ValidationNamesFileLineAndKey) {

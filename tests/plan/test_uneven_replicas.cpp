@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "input_error_check.hpp"
 #include "masep/plan/batch_split.hpp"
 #include "masep/plan/compiler.hpp"
 #include "masep/plan/errors.hpp"
@@ -39,12 +40,7 @@ const char* const kUneven =
     "  micro_batches: 2\n"
     "workload: {batch: 96, context: 100, decode_steps: 2}\n";
 
-std::string with(std::string text, const std::string& from, const std::string& to) {
-  const size_t at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  return text;
-}
+using testing::with;
 
 Scenario load(const std::string& text, std::vector<std::string> sets = {}) {
   sets.push_back("model.layers=2");
@@ -237,16 +233,7 @@ TEST(UnevenReplicas, MemoryPerReplica) {
 
 void expect_error(const std::string& text, const std::vector<std::string>& sets,
                   const std::string& key, int line, const std::string& words) {
-  try {
-    (void)load(text, sets);
-    ADD_FAILURE() << "expected an error at " << key;
-  } catch (const InputError& e) {
-    EXPECT_EQ(e.key(), key) << e.what();
-    EXPECT_EQ(e.line(), line) << e.what();
-    EXPECT_NE(std::string(e.what()).find("t.yaml:" + std::to_string(line)), std::string::npos)
-        << e.what();
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-  }
+  testing::expect_input_error([&] { (void)load(text, sets); }, "t.yaml", key, line, words);
 }
 
 TEST(UnevenReplicas, ValidationNamesFileLineAndKey) {
